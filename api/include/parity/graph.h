@@ -1,0 +1,132 @@
+// parity/graph.h — the op graph: building it with shape checks, differentiating it, and
+// planning its memory for a backend.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "parity/plugin.h"
+#include "parity/tensor.h"
+
+namespace parity {
+
+// A handle to a value of the graph being built.
+struct Value {
+  int32_t id = -1;
+  bool valid() const { return id >= 0; }
+};
+
+struct ValueInfo {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::f32;
+  parity_value_kind kind = PARITY_VALUE_TEMP;
+  int32_t producer = -1;  // node index, -1 for inputs, params and state
+};
+
+struct Node {
+  std::string name;
+  parity_op op = PARITY_OP_COUNT;
+  parity_op_params params{};
+  std::vector<int32_t> inputs, outputs;
+};
+
+// Values and nodes in topological order (a node's inputs precede it).
+class Graph {
+ public:
+  const std::vector<ValueInfo>& values() const { return values_; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const ValueInfo& value(Value v) const;
+  // The value with this name; throws Error(invalid_argument) when there is none.
+  Value find(const std::string& name) const;
+  bool has(const std::string& name) const;
+  // One line per value and per node: a debugging aid, stable enough to diff.
+  std::string dump() const;
+
+ private:
+  friend class GraphBuilder;
+  std::vector<ValueInfo> values_;
+  std::vector<Node> nodes_;
+};
+
+// Builds a graph; every op is validated and its output shapes inferred as it is added, so a
+// shape error names the node that caused it.
+class GraphBuilder {
+ public:
+  GraphBuilder() = default;
+  explicit GraphBuilder(Graph start) : graph_(std::move(start)) {}
+
+  Value input(const std::string& name, const Shape& shape, DType dtype = DType::f32);
+  Value parameter(const std::string& name, const Shape& shape);
+  Value state(const std::string& name, const Shape& shape);
+
+  Value conv2d(Value x, Value w, Value b, int stride = 1, int pad = 0, const std::string& name = "");
+  Value relu(Value x, const std::string& name = "");
+  // Returns the pooled values; the argmax indices are a second output used by the gradient.
+  Value maxpool2d(Value x, int kernel, int stride, const std::string& name = "");
+  Value reshape(Value x, const Shape& shape, const std::string& name = "");
+  Value flatten(Value x, const std::string& name = "");  // [N, ...] -> [N, rest]
+  Value linear(Value x, Value w, Value b, const std::string& name = "");
+  Value softmax_cross_entropy(Value logits, Value labels, const std::string& name = "");
+  Value argmax(Value x, const std::string& name = "");
+  Value accuracy(Value logits, Value labels, const std::string& name = "");
+  Value add(Value a, Value b, const std::string& name = "");
+  Value fill(float value, const std::string& name = "");  // a [1] constant
+
+  // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.
+  std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,
+                          const std::string& name = "");
+
+  // Gives a value a new (unique) name, e.g. "grad/conv1.weight" for a gradient.
+  void rename(Value v, const std::string& name);
+
+  const Graph& graph() const { return graph_; }
+  Graph take() { return std::move(graph_); }
+
+ private:
+  Value add_value(const std::string& name, const Shape& shape, DType dtype, parity_value_kind kind);
+  std::string unique_name(const std::string& wanted, parity_op op);
+  Graph graph_;
+};
+
+struct OptimizerConfig {
+  enum class Kind { adam, sgd } kind = Kind::adam;
+  float lr = 1e-3f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam (PyTorch's defaults)
+  float momentum = 0.0f;                             // sgd
+  float weight_decay = 0.0f;
+};
+
+// Name of the gradient of a value: "grad/<name>".
+std::string grad_name(const std::string& value_name);
+// Optimizer state names, as in a PyTorch optimizer state_dict keyed by parameter name.
+std::string adam_m_name(const std::string& param);        // "optimizer.<param>.exp_avg"
+std::string adam_v_name(const std::string& param);        // "optimizer.<param>.exp_avg_sq"
+std::string sgd_velocity_name(const std::string& param);  // "optimizer.<param>.momentum_buffer"
+inline const char* optimizer_step_name() { return "optimizer.step"; }
+
+// Appends the backward graph of `loss` (a [1] value) — gradients summed where a value feeds
+// several nodes — and, when `optimizer` is given, one update node per parameter plus the
+// optimizer's state values and the INPUT "optimizer.step" (i32 [1], 1-based).
+Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* optimizer);
+
+// A graph lowered for a backend: C descriptors, value lifetimes and arena offsets. Values
+// named in `keep` (and every INPUT, PARAM and STATE) stay readable after execute.
+class Plan {
+ public:
+  Plan(const Graph& graph, const std::vector<std::string>& keep = {});
+  parity_plan c_plan() const;
+  int32_t value(const std::string& name) const;  // index, throws when absent
+  const std::vector<parity_value_desc>& values() const { return values_; }
+  const std::vector<parity_node_desc>& nodes() const { return nodes_; }
+  int64_t arena_bytes() const { return arena_bytes_; }
+
+ private:
+  std::vector<parity_value_desc> values_;
+  std::vector<parity_node_desc> nodes_;
+  int64_t arena_bytes_ = 0;
+};
+
+}  // namespace parity

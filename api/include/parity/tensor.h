@@ -1,0 +1,67 @@
+// parity/tensor.h — Shape, DType and the host Tensor that crosses the public API.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace parity {
+
+enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2 };
+
+size_t dtype_size(DType dtype);
+const char* to_string(DType dtype);
+
+// Dimensions, outermost first (NCHW for images).
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> dims) : dims_(dims) {}
+  explicit Shape(std::vector<int64_t> dims) : dims_(std::move(dims)) {}
+
+  int rank() const { return static_cast<int>(dims_.size()); }
+  int64_t operator[](int axis) const { return dims_.at(static_cast<size_t>(axis)); }
+  int64_t& operator[](int axis) { return dims_.at(static_cast<size_t>(axis)); }
+  int64_t numel() const;
+  const std::vector<int64_t>& dims() const { return dims_; }
+  std::string str() const;  // "[64,1,28,28]"
+
+  friend bool operator==(const Shape& a, const Shape& b) { return a.dims_ == b.dims_; }
+  friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
+
+ private:
+  std::vector<int64_t> dims_;
+};
+
+// A dense, contiguous, host-resident tensor that owns its bytes.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(Shape shape, DType dtype);  // zero-filled
+
+  static Tensor from_f32(Shape shape, std::vector<float> values);
+  static Tensor from_i32(Shape shape, std::vector<int32_t> values);
+
+  const Shape& shape() const { return shape_; }
+  DType dtype() const { return dtype_; }
+  int64_t numel() const { return shape_.numel(); }
+  size_t nbytes() const { return bytes_.size(); }
+
+  void* data() { return bytes_.data(); }
+  const void* data() const { return bytes_.data(); }
+  // Typed views; throw Error(internal) when the dtype does not match.
+  float* f32();
+  const float* f32() const;
+  int32_t* i32();
+  const int32_t* i32() const;
+  int64_t* i64();
+  const int64_t* i64() const;
+
+ private:
+  Shape shape_;
+  DType dtype_ = DType::f32;
+  std::vector<unsigned char> bytes_;
+};
+
+}  // namespace parity

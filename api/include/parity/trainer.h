@@ -1,0 +1,132 @@
+// parity/trainer.h — training and evaluating a model on one backend: the Trainer (compiled
+// plans sharing one set of weights), checkpoints, and the epoch loop behind `parity train`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "parity/backend.h"
+#include "parity/data.h"
+#include "parity/graph.h"
+#include "parity/model.h"
+#include "parity/safetensors.h"
+#include "parity/tensor.h"
+
+namespace parity {
+
+struct StepResult {
+  float loss = 0;       // mean cross-entropy of the batch
+  float correct = 0;    // rows whose argmax is the label
+  int64_t images = 0;
+};
+
+struct EvalResult {
+  double loss = 0;      // mean over every image
+  double accuracy = 0;  // fraction in [0, 1]
+  int64_t images = 0;
+};
+
+// A model, an optimizer and a backend. Plans are compiled per batch size on first use (the
+// full batch, the last partial batch, evaluation) and share one set of weights and optimizer
+// state on the backend. Not thread-safe.
+class Trainer {
+ public:
+  Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer, int64_t batch);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const ModelSpec& spec() const { return spec_; }
+  Backend& backend() { return *backend_; }
+  int64_t batch() const { return batch_; }
+  int64_t step() const { return step_; }  // optimizer steps taken so far
+
+  // Every parameter must be present with its shape (errors name the tensor and both shapes).
+  void load_weights(const std::map<std::string, Tensor>& weights, const std::string& source = "weights");
+  std::map<std::string, Tensor> weights() const;
+
+  // Weights, optimizer state and step count as safetensors content (PyTorch names for the
+  // weights; "optimizer.<param>.<state>" and "optimizer.step" for the rest).
+  TensorFile checkpoint() const;
+  void restore(const TensorFile& file, const std::string& source);
+
+  // One optimizer step on x f32 [n,C,H,W], y i32 [n] with 1 <= n <= batch().
+  StepResult train_step(const Tensor& x, const Tensor& y);
+  // Loss and accuracy over a dataset, in batches of batch().
+  EvalResult evaluate(const Dataset& data);
+
+ private:
+  struct Compiled;
+  Compiled& compiled(bool training, int64_t n);
+
+  ModelSpec spec_;
+  std::unique_ptr<Backend> backend_;
+  OptimizerConfig optimizer_;
+  int64_t batch_;
+  int64_t step_ = 0;
+  std::map<std::pair<bool, int64_t>, std::unique_ptr<Compiled>> compiled_;
+  Executable* anchor_ = nullptr;  // the first executable: owner of the shared weights
+};
+
+struct TrainOptions {
+  std::string model = "seed-cnn";
+  std::string backend = "auto";
+  std::string data;  // empty: default_data_folder()
+  int epochs = 1;
+  int64_t batch = 64;
+  float lr = 1e-3f;
+  OptimizerConfig::Kind optimizer = OptimizerConfig::Kind::adam;
+  float momentum = 0.0f;
+  uint64_t seed = 0;
+  int threads = 0;
+  int64_t limit = 0;  // train on the first `limit` images; 0: all
+  int64_t max_steps = 0;  // stop after this many optimizer steps in total; 0: no limit
+  std::string init;     // start from these weights (safetensors, PyTorch names)
+  std::string save;     // write a checkpoint here after each epoch and when stopped
+  std::string resume;   // continue from such a checkpoint
+  std::string metrics;  // CSV of per-step and per-epoch figures
+};
+
+struct TrainProgress {
+  int epoch = 0;           // 0-based
+  int epochs = 0;
+  int64_t batch_in_epoch = 0;  // 1-based index of the batch just done
+  int64_t batches_per_epoch = 0;
+  int64_t step = 0;        // optimizer steps so far
+  double running_loss = 0;  // mean loss over this epoch so far
+  double images_per_second = 0;
+};
+
+struct EpochReport {
+  int epoch = 0;  // 0-based
+  double train_loss = 0, train_accuracy = 0, images_per_second = 0;
+  EvalResult test;
+};
+
+struct TrainCallbacks {
+  std::function<void(const std::string&)> on_info;  // one-off messages (what was loaded)
+  std::function<void(const TrainProgress&)> on_step;
+  std::function<void(const EpochReport&)> on_epoch;
+  const std::atomic<bool>* stop = nullptr;  // set (e.g. by SIGINT) to save and return early
+};
+
+struct TrainSummary {
+  std::vector<EpochReport> epochs;
+  bool stopped_early = false;
+  int64_t steps = 0;
+};
+
+// The whole `parity train` job: validates options, loads data, trains, evaluates after each
+// epoch, writes metrics and checkpoints atomically. An interrupted run resumed from its
+// checkpoint ends with the same weights as one that was never interrupted.
+TrainSummary run_training(const TrainOptions& options, const TrainCallbacks& callbacks = {});
+
+// Loss and accuracy of saved weights on the test split.
+EvalResult run_evaluation(const std::string& model, const std::string& backend, int threads,
+                          const std::string& weights_path, const std::string& data, int64_t batch);
+
+}  // namespace parity

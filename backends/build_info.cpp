@@ -1,0 +1,33 @@
+// backends/build_info.cpp — what this build of parity contains: its version, the versions of
+// the libraries the backends and data path use, and the build options.
+#include <CLI/Version.hpp>
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/version.h>
+#include <zlib.h>
+
+#include <fmt/format.h>
+
+#include "parity/parity.h"
+
+namespace parity {
+
+const char* version() { return PARITY_VERSION_STRING; }
+
+std::vector<std::pair<std::string, std::string>> build_info() {
+  return {
+      {"parity", PARITY_VERSION_STRING},
+      {"build type", PARITY_BUILD_TYPE},
+      {"sanitizers", PARITY_SANITIZED ? "address, undefined" : "none"},
+      {"compiler", fmt::format("{} {}", "g++", __VERSION__)},
+      {"Eigen", fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION)},
+      {"oneTBB", fmt::format("{} (runtime {})", TBB_VERSION_STRING, TBB_runtime_version())},
+      {"zlib", zlibVersion()},
+      {"fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100)},
+      {"nlohmann-json", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
+                                    NLOHMANN_JSON_VERSION_PATCH)},
+      {"CLI11", CLI11_VERSION},
+  };
+}
+
+}  // namespace parity

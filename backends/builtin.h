@@ -1,0 +1,14 @@
+// backends/builtin.h — constructors of the backends compiled into libparity (ref and cpu),
+// called only by the registry.
+#pragma once
+
+#include <memory>
+
+#include "parity/backend.h"
+
+namespace parity {
+
+std::unique_ptr<Backend> make_ref_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+
+}  // namespace parity

@@ -1,0 +1,55 @@
+// backends/cpu/activation.cpp — relu and its gradient on the cpu backend, float32, any shape:
+// element math from ops/kernels/activation.h over fixed chunks of elements.
+#include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/activation.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+constexpr int64_t kElementsPerChunk = 16384;
+constexpr int64_t kMaxChunks = 4096;
+
+}  // namespace
+
+int64_t plan_relu(BoundNode& node) {
+  expect_arity(node, 1, 1, 1, 1);
+  expect_value(node, node.in[0], "x", PARITY_F32, -1);
+  expect_value(node, node.out[0], "y", PARITY_F32, -1);
+  expect_same_shape(node, node.in[0], "x", node.out[0], "y");
+  node.chunk = fixed_chunk_size(node.in[0].numel, kElementsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(node.in[0].numel, node.chunk);
+  return 0;
+}
+
+void relu_f32(const BoundNode& node) {
+  const float* x = node.in[0].f32();
+  float* y = node.out[0].f32();
+  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = kernels::relu_f32(x[i]);
+  });
+}
+
+int64_t plan_relu_bwd(BoundNode& node) {
+  expect_arity(node, 2, 2, 1, 1);
+  expect_value(node, node.in[0], "y", PARITY_F32, -1);
+  expect_value(node, node.in[1], "dy", PARITY_F32, -1);
+  expect_value(node, node.out[0], "dx", PARITY_F32, -1);
+  expect_same_shape(node, node.in[0], "y", node.in[1], "dy");
+  expect_same_shape(node, node.in[0], "y", node.out[0], "dx");
+  node.chunk = fixed_chunk_size(node.in[0].numel, kElementsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(node.in[0].numel, node.chunk);
+  return 0;
+}
+
+void relu_bwd_f32(const BoundNode& node) {
+  const float* y = node.in[0].f32();
+  const float* dy = node.in[1].f32();
+  float* dx = node.out[0].f32();
+  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = kernels::relu_bwd_f32(y[i], dy[i]);
+  });
+}
+
+}  // namespace cpu
+}  // namespace parity

@@ -1,0 +1,451 @@
+// backends/cpu/cpu_backend.cpp — the cpu backend (Eigen + oneTBB): its Backend and Executable,
+// compiling a plan (checks, binding values to the arena or the persistent store, sizing
+// scratch) and executing it (one switch over parity_op inside the executable's task_arena).
+//
+// Memory of one executable, all allocated at compile so that execute() allocates nothing:
+//  - the arena, plan.arena_bytes at 64-byte alignment, holding INPUT and TEMP values at the
+//    plan's offsets;
+//  - one workspace, the largest scratch any node asks for (nodes run one at a time);
+//  - PARAM and STATE values in a PersistentStore, a std::shared_ptr shared by every executable
+//    compiled with share_persistent_with, matched by name.
+#include <oneapi/tbb/info.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/builtin.h"
+#include "backends/cpu/cpu_ops.h"
+#include "parity/error.h"
+
+namespace parity {
+namespace {
+
+using cpu::BoundNode;
+using cpu::BoundValue;
+
+// A zero-filled, 64-byte-aligned block of bytes.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(int64_t bytes) : bytes_(bytes) {
+    const size_t rounded = static_cast<size_t>(cpu::align64(std::max<int64_t>(bytes, 1)));
+    data_ = static_cast<unsigned char*>(std::aligned_alloc(64, rounded));
+    if (!data_) throw std::bad_alloc();
+    std::memset(data_, 0, rounded);
+  }
+  AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_), bytes_(other.bytes_) {
+    other.data_ = nullptr;
+    other.bytes_ = 0;
+  }
+  AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(data_); }
+
+  unsigned char* data() const { return data_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  unsigned char* data_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+const char* dtype_name(parity_dtype dtype) {
+  switch (dtype) {
+    case PARITY_F32: return "f32";
+    case PARITY_I32: return "i32";
+    case PARITY_I64: return "i64";
+  }
+  return "unknown";
+}
+
+int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+
+std::string shape_str(const parity_value_desc& v) {
+  std::string s = "[";
+  for (int32_t i = 0; i < v.rank; ++i) s += (i ? "," : "") + std::to_string(v.dims[i]);
+  return s + "]";
+}
+
+bool is_persistent(parity_value_kind kind) { return kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE; }
+
+// PARAM and STATE values by name; entries never move once made, so pointers into them stay valid.
+class PersistentStore {
+ public:
+  struct Entry {
+    parity_dtype dtype;
+    int32_t rank;
+    int64_t dims[PARITY_MAX_RANK];
+    AlignedBuffer buffer;
+  };
+
+  // The storage of value v: made (zero-filled, so Adam's m and v start at 0) on first sight,
+  // else checked to have v's dtype and shape.
+  unsigned char* bind(const parity_value_desc& v) {
+    auto it = entries_.find(v.name);
+    if (it == entries_.end()) {
+      auto entry = std::make_unique<Entry>(Entry{v.dtype, v.rank, {}, AlignedBuffer(v.bytes)});
+      std::copy(v.dims, v.dims + v.rank, entry->dims);
+      it = entries_.emplace(v.name, std::move(entry)).first;
+      return it->second->buffer.data();
+    }
+    const Entry& e = *it->second;
+    const bool same = e.dtype == v.dtype && e.rank == v.rank && std::equal(v.dims, v.dims + v.rank, e.dims);
+    if (!same) {
+      parity_value_desc held{};
+      held.rank = e.rank;
+      std::copy(e.dims, e.dims + e.rank, held.dims);
+      throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) + " " +
+                                        dtype_name(v.dtype) + " in this plan but " + shape_str(held) + " " +
+                                        dtype_name(e.dtype) +
+                                        " in the executable it shares with; shared values must match");
+    }
+    return e.buffer.data();
+  }
+
+  int64_t bytes() const {
+    int64_t total = 0;
+    for (const auto& [name, entry] : entries_) total += entry->buffer.bytes();
+    return total;
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<Entry>> entries_;
+};
+
+// A byte range of the arena to refill before each execute when poisoning is on.
+struct PoisonRange {
+  int64_t offset, bytes;
+  parity_dtype dtype;
+};
+
+class CpuExecutable final : public Executable {
+ public:
+  CpuExecutable(const parity_plan& plan, const CompileOptions& options, int threads,
+                std::shared_ptr<PersistentStore> store)
+      : store_(std::move(store)), task_arena_(threads) {
+    task_arena_.initialize();
+    check_and_copy_values(plan);
+    arena_ = AlignedBuffer(plan.arena_bytes);
+    bind_values();
+    bind_nodes(plan);
+    if (options.poison_outputs) plan_poison();
+  }
+
+  void write(int32_t value, const void* host, size_t bytes) override {
+    const parity_value_desc& v = value_desc(value, "write");
+    if (v.kind == PARITY_VALUE_TEMP)
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: write: '") + v.name +
+                                                   "' is a temporary value; only INPUT, PARAM and STATE values "
+                                                   "can be written");
+    check_bytes(v, bytes, "write");
+    std::memcpy(data_[value], host, bytes);
+  }
+
+  void read(int32_t value, void* host, size_t bytes) const override {
+    const parity_value_desc& v = value_desc(value, "read");
+    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: read: '") + v.name +
+                                                   "' is a temporary value not marked keep, so its memory is "
+                                                   "reused; compile the plan with it kept to read it");
+    check_bytes(v, bytes, "read");
+    std::memcpy(host, data_[value], bytes);
+  }
+
+  void execute() override {
+    poison();
+    task_arena_.execute([this] {
+      for (const BoundNode& node : nodes_) run(node);
+    });
+  }
+
+  int64_t memory_bytes() const override { return arena_.bytes() + workspace_.bytes() + store_->bytes(); }
+
+  const std::shared_ptr<PersistentStore>& store() const { return store_; }
+
+ private:
+  // The one dispatch: every op of plugin.h, no default, so a new op is a compiler warning here.
+  static void run(const BoundNode& node) {
+    switch (node.op) {
+      case PARITY_OP_CONV2D: cpu::conv2d_nchw_f32(node); break;
+      case PARITY_OP_CONV2D_BWD_DATA: cpu::conv2d_bwd_data_nchw_f32(node); break;
+      case PARITY_OP_CONV2D_BWD_WEIGHT: cpu::conv2d_bwd_weight_nchw_f32(node); break;
+      case PARITY_OP_RELU: cpu::relu_f32(node); break;
+      case PARITY_OP_RELU_BWD: cpu::relu_bwd_f32(node); break;
+      case PARITY_OP_MAXPOOL2D: cpu::maxpool2d_nchw_f32(node); break;
+      case PARITY_OP_MAXPOOL2D_BWD: cpu::maxpool2d_bwd_nchw_f32(node); break;
+      case PARITY_OP_RESHAPE: cpu::reshape_copy(node); break;
+      case PARITY_OP_LINEAR: cpu::linear_f32(node); break;
+      case PARITY_OP_LINEAR_BWD_DATA: cpu::linear_bwd_data_f32(node); break;
+      case PARITY_OP_LINEAR_BWD_WEIGHT: cpu::linear_bwd_weight_f32(node); break;
+      case PARITY_OP_SOFTMAX_XENT: cpu::softmax_xent_f32(node); break;
+      case PARITY_OP_SOFTMAX_XENT_BWD: cpu::softmax_xent_bwd_f32(node); break;
+      case PARITY_OP_ARGMAX: cpu::argmax_f32(node); break;
+      case PARITY_OP_ACCURACY: cpu::accuracy_f32(node); break;
+      case PARITY_OP_ADD: cpu::add_f32(node); break;
+      case PARITY_OP_ADAM_STEP: cpu::adam_step_f32(node); break;
+      case PARITY_OP_SGD_STEP: cpu::sgd_step_f32(node); break;
+      case PARITY_OP_FILL: cpu::fill_f32(node); break;
+      case PARITY_OP_COUNT: break;  // not an op; compile rejects it
+    }
+  }
+
+  // Shape checks and work split of one node; returns its scratch bytes. Same cases as run().
+  static int64_t plan_node(BoundNode& node) {
+    switch (node.op) {
+      case PARITY_OP_CONV2D: return cpu::plan_conv2d(node);
+      case PARITY_OP_CONV2D_BWD_DATA: return cpu::plan_conv2d_bwd_data(node);
+      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::plan_conv2d_bwd_weight(node);
+      case PARITY_OP_RELU: return cpu::plan_relu(node);
+      case PARITY_OP_RELU_BWD: return cpu::plan_relu_bwd(node);
+      case PARITY_OP_MAXPOOL2D: return cpu::plan_maxpool2d(node);
+      case PARITY_OP_MAXPOOL2D_BWD: return cpu::plan_maxpool2d_bwd(node);
+      case PARITY_OP_RESHAPE: return cpu::plan_reshape(node);
+      case PARITY_OP_LINEAR: return cpu::plan_linear(node);
+      case PARITY_OP_LINEAR_BWD_DATA: return cpu::plan_linear_bwd_data(node);
+      case PARITY_OP_LINEAR_BWD_WEIGHT: return cpu::plan_linear_bwd_weight(node);
+      case PARITY_OP_SOFTMAX_XENT: return cpu::plan_softmax_xent(node);
+      case PARITY_OP_SOFTMAX_XENT_BWD: return cpu::plan_softmax_xent_bwd(node);
+      case PARITY_OP_ARGMAX: return cpu::plan_argmax(node);
+      case PARITY_OP_ACCURACY: return cpu::plan_accuracy(node);
+      case PARITY_OP_ADD: return cpu::plan_add(node);
+      case PARITY_OP_ADAM_STEP: return cpu::plan_adam_step(node);
+      case PARITY_OP_SGD_STEP: return cpu::plan_sgd_step(node);
+      case PARITY_OP_FILL: return cpu::plan_fill(node);
+      case PARITY_OP_COUNT: break;
+    }
+    throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +
+                                                 std::to_string(static_cast<int>(node.op)) + ", which is not an op");
+  }
+
+  const parity_value_desc& value_desc(int32_t value, const char* what) const {
+    if (value < 0 || value >= static_cast<int32_t>(values_.size()))
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: ") + what + ": value index " +
+                                                   std::to_string(value) + " is outside [0, " +
+                                                   std::to_string(values_.size()) + ")");
+    return values_[value];
+  }
+
+  static void check_bytes(const parity_value_desc& v, size_t bytes, const char* what) {
+    if (static_cast<int64_t>(bytes) != v.bytes)
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: ") + what + " '" + v.name + "': " +
+                                                   std::to_string(bytes) + " bytes given, the value " +
+                                                   shape_str(v) + " " + dtype_name(v.dtype) + " holds " +
+                                                   std::to_string(v.bytes));
+  }
+
+  void check_and_copy_values(const parity_plan& plan) {
+    auto bad = [](const parity_value_desc& v, const std::string& rule) {
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: plan value '") + v.name + "': " + rule);
+    };
+    if (plan.num_values < 0 || plan.num_nodes < 0 || plan.arena_bytes < 0 ||
+        (plan.num_values > 0 && !plan.values) || (plan.num_nodes > 0 && !plan.nodes))
+      throw Error(ErrorKind::invalid_argument, "cpu: the plan is malformed (negative counts or missing arrays)");
+    values_.assign(plan.values, plan.values + plan.num_values);
+    std::map<std::string, int32_t> persistent_names;
+    for (int32_t i = 0; i < plan.num_values; ++i) {
+      parity_value_desc& v = values_[i];
+      v.name[PARITY_NAME_LEN - 1] = '\0';
+      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32 && v.dtype != PARITY_I64)
+        bad(v, "dtype " + std::to_string(static_cast<int>(v.dtype)) + " is not a parity_dtype");
+      if (v.kind < PARITY_VALUE_INPUT || v.kind > PARITY_VALUE_TEMP)
+        bad(v, "kind " + std::to_string(static_cast<int>(v.kind)) + " is not a parity_value_kind");
+      if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
+        bad(v, "rank must be in [0, " + std::to_string(PARITY_MAX_RANK) + "], got " + std::to_string(v.rank));
+      int64_t numel = 1;
+      for (int32_t d = 0; d < v.rank; ++d) {
+        if (v.dims[d] < 1) bad(v, "every dimension must be >= 1, got " + shape_str(v));
+        numel *= v.dims[d];
+      }
+      if (v.bytes != numel * dtype_bytes(v.dtype))
+        bad(v, "bytes must be " + std::to_string(numel * dtype_bytes(v.dtype)) + " for " + shape_str(v) + " " +
+                   dtype_name(v.dtype) + ", got " + std::to_string(v.bytes));
+      if (is_persistent(v.kind)) {
+        if (v.name[0] == '\0') bad(v, "a PARAM or STATE value needs a name, by which it is shared");
+        if (!persistent_names.emplace(v.name, i).second) bad(v, "two persistent values have this name");
+      } else {
+        if (v.offset < 0 || v.offset + v.bytes > plan.arena_bytes)
+          bad(v, "bytes [" + std::to_string(v.offset) + ", " + std::to_string(v.offset + v.bytes) +
+                     ") must lie inside the arena of " + std::to_string(plan.arena_bytes) + " bytes");
+        if (v.offset % dtype_bytes(v.dtype) != 0)
+          bad(v, "offset " + std::to_string(v.offset) + " must be a multiple of " +
+                     std::to_string(dtype_bytes(v.dtype)) + " (its element size)");
+      }
+    }
+  }
+
+  void bind_values() {
+    data_.resize(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i)
+      data_[i] = is_persistent(values_[i].kind) ? store_->bind(values_[i]) : arena_.data() + values_[i].offset;
+  }
+
+  BoundValue bound(int32_t index) const {
+    const parity_value_desc& v = values_[index];
+    BoundValue b;
+    b.data = data_[index];
+    b.name = v.name;
+    b.dtype = v.dtype;
+    b.rank = v.rank;
+    b.numel = 1;
+    for (int32_t d = 0; d < v.rank; ++d) b.numel *= (b.dims[d] = v.dims[d]);
+    return b;
+  }
+
+  // Two arena values of one node must not share bytes (the graph's lifetime planning guarantees
+  // it), except a reshape whose output sits exactly on its input.
+  void check_no_overlap(const BoundNode& node, int32_t a, int32_t b) const {
+    const parity_value_desc& va = values_[a];
+    const parity_value_desc& vb = values_[b];
+    if (a == b || is_persistent(va.kind) || is_persistent(vb.kind)) return;
+    if (node.op == PARITY_OP_RESHAPE && va.offset == vb.offset) return;
+    if (va.offset < vb.offset + vb.bytes && vb.offset < va.offset + va.bytes)
+      throw Error(ErrorKind::internal, "cpu: node '" + node.name + "': values '" + va.name + "' and '" + vb.name +
+                                           "' overlap in the arena; the plan's lifetimes are wrong");
+  }
+
+  void bind_nodes(const parity_plan& plan) {
+    const int32_t slots = task_arena_.max_concurrency();
+    int64_t workspace_bytes = 0;
+    nodes_.resize(plan.num_nodes);
+    for (int32_t i = 0; i < plan.num_nodes; ++i) {
+      const parity_node_desc& desc = plan.nodes[i];
+      BoundNode& node = nodes_[i];
+      node.name = std::string(desc.name, strnlen(desc.name, PARITY_NAME_LEN));
+      node.op = desc.op;
+      node.params = desc.params;
+      node.num_inputs = desc.num_inputs;
+      node.num_outputs = desc.num_outputs;
+      node.slots = slots;
+      if (desc.op < 0 || desc.op >= PARITY_OP_COUNT)
+        throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +
+                                                     std::to_string(static_cast<int>(desc.op)) +
+                                                     ", which is not an op");
+      if (desc.num_inputs < 0 || desc.num_inputs > PARITY_MAX_NODE_INPUTS || desc.num_outputs < 0 ||
+          desc.num_outputs > PARITY_MAX_NODE_OUTPUTS)
+        cpu::fail(node, "the numbers of inputs and outputs must be within PARITY_MAX_NODE_INPUTS/OUTPUTS");
+      std::vector<int32_t> all;
+      for (int32_t k = 0; k < desc.num_inputs + desc.num_outputs; ++k) {
+        const bool is_input = k < desc.num_inputs;
+        const int32_t index = is_input ? desc.inputs[k] : desc.outputs[k - desc.num_inputs];
+        if (index < 0 || index >= plan.num_values)
+          cpu::fail(node, "value index " + std::to_string(index) + " is outside [0, " +
+                              std::to_string(plan.num_values) + ")");
+        if (!is_input && values_[index].kind != PARITY_VALUE_TEMP)
+          cpu::fail(node, std::string("output '") + values_[index].name +
+                              "' must be a TEMP value (params and state are updated in place as inputs)");
+        (is_input ? node.in[k] : node.out[k - desc.num_inputs]) = bound(index);
+        all.push_back(index);
+      }
+      for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
+        for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
+      workspace_bytes = std::max(workspace_bytes, plan_node(node));
+    }
+    workspace_ = AlignedBuffer(workspace_bytes);
+    for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+  }
+
+  // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner
+  // may place beside or after dead temporaries).
+  void plan_poison() {
+    std::vector<std::pair<int64_t, int64_t>> inputs;
+    for (const parity_value_desc& v : values_)
+      if (v.kind == PARITY_VALUE_INPUT) inputs.emplace_back(v.offset, v.offset + v.bytes);
+    std::sort(inputs.begin(), inputs.end());
+    for (const parity_value_desc& v : values_) {
+      if (v.kind != PARITY_VALUE_TEMP) continue;
+      int64_t begin = v.offset;
+      const int64_t end = v.offset + v.bytes;
+      for (const auto& [in_begin, in_end] : inputs) {
+        if (in_end <= begin || in_begin >= end) continue;
+        if (in_begin > begin) poison_.push_back({begin, in_begin - begin, v.dtype});
+        begin = std::max(begin, in_end);
+      }
+      if (begin < end) poison_.push_back({begin, end - begin, v.dtype});
+    }
+  }
+
+  void poison() {
+    for (const PoisonRange& r : poison_) {
+      unsigned char* p = arena_.data() + r.offset;
+      switch (r.dtype) {
+        case PARITY_F32:
+          std::fill_n(reinterpret_cast<float*>(p), r.bytes / 4, std::numeric_limits<float>::quiet_NaN());
+          break;
+        case PARITY_I32:
+          std::fill_n(reinterpret_cast<int32_t*>(p), r.bytes / 4, std::numeric_limits<int32_t>::max());
+          break;
+        case PARITY_I64:
+          std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, std::numeric_limits<int64_t>::max());
+          break;
+      }
+    }
+  }
+
+  std::vector<parity_value_desc> values_;
+  std::vector<unsigned char*> data_;  // per value: its bytes in the arena or the store
+  std::vector<BoundNode> nodes_;
+  std::shared_ptr<PersistentStore> store_;
+  AlignedBuffer arena_;
+  AlignedBuffer workspace_;
+  std::vector<PoisonRange> poison_;
+  tbb::task_arena task_arena_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options) {
+    if (options.threads < 0)
+      throw Error(ErrorKind::invalid_argument, "cpu: threads must be >= 0 (0 = every hardware thread), got " +
+                                                   std::to_string(options.threads));
+    threads_ = options.threads == 0 ? tbb::info::default_concurrency() : options.threads;
+  }
+
+  std::string name() const override { return "cpu"; }
+
+  bool supports(const parity_node_desc& node, std::string* reason) const override {
+    if (node.op >= 0 && node.op < PARITY_OP_COUNT) return true;
+    if (reason) *reason = "op " + std::to_string(static_cast<int>(node.op)) + " is not an op of plugin.h";
+    return false;
+  }
+
+  std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
+                                      Executable* share_persistent_with) override {
+    std::shared_ptr<PersistentStore> store;
+    if (share_persistent_with) {
+      auto* other = dynamic_cast<CpuExecutable*>(share_persistent_with);
+      if (!other)
+        throw Error(ErrorKind::backend,
+                    "cpu: share_persistent_with must be an executable of the cpu backend; persistent values "
+                    "cannot be shared across backends");
+      store = other->store();
+    } else {
+      store = std::make_shared<PersistentStore>();
+    }
+    return std::make_unique<CpuExecutable>(plan, options, threads_, std::move(store));
+  }
+
+  int threads() const override { return threads_; }
+
+ private:
+  int threads_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace parity

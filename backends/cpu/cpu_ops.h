@@ -1,0 +1,150 @@
+// backends/cpu/cpu_ops.h — internal to the cpu backend: a plan node bound to memory, the fixed
+// work split helpers, and the plan/run pair of every op (one op per .cpp file).
+//
+// Each op has a plan_* function, called once at compile, that checks the shapes it relies on,
+// fixes its work split from the shapes alone and returns the scratch bytes it needs; and a
+// run function, called every execute, that only computes. Work is split into chunks whose
+// size depends on the shapes only and every reduction is summed in a fixed order, so results
+// are bitwise identical from run to run and for any thread count.
+#pragma once
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <cstdint>
+#include <string>
+
+#include "parity/plugin.h"
+
+namespace parity {
+namespace cpu {
+
+// One value of a node, bound to its memory (arena or persistent store).
+struct BoundValue {
+  void* data = nullptr;
+  const char* name = "";
+  parity_dtype dtype = PARITY_F32;
+  int32_t rank = 0;
+  int64_t dims[PARITY_MAX_RANK] = {};
+  int64_t numel = 0;
+
+  float* f32() const { return static_cast<float*>(data); }
+  int32_t* i32() const { return static_cast<int32_t*>(data); }
+  std::string shape_str() const;  // "[64,1,28,28]"
+};
+
+// One node of the plan, bound to memory, with the work split its plan_* function chose.
+struct BoundNode {
+  std::string name;
+  parity_op op = PARITY_OP_COUNT;
+  parity_op_params params{};
+  int32_t num_inputs = 0, num_outputs = 0;
+  BoundValue in[PARITY_MAX_NODE_INPUTS];
+  BoundValue out[PARITY_MAX_NODE_OUTPUTS];
+
+  int64_t chunk = 1;       // items per parallel task (images, rows or elements; see the op)
+  int64_t num_chunks = 1;  // tasks; for batch reductions also the number of partial buffers
+  int32_t slots = 1;       // concurrent workers: one scratch buffer each
+  unsigned char* workspace = nullptr;  // the executable's scratch, shared by all nodes
+};
+
+// ---- checks used by the plan_* functions; they throw Error(shape) naming node, value and rule
+[[noreturn]] void fail(const BoundNode& node, const std::string& message);
+void expect_arity(const BoundNode& node, int32_t min_inputs, int32_t max_inputs, int32_t min_outputs,
+                  int32_t max_outputs);
+void expect_value(const BoundNode& node, const BoundValue& v, const char* role, parity_dtype dtype,
+                  int32_t rank);
+void expect_dims(const BoundNode& node, const BoundValue& v, const char* role, const int64_t* dims,
+                 int32_t rank, const char* rule);
+void expect_same_shape(const BoundNode& node, const BoundValue& a, const char* role_a, const BoundValue& b,
+                       const char* role_b);
+
+// ---- fixed work split
+// Items per chunk: at least min_chunk, and few enough chunks that there are at most max_chunks.
+// Depends on the sizes only, never on the thread count.
+inline int64_t fixed_chunk_size(int64_t total, int64_t min_chunk, int64_t max_chunks) {
+  int64_t chunk = (total + max_chunks - 1) / max_chunks;
+  if (chunk < min_chunk) chunk = min_chunk;
+  return chunk < 1 ? 1 : chunk;
+}
+inline int64_t chunk_count(int64_t total, int64_t chunk) { return total <= 0 ? 0 : (total + chunk - 1) / chunk; }
+
+// Runs body(chunk_index, begin, end) for every chunk of [0, total), one task per chunk
+// (simple_partitioner with grain 1), inside the caller's task_arena.
+template <class Body>
+void parallel_chunks(int64_t total, int64_t chunk, const Body& body) {
+  const int64_t n = chunk_count(total, chunk);
+  if (n == 1) {
+    body(int64_t{0}, int64_t{0}, total);
+    return;
+  }
+  tbb::parallel_for(
+      tbb::blocked_range<int64_t>(0, n, 1),
+      [&](const tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i != r.end(); ++i) {
+          const int64_t b = i * chunk;
+          body(i, b, b + chunk < total ? b + chunk : total);
+        }
+      },
+      tbb::simple_partitioner());
+}
+
+// The calling worker's slot in [0, slots): picks a scratch buffer, never affects results.
+int32_t worker_slot(int32_t slots);
+
+// Bytes rounded up to a 64-byte multiple, so sub-buffers of a workspace stay aligned.
+inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// ---- the ops: plan_* returns the workspace bytes the run function needs
+int64_t plan_conv2d(BoundNode& node);
+int64_t plan_conv2d_bwd_data(BoundNode& node);
+int64_t plan_conv2d_bwd_weight(BoundNode& node);
+void conv2d_nchw_f32(const BoundNode& node);
+void conv2d_bwd_data_nchw_f32(const BoundNode& node);
+void conv2d_bwd_weight_nchw_f32(const BoundNode& node);
+
+int64_t plan_linear(BoundNode& node);
+int64_t plan_linear_bwd_data(BoundNode& node);
+int64_t plan_linear_bwd_weight(BoundNode& node);
+void linear_f32(const BoundNode& node);
+void linear_bwd_data_f32(const BoundNode& node);
+void linear_bwd_weight_f32(const BoundNode& node);
+
+int64_t plan_maxpool2d(BoundNode& node);
+int64_t plan_maxpool2d_bwd(BoundNode& node);
+void maxpool2d_nchw_f32(const BoundNode& node);
+void maxpool2d_bwd_nchw_f32(const BoundNode& node);
+
+int64_t plan_relu(BoundNode& node);
+int64_t plan_relu_bwd(BoundNode& node);
+void relu_f32(const BoundNode& node);
+void relu_bwd_f32(const BoundNode& node);
+
+int64_t plan_softmax_xent(BoundNode& node);
+int64_t plan_softmax_xent_bwd(BoundNode& node);
+void softmax_xent_f32(const BoundNode& node);
+void softmax_xent_bwd_f32(const BoundNode& node);
+
+int64_t plan_argmax(BoundNode& node);
+int64_t plan_accuracy(BoundNode& node);
+void argmax_f32(const BoundNode& node);
+void accuracy_f32(const BoundNode& node);
+
+int64_t plan_add(BoundNode& node);
+void add_f32(const BoundNode& node);
+
+int64_t plan_reshape(BoundNode& node);
+void reshape_copy(const BoundNode& node);
+
+int64_t plan_fill(BoundNode& node);
+void fill_f32(const BoundNode& node);
+
+int64_t plan_adam_step(BoundNode& node);
+int64_t plan_sgd_step(BoundNode& node);
+void adam_step_f32(const BoundNode& node);
+void sgd_step_f32(const BoundNode& node);
+
+}  // namespace cpu
+}  // namespace parity

@@ -1,0 +1,121 @@
+// backends/cpu/linear.cpp — linear (fully connected) on the cpu backend, float32, row-major
+// x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as Eigen GEMMs.
+//
+//   forward       y[N,O]  = x w^T + b     rows of the batch split into fixed chunks
+//   backward-data dx[N,I] = dy w          rows of the batch split into fixed chunks
+//   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
+//                 db[O]   = sum_n dy      element's reduction over the batch stays whole
+// No reduction is ever split, so no partial buffers and no workspace are needed.
+#include "backends/cpu/cpu_eigen.h"
+#include "backends/cpu/cpu_ops.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+// Rows per forward / backward-data task: enough rows that each GEMM streams w efficiently.
+constexpr int64_t kMinRowsPerChunk = 16;
+// Columns of dw per backward-weight task.
+constexpr int64_t kMinColumnsPerChunk = 64;
+constexpr int64_t kMaxChunks = 64;
+
+struct LinearGeometry {
+  int64_t N, I, O;
+};
+
+// Checks x[N,I] (or dx), w[O,I] (or dw) and y[N,O] (or dy) against each other.
+LinearGeometry check_linear(const BoundNode& node, const BoundValue& x, const char* x_role, const BoundValue& w,
+                            const char* w_role, const BoundValue& y, const char* y_role) {
+  expect_value(node, x, x_role, PARITY_F32, 2);
+  expect_value(node, w, w_role, PARITY_F32, 2);
+  const LinearGeometry g{x.dims[0], x.dims[1], w.dims[0]};
+  if (w.dims[1] != g.I)
+    fail(node, std::string(w_role) + " must be [O,I] with I = " + std::to_string(g.I) + " (the features of " + x_role +
+                   "), got " + w.shape_str());
+  const int64_t dims[2] = {g.N, g.O};
+  expect_dims(node, y, y_role, dims, 2, "[N,O]");
+  return g;
+}
+
+void check_bias(const BoundNode& node, const BoundValue& b, const char* role, int64_t O) {
+  expect_value(node, b, role, PARITY_F32, 1);
+  const int64_t dims[1] = {O};
+  expect_dims(node, b, role, dims, 1, "[O], O = the output features");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- forward
+int64_t plan_linear(BoundNode& node) {
+  expect_arity(node, 2, 3, 1, 1);
+  const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
+  if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
+  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.N, node.chunk);
+  return 0;
+}
+
+void linear_f32(const BoundNode& node) {
+  const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[0]};
+  const float* x = node.in[0].f32();
+  const ConstMapRowF32 w(node.in[1].f32(), g.O, g.I);
+  const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
+  float* y = node.out[0].f32();
+  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    MapRowF32 y_rows(y + begin * g.O, end - begin, g.O);
+    y_rows.noalias() = ConstMapRowF32(x + begin * g.I, end - begin, g.I) * w.transpose();
+    if (b) y_rows.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, g.O);
+  });
+}
+
+// ---------------------------------------------------------------- backward, data
+int64_t plan_linear_bwd_data(BoundNode& node) {
+  expect_arity(node, 2, 2, 1, 1);
+  const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
+  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.N, node.chunk);
+  return 0;
+}
+
+void linear_bwd_data_f32(const BoundNode& node) {
+  const LinearGeometry g{node.out[0].dims[0], node.out[0].dims[1], node.in[1].dims[0]};
+  const float* dy = node.in[0].f32();
+  const ConstMapRowF32 w(node.in[1].f32(), g.O, g.I);
+  float* dx = node.out[0].f32();
+  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    MapRowF32(dx + begin * g.I, end - begin, g.I).noalias() = ConstMapRowF32(dy + begin * g.O, end - begin, g.O) * w;
+  });
+}
+
+// ---------------------------------------------------------------- backward, weight
+int64_t plan_linear_bwd_weight(BoundNode& node) {
+  expect_arity(node, 2, 2, 1, 2);
+  const LinearGeometry g = check_linear(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
+  if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
+  node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.I, node.chunk);
+  return 0;
+}
+
+void linear_bwd_weight_f32(const BoundNode& node) {
+  const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.out[0].dims[0]};
+  const float* x = node.in[0].f32();
+  const float* dy = node.in[1].f32();
+  float* dw = node.out[0].f32();
+  float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
+  const ConstMapRowF32 dy_map(dy, g.N, g.O);
+  parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    MapRowStridedF32 dw_cols(dw + begin, g.O, end - begin, Eigen::OuterStride<>(g.I));
+    dw_cols.noalias() =
+        dy_map.transpose() * ConstMapRowStridedF32(x + begin, g.N, end - begin, Eigen::OuterStride<>(g.I));
+  });
+  if (db) {
+    // db[o] = dy[0,o] + dy[1,o] + ... in batch order.
+    for (int64_t o = 0; o < g.O; ++o) db[o] = dy[o];
+    for (int64_t n = 1; n < g.N; ++n)
+      for (int64_t o = 0; o < g.O; ++o) db[o] += dy[n * g.O + o];
+  }
+}
+
+}  // namespace cpu
+}  // namespace parity

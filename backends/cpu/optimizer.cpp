@@ -1,0 +1,87 @@
+// backends/cpu/optimizer.cpp — the optimizer steps on the cpu backend, float32, updating
+// persistent params and state in place: Adam and SGD side by side, element math from
+// ops/kernels/optimizer.h over fixed chunks of elements.
+#include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/optimizer.h"
+#include "parity/error.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+constexpr int64_t kElementsPerChunk = 16384;
+constexpr int64_t kMaxChunks = 4096;
+
+void check_state(BoundNode& node, int32_t input, const char* role) {
+  expect_value(node, node.in[input], role, PARITY_F32, -1);
+  expect_same_shape(node, node.in[0], "param", node.in[input], role);
+}
+
+void split_elements(BoundNode& node) {
+  node.chunk = fixed_chunk_size(node.in[0].numel, kElementsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(node.in[0].numel, node.chunk);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Adam
+int64_t plan_adam_step(BoundNode& node) {
+  expect_arity(node, 5, 5, 0, 0);
+  expect_value(node, node.in[0], "param", PARITY_F32, -1);
+  check_state(node, 1, "grad");
+  check_state(node, 2, "m");
+  check_state(node, 3, "v");
+  expect_value(node, node.in[4], "step", PARITY_I32, -1);
+  if (node.in[4].numel != 1) fail(node, "step must hold one element, got " + node.in[4].shape_str());
+  const parity_adam_params& hp = node.params.adam;
+  if (!(hp.lr >= 0.0f)) fail(node, "lr must be >= 0, got " + std::to_string(hp.lr));
+  if (!(hp.beta1 >= 0.0f && hp.beta1 < 1.0f)) fail(node, "beta1 must be in [0, 1), got " + std::to_string(hp.beta1));
+  if (!(hp.beta2 >= 0.0f && hp.beta2 < 1.0f)) fail(node, "beta2 must be in [0, 1), got " + std::to_string(hp.beta2));
+  if (!(hp.eps >= 0.0f)) fail(node, "eps must be >= 0, got " + std::to_string(hp.eps));
+  split_elements(node);
+  return 0;
+}
+
+void adam_step_f32(const BoundNode& node) {
+  const int32_t t = node.in[4].i32()[0];
+  if (t < 1)
+    throw Error(ErrorKind::invalid_argument,
+                "cpu: adam_step '" + node.name + "': step must be >= 1 (it is 1-based), got " + std::to_string(t));
+  const parity_adam_params hp = node.params.adam;
+  const float step_size = kernels::adam_step_size(hp, t);
+  const float bias_correction2_sqrt = kernels::adam_bias_correction2_sqrt(hp, t);
+  float* p = node.in[0].f32();
+  const float* g = node.in[1].f32();
+  float* m = node.in[2].f32();
+  float* v = node.in[3].f32();
+  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      kernels::adam_update_element(&p[i], g[i], &m[i], &v[i], hp, step_size, bias_correction2_sqrt);
+  });
+}
+
+// ---------------------------------------------------------------- SGD
+int64_t plan_sgd_step(BoundNode& node) {
+  expect_arity(node, 3, 3, 0, 0);
+  expect_value(node, node.in[0], "param", PARITY_F32, -1);
+  check_state(node, 1, "grad");
+  check_state(node, 2, "velocity");
+  const parity_sgd_params& hp = node.params.sgd;
+  if (!(hp.lr >= 0.0f)) fail(node, "lr must be >= 0, got " + std::to_string(hp.lr));
+  if (!(hp.momentum >= 0.0f)) fail(node, "momentum must be >= 0, got " + std::to_string(hp.momentum));
+  split_elements(node);
+  return 0;
+}
+
+void sgd_step_f32(const BoundNode& node) {
+  const parity_sgd_params hp = node.params.sgd;
+  float* p = node.in[0].f32();
+  const float* g = node.in[1].f32();
+  float* velocity = node.in[2].f32();
+  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) kernels::sgd_update_element(&p[i], g[i], &velocity[i], hp);
+  });
+}
+
+}  // namespace cpu
+}  // namespace parity

@@ -1,0 +1,112 @@
+// backends/cpu/pool.cpp — max-pooling on the cpu backend, NCHW float32: forward (value and
+// int32 index of the first maximum, h*W+w in its plane) and backward (scatter-add of dy to that
+// index) side by side. Planes are independent, so they are split freely into fixed chunks.
+#include <cstring>
+#include <limits>
+
+#include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/pool.h"
+#include "parity/error.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+// Input elements per task, at least: keeps small planes from becoming one task each.
+constexpr int64_t kMinElementsPerChunk = 8192;
+constexpr int64_t kMaxChunks = 1024;
+
+struct PoolGeometry {
+  int64_t planes, H, W, P, Q;  // planes = N*C
+};
+
+PoolGeometry geometry(const BoundValue& x, const parity_maxpool2d_params& pp) {
+  return {x.dims[0] * x.dims[1], x.dims[2], x.dims[3],
+          kernels::pool2d_output_size(x.dims[2], pp.kernel_h, pp.stride_h),
+          kernels::pool2d_output_size(x.dims[3], pp.kernel_w, pp.stride_w)};
+}
+
+// Checks x (or dx) against the params and y, idx (or dy, idx) against the shape they give.
+PoolGeometry check_pool(BoundNode& node, const BoundValue& x, const char* x_role, const BoundValue& y,
+                        const char* y_role, const BoundValue& idx) {
+  const parity_maxpool2d_params& pp = node.params.maxpool2d;
+  if (pp.kernel_h <= 0 || pp.kernel_w <= 0)
+    fail(node, "kernel must be > 0, got " + std::to_string(pp.kernel_h) + "x" + std::to_string(pp.kernel_w));
+  if (pp.stride_h <= 0 || pp.stride_w <= 0)
+    fail(node, "stride must be > 0, got " + std::to_string(pp.stride_h) + "x" + std::to_string(pp.stride_w));
+  expect_value(node, x, x_role, PARITY_F32, 4);
+  if (x.dims[2] < pp.kernel_h || x.dims[3] < pp.kernel_w)
+    fail(node, std::string(x_role) + " " + x.shape_str() + " is smaller than the window " +
+                   std::to_string(pp.kernel_h) + "x" + std::to_string(pp.kernel_w));
+  if (x.dims[2] * x.dims[3] > std::numeric_limits<int32_t>::max())
+    fail(node, "a plane of " + std::string(x_role) + " " + x.shape_str() + " has more than 2^31-1 elements, " +
+                   "which an int32 index cannot address");
+  const PoolGeometry g = geometry(x, pp);
+  const int64_t dims[4] = {x.dims[0], x.dims[1], g.P, g.Q};
+  expect_value(node, y, y_role, PARITY_F32, 4);
+  expect_dims(node, y, y_role, dims, 4, "[N,C,P,Q] with P, Q = (H - kernel) / stride + 1");
+  expect_value(node, idx, "idx", PARITY_I32, 4);
+  expect_dims(node, idx, "idx", dims, 4, "[N,C,P,Q], the shape of the pooled output");
+  node.chunk = fixed_chunk_size(g.planes, (kMinElementsPerChunk + g.H * g.W - 1) / (g.H * g.W), kMaxChunks);
+  node.num_chunks = chunk_count(g.planes, node.chunk);
+  return g;
+}
+
+}  // namespace
+
+int64_t plan_maxpool2d(BoundNode& node) {
+  expect_arity(node, 1, 1, 2, 2);
+  check_pool(node, node.in[0], "x", node.out[0], "y", node.out[1]);
+  return 0;
+}
+
+void maxpool2d_nchw_f32(const BoundNode& node) {
+  const parity_maxpool2d_params pp = node.params.maxpool2d;
+  const PoolGeometry g = geometry(node.in[0], pp);
+  const float* x = node.in[0].f32();
+  float* y = node.out[0].f32();
+  int32_t* idx = node.out[1].i32();
+  parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* x_plane = x + plane * g.H * g.W;
+      const int64_t base = plane * g.P * g.Q;
+      for (int64_t p = 0; p < g.P; ++p)
+        for (int64_t q = 0; q < g.Q; ++q)
+          kernels::maxpool2d_window_nchw_f32(x_plane, g.W, p * pp.stride_h, q * pp.stride_w, pp.kernel_h,
+                                             pp.kernel_w, &y[base + p * g.Q + q], &idx[base + p * g.Q + q]);
+    }
+  });
+}
+
+int64_t plan_maxpool2d_bwd(BoundNode& node) {
+  expect_arity(node, 2, 2, 1, 1);
+  check_pool(node, node.out[0], "dx", node.in[0], "dy", node.in[1]);
+  return 0;
+}
+
+void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
+  const PoolGeometry g = geometry(node.out[0], node.params.maxpool2d);
+  const float* dy = node.in[0].f32();
+  const int32_t* idx = node.in[1].i32();
+  float* dx = node.out[0].f32();
+  const int64_t plane_size = g.H * g.W;
+  parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    std::memset(dx + begin * plane_size, 0, sizeof(float) * (end - begin) * plane_size);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      float* dx_plane = dx + plane * plane_size;
+      const int64_t base = plane * g.P * g.Q;
+      // Overlapping windows add into one element in output order: a fixed order.
+      for (int64_t i = 0; i < g.P * g.Q; ++i) {
+        const int32_t at = idx[base + i];
+        if (at < 0 || at >= plane_size)
+          throw Error(ErrorKind::data, "cpu: maxpool2d_bwd '" + node.name + "': idx " + std::to_string(at) +
+                                           " is outside its plane of " + std::to_string(plane_size) +
+                                           " elements (it must come from the forward maxpool2d)");
+        dx_plane[at] += dy[base + i];
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace parity

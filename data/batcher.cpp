@@ -1,0 +1,108 @@
+// data/batcher.cpp — epoch order (seeded Fisher-Yates) and batch filling with upsample and channel repeat.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "data/counter_rng.h"
+#include "parity/data.h"
+#include "parity/error.h"
+
+namespace parity {
+
+std::vector<int64_t> epoch_order(int64_t count, uint64_t seed, int64_t epoch, bool shuffle) {
+  if (count < 0) {
+    throw Error(ErrorKind::invalid_argument, fmt::format("epoch_order: count must be >= 0, got {}", count));
+  }
+  if (epoch < 0) {
+    throw Error(ErrorKind::invalid_argument, fmt::format("epoch_order: epoch must be >= 0, got {}", epoch));
+  }
+  std::vector<int64_t> order(static_cast<size_t>(count));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (!shuffle) return order;
+  // One stream per epoch; draw i swaps position i with j uniform in [0, i]. The modulo of a
+  // 64-bit draw has a bias below count / 2^64, far beneath anything measurable.
+  const uint64_t stream = stream_id("parity.epoch_order") + static_cast<uint64_t>(epoch);
+  for (int64_t i = count - 1; i > 0; --i) {
+    const uint64_t r = random_u64(seed, stream, static_cast<uint64_t>(i));
+    const auto j = static_cast<int64_t>(r % static_cast<uint64_t>(i + 1));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+  return order;
+}
+
+namespace {
+
+void check_geometry(const Dataset& d, const BatchGeometry& g) {
+  if (g.channels < 1 || g.upsample < 1) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("fill_batch: geometry channels and upsample must be >= 1, got channels={} upsample={}",
+                            g.channels, g.upsample));
+  }
+  const auto pixels = static_cast<size_t>(d.count) * static_cast<size_t>(d.rows) * static_cast<size_t>(d.cols);
+  if (d.count < 0 || d.images.size() != pixels || d.labels.size() != static_cast<size_t>(d.count)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("fill_batch: dataset is inconsistent: count={} rows={} cols={} but {} pixels and {} labels",
+                            d.count, d.rows, d.cols, d.images.size(), d.labels.size()));
+  }
+}
+
+}  // namespace
+
+void fill_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t first, int64_t n,
+                const BatchGeometry& g, float* x, int32_t* y) {
+  check_geometry(d, g);
+  const auto order_size = static_cast<int64_t>(order.size());
+  if (first < 0 || n < 0 || first > order_size || n > order_size - first) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("fill_batch: samples [{}, {}) are outside the epoch order of {} samples", first,
+                            first + n, order_size));
+  }
+  if (n > 0 && (x == nullptr || y == nullptr)) {
+    throw Error(ErrorKind::invalid_argument, "fill_batch: x and y must not be null");
+  }
+  const int up = g.upsample;
+  const size_t in_rows = static_cast<size_t>(d.rows), in_cols = static_cast<size_t>(d.cols);
+  const size_t out_cols = in_cols * static_cast<size_t>(up);
+  const size_t plane = in_rows * static_cast<size_t>(up) * out_cols;
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t sample = order[static_cast<size_t>(first + b)];
+    if (sample < 0 || sample >= d.count) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("fill_batch: order[{}] = {} is not a sample index in [0, {})", first + b, sample,
+                              d.count));
+    }
+    y[b] = d.labels[static_cast<size_t>(sample)];
+    const float* src = d.images.data() + static_cast<size_t>(sample) * in_rows * in_cols;
+    float* dst = x + static_cast<size_t>(b) * static_cast<size_t>(g.channels) * plane;
+    // Channel 0: each source row widened by `up`, then repeated `up` times.
+    for (size_t r = 0; r < in_rows; ++r) {
+      float* row = dst + r * static_cast<size_t>(up) * out_cols;
+      for (size_t c = 0; c < in_cols; ++c) {
+        std::fill_n(row + c * static_cast<size_t>(up), up, src[r * in_cols + c]);
+      }
+      for (int k = 1; k < up; ++k) std::memcpy(row + static_cast<size_t>(k) * out_cols, row, out_cols * sizeof(float));
+    }
+    for (int ch = 1; ch < g.channels; ++ch) std::memcpy(dst + static_cast<size_t>(ch) * plane, dst, plane * sizeof(float));
+  }
+}
+
+void fill_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t first, const BatchGeometry& g,
+                Tensor& x, Tensor& y) {
+  check_geometry(d, g);
+  const int64_t n = x.shape().rank() == 4 ? x.shape()[0] : -1;
+  const Shape want_x{n, g.channels, int64_t{d.rows} * g.upsample, int64_t{d.cols} * g.upsample};
+  if (x.dtype() != DType::f32 || x.shape() != want_x) {
+    throw Error(ErrorKind::shape, fmt::format("fill_batch: x must be f32 {} for this dataset and geometry, got {} {}",
+                                              want_x.str(), to_string(x.dtype()), x.shape().str()));
+  }
+  const Shape want_y{n};
+  if (y.dtype() != DType::i32 || y.shape() != want_y) {
+    throw Error(ErrorKind::shape, fmt::format("fill_batch: y must be i32 {} to match x, got {} {}", want_y.str(),
+                                              to_string(y.dtype()), y.shape().str()));
+  }
+  fill_batch(d, order, first, n, g, x.f32(), y.i32());
+}
+
+}  // namespace parity

@@ -1,0 +1,118 @@
+// graph/autodiff.cpp — reverse-mode differentiation of a forward graph: appends the backward
+// nodes (summing gradients where a value feeds several nodes) and the optimizer's update nodes.
+#include <fmt/format.h>
+
+#include "ops/op_rule.h"
+#include "parity/error.h"
+#include "parity/graph.h"
+
+namespace parity {
+
+std::string grad_name(const std::string& value_name) { return "grad/" + value_name; }
+std::string adam_m_name(const std::string& param) { return "optimizer." + param + ".exp_avg"; }
+std::string adam_v_name(const std::string& param) { return "optimizer." + param + ".exp_avg_sq"; }
+std::string sgd_velocity_name(const std::string& param) { return "optimizer." + param + ".momentum_buffer"; }
+
+namespace {
+
+// Which values depend on a parameter, and so want a gradient.
+std::vector<bool> values_needing_gradient(const Graph& g) {
+  std::vector<bool> needs(g.values().size(), false);
+  for (size_t i = 0; i < g.values().size(); ++i) needs[i] = g.values()[i].kind == PARITY_VALUE_PARAM;
+  for (const Node& n : g.nodes()) {
+    bool any = false;
+    for (int32_t in : n.inputs) any = any || needs[static_cast<size_t>(in)];
+    for (int32_t out : n.outputs) needs[static_cast<size_t>(out)] = any;
+  }
+  return needs;
+}
+
+void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
+                      const OptimizerConfig& opt) {
+  if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
+  Value step = opt.kind == OptimizerConfig::Kind::adam ? b.input(optimizer_step_name(), Shape{1}, DType::i32) : Value{};
+  for (const auto& [param, grad] : param_grads) {
+    const ValueInfo& info = b.graph().value(param);
+    std::string name = info.name;
+    Shape shape = info.shape;
+    parity_op_params p{};
+    if (opt.kind == OptimizerConfig::Kind::adam) {
+      p.adam = parity_adam_params{opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
+      Value m = b.state(adam_m_name(name), shape);
+      Value v = b.state(adam_v_name(name), shape);
+      b.node(PARITY_OP_ADAM_STEP, p, {param, grad, m, v, step}, "adam/" + name);
+    } else {
+      p.sgd = parity_sgd_params{opt.lr, opt.momentum, opt.weight_decay};
+      Value velocity = b.state(sgd_velocity_name(name), shape);
+      b.node(PARITY_OP_SGD_STEP, p, {param, grad, velocity}, "sgd/" + name);
+    }
+  }
+}
+
+}  // namespace
+
+Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* optimizer) {
+  const ValueInfo& loss_info = forward.value(loss);
+  if (loss_info.shape != Shape{1} || loss_info.dtype != DType::f32)
+    throw Error(ErrorKind::shape, fmt::format("differentiate: loss '{}' must be f32 [1], got {} {}", loss_info.name,
+                                              to_string(loss_info.dtype), loss_info.shape.str()));
+  const std::vector<bool> needs = values_needing_gradient(forward);
+  if (!needs[static_cast<size_t>(loss.id)])
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("differentiate: loss '{}' does not depend on any parameter", loss_info.name));
+
+  GraphBuilder b(forward);
+  // Gradient contributions per forward value, summed in the order they were produced so the
+  // result does not depend on anything but the graph.
+  std::vector<std::vector<Value>> contributions(forward.values().size());
+  auto gradient_of = [&](int32_t value) -> Value {
+    std::vector<Value>& parts = contributions[static_cast<size_t>(value)];
+    if (parts.empty()) return Value{};
+    Value sum = parts[0];
+    for (size_t i = 1; i < parts.size(); ++i)
+      sum = b.add(sum, parts[i], fmt::format("{}.sum{}", grad_name(forward.values()[static_cast<size_t>(value)].name), i));
+    parts.assign(1, sum);
+    return sum;
+  };
+
+  contributions[static_cast<size_t>(loss.id)].push_back(b.fill(1.0f, grad_name(loss_info.name)));
+  for (auto it = forward.nodes().rbegin(); it != forward.nodes().rend(); ++it) {
+    const Node& node = *it;
+    std::vector<Value> dL_doutputs;
+    bool any = false;
+    for (int32_t out : node.outputs) {
+      dL_doutputs.push_back(gradient_of(out));
+      any = any || dL_doutputs.back().valid();
+    }
+    if (!any) continue;
+    const ops::OpRule& rule = ops::rule(node.op);
+    std::vector<bool> needed;
+    for (int32_t in : node.inputs) needed.push_back(needs[static_cast<size_t>(in)]);
+    if (!rule.gradient) {
+      for (bool n : needed)
+        if (n)
+          throw Error(ErrorKind::invalid_argument,
+                      fmt::format("differentiate: {} '{}' has no gradient, but the loss depends on it through a parameter",
+                                  rule.name, node.name));
+      continue;
+    }
+    std::vector<Value> dL_dinputs = rule.gradient(b, node, dL_doutputs, needed);
+    for (size_t i = 0; i < node.inputs.size(); ++i)
+      if (dL_dinputs[i].valid()) contributions[static_cast<size_t>(node.inputs[i])].push_back(dL_dinputs[i]);
+  }
+
+  std::vector<std::pair<Value, Value>> param_grads;
+  for (size_t i = 0; i < forward.values().size(); ++i) {
+    if (forward.values()[i].kind != PARITY_VALUE_PARAM) continue;
+    Value grad = gradient_of(static_cast<int32_t>(i));
+    if (!grad.valid()) continue;  // a parameter the loss does not reach
+    // A gradient may be shared (add passes dL/dc to both operands); name it only once.
+    if (b.graph().value(grad).kind == PARITY_VALUE_TEMP && b.graph().value(grad).name.rfind("grad/", 0) != 0)
+      b.rename(grad, grad_name(forward.values()[i].name));
+    param_grads.emplace_back(Value{static_cast<int32_t>(i)}, grad);
+  }
+  if (optimizer) append_optimizer(b, param_grads, *optimizer);
+  return b.take();
+}
+
+}  // namespace parity

@@ -1,0 +1,162 @@
+// graph/builder.cpp — GraphBuilder: adds values and nodes, validating each op through its
+// rule in ops/ and inferring output shapes; Graph lookups.
+#include <fmt/format.h>
+
+#include "ops/op_rule.h"
+#include "parity/error.h"
+#include "parity/graph.h"
+
+namespace parity {
+
+const ValueInfo& Graph::value(Value v) const {
+  if (v.id < 0 || v.id >= static_cast<int32_t>(values_.size()))
+    throw Error(ErrorKind::invalid_argument, fmt::format("graph: value handle {} is not part of this graph", v.id));
+  return values_[static_cast<size_t>(v.id)];
+}
+
+bool Graph::has(const std::string& name) const {
+  for (const ValueInfo& v : values_)
+    if (v.name == name) return true;
+  return false;
+}
+
+Value Graph::find(const std::string& name) const {
+  for (size_t i = 0; i < values_.size(); ++i)
+    if (values_[i].name == name) return Value{static_cast<int32_t>(i)};
+  throw Error(ErrorKind::invalid_argument, fmt::format("graph: no value named '{}'", name));
+}
+
+Value GraphBuilder::add_value(const std::string& name, const Shape& shape, DType dtype, parity_value_kind kind) {
+  if (name.empty()) throw Error(ErrorKind::invalid_argument, "graph: a value needs a name");
+  if (name.size() >= PARITY_NAME_LEN)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("graph: value name '{}' is longer than {} characters", name, PARITY_NAME_LEN - 1));
+  if (graph_.has(name)) throw Error(ErrorKind::invalid_argument, fmt::format("graph: value name '{}' is taken", name));
+  if (shape.rank() > PARITY_MAX_RANK)
+    throw Error(ErrorKind::shape, fmt::format("graph: value '{}' has rank {}, at most {} is supported", name,
+                                              shape.rank(), PARITY_MAX_RANK));
+  for (int64_t d : shape.dims())
+    if (d <= 0)
+      throw Error(ErrorKind::shape, fmt::format("graph: value '{}' has shape {}: dimensions must be > 0", name, shape.str()));
+  ValueInfo info;
+  info.name = name;
+  info.shape = shape;
+  info.dtype = dtype;
+  info.kind = kind;
+  graph_.values_.push_back(std::move(info));
+  return Value{static_cast<int32_t>(graph_.values_.size() - 1)};
+}
+
+Value GraphBuilder::input(const std::string& name, const Shape& shape, DType dtype) {
+  return add_value(name, shape, dtype, PARITY_VALUE_INPUT);
+}
+Value GraphBuilder::parameter(const std::string& name, const Shape& shape) {
+  return add_value(name, shape, DType::f32, PARITY_VALUE_PARAM);
+}
+Value GraphBuilder::state(const std::string& name, const Shape& shape) {
+  return add_value(name, shape, DType::f32, PARITY_VALUE_STATE);
+}
+
+std::string GraphBuilder::unique_name(const std::string& wanted, parity_op op) {
+  if (!wanted.empty()) return wanted;
+  std::string base = ops::rule(op).name;
+  for (char& ch : base) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return fmt::format("{}_{}", base, graph_.nodes_.size());
+}
+
+void GraphBuilder::rename(Value v, const std::string& name) {
+  if (graph_.value(v).name == name) return;
+  if (graph_.has(name)) throw Error(ErrorKind::invalid_argument, fmt::format("graph: value name '{}' is taken", name));
+  graph_.values_[static_cast<size_t>(v.id)].name = name;
+}
+
+std::vector<Value> GraphBuilder::node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,
+                                      const std::string& name) {
+  const ops::OpRule& rule = ops::rule(op);
+  std::string node_name = unique_name(name, op);
+  if (static_cast<int>(inputs.size()) != rule.num_inputs)
+    throw Error(ErrorKind::invalid_argument, fmt::format("{} '{}': takes {} inputs, got {}", rule.name, node_name,
+                                                         rule.num_inputs, inputs.size()));
+  std::vector<const ValueInfo*> infos;
+  for (Value v : inputs) infos.push_back(&graph_.value(v));
+  std::vector<ops::OutputSpec> outs = rule.infer(ops::OpCall{node_name, params, infos});
+
+  Node n;
+  n.name = node_name;
+  n.op = op;
+  n.params = params;
+  for (Value v : inputs) n.inputs.push_back(v.id);
+  std::vector<Value> results;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    std::string value_name = outs.size() == 1 ? node_name : fmt::format("{}:{}", node_name, i);
+    Value v = add_value(value_name, outs[i].shape, outs[i].dtype, PARITY_VALUE_TEMP);
+    graph_.values_[static_cast<size_t>(v.id)].producer = static_cast<int32_t>(graph_.nodes_.size());
+    n.outputs.push_back(v.id);
+    results.push_back(v);
+  }
+  graph_.nodes_.push_back(std::move(n));
+  return results;
+}
+
+namespace {
+parity_op_params no_params() { return parity_op_params{}; }
+}  // namespace
+
+Value GraphBuilder::conv2d(Value x, Value w, Value b, int stride, int pad, const std::string& name) {
+  parity_op_params p = no_params();
+  p.conv2d.stride_h = p.conv2d.stride_w = stride;
+  p.conv2d.pad_h = p.conv2d.pad_w = pad;
+  return node(PARITY_OP_CONV2D, p, {x, w, b}, name)[0];
+}
+
+Value GraphBuilder::relu(Value x, const std::string& name) { return node(PARITY_OP_RELU, no_params(), {x}, name)[0]; }
+
+Value GraphBuilder::maxpool2d(Value x, int kernel, int stride, const std::string& name) {
+  parity_op_params p = no_params();
+  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = kernel;
+  p.maxpool2d.stride_h = p.maxpool2d.stride_w = stride;
+  std::vector<Value> outs = node(PARITY_OP_MAXPOOL2D, p, {x}, name);
+  // The pooled values carry the node's own name; the indices are "<name>.indices".
+  std::string node_name = graph_.nodes_.back().name;
+  graph_.values_[static_cast<size_t>(outs[1].id)].name = node_name + ".indices";
+  graph_.values_[static_cast<size_t>(outs[0].id)].name = node_name;
+  return outs[0];
+}
+
+Value GraphBuilder::reshape(Value x, const Shape& shape, const std::string& name) {
+  const ValueInfo& in = graph_.value(x);
+  std::string node_name = unique_name(name, PARITY_OP_RESHAPE);
+  if (shape.numel() != in.shape.numel())
+    throw Error(ErrorKind::shape, fmt::format("reshape '{}': cannot view '{}' {} as {}: element counts differ",
+                                              node_name, in.name, in.shape.str(), shape.str()));
+  Value y = node(PARITY_OP_RESHAPE, no_params(), {x}, node_name)[0];
+  graph_.values_[static_cast<size_t>(y.id)].shape = shape;
+  return y;
+}
+
+Value GraphBuilder::flatten(Value x, const std::string& name) {
+  const Shape& s = graph_.value(x).shape;
+  if (s.rank() < 1) throw Error(ErrorKind::shape, "flatten: input must have a batch dimension");
+  return reshape(x, Shape{s[0], s.numel() / s[0]}, name);
+}
+
+Value GraphBuilder::linear(Value x, Value w, Value b, const std::string& name) {
+  return node(PARITY_OP_LINEAR, no_params(), {x, w, b}, name)[0];
+}
+Value GraphBuilder::softmax_cross_entropy(Value logits, Value labels, const std::string& name) {
+  return node(PARITY_OP_SOFTMAX_XENT, no_params(), {logits, labels}, name)[0];
+}
+Value GraphBuilder::argmax(Value x, const std::string& name) { return node(PARITY_OP_ARGMAX, no_params(), {x}, name)[0]; }
+Value GraphBuilder::accuracy(Value logits, Value labels, const std::string& name) {
+  return node(PARITY_OP_ACCURACY, no_params(), {logits, labels}, name)[0];
+}
+Value GraphBuilder::add(Value a, Value b, const std::string& name) {
+  return node(PARITY_OP_ADD, no_params(), {a, b}, name)[0];
+}
+Value GraphBuilder::fill(float value, const std::string& name) {
+  parity_op_params p = no_params();
+  p.fill.value = value;
+  return node(PARITY_OP_FILL, p, {}, name)[0];
+}
+
+}  // namespace parity

@@ -1,0 +1,25 @@
+// model/init.cpp — seeded initial weights with PyTorch's default distributions, drawn on the
+// host from a counter-based RNG so every backend starts from bit-identical weights.
+#include <cmath>
+
+#include "data/counter_rng.h"
+#include "parity/model.h"
+
+namespace parity {
+
+std::map<std::string, Tensor> init_weights(const ModelSpec& spec, uint64_t seed) {
+  std::map<std::string, Tensor> weights;
+  for (const ParamSpec& p : spec.params) {
+    // kaiming_uniform_(a=sqrt(5)): gain sqrt(2/(1+5)), bound gain*sqrt(3/fan_in) = 1/sqrt(fan_in);
+    // biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Both are the same bound.
+    const float bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.fan_in)));
+    Tensor t(p.shape, DType::f32);
+    float* v = t.f32();
+    const uint64_t stream = stream_id(p.name);
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = uniform_float(seed, stream, static_cast<uint64_t>(i), -bound, bound);
+    weights.emplace(p.name, std::move(t));
+  }
+  return weights;
+}
+
+}  // namespace parity

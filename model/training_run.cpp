@@ -1,0 +1,183 @@
+// model/training_run.cpp — the epoch loop behind `parity train` and `parity eval`: options
+// checks, data, checkpoints (save / resume), metrics CSV, and evaluation after each epoch.
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "data/atomic_file.h"
+#include "parity/error.h"
+#include "parity/trainer.h"
+
+namespace parity {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* optimizer_name(OptimizerConfig::Kind kind) { return kind == OptimizerConfig::Kind::adam ? "adam" : "sgd"; }
+
+void check_options(const TrainOptions& o) {
+  auto bad = [](const std::string& msg) { throw Error(ErrorKind::invalid_argument, msg); };
+  if (o.epochs < 1) bad(fmt::format("--epochs must be >= 1, got {}", o.epochs));
+  if (o.batch < 1) bad(fmt::format("--batch must be >= 1, got {}", o.batch));
+  if (!(o.lr > 0.0f) || !std::isfinite(o.lr)) bad(fmt::format("--lr must be a finite number > 0, got {}", o.lr));
+  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum)) bad(fmt::format("--momentum must be >= 0, got {}", o.momentum));
+  if (o.momentum != 0.0f && o.optimizer != OptimizerConfig::Kind::sgd) bad("--momentum applies to --optimizer sgd only");
+  if (o.limit < 0) bad(fmt::format("--limit must be >= 0, got {}", o.limit));
+  if (o.max_steps < 0) bad(fmt::format("--max-steps must be >= 0, got {}", o.max_steps));
+  if (o.threads < 0) bad(fmt::format("--threads must be >= 0, got {}", o.threads));
+  if (!o.init.empty() && !o.resume.empty()) bad("--init and --resume exclude each other: a checkpoint holds its own weights");
+}
+
+// What must match between a checkpoint and the run that resumes it, so that the resumed run
+// sees the same batches in the same order as an uninterrupted one.
+std::map<std::string, std::string> run_identity(const TrainOptions& o) {
+  return {{"model", o.model},
+          {"optimizer", optimizer_name(o.optimizer)},
+          {"batch", std::to_string(o.batch)},
+          {"seed", std::to_string(o.seed)},
+          {"limit", std::to_string(o.limit)},
+          {"lr", fmt::format("{}", o.lr)},
+          {"momentum", fmt::format("{}", o.momentum)}};
+}
+
+struct MetricsLog {
+  std::string path;
+  std::string text = "split,epoch,step,loss,accuracy,images_per_s\n";
+  void row(const char* split, int epoch, int64_t step, double loss, double accuracy, double ips) {
+    if (!path.empty()) text += fmt::format("{},{},{},{:.6g},{:.6g},{:.1f}\n", split, epoch + 1, step, loss, accuracy, ips);
+  }
+  void flush() const {
+    if (!path.empty()) write_file_atomically(path, text);
+  }
+};
+
+}  // namespace
+
+TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
+  check_options(o);
+  const ModelSpec& spec = model_spec(o.model);
+  OptimizerConfig opt;
+  opt.kind = o.optimizer;
+  opt.lr = o.lr;
+  opt.momentum = o.momentum;
+  auto info = [&](const std::string& msg) { if (cb.on_info) cb.on_info(msg); };
+
+  const std::string folder = o.data.empty() ? default_data_folder() : o.data;
+  Dataset train = load_fashion_mnist(folder, Split::train, o.limit);
+  Dataset test = load_fashion_mnist(folder, Split::test);
+  if (train.rows * spec.geometry.upsample != spec.height || train.cols * spec.geometry.upsample != spec.width)
+    throw Error(ErrorKind::shape, fmt::format("data in '{}' has {}x{} images; model '{}' needs {}x{} before {}x upsampling",
+                                              folder, train.rows, train.cols, spec.name, spec.height / spec.geometry.upsample,
+                                              spec.width / spec.geometry.upsample, spec.geometry.upsample));
+
+  BackendOptions bo;
+  bo.threads = o.threads;
+  Trainer trainer(spec, create_backend(o.backend, bo), opt, o.batch);
+  info(fmt::format("model {} on backend {} ({} threads), {} training and {} test images", spec.name,
+                   trainer.backend().name(), trainer.backend().threads(), train.count, test.count));
+
+  const int64_t batches_per_epoch = (train.count + o.batch - 1) / o.batch;
+  int start_epoch = 0;
+  int64_t start_batch = 0;
+  if (!o.resume.empty()) {
+    TensorFile ckpt = read_safetensors(o.resume);
+    for (const auto& [key, want] : run_identity(o)) {
+      auto it = ckpt.metadata.find(key);
+      if (it == ckpt.metadata.end())
+        throw Error(ErrorKind::data, fmt::format("{}: not a parity checkpoint (no '{}' in its metadata)", o.resume, key));
+      if (it->second != want)
+        throw Error(ErrorKind::invalid_argument,
+                    fmt::format("{}: checkpoint was made with {} {}, this run asks for {}: resume with the same setting",
+                                o.resume, key, it->second, want));
+    }
+    trainer.restore(ckpt, o.resume);
+    start_epoch = std::stoi(ckpt.metadata.at("epoch"));
+    start_batch = std::stoll(ckpt.metadata.at("batch_in_epoch"));
+    if (start_batch >= batches_per_epoch) ++start_epoch, start_batch = 0;
+    info(fmt::format("resumed from {} at epoch {}, batch {}, step {}", o.resume, start_epoch + 1, start_batch,
+                     trainer.step()));
+  } else if (!o.init.empty()) {
+    trainer.load_weights(read_safetensors(o.init).tensors, o.init);
+    info(fmt::format("weights from {}", o.init));
+  } else {
+    trainer.load_weights(init_weights(spec, o.seed), fmt::format("seed {}", o.seed));
+  }
+
+  auto save = [&](int epoch, int64_t batch_in_epoch) {
+    if (o.save.empty()) return;
+    TensorFile file = trainer.checkpoint();
+    file.metadata = run_identity(o);
+    file.metadata["format"] = "parity-checkpoint-1";
+    file.metadata["epoch"] = std::to_string(epoch);
+    file.metadata["batch_in_epoch"] = std::to_string(batch_in_epoch);
+    write_safetensors(o.save, file);
+  };
+
+  MetricsLog metrics{o.metrics};
+  TrainSummary summary;
+  Tensor x(Shape{o.batch, spec.channels, spec.height, spec.width}, DType::f32);
+  Tensor y(Shape{o.batch}, DType::i32);
+  for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
+    const std::vector<int64_t> order = epoch_order(train.count, o.seed, epoch, true);
+    double loss_sum = 0, correct = 0, seconds = 0;
+    int64_t images = 0;
+    for (int64_t b = epoch == start_epoch ? start_batch : 0; b < batches_per_epoch; ++b) {
+      if ((cb.stop && cb.stop->load()) || (o.max_steps > 0 && trainer.step() >= o.max_steps)) {
+        save(epoch, b);
+        summary.stopped_early = true;
+        summary.steps = trainer.step();
+        metrics.flush();
+        return summary;
+      }
+      const int64_t n = std::min(o.batch, train.count - b * o.batch);
+      Tensor xb = n == o.batch ? Tensor() : Tensor(Shape{n, spec.channels, spec.height, spec.width}, DType::f32);
+      Tensor yb = n == o.batch ? Tensor() : Tensor(Shape{n}, DType::i32);
+      Tensor& xs = n == o.batch ? x : xb;
+      Tensor& ys = n == o.batch ? y : yb;
+      fill_batch(train, order, b * o.batch, spec.geometry, xs, ys);
+      auto t0 = Clock::now();
+      StepResult r = trainer.train_step(xs, ys);
+      seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      if (!std::isfinite(r.loss))
+        throw Error(ErrorKind::numeric, fmt::format("loss became {} at step {} (epoch {}, batch {}): stopping; try a "
+                                                    "smaller --lr",
+                                                    r.loss, trainer.step(), epoch + 1, b + 1));
+      loss_sum += double(r.loss) * n;
+      correct += r.correct;
+      images += n;
+      const double ips = seconds > 0 ? images / seconds : 0.0;
+      metrics.row("train", epoch, trainer.step(), r.loss, r.correct / n, ips);
+      if (cb.on_step) cb.on_step(TrainProgress{epoch, o.epochs, b + 1, batches_per_epoch, trainer.step(), loss_sum / images, ips});
+    }
+    EpochReport report;
+    report.epoch = epoch;
+    report.train_loss = images ? loss_sum / images : 0;
+    report.train_accuracy = images ? correct / images : 0;
+    report.images_per_second = seconds > 0 ? images / seconds : 0;
+    report.test = trainer.evaluate(test);
+    metrics.row("test", epoch, trainer.step(), report.test.loss, report.test.accuracy, 0.0);
+    metrics.flush();
+    save(epoch + 1, 0);
+    summary.epochs.push_back(report);
+    if (cb.on_epoch) cb.on_epoch(report);
+  }
+  summary.steps = trainer.step();
+  return summary;
+}
+
+EvalResult run_evaluation(const std::string& model, const std::string& backend, int threads,
+                          const std::string& weights_path, const std::string& data, int64_t batch) {
+  const ModelSpec& spec = model_spec(model);
+  if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--batch must be >= 1, got {}", batch));
+  if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("--threads must be >= 0, got {}", threads));
+  TensorFile weights = read_safetensors(weights_path);
+  Dataset test = load_fashion_mnist(data.empty() ? default_data_folder() : data, Split::test);
+  BackendOptions bo;
+  bo.threads = threads;
+  Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);
+  trainer.load_weights(weights.tensors, weights_path);
+  return trainer.evaluate(test);
+}
+
+}  // namespace parity

@@ -1,0 +1,38 @@
+// ops/kernels/pool.h — max-pooling window math over NCHW planes (PyTorch semantics: no padding,
+// floor division, first maximum in row-major window order, NaN propagates).
+#pragma once
+
+#include <stdint.h>
+
+#include "ops/kernels/hd.h"
+
+namespace parity {
+namespace kernels {
+
+// Output extent of a pooling window along one axis (no padding, floor division).
+PARITY_HD inline int64_t pool2d_output_size(int64_t in, int64_t window, int64_t stride) {
+  return (in - window) / stride + 1;
+}
+
+// The maximum of the kh x kw window whose top-left is (h0, w0) in plane[H, W], and its flat index
+// h*W + w in the plane. A strictly greater value replaces the running max, so ties keep the
+// first in row-major order; a NaN always replaces it, as in PyTorch's CPU kernel.
+PARITY_HD inline void maxpool2d_window_nchw_f32(const float* plane, int64_t W, int64_t h0, int64_t w0, int64_t kh,
+                                                int64_t kw, float* max_out, int32_t* index_out) {
+  float best = plane[h0 * W + w0];
+  int64_t best_index = h0 * W + w0;
+  for (int64_t h = h0; h < h0 + kh; ++h) {
+    for (int64_t w = w0; w < w0 + kw; ++w) {
+      const float v = plane[h * W + w];
+      if (v > best || v != v) {
+        best = v;
+        best_index = h * W + w;
+      }
+    }
+  }
+  *max_out = best;
+  *index_out = static_cast<int32_t>(best_index);
+}
+
+}  // namespace kernels
+}  // namespace parity

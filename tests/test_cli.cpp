@@ -1,0 +1,79 @@
+// tests/test_cli.cpp — the `parity` program as a user meets it: help and info work, and
+// nonsensical options or missing data give a clear message and a non-zero exit.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+struct CliRun {
+  int status;
+  std::string output;
+};
+
+CliRun run_cli(const std::string& args) {
+  std::string cmd = std::string(PARITY_CLI_PATH) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+void expect_failure(const std::string& args, const std::string& fragment) {
+  CliRun r = run_cli(args);
+  EXPECT_NE(r.status, 0) << args << "\n" << r.output;
+  EXPECT_NE(r.status, -1) << args << ": did not exit normally (crash?)\n" << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos) << args << "\n" << r.output;
+}
+
+TEST(Cli, InfoListsBackendsAndBuild) {
+  CliRun r = run_cli("info");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("cpu"), std::string::npos);
+  EXPECT_NE(r.output.find("ref"), std::string::npos);
+  EXPECT_NE(r.output.find("cuda"), std::string::npos);
+  EXPECT_NE(r.output.find("Eigen"), std::string::npos);
+}
+
+TEST(Cli, HelpDescribesTrain) {
+  CliRun r = run_cli("train --help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* opt : {"--backend", "--model", "--epochs", "--batch", "--lr", "--optimizer", "--seed", "--threads",
+                          "--limit", "--init", "--momentum", "--save", "--resume", "--metrics"})
+    EXPECT_NE(r.output.find(opt), std::string::npos) << opt;
+}
+
+TEST(Cli, NonsensicalOptionsFailWithAClearMessage) {
+  expect_failure("train --batch 0 --limit 64", "--batch must be >= 1, got 0");
+  expect_failure("train --lr -1 --limit 64", "--lr must be a finite number > 0, got -1");
+  expect_failure("train --epochs 0", "--epochs must be >= 1");
+  expect_failure("train --backend nosuch --limit 64", "unknown backend 'nosuch'");
+  expect_failure("train --backend cuda --limit 64", "backend 'cuda' is unavailable");
+  expect_failure("train --model nosuch", "unknown model 'nosuch'");
+  expect_failure("train --optimizer rmsprop", "rmsprop");
+  expect_failure("train --data /nonexistent/folder", "dataset-fashion-mnist");
+  expect_failure("train --threads -2 --limit 64", "--threads must be >= 0");
+  expect_failure("eval --weights /nonexistent/w.safetensors", "/nonexistent/w.safetensors");
+  expect_failure("frobnicate", "frobnicate");
+}
+
+TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
+  CliRun r = run_cli("info");
+  ASSERT_EQ(r.status, 0);
+  CliRun bad = run_cli("train --limit 64 --backend \"$(echo nosuch)\"");
+  EXPECT_NE(bad.status, 0);
+  ::setenv("PARITY_BACKEND", "nosuch", 1);
+  CliRun env = run_cli("train --limit 64");
+  ::unsetenv("PARITY_BACKEND");
+  EXPECT_NE(env.status, 0);
+  EXPECT_NE(env.output.find("unknown backend 'nosuch'"), std::string::npos) << env.output;
+}
+
+}  // namespace

@@ -1,0 +1,567 @@
+// tests/test_ref_gradients.cpp — checks the float64 oracle (backends/ref/ref_ops) on its own:
+// every backward against central finite differences of its forward, forwards and optimizer
+// steps against values worked out by hand, and the numerical stability of cross-entropy.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backends/ref/ref_ops.h"
+
+namespace parity::ref {
+namespace {
+
+using Vec = std::vector<double>;
+
+// ---------------------------------------------------------------------------------------------
+// Finite differences.
+//
+// Each test takes the scalar objective L = sum_j y_j r_j with a random r (so dL/dy = r, and the
+// backward under test is fed r as its incoming gradient) and compares every analytic dL/dx_i
+// with the central difference (L(x + h e_i) - L(x - h e_i)) / 2h, h = 1e-6.
+//
+// Why 1e-6 (relative to max(1, |dL/dx_i|)) is a safe and still meaningful tolerance in float64:
+//  - truncation error is h^2/6 * |d3L/dx_i^3|: zero for conv, linear, reshape, relu and maxpool
+//    (L is linear in each single x_i away from kinks) and about 1e-12 * O(1) for softmax xent;
+//  - rounding error is about eps * S / h, where eps = 2.2e-16 and S = sum_j |y_j r_j| is the size
+//    of the numbers L is summed from; S stays below ~100 for the shapes here, so ~2e-8;
+//  so errors of ~1e-8 are expected (the largest measured is ~6e-9, in conv2d), 100x below the
+//  tolerance, while a real bug (a wrong index, a missing term, an off-by-one window) gives errors
+//  of order 1e-2..1; FdChecker.RejectsAGradientOffBy1e4 shows that an error of 1e-4 is caught.
+constexpr double kH = 1e-6;
+constexpr double kTol = 1e-6;
+// Tensors larger than this are checked on a random subset of elements (keeps the suite < 10 s).
+constexpr size_t kMaxChecked = 400;
+
+using Rng = std::mt19937_64;
+
+Vec uniform(size_t n, Rng& rng, double lo = -1.0, double hi = 1.0) {
+  std::uniform_real_distribution<double> dist(lo, hi);
+  Vec v(n);
+  for (double& x : v) x = dist(rng);
+  return v;
+}
+
+// Values in (-1, -1e-3] U [1e-3, 1): relu has a kink at 0, and a central difference that
+// straddles it measures neither one-sided slope. With |x| >= 1e-3 >> h both x +- h lie on the
+// same side, so L is linear in x_i there and the difference is exact up to rounding.
+Vec uniform_away_from_zero(size_t n, Rng& rng) {
+  Vec v = uniform(n, rng);
+  for (double& x : v)
+    while (std::fabs(x) < 1e-3) x = uniform(1, rng)[0];
+  return v;
+}
+
+// Distinct values on a grid of spacing 0.01, shuffled: maxpool's argmax only moves when two
+// values of a window come within 2h of each other, so with every pair at least 0.01 >> h apart
+// the chosen element stays put under +-h and the difference is valid.
+Vec distinct_shuffled(size_t n, Rng& rng) {
+  Vec v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = 0.01 * static_cast<double>(i) - 0.005 * static_cast<double>(n);
+  std::shuffle(v.begin(), v.end(), rng);
+  return v;
+}
+
+double dot(const Vec& a, const Vec& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+struct FdResult {
+  double max_error = 0.0;  // max over checked i of |fd - analytic| / max(1, |analytic|)
+  size_t worst = 0;
+  double fd = 0.0, analytic = 0.0;
+  size_t checked = 0;
+  std::string describe(const char* what) const {
+    std::ostringstream s;
+    s << what << ": worst element " << worst << " finite difference " << fd << " analytic " << analytic
+      << " (error " << max_error << ", " << checked << " elements checked)";
+    return s.str();
+  }
+};
+
+// Perturbs x in place (restoring it) and evaluates `objective` at x +- h e_i.
+FdResult compare_with_fd(Vec& x, const Vec& analytic, const std::function<double()>& objective, Rng& rng) {
+  std::vector<size_t> indices(x.size());
+  std::iota(indices.begin(), indices.end(), size_t{0});
+  if (indices.size() > kMaxChecked) {
+    std::shuffle(indices.begin(), indices.end(), rng);
+    indices.resize(kMaxChecked);
+  }
+  FdResult result;
+  result.checked = indices.size();
+  for (size_t i : indices) {
+    const double saved = x[i];
+    x[i] = saved + kH;
+    const double plus = objective();
+    x[i] = saved - kH;
+    const double minus = objective();
+    x[i] = saved;
+    const double fd = (plus - minus) / (2 * kH);
+    const double error = std::fabs(fd - analytic[i]) / std::max(1.0, std::fabs(analytic[i]));
+    if (error >= result.max_error) {
+      result.max_error = error;
+      result.worst = i;
+      result.fd = fd;
+      result.analytic = analytic[i];
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker itself: a gradient that is wrong by 1e-4 must fail, or the tolerance is vacuous.
+
+TEST(FdChecker, RejectsAGradientOffBy1e4) {
+  Rng rng(1);
+  Vec x = uniform(10, rng), w = uniform(10, rng);
+  auto objective = [&] { return dot(x, w); };  // dL/dx = w exactly
+  Vec right = w, wrong = w;
+  wrong[3] += 1e-4;
+  EXPECT_LT(compare_with_fd(x, right, objective, rng).max_error, kTol);
+  EXPECT_GT(compare_with_fd(x, wrong, objective, rng).max_error, kTol);
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv2d
+
+struct ConvCase {
+  int64_t n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w;
+};
+
+std::ostream& operator<<(std::ostream& os, const ConvCase& t) {
+  return os << "x[" << t.n << "," << t.c << "," << t.h << "," << t.w << "] w[" << t.k << "," << t.c << ","
+            << t.r << "," << t.s << "] stride " << t.stride_h << "x" << t.stride_w << " pad " << t.pad_h << "x"
+            << t.pad_w;
+}
+
+class Conv2dGradient : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(Conv2dGradient, MatchesFiniteDifferences) {
+  const ConvCase& t = GetParam();
+  const Conv2dDims d = make_conv2d_dims(t.n, t.c, t.h, t.w, t.k, t.r, t.s, t.stride_h, t.stride_w, t.pad_h, t.pad_w);
+  ASSERT_GT(d.p, 0);
+  ASSERT_GT(d.q, 0);
+  Rng rng(static_cast<uint64_t>(t.h * 131 + t.w * 17 + t.r * 7 + t.stride_h));
+  Vec x = uniform(static_cast<size_t>(d.n * d.c * d.h * d.w), rng);
+  Vec w = uniform(static_cast<size_t>(d.k * d.c * d.r * d.s), rng);
+  Vec b = uniform(static_cast<size_t>(d.k), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.k * d.p * d.q), rng);
+  Vec y(r.size());
+  auto objective = [&] {
+    conv2d_forward(x.data(), w.data(), b.data(), y.data(), d);
+    return dot(y, r);
+  };
+
+  Vec dL_dx(x.size()), dL_dw(w.size()), dL_db(b.size());
+  conv2d_backward_data(r.data(), w.data(), dL_dx.data(), d);
+  conv2d_backward_weight(x.data(), r.data(), dL_dw.data(), dL_db.data(), d);
+
+  const FdResult fx = compare_with_fd(x, dL_dx, objective, rng);
+  const FdResult fw = compare_with_fd(w, dL_dw, objective, rng);
+  const FdResult fb = compare_with_fd(b, dL_db, objective, rng);
+  EXPECT_LT(fx.max_error, kTol) << fx.describe("dL_dx");
+  EXPECT_LT(fw.max_error, kTol) << fw.describe("dL_dw");
+  EXPECT_LT(fb.max_error, kTol) << fb.describe("dL_db");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Conv2dGradient,
+    ::testing::Values(
+        //       n  c   h   w  k  r  s  sh sw ph pw
+        ConvCase{2, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1},    // 3x3 "same"
+        ConvCase{1, 2, 8, 8, 3, 3, 3, 2, 2, 1, 1},    // stride 2, batch 1
+        ConvCase{2, 2, 9, 7, 3, 2, 3, 2, 1, 0, 0},    // non-square kernel, odd sizes, pad 0
+        ConvCase{1, 3, 6, 5, 2, 3, 3, 1, 1, 2, 2},    // pad 2 (output larger than input)
+        ConvCase{2, 1, 5, 5, 2, 1, 1, 1, 1, 0, 0},    // 1x1
+        ConvCase{1, 2, 10, 9, 2, 4, 2, 3, 2, 2, 1},   // stride 3, floor drops the last rows
+        ConvCase{2, 3, 11, 11, 4, 5, 5, 2, 2, 2, 2},  // 5x5, stride 2, pad 2
+        ConvCase{1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0}));  // kernel = image: 1x1 output
+
+// Hand-worked forwards pin the geometry that finite differences cannot (a forward and backward
+// that agree on a wrong padding or stride would pass the gradient test).
+TEST(Conv2dForward, HandWorkedPad0Stride1) {
+  const Vec x = {1, 2, 3, 4, 5, 6, 7, 8, 9};  // 1x1x3x3
+  const Vec w = {1, 1, 1, 1};                 // 1x1x2x2
+  const Vec b = {0.5};
+  Vec y(4, std::nan(""));
+  conv2d_forward(x.data(), w.data(), b.data(), y.data(), make_conv2d_dims(1, 1, 3, 3, 1, 2, 2, 1, 1, 0, 0));
+  EXPECT_EQ(y, (Vec{12.5, 16.5, 24.5, 28.5}));  // 1+2+4+5, 2+3+5+6, 4+5+7+8, 5+6+8+9, plus 0.5
+}
+
+TEST(Conv2dForward, HandWorkedPad1Stride2) {
+  const Vec x = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const Vec w = {1, 1, 1, 1};
+  const Vec b = {0.0};
+  const Conv2dDims d = make_conv2d_dims(1, 1, 3, 3, 1, 2, 2, 2, 2, 1, 1);
+  ASSERT_EQ(d.p, 2);  // (3 + 2 - 2) / 2 + 1
+  ASSERT_EQ(d.q, 2);
+  Vec y(4, std::nan(""));
+  conv2d_forward(x.data(), w.data(), b.data(), y.data(), d);
+  // Windows start at (-1,-1), (-1,1), (1,-1), (1,1); padding contributes zeros.
+  EXPECT_EQ(y, (Vec{1, 2 + 3, 4 + 7, 5 + 6 + 8 + 9}));
+}
+
+TEST(Conv2dForward, CrossCorrelationNotConvolution) {
+  const Vec x = {1, 2, 3};   // 1x1x1x3
+  const Vec w = {1, 0, -1};  // 1x1x1x3: a flipped kernel would give +2
+  const Vec b = {0.0};
+  Vec y(1);
+  conv2d_forward(x.data(), w.data(), b.data(), y.data(), make_conv2d_dims(1, 1, 1, 3, 1, 1, 3, 1, 1, 0, 0));
+  EXPECT_EQ(y[0], -2.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// relu
+
+TEST(ReluGradient, MatchesFiniteDifferencesAwayFromZero) {
+  Rng rng(2);
+  Vec x = uniform_away_from_zero(300, rng);
+  const Vec r = uniform(x.size(), rng);
+  Vec y(x.size());
+  auto objective = [&] {
+    relu_forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    return dot(y, r);
+  };
+  objective();  // y = relu(x): the backward takes the forward output
+  Vec dL_dx(x.size());
+  relu_backward(y.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+TEST(ReluGradient, DerivativeAtZeroIsZero) {
+  const Vec x = {-1.0, 0.0, -0.0, 2.0};
+  Vec y(4), dL_dx(4, std::nan(""));
+  relu_forward(x.data(), y.data(), 4);
+  EXPECT_EQ(y, (Vec{0.0, 0.0, 0.0, 2.0}));
+  const Vec dL_dy = {5.0, 5.0, 5.0, 5.0};
+  relu_backward(y.data(), dL_dy.data(), dL_dx.data(), 4);
+  EXPECT_EQ(dL_dx, (Vec{0.0, 0.0, 0.0, 5.0}));
+}
+
+TEST(ReluForward, PropagatesNaN) {
+  const Vec x = {std::nan("")};
+  Vec y(1, 0.0);
+  relu_forward(x.data(), y.data(), 1);
+  EXPECT_TRUE(std::isnan(y[0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// maxpool2d
+
+struct PoolCase {
+  int64_t n, c, h, w, kernel_h, kernel_w, stride_h, stride_w;
+};
+
+std::ostream& operator<<(std::ostream& os, const PoolCase& t) {
+  return os << "x[" << t.n << "," << t.c << "," << t.h << "," << t.w << "] kernel " << t.kernel_h << "x"
+            << t.kernel_w << " stride " << t.stride_h << "x" << t.stride_w;
+}
+
+class Maxpool2dGradient : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(Maxpool2dGradient, MatchesFiniteDifferences) {
+  const PoolCase& t = GetParam();
+  const Maxpool2dDims d = make_maxpool2d_dims(t.n, t.c, t.h, t.w, t.kernel_h, t.kernel_w, t.stride_h, t.stride_w);
+  Rng rng(static_cast<uint64_t>(t.h * 31 + t.w + t.kernel_h));
+  Vec x = distinct_shuffled(static_cast<size_t>(d.n * d.c * d.h * d.w), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.c * d.p * d.q), rng);
+  Vec y(r.size());
+  std::vector<int32_t> idx(r.size());
+  auto objective = [&] {
+    maxpool2d_forward(x.data(), y.data(), idx.data(), d);
+    return dot(y, r);
+  };
+  objective();
+  Vec dL_dx(x.size());
+  maxpool2d_backward(r.data(), idx.data(), dL_dx.data(), d);
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Maxpool2dGradient,
+                         ::testing::Values(
+                             //       n  c  h  w  kh kw sh sw
+                             PoolCase{2, 3, 8, 8, 2, 2, 2, 2},   // the model's pool
+                             PoolCase{1, 2, 7, 9, 2, 2, 2, 2},   // odd sizes: last row/column dropped
+                             PoolCase{2, 2, 9, 9, 3, 3, 2, 2},   // overlapping windows
+                             PoolCase{1, 3, 8, 7, 3, 3, 2, 2},   // overlapping, odd, even
+                             PoolCase{1, 2, 6, 6, 3, 3, 1, 1},   // stride 1: one element wins many windows
+                             PoolCase{2, 1, 6, 9, 2, 3, 2, 3}));  // non-square window and stride
+
+TEST(Maxpool2dForward, FirstMaximumInRowMajorOrderAndItsIndex) {
+  // One 4x4 plane, 2x2 windows, stride 2; the ties pick the first in row-major order.
+  const Vec x = {1, 7, 0, 0,   //
+                 7, 7, 0, 0,   //
+                 2, 3, 9, 4,   //
+                 5, 5, 4, 9};  //
+  const Maxpool2dDims d = make_maxpool2d_dims(1, 1, 4, 4, 2, 2, 2, 2);
+  Vec y(4, std::nan(""));
+  std::vector<int32_t> idx(4, -1);
+  maxpool2d_forward(x.data(), y.data(), idx.data(), d);
+  EXPECT_EQ(y, (Vec{7, 0, 5, 9}));
+  EXPECT_EQ(idx, (std::vector<int32_t>{1, 2, 12, 10}));  // h*W+w within the plane
+
+  const Vec dL_dy = {1, 2, 3, 4};
+  Vec dL_dx(16, std::nan(""));
+  maxpool2d_backward(dL_dy.data(), idx.data(), dL_dx.data(), d);
+  Vec expected(16, 0.0);
+  expected[1] = 1;
+  expected[2] = 2;
+  expected[12] = 3;
+  expected[10] = 4;
+  EXPECT_EQ(dL_dx, expected);
+}
+
+TEST(Maxpool2dForward, IndicesAreWithinEachPlane) {
+  // Second plane of a 1x2x2x2 input: its index is relative to the plane, not the tensor.
+  const Vec x = {0, 0, 0, 1, 3, 0, 0, 0};
+  Vec y(2);
+  std::vector<int32_t> idx(2);
+  maxpool2d_forward(x.data(), y.data(), idx.data(), make_maxpool2d_dims(1, 2, 2, 2, 2, 2, 2, 2));
+  EXPECT_EQ(idx, (std::vector<int32_t>{3, 0}));
+  EXPECT_EQ(y, (Vec{1, 3}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// reshape: a copy, so its gradient is the incoming gradient copied back.
+
+TEST(ReshapeGradient, IsTheIdentityOnElements) {
+  Rng rng(3);
+  Vec x = uniform(24, rng);
+  const Vec r = uniform(24, rng);
+  Vec y(24);
+  auto objective = [&] {
+    reshape_forward(x.data(), y.data(), 24);
+    return dot(y, r);
+  };
+  objective();
+  EXPECT_EQ(y, x);
+  Vec dL_dx(24);
+  reshape_forward(r.data(), dL_dx.data(), 24);  // the backward is the same copy
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear
+
+class LinearGradient : public ::testing::TestWithParam<LinearDims> {};
+
+TEST_P(LinearGradient, MatchesFiniteDifferences) {
+  const LinearDims d = GetParam();
+  Rng rng(static_cast<uint64_t>(d.n * 1000 + d.in * 10 + d.out));
+  Vec x = uniform(static_cast<size_t>(d.n * d.in), rng);
+  Vec w = uniform(static_cast<size_t>(d.out * d.in), rng);
+  Vec b = uniform(static_cast<size_t>(d.out), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.out), rng);
+  Vec y(r.size());
+  auto objective = [&] {
+    linear_forward(x.data(), w.data(), b.data(), y.data(), d);
+    return dot(y, r);
+  };
+  Vec dL_dx(x.size()), dL_dw(w.size()), dL_db(b.size());
+  linear_backward_data(r.data(), w.data(), dL_dx.data(), d);
+  linear_backward_weight(x.data(), r.data(), dL_dw.data(), dL_db.data(), d);
+  const FdResult fx = compare_with_fd(x, dL_dx, objective, rng);
+  const FdResult fw = compare_with_fd(w, dL_dw, objective, rng);
+  const FdResult fb = compare_with_fd(b, dL_db, objective, rng);
+  EXPECT_LT(fx.max_error, kTol) << fx.describe("dL_dx");
+  EXPECT_LT(fw.max_error, kTol) << fw.describe("dL_dw");
+  EXPECT_LT(fb.max_error, kTol) << fb.describe("dL_db");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearGradient,
+                         ::testing::Values(LinearDims{1, 5, 3},      // batch 1
+                                           LinearDims{4, 7, 10},     // more outputs than inputs
+                                           LinearDims{3, 32, 8},     // wide input
+                                           LinearDims{2, 1, 1}));    // scalar map
+
+TEST(LinearForward, HandWorked) {
+  const Vec x = {1, 2, 3, 4, 5, 6};          // [2,3]
+  const Vec w = {1, 0, -1, 0.5, 0.5, 0.5};   // [2,3]: y = x w^T
+  const Vec b = {10, 20};
+  Vec y(4, std::nan(""));
+  linear_forward(x.data(), w.data(), b.data(), y.data(), LinearDims{2, 3, 2});
+  EXPECT_EQ(y, (Vec{10 + 1 - 3, 20 + 3, 10 + 4 - 6, 20 + 7.5}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax cross-entropy
+
+TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
+  Rng rng(4);
+  const XentDims d{6, 10};
+  Vec logits = uniform(static_cast<size_t>(d.n * d.k), rng, -3.0, 3.0);
+  std::vector<int32_t> labels(static_cast<size_t>(d.n));
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>((i * 7 + 3) % 10);
+  const double dL_dloss = 0.75;  // L = dL_dloss * loss, so the seed is checked too
+  auto objective = [&] { return dL_dloss * softmax_xent_forward(logits.data(), labels.data(), d); };
+  Vec dL_dlogits(logits.size());
+  softmax_xent_backward(logits.data(), labels.data(), dL_dloss, dL_dlogits.data(), d);
+  const FdResult f = compare_with_fd(logits, dL_dlogits, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dlogits");
+}
+
+TEST(SoftmaxXentForward, HandWorkedMeanOverBatch) {
+  const Vec logits = {1, 2, 3,   //
+                      0, 0, 0};  //
+  const std::vector<int32_t> labels = {2, 0};
+  // Row 0: log(e^1 + e^2 + e^3) - 3 (written unshifted, unlike the op); row 1: log 3.
+  const double expected = ((std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0) + std::log(3.0)) / 2;
+  EXPECT_NEAR(softmax_xent_forward(logits.data(), labels.data(), XentDims{2, 3}), expected, 1e-15);
+}
+
+TEST(SoftmaxXentForward, StableForLogitsOf1e4) {
+  // Unshifted, exp(1e4) overflows to inf and the loss would be inf or NaN.
+  const Vec logits = {1e4, 0.0, -1e4,   //
+                      1e4, 0.0, -1e4,   //
+                      1e4, 1e4, -1e4};  //
+  const std::vector<int32_t> labels = {0, 1, 1};
+  const XentDims d{3, 3};
+  // Row 0: log(1 + e^-1e4 + e^-2e4) = 0; row 1: that plus 1e4; row 2: log(2 + e^-2e4) = log 2.
+  const double loss = softmax_xent_forward(logits.data(), labels.data(), d);
+  EXPECT_NEAR(loss, (0.0 + 1e4 + std::log(2.0)) / 3, 1e-12);
+
+  Vec dL_dlogits(9, std::nan(""));
+  softmax_xent_backward(logits.data(), labels.data(), 3.0, dL_dlogits.data(), d);  // scale 3 / N = 1
+  for (double g : dL_dlogits) EXPECT_TRUE(std::isfinite(g));
+  EXPECT_NEAR(dL_dlogits[0], 0.0, 1e-15);   // softmax 1 - onehot 1
+  EXPECT_NEAR(dL_dlogits[3], 1.0, 1e-15);   // softmax 1, label elsewhere
+  EXPECT_NEAR(dL_dlogits[4], -1.0, 1e-15);  // softmax 0 - onehot 1
+  EXPECT_NEAR(dL_dlogits[6], 0.5, 1e-15);   // tie: 0.5 each
+  EXPECT_NEAR(dL_dlogits[7], -0.5, 1e-15);
+}
+
+// ---------------------------------------------------------------------------------------------
+// argmax and accuracy
+
+TEST(Argmax, FirstMaximumOfEachRow) {
+  const Vec x = {1, 3, 3, 0,   //
+                 -1, -2, -1, -5};
+  std::vector<int32_t> idx(2, -1);
+  argmax_rows(x.data(), idx.data(), 2, 4);
+  EXPECT_EQ(idx, (std::vector<int32_t>{1, 0}));
+}
+
+TEST(Accuracy, CountsRowsWhoseFirstArgmaxIsTheLabel) {
+  const Vec logits = {0, 1, 0,   // argmax 1
+                      2, 2, 0,   // tie: first, 0
+                      0, 0, 5,   // 2
+                      1, 0, 0};  // 0
+  const std::vector<int32_t> labels = {1, 1, 2, 2};
+  EXPECT_EQ(accuracy_count(logits.data(), labels.data(), XentDims{4, 3}), 2.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// add and fill
+
+TEST(Add, Elementwise) {
+  const Vec a = {1, 2, 3}, b = {0.5, -2, 10};
+  Vec c(3);
+  add_forward(a.data(), b.data(), c.data(), 3);
+  EXPECT_EQ(c, (Vec{1.5, 0, 13}));
+}
+
+TEST(Fill, SetsEveryElement) {
+  Vec y(3, std::nan(""));
+  fill_forward(y.data(), 3, 1.0);
+  EXPECT_EQ(y, (Vec{1, 1, 1}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizers: two steps against the formulas of the torch.optim docs, written here in their
+// documented form (bias-corrected m_hat and v_hat), which differs in order of operations from
+// the implementation's (torch's lr / bc1 and sqrt(v) / sqrt(bc2)); they agree to rounding.
+
+TEST(AdamStep, TwoStepsMatchTheDocumentedFormula) {
+  const AdamHyper h{0.1, 0.9, 0.999, 1e-8, 0.0};
+  Vec p = {1.0}, m = {0.0}, v = {0.0};
+  const double g1 = 0.5, g2 = 0.25;
+  adam_step(p.data(), &g1, m.data(), v.data(), 1, 1, h);
+  // Step 1: m = 0.05, v = 0.00025, m_hat = 0.5, v_hat = 0.25: p = 1 - 0.1 * 0.5 / (0.5 + 1e-8).
+  EXPECT_NEAR(m[0], 0.05, 1e-16);
+  EXPECT_NEAR(v[0], 0.00025, 1e-18);
+  EXPECT_NEAR(p[0], 1.0 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-15);
+  EXPECT_NEAR(p[0], 0.900000002, 1e-15);  // the first Adam step moves by ~lr * sign(g)
+
+  adam_step(p.data(), &g2, m.data(), v.data(), 1, 2, h);
+  // Step 2: m = 0.9*0.05 + 0.1*0.25 = 0.07; v = 0.999*0.00025 + 0.001*0.0625 = 0.00031225;
+  // m_hat = 0.07 / (1 - 0.81) = 0.368421...; v_hat = 0.00031225 / (1 - 0.998001) = 0.156203...
+  EXPECT_NEAR(m[0], 0.07, 1e-16);
+  EXPECT_NEAR(v[0], 0.00031225, 1e-18);
+  const double m_hat = 0.07 / 0.19, v_hat = 0.00031225 / 0.001999;
+  EXPECT_NEAR(p[0], 0.900000002 - 0.1 * m_hat / (std::sqrt(v_hat) + 1e-8), 1e-14);
+  EXPECT_NEAR(p[0], 0.8067820404774624, 1e-14);
+}
+
+TEST(AdamStep, WeightDecayIsAddedToTheGradientFirst) {
+  const AdamHyper h{0.01, 0.8, 0.99, 1e-6, 0.1};
+  Vec p = {2.0, -1.0}, m = {0.0, 0.0}, v = {0.0, 0.0};
+  const Vec g1 = {0.3, 0.0}, g2 = {-0.2, 0.4};
+  Vec ep = p, em = m, ev = v;  // expected, by the documented formula
+  double p1_after_step1 = 0.0;
+  for (int t = 1; t <= 2; ++t) {
+    const Vec& g = (t == 1) ? g1 : g2;
+    adam_step(p.data(), g.data(), m.data(), v.data(), 2, t, h);
+    if (t == 1) p1_after_step1 = p[1];
+    for (size_t i = 0; i < 2; ++i) {
+      const double gd = g[i] + h.weight_decay * ep[i];
+      em[i] = h.beta1 * em[i] + (1 - h.beta1) * gd;
+      ev[i] = h.beta2 * ev[i] + (1 - h.beta2) * gd * gd;
+      const double m_hat = em[i] / (1 - std::pow(h.beta1, t)), v_hat = ev[i] / (1 - std::pow(h.beta2, t));
+      ep[i] -= h.lr * m_hat / (std::sqrt(v_hat) + h.eps);
+    }
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_NEAR(p[i], ep[i], 1e-14) << "element " << i;
+    EXPECT_NEAR(m[i], em[i], 1e-15) << "element " << i;
+    EXPECT_NEAR(v[i], ev[i], 1e-16) << "element " << i;
+  }
+  // Element 1 had a zero gradient on step 1, yet moved up by ~lr: the decay term wd * p = -0.1
+  // was its whole gradient (a first Adam step moves by lr * sign(g)).
+  EXPECT_NEAR(p1_after_step1, -1.0 + 0.01, 1e-6);
+}
+
+TEST(SgdStep, TwoStepsWithMomentum) {
+  const SgdHyper h{0.1, 0.9, 0.0};
+  Vec p = {1.0}, vel = {0.0};
+  const double g1 = 0.5, g2 = 0.25;
+  sgd_step(p.data(), &g1, vel.data(), 1, h);
+  EXPECT_DOUBLE_EQ(vel[0], 0.5);   // v = 0.9*0 + 0.5
+  EXPECT_DOUBLE_EQ(p[0], 0.95);    // 1 - 0.1*0.5
+  sgd_step(p.data(), &g2, vel.data(), 1, h);
+  EXPECT_DOUBLE_EQ(vel[0], 0.7);   // 0.9*0.5 + 0.25
+  EXPECT_DOUBLE_EQ(p[0], 0.88);    // 0.95 - 0.1*0.7
+}
+
+TEST(SgdStep, WeightDecayAndNoMomentum) {
+  Vec p = {1.0}, vel = {0.0};
+  const double g1 = 0.5, g2 = 0.25;
+  const SgdHyper plain{0.1, 0.0, 0.0};
+  sgd_step(p.data(), &g1, vel.data(), 1, plain);
+  sgd_step(p.data(), &g2, vel.data(), 1, plain);
+  EXPECT_DOUBLE_EQ(p[0], 0.925);  // 1 - 0.05 - 0.025
+  EXPECT_EQ(vel[0], 0.0);         // momentum 0 keeps no velocity
+
+  Vec q = {2.0}, qv = {0.0};
+  const SgdHyper decayed{0.1, 0.9, 0.5};
+  sgd_step(q.data(), &g1, qv.data(), 1, decayed);
+  EXPECT_DOUBLE_EQ(qv[0], 1.5);   // g = 0.5 + 0.5*2
+  EXPECT_DOUBLE_EQ(q[0], 1.85);   // 2 - 0.1*1.5
+  sgd_step(q.data(), &g2, qv.data(), 1, decayed);
+  EXPECT_DOUBLE_EQ(qv[0], 0.9 * 1.5 + (0.25 + 0.5 * 1.85));  // 2.525
+  EXPECT_DOUBLE_EQ(q[0], 1.85 - 0.1 * 2.525);
+}
+
+}  // namespace
+}  // namespace parity::ref

@@ -1,0 +1,152 @@
+// tests/test_training.cpp — the training loop end to end on Fashion-MNIST: learning, resume
+// that reproduces an uninterrupted run, a NaN loss that stops with the step, metrics and
+// checkpoint files, and weights files with a missing tensor or a wrong shape.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tests/op_harness.h"
+
+namespace parity::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The suite needs the Debian package dataset-fashion-mnist (the README's commands install it).
+bool have_dataset() { return fs::exists(default_data_folder() + "/train-images-idx3-ubyte.gz"); }
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("parity-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+TEST(Training, ThreeHundredStepsLearnFashionMnist) {
+  ASSERT_TRUE(have_dataset()) << "install the Debian package dataset-fashion-mnist";
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 19200;  // 300 steps of 64
+  o.seed = 1;
+  std::vector<double> losses;
+  TrainCallbacks cb;
+  double last_running = 0;
+  cb.on_step = [&](const TrainProgress& p) { last_running = p.running_loss; losses.push_back(p.running_loss); };
+  TrainSummary s = run_training(o, cb);
+  ASSERT_EQ(s.steps, 300);
+  ASSERT_EQ(s.epochs.size(), 1u);
+  // The running mean after 20 steps against the last: the loss must have fallen well below
+  // its starting value near ln(10) = 2.30.
+  EXPECT_LT(s.epochs[0].train_loss, 0.8 * losses[19]);
+  EXPECT_LT(s.epochs[0].test.loss, 1.0);
+  // PyTorch reaches about 80% with the same setup.
+  EXPECT_GE(s.epochs[0].test.accuracy, 0.75);
+  EXPECT_EQ(s.epochs[0].test.images, 10000);
+}
+
+std::map<std::string, Tensor> final_weights(const std::string& path) { return read_safetensors(path).tensors; }
+
+TEST(Training, ResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne) {
+  ASSERT_TRUE(have_dataset());
+  fs::path dir = temp_dir("resume");
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 600;  // 10 steps per epoch, the last one partial (24 images)
+  o.batch = 64;
+  o.epochs = 2;
+  o.seed = 9;
+  o.save = (dir / "whole.safetensors").string();
+  run_training(o);
+
+  TrainOptions part = o;
+  part.save = (dir / "part.safetensors").string();
+  part.max_steps = 13;  // stop in the middle of the second epoch
+  TrainSummary first = run_training(part);
+  EXPECT_TRUE(first.stopped_early);
+  EXPECT_EQ(first.steps, 13);
+  TrainOptions rest = o;
+  rest.resume = part.save;
+  rest.save = (dir / "resumed.safetensors").string();
+  TrainSummary second = run_training(rest);
+  EXPECT_EQ(second.steps, 20);
+
+  auto whole = final_weights(o.save), resumed = final_weights(rest.save);
+  ASSERT_EQ(whole.size(), resumed.size());
+  for (const auto& [name, t] : whole) EXPECT_TRUE(bitwise_equal(t, resumed.at(name))) << name;
+  EXPECT_EQ(whole.at("optimizer.step").i64()[0], 20);
+
+  TrainOptions other = rest;
+  other.seed = 10;
+  try {
+    run_training(other);
+    ADD_FAILURE() << "resuming with another seed must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("seed"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Training, NanLossStopsAndNamesTheStep) {
+  ASSERT_TRUE(have_dataset());
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 6400;
+  o.optimizer = OptimizerConfig::Kind::sgd;
+  o.lr = 1e30f;  // the first update makes the weights overflow
+  try {
+    run_training(o);
+    ADD_FAILURE() << "expected the run to stop on a non-finite loss";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::numeric);
+    EXPECT_NE(std::string(e.what()).find("at step"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Training, WritesMetricsCsvAndRejectsBadWeightsFiles) {
+  ASSERT_TRUE(have_dataset());
+  fs::path dir = temp_dir("metrics");
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 128;
+  o.metrics = (dir / "m.csv").string();
+  o.save = (dir / "w.safetensors").string();
+  run_training(o);
+  std::ifstream in(o.metrics);
+  std::string header, line;
+  std::getline(in, header);
+  EXPECT_EQ(header, "split,epoch,step,loss,accuracy,images_per_s");
+  int train_rows = 0, test_rows = 0;
+  while (std::getline(in, line)) (line.rfind("train,", 0) == 0 ? train_rows : test_rows)++;
+  EXPECT_EQ(train_rows, 2);
+  EXPECT_EQ(test_rows, 1);
+
+  TensorFile file = read_safetensors(o.save);
+  file.tensors.erase("fc1.bias");
+  write_safetensors((dir / "missing.safetensors").string(), file);
+  TrainOptions init = o;
+  init.save.clear();
+  init.metrics.clear();
+  init.init = (dir / "missing.safetensors").string();
+  try {
+    run_training(init);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing tensor 'fc1.bias'"), std::string::npos) << e.what();
+  }
+  file = read_safetensors(o.save);
+  file.tensors["conv2.weight"] = Tensor(Shape{32, 16, 5, 5}, DType::f32);
+  write_safetensors((dir / "shape.safetensors").string(), file);
+  init.init = (dir / "shape.safetensors").string();
+  try {
+    run_training(init);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'conv2.weight' is f32 [32,16,5,5], the model needs f32 [32,16,3,3]"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace parity::testing

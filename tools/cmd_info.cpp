@@ -1,0 +1,35 @@
+// tools/cmd_info.cpp — `parity info`: backends and their status, threads, library versions,
+// build options.
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "parity/parity.h"
+#include "tools/commands.h"
+
+namespace parity::tools {
+
+CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend) {
+  backend = default_backend_name();
+  return cmd.add_option("--backend", backend, "cpu, ref, cuda, hip, simt or auto (default: $PARITY_BACKEND, else auto)")
+      ->capture_default_str();
+}
+
+void add_info_command(CLI::App& app, std::function<int()>& run) {
+  CLI::App* cmd = app.add_subcommand("info", "backends, threads, library versions and build options");
+  cmd->callback([&run] {
+    run = [] {
+      fmt::print("backends:\n");
+      for (const BackendInfo& b : list_backends())
+        fmt::print("  {:<5} {:<12} {}\n", b.name, b.available ? "available" : "unavailable", b.detail);
+      fmt::print("default backend: {} (PARITY_BACKEND or auto; auto prefers cuda, then hip, then cpu)\n",
+                 default_backend_name());
+      fmt::print("hardware threads: {}\n", std::thread::hardware_concurrency());
+      fmt::print("build:\n");
+      for (const auto& [name, value] : build_info()) fmt::print("  {:<14} {}\n", name, value);
+      return 0;
+    };
+  });
+}
+
+}  // namespace parity::tools

@@ -1,0 +1,109 @@
+// tools/cmd_train.cpp — `parity train` and `parity eval`: options, progress output (a bar on a
+// terminal, a line per epoch otherwise), and Ctrl-C that saves a checkpoint before leaving.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+
+#include <fmt/format.h>
+
+#include "parity/parity.h"
+#include "tools/commands.h"
+
+namespace parity::tools {
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void request_stop(int) { g_stop_requested.store(true); }
+
+void print_epoch(const EpochReport& r, int epochs) {
+  fmt::print("epoch {}/{}: train loss {:.4f} accuracy {:.2f}% ({:.0f} images/s) | test loss {:.4f} accuracy {:.2f}%\n",
+             r.epoch + 1, epochs, r.train_loss, 100 * r.train_accuracy, r.images_per_second, r.test.loss,
+             100 * r.test.accuracy);
+  std::fflush(stdout);
+}
+
+void print_bar(const TrainProgress& p) {
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * p.batch_in_epoch / std::max<int64_t>(p.batches_per_epoch, 1));
+  fmt::print("\r\x1b[2Kepoch {}/{} [{:=<{}}{:<{}}] {}/{} loss {:.4f} {:.0f} img/s", p.epoch + 1, p.epochs, "", filled,
+             "", kWidth - filled, p.batch_in_epoch, p.batches_per_epoch, p.running_loss, p.images_per_second);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, std::function<int()>& run) {
+  CLI::App* cmd = app.add_subcommand("train", "train a model on Fashion-MNIST and report test accuracy");
+  auto o = std::make_shared<TrainOptions>();
+  auto optimizer = std::make_shared<std::string>("adam");
+  add_backend_option(*cmd, o->backend);
+  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files (default: " + default_data_folder() + ")");
+  cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
+  cmd->add_option("--lr", o->lr, "learning rate")->capture_default_str();
+  cmd->add_option("--optimizer", *optimizer, "adam or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "sgd"}));
+  cmd->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the initial weights and the shuffling")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  cmd->add_option("--limit", o->limit, "train on the first N images only (0: all)")->capture_default_str();
+  cmd->add_option("--max-steps", o->max_steps, "stop (and save) after N optimizer steps in total (0: no limit)");
+  cmd->add_option("--init", o->init, "start from weights in safetensors with PyTorch's names");
+  cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
+  cmd->add_option("--resume", o->resume, "continue from a checkpoint written by --save");
+  cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");
+  cmd->callback([&run, o, optimizer] {
+    run = [o, optimizer] {
+      o->optimizer = *optimizer == "sgd" ? OptimizerConfig::Kind::sgd : OptimizerConfig::Kind::adam;
+      const bool tty = ::isatty(STDOUT_FILENO) != 0;
+      TrainCallbacks cb;
+      cb.stop = &g_stop_requested;
+      cb.on_info = [](const std::string& msg) { fmt::print("{}\n", msg); };
+      if (tty) cb.on_step = print_bar;
+      cb.on_epoch = [tty, epochs = o->epochs](const EpochReport& r) {
+        if (tty) fmt::print("\r\x1b[2K");
+        print_epoch(r, epochs);
+      };
+      std::signal(SIGINT, request_stop);
+      std::signal(SIGTERM, request_stop);
+      TrainSummary summary = run_training(*o, cb);
+      std::signal(SIGINT, SIG_DFL);
+      std::signal(SIGTERM, SIG_DFL);
+      if (summary.stopped_early) {
+        if (tty) fmt::print("\n");
+        fmt::print("stopped after step {}{}\n", summary.steps,
+                   o->save.empty() ? "" : fmt::format("; checkpoint saved to {} (continue with --resume)", o->save));
+        return g_stop_requested.load() ? 130 : 0;
+      }
+      if (!o->save.empty()) fmt::print("saved {}\n", o->save);
+      return 0;
+    };
+  });
+}
+
+void add_eval_command(CLI::App& app, std::function<int()>& run) {
+  CLI::App* cmd = app.add_subcommand("eval", "test loss and accuracy of saved weights");
+  struct EvalOptions {
+    std::string backend, model = "seed-cnn", weights, data;
+    int threads = 0;
+    int64_t batch = 64;
+  };
+  auto o = std::make_shared<EvalOptions>();
+  add_backend_option(*cmd, o->backend);
+  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
+  cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files");
+  cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  cmd->callback([&run, o] {
+    run = [o] {
+      EvalResult r = run_evaluation(o->model, o->backend, o->threads, o->weights, o->data, o->batch);
+      fmt::print("test loss {:.4f} accuracy {:.2f}% ({} images)\n", r.loss, 100 * r.accuracy, r.images);
+      return 0;
+    };
+  });
+}
+
+}  // namespace parity::tools

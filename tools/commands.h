@@ -1,0 +1,17 @@
+// tools/commands.h — each subcommand adds its options to the CLI11 app and sets `run` when chosen.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace parity::tools {
+
+void add_info_command(CLI::App& app, std::function<int()>& run);
+void add_train_command(CLI::App& app, std::function<int()>& run);
+void add_eval_command(CLI::App& app, std::function<int()>& run);
+
+// --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
+CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);
+
+}  // namespace parity::tools
