@@ -357,6 +357,11 @@ TEST(ReshapeGradient, IsTheIdentityOnElements) {
 
 class LinearGradient : public ::testing::TestWithParam<LinearDims> {};
 
+std::string linear_case_name(const ::testing::TestParamInfo<LinearDims>& info) {
+  return "x" + std::to_string(info.param.n) + "x" + std::to_string(info.param.in) + "_out" +
+         std::to_string(info.param.out);
+}
+
 TEST_P(LinearGradient, MatchesFiniteDifferences) {
   const LinearDims d = GetParam();
   Rng rng(static_cast<uint64_t>(d.n * 1000 + d.in * 10 + d.out));
@@ -384,7 +389,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LinearGradient,
                          ::testing::Values(LinearDims{1, 5, 3},      // batch 1
                                            LinearDims{4, 7, 10},     // more outputs than inputs
                                            LinearDims{3, 32, 8},     // wide input
-                                           LinearDims{2, 1, 1}));    // scalar map
+                                           LinearDims{2, 1, 1}),     // scalar map
+                         linear_case_name);
 
 TEST(LinearForward, HandWorked) {
   const Vec x = {1, 2, 3, 4, 5, 6};          // [2,3]
