@@ -1,17 +1,18 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
-// backward-weight side by side, as im2col + Eigen GEMM per image, images in parallel.
+// backward-weight side by side, as im2col + GEMM (gemm.h, Eigen's kernel) per image, images in
+// parallel.
 //
 // Per image n the column matrix col[C*R*S, P*Q] (ops/kernels/conv_geometry.h) gives
 //   forward       y_n[K, PQ]    = w[K, CRS] * col_n + b
 //   backward-data dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
 //   backward-wt   dw[K, CRS]    = sum_n dy_n * col_n^T,  db[k] = sum_n sum_pq dy_n[k, pq]
 // A 1x1, stride-1, unpadded convolution uses x_n itself as col_n.
-// Scratch: one col buffer per worker slot; backward-weight adds one dw/db partial per batch
-// chunk (chunk size from N alone), summed afterwards in chunk order.
+// Scratch: per worker slot a col buffer and GEMM packing space; backward-weight adds one dw/db
+// partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
 #include <cstring>
 
-#include "backends/cpu/cpu_eigen.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/gemm.h"
 #include "ops/kernels/conv_geometry.h"
 
 namespace parity {
@@ -81,6 +82,30 @@ int64_t col_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
   return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
 }
 
+// The GEMM of each direction, [m,k] x [k,n] per image.
+enum class Direction { forward, backward_data, backward_weight };
+int64_t gemm_floats(const ConvGeometry& g, Direction d) {
+  switch (d) {
+    case Direction::forward: return gemm_scratch_floats(g.K, g.pq(), g.crs());
+    case Direction::backward_data: return gemm_scratch_floats(g.crs(), g.pq(), g.K);
+    case Direction::backward_weight: return gemm_scratch_floats(g.K, g.crs(), g.pq());
+  }
+  return 0;
+}
+
+// One worker slot's scratch: the col buffer, then the GEMM packing space.
+struct SlotScratch {
+  float* col;
+  float* gemm;
+};
+int64_t slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, Direction d) {
+  return col_floats(g, cp) + gemm_floats(g, d);
+}
+SlotScratch slot_scratch(const BoundNode& node, const ConvGeometry& g, Direction d) {
+  float* base = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats(g, node.params.conv2d, d);
+  return {base, base + col_floats(g, node.params.conv2d)};
+}
+
 // Builds col[CRS, PQ] of image x_n.
 void im2col_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* col) {
   for (int64_t c = 0; c < g.C; ++c)
@@ -106,26 +131,25 @@ int64_t plan_conv2d(BoundNode& node) {
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
   node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * col_floats(g, node.params.conv2d) * 4;
+  return node.slots * slot_floats(g, node.params.conv2d, Direction::forward) * 4;
 }
 
 void conv2d_nchw_f32(const BoundNode& node) {
   const parity_conv2d_params cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
   const float* x = node.in[0].f32();
-  const ConstMapRowF32 w(node.in[1].f32(), g.K, g.crs());
+  const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
-  const int64_t col_size = col_floats(g, cp);
-  float* scratch = reinterpret_cast<float*>(node.workspace);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    float* col_buffer = scratch + worker_slot(node.slots) * col_size;
+    const SlotScratch scratch = slot_scratch(node, g, Direction::forward);
     for (int64_t n = begin; n < end; ++n) {
-      const ConstMapRowF32 col(columns(x + n * g.chw(), g, cp, col_buffer), g.crs(), g.pq());
-      MapRowF32 y_n(y + n * g.kpq(), g.K, g.pq());
-      y_n.noalias() = w * col;
+      const float* col = columns(x + n * g.chw(), g, cp, scratch.col);
+      float* y_n = y + n * g.kpq();
+      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, scratch.gemm);
       if (b)
-        for (int64_t k = 0; k < g.K; ++k) y_n.row(k).array() += b[k];
+        for (int64_t k = 0; k < g.K; ++k)
+          for (int64_t i = 0; i < g.pq(); ++i) y_n[k * g.pq() + i] += b[k];
     }
   });
 }
@@ -137,34 +161,30 @@ int64_t plan_conv2d_bwd_data(BoundNode& node) {
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * col_floats(g, node.params.conv2d) * 4;
+  return node.slots * slot_floats(g, node.params.conv2d, Direction::backward_data) * 4;
 }
 
 void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   const parity_conv2d_params cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.out[0], node.in[1], cp);
   const float* dy = node.in[0].f32();
-  const ConstMapRowF32 w(node.in[1].f32(), g.K, g.crs());
+  const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
-  const int64_t col_size = col_floats(g, cp);
   const bool pointwise = is_pointwise(g, cp);
-  float* scratch = reinterpret_cast<float*>(node.workspace);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    float* dcol_buffer = scratch + worker_slot(node.slots) * col_size;
+    const SlotScratch scratch = slot_scratch(node, g, Direction::backward_data);
     for (int64_t n = begin; n < end; ++n) {
-      const ConstMapRowF32 dy_n(dy + n * g.kpq(), g.K, g.pq());
       float* dx_n = dx + n * g.chw();
-      if (pointwise) {
-        MapRowF32(dx_n, g.C, g.pq()).noalias() = w.transpose() * dy_n;
-        continue;
-      }
-      MapRowF32 dcol(dcol_buffer, g.crs(), g.pq());
-      dcol.noalias() = w.transpose() * dy_n;
+      // dcol = w^T dy_n; a pointwise conv's dcol is dx_n itself.
+      float* dcol = pointwise ? dx_n : scratch.col;
+      gemm_f32(g.crs(), g.pq(), g.K, {w, g.crs(), true}, {dy + n * g.kpq(), g.pq(), false}, dcol, g.pq(), false,
+               scratch.gemm);
+      if (pointwise) continue;
       std::memset(dx_n, 0, sizeof(float) * g.chw());
       for (int64_t c = 0; c < g.C; ++c)
         for (int64_t r = 0; r < g.R; ++r)
           for (int64_t s = 0; s < g.S; ++s)
-            kernels::col2im_row_add_nchw_f32(dcol_buffer + ((c * g.R + r) * g.S + s) * g.pq(), g.H, g.W, r, s, cp,
+            kernels::col2im_row_add_nchw_f32(dcol + ((c * g.R + r) * g.S + s) * g.pq(), g.H, g.W, r, s, cp,
                                              g.P, g.Q, dx_n + c * g.H * g.W);
     }
   });
@@ -173,20 +193,19 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
+// After the slots' scratch: the partials of dw and db.
 struct BwdWeightScratch {
-  float* col;       // [slots][col_size]
   float* dw_parts;  // [num_chunks][K*CRS]
   float* db_parts;  // [num_chunks][K]
   int64_t bytes;
 };
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
-  const int64_t col_bytes = node.slots * col_floats(g, node.params.conv2d) * 4;
+  const int64_t col_bytes = node.slots * slot_floats(g, node.params.conv2d, Direction::backward_weight) * 4;
   const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
   BwdWeightScratch s{};
-  s.col = base;
   s.dw_parts = base ? base + col_bytes / 4 : nullptr;
   s.db_parts = base ? base + (col_bytes + dw_bytes) / 4 : nullptr;
   s.bytes = col_bytes + dw_bytes + db_bytes;
@@ -213,22 +232,19 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
-  const int64_t col_size = col_floats(g, cp);
   const int64_t dw_size = g.K * g.crs();
 
   // Partials per batch chunk: the images of a chunk are summed in order into its buffer.
   parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
-    float* col_buffer = scratch.col + worker_slot(node.slots) * col_size;
-    MapRowF32 dw_part(scratch.dw_parts + part * dw_size, g.K, g.crs());
+    const SlotScratch slot = slot_scratch(node, g, Direction::backward_weight);
+    float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
     for (int64_t n = begin; n < end; ++n) {
-      const ConstMapRowF32 col(columns(x + n * g.chw(), g, cp, col_buffer), g.crs(), g.pq());
+      const float* col = columns(x + n * g.chw(), g, cp, slot.col);
       const float* dy_n = dy + n * g.kpq();
-      const ConstMapRowF32 dy_map(dy_n, g.K, g.pq());
-      if (n == begin)
-        dw_part.noalias() = dy_map * col.transpose();
-      else
-        dw_part.noalias() += dy_map * col.transpose();
+      // dw_part (+)= dy_n col^T
+      gemm_f32(g.K, g.crs(), g.pq(), {dy_n, g.pq(), false}, {col, g.pq(), true}, dw_part, g.crs(), n != begin,
+               slot.gemm);
       for (int64_t k = 0; k < g.K; ++k) {
         float sum = 0.0f;
         for (int64_t i = 0; i < g.pq(); ++i) sum += dy_n[k * g.pq() + i];

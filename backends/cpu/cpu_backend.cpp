@@ -61,22 +61,11 @@ class AlignedBuffer {
   int64_t bytes_ = 0;
 };
 
-const char* dtype_name(parity_dtype dtype) {
-  switch (dtype) {
-    case PARITY_F32: return "f32";
-    case PARITY_I32: return "i32";
-    case PARITY_I64: return "i64";
-  }
-  return "unknown";
-}
+using cpu::dtype_name;
 
 int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
 
-std::string shape_str(const parity_value_desc& v) {
-  std::string s = "[";
-  for (int32_t i = 0; i < v.rank; ++i) s += (i ? "," : "") + std::to_string(v.dims[i]);
-  return s + "]";
-}
+std::string shape_str(const parity_value_desc& v) { return cpu::shape_str(v.dims, v.rank); }
 
 bool is_persistent(parity_value_kind kind) { return kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE; }
 
@@ -103,11 +92,9 @@ class PersistentStore {
     const Entry& e = *it->second;
     const bool same = e.dtype == v.dtype && e.rank == v.rank && std::equal(v.dims, v.dims + v.rank, e.dims);
     if (!same) {
-      parity_value_desc held{};
-      held.rank = e.rank;
-      std::copy(e.dims, e.dims + e.rank, held.dims);
       throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) + " " +
-                                        dtype_name(v.dtype) + " in this plan but " + shape_str(held) + " " +
+                                        dtype_name(v.dtype) + " in this plan but " + cpu::shape_str(e.dims, e.rank) +
+                                        " " +
                                         dtype_name(e.dtype) +
                                         " in the executable it shares with; shared values must match");
     }

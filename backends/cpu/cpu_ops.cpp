@@ -7,7 +7,11 @@
 
 namespace parity {
 namespace cpu {
-namespace {
+std::string shape_str(const int64_t* dims, int32_t rank) {
+  std::string s = "[";
+  for (int32_t i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  return s + "]";
+}
 
 const char* dtype_name(parity_dtype dtype) {
   switch (dtype) {
@@ -18,13 +22,7 @@ const char* dtype_name(parity_dtype dtype) {
   return "unknown dtype";
 }
 
-}  // namespace
-
-std::string BoundValue::shape_str() const {
-  std::string s = "[";
-  for (int32_t i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
-  return s + "]";
-}
+std::string BoundValue::shape_str() const { return cpu::shape_str(dims, rank); }
 
 void fail(const BoundNode& node, const std::string& message) {
   throw Error(ErrorKind::shape, std::string("cpu: ") + parity_op_name(node.op) + " '" + node.name + "': " + message);

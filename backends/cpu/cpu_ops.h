@@ -50,6 +50,10 @@ struct BoundNode {
   unsigned char* workspace = nullptr;  // the executable's scratch, shared by all nodes
 };
 
+// "[64,1,28,28]" and "f32": the spellings every cpu error message uses.
+std::string shape_str(const int64_t* dims, int32_t rank);
+const char* dtype_name(parity_dtype dtype);
+
 // ---- checks used by the plan_* functions; they throw Error(shape) naming node, value and rule
 [[noreturn]] void fail(const BoundNode& node, const std::string& message);
 void expect_arity(const BoundNode& node, int32_t min_inputs, int32_t max_inputs, int32_t min_outputs,

