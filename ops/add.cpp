@@ -24,7 +24,9 @@ double flops_fill(const OpCall&) { return 0.0; }
 
 }  // namespace
 
-extern const OpRule add_rule{"ADD", 2, 1, infer_add, flops_add, gradient_add};
-extern const OpRule fill_rule{"FILL", 0, 1, infer_fill, flops_fill, nullptr};
+extern const OpRule add_rule{"ADD", 2, 1, infer_add, flops_add, gradient_add,
+                                // a + b rounds once to float32 however precisely it is computed
+                                kExactTolerance};
+extern const OpRule fill_rule{"FILL", 0, 1, infer_fill, flops_fill, nullptr, kExactTolerance};
 
 }  // namespace parity::ops

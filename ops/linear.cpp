@@ -71,8 +71,10 @@ double flops_bwd_weight(const OpCall& c) {
 
 }  // namespace
 
-extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient};
-extern const OpRule linear_bwd_data_rule{"LINEAR_BWD_DATA", 2, 1, infer_bwd_data, flops_bwd_data, nullptr};
-extern const OpRule linear_bwd_weight_rule{"LINEAR_BWD_WEIGHT", 2, 2, infer_bwd_weight, flops_bwd_weight, nullptr};
+extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance};
+extern const OpRule linear_bwd_data_rule{"LINEAR_BWD_DATA", 2, 1, infer_bwd_data, flops_bwd_data, nullptr,
+                                           kDotProductTolerance};
+extern const OpRule linear_bwd_weight_rule{"LINEAR_BWD_WEIGHT", 2, 2, infer_bwd_weight, flops_bwd_weight,
+                                             nullptr, kDotProductTolerance};
 
 }  // namespace parity::ops

@@ -64,7 +64,10 @@ double flops_backward(const OpCall& c) { return double(c.inputs[0]->shape.numel(
 
 }  // namespace
 
-extern const OpRule maxpool2d_rule{"MAXPOOL2D", 1, 2, infer_forward, flops_forward, gradient};
-extern const OpRule maxpool2d_bwd_rule{"MAXPOOL2D_BWD", 2, 1, infer_backward, flops_backward, nullptr};
+extern const OpRule maxpool2d_rule{"MAXPOOL2D", 1, 2, infer_forward, flops_forward, gradient, kExactTolerance};
+extern const OpRule maxpool2d_bwd_rule{"MAXPOOL2D_BWD", 2, 1, infer_backward, flops_backward, nullptr,
+                                         // each input element receives at most one window's gradient in a 2x2/2 pool; with
+                                         // overlapping windows the sum of a few terms may round differently
+                                         Tolerance{1e-12, 1e-8, "a sum of at most kernel^2 gradient terms", true}};
 
 }  // namespace parity::ops

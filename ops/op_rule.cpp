@@ -7,6 +7,15 @@
 
 namespace parity::ops {
 
+// In a training step every node's inputs differ from ref's by the float32 rounding of up to a
+// dozen nodes before it, each adding NMSE ~1e-12..1e-11; 1e-8 keeps two orders of margin.
+const Tolerance kDotProductTolerance{1e-9, 1e-8, "float32 dot products: sqrt(K) * 2^-24 relative error per element",
+                                     true};
+// Inside a step, the inputs of a copy/select op already differ from ref's (see above); a
+// maxpool window whose top two values are within that error may pick another element, so
+// index outputs may differ in a small fraction (1e-3) of elements.
+const Tolerance kExactTolerance{0.0, 1e-8, "no arithmetic on values: bit equality with ref rounded to float32", true};
+
 extern const OpRule conv2d_rule, conv2d_bwd_data_rule, conv2d_bwd_weight_rule;
 extern const OpRule relu_rule, relu_bwd_rule;
 extern const OpRule maxpool2d_rule, maxpool2d_bwd_rule;

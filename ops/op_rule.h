@@ -30,6 +30,20 @@ using GradientFn = std::vector<Value> (*)(GraphBuilder& builder, const Node& nod
                                           const std::vector<Value>& dL_doutputs,
                                           const std::vector<bool>& needed);
 
+// How closely a float32 backend must match ref's float64 result, and why that number.
+struct Tolerance {
+  // The op alone, on identical inputs: normalised mean squared error bound (0: bit equality
+  // with ref's result rounded to float32).
+  double op_nmse;
+  // The op inside a training step, whose inputs already carry the float32 error of the nodes
+  // before it. Integer outputs (indices) are compared by the fraction of elements that differ.
+  double step_nmse;
+  const char* why;
+  // With small-integer inputs every intermediate is an exactly representable integer, so the
+  // float32 result must equal ref's bit for bit (`parity check ops --exact`).
+  bool integer_exact;
+};
+
 struct OpRule {
   const char* name;
   int num_inputs;
@@ -40,7 +54,17 @@ struct OpRule {
   // Floating-point operations of one execution (a multiply-add counts 2).
   double (*flops)(const OpCall& call);
   GradientFn gradient;  // nullptr: the op is not differentiable
+  Tolerance tolerance;
 };
+
+// Shared tolerance arguments (the per-op files pick one or state their own).
+// Dot products: a float32 sum of K products has a relative error of about sqrt(K) * 2^-24 per
+// element (random signs), so for K up to a few thousand the NMSE is below 1e-11; 1e-9 leaves
+// margin, while one wrong element in a thousand by 1% gives NMSE ~1e-7 and fails.
+extern const Tolerance kDotProductTolerance;
+// No arithmetic on values (copies, selections, comparisons): ref's result rounded to float32
+// is exactly what a correct backend produces.
+extern const Tolerance kExactTolerance;
 
 const OpRule& rule(parity_op op);
 

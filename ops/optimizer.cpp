@@ -45,7 +45,12 @@ double flops_sgd(const OpCall& c) { return 4.0 * c.inputs[0]->shape.numel(); }
 
 }  // namespace
 
-extern const OpRule adam_step_rule{"ADAM_STEP", 5, 0, infer_adam, flops_adam, nullptr};
-extern const OpRule sgd_step_rule{"SGD_STEP", 3, 0, infer_sgd, flops_sgd, nullptr};
+extern const OpRule adam_step_rule{"ADAM_STEP", 5, 0, infer_adam, flops_adam, nullptr,
+    // The update is lr * m / (sqrt(v) + eps) in float32: ~1e-7 relative error on a step of
+    // size ~lr. Inside a training step the first update is ~lr * sign(g), and a gradient within
+    // rounding of zero may flip sign against ref, moving a weight by 2 lr: 1e-7 allows a few.
+    Tolerance{1e-12, 1e-7, "float32 sqrt and division on an update of size lr", false}};
+extern const OpRule sgd_step_rule{"SGD_STEP", 3, 0, infer_sgd, flops_sgd, nullptr,
+    Tolerance{1e-12, 1e-8, "float32 multiply-add on an update of size lr * g", false}};
 
 }  // namespace parity::ops

@@ -27,7 +27,7 @@ std::vector<OutputSpec> infer_backward(const OpCall& c) {
 
 }  // namespace
 
-extern const OpRule relu_rule{"RELU", 1, 1, infer_forward, flops_forward, gradient};
-extern const OpRule relu_bwd_rule{"RELU_BWD", 2, 1, infer_backward, flops_forward, nullptr};
+extern const OpRule relu_rule{"RELU", 1, 1, infer_forward, flops_forward, gradient, kExactTolerance};
+extern const OpRule relu_bwd_rule{"RELU_BWD", 2, 1, infer_backward, flops_forward, nullptr, kExactTolerance};
 
 }  // namespace parity::ops

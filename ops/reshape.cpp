@@ -19,6 +19,6 @@ std::vector<Value> gradient(GraphBuilder& b, const Node& node, const std::vector
 
 }  // namespace
 
-extern const OpRule reshape_rule{"RESHAPE", 1, 1, infer, flops, gradient};
+extern const OpRule reshape_rule{"RESHAPE", 1, 1, infer, flops, gradient, kExactTolerance};
 
 }  // namespace parity::ops

@@ -58,9 +58,12 @@ double flops_scan(const OpCall& c) { return double(c.inputs[0]->shape.numel()); 
 
 }  // namespace
 
-extern const OpRule softmax_xent_rule{"SOFTMAX_XENT", 2, 1, infer_forward, flops_forward, gradient};
-extern const OpRule softmax_xent_bwd_rule{"SOFTMAX_XENT_BWD", 3, 1, infer_backward, flops_forward, nullptr};
-extern const OpRule argmax_rule{"ARGMAX", 1, 1, infer_argmax, flops_scan, nullptr};
-extern const OpRule accuracy_rule{"ACCURACY", 2, 1, infer_accuracy, flops_scan, nullptr};
+extern const OpRule softmax_xent_rule{"SOFTMAX_XENT", 2, 1, infer_forward, flops_forward, gradient,
+                                     // exp and log in float32 carry ~1e-7 relative error; the loss is one number
+                                     Tolerance{1e-12, 1e-10, "float32 exp/log: ~1e-7 relative error on one scalar", false}};
+extern const OpRule softmax_xent_bwd_rule{"SOFTMAX_XENT_BWD", 3, 1, infer_backward, flops_forward, nullptr,
+                                         Tolerance{1e-10, 1e-8, "float32 softmax: ~1e-7 relative error per element", false}};
+extern const OpRule argmax_rule{"ARGMAX", 1, 1, infer_argmax, flops_scan, nullptr, kExactTolerance};
+extern const OpRule accuracy_rule{"ACCURACY", 2, 1, infer_accuracy, flops_scan, nullptr, kExactTolerance};
 
 }  // namespace parity::ops
