@@ -14,13 +14,14 @@ int main(int argc, char** argv) {
   parity::tools::add_info_command(app, run);
   parity::tools::add_train_command(app, run);
   parity::tools::add_eval_command(app, run);
+  parity::tools::add_check_command(app, run);
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval (see parity --help)\n", argv[1]);
+    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval, check (see parity --help)\n", argv[1]);
     return 2;
   }
   try {

@@ -1,0 +1,97 @@
+// parity/check.h — cross-backend correctness: comparing tensors, every op against the float64
+// `ref` backend, a whole training step node by node between two backends, and determinism.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parity/tensor.h"
+
+namespace parity {
+
+struct WorstElement {
+  int64_t index = 0;
+  double got = 0, want = 0;
+};
+
+// One tensor of one backend against the same tensor of the reference side.
+struct TensorDiff {
+  std::string name;   // value name in the graph
+  std::string node;   // node that produced it
+  std::string op;     // its op
+  std::string role;   // "output", "gradient", "updated weight", "optimizer state"
+  Shape shape;
+  double nmse = 0;      // sum (got-want)^2 / sum want^2 (float), or fraction of differing elements (integer)
+  double max_abs = 0, max_rel = 0;
+  int64_t nonfinite_mismatch = 0;  // elements finite on one side only
+  double threshold = 0;            // nmse bound; 0 means bit equality
+  bool pass = true;
+  std::string note;                // e.g. why the threshold, or that a value is internal to a fused node
+  std::vector<WorstElement> worst; // the largest differences, worst first
+};
+
+// Compares `got` with `want` (same shape and dtype). threshold 0 demands bit equality.
+TensorDiff compare_tensors(const Tensor& got, const Tensor& want, double threshold, int worst_count = 3);
+
+struct OpCheckOptions {
+  std::vector<std::string> backends;  // each compared with ref
+  bool exact = false;                 // small-integer inputs: conv and linear must match ref bit for bit
+  std::string op;                     // only this op (by its name, e.g. conv2d, CONV2D_BWD_DATA); empty: all
+  std::vector<int64_t> shape;         // with `op`: one more case of that op (see `parity check ops --help`)
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
+struct OpCaseResult {
+  std::string backend, op, label;
+  bool skipped = false;
+  std::string skip_reason;
+  std::vector<TensorDiff> outputs;
+  bool pass() const;
+};
+
+std::vector<OpCaseResult> check_ops(const OpCheckOptions& options);
+
+struct ModelCheckOptions {
+  std::string model = "seed-cnn";
+  std::string backend = "cpu";
+  std::string against = "ref";
+  int64_t batch = 8;
+  int steps = 1;
+  std::string weights;  // safetensors with PyTorch names; empty: seeded initialisation
+  std::string input;    // safetensors with x f32 [N,C,H,W] and y i64 (or i32) [N]; empty: random batch
+  std::string dump;     // folder: every value of every backend as safetensors
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
+struct StepDrift {
+  int step = 0;  // 1-based
+  double loss_a = 0, loss_b = 0;
+  double weights_nmse = 0;  // all parameters together
+};
+
+struct ModelCheckReport {
+  std::string backend, against;
+  std::vector<TensorDiff> values;  // first step, in graph order
+  int first_failure = -1;          // index into values, -1 when every value passed
+  std::vector<StepDrift> drift;    // one entry per step
+  bool pass() const { return first_failure < 0; }
+};
+
+ModelCheckReport check_model(const ModelCheckOptions& options);
+
+struct DeterminismReport {
+  std::string backend;
+  int64_t values_compared = 0;
+  std::vector<std::string> differing;  // values whose bytes differ between the two runs
+  bool pass() const { return differing.empty(); }
+};
+
+// Runs the same training step twice on fresh executables and demands bitwise equality of
+// every kept value, gradient and updated weight.
+DeterminismReport check_determinism(const std::string& model, const std::string& backend, int64_t batch, int threads,
+                                    uint64_t seed);
+
+}  // namespace parity

@@ -1,0 +1,196 @@
+// tools/cmd_check.cpp — `parity check ops | model | determinism`: cross-backend correctness
+// reports as a terminal table (colour on a TTY only) and as JSON; exit 0 only when all passed.
+#include <unistd.h>
+
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/atomic_file.h"
+#include "parity/check.h"
+#include "parity/parity.h"
+#include "tools/commands.h"
+
+namespace parity::tools {
+namespace {
+
+bool colour() { return ::isatty(STDOUT_FILENO) != 0; }
+
+std::string verdict(bool pass) {
+  if (!colour()) return pass ? "pass" : "FAIL";
+  return pass ? "\x1b[32mpass\x1b[0m" : "\x1b[1;31mFAIL\x1b[0m";
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+// "all" means every backend that is available here, except the oracle itself.
+std::vector<std::string> resolve_backends(const std::string& text) {
+  if (text != "all") return split_list(text);
+  std::vector<std::string> names;
+  for (const BackendInfo& b : list_backends())
+    if (b.available && b.name != "ref") names.push_back(b.name);
+  return names;
+}
+
+std::string threshold_text(double t) { return t == 0 ? "exact" : fmt::format("{:.0e}", t); }
+
+nlohmann::json diff_json(const TensorDiff& d) {
+  nlohmann::json worst = nlohmann::json::array();
+  for (const WorstElement& w : d.worst) worst.push_back({{"index", w.index}, {"got", w.got}, {"want", w.want}});
+  return {{"name", d.name}, {"node", d.node}, {"op", d.op}, {"role", d.role}, {"shape", d.shape.dims()},
+          {"nmse", d.nmse}, {"max_abs", d.max_abs}, {"max_rel", d.max_rel},
+          {"nonfinite_mismatch", d.nonfinite_mismatch}, {"threshold", d.threshold}, {"pass", d.pass},
+          {"note", d.note}, {"worst", worst}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  if (!path.empty()) write_file_atomically(path, j.dump(2) + "\n");
+}
+
+void print_worst(const TensorDiff& d) {
+  for (const WorstElement& w : d.worst) fmt::print("      [{}] got {:.9g}, want {:.9g}\n", w.index, w.got, w.want);
+}
+
+int run_check_ops(const std::string& backends, const OpCheckOptions& base, const std::string& json) {
+  OpCheckOptions o = base;
+  o.backends = resolve_backends(backends);
+  std::vector<OpCaseResult> results = check_ops(o);
+  int passed = 0, failed = 0, skipped = 0;
+  fmt::print("{:<6} {:<19} {:<44} {:<18} {:>9} {:>9} {:>9} {:>6}  {}\n", "back", "op", "case", "output", "nmse",
+             "max abs", "max rel", "limit", "result");
+  nlohmann::json cases = nlohmann::json::array();
+  for (const OpCaseResult& r : results) {
+    nlohmann::json jc = {{"backend", r.backend}, {"op", r.op}, {"case", r.label}, {"skipped", r.skipped},
+                         {"skip_reason", r.skip_reason}, {"pass", r.pass()}, {"outputs", nlohmann::json::array()}};
+    if (r.skipped) {
+      ++skipped;
+      fmt::print("{:<6} {:<19} {:<44} skipped: {}\n", r.backend, r.op, r.label, r.skip_reason);
+    } else {
+      (r.pass() ? passed : failed)++;
+      for (const TensorDiff& d : r.outputs) {
+        fmt::print("{:<6} {:<19} {:<44} {:<18} {:>9.2e} {:>9.2e} {:>9.2e} {:>6}  {}\n", r.backend, r.op, r.label, d.name,
+                   d.nmse, d.max_abs, d.max_rel, threshold_text(d.threshold), verdict(d.pass));
+        if (!d.pass) print_worst(d);
+        jc["outputs"].push_back(diff_json(d));
+      }
+    }
+    cases.push_back(jc);
+  }
+  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n", o.exact ? " (exact mode)" : "", passed, failed, skipped);
+  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"cases", cases},
+                    {"passed", passed}, {"failed", failed}, {"skipped", skipped}});
+  return failed == 0 ? 0 : 1;
+}
+
+int run_check_model(const ModelCheckOptions& o, const std::string& json) {
+  ModelCheckReport r = check_model(o);
+  fmt::print("check model {}: {} against {}, one training step (Adam), every value kept; no node of this plan is fused,\n"
+             "so every value is compared where it is produced\n",
+             o.model, r.backend, r.against);
+  fmt::print("{:>3} {:<22} {:<18} {:<34} {:<15} {:<16} {:>9} {:>9} {:>6}  {}\n", "#", "node", "op", "value", "role",
+             "shape", "nmse", "max abs", "limit", "result");
+  nlohmann::json values = nlohmann::json::array();
+  for (size_t i = 0; i < r.values.size(); ++i) {
+    const TensorDiff& d = r.values[i];
+    fmt::print("{:>3} {:<22} {:<18} {:<34} {:<15} {:<16} {:>9.2e} {:>9.2e} {:>6}  {}\n", i, d.node, d.op, d.name, d.role,
+               d.shape.str(), d.nmse, d.max_abs, threshold_text(d.threshold), verdict(d.pass));
+    values.push_back(diff_json(d));
+  }
+  if (r.first_failure >= 0) {
+    const TensorDiff& d = r.values[static_cast<size_t>(r.first_failure)];
+    fmt::print("first divergence: node '{}' ({}) value '{}' {}: nmse {:.3e} > {} (max abs {:.3e}, max rel {:.3e}); worst elements:\n",
+               d.node, d.op, d.name, d.shape.str(), d.nmse, threshold_text(d.threshold), d.max_abs, d.max_rel);
+    print_worst(d);
+  } else {
+    fmt::print("all {} values agree within their thresholds\n", r.values.size());
+  }
+  nlohmann::json drift = nlohmann::json::array();
+  if (r.drift.size() > 1) fmt::print("{:>5} {:>14} {:>14} {:>14}\n", "step", "loss " + r.backend, "loss " + r.against, "weights nmse");
+  for (const StepDrift& s : r.drift) {
+    if (r.drift.size() > 1) fmt::print("{:>5} {:>14.8f} {:>14.8f} {:>14.3e}\n", s.step, s.loss_a, s.loss_b, s.weights_nmse);
+    drift.push_back({{"step", s.step}, {"loss_backend", s.loss_a}, {"loss_against", s.loss_b}, {"weights_nmse", s.weights_nmse}});
+  }
+  if (!o.dump.empty()) fmt::print("every value of both sides written to {}/\n", o.dump);
+  write_json(json, {{"command", "check model"}, {"model", o.model}, {"backend", r.backend}, {"against", r.against},
+                    {"pass", r.pass()}, {"first_failure", r.first_failure}, {"values", values}, {"drift", drift}});
+  return r.pass() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_check_command(CLI::App& app, std::function<int()>& run) {
+  CLI::App* check = app.add_subcommand("check", "cross-backend correctness: ops, a model's training step, determinism");
+  check->require_subcommand(1);
+
+  // check ops
+  CLI::App* ops = check->add_subcommand("ops", "every op, forward and backward, on each backend against ref (float64)");
+  auto ops_backends = std::make_shared<std::string>("all");
+  auto ops_options = std::make_shared<OpCheckOptions>();
+  auto ops_json = std::make_shared<std::string>();
+  ops->add_option("--backend", *ops_backends, "comma-separated backends, or all (available ones)")->capture_default_str();
+  ops->add_flag("--exact", ops_options->exact, "small-integer inputs: conv and linear must match ref bit for bit");
+  ops->add_option("--op", ops_options->op, "only this op family: conv2d, linear, relu, maxpool2d, softmax_xent, argmax, "
+                                          "accuracy, add, reshape, adam_step, sgd_step");
+  ops->add_option("--shape", ops_options->shape,
+                  "with --op, one more case: conv2d N,C,H,W,K,R,S[,stride[,pad]]; linear N,IN,OUT; maxpool2d "
+                  "N,C,H,W,KERNEL,STRIDE; softmax_xent N,CLASSES; others the tensor's dims")
+      ->delimiter(',');
+  ops->add_option("--seed", ops_options->seed, "seed of the random inputs")->capture_default_str();
+  ops->add_option("--threads", ops_options->threads, "threads for the cpu backend (0: all)");
+  ops->add_option("--json", *ops_json, "write every figure to this file");
+  ops->callback([&run, ops_backends, ops_options, ops_json] {
+    run = [=] { return run_check_ops(*ops_backends, *ops_options, *ops_json); };
+  });
+
+  // check model
+  CLI::App* model = check->add_subcommand("model", "one training step on two backends, compared node by node");
+  auto m = std::make_shared<ModelCheckOptions>();
+  auto m_json = std::make_shared<std::string>();
+  add_backend_option(*model, m->backend);
+  model->add_option("--against", m->against, "the other side: a backend name (or torch, when the peer is built)")
+      ->capture_default_str();
+  model->add_option("--model", m->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  model->add_option("--batch", m->batch, "images in the random batch (ignored with --input)")->capture_default_str();
+  model->add_option("--steps", m->steps, "steps to run on both, reporting how losses and weights drift apart")
+      ->capture_default_str();
+  model->add_option("--weights", m->weights, "weights in safetensors with PyTorch's names (default: seeded init)");
+  model->add_option("--input", m->input, "batch in safetensors: x f32 [N,C,H,W], y i64 [N]");
+  model->add_option("--dump", m->dump, "folder: every value of both backends as <backend>.safetensors");
+  model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
+  model->add_option("--threads", m->threads, "threads for the cpu backend (0: all)");
+  model->add_option("--json", *m_json, "write every figure to this file");
+  model->callback([&run, m, m_json] { run = [=] { return run_check_model(*m, *m_json); }; });
+
+  // check determinism
+  CLI::App* det = check->add_subcommand("determinism", "the same training step twice: every value bitwise equal");
+  auto d_backend = std::make_shared<std::string>();
+  auto d_model = std::make_shared<std::string>("seed-cnn");
+  auto d_batch = std::make_shared<int64_t>(16);
+  auto d_threads = std::make_shared<int>(0);
+  auto d_json = std::make_shared<std::string>();
+  add_backend_option(*det, *d_backend);
+  det->add_option("--model", *d_model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  det->add_option("--batch", *d_batch, "images per step")->capture_default_str();
+  det->add_option("--threads", *d_threads, "threads for the cpu backend (0: all)");
+  det->add_option("--json", *d_json, "write the result to this file");
+  det->callback([&run, d_backend, d_model, d_batch, d_threads, d_json] {
+    run = [=] {
+      DeterminismReport r = check_determinism(*d_model, *d_backend, *d_batch, *d_threads, 0);
+      fmt::print("check determinism {} on {}: {} values compared, {} differ: {}\n", *d_model, r.backend,
+                 r.values_compared, r.differing.size(), verdict(r.pass()));
+      for (const std::string& name : r.differing) fmt::print("  differs: {}\n", name);
+      write_json(*d_json, {{"command", "check determinism"}, {"backend", r.backend}, {"model", *d_model},
+                           {"values_compared", r.values_compared}, {"differing", r.differing}, {"pass", r.pass()}});
+      return r.pass() ? 0 : 1;
+    };
+  });
+}
+
+}  // namespace parity::tools
