@@ -1,0 +1,149 @@
+// tests/test_check.cpp — the engine behind `parity check`: the comparison metric can fail,
+// the model check passes cpu against ref and names the first divergence when one is forced,
+// and bad weight or input files are reported by name.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "parity/check.h"
+#include "parity/parity.h"
+
+namespace parity {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(CompareTensors, MetricsAndVerdicts) {
+  Tensor want = Tensor::from_f32(Shape{4}, {1.0f, -2.0f, 3.0f, 4.0f});
+  TensorDiff same = compare_tensors(want, want, 0.0);
+  EXPECT_TRUE(same.pass);
+  EXPECT_EQ(same.nmse, 0.0);
+
+  Tensor off = Tensor::from_f32(Shape{4}, {1.0f, -2.0f, 3.0f, 4.5f});
+  TensorDiff d = compare_tensors(off, want, 1e-3);
+  EXPECT_NEAR(d.nmse, 0.25 / 30.0, 1e-12);
+  EXPECT_FALSE(d.pass);
+  EXPECT_DOUBLE_EQ(d.max_abs, 0.5);
+  EXPECT_DOUBLE_EQ(d.max_rel, 0.125);
+  ASSERT_FALSE(d.worst.empty());
+  EXPECT_EQ(d.worst[0].index, 3);
+  EXPECT_TRUE(compare_tensors(off, want, 1e-2).pass);
+
+  // Exact mode: the smallest difference fails.
+  Tensor tiny = want;
+  tiny.f32()[0] = std::nextafter(1.0f, 2.0f);
+  EXPECT_FALSE(compare_tensors(tiny, want, 0.0).pass);
+
+  // An unwritten (NaN-poisoned) element fails whatever the threshold.
+  Tensor nan = want;
+  nan.f32()[2] = std::nanf("");
+  TensorDiff n = compare_tensors(nan, want, 1.0);
+  EXPECT_EQ(n.nonfinite_mismatch, 1);
+  EXPECT_FALSE(n.pass);
+
+  // Integer outputs: the fraction of elements that differ.
+  Tensor a = Tensor::from_i32(Shape{4}, {1, 2, 3, 4}), b = Tensor::from_i32(Shape{4}, {1, 2, 3, 5});
+  EXPECT_DOUBLE_EQ(compare_tensors(a, b, 0.5).nmse, 0.25);
+}
+
+TEST(CheckOps, EveryOpOnCpuPassesAgainstRefIncludingExactMode) {
+  for (bool exact : {false, true}) {
+    OpCheckOptions o;
+    o.backends = {"cpu"};
+    o.exact = exact;
+    std::vector<OpCaseResult> results = check_ops(o);
+    EXPECT_GT(results.size(), 90u);
+    for (const OpCaseResult& r : results) {
+      EXPECT_FALSE(r.skipped) << r.op << " " << r.label;
+      for (const TensorDiff& d : r.outputs) EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name << " nmse " << d.nmse;
+    }
+  }
+}
+
+TEST(CheckOps, UserCaseAndBadRequests) {
+  OpCheckOptions o;
+  o.backends = {"cpu"};
+  o.op = "conv2d";
+  o.shape = {2, 3, 9, 9, 4, 5, 3, 2, 2};
+  std::vector<OpCaseResult> results = check_ops(o);
+  bool found = false;
+  for (const OpCaseResult& r : results) found = found || r.label == "x[2,3,9,9] w[4,3,5,3] stride 2 pad 2";
+  EXPECT_TRUE(found);
+  o.shape = {2, 3};
+  EXPECT_THROW(check_ops(o), Error);
+  o.op = "nosuch";
+  o.shape.clear();
+  EXPECT_THROW(check_ops(o), Error);
+}
+
+TEST(CheckModel, CpuAgainstRefPassesEveryValueAndDriftStaysSmall) {
+  ModelCheckOptions o;
+  o.batch = 4;
+  o.steps = 3;
+  ModelCheckReport r = check_model(o);
+  EXPECT_TRUE(r.pass());
+  // Every node output of the step (forward, backward, gradients) plus 8 updated weights and 16 Adam states.
+  EXPECT_EQ(r.values.size(), 57u);
+  ASSERT_EQ(r.drift.size(), 3u);
+  EXPECT_LT(r.drift[2].weights_nmse, 1e-9);
+  EXPECT_NEAR(r.drift[0].loss_a, r.drift[0].loss_b, 1e-5);
+}
+
+// --dump writes every value of both sides; bad --weights and --input files are named.
+TEST(CheckModel, DumpsEveryValueAndRejectsBadFiles) {
+  fs::path dir = fs::temp_directory_path() / ("parity-check-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  TensorFile weights;
+  for (auto& [name, t] : init_weights(model_spec("seed-cnn"), 0)) weights.tensors.emplace(name, t);
+  const std::string path = (dir / "w.safetensors").string();
+  write_safetensors(path, weights);
+  ModelCheckOptions o;
+  o.batch = 2;
+  o.weights = path;
+  o.dump = (dir / "dump").string();
+  ModelCheckReport r = check_model(o);
+  EXPECT_TRUE(r.pass());
+  TensorFile cpu = read_safetensors((dir / "dump" / "cpu.safetensors").string());
+  TensorFile ref = read_safetensors((dir / "dump" / "ref.safetensors").string());
+  EXPECT_EQ(cpu.tensors.size(), ref.tensors.size());
+  EXPECT_TRUE(cpu.tensors.count("grad/conv1.weight"));
+  EXPECT_TRUE(cpu.tensors.count("pool1.indices"));
+  EXPECT_EQ(cpu.tensors.at("logits").shape(), (Shape{2, 10}));
+
+  weights.tensors.at("conv2.weight") = Tensor(Shape{32, 16, 5, 5}, DType::f32);
+  write_safetensors(path, weights);
+  try {
+    check_model(o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2.weight"), std::string::npos) << e.what();
+  }
+  TensorFile input;
+  input.tensors.emplace("x", Tensor(Shape{2, 1, 28, 28}, DType::f32));
+  input.tensors.emplace("y", Tensor(Shape{2}, DType::f32));
+  const std::string input_path = (dir / "in.safetensors").string();
+  write_safetensors(input_path, input);
+  ModelCheckOptions bad;
+  bad.input = input_path;
+  try {
+    check_model(bad);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'y' is f32 [2], expected i64 [2]"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(CheckDeterminism, CpuAndRefAreBitwiseRepeatable) {
+  for (const char* backend : {"cpu", "ref"}) {
+    DeterminismReport r = check_determinism("seed-cnn", backend, 4, 0, 1);
+    EXPECT_TRUE(r.pass()) << backend;
+    EXPECT_GT(r.values_compared, 50);
+  }
+}
+
+}  // namespace
+}  // namespace parity
