@@ -1,7 +1,8 @@
 // graph/check_ops.cpp — `parity check ops`: every op, forward and backward, on each chosen
 // backend against the float64 `ref` backend, over a built-in list of cases (batch 1, odd
 // sizes, stride and padding edge cases, large values, values at the relu and maxpool kinks)
-// plus one the user names. Outputs are prefilled with NaN, so an unwritten element fails.
+// plus one the user names. Outputs are prefilled with NaN, so an unwritten element fails,
+// and sit between guard regions, so a write past either end fails.
 #include <algorithm>
 #include <cctype>
 #include <random>
@@ -246,9 +247,20 @@ std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vec
   return cases;
 }
 
-// Builds the one-node graph of a case, runs it with NaN-poisoned outputs on `backend`, and
-// returns its outputs followed by the updated PARAM/STATE operands.
-std::vector<std::pair<std::string, Tensor>> run_case(Backend& backend, const OpCase& c, std::string* skip_reason) {
+// Guard values placed right before and after every output in the arena (Plan's tight
+// layout): INPUTs the check fills with a canary and reads back, so an op that writes past
+// either end of its output is caught on backends that use the plan's arena.
+constexpr int64_t kGuardFloats = 16;
+constexpr uint32_t kCanary = 0x7fc0beefu;  // a quiet NaN with a payload no op produces
+
+struct CaseRun {
+  std::vector<std::pair<std::string, Tensor>> values;  // outputs, then updated PARAM/STATE operands
+  std::vector<std::string> overruns;                    // outputs whose guards were overwritten
+};
+
+// Builds the one-node graph of a case, runs it with NaN-poisoned outputs between guards on
+// `backend`, and returns its outputs followed by the updated PARAM/STATE operands.
+CaseRun run_case(Backend& backend, const OpCase& c, std::string* skip_reason) {
   GraphBuilder b;
   std::vector<Value> ins;
   for (size_t i = 0; i < c.operands.size(); ++i) {
@@ -259,32 +271,48 @@ std::vector<std::pair<std::string, Tensor>> run_case(Backend& backend, const OpC
     else ins.push_back(b.input(name, o.tensor.shape(), o.tensor.dtype()));
   }
   std::vector<Value> outs = b.node(c.op, c.params, ins, "op");
+  std::vector<std::string> keep, layout = {"guard.before"};
+  b.input("guard.before", Shape{kGuardFloats});
+  for (size_t k = 0; k < outs.size(); ++k) {
+    keep.push_back(b.graph().value(outs[k]).name);
+    layout.push_back(keep.back());
+    layout.push_back(fmt::format("guard.after{}", k));
+    b.input(layout.back(), Shape{kGuardFloats});
+  }
   const Graph g = b.take();
-  std::vector<std::string> keep;
-  for (Value v : outs) keep.push_back(g.value(v).name);
-  Plan plan(g, keep);
+  Plan plan(g, keep, layout);
   const parity_plan cp = plan.c_plan();
-  if (!backend.supports(cp.nodes[0], skip_reason)) return {};
+  CaseRun run;
+  if (!backend.supports(cp.nodes[0], skip_reason)) return run;
   CompileOptions co;
   co.poison_outputs = true;
   auto exe = backend.compile(cp, co, nullptr);
   for (size_t i = 0; i < c.operands.size(); ++i)
     exe->write(plan.value("in" + std::to_string(i)), c.operands[i].tensor.data(), c.operands[i].tensor.nbytes());
+  const std::vector<uint32_t> canary(kGuardFloats, kCanary);
+  for (const std::string& name : layout)
+    if (name.rfind("guard.", 0) == 0) exe->write(plan.value(name), canary.data(), canary.size() * 4);
   exe->execute();
-  std::vector<std::pair<std::string, Tensor>> results;
-  for (Value v : outs) {
-    const ValueInfo& info = g.value(v);
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const ValueInfo& info = g.value(outs[k]);
     Tensor t(info.shape, info.dtype);
     exe->read(plan.value(info.name), t.data(), t.nbytes());
-    results.emplace_back(outs.size() == 1 ? "output" : fmt::format("output {}", results.size()), std::move(t));
+    const std::string label = outs.size() == 1 ? "output" : fmt::format("output {}", k);
+    for (const std::string& guard : {k == 0 ? std::string("guard.before") : fmt::format("guard.after{}", k - 1),
+                                     fmt::format("guard.after{}", k)}) {
+      std::vector<uint32_t> seen(kGuardFloats);
+      exe->read(plan.value(guard), seen.data(), seen.size() * 4);
+      if (seen != canary) run.overruns.push_back(label);
+    }
+    run.values.emplace_back(label, std::move(t));
   }
   for (size_t i = 0; i < c.operands.size(); ++i)
     if (c.operands[i].kind != PARITY_VALUE_INPUT) {
       Tensor t(c.operands[i].tensor.shape(), DType::f32);
       exe->read(plan.value("in" + std::to_string(i)), t.data(), t.nbytes());
-      results.emplace_back(fmt::format("updated operand {}", i), std::move(t));
+      run.values.emplace_back(fmt::format("updated operand {}", i), std::move(t));
     }
-  return results;
+  return run;
 }
 
 }  // namespace
@@ -318,14 +346,15 @@ std::vector<OpCaseResult> check_ops(const OpCheckOptions& o) {
   for (const OpCase& c : cases) {
     const ops::Tolerance& tol = ops::rule(c.op).tolerance;
     std::string why;
-    auto want = run_case(*ref, c, &why);
+    const std::vector<std::pair<std::string, Tensor>> want = run_case(*ref, c, &why).values;
     for (auto& be : backends) {
       OpCaseResult r;
       r.backend = be->name();
       r.op = ops::rule(c.op).name;
       r.label = c.label;
       std::string skip;
-      auto got = run_case(*be, c, &skip);
+      const CaseRun run = run_case(*be, c, &skip);
+      const auto& got = run.values;
       if (got.empty() && !want.empty()) {
         r.skipped = true;
         r.skip_reason = skip.empty() ? "not supported" : skip;
@@ -341,6 +370,10 @@ std::vector<OpCaseResult> check_ops(const OpCheckOptions& o) {
         d.op = r.op;
         d.role = got[i].first.rfind("updated", 0) == 0 ? "updated state" : "output";
         d.note = exact ? "exact mode: small-integer inputs" : (o.exact ? std::string("not exact by definition (") + tol.why + ")" : tol.why);
+        if (std::find(run.overruns.begin(), run.overruns.end(), got[i].first) != run.overruns.end()) {
+          d.pass = false;
+          d.note = "wrote outside its bytes: a guard region beside it was overwritten";
+        }
         r.outputs.push_back(std::move(d));
       }
       results.push_back(std::move(r));

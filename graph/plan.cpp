@@ -87,7 +87,7 @@ class ArenaPlanner {
 
 }  // namespace
 
-Plan::Plan(const Graph& graph, const std::vector<std::string>& keep) {
+Plan::Plan(const Graph& graph, const std::vector<std::string>& keep, const std::vector<std::string>& tight_layout) {
   const auto& values = graph.values();
   const auto& nodes = graph.nodes();
   std::vector<bool> kept(values.size(), false);
@@ -118,13 +118,29 @@ Plan::Plan(const Graph& graph, const std::vector<std::string>& keep) {
     d.keep = (kept[v] || info.kind != PARITY_VALUE_TEMP) ? 1 : 0;
   }
 
+  int64_t tight_end = 0;
+  for (const std::string& name : tight_layout) {
+    const auto v = static_cast<size_t>(graph.find(name).id);
+    if (values[v].kind == PARITY_VALUE_PARAM || values[v].kind == PARITY_VALUE_STATE || values_[v].offset >= 0)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("plan: '{}' cannot be placed in the tight layout (persistent or listed twice)", name));
+    const auto size = static_cast<int64_t>(dtype_size(values[v].dtype));
+    tight_end = (tight_end + size - 1) / size * size;
+    values_[v].offset = tight_end;
+    values_[v].keep = 1;
+    last_use[v] = kForever;
+    tight_end += values_[v].bytes;
+  }
   ArenaPlanner arena;
+  if (tight_end > 0) arena.allocate(tight_end);  // the tight region comes first: offset 0
   for (size_t v = 0; v < values.size(); ++v)
-    if (values[v].kind == PARITY_VALUE_INPUT) values_[v].offset = arena.allocate(values_[v].bytes);
+    if (values[v].kind == PARITY_VALUE_INPUT && values_[v].offset < 0) values_[v].offset = arena.allocate(values_[v].bytes);
   for (size_t n = 0; n < nodes.size(); ++n) {
     // Outputs are placed before the inputs that die here are released: no node reads and
     // writes the same bytes.
-    for (int32_t out : nodes[n].outputs) values_[static_cast<size_t>(out)].offset = arena.allocate(values_[static_cast<size_t>(out)].bytes);
+    for (int32_t out : nodes[n].outputs)
+      if (values_[static_cast<size_t>(out)].offset < 0)
+        values_[static_cast<size_t>(out)].offset = arena.allocate(values_[static_cast<size_t>(out)].bytes);
     for (int32_t v : nodes[n].inputs) {
       auto idx = static_cast<size_t>(v);
       if (last_use[idx] == static_cast<int32_t>(n) && values[idx].kind == PARITY_VALUE_TEMP) {

@@ -113,10 +113,12 @@ inline const char* optimizer_step_name() { return "optimizer.step"; }
 Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* optimizer);
 
 // A graph lowered for a backend: C descriptors, value lifetimes and arena offsets. Values
-// named in `keep` (and every INPUT, PARAM and STATE) stay readable after execute.
+// named in `keep` (and every INPUT, PARAM and STATE) stay readable after execute. Values named
+// in `tight_layout` are placed first, back to back in that order, each aligned only to its
+// dtype and never reused: `parity check` uses it to put guard values right around outputs.
 class Plan {
  public:
-  Plan(const Graph& graph, const std::vector<std::string>& keep = {});
+  Plan(const Graph& graph, const std::vector<std::string>& keep = {}, const std::vector<std::string>& tight_layout = {});
   parity_plan c_plan() const;
   int32_t value(const std::string& name) const;  // index, throws when absent
   const std::vector<parity_value_desc>& values() const { return values_; }
