@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -52,7 +53,11 @@ std::string own_object_path() {
   Dl_info info{};
   if (::dladdr(reinterpret_cast<void*>(&plugin_search_folders), &info) && info.dli_fname && info.dli_fname[0]) {
     std::string path = info.dli_fname;
-    if (path.find('/') != std::string::npos) return path;
+    if (path.find('/') != std::string::npos) {
+      std::error_code ec;
+      const std::filesystem::path canonical = std::filesystem::weakly_canonical(path, ec);
+      return ec ? path : canonical.string();
+    }
   }
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -211,7 +216,9 @@ std::vector<std::string> plugin_search_folders() {
 #ifdef PARITY_SHARED_BUILD
     add(dir + "/parity");
 #else
-    add(dir + "/" PARITY_EXE_TO_PLUGINS);
+    const std::filesystem::path installed = std::filesystem::path(dir) / PARITY_EXE_TO_PLUGINS;
+    const std::filesystem::path normal = installed.lexically_normal();
+    add(normal.empty() ? installed.string() : normal.string());
 #endif
     for (const std::string& marker : {dir + "/parity-build-tree.txt", dir + "/../parity-build-tree.txt"}) {
       std::ifstream in(marker);

@@ -86,7 +86,8 @@ parity_status get_capabilities(parity_backend_t h, parity_capabilities* out, par
     out->features = in.spec->features;
     out->threads = in.impl->threads();
     out->device = 0;
-    copy_message(out->device_name, sizeof out->device_name, "host, " + std::to_string(out->threads) + " threads");
+    copy_message(out->device_name, sizeof out->device_name,
+                 "host, " + std::to_string(out->threads) + (out->threads == 1 ? " thread" : " threads"));
   });
 }
 

@@ -82,7 +82,7 @@ const std::string kPluginPath = std::string("PARITY_BACKEND_PATH=") + PARITY_TES
 TEST(Cli, InfoSaysWhyEachBackendIsUnavailable) {
   CliRun r = run_cli("info", kPluginPath);
   ASSERT_EQ(r.status, 0) << r.output;
-  for (const char* fragment : {"testadd available", "libparity-backend-testadd.so", "ABI mismatch",
+  for (const char* fragment : {"test plugin: FILL, ADD and RESHAPE on the host", "libparity-backend-testadd.so", "ABI mismatch",
                                "does not export parity_backend_entry()", "no device: the test driver reports 0 devices",
                                "libparity_test_cudnn_stand_in.so.9", "libparity-backend-cuda.so", "plugin search path",
                                PARITY_TEST_PLUGIN_DIR})
