@@ -83,4 +83,25 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
   return make_table_backend(f.table, options);
 }
 
+std::vector<std::string> resolve_backend_list(const std::string& list) {
+  std::vector<std::string> names;
+  if (list == "all") {
+    for (const BackendInfo& b : list_backends())
+      if (b.available) names.push_back(b.name);
+    return names;
+  }
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string name = list.substr(start, comma - start);
+    start = comma + 1;
+    if (name.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("backend list '{}' has an empty name: write names separated by single commas, or all", list));
+    const std::string resolved = create_backend(name)->name();  // the same errors as a single --backend
+    if (std::find(names.begin(), names.end(), resolved) == names.end()) names.push_back(resolved);
+  }
+  return names;
+}
+
 }  // namespace parity

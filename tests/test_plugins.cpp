@@ -2,6 +2,7 @@
 // PARITY_BACKEND_PATH, loaded with dlopen and used for a graph (persistent values shared
 // across the ABI); broken plugins rejected with the right reason; selection by name, auto and
 // PARITY_BACKEND; the built-in tables' buffers, copies and error returns.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -170,6 +171,25 @@ TEST(Plugins, SelectionByNameAutoAndEnvironment) {
   EXPECT_EQ(default_backend_name(), "ref");
   ::unsetenv("PARITY_BACKEND");
   EXPECT_EQ(default_backend_name(), "auto");
+}
+
+TEST(Plugins, BackendListsForCheckAndBench) {
+  EXPECT_EQ(resolve_backend_list("cpu,ref,cpu"), (std::vector<std::string>{"cpu", "ref"}));
+  const std::vector<std::string> all = resolve_backend_list("all");
+  EXPECT_NE(std::find(all.begin(), all.end(), "ref"), all.end());
+  EXPECT_EQ(std::find(all.begin(), all.end(), "simt") != all.end(), info_of("simt").available);
+  try {
+    resolve_backend_list("cpu,,ref");
+    ADD_FAILURE() << "an empty name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty name"), std::string::npos) << e.what();
+  }
+  try {
+    resolve_backend_list("ref,nosuch");
+    ADD_FAILURE() << "an unknown name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown backend 'nosuch'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Plugins, PersistentValuesAreSharedOnlyWithinOneInstance) {

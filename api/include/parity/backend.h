@@ -75,6 +75,11 @@ std::vector<BackendInfo> list_backends();
 // silent fallback.
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options = {});
 
+// For commands that take several backends (check, bench): "all" is every available backend;
+// otherwise a comma-separated list of names, each resolved as create_backend() would ("auto"
+// included), so an unknown or unavailable name is the same error. Duplicates are dropped.
+std::vector<std::string> resolve_backend_list(const std::string& list);
+
 // The folders searched for plugin files libparity-backend-<name>.so, in order: each folder of
 // PARITY_BACKEND_PATH (':'-separated); then <folder of libparity.so>/parity in shared builds,
 // or <folder of the executable>/../lib/parity in static ones; then, in an uninstalled build
