@@ -1,35 +1,55 @@
-// backends/registry.cpp — the list of backends parity knows, their status, and creation by
-// name (ref, cpu, auto); an unavailable backend is an error with its reason, never a fallback.
+// backends/registry.cpp — the backends parity knows (built in, known plugin names, and plugin
+// files found on the search path), their status, and creation by name or `auto`. Every backend
+// is created through its C table; an unavailable backend is an error with its reason, never a
+// fallback.
+#include <algorithm>
 #include <cstdlib>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "backends/builtin.h"
+#include "backends/loader.h"
+#include "backends/table_backend.h"
 #include "parity/error.h"
 
 namespace parity {
 namespace {
 
-// Backends DESIGN.md names that this build does not contain yet, with the reason.
-struct MissingBackend {
-  const char* name;
-  const char* reason;
-};
-constexpr MissingBackend kNotBuilt[] = {
-    {"cuda", "not built: this build of parity has no CUDA plugin"},
-    {"hip", "not built: this build of parity has no HIP plugin"},
-    {"simt", "not built: this build of parity has no simt backend"},
-};
+// What `auto` tries, in order.
+constexpr const char* kAutoOrder[] = {"cuda", "hip", "cpu"};
+
+std::vector<std::string> all_names() {
+  std::vector<std::string> names;
+  size_t count = 0;
+  const BuiltinBackend* builtins = builtin_backends(&count);
+  for (size_t i = 0; i < count; ++i) names.emplace_back(builtins[i].name);
+  for (const std::string& n : known_plugin_names())
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  for (const std::string& n : extra_plugin_names()) names.push_back(n);
+  return names;
+}
 
 }  // namespace
 
 std::vector<BackendInfo> list_backends() {
   std::vector<BackendInfo> list;
-  list.push_back({"cpu", true,
-                  fmt::format("Eigen + oneTBB, float32, up to {} threads", std::thread::hardware_concurrency())});
-  list.push_back({"ref", true, "float64 naive loops: the oracle, single-threaded"});
-  for (const MissingBackend& m : kNotBuilt) list.push_back({m.name, false, m.reason});
+  for (const std::string& name : all_names()) {
+    FoundBackend f = find_backend(name);
+    BackendInfo info;
+    info.name = name;
+    info.available = f.table != nullptr;
+    info.detail = f.detail;
+    info.location = f.location;
+    if (f.table) {
+      try {
+        info.capabilities = describe_capabilities(f.table);
+      } catch (const Error& e) {
+        info.available = false;
+        info.detail = fmt::format("probe found a device but creating an instance failed: {}", e.what());
+      }
+    }
+    list.push_back(std::move(info));
+  }
   return list;
 }
 
@@ -41,13 +61,47 @@ std::string default_backend_name() {
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
   if (options.threads < 0)
     throw Error(ErrorKind::invalid_argument, fmt::format("threads must be >= 0 (0 = all), got {}", options.threads));
-  // auto prefers cuda, then hip, then cpu: only cpu is built here.
-  if (name == "auto" || name == "cpu") return make_cpu_backend(options);
-  if (name == "ref") return make_ref_backend(options);
-  for (const MissingBackend& m : kNotBuilt)
-    if (name == m.name) throw Error(ErrorKind::backend, fmt::format("backend '{}' is unavailable: {}", name, m.reason));
-  throw Error(ErrorKind::invalid_argument,
-              fmt::format("unknown backend '{}': choose one of cpu, ref, cuda, hip, simt, auto", name));
+  if (name == "auto") {
+    std::string why;
+    for (const char* candidate : kAutoOrder) {
+      FoundBackend f = find_backend(candidate);
+      if (f.table) return make_table_backend(f.table, options);
+      why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", candidate, f.detail);
+    }
+    throw Error(ErrorKind::backend, fmt::format("backend 'auto' found none of cuda, hip, cpu usable: {}", why));
+  }
+  FoundBackend f = find_backend(name);
+  if (!f.known) {
+    std::string names;
+    for (const std::string& n : all_names()) names += n + ", ";
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("unknown backend '{}': choose one of {}auto (a plugin is found as libparity-backend-{}.so "
+                            "on PARITY_BACKEND_PATH)",
+                            name, names, name));
+  }
+  if (!f.table) throw Error(ErrorKind::backend, fmt::format("backend '{}' is unavailable: {}", name, f.detail));
+  return make_table_backend(f.table, options);
+}
+
+std::vector<std::string> resolve_backend_list(const std::string& list) {
+  std::vector<std::string> names;
+  if (list == "all") {
+    for (const BackendInfo& b : list_backends())
+      if (b.available) names.push_back(b.name);
+    return names;
+  }
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string name = list.substr(start, comma - start);
+    start = comma + 1;
+    if (name.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("backend list '{}' has an empty name: write names separated by single commas, or all", list));
+    const std::string resolved = create_backend(name)->name();  // the same errors as a single --backend
+    if (std::find(names.begin(), names.end(), resolved) == names.end()) names.push_back(resolved);
+  }
+  return names;
 }
 
 }  // namespace parity

@@ -15,8 +15,9 @@ struct CliRun {
   std::string output;
 };
 
-CliRun run_cli(const std::string& args) {
-  std::string cmd = std::string(PARITY_CLI_PATH) + " " + args + " 2>&1";
+// `env` is a list of NAME=VALUE words set for this run only.
+CliRun run_cli(const std::string& args, const std::string& env = "") {
+  std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(PARITY_CLI_PATH) + " " + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -26,8 +27,8 @@ CliRun run_cli(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-void expect_failure(const std::string& args, const std::string& fragment) {
-  CliRun r = run_cli(args);
+void expect_failure(const std::string& args, const std::string& fragment, const std::string& env = "") {
+  CliRun r = run_cli(args, env);
   EXPECT_NE(r.status, 0) << args << "\n" << r.output;
   EXPECT_NE(r.status, -1) << args << ": did not exit normally (crash?)\n" << r.output;
   EXPECT_NE(r.output.find(fragment), std::string::npos) << args << "\n" << r.output;
@@ -74,6 +75,28 @@ TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
   ::unsetenv("PARITY_BACKEND");
   EXPECT_NE(env.status, 0);
   EXPECT_NE(env.output.find("unknown backend 'nosuch'"), std::string::npos) << env.output;
+}
+
+const std::string kPluginPath = std::string("PARITY_BACKEND_PATH=") + PARITY_TEST_PLUGIN_DIR;
+
+TEST(Cli, InfoSaysWhyEachBackendIsUnavailable) {
+  CliRun r = run_cli("info", kPluginPath);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* fragment : {"test plugin: FILL, ADD and RESHAPE on the host", "libparity-backend-testadd.so", "ABI mismatch",
+                               "does not export parity_backend_entry()", "no device: the test driver reports 0 devices",
+                               "libparity_test_cudnn_stand_in.so.9", "libparity-backend-cuda.so", "plugin search path",
+                               PARITY_TEST_PLUGIN_DIR})
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << fragment << "\n" << r.output;
+}
+
+TEST(Cli, BackendFlagAndEnvironmentSelectAPlugin) {
+  // PARITY_BACKEND picks the test plugin: training reaches it, and it refuses the model's first op.
+  expect_failure("train --limit 64", "backend 'testadd' cannot run node", kPluginPath + " PARITY_BACKEND=testadd");
+  // --backend wins over PARITY_BACKEND.
+  expect_failure("train --limit 64 --backend testadd", "backend 'testadd' cannot run node", kPluginPath + " PARITY_BACKEND=cpu");
+  expect_failure("train --limit 64 --backend badabi", "ABI mismatch", kPluginPath + " PARITY_BACKEND=cpu");
+  expect_failure("train --limit 64 --backend nodevice", "backend 'nodevice' is unavailable: no device", kPluginPath);
+  expect_failure("train --limit 64", "unknown backend 'testadd'", "PARITY_BACKEND=testadd");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// tools/cmd_info.cpp — `parity info`: backends and their status, threads, library versions,
-// build options.
+// tools/cmd_info.cpp — `parity info`: backends with their status and exactly why any is
+// unavailable, where plugins are searched, threads, library versions, build options.
+#include <algorithm>
 #include <thread>
 
 #include <fmt/format.h>
@@ -11,7 +12,9 @@ namespace parity::tools {
 
 CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend) {
   backend = default_backend_name();
-  return cmd.add_option("--backend", backend, "cpu, ref, cuda, hip, simt or auto (default: $PARITY_BACKEND, else auto)")
+  return cmd.add_option("--backend", backend,
+                        "cuda, hip, cpu, simt, ref, a plugin's name, or auto = cuda, then hip, then cpu "
+                        "(default: $PARITY_BACKEND, else auto)")
       ->capture_default_str();
 }
 
@@ -20,8 +23,16 @@ void add_info_command(CLI::App& app, std::function<int()>& run) {
   cmd->callback([&run] {
     run = [] {
       fmt::print("backends:\n");
-      for (const BackendInfo& b : list_backends())
-        fmt::print("  {:<5} {:<12} {}\n", b.name, b.available ? "available" : "unavailable", b.detail);
+      const std::vector<BackendInfo> backends = list_backends();
+      size_t width = 5;
+      for (const BackendInfo& b : backends) width = std::max(width, b.name.size());
+      for (const BackendInfo& b : backends) {
+        fmt::print("  {:<{}} {:<12} {}\n", b.name, width, b.available ? "available" : "unavailable", b.detail);
+        if (!b.location.empty()) fmt::print("  {:<{}} {:<12} from {}\n", "", width, "", b.location);
+        if (!b.capabilities.empty()) fmt::print("  {:<{}} {:<12} {}\n", "", width, "", b.capabilities);
+      }
+      fmt::print("plugin search path (PARITY_BACKEND_PATH, then next to libparity):\n");
+      for (const std::string& folder : plugin_search_folders()) fmt::print("  {}\n", folder);
       fmt::print("default backend: {} (PARITY_BACKEND or auto; auto prefers cuda, then hip, then cpu)\n",
                  default_backend_name());
       fmt::print("hardware threads: {}\n", std::thread::hardware_concurrency());

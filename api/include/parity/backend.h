@@ -1,5 +1,10 @@
 // parity/backend.h — choosing a backend and running a compiled plan on it: the C++ face of
-// the backend interface (the C plugin ABI of DESIGN.md is built beneath this).
+// the backend interface. Every backend, built in or plugin, is reached through the C function
+// table of parity/plugin.h; this is a thin wrapper that turns its status codes into Error.
+//
+// Thread safety: a Backend and the Executables compiled from it are used by one thread at a
+// time; separate Backend instances are independent. list_backends() and create_backend() may
+// be called from any thread.
 #pragma once
 
 #include <cstddef>
@@ -54,16 +59,33 @@ class Backend {
 struct BackendInfo {
   std::string name;
   bool available = false;
-  std::string detail;  // what it is when available, why not when unavailable
+  std::string detail;        // what it is when available, exactly why not when unavailable
+  std::string location;      // "built in", the plugin file, or empty when no file was found
+  std::string capabilities;  // dtypes, features and device of a default instance (when available)
 };
 
-// Every backend parity knows, with its status.
+// Every backend parity knows, with its status: the built-in ones, cuda, hip and simt, and any
+// other libparity-backend-<name>.so on the plugin search path (see README, "How a backend is
+// found"). Plugins are searched and probed on each call.
 std::vector<BackendInfo> list_backends();
 
-// `name` is one of ref, cpu, auto (auto: the best available; PARITY_BACKEND is read by
-// default_backend_name()). Throws Error(backend) naming the reason when it is unavailable and
-// Error(invalid_argument) for an unknown name — never a silent fallback.
+// `name` is a backend of list_backends() or auto (the first usable of cuda, hip, cpu);
+// PARITY_BACKEND is read by default_backend_name(), not here. Throws Error(backend) naming the
+// reason when it is unavailable and Error(invalid_argument) for an unknown name — never a
+// silent fallback.
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options = {});
+
+// For commands that take several backends (check, bench): "all" is every available backend;
+// otherwise a comma-separated list of names, each resolved as create_backend() would ("auto"
+// included), so an unknown or unavailable name is the same error. Duplicates are dropped.
+std::vector<std::string> resolve_backend_list(const std::string& list);
+
+// The folders searched for plugin files libparity-backend-<name>.so, in order: each folder of
+// PARITY_BACKEND_PATH (':'-separated); then <folder of libparity.so>/parity in shared builds,
+// or <folder of the executable>/../lib/parity in static ones; then, in an uninstalled build
+// only, the folders listed in the parity-build-tree.txt that CMake writes into the build tree
+// (read next to libparity or the executable, or one folder up; never installed).
+std::vector<std::string> plugin_search_folders();
 
 // PARITY_BACKEND from the environment, or "auto".
 std::string default_backend_name();

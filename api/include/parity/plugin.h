@@ -1,7 +1,9 @@
-/* parity/plugin.h — the C descriptors that cross the backend boundary: data types, the op
- * enum with one plain params struct per op, and the compiled plan (values + nodes) a backend
- * executes. Plain C so that a backend built by another compiler can read it; the function
- * table of the plugin ABI is built on these (DESIGN.md, "Plugin interface").
+/* parity/plugin.h — the versioned C ABI between parity and its backends: the descriptors
+ * that cross it (data types, the op enum with one plain params struct per op, the compiled
+ * plan of values and nodes) and the function table every backend exports (DESIGN.md,
+ * "Plugin interface"). Plain C so that a backend built by another compiler can implement it.
+ * This header is the whole contract a third-party backend implements; see "Writing a
+ * backend plugin" at the end of this file and in README.md.
  *
  * Conventions every backend implements (they follow PyTorch where a choice exists):
  *  - tensors are dense, row-major, NCHW for images; linear weights are [out, in];
@@ -10,12 +12,16 @@
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* The version of everything in this header. A loader uses a backend only when the table it
+ * returns carries exactly this number; any change to a struct, an enum value or a function
+ * signature below increments it. */
 #define PARITY_ABI_VERSION 1
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
@@ -127,7 +133,203 @@ typedef struct parity_plan {
   int64_t arena_bytes;             /* size of the suggested arena for TEMP and INPUT values */
 } parity_plan;
 
-const char* parity_op_name(parity_op op);
+const char* parity_op_name(parity_op op);  /* in libparity, not for plugins */
+
+/* ======================================================================================
+ * The backend function table
+ * ======================================================================================
+ *
+ * A backend is one table of function pointers (struct parity_backend_table). A plugin is a
+ * shared library named libparity-backend-<name>.so that exports one C function,
+ *
+ *     const parity_backend_table* parity_backend_entry(void);
+ *
+ * (PARITY_BACKEND_ENTRY_SYMBOL), returning a pointer to a table that lives as long as the
+ * library. The built-in backends (ref, cpu, and simt when built in) are compiled into
+ * libparity and reach parity through the same table, so every test exercises this ABI.
+ *
+ * Errors: no C++ exception, longjmp or abort crosses the ABI. A function that can fail
+ * returns a parity_status and, when it is not PARITY_OK, writes a NUL-terminated message
+ * into the caller's parity_error (which may be NULL when the caller does not want it). A
+ * message names the thing, the value and the rule ("cuda: node 'conv1': stride must be
+ * > 0, got 0"); it starts with the backend's name.
+ *
+ * Asynchrony: a GPU backend may queue work. write_value may return before the copy is done
+ * provided the caller's host memory is no longer needed when it returns (copy it to staging
+ * or synchronize); execute may return once the whole step is queued (the whole plan is
+ * handed over at compile time, so CUDA can capture one execute as a graph and replay it);
+ * read_value and synchronize return only when every earlier operation on the executable has
+ * finished. An error of queued work may be reported by a later call on the same executable.
+ *
+ * Threads: the caller uses one backend instance, and the executables compiled from it, from
+ * one thread at a time. Separate instances must be independent (no shared mutable state
+ * other than what the device itself serialises). probe may be called from any thread.
+ *
+ * Memory: the backend owns every handle it returns; the caller releases each with the
+ * matching destroy/free function, executables before the backend instance they came from.
+ * Descriptors passed in (plans, nodes, configs) are only borrowed for the duration of the
+ * call: a backend copies what it keeps. */
+
+/* What a call that can fail returns. */
+typedef enum parity_status {
+  PARITY_OK = 0,
+  PARITY_STATUS_INVALID_ARGUMENT = 1, /* a nonsensical argument (unknown value index, wrong byte count) */
+  PARITY_STATUS_SHAPE = 2,            /* shapes that break an op's rule or do not match */
+  PARITY_STATUS_DATA = 3,             /* run-time data out of range (a label outside [0, K)) */
+  PARITY_STATUS_UNSUPPORTED = 4,      /* an op, dtype or feature this backend does not have */
+  PARITY_STATUS_OUT_OF_MEMORY = 5,    /* host or device memory exhausted */
+  PARITY_STATUS_DEVICE = 6,           /* the device, driver or a vendor library failed */
+  PARITY_STATUS_INTERNAL = 7          /* a broken invariant: a bug */
+} parity_status;
+
+#define PARITY_ERROR_MESSAGE_LEN 1024
+
+/* Filled by the callee when a call fails. */
+typedef struct parity_error {
+  parity_status status;
+  char message[PARITY_ERROR_MESSAGE_LEN]; /* NUL-terminated; truncated if longer */
+} parity_error;
+
+/* Why a probe found no usable device. */
+typedef enum parity_unavailable_reason {
+  PARITY_AVAILABLE = 0,               /* at least one usable device */
+  PARITY_UNAVAILABLE_NO_DRIVER = 1,   /* the driver or runtime is not installed or not loaded */
+  PARITY_UNAVAILABLE_DRIVER_TOO_OLD = 2, /* the driver is older than the runtime this backend was built with */
+  PARITY_UNAVAILABLE_NO_DEVICE = 3,   /* the driver works but reports no device */
+  PARITY_UNAVAILABLE_DEVICE_TOO_OLD = 4, /* devices exist, none can run the code built (e.g. compute capability) */
+  PARITY_UNAVAILABLE_OTHER = 5        /* anything else: see detail */
+} parity_unavailable_reason;
+
+/* What probe reports. It must be cheap and must not keep the device busy (no context that
+ * outlives the call is required). */
+typedef struct parity_probe_result {
+  int32_t device_count;               /* usable devices; 0 when unavailable */
+  parity_unavailable_reason reason;   /* PARITY_AVAILABLE when device_count > 0 */
+  char detail[256];                   /* available: what it is ("NVIDIA H100, driver 550.54, CUDA 12.4");
+                                         unavailable: why, with the versions involved */
+} parity_probe_result;
+
+/* Bits of parity_capabilities.dtypes: (1u << dtype). */
+#define PARITY_DTYPE_BIT(dtype) (1u << (unsigned)(dtype))
+
+/* Bits of parity_capabilities.features. */
+#define PARITY_FEATURE_ASYNC_EXECUTE (1ull << 0)  /* execute may return before the work is done */
+#define PARITY_FEATURE_GRAPH_CAPTURE (1ull << 1)  /* a step is replayed as one captured graph */
+#define PARITY_FEATURE_HOST_MEMORY (1ull << 2)    /* buffers are host memory (copies are memcpy) */
+#define PARITY_FEATURE_DETERMINISTIC (1ull << 3)  /* bitwise repeatable at a fixed configuration */
+#define PARITY_FEATURE_THREADS (1ull << 4)        /* honours parity_backend_config.threads */
+#define PARITY_FEATURE_EXTERNAL_STREAM (1ull << 5) /* honours parity_backend_config.stream */
+
+typedef struct parity_capabilities {
+  uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have */
+  uint64_t features;                  /* PARITY_FEATURE_* */
+  int32_t threads;                    /* host threads an execute uses (1 for a GPU backend's host side) */
+  int32_t device;                     /* the device index this instance uses */
+  int64_t device_memory_bytes;        /* total memory of that device; 0 when not meaningful */
+  char device_name[128];              /* e.g. "NVIDIA H100 80GB HBM3", "host (16 threads)" */
+} parity_capabilities;
+
+/* How to create an instance. Fields may be added at the end in a later ABI version;
+ * struct_size tells the callee how much of the struct the caller filled. */
+typedef struct parity_backend_config {
+  uint32_t struct_size;               /* sizeof(parity_backend_config) */
+  int32_t device;                     /* device index in [0, device_count) */
+  int32_t threads;                    /* host threads, 0: every hardware thread (backends without threads ignore it) */
+  void* stream;                       /* optional: a vendor stream (cudaStream_t, hipStream_t) to submit to;
+                                         NULL: the backend creates and owns its own */
+} parity_backend_config;
+
+/* Flags of compile. */
+#define PARITY_COMPILE_POISON_OUTPUTS (1u << 0) /* fill every TEMP value with NaN (f32) or the largest
+                                                   integer (i32, i64) before each execute, so an element
+                                                   an op forgets to write shows up as a mismatch */
+
+/* Opaque handles, defined by each backend. */
+typedef struct parity_backend_instance* parity_backend_t;
+typedef struct parity_buffer_object* parity_buffer_t;
+typedef struct parity_executable_object* parity_executable_t;
+
+typedef struct parity_backend_table {
+  /* --- identity; these two fields come first and never move, so a loader can read them
+   *     from a table of any version --- */
+  uint32_t abi_version;               /* PARITY_ABI_VERSION the backend was built with */
+  uint32_t struct_size;               /* sizeof(parity_backend_table) as the backend saw it */
+  const char* name;                   /* "cuda": lowercase, the <name> of its file name */
+  const char* description;            /* one line: "cuDNN + cuBLAS on NVIDIA GPUs" */
+
+  /* --- discovery --- */
+  /* Counts usable devices or says why there is none. Returning non-OK means the probe
+   * itself failed (reported like an unavailable backend with reason OTHER). Required. */
+  parity_status (*probe)(parity_probe_result* out, parity_error* err);
+
+  /* --- instances --- */
+  parity_status (*create)(const parity_backend_config* config, parity_backend_t* out, parity_error* err);
+  void (*destroy)(parity_backend_t backend);  /* NULL is a no-op */
+  parity_status (*get_capabilities)(parity_backend_t backend, parity_capabilities* out, parity_error* err);
+
+  /* Whether this instance can run the node as described (op, dtypes of the plan are not
+   * visible here; compile checks those). Returns nonzero when it can; otherwise writes why
+   * into reason (reason_len bytes, NUL-terminated) when reason is not NULL. */
+  int32_t (*supports)(parity_backend_t backend, const parity_node_desc* node, char* reason, size_t reason_len);
+
+  /* --- raw device buffers (for callers that manage memory themselves, e.g. to move a batch
+   *     between two executables without the host). Copies are ordered with the instance's
+   *     other work; device_to_host returns when the bytes are on the host. --- */
+  parity_status (*buffer_alloc)(parity_backend_t backend, int64_t bytes, parity_buffer_t* out, parity_error* err);
+  void (*buffer_free)(parity_backend_t backend, parity_buffer_t buffer);  /* NULL is a no-op */
+  parity_status (*copy_host_to_device)(parity_backend_t backend, parity_buffer_t dst, int64_t dst_offset,
+                                       const void* src, int64_t bytes, parity_error* err);
+  parity_status (*copy_device_to_host)(parity_backend_t backend, void* dst, parity_buffer_t src, int64_t src_offset,
+                                       int64_t bytes, parity_error* err);
+  parity_status (*copy_device_to_device)(parity_backend_t backend, parity_buffer_t dst, int64_t dst_offset,
+                                         parity_buffer_t src, int64_t src_offset, int64_t bytes, parity_error* err);
+
+  /* --- compiled plans ---
+   * compile: turns a whole plan into an executable holding the memory it needs (arena,
+   * workspaces, persistent values). flags: PARITY_COMPILE_*. share_with: NULL, or an
+   * executable of this same instance whose PARAM and STATE values with the same name,
+   * dtype and shape become the same storage in the new one (a training plan, its last
+   * partial batch and an evaluation plan share one set of weights); a mismatching shared
+   * value is a PARITY_STATUS_SHAPE error naming it and both shapes. A node the backend does
+   * not support is a PARITY_STATUS_UNSUPPORTED error naming the node and op. */
+  parity_status (*compile)(parity_backend_t backend, const parity_plan* plan, uint32_t flags,
+                           parity_executable_t share_with, parity_executable_t* out, parity_error* err);
+  void (*executable_destroy)(parity_executable_t exe);  /* NULL is a no-op; shared storage lives
+                                                           until its last executable is destroyed */
+  /* Copies host bytes into an INPUT, PARAM or STATE value; bytes must equal the value's size. */
+  parity_status (*write_value)(parity_executable_t exe, int32_t value, const void* host, int64_t bytes,
+                               parity_error* err);
+  /* Copies a value to the host (INPUT, PARAM, STATE, or a TEMP value the plan marked keep);
+   * waits for earlier work first. */
+  parity_status (*read_value)(parity_executable_t exe, int32_t value, void* host, int64_t bytes,
+                              parity_error* err);
+  /* Runs every node of the plan once, in order (or queues it: see Asynchrony). */
+  parity_status (*execute)(parity_executable_t exe, parity_error* err);
+  /* Waits until every operation queued on the executable has finished. */
+  parity_status (*synchronize)(parity_executable_t exe, parity_error* err);
+  /* Bytes the executable holds (arena, workspaces, persistent values). */
+  parity_status (*memory_bytes)(parity_executable_t exe, int64_t* out, parity_error* err);
+} parity_backend_table;
+
+/* The one symbol a plugin exports. */
+#define PARITY_BACKEND_ENTRY_SYMBOL "parity_backend_entry"
+typedef const parity_backend_table* (*parity_backend_entry_fn)(void);
+
+#if defined(_WIN32)
+#define PARITY_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define PARITY_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Writing a backend plugin (the short version; README.md has the long one):
+ *  1. Implement every function of parity_backend_table in a shared library that links
+ *     nothing of parity (include only this header, and ops/kernels/ for shared math).
+ *  2. Export   PARITY_PLUGIN_EXPORT const parity_backend_table* parity_backend_entry(void)
+ *     with C linkage, returning a static table whose abi_version is PARITY_ABI_VERSION.
+ *  3. Name the file libparity-backend-<name>.so and install it in <prefix>/lib/parity (in
+ *     parity's tree: parity_add_backend_plugin(<name> SOURCES ...) does all of it), or
+ *     point PARITY_BACKEND_PATH at its folder.
+ *  4. Catch every exception inside each function and return it as a status + message. */
 
 #ifdef __cplusplus
 }

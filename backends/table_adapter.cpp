@@ -1,0 +1,287 @@
+// backends/table_adapter.cpp — the functions of an adapted table: each unwraps its handle,
+// calls the C++ backend, and turns any exception into a parity_status and a message.
+#include "backends/table_adapter.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "parity/error.h"
+
+namespace parity {
+namespace {
+
+struct AdaptedInstance {
+  const AdaptedBackendSpec* spec;
+  std::unique_ptr<Backend> impl;
+};
+
+struct AdaptedExecutable {
+  AdaptedInstance* owner;
+  std::unique_ptr<Executable> impl;
+};
+
+// Host memory, 64-byte aligned so that a backend may use it with wide vector loads.
+struct AdaptedBuffer {
+  unsigned char* data;
+  int64_t bytes;
+};
+
+AdaptedInstance* instance(parity_backend_t h) { return reinterpret_cast<AdaptedInstance*>(h); }
+AdaptedExecutable* executable(parity_executable_t h) { return reinterpret_cast<AdaptedExecutable*>(h); }
+AdaptedBuffer* buffer(parity_buffer_t h) { return reinterpret_cast<AdaptedBuffer*>(h); }
+
+parity_status status_of(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::invalid_argument: return PARITY_STATUS_INVALID_ARGUMENT;
+    case ErrorKind::shape: return PARITY_STATUS_SHAPE;
+    case ErrorKind::data: return PARITY_STATUS_DATA;
+    case ErrorKind::backend: return PARITY_STATUS_DEVICE;
+    case ErrorKind::io:
+    case ErrorKind::numeric:
+    case ErrorKind::internal: return PARITY_STATUS_INTERNAL;
+  }
+  return PARITY_STATUS_INTERNAL;
+}
+
+parity_status fail(parity_error* err, parity_status status, const std::string& message) {
+  if (err) {
+    err->status = status;
+    copy_message(err->message, sizeof err->message, message);
+  }
+  return status;
+}
+
+// Runs `body`; whatever it throws comes back as a status and message.
+template <typename Body>
+parity_status guarded(parity_error* err, Body&& body) {
+  try {
+    body();
+    return PARITY_OK;
+  } catch (const Error& e) {
+    return fail(err, status_of(e.kind()), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(err, PARITY_STATUS_OUT_OF_MEMORY, "out of host memory");
+  } catch (const std::exception& e) {
+    return fail(err, PARITY_STATUS_INTERNAL, e.what());
+  } catch (...) {
+    return fail(err, PARITY_STATUS_INTERNAL, "an exception that is not a std::exception");
+  }
+}
+
+parity_status null_handle(parity_error* err, const char* function, const char* what) {
+  return fail(err, PARITY_STATUS_INVALID_ARGUMENT, std::string(function) + ": " + what + " must not be NULL");
+}
+
+void destroy(parity_backend_t h) { delete instance(h); }
+
+parity_status get_capabilities(parity_backend_t h, parity_capabilities* out, parity_error* err) {
+  if (!h || !out) return null_handle(err, "get_capabilities", "the backend and the output");
+  return guarded(err, [&] {
+    AdaptedInstance& in = *instance(h);
+    *out = parity_capabilities{};
+    out->dtypes = in.spec->dtypes;
+    out->features = in.spec->features;
+    out->threads = in.impl->threads();
+    out->device = 0;
+    copy_message(out->device_name, sizeof out->device_name,
+                 "host, " + std::to_string(out->threads) + (out->threads == 1 ? " thread" : " threads"));
+  });
+}
+
+int32_t supports(parity_backend_t h, const parity_node_desc* node, char* reason, size_t reason_len) {
+  std::string why;
+  bool ok = false;
+  try {
+    if (!h || !node) why = "supports: the backend and the node must not be NULL";
+    else ok = instance(h)->impl->supports(*node, &why);
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+    why = "an exception that is not a std::exception";
+  }
+  if (!ok && reason && reason_len > 0) copy_message(reason, reason_len, why);
+  return ok ? 1 : 0;
+}
+
+parity_status buffer_alloc(parity_backend_t h, int64_t bytes, parity_buffer_t* out, parity_error* err) {
+  if (!h || !out) return null_handle(err, "buffer_alloc", "the backend and the output");
+  if (bytes < 0)
+    return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                std::string(instance(h)->spec->name) + ": buffer_alloc: bytes must be >= 0, got " +
+                    std::to_string(bytes));
+  return guarded(err, [&] {
+    const auto rounded = static_cast<size_t>((bytes + 63) / 64 * 64);
+    void* data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    if (rounded && !data) throw std::bad_alloc();
+    *out = reinterpret_cast<parity_buffer_t>(new AdaptedBuffer{static_cast<unsigned char*>(data), bytes});
+  });
+}
+
+void buffer_free(parity_backend_t, parity_buffer_t b) {
+  if (!b) return;
+  std::free(buffer(b)->data);
+  delete buffer(b);
+}
+
+// A byte range [offset, offset + bytes) must lie within the buffer.
+parity_status check_range(parity_backend_t h, parity_buffer_t b, int64_t offset, int64_t bytes, const char* function,
+                          parity_error* err) {
+  if (!h || !b) return null_handle(err, function, "the backend and the buffer");
+  const int64_t size = buffer(b)->bytes;
+  if (offset < 0 || bytes < 0 || offset > size || bytes > size - offset)
+    return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                std::string(instance(h)->spec->name) + ": " + function + ": bytes [" + std::to_string(offset) + ", " +
+                    std::to_string(offset + bytes) + ") must lie within the buffer of " + std::to_string(size) +
+                    " bytes");
+  return PARITY_OK;
+}
+
+parity_status copy_host_to_device(parity_backend_t h, parity_buffer_t dst, int64_t dst_offset, const void* src,
+                                  int64_t bytes, parity_error* err) {
+  if (parity_status s = check_range(h, dst, dst_offset, bytes, "copy_host_to_device", err)) return s;
+  if (bytes) std::memcpy(buffer(dst)->data + dst_offset, src, static_cast<size_t>(bytes));
+  return PARITY_OK;
+}
+
+parity_status copy_device_to_host(parity_backend_t h, void* dst, parity_buffer_t src, int64_t src_offset,
+                                  int64_t bytes, parity_error* err) {
+  if (parity_status s = check_range(h, src, src_offset, bytes, "copy_device_to_host", err)) return s;
+  if (bytes) std::memcpy(dst, buffer(src)->data + src_offset, static_cast<size_t>(bytes));
+  return PARITY_OK;
+}
+
+parity_status copy_device_to_device(parity_backend_t h, parity_buffer_t dst, int64_t dst_offset, parity_buffer_t src,
+                                    int64_t src_offset, int64_t bytes, parity_error* err) {
+  if (parity_status s = check_range(h, dst, dst_offset, bytes, "copy_device_to_device", err)) return s;
+  if (parity_status s = check_range(h, src, src_offset, bytes, "copy_device_to_device", err)) return s;
+  if (bytes) std::memmove(buffer(dst)->data + dst_offset, buffer(src)->data + src_offset, static_cast<size_t>(bytes));
+  return PARITY_OK;
+}
+
+parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                      parity_executable_t* out, parity_error* err) {
+  if (!h || !plan || !out) return null_handle(err, "compile", "the backend, the plan and the output");
+  AdaptedInstance* in = instance(h);
+  AdaptedExecutable* share = executable(share_with);
+  if (share && share->owner != in)
+    return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                std::string(in->spec->name) +
+                    ": compile: share_with is an executable of another backend instance; persistent values are "
+                    "shared only between executables of one instance");
+  if (flags & ~uint32_t{PARITY_COMPILE_POISON_OUTPUTS})
+    return fail(err, PARITY_STATUS_UNSUPPORTED,
+                std::string(in->spec->name) + ": compile: unknown flags 0x" + std::to_string(flags) +
+                    " (known: PARITY_COMPILE_POISON_OUTPUTS)");
+  return guarded(err, [&] {
+    CompileOptions options;
+    options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    auto exe = std::make_unique<AdaptedExecutable>();
+    exe->owner = in;
+    exe->impl = in->impl->compile(*plan, options, share ? share->impl.get() : nullptr);
+    *out = reinterpret_cast<parity_executable_t>(exe.release());
+  });
+}
+
+void executable_destroy(parity_executable_t h) { delete executable(h); }
+
+parity_status write_value(parity_executable_t h, int32_t value, const void* host, int64_t bytes, parity_error* err) {
+  if (!h || (!host && bytes)) return null_handle(err, "write_value", "the executable and the host pointer");
+  if (bytes < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "write_value: bytes must be >= 0, got " + std::to_string(bytes));
+  return guarded(err, [&] { executable(h)->impl->write(value, host, static_cast<size_t>(bytes)); });
+}
+
+parity_status read_value(parity_executable_t h, int32_t value, void* host, int64_t bytes, parity_error* err) {
+  if (!h || (!host && bytes)) return null_handle(err, "read_value", "the executable and the host pointer");
+  if (bytes < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "read_value: bytes must be >= 0, got " + std::to_string(bytes));
+  return guarded(err, [&] { executable(h)->impl->read(value, host, static_cast<size_t>(bytes)); });
+}
+
+parity_status execute(parity_executable_t h, parity_error* err) {
+  if (!h) return null_handle(err, "execute", "the executable");
+  return guarded(err, [&] { executable(h)->impl->execute(); });
+}
+
+// Host backends finish their work inside execute.
+parity_status synchronize(parity_executable_t h, parity_error* err) {
+  return h ? PARITY_OK : null_handle(err, "synchronize", "the executable");
+}
+
+parity_status memory_bytes(parity_executable_t h, int64_t* out, parity_error* err) {
+  if (!h || !out) return null_handle(err, "memory_bytes", "the executable and the output");
+  return guarded(err, [&] { *out = executable(h)->impl->memory_bytes(); });
+}
+
+}  // namespace
+
+void copy_message(char* dst, size_t capacity, const std::string& message) {
+  if (!dst || capacity == 0) return;
+  const size_t n = std::min(capacity - 1, message.size());
+  std::memcpy(dst, message.data(), n);
+  dst[n] = '\0';
+}
+
+parity_status adapted_create(const AdaptedBackendSpec& spec, const parity_backend_config* config,
+                             parity_backend_t* out, parity_error* err) {
+  if (!out) return null_handle(err, "create", "the output");
+  BackendOptions options;
+  if (config) {
+    if (config->struct_size < sizeof(parity_backend_config))
+      return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                  std::string(spec.name) + ": create: config.struct_size is " + std::to_string(config->struct_size) +
+                      ", this backend needs at least " + std::to_string(sizeof(parity_backend_config)));
+    if (config->device != 0)
+      return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                  std::string(spec.name) + ": create: device must be 0 (the host is the only device), got " +
+                      std::to_string(config->device));
+    options.threads = config->threads;
+  }
+  return guarded(err, [&] {
+    auto in = std::make_unique<AdaptedInstance>();
+    in->spec = &spec;
+    in->impl = spec.make(options);
+    *out = reinterpret_cast<parity_backend_t>(in.release());
+  });
+}
+
+parity_status adapted_host_probe(const AdaptedBackendSpec& spec, parity_probe_result* out) {
+  if (!out) return PARITY_STATUS_INVALID_ARGUMENT;
+  *out = parity_probe_result{};
+  out->device_count = 1;
+  out->reason = PARITY_AVAILABLE;
+  copy_message(out->detail, sizeof out->detail, spec.description);
+  return PARITY_OK;
+}
+
+parity_backend_table make_adapted_table(const AdaptedBackendSpec& spec,
+                                        parity_status (*probe)(parity_probe_result*, parity_error*),
+                                        parity_status (*create)(const parity_backend_config*, parity_backend_t*,
+                                                                parity_error*)) {
+  parity_backend_table t{};
+  t.abi_version = PARITY_ABI_VERSION;
+  t.struct_size = sizeof(parity_backend_table);
+  t.name = spec.name;
+  t.description = spec.description;
+  t.probe = probe;
+  t.create = create;
+  t.destroy = destroy;
+  t.get_capabilities = get_capabilities;
+  t.supports = supports;
+  t.buffer_alloc = buffer_alloc;
+  t.buffer_free = buffer_free;
+  t.copy_host_to_device = copy_host_to_device;
+  t.copy_device_to_host = copy_device_to_host;
+  t.copy_device_to_device = copy_device_to_device;
+  t.compile = compile;
+  t.executable_destroy = executable_destroy;
+  t.write_value = write_value;
+  t.read_value = read_value;
+  t.execute = execute;
+  t.synchronize = synchronize;
+  t.memory_bytes = memory_bytes;
+  return t;
+}
+
+}  // namespace parity

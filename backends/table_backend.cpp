@@ -1,0 +1,171 @@
+// backends/table_backend.cpp — TableBackend and TableExecutable: call the C table, and turn a
+// status + message back into parity::Error. The instance handle is shared by the backend and
+// its executables, so it is destroyed after the last of them whatever order users drop them in.
+#include "backends/table_backend.h"
+
+#include <fmt/format.h>
+
+#include "parity/error.h"
+
+namespace parity {
+namespace {
+
+ErrorKind kind_of(parity_status status) {
+  switch (status) {
+    case PARITY_STATUS_INVALID_ARGUMENT: return ErrorKind::invalid_argument;
+    case PARITY_STATUS_SHAPE: return ErrorKind::shape;
+    case PARITY_STATUS_DATA: return ErrorKind::data;
+    case PARITY_STATUS_UNSUPPORTED:
+    case PARITY_STATUS_OUT_OF_MEMORY:
+    case PARITY_STATUS_DEVICE: return ErrorKind::backend;
+    case PARITY_OK:
+    case PARITY_STATUS_INTERNAL: break;
+  }
+  return ErrorKind::internal;
+}
+
+// Throws the error a table function reported.
+void check(parity_status status, const parity_error& err, const char* backend, const char* function) {
+  if (status == PARITY_OK) return;
+  std::string message(err.message, strnlen(err.message, sizeof err.message));
+  if (message.empty()) message = fmt::format("{}: {} failed with status {} and no message", backend, function,
+                                             static_cast<int>(status));
+  throw Error(kind_of(status), message);
+}
+
+// One created instance; destroyed when the backend and all its executables are gone.
+struct Instance {
+  Instance(const parity_backend_table* t, parity_backend_t h) : table(t), handle(h) {}
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+  ~Instance() { table->destroy(handle); }
+  const parity_backend_table* table;
+  parity_backend_t handle;
+};
+
+class TableExecutable final : public Executable {
+ public:
+  TableExecutable(std::shared_ptr<Instance> instance, parity_executable_t handle)
+      : instance_(std::move(instance)), handle_(handle) {}
+  ~TableExecutable() override { instance_->table->executable_destroy(handle_); }
+
+  void write(int32_t value, const void* host, size_t bytes) override {
+    parity_error err{};
+    check(table().write_value(handle_, value, host, static_cast<int64_t>(bytes), &err), err, table().name,
+          "write_value");
+  }
+  void read(int32_t value, void* host, size_t bytes) const override {
+    parity_error err{};
+    check(table().read_value(handle_, value, host, static_cast<int64_t>(bytes), &err), err, table().name,
+          "read_value");
+  }
+  // Queues the step, then waits: the C++ API is synchronous (GPU backends overlap within a step).
+  void execute() override {
+    parity_error err{};
+    check(table().execute(handle_, &err), err, table().name, "execute");
+    check(table().synchronize(handle_, &err), err, table().name, "synchronize");
+  }
+  int64_t memory_bytes() const override {
+    parity_error err{};
+    int64_t bytes = 0;
+    check(table().memory_bytes(handle_, &bytes, &err), err, table().name, "memory_bytes");
+    return bytes;
+  }
+
+  const Instance* instance() const { return instance_.get(); }
+  parity_executable_t handle() const { return handle_; }
+
+ private:
+  const parity_backend_table& table() const { return *instance_->table; }
+
+  std::shared_ptr<Instance> instance_;
+  parity_executable_t handle_;
+};
+
+class TableBackend final : public Backend {
+ public:
+  TableBackend(const parity_backend_table* table, const BackendOptions& options) {
+    parity_backend_config config{};
+    config.struct_size = sizeof config;
+    config.device = 0;
+    config.threads = options.threads;
+    config.stream = nullptr;
+    parity_error err{};
+    parity_backend_t handle = nullptr;
+    check(table->create(&config, &handle, &err), err, table->name, "create");
+    instance_ = std::make_shared<Instance>(table, handle);
+    parity_capabilities caps{};
+    check(table->get_capabilities(handle, &caps, &err), err, table->name, "get_capabilities");
+    threads_ = caps.threads;
+  }
+
+  std::string name() const override { return instance_->table->name; }
+
+  bool supports(const parity_node_desc& node, std::string* reason) const override {
+    char why[PARITY_ERROR_MESSAGE_LEN] = {};
+    const bool ok = instance_->table->supports(instance_->handle, &node, why, sizeof why) != 0;
+    if (!ok && reason) *reason = why[0] ? std::string(why) : "the backend gave no reason";
+    return ok;
+  }
+
+  std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
+                                      Executable* share_persistent_with) override {
+    parity_executable_t share = nullptr;
+    if (share_persistent_with) {
+      auto* other = dynamic_cast<TableExecutable*>(share_persistent_with);
+      if (!other || other->instance() != instance_.get())
+        throw Error(ErrorKind::backend,
+                    fmt::format("{}: share_persistent_with must be an executable compiled by this same backend "
+                                "instance; persistent values cannot be shared across backends or instances",
+                                name()));
+      share = other->handle();
+    }
+    const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
+    parity_error err{};
+    parity_executable_t handle = nullptr;
+    check(instance_->table->compile(instance_->handle, &plan, flags, share, &handle, &err), err,
+          instance_->table->name, "compile");
+    return std::make_unique<TableExecutable>(instance_, handle);
+  }
+
+  int threads() const override { return threads_; }
+
+ private:
+  std::shared_ptr<Instance> instance_;
+  int threads_ = 1;
+};
+
+std::string feature_names(uint64_t features) {
+  static const std::pair<uint64_t, const char*> kNames[] = {
+      {PARITY_FEATURE_ASYNC_EXECUTE, "async"},        {PARITY_FEATURE_GRAPH_CAPTURE, "graph-capture"},
+      {PARITY_FEATURE_HOST_MEMORY, "host-memory"},    {PARITY_FEATURE_DETERMINISTIC, "deterministic"},
+      {PARITY_FEATURE_THREADS, "threads"},            {PARITY_FEATURE_EXTERNAL_STREAM, "external-stream"}};
+  std::string s;
+  for (const auto& [bit, name] : kNames)
+    if (features & bit) s += (s.empty() ? "" : " ") + std::string(name);
+  return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_table_backend(const parity_backend_table* table, const BackendOptions& options) {
+  return std::make_unique<TableBackend>(table, options);
+}
+
+std::string describe_capabilities(const parity_backend_table* table) {
+  parity_backend_config config{};
+  config.struct_size = sizeof config;
+  parity_error err{};
+  parity_backend_t handle = nullptr;
+  check(table->create(&config, &handle, &err), err, table->name, "create");
+  Instance instance(table, handle);
+  parity_capabilities caps{};
+  check(table->get_capabilities(handle, &caps, &err), err, table->name, "get_capabilities");
+  std::string dtypes;
+  for (auto [dt, name] : {std::pair{PARITY_F32, "f32"}, std::pair{PARITY_I32, "i32"}, std::pair{PARITY_I64, "i64"}})
+    if (caps.dtypes & PARITY_DTYPE_BIT(dt)) dtypes += (dtypes.empty() ? "" : " ") + std::string(name);
+  return fmt::format("dtypes {}; features {}; {}", dtypes, feature_names(caps.features),
+                     std::string(caps.device_name, strnlen(caps.device_name, sizeof caps.device_name)));
+}
+
+}  // namespace parity

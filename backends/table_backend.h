@@ -1,0 +1,21 @@
+// backends/table_backend.h — the C++ parity::Backend and Executable over any
+// parity_backend_table: every backend, built in or plugin, is used through this one wrapper.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "parity/backend.h"
+#include "parity/plugin.h"
+
+namespace parity {
+
+// Creates an instance through `table` (which must outlive it: built-in tables are static and
+// plugin libraries are never unloaded). A failing create throws Error with its message.
+std::unique_ptr<Backend> make_table_backend(const parity_backend_table* table, const BackendOptions& options);
+
+// "f32 i32 | host-memory deterministic threads | host, 16 threads": the capabilities of a
+// default instance, for `parity info`.
+std::string describe_capabilities(const parity_backend_table* table);
+
+}  // namespace parity

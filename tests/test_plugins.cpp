@@ -1,0 +1,266 @@
+// tests/test_plugins.cpp — the plugin ABI and loader end to end: a test plugin found on
+// PARITY_BACKEND_PATH, loaded with dlopen and used for a graph (persistent values shared
+// across the ABI); broken plugins rejected with the right reason; selection by name, auto and
+// PARITY_BACKEND; the built-in tables' buffers, copies and error returns.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "backends/builtin.h"
+#include "parity/parity.h"
+
+namespace parity {
+namespace {
+
+// Points PARITY_BACKEND_PATH at the test plugins for the life of the object.
+struct TestPluginPath {
+  TestPluginPath() { ::setenv("PARITY_BACKEND_PATH", PARITY_TEST_PLUGIN_DIR, 1); }
+  ~TestPluginPath() { ::unsetenv("PARITY_BACKEND_PATH"); }
+};
+
+BackendInfo info_of(const std::string& name) {
+  for (BackendInfo& b : list_backends())
+    if (b.name == name) return b;
+  ADD_FAILURE() << "list_backends() lacks '" << name << "'";
+  return {};
+}
+
+// Error text of create_backend(name), with its kind checked.
+std::string create_error(const std::string& name, ErrorKind kind) {
+  try {
+    create_backend(name);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "create_backend('" << name << "') did not throw";
+  return {};
+}
+
+// c = a + b (b a PARAM), d = reshape(c) to [6], f = fill(2.5); c, d, f kept.
+struct AddGraph {
+  Graph graph;
+  AddGraph() {
+    GraphBuilder b;
+    Value a = b.input("a", Shape{2, 3});
+    Value p = b.parameter("b", Shape{2, 3});
+    Value c = b.add(a, p, "c");
+    b.reshape(c, Shape{6}, "d");
+    b.fill(2.5f, "f");
+    graph = b.take();
+  }
+};
+
+TEST(Plugins, TestPluginIsFoundLoadedAndRunsAGraph) {
+  TestPluginPath path;
+  BackendInfo info = info_of("testadd");
+  EXPECT_TRUE(info.available) << info.detail;
+  EXPECT_NE(info.location.find(PARITY_TEST_PLUGIN_DIR), std::string::npos) << info.location;
+  EXPECT_NE(info.location.find("libparity-backend-testadd.so"), std::string::npos) << info.location;
+  EXPECT_NE(info.capabilities.find("f32"), std::string::npos) << info.capabilities;
+
+  auto be = create_backend("testadd");
+  EXPECT_EQ(be->name(), "testadd");
+  AddGraph g;
+  Plan plan(g.graph, {"c", "d", "f"});
+  CompileOptions co;
+  co.poison_outputs = true;
+  auto exe = be->compile(plan.c_plan(), co, nullptr);
+  const float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {10, 20, 30, 40, 50, 60};
+  exe->write(plan.value("a"), a, sizeof a);
+  exe->write(plan.value("b"), b, sizeof b);
+  exe->execute();
+  float d[6], f[1];
+  exe->read(plan.value("d"), d, sizeof d);
+  exe->read(plan.value("f"), f, sizeof f);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(d[i], a[i] + b[i]) << i;
+  EXPECT_EQ(f[0], 2.5f);
+  EXPECT_GT(exe->memory_bytes(), 0);
+
+  // A second executable sharing the PARAM "b" sees what the first wrote, across the ABI.
+  auto second = be->compile(plan.c_plan(), co, exe.get());
+  float shared[6];
+  second->read(plan.value("b"), shared, sizeof shared);
+  EXPECT_EQ(std::memcmp(shared, b, sizeof b), 0);
+
+  // An error inside the plugin comes back as an Error with its message.
+  try {
+    exe->write(plan.value("a"), a, 5);
+    ADD_FAILURE() << "a short write was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("testadd: write 'a': 5 bytes given, the value holds 24"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Plugins, UnsupportedOpsAreRefusedWithTheReason) {
+  TestPluginPath path;
+  auto be = create_backend("testadd");
+  GraphBuilder b;
+  b.relu(b.input("x", Shape{4}), "r");
+  Graph g = b.take();
+  Plan plan(g, {"r"});
+  std::string why;
+  EXPECT_FALSE(be->supports(plan.c_plan().nodes[0], &why));
+  EXPECT_NE(why.find("only FILL, ADD and RESHAPE"), std::string::npos) << why;
+  try {
+    be->compile(plan.c_plan(), {}, nullptr);
+    ADD_FAILURE() << "a plan with relu compiled on testadd";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::backend);
+    EXPECT_NE(std::string(e.what()).find("node 'r'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
+  TestPluginPath path;
+  const std::string dir = PARITY_TEST_PLUGIN_DIR;
+  struct Case {
+    const char* name;
+    std::vector<std::string> fragments;
+  };
+  const Case cases[] = {
+      {"badabi", {"ABI mismatch", "plugin ABI version " + std::to_string(PARITY_ABI_VERSION + 1000),
+                  "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
+      {"noentry", {"does not export parity_backend_entry()"}},
+      {"nodevice", {"no device: the test driver reports 0 devices"}},
+      {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},
+  };
+  for (const Case& c : cases) {
+    BackendInfo info = info_of(c.name);
+    EXPECT_FALSE(info.available) << c.name;
+    const std::string error = create_error(c.name, ErrorKind::backend);
+    EXPECT_NE(error.find(std::string("backend '") + c.name + "' is unavailable"), std::string::npos) << error;
+    for (const std::string& fragment : c.fragments) {
+      EXPECT_NE(info.detail.find(fragment), std::string::npos) << c.name << ": " << info.detail;
+      EXPECT_NE(error.find(fragment), std::string::npos) << c.name << ": " << error;
+    }
+  }
+}
+
+TEST(Plugins, SelectionByNameAutoAndEnvironment) {
+  ::unsetenv("PARITY_BACKEND_PATH");
+  // Without the path the test plugin is not found, so its name is unknown.
+  EXPECT_NE(create_error("testadd", ErrorKind::invalid_argument).find("unknown backend 'testadd'"), std::string::npos);
+  const std::string unknown = create_error("nosuch", ErrorKind::invalid_argument);
+  EXPECT_NE(unknown.find("unknown backend 'nosuch': choose one of cpu, ref, cuda, hip, simt"), std::string::npos)
+      << unknown;
+  EXPECT_NE(create_error("../evil", ErrorKind::invalid_argument).find("unknown backend '../evil'"), std::string::npos);
+
+  // GPU backends this build lacks are known, and unavailable with the loader's reason.
+  for (const char* gpu : {"cuda", "hip"}) {
+    BackendInfo info = info_of(gpu);
+    if (info.available) continue;  // a machine with the plugin and a device
+    const std::string error = create_error(gpu, ErrorKind::backend);
+    EXPECT_NE(error.find(std::string("libparity-backend-") + gpu + ".so"), std::string::npos) << error;
+    EXPECT_TRUE(error.find("not built") != std::string::npos || error.find("file not found") != std::string::npos)
+        << error;
+  }
+
+  EXPECT_EQ(create_backend("cpu")->name(), "cpu");
+  EXPECT_EQ(create_backend("ref")->name(), "ref");
+  if (!info_of("cuda").available && !info_of("hip").available) {
+    EXPECT_EQ(create_backend("auto")->name(), "cpu");
+  }
+
+  ::setenv("PARITY_BACKEND", "ref", 1);
+  EXPECT_EQ(default_backend_name(), "ref");
+  ::unsetenv("PARITY_BACKEND");
+  EXPECT_EQ(default_backend_name(), "auto");
+}
+
+TEST(Plugins, BackendListsForCheckAndBench) {
+  EXPECT_EQ(resolve_backend_list("cpu,ref,cpu"), (std::vector<std::string>{"cpu", "ref"}));
+  const std::vector<std::string> all = resolve_backend_list("all");
+  EXPECT_NE(std::find(all.begin(), all.end(), "ref"), all.end());
+  EXPECT_EQ(std::find(all.begin(), all.end(), "simt") != all.end(), info_of("simt").available);
+  try {
+    resolve_backend_list("cpu,,ref");
+    ADD_FAILURE() << "an empty name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty name"), std::string::npos) << e.what();
+  }
+  try {
+    resolve_backend_list("ref,nosuch");
+    ADD_FAILURE() << "an unknown name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown backend 'nosuch'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Plugins, PersistentValuesAreSharedOnlyWithinOneInstance) {
+  auto one = create_backend("cpu");
+  auto two = create_backend("cpu");
+  AddGraph g;
+  Plan plan(g.graph, {"d"});
+  auto exe = one->compile(plan.c_plan(), {}, nullptr);
+  EXPECT_NO_THROW(one->compile(plan.c_plan(), {}, exe.get()));
+  try {
+    two->compile(plan.c_plan(), {}, exe.get());
+    ADD_FAILURE() << "an executable of another instance was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("same backend instance"), std::string::npos) << e.what();
+  }
+}
+
+// The built-in tables directly: buffers and copies, and exceptions turned into status + message.
+TEST(Plugins, BuiltinTablesKeepTheContract) {
+  size_t count = 0;
+  const BuiltinBackend* builtins = builtin_backends(&count);
+  ASSERT_GE(count, 2u);
+  for (size_t i = 0; i < count; ++i) {
+    const parity_backend_table* t = builtins[i].table();
+    SCOPED_TRACE(t->name);
+    EXPECT_EQ(t->abi_version, static_cast<uint32_t>(PARITY_ABI_VERSION));
+    EXPECT_STREQ(t->name, builtins[i].name);
+    parity_probe_result probe{};
+    ASSERT_EQ(t->probe(&probe, nullptr), PARITY_OK);
+    EXPECT_EQ(probe.device_count, 1);
+
+    parity_backend_config config{};
+    config.struct_size = sizeof config;
+    config.threads = 1;
+    parity_backend_t be = nullptr;
+    parity_error err{};
+    ASSERT_EQ(t->create(&config, &be, &err), PARITY_OK) << err.message;
+
+    parity_buffer_t a = nullptr, b = nullptr;
+    ASSERT_EQ(t->buffer_alloc(be, 16, &a, &err), PARITY_OK) << err.message;
+    ASSERT_EQ(t->buffer_alloc(be, 16, &b, &err), PARITY_OK) << err.message;
+    const char in[8] = "parity!";
+    char out[8] = {};
+    EXPECT_EQ(t->copy_host_to_device(be, a, 4, in, 8, &err), PARITY_OK) << err.message;
+    EXPECT_EQ(t->copy_device_to_device(be, b, 0, a, 4, 8, &err), PARITY_OK) << err.message;
+    EXPECT_EQ(t->copy_device_to_host(be, out, b, 0, 8, &err), PARITY_OK) << err.message;
+    EXPECT_STREQ(out, "parity!");
+    EXPECT_EQ(t->copy_device_to_host(be, out, b, 12, 8, &err), PARITY_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(err.message).find("bytes [12, 20) must lie within the buffer of 16 bytes"), std::string::npos)
+        << err.message;
+    t->buffer_free(be, a);
+    t->buffer_free(be, b);
+
+    // A malformed plan: the backend's exception comes back as a status and its message.
+    parity_value_desc v{};
+    std::strcpy(v.name, "x");
+    v.dtype = PARITY_F32;
+    v.rank = PARITY_MAX_RANK + 1;  // both backends refuse it
+    v.offset = 0;
+    v.bytes = 4;
+    parity_plan plan{1, 0, &v, nullptr, 16};
+    parity_executable_t exe = nullptr;
+    const parity_status s = t->compile(be, &plan, 0, nullptr, &exe, &err);
+    EXPECT_NE(s, PARITY_OK);
+    EXPECT_EQ(std::string(err.message).rfind(std::string(t->name) + ":", 0), 0u) << err.message;
+    EXPECT_EQ(exe, nullptr);
+    t->executable_destroy(exe);  // NULL is a no-op
+    EXPECT_EQ(t->compile(be, &plan, 0x80, nullptr, &exe, &err), PARITY_STATUS_UNSUPPORTED);
+    t->destroy(be);
+  }
+}
+
+}  // namespace
+}  // namespace parity
