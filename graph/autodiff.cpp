@@ -81,8 +81,13 @@ Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* opt
     std::vector<Value> dL_doutputs;
     bool any = false;
     for (int32_t out : node.outputs) {
-      dL_doutputs.push_back(gradient_of(out));
-      any = any || dL_doutputs.back().valid();
+      Value grad = gradient_of(out);
+      // Name every gradient after its value ("grad/conv1"), so reports and dumps read as
+      // dL/d(value); a gradient shared by several values keeps the first name it got.
+      if (grad.valid() && b.graph().value(grad).name.rfind("grad/", 0) != 0)
+        b.rename(grad, grad_name(forward.values()[static_cast<size_t>(out)].name));
+      dL_doutputs.push_back(grad);
+      any = any || grad.valid();
     }
     if (!any) continue;
     const ops::OpRule& rule = ops::rule(node.op);
