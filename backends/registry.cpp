@@ -19,7 +19,6 @@ struct MissingBackend {
 constexpr MissingBackend kNotBuilt[] = {
     {"cuda", "not built: this build of parity has no CUDA plugin"},
     {"hip", "not built: this build of parity has no HIP plugin"},
-    {"simt", "not built: this build of parity has no simt backend"},
 };
 
 }  // namespace
@@ -29,6 +28,8 @@ std::vector<BackendInfo> list_backends() {
   list.push_back({"cpu", true,
                   fmt::format("Eigen + oneTBB, float32, up to {} threads", std::thread::hardware_concurrency())});
   list.push_back({"ref", true, "float64 naive loops: the oracle, single-threaded"});
+  list.push_back({"simt", true, "the native GPU kernels on the host: fibers per block, oneTBB over blocks, warp "
+                                "PARITY_SIMT_WARP (32 or 64)"});
   for (const MissingBackend& m : kNotBuilt) list.push_back({m.name, false, m.reason});
   return list;
 }
@@ -44,6 +45,7 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
   // auto prefers cuda, then hip, then cpu: only cpu is built here.
   if (name == "auto" || name == "cpu") return make_cpu_backend(options);
   if (name == "ref") return make_ref_backend(options);
+  if (name == "simt") return make_simt_backend(options);
   for (const MissingBackend& m : kNotBuilt)
     if (name == m.name) throw Error(ErrorKind::backend, fmt::format("backend '{}' is unavailable: {}", name, m.reason));
   throw Error(ErrorKind::invalid_argument,
