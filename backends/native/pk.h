@@ -91,7 +91,8 @@ constexpr int kWarpSize = __AMDGCN_WAVEFRONT_SIZE;
 #else
 constexpr int kWarpSize = 64;
 #endif
-using Dim3 = dim3;
+using Dim3 = ::dim3;
+inline Dim3 dim3(unsigned x, unsigned y = 1, unsigned z = 1) { return Dim3(x, y, z); }
 inline hipStream_t& stream() {
   static hipStream_t s = nullptr;  // the null stream until the plugin owns one per executable
   return s;
@@ -126,7 +127,8 @@ __device__ inline int atomic_add(int* p, int v) { return atomicAdd(p, v); }
 
 namespace pk {
 constexpr int kWarpSize = 32;
-using Dim3 = dim3;
+using Dim3 = ::dim3;
+inline Dim3 dim3(unsigned x, unsigned y = 1, unsigned z = 1) { return Dim3(x, y, z); }
 inline cudaStream_t& stream() {
   static cudaStream_t s = nullptr;
   return s;
