@@ -141,6 +141,15 @@ TEST_P(SimtRuntime, WarpCollectiveNotReachedByEveryLaneIsReported) {
       {"kernel 'shuffle_vs_barrier'", "deadlocked"});
 }
 
+TEST_P(SimtRuntime, SharedMemoryBeyondTheBlockLimitIsReported) {
+  expect_error(
+      [&] {
+        launch("too_much_shared", warp(), Dim3{1, 1, 1}, Dim3{64, 1, 1},
+               [&] { shared_alloc(60 * 1024, alignof(float), "huge"); });
+      },
+      {"kernel 'too_much_shared'", "shared array 'huge'"});
+}
+
 TEST_P(SimtRuntime, BadLaunchShapeIsReported) {
   expect_error([&] { launch("too_big", warp(), Dim3{1, 1, 1}, Dim3{2048, 1, 1}, [] {}); }, {"too_big", "2048 threads"});
 }

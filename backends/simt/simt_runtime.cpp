@@ -155,6 +155,8 @@ void fiber_entry(bctx::transfer_t t) {
 #endif
   try {
     (*w.body)();
+  } catch (const Error& e) {  // a rule of the emulator broken by this thread: the scheduler names the kernel
+    if (w.violation.empty()) w.violation = e.what();
   } catch (...) {
     if (!w.error) w.error = std::current_exception();
   }
@@ -365,11 +367,11 @@ void* shared_alloc(size_t bytes, size_t align, const char* name) {
   size_t offset = w.arena_used + kGuardBytes;
   offset = (offset + align - 1) / align * align;
   if (w.shared_payload + bytes > kSharedLimit)
-    throw Error(ErrorKind::backend, fmt::format("simt: shared array '{}' ({} bytes) takes the block past the {} bytes "
+    throw Error(ErrorKind::backend, fmt::format("shared array '{}' ({} bytes) takes the block past the {} bytes "
                                                 "of shared memory a block may use",
                                                 name, bytes, kSharedLimit));
   if (offset + bytes + kGuardBytes > w.arena.size())
-    throw Error(ErrorKind::backend, fmt::format("simt: shared array '{}': more than {} shared arrays in one block",
+    throw Error(ErrorKind::backend, fmt::format("shared array '{}': more than {} shared arrays in one block",
                                                 name, kMaxSharedArrays));
   w.shared_payload += bytes;
   std::memset(w.arena.data() + w.arena_used, kGuardByte, offset - w.arena_used);
