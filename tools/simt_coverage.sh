@@ -10,15 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-cov}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARITY_SIMT_COVERAGE=ON -DPARITY_BUILD_HIP=OFF >/dev/null
-cmake --build "$build" --target test_conformance test_simt_runtime -- -j2
+cmake --build "$build" --target test_conformance test_simt_runtime test_simt_model -- -j2
 find "$build" -name '*.gcda' -delete
 ctest --test-dir "$build" -L simt -j2 --output-on-failure >/dev/null
-objdir=$(dirname "$(find "$build" -name 'simt_kernels_w32.cpp.o' | head -1)")
+objdir=$(cd "$(dirname "$(find "$build" -name 'simt_kernels_w32.cpp.o' | head -1)")" && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for w in 32 64; do
-  (cd "$out" && mkdir -p "w$w" && cd "w$w" && gcov --json-format --preserve-paths \
-     "$OLDPWD/$objdir/simt_kernels_w$w.cpp.o" >/dev/null 2>&1 || true)
+  (mkdir -p "$out/w$w" && cd "$out/w$w" && gcov --json-format "$objdir/simt_kernels_w$w.cpp.o" >/dev/null)
 done
 python3 - "$out" "$PWD" <<'PY'
 import gzip, json, os, sys, glob
