@@ -80,6 +80,22 @@ TEST_P(SimtRuntime, ShufflesAndBallotStayWithinOneWarp) {
   }
 }
 
+// A warp sum written for 32 lanes (offsets from 16 down) is right at warp 32 and wrong at 64,
+// where it adds only half of each wavefront: the bug a kernel tuned on NVIDIA shows on gfx90a.
+TEST_P(SimtRuntime, WarpSumAssumingThirtyTwoLanesFailsAtSixtyFour) {
+  std::vector<uint64_t> sum(64);
+  launch("warp_sum_32", warp(), Dim3{1, 1, 1}, Dim3{64, 1, 1}, [&] {
+    const unsigned i = current().thread.x;
+    uint64_t v = 1;
+    for (int offset = 16; offset > 0; offset /= 2) v += shfl(WarpOp::shfl_xor, v, offset);
+    sum[i] = v;
+  });
+  EXPECT_EQ(sum[0], 32u);  // every lane counted 32 lanes ...
+  if (warp() == 64) {
+    EXPECT_NE(sum[0], 64u);  // ... which at warp 64 is not the whole wavefront
+  }
+}
+
 TEST_P(SimtRuntime, AtomicsAreAtomicAcrossParallelBlocks) {
   int counter = 0;
   launch("count", warp(), Dim3{64, 1, 1}, Dim3{64, 1, 1}, [&] { __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED); });
