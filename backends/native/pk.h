@@ -76,7 +76,11 @@ inline int atomic_add(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_
 #define PK_DEVICE __device__ static inline
 #define PK_SHARED(T, name, count) __shared__ T name[count]
 #define PK_SYNC() __syncthreads()
-#define PK_LAUNCH(kernel, grid, block, ...) hipLaunchKernelGGL(kernel, grid, block, 0, ::pk::stream(), __VA_ARGS__)
+#define PK_LAUNCH(kernel, grid, block, ...)                                        \
+  do {                                                                             \
+    hipLaunchKernelGGL(kernel, grid, block, 0, ::pk::stream(), __VA_ARGS__);       \
+    ::pk::check_launch(#kernel, hipGetLastError(), hipSuccess, hipGetErrorName);   \
+  } while (0)
 #define PK_SHFL(value, src) __shfl(value, src)
 #define PK_SHFL_XOR(value, mask) __shfl_xor(value, mask)
 #define PK_SHFL_DOWN(value, delta) __shfl_down(value, delta)
@@ -118,7 +122,11 @@ __device__ inline int atomic_add(int* p, int v) { return atomicAdd(p, v); }
 #define PK_DEVICE __device__ static inline
 #define PK_SHARED(T, name, count) __shared__ T name[count]
 #define PK_SYNC() __syncthreads()
-#define PK_LAUNCH(kernel, grid, block, ...) kernel<<<grid, block, 0, ::pk::stream()>>>(__VA_ARGS__)
+#define PK_LAUNCH(kernel, grid, block, ...)                                        \
+  do {                                                                             \
+    kernel<<<grid, block, 0, ::pk::stream()>>>(__VA_ARGS__);                       \
+    ::pk::check_launch(#kernel, cudaGetLastError(), cudaSuccess, cudaGetErrorName); \
+  } while (0)
 #define PK_SHFL(value, src) __shfl_sync(0xffffffffu, value, src)
 #define PK_SHFL_XOR(value, mask) __shfl_xor_sync(0xffffffffu, value, mask)
 #define PK_SHFL_DOWN(value, delta) __shfl_down_sync(0xffffffffu, value, delta)
@@ -148,7 +156,23 @@ __device__ inline int grid_dim_z() { return static_cast<int>(gridDim.z); }
 __device__ inline int atomic_add(int* p, int v) { return atomicAdd(p, v); }
 }  // namespace pk
 
-#else
+#endif
+
+#if !defined(PARITY_SIMT_WARP)
+#include <stdexcept>
+#include <string>
+namespace pk {
+// Every launch's status is checked; a failure names the kernel and the runtime's error. (The
+// plugin's ABI entry points must turn it into a status and message: no exception crosses the ABI.)
+template <class Status, class NameFn>
+inline void check_launch(const char* kernel, Status status, Status success, NameFn name) {
+  if (status != success)
+    throw std::runtime_error(std::string("kernel '") + kernel + "' failed to launch: " + name(status));
+}
+}  // namespace pk
+#endif
+
+#if !defined(PARITY_SIMT_WARP) && !defined(__HIPCC__) && !defined(__CUDACC__)
 #error "backends/native/pk.h: compile with nvcc, hipcc, or define PARITY_SIMT_WARP (32 or 64) for simt"
 #endif
 
