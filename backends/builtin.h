@@ -1,4 +1,4 @@
-// backends/builtin.h — constructors of the backends compiled into libparity (ref and cpu),
+// backends/builtin.h — constructors of the backends compiled into libparity (ref, cpu, simt),
 // called only by the registry.
 #pragma once
 
