@@ -5,11 +5,6 @@
 #include "backends/builtin.h"
 #include "backends/table_adapter.h"
 
-#ifdef PARITY_WITH_SIMT_BUILTIN
-// backends/simt/ provides this when it is built into libparity (the registration hook).
-extern "C" const parity_backend_table* parity_simt_backend_table(void);
-#endif
-
 namespace parity {
 namespace {
 
@@ -40,11 +35,27 @@ const parity_backend_table* ref_table() {
   return &table;
 }
 
+#ifdef PARITY_WITH_SIMT_BUILTIN
+const AdaptedBackendSpec kSimtSpec{
+    "simt", "the native GPU kernels on the host: blocks on oneTBB, threads as fibers (correctness, not speed)",
+    make_simt_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32),
+    PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_THREADS};
+
+parity_status simt_probe(parity_probe_result* out, parity_error*) { return adapted_host_probe(kSimtSpec, out); }
+parity_status simt_create(const parity_backend_config* config, parity_backend_t* out, parity_error* err) {
+  return adapted_create(kSimtSpec, config, out, err);
+}
+const parity_backend_table* simt_table() {
+  static const parity_backend_table table = make_adapted_table(kSimtSpec, simt_probe, simt_create);
+  return &table;
+}
+#endif
+
 const BuiltinBackend kBuiltins[] = {
     {"cpu", cpu_table},
     {"ref", ref_table},
 #ifdef PARITY_WITH_SIMT_BUILTIN
-    {"simt", parity_simt_backend_table},
+    {"simt", simt_table},
 #endif
 };
 

@@ -1,5 +1,8 @@
-// tests/test_conformance.cpp — every op, forward and backward, on `cpu` against the float64
-// `ref` oracle, over shapes with batch 1, odd sizes, and padding and stride edge cases.
+// tests/test_conformance.cpp — every op, forward and backward, on each backend under test
+// (`cpu`, and `simt`: the native GPU kernels on the host, which CTest runs once with
+// PARITY_SIMT_WARP=32 and once with 64) against the float64 `ref` oracle, over shapes with
+// batch 1, odd sizes, and padding and stride edge cases. On simt each op also runs twice and
+// must give bitwise-identical results (no float atomics, fixed reduction trees).
 //
 // Tolerances. The metric is the normalised mean squared error (NMSE) against ref's float64
 // result rounded to float32. A float32 dot product of length K carries a relative error of
@@ -26,13 +29,22 @@ void expect_exact(const Tensor& got, const Tensor& want, const std::string& what
   EXPECT_TRUE(bitwise_equal(got, want)) << what << ": differs from ref";
 }
 
-// Compares every output of one op between cpu and ref; `exact` lists outputs that must match bit for bit.
+// The backend the current test runs on (the test's parameter).
+std::string g_backend = "cpu";
+
+// Compares every output of one op between the backend under test and ref; `exact` lists outputs
+// that must match bit for bit.
 void check_op(parity_op op, const parity_op_params& params, const std::vector<Operand>& operands,
               const std::string& label, std::vector<bool> exact = {}) {
-  SCOPED_TRACE(label);
+  SCOPED_TRACE(label + " on " + g_backend);
   std::vector<Tensor> want = run_op("ref", op, params, operands);
-  std::vector<Tensor> got = run_op("cpu", op, params, operands, 2);
+  std::vector<Tensor> got = run_op(g_backend, op, params, operands, 2);
   ASSERT_EQ(got.size(), want.size());
+  if (g_backend == "simt") {
+    std::vector<Tensor> again = run_op(g_backend, op, params, operands, 2);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_TRUE(bitwise_equal(got[i], again[i])) << "output " << i << " differs between two runs";
+  }
   for (size_t i = 0; i < got.size(); ++i) {
     bool must_be_exact = i < exact.size() && exact[i];
     std::string what = fmt::format("{} {} output {}", parity_op_name(op), label, i);
@@ -47,6 +59,11 @@ struct ConvCase {
 
 // Batch 1, odd sizes, kernels larger than 3, non-square kernels, stride 2 and 3 with and
 // without padding, padding as large as the kernel allows, 1x1 kernels.
+class Conformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { g_backend = GetParam(); }
+};
+
 const ConvCase kConvCases[] = {
     {1, 1, 5, 5, 1, 3, 3, 1, 0},   {2, 3, 7, 9, 4, 3, 3, 1, 1},  {1, 2, 8, 8, 3, 3, 3, 2, 1},
     {3, 4, 9, 7, 5, 5, 5, 1, 2},   {2, 3, 11, 6, 2, 3, 1, 2, 0}, {1, 16, 14, 14, 32, 3, 3, 1, 1},
@@ -64,7 +81,7 @@ parity_op_params conv_params(const ConvCase& k) {
   return p;
 }
 
-TEST(Conformance, Conv2dForwardAndBackward) {
+TEST_P(Conformance, Conv2dForwardAndBackward) {
   std::mt19937 rng(1);
   for (const ConvCase& k : kConvCases) {
     std::string label = fmt::format("x[{},{},{},{}] w[{},{},{},{}] stride {} pad {}", k.n, k.c, k.h, k.w, k.k, k.c, k.r,
@@ -81,7 +98,7 @@ TEST(Conformance, Conv2dForwardAndBackward) {
   }
 }
 
-TEST(Conformance, LinearForwardAndBackward) {
+TEST_P(Conformance, LinearForwardAndBackward) {
   std::mt19937 rng(2);
   const int cases[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 13, 11}, {64, 128, 10}, {3, 600, 17}, {33, 9, 128}};
   for (const auto& c : cases) {
@@ -96,7 +113,7 @@ TEST(Conformance, LinearForwardAndBackward) {
   }
 }
 
-TEST(Conformance, ReluForwardAndBackwardExactly) {
+TEST_P(Conformance, ReluForwardAndBackwardExactly) {
   std::mt19937 rng(3);
   for (const Shape& s : {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}, Shape{17, 128}}) {
     Tensor x = random_tensor(rng, s);
@@ -108,7 +125,7 @@ TEST(Conformance, ReluForwardAndBackwardExactly) {
   }
 }
 
-TEST(Conformance, MaxpoolForwardAndBackwardExactly) {
+TEST_P(Conformance, MaxpoolForwardAndBackwardExactly) {
   std::mt19937 rng(4);
   struct Case { Shape x; int kernel, stride; };
   const Case cases[] = {{Shape{1, 1, 2, 2}, 2, 2}, {Shape{2, 3, 7, 9}, 2, 2}, {Shape{1, 2, 9, 9}, 3, 2},
@@ -130,7 +147,7 @@ TEST(Conformance, MaxpoolForwardAndBackwardExactly) {
   }
 }
 
-TEST(Conformance, SoftmaxCrossEntropyForwardAndBackward) {
+TEST_P(Conformance, SoftmaxCrossEntropyForwardAndBackward) {
   std::mt19937 rng(5);
   for (auto [n, k] : {std::pair{1, 1}, {1, 10}, {7, 3}, {64, 10}, {5, 1000}}) {
     std::string label = fmt::format("logits[{},{}]", n, k);
@@ -150,7 +167,7 @@ TEST(Conformance, SoftmaxCrossEntropyForwardAndBackward) {
            "large logits backward");
 }
 
-TEST(Conformance, ReshapeAddFill) {
+TEST_P(Conformance, ReshapeAddFill) {
   std::mt19937 rng(6);
   Tensor a = random_tensor(rng, Shape{3, 4, 5});
   Tensor b = random_tensor(rng, Shape{3, 4, 5});
@@ -162,7 +179,7 @@ TEST(Conformance, ReshapeAddFill) {
   check_op(PARITY_OP_FILL, p, {}, "fill", {true});
 }
 
-TEST(Conformance, OptimizerSteps) {
+TEST_P(Conformance, OptimizerSteps) {
   std::mt19937 rng(7);
   for (const Shape& s : {Shape{1}, Shape{16, 1, 3, 3}, Shape{10, 128}}) {
     Tensor param = random_tensor(rng, s), grad = random_tensor(rng, s);
@@ -188,6 +205,9 @@ TEST(Conformance, OptimizerSteps) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Backend, Conformance, ::testing::Values("cpu", "simt"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace parity::testing

@@ -1,0 +1,61 @@
+// tests/test_simt_model.cpp — the whole seed CNN on `simt` (the native GPU kernels on the host,
+// at the warp size CTest sets in PARITY_SIMT_WARP): one Adam training step against `ref`, and
+// bitwise-identical results when the same steps run twice. Batch 4 keeps the fibers' cost low.
+// Thresholds as in test_model.cpp's cpu-vs-ref step: the loss is a float32 mean of 4 terms
+// (NMSE 1e-9 is generous), and after Adam's first step a gradient within rounding of zero may
+// flip sign between float32 and float64 and move one weight by 2 lr (NMSE 1e-7 allows a few).
+#include <map>
+#include <random>
+
+#include "tests/op_harness.h"
+
+namespace parity::testing {
+namespace {
+
+std::pair<Tensor, Tensor> random_batch(const ModelSpec& spec, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  return {random_tensor(rng, Shape{n, spec.channels, spec.height, spec.width}, 0.0f, 1.0f),
+          random_labels(rng, n, spec.num_classes)};
+}
+
+struct TrainingRun {
+  std::vector<float> losses;
+  TensorFile state;  // weights and optimizer state after the steps
+};
+
+TrainingRun train(const std::string& backend, int steps, int64_t batch) {
+  const ModelSpec& spec = model_spec("seed-cnn");
+  BackendOptions bo;
+  bo.threads = 2;
+  Trainer t(spec, create_backend(backend, bo), OptimizerConfig{}, batch);
+  t.load_weights(init_weights(spec, 3));
+  TrainingRun r;
+  for (int s = 0; s < steps; ++s) {
+    auto [x, y] = random_batch(spec, batch, 40 + static_cast<uint32_t>(s));
+    r.losses.push_back(t.train_step(x, y).loss);
+  }
+  r.state = t.checkpoint();
+  return r;
+}
+
+TEST(SimtModel, AdamStepOfTheSeedCnnMatchesRef) {
+  const TrainingRun simt = train("simt", 1, 4), ref = train("ref", 1, 4);
+  const double loss_err = (simt.losses[0] - ref.losses[0]) / ref.losses[0];
+  EXPECT_LE(loss_err * loss_err, 1e-9) << "loss " << simt.losses[0] << " vs " << ref.losses[0];
+  ASSERT_EQ(simt.state.tensors.size(), ref.state.tensors.size());
+  for (const auto& [name, t] : simt.state.tensors) {
+    if (t.dtype() != DType::f32) continue;
+    const Comparison c = compare(t, ref.state.tensors.at(name));
+    EXPECT_EQ(c.mismatched_nonfinite, 0) << name;
+    EXPECT_LE(c.nmse, 1e-7) << name << " max abs " << c.max_abs;
+  }
+}
+
+TEST(SimtModel, TrainingStepsAreBitwiseRepeatable) {
+  const TrainingRun a = train("simt", 2, 4), b = train("simt", 2, 4);
+  EXPECT_EQ(a.losses, b.losses);
+  for (const auto& [name, t] : a.state.tensors) EXPECT_TRUE(bitwise_equal(t, b.state.tensors.at(name))) << name;
+}
+
+}  // namespace
+}  // namespace parity::testing
