@@ -258,6 +258,13 @@ TEST(Plugins, BuiltinTablesKeepTheContract) {
     EXPECT_EQ(exe, nullptr);
     t->executable_destroy(exe);  // NULL is a no-op
     EXPECT_EQ(t->compile(be, &plan, 0x80, nullptr, &exe, &err), PARITY_STATUS_UNSUPPORTED);
+    // A node that is not an op: refused at compile with the node named.
+    parity_node_desc bogus{};
+    std::strcpy(bogus.name, "bogus");
+    bogus.op = PARITY_OP_COUNT;
+    parity_plan with_bogus{0, 1, nullptr, &bogus, 0};
+    EXPECT_EQ(t->compile(be, &with_bogus, 0, nullptr, &exe, &err), PARITY_STATUS_UNSUPPORTED);
+    EXPECT_NE(std::string(err.message).find("node 'bogus' (op 19) is not supported"), std::string::npos) << err.message;
     t->destroy(be);
   }
 }
