@@ -173,6 +173,17 @@ TEST(Plugins, SelectionByNameAutoAndEnvironment) {
   EXPECT_EQ(default_backend_name(), "auto");
 }
 
+TEST(Plugins, SearchPathIsEnvironmentThenInstallThenBuildTree) {
+  ::setenv("PARITY_BACKEND_PATH", "/first:/second", 1);
+  const std::vector<std::string> folders = plugin_search_folders();
+  ::unsetenv("PARITY_BACKEND_PATH");
+  ASSERT_GE(folders.size(), 3u);
+  EXPECT_EQ(folders[0], "/first");
+  EXPECT_EQ(folders[1], "/second");
+  // This test runs uninstalled, so the build tree's plugin folder is on the path, last.
+  EXPECT_EQ(folders.back(), PARITY_BUILD_TREE_PLUGIN_DIR);
+}
+
 TEST(Plugins, BackendListsForCheckAndBench) {
   EXPECT_EQ(resolve_backend_list("cpu,ref,cpu"), (std::vector<std::string>{"cpu", "ref"}));
   const std::vector<std::string> all = resolve_backend_list("all");
