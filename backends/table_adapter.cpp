@@ -175,6 +175,16 @@ parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flag
     return fail(err, PARITY_STATUS_UNSUPPORTED,
                 std::string(in->spec->name) + ": compile: unknown flags 0x" + std::to_string(flags) +
                     " (known: PARITY_COMPILE_POISON_OUTPUTS)");
+  for (int32_t i = 0; plan->nodes && i < plan->num_nodes; ++i) {
+    const parity_node_desc& node = plan->nodes[i];
+    char why[PARITY_ERROR_MESSAGE_LEN / 2] = {};
+    if (supports(h, &node, why, sizeof why)) continue;
+    const bool is_op = node.op >= 0 && node.op < PARITY_OP_COUNT;
+    return fail(err, PARITY_STATUS_UNSUPPORTED,
+                std::string(in->spec->name) + ": node '" + std::string(node.name, strnlen(node.name, PARITY_NAME_LEN)) +
+                    "' (" + (is_op ? parity_op_name(node.op) : "op " + std::to_string(static_cast<int>(node.op))) +
+                    ") is not supported: " + std::string(why));
+  }
   return guarded(err, [&] {
     CompileOptions options;
     options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;

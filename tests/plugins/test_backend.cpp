@@ -1,7 +1,7 @@
 // tests/plugins/test_backend.cpp — a tiny backend plugin that exists only for the tests: it runs
 // FILL, ADD and RESHAPE on the host through the C ABI, loaded with dlopen. The same file, built
 // with one of the PARITY_TEST_* definitions, makes the broken plugins the loader must reject:
-// a wrong ABI version, no entry point, a probe with no device, a library that will not load.
+// a wrong ABI version, no entry point, a library that will not load (no_device.c is the fourth).
 // It links nothing of parity: only plugin.h (a plugin must not need libparity's symbols).
 #include <algorithm>
 #include <cmath>
@@ -107,18 +107,12 @@ void check_bytes(const parity_value_desc& v, int64_t bytes, const char* what) {
 
 parity_status probe(parity_probe_result* out, parity_error*) {
   *out = parity_probe_result{};
-#if defined(PARITY_TEST_NO_DEVICE)
-  out->device_count = 0;
-  out->reason = PARITY_UNAVAILABLE_NO_DEVICE;
-  std::strcpy(out->detail, "the test driver reports 0 devices");
-#else
 #ifdef PARITY_TEST_MISSING_LIBRARY
   if (parity_test_stand_in_function() != 0) return PARITY_STATUS_INTERNAL;
 #endif
   out->device_count = 1;
   out->reason = PARITY_AVAILABLE;
   std::strcpy(out->detail, "test plugin: FILL, ADD and RESHAPE on the host");
-#endif
   return PARITY_OK;
 }
 
