@@ -209,6 +209,19 @@ parity_status read_value(parity_executable_t h, int32_t value, void* host, int64
   return guarded(err, [&] { executable(h)->impl->read(value, host, static_cast<size_t>(bytes)); });
 }
 
+parity_status write_value_f64(parity_executable_t h, int32_t value, const double* host, int64_t count,
+                              parity_error* err) {
+  if (!h || (!host && count)) return null_handle(err, "write_value_f64", "the executable and the host pointer");
+  if (count < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "write_value_f64: count must be >= 0");
+  return guarded(err, [&] { executable(h)->impl->write_f64(value, host, static_cast<size_t>(count)); });
+}
+
+parity_status read_value_f64(parity_executable_t h, int32_t value, double* host, int64_t count, parity_error* err) {
+  if (!h || (!host && count)) return null_handle(err, "read_value_f64", "the executable and the host pointer");
+  if (count < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "read_value_f64: count must be >= 0");
+  return guarded(err, [&] { executable(h)->impl->read_f64(value, host, static_cast<size_t>(count)); });
+}
+
 parity_status execute(parity_executable_t h, parity_error* err) {
   if (!h) return null_handle(err, "execute", "the executable");
   return guarded(err, [&] { executable(h)->impl->execute(); });
@@ -291,6 +304,10 @@ parity_backend_table make_adapted_table(const AdaptedBackendSpec& spec,
   t.execute = execute;
   t.synchronize = synchronize;
   t.memory_bytes = memory_bytes;
+  if (spec.features & PARITY_FEATURE_FLOAT64_VALUES) {
+    t.write_value_f64 = write_value_f64;
+    t.read_value_f64 = read_value_f64;
+  }
   return t;
 }
 

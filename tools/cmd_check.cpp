@@ -68,8 +68,9 @@ int run_check_ops(const std::string& backends, const OpCheckOptions& base, const
     }
     cases.push_back(jc);
   }
-  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n", o.exact ? " (exact mode)" : "", passed, failed, skipped);
-  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"cases", cases},
+  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n",
+             o.exact ? " (exact mode)" : o.gradient ? " (gradient mode)" : "", passed, failed, skipped);
+  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"gradient", o.gradient}, {"cases", cases},
                     {"passed", passed}, {"failed", failed}, {"skipped", skipped}});
   return failed == 0 ? 0 : 1;
 }
@@ -121,6 +122,8 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   auto ops_json = std::make_shared<std::string>();
   ops->add_option("--backend", *ops_backends, "comma-separated backends, or all (available ones)")->capture_default_str();
   ops->add_flag("--exact", ops_options->exact, "small-integer inputs: conv and linear must match ref bit for bit");
+  ops->add_flag("--gradient", ops_options->gradient,
+                "each op's backward against float64 finite differences of ref's forward (inputs away from kinks)");
   ops->add_option("--op", ops_options->op, "only this op family: conv2d, linear, relu, maxpool2d, softmax_xent, argmax, "
                                           "accuracy, add, reshape, adam_step, sgd_step");
   ops->add_option("--shape", ops_options->shape,
