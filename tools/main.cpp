@@ -1,5 +1,5 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval); maps parity errors to a message and a non-zero exit.
+// the subcommands (info, train, eval, bench); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -14,13 +14,16 @@ int main(int argc, char** argv) {
   parity::tools::add_info_command(app, run);
   parity::tools::add_train_command(app, run);
   parity::tools::add_eval_command(app, run);
+#ifdef PARITY_HAVE_BENCH
+  parity::tools::add_bench_command(app, run);
+#endif
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval (see parity --help)\n", argv[1]);
+    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval, bench (see parity --help)\n", argv[1]);
     return 2;
   }
   try {
