@@ -18,7 +18,7 @@ struct BenchOptions {
   int threads = 0;          // 0: every hardware thread
   int64_t batch = 64;       // training batch (op cases use the training step's shapes)
   int64_t infer_batch = 1000;
-  int64_t validate_batch = 8;  // batch of the validation run against ref (ref is float64 and naive)
+  int64_t validate_batch = 16;  // batch of the validation run against ref (ref is float64 and naive)
   double min_time = 1.0;       // seconds of timed repeats per case (per round with a peer)
   int warmup = 3;
   bool scaling = true;      // also time training with 1 thread, to report the thread scaling

@@ -306,7 +306,7 @@ struct Report {
   bool failed = false;
 
   void header() const {
-    fmt::print("{:<44} {:>7} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6} {:>6}\n", "case", "backend", "batch",
+    fmt::print("{:<50} {:>7} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6} {:>6}\n", "case", "backend", "batch",
                "median ms", "min ms", "max ms", "images/s", "GFLOP/s", "%peak", "%gemm");
   }
 
@@ -321,7 +321,7 @@ struct Report {
     c["gflops"] = gflops;
     c["pct_fma_peak"] = 100 * gflops / machine.fma_peak_gflops;
     c["pct_gemm"] = 100 * gflops / machine.gemm_gflops;
-    fmt::print("{:<44} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f} {:>8.1f} {:>5.1f}% {:>5.1f}%\n", name, backend,
+    fmt::print("{:<50} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f} {:>8.1f} {:>5.1f}% {:>5.1f}%\n", name, backend,
                batch, median * 1e3, t.min() * 1e3, t.max() * 1e3, c["images_per_s"].get<double>(), gflops,
                c["pct_fma_peak"].get<double>(), c["pct_gemm"].get<double>());
     std::fflush(stdout);
@@ -337,7 +337,7 @@ void run_op_cases(const BenchOptions& o, const ModelSpec& spec, Backend& backend
     double worst = 0;
     const std::string why = validate_op(check[i], backend, ref, o.seed, &worst);
     if (!why.empty()) {
-      fmt::print("{:<44} {:>7} FAILED validation against ref: {}\n", name, backend.name(), why);
+      fmt::print("{:<50} {:>7} FAILED validation against ref: {}\n", name, backend.name(), why);
       report.cases.push_back({{"name", name}, {"kind", "op"}, {"backend", backend.name()}, {"valid", false},
                               {"validation", why}});
       report.failed = true;
@@ -366,7 +366,7 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
   double worst = 0;
   const std::string why = validate_model(spec, backend, ref, train, std::min(o.validate_batch, n), o.seed, weights, &worst);
   if (!why.empty()) {
-    fmt::print("{:<44} {:>7} FAILED validation against ref: {}\n", name, backend_name, why);
+    fmt::print("{:<50} {:>7} FAILED validation against ref: {}\n", name, backend_name, why);
     report.cases.push_back({{"name", name}, {"kind", "model"}, {"backend", backend_name}, {"valid", false},
                             {"validation", why}});
     report.failed = true;
@@ -401,7 +401,7 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
     json s = report.add(name + ", 1 thread", "model", backend_name, n, run.flops(), t1, 1);
     const double scaling = t1.median() / t.median();
     c["thread_scaling"] = scaling;
-    fmt::print("{:<44} {}-thread/1-thread images/s: {:.2f}x\n", "", backend.threads(), scaling);
+    fmt::print("{:<50} {}-thread/1-thread images/s: {:.2f}x\n", "", backend.threads(), scaling);
     report.cases.push_back(std::move(s));
   }
   if (train && o.measure_rss && !o.self_path.empty()) {
@@ -409,7 +409,7 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
                                      static_cast<int64_t>(t.samples.size() / rounds) + o.warmup + 2, o.seed);
     if (rss.contains("vm_hwm_kib")) {
       c["rss_worker"] = rss;
-      fmt::print("{:<44} peak resident memory of a parity training process: {:.1f} MiB\n", "",
+      fmt::print("{:<50} peak resident memory of a parity training process: {:.1f} MiB\n", "",
                  rss["vm_hwm_kib"].get<double>() / 1024);
     }
   }
@@ -424,18 +424,18 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
                           d1 <= kPeerLossTolerance * std::max(1.0f, std::fabs(loss1));
       summary["losses_agree"] = agrees;
       summary["ratio"] = ratio;
-      fmt::print("{:<44} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f}   parity/torch {:.2f}x  ({}){}\n",
+      fmt::print("{:<50} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f}   parity/torch {:.2f}x  ({}){}\n",
                  "  torch peer", "torch", n, summary["median_s"].get<double>() * 1e3,
                  summary["min_s"].get<double>() * 1e3, summary["max_s"].get<double>() * 1e3, peer_ips, ratio,
                  summary["config"].get<std::string>(),
                  agrees ? "" : fmt::format("  LOSSES DISAGREE: parity {} {} torch {} {}", loss0, loss1,
                                            summary["loss0"].get<double>(), summary["loss1"].get<double>()));
       if (summary.contains("vm_hwm_kib") && c.contains("rss_worker"))
-        fmt::print("{:<44} peak resident memory: parity {:.1f} MiB, torch {:.1f} MiB\n", "",
+        fmt::print("{:<50} peak resident memory: parity {:.1f} MiB, torch {:.1f} MiB\n", "",
                    c["rss_worker"]["vm_hwm_kib"].get<double>() / 1024, summary["vm_hwm_kib"].get<double>() / 1024);
       if (!agrees) report.failed = true;
     } else {
-      fmt::print("{:<44} torch peer failed: {}\n", "", summary.value("error", std::string("no result")));
+      fmt::print("{:<50} torch peer failed: {}\n", "", summary.value("error", std::string("no result")));
     }
     c["peer"] = summary;
   }
@@ -532,18 +532,18 @@ int compare_reports(const std::string& a_path, const std::string& b_path) {
   for (const json& c : b["cases"]) in_b[key(c)] = c;
   fmt::print("A: {} (git {}, {} threads)\nB: {} (git {}, {} threads)\n\n", a_path, a.value("git", "?"),
              a.value("threads", 0), b_path, b.value("git", "?"), b.value("threads", 0));
-  fmt::print("{:<44} {:>7} {:>11} {:>11} {:>11} {:>11} {:>8}\n", "case", "backend", "A median ms", "B median ms",
+  fmt::print("{:<50} {:>7} {:>11} {:>11} {:>11} {:>11} {:>8}\n", "case", "backend", "A median ms", "B median ms",
              "A images/s", "B images/s", "B/A");
   for (const json& ca : a["cases"]) {
     auto it = in_b.find(key(ca));
     if (!ca.contains("median_s")) continue;
     if (it == in_b.end() || !it->second.contains("median_s")) {
-      fmt::print("{:<44} {:>7} {:>11.3f} {:>11}\n", ca["name"].get<std::string>(), ca["backend"].get<std::string>(),
+      fmt::print("{:<50} {:>7} {:>11.3f} {:>11}\n", ca["name"].get<std::string>(), ca["backend"].get<std::string>(),
                  ca["median_s"].get<double>() * 1e3, "-");
       continue;
     }
     const json& cb = it->second;
-    fmt::print("{:<44} {:>7} {:>11.3f} {:>11.3f} {:>11.0f} {:>11.0f} {:>7.2f}x\n", ca["name"].get<std::string>(),
+    fmt::print("{:<50} {:>7} {:>11.3f} {:>11.3f} {:>11.0f} {:>11.0f} {:>7.2f}x\n", ca["name"].get<std::string>(),
                ca["backend"].get<std::string>(), ca["median_s"].get<double>() * 1e3, cb["median_s"].get<double>() * 1e3,
                ca["images_per_s"].get<double>(), cb["images_per_s"].get<double>(),
                ca["median_s"].get<double>() / cb["median_s"].get<double>());

@@ -51,6 +51,9 @@ const ConvCase kConvCases[] = {
     {1, 1, 5, 5, 1, 3, 3, 1, 0},   {2, 3, 7, 9, 4, 3, 3, 1, 1},  {1, 2, 8, 8, 3, 3, 3, 2, 1},
     {3, 4, 9, 7, 5, 5, 5, 1, 2},   {2, 3, 11, 6, 2, 3, 1, 2, 0}, {1, 16, 14, 14, 32, 3, 3, 1, 1},
     {2, 2, 10, 10, 3, 4, 2, 3, 1}, {4, 5, 3, 3, 6, 1, 1, 1, 0},  {1, 1, 4, 4, 2, 4, 4, 1, 2},
+    // The cpu backend's forward panels: several small images per GEMM with a shorter last group,
+    // and a large image cut into row tiles with a shorter last tile (stride 1 and 2).
+    {19, 3, 6, 6, 4, 3, 3, 1, 1},  {2, 2, 40, 37, 3, 3, 3, 1, 1}, {1, 2, 70, 65, 3, 3, 3, 2, 1},
 };
 
 parity_op_params conv_params(const ConvCase& k) {

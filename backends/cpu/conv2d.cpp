@@ -1,18 +1,25 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
-// backward-weight side by side, as im2col + GEMM (gemm.h, Eigen's kernel) per image, images in
-// parallel.
+// backward-weight side by side, as im2col + GEMM (gemm.h, Eigen's kernel), images in parallel.
 //
-// Per image n the column matrix col[C*R*S, P*Q] (ops/kernels/conv_geometry.h) gives
-//   forward       y_n[K, PQ]    = w[K, CRS] * col_n + b
-//   backward-data dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
+// The column matrix col[C*R*S, P*Q] (ops/kernels/conv_geometry.h) gives
+//   forward       y_n[K, PQ]    = w[K, CRS] * col_n + b   (then relu, when fused: cpu_ops.h)
+//   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
+//                 transposed filter w'[C, K, R, S] = w[K, C, R-1-r, S-1-s] and pad R-1-pad
+//                 (no col2im); otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
 //   backward-wt   dw[K, CRS]    = sum_n dy_n * col_n^T,  db[k] = sum_n sum_pq dy_n[k, pq]
+// The forward GEMM works on panels of about kPanelColumns columns, so that the panel of col
+// and its output stay in cache: a few output rows of one large image, or several small images
+// side by side (their results then scattered into NCHW with the bias and relu). The panel
+// shape depends on the shapes only, so results are reproducible at any thread count.
 // A 1x1, stride-1, unpadded convolution uses x_n itself as col_n.
 // Scratch: per worker slot a col buffer and GEMM packing space; backward-weight adds one dw/db
 // partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/gemm.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
 
 namespace parity {
@@ -124,41 +131,190 @@ const float* columns(const float* x_n, const ConvGeometry& g, const parity_conv2
 
 }  // namespace
 
+// ---------------------------------------------------------------- forward panels
+namespace {
+
+// Columns of col per forward GEMM: 144 x 1024 floats (conv2's panel) is 576 KiB, within L2.
+constexpr int64_t kPanelColumns = 1024;
+
+// One forward GEMM covers `images` whole images side by side, or `rows` output rows of one image.
+struct Panel {
+  int64_t images, rows;
+};
+
+Panel forward_panel(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  if (is_pointwise(g, cp)) return {1, g.P};
+  if (g.pq() >= kPanelColumns) return {1, std::min(g.P, std::max<int64_t>(1, kPanelColumns / g.Q))};
+  // Several images per GEMM, but keep at least 8 tasks per batch for the workers.
+  const int64_t images = std::min(std::max<int64_t>(1, kPanelColumns / g.pq()), std::max<int64_t>(1, g.N / 8));
+  return {images, g.P};
+}
+
+int64_t panel_columns(const ConvGeometry& g, const Panel& panel) { return panel.images * panel.rows * g.Q; }
+
+// Per worker slot: col panel, the panel's output (several images only), GEMM packing space.
+struct PanelScratch {
+  float* col;
+  float* out;
+  float* gemm;
+};
+int64_t panel_col_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return is_pointwise(g, cp) ? 0 : align64(g.crs() * panel_columns(g, panel) * 4) / 4;
+}
+int64_t panel_out_floats(const ConvGeometry& g, const Panel& panel) {
+  return panel.images > 1 ? align64(g.K * panel_columns(g, panel) * 4) / 4 : 0;
+}
+int64_t panel_gemm_floats(const ConvGeometry& g, const Panel& panel) {
+  // The last panel of an image or a batch may be narrower; Eigen's blocking depends on the width.
+  const int64_t full = panel_columns(g, panel);
+  const int64_t last_rows = g.P - (g.P - 1) / panel.rows * panel.rows;
+  const int64_t last_images = g.N - (g.N - 1) / panel.images * panel.images;
+  const int64_t narrow = panel.images > 1 ? last_images * g.pq() : last_rows * g.Q;
+  return std::max(gemm_scratch_floats(g.K, full, g.crs()), gemm_scratch_floats(g.K, narrow, g.crs()));
+}
+int64_t panel_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return panel_col_floats(g, cp, panel) + panel_out_floats(g, panel) + panel_gemm_floats(g, panel);
+}
+PanelScratch panel_scratch(float* base, const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  PanelScratch p{};
+  p.col = base;
+  p.out = p.col + panel_col_floats(g, cp, panel);
+  p.gemm = p.out + panel_out_floats(g, panel);
+  return p;
+}
+
+// Rows [p0, p1) of image x_n's column matrix, into col (rows `ld` floats apart).
+void im2col_rows_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, int64_t p0,
+                          int64_t p1, float* col, int64_t ld) {
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const float* plane = x_n + c * g.H * g.W;
+        float* row = col + ((c * g.R + r) * g.S + s) * ld;
+        int64_t qb, qe;
+        kernels::conv2d_valid_outputs(g.W, g.Q, s, cp.stride_w, cp.pad_w, &qb, &qe);
+        for (int64_t p = p0; p < p1; ++p) {
+          float* dst = row + (p - p0) * g.Q;
+          const int64_t h = kernels::conv2d_input_coord(p, r, cp.stride_h, cp.pad_h);
+          if (h < 0 || h >= g.H) {
+            std::memset(dst, 0, sizeof(float) * g.Q);
+            continue;
+          }
+          const float* src = plane + h * g.W;
+          for (int64_t q = 0; q < qb; ++q) dst[q] = 0.0f;
+          if (cp.stride_w == 1) {
+            const float* s0 = src + (s - cp.pad_w);
+            for (int64_t q = qb; q < qe; ++q) dst[q] = s0[q];
+          } else {
+            for (int64_t q = qb; q < qe; ++q) dst[q] = src[kernels::conv2d_input_coord(q, s, cp.stride_w, cp.pad_w)];
+          }
+          for (int64_t q = qe; q < g.Q; ++q) dst[q] = 0.0f;
+        }
+      }
+}
+
+// dst[i] = src[i] + bias (then relu): the GEMM epilogue, on a row still in cache.
+inline void bias_relu_row(const float* src, float* dst, int64_t n, float bias, bool relu) {
+  if (relu)
+    for (int64_t i = 0; i < n; ++i) dst[i] = kernels::relu_f32(src[i] + bias);
+  else
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] + bias;
+}
+
+// y = conv(x, w) + b (b may be null), then relu when asked; images [0, N) in chunks of
+// panel.images (node.chunk), scratch from `workspace` per worker slot.
+void conv_forward_panels(const float* x, const float* w, const float* b, bool relu, float* y, const ConvGeometry& g,
+                         const parity_conv2d_params& cp, float* workspace, int32_t slots) {
+  const Panel panel = forward_panel(g, cp);
+  const int64_t slot_floats = panel_slot_floats(g, cp, panel);
+  parallel_chunks(g.N, panel.images, [&](int64_t, int64_t begin, int64_t end) {
+    const PanelScratch scratch = panel_scratch(workspace + worker_slot(slots) * slot_floats, g, cp, panel);
+    if (panel.images == 1) {
+      for (int64_t n = begin; n < end; ++n) {
+        const float* x_n = x + n * g.chw();
+        float* y_n = y + n * g.kpq();
+        for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
+          const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
+          const float* col = x_n;
+          int64_t ld = g.pq();
+          if (!is_pointwise(g, cp)) {
+            im2col_rows_nchw_f32(x_n, g, cp, p0, p1, scratch.col, cols);
+            col = scratch.col;
+            ld = cols;
+          }
+          float* y_tile = y_n + p0 * g.Q;
+          gemm_f32(g.K, cols, g.crs(), {w, g.crs(), false}, {col, ld, false}, y_tile, g.pq(), false, scratch.gemm);
+          if (b || relu)
+            for (int64_t k = 0; k < g.K; ++k)
+              bias_relu_row(y_tile + k * g.pq(), y_tile + k * g.pq(), cols, b ? b[k] : 0.0f, relu);
+        }
+      }
+      return;
+    }
+    const int64_t cols = (end - begin) * g.pq();
+    for (int64_t n = begin; n < end; ++n)
+      im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, scratch.col + (n - begin) * g.pq(), cols);
+    gemm_f32(g.K, cols, g.crs(), {w, g.crs(), false}, {scratch.col, cols, false}, scratch.out, cols, false,
+             scratch.gemm);
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t k = 0; k < g.K; ++k)
+        bias_relu_row(scratch.out + k * cols + (n - begin) * g.pq(), y + n * g.kpq() + k * g.pq(), g.pq(),
+                      b ? b[k] : 0.0f, relu);
+  });
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- forward
 int64_t plan_conv2d(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
-  node.chunk = 1;  // one image per task
+  const Panel panel = forward_panel(g, node.params.conv2d);
+  node.chunk = panel.images;
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(g, node.params.conv2d, Direction::forward) * 4;
+  return node.slots * panel_slot_floats(g, node.params.conv2d, panel) * 4;
 }
 
 void conv2d_nchw_f32(const BoundNode& node) {
-  const parity_conv2d_params cp = node.params.conv2d;
-  const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
-  const float* x = node.in[0].f32();
-  const float* w = node.in[1].f32();
-  const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
-  float* y = node.out[0].f32();
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    const SlotScratch scratch = slot_scratch(node, g, Direction::forward);
-    for (int64_t n = begin; n < end; ++n) {
-      const float* col = columns(x + n * g.chw(), g, cp, scratch.col);
-      float* y_n = y + n * g.kpq();
-      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, scratch.gemm);
-      if (b)
-        for (int64_t k = 0; k < g.K; ++k)
-          for (int64_t i = 0; i < g.pq(); ++i) y_n[k * g.pq() + i] += b[k];
-    }
-  });
+  const ConvGeometry g = geometry(node.in[0], node.in[1], node.params.conv2d);
+  conv_forward_panels(node.in[0].f32(), node.in[1].f32(), node.num_inputs == 3 ? node.in[2].f32() : nullptr,
+                      node.fused_relu, node.out[0].f32(), g, node.params.conv2d,
+                      reinterpret_cast<float*>(node.workspace), node.slots);
 }
 
 // ---------------------------------------------------------------- backward, data
+namespace {
+
+// Backward-data as a forward conv of dy (stride 1, pad < kernel): its geometry and params.
+bool bwd_data_as_conv(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return cp.stride_h == 1 && cp.stride_w == 1 && cp.pad_h < g.R && cp.pad_w < g.S && !is_pointwise(g, cp);
+}
+ConvGeometry flipped_geometry(const ConvGeometry& g) {
+  return ConvGeometry{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W};
+}
+parity_conv2d_params flipped_params(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  parity_conv2d_params f = cp;
+  f.pad_h = static_cast<int32_t>(g.R - 1 - cp.pad_h);
+  f.pad_w = static_cast<int32_t>(g.S - 1 - cp.pad_w);
+  return f;
+}
+int64_t flipped_w_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }
+
+}  // namespace
+
 int64_t plan_conv2d_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   // dx plays the role of x: its shape and w's define the geometry dy must have.
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
+  if (bwd_data_as_conv(g, node.params.conv2d)) {
+    const ConvGeometry f = flipped_geometry(g);
+    const parity_conv2d_params fp = flipped_params(g, node.params.conv2d);
+    const Panel panel = forward_panel(f, fp);
+    node.chunk = panel.images;
+    node.num_chunks = chunk_count(g.N, node.chunk);
+    return (flipped_w_floats(g) + node.slots * panel_slot_floats(f, fp, panel)) * 4;
+  }
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   return node.slots * slot_floats(g, node.params.conv2d, Direction::backward_data) * 4;
@@ -170,6 +326,18 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
+  if (bwd_data_as_conv(g, cp)) {
+    // w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
+    float* wf = reinterpret_cast<float*>(node.workspace);
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s)
+            wf[((c * g.K + k) * g.R + r) * g.S + s] = w[((k * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    conv_forward_panels(dy, wf, nullptr, false, dx, flipped_geometry(g), flipped_params(g, cp),
+                        wf + flipped_w_floats(g), node.slots);
+    return;
+  }
   const bool pointwise = is_pointwise(g, cp);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     const SlotScratch scratch = slot_scratch(node, g, Direction::backward_data);

@@ -1,10 +1,12 @@
 // backends/cpu/linear.cpp — linear (fully connected) on the cpu backend, float32, row-major
 // x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as GEMMs (gemm.h).
 //
-//   forward       y[N,O]  = x w^T + b     rows of the batch split into fixed chunks
-//   backward-data dx[N,I] = dy w          rows of the batch split into fixed chunks
+//   forward       y[N,O]  = x w^T + b     columns of y (rows of w) split into fixed chunks
+//   backward-data dx[N,I] = dy w          columns of dx (of w) split into fixed chunks
 //   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
 //                 db[O]   = sum_n dy      element's reduction over the batch stays whole
+// Every direction splits along a dimension of w, so the weights (25088x128 in seed-cnn-112's
+// fc1, far larger than the batch) are streamed from memory once per step, not once per task.
 // No reduction is ever split, so no partial buffers are needed; the scratch is GEMM packing
 // space, one per worker slot.
 #include <algorithm>
@@ -16,9 +18,8 @@ namespace parity {
 namespace cpu {
 namespace {
 
-// Rows per forward / backward-data task: enough rows that each GEMM streams w efficiently.
-constexpr int64_t kMinRowsPerChunk = 16;
-// Columns of dw per backward-weight task.
+// Rows of w per forward task, columns of w per backward task.
+constexpr int64_t kMinRowsPerChunk = 32;
 constexpr int64_t kMinColumnsPerChunk = 64;
 constexpr int64_t kMaxChunks = 64;
 
@@ -67,9 +68,9 @@ int64_t plan_linear(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
-  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(node, g.N, g.N, g.O, g.I, true) * 4;
+  node.chunk = fixed_chunk_size(g.O, kMinRowsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.O, node.chunk);
+  return node.slots * slot_floats(node, g.O, g.N, g.O, g.I, false) * 4;
 }
 
 void linear_f32(const BoundNode& node) {
@@ -78,14 +79,14 @@ void linear_f32(const BoundNode& node) {
   const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.O, g.I, true);
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    float* y_rows = y + begin * g.O;
-    gemm_f32(end - begin, g.O, g.I, {x + begin * g.I, g.I, false}, {w, g.I, true}, y_rows, g.O, false,
+  const int64_t scratch_floats = slot_floats(node, g.O, g.N, g.O, g.I, false);
+  parallel_chunks(g.O, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    // y[:, begin:end] = x w[begin:end, :]^T
+    gemm_f32(g.N, end - begin, g.I, {x, g.I, false}, {w + begin * g.I, g.I, true}, y + begin, g.O, false,
              slot_scratch(node, scratch_floats));
     if (b)
-      for (int64_t n = 0; n < end - begin; ++n)
-        for (int64_t o = 0; o < g.O; ++o) y_rows[n * g.O + o] += b[o];
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t o = begin; o < end; ++o) y[n * g.O + o] += b[o];
   });
 }
 
@@ -93,9 +94,9 @@ void linear_f32(const BoundNode& node) {
 int64_t plan_linear_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
-  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(node, g.N, g.N, g.I, g.O, true) * 4;
+  node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.I, node.chunk);
+  return node.slots * slot_floats(node, g.I, g.N, g.I, g.O, false) * 4;
 }
 
 void linear_bwd_data_f32(const BoundNode& node) {
@@ -103,9 +104,10 @@ void linear_bwd_data_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.I, g.O, true);
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    gemm_f32(end - begin, g.I, g.O, {dy + begin * g.O, g.O, false}, {w, g.I, false}, dx + begin * g.I, g.I, false,
+  const int64_t scratch_floats = slot_floats(node, g.I, g.N, g.I, g.O, false);
+  parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    // dx[:, begin:end] = dy w[:, begin:end]
+    gemm_f32(g.N, end - begin, g.O, {dy, g.O, false}, {w + begin, g.I, false}, dx + begin, g.I, false,
              slot_scratch(node, scratch_floats));
   });
 }

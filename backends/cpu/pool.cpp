@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/pool.h"
 #include "parity/error.h"
 
@@ -109,6 +110,7 @@ void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const int32_t* idx = node.in[1].i32();
   float* dx = node.out[0].f32();
+  const float* mask = node.relu_mask.data ? node.relu_mask.f32() : nullptr;
   const int64_t plane_size = g.H * g.W;
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     std::memset(dx + begin * plane_size, 0, sizeof(float) * (end - begin) * plane_size);
@@ -124,6 +126,9 @@ void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
                                            " elements (it must come from the forward maxpool2d)");
         dx_plane[at] += dy[base + i];
       }
+      // Fused RELU_BWD (BoundNode::relu_mask): dx = y > 0 ? dx : 0, while the plane is in cache.
+      if (mask)
+        for (int64_t i = 0; i < plane_size; ++i) dx_plane[i] = kernels::relu_bwd_f32(mask[plane * plane_size + i], dx_plane[i]);
     }
   });
 }
