@@ -26,9 +26,10 @@ namespace parity {
 namespace cpu {
 namespace {
 
-// Upper bound on the partial buffers of backward-weight: enough tasks for many cores, and a
-// bounded amount of memory (num_chunks * K*C*R*S floats).
-constexpr int64_t kMaxBatchChunks = 32;
+// Upper bound on the partial buffers of backward-weight: enough tasks for several cores, chunks
+// of a few images (one GEMM panel for small images), and a bounded amount of memory
+// (num_chunks * K*C*R*S floats).
+constexpr int64_t kMaxBatchChunks = 16;
 // Elements per task when summing the partials.
 constexpr int64_t kSumChunk = 4096;
 
@@ -85,48 +86,21 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[K], K = the output channels");
 }
 
-int64_t col_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
-}
-
-// The GEMM of each direction, [m,k] x [k,n] per image.
-enum class Direction { forward, backward_data, backward_weight };
-int64_t gemm_floats(const ConvGeometry& g, Direction d) {
-  switch (d) {
-    case Direction::forward: return gemm_scratch_floats(g.K, g.pq(), g.crs());
-    case Direction::backward_data: return gemm_scratch_floats(g.crs(), g.pq(), g.K);
-    case Direction::backward_weight: return gemm_scratch_floats(g.K, g.crs(), g.pq());
-  }
-  return 0;
-}
-
-// One worker slot's scratch: the col buffer, then the GEMM packing space.
-struct SlotScratch {
-  float* col;
+// Scratch of the col2im path of backward-data (strides > 1, or padding as large as the kernel),
+// per worker slot: the whole dcol[CRS, PQ] of one image, then GEMM packing space.
+struct Col2imScratch {
+  float* dcol;
   float* gemm;
 };
-int64_t slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, Direction d) {
-  return col_floats(g, cp) + gemm_floats(g, d);
+int64_t col2im_dcol_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
 }
-SlotScratch slot_scratch(const BoundNode& node, const ConvGeometry& g, Direction d) {
-  float* base = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats(g, node.params.conv2d, d);
-  return {base, base + col_floats(g, node.params.conv2d)};
+int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.crs(), g.pq(), g.K);
 }
-
-// Builds col[CRS, PQ] of image x_n.
-void im2col_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* col) {
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s)
-        kernels::im2col_row_nchw_f32(x_n + c * g.H * g.W, g.H, g.W, r, s, cp, g.P, g.Q,
-                                     col + ((c * g.R + r) * g.S + s) * g.pq());
-}
-
-// The column matrix of image n: x_n itself for a pointwise conv, else built in `scratch`.
-const float* columns(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* scratch) {
-  if (is_pointwise(g, cp)) return x_n;
-  im2col_nchw_f32(x_n, g, cp, scratch);
-  return scratch;
+Col2imScratch col2im_scratch(const BoundNode& node, const ConvGeometry& g) {
+  float* base = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * col2im_slot_floats(g, node.params.conv2d);
+  return {base, base + col2im_dcol_floats(g, node.params.conv2d)};
 }
 
 }  // namespace
@@ -317,7 +291,7 @@ int64_t plan_conv2d_bwd_data(BoundNode& node) {
   }
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(g, node.params.conv2d, Direction::backward_data) * 4;
+  return node.slots * col2im_slot_floats(g, node.params.conv2d) * 4;
 }
 
 void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
@@ -340,11 +314,11 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   }
   const bool pointwise = is_pointwise(g, cp);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    const SlotScratch scratch = slot_scratch(node, g, Direction::backward_data);
+    const Col2imScratch scratch = col2im_scratch(node, g);
     for (int64_t n = begin; n < end; ++n) {
       float* dx_n = dx + n * g.chw();
       // dcol = w^T dy_n; a pointwise conv's dcol is dx_n itself.
-      float* dcol = pointwise ? dx_n : scratch.col;
+      float* dcol = pointwise ? dx_n : scratch.dcol;
       gemm_f32(g.crs(), g.pq(), g.K, {w, g.crs(), true}, {dy + n * g.kpq(), g.pq(), false}, dcol, g.pq(), false,
                scratch.gemm);
       if (pointwise) continue;
@@ -361,6 +335,28 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
+// Backward-weight panels: the GEMM's depth is the panel's columns, which come from `images`
+// whole images of a chunk side by side (dy copied beside them), or `rows` output rows of one.
+Panel bwd_weight_panel(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
+  if (is_pointwise(g, cp)) return {1, g.P};  // x_n itself is the column matrix
+  if (g.pq() >= kPanelColumns) return {1, std::min(g.P, std::max<int64_t>(1, kPanelColumns / g.Q))};
+  return {std::min(chunk, std::max<int64_t>(1, kPanelColumns / g.pq())), g.P};
+}
+
+int64_t bwd_dy_floats(const ConvGeometry& g, const Panel& panel) {
+  return panel.images > 1 ? align64(g.K * panel_columns(g, panel) * 4) / 4 : 0;
+}
+int64_t bwd_gemm_floats(const ConvGeometry& g, const Panel& panel) {
+  // Every panel is a whole number of output rows; Eigen's blocking depends on the depth.
+  int64_t most = 0;
+  for (int64_t cols = g.Q; cols <= panel_columns(g, panel); cols += g.Q)
+    most = std::max(most, gemm_scratch_floats(g.K, g.crs(), cols));
+  return most;
+}
+int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
+}
+
 // After the slots' scratch: the partials of dw and db.
 struct BwdWeightScratch {
   float* dw_parts;  // [num_chunks][K*CRS]
@@ -369,7 +365,8 @@ struct BwdWeightScratch {
 };
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
-  const int64_t col_bytes = node.slots * slot_floats(g, node.params.conv2d, Direction::backward_weight) * 4;
+  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
+  const int64_t col_bytes = node.slots * bwd_slot_floats(g, node.params.conv2d, panel) * 4;
   const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
@@ -401,18 +398,46 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
   const int64_t dw_size = g.K * g.crs();
+  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
+  const int64_t slot_floats = bwd_slot_floats(g, cp, panel);
+  const bool pointwise = is_pointwise(g, cp);
 
-  // Partials per batch chunk: the images of a chunk are summed in order into its buffer.
+  // Partials per batch chunk: the panels of a chunk are summed in order into its buffer.
   parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
-    const SlotScratch slot = slot_scratch(node, g, Direction::backward_weight);
+    float* col_buf = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
+    float* dy_buf = col_buf + panel_col_floats(g, cp, panel);
+    float* gemm_buf = dy_buf + bwd_dy_floats(g, panel);
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
+    bool first = true;
+    if (panel.images == 1) {
+      for (int64_t n = begin; n < end; ++n)
+        for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
+          const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
+          GemmOperand col{x + n * g.chw() + p0 * g.Q, g.pq(), true};
+          if (!pointwise) {
+            im2col_rows_nchw_f32(x + n * g.chw(), g, cp, p0, p1, col_buf, cols);
+            col = {col_buf, cols, true};
+          }
+          // dw_part (+)= dy_tile col_tile^T
+          gemm_f32(g.K, g.crs(), cols, {dy + n * g.kpq() + p0 * g.Q, g.pq(), false}, col, dw_part, g.crs(), !first,
+                   gemm_buf);
+          first = false;
+        }
+    } else {
+      for (int64_t n0 = begin; n0 < end; n0 += panel.images) {
+        const int64_t n1 = std::min(end, n0 + panel.images), cols = (n1 - n0) * g.pq();
+        for (int64_t n = n0; n < n1; ++n) {
+          im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, col_buf + (n - n0) * g.pq(), cols);
+          for (int64_t k = 0; k < g.K; ++k)
+            std::memcpy(dy_buf + k * cols + (n - n0) * g.pq(), dy + n * g.kpq() + k * g.pq(), sizeof(float) * g.pq());
+        }
+        gemm_f32(g.K, g.crs(), cols, {dy_buf, cols, false}, {col_buf, cols, true}, dw_part, g.crs(), !first, gemm_buf);
+        first = false;
+      }
+    }
     for (int64_t n = begin; n < end; ++n) {
-      const float* col = columns(x + n * g.chw(), g, cp, slot.col);
       const float* dy_n = dy + n * g.kpq();
-      // dw_part (+)= dy_n col^T
-      gemm_f32(g.K, g.crs(), g.pq(), {dy_n, g.pq(), false}, {col, g.pq(), true}, dw_part, g.crs(), n != begin,
-               slot.gemm);
       for (int64_t k = 0; k < g.K; ++k) {
         float sum = 0.0f;
         for (int64_t i = 0; i < g.pq(); ++i) sum += dy_n[k * g.pq() + i];
