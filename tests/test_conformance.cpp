@@ -54,6 +54,10 @@ const ConvCase kConvCases[] = {
     // The cpu backend's forward panels: several small images per GEMM with a shorter last group,
     // and a large image cut into row tiles with a shorter last tile (stride 1 and 2).
     {19, 3, 6, 6, 4, 3, 3, 1, 1},  {2, 2, 40, 37, 3, 3, 3, 1, 1}, {1, 2, 70, 65, 3, 3, 3, 2, 1},
+    // The cpu backend's direct kernel (stride 1, output channels a multiple of 16; backward-data
+    // too when the input channels are): rows longer than one vector with a partial last one,
+    // no padding, non-square kernels with padding 2, and 16 input channels with 32 outputs.
+    {2, 16, 9, 21, 16, 5, 3, 1, 2}, {3, 32, 7, 40, 16, 3, 3, 1, 0}, {2, 3, 20, 35, 32, 3, 3, 1, 1},
 };
 
 parity_op_params conv_params(const ConvCase& k) {

@@ -14,6 +14,8 @@
 // A 1x1, stride-1, unpadded convolution uses x_n itself as col_n.
 // Scratch: per worker slot a col buffer and GEMM packing space; backward-weight adds one dw/db
 // partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -86,75 +88,21 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[K], K = the output channels");
 }
 
-// Scratch of the col2im path of backward-data (strides > 1, or padding as large as the kernel),
-// per worker slot: the whole dcol[CRS, PQ] of one image, then GEMM packing space.
-struct Col2imScratch {
-  float* dcol;
-  float* gemm;
-};
-int64_t col2im_dcol_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
-}
-int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.crs(), g.pq(), g.K);
-}
-Col2imScratch col2im_scratch(const BoundNode& node, const ConvGeometry& g) {
-  float* base = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * col2im_slot_floats(g, node.params.conv2d);
-  return {base, base + col2im_dcol_floats(g, node.params.conv2d)};
-}
-
 }  // namespace
 
-// ---------------------------------------------------------------- forward panels
+// ---------------------------------------------------------------- shared pieces
 namespace {
 
-// Columns of col per forward GEMM: 144 x 1024 floats (conv2's panel) is 576 KiB, within L2.
+// Columns of col per backward-weight GEMM: 144 x 1024 floats (conv2's panel) is 576 KiB, in L2.
 constexpr int64_t kPanelColumns = 1024;
 
-// One forward GEMM covers `images` whole images side by side, or `rows` output rows of one image.
+// One GEMM covers `images` whole images side by side, or `rows` output rows of one image.
 struct Panel {
   int64_t images, rows;
 };
-
-Panel forward_panel(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  if (is_pointwise(g, cp)) return {1, g.P};
-  if (g.pq() >= kPanelColumns) return {1, std::min(g.P, std::max<int64_t>(1, kPanelColumns / g.Q))};
-  // Several images per GEMM, but keep at least 8 tasks per batch for the workers.
-  const int64_t images = std::min(std::max<int64_t>(1, kPanelColumns / g.pq()), std::max<int64_t>(1, g.N / 8));
-  return {images, g.P};
-}
-
 int64_t panel_columns(const ConvGeometry& g, const Panel& panel) { return panel.images * panel.rows * g.Q; }
-
-// Per worker slot: col panel, the panel's output (several images only), GEMM packing space.
-struct PanelScratch {
-  float* col;
-  float* out;
-  float* gemm;
-};
 int64_t panel_col_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
   return is_pointwise(g, cp) ? 0 : align64(g.crs() * panel_columns(g, panel) * 4) / 4;
-}
-int64_t panel_out_floats(const ConvGeometry& g, const Panel& panel) {
-  return panel.images > 1 ? align64(g.K * panel_columns(g, panel) * 4) / 4 : 0;
-}
-int64_t panel_gemm_floats(const ConvGeometry& g, const Panel& panel) {
-  // The last panel of an image or a batch may be narrower; Eigen's blocking depends on the width.
-  const int64_t full = panel_columns(g, panel);
-  const int64_t last_rows = g.P - (g.P - 1) / panel.rows * panel.rows;
-  const int64_t last_images = g.N - (g.N - 1) / panel.images * panel.images;
-  const int64_t narrow = panel.images > 1 ? last_images * g.pq() : last_rows * g.Q;
-  return std::max(gemm_scratch_floats(g.K, full, g.crs()), gemm_scratch_floats(g.K, narrow, g.crs()));
-}
-int64_t panel_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
-  return panel_col_floats(g, cp, panel) + panel_out_floats(g, panel) + panel_gemm_floats(g, panel);
-}
-PanelScratch panel_scratch(float* base, const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
-  PanelScratch p{};
-  p.col = base;
-  p.out = p.col + panel_col_floats(g, cp, panel);
-  p.gemm = p.out + panel_out_floats(g, panel);
-  return p;
 }
 
 // Rows [p0, p1) of image x_n's column matrix, into col (rows `ld` floats apart).
@@ -187,53 +135,127 @@ void im2col_rows_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_
       }
 }
 
-// dst[i] = src[i] + bias (then relu): the GEMM epilogue, on a row still in cache.
-inline void bias_relu_row(const float* src, float* dst, int64_t n, float bias, bool relu) {
-  if (relu)
-    for (int64_t i = 0; i < n; ++i) dst[i] = kernels::relu_f32(src[i] + bias);
-  else
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] + bias;
+// ---- the direct kernel: stride 1, K a multiple of 16, AVX-512 builds
+//
+// For 16 output channels and 16 consecutive outputs of a row, 16 accumulator registers take
+// sum over (c, r, s) of x_pad[c, p + r, q + s .. +16] * w[k, c, r, s]: one load and 16 FMAs with
+// a broadcast weight per tap, no column matrix. The image is first copied with its zero padding
+// (and 16 floats of slack per row, so full-width loads stay inside the buffer); the weights are
+// first reordered to wt[c, r, s, k] so that a tap's 16 weights are contiguous. Each output is
+// summed in (c, r, s) order, then the bias added: reproducible at any thread count.
+constexpr int64_t kDirectBlock = 16;
+#if defined(__AVX512F__)
+constexpr bool kHaveDirect = true;
+#else
+constexpr bool kHaveDirect = false;
+#endif
+
+bool direct_applies(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
+}
+int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return g.W + 2 * cp.pad_w + kDirectBlock;
+}
+int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
+}
+int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }
+// Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
+int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
+  return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
 }
 
-// y = conv(x, w) + b (b may be null), then relu when asked; images [0, N) in chunks of
-// panel.images (node.chunk), scratch from `workspace` per worker slot.
-void conv_forward_panels(const float* x, const float* w, const float* b, bool relu, float* y, const ConvGeometry& g,
-                         const parity_conv2d_params& cp, float* workspace, int32_t slots) {
-  const Panel panel = forward_panel(g, cp);
-  const int64_t slot_floats = panel_slot_floats(g, cp, panel);
-  parallel_chunks(g.N, panel.images, [&](int64_t, int64_t begin, int64_t end) {
-    const PanelScratch scratch = panel_scratch(workspace + worker_slot(slots) * slot_floats, g, cp, panel);
-    if (panel.images == 1) {
-      for (int64_t n = begin; n < end; ++n) {
-        const float* x_n = x + n * g.chw();
-        float* y_n = y + n * g.kpq();
-        for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
-          const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
-          const float* col = x_n;
-          int64_t ld = g.pq();
-          if (!is_pointwise(g, cp)) {
-            im2col_rows_nchw_f32(x_n, g, cp, p0, p1, scratch.col, cols);
-            col = scratch.col;
-            ld = cols;
+void pad_image_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* xpad) {
+  const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* plane = xpad + c * Hp * Wp;
+    std::memset(plane, 0, sizeof(float) * cp.pad_h * Wp);
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* row = plane + (h + cp.pad_h) * Wp;
+      std::memset(row, 0, sizeof(float) * cp.pad_w);
+      std::memcpy(row + cp.pad_w, x_n + (c * g.H + h) * g.W, sizeof(float) * g.W);
+      std::memset(row + cp.pad_w + g.W, 0, sizeof(float) * (Wp - cp.pad_w - g.W));
+    }
+    std::memset(plane + (g.H + cp.pad_h) * Wp, 0, sizeof(float) * cp.pad_h * Wp);
+  }
+}
+
+#if defined(__AVX512F__)
+void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
+                           const ConvGeometry& g, const parity_conv2d_params& cp) {
+  const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t kb = 0; kb < g.K; kb += kDirectBlock)
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q0 = 0; q0 < g.Q; q0 += kDirectBlock) {
+        const __mmask16 mask =
+            g.Q - q0 >= kDirectBlock ? __mmask16(0xFFFF) : __mmask16((1u << (g.Q - q0)) - 1u);
+        __m512 acc[kDirectBlock];
+        for (int64_t k = 0; k < kDirectBlock; ++k) acc[k] = zero;
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t r = 0; r < g.R; ++r) {
+            const float* xr = xpad + (c * Hp + p + r) * Wp + q0;
+            const float* wr = wt + ((c * g.R + r) * g.S) * g.K + kb;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const __m512 xv = _mm512_loadu_ps(xr + s);
+              const float* ws = wr + s * g.K;
+#pragma GCC unroll 16
+              for (int64_t k = 0; k < kDirectBlock; ++k) acc[k] = _mm512_fmadd_ps(xv, _mm512_set1_ps(ws[k]), acc[k]);
+            }
           }
-          float* y_tile = y_n + p0 * g.Q;
-          gemm_f32(g.K, cols, g.crs(), {w, g.crs(), false}, {col, ld, false}, y_tile, g.pq(), false, scratch.gemm);
-          if (b || relu)
-            for (int64_t k = 0; k < g.K; ++k)
-              bias_relu_row(y_tile + k * g.pq(), y_tile + k * g.pq(), cols, b ? b[k] : 0.0f, relu);
+        for (int64_t k = 0; k < kDirectBlock; ++k) {
+          __m512 v = b ? _mm512_add_ps(acc[k], _mm512_set1_ps(b[kb + k])) : acc[k];
+          // relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept)
+          if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), v);
+          _mm512_mask_storeu_ps(y_n + (kb + k) * g.pq() + p * g.Q + q0, mask, v);
         }
       }
-      return;
+}
+#endif
+
+// y = conv(x, w) + b, relu'd when asked, with the direct kernel over images in parallel.
+// `wt` must already hold the weights as [C, R, S, K]; `xpads` is one padded image per slot.
+void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu, float* y, const ConvGeometry& g,
+                     const parity_conv2d_params& cp, float* xpads, int32_t slots) {
+#if defined(__AVX512F__)
+  parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
+    float* xpad = xpads + worker_slot(slots) * direct_image_floats(g, cp);
+    for (int64_t n = begin; n < end; ++n) {
+      pad_image_nchw_f32(x + n * g.chw(), g, cp, xpad);
+      conv_direct_image_f32(xpad, wt, b, relu, y + n * g.kpq(), g, cp);
     }
-    const int64_t cols = (end - begin) * g.pq();
-    for (int64_t n = begin; n < end; ++n)
-      im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, scratch.col + (n - begin) * g.pq(), cols);
-    gemm_f32(g.K, cols, g.crs(), {w, g.crs(), false}, {scratch.col, cols, false}, scratch.out, cols, false,
-             scratch.gemm);
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t k = 0; k < g.K; ++k)
-        bias_relu_row(scratch.out + k * cols + (n - begin) * g.pq(), y + n * g.kpq() + k * g.pq(), g.pq(),
-                      b ? b[k] : 0.0f, relu);
+  });
+#else
+  (void)x, (void)wt, (void)b, (void)relu, (void)y, (void)g, (void)cp, (void)xpads, (void)slots;
+#endif
+}
+
+// ---- the GEMM path: y_n[K, PQ] = w[K, CRS] * col_n per image, then bias and relu per row
+int64_t gemm_path_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4) + gemm_scratch_floats(g.K, g.pq(), g.crs());
+}
+
+void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, float* y, const ConvGeometry& g,
+                   const parity_conv2d_params& cp, float* workspace, int32_t slots) {
+  const int64_t slot_floats = gemm_path_slot_floats(g, cp);
+  parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
+    float* col_buf = workspace + worker_slot(slots) * slot_floats;
+    float* gemm_buf = col_buf + (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4);
+    for (int64_t n = begin; n < end; ++n) {
+      const float* col = x + n * g.chw();
+      if (!is_pointwise(g, cp)) {
+        im2col_rows_nchw_f32(col, g, cp, 0, g.P, col_buf, g.pq());
+        col = col_buf;
+      }
+      float* y_n = y + n * g.kpq();
+      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, gemm_buf);
+      if (b || relu)
+        for (int64_t k = 0; k < g.K; ++k) {
+          float* row = y_n + k * g.pq();
+          const float bias = b ? b[k] : 0.0f;
+          for (int64_t i = 0; i < g.pq(); ++i) row[i] = relu ? kernels::relu_f32(row[i] + bias) : row[i] + bias;
+        }
+    }
   });
 }
 
@@ -244,36 +266,56 @@ int64_t plan_conv2d(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
-  const Panel panel = forward_panel(g, node.params.conv2d);
-  node.chunk = panel.images;
+  node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * panel_slot_floats(g, node.params.conv2d, panel) * 4;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  if (direct_applies(g, cp)) return direct_scratch_floats(g, cp, node.slots) * 4;
+  return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
 
 void conv2d_nchw_f32(const BoundNode& node) {
-  const ConvGeometry g = geometry(node.in[0], node.in[1], node.params.conv2d);
-  conv_forward_panels(node.in[0].f32(), node.in[1].f32(), node.num_inputs == 3 ? node.in[2].f32() : nullptr,
-                      node.fused_relu, node.out[0].f32(), g, node.params.conv2d,
-                      reinterpret_cast<float*>(node.workspace), node.slots);
+  const parity_conv2d_params& cp = node.params.conv2d;
+  const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
+  const float* x = node.in[0].f32();
+  const float* w = node.in[1].f32();
+  const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
+  float* y = node.out[0].f32();
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (direct_applies(g, cp)) {
+    // wt[c, r, s, k] = w[k, c, r, s]
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t i = 0; i < g.crs(); ++i) workspace[i * g.K + k] = w[k * g.crs() + i];
+    conv_direct_f32(x, workspace, b, node.fused_relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
+    return;
+  }
+  conv_gemm_f32(x, w, b, node.fused_relu, y, g, cp, workspace, node.slots);
 }
 
 // ---------------------------------------------------------------- backward, data
 namespace {
 
-// Backward-data as a forward conv of dy (stride 1, pad < kernel): its geometry and params.
-bool bwd_data_as_conv(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return cp.stride_h == 1 && cp.stride_w == 1 && cp.pad_h < g.R && cp.pad_w < g.S && !is_pointwise(g, cp);
-}
-ConvGeometry flipped_geometry(const ConvGeometry& g) {
-  return ConvGeometry{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W};
-}
+// For stride 1 and pad < kernel, dx is a forward conv of dy with the flipped, transposed filter
+// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it when C
+// (its output channels) is a multiple of 16. Otherwise dcol = w^T dy_n, then col2im.
+ConvGeometry flipped_geometry(const ConvGeometry& g) { return ConvGeometry{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W}; }
 parity_conv2d_params flipped_params(const ConvGeometry& g, const parity_conv2d_params& cp) {
   parity_conv2d_params f = cp;
   f.pad_h = static_cast<int32_t>(g.R - 1 - cp.pad_h);
   f.pad_w = static_cast<int32_t>(g.S - 1 - cp.pad_w);
   return f;
 }
-int64_t flipped_w_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }
+bool bwd_data_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return cp.pad_h < g.R && cp.pad_w < g.S && direct_applies(flipped_geometry(g), flipped_params(g, cp));
+}
+
+// Scratch of the col2im path per worker slot: the whole dcol[CRS, PQ] of one image, then GEMM
+// packing space.
+int64_t col2im_dcol_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
+}
+int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.crs(), g.pq(), g.K);
+}
 
 }  // namespace
 
@@ -281,17 +323,12 @@ int64_t plan_conv2d_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   // dx plays the role of x: its shape and w's define the geometry dy must have.
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
-  if (bwd_data_as_conv(g, node.params.conv2d)) {
-    const ConvGeometry f = flipped_geometry(g);
-    const parity_conv2d_params fp = flipped_params(g, node.params.conv2d);
-    const Panel panel = forward_panel(f, fp);
-    node.chunk = panel.images;
-    node.num_chunks = chunk_count(g.N, node.chunk);
-    return (flipped_w_floats(g) + node.slots * panel_slot_floats(f, fp, panel)) * 4;
-  }
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * col2im_slot_floats(g, node.params.conv2d) * 4;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  if (bwd_data_direct(g, cp))
+    return direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4;
+  return node.slots * col2im_slot_floats(g, cp) * 4;
 }
 
 void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
@@ -300,27 +337,30 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
-  if (bwd_data_as_conv(g, cp)) {
-    // w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
-    float* wf = reinterpret_cast<float*>(node.workspace);
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (bwd_data_direct(g, cp)) {
+    // The flipped conv's reordered weights: wt[k, r, s, c] = w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t c = 0; c < g.C; ++c)
         for (int64_t r = 0; r < g.R; ++r)
           for (int64_t s = 0; s < g.S; ++s)
-            wf[((c * g.K + k) * g.R + r) * g.S + s] = w[((k * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
-    conv_forward_panels(dy, wf, nullptr, false, dx, flipped_geometry(g), flipped_params(g, cp),
-                        wf + flipped_w_floats(g), node.slots);
+            workspace[((k * g.R + r) * g.S + s) * g.C + c] = w[((k * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    const ConvGeometry f = flipped_geometry(g);
+    conv_direct_f32(dy, workspace, nullptr, false, dx, f, flipped_params(g, cp), workspace + direct_weight_floats(f),
+                    node.slots);
     return;
   }
   const bool pointwise = is_pointwise(g, cp);
+  const int64_t slot_floats = col2im_slot_floats(g, cp);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    const Col2imScratch scratch = col2im_scratch(node, g);
+    float* dcol_buf = workspace + worker_slot(node.slots) * slot_floats;
+    float* gemm_buf = dcol_buf + col2im_dcol_floats(g, cp);
     for (int64_t n = begin; n < end; ++n) {
       float* dx_n = dx + n * g.chw();
       // dcol = w^T dy_n; a pointwise conv's dcol is dx_n itself.
-      float* dcol = pointwise ? dx_n : scratch.dcol;
+      float* dcol = pointwise ? dx_n : dcol_buf;
       gemm_f32(g.crs(), g.pq(), g.K, {w, g.crs(), true}, {dy + n * g.kpq(), g.pq(), false}, dcol, g.pq(), false,
-               scratch.gemm);
+               gemm_buf);
       if (pointwise) continue;
       std::memset(dx_n, 0, sizeof(float) * g.chw());
       for (int64_t c = 0; c < g.C; ++c)
