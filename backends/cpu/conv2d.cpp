@@ -1,19 +1,21 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
-// backward-weight side by side, as im2col + GEMM (gemm.h, Eigen's kernel), images in parallel.
+// backward-weight side by side, images in parallel.
 //
-// The column matrix col[C*R*S, P*Q] (ops/kernels/conv_geometry.h) gives
-//   forward       y_n[K, PQ]    = w[K, CRS] * col_n + b   (then relu, when fused: cpu_ops.h)
+//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): the direct kernel below,
+//                 with bias and (when the backend fused a following relu, cpu_ops.h) relu in
+//                 its epilogue; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
+//                 y_n[K, PQ] = w[K, CRS] * col_n + b
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
-//                 transposed filter w'[C, K, R, S] = w[K, C, R-1-r, S-1-s] and pad R-1-pad
-//                 (no col2im); otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   dw[K, CRS]    = sum_n dy_n * col_n^T,  db[k] = sum_n sum_pq dy_n[k, pq]
-// The forward GEMM works on panels of about kPanelColumns columns, so that the panel of col
-// and its output stay in cache: a few output rows of one large image, or several small images
-// side by side (their results then scattered into NCHW with the bias and relu). The panel
-// shape depends on the shapes only, so results are reproducible at any thread count.
-// A 1x1, stride-1, unpadded convolution uses x_n itself as col_n.
-// Scratch: per worker slot a col buffer and GEMM packing space; backward-weight adds one dw/db
-// partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+//                 transposed filter (the direct kernel again, when C is a multiple of 16);
+//                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
+//   backward-wt   dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
+//                 columns (row tiles of a large image, or small images side by side) so col
+//                 stays in cache;  db[k] = sum_n sum_pq dy_n[k, pq]
+// The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
+// unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or a padded
+// image) and GEMM packing space; backward-weight adds one dw/db partial per batch chunk (chunk
+// size from N alone), summed afterwards in chunk order. Every sum has a fixed order, so results
+// are bitwise reproducible at any thread count.
 #include <immintrin.h>
 
 #include <algorithm>
