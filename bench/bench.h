@@ -28,6 +28,7 @@ struct BenchOptions {
   std::string jemalloc;     // empty: look in the usual places
   bool measure_rss = true;  // peak resident memory of a separate parity training process
   std::string json_path;
+  std::string weights_dir;  // keep the peer's weights here (<model>.safetensors); empty: a temp file
   std::string self_path;    // the parity executable (for the peak-memory worker)
   uint64_t seed = 1;
 };

@@ -424,6 +424,8 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
                           d1 <= kPeerLossTolerance * std::max(1.0f, std::fabs(loss1));
       summary["losses_agree"] = agrees;
       summary["ratio"] = ratio;
+      summary["command"] = peer->command(spec.name, train ? "train" : "infer", n, weights_path, o.min_time, o.warmup,
+                                         summary["config"].get<std::string>().find("jemalloc") != std::string::npos);
       fmt::print("{:<50} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f}   parity/torch {:.2f}x  ({}){}\n",
                  "  torch peer", "torch", n, summary["median_s"].get<double>() * 1e3,
                  summary["min_s"].get<double>() * 1e3, summary["max_s"].get<double>() * 1e3, peer_ips, ratio,
@@ -433,6 +435,7 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
       if (summary.contains("vm_hwm_kib") && c.contains("rss_worker"))
         fmt::print("{:<50} peak resident memory: parity {:.1f} MiB, torch {:.1f} MiB\n", "",
                    c["rss_worker"]["vm_hwm_kib"].get<double>() / 1024, summary["vm_hwm_kib"].get<double>() / 1024);
+      if (!o.weights_dir.empty()) fmt::print("{:<50} alone: {}\n", "", summary["command"].get<std::string>());
       if (!agrees) report.failed = true;
     } else {
       fmt::print("{:<50} torch peer failed: {}\n", "", summary.value("error", std::string("no result")));
@@ -480,7 +483,9 @@ int run_bench(const BenchOptions& o) {
       const ModelSpec& spec = model_spec(model);
       std::string weights_path;
       if (peer) {
-        weights_path = temp_path(model + ".safetensors");
+        weights_path = o.weights_dir.empty() ? temp_path(model + ".safetensors")
+                                             : (std::filesystem::path(o.weights_dir) / (model + ".safetensors")).string();
+        if (!o.weights_dir.empty()) std::filesystem::create_directories(o.weights_dir);
         TensorFile f;
         f.tensors = init_weights(spec, o.seed);
         write_safetensors(weights_path, f);
@@ -490,7 +495,7 @@ int run_bench(const BenchOptions& o) {
         run_model_case(o, spec, backend_name, *backend, *ref, true, weights_path, peer.get(), report);
         run_model_case(o, spec, backend_name, *backend, *ref, false, weights_path, peer.get(), report);
       }
-      if (!weights_path.empty()) std::filesystem::remove(weights_path);
+      if (!weights_path.empty() && o.weights_dir.empty()) std::filesystem::remove(weights_path);
     }
   }
   if (!o.json_path.empty()) {

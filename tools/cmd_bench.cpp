@@ -46,6 +46,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--peer", o->peer_path, "the peer executable (default: $PARITY_TORCH_PEER, else the one built)");
   cmd->add_option("--jemalloc", o->jemalloc, "libjemalloc.so.2 to try preloading into the peer");
   cmd->add_option("--json", o->json_path, "also write the results as JSON here");
+  cmd->add_option("--weights-dir", o->weights_dir,
+                  "keep the weights given to the peer here and print the command that runs the peer alone");
   cmd->add_option("--seed", o->seed, "seed of the weights and the synthetic batches")->capture_default_str();
   cmd->add_flag("--no-ops", (*flags)["no-ops"], "skip the per-op cases");
   cmd->add_flag("--no-models", (*flags)["no-models"], "skip the model cases");
