@@ -8,8 +8,7 @@
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
 //                 transposed filter (the direct kernel again, when C is a multiple of 16);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   dw[K, CRS] = sum_n dy_n * col_n^T: as dot products for small col (AVX-512
-//                 builds), otherwise in GEMM panels of about kPanelColumns
+//   backward-wt   dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
 //                 columns (row tiles of a large image, or small images side by side) so col
 //                 stays in cache;  db[k] = sum_n sum_pq dy_n[k, pq]
 // The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
@@ -400,52 +399,6 @@ int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, c
   return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
 }
 
-// Small column matrices (the seed CNN at 28x28) skip the GEMM, whose packing dominates at
-// these sizes: dw[k, i] = sum_pq dy_n[k, pq] col_n[i, pq] as dot products, 4 output channels x 4
-// rows of col at a time in 16 vector accumulators, each summed across its lanes in a fixed order.
-constexpr int64_t kDotsMaxColBytes = 512 * 1024;
-bool bwd_weight_dots(const ConvGeometry& g) {
-  return kHaveDirect && g.K % 4 == 0 && g.crs() * g.pq() * 4 <= kDotsMaxColBytes;
-}
-int64_t dots_slot_floats(const ConvGeometry& g) { return align64(g.crs() * g.pq() * 4) / 4; }
-
-#if defined(__AVX512F__)
-inline float lane_sum(__m512 v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  float sum = 0.0f;
-  for (float x : lanes) sum += x;
-  return sum;
-}
-
-// dw[k, i] = sum_pq dy_n[k, pq] * col[i, pq], or dw += that when `accumulate`.
-void bwd_weight_dots_f32(const float* dy_n, const float* col, float* dw, const ConvGeometry& g, bool accumulate) {
-  const int64_t PQ = g.pq(), CRS = g.crs();
-  const __mmask16 tail = __mmask16((1u << (PQ % 16)) - 1u);
-  for (int64_t k0 = 0; k0 < g.K; k0 += 4)
-    for (int64_t i0 = 0; i0 < CRS; i0 += 4) {
-      const int64_t ni = std::min<int64_t>(4, CRS - i0);
-      __m512 acc[4][4];
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < 4; ++b) acc[a][b] = _mm512_setzero_ps();
-      for (int64_t q = 0; q < PQ; q += 16) {
-        const __mmask16 m = q + 16 <= PQ ? __mmask16(0xFFFF) : tail;
-        __m512 d[4], c[4];
-        for (int a = 0; a < 4; ++a) d[a] = _mm512_maskz_loadu_ps(m, dy_n + (k0 + a) * PQ + q);
-        for (int b = 0; b < 4; ++b) c[b] = b < ni ? _mm512_maskz_loadu_ps(m, col + (i0 + b) * PQ + q) : _mm512_setzero_ps();
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) acc[a][b] = _mm512_fmadd_ps(d[a], c[b], acc[a][b]);
-      }
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < ni; ++b) {
-          float& out = dw[(k0 + a) * CRS + i0 + b];
-          const float v = lane_sum(acc[a][b]);
-          out = accumulate ? out + v : v;
-        }
-    }
-}
-#endif
-
 // After the slots' scratch: the partials of dw and db.
 struct BwdWeightScratch {
   float* dw_parts;  // [num_chunks][K*CRS]
@@ -454,10 +407,8 @@ struct BwdWeightScratch {
 };
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
-  const int64_t per_slot = bwd_weight_dots(g) ? dots_slot_floats(g)
-                                              : bwd_slot_floats(g, node.params.conv2d,
-                                                                bwd_weight_panel(g, node.params.conv2d, node.chunk));
-  const int64_t col_bytes = node.slots * per_slot * 4;
+  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
+  const int64_t col_bytes = node.slots * bwd_slot_floats(g, node.params.conv2d, panel) * 4;
   const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
@@ -492,7 +443,6 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
   const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
   const int64_t slot_floats = bwd_slot_floats(g, cp, panel);
   const bool pointwise = is_pointwise(g, cp);
-  const bool dots = bwd_weight_dots(g);
 
   // Partials per batch chunk: the panels of a chunk are summed in order into its buffer.
   parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
@@ -502,19 +452,7 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
     bool first = true;
-    if (dots) {
-#if defined(__AVX512F__)
-      float* dots_col = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * dots_slot_floats(g);
-      for (int64_t n = begin; n < end; ++n) {
-        const float* col = x + n * g.chw();
-        if (!pointwise) {
-          im2col_rows_nchw_f32(col, g, cp, 0, g.P, dots_col, g.pq());
-          col = dots_col;
-        }
-        bwd_weight_dots_f32(dy + n * g.kpq(), col, dw_part, g, n != begin);
-      }
-#endif
-    } else if (panel.images == 1) {
+    if (panel.images == 1) {
       for (int64_t n = begin; n < end; ++n)
         for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
           const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
