@@ -106,7 +106,8 @@ std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string
   if (p.empty()) p = PARITY_TORCH_PEER_PATH;
 #endif
   if (p.empty()) {
-    *why = "not built: libtorch (Debian libtorch-dev) was not found when parity was configured";
+    *why = "not built: libtorch (Debian libtorch-dev) was not found when parity was configured, or "
+           "PARITY_BUILD_TORCH_PEER was OFF; --peer PATH or PARITY_TORCH_PEER names one built elsewhere";
     return nullptr;
   }
   if (::access(p.c_str(), X_OK) != 0) {

@@ -47,14 +47,11 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[O], O = the output features");
 }
 
-// Packing space per worker slot for GEMMs [m,k] x [k,n] where one of m, n is split into chunks
-// (a full chunk and a possibly shorter last one).
-int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t n, int64_t k, bool split_m) {
+// Packing space per worker slot for GEMMs [m,k] x [k,n] whose n (a dimension of w) is split
+// into chunks of `total` (a full chunk and a possibly shorter last one).
+int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
   const int64_t last = total - (node.num_chunks - 1) * node.chunk;
-  auto shape = [&](int64_t part) {
-    return split_m ? gemm_scratch_floats(part, n, k) : gemm_scratch_floats(m, part, k);
-  };
-  return std::max(shape(node.chunk), shape(last));
+  return std::max(gemm_scratch_floats(m, node.chunk, k), gemm_scratch_floats(m, last, k));
 }
 
 float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
@@ -70,7 +67,7 @@ int64_t plan_linear(BoundNode& node) {
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
   node.chunk = fixed_chunk_size(g.O, kMinRowsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.O, node.chunk);
-  return node.slots * slot_floats(node, g.O, g.N, g.O, g.I, false) * 4;
+  return node.slots * slot_floats(node, g.O, g.N, g.I) * 4;
 }
 
 void linear_f32(const BoundNode& node) {
@@ -79,7 +76,7 @@ void linear_f32(const BoundNode& node) {
   const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.O, g.N, g.O, g.I, false);
+  const int64_t scratch_floats = slot_floats(node, g.O, g.N, g.I);
   parallel_chunks(g.O, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // y[:, begin:end] = x w[begin:end, :]^T
     gemm_f32(g.N, end - begin, g.I, {x, g.I, false}, {w + begin * g.I, g.I, true}, y + begin, g.O, false,
@@ -96,7 +93,7 @@ int64_t plan_linear_bwd_data(BoundNode& node) {
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.I, node.chunk);
-  return node.slots * slot_floats(node, g.I, g.N, g.I, g.O, false) * 4;
+  return node.slots * slot_floats(node, g.I, g.N, g.O) * 4;
 }
 
 void linear_bwd_data_f32(const BoundNode& node) {
@@ -104,7 +101,7 @@ void linear_bwd_data_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.I, g.N, g.I, g.O, false);
+  const int64_t scratch_floats = slot_floats(node, g.I, g.N, g.O);
   parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // dx[:, begin:end] = dy w[:, begin:end]
     gemm_f32(g.N, end - begin, g.O, {dy, g.O, false}, {w + begin, g.I, false}, dx + begin, g.I, false,
@@ -119,7 +116,7 @@ int64_t plan_linear_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.I, node.chunk);
-  return node.slots * slot_floats(node, g.I, g.O, g.I, g.N, false) * 4;
+  return node.slots * slot_floats(node, g.I, g.O, g.N) * 4;
 }
 
 void linear_bwd_weight_f32(const BoundNode& node) {
@@ -128,7 +125,7 @@ void linear_bwd_weight_f32(const BoundNode& node) {
   const float* dy = node.in[1].f32();
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.I, g.N, false);
+  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.N);
   parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // dw[:, begin:end] = dy^T x[:, begin:end]
     gemm_f32(g.O, end - begin, g.N, {dy, g.O, true}, {x + begin, g.I, false}, dw + begin, g.I, false,
