@@ -2,6 +2,7 @@
 // the subcommands (info, train, eval, bench); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "parity/parity.h"
 #include "tools/commands.h"
@@ -23,7 +24,10 @@ int main(int argc, char** argv) {
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval, bench (see parity --help)\n", argv[1]);
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    fmt::print(stderr, "parity: unknown command '{}': choose one of {} (see parity --help)\n", argv[1],
+               fmt::join(names, ", "));
     return 2;
   }
   try {
