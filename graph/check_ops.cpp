@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -212,7 +213,14 @@ std::vector<OpCase> builtin_cases(Draw& draw) {
       {1, 1, 5, 5, 1, 3, 3, 1, 0},   {2, 3, 7, 9, 4, 3, 3, 1, 1},  {1, 2, 8, 8, 3, 3, 3, 2, 1},
       {3, 4, 9, 7, 5, 5, 5, 1, 2},   {2, 3, 11, 6, 2, 3, 1, 2, 0}, {1, 16, 14, 14, 32, 3, 3, 1, 1},
       {2, 2, 10, 10, 3, 4, 2, 3, 1}, {4, 5, 3, 3, 6, 1, 1, 1, 0},  {1, 1, 4, 4, 2, 4, 4, 1, 2},
-      {2, 1, 28, 28, 16, 3, 3, 1, 1}};
+      {2, 1, 28, 28, 16, 3, 3, 1, 1},
+      // The cpu backend's forward panels: several small images per GEMM with a shorter last group,
+      // and a large image cut into row tiles with a shorter last tile (stride 1 and 2).
+      {19, 3, 6, 6, 4, 3, 3, 1, 1}, {2, 2, 40, 37, 3, 3, 3, 1, 1}, {1, 2, 70, 65, 3, 3, 3, 2, 1},
+      // The cpu backend's direct kernel (stride 1, output channels a multiple of 16; backward-data
+      // too when the input channels are): rows longer than one vector with a partial last one, no
+      // padding, non-square kernels with padding 2, and 16 input channels with 32 outputs.
+      {2, 16, 9, 21, 16, 5, 3, 1, 2}, {3, 32, 7, 40, 16, 3, 3, 1, 0}, {2, 3, 20, 35, 32, 3, 3, 1, 1}};
   for (const auto& c : convs) conv_cases(cases, draw, c);
   for (const auto& l : std::vector<std::vector<int64_t>>{{1, 1, 1}, {1, 7, 3}, {5, 13, 11}, {64, 128, 10}, {3, 600, 17}, {33, 9, 128}})
     linear_cases(cases, draw, l);
@@ -220,6 +228,13 @@ std::vector<OpCase> builtin_cases(Draw& draw) {
   for (const auto& m : std::vector<std::vector<int64_t>>{{1, 1, 2, 2, 2, 2}, {2, 3, 7, 9, 2, 2}, {1, 2, 9, 9, 3, 2},
                                                           {3, 1, 5, 6, 3, 1}, {2, 4, 28, 28, 2, 2}})
     maxpool_cases(cases, draw, m);
+  // Rows wider than the cpu backend's 16-output vectors, with a NaN, which wins its window.
+  maxpool_cases(cases, draw, {2, 2, 6, 71, 2, 2});
+  if (!draw.smooth()) {
+    OpCase& forward = cases[cases.size() - 2];
+    forward.operands[0].tensor.f32()[71 + 40] = std::numeric_limits<float>::quiet_NaN();
+    forward.label += " and a NaN";
+  }
   for (const auto& x : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 10}, {7, 3}, {64, 10}, {5, 1000}})
     xent_cases(cases, draw, x.first, x.second, 5.0f);
   xent_cases(cases, draw, 4, 10, 3e4f);  // large logits: a naive exp overflows
