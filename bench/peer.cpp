@@ -97,14 +97,19 @@ std::string Peer::describe() const {
                      jemalloc_.empty() ? "not found, system malloc only" : jemalloc_ + " tried, the faster kept");
 }
 
-std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string& jemalloc, int threads,
-                                      uint64_t seed, std::string* why) {
+std::string torch_peer_path(const std::string& path) {
   std::string p = path;
   if (p.empty())
     if (const char* env = std::getenv("PARITY_TORCH_PEER")) p = env;
 #ifdef PARITY_TORCH_PEER_PATH
   if (p.empty()) p = PARITY_TORCH_PEER_PATH;
 #endif
+  return p;
+}
+
+std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string& jemalloc, int threads,
+                                      uint64_t seed, std::string* why) {
+  const std::string p = torch_peer_path(path);
   if (p.empty()) {
     *why = "not built: libtorch (Debian libtorch-dev) was not found when parity was configured, or "
            "PARITY_BUILD_TORCH_PEER was OFF; --peer PATH or PARITY_TORCH_PEER names one built elsewhere";

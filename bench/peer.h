@@ -34,6 +34,9 @@ class Peer {
 };
 
 // The peer found from `path`, PARITY_TORCH_PEER or the build; nullptr with the reason when none.
+// The peer executable: `path`, else $PARITY_TORCH_PEER, else the one this build made; empty when none.
+std::string torch_peer_path(const std::string& path = "");
+
 std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string& jemalloc, int threads,
                                       uint64_t seed, std::string* why);
 

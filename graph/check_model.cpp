@@ -1,6 +1,10 @@
 // graph/check_model.cpp — `parity check model` and `parity check determinism`: one training
 // step of a model run on two backends from the same weights and batch, every node's output,
 // every gradient and every updated weight compared in graph order; drift over several steps.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <cstring>
@@ -120,7 +124,8 @@ class Side {
 
 struct TrainPlan {
   Graph graph;
-  Plan plan;
+  Plan plan;        // every value kept: what the report compares node by node
+  Plan train_plan;  // only the loss kept, as the Trainer compiles it: backends may fuse nodes
 };
 
 TrainPlan make_train_plan(const ModelSpec& spec, int64_t batch) {
@@ -131,22 +136,118 @@ TrainPlan make_train_plan(const ModelSpec& spec, int64_t batch) {
   for (const ValueInfo& v : g.values())
     if (v.kind == PARITY_VALUE_TEMP) keep.push_back(v.name);
   Plan plan(g, keep);
-  return {std::move(g), std::move(plan)};
+  Plan train_plan(g, {"loss", "correct"});
+  return {std::move(g), std::move(plan), std::move(train_plan)};
 }
 
-void dump_side(const std::string& dir, const std::string& backend, const Graph& g, const Plan& plan, const Side& side) {
-  std::filesystem::create_directories(dir);
-  TensorFile file;
-  file.metadata["backend"] = backend;
-  for (size_t i = 0; i < g.values().size(); ++i) file.tensors.emplace(g.values()[i].name, side.read(static_cast<int32_t>(i)));
-  (void)plan;
-  write_safetensors(dir + "/" + backend + ".safetensors", file);
+}  // namespace
+
+namespace {
+
+// What one side of the comparison produced: every value of the first step (by name), and the
+// loss and the weights after every step.
+struct Run {
+  std::string name;
+  std::map<std::string, Tensor> first_step;
+  std::map<std::string, Tensor> train_plan_step;  // loss, weights and state after step 1 of the train plan
+  std::vector<double> losses;
+  std::vector<std::map<std::string, Tensor>> weights;
+};
+
+Run run_backend(const std::string& backend, const ModelCheckOptions& o, const ModelSpec& spec, const TrainPlan& tp,
+                const Batch& batch, const std::map<std::string, Tensor>& weights) {
+  Side side(backend, o.threads, tp.plan);
+  Run run;
+  run.name = side.name();
+  side.start(weights);
+  for (int step = 1; step <= o.steps; ++step) {
+    // Every step sees the same batch: the drift then measures how the trajectories separate.
+    side.step(batch, step);
+    if (step == 1)
+      for (size_t i = 0; i < tp.graph.values().size(); ++i)
+        run.first_step.emplace(tp.graph.values()[i].name, side.read(static_cast<int32_t>(i)));
+    run.losses.push_back(double(side.read(tp.plan.value("loss")).f32()[0]));
+    std::map<std::string, Tensor> w;
+    for (const ParamSpec& p : spec.params) w.emplace(p.name, side.read(tp.plan.value(p.name)));
+    run.weights.push_back(std::move(w));
+  }
+  // The same first step once more, compiled as `parity train` compiles it (only the loss kept),
+  // so that the paths a backend takes when it may fuse nodes are compared too.
+  Side train(backend, o.threads, tp.train_plan);
+  train.start(weights);
+  train.step(batch, 1);
+  for (const parity_value_desc& v : tp.train_plan.values())
+    if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE || std::string(v.name) == "loss")
+      run.train_plan_step.emplace(v.name, train.read(tp.train_plan.value(v.name)));
+  return run;
 }
 
-double weights_nmse(const ModelSpec& spec, const Plan& plan, const Side& a, const Side& b) {
+// PyTorch's side: the LibTorch peer (bench/torch_peer, --mode step) runs in its own process
+// from the same weights and batch, and writes its values under parity's names.
+Run run_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, const Batch& batch,
+                   const std::map<std::string, Tensor>& weights) {
+  if (o.torch_peer.empty() || !std::filesystem::exists(o.torch_peer))
+    throw Error(ErrorKind::backend, "check model --against torch: the LibTorch peer is not built in this build of "
+                                    "parity (install libtorch-dev and configure again)");
+  char pattern[] = "/tmp/parity-check-torch-XXXXXX";
+  if (!::mkdtemp(pattern)) throw Error(ErrorKind::io, "check model --against torch: cannot create a temporary folder");
+  const std::string dir = pattern;
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  TensorFile w;
+  w.tensors = weights;
+  write_safetensors(dir + "/weights.safetensors", w);
+  TensorFile in;
+  Tensor y64(batch.y.shape(), DType::i64);
+  for (int64_t i = 0; i < batch.y.numel(); ++i) y64.i64()[i] = batch.y.i32()[i];
+  in.tensors.emplace("x", batch.x);
+  in.tensors.emplace("y", y64);
+  write_safetensors(dir + "/input.safetensors", in);
+  const std::string out = dir + "/out.safetensors";
+  std::vector<std::string> args = {o.torch_peer, "--mode", "step", "--model", spec.name,
+                                   "--weights", dir + "/weights.safetensors", "--input", dir + "/input.safetensors",
+                                   "--out", out, "--steps", std::to_string(o.steps),
+                                   "--threads", std::to_string(o.threads > 0 ? o.threads : 1)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (::posix_spawn(&pid, o.torch_peer.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+    throw Error(ErrorKind::backend, fmt::format("check model --against torch: cannot start {}", o.torch_peer));
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(ErrorKind::backend, fmt::format("check model --against torch: the LibTorch peer failed (exit status {})",
+                                                WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+  TensorFile peer = read_safetensors(out);
+  Run run;
+  run.name = "torch";
+  for (auto& [name, t] : peer.tensors) {
+    if (name.find('@') != std::string::npos || name.rfind("step", 0) == 0) continue;
+    if (t.dtype() == DType::i64) {  // maxpool indices: the same h*W+w convention, as i32
+      Tensor i32(t.shape(), DType::i32);
+      for (int64_t i = 0; i < t.numel(); ++i) i32.i32()[i] = static_cast<int32_t>(t.i64()[i]);
+      run.first_step.emplace(name, std::move(i32));
+    } else {
+      run.first_step.emplace(name, t);
+    }
+  }
+  for (int step = 1; step <= o.steps; ++step) {
+    run.losses.push_back(double(require_tensor(peer, fmt::format("loss@{}", step), DType::f32, Shape{1}, out).f32()[0]));
+    std::map<std::string, Tensor> wk;
+    for (const ParamSpec& p : spec.params)
+      wk.emplace(p.name, require_tensor(peer, fmt::format("step{}/{}", step, p.name), DType::f32, p.shape, out));
+    run.weights.push_back(std::move(wk));
+  }
+  return run;
+}
+
+double weights_nmse(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b) {
   double err = 0, norm = 0;
-  for (const ParamSpec& p : spec.params) {
-    Tensor ta = a.read(plan.value(p.name)), tb = b.read(plan.value(p.name));
+  for (const auto& [name, ta] : a) {
+    const Tensor& tb = b.at(name);
     for (int64_t i = 0; i < ta.numel(); ++i) {
       const double d = double(ta.f32()[i]) - tb.f32()[i];
       err += d * d;
@@ -156,11 +257,17 @@ double weights_nmse(const ModelSpec& spec, const Plan& plan, const Side& a, cons
   return norm > 0 ? err / norm : err;
 }
 
+void dump_run(const std::string& dir, const std::string& file, const Run& run) {
+  std::filesystem::create_directories(dir);
+  TensorFile f;
+  f.metadata["backend"] = run.name;
+  f.tensors = run.first_step;
+  write_safetensors(dir + "/" + file + ".safetensors", f);
+}
+
 }  // namespace
 
 ModelCheckReport check_model(const ModelCheckOptions& o) {
-  if (o.against == "torch")
-    throw Error(ErrorKind::backend, "check model --against torch: the LibTorch peer is not built in this build of parity");
   if (o.steps < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--steps must be >= 1, got {}", o.steps));
   const ModelSpec& spec = model_spec(o.model);
   Batch batch = load_or_draw_batch(o, spec);
@@ -168,19 +275,22 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   TrainPlan tp = make_train_plan(spec, batch.x.shape()[0]);
   const Graph& g = tp.graph;
 
-  Side a(o.backend, o.threads, tp.plan), b(o.against, o.threads, tp.plan);
-  a.start(weights);
-  b.start(weights);
-  a.step(batch, 1);
-  b.step(batch, 1);
+  const Run a = run_backend(o.backend, o, spec, tp, batch, weights);
+  const Run b = o.against == "torch" ? run_torch_peer(o, spec, batch, weights)
+                                     : run_backend(o.against, o, spec, tp, batch, weights);
 
   ModelCheckReport report;
-  report.backend = a.name();
-  report.against = b.name();
+  report.backend = a.name;
+  report.against = b.name;
   auto add = [&](int32_t value, const Node* node, const std::string& role, const ops::Tolerance& tol) {
     const ValueInfo& info = g.values()[static_cast<size_t>(value)];
+    auto other = b.first_step.find(info.name);
+    if (other == b.first_step.end()) {
+      ++report.not_compared;  // the other side does not expose this value (e.g. PyTorch's dL/dL)
+      return;
+    }
     const double threshold = info.dtype == DType::f32 ? tol.step_nmse : kIndexMismatchFraction;
-    TensorDiff d = compare_tensors(a.read(value), b.read(value), threshold);
+    TensorDiff d = compare_tensors(a.first_step.at(info.name), other->second, threshold);
     d.name = info.name;
     d.node = node ? node->name : info.name;
     d.op = node ? ops::rule(node->op).name : "-";
@@ -193,7 +303,7 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
     const ops::Tolerance& tol = ops::rule(n.op).tolerance;
     for (int32_t out : n.outputs) {
       const std::string& name = g.values()[static_cast<size_t>(out)].name;
-      add(out, &n, name.rfind("grad/", 0) == 0 ? "gradient" : (n.name.find(".bwd") != std::string::npos ? "backward" : "output"), tol);
+      add(out, &n, name.rfind("grad/", 0) == 0 ? "gradient" : "output", tol);
     }
     if (n.op == PARITY_OP_ADAM_STEP || n.op == PARITY_OP_SGD_STEP) {
       add(n.inputs[0], &n, "updated weight", tol);
@@ -201,20 +311,35 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
         if (g.values()[static_cast<size_t>(n.inputs[i])].kind == PARITY_VALUE_STATE) add(n.inputs[i], &n, "optimizer state", tol);
     }
   }
+  // The train plan's step on this backend against the other side's (a backend's train plan, or
+  // PyTorch's only step).
+  for (const auto& [name, t] : a.train_plan_step) {
+    const auto& other_map = b.train_plan_step.empty() ? b.first_step : b.train_plan_step;
+    auto other = other_map.find(name);
+    if (other == other_map.end()) {
+      ++report.not_compared;
+      continue;
+    }
+    const Value v = g.find(name);
+    const ValueInfo& info = g.value(v);
+    const ops::Tolerance& tol = info.producer >= 0 ? ops::rule(g.nodes()[static_cast<size_t>(info.producer)].op).tolerance
+                                                    : ops::rule(PARITY_OP_ADAM_STEP).tolerance;
+    TensorDiff d = compare_tensors(t, other->second, tol.step_nmse);
+    d.name = name;
+    d.node = info.producer >= 0 ? g.nodes()[static_cast<size_t>(info.producer)].name : "(optimizer)";
+    d.op = info.producer >= 0 ? ops::rule(g.nodes()[static_cast<size_t>(info.producer)].op).name : "ADAM_STEP";
+    d.role = "train plan";
+    d.note = "the step as `parity train` compiles it (only the loss kept: fusion allowed)";
+    if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
+    report.values.push_back(std::move(d));
+  }
   if (!o.dump.empty()) {
-    dump_side(o.dump, report.backend, g, tp.plan, a);
-    dump_side(o.dump, report.against + (report.against == report.backend ? "-against" : ""), g, tp.plan, b);
+    dump_run(o.dump, a.name, a);
+    dump_run(o.dump, b.name == a.name ? b.name + "-against" : b.name, b);
   }
-
-  const int32_t loss = tp.plan.value("loss");
-  auto loss_of = [&](const Side& s) { return double(s.read(loss).f32()[0]); };
-  report.drift.push_back({1, loss_of(a), loss_of(b), weights_nmse(spec, tp.plan, a, b)});
-  for (int step = 2; step <= o.steps; ++step) {
-    // Later steps see the same batch: drift then measures how the two trajectories separate.
-    a.step(batch, step);
-    b.step(batch, step);
-    report.drift.push_back({step, loss_of(a), loss_of(b), weights_nmse(spec, tp.plan, a, b)});
-  }
+  for (int step = 0; step < o.steps; ++step)
+    report.drift.push_back({step + 1, a.losses[static_cast<size_t>(step)], b.losses[static_cast<size_t>(step)],
+                            weights_nmse(a.weights[static_cast<size_t>(step)], b.weights[static_cast<size_t>(step)])});
   return report;
 }
 

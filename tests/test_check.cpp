@@ -187,6 +187,32 @@ TEST(CheckModel, DumpsEveryValueAndRejectsBadFiles) {
   fs::remove_all(dir);
 }
 
+// PyTorch as the other side: the LibTorch peer (built when libtorch-dev is installed) runs the
+// same step from the same weights and batch; forward values, gradients, updated weights and
+// Adam's state must agree with cpu within the same thresholds as against ref.
+TEST(CheckModel, CpuAgainstTorchWhenThePeerIsBuilt) {
+  ModelCheckOptions o;
+  o.against = "torch";
+  o.batch = 4;
+  o.steps = 2;
+#ifdef PARITY_TEST_TORCH_PEER
+  o.torch_peer = PARITY_TEST_TORCH_PEER;
+  ModelCheckReport r = check_model(o);
+  for (const TensorDiff& d : r.values) EXPECT_TRUE(d.pass) << d.name << ": nmse " << d.nmse;
+  EXPECT_GT(r.values.size(), 70u);
+  EXPECT_EQ(r.against, "torch");
+  EXPECT_NEAR(r.drift[1].loss_a, r.drift[1].loss_b, 1e-5);
+#else
+  // Without the peer the request is a clear error, never a silent pass.
+  try {
+    check_model(o);
+    ADD_FAILURE() << "expected an error: the peer is not built";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("LibTorch peer is not built"), std::string::npos) << e.what();
+  }
+#endif
+}
+
 TEST(CheckDeterminism, CpuAndRefAreBitwiseRepeatable) {
   for (const char* backend : {"cpu", "ref"}) {
     DeterminismReport r = check_determinism("seed-cnn", backend, 4, 0, 1);

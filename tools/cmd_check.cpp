@@ -11,6 +11,9 @@
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
+#ifdef PARITY_HAVE_BENCH
+#include "bench/peer.h"
+#endif
 
 namespace parity::tools {
 namespace {
@@ -77,8 +80,10 @@ int run_check_ops(const std::string& backends, const OpCheckOptions& base, const
 
 int run_check_model(const ModelCheckOptions& o, const std::string& json) {
   ModelCheckReport r = check_model(o);
-  fmt::print("check model {}: {} against {}, one training step (Adam), every value kept; no node of this plan is fused,\n"
-             "so every value is compared where it is produced\n",
+  fmt::print("check model {}: {} against {}, one training step (Adam). Every value is kept and compared where the graph\n"
+             "produces it, so a backend that fuses nodes (cpu: conv+bias+relu, maxpool-bwd+relu-bwd) runs them unfused here;\n"
+             "the rows marked 'train plan' rerun the step as `parity train` compiles it (fusion on) and compare its loss,\n"
+             "updated weights and optimizer state\n",
              o.model, r.backend, r.against);
   fmt::print("{:>3} {:<22} {:<18} {:<34} {:<15} {:<16} {:>9} {:>9} {:>6}  {}\n", "#", "node", "op", "value", "role",
              "shape", "nmse", "max abs", "limit", "result");
@@ -97,6 +102,9 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
   } else {
     fmt::print("all {} values agree within their thresholds\n", r.values.size());
   }
+  if (r.not_compared > 0)
+    fmt::print("{} values of the graph are not exposed by {} and were not compared (e.g. dL/dL, accuracy)\n",
+               r.not_compared, r.against);
   nlohmann::json drift = nlohmann::json::array();
   if (r.drift.size() > 1) fmt::print("{:>5} {:>14} {:>14} {:>14}\n", "step", "loss " + r.backend, "loss " + r.against, "weights nmse");
   for (const StepDrift& s : r.drift) {
@@ -154,7 +162,14 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
   model->add_option("--threads", m->threads, "threads for the cpu backend (0: all)");
   model->add_option("--json", *m_json, "write every figure to this file");
-  model->callback([&run, m, m_json] { run = [=] { return run_check_model(*m, *m_json); }; });
+  model->callback([&run, m, m_json] {
+    run = [=] {
+#ifdef PARITY_HAVE_BENCH
+      m->torch_peer = bench::torch_peer_path();
+#endif
+      return run_check_model(*m, *m_json);
+    };
+  });
 
   // check determinism
   CLI::App* det = check->add_subcommand("determinism", "the same training step twice: every value bitwise equal");

@@ -3,6 +3,7 @@
 // thread count) trained or run forward in its own process, timed the way parity times itself,
 // printed as one JSON object. Standalone use (README, "Benchmarks"):
 //   parity-torch-peer --model seed-cnn --mode train --batch 64 --threads 2 --weights w.safetensors
+// `--mode step` (step_mode.cpp) is the other side of `parity check model --against torch`.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/synthetic_batch.h"
+#include "bench/torch_peer/seed_cnn.h"
 
 namespace {
 
@@ -54,55 +56,11 @@ Options parse(int argc, char** argv) {
     else usage("unknown option " + a);
   }
   if (o.model != "seed-cnn" && o.model != "seed-cnn-112") usage("unknown model " + o.model);
-  if (o.mode != "train" && o.mode != "infer") usage("mode must be train or infer");
+  if (o.mode != "train" && o.mode != "infer") usage("mode must be train or infer (or step: see step_mode.cpp)");
   if (o.weights.empty()) usage("--weights is required");
   if (o.batch < 1 || o.threads < 1) usage("batch and threads must be >= 1");
   return o;
 }
-
-// A minimal safetensors reader: F32 tensors only, which is all parity writes for weights.
-std::map<std::string, torch::Tensor> read_weights(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path);
-  uint64_t header_len = 0;
-  in.read(reinterpret_cast<char*>(&header_len), 8);
-  std::string header(header_len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::map<std::string, torch::Tensor> out;
-  const nlohmann::json parsed = nlohmann::json::parse(header);
-  for (const auto& [name, entry] : parsed.items()) {
-    if (name == "__metadata__") continue;
-    if (entry.at("dtype") != "F32") throw std::runtime_error(path + ": " + name + " is not F32");
-    std::vector<int64_t> shape = entry.at("shape").get<std::vector<int64_t>>();
-    const auto offsets = entry.at("data_offsets").get<std::vector<int64_t>>();
-    torch::Tensor t = torch::empty(shape, torch::kFloat32);
-    if (offsets[1] - offsets[0] != t.numel() * 4 || offsets[1] > static_cast<int64_t>(data.size()))
-      throw std::runtime_error(path + ": bad data offsets for " + name);
-    std::memcpy(t.data_ptr<float>(), data.data() + offsets[0], static_cast<size_t>(offsets[1] - offsets[0]));
-    out.emplace(name, t);
-  }
-  return out;
-}
-
-// conv(3x3,16,pad 1) → relu → maxpool 2 → conv(3x3,32,pad 1) → relu → maxpool 2 → linear(128) →
-// relu → linear(10): parity's seed-cnn (model/models.cpp), PyTorch state_dict names.
-struct SeedCnnImpl : torch::nn::Module {
-  SeedCnnImpl(int64_t channels, int64_t side)
-      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 16, 3).padding(1)))),
-        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)))),
-        fc1(register_module("fc1", torch::nn::Linear(32 * (side / 4) * (side / 4), 128))),
-        fc2(register_module("fc2", torch::nn::Linear(128, 10))) {}
-  torch::Tensor forward(torch::Tensor x) {
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);
-    x = torch::relu(fc1(x.flatten(1)));
-    return fc2(x);
-  }
-  torch::nn::Conv2d conv1, conv2;
-  torch::nn::Linear fc1, fc2;
-};
-TORCH_MODULE(SeedCnn);
 
 bool mapped(const char* needle) {
   std::ifstream maps("/proc/self/maps");
@@ -132,13 +90,15 @@ int64_t vm_hwm_kib() {
 
 int main(int argc, char** argv) {
   try {
+    if (argc > 2 && std::string(argv[1]) == "--mode" && std::string(argv[2]) == "step")
+      return parity::torch_peer::run_step_mode(argc, argv);
     const Options o = parse(argc, argv);
     torch::set_num_threads(o.threads);
     const int64_t channels = o.model == "seed-cnn" ? 1 : 3, side = o.model == "seed-cnn" ? 28 : 112;
-    SeedCnn model(channels, side);
+    parity::torch_peer::SeedCnn model(channels, side);
     {
       torch::NoGradGuard no_grad;
-      const auto weights = read_weights(o.weights);
+      const auto weights = parity::torch_peer::read_weights(o.weights);
       for (auto& item : model->named_parameters()) {
         const std::string& name = item.key();
         torch::Tensor& param = item.value();

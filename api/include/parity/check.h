@@ -57,7 +57,7 @@ std::vector<OpCaseResult> check_ops(const OpCheckOptions& options);
 struct ModelCheckOptions {
   std::string model = "seed-cnn";
   std::string backend = "cpu";
-  std::string against = "ref";
+  std::string against = "ref";    // a backend, or "torch": the LibTorch peer at `torch_peer`
   int64_t batch = 8;
   int steps = 1;
   std::string weights;  // safetensors with PyTorch names; empty: seeded initialisation
@@ -65,6 +65,7 @@ struct ModelCheckOptions {
   std::string dump;     // folder: every value of every backend as safetensors
   uint64_t seed = 0;
   int threads = 0;
+  std::string torch_peer;  // path of parity-torch-peer (the CLI fills it in when the peer is built)
 };
 
 struct StepDrift {
@@ -77,6 +78,7 @@ struct ModelCheckReport {
   std::string backend, against;
   std::vector<TensorDiff> values;  // first step, in graph order
   int first_failure = -1;          // index into values, -1 when every value passed
+  int not_compared = 0;            // values the other side does not expose (PyTorch: dL/dL, accuracy)
   std::vector<StepDrift> drift;    // one entry per step
   bool pass() const { return first_failure < 0; }
 };
