@@ -135,8 +135,12 @@ TEST(CheckModel, CpuAgainstRefPassesEveryValueAndDriftStaysSmall) {
   o.steps = 3;
   ModelCheckReport r = check_model(o);
   EXPECT_TRUE(r.pass());
-  // Every node output of the step (forward, backward, gradients) plus 8 updated weights and 16 Adam states.
-  EXPECT_EQ(r.values.size(), 57u);
+  // Every node output of the step (forward, backward, gradients) plus 8 updated weights and 16
+  // Adam states (57), then the train plan's loss, weights and states (25).
+  EXPECT_EQ(r.values.size(), 82u);
+  int train_plan_rows = 0;
+  for (const TensorDiff& d : r.values) train_plan_rows += d.role == "train plan";
+  EXPECT_EQ(train_plan_rows, 25);
   ASSERT_EQ(r.drift.size(), 3u);
   EXPECT_LT(r.drift[2].weights_nmse, 1e-9);
   EXPECT_NEAR(r.drift[0].loss_a, r.drift[0].loss_b, 1e-5);
