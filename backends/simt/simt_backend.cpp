@@ -3,6 +3,7 @@
 // PARITY_SIMT_WARP (32 or 64) read when the backend is created. "Device" memory is host
 // memory: each value is its own float or int32 vector, persistent values are shared by name
 // between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
+// Nodes become kernel launches in backends/native/dispatch.h, shared with the HIP plugin.
 #include <cstring>
 #include <limits>
 #include <map>
@@ -24,9 +25,9 @@ namespace parity {
 namespace simt {
 namespace {
 
-using native::ConvShape;
 using native::NativeOps;
-using native::PoolShape;
+using native::numel_of;
+using native::shape_str;
 
 struct Storage {
   parity_dtype dtype = PARITY_F32;
@@ -36,9 +37,6 @@ struct Storage {
   std::vector<int32_t> i32;
 };
 using PersistentStore = std::map<std::string, std::shared_ptr<Storage>>;
-
-using native::numel_of;
-using native::shape_str;
 
 bool is_persistent(const parity_value_desc& v) {
   return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
