@@ -15,7 +15,8 @@ const AdaptedBackendSpec kCpuSpec{
 
 const AdaptedBackendSpec kRefSpec{"ref", "float64 naive loops: the oracle, single-threaded", make_ref_backend,
                                   PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32),
-                                  PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC};
+                                  PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC |
+                                      PARITY_FEATURE_FLOAT64_VALUES};
 
 parity_status cpu_probe(parity_probe_result* out, parity_error*) { return adapted_host_probe(kCpuSpec, out); }
 parity_status cpu_create(const parity_backend_config* config, parity_backend_t* out, parity_error* err) {

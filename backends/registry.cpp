@@ -13,6 +13,14 @@
 #include "parity/error.h"
 
 namespace parity {
+
+void Executable::write_f64(int32_t, const double*, size_t) {
+  throw Error(ErrorKind::backend, "this backend does not hold float64 values (only ref does)");
+}
+void Executable::read_f64(int32_t, double*, size_t) const {
+  throw Error(ErrorKind::backend, "this backend does not hold float64 values (only ref does)");
+}
+
 namespace {
 
 // What `auto` tries, in order.

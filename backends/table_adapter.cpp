@@ -175,6 +175,16 @@ parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flag
     return fail(err, PARITY_STATUS_UNSUPPORTED,
                 std::string(in->spec->name) + ": compile: unknown flags 0x" + std::to_string(flags) +
                     " (known: PARITY_COMPILE_POISON_OUTPUTS)");
+  for (int32_t i = 0; plan->nodes && i < plan->num_nodes; ++i) {
+    const parity_node_desc& node = plan->nodes[i];
+    char why[PARITY_ERROR_MESSAGE_LEN / 2] = {};
+    if (supports(h, &node, why, sizeof why)) continue;
+    const bool is_op = node.op >= 0 && node.op < PARITY_OP_COUNT;
+    return fail(err, PARITY_STATUS_UNSUPPORTED,
+                std::string(in->spec->name) + ": node '" + std::string(node.name, strnlen(node.name, PARITY_NAME_LEN)) +
+                    "' (" + (is_op ? parity_op_name(node.op) : "op " + std::to_string(static_cast<int>(node.op))) +
+                    ") is not supported: " + std::string(why));
+  }
   return guarded(err, [&] {
     CompileOptions options;
     options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
@@ -197,6 +207,19 @@ parity_status read_value(parity_executable_t h, int32_t value, void* host, int64
   if (!h || (!host && bytes)) return null_handle(err, "read_value", "the executable and the host pointer");
   if (bytes < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "read_value: bytes must be >= 0, got " + std::to_string(bytes));
   return guarded(err, [&] { executable(h)->impl->read(value, host, static_cast<size_t>(bytes)); });
+}
+
+parity_status write_value_f64(parity_executable_t h, int32_t value, const double* host, int64_t count,
+                              parity_error* err) {
+  if (!h || (!host && count)) return null_handle(err, "write_value_f64", "the executable and the host pointer");
+  if (count < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "write_value_f64: count must be >= 0");
+  return guarded(err, [&] { executable(h)->impl->write_f64(value, host, static_cast<size_t>(count)); });
+}
+
+parity_status read_value_f64(parity_executable_t h, int32_t value, double* host, int64_t count, parity_error* err) {
+  if (!h || (!host && count)) return null_handle(err, "read_value_f64", "the executable and the host pointer");
+  if (count < 0) return fail(err, PARITY_STATUS_INVALID_ARGUMENT, "read_value_f64: count must be >= 0");
+  return guarded(err, [&] { executable(h)->impl->read_f64(value, host, static_cast<size_t>(count)); });
 }
 
 parity_status execute(parity_executable_t h, parity_error* err) {
@@ -281,6 +304,10 @@ parity_backend_table make_adapted_table(const AdaptedBackendSpec& spec,
   t.execute = execute;
   t.synchronize = synchronize;
   t.memory_bytes = memory_bytes;
+  if (spec.features & PARITY_FEATURE_FLOAT64_VALUES) {
+    t.write_value_f64 = write_value_f64;
+    t.read_value_f64 = read_value_f64;
+  }
   return t;
 }
 

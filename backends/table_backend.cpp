@@ -65,6 +65,18 @@ class TableExecutable final : public Executable {
     check(table().execute(handle_, &err), err, table().name, "execute");
     check(table().synchronize(handle_, &err), err, table().name, "synchronize");
   }
+  void write_f64(int32_t value, const double* host, size_t count) override {
+    if (!table().write_value_f64) Executable::write_f64(value, host, count);
+    parity_error err{};
+    check(table().write_value_f64(handle_, value, host, static_cast<int64_t>(count), &err), err, table().name,
+          "write_value_f64");
+  }
+  void read_f64(int32_t value, double* host, size_t count) const override {
+    if (!table().read_value_f64) Executable::read_f64(value, host, count);
+    parity_error err{};
+    check(table().read_value_f64(handle_, value, host, static_cast<int64_t>(count), &err), err, table().name,
+          "read_value_f64");
+  }
   int64_t memory_bytes() const override {
     parity_error err{};
     int64_t bytes = 0;
@@ -139,7 +151,8 @@ std::string feature_names(uint64_t features) {
   static const std::pair<uint64_t, const char*> kNames[] = {
       {PARITY_FEATURE_ASYNC_EXECUTE, "async"},        {PARITY_FEATURE_GRAPH_CAPTURE, "graph-capture"},
       {PARITY_FEATURE_HOST_MEMORY, "host-memory"},    {PARITY_FEATURE_DETERMINISTIC, "deterministic"},
-      {PARITY_FEATURE_THREADS, "threads"},            {PARITY_FEATURE_EXTERNAL_STREAM, "external-stream"}};
+      {PARITY_FEATURE_THREADS, "threads"},            {PARITY_FEATURE_EXTERNAL_STREAM, "external-stream"},
+      {PARITY_FEATURE_FLOAT64_VALUES, "float64-values"}};
   std::string s;
   for (const auto& [bit, name] : kNames)
     if (features & bit) s += (s.empty() ? "" : " ") + std::string(name);

@@ -5,6 +5,8 @@
 // and sit between guard regions, so a write past either end fails.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -41,7 +43,8 @@ struct OpCase {
 // Draws operands: uniform in [-1, 1) normally, small integers in [-3, 3] in exact mode.
 class Draw {
  public:
-  Draw(uint64_t seed, bool exact) : rng_(seed), exact_(exact) {}
+  // smooth: for gradient mode, inputs stay away from the relu and maxpool kinks (see add_kinks).
+  Draw(uint64_t seed, bool exact, bool smooth = false) : rng_(seed), exact_(exact), smooth_(smooth) {}
   Tensor values(const Shape& shape, float scale = 1.0f) {
     Tensor t(shape, DType::f32);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -61,8 +64,23 @@ class Draw {
     for (int64_t i = 0; i < n; ++i) t.i32()[i] = static_cast<int32_t>(u(rng_));
     return t;
   }
+  bool smooth() const { return smooth_; }
+
   // Values at the kinks: exact zeros for relu'(0) = 0, and repeated values (ties) for maxpool.
+  // In gradient mode the opposite: every value at least 1e-3 from zero and all values distinct
+  // with gaps >= 1e-3 (a shuffled grid), so a finite-difference step of 1e-6 crosses no kink.
   void add_kinks(Tensor& t) {
+    if (smooth_) {
+      std::vector<int64_t> order(static_cast<size_t>(t.numel()));
+      for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+      std::shuffle(order.begin(), order.end(), rng_);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        double k = double(order[static_cast<size_t>(i)] - t.numel() / 2);
+        k += k >= 0 ? 0.5 : -0.5;  // never 0
+        t.f32()[i] = static_cast<float>(k * 1e-3 * std::max(1.0, 2000.0 / double(t.numel())));
+      }
+      return;
+    }
     for (int64_t i = 0; i < t.numel(); i += 7) t.f32()[i] = 0.0f;
     for (int64_t i = 3; i + 1 < t.numel(); i += 5) t.f32()[i + 1] = t.f32()[i];
   }
@@ -70,6 +88,7 @@ class Draw {
  private:
   std::mt19937_64 rng_;
   bool exact_;
+  bool smooth_;
 };
 
 parity_op_params conv_params(int64_t h, int64_t w, int64_t r, int64_t s, int stride, int pad) {
@@ -117,7 +136,7 @@ void relu_cases(std::vector<OpCase>& out, Draw& draw, const Shape& shape) {
   draw.add_kinks(x);
   Tensor y = x;
   for (int64_t i = 0; i < y.numel(); ++i) y.f32()[i] = y.f32()[i] > 0 ? y.f32()[i] : 0.0f;
-  const std::string label = shape.str() + " with zeros";
+  const std::string label = shape.str() + (draw.smooth() ? " away from 0" : " with zeros");
   out.push_back({PARITY_OP_RELU, {}, {{x}}, label});
   out.push_back({PARITY_OP_RELU_BWD, {}, {{y}, {draw.values(shape)}}, label});
 }
@@ -135,7 +154,8 @@ void maxpool_cases(std::vector<OpCase>& out, Draw& draw, const std::vector<int64
   p.maxpool2d.stride_h = p.maxpool2d.stride_w = stride;
   p.maxpool2d.input_h = static_cast<int32_t>(h);
   p.maxpool2d.input_w = static_cast<int32_t>(w);
-  const std::string label = fmt::format("x[{},{},{},{}] kernel {} stride {} with ties", n, c, h, w, kernel, stride);
+  const std::string label = fmt::format("x[{},{},{},{}] kernel {} stride {} {}", n, c, h, w, kernel, stride,
+                                        draw.smooth() ? "distinct values" : "with ties");
   Tensor x = draw.values(Shape{n, c, h, w});
   draw.add_kinks(x);
   out.push_back({PARITY_OP_MAXPOOL2D, p, {{x}}, label});
@@ -193,7 +213,14 @@ std::vector<OpCase> builtin_cases(Draw& draw) {
       {1, 1, 5, 5, 1, 3, 3, 1, 0},   {2, 3, 7, 9, 4, 3, 3, 1, 1},  {1, 2, 8, 8, 3, 3, 3, 2, 1},
       {3, 4, 9, 7, 5, 5, 5, 1, 2},   {2, 3, 11, 6, 2, 3, 1, 2, 0}, {1, 16, 14, 14, 32, 3, 3, 1, 1},
       {2, 2, 10, 10, 3, 4, 2, 3, 1}, {4, 5, 3, 3, 6, 1, 1, 1, 0},  {1, 1, 4, 4, 2, 4, 4, 1, 2},
-      {2, 1, 28, 28, 16, 3, 3, 1, 1}};
+      {2, 1, 28, 28, 16, 3, 3, 1, 1},
+      // The cpu backend's forward panels: several small images per GEMM with a shorter last group,
+      // and a large image cut into row tiles with a shorter last tile (stride 1 and 2).
+      {19, 3, 6, 6, 4, 3, 3, 1, 1}, {2, 2, 40, 37, 3, 3, 3, 1, 1}, {1, 2, 70, 65, 3, 3, 3, 2, 1},
+      // The cpu backend's direct kernel (stride 1, output channels a multiple of 16; backward-data
+      // too when the input channels are): rows longer than one vector with a partial last one, no
+      // padding, non-square kernels with padding 2, and 16 input channels with 32 outputs.
+      {2, 16, 9, 21, 16, 5, 3, 1, 2}, {3, 32, 7, 40, 16, 3, 3, 1, 0}, {2, 3, 20, 35, 32, 3, 3, 1, 1}};
   for (const auto& c : convs) conv_cases(cases, draw, c);
   for (const auto& l : std::vector<std::vector<int64_t>>{{1, 1, 1}, {1, 7, 3}, {5, 13, 11}, {64, 128, 10}, {3, 600, 17}, {33, 9, 128}})
     linear_cases(cases, draw, l);
@@ -201,6 +228,13 @@ std::vector<OpCase> builtin_cases(Draw& draw) {
   for (const auto& m : std::vector<std::vector<int64_t>>{{1, 1, 2, 2, 2, 2}, {2, 3, 7, 9, 2, 2}, {1, 2, 9, 9, 3, 2},
                                                           {3, 1, 5, 6, 3, 1}, {2, 4, 28, 28, 2, 2}})
     maxpool_cases(cases, draw, m);
+  // Rows wider than the cpu backend's 16-output vectors, with a NaN, which wins its window.
+  maxpool_cases(cases, draw, {2, 2, 6, 71, 2, 2});
+  if (!draw.smooth()) {
+    OpCase& forward = cases[cases.size() - 2];
+    forward.operands[0].tensor.f32()[71 + 40] = std::numeric_limits<float>::quiet_NaN();
+    forward.label += " and a NaN";
+  }
   for (const auto& x : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 10}, {7, 3}, {64, 10}, {5, 1000}})
     xent_cases(cases, draw, x.first, x.second, 5.0f);
   xent_cases(cases, draw, 4, 10, 3e4f);  // large logits: a naive exp overflows
@@ -315,12 +349,141 @@ CaseRun run_case(Backend& backend, const OpCase& c, std::string* skip_reason) {
   return run;
 }
 
+// Gradient mode: the backend's backward of one forward op against float64 central
+// differences of ref's forward. Objective L = sum_k <y_k, r_k> with random r_k, so the
+// backward is seeded with dL/dy_k = r_k; for each differentiable f32 operand a sample of its
+// elements is perturbed by +-h in float64 (ref holds float64 values: write_f64/read_f64).
+// h = 1e-6 * max(1, |x|): truncation error O(h^2) ~ 1e-12, rounding ~ 1e-16 * |L| / h; the
+// inputs keep every element at least 1e-3 from a relu or maxpool kink (Draw::add_kinks), so no
+// step crosses one.
+constexpr double kFiniteDifferenceStep = 1e-6;
+constexpr int64_t kGradientSamples = 48;
+
+OpCaseResult check_gradient_case(Backend& backend, Backend& ref, const OpCase& c, uint64_t seed) {
+  const ops::OpRule& rule = ops::rule(c.op);
+  GraphBuilder b;
+  std::vector<Value> ins;
+  for (size_t i = 0; i < c.operands.size(); ++i)
+    ins.push_back(b.input("in" + std::to_string(i), c.operands[i].tensor.shape(), c.operands[i].tensor.dtype()));
+  std::vector<Value> outs = b.node(c.op, c.params, ins, "op");
+  const Graph forward = b.graph();
+  const Node node = forward.nodes().back();
+  std::vector<Value> seeds;
+  std::vector<Tensor> r;
+  std::mt19937_64 rng(seed + 17);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const ValueInfo& y = forward.value(outs[k]);
+    if (y.dtype != DType::f32) {
+      seeds.push_back(Value{});
+      r.emplace_back();
+      continue;
+    }
+    seeds.push_back(b.input("dy" + std::to_string(k), y.shape));
+    Tensor t(y.shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+    r.push_back(std::move(t));
+  }
+  std::vector<bool> needed;
+  for (const Operand& o : c.operands) needed.push_back(o.tensor.dtype() == DType::f32);
+  std::vector<Value> grads = rule.gradient(b, node, seeds, needed);
+  std::vector<std::string> keep;
+  for (Value g : grads)
+    if (g.valid()) keep.push_back(b.graph().value(g).name);
+  const Graph backward = b.take();
+  Plan plan(backward, keep);
+
+  OpCaseResult res;
+  res.backend = backend.name();
+  res.op = std::string(rule.name) + " (gradient)";
+  res.label = c.label;
+  const parity_plan cp = plan.c_plan();
+  for (int32_t i = 0; i < cp.num_nodes; ++i)
+    if (!backend.supports(cp.nodes[i], &res.skip_reason)) {
+      res.skipped = true;
+      return res;
+    }
+  CompileOptions co;
+  co.poison_outputs = true;
+  auto exe = backend.compile(cp, co, nullptr);
+  for (size_t i = 0; i < c.operands.size(); ++i)
+    exe->write(plan.value("in" + std::to_string(i)), c.operands[i].tensor.data(), c.operands[i].tensor.nbytes());
+  for (size_t k = 0; k < seeds.size(); ++k)
+    if (seeds[k].valid()) exe->write(plan.value("dy" + std::to_string(k)), r[k].data(), r[k].nbytes());
+  exe->execute();
+
+  // ref's forward in float64.
+  std::vector<std::string> fwd_keep;
+  for (Value v : outs) fwd_keep.push_back(forward.value(v).name);
+  Plan fplan(forward, fwd_keep);
+  auto fexe = ref.compile(fplan.c_plan(), {}, nullptr);
+  std::vector<std::vector<double>> x64(c.operands.size());
+  for (size_t i = 0; i < c.operands.size(); ++i) {
+    const Tensor& t = c.operands[i].tensor;
+    fexe->write(fplan.value("in" + std::to_string(i)), t.data(), t.nbytes());
+    if (t.dtype() == DType::f32) x64[i].assign(t.f32(), t.f32() + t.numel());
+  }
+  auto objective = [&]() {
+    fexe->execute();
+    double L = 0;
+    for (size_t k = 0; k < outs.size(); ++k) {
+      if (!seeds[k].valid()) continue;
+      std::vector<double> y(static_cast<size_t>(r[k].numel()));
+      fexe->read_f64(fplan.value(forward.value(outs[k]).name), y.data(), y.size());
+      for (size_t j = 0; j < y.size(); ++j) L += y[j] * double(r[k].f32()[j]);
+    }
+    return L;
+  };
+
+  for (size_t i = 0; i < c.operands.size(); ++i) {
+    if (!grads[i].valid()) continue;
+    const int32_t id = fplan.value("in" + std::to_string(i));
+    const int64_t n = c.operands[i].tensor.numel();
+    Tensor analytic(c.operands[i].tensor.shape(), DType::f32);
+    exe->read(plan.value(backward.value(grads[i]).name), analytic.data(), analytic.nbytes());
+    const int64_t samples = std::min(n, kGradientSamples);
+    Tensor got(Shape{samples}, DType::f32), want(Shape{samples}, DType::f32);
+    std::vector<double> fd(static_cast<size_t>(samples));
+    std::uniform_int_distribution<int64_t> pick(0, n - 1);
+    for (int64_t s_i = 0; s_i < samples; ++s_i) {
+      const int64_t j = n <= kGradientSamples ? s_i : pick(rng);
+      std::vector<double>& x = x64[i];
+      const double saved = x[static_cast<size_t>(j)];
+      const double h = kFiniteDifferenceStep * std::max(1.0, std::fabs(saved));
+      x[static_cast<size_t>(j)] = saved + h;
+      fexe->write_f64(id, x.data(), x.size());
+      const double plus = objective();
+      x[static_cast<size_t>(j)] = saved - h;
+      fexe->write_f64(id, x.data(), x.size());
+      const double minus = objective();
+      x[static_cast<size_t>(j)] = saved;
+      fexe->write_f64(id, x.data(), x.size());
+      got.f32()[s_i] = analytic.f32()[j];
+      want.f32()[s_i] = static_cast<float>((plus - minus) / (2 * h));
+    }
+    // The float32 backward against float64 differences: at least the float32 rounding of the
+    // gradient itself (NMSE ~ 2^-48 ~ 4e-15), and the tolerance of the backward ops it ran.
+    double threshold = 1e-11;
+    for (int32_t k = 0; k < cp.num_nodes; ++k) threshold = std::max(threshold, ops::rule(cp.nodes[k].op).tolerance.op_nmse);
+    TensorDiff d = compare_tensors(got, want, threshold);
+    d.name = fmt::format("dL/d in{} ({} of {} elements)", i, samples, n);
+    d.node = c.label;
+    d.op = res.op;
+    d.role = "gradient";
+    d.note = "float32 backward against float64 central differences on ref, h = 1e-6, away from kinks";
+    res.outputs.push_back(std::move(d));
+  }
+  return res;
+}
+
 }  // namespace
 
 std::vector<OpCaseResult> check_ops(const OpCheckOptions& o) {
   if (o.backends.empty()) throw Error(ErrorKind::invalid_argument, "check ops: no backend to check");
   if (!o.shape.empty() && o.op.empty()) throw Error(ErrorKind::invalid_argument, "check ops: --shape needs --op");
-  Draw draw(o.seed, o.exact);
+  if (o.gradient && o.exact)
+    throw Error(ErrorKind::invalid_argument, "check ops: --gradient and --exact exclude each other");
+  Draw draw(o.seed, o.exact, o.gradient);
   std::vector<OpCase> cases = builtin_cases(draw);
   if (!o.op.empty()) {
     // Keep the built-in cases of that op family, then add the user's case.
@@ -343,6 +506,13 @@ std::vector<OpCaseResult> check_ops(const OpCheckOptions& o) {
   for (const std::string& name : o.backends) backends.push_back(create_backend(name, bo));
 
   std::vector<OpCaseResult> results;
+  if (o.gradient) {
+    for (const OpCase& c : cases) {
+      if (!ops::rule(c.op).gradient) continue;  // backward ops and optimizer steps: no gradient of their own
+      for (auto& be : backends) results.push_back(check_gradient_case(*be, *ref, c, o.seed));
+    }
+    return results;
+  }
   for (const OpCase& c : cases) {
     const ops::Tolerance& tol = ops::rule(c.op).tolerance;
     std::string why;

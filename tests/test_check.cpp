@@ -79,6 +79,56 @@ TEST(CheckOps, UserCaseAndBadRequests) {
   EXPECT_THROW(check_ops(o), Error);
 }
 
+// A plugin with deliberate bugs (tests/plugins/test_backend.cpp, PARITY_TEST_FAULTY): the
+// checker must catch a write past an output (guard region), an unwritten element (NaN
+// prefill), a wrong value (threshold), and the same faults through the gradient mode.
+TEST(CheckOps, CatchesOverrunsUnwrittenElementsAndWrongValues) {
+  ::setenv("PARITY_BACKEND_PATH", PARITY_TEST_PLUGIN_DIR, 1);
+  auto run = [](const std::string& op, bool gradient) {
+    OpCheckOptions o;
+    o.backends = {"testfaulty"};
+    o.op = op;
+    o.gradient = gradient;
+    return check_ops(o);
+  };
+  auto failed_with = [](const std::vector<OpCaseResult>& results, const std::string& op, const std::string& fragment,
+                        bool nonfinite) {
+    int cases = 0;
+    for (const OpCaseResult& r : results) {
+      if (r.op != op) continue;
+      ++cases;
+      EXPECT_FALSE(r.pass()) << op << " " << r.label;
+      for (const TensorDiff& d : r.outputs) {
+        EXPECT_NE(d.note.find(fragment), std::string::npos) << op << ": " << d.note;
+        if (nonfinite) EXPECT_GT(d.nonfinite_mismatch, 0) << op;
+      }
+    }
+    EXPECT_GT(cases, 0) << op;
+  };
+  failed_with(run("add", false), "ADD", "guard region", false);
+  failed_with(run("reshape", false), "RESHAPE", "", true);
+  failed_with(run("fill", false), "FILL", "", false);
+  failed_with(run("reshape", true), "RESHAPE (gradient)", "central differences", true);
+  // Ops the plugin lacks are listed as skipped with its reason, never as passed.
+  std::vector<OpCaseResult> conv = run("conv2d", false);
+  ASSERT_FALSE(conv.empty());
+  for (const OpCaseResult& r : conv) {
+    EXPECT_TRUE(r.skipped);
+    EXPECT_NE(r.skip_reason.find("only FILL, ADD and RESHAPE"), std::string::npos) << r.skip_reason;
+  }
+  ::unsetenv("PARITY_BACKEND_PATH");
+}
+
+TEST(CheckOps, GradientModePassesOnCpu) {
+  OpCheckOptions o;
+  o.backends = {"cpu"};
+  o.gradient = true;
+  std::vector<OpCaseResult> results = check_ops(o);
+  EXPECT_GT(results.size(), 25u);
+  for (const OpCaseResult& r : results)
+    for (const TensorDiff& d : r.outputs) EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name << " nmse " << d.nmse;
+}
+
 TEST(CheckModel, CpuAgainstRefPassesEveryValueAndDriftStaysSmall) {
   ModelCheckOptions o;
   o.batch = 4;

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "backends/ref/ref_ops.h"
-#include "tests/op_harness.h"
+#include "tests/test_helpers.h"
 
 namespace parity::testing {
 namespace {
@@ -133,56 +133,8 @@ TEST(Autodiff, SeedCnnGradientsMatchFiniteDifferencesInFloat64) {
   }
 }
 
-// One Adam step of the seed CNN on cpu and on ref from the same weights and batch. Gradients:
-// NMSE <= 1e-9 (float32 sums of at most a few thousand terms, see test_conformance.cpp).
-// Updated weights: Adam's first step moves each weight by about lr * sign(g), so a gradient
-// within rounding of zero may flip sign between float32 and float64 and move one weight by
-// 2 lr; we allow NMSE 1e-7 (a handful of such weights), while a wrong update fails by far.
-TEST(TrainStep, CpuMatchesRefOnTheSeedCnn) {
-  const ModelSpec& spec = model_spec("seed-cnn");
-  const int64_t n = 4;
-  auto [x, y] = random_batch(spec, n, 21);
-  Graph fwd = build_forward(spec, n);
-  OptimizerConfig adam;
-  Graph train = differentiate(fwd, fwd.find("loss"), &adam);
-  std::vector<std::string> keep = {"loss", "logits"};
-  for (const ParamSpec& p : spec.params) keep.push_back(grad_name(p.name));
-  Plan plan(train, keep);
-  std::map<std::string, std::vector<Tensor>> results;
-  for (const char* backend : {"cpu", "ref"}) {
-    auto be = create_backend(backend);
-    CompileOptions co;
-    co.poison_outputs = true;
-    auto exe = be->compile(plan.c_plan(), co, nullptr);
-    exe->write(plan.value("x"), x.data(), x.nbytes());
-    exe->write(plan.value("y"), y.data(), y.nbytes());
-    for (const auto& [name, t] : init_weights(spec, 1)) exe->write(plan.value(name), t.data(), t.nbytes());
-    for (const ParamSpec& p : spec.params)
-      for (const std::string& s : {adam_m_name(p.name), adam_v_name(p.name)}) {
-        Tensor zeros(p.shape, DType::f32);
-        exe->write(plan.value(s), zeros.data(), zeros.nbytes());
-      }
-    int32_t step = 1;
-    exe->write(plan.value(optimizer_step_name()), &step, sizeof step);
-    exe->execute();
-    std::vector<std::string> names = keep;
-    for (const ParamSpec& p : spec.params) names.push_back(p.name);
-    for (const std::string& name : names) {
-      const parity_value_desc& d = plan.values()[static_cast<size_t>(plan.value(name))];
-      Tensor t(Shape(std::vector<int64_t>(d.dims, d.dims + d.rank)), DType::f32);
-      exe->read(plan.value(name), t.data(), t.nbytes());
-      results[backend].push_back(std::move(t));
-    }
-  }
-  std::vector<std::string> names = keep;
-  for (const ParamSpec& p : spec.params) names.push_back(p.name);
-  for (size_t i = 0; i < names.size(); ++i) {
-    Comparison c = compare(results["cpu"][i], results["ref"][i]);
-    const bool weight = i >= keep.size();
-    EXPECT_EQ(c.mismatched_nonfinite, 0) << names[i];
-    EXPECT_LE(c.nmse, weight ? 1e-7 : 1e-9) << names[i] << " max abs " << c.max_abs;
-  }
-}
+// One Adam step of the seed CNN on cpu against ref, node by node, is `parity check model`'s
+// job: see tests/test_check.cpp (CheckModel.*).
 
 // Bitwise determinism at the machine's maximum thread count: two trainers, same seed and
 // batches, three steps each, identical weights and optimizer state.

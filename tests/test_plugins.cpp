@@ -182,6 +182,17 @@ TEST(Plugins, SelectionByNameAutoAndEnvironment) {
   EXPECT_EQ(default_backend_name(), "auto");
 }
 
+TEST(Plugins, SearchPathIsEnvironmentThenInstallThenBuildTree) {
+  ::setenv("PARITY_BACKEND_PATH", "/first:/second", 1);
+  const std::vector<std::string> folders = plugin_search_folders();
+  ::unsetenv("PARITY_BACKEND_PATH");
+  ASSERT_GE(folders.size(), 3u);
+  EXPECT_EQ(folders[0], "/first");
+  EXPECT_EQ(folders[1], "/second");
+  // This test runs uninstalled, so the build tree's plugin folder is on the path, last.
+  EXPECT_EQ(folders.back(), PARITY_BUILD_TREE_PLUGIN_DIR);
+}
+
 TEST(Plugins, BackendListsForCheckAndBench) {
   EXPECT_EQ(resolve_backend_list("cpu,ref,cpu"), (std::vector<std::string>{"cpu", "ref"}));
   const std::vector<std::string> all = resolve_backend_list("all");
@@ -267,6 +278,13 @@ TEST(Plugins, BuiltinTablesKeepTheContract) {
     EXPECT_EQ(exe, nullptr);
     t->executable_destroy(exe);  // NULL is a no-op
     EXPECT_EQ(t->compile(be, &plan, 0x80, nullptr, &exe, &err), PARITY_STATUS_UNSUPPORTED);
+    // A node that is not an op: refused at compile with the node named.
+    parity_node_desc bogus{};
+    std::strcpy(bogus.name, "bogus");
+    bogus.op = PARITY_OP_COUNT;
+    parity_plan with_bogus{0, 1, nullptr, &bogus, 0};
+    EXPECT_EQ(t->compile(be, &with_bogus, 0, nullptr, &exe, &err), PARITY_STATUS_UNSUPPORTED);
+    EXPECT_NE(std::string(err.message).find("node 'bogus' (op 19) is not supported"), std::string::npos) << err.message;
     t->destroy(be);
   }
 }

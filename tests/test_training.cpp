@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "tests/op_harness.h"
+#include "tests/test_helpers.h"
 
 namespace parity::testing {
 namespace {

@@ -2,7 +2,7 @@
 // reports as a terminal table (colour on a TTY only) and as JSON; exit 0 only when all passed.
 #include <unistd.h>
 
-#include <sstream>
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,23 +20,6 @@ bool colour() { return ::isatty(STDOUT_FILENO) != 0; }
 std::string verdict(bool pass) {
   if (!colour()) return pass ? "pass" : "FAIL";
   return pass ? "\x1b[32mpass\x1b[0m" : "\x1b[1;31mFAIL\x1b[0m";
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  return items;
-}
-
-// "all" means every backend that is available here, except the oracle itself.
-std::vector<std::string> resolve_backends(const std::string& text) {
-  if (text != "all") return split_list(text);
-  std::vector<std::string> names;
-  for (const BackendInfo& b : list_backends())
-    if (b.available && b.name != "ref") names.push_back(b.name);
-  return names;
 }
 
 std::string threshold_text(double t) { return t == 0 ? "exact" : fmt::format("{:.0e}", t); }
@@ -60,7 +43,9 @@ void print_worst(const TensorDiff& d) {
 
 int run_check_ops(const std::string& backends, const OpCheckOptions& base, const std::string& json) {
   OpCheckOptions o = base;
-  o.backends = resolve_backends(backends);
+  o.backends = resolve_backend_list(backends);
+  // ref is the oracle every case is compared with; checking it against itself says nothing.
+  o.backends.erase(std::remove(o.backends.begin(), o.backends.end(), "ref"), o.backends.end());
   std::vector<OpCaseResult> results = check_ops(o);
   int passed = 0, failed = 0, skipped = 0;
   fmt::print("{:<6} {:<19} {:<44} {:<18} {:>9} {:>9} {:>9} {:>6}  {}\n", "back", "op", "case", "output", "nmse",
@@ -83,8 +68,9 @@ int run_check_ops(const std::string& backends, const OpCheckOptions& base, const
     }
     cases.push_back(jc);
   }
-  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n", o.exact ? " (exact mode)" : "", passed, failed, skipped);
-  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"cases", cases},
+  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n",
+             o.exact ? " (exact mode)" : o.gradient ? " (gradient mode)" : "", passed, failed, skipped);
+  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"gradient", o.gradient}, {"cases", cases},
                     {"passed", passed}, {"failed", failed}, {"skipped", skipped}});
   return failed == 0 ? 0 : 1;
 }
@@ -136,6 +122,8 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   auto ops_json = std::make_shared<std::string>();
   ops->add_option("--backend", *ops_backends, "comma-separated backends, or all (available ones)")->capture_default_str();
   ops->add_flag("--exact", ops_options->exact, "small-integer inputs: conv and linear must match ref bit for bit");
+  ops->add_flag("--gradient", ops_options->gradient,
+                "each op's backward against float64 finite differences of ref's forward (inputs away from kinks)");
   ops->add_option("--op", ops_options->op, "only this op family: conv2d, linear, relu, maxpool2d, softmax_xent, argmax, "
                                           "accuracy, add, reshape, adam_step, sgd_step");
   ops->add_option("--shape", ops_options->shape,

@@ -1,7 +1,8 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval); maps parity errors to a message and a non-zero exit.
+// the subcommands (info, train, eval, bench); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "parity/parity.h"
 #include "tools/commands.h"
@@ -15,13 +16,19 @@ int main(int argc, char** argv) {
   parity::tools::add_train_command(app, run);
   parity::tools::add_eval_command(app, run);
   parity::tools::add_check_command(app, run);
+#ifdef PARITY_HAVE_BENCH
+  parity::tools::add_bench_command(app, run);
+#endif
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "parity: unknown command '{}': choose one of info, train, eval, check (see parity --help)\n", argv[1]);
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    fmt::print(stderr, "parity: unknown command '{}': choose one of {} (see parity --help)\n", argv[1],
+               fmt::join(names, ", "));
     return 2;
   }
   try {

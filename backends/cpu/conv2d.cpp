@@ -1,27 +1,39 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
-// backward-weight side by side, as im2col + GEMM (gemm.h, Eigen's kernel) per image, images in
-// parallel.
+// backward-weight side by side, images in parallel.
 //
-// Per image n the column matrix col[C*R*S, P*Q] (ops/kernels/conv_geometry.h) gives
-//   forward       y_n[K, PQ]    = w[K, CRS] * col_n + b
-//   backward-data dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   dw[K, CRS]    = sum_n dy_n * col_n^T,  db[k] = sum_n sum_pq dy_n[k, pq]
-// A 1x1, stride-1, unpadded convolution uses x_n itself as col_n.
-// Scratch: per worker slot a col buffer and GEMM packing space; backward-weight adds one dw/db
-// partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): the direct kernel below,
+//                 with bias and (when the backend fused a following relu, cpu_ops.h) relu in
+//                 its epilogue; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
+//                 y_n[K, PQ] = w[K, CRS] * col_n + b
+//   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
+//                 transposed filter (the direct kernel again, when C is a multiple of 16);
+//                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
+//   backward-wt   dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
+//                 columns (row tiles of a large image, or small images side by side) so col
+//                 stays in cache;  db[k] = sum_n sum_pq dy_n[k, pq]
+// The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
+// unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or a padded
+// image) and GEMM packing space; backward-weight adds one dw/db partial per batch chunk (chunk
+// size from N alone), summed afterwards in chunk order. Every sum has a fixed order, so results
+// are bitwise reproducible at any thread count.
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/gemm.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
 
 namespace parity {
 namespace cpu {
 namespace {
 
-// Upper bound on the partial buffers of backward-weight: enough tasks for many cores, and a
-// bounded amount of memory (num_chunks * K*C*R*S floats).
-constexpr int64_t kMaxBatchChunks = 32;
+// Upper bound on the partial buffers of backward-weight: enough tasks for several cores, chunks
+// of a few images (one GEMM panel for small images), and a bounded amount of memory
+// (num_chunks * K*C*R*S floats).
+constexpr int64_t kMaxBatchChunks = 16;
 // Elements per task when summing the partials.
 constexpr int64_t kSumChunk = 4096;
 
@@ -78,48 +90,175 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[K], K = the output channels");
 }
 
-int64_t col_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
-}
+}  // namespace
 
-// The GEMM of each direction, [m,k] x [k,n] per image.
-enum class Direction { forward, backward_data, backward_weight };
-int64_t gemm_floats(const ConvGeometry& g, Direction d) {
-  switch (d) {
-    case Direction::forward: return gemm_scratch_floats(g.K, g.pq(), g.crs());
-    case Direction::backward_data: return gemm_scratch_floats(g.crs(), g.pq(), g.K);
-    case Direction::backward_weight: return gemm_scratch_floats(g.K, g.crs(), g.pq());
-  }
-  return 0;
-}
+// ---------------------------------------------------------------- shared pieces
+namespace {
 
-// One worker slot's scratch: the col buffer, then the GEMM packing space.
-struct SlotScratch {
-  float* col;
-  float* gemm;
+// Columns of col per backward-weight GEMM: 144 x 1024 floats (conv2's panel) is 576 KiB, in L2.
+constexpr int64_t kPanelColumns = 1024;
+
+// One GEMM covers `images` whole images side by side, or `rows` output rows of one image.
+struct Panel {
+  int64_t images, rows;
 };
-int64_t slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, Direction d) {
-  return col_floats(g, cp) + gemm_floats(g, d);
-}
-SlotScratch slot_scratch(const BoundNode& node, const ConvGeometry& g, Direction d) {
-  float* base = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats(g, node.params.conv2d, d);
-  return {base, base + col_floats(g, node.params.conv2d)};
+int64_t panel_columns(const ConvGeometry& g, const Panel& panel) { return panel.images * panel.rows * g.Q; }
+int64_t panel_col_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return is_pointwise(g, cp) ? 0 : align64(g.crs() * panel_columns(g, panel) * 4) / 4;
 }
 
-// Builds col[CRS, PQ] of image x_n.
-void im2col_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* col) {
+// Rows [p0, p1) of image x_n's column matrix, into col (rows `ld` floats apart).
+void im2col_rows_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, int64_t p0,
+                          int64_t p1, float* col, int64_t ld) {
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
-      for (int64_t s = 0; s < g.S; ++s)
-        kernels::im2col_row_nchw_f32(x_n + c * g.H * g.W, g.H, g.W, r, s, cp, g.P, g.Q,
-                                     col + ((c * g.R + r) * g.S + s) * g.pq());
+      for (int64_t s = 0; s < g.S; ++s) {
+        const float* plane = x_n + c * g.H * g.W;
+        float* row = col + ((c * g.R + r) * g.S + s) * ld;
+        int64_t qb, qe;
+        kernels::conv2d_valid_outputs(g.W, g.Q, s, cp.stride_w, cp.pad_w, &qb, &qe);
+        for (int64_t p = p0; p < p1; ++p) {
+          float* dst = row + (p - p0) * g.Q;
+          const int64_t h = kernels::conv2d_input_coord(p, r, cp.stride_h, cp.pad_h);
+          if (h < 0 || h >= g.H) {
+            std::memset(dst, 0, sizeof(float) * g.Q);
+            continue;
+          }
+          const float* src = plane + h * g.W;
+          for (int64_t q = 0; q < qb; ++q) dst[q] = 0.0f;
+          if (cp.stride_w == 1) {
+            const float* s0 = src + (s - cp.pad_w);
+            for (int64_t q = qb; q < qe; ++q) dst[q] = s0[q];
+          } else {
+            for (int64_t q = qb; q < qe; ++q) dst[q] = src[kernels::conv2d_input_coord(q, s, cp.stride_w, cp.pad_w)];
+          }
+          for (int64_t q = qe; q < g.Q; ++q) dst[q] = 0.0f;
+        }
+      }
 }
 
-// The column matrix of image n: x_n itself for a pointwise conv, else built in `scratch`.
-const float* columns(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* scratch) {
-  if (is_pointwise(g, cp)) return x_n;
-  im2col_nchw_f32(x_n, g, cp, scratch);
-  return scratch;
+// ---- the direct kernel: stride 1, K a multiple of 16, AVX-512 builds
+//
+// For 16 output channels and 16 consecutive outputs of a row, 16 accumulator registers take
+// sum over (c, r, s) of x_pad[c, p + r, q + s .. +16] * w[k, c, r, s]: one load and 16 FMAs with
+// a broadcast weight per tap, no column matrix. The image is first copied with its zero padding
+// (and 16 floats of slack per row, so full-width loads stay inside the buffer); the weights are
+// first reordered to wt[c, r, s, k] so that a tap's 16 weights are contiguous. Each output is
+// summed in (c, r, s) order, then the bias added: reproducible at any thread count.
+constexpr int64_t kDirectBlock = 16;
+#if defined(__AVX512F__)
+constexpr bool kHaveDirect = true;
+#else
+constexpr bool kHaveDirect = false;
+#endif
+
+bool direct_applies(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
+}
+int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return g.W + 2 * cp.pad_w + kDirectBlock;
+}
+int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
+}
+int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }
+// Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
+int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
+  return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
+}
+
+void pad_image_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* xpad) {
+  const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* plane = xpad + c * Hp * Wp;
+    std::memset(plane, 0, sizeof(float) * cp.pad_h * Wp);
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* row = plane + (h + cp.pad_h) * Wp;
+      std::memset(row, 0, sizeof(float) * cp.pad_w);
+      std::memcpy(row + cp.pad_w, x_n + (c * g.H + h) * g.W, sizeof(float) * g.W);
+      std::memset(row + cp.pad_w + g.W, 0, sizeof(float) * (Wp - cp.pad_w - g.W));
+    }
+    std::memset(plane + (g.H + cp.pad_h) * Wp, 0, sizeof(float) * cp.pad_h * Wp);
+  }
+}
+
+#if defined(__AVX512F__)
+void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
+                           const ConvGeometry& g, const parity_conv2d_params& cp) {
+  const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t kb = 0; kb < g.K; kb += kDirectBlock)
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q0 = 0; q0 < g.Q; q0 += kDirectBlock) {
+        const __mmask16 mask =
+            g.Q - q0 >= kDirectBlock ? __mmask16(0xFFFF) : __mmask16((1u << (g.Q - q0)) - 1u);
+        __m512 acc[kDirectBlock];
+        for (int64_t k = 0; k < kDirectBlock; ++k) acc[k] = zero;
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t r = 0; r < g.R; ++r) {
+            const float* xr = xpad + (c * Hp + p + r) * Wp + q0;
+            const float* wr = wt + ((c * g.R + r) * g.S) * g.K + kb;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const __m512 xv = _mm512_loadu_ps(xr + s);
+              const float* ws = wr + s * g.K;
+#pragma GCC unroll 16
+              for (int64_t k = 0; k < kDirectBlock; ++k) acc[k] = _mm512_fmadd_ps(xv, _mm512_set1_ps(ws[k]), acc[k]);
+            }
+          }
+        for (int64_t k = 0; k < kDirectBlock; ++k) {
+          __m512 v = b ? _mm512_add_ps(acc[k], _mm512_set1_ps(b[kb + k])) : acc[k];
+          // relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept)
+          if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), v);
+          _mm512_mask_storeu_ps(y_n + (kb + k) * g.pq() + p * g.Q + q0, mask, v);
+        }
+      }
+}
+#endif
+
+// y = conv(x, w) + b, relu'd when asked, with the direct kernel over images in parallel.
+// `wt` must already hold the weights as [C, R, S, K]; `xpads` is one padded image per slot.
+void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu, float* y, const ConvGeometry& g,
+                     const parity_conv2d_params& cp, float* xpads, int32_t slots) {
+#if defined(__AVX512F__)
+  parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
+    float* xpad = xpads + worker_slot(slots) * direct_image_floats(g, cp);
+    for (int64_t n = begin; n < end; ++n) {
+      pad_image_nchw_f32(x + n * g.chw(), g, cp, xpad);
+      conv_direct_image_f32(xpad, wt, b, relu, y + n * g.kpq(), g, cp);
+    }
+  });
+#else
+  (void)x, (void)wt, (void)b, (void)relu, (void)y, (void)g, (void)cp, (void)xpads, (void)slots;
+#endif
+}
+
+// ---- the GEMM path: y_n[K, PQ] = w[K, CRS] * col_n per image, then bias and relu per row
+int64_t gemm_path_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4) + gemm_scratch_floats(g.K, g.pq(), g.crs());
+}
+
+void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, float* y, const ConvGeometry& g,
+                   const parity_conv2d_params& cp, float* workspace, int32_t slots) {
+  const int64_t slot_floats = gemm_path_slot_floats(g, cp);
+  parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
+    float* col_buf = workspace + worker_slot(slots) * slot_floats;
+    float* gemm_buf = col_buf + (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4);
+    for (int64_t n = begin; n < end; ++n) {
+      const float* col = x + n * g.chw();
+      if (!is_pointwise(g, cp)) {
+        im2col_rows_nchw_f32(col, g, cp, 0, g.P, col_buf, g.pq());
+        col = col_buf;
+      }
+      float* y_n = y + n * g.kpq();
+      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, gemm_buf);
+      if (b || relu)
+        for (int64_t k = 0; k < g.K; ++k) {
+          float* row = y_n + k * g.pq();
+          const float bias = b ? b[k] : 0.0f;
+          for (int64_t i = 0; i < g.pq(); ++i) row[i] = relu ? kernels::relu_f32(row[i] + bias) : row[i] + bias;
+        }
+    }
+  });
 }
 
 }  // namespace
@@ -131,37 +270,67 @@ int64_t plan_conv2d(BoundNode& node) {
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
   node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(g, node.params.conv2d, Direction::forward) * 4;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  if (direct_applies(g, cp)) return direct_scratch_floats(g, cp, node.slots) * 4;
+  return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
 
 void conv2d_nchw_f32(const BoundNode& node) {
-  const parity_conv2d_params cp = node.params.conv2d;
+  const parity_conv2d_params& cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
   const float* x = node.in[0].f32();
   const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    const SlotScratch scratch = slot_scratch(node, g, Direction::forward);
-    for (int64_t n = begin; n < end; ++n) {
-      const float* col = columns(x + n * g.chw(), g, cp, scratch.col);
-      float* y_n = y + n * g.kpq();
-      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, scratch.gemm);
-      if (b)
-        for (int64_t k = 0; k < g.K; ++k)
-          for (int64_t i = 0; i < g.pq(); ++i) y_n[k * g.pq() + i] += b[k];
-    }
-  });
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (direct_applies(g, cp)) {
+    // wt[c, r, s, k] = w[k, c, r, s]
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t i = 0; i < g.crs(); ++i) workspace[i * g.K + k] = w[k * g.crs() + i];
+    conv_direct_f32(x, workspace, b, node.fused_relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
+    return;
+  }
+  conv_gemm_f32(x, w, b, node.fused_relu, y, g, cp, workspace, node.slots);
 }
 
 // ---------------------------------------------------------------- backward, data
+namespace {
+
+// For stride 1 and pad < kernel, dx is a forward conv of dy with the flipped, transposed filter
+// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it when C
+// (its output channels) is a multiple of 16. Otherwise dcol = w^T dy_n, then col2im.
+ConvGeometry flipped_geometry(const ConvGeometry& g) { return ConvGeometry{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W}; }
+parity_conv2d_params flipped_params(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  parity_conv2d_params f = cp;
+  f.pad_h = static_cast<int32_t>(g.R - 1 - cp.pad_h);
+  f.pad_w = static_cast<int32_t>(g.S - 1 - cp.pad_w);
+  return f;
+}
+bool bwd_data_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return cp.pad_h < g.R && cp.pad_w < g.S && direct_applies(flipped_geometry(g), flipped_params(g, cp));
+}
+
+// Scratch of the col2im path per worker slot: the whole dcol[CRS, PQ] of one image, then GEMM
+// packing space.
+int64_t col2im_dcol_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
+}
+int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.crs(), g.pq(), g.K);
+}
+
+}  // namespace
+
 int64_t plan_conv2d_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   // dx plays the role of x: its shape and w's define the geometry dy must have.
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(g, node.params.conv2d, Direction::backward_data) * 4;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  if (bwd_data_direct(g, cp))
+    return direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4;
+  return node.slots * col2im_slot_floats(g, cp) * 4;
 }
 
 void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
@@ -170,15 +339,30 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (bwd_data_direct(g, cp)) {
+    // The flipped conv's reordered weights: wt[k, r, s, c] = w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t r = 0; r < g.R; ++r)
+          for (int64_t s = 0; s < g.S; ++s)
+            workspace[((k * g.R + r) * g.S + s) * g.C + c] = w[((k * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
+    const ConvGeometry f = flipped_geometry(g);
+    conv_direct_f32(dy, workspace, nullptr, false, dx, f, flipped_params(g, cp), workspace + direct_weight_floats(f),
+                    node.slots);
+    return;
+  }
   const bool pointwise = is_pointwise(g, cp);
+  const int64_t slot_floats = col2im_slot_floats(g, cp);
   parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    const SlotScratch scratch = slot_scratch(node, g, Direction::backward_data);
+    float* dcol_buf = workspace + worker_slot(node.slots) * slot_floats;
+    float* gemm_buf = dcol_buf + col2im_dcol_floats(g, cp);
     for (int64_t n = begin; n < end; ++n) {
       float* dx_n = dx + n * g.chw();
       // dcol = w^T dy_n; a pointwise conv's dcol is dx_n itself.
-      float* dcol = pointwise ? dx_n : scratch.col;
+      float* dcol = pointwise ? dx_n : dcol_buf;
       gemm_f32(g.crs(), g.pq(), g.K, {w, g.crs(), true}, {dy + n * g.kpq(), g.pq(), false}, dcol, g.pq(), false,
-               scratch.gemm);
+               gemm_buf);
       if (pointwise) continue;
       std::memset(dx_n, 0, sizeof(float) * g.chw());
       for (int64_t c = 0; c < g.C; ++c)
@@ -193,6 +377,28 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
+// Backward-weight panels: the GEMM's depth is the panel's columns, which come from `images`
+// whole images of a chunk side by side (dy copied beside them), or `rows` output rows of one.
+Panel bwd_weight_panel(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
+  if (is_pointwise(g, cp)) return {1, g.P};  // x_n itself is the column matrix
+  if (g.pq() >= kPanelColumns) return {1, std::min(g.P, std::max<int64_t>(1, kPanelColumns / g.Q))};
+  return {std::min(chunk, std::max<int64_t>(1, kPanelColumns / g.pq())), g.P};
+}
+
+int64_t bwd_dy_floats(const ConvGeometry& g, const Panel& panel) {
+  return panel.images > 1 ? align64(g.K * panel_columns(g, panel) * 4) / 4 : 0;
+}
+int64_t bwd_gemm_floats(const ConvGeometry& g, const Panel& panel) {
+  // Every panel is a whole number of output rows; Eigen's blocking depends on the depth.
+  int64_t most = 0;
+  for (int64_t cols = g.Q; cols <= panel_columns(g, panel); cols += g.Q)
+    most = std::max(most, gemm_scratch_floats(g.K, g.crs(), cols));
+  return most;
+}
+int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
+}
+
 // After the slots' scratch: the partials of dw and db.
 struct BwdWeightScratch {
   float* dw_parts;  // [num_chunks][K*CRS]
@@ -201,7 +407,8 @@ struct BwdWeightScratch {
 };
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
-  const int64_t col_bytes = node.slots * slot_floats(g, node.params.conv2d, Direction::backward_weight) * 4;
+  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
+  const int64_t col_bytes = node.slots * bwd_slot_floats(g, node.params.conv2d, panel) * 4;
   const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
@@ -233,18 +440,46 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
   const int64_t dw_size = g.K * g.crs();
+  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
+  const int64_t slot_floats = bwd_slot_floats(g, cp, panel);
+  const bool pointwise = is_pointwise(g, cp);
 
-  // Partials per batch chunk: the images of a chunk are summed in order into its buffer.
+  // Partials per batch chunk: the panels of a chunk are summed in order into its buffer.
   parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
-    const SlotScratch slot = slot_scratch(node, g, Direction::backward_weight);
+    float* col_buf = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
+    float* dy_buf = col_buf + panel_col_floats(g, cp, panel);
+    float* gemm_buf = dy_buf + bwd_dy_floats(g, panel);
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
+    bool first = true;
+    if (panel.images == 1) {
+      for (int64_t n = begin; n < end; ++n)
+        for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
+          const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
+          GemmOperand col{x + n * g.chw() + p0 * g.Q, g.pq(), true};
+          if (!pointwise) {
+            im2col_rows_nchw_f32(x + n * g.chw(), g, cp, p0, p1, col_buf, cols);
+            col = {col_buf, cols, true};
+          }
+          // dw_part (+)= dy_tile col_tile^T
+          gemm_f32(g.K, g.crs(), cols, {dy + n * g.kpq() + p0 * g.Q, g.pq(), false}, col, dw_part, g.crs(), !first,
+                   gemm_buf);
+          first = false;
+        }
+    } else {
+      for (int64_t n0 = begin; n0 < end; n0 += panel.images) {
+        const int64_t n1 = std::min(end, n0 + panel.images), cols = (n1 - n0) * g.pq();
+        for (int64_t n = n0; n < n1; ++n) {
+          im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, col_buf + (n - n0) * g.pq(), cols);
+          for (int64_t k = 0; k < g.K; ++k)
+            std::memcpy(dy_buf + k * cols + (n - n0) * g.pq(), dy + n * g.kpq() + k * g.pq(), sizeof(float) * g.pq());
+        }
+        gemm_f32(g.K, g.crs(), cols, {dy_buf, cols, false}, {col_buf, cols, true}, dw_part, g.crs(), !first, gemm_buf);
+        first = false;
+      }
+    }
     for (int64_t n = begin; n < end; ++n) {
-      const float* col = columns(x + n * g.chw(), g, cp, slot.col);
       const float* dy_n = dy + n * g.kpq();
-      // dw_part (+)= dy_n col^T
-      gemm_f32(g.K, g.crs(), g.pq(), {dy_n, g.pq(), false}, {col, g.pq(), true}, dw_part, g.crs(), n != begin,
-               slot.gemm);
       for (int64_t k = 0; k < g.K; ++k) {
         float sum = 0.0f;
         for (int64_t i = 0; i < g.pq(); ++i) sum += dy_n[k * g.pq() + i];

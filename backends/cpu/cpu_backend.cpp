@@ -153,7 +153,8 @@ class CpuExecutable final : public Executable {
   void execute() override {
     poison();
     task_arena_.execute([this] {
-      for (const BoundNode& node : nodes_) run(node);
+      for (const BoundNode& node : nodes_)
+        if (!node.skip) run(node);
     });
   }
 
@@ -339,8 +340,47 @@ class CpuExecutable final : public Executable {
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
       workspace_bytes = std::max(workspace_bytes, plan_node(node));
     }
+    fuse_nodes(plan);  // after planning: a fused node keeps its shapes, work split and scratch
     workspace_ = AlignedBuffer(workspace_bytes);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+  }
+
+  bool overlaps(int32_t a, int32_t b) const {
+    const parity_value_desc& va = values_[a];
+    const parity_value_desc& vb = values_[b];
+    if (is_persistent(va.kind) || is_persistent(vb.kind)) return a == b;
+    return va.offset < vb.offset + vb.bytes && vb.offset < va.offset + va.bytes;
+  }
+
+  // The fusions of BoundNode (cpu_ops.h). Node i fuses with node i+1 when i's output is a TEMP
+  // value that is not kept and that node i+1 alone reads; and since node i then writes node
+  // i+1's output, that output must not share arena bytes with any input of node i (the planner
+  // may give a value that dies at node i the same bytes). Same arithmetic, so same results.
+  void fuse_nodes(const parity_plan& plan) {
+    std::vector<int32_t> readers(values_.size(), 0);
+    for (int32_t i = 0; i < plan.num_nodes; ++i)
+      for (int32_t k = 0; k < plan.nodes[i].num_inputs; ++k) ++readers[plan.nodes[i].inputs[k]];
+    for (int32_t i = 0; i + 1 < plan.num_nodes; ++i) {
+      const parity_node_desc& a = plan.nodes[i];
+      const parity_node_desc& b = plan.nodes[i + 1];
+      const bool conv_relu = a.op == PARITY_OP_CONV2D && b.op == PARITY_OP_RELU && a.num_outputs == 1 &&
+                             b.inputs[0] == a.outputs[0];
+      const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
+                                 a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
+      if (!conv_relu && !pool_relu_bwd) continue;
+      const parity_value_desc& mid = values_[a.outputs[0]];
+      if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
+      bool clash = false;
+      for (int32_t k = 0; k < a.num_inputs; ++k) clash = clash || overlaps(a.inputs[k], b.outputs[0]);
+      if (pool_relu_bwd) clash = clash || overlaps(b.inputs[0], b.outputs[0]);
+      if (clash) continue;
+      BoundNode& first = nodes_[i];
+      first.out[0] = nodes_[i + 1].out[0];
+      if (conv_relu) first.fused_relu = true;
+      else first.relu_mask = nodes_[i + 1].in[0];
+      nodes_[i + 1].skip = true;
+      ++i;
+    }
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner

@@ -48,6 +48,16 @@ struct BoundNode {
   int64_t num_chunks = 1;  // tasks; for batch reductions also the number of partial buffers
   int32_t slots = 1;       // concurrent workers: one scratch buffer each
   unsigned char* workspace = nullptr;  // the executable's scratch, shared by all nodes
+
+  // Fusion the backend does on its own (cpu_backend.cpp, fuse_nodes), when the intermediate
+  // value is read by nobody else and not kept:
+  //  - CONV2D followed by RELU: the conv writes relu(conv + b) into the relu's output (out[0]
+  //    rebound), and the RELU node is skipped;
+  //  - MAXPOOL2D_BWD followed by RELU_BWD: the pool gradient is masked by relu_mask > 0 (the
+  //    relu's forward output) and written into the RELU_BWD's output; that node is skipped.
+  bool fused_relu = false;
+  BoundValue relu_mask;
+  bool skip = false;
 };
 
 // "[64,1,28,28]" and "f32": the spellings every cpu error message uses.

@@ -1,10 +1,12 @@
 // backends/cpu/linear.cpp — linear (fully connected) on the cpu backend, float32, row-major
 // x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as GEMMs (gemm.h).
 //
-//   forward       y[N,O]  = x w^T + b     rows of the batch split into fixed chunks
-//   backward-data dx[N,I] = dy w          rows of the batch split into fixed chunks
+//   forward       y[N,O]  = x w^T + b     columns of y (rows of w) split into fixed chunks
+//   backward-data dx[N,I] = dy w          columns of dx (of w) split into fixed chunks
 //   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
 //                 db[O]   = sum_n dy      element's reduction over the batch stays whole
+// Every direction splits along a dimension of w, so the weights (25088x128 in seed-cnn-112's
+// fc1, far larger than the batch) are streamed from memory once per step, not once per task.
 // No reduction is ever split, so no partial buffers are needed; the scratch is GEMM packing
 // space, one per worker slot.
 #include <algorithm>
@@ -16,9 +18,8 @@ namespace parity {
 namespace cpu {
 namespace {
 
-// Rows per forward / backward-data task: enough rows that each GEMM streams w efficiently.
-constexpr int64_t kMinRowsPerChunk = 16;
-// Columns of dw per backward-weight task.
+// Rows of w per forward task, columns of w per backward task.
+constexpr int64_t kMinRowsPerChunk = 32;
 constexpr int64_t kMinColumnsPerChunk = 64;
 constexpr int64_t kMaxChunks = 64;
 
@@ -46,14 +47,11 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
   expect_dims(node, b, role, dims, 1, "[O], O = the output features");
 }
 
-// Packing space per worker slot for GEMMs [m,k] x [k,n] where one of m, n is split into chunks
-// (a full chunk and a possibly shorter last one).
-int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t n, int64_t k, bool split_m) {
+// Packing space per worker slot for GEMMs [m,k] x [k,n] whose n (a dimension of w) is split
+// into chunks of `total` (a full chunk and a possibly shorter last one).
+int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
   const int64_t last = total - (node.num_chunks - 1) * node.chunk;
-  auto shape = [&](int64_t part) {
-    return split_m ? gemm_scratch_floats(part, n, k) : gemm_scratch_floats(m, part, k);
-  };
-  return std::max(shape(node.chunk), shape(last));
+  return std::max(gemm_scratch_floats(m, node.chunk, k), gemm_scratch_floats(m, last, k));
 }
 
 float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
@@ -67,9 +65,9 @@ int64_t plan_linear(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
-  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(node, g.N, g.N, g.O, g.I, true) * 4;
+  node.chunk = fixed_chunk_size(g.O, kMinRowsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.O, node.chunk);
+  return node.slots * slot_floats(node, g.O, g.N, g.I) * 4;
 }
 
 void linear_f32(const BoundNode& node) {
@@ -78,14 +76,14 @@ void linear_f32(const BoundNode& node) {
   const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.O, g.I, true);
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    float* y_rows = y + begin * g.O;
-    gemm_f32(end - begin, g.O, g.I, {x + begin * g.I, g.I, false}, {w, g.I, true}, y_rows, g.O, false,
+  const int64_t scratch_floats = slot_floats(node, g.O, g.N, g.I);
+  parallel_chunks(g.O, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    // y[:, begin:end] = x w[begin:end, :]^T
+    gemm_f32(g.N, end - begin, g.I, {x, g.I, false}, {w + begin * g.I, g.I, true}, y + begin, g.O, false,
              slot_scratch(node, scratch_floats));
     if (b)
-      for (int64_t n = 0; n < end - begin; ++n)
-        for (int64_t o = 0; o < g.O; ++o) y_rows[n * g.O + o] += b[o];
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t o = begin; o < end; ++o) y[n * g.O + o] += b[o];
   });
 }
 
@@ -93,9 +91,9 @@ void linear_f32(const BoundNode& node) {
 int64_t plan_linear_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
-  node.chunk = fixed_chunk_size(g.N, kMinRowsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.N, node.chunk);
-  return node.slots * slot_floats(node, g.N, g.N, g.I, g.O, true) * 4;
+  node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(g.I, node.chunk);
+  return node.slots * slot_floats(node, g.I, g.N, g.O) * 4;
 }
 
 void linear_bwd_data_f32(const BoundNode& node) {
@@ -103,9 +101,10 @@ void linear_bwd_data_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
-  const int64_t scratch_floats = slot_floats(node, g.N, g.N, g.I, g.O, true);
-  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    gemm_f32(end - begin, g.I, g.O, {dy + begin * g.O, g.O, false}, {w, g.I, false}, dx + begin * g.I, g.I, false,
+  const int64_t scratch_floats = slot_floats(node, g.I, g.N, g.O);
+  parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    // dx[:, begin:end] = dy w[:, begin:end]
+    gemm_f32(g.N, end - begin, g.O, {dy, g.O, false}, {w + begin, g.I, false}, dx + begin, g.I, false,
              slot_scratch(node, scratch_floats));
   });
 }
@@ -117,7 +116,7 @@ int64_t plan_linear_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.I, node.chunk);
-  return node.slots * slot_floats(node, g.I, g.O, g.I, g.N, false) * 4;
+  return node.slots * slot_floats(node, g.I, g.O, g.N) * 4;
 }
 
 void linear_bwd_weight_f32(const BoundNode& node) {
@@ -126,7 +125,7 @@ void linear_bwd_weight_f32(const BoundNode& node) {
   const float* dy = node.in[1].f32();
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.I, g.N, false);
+  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.N);
   parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // dw[:, begin:end] = dy^T x[:, begin:end]
     gemm_f32(g.O, end - begin, g.N, {dy, g.O, true}, {x + begin, g.I, false}, dw + begin, g.I, false,

@@ -1,10 +1,14 @@
 // backends/cpu/pool.cpp — max-pooling on the cpu backend, NCHW float32: forward (value and
 // int32 index of the first maximum, h*W+w in its plane) and backward (scatter-add of dy to that
 // index) side by side. Planes are independent, so they are split freely into fixed chunks.
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/pool.h"
 #include "parity/error.h"
 
@@ -80,6 +84,51 @@ void maxpool2d_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t b
   }
 }
 
+#if defined(__AVX512F__)
+// The 2x2, stride-2 window (both seed CNN pools) 16 outputs at a time: the two input rows are
+// split into even and odd columns, and the window's four values are taken in row-major order
+// with the rule of kernels::maxpool2d_replaces (greater, or NaN), so values and indices equal
+// the scalar kernel's.
+void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end, PoolGeometry g) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const float* x_plane = x + plane * g.H * g.W;
+    float* y_plane = y + plane * g.P * g.Q;
+    int32_t* idx_plane = idx + plane * g.P * g.Q;
+    for (int64_t p = 0; p < g.P; ++p) {
+      const float* r0 = x_plane + 2 * p * g.W;
+      const float* r1 = r0 + g.W;
+      for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
+        const int64_t n = std::min<int64_t>(16, g.Q - q0);
+        const __mmask16 out_mask = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+        // 2n input columns starting at 2*q0, in two halves of 16
+        const __mmask16 lo_mask = 2 * n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1u);
+        const __mmask16 hi_mask = 2 * n > 16 ? __mmask16((1u << (2 * n - 16)) - 1u) : __mmask16(0);
+        const __m512 a_lo = _mm512_maskz_loadu_ps(lo_mask, r0 + 2 * q0), a_hi = _mm512_maskz_loadu_ps(hi_mask, r0 + 2 * q0 + 16);
+        const __m512 b_lo = _mm512_maskz_loadu_ps(lo_mask, r1 + 2 * q0), b_hi = _mm512_maskz_loadu_ps(hi_mask, r1 + 2 * q0 + 16);
+        const __m512 v00 = _mm512_permutex2var_ps(a_lo, even, a_hi), v01 = _mm512_permutex2var_ps(a_lo, odd, a_hi);
+        const __m512 v10 = _mm512_permutex2var_ps(b_lo, even, b_hi), v11 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
+        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
+        __m512 best = v00;
+        __m512i at = base;
+        auto take = [&](__m512 v, int32_t offset) {
+          const __mmask16 m = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+          best = _mm512_mask_mov_ps(best, m, v);
+          at = _mm512_mask_add_epi32(at, m, base, _mm512_set1_epi32(offset));
+        };
+        take(v01, 1);
+        take(v10, static_cast<int32_t>(g.W));
+        take(v11, static_cast<int32_t>(g.W + 1));
+        _mm512_mask_storeu_ps(y_plane + p * g.Q + q0, out_mask, best);
+        _mm512_mask_storeu_epi32(idx_plane + p * g.Q + q0, out_mask, at);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 void maxpool2d_nchw_f32(const BoundNode& node) {
@@ -89,6 +138,11 @@ void maxpool2d_nchw_f32(const BoundNode& node) {
   float* y = node.out[0].f32();
   int32_t* idx = node.out[1].i32();
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+#if defined(__AVX512F__)
+    if (pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2)
+      maxpool2x2_planes_nchw_f32(x, y, idx, begin, end, g);
+    else
+#endif
     if (pp.kernel_h == 2 && pp.kernel_w == 2)
       maxpool2d_planes_nchw_f32<2, 2>(x, y, idx, begin, end, g, pp);
     else if (pp.kernel_h == 3 && pp.kernel_w == 3)
@@ -109,6 +163,7 @@ void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const int32_t* idx = node.in[1].i32();
   float* dx = node.out[0].f32();
+  const float* mask = node.relu_mask.data ? node.relu_mask.f32() : nullptr;
   const int64_t plane_size = g.H * g.W;
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     std::memset(dx + begin * plane_size, 0, sizeof(float) * (end - begin) * plane_size);
@@ -124,6 +179,9 @@ void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
                                            " elements (it must come from the forward maxpool2d)");
         dx_plane[at] += dy[base + i];
       }
+      // Fused RELU_BWD (BoundNode::relu_mask): dx = y > 0 ? dx : 0, while the plane is in cache.
+      if (mask)
+        for (int64_t i = 0; i < plane_size; ++i) dx_plane[i] = kernels::relu_bwd_f32(mask[plane * plane_size + i], dx_plane[i]);
     }
   });
 }

@@ -123,6 +123,33 @@ class RefExecutable final : public Executable {
     }
   }
 
+  // The float64 values themselves, for finite differences in float64 (parity check --gradient).
+  void write_f64(int32_t value, const double* host, size_t count) override {
+    const parity_value_desc& v = desc(value, "write_f64");
+    if (v.kind == PARITY_VALUE_TEMP || v.dtype != PARITY_F32)
+      throw Error(ErrorKind::invalid_argument, "ref: write_f64 to value '" + std::string(v.name) +
+                                                   "' refused: only f32 INPUT, PARAM and STATE values");
+    Storage& s = *storage_[static_cast<size_t>(value)];
+    if (count != s.f64.size())
+      throw Error(ErrorKind::invalid_argument, "ref: write_f64 to value '" + std::string(v.name) + "': " +
+                                                   std::to_string(count) + " elements, it has " +
+                                                   std::to_string(s.f64.size()));
+    std::copy(host, host + count, s.f64.begin());
+  }
+
+  void read_f64(int32_t value, double* host, size_t count) const override {
+    const parity_value_desc& v = desc(value, "read_f64");
+    if ((v.kind == PARITY_VALUE_TEMP && !v.keep) || v.dtype != PARITY_F32)
+      throw Error(ErrorKind::invalid_argument, "ref: read_f64 of value '" + std::string(v.name) +
+                                                   "' refused: only f32 values that are kept or not TEMP");
+    const Storage& s = *storage_[static_cast<size_t>(value)];
+    if (count != s.f64.size())
+      throw Error(ErrorKind::invalid_argument, "ref: read_f64 of value '" + std::string(v.name) + "': " +
+                                                   std::to_string(count) + " elements, it has " +
+                                                   std::to_string(s.f64.size()));
+    std::copy(s.f64.begin(), s.f64.end(), host);
+  }
+
   void execute() override {
     if (poison_outputs_) poison_temps();
     for (const parity_node_desc& node : nodes_) run_node(node);

@@ -1,7 +1,10 @@
 // tests/plugins/test_backend.cpp — a tiny backend plugin that exists only for the tests: it runs
 // FILL, ADD and RESHAPE on the host through the C ABI, loaded with dlopen. The same file, built
 // with one of the PARITY_TEST_* definitions, makes the broken plugins the loader must reject:
-// a wrong ABI version, no entry point, a probe with no device, a library that will not load.
+// a wrong ABI version, no entry point, a library that will not load (no_device.c is the fourth),
+// and (PARITY_TEST_FAULTY) a backend with deliberate bugs that `parity check ops` must catch:
+// its values live in one arena at the plan's offsets, ADD writes one element past its output,
+// RESHAPE leaves its last element unwritten, and FILL is off by 1e-3.
 // It links nothing of parity: only plugin.h (a plugin must not need libparity's symbols).
 #include <algorithm>
 #include <cmath>
@@ -77,6 +80,8 @@ struct Exe {
   std::vector<parity_node_desc> nodes;
   std::shared_ptr<Store> store;
   std::vector<std::shared_ptr<Bytes>> data;  // per value
+  std::vector<float*> arena_values;          // PARITY_TEST_FAULTY: INPUT/TEMP values in the arena
+  Bytes arena;
   bool poison = false;
 };
 
@@ -88,7 +93,15 @@ int64_t numel(const parity_value_desc& v) {
   return n;
 }
 
-float* f32(Exe& e, int32_t value) { return reinterpret_cast<float*>(e.data[static_cast<size_t>(value)]->data()); }
+unsigned char* bytes_of(Exe& e, int32_t value) {
+#ifdef PARITY_TEST_FAULTY
+  return reinterpret_cast<unsigned char*>(e.arena_values[static_cast<size_t>(value)]);
+#else
+  return e.data[static_cast<size_t>(value)]->data();
+#endif
+}
+
+float* f32(Exe& e, int32_t value) { return reinterpret_cast<float*>(bytes_of(e, value)); }
 
 const parity_value_desc& value_of(const Exe& e, int32_t value, const char* what) {
   if (value < 0 || value >= static_cast<int32_t>(e.values.size()))
@@ -107,18 +120,12 @@ void check_bytes(const parity_value_desc& v, int64_t bytes, const char* what) {
 
 parity_status probe(parity_probe_result* out, parity_error*) {
   *out = parity_probe_result{};
-#if defined(PARITY_TEST_NO_DEVICE)
-  out->device_count = 0;
-  out->reason = PARITY_UNAVAILABLE_NO_DEVICE;
-  std::strcpy(out->detail, "the test driver reports 0 devices");
-#else
 #ifdef PARITY_TEST_MISSING_LIBRARY
   if (parity_test_stand_in_function() != 0) return PARITY_STATUS_INTERNAL;
 #endif
   out->device_count = 1;
   out->reason = PARITY_AVAILABLE;
   std::strcpy(out->detail, "test plugin: FILL, ADD and RESHAPE on the host");
-#endif
   return PARITY_OK;
 }
 
@@ -202,6 +209,15 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
         e->data.push_back(std::make_shared<Bytes>(static_cast<size_t>(v.bytes)));
       }
     }
+#ifdef PARITY_TEST_FAULTY
+    e->arena.assign(static_cast<size_t>(plan->arena_bytes) + 64, 0);
+    for (size_t i = 0; i < e->values.size(); ++i) {
+      const parity_value_desc& v = e->values[i];
+      const bool in_arena = v.kind == PARITY_VALUE_INPUT || v.kind == PARITY_VALUE_TEMP;
+      e->arena_values.push_back(in_arena ? reinterpret_cast<float*>(e->arena.data() + v.offset)
+                                         : reinterpret_cast<float*>(e->data[i]->data()));
+    }
+#endif
     for (const parity_node_desc& n : e->nodes) {
       if (!supported(n.op))
         fail(PARITY_STATUS_UNSUPPORTED, std::string("node '") + n.name + "': op " + std::to_string(n.op) +
@@ -221,7 +237,7 @@ parity_status write_value(parity_executable_t h, int32_t value, const void* host
     const parity_value_desc& v = value_of(e, value, "write");
     if (v.kind == PARITY_VALUE_TEMP) fail(PARITY_STATUS_INVALID_ARGUMENT, std::string("write: '") + v.name + "' is TEMP");
     check_bytes(v, bytes, "write");
-    std::memcpy(e.data[static_cast<size_t>(value)]->data(), host, static_cast<size_t>(bytes));
+    std::memcpy(bytes_of(e, value), host, static_cast<size_t>(bytes));
   });
 }
 
@@ -232,7 +248,7 @@ parity_status read_value(parity_executable_t h, int32_t value, void* host, int64
     if (v.kind == PARITY_VALUE_TEMP && !v.keep)
       fail(PARITY_STATUS_INVALID_ARGUMENT, std::string("read: '") + v.name + "' is TEMP and not kept");
     check_bytes(v, bytes, "read");
-    std::memcpy(host, e.data[static_cast<size_t>(value)]->data(), static_cast<size_t>(bytes));
+    std::memcpy(host, bytes_of(e, value), static_cast<size_t>(bytes));
   });
 }
 
@@ -246,6 +262,7 @@ parity_status execute(parity_executable_t h, parity_error* err) {
       const int64_t count = numel(e.values[static_cast<size_t>(n.outputs[0])]);
       float* y = f32(e, n.outputs[0]);
       switch (n.op) {
+#ifndef PARITY_TEST_FAULTY
         case PARITY_OP_FILL: std::fill_n(y, count, n.params.fill.value); break;
         case PARITY_OP_ADD: {
           const float* a = f32(e, n.inputs[0]);
@@ -254,6 +271,19 @@ parity_status execute(parity_executable_t h, parity_error* err) {
           break;
         }
         case PARITY_OP_RESHAPE: std::memmove(y, f32(e, n.inputs[0]), static_cast<size_t>(count) * sizeof(float)); break;
+#else
+        case PARITY_OP_FILL: std::fill_n(y, count, n.params.fill.value + 1e-3f); break;
+        case PARITY_OP_ADD: {
+          const float* a = f32(e, n.inputs[0]);
+          const float* b = f32(e, n.inputs[1]);
+          for (int64_t i = 0; i < count; ++i) y[i] = a[i] + b[i];
+          y[count] = 0.0f;  // one element past the output: lands in the checker's guard
+          break;
+        }
+        case PARITY_OP_RESHAPE:
+          std::memmove(y, f32(e, n.inputs[0]), static_cast<size_t>(count - 1) * sizeof(float));
+          break;
+#endif
         default: fail(PARITY_STATUS_INTERNAL, "execute: unsupported op reached execute");
       }
     }

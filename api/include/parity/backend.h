@@ -40,6 +40,10 @@ class Executable {
   virtual void execute() = 0;
   // Bytes this executable holds for its own use (arena, workspaces; persistent values included).
   virtual int64_t memory_bytes() const = 0;
+  // Float64 access to an f32 value, on backends that compute in float64 (ref: the capability
+  // PARITY_FEATURE_FLOAT64_VALUES); elsewhere these throw Error(backend).
+  virtual void write_f64(int32_t value, const double* host, size_t count);
+  virtual void read_f64(int32_t value, double* host, size_t count) const;
 };
 
 class Backend {

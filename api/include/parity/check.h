@@ -37,6 +37,7 @@ TensorDiff compare_tensors(const Tensor& got, const Tensor& want, double thresho
 struct OpCheckOptions {
   std::vector<std::string> backends;  // each compared with ref
   bool exact = false;                 // small-integer inputs: conv and linear must match ref bit for bit
+  bool gradient = false;              // each forward op's backward against float64 finite differences on ref
   std::string op;                     // only this op (by its name, e.g. conv2d, CONV2D_BWD_DATA); empty: all
   std::vector<int64_t> shape;         // with `op`: one more case of that op (see `parity check ops --help`)
   uint64_t seed = 0;

@@ -219,6 +219,8 @@ typedef struct parity_probe_result {
 #define PARITY_FEATURE_DETERMINISTIC (1ull << 3)  /* bitwise repeatable at a fixed configuration */
 #define PARITY_FEATURE_THREADS (1ull << 4)        /* honours parity_backend_config.threads */
 #define PARITY_FEATURE_EXTERNAL_STREAM (1ull << 5) /* honours parity_backend_config.stream */
+#define PARITY_FEATURE_FLOAT64_VALUES (1ull << 6) /* computes in float64 and implements
+                                                     write_value_f64 / read_value_f64 */
 
 typedef struct parity_capabilities {
   uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have */
@@ -309,6 +311,15 @@ typedef struct parity_backend_table {
   parity_status (*synchronize)(parity_executable_t exe, parity_error* err);
   /* Bytes the executable holds (arena, workspaces, persistent values). */
   parity_status (*memory_bytes)(parity_executable_t exe, int64_t* out, parity_error* err);
+
+  /* --- optional: NULL unless the backend sets PARITY_FEATURE_FLOAT64_VALUES ---
+   * Float64 access to an f32 value of a backend that computes in float64 (the `ref` oracle),
+   * so that `parity check ops --gradient` can take finite differences in float64. count is
+   * the value's element count; the same kinds as write_value / read_value may be accessed. */
+  parity_status (*write_value_f64)(parity_executable_t exe, int32_t value, const double* host, int64_t count,
+                                   parity_error* err);
+  parity_status (*read_value_f64)(parity_executable_t exe, int32_t value, double* host, int64_t count,
+                                  parity_error* err);
 } parity_backend_table;
 
 /* The one symbol a plugin exports. */

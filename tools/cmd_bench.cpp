@@ -1,0 +1,86 @@
+// tools/cmd_bench.cpp — `parity bench`: options of the benchmark (bench/bench.h does the work),
+// `parity bench compare A.json B.json`, and the hidden --rss-worker mode the benchmark spawns to
+// measure a training process's peak memory.
+#include <unistd.h>
+
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "bench/bench.h"
+#include "parity/parity.h"
+#include "tools/commands.h"
+
+namespace parity::tools {
+namespace {
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, std::function<int()>& run) {
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "time ops and models (training step, inference) per backend, validated against ref first; "
+               "--against torch adds the LibTorch peer");
+  auto o = std::make_shared<bench::BenchOptions>();
+  auto backends = std::make_shared<std::vector<std::string>>(o->backends);
+  auto flags = std::make_shared<std::map<std::string, bool>>();
+  auto rss = std::make_shared<int64_t>(0);
+  cmd->add_option("--backend", *backends, "comma-separated: cpu, simt, cuda, hip, ref, or all")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--models", o->models, "comma-separated models")->delimiter(',')->capture_default_str();
+  cmd->add_option("--threads", o->threads, "threads (0: every hardware thread)")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "training batch (op cases use its shapes)")->capture_default_str();
+  cmd->add_option("--infer-batch", o->infer_batch, "inference batch")->capture_default_str();
+  cmd->add_option("--validate-batch", o->validate_batch, "batch of the validation run against ref")->capture_default_str();
+  cmd->add_option("--min-time", o->min_time, "seconds of timed repeats per case (per round with a peer)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
+  cmd->add_option("--against", o->against, "torch: run the LibTorch peer beside parity");
+  cmd->add_option("--rounds", o->rounds, "parity/peer alternations per model case")->capture_default_str();
+  cmd->add_option("--peer", o->peer_path, "the peer executable (default: $PARITY_TORCH_PEER, else the one built)");
+  cmd->add_option("--jemalloc", o->jemalloc, "libjemalloc.so.2 to try preloading into the peer");
+  cmd->add_option("--json", o->json_path, "also write the results as JSON here");
+  cmd->add_option("--weights-dir", o->weights_dir,
+                  "keep the weights given to the peer here and print the command that runs the peer alone");
+  cmd->add_option("--seed", o->seed, "seed of the weights and the synthetic batches")->capture_default_str();
+  cmd->add_flag("--no-ops", (*flags)["no-ops"], "skip the per-op cases");
+  cmd->add_flag("--no-models", (*flags)["no-models"], "skip the model cases");
+  cmd->add_flag("--no-scaling", (*flags)["no-scaling"], "do not also time training on 1 thread");
+  cmd->add_flag("--no-rss", (*flags)["no-rss"], "do not measure a training process's peak memory");
+  cmd->add_flag("--rss-worker", (*flags)["rss-worker"])->group("");  // spawned by the bench itself
+  cmd->add_option("--rss-steps", *rss)->group("");
+
+  CLI::App* compare = cmd->add_subcommand("compare", "two --json reports side by side, with B's speed over A's");
+  auto paths = std::make_shared<std::vector<std::string>>();
+  compare->add_option("files", *paths, "A.json B.json")->required()->expected(2);
+  compare->callback([&run, paths] { run = [paths] { return bench::compare_reports((*paths)[0], (*paths)[1]); }; });
+
+  cmd->callback([&run, o, backends, flags, rss, compare] {
+    if (compare->parsed()) return;
+    run = [o, backends, flags, rss] {
+      bench::BenchOptions opts = *o;
+      opts.ops = !(*flags)["no-ops"];
+      opts.model_cases = !(*flags)["no-models"];
+      opts.scaling = !(*flags)["no-scaling"];
+      opts.measure_rss = !(*flags)["no-rss"];
+      opts.backends.clear();
+      for (const std::string& b : *backends)
+        if (b == "all")
+          for (const BackendInfo& info : list_backends()) opts.backends.push_back(info.name);
+        else
+          opts.backends.push_back(b);
+      if ((*flags)["rss-worker"])
+        return bench::run_rss_worker(opts.models.at(0), opts.backends.at(0), opts.batch, opts.threads, *rss, opts.seed);
+      opts.self_path = self_executable();
+      return bench::run_bench(opts);
+    };
+  });
+}
+
+}  // namespace parity::tools
