@@ -250,16 +250,13 @@ parity_status probe(parity_probe_result* out, parity_error* err) {
         case hipErrorSharedObjectInitFailed: out->reason = PARITY_UNAVAILABLE_NO_DRIVER; break;
         default: out->reason = PARITY_UNAVAILABLE_OTHER; break;
       }
-      const char* what = out->reason == PARITY_UNAVAILABLE_NO_DEVICE        ? "no HIP device"
-                         : out->reason == PARITY_UNAVAILABLE_DRIVER_TOO_OLD ? "the AMD GPU driver is too old for HIP "
-                                                                              "runtime"
-                         : out->reason == PARITY_UNAVAILABLE_NO_DRIVER      ? "no usable AMD GPU driver"
-                                                                            : "hipGetDeviceCount failed";
-      copy_message(out->detail, sizeof out->detail,
-                   msg(what, out->reason == PARITY_UNAVAILABLE_DRIVER_TOO_OLD ? msg(" ", HIP_VERSION_MAJOR, ".",
-                                                                                     HIP_VERSION_MINOR)
-                                                                               : std::string(),
-                       " (", hipGetErrorName(shown), ")"));
+      const std::string what =
+          out->reason == PARITY_UNAVAILABLE_NO_DEVICE ? std::string("no HIP device")
+          : out->reason == PARITY_UNAVAILABLE_DRIVER_TOO_OLD
+              ? msg("the AMD GPU driver is older than this HIP runtime (", HIP_VERSION_MAJOR, ".", HIP_VERSION_MINOR, ")")
+          : out->reason == PARITY_UNAVAILABLE_NO_DRIVER ? std::string("no usable AMD GPU driver (amdgpu/ROCk)")
+                                                        : std::string("hipGetDeviceCount failed");
+      copy_message(out->detail, sizeof out->detail, msg(what, " (", hipGetErrorName(shown), ")"));
       return;
     }
     // Devices exist; the usable ones are those of a target this plugin was built for.
