@@ -1,14 +1,31 @@
-// backends/hip/hip_plugin.cpp — the exported C entry points of libparity-backend-hip.so (see
-// hip_plugin.h): ABI version, the device probe that says why HIP is unavailable, and the table
-// of native kernels. Every HIP call's status is checked and named.
-#include "backends/hip/hip_plugin.h"
-
+// backends/hip/hip_plugin.cpp — libparity-backend-hip.so's plugin table (api/include/parity/plugin.h):
+// the device probe that says why HIP is unavailable, instances on one device and one stream,
+// device buffers and copies, and executables that hold one device arena (the plan's layout),
+// persistent values shared by name, and run a plan by launching the native kernels
+// (backends/native) node by node through the dispatcher simt also uses
+// (backends/native/dispatch.h). Every HIP call goes through HIP_CHECK, which names the call, the
+// file and the line; every entry point catches what is thrown and returns status + message.
+//
+// Compiled, linked and loaded in CI; never executed on a GPU here (no AMD GPU): only the probe's
+// "no device" path runs.
 #include <hip/hip_runtime.h>
 
-#include <cstdio>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "backends/native/dispatch.h"
 #include "backends/native/native_ops.h"
+#include "backends/native/pk.h"
 #include "parity/plugin.h"
+
+#ifndef PARITY_HIP_ARCHS_STRING
+#error "build with -DPARITY_HIP_ARCHS_STRING=\"gfx90a,gfx1030\" (the --offload-arch targets)"
+#endif
 
 namespace parity {
 namespace native {
@@ -16,34 +33,568 @@ namespace hip {
 const NativeOps& native_ops();
 }
 }  // namespace native
+
+namespace hip_plugin {
+namespace {
+
+using native::msg;
+using native::numel_of;
+using native::shape_str;
+using native::value_name;
+
+// What every entry point catches: a status and its message.
+struct Failure : std::runtime_error {
+  Failure(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
+  parity_status status;
+};
+
+[[noreturn]] void fail(parity_status status, const std::string& message) { throw Failure(status, message); }
+
+// HIP_CHECK(expr): runs one HIP call; a failure becomes a Failure naming the call, where it was
+// made and HIP's error name and text. Out-of-memory keeps its own status.
+void check(hipError_t status, const char* call, const char* file, int line) {
+  if (status == hipSuccess) return;
+  fail(status == hipErrorOutOfMemory ? PARITY_STATUS_OUT_OF_MEMORY : PARITY_STATUS_DEVICE,
+       msg("hip: ", call, " failed at ", file, ":", line, ": ", hipGetErrorName(status), " (",
+           hipGetErrorString(status), ")"));
+}
+#define HIP_CHECK(expr) ::parity::hip_plugin::check((expr), #expr, __FILE__, __LINE__)
+
+void copy_message(char* dst, size_t capacity, const std::string& message) {
+  if (!dst || capacity == 0) return;
+  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
+  std::memcpy(dst, message.data(), n);
+  dst[n] = '\0';
+}
+
+parity_status report(parity_error* err, parity_status status, const std::string& message) {
+  if (err) {
+    err->status = status;
+    copy_message(err->message, sizeof err->message, message);
+  }
+  return status;
+}
+
+// Runs one entry point's body; nothing thrown leaves it.
+template <class Body>
+parity_status guarded(parity_error* err, Body&& body) {
+  try {
+    body();
+    return PARITY_OK;
+  } catch (const Failure& f) {
+    return report(err, f.status, f.what());
+  } catch (const std::bad_alloc&) {
+    return report(err, PARITY_STATUS_OUT_OF_MEMORY, "hip: out of host memory");
+  } catch (const std::exception& e) {  // a kernel launch that failed (pk.h names the kernel)
+    return report(err, PARITY_STATUS_DEVICE, msg("hip: ", e.what()));
+  } catch (...) {
+    return report(err, PARITY_STATUS_INTERNAL, "hip: an unknown exception");
+  }
+}
+
+const char* op_name(parity_op op) {
+  static const char* const names[PARITY_OP_COUNT] = {
+      "CONV2D",       "CONV2D_BWD_DATA", "CONV2D_BWD_WEIGHT", "RELU",         "RELU_BWD",
+      "MAXPOOL2D",    "MAXPOOL2D_BWD",   "RESHAPE",           "LINEAR",       "LINEAR_BWD_DATA",
+      "LINEAR_BWD_WEIGHT", "SOFTMAX_XENT", "SOFTMAX_XENT_BWD", "ARGMAX",     "ACCURACY",
+      "ADD",          "ADAM_STEP",       "SGD_STEP",          "FILL"};
+  return op >= 0 && op < PARITY_OP_COUNT ? names[op] : "UNKNOWN";
+}
+
+// The gfx target of a device, without its feature flags ("gfx90a:sramecc+:xnack-" -> "gfx90a").
+std::string base_arch(const char* gcn_arch_name) {
+  std::string arch(gcn_arch_name, strnlen(gcn_arch_name, 256));
+  return arch.substr(0, arch.find(':'));
+}
+
+bool built_for(const std::string& arch) {
+  const std::string built = PARITY_HIP_ARCHS_STRING;
+  size_t start = 0;
+  while (start <= built.size()) {
+    const size_t comma = std::min(built.find(',', start), built.size());
+    if (built.compare(start, comma - start, arch) == 0 && comma - start == arch.size()) return true;
+    start = comma + 1;
+  }
+  return false;
+}
+
+// A device allocation, freed with its owner.
+struct DeviceMemory {
+  void* ptr = nullptr;
+  int64_t bytes = 0;
+  DeviceMemory() = default;
+  void allocate(int64_t n) {  // once, on the current device
+    bytes = n;
+    if (n > 0) HIP_CHECK(hipMalloc(&ptr, static_cast<size_t>(n)));
+  }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  ~DeviceMemory() {
+    if (ptr) (void)hipFree(ptr);  // a failure here has no caller to report to
+  }
+};
+
+}  // namespace
+}  // namespace hip_plugin
 }  // namespace parity
 
-extern "C" {
+using parity::hip_plugin::DeviceMemory;
+using parity::hip_plugin::fail;
+using parity::hip_plugin::guarded;
+using parity::native::msg;
+using parity::native::numel_of;
+using parity::native::shape_str;
 
-__attribute__((visibility("default"))) int parity_backend_hip_abi_version(void) { return PARITY_ABI_VERSION; }
+struct parity_backend_instance {
+  int device = 0;
+  hipStream_t stream = nullptr;
+  bool owns_stream = false;
+  std::string device_name;
+  int64_t device_memory = 0;
 
-__attribute__((visibility("default"))) int parity_backend_hip_probe(char* message, size_t capacity) {
-  if (!message || capacity == 0) return 0;
-  int count = 0;
-  const hipError_t status = hipGetDeviceCount(&count);
-  if (status != hipSuccess || count == 0) {
-    const hipError_t shown = status != hipSuccess ? status : hipErrorNoDevice;
-    std::snprintf(message, capacity, "no HIP device (%s)", hipGetErrorName(shown));
-    return 0;
+  // Every call on an instance runs on its device (HIP's current device is per thread).
+  void make_current() const { HIP_CHECK(hipSetDevice(device)); }
+  ~parity_backend_instance() {
+    if (owns_stream && stream) (void)hipStreamDestroy(stream);
   }
-  hipDeviceProp_t props;
-  const hipError_t prop_status = hipGetDeviceProperties(&props, 0);
-  if (prop_status != hipSuccess) {
-    std::snprintf(message, capacity, "hipGetDeviceProperties failed (%s)", hipGetErrorName(prop_status));
-    return 0;
+};
+
+struct parity_buffer_object {
+  DeviceMemory memory;
+  explicit parity_buffer_object(int64_t bytes) { memory.allocate(bytes); }
+};
+
+namespace parity {
+namespace hip_plugin {
+namespace {
+
+// A PARAM or STATE value: its own allocation, shared by name between executables of one instance.
+struct Persistent {
+  parity_value_desc desc;
+  DeviceMemory memory;
+  explicit Persistent(const parity_value_desc& d) : desc(d) {
+    memory.allocate(d.bytes);
+    if (memory.ptr) HIP_CHECK(hipMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
   }
-  std::snprintf(message, capacity, "%s (%s, wave %d), %d device(s)", props.name, props.gcnArchName, props.warpSize,
-                count);
-  return 1;
+};
+using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+
+bool is_persistent(const parity_value_desc& v) { return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE; }
+
+}  // namespace
+}  // namespace hip_plugin
+}  // namespace parity
+
+using parity::hip_plugin::Persistent;
+using parity::hip_plugin::PersistentStore;
+
+struct parity_executable_object {
+  // How the dispatcher reaches this executable's values: device pointers; INPUT i32 values (labels,
+  // Adam's step) are also kept on the host as written, so their data checks need no device sync.
+  struct Memory {
+    parity_executable_object* exe;
+    float* f32(int32_t value) { return static_cast<float*>(exe->pointers[static_cast<size_t>(value)]); }
+    int32_t* i32(int32_t value) { return static_cast<int32_t*>(exe->pointers[static_cast<size_t>(value)]); }
+    const int32_t* host_i32(int32_t value) {
+      const std::vector<int32_t>& shadow = exe->host_inputs[static_cast<size_t>(value)];
+      return shadow.empty() ? nullptr : shadow.data();
+    }
+    float* workspace() { return static_cast<float*>(exe->workspace.ptr); }
+    [[noreturn]] void fail(parity_status status, const std::string& message) { parity::hip_plugin::fail(status, message); }
+  };
+
+  parity_backend_instance* instance = nullptr;
+  std::vector<parity_value_desc> values;
+  std::vector<parity_node_desc> nodes;
+  std::shared_ptr<PersistentStore> persistent;
+  std::vector<std::shared_ptr<Persistent>> held;  // the persistent values this plan uses
+  DeviceMemory arena;                              // INPUT and TEMP values at the plan's offsets
+  DeviceMemory workspace;                          // im2col columns, per-row loss terms
+  std::vector<void*> pointers;                     // per value: where it lives on the device
+  std::vector<std::vector<int32_t>> host_inputs;   // per value: host copy of an i32 INPUT, once written
+  bool poison = false;
+  Memory memory{this};
+  parity::native::NodeDispatcher<Memory> dispatcher{"hip", parity::hip_plugin::op_name,
+                                                    parity::native::hip::native_ops(), values, memory};
+
+  const parity_value_desc& desc(int32_t value, const char* what) const {
+    if (value < 0 || value >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INVALID_ARGUMENT,
+           msg("hip: ", what, " of value ", value, ": no such value, the plan has ", values.size()));
+    return values[static_cast<size_t>(value)];
+  }
+  void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
+    const int64_t expected = numel_of(v) * 4;
+    if (bytes != expected)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", what, " value '", v.name, "' ", shape_str(v.rank, v.dims),
+                                               " needs ", expected, " bytes, got ", bytes));
+  }
+};
+
+namespace parity {
+namespace hip_plugin {
+namespace {
+
+parity_status probe(parity_probe_result* out, parity_error* err) {
+  if (!out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: probe: out is NULL");
+  *out = parity_probe_result{};
+  return guarded(err, [&] {
+    int count = 0;
+    const hipError_t status = hipGetDeviceCount(&count);
+    if (status != hipSuccess || count <= 0) {
+      const hipError_t shown = status != hipSuccess ? status : hipErrorNoDevice;
+      switch (shown) {
+        case hipErrorNoDevice: out->reason = PARITY_UNAVAILABLE_NO_DEVICE; break;
+        case hipErrorInsufficientDriver: out->reason = PARITY_UNAVAILABLE_DRIVER_TOO_OLD; break;
+        case hipErrorNotInitialized:
+        case hipErrorSharedObjectInitFailed: out->reason = PARITY_UNAVAILABLE_NO_DRIVER; break;
+        default: out->reason = PARITY_UNAVAILABLE_OTHER; break;
+      }
+      const std::string what =
+          out->reason == PARITY_UNAVAILABLE_NO_DEVICE ? std::string("no HIP device")
+          : out->reason == PARITY_UNAVAILABLE_DRIVER_TOO_OLD
+              ? msg("the AMD GPU driver is older than this HIP runtime (", HIP_VERSION_MAJOR, ".", HIP_VERSION_MINOR, ")")
+          : out->reason == PARITY_UNAVAILABLE_NO_DRIVER ? std::string("no usable AMD GPU driver (amdgpu/ROCk)")
+                                                        : std::string("hipGetDeviceCount failed");
+      copy_message(out->detail, sizeof out->detail, msg(what, " (", hipGetErrorName(shown), ")"));
+      return;
+    }
+    // Devices exist; the usable ones are those of a target this plugin was built for.
+    int usable = 0;
+    std::string first, seen;
+    for (int d = 0; d < count; ++d) {
+      hipDeviceProp_t props{};
+      HIP_CHECK(hipGetDeviceProperties(&props, d));
+      const std::string arch = base_arch(props.gcnArchName);
+      seen += msg(seen.empty() ? "" : ", ", arch);
+      if (!built_for(arch)) continue;
+      if (usable++ == 0) first = msg(props.name, " (", arch, ", wave ", props.warpSize, ", HIP ", HIP_VERSION_MAJOR,
+                                     ".", HIP_VERSION_MINOR, ")");
+    }
+    if (usable == 0) {
+      out->reason = PARITY_UNAVAILABLE_DEVICE_TOO_OLD;
+      copy_message(out->detail, sizeof out->detail,
+                   msg("HIP devices are ", seen, "; this plugin was built for ", PARITY_HIP_ARCHS_STRING,
+                       " (rebuild with -DPARITY_HIP_ARCHS)"));
+      return;
+    }
+    out->device_count = usable;
+    out->reason = PARITY_AVAILABLE;
+    copy_message(out->detail, sizeof out->detail, first);
+  });
 }
 
-__attribute__((visibility("default"))) const void* parity_backend_hip_native_ops(void) {
-  return &parity::native::hip::native_ops();
+parity_status create(const parity_backend_config* config, parity_backend_t* out, parity_error* err) {
+  if (!out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: create: out is NULL");
+  *out = nullptr;
+  return guarded(err, [&] {
+    parity_backend_config c{};
+    c.struct_size = sizeof c;
+    if (config) std::memcpy(&c, config, std::min<size_t>(config->struct_size, sizeof c));
+    int count = 0;
+    HIP_CHECK(hipGetDeviceCount(&count));
+    if (c.device < 0 || c.device >= count)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: device ", c.device, " does not exist: there are ", count));
+    auto instance = std::make_unique<parity_backend_instance>();
+    instance->device = c.device;
+    instance->make_current();
+    hipDeviceProp_t props{};
+    HIP_CHECK(hipGetDeviceProperties(&props, c.device));
+    const std::string arch = base_arch(props.gcnArchName);
+    if (!built_for(arch))
+      fail(PARITY_STATUS_UNSUPPORTED, msg("hip: device ", c.device, " is ", arch, "; this plugin was built for ",
+                                          PARITY_HIP_ARCHS_STRING));
+    instance->device_name = msg(props.name, " (", arch, ")");
+    instance->device_memory = static_cast<int64_t>(props.totalGlobalMem);
+    if (c.stream) {
+      instance->stream = static_cast<hipStream_t>(c.stream);
+    } else {
+      HIP_CHECK(hipStreamCreateWithFlags(&instance->stream, hipStreamNonBlocking));
+      instance->owns_stream = true;
+    }
+    *out = instance.release();
+  });
 }
 
-}  // extern "C"
+void destroy(parity_backend_t backend) {
+  if (!backend) return;
+  (void)hipSetDevice(backend->device);
+  (void)hipStreamSynchronize(backend->stream);
+  delete backend;
+}
+
+parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, parity_error* err) {
+  if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: get_capabilities: NULL argument");
+  *out = parity_capabilities{};
+  out->dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  out->features = PARITY_FEATURE_ASYNC_EXECUTE | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_EXTERNAL_STREAM;
+  out->threads = 1;
+  out->device = b->device;
+  out->device_memory_bytes = b->device_memory;
+  copy_message(out->device_name, sizeof out->device_name, b->device_name);
+  return PARITY_OK;
+}
+
+int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
+  if (!node) {
+    copy_message(reason, reason_len, "hip: supports: node is NULL");
+    return 0;
+  }
+  int32_t op;
+  std::memcpy(&op, &node->op, sizeof op);
+  if (op >= 0 && op < PARITY_OP_COUNT) return 1;
+  copy_message(reason, reason_len, msg("hip: op ", op, " of node '", node->name, "' is not one this build knows"));
+  return 0;
+}
+
+parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {
+  if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: buffer_alloc: NULL argument");
+  *out = nullptr;
+  return guarded(err, [&] {
+    if (bytes < 0) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: buffer_alloc: bytes must be >= 0, got ", bytes));
+    b->make_current();
+    *out = new parity_buffer_object(bytes);
+  });
+}
+
+void buffer_free(parity_backend_t b, parity_buffer_t buffer) {
+  if (!buffer) return;
+  if (b) {  // a buffer may still be in use by queued copies
+    (void)hipSetDevice(b->device);
+    (void)hipStreamSynchronize(b->stream);
+  }
+  delete buffer;
+}
+
+void check_range(parity_buffer_t buffer, int64_t offset, int64_t bytes, const char* function) {
+  if (!buffer) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", function, ": buffer is NULL"));
+  if (offset < 0 || bytes < 0 || offset > buffer->memory.bytes || bytes > buffer->memory.bytes - offset)
+    fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", function, ": bytes [", offset, ", ", offset + bytes,
+                                             ") are outside the buffer's ", buffer->memory.bytes));
+}
+
+char* at(parity_buffer_t buffer, int64_t offset) { return static_cast<char*>(buffer->memory.ptr) + offset; }
+
+// Host to device: returns once the host bytes have been read (the ABI lets the caller reuse them).
+parity_status copy_host_to_device(parity_backend_t b, parity_buffer_t dst, int64_t dst_offset, const void* src,
+                                  int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: copy_host_to_device: backend is NULL");
+    check_range(dst, dst_offset, bytes, "copy_host_to_device");
+    if (bytes == 0) return;
+    b->make_current();
+    HIP_CHECK(hipMemcpyAsync(at(dst, dst_offset), src, static_cast<size_t>(bytes), hipMemcpyHostToDevice, b->stream));
+    HIP_CHECK(hipStreamSynchronize(b->stream));
+  });
+}
+
+parity_status copy_device_to_host(parity_backend_t b, void* dst, parity_buffer_t src, int64_t src_offset,
+                                  int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: copy_device_to_host: backend is NULL");
+    check_range(src, src_offset, bytes, "copy_device_to_host");
+    if (bytes == 0) return;
+    b->make_current();
+    HIP_CHECK(hipMemcpyAsync(dst, at(src, src_offset), static_cast<size_t>(bytes), hipMemcpyDeviceToHost, b->stream));
+    HIP_CHECK(hipStreamSynchronize(b->stream));
+  });
+}
+
+// Device to device: queued on the instance's stream, ordered with its other work.
+parity_status copy_device_to_device(parity_backend_t b, parity_buffer_t dst, int64_t dst_offset, parity_buffer_t src,
+                                    int64_t src_offset, int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: copy_device_to_device: backend is NULL");
+    check_range(dst, dst_offset, bytes, "copy_device_to_device");
+    check_range(src, src_offset, bytes, "copy_device_to_device");
+    if (bytes == 0) return;
+    b->make_current();
+    HIP_CHECK(hipMemcpyAsync(at(dst, dst_offset), at(src, src_offset), static_cast<size_t>(bytes),
+                             hipMemcpyDeviceToDevice, b->stream));
+  });
+}
+
+std::shared_ptr<Persistent> persistent_value(PersistentStore& store, const parity_value_desc& v) {
+  auto it = store.find(value_name(v));
+  if (it == store.end()) return store[value_name(v)] = std::make_shared<Persistent>(v);
+  const parity_value_desc& s = it->second->desc;
+  bool same = s.dtype == v.dtype && s.rank == v.rank;
+  for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
+  if (!same)
+    fail(PARITY_STATUS_SHAPE, msg("hip: persistent value '", value_name(v), "' is ", shape_str(v.rank, v.dims),
+                                  " in this plan but ", shape_str(s.rank, s.dims),
+                                  " in the executable it shares storage with; shared values must match"));
+  return it->second;
+}
+
+parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                      parity_executable_t* out, parity_error* err) {
+  if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: NULL argument");
+  *out = nullptr;
+  return guarded(err, [&] {
+    if (plan->num_values < 0 || plan->num_nodes < 0 || (plan->num_values && !plan->values) ||
+        (plan->num_nodes && !plan->nodes) || plan->arena_bytes < 0)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: the plan's counts, arrays or arena size are malformed");
+    for (int32_t i = 0; i < plan->num_nodes; ++i) {
+      char reason[256] = {};
+      if (!supports(b, &plan->nodes[i], reason, sizeof reason)) fail(PARITY_STATUS_UNSUPPORTED, reason);
+    }
+    // A malformed descriptor is refused before anything is sized from it.
+    for (int32_t i = 0; i < plan->num_values; ++i) {
+      const parity_value_desc& v = plan->values[i];
+      if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
+        fail(PARITY_STATUS_INVALID_ARGUMENT,
+             msg("hip: value '", value_name(v), "' has rank ", v.rank, ", must be in [0, ", PARITY_MAX_RANK, "]"));
+      for (int32_t d = 0; d < v.rank; ++d)
+        if (v.dims[d] < 1)
+          fail(PARITY_STATUS_INVALID_ARGUMENT,
+               msg("hip: value '", value_name(v), "' has dimension ", d, " = ", v.dims[d], ", must be >= 1"));
+      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
+        fail(PARITY_STATUS_UNSUPPORTED,
+             msg("hip: value '", value_name(v), "' has a dtype hip does not store (f32, i32)"));
+      if (v.bytes != numel_of(v) * 4)
+        fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: value '", value_name(v), "' ", shape_str(v.rank, v.dims),
+                                                 " says ", v.bytes, " bytes, its shape needs ", numel_of(v) * 4));
+      if (!is_persistent(v) && (v.offset < 0 || v.offset % 4 != 0 || v.offset > plan->arena_bytes - v.bytes))
+        fail(PARITY_STATUS_INVALID_ARGUMENT,
+             msg("hip: value '", value_name(v), "' at arena offset ", v.offset, " (", v.bytes,
+                 " bytes) does not fit the plan's arena of ", plan->arena_bytes, " bytes 4-aligned"));
+    }
+    if (share_with && share_with->instance != b)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: share_with must be an executable of this same backend instance");
+    b->make_current();
+    auto exe = std::make_unique<parity_executable_object>();
+    exe->instance = b;
+    exe->values.assign(plan->values, plan->values + plan->num_values);
+    exe->nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
+    exe->persistent = share_with ? share_with->persistent : std::make_shared<PersistentStore>();
+    exe->poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    exe->arena.allocate(plan->arena_bytes);
+    exe->workspace.allocate(exe->dispatcher.workspace_floats(exe->nodes) * 4);
+    exe->pointers.resize(exe->values.size());
+    exe->host_inputs.resize(exe->values.size());
+    for (size_t i = 0; i < exe->values.size(); ++i) {
+      const parity_value_desc& v = exe->values[i];
+      if (is_persistent(v)) {
+        exe->held.push_back(persistent_value(*exe->persistent, v));
+        exe->pointers[i] = exe->held.back()->memory.ptr;
+      } else {
+        exe->pointers[i] = static_cast<char*>(exe->arena.ptr) + v.offset;
+      }
+    }
+    *out = exe.release();
+  });
+}
+
+void executable_destroy(parity_executable_t exe) {
+  if (!exe) return;
+  (void)hipSetDevice(exe->instance->device);
+  (void)hipStreamSynchronize(exe->instance->stream);  // queued kernels may still use its memory
+  delete exe;
+}
+
+parity_status write_value(parity_executable_t exe, int32_t value, const void* host, int64_t bytes,
+                          parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: write_value: NULL argument");
+    const parity_value_desc& v = exe->desc(value, "write");
+    if (v.kind == PARITY_VALUE_TEMP)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: write to value '", v.name,
+                                               "' refused: only INPUT, PARAM and STATE values can be written"));
+    exe->check_bytes("write to", v, bytes);
+    exe->instance->make_current();
+    HIP_CHECK(hipMemcpyAsync(exe->pointers[static_cast<size_t>(value)], host, static_cast<size_t>(bytes),
+                             hipMemcpyHostToDevice, exe->instance->stream));
+    HIP_CHECK(hipStreamSynchronize(exe->instance->stream));
+    if (v.kind == PARITY_VALUE_INPUT && v.dtype == PARITY_I32) {
+      const auto* p = static_cast<const int32_t*>(host);
+      exe->host_inputs[static_cast<size_t>(value)].assign(p, p + numel_of(v));
+    }
+  });
+}
+
+parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: read_value: NULL argument");
+    const parity_value_desc& v = exe->desc(value, "read");
+    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+      fail(PARITY_STATUS_INVALID_ARGUMENT,
+           msg("hip: read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
+    exe->check_bytes("read of", v, bytes);
+    exe->instance->make_current();
+    HIP_CHECK(hipMemcpyAsync(host, exe->pointers[static_cast<size_t>(value)], static_cast<size_t>(bytes),
+                             hipMemcpyDeviceToHost, exe->instance->stream));
+    HIP_CHECK(hipStreamSynchronize(exe->instance->stream));
+  });
+}
+
+// Queues the whole step on the instance's stream and returns (PARITY_FEATURE_ASYNC_EXECUTE).
+parity_status execute(parity_executable_t exe, parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: execute: executable is NULL");
+    exe->instance->make_current();
+    struct StreamScope {  // pk.h's launches go to pk::stream() (per thread)
+      hipStream_t saved = ::pk::stream();
+      explicit StreamScope(hipStream_t s) { ::pk::stream() = s; }
+      ~StreamScope() { ::pk::stream() = saved; }
+    } scope(exe->instance->stream);
+    if (exe->poison) {
+      for (size_t i = 0; i < exe->values.size(); ++i) {
+        const parity_value_desc& v = exe->values[i];
+        if (v.kind != PARITY_VALUE_TEMP || numel_of(v) == 0) continue;
+        const int pattern = v.dtype == PARITY_F32 ? 0x7fc00000 /* quiet NaN */ : 0x7fffffff;
+        HIP_CHECK(hipMemsetD32Async(exe->pointers[i], pattern, static_cast<size_t>(numel_of(v)),
+                                    exe->instance->stream));
+      }
+    }
+    for (const parity_node_desc& node : exe->nodes) exe->dispatcher.run(node);
+  });
+}
+
+parity_status synchronize(parity_executable_t exe, parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: synchronize: executable is NULL");
+    exe->instance->make_current();
+    HIP_CHECK(hipStreamSynchronize(exe->instance->stream));
+  });
+}
+
+parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err) {
+  if (!exe || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: memory_bytes: NULL argument");
+  int64_t total = exe->arena.bytes + exe->workspace.bytes;
+  for (const auto& p : exe->held) total += p->memory.bytes;
+  *out = total;
+  return PARITY_OK;
+}
+
+const parity_backend_table kTable = {
+    PARITY_ABI_VERSION,
+    sizeof(parity_backend_table),
+    "hip",
+    "the native kernels compiled by hipcc for AMD GPUs (" PARITY_HIP_ARCHS_STRING ")",
+    probe,
+    create,
+    destroy,
+    get_capabilities,
+    supports,
+    buffer_alloc,
+    buffer_free,
+    copy_host_to_device,
+    copy_device_to_host,
+    copy_device_to_device,
+    compile,
+    executable_destroy,
+    write_value,
+    read_value,
+    execute,
+    synchronize,
+    memory_bytes,
+};
+
+}  // namespace
+}  // namespace hip_plugin
+}  // namespace parity
+
+extern "C" PARITY_PLUGIN_EXPORT const parity_backend_table* parity_backend_entry(void) {
+  return &parity::hip_plugin::kTable;
+}

@@ -97,8 +97,10 @@ constexpr int kWarpSize = 64;
 #endif
 using Dim3 = ::dim3;
 inline Dim3 dim3(unsigned x, unsigned y = 1, unsigned z = 1) { return Dim3(x, y, z); }
+// The stream launches go to: the HIP plugin sets it to the instance's stream around each
+// execute (per thread: separate instances on separate threads use their own streams).
 inline hipStream_t& stream() {
-  static hipStream_t s = nullptr;  // the null stream until the plugin owns one per executable
+  static thread_local hipStream_t s = nullptr;
   return s;
 }
 __device__ inline int thread_x() { return static_cast<int>(threadIdx.x); }
@@ -138,7 +140,7 @@ constexpr int kWarpSize = 32;
 using Dim3 = ::dim3;
 inline Dim3 dim3(unsigned x, unsigned y = 1, unsigned z = 1) { return Dim3(x, y, z); }
 inline cudaStream_t& stream() {
-  static cudaStream_t s = nullptr;
+  static thread_local cudaStream_t s = nullptr;
   return s;
 }
 __device__ inline int thread_x() { return static_cast<int>(threadIdx.x); }
