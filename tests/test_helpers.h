@@ -1,4 +1,4 @@
-// tests/test_helpers.h — random tensors and labels for tests, and bitwise comparison.
+// tests/test_helpers.h — random tensors, labels and model batches for tests, and bitwise comparison.
 #pragma once
 
 #include <cmath>
@@ -25,6 +25,13 @@ inline Tensor random_labels(std::mt19937& rng, int64_t n, int classes) {
   std::uniform_int_distribution<int> dist(0, classes - 1);
   for (int64_t i = 0; i < n; ++i) t.i32()[i] = dist(rng);
   return t;
+}
+
+// A model input batch: pixels uniform in [0, 1), labels uniform over the classes.
+inline std::pair<Tensor, Tensor> random_batch(const ModelSpec& spec, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  return {random_tensor(rng, Shape{n, spec.channels, spec.height, spec.width}, 0.0f, 1.0f),
+          random_labels(rng, n, spec.num_classes)};
 }
 
 inline bool bitwise_equal(const Tensor& a, const Tensor& b) {

@@ -12,12 +12,6 @@
 namespace parity::testing {
 namespace {
 
-std::pair<Tensor, Tensor> random_batch(const ModelSpec& spec, int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  return {random_tensor(rng, Shape{n, spec.channels, spec.height, spec.width}, 0.0f, 1.0f),
-          random_labels(rng, n, spec.num_classes)};
-}
-
 TEST(Init, SeededWeightsFollowPyTorchBoundsAndRepeat) {
   const ModelSpec& spec = model_spec("seed-cnn");
   auto a = init_weights(spec, 7), b = init_weights(spec, 7), c = init_weights(spec, 8);

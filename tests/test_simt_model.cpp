@@ -13,12 +13,6 @@
 namespace parity::testing {
 namespace {
 
-std::pair<Tensor, Tensor> random_batch(const ModelSpec& spec, int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  return {random_tensor(rng, Shape{n, spec.channels, spec.height, spec.width}, 0.0f, 1.0f),
-          random_labels(rng, n, spec.num_classes)};
-}
-
 struct TrainingRun {
   std::vector<float> losses;
   TensorFile state;  // weights and optimizer state after the steps
