@@ -5,6 +5,11 @@ include(CMakePackageConfigHelpers)
 
 set(PARITY_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/parity")
 get_target_property(PARITY_LIBRARY_TYPE parity TYPE)
+if(PARITY_SIMT_NOTE STREQUAL "built")
+  set(PARITY_SIMT_BUILT_IN TRUE)
+else()
+  set(PARITY_SIMT_BUILT_IN FALSE)
+endif()
 
 install(DIRECTORY api/include/parity DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT devel
         FILES_MATCHING PATTERN "*.h")
@@ -28,6 +33,9 @@ string(REGEX REPLACE "/$" "" PARITY_PC_RELATIVE_PREFIX "${PARITY_PC_RELATIVE_PRE
 if(PARITY_LIBRARY_TYPE STREQUAL "STATIC_LIBRARY")
   set(PARITY_PC_REQUIRES_PRIVATE "tbb zlib fmt")
   set(PARITY_PC_LIBS_PRIVATE "-l${CMAKE_DL_LIBS} -lpthread")
+  if(PARITY_SIMT_NOTE STREQUAL "built")
+    string(APPEND PARITY_PC_LIBS_PRIVATE " -lboost_context")  # the simt backend's fibers (no .pc in Debian)
+  endif()
 else()
   set(PARITY_PC_REQUIRES_PRIVATE "")
   set(PARITY_PC_LIBS_PRIVATE "")
