@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-cov}
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARITY_SIMT_COVERAGE=ON -DPARITY_BUILD_HIP=OFF >/dev/null
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARITY_SIMT_COVERAGE=ON -DPARITY_WITH_HIP=OFF >/dev/null
 cmake --build "$build" --target test_conformance test_simt_runtime test_simt_model -- -j2
 find "$build" -name '*.gcda' -delete
 ctest --test-dir "$build" -L simt -j2 --output-on-failure >/dev/null
