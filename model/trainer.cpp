@@ -150,14 +150,16 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   std::vector<int64_t> order = epoch_order(data.count, 0, 0, false);
   EvalResult result;
   double loss_sum = 0, correct = 0;
+  // One full-size batch buffer; the last, partial batch uses its front.
+  const int64_t image_floats = int64_t{spec_.channels} * spec_.height * spec_.width;
+  Tensor x(Shape{batch_, spec_.channels, spec_.height, spec_.width}, DType::f32);
+  Tensor y(Shape{batch_}, DType::i32);
   for (int64_t first = 0; first < data.count; first += batch_) {
     const int64_t n = std::min(batch_, data.count - first);
     Compiled& c = compiled(false, n);
-    Tensor x(Shape{n, spec_.channels, spec_.height, spec_.width}, DType::f32);
-    Tensor y(Shape{n}, DType::i32);
-    fill_batch(data, order, first, g, x, y);
-    c.exe->write(c.x, x.data(), x.nbytes());
-    c.exe->write(c.y, y.data(), y.nbytes());
+    fill_batch(data, order, first, n, g, x.f32(), y.i32());
+    c.exe->write(c.x, x.data(), static_cast<size_t>(n * image_floats) * sizeof(float));
+    c.exe->write(c.y, y.data(), static_cast<size_t>(n) * sizeof(int32_t));
     c.exe->execute();
     float loss = 0, right = 0;
     c.exe->read(c.loss, &loss, sizeof loss);
