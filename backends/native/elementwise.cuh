@@ -34,9 +34,10 @@ PK_GLOBAL void relu_bwd_f32(const float* y, const float* dy, float* dx, int64_t 
 }
 
 // The step count is read on the device (it is a graph value), and the bias corrections are
-// computed per thread from it, as the element math defines them.
-PK_GLOBAL void adam_step_f32(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
-                             parity_adam_params hp) {
+// computed per thread from it, as the element math defines them. The bodies are shared with the
+// CUDA plugin's variants that also read the hyperparameters from device memory.
+PK_DEVICE void adam_step_elements(float* param, const float* grad, float* m, float* v, const int32_t* step,
+                                  int64_t count, const parity_adam_params& hp) {
   const int32_t t = step[0];
   const float step_size = kernels::adam_step_size(hp, t);
   const float bias_correction2_sqrt = kernels::adam_bias_correction2_sqrt(hp, t);
@@ -44,9 +45,19 @@ PK_GLOBAL void adam_step_f32(float* param, const float* grad, float* m, float* v
     kernels::adam_update_element(&param[i], grad[i], &m[i], &v[i], hp, step_size, bias_correction2_sqrt);
 }
 
-PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, int64_t count, parity_sgd_params hp) {
+PK_DEVICE void sgd_step_elements(float* param, const float* grad, float* velocity, int64_t count,
+                                 const parity_sgd_params& hp) {
   for (int64_t i = grid_first(); i < count; i += grid_stride())
     kernels::sgd_update_element(&param[i], grad[i], &velocity[i], hp);
+}
+
+PK_GLOBAL void adam_step_f32(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
+                             parity_adam_params hp) {
+  adam_step_elements(param, grad, m, v, step, count, hp);
+}
+
+PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, int64_t count, parity_sgd_params hp) {
+  sgd_step_elements(param, grad, velocity, count, hp);
 }
 
 #define PARITY_NATIVE_ELEMENTWISE(kernel, count, ...) \

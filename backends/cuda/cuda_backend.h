@@ -1,0 +1,120 @@
+// backends/cuda/cuda_backend.h — the objects behind the CUDA plugin's opaque handles: an
+// instance (one device, a compute stream and a copy stream, one cuDNN and one cuBLAS handle, the
+// options, the cache of chosen convolution algorithms), a raw buffer, and an executable (one
+// device arena, double-buffered inputs fed from pinned memory, the compiled steps and their
+// captured CUDA graphs). cuda_plugin.cpp implements the instance and buffer entry points,
+// cuda_executable.cpp the executable's; every entry point runs its body through guarded().
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_plan.h"
+#include "backends/native/dispatch.h"
+#include "parity/plugin.h"
+
+namespace parity {
+namespace cuda_backend {
+
+[[noreturn]] inline void fail(parity_status status, const std::string& message) {
+  throw cuda_plan::PlanError(status, message);
+}
+
+parity_status report(parity_error* err, parity_status status, const std::string& message);
+void copy_message(char* dst, size_t capacity, const std::string& message);
+
+// Runs one entry point's body; nothing thrown leaves it.
+template <class Body>
+parity_status guarded(parity_error* err, Body&& body) {
+  try {
+    body();
+    return PARITY_OK;
+  } catch (const cuda_plan::PlanError& e) {
+    return report(err, e.status, e.what());
+  } catch (const std::bad_alloc&) {
+    return report(err, PARITY_STATUS_OUT_OF_MEMORY, "cuda: out of host memory");
+  } catch (const std::exception& e) {  // a native kernel launch that failed (pk.h names the kernel)
+    return report(err, PARITY_STATUS_DEVICE, native::msg("cuda: ", e.what()));
+  } catch (...) {
+    return report(err, PARITY_STATUS_INTERNAL, "cuda: an unknown exception");
+  }
+}
+
+const char* op_name(parity_op op);
+
+// A device allocation, freed with its owner.
+struct DeviceMemory {
+  void* ptr = nullptr;
+  int64_t bytes = 0;
+  DeviceMemory() = default;
+  void allocate(int64_t n);  // once, on the current device
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  ~DeviceMemory();
+};
+
+// Pinned (page-locked) host memory: what the copy stream transfers from asynchronously.
+struct PinnedMemory {
+  void* ptr = nullptr;
+  int64_t bytes = 0;
+  PinnedMemory() = default;
+  void allocate(int64_t n);
+  PinnedMemory(const PinnedMemory&) = delete;
+  PinnedMemory& operator=(const PinnedMemory&) = delete;
+  ~PinnedMemory();
+};
+
+// A PARAM or STATE value: its own allocation, shared by name between executables of one instance.
+struct Persistent {
+  parity_value_desc desc;
+  DeviceMemory memory;
+  explicit Persistent(const parity_value_desc& d);
+};
+using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+
+}  // namespace cuda_backend
+}  // namespace parity
+
+struct parity_backend_instance {
+  int device = 0;
+  cudaStream_t stream = nullptr;       // compute: every step, every synchronous copy
+  bool owns_stream = false;
+  cudaStream_t copy_stream = nullptr;  // the next batch's inputs, while a step runs
+  cudnnHandle_t cudnn = nullptr;
+  cublasHandle_t cublas = nullptr;
+  parity::cuda_plan::Options options;
+  bool external_legacy_stream = false;
+  std::string device_name;
+  int64_t device_memory = 0;
+  // Convolution algorithms chosen on this instance, by cuda_plan::conv_cache_key: searched once
+  // per shape, shared by the executables (training, last partial batch, evaluation).
+  std::map<std::string, parity::cuda_plan::AlgoChoice> algorithms;
+
+  void make_current() const { CUDA_CHECK(cudaSetDevice(device)); }
+  ~parity_backend_instance();
+};
+
+struct parity_buffer_object {
+  parity::cuda_backend::DeviceMemory memory;
+};
+
+namespace parity {
+namespace cuda_backend {
+// The executable's entry points (cuda_executable.cpp).
+parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                      parity_executable_t* out, parity_error* err);
+void executable_destroy(parity_executable_t exe);
+parity_status write_value(parity_executable_t exe, int32_t value, const void* host, int64_t bytes, parity_error* err);
+parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err);
+parity_status execute(parity_executable_t exe, parity_error* err);
+parity_status synchronize(parity_executable_t exe, parity_error* err);
+parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err);
+}  // namespace cuda_backend
+}  // namespace parity

@@ -1,0 +1,316 @@
+// backends/cuda/cuda_plan.cpp — the CUDA plugin's device-free decisions (cuda_plan.h says which).
+#include "backends/cuda/cuda_plan.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
+
+namespace parity {
+namespace cuda_plan {
+
+using native::msg;
+using native::numel_of;
+using native::shape_str;
+using native::value_name;
+
+namespace {
+
+[[noreturn]] void fail(parity_status status, const std::string& message) { throw PlanError(status, message); }
+
+int to_int(int64_t v, const std::string& what) {
+  if (v < 0 || v > INT_MAX)
+    fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: ", what, " = ", v, " does not fit the int cuDNN and cuBLAS take"));
+  return static_cast<int>(v);
+}
+
+bool flag_from_env(const GetEnv& getenv, const char* name, bool fallback) {
+  const char* v = getenv(name);
+  if (!v || !*v) return fallback;
+  if (!std::strcmp(v, "1")) return true;
+  if (!std::strcmp(v, "0")) return false;
+  fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", name, "='", v, "' must be 0 or 1"));
+}
+
+int64_t align_up(int64_t bytes) { return (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
+
+}  // namespace
+
+Options options_from_env(const GetEnv& getenv) {
+  Options o;
+  o.tf32 = flag_from_env(getenv, "PARITY_CUDA_TF32", o.tf32);
+  o.deterministic = !flag_from_env(getenv, "PARITY_CUDA_NONDETERMINISTIC", !o.deterministic);
+  o.graphs = flag_from_env(getenv, "PARITY_CUDA_GRAPHS", o.graphs);
+  if (const char* mb = getenv("PARITY_CUDA_WORKSPACE_MB"); mb && *mb) {
+    char* end = nullptr;
+    const long long v = std::strtoll(mb, &end, 10);
+    if (*end != '\0' || v < 0 || v > 65536)
+      fail(PARITY_STATUS_INVALID_ARGUMENT,
+           msg("cuda: PARITY_CUDA_WORKSPACE_MB='", mb, "' must be a whole number of MiB in [0, 65536]"));
+    o.conv_workspace_limit = static_cast<int64_t>(v) << 20;
+  }
+  return o;
+}
+
+std::string describe(const Options& o) {
+  return msg("tf32 ", o.tf32 ? "on" : "off", ", ", o.deterministic ? "deterministic" : "nondeterministic allowed",
+             ", graphs ", o.graphs ? "on" : "off", ", workspace ", o.conv_workspace_limit >> 20, " MiB");
+}
+
+Route route_of(parity_op op) {
+  switch (op) {
+    case PARITY_OP_CONV2D:
+    case PARITY_OP_CONV2D_BWD_DATA:
+    case PARITY_OP_CONV2D_BWD_WEIGHT:
+      return {Library::cudnn, "cuDNN convolution (legacy API), algorithm searched once per shape at compile"};
+    case PARITY_OP_RELU:
+      return {Library::cudnn, "cuDNN activation forward (RELU, NaN propagated)"};
+    case PARITY_OP_RELU_BWD:
+      return {Library::native, "native: cuDNN's backward needs the input and does not document relu'(0); "
+                               "the ABI fixes relu'(0) = 0 from the output"};
+    case PARITY_OP_MAXPOOL2D:
+    case PARITY_OP_MAXPOOL2D_BWD:
+      return {Library::native, "native: cuDNN pooling returns no argmax indices and breaks ties its own way; "
+                               "the ABI's backward takes the first maximum's index"};
+    case PARITY_OP_LINEAR:
+    case PARITY_OP_LINEAR_BWD_DATA:
+    case PARITY_OP_LINEAR_BWD_WEIGHT:
+      return {Library::cublas, "cuBLAS SGEMM (bias and its gradient as a GEMM and a GEMV with a ones vector)"};
+    case PARITY_OP_SOFTMAX_XENT:
+    case PARITY_OP_SOFTMAX_XENT_BWD:
+      return {Library::native, "native: cuDNN has softmax but no label gather or batch mean; one fused kernel"};
+    case PARITY_OP_ADAM_STEP:
+    case PARITY_OP_SGD_STEP:
+      return {Library::native, "native: no optimizer in cuDNN; step and hyperparameters read on the device"};
+    case PARITY_OP_RESHAPE:
+    case PARITY_OP_ADD:
+    case PARITY_OP_FILL:
+    case PARITY_OP_ARGMAX:
+    case PARITY_OP_ACCURACY:
+      return {Library::native, "native element-wise or row kernel"};
+    case PARITY_OP_COUNT:
+      break;
+  }
+  return {Library::native, "unknown op"};
+}
+
+ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+  if (node.op != PARITY_OP_CONV2D && !bwd_data && !bwd_weight)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' is not a convolution"));
+  const int32_t need_in = node.op == PARITY_OP_CONV2D ? 3 : 2, need_out = bwd_weight ? 2 : 1;
+  if (node.num_inputs < need_in || node.num_outputs < need_out)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has ", node.num_inputs, " inputs and ",
+                                     node.num_outputs, " outputs; the convolution needs ", need_in, " and ", need_out));
+  auto value = [&](int32_t index) -> const parity_value_desc& {
+    if (index < 0 || index >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' refers to value ", index, ", outside [0, ",
+                                       values.size(), ")"));
+    return values[static_cast<size_t>(index)];
+  };
+  const parity_value_desc& x = value(bwd_data ? node.outputs[0] : node.inputs[0]);
+  const parity_value_desc& w = value(bwd_weight ? node.outputs[0] : node.inputs[1]);
+  const parity_value_desc& y = value(node.op == PARITY_OP_CONV2D ? node.outputs[0] : node.inputs[bwd_data ? 0 : 1]);
+  for (const parity_value_desc* v : {&x, &w, &y}) {
+    if (v->rank != 4)
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': value '", value_name(*v), "' ",
+                                    shape_str(v->rank, v->dims), " must have rank 4 (NCHW)"));
+    if (v->dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': value '", value_name(*v), "' must be f32"));
+  }
+  const parity_conv2d_params& p = node.params.conv2d;
+  if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': stride ", p.stride_h, "x", p.stride_w,
+                                  " must be > 0 and padding ", p.pad_h, "x", p.pad_w, " >= 0"));
+  auto nchw = [&](const parity_value_desc& v) {
+    const std::string what = msg("dimension of '", value_name(v), "'");
+    return Nchw{to_int(v.dims[0], what), to_int(v.dims[1], what), to_int(v.dims[2], what), to_int(v.dims[3], what)};
+  };
+  ConvDescriptors d{nchw(x), nchw(w), nchw(y), Nchw{1, 0, 1, 1}, p.pad_h, p.pad_w, p.stride_h, p.stride_w};
+  d.bias.c = d.w.n;
+  const int64_t out_h = (int64_t{d.x.h} + 2 * d.pad_h - d.w.h) / d.stride_h + 1;
+  const int64_t out_w = (int64_t{d.x.w} + 2 * d.pad_w - d.w.w) / d.stride_w + 1;
+  if (d.w.c != d.x.c || d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != out_h || d.y.w != out_w ||
+      d.x.h + 2 * d.pad_h < d.w.h || d.x.w + 2 * d.pad_w < d.w.w)
+    fail(PARITY_STATUS_SHAPE,
+         msg("cuda: node '", node.name, "': input ", shape_str(x.rank, x.dims), ", filter ", shape_str(w.rank, w.dims),
+             " and output ", shape_str(y.rank, y.dims), " do not agree (stride ", d.stride_h, "x", d.stride_w,
+             ", padding ", d.pad_h, "x", d.pad_w, " gives an output of ", out_h, "x", out_w, ")"));
+  if (bwd_weight) {
+    const parity_value_desc& db = value(node.outputs[1]);
+    if (numel_of(db) != d.w.n)
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias gradient '", value_name(db), "' ",
+                                    shape_str(db.rank, db.dims), " must have ", d.w.n, " elements"));
+  }
+  if (node.op == PARITY_OP_CONV2D) {
+    const parity_value_desc& b = value(node.inputs[2]);
+    if (numel_of(b) != d.w.n)
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias '", value_name(b), "' ",
+                                    shape_str(b.rank, b.dims), " must have ", d.w.n, " elements"));
+  }
+  return d;
+}
+
+std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& o) {
+  const char* dir = direction == ConvDirection::forward ? "fwd" : direction == ConvDirection::backward_data ? "bwd_data"
+                                                                                                            : "bwd_filter";
+  return msg(dir, " x", d.x.n, ",", d.x.c, ",", d.x.h, ",", d.x.w, " w", d.w.n, ",", d.w.c, ",", d.w.h, ",", d.w.w,
+             " pad", d.pad_h, ",", d.pad_w, " stride", d.stride_h, ",", d.stride_w, " dil", d.dilation_h, ",",
+             d.dilation_w, o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
+             o.conv_workspace_limit);
+}
+
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const Options& options,
+                            const std::string& what) {
+  // cuDNN lists the candidates fastest first; the order is kept, so the first acceptable wins.
+  std::string refused;
+  for (const AlgoCandidate& c : candidates) {
+    const char* why = !c.succeeded                                       ? "failed or unsupported"
+                      : c.workspace_bytes > options.conv_workspace_limit ? "needs more workspace than the limit"
+                      : options.deterministic && !c.deterministic        ? "nondeterministic"
+                      : !options.tf32 && c.tensor_op_math                ? "tensor-op (TF32) math"
+                                                                         : nullptr;
+    if (!why) return AlgoChoice{c.algo, c.workspace_bytes, c.tensor_op_math, c.math_type};
+    refused += msg(refused.empty() ? "" : "; ", "algo ", c.algo, ": ", why, " (", c.workspace_bytes, " bytes)");
+  }
+  fail(PARITY_STATUS_UNSUPPORTED,
+       msg("cuda: no cuDNN algorithm for ", what, " satisfies ", describe(options), ": ",
+           refused.empty() ? std::string("cuDNN returned no candidate") : refused,
+           " (PARITY_CUDA_WORKSPACE_MB, PARITY_CUDA_NONDETERMINISTIC=1 or PARITY_CUDA_TF32=1 widen the choice)"));
+}
+
+namespace {
+struct LinearDims {
+  int n, in, out;
+};
+LinearDims linear_dims(int64_t rows, int64_t in, int64_t out) {
+  if (rows < 1 || in < 1 || out < 1)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: linear sizes must be >= 1: rows ", rows, ", in ", in, ", out ", out));
+  return {to_int(rows, "linear batch"), to_int(in, "linear input features"), to_int(out, "linear output features")};
+}
+}  // namespace
+
+LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out) {
+  const LinearDims d = linear_dims(rows, in, out);
+  LinearCalls calls;
+  // y^T [O,N] = b [O,1] 1^T [1,N]
+  calls.gemms.push_back({false, false, d.out, d.n, 1, Operand::bias, Operand::ones, Operand::y, d.out, 1, d.out, 0.0f});
+  // y^T [O,N] += (w buffer: column-major [I,O])^T x buffer (column-major [I,N])
+  calls.gemms.push_back({true, false, d.out, d.n, d.in, Operand::w, Operand::x, Operand::y, d.in, d.in, d.out, 1.0f});
+  return calls;
+}
+
+LinearCalls linear_backward_data_calls(int64_t rows, int64_t in, int64_t out) {
+  const LinearDims d = linear_dims(rows, in, out);
+  LinearCalls calls;
+  // dx^T [I,N] = w buffer (column-major [I,O]) dy buffer (column-major [O,N])
+  calls.gemms.push_back({false, false, d.in, d.n, d.out, Operand::w, Operand::dy, Operand::dx, d.in, d.out, d.in, 0.0f});
+  return calls;
+}
+
+LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out) {
+  const LinearDims d = linear_dims(rows, in, out);
+  LinearCalls calls;
+  // dw^T [I,O] = x buffer (column-major [I,N]) (dy buffer: column-major [O,N])^T
+  calls.gemms.push_back({false, true, d.in, d.out, d.n, Operand::x, Operand::dy, Operand::dw, d.in, d.out, d.in, 0.0f});
+  // db [O] = dy buffer (column-major [O,N]) 1 [N]
+  calls.gemvs.push_back({false, d.out, d.n, Operand::dy, Operand::ones, Operand::db, d.out, 0.0f});
+  return calls;
+}
+
+ArenaLayout layout_arena(const ArenaRequest& r) {
+  for (int64_t b : {r.plan_arena_bytes, r.conv_workspace_bytes, r.native_workspace_bytes, r.cublas_workspace_bytes,
+                    r.ones_count, r.hyperparameter_bytes})
+    if (b < 0) fail(PARITY_STATUS_INTERNAL, msg("cuda: arena request with a negative size ", b));
+  ArenaLayout l;
+  int64_t at = 0;
+  auto region = [&](int64_t bytes) {
+    const int64_t start = at;
+    at += align_up(bytes);
+    return start;
+  };
+  l.plan_offset = region(r.plan_arena_bytes);
+  int64_t in_slot = 0;
+  for (int64_t b : r.input_bytes) {
+    if (b < 0) fail(PARITY_STATUS_INTERNAL, msg("cuda: an input of negative size ", b));
+    l.input_offsets.push_back(in_slot);
+    in_slot += align_up(b);
+  }
+  l.slot_bytes = in_slot;
+  l.slot_offset[0] = region(in_slot);
+  l.slot_offset[1] = region(in_slot);
+  l.conv_workspace_offset = region(r.conv_workspace_bytes);
+  l.native_workspace_offset = region(r.native_workspace_bytes);
+  l.cublas_workspace_offset = region(r.cublas_workspace_bytes);
+  l.cublas_workspace_bytes = r.cublas_workspace_bytes;
+  l.ones_offset = region(r.ones_count * 4);
+  l.hyperparameter_offset = region(r.hyperparameter_bytes);
+  l.total_bytes = at;
+  return l;
+}
+
+CaptureDecision decide_capture(const Options& options, bool external_legacy_stream, int32_t num_nodes) {
+  if (!options.graphs) return {false, "PARITY_CUDA_GRAPHS=0: each step is launched node by node"};
+  if (external_legacy_stream)
+    return {false, "the caller's stream is the legacy default stream, which CUDA cannot capture; "
+                   "steps are launched node by node"};
+  if (num_nodes == 0) return {false, "the plan has no nodes: nothing to capture"};
+  return {true, "one CUDA graph per input slot, captured at the first execute that uses the slot, then replayed"};
+}
+
+std::string cuda_version_string(int version) {
+  if (version <= 0) return "unknown";
+  return msg(version / 1000, ".", version % 1000 / 10);
+}
+
+bool device_can_run(int major, int minor, const std::vector<int>& built_architectures) {
+  if (built_architectures.empty()) return false;
+  return major * 10 + minor >= *std::min_element(built_architectures.begin(), built_architectures.end());
+}
+
+ProbeOutcome classify_probe(const ProbeFacts& f) {
+  const std::string runtime = msg("CUDA runtime ", cuda_version_string(f.runtime_version));
+  if (!f.libcuda_loadable) {
+    std::string detail = msg("no NVIDIA driver: libcuda.so.1 cannot be loaded (", f.libcuda_error, ")");
+    if (f.count_status != DeviceCountStatus::ok && !f.count_error_name.empty())
+      detail += msg("; the ", runtime, " reports ", f.count_error_name);
+    return {PARITY_UNAVAILABLE_NO_DRIVER, 0, detail};
+  }
+  switch (f.count_status) {
+    case DeviceCountStatus::insufficient_driver:
+      return {PARITY_UNAVAILABLE_DRIVER_TOO_OLD, 0,
+              msg("the NVIDIA driver (CUDA ", cuda_version_string(f.driver_version), ") is older than this plugin's ",
+                  runtime, " (", f.count_error_name, "); update the driver")};
+    case DeviceCountStatus::no_device:
+      return {PARITY_UNAVAILABLE_NO_DEVICE, 0, msg("the NVIDIA driver reports no CUDA device (", f.count_error_name, ")")};
+    case DeviceCountStatus::no_driver:
+      return {PARITY_UNAVAILABLE_NO_DRIVER, 0,
+              msg("the NVIDIA driver is installed but not usable (", f.count_error_name, ")")};
+    case DeviceCountStatus::other:
+      return {PARITY_UNAVAILABLE_OTHER, 0, msg("cudaGetDeviceCount failed: ", f.count_error_name)};
+    case DeviceCountStatus::ok:
+      break;
+  }
+  if (f.device_count <= 0 || f.devices.empty())
+    return {PARITY_UNAVAILABLE_NO_DEVICE, 0, "the NVIDIA driver reports no CUDA device"};
+  std::string built, seen;
+  for (int a : f.built_architectures) built += msg(built.empty() ? "" : ", ", "sm_", a);
+  int usable = 0;
+  std::string first;
+  for (const ProbeFacts::Device& d : f.devices) {
+    seen += msg(seen.empty() ? "" : ", ", d.name, " (sm_", d.major, d.minor, ")");
+    if (!device_can_run(d.major, d.minor, f.built_architectures)) continue;
+    if (usable++ == 0)
+      first = msg(d.name, " (sm_", d.major, d.minor, "), driver CUDA ", cuda_version_string(f.driver_version), ", ",
+                  runtime, ", cuDNN ", f.cudnn_version);
+  }
+  if (usable == 0)
+    return {PARITY_UNAVAILABLE_DEVICE_TOO_OLD, 0,
+            msg("CUDA devices are ", seen, "; this plugin was built for ", built,
+                " (rebuild with -DCMAKE_CUDA_ARCHITECTURES=<your sm>)")};
+  return {PARITY_AVAILABLE, usable, first};
+}
+
+}  // namespace cuda_plan
+}  // namespace parity

@@ -1,0 +1,201 @@
+// backends/cuda/cuda_plan.h — the CUDA plugin's decisions that need no device, kept apart from
+// the device calls so the tests run them on the CPU (tests/test_cuda_plan.cpp): the options
+// (environment), where each op runs (cuDNN, cuBLAS or a native kernel) and why, the cuDNN
+// descriptor parameters of a convolution node, the algorithm choice among cuDNN's measured
+// candidates, the cuBLAS calls of the linear ops (row-major parity tensors as column-major
+// GEMMs), the layout of the executable's one device arena, whether a step is captured as a
+// CUDA graph, and what the probe says from the facts it gathered.
+//
+// Plain C++ (no CUDA header): compiled by g++ for the tests and into the plugin.
+#pragma once
+
+#include <stdint.h>
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parity/plugin.h"
+
+namespace parity {
+namespace cuda_plan {
+
+// A planning failure: the status and message an entry point returns.
+struct PlanError : std::runtime_error {
+  PlanError(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
+  parity_status status;
+};
+
+// ---- options ---------------------------------------------------------------------------------
+// The plugin ABI's config has no backend-specific options, so the CUDA plugin reads them from
+// the environment when an instance is created (README, "The CUDA backend"):
+//   PARITY_CUDA_TF32=1              allow TF32 tensor-core math in cuDNN and cuBLAS [0: full float32,
+//                                   as the tolerance table assumes]
+//   PARITY_CUDA_NONDETERMINISTIC=1  allow cuDNN algorithms whose result depends on scheduling [0]
+//   PARITY_CUDA_GRAPHS=0            run each step node by node instead of replaying a captured
+//                                   CUDA graph (for debugging) [1]
+//   PARITY_CUDA_WORKSPACE_MB=N      the most workspace one convolution algorithm may use [256]
+struct Options {
+  bool tf32 = false;
+  bool deterministic = true;
+  bool graphs = true;
+  int64_t conv_workspace_limit = int64_t{256} << 20;
+};
+using GetEnv = std::function<const char*(const char*)>;
+// A value other than 0/1 (or a number of MiB in [0, 65536]) is a PlanError naming the variable.
+Options options_from_env(const GetEnv& getenv);
+std::string describe(const Options& options);  // "tf32 off, deterministic, graphs on, workspace 256 MiB"
+
+// ---- where each op runs ------------------------------------------------------------------------
+enum class Library { cudnn, cublas, native };
+struct Route {
+  Library library;
+  const char* why;  // one line, for the README's table and `parity info`
+};
+Route route_of(parity_op op);
+
+// ---- convolution descriptors ---------------------------------------------------------------------
+// cuDNN takes int dimensions: every one is checked to fit.
+struct Nchw {
+  int n, c, h, w;
+};
+struct ConvDescriptors {
+  Nchw x, w, y;  // input, filter (k, c, r, s as n, c, h, w), output; packed NCHW float
+  Nchw bias;     // [1, K, 1, 1]
+  int pad_h, pad_w, stride_h, stride_w;
+  int dilation_h = 1, dilation_w = 1;  // parity has no dilation
+};
+// From a CONV2D, CONV2D_BWD_DATA or CONV2D_BWD_WEIGHT node: x [N,C,H,W] is the forward input
+// (dx for BWD_DATA), w [K,C,R,S] the filter (dw for BWD_WEIGHT), y the forward output (dy for
+// the backward ops). The output size must be cuDNN's, (H + 2 pad - R) / stride + 1.
+ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
+// The key under which an instance caches the algorithm chosen for a convolution: direction,
+// every descriptor parameter and the options that restrict the choice.
+enum class ConvDirection { forward, backward_data, backward_filter };
+std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& options);
+
+// ---- algorithm choice ------------------------------------------------------------------------
+// One row of cudnnFind*AlgorithmEx's results, in the order cuDNN returns them (fastest first).
+struct AlgoCandidate {
+  int algo;
+  bool succeeded;          // status == CUDNN_STATUS_SUCCESS
+  float time_ms;
+  int64_t workspace_bytes;
+  bool deterministic;      // determinism == CUDNN_DETERMINISTIC
+  bool tensor_op_math;     // mathType is not CUDNN_FMA_MATH (may use tensor cores: TF32 for float)
+  int math_type;           // the cudnnMathType_t to set on the descriptor when it is chosen
+};
+struct AlgoChoice {
+  int algo;
+  int64_t workspace_bytes;
+  bool tensor_op_math;
+  int math_type;
+};
+// The fastest candidate that succeeded, fits the workspace limit, is deterministic unless the
+// options allow otherwise, and uses FMA math unless TF32 is allowed. None: a PlanError that
+// lists every candidate and why it was refused.
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const Options& options,
+                            const std::string& what);
+
+// ---- linear ops as cuBLAS calls ----------------------------------------------------------------
+// cuBLAS is column-major; a row-major [rows, cols] buffer is the column-major [cols, rows]
+// matrix (its transpose), so each parity product is computed as its transpose:
+//   LINEAR             y[N,O]  = x[N,I] w[O,I]^T  as  y^T  = w x^T     (after y^T = b 1^T)
+//   LINEAR_BWD_DATA    dx[N,I] = dy[N,O] w[O,I]   as  dx^T = w^T dy^T
+//   LINEAR_BWD_WEIGHT  dw[O,I] = dy^T x           as  dw^T = x^T dy,   db = dy^T 1 (a GEMV)
+// Operands name parity values; sgemm computes C = op(A) op(B) + beta C (alpha is 1).
+enum class Operand { x, w, dy, y, dx, dw, bias, ones, db };
+struct GemmCall {
+  bool transpose_a, transpose_b;
+  int m, n, k;
+  Operand a, b, c;
+  int lda, ldb, ldc;
+  float beta;
+};
+struct GemvCall {  // y = alpha op(A) x + beta y
+  bool transpose_a;
+  int m, n;        // A is m x n column-major
+  Operand a, x, y;
+  int lda;
+  float beta;
+};
+struct LinearCalls {
+  std::vector<GemmCall> gemms;  // in order
+  std::vector<GemvCall> gemvs;
+};
+// rows: the batch N; in, out: the weight's [out, in]. Sizes that do not fit int are a PlanError.
+LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out);          // bias, then x w^T
+LinearCalls linear_backward_data_calls(int64_t rows, int64_t in, int64_t out);    // dx = dy w
+LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out);  // dw = dy^T x, db = dy^T 1
+
+// ---- the executable's device arena ---------------------------------------------------------------
+// One allocation per executable. INPUT values live in two slots, so the next batch can be
+// copied in (on the copy stream) while the step that reads the other slot runs; TEMP values at
+// the plan's offsets; then the workspaces, a vector of ones (bias GEMMs) and the optimizer
+// nodes' hyperparameters (read on the device, so a captured step stays valid if they change).
+struct ArenaRequest {
+  int64_t plan_arena_bytes;           // the plan's suggested arena (TEMP values at their offsets)
+  std::vector<int64_t> input_bytes;   // per INPUT value, in value order
+  int64_t conv_workspace_bytes;       // the largest chosen algorithm's
+  int64_t native_workspace_bytes;     // the native kernels' (softmax cross-entropy row terms)
+  int64_t cublas_workspace_bytes;
+  int64_t ones_count;                 // floats
+  int64_t hyperparameter_bytes;
+};
+struct ArenaLayout {
+  int64_t plan_offset = 0;
+  std::vector<int64_t> input_offsets;  // within a slot, per INPUT value
+  int64_t slot_offset[2] = {0, 0};
+  int64_t slot_bytes = 0;
+  int64_t conv_workspace_offset = 0, native_workspace_offset = 0, cublas_workspace_offset = 0;
+  int64_t cublas_workspace_bytes = 0;
+  int64_t ones_offset = 0, hyperparameter_offset = 0;
+  int64_t total_bytes = 0;
+};
+constexpr int64_t kArenaAlignment = 256;  // cudaMalloc's alignment; every region starts on it
+ArenaLayout layout_arena(const ArenaRequest& request);
+
+// ---- graph capture --------------------------------------------------------------------------------
+struct CaptureDecision {
+  bool capture;
+  std::string why;
+};
+// external_legacy_stream: the caller passed the legacy default stream (NULL / cudaStreamLegacy),
+// on which capture is not allowed.
+CaptureDecision decide_capture(const Options& options, bool external_legacy_stream, int32_t num_nodes);
+
+// ---- the probe ------------------------------------------------------------------------------------
+enum class DeviceCountStatus { ok, no_device, insufficient_driver, no_driver, other };
+struct ProbeFacts {
+  bool libcuda_loadable = false;
+  std::string libcuda_error;           // dlerror() when it is not
+  DeviceCountStatus count_status = DeviceCountStatus::other;
+  std::string count_error_name;        // cudaGetErrorName of cudaGetDeviceCount's status
+  int device_count = 0;
+  int driver_version = 0;              // cudaDriverGetVersion (0: unknown); 12040 = 12.4
+  int runtime_version = 0;             // CUDART_VERSION the plugin was built with
+  struct Device {
+    std::string name;
+    int major, minor;
+  };
+  std::vector<Device> devices;
+  std::vector<int> built_architectures;  // 80, 90, ...
+  std::string cudnn_version;             // "9.19.0"
+};
+struct ProbeOutcome {
+  parity_unavailable_reason reason;
+  int usable_devices;
+  std::string detail;
+};
+ProbeOutcome classify_probe(const ProbeFacts& facts);
+// "13.0" from 13000.
+std::string cuda_version_string(int version);
+// Whether a device of compute capability major.minor runs the plugin: CMake's architecture "80"
+// embeds sm_80 code and compute_80 PTX, and a device runs the code of any architecture at or
+// below its own (SASS within its major version, PTX by JIT compilation), so the rule is
+// capability >= the lowest architecture built.
+bool device_can_run(int major, int minor, const std::vector<int>& built_architectures);
+
+}  // namespace cuda_plan
+}  // namespace parity

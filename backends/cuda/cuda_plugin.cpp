@@ -1,0 +1,327 @@
+// backends/cuda/cuda_plugin.cpp — libparity-backend-cuda.so's function table
+// (api/include/parity/plugin.h): the probe that says why CUDA is unavailable, instances (device,
+// streams, cuDNN and cuBLAS handles, options), raw buffers and copies. The executables are in
+// cuda_executable.cpp.
+//
+// Compiled, linked and loaded in CI; never executed on a GPU in this project (no NVIDIA GPU):
+// only the probe's "unavailable" path runs here.
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "backends/cuda/cuda_backend.h"
+
+#ifndef PARITY_CUDA_ARCHS_STRING
+#error "build with -DPARITY_CUDA_ARCHS_STRING=\"80,90\" (CMAKE_CUDA_ARCHITECTURES)"
+#endif
+
+using parity::cuda_backend::fail;
+using parity::cuda_backend::guarded;
+using parity::cuda_backend::report;
+using parity::native::msg;
+
+parity_backend_instance::~parity_backend_instance() {
+  // Destruction cannot report; what fails here has no caller.
+  (void)cudaSetDevice(device);
+  if (stream) (void)cudaStreamSynchronize(stream);
+  if (copy_stream) (void)cudaStreamSynchronize(copy_stream);
+  if (cublas) (void)cublasDestroy(cublas);
+  if (cudnn) (void)cudnnDestroy(cudnn);
+  if (copy_stream) (void)cudaStreamDestroy(copy_stream);
+  if (owns_stream && stream) (void)cudaStreamDestroy(stream);
+}
+
+namespace parity {
+namespace cuda_backend {
+
+void copy_message(char* dst, size_t capacity, const std::string& message) {
+  if (!dst || capacity == 0) return;
+  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
+  std::memcpy(dst, message.data(), n);
+  dst[n] = '\0';
+}
+
+parity_status report(parity_error* err, parity_status status, const std::string& message) {
+  if (err) {
+    err->status = status;
+    copy_message(err->message, sizeof err->message, message);
+  }
+  return status;
+}
+
+const char* op_name(parity_op op) {
+  static const char* const names[PARITY_OP_COUNT] = {
+      "CONV2D",       "CONV2D_BWD_DATA", "CONV2D_BWD_WEIGHT", "RELU",         "RELU_BWD",
+      "MAXPOOL2D",    "MAXPOOL2D_BWD",   "RESHAPE",           "LINEAR",       "LINEAR_BWD_DATA",
+      "LINEAR_BWD_WEIGHT", "SOFTMAX_XENT", "SOFTMAX_XENT_BWD", "ARGMAX",     "ACCURACY",
+      "ADD",          "ADAM_STEP",       "SGD_STEP",          "FILL"};
+  return op >= 0 && op < PARITY_OP_COUNT ? names[op] : "UNKNOWN";
+}
+
+void DeviceMemory::allocate(int64_t n) {
+  bytes = n;
+  if (n > 0) CUDA_CHECK(cudaMalloc(&ptr, static_cast<size_t>(n)));
+}
+DeviceMemory::~DeviceMemory() {
+  if (ptr) (void)cudaFree(ptr);
+}
+
+void PinnedMemory::allocate(int64_t n) {
+  bytes = n;
+  if (n > 0) CUDA_CHECK(cudaHostAlloc(&ptr, static_cast<size_t>(n), cudaHostAllocDefault));
+}
+PinnedMemory::~PinnedMemory() {
+  if (ptr) (void)cudaFreeHost(ptr);
+}
+
+Persistent::Persistent(const parity_value_desc& d) : desc(d) {
+  memory.allocate(d.bytes);
+  if (memory.ptr) CUDA_CHECK(cudaMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
+}
+
+namespace {
+
+std::vector<int> built_architectures() {
+  std::vector<int> archs;
+  const std::string s = PARITY_CUDA_ARCHS_STRING;
+  size_t start = 0;
+  while (start < s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    archs.push_back(std::atoi(s.substr(start, comma - start).c_str()));
+    start = comma + 1;
+  }
+  return archs;
+}
+
+std::string cudnn_version_string() {
+  const size_t v = cudnnGetVersion();  // cuDNN 9: major * 10000 + minor * 100 + patch
+  return msg(v / 10000, ".", v % 10000 / 100, ".", v % 100);
+}
+
+// Gathers what the probe decides from (cuda_plan::classify_probe decides).
+cuda_plan::ProbeFacts probe_facts() {
+  cuda_plan::ProbeFacts f;
+  f.runtime_version = CUDART_VERSION;
+  f.built_architectures = built_architectures();
+  f.cudnn_version = cudnn_version_string();
+  if (void* libcuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    f.libcuda_loadable = true;
+    dlclose(libcuda);
+  } else {
+    const char* why = dlerror();
+    f.libcuda_error = why ? why : "dlopen failed";
+  }
+  const cudaError_t status = cudaGetDeviceCount(&f.device_count);
+  f.count_error_name = cudaGetErrorName(status);
+  switch (status) {
+    case cudaSuccess: f.count_status = cuda_plan::DeviceCountStatus::ok; break;
+    case cudaErrorNoDevice: f.count_status = cuda_plan::DeviceCountStatus::no_device; break;
+    case cudaErrorInsufficientDriver: f.count_status = cuda_plan::DeviceCountStatus::insufficient_driver; break;
+    case cudaErrorInitializationError:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorSystemNotReady: f.count_status = cuda_plan::DeviceCountStatus::no_driver; break;
+    default: f.count_status = cuda_plan::DeviceCountStatus::other; break;
+  }
+  if (status != cudaSuccess) (void)cudaGetLastError();  // clear the sticky-free error state
+  (void)cudaDriverGetVersion(&f.driver_version);
+  if (f.count_status == cuda_plan::DeviceCountStatus::ok) {
+    for (int d = 0; d < f.device_count; ++d) {
+      cudaDeviceProp props{};
+      CUDA_CHECK(cudaGetDeviceProperties(&props, d));
+      f.devices.push_back({props.name, props.major, props.minor});
+    }
+  }
+  return f;
+}
+
+parity_status probe(parity_probe_result* out, parity_error* err) {
+  if (!out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: probe: out is NULL");
+  *out = parity_probe_result{};
+  return guarded(err, [&] {
+    const cuda_plan::ProbeOutcome outcome = cuda_plan::classify_probe(probe_facts());
+    out->reason = outcome.reason;
+    out->device_count = outcome.usable_devices;
+    copy_message(out->detail, sizeof out->detail, outcome.detail);
+  });
+}
+
+parity_status create(const parity_backend_config* config, parity_backend_t* out, parity_error* err) {
+  if (!out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: create: out is NULL");
+  *out = nullptr;
+  return guarded(err, [&] {
+    parity_backend_config c{};
+    c.struct_size = sizeof c;
+    if (config) std::memcpy(&c, config, std::min<size_t>(config->struct_size, sizeof c));
+    auto instance = std::make_unique<parity_backend_instance>();
+    instance->options = cuda_plan::options_from_env([](const char* name) { return std::getenv(name); });
+    const cuda_plan::ProbeOutcome available = cuda_plan::classify_probe(probe_facts());
+    if (available.reason != PARITY_AVAILABLE) fail(PARITY_STATUS_DEVICE, msg("cuda: unavailable: ", available.detail));
+    int count = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (c.device < 0 || c.device >= count)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: device ", c.device, " does not exist: there are ", count));
+    cudaDeviceProp props{};
+    CUDA_CHECK(cudaGetDeviceProperties(&props, c.device));
+    if (!cuda_plan::device_can_run(props.major, props.minor, built_architectures()))
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: device ", c.device, " is ", props.name, " (sm_", props.major,
+                                          props.minor, "); this plugin was built for ", PARITY_CUDA_ARCHS_STRING));
+    instance->device = c.device;
+    instance->make_current();
+    instance->device_name = msg(props.name, " (sm_", props.major, props.minor, ")");
+    instance->device_memory = static_cast<int64_t>(props.totalGlobalMem);
+    if (c.stream) {
+      instance->stream = static_cast<cudaStream_t>(c.stream);
+      instance->external_legacy_stream = instance->stream == cudaStreamLegacy;
+    } else {
+      CUDA_CHECK(cudaStreamCreateWithFlags(&instance->stream, cudaStreamNonBlocking));
+      instance->owns_stream = true;
+    }
+    CUDA_CHECK(cudaStreamCreateWithFlags(&instance->copy_stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudnnCreate(&instance->cudnn));
+    CUDA_CHECK(cudnnSetStream(instance->cudnn, instance->stream));
+    CUDA_CHECK(cublasCreate(&instance->cublas));
+    CUDA_CHECK(cublasSetStream(instance->cublas, instance->stream));
+    CUDA_CHECK(cublasSetPointerMode(instance->cublas, CUBLAS_POINTER_MODE_HOST));
+    // Full float32 unless TF32 is allowed (the tolerance table assumes float32 products).
+    CUDA_CHECK(cublasSetMathMode(instance->cublas,
+                                 instance->options.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    // cuBLAS's default (non-atomic) reductions are bitwise repeatable on one device; say so explicitly.
+    CUDA_CHECK(cublasSetAtomicsMode(instance->cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+    *out = instance.release();
+  });
+}
+
+void destroy(parity_backend_t backend) { delete backend; }
+
+parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, parity_error* err) {
+  if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: get_capabilities: NULL argument");
+  *out = parity_capabilities{};
+  out->dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  out->features = PARITY_FEATURE_ASYNC_EXECUTE | PARITY_FEATURE_EXTERNAL_STREAM;
+  if (b->options.deterministic) out->features |= PARITY_FEATURE_DETERMINISTIC;
+  if (cuda_plan::decide_capture(b->options, b->external_legacy_stream, 1).capture)
+    out->features |= PARITY_FEATURE_GRAPH_CAPTURE;
+  out->threads = 1;
+  out->device = b->device;
+  out->device_memory_bytes = b->device_memory;
+  copy_message(out->device_name, sizeof out->device_name,
+               msg(b->device_name, "; ", cuda_plan::describe(b->options)));
+  return PARITY_OK;
+}
+
+int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
+  if (!node) {
+    copy_message(reason, reason_len, "cuda: supports: node is NULL");
+    return 0;
+  }
+  int32_t op;
+  std::memcpy(&op, &node->op, sizeof op);
+  if (op >= 0 && op < PARITY_OP_COUNT) return 1;
+  copy_message(reason, reason_len, msg("cuda: op ", op, " of node '", node->name, "' is not one this build knows"));
+  return 0;
+}
+
+parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {
+  if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: buffer_alloc: NULL argument");
+  *out = nullptr;
+  return guarded(err, [&] {
+    if (bytes < 0) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: buffer_alloc: bytes must be >= 0, got ", bytes));
+    b->make_current();
+    auto buffer = std::make_unique<parity_buffer_object>();
+    buffer->memory.allocate(bytes);
+    *out = buffer.release();
+  });
+}
+
+void buffer_free(parity_backend_t b, parity_buffer_t buffer) {
+  if (!buffer) return;
+  if (b) {  // a buffer may still be in use by queued copies
+    (void)cudaSetDevice(b->device);
+    (void)cudaStreamSynchronize(b->stream);
+  }
+  delete buffer;
+}
+
+void check_range(parity_buffer_t buffer, int64_t offset, int64_t bytes, const char* function) {
+  if (!buffer) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", function, ": buffer is NULL"));
+  if (offset < 0 || bytes < 0 || offset > buffer->memory.bytes || bytes > buffer->memory.bytes - offset)
+    fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", function, ": bytes [", offset, ", ", offset + bytes,
+                                             ") are outside the buffer's ", buffer->memory.bytes));
+}
+
+char* at(parity_buffer_t buffer, int64_t offset) { return static_cast<char*>(buffer->memory.ptr) + offset; }
+
+// Host to device: returns once the host bytes have been read (the ABI lets the caller reuse them).
+parity_status copy_host_to_device(parity_backend_t b, parity_buffer_t dst, int64_t dst_offset, const void* src,
+                                  int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b || (!src && bytes)) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: copy_host_to_device: NULL argument");
+    check_range(dst, dst_offset, bytes, "copy_host_to_device");
+    if (bytes == 0) return;
+    b->make_current();
+    CUDA_CHECK(cudaMemcpyAsync(at(dst, dst_offset), src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+  });
+}
+
+parity_status copy_device_to_host(parity_backend_t b, void* dst, parity_buffer_t src, int64_t src_offset,
+                                  int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b || (!dst && bytes)) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: copy_device_to_host: NULL argument");
+    check_range(src, src_offset, bytes, "copy_device_to_host");
+    if (bytes == 0) return;
+    b->make_current();
+    CUDA_CHECK(cudaMemcpyAsync(dst, at(src, src_offset), static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, b->stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+  });
+}
+
+// Device to device: queued on the instance's stream, ordered with its other work.
+parity_status copy_device_to_device(parity_backend_t b, parity_buffer_t dst, int64_t dst_offset, parity_buffer_t src,
+                                    int64_t src_offset, int64_t bytes, parity_error* err) {
+  return guarded(err, [&] {
+    if (!b) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: copy_device_to_device: backend is NULL");
+    check_range(dst, dst_offset, bytes, "copy_device_to_device");
+    check_range(src, src_offset, bytes, "copy_device_to_device");
+    if (bytes == 0) return;
+    b->make_current();
+    CUDA_CHECK(cudaMemcpyAsync(at(dst, dst_offset), at(src, src_offset), static_cast<size_t>(bytes),
+                               cudaMemcpyDeviceToDevice, b->stream));
+  });
+}
+
+const parity_backend_table kTable = {
+    PARITY_ABI_VERSION,
+    sizeof(parity_backend_table),
+    "cuda",
+    "cuDNN 9 + cuBLAS on NVIDIA GPUs, native kernels for the rest, one CUDA graph per step (sm " PARITY_CUDA_ARCHS_STRING
+    ")",
+    probe,
+    create,
+    destroy,
+    get_capabilities,
+    supports,
+    buffer_alloc,
+    buffer_free,
+    copy_host_to_device,
+    copy_device_to_host,
+    copy_device_to_device,
+    compile,
+    executable_destroy,
+    write_value,
+    read_value,
+    execute,
+    synchronize,
+    memory_bytes,
+    nullptr,
+    nullptr,
+};
+
+}  // namespace
+}  // namespace cuda_backend
+}  // namespace parity
+
+extern "C" PARITY_PLUGIN_EXPORT const parity_backend_table* parity_backend_entry(void) {
+  return &parity::cuda_backend::kTable;
+}

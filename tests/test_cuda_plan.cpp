@@ -1,0 +1,385 @@
+// tests/test_cuda_plan.cpp — the CUDA plugin's device-free decisions (backends/cuda/cuda_plan.h),
+// run on the CPU: options from the environment, where each op runs, cuDNN descriptor
+// parameters from real seed-cnn plans, the algorithm choice, the cuBLAS calls of the linear ops
+// (executed here by a column-major reference GEMM with cuBLAS's argument meaning and compared
+// with the row-major definitions), the arena layout, the capture decision and the probe's
+// messages. Built whether or not a CUDA toolkit is installed.
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "backends/cuda/cuda_plan.h"
+#include "parity/parity.h"
+
+namespace parity {
+namespace cuda_plan {
+namespace {
+
+GetEnv env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+}
+
+std::string error_of(const std::function<void()>& f, parity_status* status = nullptr) {
+  try {
+    f();
+  } catch (const PlanError& e) {
+    if (status) *status = e.status;
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CudaPlan, OptionsDefaultToFullFloat32DeterministicCaptured) {
+  const Options o = options_from_env(env_of({}));
+  EXPECT_FALSE(o.tf32);
+  EXPECT_TRUE(o.deterministic);
+  EXPECT_TRUE(o.graphs);
+  EXPECT_EQ(o.conv_workspace_limit, int64_t{256} << 20);
+  EXPECT_EQ(describe(o), "tf32 off, deterministic, graphs on, workspace 256 MiB");
+  const Options set = options_from_env(env_of({{"PARITY_CUDA_TF32", "1"}, {"PARITY_CUDA_NONDETERMINISTIC", "1"},
+                                               {"PARITY_CUDA_GRAPHS", "0"}, {"PARITY_CUDA_WORKSPACE_MB", "64"}}));
+  EXPECT_TRUE(set.tf32);
+  EXPECT_FALSE(set.deterministic);
+  EXPECT_FALSE(set.graphs);
+  EXPECT_EQ(set.conv_workspace_limit, int64_t{64} << 20);
+}
+
+TEST(CudaPlan, NonsensicalOptionsNameTheVariable) {
+  parity_status status = PARITY_OK;
+  EXPECT_EQ(error_of([] { options_from_env(env_of({{"PARITY_CUDA_TF32", "yes"}})); }, &status),
+            "cuda: PARITY_CUDA_TF32='yes' must be 0 or 1");
+  EXPECT_EQ(status, PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(error_of([] { options_from_env(env_of({{"PARITY_CUDA_WORKSPACE_MB", "-3"}})); })
+                .find("PARITY_CUDA_WORKSPACE_MB='-3' must be a whole number"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { options_from_env(env_of({{"PARITY_CUDA_WORKSPACE_MB", "12x"}})); }), "");
+}
+
+TEST(CudaPlan, EveryOpHasARouteWithAReason) {
+  for (int op = 0; op < PARITY_OP_COUNT; ++op) {
+    const Route r = route_of(static_cast<parity_op>(op));
+    EXPECT_STRNE(r.why, "unknown op") << op;
+  }
+  EXPECT_EQ(route_of(PARITY_OP_CONV2D).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_CONV2D_BWD_DATA).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_CONV2D_BWD_WEIGHT).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_RELU).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_LINEAR).library, Library::cublas);
+  EXPECT_EQ(route_of(PARITY_OP_LINEAR_BWD_WEIGHT).library, Library::cublas);
+  // The ABI's conventions cuDNN does not offer: relu'(0) = 0 from the output, first-maximum indices.
+  EXPECT_EQ(route_of(PARITY_OP_RELU_BWD).library, Library::native);
+  EXPECT_EQ(route_of(PARITY_OP_MAXPOOL2D).library, Library::native);
+  EXPECT_EQ(route_of(PARITY_OP_ADAM_STEP).library, Library::native);
+}
+
+// The training plan of a model as train compiles it.
+Plan training_plan(const std::string& model, int64_t batch) {
+  const ModelSpec& spec = model_spec(model);
+  const Graph forward = build_forward(spec, batch);
+  OptimizerConfig adam;
+  return Plan(differentiate(forward, forward.find("loss"), &adam));
+}
+
+TEST(CudaPlan, ConvolutionDescriptorsOfTheSeedCnnTrainingStep) {
+  const Plan plan = training_plan("seed-cnn", 64);
+  int convs = 0;
+  for (const parity_node_desc& node : plan.nodes()) {
+    if (route_of(node.op).library != Library::cudnn || node.op == PARITY_OP_RELU) continue;
+    const ConvDescriptors d = conv_descriptors(node, plan.values());
+    ++convs;
+    EXPECT_EQ(d.x.n, 64) << node.name;
+    EXPECT_EQ(d.w.c, d.x.c) << node.name;
+    EXPECT_EQ(d.y.c, d.w.n) << node.name;
+    EXPECT_EQ(d.bias.c, d.w.n) << node.name;
+    EXPECT_EQ(d.y.h, (d.x.h + 2 * d.pad_h - d.w.h) / d.stride_h + 1) << node.name;
+    EXPECT_EQ(d.dilation_h, 1);
+    if (std::string(node.name) == "conv1") {  // 1x28x28 -> 16 filters 3x3, padding 1
+      EXPECT_EQ(d.x.c, 1);
+      EXPECT_EQ(d.x.h, 28);
+      EXPECT_EQ(d.w.n, 16);
+      EXPECT_EQ(d.w.h, 3);
+      EXPECT_EQ(d.pad_h, 1);
+      EXPECT_EQ(d.stride_h, 1);
+      EXPECT_EQ(d.y.h, 28);
+    }
+  }
+  EXPECT_EQ(convs, 5);  // conv1, conv2 forward; conv1, conv2 backward-weight; conv2 backward-data
+}
+
+TEST(CudaPlan, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
+  Plan plan = training_plan("seed-cnn", 4);
+  std::vector<parity_value_desc> values = plan.values();
+  parity_node_desc conv1{};
+  for (const parity_node_desc& n : plan.nodes())
+    if (std::string(n.name) == "conv1") conv1 = n;
+  ASSERT_EQ(conv1.op, PARITY_OP_CONV2D);
+  values[static_cast<size_t>(conv1.outputs[0])].dims[2] = 27;  // not (28 + 2 - 3) / 1 + 1
+  parity_status status = PARITY_OK;
+  const std::string e = error_of([&] { conv_descriptors(conv1, values); }, &status);
+  EXPECT_EQ(status, PARITY_STATUS_SHAPE);
+  EXPECT_NE(e.find("cuda: node 'conv1': input [4,1,28,28], filter [16,1,3,3] and output [4,16,27,28] do not agree "
+                   "(stride 1x1, padding 1x1 gives an output of 28x28)"),
+            std::string::npos)
+      << e;
+  values = plan.values();
+  values[static_cast<size_t>(conv1.inputs[0])].dims[0] = int64_t{3} << 31;  // batch beyond int
+  EXPECT_NE(error_of([&] { conv_descriptors(conv1, values); }, &status).find("does not fit the int"), std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+}
+
+TEST(CudaPlan, AlgorithmCacheKeySeparatesDirectionsShapesAndOptions) {
+  const Plan a = training_plan("seed-cnn", 64), b = training_plan("seed-cnn", 32);
+  auto conv1 = [](const Plan& p) {
+    for (const parity_node_desc& n : p.nodes())
+      if (std::string(n.name) == "conv1") return conv_descriptors(n, p.values());
+    throw std::runtime_error("no conv1");
+  };
+  const Options o;
+  Options tf32 = o;
+  tf32.tf32 = true;
+  const std::string key = conv_cache_key(ConvDirection::forward, conv1(a), o);
+  EXPECT_EQ(key, conv_cache_key(ConvDirection::forward, conv1(a), o));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::backward_filter, conv1(a), o));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(b), o));  // the last partial batch searches anew
+  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(a), tf32));
+}
+
+TEST(CudaPlan, AlgorithmChoiceTakesTheFastestAcceptable) {
+  const std::vector<AlgoCandidate> found = {
+      {6, true, 0.10f, 0, false, false, 3},            // fastest, but nondeterministic
+      {1, true, 0.20f, int64_t{512} << 20, true, false, 3},  // deterministic, too much workspace
+      {7, true, 0.25f, 1024, true, true, 1},           // deterministic, tensor-op (TF32) math
+      {0, true, 0.40f, 0, true, false, 3},             // deterministic, FMA, no workspace
+      {2, false, -1.0f, 0, true, false, 3}};           // not supported
+  Options o;
+  AlgoChoice c = choose_algorithm(found, o, "conv1");
+  EXPECT_EQ(c.algo, 0);
+  EXPECT_EQ(c.math_type, 3);
+  o.tf32 = true;
+  EXPECT_EQ(choose_algorithm(found, o, "conv1").algo, 7);
+  o.deterministic = false;
+  EXPECT_EQ(choose_algorithm(found, o, "conv1").algo, 6);
+  Options roomy;
+  roomy.conv_workspace_limit = int64_t{1} << 30;
+  EXPECT_EQ(choose_algorithm(found, roomy, "conv1").algo, 1);
+  EXPECT_EQ(choose_algorithm(found, roomy, "conv1").workspace_bytes, int64_t{512} << 20);
+
+  parity_status status = PARITY_OK;
+  const std::string e = error_of([&] { choose_algorithm({found[0], found[4]}, Options{}, "node 'conv2'"); }, &status);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+  EXPECT_NE(e.find("no cuDNN algorithm for node 'conv2'"), std::string::npos) << e;
+  EXPECT_NE(e.find("algo 6: nondeterministic"), std::string::npos) << e;
+  EXPECT_NE(e.find("algo 2: failed or unsupported"), std::string::npos) << e;
+  EXPECT_NE(error_of([] { choose_algorithm({}, Options{}, "x"); }).find("cuDNN returned no candidate"),
+            std::string::npos);
+}
+
+// cuBLAS's column-major SGEMM / SGEMV, as its documentation defines them (alpha = 1).
+struct Buffers {
+  std::map<Operand, std::vector<float>> data;
+  float at(Operand o, int row, int col, int ld) { return data.at(o).at(static_cast<size_t>(col) * ld + row); }
+};
+void reference_sgemm(Buffers& m, const GemmCall& g) {
+  std::vector<float>& c = m.data.at(g.c);
+  for (int j = 0; j < g.n; ++j)
+    for (int i = 0; i < g.m; ++i) {
+      float sum = 0;
+      for (int p = 0; p < g.k; ++p) {
+        const float a = g.transpose_a ? m.at(g.a, p, i, g.lda) : m.at(g.a, i, p, g.lda);
+        const float b = g.transpose_b ? m.at(g.b, j, p, g.ldb) : m.at(g.b, p, j, g.ldb);
+        sum += a * b;
+      }
+      float& out = c.at(static_cast<size_t>(j) * g.ldc + i);
+      out = sum + g.beta * out;
+    }
+}
+void reference_sgemv(Buffers& m, const GemvCall& g) {
+  std::vector<float>& y = m.data.at(g.y);
+  const int rows = g.transpose_a ? g.n : g.m, cols = g.transpose_a ? g.m : g.n;
+  for (int i = 0; i < rows; ++i) {
+    float sum = 0;
+    for (int p = 0; p < cols; ++p)
+      sum += (g.transpose_a ? m.at(g.a, p, i, g.lda) : m.at(g.a, i, p, g.lda)) * m.data.at(g.x).at(static_cast<size_t>(p));
+    y.at(static_cast<size_t>(i)) = sum + g.beta * y.at(static_cast<size_t>(i));
+  }
+}
+void run(Buffers& m, const LinearCalls& calls) {
+  for (const GemmCall& g : calls.gemms) reference_sgemm(m, g);
+  for (const GemvCall& g : calls.gemvs) reference_sgemv(m, g);
+}
+
+// Small integers: every product and sum is exact in float32, so the comparison is equality.
+std::vector<float> integers(size_t count, std::mt19937& rng) {
+  std::uniform_int_distribution<int> d(-4, 4);
+  std::vector<float> v(count);
+  for (float& x : v) x = static_cast<float>(d(rng));
+  return v;
+}
+
+TEST(CudaPlan, LinearOpsAsColumnMajorGemmsComputeTheRowMajorDefinitions) {
+  const int n = 3, in = 5, out = 4;
+  std::mt19937 rng(7);
+  Buffers m;
+  m.data[Operand::x] = integers(n * in, rng);    // [N, I]
+  m.data[Operand::w] = integers(out * in, rng);  // [O, I]
+  m.data[Operand::bias] = integers(out, rng);    // [O]
+  m.data[Operand::dy] = integers(n * out, rng);  // [N, O]
+  m.data[Operand::ones] = std::vector<float>(n, 1.0f);
+  for (Operand o : {Operand::y, Operand::dx, Operand::dw, Operand::db})
+    m.data[o] = std::vector<float>(o == Operand::y ? n * out : o == Operand::dx ? n * in : o == Operand::dw ? out * in : out,
+                                   99.0f);  // garbage the calls must overwrite
+  run(m, linear_forward_calls(n, in, out));
+  run(m, linear_backward_data_calls(n, in, out));
+  run(m, linear_backward_weight_calls(n, in, out));
+  const auto& x = m.data[Operand::x];
+  const auto& w = m.data[Operand::w];
+  const auto& dy = m.data[Operand::dy];
+  for (int r = 0; r < n; ++r)
+    for (int o = 0; o < out; ++o) {
+      float y = m.data[Operand::bias][o];
+      for (int i = 0; i < in; ++i) y += x[r * in + i] * w[o * in + i];
+      EXPECT_EQ(m.data[Operand::y][r * out + o], y) << "y[" << r << "," << o << "]";
+    }
+  for (int r = 0; r < n; ++r)
+    for (int i = 0; i < in; ++i) {
+      float dx = 0;
+      for (int o = 0; o < out; ++o) dx += dy[r * out + o] * w[o * in + i];
+      EXPECT_EQ(m.data[Operand::dx][r * in + i], dx) << "dx[" << r << "," << i << "]";
+    }
+  for (int o = 0; o < out; ++o) {
+    float db = 0;
+    for (int r = 0; r < n; ++r) db += dy[r * out + o];
+    EXPECT_EQ(m.data[Operand::db][o], db) << "db[" << o << "]";
+    for (int i = 0; i < in; ++i) {
+      float dw = 0;
+      for (int r = 0; r < n; ++r) dw += dy[r * out + o] * x[r * in + i];
+      EXPECT_EQ(m.data[Operand::dw][o * in + i], dw) << "dw[" << o << "," << i << "]";
+    }
+  }
+  EXPECT_NE(error_of([] { linear_forward_calls(0, 5, 4); }), "");
+}
+
+TEST(CudaPlan, ArenaRegionsAreAlignedAndDisjoint) {
+  ArenaRequest r{1000, {200, 4, 256}, 3000, 64, 32 << 20, 64, 2 * sizeof(parity_op_params)};
+  const ArenaLayout l = layout_arena(r);
+  ASSERT_EQ(l.input_offsets.size(), 3u);
+  EXPECT_EQ(l.input_offsets[0], 0);
+  EXPECT_EQ(l.input_offsets[1], 256);
+  EXPECT_EQ(l.input_offsets[2], 512);
+  EXPECT_EQ(l.slot_bytes, 768);
+  EXPECT_EQ(l.cublas_workspace_bytes, 32 << 20);
+  struct Region {
+    int64_t start, bytes;
+  };
+  const std::vector<Region> regions = {{l.plan_offset, 1000},          {l.slot_offset[0], l.slot_bytes},
+                                       {l.slot_offset[1], l.slot_bytes}, {l.conv_workspace_offset, 3000},
+                                       {l.native_workspace_offset, 64},  {l.cublas_workspace_offset, 32 << 20},
+                                       {l.ones_offset, 64 * 4},          {l.hyperparameter_offset, r.hyperparameter_bytes}};
+  for (size_t i = 0; i < regions.size(); ++i) {
+    EXPECT_EQ(regions[i].start % kArenaAlignment, 0) << "region " << i;
+    EXPECT_LE(regions[i].start + regions[i].bytes, l.total_bytes) << "region " << i;
+    for (size_t j = i + 1; j < regions.size(); ++j)
+      EXPECT_TRUE(regions[i].start + regions[i].bytes <= regions[j].start ||
+                  regions[j].start + regions[j].bytes <= regions[i].start)
+          << "regions " << i << " and " << j << " overlap";
+  }
+  r.conv_workspace_bytes = -1;
+  EXPECT_NE(error_of([&] { layout_arena(r); }), "");
+}
+
+TEST(CudaPlan, CaptureIsTheDefaultAndEachExceptionSaysWhy) {
+  Options o;
+  EXPECT_TRUE(decide_capture(o, false, 30).capture);
+  const CaptureDecision legacy = decide_capture(o, true, 30);
+  EXPECT_FALSE(legacy.capture);
+  EXPECT_NE(legacy.why.find("legacy default stream"), std::string::npos);
+  EXPECT_FALSE(decide_capture(o, false, 0).capture);
+  o.graphs = false;
+  const CaptureDecision off = decide_capture(o, false, 30);
+  EXPECT_FALSE(off.capture);
+  EXPECT_NE(off.why.find("PARITY_CUDA_GRAPHS=0"), std::string::npos);
+}
+
+ProbeFacts healthy() {
+  ProbeFacts f;
+  f.libcuda_loadable = true;
+  f.count_status = DeviceCountStatus::ok;
+  f.count_error_name = "cudaSuccess";
+  f.device_count = 1;
+  f.driver_version = 13000;
+  f.runtime_version = 13000;
+  f.devices = {{"NVIDIA H100 80GB HBM3", 9, 0}};
+  f.built_architectures = {80, 90};
+  f.cudnn_version = "9.19.0";
+  return f;
+}
+
+TEST(CudaPlan, ProbeSaysWhichOfTheFourReasonsApplies) {
+  ProbeFacts f = healthy();
+  ProbeOutcome o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_AVAILABLE);
+  EXPECT_EQ(o.usable_devices, 1);
+  EXPECT_EQ(o.detail, "NVIDIA H100 80GB HBM3 (sm_90), driver CUDA 13.0, CUDA runtime 13.0, cuDNN 9.19.0");
+
+  f = healthy();  // what this project's machines report: no libcuda, and the runtime says so its way
+  f.libcuda_loadable = false;
+  f.libcuda_error = "libcuda.so.1: cannot open shared object file: No such file or directory";
+  f.count_status = DeviceCountStatus::insufficient_driver;
+  f.count_error_name = "cudaErrorInsufficientDriver";
+  o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_UNAVAILABLE_NO_DRIVER);
+  EXPECT_EQ(o.detail, "no NVIDIA driver: libcuda.so.1 cannot be loaded (libcuda.so.1: cannot open shared object "
+                      "file: No such file or directory); the CUDA runtime 13.0 reports cudaErrorInsufficientDriver");
+
+  f = healthy();  // a driver older than the runtime
+  f.count_status = DeviceCountStatus::insufficient_driver;
+  f.count_error_name = "cudaErrorInsufficientDriver";
+  f.driver_version = 12020;
+  o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_UNAVAILABLE_DRIVER_TOO_OLD);
+  EXPECT_EQ(o.detail, "the NVIDIA driver (CUDA 12.2) is older than this plugin's CUDA runtime 13.0 "
+                      "(cudaErrorInsufficientDriver); update the driver");
+
+  f = healthy();
+  f.count_status = DeviceCountStatus::no_device;
+  f.count_error_name = "cudaErrorNoDevice";
+  o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_UNAVAILABLE_NO_DEVICE);
+  EXPECT_EQ(o.detail, "the NVIDIA driver reports no CUDA device (cudaErrorNoDevice)");
+
+  f = healthy();  // a Turing card: below sm_80
+  f.devices = {{"Tesla T4", 7, 5}};
+  o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_UNAVAILABLE_DEVICE_TOO_OLD);
+  EXPECT_EQ(o.usable_devices, 0);
+  EXPECT_EQ(o.detail, "CUDA devices are Tesla T4 (sm_75); this plugin was built for sm_80, sm_90 (rebuild with "
+                      "-DCMAKE_CUDA_ARCHITECTURES=<your sm>)");
+
+  f = healthy();  // only the usable devices count
+  f.device_count = 2;
+  f.devices = {{"Tesla T4", 7, 5}, {"NVIDIA A100-SXM4-40GB", 8, 0}};
+  o = classify_probe(f);
+  EXPECT_EQ(o.reason, PARITY_AVAILABLE);
+  EXPECT_EQ(o.usable_devices, 1);
+}
+
+TEST(CudaPlan, DevicesRunTheLowestBuiltArchitectureAndUp) {
+  const std::vector<int> built = {80, 90};
+  EXPECT_FALSE(device_can_run(7, 5, built));
+  EXPECT_TRUE(device_can_run(8, 0, built));
+  EXPECT_TRUE(device_can_run(8, 6, built));   // sm_80 code runs on sm_86
+  EXPECT_TRUE(device_can_run(10, 0, built));  // compute_90 PTX is compiled for newer devices
+  EXPECT_FALSE(device_can_run(9, 0, {}));
+  EXPECT_EQ(cuda_version_string(12040), "12.4");
+  EXPECT_EQ(cuda_version_string(0), "unknown");
+}
+
+}  // namespace
+}  // namespace cuda_plan
+}  // namespace parity
