@@ -334,7 +334,7 @@ TEST(CudaPlan, ProbeSaysWhichOfTheFourReasonsApplies) {
   f.count_error_name = "cudaErrorInsufficientDriver";
   o = classify_probe(f);
   EXPECT_EQ(o.reason, PARITY_UNAVAILABLE_NO_DRIVER);
-  EXPECT_EQ(o.detail, "no NVIDIA driver: libcuda.so.1 cannot be loaded (libcuda.so.1: cannot open shared object "
+  EXPECT_EQ(o.detail, "the NVIDIA driver library libcuda.so.1 cannot be loaded (libcuda.so.1: cannot open shared object "
                       "file: No such file or directory); the CUDA runtime 13.0 reports cudaErrorInsufficientDriver");
 
   f = healthy();  // a driver older than the runtime

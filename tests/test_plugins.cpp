@@ -165,7 +165,7 @@ TEST(Plugins, SelectionByNameAutoAndEnvironment) {
           << error;
     } else {
       EXPECT_NE(info.location.find(file), std::string::npos) << info.location;
-      const std::string vendor_error = std::string(gpu) == "hip" ? "(hipError" : "(cuda";
+      const std::string vendor_error = std::string(gpu) == "hip" ? "(hipError" : "cudaError";
       EXPECT_TRUE(error.find(file) != std::string::npos || error.find(vendor_error) != std::string::npos) << error;
     }
   }

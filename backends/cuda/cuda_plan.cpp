@@ -272,7 +272,7 @@ bool device_can_run(int major, int minor, const std::vector<int>& built_architec
 ProbeOutcome classify_probe(const ProbeFacts& f) {
   const std::string runtime = msg("CUDA runtime ", cuda_version_string(f.runtime_version));
   if (!f.libcuda_loadable) {
-    std::string detail = msg("no NVIDIA driver: libcuda.so.1 cannot be loaded (", f.libcuda_error, ")");
+    std::string detail = msg("the NVIDIA driver library libcuda.so.1 cannot be loaded (", f.libcuda_error, ")");
     if (f.count_status != DeviceCountStatus::ok && !f.count_error_name.empty())
       detail += msg("; the ", runtime, " reports ", f.count_error_name);
     return {PARITY_UNAVAILABLE_NO_DRIVER, 0, detail};
