@@ -14,6 +14,7 @@
 
 #include "parity/parity.h"
 #include "parity/plugin.h"
+#include "tests/gpu_plugin_checks.h"
 
 namespace parity {
 namespace {
@@ -51,17 +52,7 @@ TEST(CudaPlugin, TableIsCompleteAndRefusesBadArguments) {
   ASSERT_NE(entry, nullptr) << "no " << PARITY_BACKEND_ENTRY_SYMBOL;
   const parity_backend_table* t = entry();
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->abi_version, static_cast<uint32_t>(PARITY_ABI_VERSION));
-  EXPECT_EQ(t->struct_size, sizeof(parity_backend_table));
-  EXPECT_STREQ(t->name, "cuda");
-  for (const void* fn : {(const void*)t->probe, (const void*)t->create, (const void*)t->destroy,
-                         (const void*)t->get_capabilities, (const void*)t->supports, (const void*)t->buffer_alloc,
-                         (const void*)t->buffer_free, (const void*)t->copy_host_to_device,
-                         (const void*)t->copy_device_to_host, (const void*)t->copy_device_to_device,
-                         (const void*)t->compile, (const void*)t->executable_destroy, (const void*)t->write_value,
-                         (const void*)t->read_value, (const void*)t->execute, (const void*)t->synchronize,
-                         (const void*)t->memory_bytes})
-    EXPECT_NE(fn, nullptr);
+  testing::expect_complete_table(t, "cuda");
   EXPECT_EQ(t->write_value_f64, nullptr);  // float64 access is ref's alone
 
   parity_probe_result probe{};
@@ -81,22 +72,7 @@ TEST(CudaPlugin, TableIsCompleteAndRefusesBadArguments) {
   EXPECT_NE(std::string(err.message).find("cuda: unavailable: the NVIDIA driver library libcuda.so.1"), std::string::npos) << err.message;
 
   // Entry points given NULL handles answer with a status (no exception, no crash).
-  parity_plan plan{};
-  parity_executable_t exe = nullptr;
-  err = {};
-  EXPECT_EQ(t->compile(nullptr, &plan, 0, nullptr, &exe, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->execute(nullptr, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->synchronize(nullptr, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  float x = 0;
-  EXPECT_EQ(t->write_value(nullptr, 0, &x, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->read_value(nullptr, 0, &x, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(err.message).find("cuda: read_value"), std::string::npos) << err.message;
-  parity_capabilities caps{};
-  EXPECT_EQ(t->get_capabilities(nullptr, &caps, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->supports(nullptr, nullptr, nullptr, 0), 0);
-  t->destroy(nullptr);
-  t->executable_destroy(nullptr);
-  t->buffer_free(nullptr, nullptr);
+  testing::expect_null_handles_refused(t, "cuda");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "parity/parity.h"
 #include "parity/plugin.h"
+#include "tests/gpu_plugin_checks.h"
 
 namespace parity {
 namespace {
@@ -47,9 +48,7 @@ TEST(HipPlugin, TableIsCompleteAndRefusesBadArguments) {
   ASSERT_NE(entry, nullptr) << "no " << PARITY_BACKEND_ENTRY_SYMBOL;
   const parity_backend_table* t = entry();
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(t->abi_version, static_cast<uint32_t>(PARITY_ABI_VERSION));
-  EXPECT_EQ(t->struct_size, sizeof(parity_backend_table));
-  EXPECT_STREQ(t->name, "hip");
+  testing::expect_complete_table(t, "hip");
 
   parity_probe_result probe{};
   parity_error err{};
@@ -68,24 +67,7 @@ TEST(HipPlugin, TableIsCompleteAndRefusesBadArguments) {
   EXPECT_NE(std::string(err.message).find("hipErrorNoDevice"), std::string::npos) << err.message;
 
   // Entry points given NULL handles answer with a status (no exception, no crash).
-  parity_plan plan{};
-  parity_executable_t exe = nullptr;
-  err = {};
-  EXPECT_EQ(t->compile(nullptr, &plan, 0, nullptr, &exe, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->execute(nullptr, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->synchronize(nullptr, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  float x = 0;
-  EXPECT_EQ(t->write_value(nullptr, 0, &x, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t->read_value(nullptr, 0, &x, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(err.message).find("hip: read_value"), std::string::npos) << err.message;
-  parity_node_desc bad{};
-  std::memcpy(&bad.op, "\x7f\0\0\0", 4);
-  char reason[128] = {};
-  EXPECT_EQ(t->supports(nullptr, &bad, reason, sizeof reason), 0);
-  EXPECT_NE(std::string(reason).find("is not one this build knows"), std::string::npos) << reason;
-  t->destroy(nullptr);
-  t->executable_destroy(nullptr);
-  t->buffer_free(nullptr, nullptr);
+  testing::expect_null_handles_refused(t, "hip");
   // Not dlclose'd: the HIP runtime registers atexit handlers.
 }
 

@@ -18,36 +18,22 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_plan.h"
 #include "backends/native/dispatch.h"
+#include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
 
 namespace parity {
 namespace cuda_backend {
 
-[[noreturn]] inline void fail(parity_status status, const std::string& message) {
-  throw cuda_plan::PlanError(status, message);
-}
-
-parity_status report(parity_error* err, parity_status status, const std::string& message);
-void copy_message(char* dst, size_t capacity, const std::string& message);
+using native::copy_message;
+using native::plugin_fail;
+using native::report;
+[[noreturn]] inline void fail(parity_status status, const std::string& message) { plugin_fail(status, message); }
 
 // Runs one entry point's body; nothing thrown leaves it.
 template <class Body>
 parity_status guarded(parity_error* err, Body&& body) {
-  try {
-    body();
-    return PARITY_OK;
-  } catch (const cuda_plan::PlanError& e) {
-    return report(err, e.status, e.what());
-  } catch (const std::bad_alloc&) {
-    return report(err, PARITY_STATUS_OUT_OF_MEMORY, "cuda: out of host memory");
-  } catch (const std::exception& e) {  // a native kernel launch that failed (pk.h names the kernel)
-    return report(err, PARITY_STATUS_DEVICE, native::msg("cuda: ", e.what()));
-  } catch (...) {
-    return report(err, PARITY_STATUS_INTERNAL, "cuda: an unknown exception");
-  }
+  return native::guarded("cuda", err, std::forward<Body>(body));
 }
-
-const char* op_name(parity_op op);
 
 // A device allocation, freed with its owner.
 struct DeviceMemory {

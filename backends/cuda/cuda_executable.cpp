@@ -27,7 +27,7 @@ namespace plan = parity::cuda_plan;
 
 namespace {
 
-bool is_persistent(const parity_value_desc& v) { return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE; }
+using parity::native::is_persistent;
 
 // The cuDNN descriptors of one convolution node, destroyed with it.
 struct ConvDescriptorSet {
@@ -218,10 +218,10 @@ struct parity_executable_object {
   bool slot_open[2] = {false, false};  // the copy stream already waits for the slot's last step
   int launch_slot = 0;          // the slot the steps being launched read
   Memory memory{this};
-  parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::cuda_backend::op_name,
+  parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::native::op_name,
                                                     parity::native::cuda::native_ops(), values, memory};
   CheckMemory check_memory{this};
-  parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::cuda_backend::op_name, no_launches(), values,
+  parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::native::op_name, no_launches(), values,
                                                       check_memory};
 
   void* region(int64_t offset) const { return static_cast<char*>(arena.ptr) + offset; }
@@ -373,51 +373,6 @@ namespace parity {
 namespace cuda_backend {
 namespace {
 
-std::shared_ptr<Persistent> persistent_value(PersistentStore& store, const parity_value_desc& v) {
-  auto it = store.find(value_name(v));
-  if (it == store.end()) return store[value_name(v)] = std::make_shared<Persistent>(v);
-  const parity_value_desc& s = it->second->desc;
-  bool same = s.dtype == v.dtype && s.rank == v.rank;
-  for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-  if (!same)
-    fail(PARITY_STATUS_SHAPE, msg("cuda: persistent value '", value_name(v), "' is ", shape_str(v.rank, v.dims),
-                                  " in this plan but ", shape_str(s.rank, s.dims),
-                                  " in the executable it shares storage with; shared values must match"));
-  return it->second;
-}
-
-void validate_plan(parity_backend_t b, const parity_plan* plan) {
-  if (plan->num_values < 0 || plan->num_nodes < 0 || (plan->num_values && !plan->values) ||
-      (plan->num_nodes && !plan->nodes) || plan->arena_bytes < 0)
-    fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: compile: the plan's counts, arrays or arena size are malformed");
-  for (int32_t i = 0; i < plan->num_nodes; ++i) {
-    int32_t op;
-    std::memcpy(&op, &plan->nodes[i].op, sizeof op);
-    if (op < 0 || op >= PARITY_OP_COUNT)
-      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: op ", op, " of node '", plan->nodes[i].name, "' is not one this build knows"));
-  }
-  for (int32_t i = 0; i < plan->num_values; ++i) {
-    const parity_value_desc& v = plan->values[i];
-    if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("cuda: value '", value_name(v), "' has rank ", v.rank, ", must be in [0, ", PARITY_MAX_RANK, "]"));
-    for (int32_t d = 0; d < v.rank; ++d)
-      if (v.dims[d] < 1)
-        fail(PARITY_STATUS_INVALID_ARGUMENT,
-             msg("cuda: value '", value_name(v), "' has dimension ", d, " = ", v.dims[d], ", must be >= 1"));
-    if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: value '", value_name(v), "' has a dtype cuda does not store (f32, i32)"));
-    if (v.bytes != numel_of(v) * 4)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: value '", value_name(v), "' ", shape_str(v.rank, v.dims), " says ",
-                                               v.bytes, " bytes, its shape needs ", numel_of(v) * 4));
-    if (v.kind == PARITY_VALUE_TEMP && (v.offset < 0 || v.offset % 4 != 0 || v.offset > plan->arena_bytes - v.bytes))
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("cuda: value '", value_name(v), "' at arena offset ", v.offset, " (", v.bytes,
-               " bytes) does not fit the plan's arena of ", plan->arena_bytes, " bytes 4-aligned"));
-  }
-  (void)b;
-}
-
 // cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
 // by the plugin so that cuBLAS allocates nothing while a step is captured.
 constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
@@ -447,7 +402,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: compile: NULL argument");
   *out = nullptr;
   return guarded(err, [&] {
-    validate_plan(b, plan);
+    parity::native::validate_plan("cuda", plan, /*inputs_in_arena=*/false);  // inputs live in the slots
     if (share_with && share_with->instance != b)
       fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: share_with must be an executable of this same backend instance");
     b->make_current();
@@ -468,7 +423,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     for (size_t i = 0; i < count; ++i) {
       const parity_value_desc& v = exe->values[i];
       if (is_persistent(v)) {
-        exe->held.push_back(persistent_value(*exe->persistent, v));
+        exe->held.push_back(parity::native::shared_persistent("cuda", *exe->persistent, v));
         exe->held_pointer[i] = exe->held.back()->memory.ptr;
       } else if (v.kind == PARITY_VALUE_INPUT) {
         exe->input_index[i] = static_cast<int32_t>(request.input_bytes.size());

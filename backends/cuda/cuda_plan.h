@@ -16,16 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
 
 namespace parity {
 namespace cuda_plan {
 
 // A planning failure: the status and message an entry point returns.
-struct PlanError : std::runtime_error {
-  PlanError(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
-  parity_status status;
-};
+using PlanError = native::PluginError;
 
 // ---- options ---------------------------------------------------------------------------------
 // The plugin ABI's config has no backend-specific options, so the CUDA plugin reads them from

@@ -35,30 +35,6 @@ parity_backend_instance::~parity_backend_instance() {
 namespace parity {
 namespace cuda_backend {
 
-void copy_message(char* dst, size_t capacity, const std::string& message) {
-  if (!dst || capacity == 0) return;
-  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
-  std::memcpy(dst, message.data(), n);
-  dst[n] = '\0';
-}
-
-parity_status report(parity_error* err, parity_status status, const std::string& message) {
-  if (err) {
-    err->status = status;
-    copy_message(err->message, sizeof err->message, message);
-  }
-  return status;
-}
-
-const char* op_name(parity_op op) {
-  static const char* const names[PARITY_OP_COUNT] = {
-      "CONV2D",       "CONV2D_BWD_DATA", "CONV2D_BWD_WEIGHT", "RELU",         "RELU_BWD",
-      "MAXPOOL2D",    "MAXPOOL2D_BWD",   "RESHAPE",           "LINEAR",       "LINEAR_BWD_DATA",
-      "LINEAR_BWD_WEIGHT", "SOFTMAX_XENT", "SOFTMAX_XENT_BWD", "ARGMAX",     "ACCURACY",
-      "ADD",          "ADAM_STEP",       "SGD_STEP",          "FILL"};
-  return op >= 0 && op < PARITY_OP_COUNT ? names[op] : "UNKNOWN";
-}
-
 void DeviceMemory::allocate(int64_t n) {
   bytes = n;
   if (n > 0) CUDA_CHECK(cudaMalloc(&ptr, static_cast<size_t>(n)));
@@ -211,15 +187,7 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
 }
 
 int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
-  if (!node) {
-    copy_message(reason, reason_len, "cuda: supports: node is NULL");
-    return 0;
-  }
-  int32_t op;
-  std::memcpy(&op, &node->op, sizeof op);
-  if (op >= 0 && op < PARITY_OP_COUNT) return 1;
-  copy_message(reason, reason_len, msg("cuda: op ", op, " of node '", node->name, "' is not one this build knows"));
-  return 0;
+  return native::supports_known_op("cuda", node, reason, reason_len);
 }
 
 parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {
@@ -244,10 +212,7 @@ void buffer_free(parity_backend_t b, parity_buffer_t buffer) {
 }
 
 void check_range(parity_buffer_t buffer, int64_t offset, int64_t bytes, const char* function) {
-  if (!buffer) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", function, ": buffer is NULL"));
-  if (offset < 0 || bytes < 0 || offset > buffer->memory.bytes || bytes > buffer->memory.bytes - offset)
-    fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", function, ": bytes [", offset, ", ", offset + bytes,
-                                             ") are outside the buffer's ", buffer->memory.bytes));
+  native::check_buffer_range("cuda", !buffer, buffer ? buffer->memory.bytes : 0, offset, bytes, function);
 }
 
 char* at(parity_buffer_t buffer, int64_t offset) { return static_cast<char*>(buffer->memory.ptr) + offset; }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backends/native/dispatch.h"
+#include "backends/native/plugin_support.h"
 #include "backends/native/native_ops.h"
 #include "backends/native/pk.h"
 #include "parity/plugin.h"
@@ -42,15 +43,12 @@ using native::numel_of;
 using native::shape_str;
 using native::value_name;
 
-// What every entry point catches: a status and its message.
-struct Failure : std::runtime_error {
-  Failure(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
-  parity_status status;
-};
+using native::copy_message;
+using native::report;
 
-[[noreturn]] void fail(parity_status status, const std::string& message) { throw Failure(status, message); }
+[[noreturn]] void fail(parity_status status, const std::string& message) { native::plugin_fail(status, message); }
 
-// HIP_CHECK(expr): runs one HIP call; a failure becomes a Failure naming the call, where it was
+// HIP_CHECK(expr): runs one HIP call; a failure becomes a PluginError naming the call, where it was
 // made and HIP's error name and text. Out-of-memory keeps its own status.
 void check(hipError_t status, const char* call, const char* file, int line) {
   if (status == hipSuccess) return;
@@ -60,46 +58,13 @@ void check(hipError_t status, const char* call, const char* file, int line) {
 }
 #define HIP_CHECK(expr) ::parity::hip_plugin::check((expr), #expr, __FILE__, __LINE__)
 
-void copy_message(char* dst, size_t capacity, const std::string& message) {
-  if (!dst || capacity == 0) return;
-  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
-  std::memcpy(dst, message.data(), n);
-  dst[n] = '\0';
-}
-
-parity_status report(parity_error* err, parity_status status, const std::string& message) {
-  if (err) {
-    err->status = status;
-    copy_message(err->message, sizeof err->message, message);
-  }
-  return status;
-}
-
 // Runs one entry point's body; nothing thrown leaves it.
 template <class Body>
 parity_status guarded(parity_error* err, Body&& body) {
-  try {
-    body();
-    return PARITY_OK;
-  } catch (const Failure& f) {
-    return report(err, f.status, f.what());
-  } catch (const std::bad_alloc&) {
-    return report(err, PARITY_STATUS_OUT_OF_MEMORY, "hip: out of host memory");
-  } catch (const std::exception& e) {  // a kernel launch that failed (pk.h names the kernel)
-    return report(err, PARITY_STATUS_DEVICE, msg("hip: ", e.what()));
-  } catch (...) {
-    return report(err, PARITY_STATUS_INTERNAL, "hip: an unknown exception");
-  }
+  return native::guarded("hip", err, std::forward<Body>(body));
 }
 
-const char* op_name(parity_op op) {
-  static const char* const names[PARITY_OP_COUNT] = {
-      "CONV2D",       "CONV2D_BWD_DATA", "CONV2D_BWD_WEIGHT", "RELU",         "RELU_BWD",
-      "MAXPOOL2D",    "MAXPOOL2D_BWD",   "RESHAPE",           "LINEAR",       "LINEAR_BWD_DATA",
-      "LINEAR_BWD_WEIGHT", "SOFTMAX_XENT", "SOFTMAX_XENT_BWD", "ARGMAX",     "ACCURACY",
-      "ADD",          "ADAM_STEP",       "SGD_STEP",          "FILL"};
-  return op >= 0 && op < PARITY_OP_COUNT ? names[op] : "UNKNOWN";
-}
+const char* op_name(parity_op op) { return native::op_name(op); }
 
 // The gfx target of a device, without its feature flags ("gfx90a:sramecc+:xnack-" -> "gfx90a").
 std::string base_arch(const char* gcn_arch_name) {
@@ -179,7 +144,7 @@ struct Persistent {
 };
 using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
 
-bool is_persistent(const parity_value_desc& v) { return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE; }
+using native::is_persistent;
 
 }  // namespace
 }  // namespace hip_plugin
@@ -336,15 +301,7 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
 }
 
 int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
-  if (!node) {
-    copy_message(reason, reason_len, "hip: supports: node is NULL");
-    return 0;
-  }
-  int32_t op;
-  std::memcpy(&op, &node->op, sizeof op);
-  if (op >= 0 && op < PARITY_OP_COUNT) return 1;
-  copy_message(reason, reason_len, msg("hip: op ", op, " of node '", node->name, "' is not one this build knows"));
-  return 0;
+  return native::supports_known_op("hip", node, reason, reason_len);
 }
 
 parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {
@@ -367,10 +324,7 @@ void buffer_free(parity_backend_t b, parity_buffer_t buffer) {
 }
 
 void check_range(parity_buffer_t buffer, int64_t offset, int64_t bytes, const char* function) {
-  if (!buffer) fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", function, ": buffer is NULL"));
-  if (offset < 0 || bytes < 0 || offset > buffer->memory.bytes || bytes > buffer->memory.bytes - offset)
-    fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", function, ": bytes [", offset, ", ", offset + bytes,
-                                             ") are outside the buffer's ", buffer->memory.bytes));
+  native::check_buffer_range("hip", !buffer, buffer ? buffer->memory.bytes : 0, offset, bytes, function);
 }
 
 char* at(parity_buffer_t buffer, int64_t offset) { return static_cast<char*>(buffer->memory.ptr) + offset; }
@@ -414,52 +368,12 @@ parity_status copy_device_to_device(parity_backend_t b, parity_buffer_t dst, int
   });
 }
 
-std::shared_ptr<Persistent> persistent_value(PersistentStore& store, const parity_value_desc& v) {
-  auto it = store.find(value_name(v));
-  if (it == store.end()) return store[value_name(v)] = std::make_shared<Persistent>(v);
-  const parity_value_desc& s = it->second->desc;
-  bool same = s.dtype == v.dtype && s.rank == v.rank;
-  for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-  if (!same)
-    fail(PARITY_STATUS_SHAPE, msg("hip: persistent value '", value_name(v), "' is ", shape_str(v.rank, v.dims),
-                                  " in this plan but ", shape_str(s.rank, s.dims),
-                                  " in the executable it shares storage with; shared values must match"));
-  return it->second;
-}
-
 parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
                       parity_executable_t* out, parity_error* err) {
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: NULL argument");
   *out = nullptr;
   return guarded(err, [&] {
-    if (plan->num_values < 0 || plan->num_nodes < 0 || (plan->num_values && !plan->values) ||
-        (plan->num_nodes && !plan->nodes) || plan->arena_bytes < 0)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: the plan's counts, arrays or arena size are malformed");
-    for (int32_t i = 0; i < plan->num_nodes; ++i) {
-      char reason[256] = {};
-      if (!supports(b, &plan->nodes[i], reason, sizeof reason)) fail(PARITY_STATUS_UNSUPPORTED, reason);
-    }
-    // A malformed descriptor is refused before anything is sized from it.
-    for (int32_t i = 0; i < plan->num_values; ++i) {
-      const parity_value_desc& v = plan->values[i];
-      if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
-        fail(PARITY_STATUS_INVALID_ARGUMENT,
-             msg("hip: value '", value_name(v), "' has rank ", v.rank, ", must be in [0, ", PARITY_MAX_RANK, "]"));
-      for (int32_t d = 0; d < v.rank; ++d)
-        if (v.dims[d] < 1)
-          fail(PARITY_STATUS_INVALID_ARGUMENT,
-               msg("hip: value '", value_name(v), "' has dimension ", d, " = ", v.dims[d], ", must be >= 1"));
-      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-        fail(PARITY_STATUS_UNSUPPORTED,
-             msg("hip: value '", value_name(v), "' has a dtype hip does not store (f32, i32)"));
-      if (v.bytes != numel_of(v) * 4)
-        fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: value '", value_name(v), "' ", shape_str(v.rank, v.dims),
-                                                 " says ", v.bytes, " bytes, its shape needs ", numel_of(v) * 4));
-      if (!is_persistent(v) && (v.offset < 0 || v.offset % 4 != 0 || v.offset > plan->arena_bytes - v.bytes))
-        fail(PARITY_STATUS_INVALID_ARGUMENT,
-             msg("hip: value '", value_name(v), "' at arena offset ", v.offset, " (", v.bytes,
-                 " bytes) does not fit the plan's arena of ", plan->arena_bytes, " bytes 4-aligned"));
-    }
+    native::validate_plan("hip", plan, /*inputs_in_arena=*/true);
     if (share_with && share_with->instance != b)
       fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: share_with must be an executable of this same backend instance");
     b->make_current();
@@ -476,7 +390,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     for (size_t i = 0; i < exe->values.size(); ++i) {
       const parity_value_desc& v = exe->values[i];
       if (is_persistent(v)) {
-        exe->held.push_back(persistent_value(*exe->persistent, v));
+        exe->held.push_back(native::shared_persistent("hip", *exe->persistent, v));
         exe->pointers[i] = exe->held.back()->memory.ptr;
       } else {
         exe->pointers[i] = static_cast<char*>(exe->arena.ptr) + v.offset;
