@@ -497,7 +497,8 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     // The one device allocation; inputs start as zeros in both slots.
     exe->arena.allocate(exe->layout.total_bytes);
     if (exe->layout.slot_bytes)
-      CUDA_CHECK(cudaMemset(exe->region(exe->layout.slot_offset[0]), 0, static_cast<size_t>(2 * exe->layout.slot_bytes)));
+      CUDA_CHECK(cudaMemsetAsync(exe->region(exe->layout.slot_offset[0]), 0,
+                                 static_cast<size_t>(2 * exe->layout.slot_bytes), b->stream));
     for (int s = 0; s < 2; ++s) {
       exe->pinned[s].allocate(exe->layout.slot_bytes);
       CUDA_CHECK(cudaEventCreateWithFlags(&exe->inputs_ready[s], cudaEventDisableTiming));
@@ -507,8 +508,8 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
       if (step.hyperparameter_offset < 0) continue;
       step.hyperparameter_offset += exe->layout.hyperparameter_offset;
       const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
-      CUDA_CHECK(cudaMemcpy(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
-                            cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemcpyAsync(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
+                                 cudaMemcpyHostToDevice, b->stream));  // node.params lives as long as exe
     }
     if (request.ones_count) {
       parity::native::cuda::set_launch_stream(b->stream);
@@ -581,7 +582,9 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
     const int slot = input >= 0 && exe->latest_slot[static_cast<size_t>(input)] >= 0
                          ? exe->latest_slot[static_cast<size_t>(input)]
                          : 0;
-    CUDA_CHECK(cudaMemcpy(host, exe->pointer(value, slot), static_cast<size_t>(bytes), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpyAsync(host, exe->pointer(value, slot), static_cast<size_t>(bytes), cudaMemcpyDeviceToHost,
+                               b->stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
   });
 }
 

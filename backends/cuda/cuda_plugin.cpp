@@ -53,7 +53,12 @@ PinnedMemory::~PinnedMemory() {
 
 Persistent::Persistent(const parity_value_desc& d) : desc(d) {
   memory.allocate(d.bytes);
-  if (memory.ptr) CUDA_CHECK(cudaMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
+  // cudaMemset runs on the legacy default stream, which does not order with the instance's
+  // non-blocking streams: wait for it here (compile time, not a step).
+  if (memory.ptr) {
+    CUDA_CHECK(cudaMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
 }
 
 namespace {

@@ -139,7 +139,12 @@ struct Persistent {
   DeviceMemory memory;
   explicit Persistent(const parity_value_desc& d) : desc(d) {
     memory.allocate(d.bytes);
-    if (memory.ptr) HIP_CHECK(hipMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
+    // hipMemset runs on the null stream, which does not order with the instance's non-blocking
+    // stream: wait for it here (compile time, not a step).
+    if (memory.ptr) {
+      HIP_CHECK(hipMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
+      HIP_CHECK(hipDeviceSynchronize());
+    }
   }
 };
 using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
