@@ -143,40 +143,57 @@ TEST(CudaPlan, AlgorithmCacheKeySeparatesDirectionsShapesAndOptions) {
   const Options o;
   Options tf32 = o;
   tf32.tf32 = true;
-  const std::string key = conv_cache_key(ConvDirection::forward, conv1(a), o);
-  EXPECT_EQ(key, conv_cache_key(ConvDirection::forward, conv1(a), o));
-  EXPECT_NE(key, conv_cache_key(ConvDirection::backward_filter, conv1(a), o));
-  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(b), o));  // the last partial batch searches anew
-  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(a), tf32));
+  const std::string key = conv_cache_key(ConvDirection::forward, conv1(a), o, 256);
+  EXPECT_EQ(key, conv_cache_key(ConvDirection::forward, conv1(a), o, 256));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::backward_filter, conv1(a), o, 256));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(b), o, 256));  // the last partial batch searches anew
+  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(a), tf32, 256));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::forward, conv1(a), o, 4));  // parity check's tight layout
+  EXPECT_EQ(address_alignment(0), 256);
+  EXPECT_EQ(address_alignment(64 * 7), 64);
+  EXPECT_EQ(address_alignment(12), 4);
+  EXPECT_EQ(address_alignment(4096 + 16), 16);
 }
 
-TEST(CudaPlan, AlgorithmChoiceTakesTheFastestAcceptable) {
+TEST(CudaPlan, AlgorithmChoiceFollowsTheRulesAndNeverATimingWhenDeterministic) {
+  // As cudnnFind*Ex lists them, fastest first.
   const std::vector<AlgoCandidate> found = {
-      {6, true, 0.10f, 0, false, false, 3},            // fastest, but nondeterministic
-      {1, true, 0.20f, int64_t{512} << 20, true, false, 3},  // deterministic, too much workspace
-      {7, true, 0.25f, 1024, true, true, 1},           // deterministic, tensor-op (TF32) math
-      {0, true, 0.40f, 0, true, false, 3},             // deterministic, FMA, no workspace
-      {2, false, -1.0f, 0, true, false, 3}};           // not supported
+      {6, true, 0.10f, 0, false, false, false, 3},                   // fastest, but nondeterministic
+      {5, true, 0.12f, 0, true, true, true, 2},                      // may convert to half precision
+      {1, true, 0.20f, int64_t{512} << 20, true, false, false, 3},   // deterministic, too much workspace
+      {7, true, 0.25f, 1024, true, true, false, 1},                  // deterministic, tensor-op (TF32) math
+      {4, true, 0.30f, 0, true, false, false, 3},                    // deterministic, FMA, no workspace
+      {0, true, 0.40f, 0, true, false, false, 3},                    // deterministic, FMA, no workspace
+      {2, false, -1.0f, 0, true, false, false, 3}};                  // not supported
+  const std::vector<int> heuristic = {2, 0, 7, 4, 1, 6, 5};  // cuDNN's ranking, no timing in it
   Options o;
-  AlgoChoice c = choose_algorithm(found, o, "conv1");
-  EXPECT_EQ(c.algo, 0);
+  AlgoChoice c = choose_algorithm(found, heuristic, o, "conv1");
+  EXPECT_EQ(c.algo, 0);  // the first acceptable in heuristic order, although 4 measured faster
   EXPECT_EQ(c.math_type, 3);
   o.tf32 = true;
-  EXPECT_EQ(choose_algorithm(found, o, "conv1").algo, 7);
-  o.deterministic = false;
-  EXPECT_EQ(choose_algorithm(found, o, "conv1").algo, 6);
+  EXPECT_EQ(choose_algorithm(found, heuristic, o, "conv1").algo, 0);
+  EXPECT_EQ(choose_algorithm(found, {7, 0}, o, "conv1").algo, 7);
+  o.deterministic = false;  // the fastest acceptable; never the down-converting one
+  EXPECT_EQ(choose_algorithm(found, heuristic, o, "conv1").algo, 6);
+  Options fma_only;
+  fma_only.deterministic = false;
+  EXPECT_EQ(choose_algorithm(found, heuristic, fma_only, "conv1").algo, 6);
   Options roomy;
   roomy.conv_workspace_limit = int64_t{1} << 30;
-  EXPECT_EQ(choose_algorithm(found, roomy, "conv1").algo, 1);
-  EXPECT_EQ(choose_algorithm(found, roomy, "conv1").workspace_bytes, int64_t{512} << 20);
+  EXPECT_EQ(choose_algorithm(found, {1, 0}, roomy, "conv1").algo, 1);
+  EXPECT_EQ(choose_algorithm(found, {1, 0}, roomy, "conv1").workspace_bytes, int64_t{512} << 20);
+  // An algorithm the heuristics do not rank comes after those they do, by number.
+  EXPECT_EQ(choose_algorithm(found, {}, Options{}, "conv1").algo, 0);
 
   parity_status status = PARITY_OK;
-  const std::string e = error_of([&] { choose_algorithm({found[0], found[4]}, Options{}, "node 'conv2'"); }, &status);
+  const std::string e =
+      error_of([&] { choose_algorithm({found[0], found[1], found[6]}, heuristic, Options{}, "node 'conv2'"); }, &status);
   EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
   EXPECT_NE(e.find("no cuDNN algorithm for node 'conv2'"), std::string::npos) << e;
   EXPECT_NE(e.find("algo 6: nondeterministic"), std::string::npos) << e;
+  EXPECT_NE(e.find("algo 5: may convert to half precision"), std::string::npos) << e;
   EXPECT_NE(e.find("algo 2: failed or unsupported"), std::string::npos) << e;
-  EXPECT_NE(error_of([] { choose_algorithm({}, Options{}, "x"); }).find("cuDNN returned no candidate"),
+  EXPECT_NE(error_of([] { choose_algorithm({}, {}, Options{}, "x"); }).find("cuDNN returned no candidate"),
             std::string::npos);
 }
 
@@ -315,7 +332,7 @@ ProbeFacts healthy() {
   f.driver_version = 13000;
   f.runtime_version = 13000;
   f.devices = {{"NVIDIA H100 80GB HBM3", 9, 0}};
-  f.built_architectures = {80, 90};
+  f.built_architectures = parse_architectures("80,90");
   f.cudnn_version = "9.19.0";
   return f;
 }
@@ -369,13 +386,23 @@ TEST(CudaPlan, ProbeSaysWhichOfTheFourReasonsApplies) {
   EXPECT_EQ(o.usable_devices, 1);
 }
 
-TEST(CudaPlan, DevicesRunTheLowestBuiltArchitectureAndUp) {
-  const std::vector<int> built = {80, 90};
+TEST(CudaPlan, DevicesRunTheCodeBuiltForThem) {
+  const auto built = parse_architectures("80,90");
+  ASSERT_EQ(built.size(), 2u);
+  EXPECT_TRUE(built[0].sass && built[0].ptx);
   EXPECT_FALSE(device_can_run(7, 5, built));
   EXPECT_TRUE(device_can_run(8, 0, built));
   EXPECT_TRUE(device_can_run(8, 6, built));   // sm_80 code runs on sm_86
   EXPECT_TRUE(device_can_run(10, 0, built));  // compute_90 PTX is compiled for newer devices
   EXPECT_FALSE(device_can_run(9, 0, {}));
+  const auto real_only = parse_architectures("80-real,90-real");
+  EXPECT_TRUE(device_can_run(8, 9, real_only));
+  EXPECT_TRUE(device_can_run(9, 0, real_only));
+  EXPECT_FALSE(device_can_run(10, 0, real_only));  // no PTX to compile for it
+  const auto ptx_only = parse_architectures("90-virtual");
+  EXPECT_FALSE(ptx_only[0].sass);
+  EXPECT_TRUE(device_can_run(12, 0, ptx_only));
+  EXPECT_FALSE(device_can_run(8, 6, ptx_only));
   EXPECT_EQ(cuda_version_string(12040), "12.4");
   EXPECT_EQ(cuda_version_string(0), "unknown");
 }

@@ -9,6 +9,7 @@
 // Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
 // on the CPU (tests/test_cuda_plan.cpp).
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "backends/cuda/cuda_backend.h"
@@ -87,6 +88,7 @@ struct FlatDescriptor {
 struct Step {
   int32_t node = 0;
   plan::Library library = plan::Library::native;
+  plan::ConvDescriptors conv_shape{};
   std::unique_ptr<ConvDescriptorSet> conv;
   plan::AlgoChoice algo{};
   std::unique_ptr<FlatDescriptor> flat;
@@ -100,38 +102,70 @@ std::vector<plan::AlgoCandidate> candidates_of(const Perf* perf, int count) {
   for (int i = 0; i < count; ++i)
     out.push_back({static_cast<int>(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS, perf[i].time,
                    static_cast<int64_t>(perf[i].memory), perf[i].determinism == CUDNN_DETERMINISTIC,
-                   perf[i].mathType != CUDNN_FMA_MATH, static_cast<int>(perf[i].mathType)});
+                   perf[i].mathType != CUDNN_FMA_MATH, perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION,
+                   static_cast<int>(perf[i].mathType)});
   return out;
 }
 
-// Searches cuDNN's algorithms for one convolution (cudnnFind*: each candidate is run and timed
-// on scratch memory cuDNN allocates) unless the instance has chosen for this shape already.
+template <class Perf>
+std::vector<int> order_of(const Perf* perf, int count) {
+  std::vector<int> out;
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) out.push_back(static_cast<int>(perf[i].algo));
+  return out;
+}
+
+// Where a convolution's operands are during the search: addresses with the alignment the
+// executable's own will have, since which algorithms run depends on it.
+struct ConvOperands {
+  void *x, *w, *y;
+  int alignment;
+};
+
+// Chooses the algorithm of one convolution unless the instance has chosen for this shape and
+// alignment already: cudnnFind*AlgorithmEx runs and times every algorithm on the operands with
+// a workspace of the limit's size; cudnnGet*Algorithm_v7 gives cuDNN's heuristic ranking;
+// cuda_plan::choose_algorithm picks by the rules.
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
                                        const plan::ConvDescriptors& d, ConvDescriptorSet& set,
-                                       const std::string& node_name) {
-  const std::string key = plan::conv_cache_key(direction, d, b->options);
+                                       const ConvOperands& at, void* workspace, const std::string& node_name) {
+  const std::string key = plan::conv_cache_key(direction, d, b->options, at.alignment);
   if (auto it = b->algorithms.find(key); it != b->algorithms.end()) return it->second;
   // FMA math unless TF32 is allowed: the search then only returns what the math type permits.
   CUDA_CHECK(cudnnSetConvolutionMathType(set.conv, b->options.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  const size_t ws = static_cast<size_t>(b->options.conv_workspace_limit);
   std::vector<plan::AlgoCandidate> candidates;
+  std::vector<int> heuristic;
   int returned = 0;
   if (direction == plan::ConvDirection::forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(b->cudnn, set.x, set.w, set.conv, set.y,
-                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
+    CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(b->cudnn, set.x, set.w, set.conv, set.y,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
+    heuristic = order_of(perf, returned);
+    CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(b->cudnn, set.x, at.x, set.w, at.w, set.conv, set.y, at.y,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, workspace, ws));
     candidates = candidates_of(perf, returned);
-  } else if (direction == plan::ConvDirection::backward_data) {
+  } else if (direction == plan::ConvDirection::backward_data) {  // dy at at.y, dx at at.x
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(b->cudnn, set.w, set.y, set.conv, set.x,
-                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
+    CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(b->cudnn, set.w, set.y, set.conv, set.x,
+                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
+    heuristic = order_of(perf, returned);
+    CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(b->cudnn, set.w, at.w, set.y, at.y, set.conv, set.x, at.x,
+                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf,
+                                                           workspace, ws));
     candidates = candidates_of(perf, returned);
-  } else {
+  } else {  // dy at at.y, dw at at.w
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(b->cudnn, set.x, set.y, set.conv, set.w,
-                                                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
+    CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->cudnn, set.x, set.y, set.conv, set.w,
+                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
+    heuristic = order_of(perf, returned);
+    CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(b->cudnn, set.x, at.x, set.y, at.y, set.conv, set.w, at.w,
+                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf,
+                                                             workspace, ws));
     candidates = candidates_of(perf, returned);
   }
-  const plan::AlgoChoice choice = plan::choose_algorithm(candidates, b->options, msg("node '", node_name, "' (", key, ")"));
+  const plan::AlgoChoice choice =
+      plan::choose_algorithm(candidates, heuristic, b->options, msg("node '", node_name, "' (", key, ")"));
   b->algorithms.emplace(key, choice);
   return choice;
 }
@@ -216,6 +250,7 @@ struct parity_executable_object {
   cudaEvent_t step_done[2] = {nullptr, nullptr};     // compute stream: the step that read the slot ended
   int fill_slot = 0;            // the slot write_value fills and the next execute runs
   bool slot_open[2] = {false, false};  // the copy stream already waits for the slot's last step
+  int runs[2] = {0, 0};                 // executes per slot: the first runs eagerly, the second captures
   int launch_slot = 0;          // the slot the steps being launched read
   Memory memory{this};
   parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::native::op_name,
@@ -225,13 +260,20 @@ struct parity_executable_object {
                                                       check_memory};
 
   void* region(int64_t offset) const { return static_cast<char*>(arena.ptr) + offset; }
-  void* pointer(int32_t value, int slot) const {
+  // Where a value lives in the arena (INPUT values: in the slot), or -1 for a persistent value.
+  int64_t arena_offset(int32_t value, int slot) const {
     const parity_value_desc& v = values[static_cast<size_t>(value)];
-    if (is_persistent(v)) return held_pointer[static_cast<size_t>(value)];
+    if (is_persistent(v)) return -1;
     const int32_t input = input_index[static_cast<size_t>(value)];
-    if (input >= 0) return region(layout.slot_offset[slot] + layout.input_offsets[static_cast<size_t>(input)]);
-    return region(layout.plan_offset + v.offset);
+    if (input >= 0) return layout.slot_offset[slot] + layout.input_offsets[static_cast<size_t>(input)];
+    return layout.plan_offset + v.offset;
   }
+  // The value's address in an arena at `base` (the executable's own, or the search's scratch).
+  void* address(int32_t value, int slot, void* base) const {
+    const int64_t offset = arena_offset(value, slot);
+    return offset < 0 ? held_pointer[static_cast<size_t>(value)] : static_cast<char*>(base) + offset;
+  }
+  void* pointer(int32_t value, int slot) const { return address(value, slot, arena.ptr); }
   std::vector<void*> held_pointer;  // per value: a persistent value's storage
 
   const parity_value_desc& desc(int32_t value, const char* what) const {
@@ -258,6 +300,7 @@ struct parity_executable_object {
 
   void enqueue_steps(int slot);
   void enqueue(const Step& step);
+  void capture_slot(int slot);
 
   ~parity_executable_object() {
     for (int s = 0; s < 2; ++s) {
@@ -356,8 +399,6 @@ void parity_executable_object::enqueue(const Step& step) {
 // Queues the whole step reading input slot `slot` on the compute stream (captured or not).
 void parity_executable_object::enqueue_steps(int slot) {
   launch_slot = slot;
-  CUDA_CHECK(cublasSetWorkspace(instance->cublas, region(layout.cublas_workspace_offset),
-                                static_cast<size_t>(layout.cublas_workspace_bytes)));
   if (poison) {
     for (size_t i = 0; i < values.size(); ++i) {
       const parity_value_desc& v = values[i];
@@ -367,6 +408,39 @@ void parity_executable_object::enqueue_steps(int slot) {
     }
   }
   for (const Step& step : steps) enqueue(step);
+}
+
+// Captures the step reading `slot` as a CUDA graph. Capture queues nothing, so a failure costs
+// nothing but the graph: the step is then launched node by node from now on, and the reason is
+// printed once (the results are the same; only the launch overhead differs).
+void parity_executable_object::capture_slot(int slot) {
+  cudaStream_t stream = instance->stream;
+  cudaGraph_t graph = nullptr;
+  std::string failure;
+  const cudaError_t began = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (began != cudaSuccess) {
+    failure = msg("cudaStreamBeginCapture: ", cudaGetErrorName(began));
+  } else {
+    try {
+      enqueue_steps(slot);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);  // ends it even after a failure
+    if (failure.empty() && ended != cudaSuccess) failure = msg("cudaStreamEndCapture: ", cudaGetErrorName(ended));
+    if (failure.empty()) {
+      const cudaError_t instantiated = cudaGraphInstantiate(&graphs[slot], graph, 0);
+      if (instantiated != cudaSuccess) {
+        graphs[slot] = nullptr;
+        failure = msg("cudaGraphInstantiate: ", cudaGetErrorName(instantiated));
+      }
+    }
+    if (graph) (void)cudaGraphDestroy(graph);
+  }
+  if (failure.empty()) return;
+  (void)cudaGetLastError();
+  capture = {false, msg("capturing the step as a CUDA graph failed (", failure, "); launching node by node")};
+  std::fprintf(stderr, "parity: cuda: %s\n", capture.why.c_str());
 }
 
 namespace parity {
@@ -449,15 +523,9 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
         case PARITY_OP_CONV2D:
         case PARITY_OP_CONV2D_BWD_DATA:
         case PARITY_OP_CONV2D_BWD_WEIGHT: {
-          const plan::ConvDescriptors d = plan::conv_descriptors(node, exe->values);
-          step.conv = std::make_unique<ConvDescriptorSet>(d);
-          const plan::ConvDirection direction = node.op == PARITY_OP_CONV2D ? plan::ConvDirection::forward
-                                                : node.op == PARITY_OP_CONV2D_BWD_DATA
-                                                    ? plan::ConvDirection::backward_data
-                                                    : plan::ConvDirection::backward_filter;
-          step.algo = choose_conv_algorithm(b, direction, d, *step.conv, node.name);
-          CUDA_CHECK(cudnnSetConvolutionMathType(step.conv->conv, static_cast<cudnnMathType_t>(step.algo.math_type)));
-          request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
+          // The algorithm is chosen below, once the layout gives the operands' alignment.
+          step.conv_shape = plan::conv_descriptors(node, exe->values);
+          step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
           break;
         }
         case PARITY_OP_RELU: {
@@ -492,7 +560,40 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
       exe->steps.push_back(std::move(step));
     }
     request.native_workspace_bytes = exe->dispatcher.workspace_floats(native_nodes) * 4;
-    exe->layout = plan::layout_arena(request);
+    exe->layout = plan::layout_arena(request);  // the convolution workspace (last) still 0
+
+    // Convolution algorithms: searched on a scratch copy of the arena's layout (same offsets
+    // from a 256-aligned base, so the same alignments) plus a workspace of the limit's size,
+    // freed before the arena is allocated with the largest chosen workspace at its end.
+    bool any_conv = false;
+    for (const Step& step : exe->steps) any_conv = any_conv || step.conv;
+    if (any_conv) {
+      const int64_t scratch_arena = exe->layout.total_bytes;
+      DeviceMemory scratch;
+      scratch.allocate(scratch_arena + b->options.conv_workspace_limit);
+      void* search_workspace = static_cast<char*>(scratch.ptr) + scratch_arena;
+      for (Step& step : exe->steps) {
+        if (!step.conv) continue;
+        const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
+        const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+        const int32_t x = bwd_data ? node.outputs[0] : node.inputs[0];
+        const int32_t w = bwd_weight ? node.outputs[0] : node.inputs[1];
+        const int32_t y = node.op == PARITY_OP_CONV2D ? node.outputs[0] : node.inputs[bwd_data ? 0 : 1];
+        int alignment = 256;
+        for (int32_t v : {x, w, y})
+          alignment = std::min(alignment, plan::address_alignment(std::max<int64_t>(exe->arena_offset(v, 0), 0)));
+        const ConvOperands at{exe->address(x, 0, scratch.ptr), exe->address(w, 0, scratch.ptr),
+                              exe->address(y, 0, scratch.ptr), alignment};
+        const plan::ConvDirection direction = node.op == PARITY_OP_CONV2D ? plan::ConvDirection::forward
+                                              : bwd_data                  ? plan::ConvDirection::backward_data
+                                                                          : plan::ConvDirection::backward_filter;
+        step.algo = choose_conv_algorithm(b, direction, step.conv_shape, *step.conv, at, search_workspace, node.name);
+        CUDA_CHECK(cudnnSetConvolutionMathType(step.conv->conv, static_cast<cudnnMathType_t>(step.algo.math_type)));
+        request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
+      }
+      CUDA_CHECK(cudaDeviceSynchronize());  // the searches ran on the scratch memory about to be freed
+      exe->layout = plan::layout_arena(request);
+    }
 
     // The one device allocation; inputs start as zeros in both slots.
     exe->arena.allocate(exe->layout.total_bytes);
@@ -614,27 +715,20 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
     CUDA_CHECK(cudaEventRecord(exe->inputs_ready[slot], b->copy_stream));
     CUDA_CHECK(cudaStreamWaitEvent(b->stream, exe->inputs_ready[slot], 0));
     parity::native::cuda::set_launch_stream(b->stream);
-    if (exe->capture.capture) {
-      if (!exe->graphs[slot]) {
-        cudaGraph_t graph = nullptr;
-        CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
-        try {
-          exe->enqueue_steps(slot);
-        } catch (...) {
-          (void)cudaStreamEndCapture(b->stream, &graph);  // leaves the stream usable
-          if (graph) (void)cudaGraphDestroy(graph);
-          throw;
-        }
-        CUDA_CHECK(cudaStreamEndCapture(b->stream, &graph));
-        const cudaError_t instantiated = cudaGraphInstantiate(&exe->graphs[slot], graph, 0);
-        (void)cudaGraphDestroy(graph);
-        if (instantiated != cudaSuccess) exe->graphs[slot] = nullptr;
-        CUDA_CHECK(instantiated);
-      }
+    // Outside any capture: the handle's workspace is this executable's (cublasSetStream, which
+    // another executable may have called, resets it), and no earlier error is left for a native
+    // launch's cudaGetLastError to report as its own.
+    CUDA_CHECK(cublasSetWorkspace(b->cublas, exe->region(exe->layout.cublas_workspace_offset),
+                                  static_cast<size_t>(exe->layout.cublas_workspace_bytes)));
+    (void)cudaGetLastError();
+    // The first execute of a slot runs eagerly: cuDNN and cuBLAS load their kernels and
+    // sub-libraries on first use, which must not happen inside a capture. The second captures.
+    if (exe->capture.capture && exe->runs[slot] >= 1 && !exe->graphs[slot]) exe->capture_slot(slot);
+    if (exe->graphs[slot])
       CUDA_CHECK(cudaGraphLaunch(exe->graphs[slot], b->stream));
-    } else {
+    else
       exe->enqueue_steps(slot);
-    }
+    ++exe->runs[slot];
     CUDA_CHECK(cudaEventRecord(exe->step_done[slot], b->stream));
     exe->fill_slot = slot ^ 1;
     exe->slot_open[exe->fill_slot] = false;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
@@ -132,7 +133,7 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
   const int64_t out_h = (int64_t{d.x.h} + 2 * d.pad_h - d.w.h) / d.stride_h + 1;
   const int64_t out_w = (int64_t{d.x.w} + 2 * d.pad_w - d.w.w) / d.stride_w + 1;
   if (d.w.c != d.x.c || d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != out_h || d.y.w != out_w ||
-      d.x.h + 2 * d.pad_h < d.w.h || d.x.w + 2 * d.pad_w < d.w.w)
+      int64_t{d.x.h} + 2 * int64_t{d.pad_h} < d.w.h || int64_t{d.x.w} + 2 * int64_t{d.pad_w} < d.w.w)
     fail(PARITY_STATUS_SHAPE,
          msg("cuda: node '", node.name, "': input ", shape_str(x.rank, x.dims), ", filter ", shape_str(w.rank, w.dims),
              " and output ", shape_str(y.rank, y.dims), " do not agree (stride ", d.stride_h, "x", d.stride_w,
@@ -152,23 +153,40 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
   return d;
 }
 
-std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& o) {
+int address_alignment(int64_t offset) {
+  int alignment = 4;
+  while (alignment < 256 && offset % (alignment * 2) == 0) alignment *= 2;
+  return alignment;
+}
+
+std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& o, int alignment) {
   const char* dir = direction == ConvDirection::forward ? "fwd" : direction == ConvDirection::backward_data ? "bwd_data"
                                                                                                             : "bwd_filter";
   return msg(dir, " x", d.x.n, ",", d.x.c, ",", d.x.h, ",", d.x.w, " w", d.w.n, ",", d.w.c, ",", d.w.h, ",", d.w.w,
              " pad", d.pad_h, ",", d.pad_w, " stride", d.stride_h, ",", d.stride_w, " dil", d.dilation_h, ",",
              d.dilation_w, o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
-             o.conv_workspace_limit);
+             o.conv_workspace_limit, " align", alignment);
 }
 
-AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const Options& options,
-                            const std::string& what) {
-  // cuDNN lists the candidates fastest first; the order is kept, so the first acceptable wins.
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
+                            const Options& options, const std::string& what) {
+  // The order of preference: cuDNN's heuristic order when the choice must not depend on a
+  // timing (candidates it does not rank come after, by algorithm number), else the measured one.
+  std::vector<AlgoCandidate> ordered = candidates;
+  if (options.deterministic) {
+    auto rank = [&](const AlgoCandidate& c) {
+      const auto it = std::find(heuristic_order.begin(), heuristic_order.end(), c.algo);
+      return std::make_pair(static_cast<int64_t>(it - heuristic_order.begin()), c.algo);
+    };
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [&](const AlgoCandidate& a, const AlgoCandidate& b) { return rank(a) < rank(b); });
+  }
   std::string refused;
-  for (const AlgoCandidate& c : candidates) {
+  for (const AlgoCandidate& c : ordered) {
     const char* why = !c.succeeded                                       ? "failed or unsupported"
                       : c.workspace_bytes > options.conv_workspace_limit ? "needs more workspace than the limit"
                       : options.deterministic && !c.deterministic        ? "nondeterministic"
+                      : c.down_conversion                                ? "may convert to half precision"
                       : !options.tf32 && c.tensor_op_math                ? "tensor-op (TF32) math"
                                                                          : nullptr;
     if (!why) return AlgoChoice{c.algo, c.workspace_bytes, c.tensor_op_math, c.math_type};
@@ -240,12 +258,12 @@ ArenaLayout layout_arena(const ArenaRequest& r) {
   l.slot_bytes = in_slot;
   l.slot_offset[0] = region(in_slot);
   l.slot_offset[1] = region(in_slot);
-  l.conv_workspace_offset = region(r.conv_workspace_bytes);
   l.native_workspace_offset = region(r.native_workspace_bytes);
   l.cublas_workspace_offset = region(r.cublas_workspace_bytes);
   l.cublas_workspace_bytes = r.cublas_workspace_bytes;
   l.ones_offset = region(r.ones_count * 4);
   l.hyperparameter_offset = region(r.hyperparameter_bytes);
+  l.conv_workspace_offset = region(r.conv_workspace_bytes);
   l.total_bytes = at;
   return l;
 }
@@ -264,9 +282,33 @@ std::string cuda_version_string(int version) {
   return msg(version / 1000, ".", version % 1000 / 10);
 }
 
-bool device_can_run(int major, int minor, const std::vector<int>& built_architectures) {
-  if (built_architectures.empty()) return false;
-  return major * 10 + minor >= *std::min_element(built_architectures.begin(), built_architectures.end());
+bool device_can_run(int major, int minor, const std::vector<ProbeFacts::Architecture>& built) {
+  const int capability = major * 10 + minor;
+  for (const ProbeFacts::Architecture& a : built) {
+    if (a.sass && a.sm / 10 == major && a.sm % 10 <= minor) return true;
+    if (a.ptx && a.sm <= capability) return true;
+  }
+  return false;
+}
+
+std::vector<ProbeFacts::Architecture> parse_architectures(const std::string& list) {
+  std::vector<ProbeFacts::Architecture> out;
+  size_t start = 0;
+  while (start < list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    std::string item = list.substr(start, comma - start);
+    ProbeFacts::Architecture a{0, true, true};
+    if (const size_t dash = item.find('-'); dash != std::string::npos) {
+      const std::string kind = item.substr(dash + 1);
+      a.sass = kind == "real";
+      a.ptx = kind == "virtual";
+      item = item.substr(0, dash);
+    }
+    a.sm = std::atoi(item.c_str());
+    if (a.sm > 0) out.push_back(a);
+    start = comma + 1;
+  }
+  return out;
 }
 
 ProbeOutcome classify_probe(const ProbeFacts& f) {
@@ -295,7 +337,8 @@ ProbeOutcome classify_probe(const ProbeFacts& f) {
   if (f.device_count <= 0 || f.devices.empty())
     return {PARITY_UNAVAILABLE_NO_DEVICE, 0, "the NVIDIA driver reports no CUDA device"};
   std::string built, seen;
-  for (int a : f.built_architectures) built += msg(built.empty() ? "" : ", ", "sm_", a);
+  for (const ProbeFacts::Architecture& a : f.built_architectures)
+    built += msg(built.empty() ? "" : ", ", "sm_", a.sm, a.sass ? "" : " (PTX only)", a.ptx || !a.sass ? "" : " (no PTX)");
   int usable = 0;
   std::string first;
   for (const ProbeFacts::Device& d : f.devices) {

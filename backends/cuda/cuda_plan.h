@@ -69,12 +69,16 @@ struct ConvDescriptors {
 // the backward ops). The output size must be cuDNN's, (H + 2 pad - R) / stride + 1.
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 // The key under which an instance caches the algorithm chosen for a convolution: direction,
-// every descriptor parameter and the options that restrict the choice.
+// every descriptor parameter, the options that restrict the choice, and the alignment of the
+// operands (the largest power of two, up to 256, dividing every operand's address: some
+// algorithms need 16 bytes, and the search runs on the real addresses).
 enum class ConvDirection { forward, backward_data, backward_filter };
-std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& options);
+std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& options, int alignment);
+int address_alignment(int64_t offset);  // of base (256-aligned) + offset: 4, 8, ..., 256
 
 // ---- algorithm choice ------------------------------------------------------------------------
-// One row of cudnnFind*AlgorithmEx's results, in the order cuDNN returns them (fastest first).
+// One row of cudnnFind*AlgorithmEx's results: each algorithm run on the executable's own
+// addresses and timed, listed by cuDNN fastest first.
 struct AlgoCandidate {
   int algo;
   bool succeeded;          // status == CUDNN_STATUS_SUCCESS
@@ -82,6 +86,7 @@ struct AlgoCandidate {
   int64_t workspace_bytes;
   bool deterministic;      // determinism == CUDNN_DETERMINISTIC
   bool tensor_op_math;     // mathType is not CUDNN_FMA_MATH (may use tensor cores: TF32 for float)
+  bool down_conversion;    // CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: may compute in half precision
   int math_type;           // the cudnnMathType_t to set on the descriptor when it is chosen
 };
 struct AlgoChoice {
@@ -90,11 +95,15 @@ struct AlgoChoice {
   bool tensor_op_math;
   int math_type;
 };
-// The fastest candidate that succeeded, fits the workspace limit, is deterministic unless the
-// options allow otherwise, and uses FMA math unless TF32 is allowed. None: a PlanError that
-// lists every candidate and why it was refused.
-AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const Options& options,
-                            const std::string& what);
+// Among the candidates that succeeded, fit the workspace limit, are deterministic unless the
+// options allow otherwise, use FMA math unless TF32 is allowed and never down-convert:
+//  - deterministic (the default): the first in `heuristic_order` (cudnnGet*Algorithm_v7's
+//    order, which depends on the device, the cuDNN version and the shape, never on a timing),
+//    so every process on the same machine picks the same algorithm and repeats bit for bit;
+//  - otherwise the fastest measured.
+// None: a PlanError that lists every candidate and why it was refused.
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
+                            const Options& options, const std::string& what);
 
 // ---- linear ops as cuBLAS calls ----------------------------------------------------------------
 // cuBLAS is column-major; a row-major [rows, cols] buffer is the column-major [cols, rows]
@@ -135,7 +144,8 @@ LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out);
 struct ArenaRequest {
   int64_t plan_arena_bytes;           // the plan's suggested arena (TEMP values at their offsets)
   std::vector<int64_t> input_bytes;   // per INPUT value, in value order
-  int64_t conv_workspace_bytes;       // the largest chosen algorithm's
+  int64_t conv_workspace_bytes;       // the largest chosen algorithm's (the last region, so the
+                                      // others' offsets do not depend on it)
   int64_t native_workspace_bytes;     // the native kernels' (softmax cross-entropy row terms)
   int64_t cublas_workspace_bytes;
   int64_t ones_count;                 // floats
@@ -178,7 +188,12 @@ struct ProbeFacts {
     int major, minor;
   };
   std::vector<Device> devices;
-  std::vector<int> built_architectures;  // 80, 90, ...
+  struct Architecture {
+    int sm;    // 80, 90, ...
+    bool sass;  // machine code for it (CMake's "80" and "80-real")
+    bool ptx;   // PTX for it, compiled for newer devices at load time ("80" and "80-virtual")
+  };
+  std::vector<Architecture> built_architectures;
   std::string cudnn_version;             // "9.19.0"
 };
 struct ProbeOutcome {
@@ -189,11 +204,12 @@ struct ProbeOutcome {
 ProbeOutcome classify_probe(const ProbeFacts& facts);
 // "13.0" from 13000.
 std::string cuda_version_string(int version);
-// Whether a device of compute capability major.minor runs the plugin: CMake's architecture "80"
-// embeds sm_80 code and compute_80 PTX, and a device runs the code of any architecture at or
-// below its own (SASS within its major version, PTX by JIT compilation), so the rule is
-// capability >= the lowest architecture built.
-bool device_can_run(int major, int minor, const std::vector<int>& built_architectures);
+// Whether a device of compute capability major.minor runs the plugin: sm_XY machine code runs
+// on devices of major X and minor >= Y; compute_XY PTX is compiled at load time for any device
+// of capability >= XY.
+bool device_can_run(int major, int minor, const std::vector<ProbeFacts::Architecture>& built);
+// "80,90-real,100-virtual" (CMAKE_CUDA_ARCHITECTURES joined by commas) -> architectures.
+std::vector<ProbeFacts::Architecture> parse_architectures(const std::string& list);
 
 }  // namespace cuda_plan
 }  // namespace parity

@@ -63,16 +63,8 @@ Persistent::Persistent(const parity_value_desc& d) : desc(d) {
 
 namespace {
 
-std::vector<int> built_architectures() {
-  std::vector<int> archs;
-  const std::string s = PARITY_CUDA_ARCHS_STRING;
-  size_t start = 0;
-  while (start < s.size()) {
-    const size_t comma = std::min(s.find(',', start), s.size());
-    archs.push_back(std::atoi(s.substr(start, comma - start).c_str()));
-    start = comma + 1;
-  }
-  return archs;
+std::vector<cuda_plan::ProbeFacts::Architecture> built_architectures() {
+  return cuda_plan::parse_architectures(PARITY_CUDA_ARCHS_STRING);
 }
 
 std::string cudnn_version_string() {
@@ -104,7 +96,7 @@ cuda_plan::ProbeFacts probe_facts() {
     case cudaErrorSystemNotReady: f.count_status = cuda_plan::DeviceCountStatus::no_driver; break;
     default: f.count_status = cuda_plan::DeviceCountStatus::other; break;
   }
-  if (status != cudaSuccess) (void)cudaGetLastError();  // clear the sticky-free error state
+  if (status != cudaSuccess) (void)cudaGetLastError();  // clear the runtime's last error
   (void)cudaDriverGetVersion(&f.driver_version);
   if (f.count_status == cuda_plan::DeviceCountStatus::ok) {
     for (int d = 0; d < f.device_count; ++d) {
@@ -159,6 +151,10 @@ parity_status create(const parity_backend_config* config, parity_backend_t* out,
       instance->owns_stream = true;
     }
     CUDA_CHECK(cudaStreamCreateWithFlags(&instance->copy_stream, cudaStreamNonBlocking));
+    // cuDNN 9 loads its sub-libraries on first use: a missing libcudnn_ops or libcudnn_cnn is
+    // reported here, not in the middle of a compile or a graph capture.
+    CUDA_CHECK(cudnnOpsVersionCheck());
+    CUDA_CHECK(cudnnCnnVersionCheck());
     CUDA_CHECK(cudnnCreate(&instance->cudnn));
     CUDA_CHECK(cudnnSetStream(instance->cudnn, instance->stream));
     CUDA_CHECK(cublasCreate(&instance->cublas));
