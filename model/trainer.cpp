@@ -154,19 +154,30 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   const int64_t image_floats = int64_t{spec_.channels} * spec_.height * spec_.width;
   Tensor x(Shape{batch_, spec_.channels, spec_.height, spec_.width}, DType::f32);
   Tensor y(Shape{batch_}, DType::i32);
+  // Pipelined by one batch: the next batch is filled and written while the step before it may
+  // still run (a GPU backend queues execute and copies the write on another stream), and only
+  // then are that step's results read. The sums are taken in batch order either way.
+  Compiled* running = nullptr;
+  int64_t running_n = 0;
+  auto collect = [&] {
+    float loss = 0, right = 0;
+    running->exe->read(running->loss, &loss, sizeof loss);
+    running->exe->read(running->correct, &right, sizeof right);
+    loss_sum += double(loss) * running_n;
+    correct += right;
+  };
   for (int64_t first = 0; first < data.count; first += batch_) {
     const int64_t n = std::min(batch_, data.count - first);
     Compiled& c = compiled(false, n);
     fill_batch(data, order, first, n, g, x.f32(), y.i32());
     c.exe->write(c.x, x.data(), static_cast<size_t>(n * image_floats) * sizeof(float));
     c.exe->write(c.y, y.data(), static_cast<size_t>(n) * sizeof(int32_t));
+    if (running) collect();
     c.exe->execute();
-    float loss = 0, right = 0;
-    c.exe->read(c.loss, &loss, sizeof loss);
-    c.exe->read(c.correct, &right, sizeof right);
-    loss_sum += double(loss) * n;
-    correct += right;
+    running = &c;
+    running_n = n;
   }
+  if (running) collect();
   result.images = data.count;
   result.loss = data.count ? loss_sum / data.count : 0.0;
   result.accuracy = data.count ? correct / data.count : 0.0;
