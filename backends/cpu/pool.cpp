@@ -183,8 +183,8 @@ void maxpool2d_bwd_plane_f32(const BoundNode& node, const float* dy, const int32
 // The 2x2, stride-2 window 16 outputs at a time, writing every dx element once: each of the
 // window's four positions takes dy where idx points at it (0 + dy, as the scatter's 0 += dy),
 // else 0; even and odd columns are interleaved back into the two rows, then relu-masked.
-// Returns false, having written nothing else of the plane, if some idx lies outside its window
-// (the general plane routine then handles it, or reports it).
+// Returns false if some idx lies outside its window: the general plane routine then rewrites
+// the whole plane (or reports the idx).
 bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* mask, float* dx, PoolGeometry g) {
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   const __m512i lo_pick = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -192,19 +192,7 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
   const __m512 zero = _mm512_setzero_ps();
   const __m512i w = _mm512_set1_epi32(static_cast<int32_t>(g.W));
   const __m512i one = _mm512_set1_epi32(1);
-  // Pass 1: every idx in its window.
-  for (int64_t p = 0; p < g.P; ++p)
-    for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
-      const int64_t n = std::min<int64_t>(16, g.Q - q0);
-      const __mmask16 m = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-      const __m512i iv = _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
-      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
-      const __m512i below = _mm512_add_epi32(base, w);
-      const __mmask16 hit = _mm512_cmpeq_epi32_mask(iv, base) | _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one)) |
-                            _mm512_cmpeq_epi32_mask(iv, below) | _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(below, one));
-      if ((hit & m) != m) return false;
-    }
-  // Pass 2: write the plane.
+  __mmask16 missed = 0;  // lanes whose idx hit none of its window's four positions
   for (int64_t p = 0; p < g.P; ++p) {
     float* r0 = dx + 2 * p * g.W;
     float* r1 = r0 + g.W;
@@ -217,10 +205,13 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
       const __m512 dv = _mm512_maskz_loadu_ps(m, dy + p * g.Q + q0);
       const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
       const __m512i below = _mm512_add_epi32(base, w);
-      const __m512 d00 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(iv, base), dv));
-      const __m512 d01 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one)), dv));
-      const __m512 d10 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(iv, below), dv));
-      const __m512 d11 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(below, one)), dv));
+      const __mmask16 h00 = _mm512_cmpeq_epi32_mask(iv, base), h01 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one));
+      const __mmask16 h10 = _mm512_cmpeq_epi32_mask(iv, below), h11 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(below, one));
+      missed |= m & ~(h00 | h01 | h10 | h11);
+      const __m512 d00 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h00, dv));
+      const __m512 d01 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h01, dv));
+      const __m512 d10 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h10, dv));
+      const __m512 d11 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h11, dv));
       __m512 a_lo = _mm512_permutex2var_ps(d00, lo_pick, d01), a_hi = _mm512_permutex2var_ps(d00, hi_pick, d01);
       __m512 b_lo = _mm512_permutex2var_ps(d10, lo_pick, d11), b_hi = _mm512_permutex2var_ps(d10, hi_pick, d11);
       if (mask) {
@@ -240,7 +231,7 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
     if (g.W > 2 * g.Q) r0[g.W - 1] = r1[g.W - 1] = 0.0f;  // an odd width's last column: no window
   }
   if (g.H > 2 * g.P) std::memset(dx + (g.H - 1) * g.W, 0, sizeof(float) * g.W);  // likewise an odd height's last row
-  return true;
+  return missed == 0;
 }
 #endif
 
