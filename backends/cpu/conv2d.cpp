@@ -8,14 +8,16 @@
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
 //                 transposed filter (the direct kernel again, when C is a multiple of 16);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
+//   backward-wt   stride 1 and 3 or 5 kernel columns (AVX-512 builds): a direct kernel with
+//                 lanes along the output row, accumulating dy * x_pad in registers; otherwise
+//                 dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
 //                 columns (row tiles of a large image, or small images side by side) so col
 //                 stays in cache;  db[k] = sum_n sum_pq dy_n[k, pq]
 // The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
-// unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or a padded
-// image) and GEMM packing space; backward-weight adds one dw/db partial per batch chunk (chunk
-// size from N alone), summed afterwards in chunk order. Every sum has a fixed order, so results
-// are bitwise reproducible at any thread count.
+// unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or padded
+// images, and the direct backward-weight's lanes) and GEMM packing space; backward-weight adds
+// one dw/db partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+// Every sum has a fixed order, so results are bitwise reproducible at any thread count.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -377,6 +379,142 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
+// ---- the direct path: stride 1, S = 3 with K a multiple of 8 or S = 5 with K a multiple of 4,
+// AVX-512 builds
+//
+// dw[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * x_pad[n, c, p + r, q + s], with the 16
+// lanes along q. A block (KB output channels, one c, one r) keeps KB * S = 24 or 20
+// accumulators in registers: per 16 outputs of a row, KB dy loads and S x loads feed KB * S
+// FMAs, and no column matrix is built. A row's last vector is masked, so lanes past Q add
+// nothing (not even 0 * x, which is NaN for an infinite x). Lanes stay apart until a chunk's
+// last panel (kept in the slot's scratch between panels, added in panel order), then each is
+// summed across by one fixed instruction sequence; db's lanes likewise. Fixed order throughout.
+constexpr int64_t kLanes = 16;
+// Columns (output positions) per panel: a block's dy rows (KB * 1024 floats, 32 KiB at KB = 8)
+// stay near L1 while the block's C * R neighbours reread them, and a block's 24 lanes are loaded
+// and stored once per 64 row vectors. Measured: 512 is slower on seed-cnn-112's conv2 (the
+// lanes' traffic), whole 256 KiB panels 2x slower on its conv1 (dy read from L2 every block).
+
+constexpr int64_t kDirectPanelColumns = 1024;
+
+// Output channels per block: KB * S accumulators, at most 24 of the 32 vector registers.
+int64_t bwd_direct_block(const ConvGeometry& g) { return g.S == 3 ? 8 : g.S == 5 ? 4 : 0; }
+
+bool bwd_weight_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  const int64_t kb = bwd_direct_block(g);
+  return kHaveDirect && cp.stride_h == 1 && cp.stride_w == 1 && kb > 0 && g.K % kb == 0;
+}
+
+// `images` whole images of a chunk, or `rows` output rows of one image (with their input rows).
+Panel bwd_direct_panel(const ConvGeometry& g, int64_t chunk) {
+  if (g.pq() <= kDirectPanelColumns) return {std::min(chunk, kDirectPanelColumns / g.pq()), g.P};
+  return {1, std::clamp<int64_t>(kDirectPanelColumns / g.Q, 1, g.P)};
+}
+
+// Per slot: the panel's padded images, then the lanes of dw [K*CRS][16] and of db [K][16].
+int64_t bwd_direct_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
+  return panel.images * direct_image_floats(g, cp) + (g.K * g.crs() + g.K) * kLanes;
+}
+
+#if defined(__AVX512F__)
+__mmask16 lanes_left(int64_t left) { return left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
+
+// The 16 lanes at `lanes` (64-byte aligned) summed pairwise, in a fixed order.
+float sum_lanes(const float* lanes) {
+  const __m256 h8 = _mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8));
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+}
+
+// The lanes of dw[k0 .. k0+KB, c, r, 0 .. S] += dy * x_pad over rows [p0, p1) of `images`
+// images (padded copies `xpad_floats` apart, dy of the first at dy); `first` starts them at 0.
+template <int S, int KB>
+void bwd_weight_block_f32(const float* xpads, int64_t xpad_floats, const float* dy, int64_t images, int64_t p0,
+                          int64_t p1, int64_t k0, int64_t c, int64_t r, const ConvGeometry& g,
+                          const parity_conv2d_params& cp, float* lanes, bool first) {
+  const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
+  float* lane = lanes + (k0 * g.crs() + (c * g.R + r) * S) * kLanes;  // + (k * CRS + s) * 16
+  __m512 acc[KB][S];
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 5
+    for (int s = 0; s < S; ++s)
+      acc[k][s] = first ? _mm512_setzero_ps() : _mm512_load_ps(lane + (k * g.crs() + s) * kLanes);
+  for (int64_t i = 0; i < images; ++i) {
+    const float* x_c = xpads + i * xpad_floats + (c * Hp + r) * Wp;
+    const float* dy_i = dy + i * g.kpq() + k0 * g.pq();
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* xr = x_c + p * Wp;
+      const float* dr = dy_i + p * g.Q;
+      for (int64_t q0 = 0; q0 < g.Q; q0 += kLanes) {
+        const __mmask16 m = lanes_left(g.Q - q0);
+        __m512 xv[S];
+#pragma GCC unroll 5
+        for (int s = 0; s < S; ++s) xv[s] = _mm512_loadu_ps(xr + q0 + s);
+#pragma GCC unroll 8
+        for (int k = 0; k < KB; ++k) {
+          const __m512 d = _mm512_maskz_loadu_ps(m, dr + k * g.pq() + q0);
+#pragma GCC unroll 5
+          for (int s = 0; s < S; ++s) acc[k][s] = _mm512_mask3_fmadd_ps(d, xv[s], acc[k][s], m);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 5
+    for (int s = 0; s < S; ++s) _mm512_store_ps(lane + (k * g.crs() + s) * kLanes, acc[k][s]);
+}
+
+// The lanes of db[k] += dy[k] over the same rows, KB channels at a time (independent sums).
+template <int KB>
+void bwd_bias_lanes_f32(const float* dy, int64_t images, int64_t p0, int64_t p1, const ConvGeometry& g,
+                        float* db_lanes, bool first) {
+  for (int64_t k0 = 0; k0 < g.K; k0 += KB) {
+    __m512 acc[KB];
+    for (int k = 0; k < KB; ++k) acc[k] = first ? _mm512_setzero_ps() : _mm512_load_ps(db_lanes + (k0 + k) * kLanes);
+    for (int64_t i = 0; i < images; ++i)
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* dr = dy + i * g.kpq() + k0 * g.pq() + p * g.Q;
+        for (int64_t q0 = 0; q0 < g.Q; q0 += kLanes) {
+          const __mmask16 m = lanes_left(g.Q - q0);
+          for (int k = 0; k < KB; ++k) acc[k] = _mm512_add_ps(acc[k], _mm512_maskz_loadu_ps(m, dr + k * g.pq() + q0));
+        }
+      }
+    for (int k = 0; k < KB; ++k) _mm512_store_ps(db_lanes + (k0 + k) * kLanes, acc[k]);
+  }
+}
+
+// One chunk's dw and db partials: panels in order, every block of a panel, then across lanes.
+template <int S, int KB>
+void bwd_weight_direct_chunk_f32(const float* x, const float* dy, int64_t begin, int64_t end, const ConvGeometry& g,
+                                 const parity_conv2d_params& cp, const Panel& panel, float* slot, float* dw_part,
+                                 float* db_part) {
+  const int64_t xpad_floats = direct_image_floats(g, cp);
+  float* lanes = slot + panel.images * xpad_floats;
+  float* db_lanes = lanes + g.K * g.crs() * kLanes;
+  bool first = true;
+  for (int64_t n0 = begin; n0 < end; n0 += panel.images) {
+    const int64_t images = std::min(end, n0 + panel.images) - n0;
+    for (int64_t i = 0; i < images; ++i) pad_image_nchw_f32(x + (n0 + i) * g.chw(), g, cp, slot + i * xpad_floats);
+    const float* dy_n0 = dy + n0 * g.kpq();
+    for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
+      const int64_t p1 = std::min(g.P, p0 + panel.rows);
+      for (int64_t k0 = 0; k0 < g.K; k0 += KB)
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t r = 0; r < g.R; ++r)
+            bwd_weight_block_f32<S, KB>(slot, xpad_floats, dy_n0, images, p0, p1, k0, c, r, g, cp, lanes, first);
+      bwd_bias_lanes_f32<KB>(dy_n0, images, p0, p1, g, db_lanes, first);
+      first = false;
+    }
+  }
+  for (int64_t i = 0; i < g.K * g.crs(); ++i) dw_part[i] = sum_lanes(lanes + i * kLanes);
+  for (int64_t k = 0; k < g.K; ++k) db_part[k] = sum_lanes(db_lanes + k * kLanes);
+}
+#endif
+
+// ---- the GEMM path
 // Backward-weight panels: the GEMM's depth is the panel's columns, which come from `images`
 // whole images of a chunk side by side (dy copied beside them), or `rows` output rows of one.
 Panel bwd_weight_panel(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
@@ -399,6 +537,12 @@ int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, c
   return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
 }
 
+// Either path's slot scratch.
+int64_t bwd_weight_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
+  if (bwd_weight_direct(g, cp)) return bwd_direct_slot_floats(g, cp, bwd_direct_panel(g, chunk));
+  return bwd_slot_floats(g, cp, bwd_weight_panel(g, cp, chunk));
+}
+
 // After the slots' scratch: the partials of dw and db.
 struct BwdWeightScratch {
   float* dw_parts;  // [num_chunks][K*CRS]
@@ -407,8 +551,7 @@ struct BwdWeightScratch {
 };
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
-  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
-  const int64_t col_bytes = node.slots * bwd_slot_floats(g, node.params.conv2d, panel) * 4;
+  const int64_t col_bytes = node.slots * bwd_weight_slot_floats(g, node.params.conv2d, node.chunk) * 4;
   const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
@@ -417,6 +560,49 @@ BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g
   s.db_parts = base ? base + (col_bytes + dw_bytes) / 4 : nullptr;
   s.bytes = col_bytes + dw_bytes + db_bytes;
   return s;
+}
+
+// The GEMM path's partials of one chunk.
+void bwd_weight_gemm_chunk_f32(const float* x, const float* dy, int64_t begin, int64_t end, const ConvGeometry& g,
+                               const parity_conv2d_params& cp, const Panel& panel, float* col_buf, float* dw_part,
+                               float* db_part) {
+  float* dy_buf = col_buf + panel_col_floats(g, cp, panel);
+  float* gemm_buf = dy_buf + bwd_dy_floats(g, panel);
+  bool first = true;
+  if (panel.images == 1) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
+        const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
+        GemmOperand col{x + n * g.chw() + p0 * g.Q, g.pq(), true};
+        if (!is_pointwise(g, cp)) {
+          im2col_rows_nchw_f32(x + n * g.chw(), g, cp, p0, p1, col_buf, cols);
+          col = {col_buf, cols, true};
+        }
+        // dw_part (+)= dy_tile col_tile^T
+        gemm_f32(g.K, g.crs(), cols, {dy + n * g.kpq() + p0 * g.Q, g.pq(), false}, col, dw_part, g.crs(), !first,
+                 gemm_buf);
+        first = false;
+      }
+  } else {
+    for (int64_t n0 = begin; n0 < end; n0 += panel.images) {
+      const int64_t n1 = std::min(end, n0 + panel.images), cols = (n1 - n0) * g.pq();
+      for (int64_t n = n0; n < n1; ++n) {
+        im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, col_buf + (n - n0) * g.pq(), cols);
+        for (int64_t k = 0; k < g.K; ++k)
+          std::memcpy(dy_buf + k * cols + (n - n0) * g.pq(), dy + n * g.kpq() + k * g.pq(), sizeof(float) * g.pq());
+      }
+      gemm_f32(g.K, g.crs(), cols, {dy_buf, cols, false}, {col_buf, cols, true}, dw_part, g.crs(), !first, gemm_buf);
+      first = false;
+    }
+  }
+  for (int64_t n = begin; n < end; ++n) {
+    const float* dy_n = dy + n * g.kpq();
+    for (int64_t k = 0; k < g.K; ++k) {
+      float sum = 0.0f;
+      for (int64_t i = 0; i < g.pq(); ++i) sum += dy_n[k * g.pq() + i];
+      db_part[k] = n == begin ? sum : db_part[k] + sum;
+    }
+  }
 }
 
 }  // namespace
@@ -440,52 +626,23 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
   const int64_t dw_size = g.K * g.crs();
-  const Panel panel = bwd_weight_panel(g, node.params.conv2d, node.chunk);
-  const int64_t slot_floats = bwd_slot_floats(g, cp, panel);
-  const bool pointwise = is_pointwise(g, cp);
+  const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
+  const bool direct = bwd_weight_direct(g, cp);
+  const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);
 
   // Partials per batch chunk: the panels of a chunk are summed in order into its buffer.
   parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
-    float* col_buf = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
-    float* dy_buf = col_buf + panel_col_floats(g, cp, panel);
-    float* gemm_buf = dy_buf + bwd_dy_floats(g, panel);
+    float* slot = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
-    bool first = true;
-    if (panel.images == 1) {
-      for (int64_t n = begin; n < end; ++n)
-        for (int64_t p0 = 0; p0 < g.P; p0 += panel.rows) {
-          const int64_t p1 = std::min(g.P, p0 + panel.rows), cols = (p1 - p0) * g.Q;
-          GemmOperand col{x + n * g.chw() + p0 * g.Q, g.pq(), true};
-          if (!pointwise) {
-            im2col_rows_nchw_f32(x + n * g.chw(), g, cp, p0, p1, col_buf, cols);
-            col = {col_buf, cols, true};
-          }
-          // dw_part (+)= dy_tile col_tile^T
-          gemm_f32(g.K, g.crs(), cols, {dy + n * g.kpq() + p0 * g.Q, g.pq(), false}, col, dw_part, g.crs(), !first,
-                   gemm_buf);
-          first = false;
-        }
-    } else {
-      for (int64_t n0 = begin; n0 < end; n0 += panel.images) {
-        const int64_t n1 = std::min(end, n0 + panel.images), cols = (n1 - n0) * g.pq();
-        for (int64_t n = n0; n < n1; ++n) {
-          im2col_rows_nchw_f32(x + n * g.chw(), g, cp, 0, g.P, col_buf + (n - n0) * g.pq(), cols);
-          for (int64_t k = 0; k < g.K; ++k)
-            std::memcpy(dy_buf + k * cols + (n - n0) * g.pq(), dy + n * g.kpq() + k * g.pq(), sizeof(float) * g.pq());
-        }
-        gemm_f32(g.K, g.crs(), cols, {dy_buf, cols, false}, {col_buf, cols, true}, dw_part, g.crs(), !first, gemm_buf);
-        first = false;
-      }
+#if defined(__AVX512F__)
+    if (direct) {
+      if (g.S == 3) bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+      else bwd_weight_direct_chunk_f32<5, 4>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+      return;
     }
-    for (int64_t n = begin; n < end; ++n) {
-      const float* dy_n = dy + n * g.kpq();
-      for (int64_t k = 0; k < g.K; ++k) {
-        float sum = 0.0f;
-        for (int64_t i = 0; i < g.pq(); ++i) sum += dy_n[k * g.pq() + i];
-        db_part[k] = n == begin ? sum : db_part[k] + sum;
-      }
-    }
+#endif
+    bwd_weight_gemm_chunk_f32(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
   });
 
   // Sum the partials in chunk order; elements are independent, so split them freely.

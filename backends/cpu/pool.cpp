@@ -1,6 +1,7 @@
 // backends/cpu/pool.cpp — max-pooling on the cpu backend, NCHW float32: forward (value and
 // int32 index of the first maximum, h*W+w in its plane) and backward (scatter-add of dy to that
-// index) side by side. Planes are independent, so they are split freely into fixed chunks.
+// index; for 2x2 stride-2 windows, each dx element written once, 16 windows at a time) side by
+// side. Planes are independent, so they are split freely into fixed chunks.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -158,30 +159,105 @@ int64_t plan_maxpool2d_bwd(BoundNode& node) {
   return 0;
 }
 
+namespace {
+
+// One plane of the backward, any window: dx = 0, then dy scattered to idx; then the fused
+// RELU_BWD (BoundNode::relu_mask) dx = y > 0 ? dx : 0 while the plane is in cache.
+void maxpool2d_bwd_plane_f32(const BoundNode& node, const float* dy, const int32_t* idx, const float* mask,
+                             float* dx, int64_t plane_size, int64_t outputs) {
+  std::memset(dx, 0, sizeof(float) * plane_size);
+  // Overlapping windows add into one element in output order: a fixed order.
+  for (int64_t i = 0; i < outputs; ++i) {
+    const int32_t at = idx[i];
+    if (at < 0 || at >= plane_size)
+      throw Error(ErrorKind::data, "cpu: maxpool2d_bwd '" + node.name + "': idx " + std::to_string(at) +
+                                       " is outside its plane of " + std::to_string(plane_size) +
+                                       " elements (it must come from the forward maxpool2d)");
+    dx[at] += dy[i];
+  }
+  if (mask)
+    for (int64_t i = 0; i < plane_size; ++i) dx[i] = kernels::relu_bwd_f32(mask[i], dx[i]);
+}
+
+#if defined(__AVX512F__)
+// The 2x2, stride-2 window 16 outputs at a time, writing every dx element once: each of the
+// window's four positions takes dy where idx points at it (0 + dy, as the scatter's 0 += dy),
+// else 0; even and odd columns are interleaved back into the two rows, then relu-masked.
+// Returns false if some idx lies outside its window: the general plane routine then rewrites
+// the whole plane (or reports the idx).
+bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* mask, float* dx, PoolGeometry g) {
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  const __m512i lo_pick = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_pick = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i w = _mm512_set1_epi32(static_cast<int32_t>(g.W));
+  const __m512i one = _mm512_set1_epi32(1);
+  __mmask16 missed = 0;  // lanes whose idx hit none of its window's four positions
+  for (int64_t p = 0; p < g.P; ++p) {
+    float* r0 = dx + 2 * p * g.W;
+    float* r1 = r0 + g.W;
+    for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
+      const int64_t n = std::min<int64_t>(16, g.Q - q0);
+      const __mmask16 m = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+      const __mmask16 lo_mask = 2 * n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1u);
+      const __mmask16 hi_mask = 2 * n > 16 ? __mmask16((1u << (2 * n - 16)) - 1u) : __mmask16(0);
+      const __m512i iv = _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
+      const __m512 dv = _mm512_maskz_loadu_ps(m, dy + p * g.Q + q0);
+      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
+      const __m512i below = _mm512_add_epi32(base, w);
+      const __mmask16 h00 = _mm512_cmpeq_epi32_mask(iv, base), h01 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one));
+      const __mmask16 h10 = _mm512_cmpeq_epi32_mask(iv, below), h11 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(below, one));
+      missed |= m & ~(h00 | h01 | h10 | h11);
+      const __m512 d00 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h00, dv));
+      const __m512 d01 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h01, dv));
+      const __m512 d10 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h10, dv));
+      const __m512 d11 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h11, dv));
+      __m512 a_lo = _mm512_permutex2var_ps(d00, lo_pick, d01), a_hi = _mm512_permutex2var_ps(d00, hi_pick, d01);
+      __m512 b_lo = _mm512_permutex2var_ps(d10, lo_pick, d11), b_hi = _mm512_permutex2var_ps(d10, hi_pick, d11);
+      if (mask) {
+        // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
+        const float* y0 = mask + 2 * p * g.W + 2 * q0;
+        const float* y1 = y0 + g.W;
+        a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lo_mask, y0), zero, _CMP_GT_OQ), a_lo);
+        a_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(hi_mask, y0 + 16), zero, _CMP_GT_OQ), a_hi);
+        b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(lo_mask, y1), zero, _CMP_GT_OQ), b_lo);
+        b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(hi_mask, y1 + 16), zero, _CMP_GT_OQ), b_hi);
+      }
+      _mm512_mask_storeu_ps(r0 + 2 * q0, lo_mask, a_lo);
+      _mm512_mask_storeu_ps(r0 + 2 * q0 + 16, hi_mask, a_hi);
+      _mm512_mask_storeu_ps(r1 + 2 * q0, lo_mask, b_lo);
+      _mm512_mask_storeu_ps(r1 + 2 * q0 + 16, hi_mask, b_hi);
+    }
+    if (g.W > 2 * g.Q) r0[g.W - 1] = r1[g.W - 1] = 0.0f;  // an odd width's last column: no window
+  }
+  if (g.H > 2 * g.P) std::memset(dx + (g.H - 1) * g.W, 0, sizeof(float) * g.W);  // likewise an odd height's last row
+  return missed == 0;
+}
+#endif
+
+}  // namespace
+
 void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
-  const PoolGeometry g = geometry(node.out[0], node.params.maxpool2d);
+  const parity_maxpool2d_params pp = node.params.maxpool2d;
+  const PoolGeometry g = geometry(node.out[0], pp);
   const float* dy = node.in[0].f32();
   const int32_t* idx = node.in[1].i32();
   float* dx = node.out[0].f32();
   const float* mask = node.relu_mask.data ? node.relu_mask.f32() : nullptr;
-  const int64_t plane_size = g.H * g.W;
+  const int64_t plane_size = g.H * g.W, outputs = g.P * g.Q;
+#if defined(__AVX512F__)
+  const bool window2x2 = pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2;
+#endif
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    std::memset(dx + begin * plane_size, 0, sizeof(float) * (end - begin) * plane_size);
     for (int64_t plane = begin; plane < end; ++plane) {
+      const float* dy_plane = dy + plane * outputs;
+      const int32_t* idx_plane = idx + plane * outputs;
+      const float* mask_plane = mask ? mask + plane * plane_size : nullptr;
       float* dx_plane = dx + plane * plane_size;
-      const int64_t base = plane * g.P * g.Q;
-      // Overlapping windows add into one element in output order: a fixed order.
-      for (int64_t i = 0; i < g.P * g.Q; ++i) {
-        const int32_t at = idx[base + i];
-        if (at < 0 || at >= plane_size)
-          throw Error(ErrorKind::data, "cpu: maxpool2d_bwd '" + node.name + "': idx " + std::to_string(at) +
-                                           " is outside its plane of " + std::to_string(plane_size) +
-                                           " elements (it must come from the forward maxpool2d)");
-        dx_plane[at] += dy[base + i];
-      }
-      // Fused RELU_BWD (BoundNode::relu_mask): dx = y > 0 ? dx : 0, while the plane is in cache.
-      if (mask)
-        for (int64_t i = 0; i < plane_size; ++i) dx_plane[i] = kernels::relu_bwd_f32(mask[plane * plane_size + i], dx_plane[i]);
+#if defined(__AVX512F__)
+      if (window2x2 && maxpool2x2_bwd_plane_f32(dy_plane, idx_plane, mask_plane, dx_plane, g)) continue;
+#endif
+      maxpool2d_bwd_plane_f32(node, dy_plane, idx_plane, mask_plane, dx_plane, plane_size, outputs);
     }
   });
 }
