@@ -416,31 +416,25 @@ void parity_executable_object::enqueue_steps(int slot) {
 void parity_executable_object::capture_slot(int slot) {
   cudaStream_t stream = instance->stream;
   cudaGraph_t graph = nullptr;
+  bool capturing = false;
   std::string failure;
-  const cudaError_t began = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
-  if (began != cudaSuccess) {
-    failure = msg("cudaStreamBeginCapture: ", cudaGetErrorName(began));
-  } else {
-    try {
-      enqueue_steps(slot);
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);  // ends it even after a failure
-    if (failure.empty() && ended != cudaSuccess) failure = msg("cudaStreamEndCapture: ", cudaGetErrorName(ended));
-    if (failure.empty()) {
-      const cudaError_t instantiated = cudaGraphInstantiate(&graphs[slot], graph, 0);
-      if (instantiated != cudaSuccess) {
-        graphs[slot] = nullptr;
-        failure = msg("cudaGraphInstantiate: ", cudaGetErrorName(instantiated));
-      }
-    }
-    if (graph) (void)cudaGraphDestroy(graph);
+  try {
+    CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    capturing = true;
+    enqueue_steps(slot);
+    capturing = false;
+    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    CUDA_CHECK(cudaGraphInstantiate(&graphs[slot], graph, 0));
+  } catch (const std::exception& e) {
+    failure = e.what();
+    if (capturing) (void)cudaStreamEndCapture(stream, &graph);  // leaves the stream usable
+    graphs[slot] = nullptr;
   }
+  if (graph) (void)cudaGraphDestroy(graph);  // the instantiated graph does not need it
   if (failure.empty()) return;
   (void)cudaGetLastError();
   capture = {false, msg("capturing the step as a CUDA graph failed (", failure, "); launching node by node")};
-  std::fprintf(stderr, "parity: cuda: %s\n", capture.why.c_str());
+  std::fprintf(stderr, "parity: %s\n", capture.why.c_str());
 }
 
 namespace parity {
