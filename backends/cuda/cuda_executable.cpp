@@ -3,8 +3,8 @@
 // products, native kernels for the rest: cuda_plan::route_of says which and why) over one device
 // arena (cuda_plan::layout_arena); write_value feeds INPUT values from pinned memory on the copy
 // stream into one of two input slots while the step reading the other slot runs; execute checks
-// the run-time data on the host, then replays the slot's captured CUDA graph (captured at its
-// first use) or, with capture off, launches the steps one by one.
+// the run-time data on the host, then launches the steps one by one (the first use of a slot,
+// or with capture off) or the slot's CUDA graph (captured at its second use, then replayed).
 //
 // Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
 // on the CPU (tests/test_cuda_plan.cpp).
