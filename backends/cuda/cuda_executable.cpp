@@ -87,7 +87,6 @@ struct FlatDescriptor {
 // One compiled node.
 struct Step {
   int32_t node = 0;
-  plan::Library library = plan::Library::native;
   plan::ConvDescriptors conv_shape{};
   std::unique_ptr<ConvDescriptorSet> conv;
   plan::AlgoChoice algo{};
@@ -512,7 +511,6 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
       const parity_node_desc& node = exe->nodes[static_cast<size_t>(i)];
       Step step;
       step.node = i;
-      step.library = plan::route_of(node.op).library;
       switch (node.op) {
         case PARITY_OP_CONV2D:
         case PARITY_OP_CONV2D_BWD_DATA:
