@@ -330,9 +330,10 @@ int64_t plan_conv2d_bwd_data(BoundNode& node) {
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
+  const int64_t sparse = sparse_dy_applies(node) ? plan_sparse_dy_bwd_data(node) : 0;
   if (bwd_data_direct(g, cp))
-    return direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4;
-  return node.slots * col2im_slot_floats(g, cp) * 4;
+    return std::max(sparse, direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4);
+  return std::max(sparse, node.slots * col2im_slot_floats(g, cp) * 4);
 }
 
 void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
@@ -342,6 +343,7 @@ void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (sparse_dy_applies(node) && conv2d_bwd_data_sparse_dy_f32(node)) return;
   if (bwd_data_direct(g, cp)) {
     // The flipped conv's reordered weights: wt[k, r, s, c] = w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
     for (int64_t k = 0; k < g.K; ++k)
@@ -614,10 +616,15 @@ int64_t plan_conv2d_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.K);
   node.chunk = fixed_chunk_size(g.N, 1, kMaxBatchChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
+  if (sparse_dy_applies(node)) return plan_sparse_dy_bwd_weight(node);
   return bwd_weight_scratch(node, g).bytes;
 }
 
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
+  if (sparse_dy_applies(node)) {
+    conv2d_bwd_weight_sparse_dy_f32(node);
+    return;
+  }
   const parity_conv2d_params cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.in[0], node.out[0], cp);
   const float* x = node.in[0].f32();

@@ -306,6 +306,8 @@ class CpuExecutable final : public Executable {
   void bind_nodes(const parity_plan& plan) {
     const int32_t slots = task_arena_.max_concurrency();
     int64_t workspace_bytes = 0;
+    // Values that are a max-pool's gradient, mostly zeros (BoundNode::sparse_dy).
+    std::vector<bool> pool_gradient(values_.size(), false);
     nodes_.resize(plan.num_nodes);
     for (int32_t i = 0; i < plan.num_nodes; ++i) {
       const parity_node_desc& desc = plan.nodes[i];
@@ -338,11 +340,38 @@ class CpuExecutable final : public Executable {
       }
       for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
+      mark_pool_gradient(desc, pool_gradient, node);
       workspace_bytes = std::max(workspace_bytes, plan_node(node));
     }
     fuse_nodes(plan);  // after planning: a fused node keeps its shapes, work split and scratch
     workspace_ = AlignedBuffer(workspace_bytes);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+  }
+
+  // A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements passes at most a quarter
+  // of its dx through; RELU_BWD keeps that (it only zeroes more). A conv backward reading such a
+  // gradient as its dy gets BoundNode::sparse_dy. Indices were checked by the caller.
+  static void mark_pool_gradient(const parity_node_desc& desc, std::vector<bool>& pool_gradient, BoundNode& node) {
+    switch (desc.op) {
+      case PARITY_OP_MAXPOOL2D_BWD: {
+        const parity_maxpool2d_params& pp = desc.params.maxpool2d;
+        if (desc.num_outputs == 1 && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
+            pp.stride_w >= pp.kernel_w)
+          pool_gradient[desc.outputs[0]] = true;
+        break;
+      }
+      case PARITY_OP_RELU_BWD:
+        if (desc.num_inputs == 2 && desc.num_outputs == 1 && pool_gradient[desc.inputs[1]])
+          pool_gradient[desc.outputs[0]] = true;
+        break;
+      case PARITY_OP_CONV2D_BWD_DATA:
+        node.sparse_dy = desc.num_inputs >= 1 && pool_gradient[desc.inputs[0]];
+        break;
+      case PARITY_OP_CONV2D_BWD_WEIGHT:
+        node.sparse_dy = desc.num_inputs >= 2 && pool_gradient[desc.inputs[1]];
+        break;
+      default: break;
+    }
   }
 
   bool overlaps(int32_t a, int32_t b) const {

@@ -58,6 +58,11 @@ struct BoundNode {
   bool fused_relu = false;
   BoundValue relu_mask;
   bool skip = false;
+  // CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT whose dy is a max-pool's gradient (MAXPOOL2D_BWD with
+  // non-overlapping windows of 4 or more elements, possibly through RELU_BWD): mostly zeros, so
+  // conv2d_sparse_dy.cpp visits only its nonzeros where it applies. Set by the backend at
+  // compile, from the plan alone.
+  bool sparse_dy = false;
 };
 
 // "[64,1,28,28]" and "f32": the spellings every cpu error message uses.
@@ -118,6 +123,15 @@ int64_t plan_conv2d_bwd_weight(BoundNode& node);
 void conv2d_nchw_f32(const BoundNode& node);
 void conv2d_bwd_data_nchw_f32(const BoundNode& node);
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node);
+
+// conv2d_sparse_dy.cpp: the backward of a node with sparse_dy, for the shapes it handles
+// (stride 1, 3x3, C a multiple of 16, AVX-512 builds); scratch bytes, then the run functions.
+bool sparse_dy_applies(const BoundNode& node);
+int64_t plan_sparse_dy_bwd_weight(const BoundNode& node);
+int64_t plan_sparse_dy_bwd_data(const BoundNode& node);
+void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node);
+// Returns false, computing nothing, when w holds a non-finite value (the dense kernel runs).
+bool conv2d_bwd_data_sparse_dy_f32(const BoundNode& node);
 
 int64_t plan_linear(BoundNode& node);
 int64_t plan_linear_bwd_data(BoundNode& node);

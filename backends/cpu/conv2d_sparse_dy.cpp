@@ -1,0 +1,285 @@
+// backends/cpu/conv2d_sparse_dy.cpp — conv2d backward (weights and data) on the cpu backend when
+// its dy is mostly zeros: the gradient behind a max-pool (BoundNode::sparse_dy), where a 2x2
+// stride-2 window passes at most one of its four elements. Only dy's nonzeros are visited, and
+// each one adds (or scatters) a whole R x S x 16-channel patch with 16 lanes along the input
+// channels, read from (or written to) a channels-last copy of the image.
+//
+// Same sums as the dense kernels of conv2d.cpp without their 0 * x terms, which leaves the
+// result unchanged as long as those terms are zeros: an image whose x holds an infinity or NaN
+// (where 0 * x would be NaN) visits every position instead, and backward-data leaves non-finite
+// weights to the dense kernel. Every sum has a fixed order (images, output channels, dy's
+// positions in row-major order; chunks of images summed in chunk order), so results are
+// bitwise reproducible at any thread count.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/cpu_ops.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+constexpr int64_t kLanes = 16;  // input channels per vector
+
+struct SparseGeometry {
+  int64_t N, C, H, W, K, R, S, P, Q, Hp, Wp, pad_h, pad_w;
+  int64_t pq() const { return P * Q; }
+  int64_t hw() const { return H * W; }
+  // A channels-last image with its zero padding: [Hp][Wp][C].
+  int64_t padded_floats() const { return align64(Hp * Wp * C * 4) / 4; }
+  int64_t weight_floats() const { return align64(K * C * R * S * 4) / 4; }
+  // One plane's positions: their dy values, then as many int32 offsets (gather_positions).
+  int64_t list_floats() const { return align64(P * Q * 4) / 4; }
+};
+
+// x (or dx) [N,C,H,W], w (or dw) [K,C,R,S], dy [N,K,P,Q]; the plan_* functions of conv2d.cpp
+// have checked that they agree.
+SparseGeometry sparse_geometry(const BoundValue& x, const BoundValue& w, const BoundValue& dy,
+                               const parity_conv2d_params& cp) {
+  SparseGeometry g{};
+  g.N = x.dims[0], g.C = x.dims[1], g.H = x.dims[2], g.W = x.dims[3];
+  g.K = w.dims[0], g.R = w.dims[2], g.S = w.dims[3];
+  g.P = dy.dims[2], g.Q = dy.dims[3];
+  g.pad_h = cp.pad_h, g.pad_w = cp.pad_w;
+  g.Hp = g.H + 2 * g.pad_h, g.Wp = g.W + 2 * g.pad_w;
+  return g;
+}
+
+bool applies(const SparseGeometry& g, const parity_conv2d_params& cp) {
+#if defined(__AVX512F__)
+  return cp.stride_h == 1 && cp.stride_w == 1 && g.C % kLanes == 0 && g.R == 3 && g.S == 3;
+#else
+  (void)g, (void)cp;
+  return false;
+#endif
+}
+
+const BoundValue& dy_of(const BoundNode& node) { return node.op == PARITY_OP_CONV2D_BWD_WEIGHT ? node.in[1] : node.in[0]; }
+const BoundValue& x_of(const BoundNode& node) { return node.op == PARITY_OP_CONV2D_BWD_WEIGHT ? node.in[0] : node.out[0]; }
+const BoundValue& w_of(const BoundNode& node) { return node.op == PARITY_OP_CONV2D_BWD_WEIGHT ? node.out[0] : node.in[1]; }
+
+SparseGeometry node_geometry(const BoundNode& node) {
+  return sparse_geometry(x_of(node), w_of(node), dy_of(node), node.params.conv2d);
+}
+
+// Backward-weight scratch: per slot a padded image, the lanes of dw as [K][R*S][C] and a
+// position list; then one dw partial [K,C,R,S] and one db partial [K] per chunk of images.
+int64_t bwd_weight_slot_floats(const SparseGeometry& g) { return g.padded_floats() + g.weight_floats() + 2 * g.list_floats(); }
+// Backward-data scratch: the weights as [K][R*S][C], then per slot a padded image and a position list.
+int64_t bwd_data_slot_floats(const SparseGeometry& g) { return g.padded_floats() + 2 * g.list_floats(); }
+
+#if defined(__AVX512F__)
+__mmask16 tail_mask(int64_t left) { return left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
+
+// x_n [C,H,W] into xp [Hp][Wp][C] with zero borders; returns false if x_n holds a non-finite value.
+bool pad_channels_last(const float* x_n, const SparseGeometry& g, float* xp) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i channel_stride =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(g.hw())));
+  auto zero_pixels = [&](int64_t row, int64_t col0, int64_t cols) {
+    std::memset(xp + (row * g.Wp + col0) * g.C, 0, sizeof(float) * cols * g.C);
+  };
+  for (int64_t row = 0; row < g.pad_h; ++row) zero_pixels(row, 0, g.Wp);
+  for (int64_t row = g.pad_h + g.H; row < g.Hp; ++row) zero_pixels(row, 0, g.Wp);
+  __mmask16 bad = 0;
+  for (int64_t h = 0; h < g.H; ++h) {
+    const int64_t row = h + g.pad_h;
+    zero_pixels(row, 0, g.pad_w);
+    zero_pixels(row, g.pad_w + g.W, g.Wp - g.pad_w - g.W);
+    for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
+      const float* src = x_n + c0 * g.hw() + h * g.W;
+      float* dst = xp + (row * g.Wp + g.pad_w) * g.C + c0;
+      for (int64_t w = 0; w < g.W; ++w) {
+        const __m512 v = _mm512_mask_i32gather_ps(zero, __mmask16(0xFFFF), channel_stride, src + w, 4);
+        bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);  // inf - inf, NaN - NaN: NaN
+        _mm512_store_ps(dst + w * g.C, v);
+      }
+    }
+  }
+  return bad == 0;
+}
+
+// dy_nk's nonzeros (NaN included), or all of its positions when `every` is set, in row-major
+// order: their values and their offsets (p * Wp + q) * C in a padded channels-last image.
+// Compressed 16 positions at a time, so the loops over them have no data-dependent branch.
+int64_t gather_positions(const float* dy_nk, const SparseGeometry& g, bool every, float* values, int32_t* offsets) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                  _mm512_set1_epi32(static_cast<int32_t>(g.C)));
+  int64_t count = 0;
+  for (int64_t p = 0; p < g.P; ++p) {
+    const float* row = dy_nk + p * g.Q;
+    for (int64_t q0 = 0; q0 < g.Q; q0 += kLanes) {
+      const __mmask16 tail = tail_mask(g.Q - q0);
+      const __m512 v = _mm512_maskz_loadu_ps(tail, row + q0);
+      const __mmask16 keep = every ? tail : _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_NEQ_UQ);
+      const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>((p * g.Wp + q0) * g.C)), lane_offsets);
+      _mm512_mask_compressstoreu_ps(values + count, keep, v);
+      _mm512_mask_compressstoreu_epi32(offsets + count, keep, at);
+      count += __builtin_popcount(keep);
+    }
+  }
+  return count;
+}
+
+// One chunk of images: dw_part [K,C,R,S] and db_part [K].
+void bwd_weight_chunk_f32(const float* x, const float* dy, int64_t begin, int64_t end, const SparseGeometry& g,
+                          float* slot, float* dw_part, float* db_part) {
+  constexpr int RS = 9;  // R = S = 3 (applies)
+  float* xp = slot;
+  float* lanes = slot + g.padded_floats();  // [K][RS][C]
+  float* values = lanes + g.weight_floats();
+  int32_t* offsets = reinterpret_cast<int32_t*>(values + g.list_floats());
+  std::memset(lanes, 0, sizeof(float) * g.K * RS * g.C);
+  std::fill(db_part, db_part + g.K, 0.0f);
+  for (int64_t n = begin; n < end; ++n) {
+    const bool finite = pad_channels_last(x + n * g.C * g.hw(), g, xp);
+    for (int64_t k = 0; k < g.K; ++k) {
+      const int64_t count = gather_positions(dy + (n * g.K + k) * g.pq(), g, !finite, values, offsets);
+      for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
+        float* lane = lanes + k * RS * g.C + c0;
+        __m512 acc[RS];
+#pragma GCC unroll 9
+        for (int t = 0; t < RS; ++t) acc[t] = _mm512_load_ps(lane + t * g.C);
+        const float* xc = xp + c0;
+        for (int64_t i = 0; i < count; ++i) {
+          const __m512 d = _mm512_set1_ps(values[i]);
+          const float* base = xc + offsets[i];
+#pragma GCC unroll 3
+          for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s)
+              acc[r * 3 + s] = _mm512_fmadd_ps(d, _mm512_load_ps(base + (r * g.Wp + s) * g.C), acc[r * 3 + s]);
+        }
+#pragma GCC unroll 9
+        for (int t = 0; t < RS; ++t) _mm512_store_ps(lane + t * g.C, acc[t]);
+      }
+      // db: the image's sum of dy_nk (its zeros add nothing), then into the chunk's partial.
+      float sum = 0.0f;
+      for (int64_t i = 0; i < count; ++i) sum += values[i];
+      db_part[k] += sum;
+    }
+  }
+  // [K][R*S][C] -> [K][C][R*S]
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int t = 0; t < RS; ++t) dw_part[(k * g.C + c) * RS + t] = lanes[(k * RS + t) * g.C + c];
+}
+
+// dx_n [C,H,W] from dy_n's nonzeros; wt is w as [K][R*S][C]; dxp a padded channels-last image.
+void bwd_data_image_f32(const float* dy_n, const float* wt, const SparseGeometry& g, float* dxp, float* dx_n) {
+  constexpr int RS = 9;
+  float* values = dxp + g.padded_floats();
+  int32_t* offsets = reinterpret_cast<int32_t*>(values + g.list_floats());
+  std::memset(dxp, 0, sizeof(float) * g.Hp * g.Wp * g.C);
+  for (int64_t k = 0; k < g.K; ++k) {
+    const int64_t count = gather_positions(dy_n + k * g.pq(), g, false, values, offsets);
+    for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
+      __m512 wv[RS];
+#pragma GCC unroll 9
+      for (int t = 0; t < RS; ++t) wv[t] = _mm512_load_ps(wt + (k * RS + t) * g.C + c0);
+      float* dc = dxp + c0;
+      for (int64_t i = 0; i < count; ++i) {
+        const __m512 d = _mm512_set1_ps(values[i]);
+        float* base = dc + offsets[i];
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+          for (int s = 0; s < 3; ++s) {
+            float* at = base + (r * g.Wp + s) * g.C;
+            _mm512_store_ps(at, _mm512_fmadd_ps(d, wv[r * 3 + s], _mm512_load_ps(at)));
+          }
+      }
+    }
+  }
+  // The interior of dxp back to [C,H,W].
+  const __m512i channel_stride =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(g.hw())));
+  for (int64_t h = 0; h < g.H; ++h)
+    for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
+      const float* src = dxp + ((h + g.pad_h) * g.Wp + g.pad_w) * g.C + c0;
+      float* dst = dx_n + c0 * g.hw() + h * g.W;
+      for (int64_t w = 0; w < g.W; ++w) _mm512_i32scatter_ps(dst + w, channel_stride, _mm512_load_ps(src + w * g.C), 4);
+    }
+}
+#endif
+
+}  // namespace
+
+bool sparse_dy_applies(const BoundNode& node) {
+  return node.sparse_dy && applies(node_geometry(node), node.params.conv2d);
+}
+
+int64_t plan_sparse_dy_bwd_weight(const BoundNode& node) {
+  const SparseGeometry g = node_geometry(node);
+  return (node.slots * bwd_weight_slot_floats(g) + node.num_chunks * g.weight_floats() +
+          align64(node.num_chunks * g.K * 4) / 4) *
+         4;
+}
+
+int64_t plan_sparse_dy_bwd_data(const BoundNode& node) {
+  const SparseGeometry g = node_geometry(node);
+  return (g.weight_floats() + node.slots * bwd_data_slot_floats(g)) * 4;
+}
+
+void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node) {
+#if defined(__AVX512F__)
+  const SparseGeometry g = node_geometry(node);
+  const float* x = node.in[0].f32();
+  const float* dy = node.in[1].f32();
+  float* dw = node.out[0].f32();
+  float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  float* dw_parts = workspace + node.slots * bwd_weight_slot_floats(g);
+  float* db_parts = dw_parts + node.num_chunks * g.weight_floats();
+  parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
+    float* slot = workspace + worker_slot(node.slots) * bwd_weight_slot_floats(g);
+    bwd_weight_chunk_f32(x, dy, begin, end, g, slot, dw_parts + part * g.weight_floats(), db_parts + part * g.K);
+  });
+  // The partials in chunk order.
+  const int64_t dw_size = g.K * g.C * g.R * g.S;
+  std::memcpy(dw, dw_parts, sizeof(float) * dw_size);
+  for (int64_t part = 1; part < node.num_chunks; ++part)
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += dw_parts[part * g.weight_floats() + i];
+  if (db) {
+    std::memcpy(db, db_parts, sizeof(float) * g.K);
+    for (int64_t part = 1; part < node.num_chunks; ++part)
+      for (int64_t k = 0; k < g.K; ++k) db[k] += db_parts[part * g.K + k];
+  }
+#else
+  (void)node;
+#endif
+}
+
+bool conv2d_bwd_data_sparse_dy_f32(const BoundNode& node) {
+#if defined(__AVX512F__)
+  const SparseGeometry g = node_geometry(node);
+  const float* dy = node.in[0].f32();
+  const float* w = node.in[1].f32();
+  float* dx = node.out[0].f32();
+  const int64_t crs = g.C * g.R * g.S, rs = g.R * g.S;
+  for (int64_t i = 0; i < g.K * crs; ++i)
+    if (!std::isfinite(w[i])) return false;  // 0 * w is NaN: the dense kernel keeps those terms
+  float* wt = reinterpret_cast<float*>(node.workspace);  // [K][R*S][C]
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t t = 0; t < rs; ++t) wt[(k * rs + t) * g.C + c] = w[k * crs + c * rs + t];
+  parallel_chunks(g.N, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    float* dxp = wt + g.weight_floats() + worker_slot(node.slots) * bwd_data_slot_floats(g);
+    for (int64_t n = begin; n < end; ++n)
+      bwd_data_image_f32(dy + n * g.K * g.pq(), wt, g, dxp, dx + n * g.C * g.hw());
+  });
+  return true;
+#else
+  (void)node;
+  return false;
+#endif
+}
+
+}  // namespace cpu
+}  // namespace parity

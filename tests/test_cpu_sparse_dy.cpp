@@ -1,0 +1,128 @@
+// tests/test_cpu_sparse_dy.cpp — the cpu backend's conv backward for a max-pool's gradient
+// (backends/cpu/conv2d_sparse_dy.cpp): it matches ref, keeps IEEE's 0 * inf = NaN terms that
+// visiting only dy's nonzeros would drop, and is bitwise the same on 1 and 2 threads.
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "parity/check.h"
+#include "parity/parity.h"
+#include "tests/test_helpers.h"
+
+namespace parity::testing {
+namespace {
+
+// x -> (conv backward) <- relu_bwd(r, maxpool2d_bwd(dp, idx of maxpool(r))), with w; the conv
+// backward ops are given their dy explicitly, so x and w can hold values that never reach it.
+// Widths 37 and 13 give rows of 3 vectors with a tail and of one partial vector.
+struct PoolGradientGraph {
+  static constexpr int64_t N = 3, C = 32, K = 8, H = 9;
+  int64_t W;
+  int pad;
+  Graph graph;
+
+  PoolGradientGraph(int64_t width, int padding) : W(width), pad(padding) {
+    const int64_t P = H + 2 * pad - 2, Q = W + 2 * pad - 2;
+    GraphBuilder b;
+    Value x = b.input("x", Shape{N, C, H, W});
+    Value w = b.input("w", Shape{K, C, 3, 3});
+    Value r = b.input("r", Shape{N, K, P, Q});
+    Value pooled = b.maxpool2d(r, 2, 2, "pool");
+    const Node& pool = b.graph().nodes().back();
+    const Value idx{pool.outputs[1]};
+    parity_op_params pool_params = pool.params;
+    pool_params.maxpool2d.input_h = static_cast<int32_t>(P);  // for the backward's shape inference
+    pool_params.maxpool2d.input_w = static_cast<int32_t>(Q);
+    Value dp = b.input("dp", b.graph().value(pooled).shape);
+    Value dr = b.node(PARITY_OP_MAXPOOL2D_BWD, pool_params, {dp, idx}, "pool.bwd")[0];
+    Value dy = b.node(PARITY_OP_RELU_BWD, {}, {r, dr}, "relu.bwd")[0];
+    parity_op_params cp{};
+    cp.conv2d = {1, 1, pad, pad, static_cast<int32_t>(H), static_cast<int32_t>(W), 3, 3};
+    b.rename(b.node(PARITY_OP_CONV2D_BWD_DATA, cp, {dy, w}, "conv.bwd_data")[0], "dx");
+    std::vector<Value> dw_db = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
+    b.rename(dw_db[0], "dw");
+    b.rename(dw_db[1], "db");
+    graph = b.take();
+  }
+
+  std::map<std::string, Tensor> inputs(uint32_t seed) const {
+    std::mt19937 rng(seed);
+    std::map<std::string, Tensor> in;
+    for (const char* name : {"x", "w", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
+    return in;
+  }
+
+  std::map<std::string, Tensor> run(const std::string& backend, int threads, const std::map<std::string, Tensor>& in) const {
+    BackendOptions options;
+    options.threads = threads;
+    auto be = create_backend(backend, options);
+    Plan plan(graph, {"dx", "dw", "db"});
+    auto exe = be->compile(plan.c_plan(), {}, nullptr);
+    for (const auto& [name, t] : in) exe->write(plan.value(name), t.data(), t.nbytes());
+    exe->execute();
+    std::map<std::string, Tensor> out;
+    for (const char* name : {"dx", "dw", "db"}) {
+      Tensor t(graph.value(graph.find(name)).shape, DType::f32);
+      exe->read(plan.value(name), t.data(), t.nbytes());
+      out[name] = std::move(t);
+    }
+    return out;
+  }
+};
+
+// float32 sums of at most a few hundred products of values in [-1, 1] against ref's float64: an
+// element's relative error is around sqrt(n) * 2^-24, an NMSE near 1e-12; one term missing or
+// added twice moves it by about 1/n, far above 1e-9.
+constexpr double kThreshold = 1e-9;
+
+void expect_matches_ref(const PoolGradientGraph& g, const std::map<std::string, Tensor>& in, const std::string& what) {
+  const auto cpu = g.run("cpu", 2, in), ref = g.run("ref", 1, in);
+  for (const char* name : {"dx", "dw", "db"}) {
+    const TensorDiff d = compare_tensors(cpu.at(name), ref.at(name), kThreshold);
+    EXPECT_TRUE(d.pass) << what << ": " << name << " nmse " << d.nmse << ", " << d.nonfinite_mismatch
+                        << " elements finite on one side only";
+  }
+}
+
+TEST(CpuSparseDy, PoolGradientsMatchRef) {
+  for (const auto& [width, pad] : {std::pair<int64_t, int>{37, 1}, {13, 0}}) {
+    PoolGradientGraph g(width, pad);
+    expect_matches_ref(g, g.inputs(7), fmt::format("width {} pad {}", width, pad));
+  }
+}
+
+TEST(CpuSparseDy, KeepsTheNanOfZeroTimesInfinity) {
+  PoolGradientGraph g(37, 1);
+  // An infinite x: each dw[k, 5, r, s] has one term dy * inf, so it is inf where that dy is
+  // nonzero and NaN where it is 0 (0 * inf): a kernel that skips dy's zeros would leave those
+  // finite.
+  auto in = g.inputs(11);
+  in["x"].f32()[((1 * g.C + 5) * g.H + 4) * g.W + 20] = INFINITY;
+  const auto ref = g.run("ref", 1, in);
+  int64_t nonfinite = 0, nan = 0;
+  for (int64_t i = 0; i < ref.at("dw").numel(); ++i) {
+    nonfinite += !std::isfinite(ref.at("dw").f32()[i]);
+    nan += std::isnan(ref.at("dw").f32()[i]);
+  }
+  EXPECT_EQ(nonfinite, g.K * 9) << "the test's premise: every k and tap of channel 5 reads the infinity";
+  EXPECT_GT(nan, g.K * 9 / 2) << "the test's premise: most of those terms have a zero dy";
+  expect_matches_ref(g, in, "infinite x");
+
+  // A NaN weight makes dx NaN wherever the weight's terms reach, dy zero or not.
+  in = g.inputs(12);
+  in["w"].f32()[(3 * g.C + 9) * 9 + 4] = NAN;
+  expect_matches_ref(g, in, "NaN weight");
+}
+
+TEST(CpuSparseDy, OneAndTwoThreadsAgreeBitwise) {
+  PoolGradientGraph g(37, 1);
+  const auto in = g.inputs(5);
+  const auto one = g.run("cpu", 1, in), two = g.run("cpu", 2, in);
+  for (const char* name : {"dx", "dw", "db"}) EXPECT_TRUE(bitwise_equal(one.at(name), two.at(name))) << name;
+}
+
+}  // namespace
+}  // namespace parity::testing
