@@ -1,6 +1,7 @@
 // graph/plan.cpp — lowers a Graph to the C descriptors of plugin.h and plans its memory:
 // each TEMP value lives from its producer to its last consumer, and values whose lifetimes do
-// not overlap share arena bytes (best fit over a free list).
+// not overlap share arena bytes (best fit over a free list); a reshape's output takes over the
+// bytes of an input that dies there.
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -136,7 +137,18 @@ Plan::Plan(const Graph& graph, const std::vector<std::string>& keep, const std::
   for (size_t v = 0; v < values.size(); ++v)
     if (values[v].kind == PARITY_VALUE_INPUT && values_[v].offset < 0) values_[v].offset = arena.allocate(values_[v].bytes);
   for (size_t n = 0; n < nodes.size(); ++n) {
-    // Outputs are placed before the inputs that die here are released: no node reads and
+    // A reshape whose input dies here takes over the input's bytes: the same elements under a
+    // new shape, so backends have nothing to copy (the one node whose input and output share
+    // bytes).
+    if (nodes[n].op == PARITY_OP_RESHAPE && nodes[n].inputs.size() == 1 && nodes[n].outputs.size() == 1) {
+      const auto in = static_cast<size_t>(nodes[n].inputs[0]), out = static_cast<size_t>(nodes[n].outputs[0]);
+      if (values[in].kind == PARITY_VALUE_TEMP && last_use[in] == static_cast<int32_t>(n) && values_[out].offset < 0 &&
+          values_[out].bytes == values_[in].bytes) {
+        values_[out].offset = values_[in].offset;
+        last_use[in] = -2;  // its bytes now belong to the output
+      }
+    }
+    // Other outputs are placed before the inputs that die here are released: no node reads and
     // writes the same bytes.
     for (int32_t out : nodes[n].outputs)
       if (values_[static_cast<size_t>(out)].offset < 0)

@@ -125,7 +125,9 @@ typedef struct parity_node_desc {
 } parity_node_desc;
 
 /* A compiled step: nodes in execution order over values. The graph has already decided the
- * values, their lifetimes and a suggested arena layout (offsets); a backend may use its own. */
+ * values, their lifetimes and a suggested arena layout (offsets); a backend may use its own.
+ * In that layout a node's outputs never share bytes with its inputs, except a RESHAPE whose
+ * output may sit exactly on its input (the input dies there): then there is nothing to copy. */
 typedef struct parity_plan {
   int32_t num_values, num_nodes;
   const parity_value_desc* values;
