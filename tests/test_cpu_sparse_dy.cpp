@@ -124,5 +124,103 @@ TEST(CpuSparseDy, OneAndTwoThreadsAgreeBitwise) {
   for (const char* name : {"dx", "dw", "db"}) EXPECT_TRUE(bitwise_equal(one.at(name), two.at(name))) << name;
 }
 
+// x -> CONV2D_BWD_WEIGHT <- [RELU_BWD(r, .)] <- MAXPOOL2D_BWD(dp, idx), the conv the only reader:
+// the cpu backend fuses the three and reads dy in its pooled form. idx is an input, any index
+// in its window (the semantics do not need the argmax), or elsewhere in the plane to force the
+// unfused route. Channels 1, 3, 6 and 16 give patch rows of 1, 1, 2 and 3 vectors.
+struct PooledFormGraph {
+  static constexpr int64_t N = 3, K = 8, H = 9, W = 37;
+  int64_t C;
+  Graph graph;
+
+  PooledFormGraph(int64_t channels, bool relu) : C(channels) {
+    const int64_t P = H, Q = W, P2 = P / 2, Q2 = Q / 2;
+    GraphBuilder b;
+    Value x = b.input("x", Shape{N, C, H, W});
+    Value r = b.input("r", Shape{N, K, P, Q});
+    Value dp = b.input("dp", Shape{N, K, P2, Q2});
+    Value idx = b.input("idx", Shape{N, K, P2, Q2}, DType::i32);
+    parity_op_params pp{};
+    pp.maxpool2d = {2, 2, 2, 2, static_cast<int32_t>(P), static_cast<int32_t>(Q)};
+    Value dy = b.node(PARITY_OP_MAXPOOL2D_BWD, pp, {dp, idx}, "pool.bwd")[0];
+    if (relu) dy = b.node(PARITY_OP_RELU_BWD, {}, {r, dy}, "relu.bwd")[0];
+    parity_op_params cp{};
+    cp.conv2d = {1, 1, 1, 1, static_cast<int32_t>(H), static_cast<int32_t>(W), 3, 3};
+    std::vector<Value> dw_db = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
+    b.rename(dw_db[0], "dw");
+    b.rename(dw_db[1], "db");
+    graph = b.take();
+  }
+
+  std::map<std::string, Tensor> inputs(uint32_t seed) const {
+    std::mt19937 rng(seed);
+    std::map<std::string, Tensor> in;
+    for (const char* name : {"x", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
+    const Shape& s = graph.value(graph.find("idx")).shape;
+    Tensor idx(s, DType::i32);
+    std::uniform_int_distribution<int> corner(0, 3);
+    for (int64_t plane = 0; plane < s[0] * s[1]; ++plane)
+      for (int64_t p = 0; p < s[2]; ++p)
+        for (int64_t q = 0; q < s[3]; ++q) {
+          const int c = corner(rng);
+          idx.i32()[(plane * s[2] + p) * s[3] + q] = static_cast<int32_t>((2 * p + c / 2) * W + 2 * q + c % 2);
+        }
+    in["idx"] = std::move(idx);
+    return in;
+  }
+
+  std::map<std::string, Tensor> run(const std::string& backend, int threads, const std::map<std::string, Tensor>& in) const {
+    BackendOptions options;
+    options.threads = threads;
+    auto be = create_backend(backend, options);
+    Plan plan(graph, {"dw", "db"});
+    auto exe = be->compile(plan.c_plan(), {}, nullptr);
+    for (const auto& [name, t] : in) exe->write(plan.value(name), t.data(), t.nbytes());
+    exe->execute();
+    std::map<std::string, Tensor> out;
+    for (const char* name : {"dw", "db"}) {
+      Tensor t(graph.value(graph.find(name)).shape, DType::f32);
+      exe->read(plan.value(name), t.data(), t.nbytes());
+      out[name] = std::move(t);
+    }
+    return out;
+  }
+
+  void expect_matches_ref(const std::map<std::string, Tensor>& in, const std::string& what) const {
+    const auto cpu = run("cpu", 2, in), ref = run("ref", 1, in);
+    for (const char* name : {"dw", "db"}) {
+      const TensorDiff d = compare_tensors(cpu.at(name), ref.at(name), kThreshold);
+      EXPECT_TRUE(d.pass) << what << ": " << name << " nmse " << d.nmse << ", " << d.nonfinite_mismatch
+                          << " elements finite on one side only";
+    }
+  }
+};
+
+TEST(CpuSparseDy, PooledFormMatchesRef) {
+  for (int64_t channels : {1, 3, 6, 16})
+    for (bool relu : {true, false}) {
+      PooledFormGraph g(channels, relu);
+      g.expect_matches_ref(g.inputs(3), fmt::format("C {}{}", channels, relu ? " with relu" : ""));
+    }
+}
+
+TEST(CpuSparseDy, PooledFormFallsBackWhereItCannotBeUsed) {
+  PooledFormGraph g(3, true);
+  // An index outside its window (but inside the plane): the unfused maxpool backward sends the
+  // gradient there.
+  auto in = g.inputs(4);
+  in["idx"].i32()[17] = 5 * PooledFormGraph::W + 30;
+  in["r"].f32()[5 * PooledFormGraph::W + 30] = 1.0f;  // relu passes it
+  g.expect_matches_ref(in, "an index outside its window");
+  // An infinite x: 0 * inf terms make NaN (see above).
+  in = g.inputs(5);
+  in["x"].f32()[(1 * g.C + 2) * PooledFormGraph::H * PooledFormGraph::W + 4 * PooledFormGraph::W + 20] = INFINITY;
+  g.expect_matches_ref(in, "infinite x");
+  // Thread counts agree bit for bit.
+  in = g.inputs(6);
+  const auto one = g.run("cpu", 1, in), two = g.run("cpu", 2, in);
+  for (const char* name : {"dw", "db"}) EXPECT_TRUE(bitwise_equal(one.at(name), two.at(name))) << name;
+}
+
 }  // namespace
 }  // namespace parity::testing

@@ -621,6 +621,10 @@ int64_t plan_conv2d_bwd_weight(BoundNode& node) {
 }
 
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
+  if (node.pool_source) {
+    if (conv2d_bwd_weight_pooled_dy_f32(node)) return;
+    maxpool2d_bwd_nchw_f32(*node.pool_source);  // dy after all
+  }
   if (sparse_dy_applies(node)) {
     conv2d_bwd_weight_sparse_dy_f32(node);
     return;

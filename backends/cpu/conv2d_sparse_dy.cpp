@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <atomic>
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
@@ -74,7 +75,8 @@ int64_t bwd_data_slot_floats(const SparseGeometry& g) { return g.padded_floats()
 #if defined(__AVX512F__)
 __mmask16 tail_mask(int64_t left) { return left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u); }
 
-// x_n [C,H,W] into xp [Hp][Wp][C] with zero borders; returns false if x_n holds a non-finite value.
+// x_n [C,H,W] into xp [Hp][Wp][C] with zero borders; returns false if x_n holds a non-finite
+// value. 16 channels at a time by gathers when C is a multiple of 16, else one at a time.
 bool pad_channels_last(const float* x_n, const SparseGeometry& g, float* xp) {
   const __m512 zero = _mm512_setzero_ps();
   const __m512i channel_stride =
@@ -85,18 +87,42 @@ bool pad_channels_last(const float* x_n, const SparseGeometry& g, float* xp) {
   };
   for (int64_t row = 0; row < g.pad_h; ++row) zero_pixels(row, 0, g.Wp);
   for (int64_t row = g.pad_h + g.H; row < g.Hp; ++row) zero_pixels(row, 0, g.Wp);
+  // For C not a multiple of 16 (then C < 16): lane l of vector j of a 16-pixel group holds
+  // pixel (16 j + l) / C, channel (16 j + l) % C, read from x_n at channel * H * W + pixel.
+  alignas(64) int32_t pixel_of[kLanes][kLanes], source_of[kLanes][kLanes];
+  if (g.C % kLanes != 0)
+    for (int64_t j = 0; j < g.C; ++j)
+      for (int64_t l = 0; l < kLanes; ++l) {
+        pixel_of[j][l] = static_cast<int32_t>((kLanes * j + l) / g.C);
+        source_of[j][l] = static_cast<int32_t>((kLanes * j + l) % g.C * g.hw() + pixel_of[j][l]);
+      }
   __mmask16 bad = 0;
   for (int64_t h = 0; h < g.H; ++h) {
     const int64_t row = h + g.pad_h;
     zero_pixels(row, 0, g.pad_w);
     zero_pixels(row, g.pad_w + g.W, g.Wp - g.pad_w - g.W);
+    float* dst_row = xp + (row * g.Wp + g.pad_w) * g.C;
+    if (g.C % kLanes != 0) {
+      // 16 pixels x C channels are C vectors; a last group of fewer pixels is masked.
+      const float* src = x_n + h * g.W;
+      for (int64_t w0 = 0; w0 < g.W; w0 += kLanes) {
+        const __m512i left = _mm512_set1_epi32(static_cast<int32_t>(g.W - w0));
+        for (int64_t j = 0; j < g.C; ++j) {
+          const __mmask16 m = _mm512_cmplt_epi32_mask(_mm512_load_si512(pixel_of[j]), left);
+          const __m512i at = _mm512_load_si512(source_of[j]);
+          const __m512 v = _mm512_mask_i32gather_ps(zero, m, at, src + w0, 4);
+          bad |= _mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+          _mm512_mask_storeu_ps(dst_row + w0 * g.C + j * kLanes, m, v);
+        }
+      }
+      continue;
+    }
     for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
       const float* src = x_n + c0 * g.hw() + h * g.W;
-      float* dst = xp + (row * g.Wp + g.pad_w) * g.C + c0;
       for (int64_t w = 0; w < g.W; ++w) {
         const __m512 v = _mm512_mask_i32gather_ps(zero, __mmask16(0xFFFF), channel_stride, src + w, 4);
-        bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);  // inf - inf, NaN - NaN: NaN
-        _mm512_store_ps(dst + w * g.C, v);
+        bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), zero, _CMP_NEQ_UQ);
+        _mm512_store_ps(dst_row + w * g.C + c0, v);
       }
     }
   }
@@ -209,7 +235,191 @@ void bwd_data_image_f32(const float* dy_n, const float* wt, const SparseGeometry
 }
 #endif
 
+// dw and db (when asked) from the chunks' partials, summed in chunk order. Reads only the
+// partials, so dw and db may share bytes with values the chunks read.
+void sum_partials(const BoundNode& node, const SparseGeometry& g, const float* dw_parts, const float* db_parts) {
+  float* dw = node.out[0].f32();
+  float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
+  const int64_t dw_size = g.K * g.C * g.R * g.S;
+  std::memcpy(dw, dw_parts, sizeof(float) * dw_size);
+  for (int64_t part = 1; part < node.num_chunks; ++part)
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += dw_parts[part * g.weight_floats() + i];
+  if (db) {
+    std::memcpy(db, db_parts, sizeof(float) * g.K);
+    for (int64_t part = 1; part < node.num_chunks; ++part)
+      for (int64_t k = 0; k < g.K; ++k) db[k] += db_parts[part * g.K + k];
+  }
+}
+
+// ---- dy in its pooled form (BoundNode::pool_source): a CONV2D_BWD_WEIGHT whose dy is made by
+// a 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into it) for this node alone. dy is then
+// never written: each pooled gradient goes to its window's argmax, kept where relu's output
+// there is > 0, and adds that position's R x S x C patch (C <= 16: one row of the patch is S * C
+// contiguous floats, at most 3 vectors) to dw[k].
+struct PooledDy {
+  const float* dyp;     // [N,K,P/2,Q/2]
+  const int32_t* idx;   // the same shape: h * Q + w in dy's [P,Q] plane
+  const float* mask;    // relu's output [N,K,P,Q], or null
+  int64_t P2, Q2;
+};
+
+bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
+#if defined(__AVX512F__)
+  const BoundNode& pool = *node.pool_source;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  const parity_maxpool2d_params& pp = pool.params.maxpool2d;
+  return cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 && g.C <= kLanes && pp.kernel_h == 2 &&
+         pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pool.in[0].dims[2] == g.P / 2 &&
+         pool.in[0].dims[3] == g.Q / 2;
+#else
+  (void)node, (void)g;
+  return false;
+#endif
+}
+
+// Backward-weight scratch of the pooled form: per slot a padded image, the lanes of dw as
+// [K][R][vectors of a patch row][16] and a position list; then the partials as in the sparse form.
+int64_t row_vectors(const SparseGeometry& g) { return (g.S * g.C + kLanes - 1) / kLanes; }
+int64_t pooled_lane_floats(const SparseGeometry& g) { return align64(g.K * g.R * row_vectors(g) * kLanes * 4) / 4; }
+int64_t pooled_list_floats(const SparseGeometry& g) { return align64((g.P / 2) * (g.Q / 2) * 4) / 4; }
+int64_t pooled_slot_floats(const SparseGeometry& g) {
+  return g.padded_floats() + pooled_lane_floats(g) + 2 * pooled_list_floats(g);
+}
+
+#if defined(__AVX512F__)
+// Plane (n, k) of the pooled form: the kept gradients and their offsets (p * Wp + q) * C in the
+// padded image, row-major over the pooled grid (which is dy's row-major order: windows do not
+// overlap). False if some index lies outside its window.
+bool gather_pooled(const PooledDy& d, int64_t plane, const SparseGeometry& g, float* values, int32_t* offsets,
+                   int64_t& count) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  const __m512i Q = _mm512_set1_epi32(static_cast<int32_t>(g.Q)), one = _mm512_set1_epi32(1);
+  const __m512i Q1 = _mm512_add_epi32(Q, one);
+  const int32_t C = static_cast<int32_t>(g.C), Wp = static_cast<int32_t>(g.Wp);
+  const float* dyp = d.dyp + plane * d.P2 * d.Q2;
+  const int32_t* idx = d.idx + plane * d.P2 * d.Q2;
+  const float* mask = d.mask ? d.mask + plane * g.pq() : nullptr;
+  count = 0;
+  for (int64_t pp = 0; pp < d.P2; ++pp)
+    for (int64_t qq0 = 0; qq0 < d.Q2; qq0 += kLanes) {
+      const __mmask16 tail = tail_mask(d.Q2 - qq0);
+      const __m512i at = _mm512_maskz_loadu_epi32(tail, idx + pp * d.Q2 + qq0);
+      const __m512 v = _mm512_maskz_loadu_ps(tail, dyp + pp * d.Q2 + qq0);
+      // the window's top-left element in dy's plane, and where the index lies from it
+      const __m512i q_left = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * qq0)), lane2);
+      const __m512i origin = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * pp * g.Q)), q_left);
+      const __m512i dh = _mm512_sub_epi32(at, origin);
+      const __mmask16 top = _mm512_cmpeq_epi32_mask(dh, _mm512_setzero_si512()) | _mm512_cmpeq_epi32_mask(dh, one);
+      const __mmask16 below = _mm512_cmpeq_epi32_mask(dh, Q) | _mm512_cmpeq_epi32_mask(dh, Q1);
+      if (tail & ~(top | below)) return false;
+      __mmask16 keep = _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_NEQ_UQ);
+      if (mask) keep &= _mm512_cmp_ps_mask(_mm512_mask_i32gather_ps(zero, keep, at, mask, 4), zero, _CMP_GT_OQ);
+      // p = 2 pp + (below), q = q_left + (dh - (below) Q); offset = (p Wp + q) C
+      const __m512i row = _mm512_mask_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * pp)), below,
+                                                _mm512_set1_epi32(static_cast<int32_t>(2 * pp)), one);
+      const __m512i q = _mm512_add_epi32(q_left, _mm512_mask_sub_epi32(dh, below, dh, Q));
+      const __m512i offset = _mm512_mullo_epi32(
+          _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(Wp)), q), _mm512_set1_epi32(C));
+      _mm512_mask_compressstoreu_ps(values + count, keep, v);
+      _mm512_mask_compressstoreu_epi32(offsets + count, keep, offset);
+      count += __builtin_popcount(keep);
+    }
+  return true;
+}
+
+// One chunk of images in the pooled form; false (with nothing of dw or db written) if it cannot
+// be used.
+template <int V>
+bool pooled_chunk_f32(const float* x, const PooledDy& d, int64_t begin, int64_t end, const SparseGeometry& g,
+                      float* slot, float* dw_part, float* db_part) {
+  float* xp = slot;
+  float* lanes = xp + g.padded_floats();  // [K][R][V][16]
+  float* values = lanes + pooled_lane_floats(g);
+  int32_t* offsets = reinterpret_cast<int32_t*>(values + pooled_list_floats(g));
+  std::memset(lanes, 0, sizeof(float) * g.K * 3 * V * kLanes);
+  std::fill(db_part, db_part + g.K, 0.0f);
+  __mmask16 row_mask[V];
+  for (int v = 0; v < V; ++v) row_mask[v] = tail_mask(g.S * g.C - v * kLanes);
+  const int64_t row_stride = g.Wp * g.C;
+  for (int64_t n = begin; n < end; ++n) {
+    if (!pad_channels_last(x + n * g.C * g.hw(), g, xp)) return false;  // 0 * x may be NaN
+    for (int64_t k = 0; k < g.K; ++k) {
+      int64_t count = 0;
+      if (!gather_pooled(d, n * g.K + k, g, values, offsets, count)) return false;
+      float* lane = lanes + k * 3 * V * kLanes;
+      __m512 acc[3 * V];
+#pragma GCC unroll 9
+      for (int t = 0; t < 3 * V; ++t) acc[t] = _mm512_load_ps(lane + t * kLanes);
+      for (int64_t i = 0; i < count; ++i) {
+        const __m512 dv = _mm512_set1_ps(values[i]);
+        const float* base = xp + offsets[i];
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+          for (int v = 0; v < V; ++v)
+            acc[r * V + v] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(row_mask[v], base + r * row_stride + v * kLanes),
+                                             acc[r * V + v]);
+      }
+#pragma GCC unroll 9
+      for (int t = 0; t < 3 * V; ++t) _mm512_store_ps(lane + t * kLanes, acc[t]);
+      float sum = 0.0f;
+      for (int64_t i = 0; i < count; ++i) sum += values[i];
+      db_part[k] += sum;
+    }
+  }
+  // lanes [K][R][S*C] -> dw_part [K][C][R][S]
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t r = 0; r < 3; ++r)
+        for (int64_t s = 0; s < 3; ++s)
+          dw_part[((k * g.C + c) * 3 + r) * 3 + s] = lanes[(k * 3 + r) * V * kLanes + s * g.C + c];
+  return true;
+}
+#endif
+
 }  // namespace
+
+bool pooled_dy_applies(const BoundNode& node) {
+  return node.pool_source && pooled_applies(node, node_geometry(node));
+}
+
+int64_t plan_pooled_dy_bwd_weight(const BoundNode& node) {
+  const SparseGeometry g = node_geometry(node);
+  return (node.slots * pooled_slot_floats(g) + node.num_chunks * g.weight_floats() +
+          align64(node.num_chunks * g.K * 4) / 4) *
+         4;
+}
+
+bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node) {
+#if defined(__AVX512F__)
+  const SparseGeometry g = node_geometry(node);
+  const BoundNode& pool = *node.pool_source;
+  const PooledDy d{pool.in[0].f32(), pool.in[1].i32(), pool.relu_mask.data ? pool.relu_mask.f32() : nullptr,
+                   pool.in[0].dims[2], pool.in[0].dims[3]};
+  const float* x = node.in[0].f32();
+  float* workspace = reinterpret_cast<float*>(node.workspace);
+  float* dw_parts = workspace + node.slots * pooled_slot_floats(g);
+  float* db_parts = dw_parts + node.num_chunks * g.weight_floats();
+  std::atomic<bool> unusable{false};
+  const int64_t V = row_vectors(g);
+  parallel_chunks(g.N, node.chunk, [&](int64_t part, int64_t begin, int64_t end) {
+    float* slot = workspace + worker_slot(node.slots) * pooled_slot_floats(g);
+    float* dw_part = dw_parts + part * g.weight_floats();
+    float* db_part = db_parts + part * g.K;
+    const bool ok = V == 1   ? pooled_chunk_f32<1>(x, d, begin, end, g, slot, dw_part, db_part)
+                    : V == 2 ? pooled_chunk_f32<2>(x, d, begin, end, g, slot, dw_part, db_part)
+                             : pooled_chunk_f32<3>(x, d, begin, end, g, slot, dw_part, db_part);
+    if (!ok) unusable = true;
+  });
+  if (unusable) return false;
+  sum_partials(node, g, dw_parts, db_parts);
+  return true;
+#else
+  (void)node;
+  return false;
+#endif
+}
 
 bool sparse_dy_applies(const BoundNode& node) {
   return node.sparse_dy && applies(node_geometry(node), node.params.conv2d);
@@ -232,8 +442,6 @@ void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node) {
   const SparseGeometry g = node_geometry(node);
   const float* x = node.in[0].f32();
   const float* dy = node.in[1].f32();
-  float* dw = node.out[0].f32();
-  float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   float* workspace = reinterpret_cast<float*>(node.workspace);
   float* dw_parts = workspace + node.slots * bwd_weight_slot_floats(g);
   float* db_parts = dw_parts + node.num_chunks * g.weight_floats();
@@ -241,16 +449,7 @@ void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node) {
     float* slot = workspace + worker_slot(node.slots) * bwd_weight_slot_floats(g);
     bwd_weight_chunk_f32(x, dy, begin, end, g, slot, dw_parts + part * g.weight_floats(), db_parts + part * g.K);
   });
-  // The partials in chunk order.
-  const int64_t dw_size = g.K * g.C * g.R * g.S;
-  std::memcpy(dw, dw_parts, sizeof(float) * dw_size);
-  for (int64_t part = 1; part < node.num_chunks; ++part)
-    for (int64_t i = 0; i < dw_size; ++i) dw[i] += dw_parts[part * g.weight_floats() + i];
-  if (db) {
-    std::memcpy(db, db_parts, sizeof(float) * g.K);
-    for (int64_t part = 1; part < node.num_chunks; ++part)
-      for (int64_t k = 0; k < g.K; ++k) db[k] += db_parts[part * g.K + k];
-  }
+  sum_partials(node, g, dw_parts, db_parts);
 #else
   (void)node;
 #endif

@@ -343,7 +343,9 @@ class CpuExecutable final : public Executable {
       mark_pool_gradient(desc, pool_gradient, node);
       workspace_bytes = std::max(workspace_bytes, plan_node(node));
     }
-    fuse_nodes(plan);  // after planning: a fused node keeps its shapes, work split and scratch
+    // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
+    // form's scratch)
+    workspace_bytes = std::max(workspace_bytes, fuse_nodes(plan));
     workspace_ = AlignedBuffer(workspace_bytes);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
   }
@@ -385,7 +387,8 @@ class CpuExecutable final : public Executable {
   // value that is not kept and that node i+1 alone reads; and since node i then writes node
   // i+1's output, that output must not share arena bytes with any input of node i (the planner
   // may give a value that dies at node i the same bytes). Same arithmetic, so same results.
-  void fuse_nodes(const parity_plan& plan) {
+  // Returns the scratch bytes the pooled-form fusion needs.
+  int64_t fuse_nodes(const parity_plan& plan) {
     std::vector<int32_t> readers(values_.size(), 0);
     for (int32_t i = 0; i < plan.num_nodes; ++i)
       for (int32_t k = 0; k < plan.nodes[i].num_inputs; ++k) ++readers[plan.nodes[i].inputs[k]];
@@ -410,6 +413,33 @@ class CpuExecutable final : public Executable {
       nodes_[i + 1].skip = true;
       ++i;
     }
+    return fuse_pooled_gradients(plan, readers);
+  }
+
+  // BoundNode::pool_source: a MAXPOOL2D_BWD (with or without its fused RELU_BWD) whose result
+  // only the next node to run reads, a CONV2D_BWD_WEIGHT, as its dy. Its inputs die at the pool
+  // node, so the conv's outputs may be given their bytes: the pooled form reads all it needs
+  // before writing dw and db.
+  int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t>& readers) {
+    int64_t scratch = 0;
+    for (int32_t i = 0; i < plan.num_nodes; ++i) {
+      BoundNode& pool = nodes_[i];
+      if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.skip) continue;
+      const bool relu_fused = pool.relu_mask.data != nullptr;
+      const int32_t result = relu_fused ? plan.nodes[i + 1].outputs[0] : plan.nodes[i].outputs[0];
+      const int32_t next = i + (relu_fused ? 2 : 1);
+      if (next >= plan.num_nodes || readers[result] != 1 || values_[result].keep) continue;
+      BoundNode& conv = nodes_[next];
+      if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result) continue;
+      conv.pool_source = &pool;
+      if (!cpu::pooled_dy_applies(conv)) {
+        conv.pool_source = nullptr;
+        continue;
+      }
+      pool.skip = true;
+      scratch = std::max(scratch, cpu::plan_pooled_dy_bwd_weight(conv));
+    }
+    return scratch;
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner

@@ -63,6 +63,11 @@ struct BoundNode {
   // conv2d_sparse_dy.cpp visits only its nonzeros where it applies. Set by the backend at
   // compile, from the plan alone.
   bool sparse_dy = false;
+  // CONV2D_BWD_WEIGHT fused with the 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into
+  // it) that makes its dy for it alone (cpu_backend.cpp, fuse_nodes): that node is skipped and
+  // this one reads dy in its pooled form (conv2d_sparse_dy.cpp), never written; when that form
+  // cannot be used (an index outside its window, a non-finite x), it runs pool_source first.
+  const BoundNode* pool_source = nullptr;
 };
 
 // "[64,1,28,28]" and "f32": the spellings every cpu error message uses.
@@ -132,6 +137,11 @@ int64_t plan_sparse_dy_bwd_data(const BoundNode& node);
 void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node);
 // Returns false, computing nothing, when w holds a non-finite value (the dense kernel runs).
 bool conv2d_bwd_data_sparse_dy_f32(const BoundNode& node);
+// The pooled form of a node with pool_source (C <= 16); false when it cannot be used, with
+// nothing written.
+bool pooled_dy_applies(const BoundNode& node);
+int64_t plan_pooled_dy_bwd_weight(const BoundNode& node);
+bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node);
 
 int64_t plan_linear(BoundNode& node);
 int64_t plan_linear_bwd_data(BoundNode& node);
