@@ -33,7 +33,8 @@ struct SparseGeometry {
   int64_t padded_floats() const { return align64(Hp * Wp * C * 4) / 4; }
   int64_t weight_floats() const { return align64(K * C * R * S * 4) / 4; }
   // One plane's positions: their dy values, then as many int32 offsets (gather_positions).
-  int64_t list_floats() const { return align64(P * Q * 4) / 4; }
+  // (16 floats of slack: the lists are written a whole vector at a time)
+  int64_t list_floats() const { return align64((P * Q + kLanes) * 4) / 4; }
 };
 
 // x (or dx) [N,C,H,W], w (or dw) [K,C,R,S], dy [N,K,P,Q]; the plan_* functions of conv2d.cpp
@@ -129,10 +130,32 @@ bool pad_channels_last(const float* x_n, const SparseGeometry& g, float* xp) {
   return bad == 0;
 }
 
+// The 16 lanes of v summed in a fixed order.
+float lane_sum(__m512 v) {
+  alignas(64) float lanes[kLanes];
+  _mm512_store_ps(lanes, v);
+  const __m256 h8 = _mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8));
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+  return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+}
+
+// Appends the `keep` lanes of v and at to the lists: compressed in registers, then stored as a
+// whole vector (the lists have a vector of slack), which later loads can forward from and which
+// is fast on every AVX-512 core (a compressing store to memory is microcoded on some).
+void append(__mmask16 keep, __m512 v, __m512i at, float* values, int32_t* offsets, int64_t& count) {
+  _mm512_storeu_ps(values + count, _mm512_maskz_compress_ps(keep, v));
+  _mm512_storeu_si512(offsets + count, _mm512_maskz_compress_epi32(keep, at));
+  count += __builtin_popcount(keep);
+}
+
 // dy_nk's nonzeros (NaN included), or all of its positions when `every` is set, in row-major
 // order: their values and their offsets (p * Wp + q) * C in a padded channels-last image.
 // Compressed 16 positions at a time, so the loops over them have no data-dependent branch.
-int64_t gather_positions(const float* dy_nk, const SparseGeometry& g, bool every, float* values, int32_t* offsets) {
+// `sum` gets the sum of dy_nk (its zeros add nothing), lane by lane, then across in a fixed order.
+int64_t gather_positions(const float* dy_nk, const SparseGeometry& g, bool every, float* values, int32_t* offsets,
+                         float* sum) {
+  __m512 sums = _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
   const __m512i lane_offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                   _mm512_set1_epi32(static_cast<int32_t>(g.C)));
@@ -144,11 +167,11 @@ int64_t gather_positions(const float* dy_nk, const SparseGeometry& g, bool every
       const __m512 v = _mm512_maskz_loadu_ps(tail, row + q0);
       const __mmask16 keep = every ? tail : _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_NEQ_UQ);
       const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>((p * g.Wp + q0) * g.C)), lane_offsets);
-      _mm512_mask_compressstoreu_ps(values + count, keep, v);
-      _mm512_mask_compressstoreu_epi32(offsets + count, keep, at);
-      count += __builtin_popcount(keep);
+      sums = _mm512_add_ps(sums, v);
+      append(keep, v, at, values, offsets, count);
     }
   }
+  if (sum) *sum = lane_sum(sums);
   return count;
 }
 
@@ -165,7 +188,8 @@ void bwd_weight_chunk_f32(const float* x, const float* dy, int64_t begin, int64_
   for (int64_t n = begin; n < end; ++n) {
     const bool finite = pad_channels_last(x + n * g.C * g.hw(), g, xp);
     for (int64_t k = 0; k < g.K; ++k) {
-      const int64_t count = gather_positions(dy + (n * g.K + k) * g.pq(), g, !finite, values, offsets);
+      float sum = 0.0f;
+      const int64_t count = gather_positions(dy + (n * g.K + k) * g.pq(), g, !finite, values, offsets, &sum);
       for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
         float* lane = lanes + k * RS * g.C + c0;
         __m512 acc[RS];
@@ -184,10 +208,7 @@ void bwd_weight_chunk_f32(const float* x, const float* dy, int64_t begin, int64_
 #pragma GCC unroll 9
         for (int t = 0; t < RS; ++t) _mm512_store_ps(lane + t * g.C, acc[t]);
       }
-      // db: the image's sum of dy_nk (its zeros add nothing), then into the chunk's partial.
-      float sum = 0.0f;
-      for (int64_t i = 0; i < count; ++i) sum += values[i];
-      db_part[k] += sum;
+      db_part[k] += sum;  // db: the image's sum of dy_nk, into the chunk's partial
     }
   }
   // [K][R*S][C] -> [K][C][R*S]
@@ -203,7 +224,7 @@ void bwd_data_image_f32(const float* dy_n, const float* wt, const SparseGeometry
   int32_t* offsets = reinterpret_cast<int32_t*>(values + g.list_floats());
   std::memset(dxp, 0, sizeof(float) * g.Hp * g.Wp * g.C);
   for (int64_t k = 0; k < g.K; ++k) {
-    const int64_t count = gather_positions(dy_n + k * g.pq(), g, false, values, offsets);
+    const int64_t count = gather_positions(dy_n + k * g.pq(), g, false, values, offsets, nullptr);
     for (int64_t c0 = 0; c0 < g.C; c0 += kLanes) {
       __m512 wv[RS];
 #pragma GCC unroll 9
@@ -281,17 +302,20 @@ bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
 // [K][R][vectors of a patch row][16] and a position list; then the partials as in the sparse form.
 int64_t row_vectors(const SparseGeometry& g) { return (g.S * g.C + kLanes - 1) / kLanes; }
 int64_t pooled_lane_floats(const SparseGeometry& g) { return align64(g.K * g.R * row_vectors(g) * kLanes * 4) / 4; }
-int64_t pooled_list_floats(const SparseGeometry& g) { return align64((g.P / 2) * (g.Q / 2) * 4) / 4; }
+int64_t pooled_list_floats(const SparseGeometry& g) { return align64(((g.P / 2) * (g.Q / 2) + kLanes) * 4) / 4; }
 int64_t pooled_slot_floats(const SparseGeometry& g) {
   return g.padded_floats() + pooled_lane_floats(g) + 2 * pooled_list_floats(g);
 }
 
 #if defined(__AVX512F__)
-// Plane (n, k) of the pooled form: the kept gradients and their offsets (p * Wp + q) * C in the
-// padded image, row-major over the pooled grid (which is dy's row-major order: windows do not
-// overlap). False if some index lies outside its window.
-bool gather_pooled(const PooledDy& d, int64_t plane, const SparseGeometry& g, float* values, int32_t* offsets,
-                   int64_t& count) {
+constexpr int64_t kPrefetchRows = 2;
+
+// Pooled rows [pp0, pp1) of plane (n, k) in the pooled form: the kept gradients and their
+// offsets (p * Wp + q) * C in the padded image, row-major over the pooled grid (which is dy's
+// row-major order: windows do not overlap). False if some index lies outside its window.
+bool gather_pooled(const PooledDy& d, int64_t plane, int64_t pp0, int64_t pp1, const SparseGeometry& g,
+                   float* values, int32_t* offsets, int64_t& count, float& sum) {
+  __m512 sums = _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps();
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   const __m512i Q = _mm512_set1_epi32(static_cast<int32_t>(g.Q)), one = _mm512_set1_epi32(1);
@@ -301,7 +325,12 @@ bool gather_pooled(const PooledDy& d, int64_t plane, const SparseGeometry& g, fl
   const int32_t* idx = d.idx + plane * d.P2 * d.Q2;
   const float* mask = d.mask ? d.mask + plane * g.pq() : nullptr;
   count = 0;
-  for (int64_t pp = 0; pp < d.P2; ++pp)
+  for (int64_t pp = pp0; pp < pp1; ++pp) {
+    // The gathers from relu's output wait on memory (it is the size of dy): fetch the two rows
+    // of a pooled row kPrefetchRows ahead.
+    if (mask && pp + kPrefetchRows < pp1)
+      for (int64_t at = 2 * (pp + kPrefetchRows) * g.Q; at < 2 * (pp + kPrefetchRows + 1) * g.Q; at += kLanes)
+        _mm_prefetch(reinterpret_cast<const char*>(mask + at), _MM_HINT_T0);
     for (int64_t qq0 = 0; qq0 < d.Q2; qq0 += kLanes) {
       const __mmask16 tail = tail_mask(d.Q2 - qq0);
       const __m512i at = _mm512_maskz_loadu_epi32(tail, idx + pp * d.Q2 + qq0);
@@ -321,10 +350,11 @@ bool gather_pooled(const PooledDy& d, int64_t plane, const SparseGeometry& g, fl
       const __m512i q = _mm512_add_epi32(q_left, _mm512_mask_sub_epi32(dh, below, dh, Q));
       const __m512i offset = _mm512_mullo_epi32(
           _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(Wp)), q), _mm512_set1_epi32(C));
-      _mm512_mask_compressstoreu_ps(values + count, keep, v);
-      _mm512_mask_compressstoreu_epi32(offsets + count, keep, offset);
-      count += __builtin_popcount(keep);
+      sums = _mm512_add_ps(sums, _mm512_maskz_mov_ps(keep, v));
+      append(keep, v, offset, values, offsets, count);
     }
+  }
+  sum = lane_sum(sums);
   return true;
 }
 
@@ -346,25 +376,39 @@ bool pooled_chunk_f32(const float* x, const PooledDy& d, int64_t begin, int64_t 
     if (!pad_channels_last(x + n * g.C * g.hw(), g, xp)) return false;  // 0 * x may be NaN
     for (int64_t k = 0; k < g.K; ++k) {
       int64_t count = 0;
-      if (!gather_pooled(d, n * g.K + k, g, values, offsets, count)) return false;
-      float* lane = lanes + k * 3 * V * kLanes;
-      __m512 acc[3 * V];
+      float sum = 0.0f;
+      if (!gather_pooled(d, n * g.K + k, 0, d.P2, g, values, offsets, count, sum)) return false;
+      // Position i adds into accumulator set i % kSets (independent FMA chains: with V = 1 one
+      // set would wait on FMA latency); the sets are then added in a fixed order.
+      constexpr int kSets = V == 1 ? 4 : V == 2 ? 2 : 1;
+      __m512 acc[kSets][3 * V];
+#pragma GCC unroll 4
+      for (int set = 0; set < kSets; ++set)
 #pragma GCC unroll 9
-      for (int t = 0; t < 3 * V; ++t) acc[t] = _mm512_load_ps(lane + t * kLanes);
-      for (int64_t i = 0; i < count; ++i) {
+        for (int t = 0; t < 3 * V; ++t) acc[set][t] = _mm512_setzero_ps();
+      auto add = [&](int set, int64_t i) {
         const __m512 dv = _mm512_set1_ps(values[i]);
         const float* base = xp + offsets[i];
 #pragma GCC unroll 3
         for (int r = 0; r < 3; ++r)
 #pragma GCC unroll 3
           for (int v = 0; v < V; ++v)
-            acc[r * V + v] = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(row_mask[v], base + r * row_stride + v * kLanes),
-                                             acc[r * V + v]);
-      }
+            acc[set][r * V + v] = _mm512_fmadd_ps(
+                dv, _mm512_maskz_loadu_ps(row_mask[v], base + r * row_stride + v * kLanes), acc[set][r * V + v]);
+      };
+      int64_t i = 0;
+      for (; i + kSets <= count; i += kSets)
+#pragma GCC unroll 4
+        for (int set = 0; set < kSets; ++set) add(set, i + set);
+      for (int set = 0; i < count; ++i, ++set) add(set, i);
+      float* lane = lanes + k * 3 * V * kLanes;
 #pragma GCC unroll 9
-      for (int t = 0; t < 3 * V; ++t) _mm512_store_ps(lane + t * kLanes, acc[t]);
-      float sum = 0.0f;
-      for (int64_t i = 0; i < count; ++i) sum += values[i];
+      for (int t = 0; t < 3 * V; ++t) {
+        __m512 sum = acc[0][t];
+#pragma GCC unroll 4
+        for (int set = 1; set < kSets; ++set) sum = _mm512_add_ps(sum, acc[set][t]);
+        _mm512_store_ps(lane + t * kLanes, _mm512_add_ps(_mm512_load_ps(lane + t * kLanes), sum));
+      }
       db_part[k] += sum;
     }
   }
