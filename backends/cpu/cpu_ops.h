@@ -54,7 +54,8 @@ struct BoundNode {
   //  - CONV2D followed by RELU: the conv writes relu(conv + b) into the relu's output (out[0]
   //    rebound), and the RELU node is skipped;
   //  - MAXPOOL2D_BWD followed by RELU_BWD: the pool gradient is masked by relu_mask > 0 (the
-  //    relu's forward output) and written into the RELU_BWD's output; that node is skipped.
+  //    relu's forward output) and written into the RELU_BWD's output; that node is skipped;
+  //  - that gradient read only by the next node, a CONV2D_BWD_WEIGHT: see pool_source below.
   bool fused_relu = false;
   BoundValue relu_mask;
   bool skip = false;
