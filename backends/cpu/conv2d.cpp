@@ -169,6 +169,7 @@ int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params&
   return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
 }
 
+#if defined(__AVX512F__)
 void pad_image_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, float* xpad) {
   const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);
   for (int64_t c = 0; c < g.C; ++c) {
@@ -184,7 +185,6 @@ void pad_image_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_co
   }
 }
 
-#if defined(__AVX512F__)
 void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
                            const ConvGeometry& g, const parity_conv2d_params& cp) {
   const int64_t Hp = g.H + 2 * cp.pad_h, Wp = direct_row_floats(g, cp);

@@ -254,7 +254,6 @@ void bwd_data_image_f32(const float* dy_n, const float* wt, const SparseGeometry
       for (int64_t w = 0; w < g.W; ++w) _mm512_i32scatter_ps(dst + w, channel_stride, _mm512_load_ps(src + w * g.C), 4);
     }
 }
-#endif
 
 // dw and db (when asked) from the chunks' partials, summed in chunk order. Reads only the
 // partials, so dw and db may share bytes with values the chunks read.
@@ -271,6 +270,7 @@ void sum_partials(const BoundNode& node, const SparseGeometry& g, const float* d
       for (int64_t k = 0; k < g.K; ++k) db[k] += db_parts[part * g.K + k];
   }
 }
+#endif
 
 // ---- dy in its pooled form (BoundNode::pool_source): a CONV2D_BWD_WEIGHT whose dy is made by
 // a 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into it) for this node alone. dy is then
