@@ -216,6 +216,17 @@ TEST(CpuSparseDy, PooledFormFallsBackWhereItCannotBeUsed) {
   in = g.inputs(5);
   in["x"].f32()[(1 * g.C + 2) * PooledFormGraph::H * PooledFormGraph::W + 4 * PooledFormGraph::W + 20] = INFINITY;
   g.expect_matches_ref(in, "infinite x");
+  // With 16 channels the fallback is the sparse-dy route, which visits every position of an
+  // image with an infinite x.
+  PooledFormGraph wide(16, true);
+  in = wide.inputs(7);
+  in["x"].f32()[(2 * wide.C + 11) * PooledFormGraph::H * PooledFormGraph::W + 3 * PooledFormGraph::W + 8] = -INFINITY;
+  wide.expect_matches_ref(in, "16 channels, infinite x");
+  // NaN and infinite pooled gradients propagate as in the unfused route.
+  in = g.inputs(8);
+  in["dp"].f32()[40] = NAN;
+  in["dp"].f32()[41] = INFINITY;
+  g.expect_matches_ref(in, "NaN and inf in the pooled gradient");
   // Thread counts agree bit for bit.
   in = g.inputs(6);
   const auto one = g.run("cpu", 1, in), two = g.run("cpu", 2, in);

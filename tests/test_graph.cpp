@@ -120,8 +120,10 @@ TEST(Plan, ValuesAliveAtTheSameTimeNeverShareBytes) {
       bool bytes_overlap = values[a].offset < values[b].offset + values[b].bytes &&
                            values[b].offset < values[a].offset + values[a].bytes;
       // The one exception: a reshape's output placed exactly on its input, which dies there.
+      const parity_node_desc& maker = nodes[static_cast<size_t>(first[b])];
       const bool reshape_alias = values[a].offset == values[b].offset && first[b] == last[a] &&
-                                 nodes[static_cast<size_t>(first[b])].op == PARITY_OP_RESHAPE;
+                                 maker.op == PARITY_OP_RESHAPE && maker.inputs[0] == static_cast<int32_t>(a) &&
+                                 maker.outputs[0] == static_cast<int32_t>(b);
       if (reshape_alias) ++aliases;
       if (live_together && bytes_overlap && !reshape_alias) {
         ++overlaps;

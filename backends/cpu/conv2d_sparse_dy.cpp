@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <atomic>
+#include <climits>
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
@@ -24,6 +25,7 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kLanes = 16;  // input channels per vector
+constexpr int64_t kSumChunk = 1024;  // dw elements per task when summing the partials
 
 struct SparseGeometry {
   int64_t N, C, H, W, K, R, S, P, Q, Hp, Wp, pad_h, pad_w;
@@ -50,9 +52,14 @@ SparseGeometry sparse_geometry(const BoundValue& x, const BoundValue& w, const B
   return g;
 }
 
+// Offsets into an image (padded, channels last) and 16-channel gather strides are int32.
+bool fits_int32(const SparseGeometry& g) {
+  return g.Hp * g.Wp * g.C < INT32_MAX && kLanes * g.H * g.W < INT32_MAX && g.P * g.Q < INT32_MAX;
+}
+
 bool applies(const SparseGeometry& g, const parity_conv2d_params& cp) {
 #if defined(__AVX512F__)
-  return cp.stride_h == 1 && cp.stride_w == 1 && g.C % kLanes == 0 && g.R == 3 && g.S == 3;
+  return cp.stride_h == 1 && cp.stride_w == 1 && g.C % kLanes == 0 && g.R == 3 && g.S == 3 && fits_int32(g);
 #else
   (void)g, (void)cp;
   return false;
@@ -261,9 +268,12 @@ void sum_partials(const BoundNode& node, const SparseGeometry& g, const float* d
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const int64_t dw_size = g.K * g.C * g.R * g.S;
-  std::memcpy(dw, dw_parts, sizeof(float) * dw_size);
-  for (int64_t part = 1; part < node.num_chunks; ++part)
-    for (int64_t i = 0; i < dw_size; ++i) dw[i] += dw_parts[part * g.weight_floats() + i];
+  // Elements are independent: split them freely (as conv2d.cpp does).
+  parallel_chunks(dw_size, kSumChunk, [&](int64_t, int64_t begin, int64_t end) {
+    std::memcpy(dw + begin, dw_parts + begin, sizeof(float) * (end - begin));
+    for (int64_t part = 1; part < node.num_chunks; ++part)
+      for (int64_t i = begin; i < end; ++i) dw[i] += dw_parts[part * g.weight_floats() + i];
+  });
   if (db) {
     std::memcpy(db, db_parts, sizeof(float) * g.K);
     for (int64_t part = 1; part < node.num_chunks; ++part)
@@ -289,7 +299,7 @@ bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
   const BoundNode& pool = *node.pool_source;
   const parity_conv2d_params& cp = node.params.conv2d;
   const parity_maxpool2d_params& pp = pool.params.maxpool2d;
-  return cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 && g.C <= kLanes && pp.kernel_h == 2 &&
+  return cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 && g.C <= kLanes && fits_int32(g) && pp.kernel_h == 2 &&
          pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pool.in[0].dims[2] == g.P / 2 &&
          pool.in[0].dims[3] == g.Q / 2;
 #else
