@@ -133,13 +133,21 @@ struct PooledFormGraph {
   int64_t C;
   Graph graph;
 
-  PooledFormGraph(int64_t channels, bool relu) : C(channels) {
+  // forward_pool: idx comes from a MAXPOOL2D of r (relu's output), whose pooled values the
+  // fused node then reads instead of gathering r at the indices.
+  PooledFormGraph(int64_t channels, bool relu, bool forward_pool = false) : C(channels) {
     const int64_t P = H, Q = W, P2 = P / 2, Q2 = Q / 2;
     GraphBuilder b;
     Value x = b.input("x", Shape{N, C, H, W});
     Value r = b.input("r", Shape{N, K, P, Q});
     Value dp = b.input("dp", Shape{N, K, P2, Q2});
-    Value idx = b.input("idx", Shape{N, K, P2, Q2}, DType::i32);
+    Value idx;
+    if (forward_pool) {
+      b.maxpool2d(r, 2, 2, "pool");
+      idx = Value{b.graph().nodes().back().outputs[1]};
+    } else {
+      idx = b.input("idx", Shape{N, K, P2, Q2}, DType::i32);
+    }
     parity_op_params pp{};
     pp.maxpool2d = {2, 2, 2, 2, static_cast<int32_t>(P), static_cast<int32_t>(Q)};
     Value dy = b.node(PARITY_OP_MAXPOOL2D_BWD, pp, {dp, idx}, "pool.bwd")[0];
@@ -156,6 +164,7 @@ struct PooledFormGraph {
     std::mt19937 rng(seed);
     std::map<std::string, Tensor> in;
     for (const char* name : {"x", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
+    if (!graph.has("idx")) return in;
     const Shape& s = graph.value(graph.find("idx")).shape;
     Tensor idx(s, DType::i32);
     std::uniform_int_distribution<int> corner(0, 3);
@@ -202,6 +211,12 @@ TEST(CpuSparseDy, PooledFormMatchesRef) {
       PooledFormGraph g(channels, relu);
       g.expect_matches_ref(g.inputs(3), fmt::format("C {}{}", channels, relu ? " with relu" : ""));
     }
+  for (int64_t channels : {3, 16}) {
+    PooledFormGraph g(channels, true, true);
+    auto in = g.inputs(9);
+    for (int64_t i = 0; i < in["r"].numel(); i += 7) in["r"].f32()[i] = 0.0f;  // relu'(0) = 0, and ties
+    g.expect_matches_ref(in, fmt::format("C {}, indices and relu mask from the forward pool", channels));
+  }
 }
 
 TEST(CpuSparseDy, PooledFormFallsBackWhereItCannotBeUsed) {

@@ -291,6 +291,7 @@ struct PooledDy {
   const float* dyp;     // [N,K,P/2,Q/2]
   const int32_t* idx;   // the same shape: h * Q + w in dy's [P,Q] plane
   const float* mask;    // relu's output [N,K,P,Q], or null
+  const float* pooled;  // or, equal to it at each argmax: the forward pool's output [N,K,P/2,Q/2]
   int64_t P2, Q2;
 };
 
@@ -334,11 +335,12 @@ bool gather_pooled(const PooledDy& d, int64_t plane, int64_t pp0, int64_t pp1, c
   const float* dyp = d.dyp + plane * d.P2 * d.Q2;
   const int32_t* idx = d.idx + plane * d.P2 * d.Q2;
   const float* mask = d.mask ? d.mask + plane * g.pq() : nullptr;
+  const float* pooled = d.pooled ? d.pooled + plane * d.P2 * d.Q2 : nullptr;
   count = 0;
   for (int64_t pp = pp0; pp < pp1; ++pp) {
     // The gathers from relu's output wait on memory (it is the size of dy): fetch the two rows
     // of a pooled row kPrefetchRows ahead.
-    if (mask && pp + kPrefetchRows < pp1)
+    if (mask && !pooled && pp + kPrefetchRows < pp1)
       for (int64_t at = 2 * (pp + kPrefetchRows) * g.Q; at < 2 * (pp + kPrefetchRows + 1) * g.Q; at += kLanes)
         _mm_prefetch(reinterpret_cast<const char*>(mask + at), _MM_HINT_T0);
     for (int64_t qq0 = 0; qq0 < d.Q2; qq0 += kLanes) {
@@ -353,7 +355,8 @@ bool gather_pooled(const PooledDy& d, int64_t plane, int64_t pp0, int64_t pp1, c
       const __mmask16 below = _mm512_cmpeq_epi32_mask(dh, Q) | _mm512_cmpeq_epi32_mask(dh, Q1);
       if (tail & ~(top | below)) return false;
       __mmask16 keep = _mm512_mask_cmp_ps_mask(tail, v, zero, _CMP_NEQ_UQ);
-      if (mask) keep &= _mm512_cmp_ps_mask(_mm512_mask_i32gather_ps(zero, keep, at, mask, 4), zero, _CMP_GT_OQ);
+      if (pooled) keep &= _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(tail, pooled + pp * d.Q2 + qq0), zero, _CMP_GT_OQ);
+      else if (mask) keep &= _mm512_cmp_ps_mask(_mm512_mask_i32gather_ps(zero, keep, at, mask, 4), zero, _CMP_GT_OQ);
       // p = 2 pp + (below), q = q_left + (dh - (below) Q); offset = (p Wp + q) C
       const __m512i row = _mm512_mask_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * pp)), below,
                                                 _mm512_set1_epi32(static_cast<int32_t>(2 * pp)), one);
@@ -450,7 +453,7 @@ bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node) {
   const SparseGeometry g = node_geometry(node);
   const BoundNode& pool = *node.pool_source;
   const PooledDy d{pool.in[0].f32(), pool.in[1].i32(), pool.relu_mask.data ? pool.relu_mask.f32() : nullptr,
-                   pool.in[0].dims[2], pool.in[0].dims[3]};
+                   node.pooled_relu.data ? node.pooled_relu.f32() : nullptr, pool.in[0].dims[2], pool.in[0].dims[3]};
   const float* x = node.in[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   float* dw_parts = workspace + node.slots * pooled_slot_floats(g);

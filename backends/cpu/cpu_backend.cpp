@@ -438,8 +438,39 @@ class CpuExecutable final : public Executable {
       }
       pool.skip = true;
       scratch = std::max(scratch, cpu::plan_pooled_dy_bwd_weight(conv));
+      if (relu_fused) find_pooled_relu(plan, i, next, conv);
     }
     return scratch;
+  }
+
+  // BoundNode::pooled_relu of the pooled form at node `conv_index`, whose pool_source is node
+  // `pool_index` (with its RELU_BWD fused): the forward MAXPOOL2D that made the indices, if it
+  // pooled the relu output the mask is, and no node that runs between it and the conv writes
+  // bytes of its pooled output.
+  void find_pooled_relu(const parity_plan& plan, int32_t pool_index, int32_t conv_index, BoundNode& conv) {
+    const int32_t idx = plan.nodes[pool_index].inputs[1];
+    const int32_t mask = plan.nodes[pool_index + 1].inputs[0];
+    for (int32_t f = 0; f < pool_index; ++f) {
+      const parity_node_desc& fwd = plan.nodes[f];
+      if (fwd.op != PARITY_OP_MAXPOOL2D || fwd.num_outputs != 2 || fwd.outputs[1] != idx) continue;
+      if (fwd.inputs[0] != mask) return;
+      const BoundValue& pooled = nodes_[f].out[0];
+      for (int32_t k = f + 1; k < conv_index; ++k) {
+        const BoundNode& between = nodes_[k];
+        if (between.skip) continue;
+        for (int32_t o = 0; o < between.num_outputs; ++o)
+          if (bytes_overlap(between.out[o], pooled)) return;
+      }
+      conv.pooled_relu = pooled;
+      return;
+    }
+  }
+
+  static bool bytes_overlap(const BoundValue& a, const BoundValue& b) {
+    const auto* a0 = static_cast<const unsigned char*>(a.data);
+    const auto* b0 = static_cast<const unsigned char*>(b.data);
+    const int64_t a_bytes = a.numel * dtype_bytes(a.dtype), b_bytes = b.numel * dtype_bytes(b.dtype);
+    return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner

@@ -69,6 +69,11 @@ struct BoundNode {
   // this one reads dy in its pooled form (conv2d_sparse_dy.cpp), never written; when that form
   // cannot be used (an index outside its window, a non-finite x), it runs pool_source first.
   const BoundNode* pool_source = nullptr;
+  // With pool_source, when the relu mask is the input of the forward MAXPOOL2D that made the
+  // indices: that pool's output, which equals relu's output at each argmax. The pooled form
+  // then reads it (a quarter of the size, in order) instead of gathering relu's output; set
+  // only when no node that runs in between writes its bytes.
+  BoundValue pooled_relu;
 };
 
 // "[64,1,28,28]" and "f32": the spellings every cpu error message uses.
