@@ -15,6 +15,43 @@
 namespace parity::testing {
 namespace {
 
+using Tensors = std::map<std::string, Tensor>;
+
+// Runs `graph` once on `backend` from `in` and returns the f32 values named in `outputs`.
+Tensors run_graph(const Graph& graph, const std::string& backend, int threads, const Tensors& in,
+                  const std::vector<std::string>& outputs) {
+  BackendOptions options;
+  options.threads = threads;
+  auto be = create_backend(backend, options);
+  Plan plan(graph, outputs);
+  auto exe = be->compile(plan.c_plan(), {}, nullptr);
+  for (const auto& [name, t] : in) exe->write(plan.value(name), t.data(), t.nbytes());
+  exe->execute();
+  Tensors out;
+  for (const std::string& name : outputs) {
+    Tensor t(graph.value(graph.find(name)).shape, DType::f32);
+    exe->read(plan.value(name), t.data(), t.nbytes());
+    out[name] = std::move(t);
+  }
+  return out;
+}
+
+// float32 sums of at most a few hundred products of values in [-1, 1] against ref's float64: an
+// element's relative error is around sqrt(n) * 2^-24, an NMSE near 1e-12; one term missing or
+// added twice moves it by about 1/n, far above 1e-9.
+constexpr double kThreshold = 1e-9;
+
+// cpu on 2 threads against ref, every output within kThreshold with the same non-finite elements.
+void expect_matches_ref(const Graph& graph, const Tensors& in, const std::vector<std::string>& outputs,
+                        const std::string& what) {
+  const Tensors cpu = run_graph(graph, "cpu", 2, in, outputs), ref = run_graph(graph, "ref", 1, in, outputs);
+  for (const std::string& name : outputs) {
+    const TensorDiff d = compare_tensors(cpu.at(name), ref.at(name), kThreshold);
+    EXPECT_TRUE(d.pass) << what << ": " << name << " nmse " << d.nmse << ", " << d.nonfinite_mismatch
+                        << " elements finite on one side only";
+  }
+}
+
 // x -> (conv backward) <- relu_bwd(r, maxpool2d_bwd(dp, idx of maxpool(r))), with w; the conv
 // backward ops are given their dy explicitly, so x and w can hold values that never reach it.
 // Widths 37 and 13 give rows of 3 vectors with a tail and of one partial vector.
@@ -48,43 +85,20 @@ struct PoolGradientGraph {
     graph = b.take();
   }
 
-  std::map<std::string, Tensor> inputs(uint32_t seed) const {
+  Tensors inputs(uint32_t seed) const {
     std::mt19937 rng(seed);
-    std::map<std::string, Tensor> in;
+    Tensors in;
     for (const char* name : {"x", "w", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
     return in;
   }
 
-  std::map<std::string, Tensor> run(const std::string& backend, int threads, const std::map<std::string, Tensor>& in) const {
-    BackendOptions options;
-    options.threads = threads;
-    auto be = create_backend(backend, options);
-    Plan plan(graph, {"dx", "dw", "db"});
-    auto exe = be->compile(plan.c_plan(), {}, nullptr);
-    for (const auto& [name, t] : in) exe->write(plan.value(name), t.data(), t.nbytes());
-    exe->execute();
-    std::map<std::string, Tensor> out;
-    for (const char* name : {"dx", "dw", "db"}) {
-      Tensor t(graph.value(graph.find(name)).shape, DType::f32);
-      exe->read(plan.value(name), t.data(), t.nbytes());
-      out[name] = std::move(t);
-    }
-    return out;
+  Tensors run(const std::string& backend, int threads, const Tensors& in) const {
+    return run_graph(graph, backend, threads, in, {"dx", "dw", "db"});
   }
 };
 
-// float32 sums of at most a few hundred products of values in [-1, 1] against ref's float64: an
-// element's relative error is around sqrt(n) * 2^-24, an NMSE near 1e-12; one term missing or
-// added twice moves it by about 1/n, far above 1e-9.
-constexpr double kThreshold = 1e-9;
-
-void expect_matches_ref(const PoolGradientGraph& g, const std::map<std::string, Tensor>& in, const std::string& what) {
-  const auto cpu = g.run("cpu", 2, in), ref = g.run("ref", 1, in);
-  for (const char* name : {"dx", "dw", "db"}) {
-    const TensorDiff d = compare_tensors(cpu.at(name), ref.at(name), kThreshold);
-    EXPECT_TRUE(d.pass) << what << ": " << name << " nmse " << d.nmse << ", " << d.nonfinite_mismatch
-                        << " elements finite on one side only";
-  }
+void expect_matches_ref(const PoolGradientGraph& g, const Tensors& in, const std::string& what) {
+  expect_matches_ref(g.graph, in, {"dx", "dw", "db"}, what);
 }
 
 TEST(CpuSparseDy, PoolGradientsMatchRef) {
@@ -160,9 +174,9 @@ struct PooledFormGraph {
     graph = b.take();
   }
 
-  std::map<std::string, Tensor> inputs(uint32_t seed) const {
+  Tensors inputs(uint32_t seed) const {
     std::mt19937 rng(seed);
-    std::map<std::string, Tensor> in;
+    Tensors in;
     for (const char* name : {"x", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
     if (!graph.has("idx")) return in;
     const Shape& s = graph.value(graph.find("idx")).shape;
@@ -178,30 +192,12 @@ struct PooledFormGraph {
     return in;
   }
 
-  std::map<std::string, Tensor> run(const std::string& backend, int threads, const std::map<std::string, Tensor>& in) const {
-    BackendOptions options;
-    options.threads = threads;
-    auto be = create_backend(backend, options);
-    Plan plan(graph, {"dw", "db"});
-    auto exe = be->compile(plan.c_plan(), {}, nullptr);
-    for (const auto& [name, t] : in) exe->write(plan.value(name), t.data(), t.nbytes());
-    exe->execute();
-    std::map<std::string, Tensor> out;
-    for (const char* name : {"dw", "db"}) {
-      Tensor t(graph.value(graph.find(name)).shape, DType::f32);
-      exe->read(plan.value(name), t.data(), t.nbytes());
-      out[name] = std::move(t);
-    }
-    return out;
+  Tensors run(const std::string& backend, int threads, const Tensors& in) const {
+    return run_graph(graph, backend, threads, in, {"dw", "db"});
   }
 
-  void expect_matches_ref(const std::map<std::string, Tensor>& in, const std::string& what) const {
-    const auto cpu = run("cpu", 2, in), ref = run("ref", 1, in);
-    for (const char* name : {"dw", "db"}) {
-      const TensorDiff d = compare_tensors(cpu.at(name), ref.at(name), kThreshold);
-      EXPECT_TRUE(d.pass) << what << ": " << name << " nmse " << d.nmse << ", " << d.nonfinite_mismatch
-                          << " elements finite on one side only";
-    }
+  void expect_matches_ref(const Tensors& in, const std::string& what) const {
+    testing::expect_matches_ref(graph, in, {"dw", "db"}, what);
   }
 };
 
