@@ -36,6 +36,20 @@ Tensors run_graph(const Graph& graph, const std::string& backend, int threads, c
   return out;
 }
 
+// Appends CONV2D_BWD_WEIGHT(x, dy) with its outputs named dw and db.
+void add_bwd_weight(GraphBuilder& b, Value x, Value dy, const parity_op_params& cp) {
+  std::vector<Value> dw_db = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
+  b.rename(dw_db[0], "dw");
+  b.rename(dw_db[1], "db");
+}
+
+// Values uniform in [-1, 1) for the named f32 inputs of `graph`.
+Tensors random_inputs(const Graph& graph, std::mt19937& rng, std::initializer_list<const char*> names) {
+  Tensors in;
+  for (const char* name : names) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
+  return in;
+}
+
 // float32 sums of at most a few hundred products of values in [-1, 1] against ref's float64: an
 // element's relative error is around sqrt(n) * 2^-24, an NMSE near 1e-12; one term missing or
 // added twice moves it by about 1/n, far above 1e-9.
@@ -79,17 +93,13 @@ struct PoolGradientGraph {
     parity_op_params cp{};
     cp.conv2d = {1, 1, pad, pad, static_cast<int32_t>(H), static_cast<int32_t>(W), 3, 3};
     b.rename(b.node(PARITY_OP_CONV2D_BWD_DATA, cp, {dy, w}, "conv.bwd_data")[0], "dx");
-    std::vector<Value> dw_db = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
-    b.rename(dw_db[0], "dw");
-    b.rename(dw_db[1], "db");
+    add_bwd_weight(b, x, dy, cp);
     graph = b.take();
   }
 
   Tensors inputs(uint32_t seed) const {
     std::mt19937 rng(seed);
-    Tensors in;
-    for (const char* name : {"x", "w", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
-    return in;
+    return random_inputs(graph, rng, {"x", "w", "r", "dp"});
   }
 
   Tensors run(const std::string& backend, int threads, const Tensors& in) const {
@@ -168,16 +178,13 @@ struct PooledFormGraph {
     if (relu) dy = b.node(PARITY_OP_RELU_BWD, {}, {r, dy}, "relu.bwd")[0];
     parity_op_params cp{};
     cp.conv2d = {1, 1, 1, 1, static_cast<int32_t>(H), static_cast<int32_t>(W), 3, 3};
-    std::vector<Value> dw_db = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
-    b.rename(dw_db[0], "dw");
-    b.rename(dw_db[1], "db");
+    add_bwd_weight(b, x, dy, cp);
     graph = b.take();
   }
 
   Tensors inputs(uint32_t seed) const {
     std::mt19937 rng(seed);
-    Tensors in;
-    for (const char* name : {"x", "r", "dp"}) in[name] = random_tensor(rng, graph.value(graph.find(name)).shape);
+    Tensors in = random_inputs(graph, rng, {"x", "r", "dp"});
     if (!graph.has("idx")) return in;
     const Shape& s = graph.value(graph.find("idx")).shape;
     Tensor idx(s, DType::i32);
