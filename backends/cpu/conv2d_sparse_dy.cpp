@@ -2,7 +2,9 @@
 // its dy is mostly zeros: the gradient behind a max-pool (BoundNode::sparse_dy), where a 2x2
 // stride-2 window passes at most one of its four elements. Only dy's nonzeros are visited, and
 // each one adds (or scatters) a whole R x S x 16-channel patch with 16 lanes along the input
-// channels, read from (or written to) a channels-last copy of the image.
+// channels, read from (or written to) a channels-last copy of the image. A backward-weights
+// fused with the max-pool backward that makes its dy (BoundNode::pool_source) reads dy in
+// pooled form instead: one gradient per window, at its argmax.
 //
 // Same sums as the dense kernels of conv2d.cpp without their 0 * x terms, which leaves the
 // result unchanged as long as those terms are zeros: an image whose x holds an infinity or NaN
@@ -13,9 +15,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
 #include <climits>
+#include <cmath>
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
