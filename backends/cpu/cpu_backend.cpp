@@ -466,6 +466,9 @@ class CpuExecutable final : public Executable {
     }
   }
 
+  // By the bound pointers, not by value index like overlaps(): a fused node writes where its
+  // partner's output lies (a MAXPOOL2D_BWD writes its RELU_BWD's output), so only the binding
+  // says which bytes a node that runs writes.
   static bool bytes_overlap(const BoundValue& a, const BoundValue& b) {
     const auto* a0 = static_cast<const unsigned char*>(a.data);
     const auto* b0 = static_cast<const unsigned char*>(b.data);
