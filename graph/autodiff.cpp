@@ -2,6 +2,7 @@
 // nodes (summing gradients where a value feeds several nodes) and the optimizer's update nodes.
 #include <fmt/format.h>
 
+#include "graph/autodiff.h"
 #include "ops/op_rule.h"
 #include "parity/error.h"
 #include "parity/graph.h"
@@ -101,7 +102,8 @@ Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* opt
                                   rule.name, node.name));
       continue;
     }
-    std::vector<Value> dL_dinputs = rule.gradient(b, node, dL_doutputs, needed);
+    BuilderEmitter emit(b);
+    std::vector<Value> dL_dinputs = rule.gradient(emit, node, dL_doutputs, needed);
     for (size_t i = 0; i < node.inputs.size(); ++i)
       if (dL_dinputs[i].valid()) contributions[static_cast<size_t>(node.inputs[i])].push_back(dL_dinputs[i]);
   }

@@ -59,9 +59,8 @@ Value GraphBuilder::state(const std::string& name, const Shape& shape) {
 
 std::string GraphBuilder::unique_name(const std::string& wanted, parity_op op) {
   if (!wanted.empty()) return wanted;
-  std::string base = ops::rule(op).name;
-  for (char& ch : base) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return fmt::format("{}_{}", base, graph_.nodes_.size());
+  (void)ops::rule(op);  // an unknown op is an error here, before anything is named after it
+  return fmt::format("{}_{}", ops::lower_name(op), graph_.nodes_.size());
 }
 
 void GraphBuilder::rename(Value v, const std::string& name) {
@@ -79,7 +78,7 @@ std::vector<Value> GraphBuilder::node(parity_op op, const parity_op_params& para
                                                          rule.num_inputs, inputs.size()));
   std::vector<const ValueInfo*> infos;
   for (Value v : inputs) infos.push_back(&graph_.value(v));
-  std::vector<ops::OutputSpec> outs = rule.infer(ops::OpCall{node_name, params, infos});
+  std::vector<ops::OutputSpec> outs = rule.infer(ops::OpCall{node_name, params, infos, op});
 
   Node n;
   n.name = node_name;
@@ -108,8 +107,6 @@ Value GraphBuilder::conv2d(Value x, Value w, Value b, int stride, int pad, const
   p.conv2d.pad_h = p.conv2d.pad_w = pad;
   return node(PARITY_OP_CONV2D, p, {x, w, b}, name)[0];
 }
-
-Value GraphBuilder::relu(Value x, const std::string& name) { return node(PARITY_OP_RELU, no_params(), {x}, name)[0]; }
 
 Value GraphBuilder::maxpool2d(Value x, int kernel, int stride, const std::string& name) {
   parity_op_params p = no_params();
@@ -140,19 +137,24 @@ Value GraphBuilder::flatten(Value x, const std::string& name) {
   return reshape(x, Shape{s[0], s.numel() / s[0]}, name);
 }
 
-Value GraphBuilder::linear(Value x, Value w, Value b, const std::string& name) {
-  return node(PARITY_OP_LINEAR, no_params(), {x, w, b}, name)[0];
-}
-Value GraphBuilder::softmax_cross_entropy(Value logits, Value labels, const std::string& name) {
-  return node(PARITY_OP_SOFTMAX_XENT, no_params(), {logits, labels}, name)[0];
-}
-Value GraphBuilder::argmax(Value x, const std::string& name) { return node(PARITY_OP_ARGMAX, no_params(), {x}, name)[0]; }
-Value GraphBuilder::accuracy(Value logits, Value labels, const std::string& name) {
-  return node(PARITY_OP_ACCURACY, no_params(), {logits, labels}, name)[0];
-}
-Value GraphBuilder::add(Value a, Value b, const std::string& name) {
-  return node(PARITY_OP_ADD, no_params(), {a, b}, name)[0];
-}
+// The methods PARITY_OP_LIST generates (see parity/graph.h).
+#define PARITY_BUILDER_DEFINE_1(id, op)                                 \
+  Value GraphBuilder::op(Value in0, const std::string& name) {          \
+    return node(PARITY_OP_##id, no_params(), {in0}, name)[0];           \
+  }
+#define PARITY_BUILDER_DEFINE_2(id, op)                                       \
+  Value GraphBuilder::op(Value in0, Value in1, const std::string& name) {     \
+    return node(PARITY_OP_##id, no_params(), {in0, in1}, name)[0];            \
+  }
+#define PARITY_BUILDER_DEFINE_3(id, op)                                                 \
+  Value GraphBuilder::op(Value in0, Value in1, Value in2, const std::string& name) {    \
+    return node(PARITY_OP_##id, no_params(), {in0, in1, in2}, name)[0];                 \
+  }
+#define PARITY_BUILDER_DEFINE_IF_0(id, op, inputs)
+#define PARITY_BUILDER_DEFINE_IF_1(id, op, inputs) PARITY_BUILDER_DEFINE_##inputs(id, op)
+#define PARITY_BUILDER_DEFINE(id, op, inputs, outputs, builder) PARITY_BUILDER_DEFINE_IF_##builder(id, op, inputs)
+PARITY_OP_LIST(PARITY_BUILDER_DEFINE)
+#undef PARITY_BUILDER_DEFINE
 Value GraphBuilder::fill(float value, const std::string& name) {
   parity_op_params p = no_params();
   p.fill.value = value;

@@ -72,7 +72,7 @@ Graph build_forward(const ModelSpec& spec, int64_t batch) {
   h = b.linear(h, p["fc1.weight"], p["fc1.bias"], "fc1");
   h = b.relu(h, "relu3");
   Value logits = b.linear(h, p["fc2.weight"], p["fc2.bias"], "logits");
-  b.softmax_cross_entropy(logits, y, "loss");
+  b.softmax_xent(logits, y, "loss");
   b.accuracy(logits, y, "correct");
   return b.take();
 }

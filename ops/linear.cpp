@@ -27,7 +27,7 @@ double flops_forward(const OpCall& c) {
   return double(x[0]) * w[0] * (2.0 * w[1] + 1.0);
 }
 
-std::vector<Value> gradient(GraphBuilder& b, const Node& node, const std::vector<Value>& dL_dy,
+std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<Value>& dL_dy,
                             const std::vector<bool>& needed) {
   std::vector<Value> grads(3);
   if (!dL_dy[0].valid()) return grads;
@@ -69,9 +69,26 @@ double flops_bwd_weight(const OpCall& c) {
   return 2.0 * dy.numel() * c.inputs[0]->shape[1] + dy.numel();
 }
 
+void linear_cases(std::vector<OpCase>& out, Draw& draw, const std::vector<int64_t>& d) {
+  const int64_t n = d[0], in = d[1], o = d[2];
+  const std::string label = fmt::format("x[{},{}] w[{},{}]", n, in, o, in);
+  Tensor x = draw.values(Shape{n, in}), w = draw.values(Shape{o, in}), b = draw.values(Shape{o});
+  Tensor dy = draw.values(Shape{n, o});
+  out.push_back({PARITY_OP_LINEAR, {}, {{x}, {w}, {b}}, label});
+  out.push_back({PARITY_OP_LINEAR_BWD_DATA, {}, {{dy}, {w}}, label});
+  out.push_back({PARITY_OP_LINEAR_BWD_WEIGHT, {}, {{x}, {dy}}, label});
+}
+
+void builtin_cases(std::vector<OpCase>& out, Draw& draw) {
+  for (const auto& l : std::vector<std::vector<int64_t>>{{1, 1, 1}, {1, 7, 3}, {5, 13, 11}, {64, 128, 10}, {3, 600, 17}, {33, 9, 128}})
+    linear_cases(out, draw, l);
+}
+
+const ConformanceFamily kCases{"linear*", "N,IN,OUT", 3, 3, false, 1, builtin_cases, linear_cases};
+
 }  // namespace
 
-extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance};
+extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance, &kCases};
 extern const OpRule linear_bwd_data_rule{"LINEAR_BWD_DATA", 2, 1, infer_bwd_data, flops_bwd_data, nullptr,
                                            kDotProductTolerance};
 extern const OpRule linear_bwd_weight_rule{"LINEAR_BWD_WEIGHT", 2, 2, infer_bwd_weight, flops_bwd_weight,

@@ -1,4 +1,5 @@
-// ops/op_rule.cpp — the op table (one explicit entry per op) and the shared validation helpers.
+// ops/op_rule.cpp — the op table, generated from PARITY_OP_LIST (a missing rule is a link
+// error, a missing list entry a static_assert), and the shared validation helpers.
 #include "ops/op_rule.h"
 
 #include <fmt/format.h>
@@ -16,41 +17,40 @@ const Tolerance kDotProductTolerance{1e-9, 1e-8, "float32 dot products: sqrt(K) 
 // index outputs may differ in a small fraction (1e-3) of elements.
 const Tolerance kExactTolerance{0.0, 1e-8, "no arithmetic on values: bit equality with ref rounded to float32", true};
 
-extern const OpRule conv2d_rule, conv2d_bwd_data_rule, conv2d_bwd_weight_rule;
-extern const OpRule relu_rule, relu_bwd_rule;
-extern const OpRule maxpool2d_rule, maxpool2d_bwd_rule;
-extern const OpRule reshape_rule;
-extern const OpRule linear_rule, linear_bwd_data_rule, linear_bwd_weight_rule;
-extern const OpRule softmax_xent_rule, softmax_xent_bwd_rule;
-extern const OpRule argmax_rule, accuracy_rule;
-extern const OpRule add_rule, fill_rule;
-extern const OpRule adam_step_rule, sgd_step_rule;
+// Each op's rule is `<name>_rule`, defined in its ops/<file>.cpp.
+#define PARITY_DECLARE_RULE(id, name, inputs, outputs, builder) extern const OpRule name##_rule;
+PARITY_OP_LIST(PARITY_DECLARE_RULE)
+#undef PARITY_DECLARE_RULE
+
+namespace {
+
+#define PARITY_RULE_ENTRY(id, name, inputs, outputs, builder) &name##_rule,
+const OpRule* const kRules[] = {PARITY_OP_LIST(PARITY_RULE_ENTRY)};
+#undef PARITY_RULE_ENTRY
+static_assert(sizeof(kRules) / sizeof(kRules[0]) == PARITY_OP_COUNT, "one rule per op of PARITY_OP_LIST");
+
+#define PARITY_LOWER_NAME(id, name, inputs, outputs, builder) #name,
+const char* const kLowerNames[] = {PARITY_OP_LIST(PARITY_LOWER_NAME)};
+#undef PARITY_LOWER_NAME
+static_assert(sizeof(kLowerNames) / sizeof(kLowerNames[0]) == PARITY_OP_COUNT, "one name per op of PARITY_OP_LIST");
+
+// A node descriptor holds at most PARITY_MAX_NODE_INPUTS / _OUTPUTS values.
+#define PARITY_CHECK_ARITY(id, name, inputs, outputs, builder)                                     \
+  static_assert(inputs <= PARITY_MAX_NODE_INPUTS && outputs <= PARITY_MAX_NODE_OUTPUTS,            \
+                #id " has more inputs or outputs than parity_node_desc holds");
+PARITY_OP_LIST(PARITY_CHECK_ARITY)
+#undef PARITY_CHECK_ARITY
+
+bool known(parity_op op) { return op >= 0 && op < PARITY_OP_COUNT; }
+
+}  // namespace
 
 const OpRule& rule(parity_op op) {
-  switch (op) {
-    case PARITY_OP_CONV2D: return conv2d_rule;
-    case PARITY_OP_CONV2D_BWD_DATA: return conv2d_bwd_data_rule;
-    case PARITY_OP_CONV2D_BWD_WEIGHT: return conv2d_bwd_weight_rule;
-    case PARITY_OP_RELU: return relu_rule;
-    case PARITY_OP_RELU_BWD: return relu_bwd_rule;
-    case PARITY_OP_MAXPOOL2D: return maxpool2d_rule;
-    case PARITY_OP_MAXPOOL2D_BWD: return maxpool2d_bwd_rule;
-    case PARITY_OP_RESHAPE: return reshape_rule;
-    case PARITY_OP_LINEAR: return linear_rule;
-    case PARITY_OP_LINEAR_BWD_DATA: return linear_bwd_data_rule;
-    case PARITY_OP_LINEAR_BWD_WEIGHT: return linear_bwd_weight_rule;
-    case PARITY_OP_SOFTMAX_XENT: return softmax_xent_rule;
-    case PARITY_OP_SOFTMAX_XENT_BWD: return softmax_xent_bwd_rule;
-    case PARITY_OP_ARGMAX: return argmax_rule;
-    case PARITY_OP_ACCURACY: return accuracy_rule;
-    case PARITY_OP_ADD: return add_rule;
-    case PARITY_OP_ADAM_STEP: return adam_step_rule;
-    case PARITY_OP_SGD_STEP: return sgd_step_rule;
-    case PARITY_OP_FILL: return fill_rule;
-    case PARITY_OP_COUNT: break;
-  }
-  throw Error(ErrorKind::invalid_argument, fmt::format("unknown op {}", static_cast<int>(op)));
+  if (!known(op)) throw Error(ErrorKind::invalid_argument, fmt::format("unknown op {}", static_cast<int>(op)));
+  return *kRules[op];
 }
+
+const char* lower_name(parity_op op) { return known(op) ? kLowerNames[op] : "unknown"; }
 
 void fail(const OpCall& call, const char* op, const std::string& message) {
   throw Error(ErrorKind::shape, fmt::format("{} '{}': {}", op, call.node, message));
@@ -59,28 +59,22 @@ void fail(const OpCall& call, const char* op, const std::string& message) {
 void require_rank(const OpCall& call, int input, int rank, const char* what) {
   const ValueInfo& v = *call.inputs[static_cast<size_t>(input)];
   if (v.shape.rank() != rank)
-    throw Error(ErrorKind::shape, fmt::format("'{}': {} '{}' must have rank {}, got shape {}", call.node, what,
-                                              v.name, rank, v.shape.str()));
+    fail(call, lower_name(call.op), fmt::format("{} '{}' must have rank {}, got shape {}", what, v.name, rank, v.shape.str()));
 }
 
 void require_dtype(const OpCall& call, int input, DType dtype, const char* what) {
   const ValueInfo& v = *call.inputs[static_cast<size_t>(input)];
   if (v.dtype != dtype)
-    throw Error(ErrorKind::shape, fmt::format("'{}': {} '{}' must be {}, got {}", call.node, what, v.name,
-                                              to_string(dtype), to_string(v.dtype)));
+    fail(call, lower_name(call.op),
+         fmt::format("{} '{}' must be {}, got {}", what, v.name, to_string(dtype), to_string(v.dtype)));
 }
 
 void require_same_shape(const OpCall& call, int a, int b) {
   const ValueInfo& va = *call.inputs[static_cast<size_t>(a)];
   const ValueInfo& vb = *call.inputs[static_cast<size_t>(b)];
   if (va.shape != vb.shape)
-    throw Error(ErrorKind::shape, fmt::format("'{}': '{}' {} and '{}' {} must have the same shape", call.node,
-                                              va.name, va.shape.str(), vb.name, vb.shape.str()));
+    fail(call, lower_name(call.op), fmt::format("'{}' {} and '{}' {} must have the same shape", va.name,
+                                                va.shape.str(), vb.name, vb.shape.str()));
 }
 
 }  // namespace parity::ops
-
-extern "C" const char* parity_op_name(parity_op op) {
-  if (op < 0 || op >= PARITY_OP_COUNT) return "UNKNOWN";
-  return parity::ops::rule(op).name;
-}

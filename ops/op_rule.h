@@ -1,10 +1,13 @@
 // ops/op_rule.h — what the graph knows about each op: arity, validation with shape inference,
-// FLOP count, and the gradient rule. One OpRule per op, defined in the op's own file.
+// FLOP count, the gradient rule, the tolerance and the conformance cases. One OpRule per op,
+// defined in the op's own file; the table of them is generated from PARITY_OP_LIST. ops/
+// depends only on api/: a gradient emits its nodes through NodeEmitter, which graph/ implements.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "ops/conformance.h"
 #include "parity/graph.h"
 #include "parity/plugin.h"
 #include "parity/tensor.h"
@@ -16,18 +19,32 @@ struct OutputSpec {
   DType dtype = DType::f32;
 };
 
-// The node being checked: its name for messages, its params, and its inputs' shapes.
+// The node being checked: its name for messages, its params, and its inputs' shapes. `op`
+// names the op in the shared checks' messages (callers that only count FLOPs may leave it).
 struct OpCall {
   const std::string& node;
   const parity_op_params& params;
   const std::vector<const ValueInfo*>& inputs;
+  parity_op op = PARITY_OP_COUNT;
+};
+
+// What a gradient rule adds nodes through: the graph being differentiated (graph/autodiff.cpp
+// implements it over GraphBuilder), so that ops/ needs nothing of graph/.
+class NodeEmitter {
+ public:
+  virtual ~NodeEmitter() = default;
+  // Adds a node validated by its rule; returns its outputs.
+  virtual std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,
+                                  const std::string& name) = 0;
+  // A RESHAPE of x to `shape` (the target shape is no op parameter, so it has its own call).
+  virtual Value reshape(Value x, const Shape& shape, const std::string& name) = 0;
+  virtual const ValueInfo& value(Value v) const = 0;
 };
 
 // Emits the backward of one node. `dL_doutputs[i]` is invalid when output i receives no
 // gradient; `needed[i]` says whether input i wants one. Returns dL/d(input) per input
 // (invalid where not needed or not differentiable).
-using GradientFn = std::vector<Value> (*)(GraphBuilder& builder, const Node& node,
-                                          const std::vector<Value>& dL_doutputs,
+using GradientFn = std::vector<Value> (*)(NodeEmitter& emit, const Node& node, const std::vector<Value>& dL_doutputs,
                                           const std::vector<bool>& needed);
 
 // How closely a float32 backend must match ref's float64 result, and why that number.
@@ -45,16 +62,19 @@ struct Tolerance {
 };
 
 struct OpRule {
-  const char* name;
+  const char* name;  // parity_op_name(op); tests/test_graph.cpp checks it and the arity against the list
   int num_inputs;
   int num_outputs;
-  // Validates the call (throws Error(shape/invalid_argument) naming node, value and rule)
+  // Validates the call (throws Error(shape/invalid_argument) naming op, node, value and rule)
   // and returns the outputs' shapes and dtypes.
   std::vector<OutputSpec> (*infer)(const OpCall& call);
   // Floating-point operations of one execution (a multiply-add counts 2).
   double (*flops)(const OpCall& call);
   GradientFn gradient;  // nullptr: the op is not differentiable
   Tolerance tolerance;
+  // The `parity check ops` cases of the op's family, set on the family's forward op only
+  // (nullptr on the others: their cases come with the forward's).
+  const ConformanceFamily* conformance = nullptr;
 };
 
 // Shared tolerance arguments (the per-op files pick one or state their own).
@@ -66,7 +86,11 @@ extern const Tolerance kDotProductTolerance;
 // is exactly what a correct backend produces.
 extern const Tolerance kExactTolerance;
 
+// The op's rule; throws Error(invalid_argument) outside [0, PARITY_OP_COUNT).
 const OpRule& rule(parity_op op);
+// The op's lower-case name from PARITY_OP_LIST ("softmax_xent"), as messages and builder
+// methods spell it; "unknown" outside the list.
+const char* lower_name(parity_op op);
 
 // Shared checks with messages of the form "<op> '<node>': <value> <rule>, got <what>".
 void require_rank(const OpCall& call, int input, int rank, const char* what);

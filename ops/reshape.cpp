@@ -1,4 +1,5 @@
 // ops/reshape.cpp — reshape (same elements, new shape); the target shape is the output value's.
+// Its conformance cases come with add's (ops/add.cpp).
 #include "ops/op_rule.h"
 
 namespace parity::ops {
@@ -10,10 +11,10 @@ std::vector<OutputSpec> infer(const OpCall& c) { return {{c.inputs[0]->shape, c.
 
 double flops(const OpCall&) { return 0.0; }
 
-std::vector<Value> gradient(GraphBuilder& b, const Node& node, const std::vector<Value>& dL_dy,
+std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<Value>& dL_dy,
                             const std::vector<bool>& needed) {
   if (!dL_dy[0].valid() || !needed[0]) return {Value{}};
-  const Shape& x = b.graph().value(Value{node.inputs[0]}).shape;
+  const Shape x = b.value(Value{node.inputs[0]}).shape;  // a copy: the reshape adds values
   return {b.reshape(dL_dy[0], x, node.name + ".bwd")};
 }
 

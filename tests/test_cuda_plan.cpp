@@ -76,6 +76,9 @@ TEST(CudaPlan, EveryOpHasARouteWithAReason) {
   EXPECT_EQ(route_of(PARITY_OP_RELU_BWD).library, Library::native);
   EXPECT_EQ(route_of(PARITY_OP_MAXPOOL2D).library, Library::native);
   EXPECT_EQ(route_of(PARITY_OP_ADAM_STEP).library, Library::native);
+  // sigmoid: cuDNN's activation forward; its backward from the output only is native.
+  EXPECT_EQ(route_of(PARITY_OP_SIGMOID).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_SIGMOID_BWD).library, Library::native);
 }
 
 // The training plan of a model as train compiles it.

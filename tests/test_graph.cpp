@@ -46,7 +46,7 @@ TEST(GraphBuilder, RejectsBadOpsWithMessagesNamingOpValueAndRule) {
   expect_error([&] { b.linear(flat, lw, lb, "fc"); }, {"linear 'fc'", "input features"});
   Value labels = b.input("labels", Shape{3}, DType::i32);
   Value logits = b.input("logits", Shape{2, 10});
-  expect_error([&] { b.softmax_cross_entropy(logits, labels, "xent"); }, {"softmax_cross_entropy 'xent'", "one entry per row"});
+  expect_error([&] { b.softmax_xent(logits, labels, "xent"); }, {"softmax_xent 'xent'", "one entry per row"});
   expect_error([&] { b.input("x", Shape{1}); }, {"'x' is taken"});
   expect_error([&] { b.input("zero", Shape{0, 3}); }, {"'zero'", "dimensions must be > 0"});
 }
@@ -61,7 +61,7 @@ TEST(Autodiff, SumsGradientsOfAValueThatFeedsSeveralNodes) {
   Value twice = b.add(h, h, "twice");  // h feeds both operands of one node
   Value r = b.relu(h, "r");            // and a second node
   Value z = b.add(twice, r, "z");
-  Value loss = b.softmax_cross_entropy(z, y, "loss");
+  Value loss = b.softmax_xent(z, y, "loss");
   Graph g = differentiate(b.graph(), loss, nullptr);
   int adds_into_h = 0;
   for (const Node& n : g.nodes())

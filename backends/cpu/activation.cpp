@@ -1,5 +1,6 @@
-// backends/cpu/activation.cpp — relu and its gradient on the cpu backend, float32, any shape:
-// element math from ops/kernels/activation.h over fixed chunks of elements.
+// backends/cpu/activation.cpp — relu, sigmoid and their gradients on the cpu backend, float32,
+// any shape: element math from ops/kernels/activation.h over fixed chunks of elements. The
+// loops are plain so the compiler vectorises relu; sigmoid's expf is a libm call per element.
 #include "backends/cpu/cpu_ops.h"
 #include "ops/kernels/activation.h"
 
@@ -10,9 +11,8 @@ namespace {
 constexpr int64_t kElementsPerChunk = 16384;
 constexpr int64_t kMaxChunks = 4096;
 
-}  // namespace
-
-int64_t plan_relu(BoundNode& node) {
+// x -> y of the same shape.
+int64_t plan_forward(BoundNode& node) {
   expect_arity(node, 1, 1, 1, 1);
   expect_value(node, node.in[0], "x", PARITY_F32, -1);
   expect_value(node, node.out[0], "y", PARITY_F32, -1);
@@ -22,15 +22,8 @@ int64_t plan_relu(BoundNode& node) {
   return 0;
 }
 
-void relu_f32(const BoundNode& node) {
-  const float* x = node.in[0].f32();
-  float* y = node.out[0].f32();
-  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = kernels::relu_f32(x[i]);
-  });
-}
-
-int64_t plan_relu_bwd(BoundNode& node) {
+// y (the forward output), dy -> dx, all of one shape.
+int64_t plan_backward(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   expect_value(node, node.in[0], "y", PARITY_F32, -1);
   expect_value(node, node.in[1], "dy", PARITY_F32, -1);
@@ -42,14 +35,36 @@ int64_t plan_relu_bwd(BoundNode& node) {
   return 0;
 }
 
-void relu_bwd_f32(const BoundNode& node) {
+template <class Element>
+void run_forward(const BoundNode& node, Element element) {
+  const float* x = node.in[0].f32();
+  float* y = node.out[0].f32();
+  parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = element(x[i]);
+  });
+}
+
+template <class Element>
+void run_backward(const BoundNode& node, Element element) {
   const float* y = node.in[0].f32();
   const float* dy = node.in[1].f32();
   float* dx = node.out[0].f32();
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = kernels::relu_bwd_f32(y[i], dy[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = element(y[i], dy[i]);
   });
 }
+
+}  // namespace
+
+int64_t plan_relu(BoundNode& node) { return plan_forward(node); }
+void relu_f32(const BoundNode& node) { run_forward(node, kernels::relu_f32); }
+int64_t plan_relu_bwd(BoundNode& node) { return plan_backward(node); }
+void relu_bwd_f32(const BoundNode& node) { run_backward(node, kernels::relu_bwd_f32); }
+
+int64_t plan_sigmoid(BoundNode& node) { return plan_forward(node); }
+void sigmoid_f32(const BoundNode& node) { run_forward(node, kernels::sigmoid_f32); }
+int64_t plan_sigmoid_bwd(BoundNode& node) { return plan_backward(node); }
+void sigmoid_bwd_f32(const BoundNode& node) { run_backward(node, kernels::sigmoid_bwd_f32); }
 
 }  // namespace cpu
 }  // namespace parity

@@ -185,6 +185,8 @@ class CpuExecutable final : public Executable {
       case PARITY_OP_ADAM_STEP: cpu::adam_step_f32(node); break;
       case PARITY_OP_SGD_STEP: cpu::sgd_step_f32(node); break;
       case PARITY_OP_FILL: cpu::fill_f32(node); break;
+      case PARITY_OP_SIGMOID: cpu::sigmoid_f32(node); break;
+      case PARITY_OP_SIGMOID_BWD: cpu::sigmoid_bwd_f32(node); break;
       case PARITY_OP_COUNT: break;  // not an op; compile rejects it
     }
   }
@@ -211,6 +213,8 @@ class CpuExecutable final : public Executable {
       case PARITY_OP_ADAM_STEP: return cpu::plan_adam_step(node);
       case PARITY_OP_SGD_STEP: return cpu::plan_sgd_step(node);
       case PARITY_OP_FILL: return cpu::plan_fill(node);
+      case PARITY_OP_SIGMOID: return cpu::plan_sigmoid(node);
+      case PARITY_OP_SIGMOID_BWD: return cpu::plan_sigmoid_bwd(node);
       case PARITY_OP_COUNT: break;
     }
     throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +

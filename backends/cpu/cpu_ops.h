@@ -165,6 +165,10 @@ int64_t plan_relu(BoundNode& node);
 int64_t plan_relu_bwd(BoundNode& node);
 void relu_f32(const BoundNode& node);
 void relu_bwd_f32(const BoundNode& node);
+int64_t plan_sigmoid(BoundNode& node);
+int64_t plan_sigmoid_bwd(BoundNode& node);
+void sigmoid_f32(const BoundNode& node);
+void sigmoid_bwd_f32(const BoundNode& node);
 
 int64_t plan_softmax_xent(BoundNode& node);
 int64_t plan_softmax_xent_bwd(BoundNode& node);

@@ -66,20 +66,21 @@ struct ConvDescriptorSet {
   }
 };
 
-// One flat float tensor descriptor ([1,1,1,count]) for the element-wise cuDNN ops.
+// One flat float tensor descriptor ([1,1,1,count]) and the activation (RELU, SIGMOID) of the
+// element-wise cuDNN ops.
 struct FlatDescriptor {
   cudnnTensorDescriptor_t desc = nullptr;
-  cudnnActivationDescriptor_t relu = nullptr;
-  explicit FlatDescriptor(int count) {
+  cudnnActivationDescriptor_t activation = nullptr;
+  FlatDescriptor(int count, cudnnActivationMode_t mode) {
     CUDA_CHECK(cudnnCreateTensorDescriptor(&desc));
     CUDA_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1, count));
-    CUDA_CHECK(cudnnCreateActivationDescriptor(&relu));
-    CUDA_CHECK(cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+    CUDA_CHECK(cudnnCreateActivationDescriptor(&activation));
+    CUDA_CHECK(cudnnSetActivationDescriptor(activation, mode, CUDNN_PROPAGATE_NAN, 0.0));
   }
   FlatDescriptor(const FlatDescriptor&) = delete;
   FlatDescriptor& operator=(const FlatDescriptor&) = delete;
   ~FlatDescriptor() {
-    if (relu) (void)cudnnDestroyActivationDescriptor(relu);
+    if (activation) (void)cudnnDestroyActivationDescriptor(activation);
     if (desc) (void)cudnnDestroyTensorDescriptor(desc);
   }
 };
@@ -349,7 +350,8 @@ void parity_executable_object::enqueue(const Step& step) {
       return;
     }
     case PARITY_OP_RELU:
-      CUDA_CHECK(cudnnActivationForward(cudnn, step.flat->relu, &kOne, step.flat->desc, at(false, 0), &kZero,
+    case PARITY_OP_SIGMOID:
+      CUDA_CHECK(cudnnActivationForward(cudnn, step.flat->activation, &kOne, step.flat->desc, at(false, 0), &kZero,
                                         step.flat->desc, at(true, 0)));
       return;
     case PARITY_OP_LINEAR:
@@ -520,12 +522,14 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
           step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
           break;
         }
-        case PARITY_OP_RELU: {
+        case PARITY_OP_RELU:
+        case PARITY_OP_SIGMOID: {
           const int64_t n = numel_of(exe->values[static_cast<size_t>(node.inputs[0])]);
           if (n != numel_of(exe->values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
-            fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': relu input and output must have the same ",
-                                          "element count, at most 2^31 - 1"));
-          step.flat = std::make_unique<FlatDescriptor>(static_cast<int>(n));
+            fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
+                                          " input and output must have the same element count, at most 2^31 - 1"));
+          step.flat = std::make_unique<FlatDescriptor>(
+              static_cast<int>(n), node.op == PARITY_OP_RELU ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_SIGMOID);
           break;
         }
         case PARITY_OP_LINEAR:

@@ -70,6 +70,11 @@ Route route_of(parity_op op) {
     case PARITY_OP_RELU_BWD:
       return {Library::native, "native: cuDNN's backward needs the input and does not document relu'(0); "
                                "the ABI fixes relu'(0) = 0 from the output"};
+    case PARITY_OP_SIGMOID:
+      return {Library::cudnn, "cuDNN activation forward (SIGMOID, NaN propagated)"};
+    case PARITY_OP_SIGMOID_BWD:
+      return {Library::native, "native: cuDNN's backward also takes the forward input, which the ABI's "
+                               "backward (from the output) does not have"};
     case PARITY_OP_MAXPOOL2D:
     case PARITY_OP_MAXPOOL2D_BWD:
       return {Library::native, "native: cuDNN pooling returns no argmax indices and breaks ties its own way; "

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "backends/native/native_ops.h"
+#include "ops/kernels/conv_geometry.h"
 #include "parity/plugin.h"
 
 namespace parity {
@@ -103,19 +104,10 @@ class NodeDispatcher {
                                     mem_.workspace());
         break;
       }
-      case PARITY_OP_RELU: {
-        const int64_t count = numel_of(in_desc(node, 0));
-        expect_numel(node, out_desc(node, 0), count);
-        ops_.relu_forward(f_in(node, 0), f_out(node, 0), count);
-        break;
-      }
-      case PARITY_OP_RELU_BWD: {
-        const int64_t count = numel_of(in_desc(node, 0));
-        expect_numel(node, in_desc(node, 1), count);
-        expect_numel(node, out_desc(node, 0), count);
-        ops_.relu_backward(f_in(node, 0), f_in(node, 1), f_out(node, 0), count);
-        break;
-      }
+      case PARITY_OP_RELU: elementwise_forward(node, ops_.relu_forward); break;
+      case PARITY_OP_RELU_BWD: elementwise_backward(node, ops_.relu_backward); break;
+      case PARITY_OP_SIGMOID: elementwise_forward(node, ops_.sigmoid_forward); break;
+      case PARITY_OP_SIGMOID_BWD: elementwise_backward(node, ops_.sigmoid_backward); break;
       case PARITY_OP_MAXPOOL2D: {
         const PoolShape s = pool_shape(node, in_desc(node, 0), out_desc(node, 0));
         expect_numel(node, out_desc(node, 1), s.n * s.c * s.p * s.q);
@@ -282,6 +274,20 @@ class NodeDispatcher {
                                             " has ", numel_of(v), " elements, the op needs ", expected));
   }
 
+  // x -> y and y, dy -> dx element by element (relu, sigmoid): every operand of one size.
+  void elementwise_forward(const parity_node_desc& node, void (*launch)(const float*, float*, int64_t)) const {
+    const int64_t count = numel_of(in_desc(node, 0));
+    expect_numel(node, out_desc(node, 0), count);
+    launch(f_in(node, 0), f_out(node, 0), count);
+  }
+  void elementwise_backward(const parity_node_desc& node,
+                            void (*launch)(const float*, const float*, float*, int64_t)) const {
+    const int64_t count = numel_of(in_desc(node, 0));
+    expect_numel(node, in_desc(node, 1), count);
+    expect_numel(node, out_desc(node, 0), count);
+    launch(f_in(node, 0), f_in(node, 1), f_out(node, 0), count);
+  }
+
   // x [N,C,H,W] (the forward input or dx) and w [K,C,R,S] (the weight or dw) fix the shape.
   ConvShape conv_shape(const parity_node_desc& node) const {
     const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
@@ -289,8 +295,8 @@ class NodeDispatcher {
     const parity_value_desc& w = bwd_weight ? out_desc(node, 0) : in_desc(node, 1);
     ConvShape s{dim(node, x, 4, 0), dim(node, x, 4, 1), dim(node, x, 4, 2), dim(node, x, 4, 3), dim(node, w, 4, 0),
                 dim(node, w, 4, 2), dim(node, w, 4, 3), 0, 0, node.params.conv2d};
-    s.p = (s.h + 2 * s.params.pad_h - s.r) / s.params.stride_h + 1;
-    s.q = (s.w + 2 * s.params.pad_w - s.s) / s.params.stride_w + 1;
+    s.p = kernels::conv2d_output_size(s.h, s.r, s.params.stride_h, s.params.pad_h);
+    s.q = kernels::conv2d_output_size(s.w, s.s, s.params.stride_w, s.params.pad_w);
     const parity_value_desc& y = node.op == PARITY_OP_CONV2D ? out_desc(node, 0) : in_desc(node, bwd_data ? 0 : 1);
     expect_numel(node, y, s.n * s.k * s.p * s.q);
     return s;
@@ -299,8 +305,8 @@ class NodeDispatcher {
   PoolShape pool_shape(const parity_node_desc& node, const parity_value_desc& x, const parity_value_desc& y) const {
     PoolShape s{dim(node, x, 4, 0), dim(node, x, 4, 1), dim(node, x, 4, 2), dim(node, x, 4, 3), 0, 0,
                 node.params.maxpool2d};
-    s.p = (s.h - s.params.kernel_h) / s.params.stride_h + 1;
-    s.q = (s.w - s.params.kernel_w) / s.params.stride_w + 1;
+    s.p = kernels::pool2d_output_size(s.h, s.params.kernel_h, s.params.stride_h);
+    s.q = kernels::pool2d_output_size(s.w, s.params.kernel_w, s.params.stride_w);
     expect_numel(node, y, s.n * s.c * s.p * s.q);
     return s;
   }

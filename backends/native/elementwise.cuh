@@ -1,4 +1,4 @@
-// backends/native/elementwise.cuh — the element-wise kernels: relu and its gradient
+// backends/native/elementwise.cuh — the element-wise kernels: relu, sigmoid and their gradients
 // (ops/kernels/activation.h), add, copy (reshape), fill, and the Adam and SGD steps
 // (ops/kernels/optimizer.h). Grid-stride loops; one thread owns each element.
 #pragma once
@@ -31,6 +31,14 @@ PK_GLOBAL void relu_f32(const float* x, float* y, int64_t count) {
 
 PK_GLOBAL void relu_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
   for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::relu_bwd_f32(y[i], dy[i]);
+}
+
+PK_GLOBAL void sigmoid_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::sigmoid_f32(x[i]);
+}
+
+PK_GLOBAL void sigmoid_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::sigmoid_bwd_f32(y[i], dy[i]);
 }
 
 // The step count is read on the device (it is a graph value), and the bias corrections are
@@ -73,6 +81,12 @@ inline void relu_forward(const float* x, float* y, int64_t count) {
 }
 inline void relu_backward(const float* y, const float* dy, float* dx, int64_t count) {
   PARITY_NATIVE_ELEMENTWISE(relu_bwd_f32, count, y, dy, dx, count);
+}
+inline void sigmoid_forward(const float* x, float* y, int64_t count) {
+  PARITY_NATIVE_ELEMENTWISE(sigmoid_f32, count, x, y, count);
+}
+inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t count) {
+  PARITY_NATIVE_ELEMENTWISE(sigmoid_bwd_f32, count, y, dy, dx, count);
 }
 inline void adam_step(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
                       parity_adam_params hp) {

@@ -53,6 +53,8 @@ struct NativeOps {
   void (*adam_step)(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
                     parity_adam_params hp);
   void (*sgd_step)(float* param, const float* grad, float* velocity, int64_t count, parity_sgd_params hp);
+  void (*sigmoid_forward)(const float* x, float* y, int64_t count);
+  void (*sigmoid_backward)(const float* y, const float* dy, float* dx, int64_t count);
 };
 
 }  // namespace native

@@ -64,14 +64,8 @@ parity_status guarded(const char* backend, parity_error* err, Body&& body) {
   }
 }
 
-inline const char* op_name(parity_op op) {
-  static const char* const names[PARITY_OP_COUNT] = {
-      "CONV2D",       "CONV2D_BWD_DATA", "CONV2D_BWD_WEIGHT", "RELU",         "RELU_BWD",
-      "MAXPOOL2D",    "MAXPOOL2D_BWD",   "RESHAPE",           "LINEAR",       "LINEAR_BWD_DATA",
-      "LINEAR_BWD_WEIGHT", "SOFTMAX_XENT", "SOFTMAX_XENT_BWD", "ARGMAX",     "ACCURACY",
-      "ADD",          "ADAM_STEP",       "SGD_STEP",          "FILL"};
-  return op >= 0 && op < PARITY_OP_COUNT ? names[op] : "UNKNOWN";
-}
+// The op names of plugin.h (generated from PARITY_OP_LIST), under the name the plugins pass.
+inline const char* op_name(parity_op op) { return parity_op_name(op); }
 
 // The ABI's supports(): every op this build knows (read as an integer: the caller may pass any).
 inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len) {

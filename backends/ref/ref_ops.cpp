@@ -121,6 +121,17 @@ void relu_backward(const double* y, const double* dL_dy, double* dL_dx, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------
+// sigmoid
+
+void sigmoid_forward(const double* x, double* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = 1.0 / (1.0 + std::exp(-x[i]));
+}
+
+void sigmoid_backward(const double* y, const double* dL_dy, double* dL_dx, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) dL_dx[i] = dL_dy[i] * y[i] * (1.0 - y[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // maxpool2d
 
 void maxpool2d_forward(const double* x, double* y, int32_t* idx, const Maxpool2dDims& d) {

@@ -63,6 +63,12 @@ void relu_forward(const double* x, double* y, int64_t count);
 // Takes the forward output y: dL_dx = y > 0 ? dL_dy : 0, so relu'(0) = 0.
 void relu_backward(const double* y, const double* dL_dy, double* dL_dx, int64_t count);
 
+// --- sigmoid (elementwise over count values) ---
+// y = 1 / (1 + exp(-x)): exp(-x) overflows to inf for x < -709, giving 0, as torch.sigmoid.
+void sigmoid_forward(const double* x, double* y, int64_t count);
+// Takes the forward output y: dL_dx = dL_dy * y * (1 - y).
+void sigmoid_backward(const double* y, const double* dL_dy, double* dL_dx, int64_t count);
+
 // --- maxpool2d ---
 // idx holds the flat index h*W+w of the first maximum (row-major window order) in its (n,c) plane.
 void maxpool2d_forward(const double* x, double* y, int32_t* idx, const Maxpool2dDims& d);

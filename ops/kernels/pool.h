@@ -4,15 +4,11 @@
 
 #include <stdint.h>
 
+#include "ops/kernels/conv_geometry.h"  // pool2d_output_size
 #include "ops/kernels/hd.h"
 
 namespace parity {
 namespace kernels {
-
-// Output extent of a pooling window along one axis (no padding, floor division).
-PARITY_HD inline int64_t pool2d_output_size(int64_t in, int64_t window, int64_t stride) {
-  return (in - window) / stride + 1;
-}
 
 // Whether value v replaces the running maximum `best` of a window scanned in row-major order:
 // only a strictly greater value does, so ties keep the first; a NaN always does, as in

@@ -62,17 +62,29 @@ class GraphBuilder {
   Value parameter(const std::string& name, const Shape& shape);
   Value state(const std::string& name, const Shape& shape);
 
+  // One method per op of PARITY_OP_LIST marked `builder` (no params, one output), taking the
+  // op's inputs in order (plugin.h lists them): relu(x), linear(x, w, b), softmax_xent(logits,
+  // labels), argmax(x), accuracy(logits, labels), add(a, b), sigmoid(x).
+#define PARITY_BUILDER_METHOD_1(op) Value op(Value in0, const std::string& name = "");
+#define PARITY_BUILDER_METHOD_2(op) Value op(Value in0, Value in1, const std::string& name = "");
+#define PARITY_BUILDER_METHOD_3(op) Value op(Value in0, Value in1, Value in2, const std::string& name = "");
+#define PARITY_BUILDER_IF_0(op, inputs)
+#define PARITY_BUILDER_IF_1(op, inputs) PARITY_BUILDER_METHOD_##inputs(op)
+#define PARITY_BUILDER_DECLARE(id, op, inputs, outputs, builder) PARITY_BUILDER_IF_##builder(op, inputs)
+  PARITY_OP_LIST(PARITY_BUILDER_DECLARE)
+#undef PARITY_BUILDER_DECLARE
+#undef PARITY_BUILDER_IF_1
+#undef PARITY_BUILDER_IF_0
+#undef PARITY_BUILDER_METHOD_3
+#undef PARITY_BUILDER_METHOD_2
+#undef PARITY_BUILDER_METHOD_1
+
+  // The ops with params or several outputs.
   Value conv2d(Value x, Value w, Value b, int stride = 1, int pad = 0, const std::string& name = "");
-  Value relu(Value x, const std::string& name = "");
   // Returns the pooled values; the argmax indices are a second output used by the gradient.
   Value maxpool2d(Value x, int kernel, int stride, const std::string& name = "");
   Value reshape(Value x, const Shape& shape, const std::string& name = "");
   Value flatten(Value x, const std::string& name = "");  // [N, ...] -> [N, rest]
-  Value linear(Value x, Value w, Value b, const std::string& name = "");
-  Value softmax_cross_entropy(Value logits, Value labels, const std::string& name = "");
-  Value argmax(Value x, const std::string& name = "");
-  Value accuracy(Value logits, Value labels, const std::string& name = "");
-  Value add(Value a, Value b, const std::string& name = "");
   Value fill(float value, const std::string& name = "");  // a [1] constant
 
   // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.

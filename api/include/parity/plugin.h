@@ -8,12 +8,15 @@
  * Conventions every backend implements (they follow PyTorch where a choice exists):
  *  - tensors are dense, row-major, NCHW for images; linear weights are [out, in];
  *  - maxpool takes the first maximum of a window in row-major order, its gradient goes there;
- *  - relu'(0) = 0;  cross-entropy is the mean over the batch;  Adam as torch.optim.Adam. */
+ *  - relu'(0) = 0;  cross-entropy is the mean over the batch;  Adam as torch.optim.Adam;
+ *  - sigmoid as torch.sigmoid, its gradient taken from the forward output. */
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "parity/op_list.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,7 +25,7 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 1
+#define PARITY_ABI_VERSION 2  /* 2: op names in this header, SIGMOID (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -30,32 +33,77 @@ extern "C" {
 
 typedef enum parity_dtype { PARITY_F32 = 0, PARITY_I32 = 1, PARITY_I64 = 2 } parity_dtype;
 
-/* Every op, forward and backward. Inputs and outputs are listed per op in the order the node
- * stores them. "state" marks values an op updates in place (listed as inputs, not outputs). */
+/* Every op, forward and backward, generated from PARITY_OP_LIST (parity/op_list.h). Inputs and
+ * outputs per op, in the order the node stores them ("state" marks values an op updates in
+ * place, listed as inputs, not outputs):
+ *   CONV2D             in: x[N,C,H,W], w[K,C,R,S], b[K]     out: y[N,K,P,Q]
+ *   CONV2D_BWD_DATA    in: dy[N,K,P,Q], w[K,C,R,S]          out: dx[N,C,H,W]
+ *   CONV2D_BWD_WEIGHT  in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C,R,S], db[K]
+ *   RELU               in: x                                out: y
+ *   RELU_BWD           in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0)
+ *   MAXPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
+ *                                                           flat index h*W+w of the max within its (n,c) plane
+ *   MAXPOOL2D_BWD      in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W]
+ *   RESHAPE            in: x                                out: y (same elements, new shape)
+ *   LINEAR             in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b
+ *   LINEAR_BWD_DATA    in: dy[N,O], w[O,I]                  out: dx[N,I]
+ *   LINEAR_BWD_WEIGHT  in: x[N,I], dy[N,O]                  out: dw[O,I], db[O]
+ *   SOFTMAX_XENT       in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n]
+ *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K]
+ *   ARGMAX             in: x[N,K]                           out: idx[N] i32 (first maximum)
+ *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
+ *   ADD                in: a, b (same shape)                out: c = a + b (gradient accumulation)
+ *   ADAM_STEP          in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none
+ *   SGD_STEP           in: state param, grad, state velocity                            out: none
+ *   FILL               in: none                             out: y[1] f32 = params.fill.value
+ *                                                           (the autodiff seed dL/dL = 1)
+ *   SIGMOID            in: x                                out: y = 1 / (1 + exp(-x))            (ABI 2)
+ *   SIGMOID_BWD        in: y (the forward output), dy       out: dx = dy * y * (1 - y)            (ABI 2) */
 typedef enum parity_op {
-  PARITY_OP_CONV2D = 0,            /* in: x[N,C,H,W], w[K,C,R,S], b[K]     out: y[N,K,P,Q] */
-  PARITY_OP_CONV2D_BWD_DATA,       /* in: dy[N,K,P,Q], w[K,C,R,S]          out: dx[N,C,H,W] */
-  PARITY_OP_CONV2D_BWD_WEIGHT,     /* in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C,R,S], db[K] */
-  PARITY_OP_RELU,                  /* in: x                                out: y */
-  PARITY_OP_RELU_BWD,              /* in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0) */
-  PARITY_OP_MAXPOOL2D,             /* in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
-                                      flat index h*W+w of the max within its (n,c) plane */
-  PARITY_OP_MAXPOOL2D_BWD,         /* in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W] */
-  PARITY_OP_RESHAPE,               /* in: x                                out: y (same elements, new shape) */
-  PARITY_OP_LINEAR,                /* in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b */
-  PARITY_OP_LINEAR_BWD_DATA,       /* in: dy[N,O], w[O,I]                  out: dx[N,I] */
-  PARITY_OP_LINEAR_BWD_WEIGHT,     /* in: x[N,I], dy[N,O]                  out: dw[O,I], db[O] */
-  PARITY_OP_SOFTMAX_XENT,          /* in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n] */
-  PARITY_OP_SOFTMAX_XENT_BWD,      /* in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K] */
-  PARITY_OP_ARGMAX,                /* in: x[N,K]                           out: idx[N] i32 (first maximum) */
-  PARITY_OP_ACCURACY,              /* in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label */
-  PARITY_OP_ADD,                   /* in: a, b (same shape)                out: c = a + b (gradient accumulation) */
-  PARITY_OP_ADAM_STEP,             /* in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none */
-  PARITY_OP_SGD_STEP,              /* in: state param, grad, state velocity                            out: none */
-  PARITY_OP_FILL,                  /* in: none                             out: y[1] f32 = params.fill.value
-                                      (the autodiff seed dL/dL = 1) */
+#define PARITY_OP_ENUM_VALUE(id, name, inputs, outputs, builder) PARITY_OP_##id,
+  PARITY_OP_LIST(PARITY_OP_ENUM_VALUE)
+#undef PARITY_OP_ENUM_VALUE
   PARITY_OP_COUNT
 } parity_op;
+
+/* The op's name ("CONV2D"), "UNKNOWN" outside [0, PARITY_OP_COUNT). Defined here, so plugins
+ * and libparity name ops alike without linking anything. */
+static inline const char* parity_op_name(parity_op op) {
+  switch (op) {
+#define PARITY_OP_NAME_CASE(id, name, inputs, outputs, builder) \
+  case PARITY_OP_##id:                                          \
+    return #id;
+    PARITY_OP_LIST(PARITY_OP_NAME_CASE)
+#undef PARITY_OP_NAME_CASE
+    default:
+      return "UNKNOWN";
+  }
+}
+
+/* How many inputs and outputs a node of the op has (-1 outside [0, PARITY_OP_COUNT)). */
+static inline int32_t parity_op_num_inputs(parity_op op) {
+  switch (op) {
+#define PARITY_OP_INPUTS_CASE(id, name, inputs, outputs, builder) \
+  case PARITY_OP_##id:                                            \
+    return inputs;
+    PARITY_OP_LIST(PARITY_OP_INPUTS_CASE)
+#undef PARITY_OP_INPUTS_CASE
+    default:
+      return -1;
+  }
+}
+
+static inline int32_t parity_op_num_outputs(parity_op op) {
+  switch (op) {
+#define PARITY_OP_OUTPUTS_CASE(id, name, inputs, outputs, builder) \
+  case PARITY_OP_##id:                                             \
+    return outputs;
+    PARITY_OP_LIST(PARITY_OP_OUTPUTS_CASE)
+#undef PARITY_OP_OUTPUTS_CASE
+    default:
+      return -1;
+  }
+}
 
 typedef struct parity_conv2d_params {
   int32_t stride_h, stride_w;      /* > 0 */
@@ -134,8 +182,6 @@ typedef struct parity_plan {
   const parity_node_desc* nodes;
   int64_t arena_bytes;             /* size of the suggested arena for TEMP and INPUT values */
 } parity_plan;
-
-const char* parity_op_name(parity_op op);  /* in libparity, not for plugins */
 
 /* ======================================================================================
  * The backend function table

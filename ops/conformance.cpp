@@ -1,0 +1,121 @@
+// ops/conformance.cpp — the random draws of `parity check ops` and the walk over every op
+// rule's conformance family: the built-in cases in draw order, and the user's `--op/--shape` case.
+#include "ops/conformance.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "ops/op_rule.h"
+#include "parity/error.h"
+
+namespace parity::ops {
+
+Tensor Draw::values(const Shape& shape, float scale) {
+  Tensor t(shape, DType::f32);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> k(-3, 3);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = exact_ ? float(k(rng_)) : scale * u(rng_);
+  return t;
+}
+
+Tensor Draw::positive(const Shape& shape, float hi) {
+  Tensor t(shape, DType::f32);
+  std::uniform_real_distribution<float> u(0.0f, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng_);
+  return t;
+}
+
+Tensor Draw::labels(int64_t n, int64_t classes) {
+  Tensor t(Shape{n}, DType::i32);
+  std::uniform_int_distribution<int64_t> u(0, classes - 1);
+  for (int64_t i = 0; i < n; ++i) t.i32()[i] = static_cast<int32_t>(u(rng_));
+  return t;
+}
+
+void Draw::add_kinks(Tensor& t) {
+  if (smooth_) {
+    std::vector<int64_t> order(static_cast<size_t>(t.numel()));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::shuffle(order.begin(), order.end(), rng_);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double k = double(order[static_cast<size_t>(i)] - t.numel() / 2);
+      k += k >= 0 ? 0.5 : -0.5;  // never 0
+      t.f32()[i] = static_cast<float>(k * 1e-3 * std::max(1.0, 2000.0 / double(t.numel())));
+    }
+    return;
+  }
+  for (int64_t i = 0; i < t.numel(); i += 7) t.f32()[i] = 0.0f;
+  for (int64_t i = 3; i + 1 < t.numel(); i += 5) t.f32()[i + 1] = t.f32()[i];
+}
+
+namespace {
+
+// Every family, once, in draw order.
+std::vector<const ConformanceFamily*> families() {
+  std::vector<const ConformanceFamily*> out;
+  for (int op = 0; op < PARITY_OP_COUNT; ++op)
+    if (const ConformanceFamily* f = rule(static_cast<parity_op>(op)).conformance) out.push_back(f);
+  std::stable_sort(out.begin(), out.end(),
+                   [](const ConformanceFamily* a, const ConformanceFamily* b) { return a->draw_order < b->draw_order; });
+  return out;
+}
+
+std::vector<std::string> spellings_of(const ConformanceFamily& f) {
+  std::vector<std::string> out;
+  std::string word;
+  for (const char* p = f.spellings;; ++p) {
+    if (*p == ' ' || *p == '\0') {
+      if (!word.empty()) out.push_back(word);
+      word.clear();
+      if (*p == '\0') break;
+    } else {
+      word += *p;
+    }
+  }
+  return out;
+}
+
+bool selects(const ConformanceFamily& f, const std::string& family) {
+  for (const std::string& s : spellings_of(f)) {
+    if (s.back() == '*' ? family.rfind(s.substr(0, s.size() - 1), 0) == 0 : family == s) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<OpCase> builtin_cases(Draw& draw) {
+  std::vector<OpCase> cases;
+  for (const ConformanceFamily* f : families()) f->builtin(cases, draw);
+  return cases;
+}
+
+std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vector<int64_t>& shape) {
+  std::string family = op;
+  for (char& c : family) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string known;
+  for (const ConformanceFamily* f : families()) {
+    for (std::string s : spellings_of(*f)) {
+      if (s.back() == '*') s.pop_back();
+      known += (known.empty() ? "" : ", ") + s;
+    }
+    if (!selects(*f, family)) continue;
+    if (shape.size() < f->shape_min || shape.size() > f->shape_max)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("check ops: --shape for {} is {} ({} numbers), got {}", op, f->shape_meaning,
+                              f->shape_min == f->shape_max ? fmt::format("{}", f->shape_min)
+                                                           : fmt::format("{}-{}", f->shape_min, f->shape_max),
+                              shape.size()));
+    for (int64_t d : shape)
+      if (d < 0 || (d == 0 && !f->zero_allowed))
+        throw Error(ErrorKind::invalid_argument, fmt::format("check ops: --shape values must be > 0, got {}", d));
+    std::vector<OpCase> cases;
+    f->from_shape(cases, draw, shape);
+    return cases;
+  }
+  throw Error(ErrorKind::invalid_argument, fmt::format("check ops: --op '{}' is not an op family: {}", op, known));
+}
+
+}  // namespace parity::ops
