@@ -34,6 +34,14 @@ Tensor Draw::labels(int64_t n, int64_t classes) {
   return t;
 }
 
+Draw Draw::fork(uint64_t stream) const {
+  std::seed_seq seq{static_cast<uint32_t>(seed_), static_cast<uint32_t>(seed_ >> 32), static_cast<uint32_t>(stream),
+                    static_cast<uint32_t>(stream >> 32)};
+  uint32_t words[2];
+  seq.generate(words, words + 2);
+  return Draw((uint64_t{words[1]} << 32) | words[0], exact_, smooth_);
+}
+
 void Draw::add_kinks(Tensor& t) {
   if (smooth_) {
     std::vector<int64_t> order(static_cast<size_t>(t.numel()));
@@ -88,7 +96,14 @@ bool selects(const ConformanceFamily& f, const std::string& family) {
 
 std::vector<OpCase> builtin_cases(Draw& draw) {
   std::vector<OpCase> cases;
-  for (const ConformanceFamily* f : families()) f->builtin(cases, draw);
+  for (const ConformanceFamily* f : families()) {
+    if (f->draw_order < kSharedDrawFamilies) {
+      f->builtin(cases, draw);
+    } else {
+      Draw own = draw.fork(static_cast<uint64_t>(f->draw_order));
+      f->builtin(cases, own);
+    }
+  }
   return cases;
 }
 

@@ -33,7 +33,9 @@ struct OpCase {
 class Draw {
  public:
   // smooth: for gradient mode, inputs stay away from the relu and maxpool kinks (see add_kinks).
-  Draw(uint64_t seed, bool exact, bool smooth = false) : rng_(seed), exact_(exact), smooth_(smooth) {}
+  Draw(uint64_t seed, bool exact, bool smooth = false) : seed_(seed), rng_(seed), exact_(exact), smooth_(smooth) {}
+  // A Draw of its own for `stream`, from the same seed and mode, that leaves this one's sequence alone.
+  Draw fork(uint64_t stream) const;
   Tensor values(const Shape& shape, float scale = 1.0f);
   Tensor positive(const Shape& shape, float hi);
   Tensor labels(int64_t n, int64_t classes);
@@ -45,6 +47,7 @@ class Draw {
   void add_kinks(Tensor& t);
 
  private:
+  uint64_t seed_;
   std::mt19937_64 rng_;
   bool exact_;
   bool smooth_;
@@ -59,12 +62,15 @@ struct ConformanceFamily {
   const char* shape_meaning;  // what `--shape` lists, e.g. "N,IN,OUT"
   size_t shape_min, shape_max;
   bool zero_allowed;  // --shape may hold 0 (conv2d's padding)
-  // Families draw from the shared Draw in this order (the order of the first release, so a seed
-  // still gives the same values); a new family takes the next number.
+  // The first kSharedDrawFamilies families draw from one shared Draw in this order (the first
+  // release's, so a seed still gives the same values); each later one (a new family takes the
+  // next number) draws from its own fork, so adding a family changes no other family's values.
   int draw_order;
   void (*builtin)(std::vector<OpCase>& out, Draw& draw);
   void (*from_shape)(std::vector<OpCase>& out, Draw& draw, const std::vector<int64_t>& shape);
 };
+
+constexpr int kSharedDrawFamilies = 8;
 
 // Every family's built-in cases, in draw order.
 std::vector<OpCase> builtin_cases(Draw& draw);
