@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -29,7 +30,8 @@ using Vec = std::vector<double>;
 //
 // Why 1e-6 (relative to max(1, |dL/dx_i|)) is a safe and still meaningful tolerance in float64:
 //  - truncation error is h^2/6 * |d3L/dx_i^3|: zero for conv, linear, reshape, relu and maxpool
-//    (L is linear in each single x_i away from kinks) and about 1e-12 * O(1) for softmax xent;
+//    (L is linear in each single x_i away from kinks) and about 1e-12 * O(1) for softmax xent
+//    and sigmoid;
 //  - rounding error is about eps * S / h, where eps = 2.2e-16 and S = sum_j |y_j r_j| is the size
 //    of the numbers L is summed from; S stays below ~100 for the shapes here, so ~2e-8;
 //  so errors of ~1e-8 are expected (the largest measured is ~6e-9, in conv2d), 100x below the
@@ -253,6 +255,51 @@ TEST(ReluForward, PropagatesNaN) {
   Vec y(1, 0.0);
   relu_forward(x.data(), y.data(), 1);
   EXPECT_TRUE(std::isnan(y[0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sigmoid
+// Smooth everywhere: the truncation error is h^2/6 times sigmoid's third derivative, ~2e-14
+// (that derivative is at most 1/8), far below kTol.
+
+TEST(SigmoidGradient, MatchesFiniteDifferences) {
+  Rng rng(12);
+  Vec x = uniform(300, rng, -4.0, 4.0);
+  const Vec r = uniform(x.size(), rng);
+  Vec y(x.size());
+  auto objective = [&] {
+    sigmoid_forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    return dot(y, r);
+  };
+  objective();  // y = sigmoid(x): the backward takes the forward output
+  Vec dL_dx(x.size());
+  sigmoid_backward(y.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+TEST(SigmoidForward, HandWorkedAndLimits) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Vec x = {0.0, std::log(3.0), -inf, inf, -1000.0};
+  Vec y(x.size());
+  sigmoid_forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(y[0], 0.5);
+  EXPECT_NEAR(y[1], 0.75, 1e-15);  // 1 / (1 + 1/3)
+  EXPECT_EQ(y[2], 0.0);
+  EXPECT_EQ(y[3], 1.0);
+  EXPECT_EQ(y[4], 0.0);  // exp(1000) overflows to inf: 0, as torch.sigmoid gives
+  const Vec nan = {std::nan("")};
+  Vec out(1, 0.0);
+  sigmoid_forward(nan.data(), out.data(), 1);
+  EXPECT_TRUE(std::isnan(out[0]));
+}
+
+TEST(SigmoidGradient, HandWorkedFromTheOutput) {
+  const Vec y = {0.5, 0.75, 0.0, 1.0};
+  const Vec dL_dy = {2.0, 4.0, 3.0, 3.0};
+  Vec dL_dx(4);
+  sigmoid_backward(y.data(), dL_dy.data(), dL_dx.data(), 4);
+  EXPECT_EQ(dL_dx, (Vec{0.5, 0.75, 0.0, 0.0}));  // dy * y * (1 - y)
 }
 
 // ---------------------------------------------------------------------------------------------
