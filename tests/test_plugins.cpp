@@ -107,6 +107,7 @@ TEST(Plugins, UnsupportedOpsAreRefusedWithTheReason) {
   std::string why;
   EXPECT_FALSE(be->supports(plan.c_plan().nodes[0], &why));
   EXPECT_NE(why.find("only FILL, ADD and RESHAPE"), std::string::npos) << why;
+  EXPECT_NE(why.find("not RELU (op 3)"), std::string::npos) << why;  // parity_op_name, from plugin.h
   try {
     be->compile(plan.c_plan(), {}, nullptr);
     ADD_FAILURE() << "a plan with relu compiled on testadd";
@@ -126,6 +127,7 @@ TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
   const Case cases[] = {
       {"badabi", {"ABI mismatch", "plugin ABI version " + std::to_string(PARITY_ABI_VERSION + 1000),
                   "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
+      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 2"}},
       {"noentry", {"does not export parity_backend_entry()"}},
       {"nodevice", {"no device: the test driver reports 0 devices"}},
       {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},

@@ -36,8 +36,8 @@ static parity_status get_capabilities(parity_backend_t b, parity_capabilities* o
 }
 static int32_t supports(parity_backend_t b, const parity_node_desc* n, char* reason, size_t len) {
   (void)b;
-  (void)n;
-  if (reason && len) snprintf(reason, len, "nodevice: there is no device");
+  /* parity_op_name comes from plugin.h itself (ABI 2): a C plugin links nothing of parity. */
+  if (reason && len) snprintf(reason, len, "nodevice: there is no device to run %s", n ? parity_op_name(n->op) : "a node");
   return 0;
 }
 static parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {

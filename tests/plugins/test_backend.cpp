@@ -147,8 +147,8 @@ parity_status get_capabilities(parity_backend_t, parity_capabilities* out, parit
 int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
   if (supported(node->op)) return 1;
   if (reason && reason_len)
-    std::snprintf(reason, reason_len, "%s: only FILL, ADD and RESHAPE are implemented, not op %d", kName,
-                  static_cast<int>(node->op));
+    std::snprintf(reason, reason_len, "%s: only FILL, ADD and RESHAPE are implemented, not %s (op %d)", kName,
+                  parity_op_name(node->op), static_cast<int>(node->op));
   return 0;
 }
 
@@ -300,8 +300,10 @@ parity_status memory_bytes(parity_executable_t h, int64_t* out, parity_error*) {
 }
 
 const parity_backend_table kTable = {
-#ifdef PARITY_TEST_WRONG_ABI
+#if defined(PARITY_TEST_WRONG_ABI)
     PARITY_ABI_VERSION + 1000,
+#elif defined(PARITY_TEST_ABI_1)
+    1,  // built against the first ABI, before op names moved into plugin.h and SIGMOID was added
 #else
     PARITY_ABI_VERSION,
 #endif
