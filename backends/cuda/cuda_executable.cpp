@@ -181,25 +181,10 @@ const parity::native::NativeOps& no_launches() {
   static const parity::native::NativeOps ops{
       "cuda (checks only)",
       32,
-      [](const float*, const float*, const float*, float*, const ConvShape&, float*) {},
-      [](const float*, const float*, float*, const ConvShape&, float*) {},
-      [](const float*, const float*, float*, float*, const ConvShape&, float*) {},
-      [](const float*, const float*, const float*, float*, int64_t, int64_t, int64_t) {},
-      [](const float*, const float*, float*, int64_t, int64_t, int64_t) {},
-      [](const float*, const float*, float*, float*, int64_t, int64_t, int64_t) {},
-      [](const float*, float*, int64_t) {},
-      [](const float*, const float*, float*, int64_t) {},
-      [](const float*, float*, int32_t*, const PoolShape&) {},
-      [](const float*, const int32_t*, float*, const PoolShape&) {},
-      [](const float*, float*, int64_t) {},
-      [](const float*, const float*, float*, int64_t) {},
-      [](float*, int64_t, float) {},
-      [](const float*, const int32_t*, float*, int64_t, int64_t, float*) {},
-      [](const float*, const int32_t*, const float*, float*, int64_t, int64_t) {},
-      [](const float*, int32_t*, int64_t, int64_t) {},
-      [](const float*, const int32_t*, float*, int64_t, int64_t) {},
-      [](float*, const float*, float*, float*, const int32_t*, int64_t, parity_adam_params) {},
-      [](float*, const float*, float*, int64_t, parity_sgd_params) {}};
+#define PARITY_NATIVE_NO_LAUNCH(name, parameters) [] parameters {},
+      PARITY_NATIVE_FUNCTIONS(PARITY_NATIVE_NO_LAUNCH)
+#undef PARITY_NATIVE_NO_LAUNCH
+  };
   return ops;
 }
 

@@ -26,10 +26,10 @@ const NativeOps& native_ops() {
 #else
       0,
 #endif
-      conv2d_forward, conv2d_backward_data, conv2d_backward_weight, linear_forward, linear_backward_data,
-      linear_backward_weight, relu_forward, relu_backward, maxpool2d_forward, maxpool2d_backward, copy, add, fill,
-      softmax_xent_forward, softmax_xent_backward, argmax, accuracy, adam_step, sgd_step, sigmoid_forward,
-      sigmoid_backward};
+#define PARITY_NATIVE_POINTER(name, parameters) name,
+      PARITY_NATIVE_FUNCTIONS(PARITY_NATIVE_POINTER)
+#undef PARITY_NATIVE_POINTER
+  };
   return ops;
 }
 

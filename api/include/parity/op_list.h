@@ -1,38 +1,64 @@
 /* parity/op_list.h — every op of the plugin ABI, declared once: PARITY_OP_LIST(X) calls
  * X(ID, name, inputs, outputs, builder) per op, in enum order. It feeds the parity_op enum
  * (PARITY_OP_<ID>), the op names (parity_op_name: "<ID>"), the arity (parity_op_num_inputs /
- * parity_op_num_outputs), the table of op rules in libparity (ops/<name>_rule) and, where
+ * parity_op_num_outputs), the table of op rules in libparity (ops/: `<name>_rule`) and, where
  * `builder` is 1, a GraphBuilder method `<name>(inputs..., node name)` (ops with no params and
- * one output; the others keep hand-written methods in parity/graph.h or none).
+ * one output; the others have hand-written methods in parity/graph.h, or none).
  *
- * Adding an op: append one line before the end (never reorder: enum values are ABI), describe
- * its inputs and outputs in plugin.h's enum comment, and write ops/<name>.cpp (README.md,
- * "Adding an op"). Plain C, included by plugin.h. */
+ * Inputs and outputs of each op, in the order a node stores them ("state" marks values an op
+ * updates in place, listed as inputs, not outputs):
+ *   CONV2D             in: x[N,C,H,W], w[K,C,R,S], b[K]     out: y[N,K,P,Q]
+ *   CONV2D_BWD_DATA    in: dy[N,K,P,Q], w[K,C,R,S]          out: dx[N,C,H,W]
+ *   CONV2D_BWD_WEIGHT  in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C,R,S], db[K]
+ *   RELU               in: x                                out: y
+ *   RELU_BWD           in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0)
+ *   MAXPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
+ *                                                           flat index h*W+w of the max within its (n,c) plane
+ *   MAXPOOL2D_BWD      in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W]
+ *   RESHAPE            in: x                                out: y (same elements, new shape)
+ *   LINEAR             in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b
+ *   LINEAR_BWD_DATA    in: dy[N,O], w[O,I]                  out: dx[N,I]
+ *   LINEAR_BWD_WEIGHT  in: x[N,I], dy[N,O]                  out: dw[O,I], db[O]
+ *   SOFTMAX_XENT       in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n]
+ *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K]
+ *   ARGMAX             in: x[N,K]                           out: idx[N] i32 (first maximum)
+ *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
+ *   ADD                in: a, b (same shape)                out: c = a + b (gradient accumulation)
+ *   ADAM_STEP          in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none
+ *   SGD_STEP           in: state param, grad, state velocity                            out: none
+ *   FILL               in: none                             out: y[1] f32 = params.fill.value
+ *                                                           (the autodiff seed dL/dL = 1)
+ *   SIGMOID            in: x                                out: y = 1 / (1 + exp(-x))         (ABI 2)
+ *   SIGMOID_BWD        in: y (the forward output), dy       out: dx = dy * y * (1 - y)         (ABI 2)
+ *
+ * Adding an op: append its line to the list and to the table above (never reorder: enum values
+ * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
+ * ops/<name>.cpp (README.md, "Adding an op"). Plain C, included by plugin.h. */
 #ifndef PARITY_OP_LIST_H
 #define PARITY_OP_LIST_H
 
-/*      ID                 name               in out builder */
-#define PARITY_OP_LIST(X)                                            \
-  X(CONV2D,            conv2d,            3, 1, 0)                  \
-  X(CONV2D_BWD_DATA,   conv2d_bwd_data,   2, 1, 0)                  \
-  X(CONV2D_BWD_WEIGHT, conv2d_bwd_weight, 2, 2, 0)                  \
-  X(RELU,              relu,              1, 1, 1)                  \
-  X(RELU_BWD,          relu_bwd,          2, 1, 0)                  \
-  X(MAXPOOL2D,         maxpool2d,         1, 2, 0)                  \
-  X(MAXPOOL2D_BWD,     maxpool2d_bwd,     2, 1, 0)                  \
-  X(RESHAPE,           reshape,           1, 1, 0)                  \
-  X(LINEAR,            linear,            3, 1, 1)                  \
-  X(LINEAR_BWD_DATA,   linear_bwd_data,   2, 1, 0)                  \
-  X(LINEAR_BWD_WEIGHT, linear_bwd_weight, 2, 2, 0)                  \
-  X(SOFTMAX_XENT,      softmax_xent,      2, 1, 1)                  \
-  X(SOFTMAX_XENT_BWD,  softmax_xent_bwd,  3, 1, 0)                  \
-  X(ARGMAX,            argmax,            1, 1, 1)                  \
-  X(ACCURACY,          accuracy,          2, 1, 1)                  \
-  X(ADD,               add,               2, 1, 1)                  \
-  X(ADAM_STEP,         adam_step,         5, 0, 0)                  \
-  X(SGD_STEP,          sgd_step,          3, 0, 0)                  \
-  X(FILL,              fill,              0, 1, 0)                  \
-  X(SIGMOID,           sigmoid,           1, 1, 1)                  \
+/*  X(ID,                name,              in, out, builder) */
+#define PARITY_OP_LIST(X)                                 \
+  X(CONV2D,            conv2d,            3, 1, 0)       \
+  X(CONV2D_BWD_DATA,   conv2d_bwd_data,   2, 1, 0)       \
+  X(CONV2D_BWD_WEIGHT, conv2d_bwd_weight, 2, 2, 0)       \
+  X(RELU,              relu,              1, 1, 1)       \
+  X(RELU_BWD,          relu_bwd,          2, 1, 0)       \
+  X(MAXPOOL2D,         maxpool2d,         1, 2, 0)       \
+  X(MAXPOOL2D_BWD,     maxpool2d_bwd,     2, 1, 0)       \
+  X(RESHAPE,           reshape,           1, 1, 0)       \
+  X(LINEAR,            linear,            3, 1, 1)       \
+  X(LINEAR_BWD_DATA,   linear_bwd_data,   2, 1, 0)       \
+  X(LINEAR_BWD_WEIGHT, linear_bwd_weight, 2, 2, 0)       \
+  X(SOFTMAX_XENT,      softmax_xent,      2, 1, 1)       \
+  X(SOFTMAX_XENT_BWD,  softmax_xent_bwd,  3, 1, 0)       \
+  X(ARGMAX,            argmax,            1, 1, 1)       \
+  X(ACCURACY,          accuracy,          2, 1, 1)       \
+  X(ADD,               add,               2, 1, 1)       \
+  X(ADAM_STEP,         adam_step,         5, 0, 0)       \
+  X(SGD_STEP,          sgd_step,          3, 0, 0)       \
+  X(FILL,              fill,              0, 1, 0)       \
+  X(SIGMOID,           sigmoid,           1, 1, 1)       \
   X(SIGMOID_BWD,       sigmoid_bwd,       2, 1, 0)
 
 #endif /* PARITY_OP_LIST_H */

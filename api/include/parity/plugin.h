@@ -33,32 +33,8 @@ extern "C" {
 
 typedef enum parity_dtype { PARITY_F32 = 0, PARITY_I32 = 1, PARITY_I64 = 2 } parity_dtype;
 
-/* Every op, forward and backward, generated from PARITY_OP_LIST (parity/op_list.h). Inputs and
- * outputs per op, in the order the node stores them ("state" marks values an op updates in
- * place, listed as inputs, not outputs):
- *   CONV2D             in: x[N,C,H,W], w[K,C,R,S], b[K]     out: y[N,K,P,Q]
- *   CONV2D_BWD_DATA    in: dy[N,K,P,Q], w[K,C,R,S]          out: dx[N,C,H,W]
- *   CONV2D_BWD_WEIGHT  in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C,R,S], db[K]
- *   RELU               in: x                                out: y
- *   RELU_BWD           in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0)
- *   MAXPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
- *                                                           flat index h*W+w of the max within its (n,c) plane
- *   MAXPOOL2D_BWD      in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W]
- *   RESHAPE            in: x                                out: y (same elements, new shape)
- *   LINEAR             in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b
- *   LINEAR_BWD_DATA    in: dy[N,O], w[O,I]                  out: dx[N,I]
- *   LINEAR_BWD_WEIGHT  in: x[N,I], dy[N,O]                  out: dw[O,I], db[O]
- *   SOFTMAX_XENT       in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n]
- *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K]
- *   ARGMAX             in: x[N,K]                           out: idx[N] i32 (first maximum)
- *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
- *   ADD                in: a, b (same shape)                out: c = a + b (gradient accumulation)
- *   ADAM_STEP          in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none
- *   SGD_STEP           in: state param, grad, state velocity                            out: none
- *   FILL               in: none                             out: y[1] f32 = params.fill.value
- *                                                           (the autodiff seed dL/dL = 1)
- *   SIGMOID            in: x                                out: y = 1 / (1 + exp(-x))            (ABI 2)
- *   SIGMOID_BWD        in: y (the forward output), dy       out: dx = dy * y * (1 - y)            (ABI 2) */
+/* Every op, forward and backward, generated from PARITY_OP_LIST: parity/op_list.h lists each
+ * op's inputs and outputs in the order a node stores them. */
 typedef enum parity_op {
 #define PARITY_OP_ENUM_VALUE(id, name, inputs, outputs, builder) PARITY_OP_##id,
   PARITY_OP_LIST(PARITY_OP_ENUM_VALUE)
