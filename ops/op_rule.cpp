@@ -1,5 +1,5 @@
 // ops/op_rule.cpp — the op table, generated from PARITY_OP_LIST (a missing rule is a link
-// error, a missing list entry a static_assert), and the shared validation helpers.
+// error, a missing list entry a static_assert), and the shared validation and element-wise helpers.
 #include "ops/op_rule.h"
 
 #include <fmt/format.h>
@@ -51,6 +51,24 @@ const OpRule& rule(parity_op op) {
 }
 
 const char* lower_name(parity_op op) { return known(op) ? kLowerNames[op] : "unknown"; }
+
+std::vector<OutputSpec> infer_elementwise_forward(const OpCall& c) {
+  require_dtype(c, 0, DType::f32, "input");
+  return {{c.inputs[0]->shape, DType::f32}};
+}
+
+std::vector<OutputSpec> infer_elementwise_backward(const OpCall& c) {
+  require_dtype(c, 0, DType::f32, "y");
+  require_dtype(c, 1, DType::f32, "dy");
+  require_same_shape(c, 0, 1);
+  return {{c.inputs[0]->shape, DType::f32}};
+}
+
+std::vector<Value> gradient_from_output(NodeEmitter& emit, const Node& node, const std::vector<Value>& dL_dy,
+                                        const std::vector<bool>& needed, parity_op backward) {
+  if (!dL_dy[0].valid() || !needed[0]) return {Value{}};
+  return {emit.node(backward, node.params, {Value{node.outputs[0]}, dL_dy[0]}, node.name + ".bwd")[0]};
+}
 
 void fail(const OpCall& call, const char* op, const std::string& message) {
   throw Error(ErrorKind::shape, fmt::format("{} '{}': {}", op, call.node, message));

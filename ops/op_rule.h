@@ -92,6 +92,14 @@ const OpRule& rule(parity_op op);
 // methods spell it; "unknown" outside the list.
 const char* lower_name(parity_op op);
 
+// Shared pieces of element-wise ops (relu, sigmoid): f32 x -> y of x's shape; y (the forward
+// output), dy -> dx of one shape; and the gradient that feeds the forward's output and dy to
+// `backward`.
+std::vector<OutputSpec> infer_elementwise_forward(const OpCall& call);
+std::vector<OutputSpec> infer_elementwise_backward(const OpCall& call);
+std::vector<Value> gradient_from_output(NodeEmitter& emit, const Node& node, const std::vector<Value>& dL_dy,
+                                        const std::vector<bool>& needed, parity_op backward);
+
 // Shared checks with messages of the form "<op> '<node>': <value> <rule>, got <what>".
 void require_rank(const OpCall& call, int input, int rank, const char* what);
 void require_dtype(const OpCall& call, int input, DType dtype, const char* what);

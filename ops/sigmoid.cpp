@@ -8,26 +8,13 @@
 namespace parity::ops {
 namespace {
 
-std::vector<OutputSpec> infer_forward(const OpCall& c) {
-  require_dtype(c, 0, DType::f32, "input");
-  return {{c.inputs[0]->shape, DType::f32}};
-}
-
 // exp, add, divide (the negation is free).
 double flops_forward(const OpCall& c) { return 3.0 * c.inputs[0]->shape.numel(); }
 
 // Like relu, the backward takes y, not x: y * (1 - y) is the derivative, with no exp to redo.
 std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<Value>& dL_dy,
                             const std::vector<bool>& needed) {
-  if (!dL_dy[0].valid() || !needed[0]) return {Value{}};
-  return {b.node(PARITY_OP_SIGMOID_BWD, node.params, {Value{node.outputs[0]}, dL_dy[0]}, node.name + ".bwd")[0]};
-}
-
-std::vector<OutputSpec> infer_backward(const OpCall& c) {
-  require_dtype(c, 0, DType::f32, "y");
-  require_dtype(c, 1, DType::f32, "dy");
-  require_same_shape(c, 0, 1);
-  return {{c.inputs[0]->shape, DType::f32}};
+  return gradient_from_output(b, node, dL_dy, needed, PARITY_OP_SIGMOID_BWD);
 }
 
 // subtract, two multiplies.
@@ -67,7 +54,7 @@ const Tolerance kSigmoidTolerance{1e-12, 1e-8, "float32 expf (1-2 ulp), add and 
 
 }  // namespace
 
-extern const OpRule sigmoid_rule{"SIGMOID", 1, 1, infer_forward, flops_forward, gradient, kSigmoidTolerance, &kCases};
-extern const OpRule sigmoid_bwd_rule{"SIGMOID_BWD", 2, 1, infer_backward, flops_backward, nullptr, kSigmoidTolerance};
+extern const OpRule sigmoid_rule{"SIGMOID", 1, 1, infer_elementwise_forward, flops_forward, gradient, kSigmoidTolerance, &kCases};
+extern const OpRule sigmoid_bwd_rule{"SIGMOID_BWD", 2, 1, infer_elementwise_backward, flops_backward, nullptr, kSigmoidTolerance};
 
 }  // namespace parity::ops

@@ -18,8 +18,8 @@ TEST(OpList, EveryRuleHasTheListsNameAndArity) {
     const parity_op op = static_cast<parity_op>(i);
     const ops::OpRule& rule = ops::rule(op);
     EXPECT_STREQ(rule.name, parity_op_name(op)) << i;
-    EXPECT_EQ(rule.num_inputs, parity_op_num_inputs(op)) << rule.name;
-    EXPECT_EQ(rule.num_outputs, parity_op_num_outputs(op)) << rule.name;
+    EXPECT_EQ(rule.num_inputs, parity_op_info_of(op).num_inputs) << rule.name;
+    EXPECT_EQ(rule.num_outputs, parity_op_info_of(op).num_outputs) << rule.name;
     std::string upper = ops::lower_name(op);
     for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     EXPECT_EQ(upper, rule.name);
@@ -29,7 +29,8 @@ TEST(OpList, EveryRuleHasTheListsNameAndArity) {
 TEST(OpList, NamesOutsideTheListAreUnknown) {
   EXPECT_STREQ(parity_op_name(PARITY_OP_COUNT), "UNKNOWN");
   EXPECT_STREQ(parity_op_name(static_cast<parity_op>(-1)), "UNKNOWN");
-  EXPECT_EQ(parity_op_num_inputs(PARITY_OP_COUNT), -1);
+  EXPECT_EQ(parity_op_info_of(PARITY_OP_COUNT).num_inputs, -1);
+  EXPECT_EQ(parity_op_info_of(PARITY_OP_COUNT).num_outputs, -1);
   EXPECT_STREQ(ops::lower_name(PARITY_OP_COUNT), "unknown");
   EXPECT_THROW(ops::rule(PARITY_OP_COUNT), Error);
 }

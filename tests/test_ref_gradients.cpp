@@ -224,19 +224,26 @@ TEST(Conv2dForward, CrossCorrelationNotConvolution) {
 // ---------------------------------------------------------------------------------------------
 // relu
 
-TEST(ReluGradient, MatchesFiniteDifferencesAwayFromZero) {
-  Rng rng(2);
-  Vec x = uniform_away_from_zero(300, rng);
+// An element-wise op whose backward takes the forward output y (relu, sigmoid).
+using ElementwiseForward = void (*)(const double* x, double* y, int64_t count);
+using ElementwiseBackward = void (*)(const double* y, const double* dL_dy, double* dL_dx, int64_t count);
+FdResult elementwise_gradient_error(ElementwiseForward forward, ElementwiseBackward backward, Vec x, Rng& rng) {
   const Vec r = uniform(x.size(), rng);
   Vec y(x.size());
   auto objective = [&] {
-    relu_forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
     return dot(y, r);
   };
-  objective();  // y = relu(x): the backward takes the forward output
+  objective();  // y = f(x): the backward takes the forward output
   Vec dL_dx(x.size());
-  relu_backward(y.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
-  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  backward(y.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
+  return compare_with_fd(x, dL_dx, objective, rng);
+}
+
+TEST(ReluGradient, MatchesFiniteDifferencesAwayFromZero) {
+  Rng rng(2);
+  Vec x = uniform_away_from_zero(300, rng);
+  const FdResult f = elementwise_gradient_error(relu_forward, relu_backward, x, rng);
   EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
 }
 
@@ -264,17 +271,7 @@ TEST(ReluForward, PropagatesNaN) {
 
 TEST(SigmoidGradient, MatchesFiniteDifferences) {
   Rng rng(12);
-  Vec x = uniform(300, rng, -4.0, 4.0);
-  const Vec r = uniform(x.size(), rng);
-  Vec y(x.size());
-  auto objective = [&] {
-    sigmoid_forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
-    return dot(y, r);
-  };
-  objective();  // y = sigmoid(x): the backward takes the forward output
-  Vec dL_dx(x.size());
-  sigmoid_backward(y.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
-  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  const FdResult f = elementwise_gradient_error(sigmoid_forward, sigmoid_backward, uniform(300, rng, -4.0, 4.0), rng);
   EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
 }
 

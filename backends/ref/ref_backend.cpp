@@ -283,18 +283,13 @@ class RefExecutable final : public Executable {
                                            " elements, the op needs " + std::to_string(expected));
   }
 
-  // x -> y and y, dy -> dx element by element (relu, sigmoid): every operand of one size.
-  void elementwise_forward(const parity_node_desc& node, void (*op)(const double*, double*, int64_t)) const {
+  // The element count of an element-wise node (relu, sigmoid and their backwards), whose
+  // `inputs` inputs and one output all hold that many values.
+  int64_t elementwise_count(const parity_node_desc& node, int32_t inputs) const {
     const int64_t count = numel_of(in_desc(node, 0));
+    for (int32_t slot = 1; slot < inputs; ++slot) expect_numel(node, in_desc(node, slot), count);
     expect_numel(node, out_desc(node, 0), count);
-    op(f_in(node, 0), f_out(node, 0), count);
-  }
-  void elementwise_backward(const parity_node_desc& node,
-                            void (*op)(const double*, const double*, double*, int64_t)) const {
-    const int64_t count = numel_of(in_desc(node, 0));
-    expect_numel(node, in_desc(node, 1), count);
-    expect_numel(node, out_desc(node, 0), count);
-    op(f_in(node, 0), f_in(node, 1), f_out(node, 0), count);
+    return count;
   }
 
   // Run-time data the graph cannot have validated: labels must name a class.
@@ -369,10 +364,14 @@ class RefExecutable final : public Executable {
         conv2d_backward_weight(f_in(node, 0), f_in(node, 1), f_out(node, 0), f_out(node, 1), d);
         break;
       }
-      case PARITY_OP_RELU: elementwise_forward(node, relu_forward); break;
-      case PARITY_OP_RELU_BWD: elementwise_backward(node, relu_backward); break;  // y, dy -> dx
-      case PARITY_OP_SIGMOID: elementwise_forward(node, sigmoid_forward); break;
-      case PARITY_OP_SIGMOID_BWD: elementwise_backward(node, sigmoid_backward); break;  // y, dy -> dx
+      case PARITY_OP_RELU: relu_forward(f_in(node, 0), f_out(node, 0), elementwise_count(node, 1)); break;
+      case PARITY_OP_RELU_BWD:  // y, dy -> dx
+        relu_backward(f_in(node, 0), f_in(node, 1), f_out(node, 0), elementwise_count(node, 2));
+        break;
+      case PARITY_OP_SIGMOID: sigmoid_forward(f_in(node, 0), f_out(node, 0), elementwise_count(node, 1)); break;
+      case PARITY_OP_SIGMOID_BWD:  // y, dy -> dx
+        sigmoid_backward(f_in(node, 0), f_in(node, 1), f_out(node, 0), elementwise_count(node, 2));
+        break;
       case PARITY_OP_MAXPOOL2D: {  // x -> y, idx
         const Maxpool2dDims d = pool_dims(node, in_desc(node, 0));
         expect_numel(node, out_desc(node, 0), d.n * d.c * d.p * d.q);

@@ -1,7 +1,6 @@
 /* parity/op_list.h — every op of the plugin ABI, declared once: PARITY_OP_LIST(X) calls
  * X(ID, name, inputs, outputs, builder) per op, in enum order. It feeds the parity_op enum
- * (PARITY_OP_<ID>), the op names (parity_op_name: "<ID>"), the arity (parity_op_num_inputs /
- * parity_op_num_outputs), the table of op rules in libparity (ops/: `<name>_rule`) and, where
+ * (PARITY_OP_<ID>), the op names and arity (parity_op_info_of, parity_op_name: "<ID>"), the table of op rules in libparity (ops/: `<name>_rule`) and, where
  * `builder` is 1, a GraphBuilder method `<name>(inputs..., node name)` (ops with no params and
  * one output; the others have hand-written methods in parity/graph.h, or none).
  *

@@ -42,44 +42,32 @@ typedef enum parity_op {
   PARITY_OP_COUNT
 } parity_op;
 
-/* The op's name ("CONV2D"), "UNKNOWN" outside [0, PARITY_OP_COUNT). Defined here, so plugins
- * and libparity name ops alike without linking anything. */
-static inline const char* parity_op_name(parity_op op) {
+/* What PARITY_OP_LIST says of an op: its name ("CONV2D") and how many inputs and outputs its
+ * nodes have; {"UNKNOWN", -1, -1} outside [0, PARITY_OP_COUNT). Defined here, so plugins and
+ * libparity name ops alike without linking anything. */
+typedef struct parity_op_info {
+  const char* name;
+  int32_t num_inputs, num_outputs;
+} parity_op_info;
+
+static inline parity_op_info parity_op_info_of(parity_op op) {
+  parity_op_info info = {"UNKNOWN", -1, -1};
   switch (op) {
-#define PARITY_OP_NAME_CASE(id, name, inputs, outputs, builder) \
-  case PARITY_OP_##id:                                          \
-    return #id;
-    PARITY_OP_LIST(PARITY_OP_NAME_CASE)
-#undef PARITY_OP_NAME_CASE
+#define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder) \
+  case PARITY_OP_##id:                                                \
+    info.name = #id;                                                  \
+    info.num_inputs = inputs;                                         \
+    info.num_outputs = outputs;                                       \
+    break;
+    PARITY_OP_LIST(PARITY_OP_INFO_CASE)
+#undef PARITY_OP_INFO_CASE
     default:
-      return "UNKNOWN";
+      break;
   }
+  return info;
 }
 
-/* How many inputs and outputs a node of the op has (-1 outside [0, PARITY_OP_COUNT)). */
-static inline int32_t parity_op_num_inputs(parity_op op) {
-  switch (op) {
-#define PARITY_OP_INPUTS_CASE(id, name, inputs, outputs, builder) \
-  case PARITY_OP_##id:                                            \
-    return inputs;
-    PARITY_OP_LIST(PARITY_OP_INPUTS_CASE)
-#undef PARITY_OP_INPUTS_CASE
-    default:
-      return -1;
-  }
-}
-
-static inline int32_t parity_op_num_outputs(parity_op op) {
-  switch (op) {
-#define PARITY_OP_OUTPUTS_CASE(id, name, inputs, outputs, builder) \
-  case PARITY_OP_##id:                                             \
-    return outputs;
-    PARITY_OP_LIST(PARITY_OP_OUTPUTS_CASE)
-#undef PARITY_OP_OUTPUTS_CASE
-    default:
-      return -1;
-  }
-}
+static inline const char* parity_op_name(parity_op op) { return parity_op_info_of(op).name; }
 
 typedef struct parity_conv2d_params {
   int32_t stride_h, stride_w;      /* > 0 */
