@@ -107,15 +107,32 @@ std::vector<OpCase> builtin_cases(Draw& draw) {
   return cases;
 }
 
+std::string op_spellings() {
+  std::string out;
+  for (const ConformanceFamily* f : families())
+    for (std::string s : spellings_of(*f)) {
+      if (s.back() == '*') s.pop_back();
+      out += (out.empty() ? "" : ", ") + s;
+    }
+  return out;
+}
+
+std::string shape_meanings() {
+  std::string out;
+  for (const ConformanceFamily* f : families()) {
+    const std::vector<std::string> spellings = spellings_of(*f);
+    if (spellings.empty()) continue;
+    std::string first = spellings[0];
+    if (first.back() == '*') first.pop_back();
+    out += (out.empty() ? "" : "; ") + first + " " + f->shape_meaning;
+  }
+  return out;
+}
+
 std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vector<int64_t>& shape) {
   std::string family = op;
   for (char& c : family) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  std::string known;
   for (const ConformanceFamily* f : families()) {
-    for (std::string s : spellings_of(*f)) {
-      if (s.back() == '*') s.pop_back();
-      known += (known.empty() ? "" : ", ") + s;
-    }
     if (!selects(*f, family)) continue;
     if (shape.size() < f->shape_min || shape.size() > f->shape_max)
       throw Error(ErrorKind::invalid_argument,
@@ -130,7 +147,8 @@ std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vec
     f->from_shape(cases, draw, shape);
     return cases;
   }
-  throw Error(ErrorKind::invalid_argument, fmt::format("check ops: --op '{}' is not an op family: {}", op, known));
+  throw Error(ErrorKind::invalid_argument,
+              fmt::format("check ops: --op '{}' is not an op family: {}", op, op_spellings()));
 }
 
 }  // namespace parity::ops

@@ -74,6 +74,10 @@ constexpr int kSharedDrawFamilies = 8;
 
 // Every family's built-in cases, in draw order.
 std::vector<OpCase> builtin_cases(Draw& draw);
+// For `--op`'s help and errors: every spelling `--op` accepts ("conv2d, linear, ..."), and what
+// `--shape` lists for each family ("conv2d N,C,H,W,K,R,S[,stride[,pad]]; linear N,IN,OUT; ...").
+std::string op_spellings();
+std::string shape_meanings();
 // The case `--op op --shape shape` names (throws Error(invalid_argument) naming what --shape
 // must hold, or the families there are).
 std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vector<int64_t>& shape);

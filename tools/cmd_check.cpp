@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/atomic_file.h"
+#include "ops/conformance.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
@@ -132,11 +133,8 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   ops->add_flag("--exact", ops_options->exact, "small-integer inputs: conv and linear must match ref bit for bit");
   ops->add_flag("--gradient", ops_options->gradient,
                 "each op's backward against float64 finite differences of ref's forward (inputs away from kinks)");
-  ops->add_option("--op", ops_options->op, "only this op family: conv2d, linear, relu, maxpool2d, softmax_xent, argmax, "
-                                          "accuracy, add, reshape, adam_step, sgd_step");
-  ops->add_option("--shape", ops_options->shape,
-                  "with --op, one more case: conv2d N,C,H,W,K,R,S[,stride[,pad]]; linear N,IN,OUT; maxpool2d "
-                  "N,C,H,W,KERNEL,STRIDE; softmax_xent N,CLASSES; others the tensor's dims")
+  ops->add_option("--op", ops_options->op, "only this op family: " + ops::op_spellings());
+  ops->add_option("--shape", ops_options->shape, "with --op, one more case: " + ops::shape_meanings())
       ->delimiter(',');
   ops->add_option("--seed", ops_options->seed, "seed of the random inputs")->capture_default_str();
   ops->add_option("--threads", ops_options->threads, "threads for the cpu backend (0: all)");
