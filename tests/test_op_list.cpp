@@ -107,5 +107,24 @@ TEST(OpList, EveryOpHasConformanceCases) {
     EXPECT_TRUE(seen.count(op)) << parity_op_name(static_cast<parity_op>(op)) << " has no conformance case";
 }
 
+// `--op NAME --shape ...` finds a family through its rule file, and names them all when it cannot.
+TEST(OpList, UserCasesComeFromTheRuleFiles) {
+  ops::Draw draw(3, false);
+  const std::vector<ops::OpCase> cases = ops::user_cases(draw, "sigmoid", {3, 5});
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].op, PARITY_OP_SIGMOID);
+  EXPECT_EQ(cases[1].op, PARITY_OP_SIGMOID_BWD);
+  EXPECT_EQ(cases[0].operands[0].tensor.shape(), (Shape{3, 5}));
+  EXPECT_EQ(ops::user_cases(draw, "conv2d_bwd_data", {1, 1, 4, 4, 1, 3, 3}).size(), 3u);
+  try {
+    ops::user_cases(draw, "nosuchop", {1});
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not an op family: conv2d, linear, relu"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sigmoid"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(ops::shape_meanings().find("conv2d N,C,H,W,K,R,S[,stride[,pad]]"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace parity
