@@ -1,6 +1,5 @@
 // backends/native/plugin_support.h — what the GPU plugins (backends/hip, backends/cuda) share
-// around their device calls: the error that travels to the ABI boundary as status + message,
-// the wrapper that keeps every exception from crossing it, op names, the validation of a plan's
+// around their device calls: the kit's ABI guard under the plugins' names, op names, the validation of a plan's
 // descriptors before anything is sized from them, the lookup of persistent values shared by
 // name between executables, and the range check of raw buffer copies. Plain C++ (no vendor
 // header), so it compiles under g++, hipcc and nvcc alike.
@@ -15,53 +14,30 @@
 #include <stdexcept>
 #include <string>
 
+#include "backends/kit/abi_guard.h"
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
 #include "parity/plugin.h"
 
 namespace parity {
 namespace native {
 
-// A failure inside a plugin: returned by the entry point as this status and message.
-struct PluginError : std::runtime_error {
-  PluginError(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
-  parity_status status;
-};
+// The ABI edge comes from the kit; these are the plugins' names for it.
+using PluginError = kit::AbiError;
+using kit::copy_message;
+using kit::report;
 
-[[noreturn]] inline void plugin_fail(parity_status status, const std::string& message) {
-  throw PluginError(status, message);
-}
-
-inline void copy_message(char* dst, size_t capacity, const std::string& message) {
-  if (!dst || capacity == 0) return;
-  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
-  std::memcpy(dst, message.data(), n);
-  dst[n] = '\0';
-}
-
-inline parity_status report(parity_error* err, parity_status status, const std::string& message) {
-  if (err) {
-    err->status = status;
-    copy_message(err->message, sizeof err->message, message);
-  }
-  return status;
-}
+[[noreturn]] inline void plugin_fail(parity_status status, const std::string& message) { kit::abi_fail(status, message); }
 
 // Runs one entry point's body; nothing thrown leaves it. `backend` prefixes the messages of
-// exceptions that carry no backend name of their own.
+// exceptions that carry no backend name of their own; any other std::exception is a kernel
+// launch that failed (pk.h names the kernel), so a device failure.
 template <class Body>
 parity_status guarded(const char* backend, parity_error* err, Body&& body) {
-  try {
-    body();
-    return PARITY_OK;
-  } catch (const PluginError& e) {
-    return report(err, e.status, e.what());
-  } catch (const std::bad_alloc&) {
-    return report(err, PARITY_STATUS_OUT_OF_MEMORY, msg(backend, ": out of host memory"));
-  } catch (const std::exception& e) {  // a kernel launch that failed (pk.h names the kernel)
-    return report(err, PARITY_STATUS_DEVICE, msg(backend, ": ", e.what()));
-  } catch (...) {
-    return report(err, PARITY_STATUS_INTERNAL, msg(backend, ": an unknown exception"));
-  }
+  return kit::guarded(err, msg(backend, ": "), body, [&](const std::exception& e, parity_status& status,
+                                                           std::string& message) {
+    status = PARITY_STATUS_DEVICE;
+    message = msg(backend, ": ", e.what());
+  });
 }
 
 inline const char* op_name(parity_op op) {
