@@ -190,11 +190,11 @@ class CpuExecutable final : public Executable {
   }
 
   // Shape checks and work split of one node; returns its scratch bytes. Same cases as run().
-  static int64_t plan_node(BoundNode& node) {
+  static int64_t prepare_node(BoundNode& node) {
     switch (node.op) {
-      case PARITY_OP_CONV2D: return cpu::plan_conv2d(node);
-      case PARITY_OP_CONV2D_BWD_DATA: return cpu::plan_conv2d_bwd_data(node);
-      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::plan_conv2d_bwd_weight(node);
+      case PARITY_OP_CONV2D: return cpu::prepare_conv2d(node);
+      case PARITY_OP_CONV2D_BWD_DATA: return cpu::prepare_conv2d_bwd_data(node);
+      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::prepare_conv2d_bwd_weight(node);
       case PARITY_OP_RELU: return cpu::plan_relu(node);
       case PARITY_OP_RELU_BWD: return cpu::plan_relu_bwd(node);
       case PARITY_OP_MAXPOOL2D: return cpu::plan_maxpool2d(node);
@@ -341,7 +341,7 @@ class CpuExecutable final : public Executable {
       for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
       mark_pool_gradient(desc, pool_gradient, node);
-      workspace_bytes = std::max(workspace_bytes, plan_node(node));
+      workspace_bytes = std::max(workspace_bytes, prepare_node(node));
     }
     // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
     // form's scratch)

@@ -127,10 +127,10 @@ int32_t worker_slot(int32_t slots);
 // Bytes rounded up to a 64-byte multiple, so sub-buffers of a workspace stay aligned.
 inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
-// ---- the ops: plan_* returns the workspace bytes the run function needs
-int64_t plan_conv2d(BoundNode& node);
-int64_t plan_conv2d_bwd_data(BoundNode& node);
-int64_t plan_conv2d_bwd_weight(BoundNode& node);
+// ---- the ops: prepare_* (conv) and plan_* return the workspace bytes the run function needs
+int64_t prepare_conv2d(BoundNode& node);
+int64_t prepare_conv2d_bwd_data(BoundNode& node);
+int64_t prepare_conv2d_bwd_weight(BoundNode& node);
 void conv2d_nchw_f32(const BoundNode& node);
 void conv2d_bwd_data_nchw_f32(const BoundNode& node);
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node);

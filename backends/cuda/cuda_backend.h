@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
-#include "backends/cuda/cuda_plan.h"
+#include "backends/cuda/cuda_decisions.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
@@ -75,13 +75,13 @@ struct parity_backend_instance {
   cudaStream_t copy_stream = nullptr;  // the next batch's inputs, while a step runs
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
-  parity::cuda_plan::Options options;
+  parity::cuda_decisions::Options options;
   bool external_legacy_stream = false;
   std::string device_name;
   int64_t device_memory = 0;
-  // Convolution algorithms chosen on this instance, by cuda_plan::conv_cache_key: searched once
+  // Convolution algorithms chosen on this instance, by cuda_decisions::conv_cache_key: searched once
   // per shape, shared by the executables (training, last partial batch, evaluation).
-  std::map<std::string, parity::cuda_plan::AlgoChoice> algorithms;
+  std::map<std::string, parity::cuda_decisions::AlgoChoice> algorithms;
 
   void make_current() const { CUDA_CHECK(cudaSetDevice(device)); }
   ~parity_backend_instance();

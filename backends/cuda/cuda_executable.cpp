@@ -1,13 +1,13 @@
 // backends/cuda/cuda_executable.cpp — the CUDA plugin's executables: compile turns a plan into
 // steps (cuDNN convolutions with descriptors and algorithms chosen once per shape, cuBLAS
-// products, native kernels for the rest: cuda_plan::route_of says which and why) over one device
-// arena (cuda_plan::layout_arena); write_value feeds INPUT values from pinned memory on the copy
+// products, native kernels for the rest: cuda_decisions::route_of says which and why) over one device
+// arena (cuda_decisions::layout_arena); write_value feeds INPUT values from pinned memory on the copy
 // stream into one of two input slots while the step reading the other slot runs; execute checks
 // the run-time data on the host, then launches the steps one by one (the first use of a slot,
 // or with capture off) or the slot's CUDA graph (captured at its second use, then replayed).
 //
 // Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
-// on the CPU (tests/test_cuda_plan.cpp).
+// on the CPU (tests/test_cuda_decisions.cpp).
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -24,7 +24,7 @@ using parity::native::msg;
 using parity::native::numel_of;
 using parity::native::shape_str;
 using parity::native::value_name;
-namespace plan = parity::cuda_plan;
+namespace plan = parity::cuda_decisions;
 
 namespace {
 
@@ -124,7 +124,7 @@ struct ConvOperands {
 // Chooses the algorithm of one convolution unless the instance has chosen for this shape and
 // alignment already: cudnnFind*AlgorithmEx runs and times every algorithm on the operands with
 // a workspace of the limit's size; cudnnGet*Algorithm_v7 gives cuDNN's heuristic ranking;
-// cuda_plan::choose_algorithm picks by the rules.
+// cuda_decisions::choose_algorithm picks by the rules.
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
                                        const plan::ConvDescriptors& d, ConvDescriptorSet& set,
                                        const ConvOperands& at, void* workspace, const std::string& node_name) {

@@ -1,4 +1,4 @@
-// tests/test_cuda_plan.cpp — the CUDA plugin's device-free decisions (backends/cuda/cuda_plan.h),
+// tests/test_cuda_decisions.cpp — the CUDA plugin's device-free decisions (backends/cuda/cuda_decisions.h),
 // run on the CPU: options from the environment, where each op runs, cuDNN descriptor
 // parameters from real seed-cnn plans, the algorithm choice, the cuBLAS calls of the linear ops
 // (executed here by a column-major reference GEMM with cuBLAS's argument meaning and compared
@@ -11,11 +11,11 @@
 
 #include <gtest/gtest.h>
 
-#include "backends/cuda/cuda_plan.h"
+#include "backends/cuda/cuda_decisions.h"
 #include "parity/parity.h"
 
 namespace parity {
-namespace cuda_plan {
+namespace cuda_decisions {
 namespace {
 
 GetEnv env_of(std::map<std::string, std::string> vars) {
@@ -28,7 +28,7 @@ GetEnv env_of(std::map<std::string, std::string> vars) {
 std::string error_of(const std::function<void()>& f, parity_status* status = nullptr) {
   try {
     f();
-  } catch (const PlanError& e) {
+  } catch (const CudaError& e) {
     if (status) *status = e.status;
     return e.what();
   }
@@ -408,5 +408,5 @@ TEST(CudaPlan, DevicesRunTheCodeBuiltForThem) {
 }
 
 }  // namespace
-}  // namespace cuda_plan
+}  // namespace cuda_decisions
 }  // namespace parity
