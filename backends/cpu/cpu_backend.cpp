@@ -22,6 +22,8 @@
 
 #include "backends/builtin.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -67,48 +69,34 @@ int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
 
 std::string shape_str(const parity_value_desc& v) { return cpu::shape_str(v.dims, v.rank); }
 
-bool is_persistent(parity_value_kind kind) { return kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE; }
+using kit::is_persistent;
 
-// PARAM and STATE values by name; entries never move once made, so pointers into them stay valid.
+// PARAM and STATE values by name (the kit's store), each in its own 64-byte aligned buffer,
+// zero-filled on first sight so Adam's m and v start at 0.
 class PersistentStore {
  public:
-  struct Entry {
-    parity_dtype dtype;
-    int32_t rank;
-    int64_t dims[PARITY_MAX_RANK];
-    AlignedBuffer buffer;
-  };
-
-  // The storage of value v: made (zero-filled, so Adam's m and v start at 0) on first sight,
-  // else checked to have v's dtype and shape.
+  // The storage of value v, checked to have v's dtype and shape when it already exists.
   unsigned char* bind(const parity_value_desc& v) {
-    auto it = entries_.find(v.name);
-    if (it == entries_.end()) {
-      auto entry = std::make_unique<Entry>(Entry{v.dtype, v.rank, {}, AlignedBuffer(v.bytes)});
-      std::copy(v.dims, v.dims + v.rank, entry->dims);
-      it = entries_.emplace(v.name, std::move(entry)).first;
-      return it->second->buffer.data();
-    }
-    const Entry& e = *it->second;
-    const bool same = e.dtype == v.dtype && e.rank == v.rank && std::equal(v.dims, v.dims + v.rank, e.dims);
-    if (!same) {
-      throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) + " " +
-                                        dtype_name(v.dtype) + " in this plan but " + cpu::shape_str(e.dims, e.rank) +
-                                        " " +
-                                        dtype_name(e.dtype) +
-                                        " in the executable it shares with; shared values must match");
-    }
-    return e.buffer.data();
+    return store_
+        .bind(
+            v, [&] { return std::make_shared<AlignedBuffer>(v.bytes); },
+            [&](const parity_value_desc& e) {
+              throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) +
+                                                " " + dtype_name(v.dtype) + " in this plan but " +
+                                                cpu::shape_str(e.dims, e.rank) + " " + dtype_name(e.dtype) +
+                                                " in the executable it shares with; shared values must match");
+            })
+        ->data();
   }
 
   int64_t bytes() const {
     int64_t total = 0;
-    for (const auto& [name, entry] : entries_) total += entry->buffer.bytes();
+    store_.for_each([&](const AlignedBuffer& buffer) { total += buffer.bytes(); });
     return total;
   }
 
  private:
-  std::map<std::string, std::unique_ptr<Entry>> entries_;
+  kit::PersistentStore<AlignedBuffer> store_;
 };
 
 // A byte range of the arena to refill before each execute when poisoning is on.
@@ -501,13 +489,13 @@ class CpuExecutable final : public Executable {
       unsigned char* p = arena_.data() + r.offset;
       switch (r.dtype) {
         case PARITY_F32:
-          std::fill_n(reinterpret_cast<float*>(p), r.bytes / 4, std::numeric_limits<float>::quiet_NaN());
+          std::fill_n(reinterpret_cast<float*>(p), r.bytes / 4, kit::poison_value<float>());
           break;
         case PARITY_I32:
-          std::fill_n(reinterpret_cast<int32_t*>(p), r.bytes / 4, std::numeric_limits<int32_t>::max());
+          std::fill_n(reinterpret_cast<int32_t*>(p), r.bytes / 4, kit::poison_value<int32_t>());
           break;
         case PARITY_I64:
-          std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, std::numeric_limits<int64_t>::max());
+          std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, kit::poison_value<int64_t>());
           break;
       }
     }

@@ -63,7 +63,7 @@ struct Persistent {
   DeviceMemory memory;
   explicit Persistent(const parity_value_desc& d);
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+using PersistentStore = kit::PersistentStore<Persistent>;
 
 }  // namespace cuda_backend
 }  // namespace parity

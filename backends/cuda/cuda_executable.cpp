@@ -14,6 +14,7 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_kernels.h"
+#include "backends/kit/poison.h"
 
 using parity::cuda_backend::DeviceMemory;
 using parity::cuda_backend::fail;
@@ -398,14 +399,10 @@ void parity_executable_object::enqueue(const Step& step) {
 // Queues the whole step reading input slot `slot` on the compute stream (captured or not).
 void parity_executable_object::enqueue_steps(int slot) {
   launch_slot = slot;
-  if (poison) {
-    for (size_t i = 0; i < values.size(); ++i) {
-      const parity_value_desc& v = values[i];
-      if (v.kind != PARITY_VALUE_TEMP) continue;
-      parity::native::cuda::fill_words(pointer(static_cast<int32_t>(i), slot), numel_of(v),
-                                       v.dtype == PARITY_F32 ? 0x7fc00000u /* quiet NaN */ : 0x7fffffffu);
-    }
-  }
+  if (poison)
+    parity::kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
+      parity::native::cuda::fill_words(pointer(static_cast<int32_t>(i), slot), count, bits);
+    });
   for (const Step& step : steps) enqueue(step);
 }
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "backends/native/native_ops.h"
@@ -147,7 +148,7 @@ struct Persistent {
     }
   }
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+using PersistentStore = kit::PersistentStore<Persistent>;
 
 using native::is_persistent;
 
@@ -457,15 +458,11 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
       explicit StreamScope(hipStream_t s) { ::pk::stream() = s; }
       ~StreamScope() { ::pk::stream() = saved; }
     } scope(exe->instance->stream);
-    if (exe->poison) {
-      for (size_t i = 0; i < exe->values.size(); ++i) {
-        const parity_value_desc& v = exe->values[i];
-        if (v.kind != PARITY_VALUE_TEMP || numel_of(v) == 0) continue;
-        const int pattern = v.dtype == PARITY_F32 ? 0x7fc00000 /* quiet NaN */ : 0x7fffffff;
-        HIP_CHECK(hipMemsetD32Async(exe->pointers[i], pattern, static_cast<size_t>(numel_of(v)),
+    if (exe->poison)
+      parity::kit::poison_temps(exe->values, [&](size_t i, int64_t count, uint32_t bits) {
+        HIP_CHECK(hipMemsetD32Async(exe->pointers[i], static_cast<int>(bits), static_cast<size_t>(count),
                                     exe->instance->stream));
-      }
-    }
+      });
     for (const parity_node_desc& node : exe->nodes) exe->dispatcher.run(node);
   });
 }

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "backends/kit/abi_guard.h"
+#include "backends/kit/persistent_store.h"
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
 #include "parity/plugin.h"
 
@@ -62,9 +63,7 @@ inline int32_t supports_known_op(const char* backend, const parity_node_desc* no
   return 0;
 }
 
-inline bool is_persistent(const parity_value_desc& v) {
-  return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
-}
+inline bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
 // Refuses a malformed plan before anything is sized from it: counts and arrays, ops this build
 // knows, ranks, dimensions, dtypes a GPU plugin stores (f32, i32), byte counts, and the arena
@@ -107,18 +106,15 @@ inline void validate_plan(const char* backend, const parity_plan* plan, bool inp
 // instance: created on first use (Persistent(const parity_value_desc&) allocates it), else the
 // existing one, which must have the same dtype and shape.
 template <class Persistent>
-std::shared_ptr<Persistent> shared_persistent(const char* backend, std::map<std::string, std::shared_ptr<Persistent>>& store,
+std::shared_ptr<Persistent> shared_persistent(const char* backend, kit::PersistentStore<Persistent>& store,
                                               const parity_value_desc& v) {
-  auto it = store.find(value_name(v));
-  if (it == store.end()) return store[value_name(v)] = std::make_shared<Persistent>(v);
-  const parity_value_desc& s = it->second->desc;
-  bool same = s.dtype == v.dtype && s.rank == v.rank;
-  for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-  if (!same)
-    plugin_fail(PARITY_STATUS_SHAPE, msg(backend, ": persistent value '", value_name(v), "' is ",
-                                         shape_str(v.rank, v.dims), " in this plan but ", shape_str(s.rank, s.dims),
-                                         " in the executable it shares storage with; shared values must match"));
-  return it->second;
+  return store.bind(
+      v, [&] { return std::make_shared<Persistent>(v); },
+      [&](const parity_value_desc& s) {
+        plugin_fail(PARITY_STATUS_SHAPE, msg(backend, ": persistent value '", value_name(v), "' is ",
+                                             shape_str(v.rank, v.dims), " in this plan but ", shape_str(s.rank, s.dims),
+                                             " in the executable it shares storage with; shared values must match"));
+      });
 }
 
 // A raw buffer copy's bytes [offset, offset + bytes) must lie within the buffer's `size`.

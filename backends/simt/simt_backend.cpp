@@ -4,6 +4,7 @@
 // memory: each value is its own float or int32 vector, persistent values are shared by name
 // between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
 // Nodes become kernel launches in backends/native/dispatch.h, shared with the HIP plugin.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -15,6 +16,8 @@
 #include <tbb/task_arena.h>
 
 #include "backends/builtin.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/native_ops.h"
 #include "backends/simt/simt_kernels.h"
@@ -36,11 +39,9 @@ struct Storage {
   std::vector<float> f32;
   std::vector<int32_t> i32;
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Storage>>;
+using PersistentStore = kit::PersistentStore<Storage>;
 
-bool is_persistent(const parity_value_desc& v) {
-  return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
-}
+bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
 std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   auto s = std::make_shared<Storage>();
@@ -107,16 +108,13 @@ class SimtExecutable final : public Executable {
 
  private:
   std::shared_ptr<Storage> persistent_storage(const parity_value_desc& v) {
-    auto it = persistent_->find(v.name);
-    if (it == persistent_->end()) return (*persistent_)[v.name] = make_storage(v);
-    const Storage& s = *it->second;
-    bool same = s.dtype == v.dtype && s.rank == v.rank;
-    for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-    if (!same)
-      throw Error(ErrorKind::shape, fmt::format("simt: persistent value '{}' is {} in this plan but {} in the "
-                                                "executable it shares storage with; shared values must match",
-                                                v.name, shape_str(v.rank, v.dims), shape_str(s.rank, s.dims)));
-    return it->second;
+    return persistent_->bind(
+        v, [&] { return make_storage(v); },
+        [&](const parity_value_desc& s) {
+          throw Error(ErrorKind::shape, fmt::format("simt: persistent value '{}' is {} in this plan but {} in the "
+                                                    "executable it shares storage with; shared values must match",
+                                                    v.name, shape_str(v.rank, v.dims), shape_str(s.rank, s.dims)));
+        });
   }
 
   const parity_value_desc& desc(int32_t value, const char* what) const {
@@ -134,11 +132,10 @@ class SimtExecutable final : public Executable {
   }
 
   void poison_temps() {
-    for (size_t i = 0; i < values_.size(); ++i) {
-      if (values_[i].kind != PARITY_VALUE_TEMP) continue;
-      for (float& x : storage_[i]->f32) x = std::numeric_limits<float>::quiet_NaN();
-      for (int32_t& x : storage_[i]->i32) x = 0x7fffffff;
-    }
+    kit::poison_temps(values_, [&](size_t i, int64_t, uint32_t) {
+      std::fill(storage_[i]->f32.begin(), storage_[i]->f32.end(), kit::poison_value<float>());
+      std::fill(storage_[i]->i32.begin(), storage_[i]->i32.end(), kit::poison_value<int32_t>());
+    });
   }
 
   // How the dispatcher (backends/native/dispatch.h) reaches simt's storage: host memory, so every
