@@ -1,6 +1,8 @@
 // tests/test_backend_kit.cpp — the backend kit's ABI edge: statuses and messages that cross a
 // table function, truncation of copied messages, and an I/O error kept as I/O both ways.
+#include <cmath>
 #include <cstring>
+#include <vector>
 #include <new>
 #include <string>
 
@@ -8,6 +10,8 @@
 
 #include "backends/backend_from_table.h"
 #include "backends/kit/abi_guard.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "backends/table_from_backend.h"
 #include "parity/error.h"
 
@@ -77,6 +81,64 @@ TEST(BackendKit, CopyMessageTruncatesAndTerminates) {
   EXPECT_STREQ(small, "abc");
   kit::copy_message(small, 0, "zzz");  // nothing to write into
   EXPECT_STREQ(small, "abc");
+}
+
+parity_value_desc value(const char* name, parity_value_kind kind, parity_dtype dtype, int64_t rows, int64_t cols) {
+  parity_value_desc v{};
+  std::strncpy(v.name, name, sizeof v.name - 1);
+  v.kind = kind;
+  v.dtype = dtype;
+  v.rank = 2;
+  v.dims[0] = rows;
+  v.dims[1] = cols;
+  v.bytes = rows * cols * 4;
+  return v;
+}
+
+TEST(BackendKit, PersistentStoreSharesByNameAndRefusesAnotherShape) {
+  kit::PersistentStore<int> store;
+  int made = 0;
+  const auto make = [&] { return std::make_shared<int>(++made); };
+  const auto refuse = [](const parity_value_desc& kept) {
+    throw std::runtime_error("kept " + std::to_string(kept.dims[0]) + "x" + std::to_string(kept.dims[1]));
+  };
+  const auto w = store.bind(value("w", PARITY_VALUE_PARAM, PARITY_F32, 2, 3), make, refuse);
+  EXPECT_EQ(store.bind(value("w", PARITY_VALUE_PARAM, PARITY_F32, 2, 3), make, refuse), w);
+  EXPECT_NE(store.bind(value("m", PARITY_VALUE_STATE, PARITY_F32, 2, 3), make, refuse), w);
+  EXPECT_EQ(made, 2);
+  try {
+    store.bind(value("w", PARITY_VALUE_PARAM, PARITY_F32, 3, 2), make, refuse);
+    FAIL() << "a shape mismatch should have been refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "kept 2x3");
+  }
+  EXPECT_THROW(store.bind(value("w", PARITY_VALUE_PARAM, PARITY_I32, 2, 3), make, refuse), std::runtime_error);
+  int sum = 0;
+  store.for_each([&](int entry) { sum += entry; });
+  EXPECT_EQ(sum, 3);
+  EXPECT_TRUE(kit::is_persistent(PARITY_VALUE_PARAM));
+  EXPECT_TRUE(kit::is_persistent(PARITY_VALUE_STATE));
+  EXPECT_FALSE(kit::is_persistent(PARITY_VALUE_TEMP));
+  EXPECT_FALSE(kit::is_persistent(PARITY_VALUE_INPUT));
+}
+
+TEST(BackendKit, PoisonReachesEveryTemporaryAndNothingElse) {
+  const std::vector<parity_value_desc> values = {
+      value("x", PARITY_VALUE_INPUT, PARITY_F32, 2, 2), value("h", PARITY_VALUE_TEMP, PARITY_F32, 2, 3),
+      value("w", PARITY_VALUE_PARAM, PARITY_F32, 1, 1), value("k", PARITY_VALUE_TEMP, PARITY_I32, 1, 5)};
+  std::vector<std::vector<int64_t>> filled;
+  kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
+    filled.push_back({static_cast<int64_t>(i), count, static_cast<int64_t>(bits)});
+  });
+  const std::vector<std::vector<int64_t>> expected = {{1, 6, 0x7fc00000}, {3, 5, 0x7fffffff}};
+  EXPECT_EQ(filled, expected);
+  float nan_bits;
+  const uint32_t bits = kit::poison_bits32(PARITY_F32);
+  std::memcpy(&nan_bits, &bits, 4);
+  EXPECT_TRUE(std::isnan(nan_bits));
+  EXPECT_TRUE(std::isnan(kit::poison_value<float>()));
+  EXPECT_TRUE(std::isnan(kit::poison_value<double>()));
+  EXPECT_EQ(kit::poison_value<int32_t>(), 0x7fffffff);
 }
 
 }  // namespace
