@@ -289,10 +289,10 @@ void conv2d_nchw_f32(const BoundNode& node) {
     // wt[c, r, s, k] = w[k, c, r, s]
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t i = 0; i < g.crs(); ++i) workspace[i * g.K + k] = w[k * g.crs() + i];
-    conv_direct_f32(x, workspace, b, node.fused_relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
+    conv_direct_f32(x, workspace, b, node.fusion.relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
     return;
   }
-  conv_gemm_f32(x, w, b, node.fused_relu, y, g, cp, workspace, node.slots);
+  conv_gemm_f32(x, w, b, node.fusion.relu, y, g, cp, workspace, node.slots);
 }
 
 // ---------------------------------------------------------------- backward, data
@@ -621,9 +621,9 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
 }
 
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
-  if (node.pool_source) {
+  if (node.fusion.pool_source) {
     if (conv2d_bwd_weight_pooled_dy_f32(node)) return;
-    maxpool2d_bwd_nchw_f32(*node.pool_source);  // dy after all
+    maxpool2d_bwd_nchw_f32(*node.fusion.pool_source);  // dy after all
   }
   if (sparse_dy_applies(node)) {
     conv2d_bwd_weight_sparse_dy_f32(node);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backends/builtin.h"
+#include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/poison.h"
@@ -65,7 +66,7 @@ class AlignedBuffer {
 
 using cpu::dtype_name;
 
-int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+using cpu::dtype_bytes;
 
 std::string shape_str(const parity_value_desc& v) { return cpu::shape_str(v.dims, v.rank); }
 
@@ -142,7 +143,7 @@ class CpuExecutable final : public Executable {
     poison();
     task_arena_.execute([this] {
       for (const BoundNode& node : nodes_)
-        if (!node.skip) run(node);
+        if (!node.fusion.skip) run(node);
     });
   }
 
@@ -294,7 +295,7 @@ class CpuExecutable final : public Executable {
   void bind_nodes(const parity_plan& plan) {
     const int32_t slots = task_arena_.max_concurrency();
     int64_t workspace_bytes = 0;
-    // Values that are a max-pool's gradient, mostly zeros (BoundNode::sparse_dy).
+    // Values that are a max-pool's gradient, mostly zeros (NodeFusion::sparse_dy).
     std::vector<bool> pool_gradient(values_.size(), false);
     nodes_.resize(plan.num_nodes);
     for (int32_t i = 0; i < plan.num_nodes; ++i) {
@@ -328,140 +329,14 @@ class CpuExecutable final : public Executable {
       }
       for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
-      mark_pool_gradient(desc, pool_gradient, node);
+      cpu::mark_pool_gradient(desc, pool_gradient, node);
       workspace_bytes = std::max(workspace_bytes, prepare_node(node));
     }
     // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
     // form's scratch)
-    workspace_bytes = std::max(workspace_bytes, fuse_nodes(plan));
+    workspace_bytes = std::max(workspace_bytes, cpu::fuse_nodes(plan, nodes_));
     workspace_ = AlignedBuffer(workspace_bytes);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
-  }
-
-  // A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements passes at most a quarter
-  // of its dx through; RELU_BWD keeps that (it only zeroes more). A conv backward reading such a
-  // gradient as its dy gets BoundNode::sparse_dy. Indices were checked by the caller.
-  static void mark_pool_gradient(const parity_node_desc& desc, std::vector<bool>& pool_gradient, BoundNode& node) {
-    switch (desc.op) {
-      case PARITY_OP_MAXPOOL2D_BWD: {
-        const parity_maxpool2d_params& pp = desc.params.maxpool2d;
-        if (desc.num_outputs == 1 && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
-            pp.stride_w >= pp.kernel_w)
-          pool_gradient[desc.outputs[0]] = true;
-        break;
-      }
-      case PARITY_OP_RELU_BWD:
-        if (desc.num_inputs == 2 && desc.num_outputs == 1 && pool_gradient[desc.inputs[1]])
-          pool_gradient[desc.outputs[0]] = true;
-        break;
-      case PARITY_OP_CONV2D_BWD_DATA:
-        node.sparse_dy = desc.num_inputs >= 1 && pool_gradient[desc.inputs[0]];
-        break;
-      case PARITY_OP_CONV2D_BWD_WEIGHT:
-        node.sparse_dy = desc.num_inputs >= 2 && pool_gradient[desc.inputs[1]];
-        break;
-      default: break;
-    }
-  }
-
-  bool overlaps(int32_t a, int32_t b) const {
-    const parity_value_desc& va = values_[a];
-    const parity_value_desc& vb = values_[b];
-    if (is_persistent(va.kind) || is_persistent(vb.kind)) return a == b;
-    return va.offset < vb.offset + vb.bytes && vb.offset < va.offset + va.bytes;
-  }
-
-  // The fusions of BoundNode (cpu_ops.h). Node i fuses with node i+1 when i's output is a TEMP
-  // value that is not kept and that node i+1 alone reads; and since node i then writes node
-  // i+1's output, that output must not share arena bytes with any input of node i (the planner
-  // may give a value that dies at node i the same bytes). Same arithmetic, so same results.
-  // Returns the scratch bytes the pooled-form fusion needs.
-  int64_t fuse_nodes(const parity_plan& plan) {
-    std::vector<int32_t> readers(values_.size(), 0);
-    for (int32_t i = 0; i < plan.num_nodes; ++i)
-      for (int32_t k = 0; k < plan.nodes[i].num_inputs; ++k) ++readers[plan.nodes[i].inputs[k]];
-    for (int32_t i = 0; i + 1 < plan.num_nodes; ++i) {
-      const parity_node_desc& a = plan.nodes[i];
-      const parity_node_desc& b = plan.nodes[i + 1];
-      const bool conv_relu = a.op == PARITY_OP_CONV2D && b.op == PARITY_OP_RELU && a.num_outputs == 1 &&
-                             b.inputs[0] == a.outputs[0];
-      const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
-                                 a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
-      if (!conv_relu && !pool_relu_bwd) continue;
-      const parity_value_desc& mid = values_[a.outputs[0]];
-      if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
-      bool clash = false;
-      for (int32_t k = 0; k < a.num_inputs; ++k) clash = clash || overlaps(a.inputs[k], b.outputs[0]);
-      if (pool_relu_bwd) clash = clash || overlaps(b.inputs[0], b.outputs[0]);
-      if (clash) continue;
-      BoundNode& first = nodes_[i];
-      first.out[0] = nodes_[i + 1].out[0];
-      if (conv_relu) first.fused_relu = true;
-      else first.relu_mask = nodes_[i + 1].in[0];
-      nodes_[i + 1].skip = true;
-      ++i;
-    }
-    return fuse_pooled_gradients(plan, readers);
-  }
-
-  // BoundNode::pool_source: a MAXPOOL2D_BWD (with or without its fused RELU_BWD) whose result
-  // only the next node to run reads, a CONV2D_BWD_WEIGHT, as its dy. Its inputs die at the pool
-  // node, so the conv's outputs may be given their bytes: the pooled form reads all it needs
-  // before writing dw and db.
-  int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t>& readers) {
-    int64_t scratch = 0;
-    for (int32_t i = 0; i < plan.num_nodes; ++i) {
-      BoundNode& pool = nodes_[i];
-      if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.skip) continue;
-      const bool relu_fused = pool.relu_mask.data != nullptr;
-      const int32_t result = relu_fused ? plan.nodes[i + 1].outputs[0] : plan.nodes[i].outputs[0];
-      const int32_t next = i + (relu_fused ? 2 : 1);
-      if (next >= plan.num_nodes || readers[result] != 1 || values_[result].keep) continue;
-      BoundNode& conv = nodes_[next];
-      if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result) continue;
-      conv.pool_source = &pool;
-      if (!cpu::pooled_dy_applies(conv)) {
-        conv.pool_source = nullptr;
-        continue;
-      }
-      pool.skip = true;
-      scratch = std::max(scratch, cpu::plan_pooled_dy_bwd_weight(conv));
-      if (relu_fused) find_pooled_relu(plan, i, next, conv);
-    }
-    return scratch;
-  }
-
-  // BoundNode::pooled_relu of the pooled form at node `conv_index`, whose pool_source is node
-  // `pool_index` (with its RELU_BWD fused): the forward MAXPOOL2D that made the indices, if it
-  // pooled the relu output the mask is, and no node that runs between it and the conv writes
-  // bytes of its pooled output.
-  void find_pooled_relu(const parity_plan& plan, int32_t pool_index, int32_t conv_index, BoundNode& conv) {
-    const int32_t idx = plan.nodes[pool_index].inputs[1];
-    const int32_t mask = plan.nodes[pool_index + 1].inputs[0];
-    for (int32_t f = 0; f < pool_index; ++f) {
-      const parity_node_desc& fwd = plan.nodes[f];
-      if (fwd.op != PARITY_OP_MAXPOOL2D || fwd.num_outputs != 2 || fwd.outputs[1] != idx) continue;
-      if (fwd.inputs[0] != mask) return;
-      const BoundValue& pooled = nodes_[f].out[0];
-      for (int32_t k = f + 1; k < conv_index; ++k) {
-        const BoundNode& between = nodes_[k];
-        if (between.skip) continue;
-        for (int32_t o = 0; o < between.num_outputs; ++o)
-          if (bytes_overlap(between.out[o], pooled)) return;
-      }
-      conv.pooled_relu = pooled;
-      return;
-    }
-  }
-
-  // By the bound pointers, not by value index like overlaps(): a fused node writes where its
-  // partner's output lies (a MAXPOOL2D_BWD writes its RELU_BWD's output), so only the binding
-  // says which bytes a node that runs writes.
-  static bool bytes_overlap(const BoundValue& a, const BoundValue& b) {
-    const auto* a0 = static_cast<const unsigned char*>(a.data);
-    const auto* b0 = static_cast<const unsigned char*>(b.data);
-    const int64_t a_bytes = a.numel * dtype_bytes(a.dtype), b_bytes = b.numel * dtype_bytes(b.dtype);
-    return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner
