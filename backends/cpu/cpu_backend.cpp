@@ -1,6 +1,7 @@
 // backends/cpu/cpu_backend.cpp — the cpu backend (Eigen + oneTBB): its Backend and Executable,
 // compiling a plan (checks, binding values to the arena or the persistent store, sizing
-// scratch) and executing it (one switch over parity_op inside the executable's task_arena).
+// scratch; the fusion pass is cpu_fusion.cpp) and executing it (one switch over parity_op inside
+// the executable's task_arena).
 //
 // Memory of one executable, all allocated at compile so that execute() allocates nothing:
 //  - the arena, plan.arena_bytes at 64-byte alignment, holding INPUT and TEMP values at the

@@ -3,7 +3,8 @@
 // options, the cache of chosen convolution algorithms), a raw buffer, and an executable (one
 // device arena, double-buffered inputs fed from pinned memory, the compiled steps and their
 // captured CUDA graphs). cuda_plugin.cpp implements the instance and buffer entry points,
-// cuda_executable.cpp the executable's; every entry point runs its body through guarded().
+// cuda_compile.cpp and cuda_executable.cpp the executable's (cuda_executable.h); every entry
+// point runs its body through guarded().
 #pragma once
 
 #include <cublas_v2.h>
