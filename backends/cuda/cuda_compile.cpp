@@ -38,16 +38,11 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: compile: NULL argument");
   *out = nullptr;
   return guarded(err, [&] {
-    parity::native::validate_plan("cuda", plan, /*inputs_in_arena=*/false);  // inputs live in the slots
-    if (share_with && share_with->instance != b)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: share_with must be an executable of this same backend instance");
+    parity::native::check_compile("cuda", plan, /*inputs_in_arena=*/false,  // inputs live in the slots
+                                  share_with != nullptr, share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
-    exe->instance = b;
-    exe->values.assign(plan->values, plan->values + plan->num_values);
-    exe->nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
-    exe->persistent = share_with ? share_with->persistent : std::make_shared<PersistentStore>();
-    exe->poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    parity::native::start_executable(*exe, b, plan, share_with, flags);
     exe->capture = plan::decide_capture(b->options, b->external_legacy_stream, plan->num_nodes);
 
     // Values: persistent ones in the shared store, INPUT ones in the slots, TEMP ones in the arena.

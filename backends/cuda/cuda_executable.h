@@ -191,16 +191,10 @@ struct parity_executable_object {
   std::vector<void*> held_pointer;  // per value: a persistent value's storage
 
   const parity_value_desc& desc(int32_t value, const char* what) const {
-    if (value < 0 || value >= static_cast<int32_t>(values.size()))
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("cuda: ", what, " of value ", value, ": no such value, the plan has ", values.size()));
-    return values[static_cast<size_t>(value)];
+    return parity::native::value_desc_at("cuda", values, value, what);
   }
   void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
-    const int64_t expected = numel_of(v) * 4;
-    if (bytes != expected)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: ", what, " value '", v.name, "' ", shape_str(v.rank, v.dims),
-                                               " needs ", expected, " bytes, got ", bytes));
+    parity::native::check_value_bytes("cuda", what, v, bytes);
   }
 
   // The first write into a slot after a step used it: the copy stream waits for that step, and

@@ -189,16 +189,10 @@ struct parity_executable_object {
                                                     parity::native::hip::native_ops(), values, memory};
 
   const parity_value_desc& desc(int32_t value, const char* what) const {
-    if (value < 0 || value >= static_cast<int32_t>(values.size()))
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("hip: ", what, " of value ", value, ": no such value, the plan has ", values.size()));
-    return values[static_cast<size_t>(value)];
+    return parity::native::value_desc_at("hip", values, value, what);
   }
   void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
-    const int64_t expected = numel_of(v) * 4;
-    if (bytes != expected)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", what, " value '", v.name, "' ", shape_str(v.rank, v.dims),
-                                               " needs ", expected, " bytes, got ", bytes));
+    parity::native::check_value_bytes("hip", what, v, bytes);
   }
 };
 
@@ -379,16 +373,11 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: NULL argument");
   *out = nullptr;
   return guarded(err, [&] {
-    native::validate_plan("hip", plan, /*inputs_in_arena=*/true);
-    if (share_with && share_with->instance != b)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: share_with must be an executable of this same backend instance");
+    native::check_compile("hip", plan, /*inputs_in_arena=*/true, share_with != nullptr,
+                          share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
-    exe->instance = b;
-    exe->values.assign(plan->values, plan->values + plan->num_values);
-    exe->nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
-    exe->persistent = share_with ? share_with->persistent : std::make_shared<PersistentStore>();
-    exe->poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    native::start_executable(*exe, b, plan, share_with, flags);
     exe->arena.allocate(plan->arena_bytes);
     exe->workspace.allocate(exe->dispatcher.workspace_floats(exe->nodes) * 4);
     exe->pointers.resize(exe->values.size());

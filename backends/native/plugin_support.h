@@ -13,6 +13,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "backends/kit/abi_guard.h"
 #include "backends/kit/persistent_store.h"
@@ -115,6 +116,48 @@ std::shared_ptr<Persistent> shared_persistent(const char* backend, kit::Persiste
                                              shape_str(v.rank, v.dims), " in this plan but ", shape_str(s.rank, s.dims),
                                              " in the executable it shares storage with; shared values must match"));
       });
+}
+
+// The descriptor of value `index` for `what` (a write, a read), which must name one of `values`.
+inline const parity_value_desc& value_desc_at(const char* backend, const std::vector<parity_value_desc>& values,
+                                              int32_t index, const char* what) {
+  if (index < 0 || index >= static_cast<int32_t>(values.size()))
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": ", what, " of value ", index, ": no such value, the plan has ", values.size()));
+  return values[static_cast<size_t>(index)];
+}
+
+// A host copy of value v (`what`: write, read) must move exactly its bytes (f32 and i32: 4 each).
+inline void check_value_bytes(const char* backend, const char* what, const parity_value_desc& v, int64_t bytes) {
+  const int64_t expected = numel_of(v) * 4;
+  if (bytes != expected)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": ", what, " value '", v.name, "' ",
+                                                    shape_str(v.rank, v.dims), " needs ", expected, " bytes, got ",
+                                                    bytes));
+}
+
+// What compile checks before it makes anything: the plan (validate_plan) and that share_with,
+// when given, is an executable of the same instance (`same_instance`).
+inline void check_compile(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool share_with_given,
+                          bool same_instance) {
+  validate_plan(backend, plan, inputs_in_arena);
+  if (share_with_given && !same_instance)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": share_with must be an executable of this same backend instance"));
+}
+
+// The part of a new GPU executable every plugin fills alike: its instance, the plan's values and
+// nodes (copied: the plan is only borrowed), the persistent store (share_with's, or a new one)
+// and whether temporaries are poisoned.
+template <class Executable, class Instance>
+void start_executable(Executable& exe, Instance* instance, const parity_plan* plan, const Executable* share_with,
+                      uint32_t flags) {
+  exe.instance = instance;
+  exe.values.assign(plan->values, plan->values + plan->num_values);
+  exe.nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
+  using Store = typename decltype(exe.persistent)::element_type;
+  exe.persistent = share_with ? share_with->persistent : std::make_shared<Store>();
+  exe.poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
 }
 
 // A raw buffer copy's bytes [offset, offset + bytes) must lie within the buffer's `size`.
