@@ -20,6 +20,7 @@
 #include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/native_ops.h"
+#include "backends/native/plugin_support.h"
 #include "backends/simt/simt_kernels.h"
 #include "backends/simt/simt_runtime.h"
 #include "parity/error.h"
@@ -117,18 +118,13 @@ class SimtExecutable final : public Executable {
         });
   }
 
+  // Through the table, the plugins' AbiError reaches the caller as the same invalid_argument.
   const parity_value_desc& desc(int32_t value, const char* what) const {
-    if (value < 0 || value >= static_cast<int32_t>(values_.size()))
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("simt: {} of value {}: no such value, the plan has {}", what, value, values_.size()));
-    return values_[static_cast<size_t>(value)];
+    return native::value_desc_at("simt", values_, value, what);
   }
 
   static void check_bytes(const char* what, const parity_value_desc& v, size_t bytes) {
-    const auto expected = static_cast<size_t>(numel_of(v)) * 4;
-    if (bytes != expected)
-      throw Error(ErrorKind::invalid_argument, fmt::format("simt: {} value '{}' {} needs {} bytes, got {}", what, v.name,
-                                                           shape_str(v.rank, v.dims), expected, bytes));
+    native::check_value_bytes("simt", what, v, static_cast<int64_t>(bytes));
   }
 
   void poison_temps() {
