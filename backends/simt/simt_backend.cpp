@@ -64,11 +64,9 @@ class SimtExecutable final : public Executable {
         dispatcher_("simt", parity_op_name, ops, values_, memory_),
         arena_(threads),
         poison_outputs_(options.poison_outputs) {
-    for (const parity_value_desc& v : values_) {
-      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-        throw Error(ErrorKind::backend, fmt::format("simt: value '{}' has a dtype simt does not store (f32, i32)", v.name));
-      storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
-    }
+    // The plugins' plan checks: simt runs the same kernels on the same f32/i32 storage.
+    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false);
+    for (const parity_value_desc& v : values_) storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
     const int64_t workspace = dispatcher_.workspace_floats(nodes_);
     workspace_.assign(static_cast<size_t>(workspace), 0.0f);
   }
