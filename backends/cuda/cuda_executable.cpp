@@ -55,11 +55,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
                           parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: write_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "write");
-    if (v.kind == PARITY_VALUE_TEMP)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: write to value '", v.name,
-                                               "' refused: only INPUT, PARAM and STATE values can be written"));
-    exe->check_bytes("write to", v, bytes);
+    const parity_value_desc& v = parity::native::value_to_write("cuda", exe->values, value, bytes);
     parity_backend_t b = exe->instance;
     b->make_current();
     const int32_t input = exe->input_index[static_cast<size_t>(value)];
@@ -90,11 +86,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
 parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: read_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "read");
-    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("cuda: read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
-    exe->check_bytes("read of", v, bytes);
+    parity::native::value_to_read("cuda", exe->values, value, bytes);
     parity_backend_t b = exe->instance;
     b->make_current();
     CUDA_CHECK(cudaStreamSynchronize(b->copy_stream));

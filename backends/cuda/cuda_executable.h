@@ -190,13 +190,6 @@ struct parity_executable_object {
   void* pointer(int32_t value, int slot) const { return address(value, slot, arena.ptr); }
   std::vector<void*> held_pointer;  // per value: a persistent value's storage
 
-  const parity_value_desc& desc(int32_t value, const char* what) const {
-    return parity::native::value_desc_at("cuda", values, value, what);
-  }
-  void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
-    parity::native::check_value_bytes("cuda", what, v, bytes);
-  }
-
   // The first write into a slot after a step used it: the copy stream waits for that step, and
   // the host for the slot's previous transfers out of its pinned memory.
   void open_slot(int slot) {

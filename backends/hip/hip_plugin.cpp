@@ -187,13 +187,6 @@ struct parity_executable_object {
   Memory memory{this};
   parity::native::NodeDispatcher<Memory> dispatcher{"hip", parity::hip_plugin::op_name,
                                                     parity::native::hip::native_ops(), values, memory};
-
-  const parity_value_desc& desc(int32_t value, const char* what) const {
-    return parity::native::value_desc_at("hip", values, value, what);
-  }
-  void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
-    parity::native::check_value_bytes("hip", what, v, bytes);
-  }
 };
 
 namespace parity {
@@ -406,11 +399,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
                           parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: write_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "write");
-    if (v.kind == PARITY_VALUE_TEMP)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: write to value '", v.name,
-                                               "' refused: only INPUT, PARAM and STATE values can be written"));
-    exe->check_bytes("write to", v, bytes);
+    const parity_value_desc& v = native::value_to_write("hip", exe->values, value, bytes);
     exe->instance->make_current();
     HIP_CHECK(hipMemcpyAsync(exe->pointers[static_cast<size_t>(value)], host, static_cast<size_t>(bytes),
                              hipMemcpyHostToDevice, exe->instance->stream));
@@ -425,11 +414,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
 parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: read_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "read");
-    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("hip: read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
-    exe->check_bytes("read of", v, bytes);
+    native::value_to_read("hip", exe->values, value, bytes);
     exe->instance->make_current();
     HIP_CHECK(hipMemcpyAsync(host, exe->pointers[static_cast<size_t>(value)], static_cast<size_t>(bytes),
                              hipMemcpyDeviceToHost, exe->instance->stream));

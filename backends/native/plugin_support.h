@@ -136,6 +136,28 @@ inline void check_value_bytes(const char* backend, const char* what, const parit
                                                     bytes));
 }
 
+// The descriptor of a value a host write fills: it must exist, not be TEMP, and take `bytes`.
+inline const parity_value_desc& value_to_write(const char* backend, const std::vector<parity_value_desc>& values,
+                                               int32_t index, int64_t bytes) {
+  const parity_value_desc& v = value_desc_at(backend, values, index, "write");
+  if (v.kind == PARITY_VALUE_TEMP)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": write to value '", v.name,
+                                                    "' refused: only INPUT, PARAM and STATE values can be written"));
+  check_value_bytes(backend, "write to", v, bytes);
+  return v;
+}
+
+// The descriptor of a value a host read copies out: it must exist, be kept if TEMP, and give `bytes`.
+inline const parity_value_desc& value_to_read(const char* backend, const std::vector<parity_value_desc>& values,
+                                              int32_t index, int64_t bytes) {
+  const parity_value_desc& v = value_desc_at(backend, values, index, "read");
+  if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
+  check_value_bytes(backend, "read of", v, bytes);
+  return v;
+}
+
 // What compile checks before it makes anything: the plan (validate_plan) and that share_with,
 // when given, is an executable of the same instance (`same_instance`).
 inline void check_compile(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool share_with_given,

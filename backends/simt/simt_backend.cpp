@@ -72,22 +72,13 @@ class SimtExecutable final : public Executable {
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
-    const parity_value_desc& v = desc(value, "write");
-    if (v.kind == PARITY_VALUE_TEMP)
-      throw Error(ErrorKind::invalid_argument, fmt::format("simt: write to value '{}' refused: only INPUT, PARAM and "
-                                                           "STATE values can be written",
-                                                           v.name));
-    check_bytes("write to", v, bytes);
+    const parity_value_desc& v = native::value_to_write("simt", values_, value, static_cast<int64_t>(bytes));
     Storage& s = *storage_[static_cast<size_t>(value)];
     std::memcpy(v.dtype == PARITY_F32 ? static_cast<void*>(s.f32.data()) : s.i32.data(), host, bytes);
   }
 
   void read(int32_t value, void* host, size_t bytes) const override {
-    const parity_value_desc& v = desc(value, "read");
-    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("simt: read of value '{}' refused: it is a TEMP value the plan did not mark keep", v.name));
-    check_bytes("read of", v, bytes);
+    const parity_value_desc& v = native::value_to_read("simt", values_, value, static_cast<int64_t>(bytes));
     const Storage& s = *storage_[static_cast<size_t>(value)];
     std::memcpy(host, v.dtype == PARITY_F32 ? static_cast<const void*>(s.f32.data()) : s.i32.data(), bytes);
   }
@@ -114,15 +105,6 @@ class SimtExecutable final : public Executable {
                                                     "executable it shares storage with; shared values must match",
                                                     v.name, shape_str(v.rank, v.dims), shape_str(s.rank, s.dims)));
         });
-  }
-
-  // Through the table, the plugins' AbiError reaches the caller as the same invalid_argument.
-  const parity_value_desc& desc(int32_t value, const char* what) const {
-    return native::value_desc_at("simt", values_, value, what);
-  }
-
-  static void check_bytes(const char* what, const parity_value_desc& v, size_t bytes) {
-    native::check_value_bytes("simt", what, v, static_cast<int64_t>(bytes));
   }
 
   void poison_temps() {
