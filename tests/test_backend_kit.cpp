@@ -5,6 +5,7 @@
 #include <vector>
 #include <new>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include "backends/kit/abi_guard.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/poison.h"
+#include "backends/native/plugin_support.h"
 #include "backends/table_from_backend.h"
 #include "parity/error.h"
 
@@ -139,6 +141,35 @@ TEST(BackendKit, PoisonReachesEveryTemporaryAndNothingElse) {
   EXPECT_TRUE(std::isnan(kit::poison_value<float>()));
   EXPECT_TRUE(std::isnan(kit::poison_value<double>()));
   EXPECT_EQ(kit::poison_value<int32_t>(), 0x7fffffff);
+}
+
+// The status and message a plugin-side check fails with.
+template <class Check>
+std::pair<parity_status, std::string> failure_of(Check&& check) {
+  try {
+    check();
+  } catch (const kit::AbiError& e) {
+    return {e.status, e.what()};
+  }
+  return {PARITY_OK, ""};
+}
+
+TEST(BackendKit, HostWritesAndReadsOfAValueAreChecked) {
+  parity_value_desc kept = value("loss", PARITY_VALUE_TEMP, PARITY_F32, 1, 1);
+  kept.keep = 1;
+  const std::vector<parity_value_desc> values = {value("x", PARITY_VALUE_INPUT, PARITY_F32, 2, 2),
+                                                 value("h", PARITY_VALUE_TEMP, PARITY_F32, 2, 3), kept};
+  EXPECT_STREQ(native::value_to_write("t", values, 0, 16).name, "x");
+  EXPECT_STREQ(native::value_to_read("t", values, 2, 4).name, "loss");
+  const auto no_value = failure_of([&] { native::value_to_write("t", values, 3, 16); });
+  EXPECT_EQ(no_value.first, PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(no_value.second, "t: write of value 3: no such value, the plan has 3");
+  const auto temp = failure_of([&] { native::value_to_write("t", values, 1, 24); });
+  EXPECT_EQ(temp.second, "t: write to value 'h' refused: only INPUT, PARAM and STATE values can be written");
+  const auto size = failure_of([&] { native::value_to_write("t", values, 0, 12); });
+  EXPECT_EQ(size.second, "t: write to value 'x' [2,2] needs 16 bytes, got 12");
+  const auto unkept = failure_of([&] { native::value_to_read("t", values, 1, 24); });
+  EXPECT_EQ(unkept.second, "t: read of value 'h' refused: it is a TEMP value the plan did not mark keep");
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
-// backends/native/plugin_support.h — what the GPU plugins (backends/hip, backends/cuda) share
-// around their device calls: the kit's ABI guard under the plugins' names, op names, the validation of a plan's
-// descriptors before anything is sized from them, the lookup of persistent values shared by
-// name between executables, and the range check of raw buffer copies. Plain C++ (no vendor
-// header), so it compiles under g++, hipcc and nvcc alike.
+// backends/native/plugin_support.h — what the native-kernel backends (the cuda and hip plugins,
+// and simt where it applies) share around their device calls: the kit's ABI guard under the
+// plugins' names, op names, the validation of a plan's descriptors before anything is sized from
+// them, the start of a new executable, the persistent values shared by name (the kit's store),
+// the checks of host writes and reads of a value, and the range check of raw buffer copies.
+// Plain C++ (no vendor header), so it compiles under g++, hipcc and nvcc alike.
 #pragma once
 
 #include <stdint.h>
