@@ -3,7 +3,7 @@
 #include <thread>
 
 #include "backends/builtin.h"
-#include "backends/table_adapter.h"
+#include "backends/table_from_backend.h"
 
 namespace parity {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "backends/builtin.h"
 #include "backends/loader.h"
-#include "backends/table_backend.h"
+#include "backends/backend_from_table.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -73,7 +73,7 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
     std::string why;
     for (const char* candidate : kAutoOrder) {
       FoundBackend f = find_backend(candidate);
-      if (f.table) return make_table_backend(f.table, options);
+      if (f.table) return make_backend_from_table(f.table, options);
       why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", candidate, f.detail);
     }
     throw Error(ErrorKind::backend, fmt::format("backend 'auto' found none of cuda, hip, cpu usable: {}", why));
@@ -88,7 +88,7 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
                             name, names, name));
   }
   if (!f.table) throw Error(ErrorKind::backend, fmt::format("backend '{}' is unavailable: {}", name, f.detail));
-  return make_table_backend(f.table, options);
+  return make_backend_from_table(f.table, options);
 }
 
 std::vector<std::string> resolve_backend_list(const std::string& list) {

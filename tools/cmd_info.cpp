@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include <CLI/Version.hpp>
 #include <fmt/format.h>
 
 #include "parity/parity.h"
@@ -37,7 +38,10 @@ void add_info_command(CLI::App& app, std::function<int()>& run) {
                  default_backend_name());
       fmt::print("hardware threads: {}\n", std::thread::hardware_concurrency());
       fmt::print("build:\n");
-      for (const auto& [name, value] : build_info()) fmt::print("  {:<14} {}\n", name, value);
+      // CLI11 is the CLI's library, not libparity's, so its line is added here.
+      auto info = build_info();
+      info.emplace_back("CLI11", CLI11_VERSION);
+      for (const auto& [name, value] : info) fmt::print("  {:<14} {}\n", name, value);
       return 0;
     };
   });

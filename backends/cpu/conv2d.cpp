@@ -266,7 +266,7 @@ void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, fl
 }  // namespace
 
 // ---------------------------------------------------------------- forward
-int64_t plan_conv2d(BoundNode& node) {
+int64_t prepare_conv2d(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
@@ -289,10 +289,10 @@ void conv2d_nchw_f32(const BoundNode& node) {
     // wt[c, r, s, k] = w[k, c, r, s]
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t i = 0; i < g.crs(); ++i) workspace[i * g.K + k] = w[k * g.crs() + i];
-    conv_direct_f32(x, workspace, b, node.fused_relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
+    conv_direct_f32(x, workspace, b, node.fusion.relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
     return;
   }
-  conv_gemm_f32(x, w, b, node.fused_relu, y, g, cp, workspace, node.slots);
+  conv_gemm_f32(x, w, b, node.fusion.relu, y, g, cp, workspace, node.slots);
 }
 
 // ---------------------------------------------------------------- backward, data
@@ -323,7 +323,7 @@ int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp
 
 }  // namespace
 
-int64_t plan_conv2d_bwd_data(BoundNode& node) {
+int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   // dx plays the role of x: its shape and w's define the geometry dy must have.
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
@@ -609,7 +609,7 @@ void bwd_weight_gemm_chunk_f32(const float* x, const float* dy, int64_t begin, i
 
 }  // namespace
 
-int64_t plan_conv2d_bwd_weight(BoundNode& node) {
+int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 2);
   // dw plays the role of w for the geometry.
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
@@ -621,9 +621,9 @@ int64_t plan_conv2d_bwd_weight(BoundNode& node) {
 }
 
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
-  if (node.pool_source) {
+  if (node.fusion.pool_source) {
     if (conv2d_bwd_weight_pooled_dy_f32(node)) return;
-    maxpool2d_bwd_nchw_f32(*node.pool_source);  // dy after all
+    maxpool2d_bwd_nchw_f32(*node.fusion.pool_source);  // dy after all
   }
   if (sparse_dy_applies(node)) {
     conv2d_bwd_weight_sparse_dy_f32(node);

@@ -1,9 +1,9 @@
 // backends/cpu/conv2d_sparse_dy.cpp — conv2d backward (weights and data) on the cpu backend when
-// its dy is mostly zeros: the gradient behind a max-pool (BoundNode::sparse_dy), where a 2x2
+// its dy is mostly zeros: the gradient behind a max-pool (NodeFusion::sparse_dy), where a 2x2
 // stride-2 window passes at most one of its four elements. Only dy's nonzeros are visited, and
 // each one adds (or scatters) a whole R x S x 16-channel patch with 16 lanes along the input
 // channels, read from (or written to) a channels-last copy of the image. A backward-weights
-// fused with the max-pool backward that makes its dy (BoundNode::pool_source) reads dy in
+// fused with the max-pool backward that makes its dy (NodeFusion::pool_source) reads dy in
 // pooled form instead: one gradient per window, at its argmax.
 //
 // Same sums as the dense kernels of conv2d.cpp without their 0 * x terms, which leaves the
@@ -284,7 +284,7 @@ void sum_partials(const BoundNode& node, const SparseGeometry& g, const float* d
 }
 #endif
 
-// ---- dy in its pooled form (BoundNode::pool_source): a CONV2D_BWD_WEIGHT whose dy is made by
+// ---- dy in its pooled form (NodeFusion::pool_source): a CONV2D_BWD_WEIGHT whose dy is made by
 // a 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into it) for this node alone. dy is then
 // never written: each pooled gradient goes to its window's argmax, kept where relu's output
 // there is > 0, and adds that position's R x S x C patch (C <= 16: one row of the patch is S * C
@@ -299,7 +299,7 @@ struct PooledDy {
 
 bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
 #if defined(__AVX512F__)
-  const BoundNode& pool = *node.pool_source;
+  const BoundNode& pool = *node.fusion.pool_source;
   const parity_conv2d_params& cp = node.params.conv2d;
   const parity_maxpool2d_params& pp = pool.params.maxpool2d;
   return cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 && g.C <= kLanes && fits_int32(g) && pp.kernel_h == 2 &&
@@ -440,7 +440,7 @@ bool pooled_chunk_f32(const float* x, const PooledDy& d, int64_t begin, int64_t 
 }  // namespace
 
 bool pooled_dy_applies(const BoundNode& node) {
-  return node.pool_source && pooled_applies(node, node_geometry(node));
+  return node.fusion.pool_source && pooled_applies(node, node_geometry(node));
 }
 
 int64_t plan_pooled_dy_bwd_weight(const BoundNode& node) {
@@ -453,9 +453,9 @@ int64_t plan_pooled_dy_bwd_weight(const BoundNode& node) {
 bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node) {
 #if defined(__AVX512F__)
   const SparseGeometry g = node_geometry(node);
-  const BoundNode& pool = *node.pool_source;
-  const PooledDy d{pool.in[0].f32(), pool.in[1].i32(), pool.relu_mask.data ? pool.relu_mask.f32() : nullptr,
-                   node.pooled_relu.data ? node.pooled_relu.f32() : nullptr, pool.in[0].dims[2], pool.in[0].dims[3]};
+  const BoundNode& pool = *node.fusion.pool_source;
+  const PooledDy d{pool.in[0].f32(), pool.in[1].i32(), pool.fusion.relu_mask.data ? pool.fusion.relu_mask.f32() : nullptr,
+                   node.fusion.pooled_relu.data ? node.fusion.pooled_relu.f32() : nullptr, pool.in[0].dims[2], pool.in[0].dims[3]};
   const float* x = node.in[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   float* dw_parts = workspace + node.slots * pooled_slot_floats(g);
@@ -481,7 +481,7 @@ bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node) {
 }
 
 bool sparse_dy_applies(const BoundNode& node) {
-  return node.sparse_dy && applies(node_geometry(node), node.params.conv2d);
+  return node.fusion.sparse_dy && applies(node_geometry(node), node.params.conv2d);
 }
 
 int64_t plan_sparse_dy_bwd_weight(const BoundNode& node) {

@@ -1,6 +1,7 @@
 // backends/cpu/cpu_backend.cpp — the cpu backend (Eigen + oneTBB): its Backend and Executable,
 // compiling a plan (checks, binding values to the arena or the persistent store, sizing
-// scratch) and executing it (one switch over parity_op inside the executable's task_arena).
+// scratch; the fusion pass is cpu_fusion.cpp) and executing it (one switch over parity_op inside
+// the executable's task_arena).
 //
 // Memory of one executable, all allocated at compile so that execute() allocates nothing:
 //  - the arena, plan.arena_bytes at 64-byte alignment, holding INPUT and TEMP values at the
@@ -21,7 +22,10 @@
 #include <vector>
 
 #include "backends/builtin.h"
+#include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -63,52 +67,38 @@ class AlignedBuffer {
 
 using cpu::dtype_name;
 
-int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+using cpu::dtype_bytes;
 
 std::string shape_str(const parity_value_desc& v) { return cpu::shape_str(v.dims, v.rank); }
 
-bool is_persistent(parity_value_kind kind) { return kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE; }
+using kit::is_persistent;
 
-// PARAM and STATE values by name; entries never move once made, so pointers into them stay valid.
+// PARAM and STATE values by name (the kit's store), each in its own 64-byte aligned buffer,
+// zero-filled on first sight so Adam's m and v start at 0.
 class PersistentStore {
  public:
-  struct Entry {
-    parity_dtype dtype;
-    int32_t rank;
-    int64_t dims[PARITY_MAX_RANK];
-    AlignedBuffer buffer;
-  };
-
-  // The storage of value v: made (zero-filled, so Adam's m and v start at 0) on first sight,
-  // else checked to have v's dtype and shape.
+  // The storage of value v, checked to have v's dtype and shape when it already exists.
   unsigned char* bind(const parity_value_desc& v) {
-    auto it = entries_.find(v.name);
-    if (it == entries_.end()) {
-      auto entry = std::make_unique<Entry>(Entry{v.dtype, v.rank, {}, AlignedBuffer(v.bytes)});
-      std::copy(v.dims, v.dims + v.rank, entry->dims);
-      it = entries_.emplace(v.name, std::move(entry)).first;
-      return it->second->buffer.data();
-    }
-    const Entry& e = *it->second;
-    const bool same = e.dtype == v.dtype && e.rank == v.rank && std::equal(v.dims, v.dims + v.rank, e.dims);
-    if (!same) {
-      throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) + " " +
-                                        dtype_name(v.dtype) + " in this plan but " + cpu::shape_str(e.dims, e.rank) +
-                                        " " +
-                                        dtype_name(e.dtype) +
-                                        " in the executable it shares with; shared values must match");
-    }
-    return e.buffer.data();
+    return store_
+        .bind(
+            v, [&] { return std::make_shared<AlignedBuffer>(v.bytes); },
+            [&](const parity_value_desc& e) {
+              throw Error(ErrorKind::shape, std::string("cpu: persistent value '") + v.name + "' is " + shape_str(v) +
+                                                " " + dtype_name(v.dtype) + " in this plan but " +
+                                                cpu::shape_str(e.dims, e.rank) + " " + dtype_name(e.dtype) +
+                                                " in the executable it shares with; shared values must match");
+            })
+        ->data();
   }
 
   int64_t bytes() const {
     int64_t total = 0;
-    for (const auto& [name, entry] : entries_) total += entry->buffer.bytes();
+    store_.for_each([&](const AlignedBuffer& buffer) { total += buffer.bytes(); });
     return total;
   }
 
  private:
-  std::map<std::string, std::unique_ptr<Entry>> entries_;
+  kit::PersistentStore<AlignedBuffer> store_;
 };
 
 // A byte range of the arena to refill before each execute when poisoning is on.
@@ -154,7 +144,7 @@ class CpuExecutable final : public Executable {
     poison();
     task_arena_.execute([this] {
       for (const BoundNode& node : nodes_)
-        if (!node.skip) run(node);
+        if (!node.fusion.skip) run(node);
     });
   }
 
@@ -192,11 +182,11 @@ class CpuExecutable final : public Executable {
   }
 
   // Shape checks and work split of one node; returns its scratch bytes. Same cases as run().
-  static int64_t plan_node(BoundNode& node) {
+  static int64_t prepare_node(BoundNode& node) {
     switch (node.op) {
-      case PARITY_OP_CONV2D: return cpu::plan_conv2d(node);
-      case PARITY_OP_CONV2D_BWD_DATA: return cpu::plan_conv2d_bwd_data(node);
-      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::plan_conv2d_bwd_weight(node);
+      case PARITY_OP_CONV2D: return cpu::prepare_conv2d(node);
+      case PARITY_OP_CONV2D_BWD_DATA: return cpu::prepare_conv2d_bwd_data(node);
+      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::prepare_conv2d_bwd_weight(node);
       case PARITY_OP_RELU: return cpu::plan_relu(node);
       case PARITY_OP_RELU_BWD: return cpu::plan_relu_bwd(node);
       case PARITY_OP_MAXPOOL2D: return cpu::plan_maxpool2d(node);
@@ -310,7 +300,7 @@ class CpuExecutable final : public Executable {
   void bind_nodes(const parity_plan& plan) {
     const int32_t slots = task_arena_.max_concurrency();
     int64_t workspace_bytes = 0;
-    // Values that are a max-pool's gradient, mostly zeros (BoundNode::sparse_dy).
+    // Values that are a max-pool's gradient, mostly zeros (NodeFusion::sparse_dy).
     std::vector<bool> pool_gradient(values_.size(), false);
     nodes_.resize(plan.num_nodes);
     for (int32_t i = 0; i < plan.num_nodes; ++i) {
@@ -344,140 +334,14 @@ class CpuExecutable final : public Executable {
       }
       for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
-      mark_pool_gradient(desc, pool_gradient, node);
-      workspace_bytes = std::max(workspace_bytes, plan_node(node));
+      cpu::mark_pool_gradient(desc, pool_gradient, node);
+      workspace_bytes = std::max(workspace_bytes, prepare_node(node));
     }
     // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
     // form's scratch)
-    workspace_bytes = std::max(workspace_bytes, fuse_nodes(plan));
+    workspace_bytes = std::max(workspace_bytes, cpu::fuse_nodes(plan, nodes_));
     workspace_ = AlignedBuffer(workspace_bytes);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
-  }
-
-  // A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements passes at most a quarter
-  // of its dx through; RELU_BWD keeps that (it only zeroes more). A conv backward reading such a
-  // gradient as its dy gets BoundNode::sparse_dy. Indices were checked by the caller.
-  static void mark_pool_gradient(const parity_node_desc& desc, std::vector<bool>& pool_gradient, BoundNode& node) {
-    switch (desc.op) {
-      case PARITY_OP_MAXPOOL2D_BWD: {
-        const parity_maxpool2d_params& pp = desc.params.maxpool2d;
-        if (desc.num_outputs == 1 && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
-            pp.stride_w >= pp.kernel_w)
-          pool_gradient[desc.outputs[0]] = true;
-        break;
-      }
-      case PARITY_OP_RELU_BWD:
-        if (desc.num_inputs == 2 && desc.num_outputs == 1 && pool_gradient[desc.inputs[1]])
-          pool_gradient[desc.outputs[0]] = true;
-        break;
-      case PARITY_OP_CONV2D_BWD_DATA:
-        node.sparse_dy = desc.num_inputs >= 1 && pool_gradient[desc.inputs[0]];
-        break;
-      case PARITY_OP_CONV2D_BWD_WEIGHT:
-        node.sparse_dy = desc.num_inputs >= 2 && pool_gradient[desc.inputs[1]];
-        break;
-      default: break;
-    }
-  }
-
-  bool overlaps(int32_t a, int32_t b) const {
-    const parity_value_desc& va = values_[a];
-    const parity_value_desc& vb = values_[b];
-    if (is_persistent(va.kind) || is_persistent(vb.kind)) return a == b;
-    return va.offset < vb.offset + vb.bytes && vb.offset < va.offset + va.bytes;
-  }
-
-  // The fusions of BoundNode (cpu_ops.h). Node i fuses with node i+1 when i's output is a TEMP
-  // value that is not kept and that node i+1 alone reads; and since node i then writes node
-  // i+1's output, that output must not share arena bytes with any input of node i (the planner
-  // may give a value that dies at node i the same bytes). Same arithmetic, so same results.
-  // Returns the scratch bytes the pooled-form fusion needs.
-  int64_t fuse_nodes(const parity_plan& plan) {
-    std::vector<int32_t> readers(values_.size(), 0);
-    for (int32_t i = 0; i < plan.num_nodes; ++i)
-      for (int32_t k = 0; k < plan.nodes[i].num_inputs; ++k) ++readers[plan.nodes[i].inputs[k]];
-    for (int32_t i = 0; i + 1 < plan.num_nodes; ++i) {
-      const parity_node_desc& a = plan.nodes[i];
-      const parity_node_desc& b = plan.nodes[i + 1];
-      const bool conv_relu = a.op == PARITY_OP_CONV2D && b.op == PARITY_OP_RELU && a.num_outputs == 1 &&
-                             b.inputs[0] == a.outputs[0];
-      const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
-                                 a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
-      if (!conv_relu && !pool_relu_bwd) continue;
-      const parity_value_desc& mid = values_[a.outputs[0]];
-      if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
-      bool clash = false;
-      for (int32_t k = 0; k < a.num_inputs; ++k) clash = clash || overlaps(a.inputs[k], b.outputs[0]);
-      if (pool_relu_bwd) clash = clash || overlaps(b.inputs[0], b.outputs[0]);
-      if (clash) continue;
-      BoundNode& first = nodes_[i];
-      first.out[0] = nodes_[i + 1].out[0];
-      if (conv_relu) first.fused_relu = true;
-      else first.relu_mask = nodes_[i + 1].in[0];
-      nodes_[i + 1].skip = true;
-      ++i;
-    }
-    return fuse_pooled_gradients(plan, readers);
-  }
-
-  // BoundNode::pool_source: a MAXPOOL2D_BWD (with or without its fused RELU_BWD) whose result
-  // only the next node to run reads, a CONV2D_BWD_WEIGHT, as its dy. Its inputs die at the pool
-  // node, so the conv's outputs may be given their bytes: the pooled form reads all it needs
-  // before writing dw and db.
-  int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t>& readers) {
-    int64_t scratch = 0;
-    for (int32_t i = 0; i < plan.num_nodes; ++i) {
-      BoundNode& pool = nodes_[i];
-      if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.skip) continue;
-      const bool relu_fused = pool.relu_mask.data != nullptr;
-      const int32_t result = relu_fused ? plan.nodes[i + 1].outputs[0] : plan.nodes[i].outputs[0];
-      const int32_t next = i + (relu_fused ? 2 : 1);
-      if (next >= plan.num_nodes || readers[result] != 1 || values_[result].keep) continue;
-      BoundNode& conv = nodes_[next];
-      if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result) continue;
-      conv.pool_source = &pool;
-      if (!cpu::pooled_dy_applies(conv)) {
-        conv.pool_source = nullptr;
-        continue;
-      }
-      pool.skip = true;
-      scratch = std::max(scratch, cpu::plan_pooled_dy_bwd_weight(conv));
-      if (relu_fused) find_pooled_relu(plan, i, next, conv);
-    }
-    return scratch;
-  }
-
-  // BoundNode::pooled_relu of the pooled form at node `conv_index`, whose pool_source is node
-  // `pool_index` (with its RELU_BWD fused): the forward MAXPOOL2D that made the indices, if it
-  // pooled the relu output the mask is, and no node that runs between it and the conv writes
-  // bytes of its pooled output.
-  void find_pooled_relu(const parity_plan& plan, int32_t pool_index, int32_t conv_index, BoundNode& conv) {
-    const int32_t idx = plan.nodes[pool_index].inputs[1];
-    const int32_t mask = plan.nodes[pool_index + 1].inputs[0];
-    for (int32_t f = 0; f < pool_index; ++f) {
-      const parity_node_desc& fwd = plan.nodes[f];
-      if (fwd.op != PARITY_OP_MAXPOOL2D || fwd.num_outputs != 2 || fwd.outputs[1] != idx) continue;
-      if (fwd.inputs[0] != mask) return;
-      const BoundValue& pooled = nodes_[f].out[0];
-      for (int32_t k = f + 1; k < conv_index; ++k) {
-        const BoundNode& between = nodes_[k];
-        if (between.skip) continue;
-        for (int32_t o = 0; o < between.num_outputs; ++o)
-          if (bytes_overlap(between.out[o], pooled)) return;
-      }
-      conv.pooled_relu = pooled;
-      return;
-    }
-  }
-
-  // By the bound pointers, not by value index like overlaps(): a fused node writes where its
-  // partner's output lies (a MAXPOOL2D_BWD writes its RELU_BWD's output), so only the binding
-  // says which bytes a node that runs writes.
-  static bool bytes_overlap(const BoundValue& a, const BoundValue& b) {
-    const auto* a0 = static_cast<const unsigned char*>(a.data);
-    const auto* b0 = static_cast<const unsigned char*>(b.data);
-    const int64_t a_bytes = a.numel * dtype_bytes(a.dtype), b_bytes = b.numel * dtype_bytes(b.dtype);
-    return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner
@@ -505,13 +369,13 @@ class CpuExecutable final : public Executable {
       unsigned char* p = arena_.data() + r.offset;
       switch (r.dtype) {
         case PARITY_F32:
-          std::fill_n(reinterpret_cast<float*>(p), r.bytes / 4, std::numeric_limits<float>::quiet_NaN());
+          std::fill_n(reinterpret_cast<float*>(p), r.bytes / 4, kit::poison_value<float>());
           break;
         case PARITY_I32:
-          std::fill_n(reinterpret_cast<int32_t*>(p), r.bytes / 4, std::numeric_limits<int32_t>::max());
+          std::fill_n(reinterpret_cast<int32_t*>(p), r.bytes / 4, kit::poison_value<int32_t>());
           break;
         case PARITY_I64:
-          std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, std::numeric_limits<int64_t>::max());
+          std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, kit::poison_value<int64_t>());
           break;
       }
     }

@@ -35,7 +35,38 @@ struct BoundValue {
   std::string shape_str() const;  // "[64,1,28,28]"
 };
 
-// One node of the plan, bound to memory, with the work split its plan_* function chose.
+struct BoundNode;
+
+// One node's fusion record, set at compile from the plan alone.
+struct NodeFusion {
+  // Fusion the backend does on its own (cpu_fusion.cpp, fuse_nodes), when the intermediate
+  // value is read by nobody else and not kept:
+  //  - CONV2D followed by RELU (relu): the conv writes relu(conv + b) into the relu's output
+  //    (out[0] rebound), and the RELU node is skipped;
+  //  - MAXPOOL2D_BWD followed by RELU_BWD: the pool gradient is masked by relu_mask > 0 (the
+  //    relu's forward output) and written into the RELU_BWD's output; that node is skipped;
+  //  - that gradient read only by the next node, a CONV2D_BWD_WEIGHT: see pool_source below.
+  bool relu = false;
+  BoundValue relu_mask;
+  bool skip = false;
+  // CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT whose dy is a max-pool's gradient (MAXPOOL2D_BWD with
+  // non-overlapping windows of 4 or more elements, possibly through RELU_BWD): mostly zeros, so
+  // conv2d_sparse_dy.cpp visits only its nonzeros where it applies. Set by the backend at
+  // compile, from the plan alone.
+  bool sparse_dy = false;
+  // CONV2D_BWD_WEIGHT fused with the 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into
+  // it) that makes its dy for it alone (cpu_fusion.cpp, fuse_nodes): that node is skipped and
+  // this one reads dy in its pooled form (conv2d_sparse_dy.cpp), never written; when that form
+  // cannot be used (an index outside its window, a non-finite x), it runs pool_source first.
+  const BoundNode* pool_source = nullptr;
+  // With pool_source, when the relu mask is the input of the forward MAXPOOL2D that made the
+  // indices: that pool's output, which equals relu's output at each argmax. The pooled form
+  // then reads it (a quarter of the size, in order) instead of gathering relu's output; set
+  // only when no node that runs in between writes its bytes.
+  BoundValue pooled_relu;
+};
+
+// One node of the plan, bound to memory, with the work split its prepare_*/plan_* function chose.
 struct BoundNode {
   std::string name;
   parity_op op = PARITY_OP_COUNT;
@@ -49,31 +80,8 @@ struct BoundNode {
   int32_t slots = 1;       // concurrent workers: one scratch buffer each
   unsigned char* workspace = nullptr;  // the executable's scratch, shared by all nodes
 
-  // Fusion the backend does on its own (cpu_backend.cpp, fuse_nodes), when the intermediate
-  // value is read by nobody else and not kept:
-  //  - CONV2D followed by RELU: the conv writes relu(conv + b) into the relu's output (out[0]
-  //    rebound), and the RELU node is skipped;
-  //  - MAXPOOL2D_BWD followed by RELU_BWD: the pool gradient is masked by relu_mask > 0 (the
-  //    relu's forward output) and written into the RELU_BWD's output; that node is skipped;
-  //  - that gradient read only by the next node, a CONV2D_BWD_WEIGHT: see pool_source below.
-  bool fused_relu = false;
-  BoundValue relu_mask;
-  bool skip = false;
-  // CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT whose dy is a max-pool's gradient (MAXPOOL2D_BWD with
-  // non-overlapping windows of 4 or more elements, possibly through RELU_BWD): mostly zeros, so
-  // conv2d_sparse_dy.cpp visits only its nonzeros where it applies. Set by the backend at
-  // compile, from the plan alone.
-  bool sparse_dy = false;
-  // CONV2D_BWD_WEIGHT fused with the 2x2, stride-2 MAXPOOL2D_BWD (and the RELU_BWD fused into
-  // it) that makes its dy for it alone (cpu_backend.cpp, fuse_nodes): that node is skipped and
-  // this one reads dy in its pooled form (conv2d_sparse_dy.cpp), never written; when that form
-  // cannot be used (an index outside its window, a non-finite x), it runs pool_source first.
-  const BoundNode* pool_source = nullptr;
-  // With pool_source, when the relu mask is the input of the forward MAXPOOL2D that made the
-  // indices: that pool's output, which equals relu's output at each argmax. The pooled form
-  // then reads it (a quarter of the size, in order) instead of gathering relu's output; set
-  // only when no node that runs in between writes its bytes.
-  BoundValue pooled_relu;
+  // What compile fused into or out of this node (cpu_fusion.cpp); all off by default.
+  NodeFusion fusion;
 };
 
 // "[64,1,28,28]" and "f32": the spellings every cpu error message uses.
@@ -127,10 +135,13 @@ int32_t worker_slot(int32_t slots);
 // Bytes rounded up to a 64-byte multiple, so sub-buffers of a workspace stay aligned.
 inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
-// ---- the ops: plan_* returns the workspace bytes the run function needs
-int64_t plan_conv2d(BoundNode& node);
-int64_t plan_conv2d_bwd_data(BoundNode& node);
-int64_t plan_conv2d_bwd_weight(BoundNode& node);
+// Bytes of one element.
+inline int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+
+// ---- the ops: prepare_* (conv) and plan_* return the workspace bytes the run function needs
+int64_t prepare_conv2d(BoundNode& node);
+int64_t prepare_conv2d_bwd_data(BoundNode& node);
+int64_t prepare_conv2d_bwd_weight(BoundNode& node);
 void conv2d_nchw_f32(const BoundNode& node);
 void conv2d_bwd_data_nchw_f32(const BoundNode& node);
 void conv2d_bwd_weight_nchw_f32(const BoundNode& node);

@@ -162,7 +162,7 @@ int64_t plan_maxpool2d_bwd(BoundNode& node) {
 namespace {
 
 // One plane of the backward, any window: dx = 0, then dy scattered to idx; then the fused
-// RELU_BWD (BoundNode::relu_mask) dx = y > 0 ? dx : 0 while the plane is in cache.
+// RELU_BWD (NodeFusion::relu_mask) dx = y > 0 ? dx : 0 while the plane is in cache.
 void maxpool2d_bwd_plane_f32(const BoundNode& node, const float* dy, const int32_t* idx, const float* mask,
                              float* dx, int64_t plane_size, int64_t outputs) {
   std::memset(dx, 0, sizeof(float) * plane_size);
@@ -243,7 +243,7 @@ void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const int32_t* idx = node.in[1].i32();
   float* dx = node.out[0].f32();
-  const float* mask = node.relu_mask.data ? node.relu_mask.f32() : nullptr;
+  const float* mask = node.fusion.relu_mask.data ? node.fusion.relu_mask.f32() : nullptr;
   const int64_t plane_size = g.H * g.W, outputs = g.P * g.Q;
 #if defined(__AVX512F__)
   const bool window2x2 = pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2;

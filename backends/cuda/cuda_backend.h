@@ -3,7 +3,8 @@
 // options, the cache of chosen convolution algorithms), a raw buffer, and an executable (one
 // device arena, double-buffered inputs fed from pinned memory, the compiled steps and their
 // captured CUDA graphs). cuda_plugin.cpp implements the instance and buffer entry points,
-// cuda_executable.cpp the executable's; every entry point runs its body through guarded().
+// cuda_compile.cpp and cuda_executable.cpp the executable's (cuda_executable.h); every entry
+// point runs its body through guarded().
 #pragma once
 
 #include <cublas_v2.h>
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
-#include "backends/cuda/cuda_plan.h"
+#include "backends/cuda/cuda_decisions.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
@@ -63,7 +64,7 @@ struct Persistent {
   DeviceMemory memory;
   explicit Persistent(const parity_value_desc& d);
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+using PersistentStore = kit::PersistentStore<Persistent>;
 
 }  // namespace cuda_backend
 }  // namespace parity
@@ -75,13 +76,13 @@ struct parity_backend_instance {
   cudaStream_t copy_stream = nullptr;  // the next batch's inputs, while a step runs
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
-  parity::cuda_plan::Options options;
+  parity::cuda_decisions::Options options;
   bool external_legacy_stream = false;
   std::string device_name;
   int64_t device_memory = 0;
-  // Convolution algorithms chosen on this instance, by cuda_plan::conv_cache_key: searched once
+  // Convolution algorithms chosen on this instance, by cuda_decisions::conv_cache_key: searched once
   // per shape, shared by the executables (training, last partial batch, evaluation).
-  std::map<std::string, parity::cuda_plan::AlgoChoice> algorithms;
+  std::map<std::string, parity::cuda_decisions::AlgoChoice> algorithms;
 
   void make_current() const { CUDA_CHECK(cudaSetDevice(device)); }
   ~parity_backend_instance();

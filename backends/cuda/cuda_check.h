@@ -1,5 +1,5 @@
 // backends/cuda/cuda_check.h — the one status check of the CUDA plugin: CUDA_CHECK(call) runs a
-// CUDA runtime, cuDNN or cuBLAS call and, unless it succeeded, throws a PlanError that names
+// CUDA runtime, cuDNN or cuBLAS call and, unless it succeeded, throws a CudaError that names
 // the call, the file and the line, and carries the library's own error name and text, mapped to
 // parity's status (out of memory keeps its own status; the rest is a device error). Every entry
 // point of the plugin catches it and returns status + message (no exception crosses the ABI).
@@ -11,7 +11,7 @@
 
 #include <string>
 
-#include "backends/cuda/cuda_plan.h"
+#include "backends/cuda/cuda_decisions.h"
 #include "backends/native/dispatch.h"  // msg
 
 namespace parity {
@@ -19,7 +19,7 @@ namespace cuda_check {
 
 [[noreturn]] inline void raise(parity_status status, const char* library, const char* call, const char* file, int line,
                                const std::string& what) {
-  throw cuda_plan::PlanError(status, native::msg("cuda: ", call, " failed at ", file, ":", line, ": ", library, " ", what));
+  throw cuda_decisions::CudaError(status, native::msg("cuda: ", call, " failed at ", file, ":", line, ": ", library, " ", what));
 }
 
 inline void check(cudaError_t s, const char* call, const char* file, int line) {

@@ -63,8 +63,8 @@ Persistent::Persistent(const parity_value_desc& d) : desc(d) {
 
 namespace {
 
-std::vector<cuda_plan::ProbeFacts::Architecture> built_architectures() {
-  return cuda_plan::parse_architectures(PARITY_CUDA_ARCHS_STRING);
+std::vector<cuda_decisions::ProbeFacts::Architecture> built_architectures() {
+  return cuda_decisions::parse_architectures(PARITY_CUDA_ARCHS_STRING);
 }
 
 std::string cudnn_version_string() {
@@ -72,9 +72,9 @@ std::string cudnn_version_string() {
   return msg(v / 10000, ".", v % 10000 / 100, ".", v % 100);
 }
 
-// Gathers what the probe decides from (cuda_plan::classify_probe decides).
-cuda_plan::ProbeFacts probe_facts() {
-  cuda_plan::ProbeFacts f;
+// Gathers what the probe decides from (cuda_decisions::classify_probe decides).
+cuda_decisions::ProbeFacts probe_facts() {
+  cuda_decisions::ProbeFacts f;
   f.runtime_version = CUDART_VERSION;
   f.built_architectures = built_architectures();
   f.cudnn_version = cudnn_version_string();
@@ -88,17 +88,17 @@ cuda_plan::ProbeFacts probe_facts() {
   const cudaError_t status = cudaGetDeviceCount(&f.device_count);
   f.count_error_name = cudaGetErrorName(status);
   switch (status) {
-    case cudaSuccess: f.count_status = cuda_plan::DeviceCountStatus::ok; break;
-    case cudaErrorNoDevice: f.count_status = cuda_plan::DeviceCountStatus::no_device; break;
-    case cudaErrorInsufficientDriver: f.count_status = cuda_plan::DeviceCountStatus::insufficient_driver; break;
+    case cudaSuccess: f.count_status = cuda_decisions::DeviceCountStatus::ok; break;
+    case cudaErrorNoDevice: f.count_status = cuda_decisions::DeviceCountStatus::no_device; break;
+    case cudaErrorInsufficientDriver: f.count_status = cuda_decisions::DeviceCountStatus::insufficient_driver; break;
     case cudaErrorInitializationError:
     case cudaErrorSystemDriverMismatch:
-    case cudaErrorSystemNotReady: f.count_status = cuda_plan::DeviceCountStatus::no_driver; break;
-    default: f.count_status = cuda_plan::DeviceCountStatus::other; break;
+    case cudaErrorSystemNotReady: f.count_status = cuda_decisions::DeviceCountStatus::no_driver; break;
+    default: f.count_status = cuda_decisions::DeviceCountStatus::other; break;
   }
   if (status != cudaSuccess) (void)cudaGetLastError();  // clear the runtime's last error
   (void)cudaDriverGetVersion(&f.driver_version);
-  if (f.count_status == cuda_plan::DeviceCountStatus::ok) {
+  if (f.count_status == cuda_decisions::DeviceCountStatus::ok) {
     for (int d = 0; d < f.device_count; ++d) {
       cudaDeviceProp props{};
       CUDA_CHECK(cudaGetDeviceProperties(&props, d));
@@ -112,7 +112,7 @@ parity_status probe(parity_probe_result* out, parity_error* err) {
   if (!out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: probe: out is NULL");
   *out = parity_probe_result{};
   return guarded(err, [&] {
-    const cuda_plan::ProbeOutcome outcome = cuda_plan::classify_probe(probe_facts());
+    const cuda_decisions::ProbeOutcome outcome = cuda_decisions::classify_probe(probe_facts());
     out->reason = outcome.reason;
     out->device_count = outcome.usable_devices;
     copy_message(out->detail, sizeof out->detail, outcome.detail);
@@ -127,8 +127,8 @@ parity_status create(const parity_backend_config* config, parity_backend_t* out,
     c.struct_size = sizeof c;
     if (config) std::memcpy(&c, config, std::min<size_t>(config->struct_size, sizeof c));
     auto instance = std::make_unique<parity_backend_instance>();
-    instance->options = cuda_plan::options_from_env([](const char* name) { return std::getenv(name); });
-    const cuda_plan::ProbeOutcome available = cuda_plan::classify_probe(probe_facts());
+    instance->options = cuda_decisions::options_from_env([](const char* name) { return std::getenv(name); });
+    const cuda_decisions::ProbeOutcome available = cuda_decisions::classify_probe(probe_facts());
     if (available.reason != PARITY_AVAILABLE) fail(PARITY_STATUS_DEVICE, msg("cuda: unavailable: ", available.detail));
     int count = 0;
     CUDA_CHECK(cudaGetDeviceCount(&count));
@@ -136,7 +136,7 @@ parity_status create(const parity_backend_config* config, parity_backend_t* out,
       fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: device ", c.device, " does not exist: there are ", count));
     cudaDeviceProp props{};
     CUDA_CHECK(cudaGetDeviceProperties(&props, c.device));
-    if (!cuda_plan::device_can_run(props.major, props.minor, built_architectures()))
+    if (!cuda_decisions::device_can_run(props.major, props.minor, built_architectures()))
       fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: device ", c.device, " is ", props.name, " (sm_", props.major,
                                           props.minor, "); this plugin was built for ", PARITY_CUDA_ARCHS_STRING));
     instance->device = c.device;
@@ -177,13 +177,13 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
   out->dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
   out->features = PARITY_FEATURE_ASYNC_EXECUTE | PARITY_FEATURE_EXTERNAL_STREAM;
   if (b->options.deterministic) out->features |= PARITY_FEATURE_DETERMINISTIC;
-  if (cuda_plan::decide_capture(b->options, b->external_legacy_stream, 1).capture)
+  if (cuda_decisions::decide_capture(b->options, b->external_legacy_stream, 1).capture)
     out->features |= PARITY_FEATURE_GRAPH_CAPTURE;
   out->threads = 1;
   out->device = b->device;
   out->device_memory_bytes = b->device_memory;
   copy_message(out->device_name, sizeof out->device_name,
-               msg(b->device_name, "; ", cuda_plan::describe(b->options)));
+               msg(b->device_name, "; ", cuda_decisions::describe(b->options)));
   return PARITY_OK;
 }
 

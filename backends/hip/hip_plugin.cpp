@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "backends/native/native_ops.h"
@@ -147,7 +148,7 @@ struct Persistent {
     }
   }
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Persistent>>;
+using PersistentStore = kit::PersistentStore<Persistent>;
 
 using native::is_persistent;
 
@@ -186,19 +187,6 @@ struct parity_executable_object {
   Memory memory{this};
   parity::native::NodeDispatcher<Memory> dispatcher{"hip", parity::hip_plugin::op_name,
                                                     parity::native::hip::native_ops(), values, memory};
-
-  const parity_value_desc& desc(int32_t value, const char* what) const {
-    if (value < 0 || value >= static_cast<int32_t>(values.size()))
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("hip: ", what, " of value ", value, ": no such value, the plan has ", values.size()));
-    return values[static_cast<size_t>(value)];
-  }
-  void check_bytes(const char* what, const parity_value_desc& v, int64_t bytes) const {
-    const int64_t expected = numel_of(v) * 4;
-    if (bytes != expected)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: ", what, " value '", v.name, "' ", shape_str(v.rank, v.dims),
-                                               " needs ", expected, " bytes, got ", bytes));
-  }
 };
 
 namespace parity {
@@ -378,16 +366,11 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "hip: compile: NULL argument");
   *out = nullptr;
   return guarded(err, [&] {
-    native::validate_plan("hip", plan, /*inputs_in_arena=*/true);
-    if (share_with && share_with->instance != b)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: share_with must be an executable of this same backend instance");
+    native::check_compile("hip", plan, /*inputs_in_arena=*/true, share_with != nullptr,
+                          share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
-    exe->instance = b;
-    exe->values.assign(plan->values, plan->values + plan->num_values);
-    exe->nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
-    exe->persistent = share_with ? share_with->persistent : std::make_shared<PersistentStore>();
-    exe->poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    native::start_executable(*exe, b, plan, share_with, flags);
     exe->arena.allocate(plan->arena_bytes);
     exe->workspace.allocate(exe->dispatcher.workspace_floats(exe->nodes) * 4);
     exe->pointers.resize(exe->values.size());
@@ -416,11 +399,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
                           parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: write_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "write");
-    if (v.kind == PARITY_VALUE_TEMP)
-      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("hip: write to value '", v.name,
-                                               "' refused: only INPUT, PARAM and STATE values can be written"));
-    exe->check_bytes("write to", v, bytes);
+    const parity_value_desc& v = native::value_to_write("hip", exe->values, value, bytes);
     exe->instance->make_current();
     HIP_CHECK(hipMemcpyAsync(exe->pointers[static_cast<size_t>(value)], host, static_cast<size_t>(bytes),
                              hipMemcpyHostToDevice, exe->instance->stream));
@@ -435,11 +414,7 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
 parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err) {
   return guarded(err, [&] {
     if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "hip: read_value: NULL argument");
-    const parity_value_desc& v = exe->desc(value, "read");
-    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
-      fail(PARITY_STATUS_INVALID_ARGUMENT,
-           msg("hip: read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
-    exe->check_bytes("read of", v, bytes);
+    native::value_to_read("hip", exe->values, value, bytes);
     exe->instance->make_current();
     HIP_CHECK(hipMemcpyAsync(host, exe->pointers[static_cast<size_t>(value)], static_cast<size_t>(bytes),
                              hipMemcpyDeviceToHost, exe->instance->stream));
@@ -457,15 +432,11 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
       explicit StreamScope(hipStream_t s) { ::pk::stream() = s; }
       ~StreamScope() { ::pk::stream() = saved; }
     } scope(exe->instance->stream);
-    if (exe->poison) {
-      for (size_t i = 0; i < exe->values.size(); ++i) {
-        const parity_value_desc& v = exe->values[i];
-        if (v.kind != PARITY_VALUE_TEMP || numel_of(v) == 0) continue;
-        const int pattern = v.dtype == PARITY_F32 ? 0x7fc00000 /* quiet NaN */ : 0x7fffffff;
-        HIP_CHECK(hipMemsetD32Async(exe->pointers[i], pattern, static_cast<size_t>(numel_of(v)),
+    if (exe->poison)
+      parity::kit::poison_temps(exe->values, [&](size_t i, int64_t count, uint32_t bits) {
+        HIP_CHECK(hipMemsetD32Async(exe->pointers[i], static_cast<int>(bits), static_cast<size_t>(count),
                                     exe->instance->stream));
-      }
-    }
+      });
     for (const parity_node_desc& node : exe->nodes) exe->dispatcher.run(node);
   });
 }

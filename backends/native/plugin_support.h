@@ -1,9 +1,9 @@
-// backends/native/plugin_support.h — what the GPU plugins (backends/hip, backends/cuda) share
-// around their device calls: the error that travels to the ABI boundary as status + message,
-// the wrapper that keeps every exception from crossing it, op names, the validation of a plan's
-// descriptors before anything is sized from them, the lookup of persistent values shared by
-// name between executables, and the range check of raw buffer copies. Plain C++ (no vendor
-// header), so it compiles under g++, hipcc and nvcc alike.
+// backends/native/plugin_support.h — what the native-kernel backends (the cuda and hip plugins,
+// and simt where it applies) share around their device calls: the kit's ABI guard under the
+// plugins' names, op names, the validation of a plan's descriptors before anything is sized from
+// them, the start of a new executable, the persistent values shared by name (the kit's store),
+// the checks of host writes and reads of a value, and the range check of raw buffer copies.
+// Plain C++ (no vendor header), so it compiles under g++, hipcc and nvcc alike.
 #pragma once
 
 #include <stdint.h>
@@ -14,54 +14,33 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "backends/kit/abi_guard.h"
+#include "backends/kit/persistent_store.h"
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
 #include "parity/plugin.h"
 
 namespace parity {
 namespace native {
 
-// A failure inside a plugin: returned by the entry point as this status and message.
-struct PluginError : std::runtime_error {
-  PluginError(parity_status s, const std::string& m) : std::runtime_error(m), status(s) {}
-  parity_status status;
-};
+// The ABI edge comes from the kit; these are the plugins' names for it.
+using PluginError = kit::AbiError;
+using kit::copy_message;
+using kit::report;
 
-[[noreturn]] inline void plugin_fail(parity_status status, const std::string& message) {
-  throw PluginError(status, message);
-}
-
-inline void copy_message(char* dst, size_t capacity, const std::string& message) {
-  if (!dst || capacity == 0) return;
-  const size_t n = message.size() < capacity - 1 ? message.size() : capacity - 1;
-  std::memcpy(dst, message.data(), n);
-  dst[n] = '\0';
-}
-
-inline parity_status report(parity_error* err, parity_status status, const std::string& message) {
-  if (err) {
-    err->status = status;
-    copy_message(err->message, sizeof err->message, message);
-  }
-  return status;
-}
+[[noreturn]] inline void plugin_fail(parity_status status, const std::string& message) { kit::abi_fail(status, message); }
 
 // Runs one entry point's body; nothing thrown leaves it. `backend` prefixes the messages of
-// exceptions that carry no backend name of their own.
+// exceptions that carry no backend name of their own; any other std::exception is a kernel
+// launch that failed (pk.h names the kernel), so a device failure.
 template <class Body>
 parity_status guarded(const char* backend, parity_error* err, Body&& body) {
-  try {
-    body();
-    return PARITY_OK;
-  } catch (const PluginError& e) {
-    return report(err, e.status, e.what());
-  } catch (const std::bad_alloc&) {
-    return report(err, PARITY_STATUS_OUT_OF_MEMORY, msg(backend, ": out of host memory"));
-  } catch (const std::exception& e) {  // a kernel launch that failed (pk.h names the kernel)
-    return report(err, PARITY_STATUS_DEVICE, msg(backend, ": ", e.what()));
-  } catch (...) {
-    return report(err, PARITY_STATUS_INTERNAL, msg(backend, ": an unknown exception"));
-  }
+  return kit::guarded(err, msg(backend, ": "), body, [&](const std::exception& e, parity_status& status,
+                                                           std::string& message) {
+    status = PARITY_STATUS_DEVICE;
+    message = msg(backend, ": ", e.what());
+  });
 }
 
 // The op names of plugin.h (generated from PARITY_OP_LIST), under the name the plugins pass.
@@ -80,9 +59,7 @@ inline int32_t supports_known_op(const char* backend, const parity_node_desc* no
   return 0;
 }
 
-inline bool is_persistent(const parity_value_desc& v) {
-  return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
-}
+inline bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
 // Refuses a malformed plan before anything is sized from it: counts and arrays, ops this build
 // knows, ranks, dimensions, dtypes a GPU plugin stores (f32, i32), byte counts, and the arena
@@ -125,18 +102,79 @@ inline void validate_plan(const char* backend, const parity_plan* plan, bool inp
 // instance: created on first use (Persistent(const parity_value_desc&) allocates it), else the
 // existing one, which must have the same dtype and shape.
 template <class Persistent>
-std::shared_ptr<Persistent> shared_persistent(const char* backend, std::map<std::string, std::shared_ptr<Persistent>>& store,
+std::shared_ptr<Persistent> shared_persistent(const char* backend, kit::PersistentStore<Persistent>& store,
                                               const parity_value_desc& v) {
-  auto it = store.find(value_name(v));
-  if (it == store.end()) return store[value_name(v)] = std::make_shared<Persistent>(v);
-  const parity_value_desc& s = it->second->desc;
-  bool same = s.dtype == v.dtype && s.rank == v.rank;
-  for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-  if (!same)
-    plugin_fail(PARITY_STATUS_SHAPE, msg(backend, ": persistent value '", value_name(v), "' is ",
-                                         shape_str(v.rank, v.dims), " in this plan but ", shape_str(s.rank, s.dims),
-                                         " in the executable it shares storage with; shared values must match"));
-  return it->second;
+  return store.bind(
+      v, [&] { return std::make_shared<Persistent>(v); },
+      [&](const parity_value_desc& s) {
+        plugin_fail(PARITY_STATUS_SHAPE, msg(backend, ": persistent value '", value_name(v), "' is ",
+                                             shape_str(v.rank, v.dims), " in this plan but ", shape_str(s.rank, s.dims),
+                                             " in the executable it shares storage with; shared values must match"));
+      });
+}
+
+// The descriptor of value `index` for `what` (a write, a read), which must name one of `values`.
+inline const parity_value_desc& value_desc_at(const char* backend, const std::vector<parity_value_desc>& values,
+                                              int32_t index, const char* what) {
+  if (index < 0 || index >= static_cast<int32_t>(values.size()))
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": ", what, " of value ", index, ": no such value, the plan has ", values.size()));
+  return values[static_cast<size_t>(index)];
+}
+
+// A host copy of value v (`what`: write, read) must move exactly its bytes (f32 and i32: 4 each).
+inline void check_value_bytes(const char* backend, const char* what, const parity_value_desc& v, int64_t bytes) {
+  const int64_t expected = numel_of(v) * 4;
+  if (bytes != expected)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": ", what, " value '", v.name, "' ",
+                                                    shape_str(v.rank, v.dims), " needs ", expected, " bytes, got ",
+                                                    bytes));
+}
+
+// The descriptor of a value a host write fills: it must exist, not be TEMP, and take `bytes`.
+inline const parity_value_desc& value_to_write(const char* backend, const std::vector<parity_value_desc>& values,
+                                               int32_t index, int64_t bytes) {
+  const parity_value_desc& v = value_desc_at(backend, values, index, "write");
+  if (v.kind == PARITY_VALUE_TEMP)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": write to value '", v.name,
+                                                    "' refused: only INPUT, PARAM and STATE values can be written"));
+  check_value_bytes(backend, "write to", v, bytes);
+  return v;
+}
+
+// The descriptor of a value a host read copies out: it must exist, be kept if TEMP, and give `bytes`.
+inline const parity_value_desc& value_to_read(const char* backend, const std::vector<parity_value_desc>& values,
+                                              int32_t index, int64_t bytes) {
+  const parity_value_desc& v = value_desc_at(backend, values, index, "read");
+  if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": read of value '", v.name, "' refused: it is a TEMP value the plan did not mark keep"));
+  check_value_bytes(backend, "read of", v, bytes);
+  return v;
+}
+
+// What compile checks before it makes anything: the plan (validate_plan) and that share_with,
+// when given, is an executable of the same instance (`same_instance`).
+inline void check_compile(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool share_with_given,
+                          bool same_instance) {
+  validate_plan(backend, plan, inputs_in_arena);
+  if (share_with_given && !same_instance)
+    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(backend, ": share_with must be an executable of this same backend instance"));
+}
+
+// The part of a new GPU executable every plugin fills alike: its instance, the plan's values and
+// nodes (copied: the plan is only borrowed), the persistent store (share_with's, or a new one)
+// and whether temporaries are poisoned.
+template <class Executable, class Instance>
+void start_executable(Executable& exe, Instance* instance, const parity_plan* plan, const Executable* share_with,
+                      uint32_t flags) {
+  exe.instance = instance;
+  exe.values.assign(plan->values, plan->values + plan->num_values);
+  exe.nodes.assign(plan->nodes, plan->nodes + plan->num_nodes);
+  using Store = typename decltype(exe.persistent)::element_type;
+  exe.persistent = share_with ? share_with->persistent : std::make_shared<Store>();
+  exe.poison = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
 }
 
 // A raw buffer copy's bytes [offset, offset + bytes) must lie within the buffer's `size`.

@@ -1,6 +1,7 @@
 // backends/ref/ref_backend.cpp — the `ref` Backend and its Executable: every value held as its
 // own float64 (or int32) vector, persistent values shared by name between executables, and
 // nodes run in plan order through one switch over parity_op into ref_ops.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -9,6 +10,8 @@
 #include <vector>
 
 #include "backends/builtin.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "backends/ref/ref_ops.h"
 #include "parity/error.h"
 
@@ -27,7 +30,7 @@ struct Storage {
 };
 
 // PARAM and STATE values by name; executables compiled with share_persistent_with hold the same map.
-using PersistentStore = std::map<std::string, std::shared_ptr<Storage>>;
+using PersistentStore = kit::PersistentStore<Storage>;
 
 int64_t numel_of(const parity_value_desc& v) {
   int64_t n = 1;
@@ -50,9 +53,7 @@ const char* dtype_str(parity_dtype t) {
   return "unknown dtype";
 }
 
-bool is_persistent(const parity_value_desc& v) {
-  return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
-}
+bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
 std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   auto s = std::make_shared<Storage>();
@@ -166,18 +167,14 @@ class RefExecutable final : public Executable {
 
  private:
   std::shared_ptr<Storage> persistent_storage(const parity_value_desc& v) {
-    const std::string name = v.name;
-    auto it = persistent_->find(name);
-    if (it == persistent_->end()) return (*persistent_)[name] = make_storage(v);
-    const Storage& s = *it->second;
-    bool same = s.dtype == v.dtype && s.rank == v.rank;
-    for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-    if (!same)
-      throw Error(ErrorKind::shape, "ref: persistent value '" + name + "' is " + dtype_str(v.dtype) +
-                                        shape_str(v.rank, v.dims) + " in this plan but " + dtype_str(s.dtype) +
-                                        shape_str(s.rank, s.dims) +
-                                        " in the executable it shares storage with; shared values must match");
-    return it->second;
+    return persistent_->bind(
+        v, [&] { return make_storage(v); },
+        [&](const parity_value_desc& s) {
+          throw Error(ErrorKind::shape, "ref: persistent value '" + std::string(v.name) + "' is " +
+                                            dtype_str(v.dtype) + shape_str(v.rank, v.dims) + " in this plan but " +
+                                            dtype_str(s.dtype) + shape_str(s.rank, s.dims) +
+                                            " in the executable it shares storage with; shared values must match");
+        });
   }
 
   void check_node_indices(const parity_node_desc& node) const {
@@ -213,12 +210,11 @@ class RefExecutable final : public Executable {
   }
 
   void poison_temps() {
-    for (size_t i = 0; i < values_.size(); ++i) {
-      if (values_[i].kind != PARITY_VALUE_TEMP) continue;
+    kit::poison_temps(values_, [&](size_t i, int64_t, uint32_t) {
       Storage& s = *storage_[i];
-      for (double& x : s.f64) x = std::numeric_limits<double>::quiet_NaN();
-      for (int32_t& x : s.i32) x = 0x7fffffff;
-    }
+      std::fill(s.f64.begin(), s.f64.end(), kit::poison_value<double>());
+      std::fill(s.i32.begin(), s.i32.end(), kit::poison_value<int32_t>());
+    });
   }
 
   // --- typed access to a node's operands; a mismatch here is a bug in the graph layer ---

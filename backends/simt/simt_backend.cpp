@@ -4,6 +4,7 @@
 // memory: each value is its own float or int32 vector, persistent values are shared by name
 // between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
 // Nodes become kernel launches in backends/native/dispatch.h, shared with the HIP plugin.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -15,8 +16,11 @@
 #include <tbb/task_arena.h>
 
 #include "backends/builtin.h"
+#include "backends/kit/persistent_store.h"
+#include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/native_ops.h"
+#include "backends/native/plugin_support.h"
 #include "backends/simt/simt_kernels.h"
 #include "backends/simt/simt_runtime.h"
 #include "parity/error.h"
@@ -36,11 +40,9 @@ struct Storage {
   std::vector<float> f32;
   std::vector<int32_t> i32;
 };
-using PersistentStore = std::map<std::string, std::shared_ptr<Storage>>;
+using PersistentStore = kit::PersistentStore<Storage>;
 
-bool is_persistent(const parity_value_desc& v) {
-  return v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE;
-}
+bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
 std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   auto s = std::make_shared<Storage>();
@@ -62,32 +64,21 @@ class SimtExecutable final : public Executable {
         dispatcher_("simt", parity_op_name, ops, values_, memory_),
         arena_(threads),
         poison_outputs_(options.poison_outputs) {
-    for (const parity_value_desc& v : values_) {
-      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-        throw Error(ErrorKind::backend, fmt::format("simt: value '{}' has a dtype simt does not store (f32, i32)", v.name));
-      storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
-    }
+    // The plugins' plan checks: simt runs the same kernels on the same f32/i32 storage.
+    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false);
+    for (const parity_value_desc& v : values_) storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
     const int64_t workspace = dispatcher_.workspace_floats(nodes_);
     workspace_.assign(static_cast<size_t>(workspace), 0.0f);
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
-    const parity_value_desc& v = desc(value, "write");
-    if (v.kind == PARITY_VALUE_TEMP)
-      throw Error(ErrorKind::invalid_argument, fmt::format("simt: write to value '{}' refused: only INPUT, PARAM and "
-                                                           "STATE values can be written",
-                                                           v.name));
-    check_bytes("write to", v, bytes);
+    const parity_value_desc& v = native::value_to_write("simt", values_, value, static_cast<int64_t>(bytes));
     Storage& s = *storage_[static_cast<size_t>(value)];
     std::memcpy(v.dtype == PARITY_F32 ? static_cast<void*>(s.f32.data()) : s.i32.data(), host, bytes);
   }
 
   void read(int32_t value, void* host, size_t bytes) const override {
-    const parity_value_desc& v = desc(value, "read");
-    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("simt: read of value '{}' refused: it is a TEMP value the plan did not mark keep", v.name));
-    check_bytes("read of", v, bytes);
+    const parity_value_desc& v = native::value_to_read("simt", values_, value, static_cast<int64_t>(bytes));
     const Storage& s = *storage_[static_cast<size_t>(value)];
     std::memcpy(host, v.dtype == PARITY_F32 ? static_cast<const void*>(s.f32.data()) : s.i32.data(), bytes);
   }
@@ -107,38 +98,20 @@ class SimtExecutable final : public Executable {
 
  private:
   std::shared_ptr<Storage> persistent_storage(const parity_value_desc& v) {
-    auto it = persistent_->find(v.name);
-    if (it == persistent_->end()) return (*persistent_)[v.name] = make_storage(v);
-    const Storage& s = *it->second;
-    bool same = s.dtype == v.dtype && s.rank == v.rank;
-    for (int32_t i = 0; same && i < v.rank; ++i) same = s.dims[i] == v.dims[i];
-    if (!same)
-      throw Error(ErrorKind::shape, fmt::format("simt: persistent value '{}' is {} in this plan but {} in the "
-                                                "executable it shares storage with; shared values must match",
-                                                v.name, shape_str(v.rank, v.dims), shape_str(s.rank, s.dims)));
-    return it->second;
-  }
-
-  const parity_value_desc& desc(int32_t value, const char* what) const {
-    if (value < 0 || value >= static_cast<int32_t>(values_.size()))
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("simt: {} of value {}: no such value, the plan has {}", what, value, values_.size()));
-    return values_[static_cast<size_t>(value)];
-  }
-
-  static void check_bytes(const char* what, const parity_value_desc& v, size_t bytes) {
-    const auto expected = static_cast<size_t>(numel_of(v)) * 4;
-    if (bytes != expected)
-      throw Error(ErrorKind::invalid_argument, fmt::format("simt: {} value '{}' {} needs {} bytes, got {}", what, v.name,
-                                                           shape_str(v.rank, v.dims), expected, bytes));
+    return persistent_->bind(
+        v, [&] { return make_storage(v); },
+        [&](const parity_value_desc& s) {
+          throw Error(ErrorKind::shape, fmt::format("simt: persistent value '{}' is {} in this plan but {} in the "
+                                                    "executable it shares storage with; shared values must match",
+                                                    v.name, shape_str(v.rank, v.dims), shape_str(s.rank, s.dims)));
+        });
   }
 
   void poison_temps() {
-    for (size_t i = 0; i < values_.size(); ++i) {
-      if (values_[i].kind != PARITY_VALUE_TEMP) continue;
-      for (float& x : storage_[i]->f32) x = std::numeric_limits<float>::quiet_NaN();
-      for (int32_t& x : storage_[i]->i32) x = 0x7fffffff;
-    }
+    kit::poison_temps(values_, [&](size_t i, int64_t, uint32_t) {
+      std::fill(storage_[i]->f32.begin(), storage_[i]->f32.end(), kit::poison_value<float>());
+      std::fill(storage_[i]->i32.begin(), storage_[i]->i32.end(), kit::poison_value<int32_t>());
+    });
   }
 
   // How the dispatcher (backends/native/dispatch.h) reaches simt's storage: host memory, so every

@@ -25,7 +25,7 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 2  /* 2: op names in this header, SIGMOID (CHANGELOG.md) */
+#define PARITY_ABI_VERSION 2  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -191,7 +191,8 @@ typedef enum parity_status {
   PARITY_STATUS_UNSUPPORTED = 4,      /* an op, dtype or feature this backend does not have */
   PARITY_STATUS_OUT_OF_MEMORY = 5,    /* host or device memory exhausted */
   PARITY_STATUS_DEVICE = 6,           /* the device, driver or a vendor library failed */
-  PARITY_STATUS_INTERNAL = 7          /* a broken invariant: a bug */
+  PARITY_STATUS_INTERNAL = 7,         /* a broken invariant: a bug */
+  PARITY_STATUS_IO = 8                /* a file or stream could not be read or written (ABI 2) */
 } parity_status;
 
 #define PARITY_ERROR_MESSAGE_LEN 1024

@@ -1,5 +1,5 @@
-// backends/cuda/cuda_plan.h — the CUDA plugin's decisions that need no device, kept apart from
-// the device calls so the tests run them on the CPU (tests/test_cuda_plan.cpp): the options
+// backends/cuda/cuda_decisions.h — the CUDA plugin's decisions that need no device, kept apart from
+// the device calls so the tests run them on the CPU (tests/test_cuda_decisions.cpp): the options
 // (environment), where each op runs (cuDNN, cuBLAS or a native kernel) and why, the cuDNN
 // descriptor parameters of a convolution node, the algorithm choice among cuDNN's measured
 // candidates, the cuBLAS calls of the linear ops (row-major parity tensors as column-major
@@ -20,10 +20,10 @@
 #include "parity/plugin.h"
 
 namespace parity {
-namespace cuda_plan {
+namespace cuda_decisions {
 
-// A planning failure: the status and message an entry point returns.
-using PlanError = native::PluginError;
+// A failure of a decision or a device call: the status and message an entry point returns.
+using CudaError = native::PluginError;
 
 // ---- options ---------------------------------------------------------------------------------
 // The plugin ABI's config has no backend-specific options, so the CUDA plugin reads them from
@@ -41,7 +41,7 @@ struct Options {
   int64_t conv_workspace_limit = int64_t{256} << 20;
 };
 using GetEnv = std::function<const char*(const char*)>;
-// A value other than 0/1 (or a number of MiB in [0, 65536]) is a PlanError naming the variable.
+// A value other than 0/1 (or a number of MiB in [0, 65536]) is a CudaError naming the variable.
 Options options_from_env(const GetEnv& getenv);
 std::string describe(const Options& options);  // "tf32 off, deterministic, graphs on, workspace 256 MiB"
 
@@ -101,7 +101,7 @@ struct AlgoChoice {
 //    order, which depends on the device, the cuDNN version and the shape, never on a timing),
 //    so every process on the same machine picks the same algorithm and repeats bit for bit;
 //  - otherwise the fastest measured.
-// None: a PlanError that lists every candidate and why it was refused.
+// None: a CudaError that lists every candidate and why it was refused.
 AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
                             const Options& options, const std::string& what);
 
@@ -131,7 +131,7 @@ struct LinearCalls {
   std::vector<GemmCall> gemms;  // in order
   std::vector<GemvCall> gemvs;
 };
-// rows: the batch N; in, out: the weight's [out, in]. Sizes that do not fit int are a PlanError.
+// rows: the batch N; in, out: the weight's [out, in]. Sizes that do not fit int are a CudaError.
 LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out);          // bias, then x w^T
 LinearCalls linear_backward_data_calls(int64_t rows, int64_t in, int64_t out);    // dx = dy w
 LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out);  // dw = dy^T x, db = dy^T 1
@@ -211,5 +211,5 @@ bool device_can_run(int major, int minor, const std::vector<ProbeFacts::Architec
 // "80,90-real,100-virtual" (CMAKE_CUDA_ARCHITECTURES joined by commas) -> architectures.
 std::vector<ProbeFacts::Architecture> parse_architectures(const std::string& list);
 
-}  // namespace cuda_plan
+}  // namespace cuda_decisions
 }  // namespace parity

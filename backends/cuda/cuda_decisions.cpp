@@ -1,5 +1,5 @@
-// backends/cuda/cuda_plan.cpp — the CUDA plugin's device-free decisions (cuda_plan.h says which).
-#include "backends/cuda/cuda_plan.h"
+// backends/cuda/cuda_decisions.cpp — the CUDA plugin's device-free decisions (cuda_decisions.h says which).
+#include "backends/cuda/cuda_decisions.h"
 
 #include <algorithm>
 #include <climits>
@@ -9,7 +9,7 @@
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
 
 namespace parity {
-namespace cuda_plan {
+namespace cuda_decisions {
 
 using native::msg;
 using native::numel_of;
@@ -18,7 +18,7 @@ using native::value_name;
 
 namespace {
 
-[[noreturn]] void fail(parity_status status, const std::string& message) { throw PlanError(status, message); }
+[[noreturn]] void fail(parity_status status, const std::string& message) { throw CudaError(status, message); }
 
 int to_int(int64_t v, const std::string& what) {
   if (v < 0 || v > INT_MAX)
@@ -360,5 +360,5 @@ ProbeOutcome classify_probe(const ProbeFacts& f) {
   return {PARITY_AVAILABLE, usable, first};
 }
 
-}  // namespace cuda_plan
+}  // namespace cuda_decisions
 }  // namespace parity

@@ -1,6 +1,5 @@
-// backends/build_info.cpp — what this build of parity contains: its version, the versions of
-// the libraries the backends and data path use, and the build options.
-#include <CLI/Version.hpp>
+// api/build_info.cpp — the library's version and what this build of libparity contains: the
+// versions of the libraries it uses and the build options (the CLI adds its own CLI11 line).
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 #include <oneapi/tbb/version.h>
@@ -26,7 +25,6 @@ std::vector<std::pair<std::string, std::string>> build_info() {
       {"fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100)},
       {"nlohmann-json", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
                                     NLOHMANN_JSON_VERSION_PATCH)},
-      {"CLI11", CLI11_VERSION},
   };
 }
 

@@ -1,7 +1,7 @@
-// backends/table_backend.cpp — TableBackend and TableExecutable: call the C table, and turn a
+// backends/backend_from_table.cpp — TableBackend and TableExecutable: call the C table, and turn a
 // status + message back into parity::Error. The instance handle is shared by the backend and
 // its executables, so it is destroyed after the last of them whatever order users drop them in.
-#include "backends/table_backend.h"
+#include "backends/backend_from_table.h"
 
 #include <fmt/format.h>
 
@@ -18,6 +18,7 @@ ErrorKind kind_of(parity_status status) {
     case PARITY_STATUS_UNSUPPORTED:
     case PARITY_STATUS_OUT_OF_MEMORY:
     case PARITY_STATUS_DEVICE: return ErrorKind::backend;
+    case PARITY_STATUS_IO: return ErrorKind::io;
     case PARITY_OK:
     case PARITY_STATUS_INTERNAL: break;
   }
@@ -161,7 +162,7 @@ std::string feature_names(uint64_t features) {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_table_backend(const parity_backend_table* table, const BackendOptions& options) {
+std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* table, const BackendOptions& options) {
   return std::make_unique<TableBackend>(table, options);
 }
 

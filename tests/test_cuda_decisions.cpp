@@ -1,4 +1,4 @@
-// tests/test_cuda_plan.cpp — the CUDA plugin's device-free decisions (backends/cuda/cuda_plan.h),
+// tests/test_cuda_decisions.cpp — the CUDA plugin's device-free decisions (backends/cuda/cuda_decisions.h),
 // run on the CPU: options from the environment, where each op runs, cuDNN descriptor
 // parameters from real seed-cnn plans, the algorithm choice, the cuBLAS calls of the linear ops
 // (executed here by a column-major reference GEMM with cuBLAS's argument meaning and compared
@@ -11,11 +11,11 @@
 
 #include <gtest/gtest.h>
 
-#include "backends/cuda/cuda_plan.h"
+#include "backends/cuda/cuda_decisions.h"
 #include "parity/parity.h"
 
 namespace parity {
-namespace cuda_plan {
+namespace cuda_decisions {
 namespace {
 
 GetEnv env_of(std::map<std::string, std::string> vars) {
@@ -28,14 +28,14 @@ GetEnv env_of(std::map<std::string, std::string> vars) {
 std::string error_of(const std::function<void()>& f, parity_status* status = nullptr) {
   try {
     f();
-  } catch (const PlanError& e) {
+  } catch (const CudaError& e) {
     if (status) *status = e.status;
     return e.what();
   }
   return "";
 }
 
-TEST(CudaPlan, OptionsDefaultToFullFloat32DeterministicCaptured) {
+TEST(CudaDecisions, OptionsDefaultToFullFloat32DeterministicCaptured) {
   const Options o = options_from_env(env_of({}));
   EXPECT_FALSE(o.tf32);
   EXPECT_TRUE(o.deterministic);
@@ -50,7 +50,7 @@ TEST(CudaPlan, OptionsDefaultToFullFloat32DeterministicCaptured) {
   EXPECT_EQ(set.conv_workspace_limit, int64_t{64} << 20);
 }
 
-TEST(CudaPlan, NonsensicalOptionsNameTheVariable) {
+TEST(CudaDecisions, NonsensicalOptionsNameTheVariable) {
   parity_status status = PARITY_OK;
   EXPECT_EQ(error_of([] { options_from_env(env_of({{"PARITY_CUDA_TF32", "yes"}})); }, &status),
             "cuda: PARITY_CUDA_TF32='yes' must be 0 or 1");
@@ -61,7 +61,7 @@ TEST(CudaPlan, NonsensicalOptionsNameTheVariable) {
   EXPECT_NE(error_of([] { options_from_env(env_of({{"PARITY_CUDA_WORKSPACE_MB", "12x"}})); }), "");
 }
 
-TEST(CudaPlan, EveryOpHasARouteWithAReason) {
+TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
   for (int op = 0; op < PARITY_OP_COUNT; ++op) {
     const Route r = route_of(static_cast<parity_op>(op));
     EXPECT_STRNE(r.why, "unknown op") << op;
@@ -89,7 +89,7 @@ Plan training_plan(const std::string& model, int64_t batch) {
   return Plan(differentiate(forward, forward.find("loss"), &adam));
 }
 
-TEST(CudaPlan, ConvolutionDescriptorsOfTheSeedCnnTrainingStep) {
+TEST(CudaDecisions, ConvolutionDescriptorsOfTheSeedCnnTrainingStep) {
   const Plan plan = training_plan("seed-cnn", 64);
   int convs = 0;
   for (const parity_node_desc& node : plan.nodes()) {
@@ -115,7 +115,7 @@ TEST(CudaPlan, ConvolutionDescriptorsOfTheSeedCnnTrainingStep) {
   EXPECT_EQ(convs, 5);  // conv1, conv2 forward; conv1, conv2 backward-weight; conv2 backward-data
 }
 
-TEST(CudaPlan, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
+TEST(CudaDecisions, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
   Plan plan = training_plan("seed-cnn", 4);
   std::vector<parity_value_desc> values = plan.values();
   parity_node_desc conv1{};
@@ -136,7 +136,7 @@ TEST(CudaPlan, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
   EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
 }
 
-TEST(CudaPlan, AlgorithmCacheKeySeparatesDirectionsShapesAndOptions) {
+TEST(CudaDecisions, AlgorithmCacheKeySeparatesDirectionsShapesAndOptions) {
   const Plan a = training_plan("seed-cnn", 64), b = training_plan("seed-cnn", 32);
   auto conv1 = [](const Plan& p) {
     for (const parity_node_desc& n : p.nodes())
@@ -158,7 +158,7 @@ TEST(CudaPlan, AlgorithmCacheKeySeparatesDirectionsShapesAndOptions) {
   EXPECT_EQ(address_alignment(4096 + 16), 16);
 }
 
-TEST(CudaPlan, AlgorithmChoiceFollowsTheRulesAndNeverATimingWhenDeterministic) {
+TEST(CudaDecisions, AlgorithmChoiceFollowsTheRulesAndNeverATimingWhenDeterministic) {
   // As cudnnFind*Ex lists them, fastest first.
   const std::vector<AlgoCandidate> found = {
       {6, true, 0.10f, 0, false, false, false, 3},                   // fastest, but nondeterministic
@@ -242,7 +242,7 @@ std::vector<float> integers(size_t count, std::mt19937& rng) {
   return v;
 }
 
-TEST(CudaPlan, LinearOpsAsColumnMajorGemmsComputeTheRowMajorDefinitions) {
+TEST(CudaDecisions, LinearOpsAsColumnMajorGemmsComputeTheRowMajorDefinitions) {
   const int n = 3, in = 5, out = 4;
   std::mt19937 rng(7);
   Buffers m;
@@ -285,7 +285,7 @@ TEST(CudaPlan, LinearOpsAsColumnMajorGemmsComputeTheRowMajorDefinitions) {
   EXPECT_NE(error_of([] { linear_forward_calls(0, 5, 4); }), "");
 }
 
-TEST(CudaPlan, ArenaRegionsAreAlignedAndDisjoint) {
+TEST(CudaDecisions, ArenaRegionsAreAlignedAndDisjoint) {
   ArenaRequest r{1000, {200, 4, 256}, 3000, 64, 32 << 20, 64, 2 * sizeof(parity_op_params)};
   const ArenaLayout l = layout_arena(r);
   ASSERT_EQ(l.input_offsets.size(), 3u);
@@ -313,7 +313,7 @@ TEST(CudaPlan, ArenaRegionsAreAlignedAndDisjoint) {
   EXPECT_NE(error_of([&] { layout_arena(r); }), "");
 }
 
-TEST(CudaPlan, CaptureIsTheDefaultAndEachExceptionSaysWhy) {
+TEST(CudaDecisions, CaptureIsTheDefaultAndEachExceptionSaysWhy) {
   Options o;
   EXPECT_TRUE(decide_capture(o, false, 30).capture);
   const CaptureDecision legacy = decide_capture(o, true, 30);
@@ -340,7 +340,7 @@ ProbeFacts healthy() {
   return f;
 }
 
-TEST(CudaPlan, ProbeSaysWhichOfTheFourReasonsApplies) {
+TEST(CudaDecisions, ProbeSaysWhichOfTheFourReasonsApplies) {
   ProbeFacts f = healthy();
   ProbeOutcome o = classify_probe(f);
   EXPECT_EQ(o.reason, PARITY_AVAILABLE);
@@ -389,7 +389,7 @@ TEST(CudaPlan, ProbeSaysWhichOfTheFourReasonsApplies) {
   EXPECT_EQ(o.usable_devices, 1);
 }
 
-TEST(CudaPlan, DevicesRunTheCodeBuiltForThem) {
+TEST(CudaDecisions, DevicesRunTheCodeBuiltForThem) {
   const auto built = parse_architectures("80,90");
   ASSERT_EQ(built.size(), 2u);
   EXPECT_TRUE(built[0].sass && built[0].ptx);
@@ -411,5 +411,5 @@ TEST(CudaPlan, DevicesRunTheCodeBuiltForThem) {
 }
 
 }  // namespace
-}  // namespace cuda_plan
+}  // namespace cuda_decisions
 }  // namespace parity

@@ -1,6 +1,6 @@
-// backends/table_adapter.cpp — the functions of an adapted table: each unwraps its handle,
+// backends/table_from_backend.cpp — the functions of an adapted table: each unwraps its handle,
 // calls the C++ backend, and turns any exception into a parity_status and a message.
-#include "backends/table_adapter.h"
+#include "backends/table_from_backend.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "backends/kit/abi_guard.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -39,7 +40,7 @@ parity_status status_of(ErrorKind kind) {
     case ErrorKind::shape: return PARITY_STATUS_SHAPE;
     case ErrorKind::data: return PARITY_STATUS_DATA;
     case ErrorKind::backend: return PARITY_STATUS_DEVICE;
-    case ErrorKind::io:
+    case ErrorKind::io: return PARITY_STATUS_IO;
     case ErrorKind::numeric:
     case ErrorKind::internal: return PARITY_STATUS_INTERNAL;
   }
@@ -47,28 +48,16 @@ parity_status status_of(ErrorKind kind) {
 }
 
 parity_status fail(parity_error* err, parity_status status, const std::string& message) {
-  if (err) {
-    err->status = status;
-    copy_message(err->message, sizeof err->message, message);
-  }
-  return status;
+  return kit::report(err, status, message);
 }
 
-// Runs `body`; whatever it throws comes back as a status and message.
+// Runs `body`; whatever it throws comes back as a status and message. A parity::Error keeps
+// its kind as the status; any other exception is a bug.
 template <typename Body>
 parity_status guarded(parity_error* err, Body&& body) {
-  try {
-    body();
-    return PARITY_OK;
-  } catch (const Error& e) {
-    return fail(err, status_of(e.kind()), e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(err, PARITY_STATUS_OUT_OF_MEMORY, "out of host memory");
-  } catch (const std::exception& e) {
-    return fail(err, PARITY_STATUS_INTERNAL, e.what());
-  } catch (...) {
-    return fail(err, PARITY_STATUS_INTERNAL, "an exception that is not a std::exception");
-  }
+  return kit::guarded(err, "", body, [](const std::exception& e, parity_status& status, std::string&) {
+    if (const auto* error = dynamic_cast<const Error*>(&e)) status = status_of(error->kind());
+  });
 }
 
 parity_status null_handle(parity_error* err, const char* function, const char* what) {
@@ -239,12 +228,6 @@ parity_status memory_bytes(parity_executable_t h, int64_t* out, parity_error* er
 
 }  // namespace
 
-void copy_message(char* dst, size_t capacity, const std::string& message) {
-  if (!dst || capacity == 0) return;
-  const size_t n = std::min(capacity - 1, message.size());
-  std::memcpy(dst, message.data(), n);
-  dst[n] = '\0';
-}
 
 parity_status adapted_create(const AdaptedBackendSpec& spec, const parity_backend_config* config,
                              parity_backend_t* out, parity_error* err) {

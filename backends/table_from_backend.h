@@ -1,9 +1,10 @@
-// backends/table_adapter.h — exposes a backend written as a C++ parity::Backend (ref, cpu) as a
+// backends/table_from_backend.h — exposes a backend written as a C++ parity::Backend (ref, cpu) as a
 // parity_backend_table, catching every exception so that only status + message crosses the ABI.
 #pragma once
 
 #include <memory>
 
+#include "backends/kit/abi_guard.h"
 #include "parity/backend.h"
 #include "parity/plugin.h"
 
@@ -29,7 +30,6 @@ parity_status adapted_create(const AdaptedBackendSpec& spec, const parity_backen
 // A probe for host backends: always one device, described by the spec.
 parity_status adapted_host_probe(const AdaptedBackendSpec& spec, parity_probe_result* out);
 
-// Copies a message into a C buffer, NUL-terminated and truncated to fit.
-void copy_message(char* dst, size_t capacity, const std::string& message);
+using kit::copy_message;
 
 }  // namespace parity

@@ -1,4 +1,4 @@
-// backends/table_backend.h — the C++ parity::Backend and Executable over any
+// backends/backend_from_table.h — the C++ parity::Backend and Executable over any
 // parity_backend_table: every backend, built in or plugin, is used through this one wrapper.
 #pragma once
 
@@ -12,7 +12,7 @@ namespace parity {
 
 // Creates an instance through `table` (which must outlive it: built-in tables are static and
 // plugin libraries are never unloaded). A failing create throws Error with its message.
-std::unique_ptr<Backend> make_table_backend(const parity_backend_table* table, const BackendOptions& options);
+std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* table, const BackendOptions& options);
 
 // "f32 i32 | host-memory deterministic threads | host, 16 threads": the capabilities of a
 // default instance, for `parity info`.

@@ -1,0 +1,145 @@
+// backends/cpu/cpu_fusion.cpp — the cpu backend's fusion pass at compile: which nodes fuse
+// (conv + relu, max-pool backward + relu backward, that gradient into the conv backward that
+// alone reads it) and which conv backwards get a sparse dy; each node's NodeFusion record.
+#include "backends/cpu/cpu_fusion.h"
+
+#include <algorithm>
+
+#include "backends/kit/persistent_store.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+// By the bound pointers, not by value index like overlaps(): a fused node writes where its
+// partner's output lies (a MAXPOOL2D_BWD writes its RELU_BWD's output), so only the binding
+// says which bytes a node that runs writes.
+bool bytes_overlap(const BoundValue& a, const BoundValue& b) {
+  const auto* a0 = static_cast<const unsigned char*>(a.data);
+  const auto* b0 = static_cast<const unsigned char*>(b.data);
+  const int64_t a_bytes = a.numel * dtype_bytes(a.dtype), b_bytes = b.numel * dtype_bytes(b.dtype);
+  return a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+// Whether two values share arena bytes (a persistent value only with itself).
+bool overlaps(const parity_plan& plan, int32_t a, int32_t b) {
+  const parity_value_desc& va = plan.values[a];
+  const parity_value_desc& vb = plan.values[b];
+  if (kit::is_persistent(va.kind) || kit::is_persistent(vb.kind)) return a == b;
+  return va.offset < vb.offset + vb.bytes && vb.offset < va.offset + va.bytes;
+}
+
+// NodeFusion::pooled_relu of the pooled form at node `conv_index`, whose pool_source is node
+// `pool_index` (with its RELU_BWD fused): the forward MAXPOOL2D that made the indices, if it
+// pooled the relu output the mask is, and no node that runs between it and the conv writes
+// bytes of its pooled output.
+void find_pooled_relu(const parity_plan& plan, const std::vector<BoundNode>& nodes, int32_t pool_index, int32_t conv_index, BoundNode& conv) {
+  const int32_t idx = plan.nodes[pool_index].inputs[1];
+  const int32_t mask = plan.nodes[pool_index + 1].inputs[0];
+  for (int32_t f = 0; f < pool_index; ++f) {
+    const parity_node_desc& fwd = plan.nodes[f];
+    if (fwd.op != PARITY_OP_MAXPOOL2D || fwd.num_outputs != 2 || fwd.outputs[1] != idx) continue;
+    if (fwd.inputs[0] != mask) return;
+    const BoundValue& pooled = nodes[f].out[0];
+    for (int32_t k = f + 1; k < conv_index; ++k) {
+      const BoundNode& between = nodes[k];
+      if (between.fusion.skip) continue;
+      for (int32_t o = 0; o < between.num_outputs; ++o)
+        if (bytes_overlap(between.out[o], pooled)) return;
+    }
+    conv.fusion.pooled_relu = pooled;
+    return;
+  }
+}
+
+// NodeFusion::pool_source: a MAXPOOL2D_BWD (with or without its fused RELU_BWD) whose result
+// only the next node to run reads, a CONV2D_BWD_WEIGHT, as its dy. Its inputs die at the pool
+// node, so the conv's outputs may be given their bytes: the pooled form reads all it needs
+// before writing dw and db.
+int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t>& readers,
+                              std::vector<BoundNode>& nodes) {
+  int64_t scratch = 0;
+  for (int32_t i = 0; i < plan.num_nodes; ++i) {
+    BoundNode& pool = nodes[i];
+    if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.fusion.skip) continue;
+    const bool relu_fused = pool.fusion.relu_mask.data != nullptr;
+    const int32_t result = relu_fused ? plan.nodes[i + 1].outputs[0] : plan.nodes[i].outputs[0];
+    const int32_t next = i + (relu_fused ? 2 : 1);
+    if (next >= plan.num_nodes || readers[result] != 1 || plan.values[result].keep) continue;
+    BoundNode& conv = nodes[next];
+    if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result) continue;
+    conv.fusion.pool_source = &pool;
+    if (!pooled_dy_applies(conv)) {
+      conv.fusion.pool_source = nullptr;
+      continue;
+    }
+    pool.fusion.skip = true;
+    scratch = std::max(scratch, plan_pooled_dy_bwd_weight(conv));
+    if (relu_fused) find_pooled_relu(plan, nodes, i, next, conv);
+  }
+  return scratch;
+}
+
+}  // namespace
+
+// A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements passes at most a quarter
+// of its dx through; RELU_BWD keeps that (it only zeroes more). A conv backward reading such a
+// gradient as its dy gets NodeFusion::sparse_dy. Indices were checked by the caller.
+void mark_pool_gradient(const parity_node_desc& desc, std::vector<bool>& pool_gradient, BoundNode& node) {
+  switch (desc.op) {
+    case PARITY_OP_MAXPOOL2D_BWD: {
+      const parity_maxpool2d_params& pp = desc.params.maxpool2d;
+      if (desc.num_outputs == 1 && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
+          pp.stride_w >= pp.kernel_w)
+        pool_gradient[desc.outputs[0]] = true;
+      break;
+    }
+    case PARITY_OP_RELU_BWD:
+      if (desc.num_inputs == 2 && desc.num_outputs == 1 && pool_gradient[desc.inputs[1]])
+        pool_gradient[desc.outputs[0]] = true;
+      break;
+    case PARITY_OP_CONV2D_BWD_DATA:
+      node.fusion.sparse_dy = desc.num_inputs >= 1 && pool_gradient[desc.inputs[0]];
+      break;
+    case PARITY_OP_CONV2D_BWD_WEIGHT:
+      node.fusion.sparse_dy = desc.num_inputs >= 2 && pool_gradient[desc.inputs[1]];
+      break;
+    default: break;
+  }
+}
+
+// The fusions of BoundNode (cpu_ops.h). Node i fuses with node i+1 when i's output is a TEMP
+// value that is not kept and that node i+1 alone reads; and since node i then writes node
+// i+1's output, that output must not share arena bytes with any input of node i (the planner
+// may give a value that dies at node i the same bytes). Same arithmetic, so same results.
+// Returns the scratch bytes the pooled-form fusion needs.
+int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
+  std::vector<int32_t> readers(static_cast<size_t>(plan.num_values), 0);
+  for (int32_t i = 0; i < plan.num_nodes; ++i)
+    for (int32_t k = 0; k < plan.nodes[i].num_inputs; ++k) ++readers[plan.nodes[i].inputs[k]];
+  for (int32_t i = 0; i + 1 < plan.num_nodes; ++i) {
+    const parity_node_desc& a = plan.nodes[i];
+    const parity_node_desc& b = plan.nodes[i + 1];
+    const bool conv_relu = a.op == PARITY_OP_CONV2D && b.op == PARITY_OP_RELU && a.num_outputs == 1 &&
+                           b.inputs[0] == a.outputs[0];
+    const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
+                               a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
+    if (!conv_relu && !pool_relu_bwd) continue;
+    const parity_value_desc& mid = plan.values[a.outputs[0]];
+    if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
+    bool clash = false;
+    for (int32_t k = 0; k < a.num_inputs; ++k) clash = clash || overlaps(plan, a.inputs[k], b.outputs[0]);
+    if (pool_relu_bwd) clash = clash || overlaps(plan, b.inputs[0], b.outputs[0]);
+    if (clash) continue;
+    BoundNode& first = nodes[i];
+    first.out[0] = nodes[i + 1].out[0];
+    if (conv_relu) first.fusion.relu = true;
+    else first.fusion.relu_mask = nodes[i + 1].in[0];
+    nodes[i + 1].fusion.skip = true;
+    ++i;
+  }
+  return fuse_pooled_gradients(plan, readers, nodes);
+}
+
+}  // namespace cpu
+}  // namespace parity

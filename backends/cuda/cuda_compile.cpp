@@ -1,0 +1,184 @@
+// backends/cuda/cuda_compile.cpp — the CUDA plugin's compile entry point: turns a plan into
+// steps (cuDNN convolutions with descriptors and algorithms chosen once per shape, cuBLAS
+// products, native kernels for the rest: cuda_decisions::route_of says which and why) over one
+// device arena (cuda_decisions::layout_arena).
+#include "backends/cuda/cuda_executable.h"
+#include "backends/cuda/cuda_kernels.h"
+
+namespace parity {
+namespace cuda_backend {
+namespace {
+
+// cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
+// by the plugin so that cuBLAS allocates nothing while a step is captured.
+constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
+
+int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value_desc>& values, int64_t* in,
+                    int64_t* out) {
+  // The weight (LINEAR, BWD_DATA: input 1; BWD_WEIGHT: output 0) is [out, in]; x or dx gives the rows.
+  const parity_value_desc& w = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_WEIGHT ? node.outputs[0]
+                                                                                                  : node.inputs[1])];
+  if (w.rank != 2)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': weight '", value_name(w), "' ",
+                                  shape_str(w.rank, w.dims), " must have rank 2 [out, in]"));
+  *out = w.dims[0];
+  *in = w.dims[1];
+  const parity_value_desc& x = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_DATA ? node.outputs[0]
+                                                                                              : node.inputs[0])];
+  if (numel_of(x) % *in != 0)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': '", value_name(x), "' ", shape_str(x.rank, x.dims),
+                                  " is not a whole number of rows of ", *in));
+  return numel_of(x) / *in;
+}
+
+}  // namespace
+
+parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                      parity_executable_t* out, parity_error* err) {
+  if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: compile: NULL argument");
+  *out = nullptr;
+  return guarded(err, [&] {
+    parity::native::check_compile("cuda", plan, /*inputs_in_arena=*/false,  // inputs live in the slots
+                                  share_with != nullptr, share_with && share_with->instance == b);
+    b->make_current();
+    auto exe = std::make_unique<parity_executable_object>();
+    parity::native::start_executable(*exe, b, plan, share_with, flags);
+    exe->capture = plan::decide_capture(b->options, b->external_legacy_stream, plan->num_nodes);
+
+    // Values: persistent ones in the shared store, INPUT ones in the slots, TEMP ones in the arena.
+    plan::ArenaRequest request{plan->arena_bytes, {}, 0, 0, kCublasWorkspaceBytes, 0, 0};
+    const size_t count = exe->values.size();
+    exe->input_index.assign(count, -1);
+    exe->held_pointer.assign(count, nullptr);
+    exe->host_inputs.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const parity_value_desc& v = exe->values[i];
+      if (is_persistent(v)) {
+        exe->held.push_back(parity::native::shared_persistent("cuda", *exe->persistent, v));
+        exe->held_pointer[i] = exe->held.back()->memory.ptr;
+      } else if (v.kind == PARITY_VALUE_INPUT) {
+        exe->input_index[i] = static_cast<int32_t>(request.input_bytes.size());
+        request.input_bytes.push_back(v.bytes);
+      }
+    }
+    exe->latest_slot.assign(request.input_bytes.size(), -1);
+
+    // Every node as simt and HIP check it (value indices, arity, dtypes, shapes), before any
+    // descriptor is built from it.
+    (void)exe->checker.workspace_floats(exe->nodes);
+    for (const parity_node_desc& node : exe->nodes) exe->checker.run(node);
+
+    // Steps: descriptors and algorithms (searched once per shape on this instance), GEMM calls,
+    // optimizer parameters; what the native nodes need is the dispatcher's.
+    std::vector<parity_node_desc> native_nodes;
+    for (int32_t i = 0; i < plan->num_nodes; ++i) {
+      const parity_node_desc& node = exe->nodes[static_cast<size_t>(i)];
+      Step step;
+      step.node = i;
+      switch (node.op) {
+        case PARITY_OP_CONV2D:
+        case PARITY_OP_CONV2D_BWD_DATA:
+        case PARITY_OP_CONV2D_BWD_WEIGHT: {
+          // The algorithm is chosen below, once the layout gives the operands' alignment.
+          step.conv_shape = plan::conv_descriptors(node, exe->values);
+          step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
+          break;
+        }
+        case PARITY_OP_RELU:
+        case PARITY_OP_SIGMOID: {
+          const int64_t n = numel_of(exe->values[static_cast<size_t>(node.inputs[0])]);
+          if (n != numel_of(exe->values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
+            fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
+                                          " input and output must have the same element count, at most 2^31 - 1"));
+          step.flat = std::make_unique<FlatDescriptor>(
+              static_cast<int>(n), node.op == PARITY_OP_RELU ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_SIGMOID);
+          break;
+        }
+        case PARITY_OP_LINEAR:
+        case PARITY_OP_LINEAR_BWD_DATA:
+        case PARITY_OP_LINEAR_BWD_WEIGHT: {
+          int64_t in = 0, outs = 0;
+          const int64_t rows = linear_rows(node, exe->values, &in, &outs);
+          step.linear = node.op == PARITY_OP_LINEAR            ? plan::linear_forward_calls(rows, in, outs)
+                        : node.op == PARITY_OP_LINEAR_BWD_DATA ? plan::linear_backward_data_calls(rows, in, outs)
+                                                               : plan::linear_backward_weight_calls(rows, in, outs);
+          request.ones_count = std::max(request.ones_count, rows);
+          break;
+        }
+        case PARITY_OP_ADAM_STEP:
+        case PARITY_OP_SGD_STEP:
+          step.hyperparameter_offset = request.hyperparameter_bytes;  // relative until the layout is known
+          request.hyperparameter_bytes += sizeof(parity_op_params);
+          native_nodes.push_back(node);  // the dispatcher checks its shapes
+          break;
+        default:
+          native_nodes.push_back(node);
+          break;
+      }
+      exe->steps.push_back(std::move(step));
+    }
+    request.native_workspace_bytes = exe->dispatcher.workspace_floats(native_nodes) * 4;
+    exe->layout = plan::layout_arena(request);  // the convolution workspace (last) still 0
+
+    // Convolution algorithms: searched on a scratch copy of the arena's layout (same offsets
+    // from a 256-aligned base, so the same alignments) plus a workspace of the limit's size,
+    // freed before the arena is allocated with the largest chosen workspace at its end.
+    bool any_conv = false;
+    for (const Step& step : exe->steps) any_conv = any_conv || step.conv;
+    if (any_conv) {
+      const int64_t scratch_arena = exe->layout.total_bytes;
+      DeviceMemory scratch;
+      scratch.allocate(scratch_arena + b->options.conv_workspace_limit);
+      void* search_workspace = static_cast<char*>(scratch.ptr) + scratch_arena;
+      for (Step& step : exe->steps) {
+        if (!step.conv) continue;
+        const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
+        const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+        const int32_t x = bwd_data ? node.outputs[0] : node.inputs[0];
+        const int32_t w = bwd_weight ? node.outputs[0] : node.inputs[1];
+        const int32_t y = node.op == PARITY_OP_CONV2D ? node.outputs[0] : node.inputs[bwd_data ? 0 : 1];
+        int alignment = 256;
+        for (int32_t v : {x, w, y})
+          alignment = std::min(alignment, plan::address_alignment(std::max<int64_t>(exe->arena_offset(v, 0), 0)));
+        const ConvOperands at{exe->address(x, 0, scratch.ptr), exe->address(w, 0, scratch.ptr),
+                              exe->address(y, 0, scratch.ptr), alignment};
+        const plan::ConvDirection direction = node.op == PARITY_OP_CONV2D ? plan::ConvDirection::forward
+                                              : bwd_data                  ? plan::ConvDirection::backward_data
+                                                                          : plan::ConvDirection::backward_filter;
+        step.algo = choose_conv_algorithm(b, direction, step.conv_shape, *step.conv, at, search_workspace, node.name);
+        CUDA_CHECK(cudnnSetConvolutionMathType(step.conv->conv, static_cast<cudnnMathType_t>(step.algo.math_type)));
+        request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
+      }
+      CUDA_CHECK(cudaDeviceSynchronize());  // the searches ran on the scratch memory about to be freed
+      exe->layout = plan::layout_arena(request);
+    }
+
+    // The one device allocation; inputs start as zeros in both slots.
+    exe->arena.allocate(exe->layout.total_bytes);
+    if (exe->layout.slot_bytes)
+      CUDA_CHECK(cudaMemsetAsync(exe->region(exe->layout.slot_offset[0]), 0,
+                                 static_cast<size_t>(2 * exe->layout.slot_bytes), b->stream));
+    for (int s = 0; s < 2; ++s) {
+      exe->pinned[s].allocate(exe->layout.slot_bytes);
+      CUDA_CHECK(cudaEventCreateWithFlags(&exe->inputs_ready[s], cudaEventDisableTiming));
+      CUDA_CHECK(cudaEventCreateWithFlags(&exe->step_done[s], cudaEventDisableTiming));
+    }
+    for (Step& step : exe->steps) {
+      if (step.hyperparameter_offset < 0) continue;
+      step.hyperparameter_offset += exe->layout.hyperparameter_offset;
+      const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
+      CUDA_CHECK(cudaMemcpyAsync(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
+                                 cudaMemcpyHostToDevice, b->stream));  // node.params lives as long as exe
+    }
+    if (request.ones_count) {
+      parity::native::cuda::set_launch_stream(b->stream);
+      parity::native::cuda::native_ops().fill(static_cast<float*>(exe->region(exe->layout.ones_offset)), request.ones_count,
+                                        1.0f);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    *out = exe.release();
+  });
+}
+
+}  // namespace cuda_backend
+}  // namespace parity
