@@ -101,7 +101,7 @@ std::vector<OpCase> op_cases(const ModelSpec& spec, int64_t batch) {
       ins.push_back(b.input(fmt::format("in{}", i), vi.shape, vi.dtype));
     }
     OpCase c;
-    c.label = fmt::format("{} ({})", node.name, parity_op_name(node.op));
+    c.label = fmt::format("{} ({})", node.name, ops::rule(node.op).name);
     c.op = node.op;
     c.flops = ops::rule(node.op).flops(ops::OpCall{node.name, node.params, infos});
     for (Value v : b.node(node.op, node.params, ins, "op")) c.outputs.push_back(b.graph().value(v).name);

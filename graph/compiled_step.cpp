@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "ops/op_rule.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -37,7 +38,7 @@ void CompiledStep::compile(Backend& backend) {
     std::string why;
     if (!backend.supports(node, &why))
       throw Error(ErrorKind::backend, fmt::format("backend '{}' cannot run node '{}' ({}): {}", backend.name(),
-                                                  node.name, parity_op_name(node.op), why));
+                                                  node.name, ops::rule(node.op).name, why));
   }
   CompileOptions co;
   co.poison_outputs = options_.poison_outputs;
