@@ -125,7 +125,7 @@ const std::vector<std::string> kTrainerKeep = {"loss", "correct"};
 struct Recording {
   std::string name;
   std::map<std::string, Tensor> first_step;
-  std::map<std::string, Tensor> train_plan_step;  // loss, weights and state after step 1 of the train plan
+  std::map<std::string, Tensor> trainer_step;  // loss, weights and state after step 1 compiled as the Trainer compiles it
   std::vector<double> losses;
   std::vector<std::map<std::string, Tensor>> weights;
 };
@@ -154,7 +154,7 @@ Recording record_backend(const std::string& backend, const ModelCheckOptions& o,
   train.run(batch, 1);
   for (const parity_value_desc& v : train.step().plan().values())
     if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE || std::string(v.name) == "loss")
-      run.train_plan_step.emplace(v.name, train.step().read(v.name));
+      run.trainer_step.emplace(v.name, train.step().read(v.name));
   return run;
 }
 
@@ -286,10 +286,10 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
         if (g.values()[static_cast<size_t>(n.inputs[i])].kind == PARITY_VALUE_STATE) add(n.inputs[i], &n, "optimizer state", tol);
     }
   }
-  // The train plan's step on this backend against the other side's (a backend's train plan, or
+  // The step as the Trainer compiles it on this backend against the other side's (a backend's, or
   // PyTorch's only step).
-  for (const auto& [name, t] : a.train_plan_step) {
-    const auto& other_map = b.train_plan_step.empty() ? b.first_step : b.train_plan_step;
+  for (const auto& [name, t] : a.trainer_step) {
+    const auto& other_map = b.trainer_step.empty() ? b.first_step : b.trainer_step;
     auto other = other_map.find(name);
     if (other == other_map.end()) {
       ++report.not_compared;
