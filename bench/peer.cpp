@@ -1,54 +1,19 @@
-// bench/peer.cpp — spawning the LibTorch peer and parity's peak-memory worker with popen, and
-// reading the one JSON line each prints.
+// bench/peer.cpp — the LibTorch peer in its best allocator configuration, its rounds summarised,
+// and parity's peak-memory worker; both spawned through check/torch_peer_launcher.h.
 #include "bench/peer.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <unistd.h>
+
+#include "check/torch_peer_launcher.h"
 
 namespace parity::bench {
 namespace {
 
 using json = nlohmann::json;
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs a shell command; the last line of its stdout that parses as JSON, or {"error": ...}.
-json run_for_json(const std::string& cmd) {
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return {{"error", "cannot start: " + cmd}};
-  std::string out;
-  char buf[4096];
-  while (size_t got = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
-  const int status = ::pclose(pipe);
-  json result;
-  size_t end = out.size();
-  while (end > 0) {
-    size_t begin = out.rfind('\n', end - 1);
-    begin = begin == std::string::npos ? 0 : begin + 1;
-    const std::string line = out.substr(begin, end - begin);
-    if (!line.empty() && line[0] == '{') {
-      try {
-        result = json::parse(line);
-        break;
-      } catch (const json::exception&) {
-      }
-    }
-    if (begin == 0) break;
-    end = begin - 1;
-  }
-  if (result.is_null())
-    return {{"error", fmt::format("exit status {}, no JSON result from: {}", status, cmd)}};
-  return result;
-}
 
 std::string find_jemalloc(const std::string& given) {
   if (!given.empty()) return given;
@@ -63,27 +28,47 @@ std::string find_jemalloc(const std::string& given) {
 Peer::Peer(std::string path, std::string jemalloc, int threads, uint64_t seed)
     : path_(std::move(path)), jemalloc_(find_jemalloc(jemalloc)), threads_(threads), seed_(seed) {}
 
-std::string Peer::command(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
-                          double min_time, int warmup, bool with_jemalloc) const {
-  std::string cmd = with_jemalloc ? "LD_PRELOAD=" + quote(jemalloc_) + " " : "";
-  cmd += fmt::format("{} --model {} --mode {} --batch {} --threads {} --weights {} --seed {} --min-time {} --warmup {}",
-                     quote(path_), model, mode, batch, threads_, quote(weights), seed_, min_time, warmup);
-  return cmd;
+TorchPeerJob Peer::job(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
+                      double min_time, int warmup) const {
+  TorchPeerJob j;
+  j.mode = mode;
+  j.model = model;
+  j.weights = weights;
+  j.threads = threads_;
+  j.batch = batch;
+  j.seed = seed_;
+  j.min_time = min_time;
+  j.warmup = warmup;
+  return j;
 }
 
-json Peer::spawn(const std::string& cmd) const { return run_for_json(cmd); }
+std::vector<std::string> Peer::preload(bool with_jemalloc) const {
+  if (!with_jemalloc) return {};
+  return {"LD_PRELOAD=" + jemalloc_};
+}
+
+std::string Peer::command(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
+                          double min_time, int warmup, bool with_jemalloc) const {
+  return shell_command(torch_peer_arguments(path_, job(model, mode, batch, weights, min_time, warmup)),
+                       preload(with_jemalloc));
+}
+
+json Peer::spawn(const TorchPeerJob& j, bool with_jemalloc) const {
+  return run_for_json(torch_peer_arguments(path_, j), preload(with_jemalloc));
+}
 
 json Peer::run(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
                double min_time, int warmup) {
   const std::string key = model + " " + mode;
   auto it = use_jemalloc_.find(key);
-  if (it != use_jemalloc_.end()) return spawn(command(model, mode, batch, weights, min_time, warmup, it->second));
-  json plain = spawn(command(model, mode, batch, weights, min_time, warmup, false));
+  const TorchPeerJob j = job(model, mode, batch, weights, min_time, warmup);
+  if (it != use_jemalloc_.end()) return spawn(j, it->second);
+  json plain = spawn(j, false);
   if (jemalloc_.empty() || plain.contains("error")) {
     use_jemalloc_[key] = false;
     return plain;
   }
-  json with = spawn(command(model, mode, batch, weights, min_time, warmup, true));
+  json with = spawn(j, true);
   const bool faster = !with.contains("error") && with.value("images_per_s", 0.0) > plain.value("images_per_s", 0.0);
   use_jemalloc_[key] = faster;
   json chosen = faster ? with : plain;
@@ -95,16 +80,6 @@ json Peer::run(const std::string& model, const std::string& mode, int64_t batch,
 std::string Peer::describe() const {
   return fmt::format("{} (threads {}; jemalloc {})", path_, threads_,
                      jemalloc_.empty() ? "not found, system malloc only" : jemalloc_ + " tried, the faster kept");
-}
-
-std::string torch_peer_path(const std::string& path) {
-  std::string p = path;
-  if (p.empty())
-    if (const char* env = std::getenv("PARITY_TORCH_PEER")) p = env;
-#ifdef PARITY_TORCH_PEER_PATH
-  if (p.empty()) p = PARITY_TORCH_PEER_PATH;
-#endif
-  return p;
 }
 
 std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string& jemalloc, int threads,
@@ -159,9 +134,9 @@ json summarize_peer(const std::vector<json>& rounds) {
 
 json run_rss_process(const std::string& self, const std::string& model, const std::string& backend, int64_t batch,
                      int threads, int64_t steps, uint64_t seed) {
-  return run_for_json(fmt::format("{} bench --rss-worker --models {} --backend {} --batch {} --threads {} "
-                                  "--rss-steps {} --seed {}",
-                                  quote(self), model, backend, batch, threads, steps, seed));
+  return run_for_json({self, "bench", "--rss-worker", "--models", model, "--backend", backend, "--batch",
+                       std::to_string(batch), "--threads", std::to_string(threads), "--rss-steps", std::to_string(steps),
+                       "--seed", std::to_string(seed)});
 }
 
 }  // namespace parity::bench

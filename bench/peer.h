@@ -1,4 +1,4 @@
-// bench/peer.h — running the LibTorch peer (bench/torch_peer/) as a separate process, in its
+// bench/peer.h — timing the LibTorch peer (bench/torch_peer/) in a separate process, in its
 // best configuration (with and without jemalloc preloaded, keeping the faster; the BLAS is the
 // one Debian's alternatives select), and the peak-memory worker of parity itself.
 #pragma once
@@ -10,6 +10,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "check/torch_peer_launcher.h"
 
 namespace parity::bench {
 
@@ -26,17 +28,17 @@ class Peer {
                       double min_time, int warmup, bool with_jemalloc) const;
 
  private:
-  nlohmann::json spawn(const std::string& cmd) const;
+  TorchPeerJob job(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
+                   double min_time, int warmup) const;
+  std::vector<std::string> preload(bool with_jemalloc) const;  // the environment that preloads jemalloc
+  nlohmann::json spawn(const TorchPeerJob& job, bool with_jemalloc) const;
   std::string path_, jemalloc_;
   int threads_;
   uint64_t seed_;
   std::map<std::string, bool> use_jemalloc_;  // per "model mode", once decided
 };
 
-// The peer found from `path`, PARITY_TORCH_PEER or the build; nullptr with the reason when none.
-// The peer executable: `path`, else $PARITY_TORCH_PEER, else the one this build made; empty when none.
-std::string torch_peer_path(const std::string& path = "");
-
+// The peer found from `path`, PARITY_TORCH_PEER or the build (torch_peer_path); nullptr with the reason when none.
 std::unique_ptr<Peer> make_torch_peer(const std::string& path, const std::string& jemalloc, int threads,
                                       uint64_t seed, std::string* why);
 

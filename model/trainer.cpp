@@ -1,19 +1,20 @@
-// model/trainer.cpp — the Trainer: compiles forward and training plans per batch size on one
+// model/trainer.cpp — the Trainer: compiles forward and training steps per batch size on one
 // backend, shares their weights, feeds batches and reads back loss, accuracy and state.
 #include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "graph/compiled_step.h"
 #include "parity/error.h"
 #include "parity/trainer.h"
 
 namespace parity {
 
-struct Trainer::Compiled {
-  Plan plan;
-  std::unique_ptr<Executable> exe;
-  int32_t x, y, loss, correct, step = -1;
+// The compiled step of one (training or evaluation, batch size) and the values the Trainer feeds and reads.
+struct Trainer::BatchStep {
+  CompiledStep step;
+  int32_t x, y, loss, correct, optimizer_step = -1;
 };
 
 namespace {
@@ -33,43 +34,32 @@ Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const 
     throw Error(ErrorKind::invalid_argument, fmt::format("learning rate must be a finite number > 0, got {}", optimizer.lr));
   if (!(optimizer.momentum >= 0.0f) || !std::isfinite(optimizer.momentum))
     throw Error(ErrorKind::invalid_argument, fmt::format("momentum must be >= 0, got {}", optimizer.momentum));
-  // The full-batch training plan owns the weights and optimizer state; start them at zero.
-  Compiled& main = compiled(true, batch);
-  for (const parity_value_desc& v : main.plan.values())
-    if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE) {
-      std::vector<unsigned char> zeros(static_cast<size_t>(v.bytes), 0);
-      main.exe->write(main.plan.value(v.name), zeros.data(), zeros.size());
-    }
+  // The full-batch training step owns the weights and optimizer state; start them at zero.
+  step_for(true, batch).step.zero_params_and_state();
 }
 
 Trainer::~Trainer() = default;
 
-Trainer::Compiled& Trainer::compiled(bool training, int64_t n) {
+Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   auto key = std::make_pair(training, n);
-  auto it = compiled_.find(key);
-  if (it != compiled_.end()) return *it->second;
+  auto it = steps_.find(key);
+  if (it != steps_.end()) return *it->second;
   Graph forward = build_forward(spec_, n);
   Graph graph = training ? differentiate(forward, forward.find("loss"), &optimizer_) : std::move(forward);
-  auto c = std::unique_ptr<Compiled>(new Compiled{Plan(graph, {"loss", "correct"}), nullptr, 0, 0, 0, 0, -1});
-  parity_plan p = c->plan.c_plan();
-  for (int32_t i = 0; i < p.num_nodes; ++i) {
-    std::string why;
-    if (!backend_->supports(p.nodes[i], &why))
-      throw Error(ErrorKind::backend, fmt::format("backend '{}' cannot run node '{}' ({}): {}", backend_->name(),
-                                                  p.nodes[i].name, parity_op_name(p.nodes[i].op), why));
-  }
-  c->exe = backend_->compile(p, CompileOptions{}, anchor_);
-  if (!anchor_) anchor_ = c->exe.get();
-  c->x = c->plan.value("x");
-  c->y = c->plan.value("y");
-  c->loss = c->plan.value("loss");
-  c->correct = c->plan.value("correct");
-  if (training && optimizer_.kind == OptimizerConfig::Kind::adam) c->step = c->plan.value(optimizer_step_name());
-  return *compiled_.emplace(key, std::move(c)).first->second;
+  CompiledStepOptions options;
+  options.share_with = weights_owner_;
+  auto s = std::unique_ptr<BatchStep>(new BatchStep{CompiledStep(*backend_, graph, {"loss", "correct"}, options), 0, 0, 0, 0, -1});
+  if (!weights_owner_) weights_owner_ = &s->step.executable();
+  s->x = s->step.value("x");
+  s->y = s->step.value("y");
+  s->loss = s->step.value("loss");
+  s->correct = s->step.value("correct");
+  if (training && optimizer_.kind == OptimizerConfig::Kind::adam) s->optimizer_step = s->step.value(optimizer_step_name());
+  return *steps_.emplace(key, std::move(s)).first->second;
 }
 
 void Trainer::load_weights(const std::map<std::string, Tensor>& weights, const std::string& source) {
-  Compiled& main = compiled(true, batch_);
+  BatchStep& main = step_for(true, batch_);
   for (const ParamSpec& p : spec_.params) {
     auto it = weights.find(p.name);
     if (it == weights.end())
@@ -78,30 +68,26 @@ void Trainer::load_weights(const std::map<std::string, Tensor>& weights, const s
     if (t.dtype() != DType::f32 || t.shape() != p.shape)
       throw Error(ErrorKind::data, fmt::format("{}: tensor '{}' is {} {}, the model needs f32 {}", source, p.name,
                                                to_string(t.dtype()), t.shape().str(), p.shape.str()));
-    main.exe->write(main.plan.value(p.name), t.data(), t.nbytes());
+    main.step.write(p.name, t);
   }
 }
 
 std::map<std::string, Tensor> Trainer::weights() const {
-  const Compiled& main = *compiled_.at({true, batch_});
+  const BatchStep& main = *steps_.at({true, batch_});
   std::map<std::string, Tensor> out;
   for (const ParamSpec& p : spec_.params) {
-    Tensor t(p.shape, DType::f32);
-    main.exe->read(main.plan.value(p.name), t.data(), t.nbytes());
-    out.emplace(p.name, std::move(t));
+    out.emplace(p.name, main.step.read(p.name));
   }
   return out;
 }
 
 TensorFile Trainer::checkpoint() const {
-  const Compiled& main = *compiled_.at({true, batch_});
+  const BatchStep& main = *steps_.at({true, batch_});
   TensorFile file;
   file.tensors = weights();
   for (const ParamSpec& p : spec_.params)
     for (const std::string& name : state_names(optimizer_, p.name)) {
-      Tensor t(p.shape, DType::f32);
-      main.exe->read(main.plan.value(name), t.data(), t.nbytes());
-      file.tensors.emplace(name, std::move(t));
+      file.tensors.emplace(name, main.step.read(name));
     }
   Tensor step(Shape{}, DType::i64);
   step.i64()[0] = step_;
@@ -111,11 +97,11 @@ TensorFile Trainer::checkpoint() const {
 
 void Trainer::restore(const TensorFile& file, const std::string& source) {
   load_weights(file.tensors, source);
-  Compiled& main = compiled(true, batch_);
+  BatchStep& main = step_for(true, batch_);
   for (const ParamSpec& p : spec_.params)
     for (const std::string& name : state_names(optimizer_, p.name)) {
       const Tensor& t = require_tensor(file, name, DType::f32, p.shape, source);
-      main.exe->write(main.plan.value(name), t.data(), t.nbytes());
+      main.step.write(name, t);
     }
   step_ = require_tensor(file, optimizer_step_name(), DType::i64, Shape{}, source).i64()[0];
   if (step_ < 0) throw Error(ErrorKind::data, fmt::format("{}: optimizer.step is negative ({})", source, step_));
@@ -125,19 +111,19 @@ StepResult Trainer::train_step(const Tensor& x, const Tensor& y) {
   const int64_t n = x.shape().rank() > 0 ? x.shape()[0] : 0;
   if (n < 1 || n > batch_)
     throw Error(ErrorKind::shape, fmt::format("train_step: batch of {} images, expected 1..{}", n, batch_));
-  Compiled& c = compiled(true, n);
-  c.exe->write(c.x, x.data(), x.nbytes());
-  c.exe->write(c.y, y.data(), y.nbytes());
-  if (c.step >= 0) {
+  BatchStep& c = step_for(true, n);
+  c.step.write(c.x, x);
+  c.step.write(c.y, y);
+  if (c.optimizer_step >= 0) {
     if (step_ + 1 > INT32_MAX) throw Error(ErrorKind::invalid_argument, "train_step: step count overflows 32 bits");
     int32_t t = static_cast<int32_t>(step_ + 1);
-    c.exe->write(c.step, &t, sizeof t);
+    c.step.write(c.optimizer_step, &t, sizeof t);
   }
-  c.exe->execute();
+  c.step.execute();
   ++step_;
   StepResult r;
-  c.exe->read(c.loss, &r.loss, sizeof r.loss);
-  c.exe->read(c.correct, &r.correct, sizeof r.correct);
+  c.step.read(c.loss, &r.loss, sizeof r.loss);
+  c.step.read(c.correct, &r.correct, sizeof r.correct);
   r.images = n;
   return r;
 }
@@ -157,23 +143,23 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   // Pipelined by one batch: the next batch is filled and written while the step before it may
   // still run (a GPU backend queues execute and copies the write on another stream), and only
   // then are that step's results read. The sums are taken in batch order either way.
-  Compiled* running = nullptr;
+  BatchStep* running = nullptr;
   int64_t running_n = 0;
   auto collect = [&] {
     float loss = 0, right = 0;
-    running->exe->read(running->loss, &loss, sizeof loss);
-    running->exe->read(running->correct, &right, sizeof right);
+    running->step.read(running->loss, &loss, sizeof loss);
+    running->step.read(running->correct, &right, sizeof right);
     loss_sum += double(loss) * running_n;
     correct += right;
   };
   for (int64_t first = 0; first < data.count; first += batch_) {
     const int64_t n = std::min(batch_, data.count - first);
-    Compiled& c = compiled(false, n);
+    BatchStep& c = step_for(false, n);
     fill_batch(data, order, first, n, g, x.f32(), y.i32());
-    c.exe->write(c.x, x.data(), static_cast<size_t>(n * image_floats) * sizeof(float));
-    c.exe->write(c.y, y.data(), static_cast<size_t>(n) * sizeof(int32_t));
+    c.step.write(c.x, x.data(), static_cast<size_t>(n * image_floats) * sizeof(float));
+    c.step.write(c.y, y.data(), static_cast<size_t>(n) * sizeof(int32_t));
     if (running) collect();
-    c.exe->execute();
+    c.step.execute();
     running = &c;
     running_n = n;
   }

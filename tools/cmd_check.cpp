@@ -7,14 +7,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "check/torch_peer_launcher.h"
 #include "data/atomic_file.h"
 #include "ops/conformance.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
-#ifdef PARITY_HAVE_BENCH
-#include "bench/peer.h"
-#endif
 
 namespace parity::tools {
 namespace {
@@ -162,9 +160,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   model->add_option("--json", *m_json, "write every figure to this file");
   model->callback([&run, m, m_json] {
     run = [=] {
-#ifdef PARITY_HAVE_BENCH
-      m->torch_peer = bench::torch_peer_path();
-#endif
+      m->torch_peer = torch_peer_path();
       return run_check_model(*m, *m_json);
     };
   });

@@ -1,5 +1,5 @@
 // parity/trainer.h — training and evaluating a model on one backend: the Trainer (compiled
-// plans sharing one set of weights), checkpoints, and the epoch loop behind `parity train`.
+// steps sharing one set of weights), checkpoints, and the epoch loop behind `parity train`.
 #pragma once
 
 #include <atomic>
@@ -30,7 +30,7 @@ struct EvalResult {
   int64_t images = 0;
 };
 
-// A model, an optimizer and a backend. Plans are compiled per batch size on first use (the
+// A model, an optimizer and a backend. Steps are compiled per batch size on first use (the
 // full batch, the last partial batch, evaluation) and share one set of weights and optimizer
 // state on the backend. Not thread-safe.
 class Trainer {
@@ -60,16 +60,16 @@ class Trainer {
   EvalResult evaluate(const Dataset& data);
 
  private:
-  struct Compiled;
-  Compiled& compiled(bool training, int64_t n);
+  struct BatchStep;
+  BatchStep& step_for(bool training, int64_t n);  // compiled on first use
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
   OptimizerConfig optimizer_;
   int64_t batch_;
   int64_t step_ = 0;
-  std::map<std::pair<bool, int64_t>, std::unique_ptr<Compiled>> compiled_;
-  Executable* anchor_ = nullptr;  // the first executable: owner of the shared weights
+  std::map<std::pair<bool, int64_t>, std::unique_ptr<BatchStep>> steps_;  // by (training, batch size)
+  Executable* weights_owner_ = nullptr;  // the first executable: its PARAM/STATE storage the others share
 };
 
 struct TrainOptions {

@@ -1,17 +1,18 @@
-// graph/check_model.cpp — `parity check model` and `parity check determinism`: one training
-// step of a model run on two backends from the same weights and batch, every node's output,
-// every gradient and every updated weight compared in graph order; drift over several steps.
-#include <spawn.h>
-#include <sys/wait.h>
+// check/check_model.cpp — `parity check model` and `parity check determinism`: one training
+// step of a model run on two backends (or a backend and the LibTorch peer) from the same
+// weights and batch, every node's output, every gradient and every updated weight compared in
+// graph order; drift over several steps.
 #include <unistd.h>
 
 #include <filesystem>
 #include <map>
 #include <cstring>
-#include <random>
 
 #include <fmt/format.h>
 
+#include "check/torch_peer_launcher.h"
+#include "graph/compiled_step.h"
+#include "model/random_batch.h"
 #include "ops/op_rule.h"
 #include "parity/backend.h"
 #include "parity/check.h"
@@ -26,11 +27,7 @@ namespace {
 // within float32 rounding of each other may pick another element; allow 1e-3 of them.
 constexpr double kIndexMismatchFraction = 1e-3;
 
-struct Batch {
-  Tensor x, y;
-};
-
-Batch load_or_draw_batch(const ModelCheckOptions& o, const ModelSpec& spec) {
+ImageBatch load_or_draw_batch(const ModelCheckOptions& o, const ModelSpec& spec) {
   if (!o.input.empty()) {
     TensorFile f = read_safetensors(o.input);
     auto x_it = f.tensors.find("x");
@@ -47,7 +44,7 @@ Batch load_or_draw_batch(const ModelCheckOptions& o, const ModelSpec& spec) {
     if ((y.dtype() != DType::i64 && y.dtype() != DType::i32) || y.shape() != Shape{xs[0]})
       throw Error(ErrorKind::data, fmt::format("{}: tensor 'y' is {} {}, expected i64 [{}]", o.input, to_string(y.dtype()),
                                                y.shape().str(), xs[0]));
-    Batch b{x, Tensor(Shape{xs[0]}, DType::i32)};
+    ImageBatch b{x, Tensor(Shape{xs[0]}, DType::i32)};
     for (int64_t i = 0; i < xs[0]; ++i) {
       const int64_t label = y.dtype() == DType::i64 ? y.i64()[i] : y.i32()[i];
       if (label < 0 || label >= spec.num_classes)
@@ -57,13 +54,7 @@ Batch load_or_draw_batch(const ModelCheckOptions& o, const ModelSpec& spec) {
     return b;
   }
   if (o.batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--batch must be >= 1, got {}", o.batch));
-  Batch b{Tensor(Shape{o.batch, spec.channels, spec.height, spec.width}, DType::f32), Tensor(Shape{o.batch}, DType::i32)};
-  std::mt19937_64 rng(o.seed + 1);
-  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
-  std::uniform_int_distribution<int> label(0, spec.num_classes - 1);
-  for (int64_t i = 0; i < b.x.numel(); ++i) b.x.f32()[i] = pixel(rng);
-  for (int64_t i = 0; i < o.batch; ++i) b.y.i32()[i] = label(rng);
-  return b;
+  return random_batch(spec, o.batch, o.seed);
 }
 
 std::map<std::string, Tensor> load_or_init_weights(const ModelCheckOptions& o, const ModelSpec& spec) {
@@ -74,118 +65,103 @@ std::map<std::string, Tensor> load_or_init_weights(const ModelCheckOptions& o, c
   return w;
 }
 
-Shape shape_of(const parity_value_desc& d) { return Shape(std::vector<int64_t>(d.dims, d.dims + d.rank)); }
-
-DType dtype_of(const parity_value_desc& d) {
-  return d.dtype == PARITY_I32 ? DType::i32 : d.dtype == PARITY_I64 ? DType::i64 : DType::f32;
-}
-
-// One side of the comparison: a backend running the training plan with every value kept.
-class Side {
+// A backend running the training step with chosen values kept and its outputs poisoned.
+class BackendTrainingStep {
  public:
-  Side(const std::string& backend, int threads, const Plan& plan) : plan_(plan) {
-    BackendOptions bo;
-    bo.threads = threads;
-    backend_ = create_backend(backend, bo);
-    CompileOptions co;
-    co.poison_outputs = true;
-    exe_ = backend_->compile(plan.c_plan(), co, nullptr);
-  }
+  BackendTrainingStep(const std::string& backend, int threads, const Graph& graph, const std::vector<std::string>& keep)
+      : backend_(make_backend(backend, threads)), step_(*backend_, graph, keep, poisoned()) {}
   std::string name() const { return backend_->name(); }
+  CompiledStep& step() { return step_; }
 
+  // Fresh optimizer state and the given weights.
   void start(const std::map<std::string, Tensor>& weights) {
-    for (const parity_value_desc& v : plan_.values())
-      if (v.kind == PARITY_VALUE_STATE) {
-        Tensor zeros(shape_of(v), DType::f32);
-        exe_->write(plan_.value(v.name), zeros.data(), zeros.nbytes());
-      }
-    for (const auto& [name, t] : weights) exe_->write(plan_.value(name), t.data(), t.nbytes());
+    step_.zero_params_and_state();
+    for (const auto& [name, t] : weights) step_.write(name, t);
   }
 
-  void step(const Batch& b, int32_t t) {
-    exe_->write(plan_.value("x"), b.x.data(), b.x.nbytes());
-    exe_->write(plan_.value("y"), b.y.data(), b.y.nbytes());
-    exe_->write(plan_.value(optimizer_step_name()), &t, sizeof t);
-    exe_->execute();
-  }
-
-  Tensor read(int32_t value) const {
-    const parity_value_desc& d = plan_.values()[static_cast<size_t>(value)];
-    Tensor t(shape_of(d), dtype_of(d));
-    exe_->read(value, t.data(), t.nbytes());
-    return t;
+  void run(const ImageBatch& b, int32_t t) {
+    step_.write("x", b.x);
+    step_.write("y", b.y);
+    step_.write(step_.value(optimizer_step_name()), &t, sizeof t);
+    step_.execute();
   }
 
  private:
-  const Plan& plan_;
+  static std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
+    BackendOptions bo;
+    bo.threads = threads;
+    return create_backend(name, bo);
+  }
+  static CompiledStepOptions poisoned() {
+    CompiledStepOptions co;
+    co.poison_outputs = true;
+    return co;
+  }
   std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Executable> exe_;
+  CompiledStep step_;
 };
 
-struct TrainPlan {
+// A model's training graph (forward, backward, Adam) and the names of all its temporaries.
+struct TrainingGraph {
   Graph graph;
-  Plan plan;        // every value kept: what the report compares node by node
-  Plan train_plan;  // only the loss kept, as the Trainer compiles it: backends may fuse nodes
+  std::vector<std::string> temporaries;  // every value kept: what the report compares node by node
 };
 
-TrainPlan make_train_plan(const ModelSpec& spec, int64_t batch) {
+TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch) {
   Graph fwd = build_forward(spec, batch);
   OptimizerConfig adam;
   Graph g = differentiate(fwd, fwd.find("loss"), &adam);
   std::vector<std::string> keep;
   for (const ValueInfo& v : g.values())
     if (v.kind == PARITY_VALUE_TEMP) keep.push_back(v.name);
-  Plan plan(g, keep);
-  Plan train_plan(g, {"loss", "correct"});
-  return {std::move(g), std::move(plan), std::move(train_plan)};
+  return {std::move(g), std::move(keep)};
 }
 
-}  // namespace
+// Only the loss kept, as the Trainer compiles the step: backends may fuse nodes.
+const std::vector<std::string> kTrainerKeep = {"loss", "correct"};
 
-namespace {
-
-// What one side of the comparison produced: every value of the first step (by name), and the
+// What one side of the comparison recorded: every value of the first step (by name), and the
 // loss and the weights after every step.
-struct Run {
+struct Recording {
   std::string name;
   std::map<std::string, Tensor> first_step;
-  std::map<std::string, Tensor> train_plan_step;  // loss, weights and state after step 1 of the train plan
+  std::map<std::string, Tensor> trainer_step;  // loss, weights and state after step 1 compiled as the Trainer compiles it
   std::vector<double> losses;
   std::vector<std::map<std::string, Tensor>> weights;
 };
 
-Run run_backend(const std::string& backend, const ModelCheckOptions& o, const ModelSpec& spec, const TrainPlan& tp,
-                const Batch& batch, const std::map<std::string, Tensor>& weights) {
-  Side side(backend, o.threads, tp.plan);
-  Run run;
+Recording record_backend(const std::string& backend, const ModelCheckOptions& o, const ModelSpec& spec,
+                         const TrainingGraph& tg, const ImageBatch& batch, const std::map<std::string, Tensor>& weights) {
+  BackendTrainingStep side(backend, o.threads, tg.graph, tg.temporaries);
+  Recording run;
   run.name = side.name();
   side.start(weights);
   for (int step = 1; step <= o.steps; ++step) {
     // Every step sees the same batch: the drift then measures how the trajectories separate.
-    side.step(batch, step);
+    side.run(batch, step);
     if (step == 1)
-      for (size_t i = 0; i < tp.graph.values().size(); ++i)
-        run.first_step.emplace(tp.graph.values()[i].name, side.read(static_cast<int32_t>(i)));
-    run.losses.push_back(double(side.read(tp.plan.value("loss")).f32()[0]));
+      for (size_t i = 0; i < tg.graph.values().size(); ++i)
+        run.first_step.emplace(tg.graph.values()[i].name, side.step().read(static_cast<int32_t>(i)));
+    run.losses.push_back(double(side.step().read("loss").f32()[0]));
     std::map<std::string, Tensor> w;
-    for (const ParamSpec& p : spec.params) w.emplace(p.name, side.read(tp.plan.value(p.name)));
+    for (const ParamSpec& p : spec.params) w.emplace(p.name, side.step().read(p.name));
     run.weights.push_back(std::move(w));
   }
   // The same first step once more, compiled as `parity train` compiles it (only the loss kept),
   // so that the paths a backend takes when it may fuse nodes are compared too.
-  Side train(backend, o.threads, tp.train_plan);
+  BackendTrainingStep train(backend, o.threads, tg.graph, kTrainerKeep);
   train.start(weights);
-  train.step(batch, 1);
-  for (const parity_value_desc& v : tp.train_plan.values())
+  train.run(batch, 1);
+  for (const parity_value_desc& v : train.step().plan().values())
     if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE || std::string(v.name) == "loss")
-      run.train_plan_step.emplace(v.name, train.read(tp.train_plan.value(v.name)));
+      run.trainer_step.emplace(v.name, train.step().read(v.name));
   return run;
 }
 
 // PyTorch's side: the LibTorch peer (bench/torch_peer, --mode step) runs in its own process
 // from the same weights and batch, and writes its values under parity's names.
-Run run_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, const Batch& batch,
-                   const std::map<std::string, Tensor>& weights) {
+Recording record_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, const ImageBatch& batch,
+                            const std::map<std::string, Tensor>& weights) {
   if (o.torch_peer.empty() || !std::filesystem::exists(o.torch_peer))
     throw Error(ErrorKind::backend, "check model --against torch: the LibTorch peer is not built in this build of "
                                     "parity (install libtorch-dev and configure again)");
@@ -206,23 +182,22 @@ Run run_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, const Batc
   in.tensors.emplace("y", y64);
   write_safetensors(dir + "/input.safetensors", in);
   const std::string out = dir + "/out.safetensors";
-  std::vector<std::string> args = {o.torch_peer, "--mode", "step", "--model", spec.name,
-                                   "--weights", dir + "/weights.safetensors", "--input", dir + "/input.safetensors",
-                                   "--out", out, "--steps", std::to_string(o.steps),
-                                   "--threads", std::to_string(o.threads > 0 ? o.threads : 1)};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (::posix_spawn(&pid, o.torch_peer.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+  TorchPeerJob job;
+  job.mode = "step";
+  job.model = spec.name;
+  job.weights = dir + "/weights.safetensors";
+  job.input = dir + "/input.safetensors";
+  job.out = out;
+  job.steps = o.steps;
+  job.threads = o.threads > 0 ? o.threads : 1;
+  const ProcessResult peer_run = run_process(torch_peer_arguments(o.torch_peer, job), {}, false);
+  if (!peer_run.started)
     throw Error(ErrorKind::backend, fmt::format("check model --against torch: cannot start {}", o.torch_peer));
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+  if (peer_run.exit_status != 0)
     throw Error(ErrorKind::backend, fmt::format("check model --against torch: the LibTorch peer failed (exit status {})",
-                                                WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+                                                peer_run.exit_status));
   TensorFile peer = read_safetensors(out);
-  Run run;
+  Recording run;
   run.name = "torch";
   for (auto& [name, t] : peer.tensors) {
     if (name.find('@') != std::string::npos || name.rfind("step", 0) == 0) continue;
@@ -257,7 +232,7 @@ double weights_nmse(const std::map<std::string, Tensor>& a, const std::map<std::
   return norm > 0 ? err / norm : err;
 }
 
-void dump_run(const std::string& dir, const std::string& file, const Run& run) {
+void dump_run(const std::string& dir, const std::string& file, const Recording& run) {
   std::filesystem::create_directories(dir);
   TensorFile f;
   f.metadata["backend"] = run.name;
@@ -270,14 +245,14 @@ void dump_run(const std::string& dir, const std::string& file, const Run& run) {
 ModelCheckReport check_model(const ModelCheckOptions& o) {
   if (o.steps < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--steps must be >= 1, got {}", o.steps));
   const ModelSpec& spec = model_spec(o.model);
-  Batch batch = load_or_draw_batch(o, spec);
+  ImageBatch batch = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = load_or_init_weights(o, spec);
-  TrainPlan tp = make_train_plan(spec, batch.x.shape()[0]);
-  const Graph& g = tp.graph;
+  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0]);
+  const Graph& g = tg.graph;
 
-  const Run a = run_backend(o.backend, o, spec, tp, batch, weights);
-  const Run b = o.against == "torch" ? run_torch_peer(o, spec, batch, weights)
-                                     : run_backend(o.against, o, spec, tp, batch, weights);
+  const Recording a = record_backend(o.backend, o, spec, tg, batch, weights);
+  const Recording b = o.against == "torch" ? record_torch_peer(o, spec, batch, weights)
+                                           : record_backend(o.against, o, spec, tg, batch, weights);
 
   ModelCheckReport report;
   report.backend = a.name;
@@ -311,10 +286,10 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
         if (g.values()[static_cast<size_t>(n.inputs[i])].kind == PARITY_VALUE_STATE) add(n.inputs[i], &n, "optimizer state", tol);
     }
   }
-  // The train plan's step on this backend against the other side's (a backend's train plan, or
+  // The step as the Trainer compiles it on this backend against the other side's (a backend's, or
   // PyTorch's only step).
-  for (const auto& [name, t] : a.train_plan_step) {
-    const auto& other_map = b.train_plan_step.empty() ? b.first_step : b.train_plan_step;
+  for (const auto& [name, t] : a.trainer_step) {
+    const auto& other_map = b.trainer_step.empty() ? b.first_step : b.trainer_step;
     auto other = other_map.find(name);
     if (other == other_map.end()) {
       ++report.not_compared;
@@ -349,21 +324,21 @@ DeterminismReport check_determinism(const std::string& model, const std::string&
   ModelCheckOptions o;
   o.batch = batch;
   o.seed = seed;
-  Batch b = load_or_draw_batch(o, spec);
+  ImageBatch b = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = init_weights(spec, seed);
-  TrainPlan tp = make_train_plan(spec, batch);
-  Side first(backend, threads, tp.plan), second(backend, threads, tp.plan);
-  for (Side* s : {&first, &second}) {
+  const TrainingGraph tg = build_training_graph(spec, batch);
+  BackendTrainingStep first(backend, threads, tg.graph, tg.temporaries), second(backend, threads, tg.graph, tg.temporaries);
+  for (BackendTrainingStep* s : {&first, &second}) {
     s->start(weights);
-    s->step(b, 1);
+    s->run(b, 1);
   }
   DeterminismReport report;
   report.backend = first.name();
-  for (size_t i = 0; i < tp.graph.values().size(); ++i) {
-    if (tp.graph.values()[i].kind == PARITY_VALUE_INPUT) continue;
-    Tensor x = first.read(static_cast<int32_t>(i)), y = second.read(static_cast<int32_t>(i));
+  for (size_t i = 0; i < tg.graph.values().size(); ++i) {
+    if (tg.graph.values()[i].kind == PARITY_VALUE_INPUT) continue;
+    Tensor x = first.step().read(static_cast<int32_t>(i)), y = second.step().read(static_cast<int32_t>(i));
     ++report.values_compared;
-    if (std::memcmp(x.data(), y.data(), x.nbytes()) != 0) report.differing.push_back(tp.graph.values()[i].name);
+    if (std::memcmp(x.data(), y.data(), x.nbytes()) != 0) report.differing.push_back(tg.graph.values()[i].name);
   }
   return report;
 }

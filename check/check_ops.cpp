@@ -1,4 +1,4 @@
-// graph/check_ops.cpp — `parity check ops`: every op, forward and backward, on each chosen
+// check/check_ops.cpp — `parity check ops`: every op, forward and backward, on each chosen
 // backend against the float64 `ref` backend, over the cases each op's rule file lists (batch 1,
 // odd sizes, stride and padding edge cases, large values, values at the relu and maxpool kinks)
 // plus one the user names. Outputs are prefilled with NaN, so an unwritten element fails,
@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "graph/autodiff.h"
+#include "graph/compiled_step.h"
 #include "ops/op_rule.h"
 #include "parity/backend.h"
 #include "parity/check.h"
@@ -72,38 +73,32 @@ CaseRun run_case(Backend& backend, const OpCase& c, std::string* skip_reason) {
     b.input(layout.back(), Shape{kGuardFloats});
   }
   const Graph g = b.take();
-  Plan plan(g, keep, layout);
-  const parity_plan cp = plan.c_plan();
+  CompiledStepOptions options;
+  options.tight_layout = layout;
+  options.poison_outputs = true;
+  CompiledStep step(g, keep, options);
   CaseRun run;
-  if (!backend.supports(cp.nodes[0], skip_reason)) return run;
-  CompileOptions co;
-  co.poison_outputs = true;
-  auto exe = backend.compile(cp, co, nullptr);
-  for (size_t i = 0; i < c.operands.size(); ++i)
-    exe->write(plan.value("in" + std::to_string(i)), c.operands[i].tensor.data(), c.operands[i].tensor.nbytes());
+  if (!step.supported_by(backend, skip_reason)) return run;
+  step.compile(backend);
+  for (size_t i = 0; i < c.operands.size(); ++i) step.write("in" + std::to_string(i), c.operands[i].tensor);
   const std::vector<uint32_t> canary(kGuardFloats, kCanary);
   for (const std::string& name : layout)
-    if (name.rfind("guard.", 0) == 0) exe->write(plan.value(name), canary.data(), canary.size() * 4);
-  exe->execute();
+    if (name.rfind("guard.", 0) == 0) step.write(step.value(name), canary.data(), canary.size() * 4);
+  step.execute();
   for (size_t k = 0; k < outs.size(); ++k) {
-    const ValueInfo& info = g.value(outs[k]);
-    Tensor t(info.shape, info.dtype);
-    exe->read(plan.value(info.name), t.data(), t.nbytes());
+    Tensor t = step.read(g.value(outs[k]).name);
     const std::string label = outs.size() == 1 ? "output" : fmt::format("output {}", k);
     for (const std::string& guard : {k == 0 ? std::string("guard.before") : fmt::format("guard.after{}", k - 1),
                                      fmt::format("guard.after{}", k)}) {
       std::vector<uint32_t> seen(kGuardFloats);
-      exe->read(plan.value(guard), seen.data(), seen.size() * 4);
+      step.read(step.value(guard), seen.data(), seen.size() * 4);
       if (seen != canary) run.overruns.push_back(label);
     }
     run.values.emplace_back(label, std::move(t));
   }
   for (size_t i = 0; i < c.operands.size(); ++i)
-    if (c.operands[i].kind != PARITY_VALUE_INPUT) {
-      Tensor t(c.operands[i].tensor.shape(), DType::f32);
-      exe->read(plan.value("in" + std::to_string(i)), t.data(), t.nbytes());
-      run.values.emplace_back(fmt::format("updated operand {}", i), std::move(t));
-    }
+    if (c.operands[i].kind != PARITY_VALUE_INPUT)
+      run.values.emplace_back(fmt::format("updated operand {}", i), step.read("in" + std::to_string(i)));
   return run;
 }
 
@@ -150,45 +145,42 @@ OpCaseResult check_gradient_case(Backend& backend, Backend& ref, const OpCase& c
   for (Value g : grads)
     if (g.valid()) keep.push_back(b.graph().value(g).name);
   const Graph backward = b.take();
-  Plan plan(backward, keep);
+  CompiledStepOptions poisoned;
+  poisoned.poison_outputs = true;
+  CompiledStep step(backward, keep, poisoned);
 
   OpCaseResult res;
   res.backend = backend.name();
   res.op = std::string(rule.name) + " (gradient)";
   res.label = c.label;
-  const parity_plan cp = plan.c_plan();
-  for (int32_t i = 0; i < cp.num_nodes; ++i)
-    if (!backend.supports(cp.nodes[i], &res.skip_reason)) {
-      res.skipped = true;
-      return res;
-    }
-  CompileOptions co;
-  co.poison_outputs = true;
-  auto exe = backend.compile(cp, co, nullptr);
-  for (size_t i = 0; i < c.operands.size(); ++i)
-    exe->write(plan.value("in" + std::to_string(i)), c.operands[i].tensor.data(), c.operands[i].tensor.nbytes());
+  if (!step.supported_by(backend, &res.skip_reason)) {
+    res.skipped = true;
+    return res;
+  }
+  step.compile(backend);
+  for (size_t i = 0; i < c.operands.size(); ++i) step.write("in" + std::to_string(i), c.operands[i].tensor);
   for (size_t k = 0; k < seeds.size(); ++k)
-    if (seeds[k].valid()) exe->write(plan.value("dy" + std::to_string(k)), r[k].data(), r[k].nbytes());
-  exe->execute();
+    if (seeds[k].valid()) step.write("dy" + std::to_string(k), r[k]);
+  step.execute();
 
   // ref's forward in float64.
   std::vector<std::string> fwd_keep;
   for (Value v : outs) fwd_keep.push_back(forward.value(v).name);
-  Plan fplan(forward, fwd_keep);
-  auto fexe = ref.compile(fplan.c_plan(), {}, nullptr);
+  CompiledStep ref_forward(ref, forward, fwd_keep);
+  Executable& fexe = ref_forward.executable();
   std::vector<std::vector<double>> x64(c.operands.size());
   for (size_t i = 0; i < c.operands.size(); ++i) {
     const Tensor& t = c.operands[i].tensor;
-    fexe->write(fplan.value("in" + std::to_string(i)), t.data(), t.nbytes());
+    ref_forward.write("in" + std::to_string(i), t);
     if (t.dtype() == DType::f32) x64[i].assign(t.f32(), t.f32() + t.numel());
   }
   auto objective = [&]() {
-    fexe->execute();
+    fexe.execute();
     double L = 0;
     for (size_t k = 0; k < outs.size(); ++k) {
       if (!seeds[k].valid()) continue;
       std::vector<double> y(static_cast<size_t>(r[k].numel()));
-      fexe->read_f64(fplan.value(forward.value(outs[k]).name), y.data(), y.size());
+      fexe.read_f64(ref_forward.value(forward.value(outs[k]).name), y.data(), y.size());
       for (size_t j = 0; j < y.size(); ++j) L += y[j] * double(r[k].f32()[j]);
     }
     return L;
@@ -196,10 +188,9 @@ OpCaseResult check_gradient_case(Backend& backend, Backend& ref, const OpCase& c
 
   for (size_t i = 0; i < c.operands.size(); ++i) {
     if (!grads[i].valid()) continue;
-    const int32_t id = fplan.value("in" + std::to_string(i));
+    const int32_t id = ref_forward.value("in" + std::to_string(i));
     const int64_t n = c.operands[i].tensor.numel();
-    Tensor analytic(c.operands[i].tensor.shape(), DType::f32);
-    exe->read(plan.value(backward.value(grads[i]).name), analytic.data(), analytic.nbytes());
+    const Tensor analytic = step.read(backward.value(grads[i]).name);
     const int64_t samples = std::min(n, kGradientSamples);
     Tensor got(Shape{samples}, DType::f32), want(Shape{samples}, DType::f32);
     std::vector<double> fd(static_cast<size_t>(samples));
@@ -210,20 +201,20 @@ OpCaseResult check_gradient_case(Backend& backend, Backend& ref, const OpCase& c
       const double saved = x[static_cast<size_t>(j)];
       const double h = kFiniteDifferenceStep * std::max(1.0, std::fabs(saved));
       x[static_cast<size_t>(j)] = saved + h;
-      fexe->write_f64(id, x.data(), x.size());
+      fexe.write_f64(id, x.data(), x.size());
       const double plus = objective();
       x[static_cast<size_t>(j)] = saved - h;
-      fexe->write_f64(id, x.data(), x.size());
+      fexe.write_f64(id, x.data(), x.size());
       const double minus = objective();
       x[static_cast<size_t>(j)] = saved;
-      fexe->write_f64(id, x.data(), x.size());
+      fexe.write_f64(id, x.data(), x.size());
       got.f32()[s_i] = analytic.f32()[j];
       want.f32()[s_i] = static_cast<float>((plus - minus) / (2 * h));
     }
     // The float32 backward against float64 differences: at least the float32 rounding of the
     // gradient itself (NMSE ~ 2^-48 ~ 4e-15), and the tolerance of the backward ops it ran.
     double threshold = 1e-11;
-    for (int32_t k = 0; k < cp.num_nodes; ++k) threshold = std::max(threshold, ops::rule(cp.nodes[k].op).tolerance.op_nmse);
+    for (const parity_node_desc& n : step.plan().nodes()) threshold = std::max(threshold, ops::rule(n.op).tolerance.op_nmse);
     TensorDiff d = compare_tensors(got, want, threshold);
     d.name = fmt::format("dL/d in{} ({} of {} elements)", i, samples, n);
     d.node = c.label;

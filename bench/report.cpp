@@ -1,0 +1,103 @@
+// bench/report.cpp — printing and writing the results of `parity bench`, and comparing two runs.
+#include "bench/report.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "parity/error.h"
+
+namespace parity::bench {
+
+using json = nlohmann::json;
+
+void Report::header() const {
+  fmt::print("{:<50} {:>7} {:>6} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6} {:>6}\n", "case", "backend", "batch",
+             "median ms", "min ms", "max ms", "images/s", "GFLOP/s", "%peak", "%gemm");
+}
+
+json Report::add(const std::string& name, const std::string& kind, const std::string& backend, int64_t batch,
+                 double flops, const Timing& t, int threads_used) {
+  const double median = t.median();
+  json c = {{"name", name}, {"kind", kind}, {"backend", backend}, {"batch", batch}, {"threads", threads_used},
+            {"flops", flops}, {"runs", t.samples.size()}, {"median_s", median}, {"min_s", t.min()},
+            {"max_s", t.max()}};
+  const double gflops = median > 0 ? flops / median * 1e-9 : 0;
+  c["images_per_s"] = median > 0 ? batch / median : 0;
+  c["gflops"] = gflops;
+  c["pct_fma_peak"] = 100 * gflops / machine.fma_peak_gflops;
+  c["pct_gemm"] = 100 * gflops / machine.gemm_gflops;
+  fmt::print("{:<50} {:>7} {:>6} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.0f} {:>8.1f} {:>5.1f}% {:>5.1f}%\n", name, backend,
+             batch, median * 1e3, t.min() * 1e3, t.max() * 1e3, c["images_per_s"].get<double>(), gflops,
+             c["pct_fma_peak"].get<double>(), c["pct_gemm"].get<double>());
+  std::fflush(stdout);
+  return c;
+}
+
+void Report::add_invalid(const std::string& name, const std::string& kind, const std::string& backend,
+                         const std::string& why) {
+  fmt::print("{:<50} {:>7} FAILED validation against ref: {}\n", name, backend, why);
+  cases.push_back({{"name", name}, {"kind", kind}, {"backend", backend}, {"valid", false}, {"validation", why}});
+  failed = true;
+}
+
+void write_report_json(const std::string& path, const Report& report, const BenchOptions& o,
+                       const json& skipped_backends, const std::string& peer) {
+  json out = {{"parity_bench", 1},
+              {"machine",
+               {{"cpu", report.machine.cpu}, {"hardware_threads", report.machine.hardware_threads},
+                {"fma_isa", report.machine.isa}, {"fma_peak_gflops", report.machine.fma_peak_gflops},
+                {"gemm_gflops", report.machine.gemm_gflops}}},
+              {"threads", report.threads},
+              {"build", build_options()},
+              {"git", git_revision()},
+              {"options",
+               {{"batch", o.batch}, {"infer_batch", o.infer_batch}, {"min_time_s", o.min_time},
+                {"warmup", o.warmup}, {"rounds", o.rounds}, {"seed", o.seed}}},
+              {"skipped_backends", skipped_backends},
+              {"cases", report.cases}};
+  if (!peer.empty()) out["peer"] = peer;
+  std::ofstream f(path);
+  if (!f) throw Error(ErrorKind::io, "bench: cannot write " + path);
+  f << out.dump(2) << "\n";
+  fmt::print("\nwrote {}\n", path);
+}
+
+int compare_reports(const std::string& a_path, const std::string& b_path) {
+  auto load = [](const std::string& path) {
+    std::ifstream f(path);
+    if (!f) throw Error(ErrorKind::io, "bench compare: cannot read " + path);
+    try {
+      return json::parse(f);
+    } catch (const json::exception& e) {
+      throw Error(ErrorKind::data, "bench compare: " + path + " is not JSON: " + e.what());
+    }
+  };
+  const json a = load(a_path), b = load(b_path);
+  auto key = [](const json& c) { return c.value("name", "") + "|" + c.value("backend", "") + "|" + std::to_string(c.value("threads", 0)); };
+  std::map<std::string, json> in_b;
+  for (const json& c : b["cases"]) in_b[key(c)] = c;
+  fmt::print("A: {} (git {}, {} threads)\nB: {} (git {}, {} threads)\n\n", a_path, a.value("git", "?"),
+             a.value("threads", 0), b_path, b.value("git", "?"), b.value("threads", 0));
+  fmt::print("{:<50} {:>7} {:>11} {:>11} {:>11} {:>11} {:>8}\n", "case", "backend", "A median ms", "B median ms",
+             "A images/s", "B images/s", "B/A");
+  for (const json& ca : a["cases"]) {
+    auto it = in_b.find(key(ca));
+    if (!ca.contains("median_s")) continue;
+    if (it == in_b.end() || !it->second.contains("median_s")) {
+      fmt::print("{:<50} {:>7} {:>11.3f} {:>11}\n", ca["name"].get<std::string>(), ca["backend"].get<std::string>(),
+                 ca["median_s"].get<double>() * 1e3, "-");
+      continue;
+    }
+    const json& cb = it->second;
+    fmt::print("{:<50} {:>7} {:>11.3f} {:>11.3f} {:>11.0f} {:>11.0f} {:>7.2f}x\n", ca["name"].get<std::string>(),
+               ca["backend"].get<std::string>(), ca["median_s"].get<double>() * 1e3, cb["median_s"].get<double>() * 1e3,
+               ca["images_per_s"].get<double>(), cb["images_per_s"].get<double>(),
+               ca["median_s"].get<double>() / cb["median_s"].get<double>());
+  }
+  return 0;
+}
+
+}  // namespace parity::bench
