@@ -24,6 +24,7 @@
 #include "bench/machine.h"
 #include "bench/peer.h"
 #include "bench/synthetic_batch.h"
+#include "model/model_description.h"
 #include "ops/op_rule.h"
 #include "parity/backend.h"
 #include "parity/error.h"
@@ -490,13 +491,17 @@ int run_bench(const BenchOptions& o) {
         TensorFile f;
         f.tensors = init_weights(spec, o.seed);
         write_safetensors(weights_path, f);
+        write_model_description(spec, model_file_beside(weights_path));
       }
       if (o.ops) run_op_cases(o, spec, *backend, *ref, report);
       if (o.model_cases) {
         run_model_case(o, spec, backend_name, *backend, *ref, true, weights_path, peer.get(), report);
         run_model_case(o, spec, backend_name, *backend, *ref, false, weights_path, peer.get(), report);
       }
-      if (!weights_path.empty() && o.weights_dir.empty()) std::filesystem::remove(weights_path);
+      if (!weights_path.empty() && o.weights_dir.empty()) {
+        std::filesystem::remove(weights_path);
+        std::filesystem::remove(model_file_beside(weights_path));
+      }
     }
   }
   if (!o.json_path.empty()) {

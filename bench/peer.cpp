@@ -66,8 +66,9 @@ Peer::Peer(std::string path, std::string jemalloc, int threads, uint64_t seed)
 std::string Peer::command(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
                           double min_time, int warmup, bool with_jemalloc) const {
   std::string cmd = with_jemalloc ? "LD_PRELOAD=" + quote(jemalloc_) + " " : "";
-  cmd += fmt::format("{} --model {} --mode {} --batch {} --threads {} --weights {} --seed {} --min-time {} --warmup {}",
-                     quote(path_), model, mode, batch, threads_, quote(weights), seed_, min_time, warmup);
+  cmd += fmt::format(
+      "{} --model {} --model-file {} --mode {} --batch {} --threads {} --weights {} --seed {} --min-time {} --warmup {}",
+      quote(path_), model, quote(model_file_beside(weights)), mode, batch, threads_, quote(weights), seed_, min_time, warmup);
   return cmd;
 }
 
@@ -95,6 +96,10 @@ json Peer::run(const std::string& model, const std::string& mode, int64_t batch,
 std::string Peer::describe() const {
   return fmt::format("{} (threads {}; jemalloc {})", path_, threads_,
                      jemalloc_.empty() ? "not found, system malloc only" : jemalloc_ + " tried, the faster kept");
+}
+
+std::string model_file_beside(const std::string& weights) {
+  return std::filesystem::path(weights).replace_extension(".model.json").string();
 }
 
 std::string torch_peer_path(const std::string& path) {

@@ -33,6 +33,10 @@ class Peer {
   std::map<std::string, bool> use_jemalloc_;  // per "model mode", once decided
 };
 
+// The model description file (model/model_description.h) the peer reads beside `weights`:
+// "DIR/NAME.safetensors" -> "DIR/NAME.model.json". Whoever writes the weights writes it there.
+std::string model_file_beside(const std::string& weights);
+
 // The peer found from `path`, PARITY_TORCH_PEER or the build; nullptr with the reason when none.
 // The peer executable: `path`, else $PARITY_TORCH_PEER, else the one this build made; empty when none.
 std::string torch_peer_path(const std::string& path = "");

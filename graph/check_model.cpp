@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "model/model_description.h"
 #include "ops/op_rule.h"
 #include "parity/backend.h"
 #include "parity/check.h"
@@ -205,8 +206,10 @@ Run run_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, const Batc
   in.tensors.emplace("x", batch.x);
   in.tensors.emplace("y", y64);
   write_safetensors(dir + "/input.safetensors", in);
+  write_model_description(spec, dir + "/model.json");
   const std::string out = dir + "/out.safetensors";
   std::vector<std::string> args = {o.torch_peer, "--mode", "step", "--model", spec.name,
+                                   "--model-file", dir + "/model.json",
                                    "--weights", dir + "/weights.safetensors", "--input", dir + "/input.safetensors",
                                    "--out", out, "--steps", std::to_string(o.steps),
                                    "--threads", std::to_string(o.threads > 0 ? o.threads : 1)};
