@@ -2,7 +2,9 @@
 // terminal, a line per epoch otherwise), and Ctrl-C that saves a checkpoint before leaving.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <csignal>
 
 #include <fmt/format.h>
@@ -30,6 +32,21 @@ void print_bar(const TrainProgress& p) {
   fmt::print("\r\x1b[2Kepoch {}/{} [{:=<{}}{:<{}}] {}/{} loss {:.4f} {:.0f} img/s", p.epoch + 1, p.epochs, "", filled,
              "", kWidth - filled, p.batch_in_epoch, p.batches_per_epoch, p.running_loss, p.images_per_second);
   std::fflush(stdout);
+}
+
+// run_training names the TrainOptions field it rejects ("TrainOptions::max_steps must be >= 0");
+// here the user set it as a flag, so the message names the flag ("--max-steps must be >= 0").
+std::string with_flag_names(std::string message) {
+  static const std::string kField = "TrainOptions::";
+  for (size_t at = message.find(kField); at != std::string::npos; at = message.find(kField, at)) {
+    size_t end = at + kField.size();
+    while (end < message.size() && (std::isalnum(static_cast<unsigned char>(message[end])) || message[end] == '_')) ++end;
+    std::string flag = "--" + message.substr(at + kField.size(), end - at - kField.size());
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    message.replace(at, end - at, flag);
+    at += flag.size();
+  }
+  return message;
 }
 
 }  // namespace
@@ -68,7 +85,12 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
       };
       std::signal(SIGINT, request_stop);
       std::signal(SIGTERM, request_stop);
-      TrainSummary summary = run_training(*o, cb);
+      TrainSummary summary;
+      try {
+        summary = run_training(*o, cb);
+      } catch (const Error& e) {
+        throw Error(e.kind(), with_flag_names(e.what()));
+      }
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
       if (summary.stopped_early) {
