@@ -16,48 +16,26 @@
 namespace parity::testing {
 namespace {
 
-// Graph::dump() of build_forward before the zoo became data (model/models.cpp wrote the layers
-// as builder calls); {n} stands for the batch.
-const char* const kSeedCnnDump = R"(%0 input x f32 [{n},1,28,28]
+// Graph::dump() of build_forward before the zoo became data (model/models.cpp wrote seed-cnn's
+// layers as builder calls), for batch {n}, {c} input channels, side {s} (then {s2}, {s4}) and
+// {flat} features into fc1.
+const char* const kSeedCnnDump = R"(%0 input x f32 [{n},{c},{s},{s}]
 %1 input y i32 [{n}]
-%2 param conv1.weight f32 [16,1,3,3]
+%2 param conv1.weight f32 [16,{c},3,3]
 %3 param conv1.bias f32 [16]
 %4 param conv2.weight f32 [32,16,3,3]
 %5 param conv2.bias f32 [32]
-%6 param fc1.weight f32 [128,1568]
+%6 param fc1.weight f32 [128,{flat}]
 %7 param fc1.bias f32 [128]
 %8 param fc2.weight f32 [10,128]
 %9 param fc2.bias f32 [10]
-%10 conv1 f32 [{n},16,28,28] = CONV2D(%0, %2, %3) 'conv1' stride=1x1 pad=1x1
-%11 relu1 f32 [{n},16,28,28] = RELU(%10) 'relu1'
-%12 pool1 f32 [{n},16,14,14], %13 pool1.indices i32 [{n},16,14,14] = MAXPOOL2D(%11) 'pool1' kernel=2x2 stride=2x2
-%14 conv2 f32 [{n},32,14,14] = CONV2D(%12, %4, %5) 'conv2' stride=1x1 pad=1x1
-%15 relu2 f32 [{n},32,14,14] = RELU(%14) 'relu2'
-%16 pool2 f32 [{n},32,7,7], %17 pool2.indices i32 [{n},32,7,7] = MAXPOOL2D(%15) 'pool2' kernel=2x2 stride=2x2
-%18 flatten f32 [{n},1568] = RESHAPE(%16) 'flatten'
-%19 fc1 f32 [{n},128] = LINEAR(%18, %6, %7) 'fc1'
-%20 relu3 f32 [{n},128] = RELU(%19) 'relu3'
-%21 logits f32 [{n},10] = LINEAR(%20, %8, %9) 'logits'
-%22 loss f32 [1] = SOFTMAX_XENT(%21, %1) 'loss'
-%23 correct f32 [1] = ACCURACY(%21, %1) 'correct'
-)";
-const char* const kSeedCnn112Dump = R"(%0 input x f32 [{n},3,112,112]
-%1 input y i32 [{n}]
-%2 param conv1.weight f32 [16,3,3,3]
-%3 param conv1.bias f32 [16]
-%4 param conv2.weight f32 [32,16,3,3]
-%5 param conv2.bias f32 [32]
-%6 param fc1.weight f32 [128,25088]
-%7 param fc1.bias f32 [128]
-%8 param fc2.weight f32 [10,128]
-%9 param fc2.bias f32 [10]
-%10 conv1 f32 [{n},16,112,112] = CONV2D(%0, %2, %3) 'conv1' stride=1x1 pad=1x1
-%11 relu1 f32 [{n},16,112,112] = RELU(%10) 'relu1'
-%12 pool1 f32 [{n},16,56,56], %13 pool1.indices i32 [{n},16,56,56] = MAXPOOL2D(%11) 'pool1' kernel=2x2 stride=2x2
-%14 conv2 f32 [{n},32,56,56] = CONV2D(%12, %4, %5) 'conv2' stride=1x1 pad=1x1
-%15 relu2 f32 [{n},32,56,56] = RELU(%14) 'relu2'
-%16 pool2 f32 [{n},32,28,28], %17 pool2.indices i32 [{n},32,28,28] = MAXPOOL2D(%15) 'pool2' kernel=2x2 stride=2x2
-%18 flatten f32 [{n},25088] = RESHAPE(%16) 'flatten'
+%10 conv1 f32 [{n},16,{s},{s}] = CONV2D(%0, %2, %3) 'conv1' stride=1x1 pad=1x1
+%11 relu1 f32 [{n},16,{s},{s}] = RELU(%10) 'relu1'
+%12 pool1 f32 [{n},16,{s2},{s2}], %13 pool1.indices i32 [{n},16,{s2},{s2}] = MAXPOOL2D(%11) 'pool1' kernel=2x2 stride=2x2
+%14 conv2 f32 [{n},32,{s2},{s2}] = CONV2D(%12, %4, %5) 'conv2' stride=1x1 pad=1x1
+%15 relu2 f32 [{n},32,{s2},{s2}] = RELU(%14) 'relu2'
+%16 pool2 f32 [{n},32,{s4},{s4}], %17 pool2.indices i32 [{n},32,{s4},{s4}] = MAXPOOL2D(%15) 'pool2' kernel=2x2 stride=2x2
+%18 flatten f32 [{n},{flat}] = RESHAPE(%16) 'flatten'
 %19 fc1 f32 [{n},128] = LINEAR(%18, %6, %7) 'fc1'
 %20 relu3 f32 [{n},128] = RELU(%19) 'relu3'
 %21 logits f32 [{n},10] = LINEAR(%20, %8, %9) 'logits'
@@ -66,10 +44,16 @@ const char* const kSeedCnn112Dump = R"(%0 input x f32 [{n},3,112,112]
 )";
 
 TEST(ModelSpec, ForwardGraphsAreThoseOfTheHandWrittenModels) {
-  for (const auto& [model, golden] : {std::pair{"seed-cnn", kSeedCnnDump}, std::pair{"seed-cnn-112", kSeedCnn112Dump}})
+  struct Geometry {
+    const char* model;
+    int c, s, flat;
+  };
+  for (const Geometry& m : {Geometry{"seed-cnn", 1, 28, 1568}, Geometry{"seed-cnn-112", 3, 112, 25088}})
     for (int64_t batch : {1, 2, 8, 64})
-      EXPECT_EQ(build_forward(model_spec(model), batch).dump(), fmt::format(golden, fmt::arg("n", batch)))
-          << model << " batch " << batch;
+      EXPECT_EQ(build_forward(model_spec(m.model), batch).dump(),
+                fmt::format(kSeedCnnDump, fmt::arg("n", batch), fmt::arg("c", m.c), fmt::arg("s", m.s),
+                            fmt::arg("s2", m.s / 2), fmt::arg("s4", m.s / 4), fmt::arg("flat", m.flat)))
+          << m.model << " batch " << batch;
 }
 
 TEST(ModelSpec, ParametersAreDerivedFromTheLayersWithPyTorchNamesAndFanIn) {
