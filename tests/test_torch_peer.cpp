@@ -17,7 +17,9 @@ namespace {
 class TorchPeer : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/parity-test-torch-peer";
+    // One folder per test: CTest runs them in parallel.
+    dir_ = ::testing::TempDir() + "/parity-test-torch-peer-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
