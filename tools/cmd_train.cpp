@@ -51,12 +51,17 @@ std::string with_flag_names(std::string message) {
 
 }  // namespace
 
+CLI::Option* add_model_option(CLI::App& cmd, std::string& model) {
+  return cmd.add_option("--model", model, fmt::format("{}", fmt::join(model_names(), " or ")))
+      ->capture_default_str();
+}
+
 void add_train_command(CLI::App& app, std::function<int()>& run) {
   CLI::App* cmd = app.add_subcommand("train", "train a model on Fashion-MNIST and report test accuracy");
   auto o = std::make_shared<TrainOptions>();
   auto optimizer = std::make_shared<std::string>("adam");
   add_backend_option(*cmd, o->backend);
-  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*cmd, o->model);
   cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files (default: " + default_data_folder() + ")");
   cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
   cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
@@ -114,7 +119,7 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
   };
   auto o = std::make_shared<EvalOptions>();
   add_backend_option(*cmd, o->backend);
-  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*cmd, o->model);
   cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
   cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files");
   cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
