@@ -50,6 +50,9 @@ TEST(Cli, NonsensicalOptionsFailWithAClearMessage) {
   expect_failure("train --optimizer rmsprop", "rmsprop");
   expect_failure("train --data /nonexistent/folder", "dataset-fashion-mnist");
   expect_failure("train --threads -2 --limit 64", "--threads must be >= 0");
+  // The library names TrainOptions fields; the CLI spells each as its flag, underscores as dashes.
+  expect_failure("train --max-steps -1 --limit 64", "--max-steps must be >= 0, got -1");
+  expect_failure("train --momentum 0.5 --limit 64", "--momentum applies to --optimizer sgd only");
   expect_failure("eval --weights /nonexistent/w.safetensors", "/nonexistent/w.safetensors");
   expect_failure("frobnicate", "frobnicate");
 }
