@@ -34,6 +34,7 @@ TorchPeerJob Peer::job(const std::string& model, const std::string& mode, int64_
   j.mode = mode;
   j.model = model;
   j.weights = weights;
+  j.model_file = model_file_beside(weights);
   j.threads = threads_;
   j.batch = batch;
   j.seed = seed_;

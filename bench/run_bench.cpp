@@ -21,6 +21,8 @@
 #include "bench/peer.h"
 #include "bench/report.h"
 #include "bench/timing.h"
+#include "check/torch_peer_launcher.h"
+#include "model/model_description.h"
 #include "parity/backend.h"
 #include "parity/error.h"
 #include "parity/model.h"
@@ -189,13 +191,17 @@ int run_bench(const BenchOptions& o) {
         TensorFile f;
         f.tensors = init_weights(spec, o.seed);
         write_safetensors(weights_path, f);
+        write_model_description(spec, model_file_beside(weights_path));
       }
       if (o.ops) run_op_cases(o, spec, *backend, *ref, report);
       if (o.model_cases) {
         run_model_case(o, spec, backend_name, *backend, *ref, true, weights_path, peer.get(), report);
         run_model_case(o, spec, backend_name, *backend, *ref, false, weights_path, peer.get(), report);
       }
-      if (!weights_path.empty() && o.weights_dir.empty()) std::filesystem::remove(weights_path);
+      if (!weights_path.empty() && o.weights_dir.empty()) {
+        std::filesystem::remove(weights_path);
+        std::filesystem::remove(model_file_beside(weights_path));
+      }
     }
   }
   if (!o.json_path.empty()) write_report_json(o.json_path, report, o, skipped, peer ? peer->describe() : "");

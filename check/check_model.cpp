@@ -181,11 +181,13 @@ Recording record_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, c
   in.tensors.emplace("x", batch.x);
   in.tensors.emplace("y", y64);
   write_safetensors(dir + "/input.safetensors", in);
+  write_model_description(spec, dir + "/model.json");
   const std::string out = dir + "/out.safetensors";
   TorchPeerJob job;
   job.mode = "step";
   job.model = spec.name;
   job.weights = dir + "/weights.safetensors";
+  job.model_file = dir + "/model.json";
   job.input = dir + "/input.safetensors";
   job.out = out;
   job.steps = o.steps;

@@ -2,6 +2,7 @@
 // JSON line a spawned program prints.
 #include "check/torch_peer_launcher.h"
 
+#include <filesystem>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -18,9 +19,15 @@ std::string torch_peer_path(const std::string& path) {
   return p;
 }
 
+std::string model_file_beside(const std::string& weights) {
+  return std::filesystem::path(weights).replace_extension(".model.json").string();
+}
+
 std::vector<std::string> torch_peer_arguments(const std::string& peer, const TorchPeerJob& job) {
   // "--mode" comes first: the peer picks its step mode from argv[1..2].
-  std::vector<std::string> args = {peer, "--mode", job.mode, "--model", job.model, "--weights", job.weights};
+  std::vector<std::string> args = {peer,          "--mode",       job.mode,   "--model",
+                                   job.model,     "--model-file", job.model_file, "--weights",
+                                   job.weights};
   if (job.mode == "step") {
     args.insert(args.end(), {"--input", job.input, "--out", job.out, "--steps", std::to_string(job.steps)});
   } else {

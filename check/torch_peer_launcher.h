@@ -21,7 +21,8 @@ std::string torch_peer_path(const std::string& path = "");
 struct TorchPeerJob {
   std::string mode;
   std::string model;
-  std::string weights;  // safetensors with parity's names
+  std::string weights;     // safetensors with parity's names
+  std::string model_file;  // the network, as model/model_description.h writes it
   int threads = 1;
   // mode "step"
   std::string input, out;
@@ -32,6 +33,10 @@ struct TorchPeerJob {
   double min_time = 0;
   int warmup = 0;
 };
+
+// Where a launcher writes the model description beside `weights`:
+// "DIR/NAME.safetensors" -> "DIR/NAME.model.json".
+std::string model_file_beside(const std::string& weights);
 
 // The peer's whole argument list, argv[0] included: every option the peer is given is added here.
 std::vector<std::string> torch_peer_arguments(const std::string& peer, const TorchPeerJob& job);

@@ -1,4 +1,7 @@
-// model/models.cpp — the layer lists of the built-in models and their forward graphs.
+// model/models.cpp — walking a model's layer list: the parameters it implies and its forward
+// graph. Shapes come from the graph builder (the ops' rules), never from formulas of our own.
+#include <functional>
+
 #include <fmt/format.h>
 
 #include "parity/error.h"
@@ -7,51 +10,62 @@
 namespace parity {
 namespace {
 
-// conv(3x3,16,pad 1) → relu → maxpool 2 → conv(3x3,32,pad 1) → relu → maxpool 2 →
-// linear(→128) → relu → linear(128→10), on `side`x`side` inputs of `channels` channels.
-ModelSpec seed_cnn(std::string name, std::string description, int channels, int side, BatchGeometry geometry) {
-  ModelSpec s;
-  s.name = std::move(name);
-  s.description = std::move(description);
-  s.channels = channels;
-  s.height = s.width = side;
-  s.geometry = geometry;
-  const int64_t flat = 32LL * (side / 4) * (side / 4);
-  s.params = {
-      {"conv1.weight", Shape{16, channels, 3, 3}, channels * 9LL},
-      {"conv1.bias", Shape{16}, channels * 9LL},
-      {"conv2.weight", Shape{32, 16, 3, 3}, 16 * 9},
-      {"conv2.bias", Shape{32}, 16 * 9},
-      {"fc1.weight", Shape{128, flat}, flat},
-      {"fc1.bias", Shape{128}, flat},
-      {"fc2.weight", Shape{10, 128}, 128},
-      {"fc2.bias", Shape{10}, 128},
-  };
-  return s;
-}
+// Supplies a layer's weight or bias: its state_dict key, shape and PyTorch fan_in.
+using ParamSource = std::function<Value(const std::string& key, const Shape& shape, int64_t fan_in)>;
 
-const std::vector<ModelSpec>& zoo() {
-  static const std::vector<ModelSpec> models = {
-      seed_cnn("seed-cnn", "the classic small CNN on 1x28x28 Fashion-MNIST", 1, 28, BatchGeometry{1, 1}),
-      seed_cnn("seed-cnn-112", "the same CNN on the original 3x112x112 geometry (Fashion-MNIST upsampled 4x, channel x3)",
-               3, 112, BatchGeometry{3, 4}),
+// Adds `layer` to `b` after `h` and returns its output.
+Value add_layer(GraphBuilder& b, const LayerSpec& layer, Value h, const ParamSource& param) {
+  const Shape in = b.graph().value(h).shape;
+  auto need_rank = [&](int rank) {
+    if (in.rank() != rank)
+      throw Error(ErrorKind::shape, fmt::format("layer '{}' ({}): needs a rank-{} input, got {}", layer.name,
+                                                layer_op_name(layer.op), rank, in.rank()));
   };
-  return models;
+  switch (layer.op) {
+    case LayerOp::conv2d: {
+      need_rank(4);
+      const int64_t fan_in = in[1] * layer.kernel * layer.kernel;
+      Value w = param(layer.module + ".weight", Shape{layer.features, in[1], layer.kernel, layer.kernel}, fan_in);
+      Value bias = param(layer.module + ".bias", Shape{layer.features}, fan_in);
+      return b.conv2d(h, w, bias, layer.stride, layer.padding, layer.name);
+    }
+    case LayerOp::relu: return b.relu(h, layer.name);
+    case LayerOp::maxpool2d: return b.maxpool2d(h, layer.kernel, layer.stride, layer.name);
+    case LayerOp::flatten: return b.flatten(h, layer.name);
+    case LayerOp::linear: {
+      need_rank(2);
+      Value w = param(layer.module + ".weight", Shape{layer.features, in[1]}, in[1]);
+      Value bias = param(layer.module + ".bias", Shape{layer.features}, in[1]);
+      return b.linear(h, w, bias, layer.name);
+    }
+  }
+  throw Error(ErrorKind::invalid_argument, fmt::format("layer '{}': unknown layer op {}", layer.name, int(layer.op)));
 }
 
 }  // namespace
 
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const ModelSpec& m : zoo()) names.push_back(m.name);
-  return names;
+const char* layer_op_name(LayerOp op) {
+  switch (op) {
+    case LayerOp::conv2d: return "conv2d";
+    case LayerOp::relu: return "relu";
+    case LayerOp::maxpool2d: return "maxpool2d";
+    case LayerOp::flatten: return "flatten";
+    case LayerOp::linear: return "linear";
+  }
+  return "?";
 }
 
-const ModelSpec& model_spec(const std::string& name) {
-  for (const ModelSpec& m : zoo())
-    if (m.name == name) return m;
-  throw Error(ErrorKind::invalid_argument,
-              fmt::format("unknown model '{}': choose one of {}", name, fmt::join(model_names(), ", ")));
+std::vector<ParamSpec> layer_params(const ModelSpec& spec) {
+  // A batch of one on a scratch graph: the parameters are made as the layers ask for them.
+  GraphBuilder b;
+  Value h = b.input("x", Shape{1, spec.channels, spec.height, spec.width});
+  std::vector<ParamSpec> params;
+  for (const LayerSpec& layer : spec.layers)
+    h = add_layer(b, layer, h, [&](const std::string& key, const Shape& shape, int64_t fan_in) {
+      params.push_back(ParamSpec{key, shape, fan_in});
+      return b.parameter(key, shape);
+    });
+  return params;
 }
 
 Graph build_forward(const ModelSpec& spec, int64_t batch) {
@@ -59,21 +73,27 @@ Graph build_forward(const ModelSpec& spec, int64_t batch) {
   GraphBuilder b;
   Value x = b.input("x", Shape{batch, spec.channels, spec.height, spec.width});
   Value y = b.input("y", Shape{batch}, DType::i32);
+  // Every parameter comes before the first layer, in spec.params order (what checkpoints,
+  // plans and the dumps of earlier versions expect).
   std::map<std::string, Value> p;
   for (const ParamSpec& ps : spec.params) p[ps.name] = b.parameter(ps.name, ps.shape);
 
-  Value h = b.conv2d(x, p["conv1.weight"], p["conv1.bias"], 1, 1, "conv1");
-  h = b.relu(h, "relu1");
-  h = b.maxpool2d(h, 2, 2, "pool1");
-  h = b.conv2d(h, p["conv2.weight"], p["conv2.bias"], 1, 1, "conv2");
-  h = b.relu(h, "relu2");
-  h = b.maxpool2d(h, 2, 2, "pool2");
-  h = b.flatten(h, "flatten");
-  h = b.linear(h, p["fc1.weight"], p["fc1.bias"], "fc1");
-  h = b.relu(h, "relu3");
-  Value logits = b.linear(h, p["fc2.weight"], p["fc2.bias"], "logits");
-  b.softmax_xent(logits, y, "loss");
-  b.accuracy(logits, y, "correct");
+  Value h = x;
+  for (const LayerSpec& layer : spec.layers)
+    h = add_layer(b, layer, h, [&](const std::string& key, const Shape&, int64_t) {
+      auto it = p.find(key);
+      if (it == p.end())
+        throw Error(ErrorKind::invalid_argument,
+                    fmt::format("model '{}': layer '{}' needs parameter '{}', which spec.params lacks (see layer_params)",
+                                spec.name, layer.name, key));
+      return it->second;
+    });
+  if (b.graph().value(h).name != "logits")
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("model '{}': the last layer must be named 'logits', got '{}'", spec.name,
+                            b.graph().value(h).name));
+  b.softmax_xent(h, y, "loss");
+  b.accuracy(h, y, "correct");
   return b.take();
 }
 

@@ -16,17 +16,23 @@ using Clock = std::chrono::steady_clock;
 
 const char* optimizer_name(OptimizerConfig::Kind kind) { return kind == OptimizerConfig::Kind::adam ? "adam" : "sgd"; }
 
+// Messages name the TrainOptions field ("TrainOptions::batch"), not a flag of some front end:
+// the CLI spells the field as its flag (tools/cmd_train.cpp).
 void check_options(const TrainOptions& o) {
   auto bad = [](const std::string& msg) { throw Error(ErrorKind::invalid_argument, msg); };
-  if (o.epochs < 1) bad(fmt::format("--epochs must be >= 1, got {}", o.epochs));
-  if (o.batch < 1) bad(fmt::format("--batch must be >= 1, got {}", o.batch));
-  if (!(o.lr > 0.0f) || !std::isfinite(o.lr)) bad(fmt::format("--lr must be a finite number > 0, got {}", o.lr));
-  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum)) bad(fmt::format("--momentum must be >= 0, got {}", o.momentum));
-  if (o.momentum != 0.0f && o.optimizer != OptimizerConfig::Kind::sgd) bad("--momentum applies to --optimizer sgd only");
-  if (o.limit < 0) bad(fmt::format("--limit must be >= 0, got {}", o.limit));
-  if (o.max_steps < 0) bad(fmt::format("--max-steps must be >= 0, got {}", o.max_steps));
-  if (o.threads < 0) bad(fmt::format("--threads must be >= 0, got {}", o.threads));
-  if (!o.init.empty() && !o.resume.empty()) bad("--init and --resume exclude each other: a checkpoint holds its own weights");
+  if (o.epochs < 1) bad(fmt::format("TrainOptions::epochs must be >= 1, got {}", o.epochs));
+  if (o.batch < 1) bad(fmt::format("TrainOptions::batch must be >= 1, got {}", o.batch));
+  if (!(o.lr > 0.0f) || !std::isfinite(o.lr))
+    bad(fmt::format("TrainOptions::lr must be a finite number > 0, got {}", o.lr));
+  if (!(o.momentum >= 0.0f) || !std::isfinite(o.momentum))
+    bad(fmt::format("TrainOptions::momentum must be >= 0, got {}", o.momentum));
+  if (o.momentum != 0.0f && o.optimizer != OptimizerConfig::Kind::sgd)
+    bad("TrainOptions::momentum applies to TrainOptions::optimizer sgd only");
+  if (o.limit < 0) bad(fmt::format("TrainOptions::limit must be >= 0, got {}", o.limit));
+  if (o.max_steps < 0) bad(fmt::format("TrainOptions::max_steps must be >= 0, got {}", o.max_steps));
+  if (o.threads < 0) bad(fmt::format("TrainOptions::threads must be >= 0, got {}", o.threads));
+  if (!o.init.empty() && !o.resume.empty())
+    bad("TrainOptions::init and TrainOptions::resume exclude each other: a checkpoint holds its own weights");
 }
 
 // What must match between a checkpoint and the run that resumes it, so that the resumed run
@@ -141,7 +147,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
       seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       if (!std::isfinite(r.loss))
         throw Error(ErrorKind::numeric, fmt::format("loss became {} at step {} (epoch {}, batch {}): stopping; try a "
-                                                    "smaller --lr",
+                                                    "smaller TrainOptions::lr",
                                                     r.loss, trainer.step(), epoch + 1, b + 1));
       loss_sum += double(r.loss) * n;
       correct += r.correct;
@@ -169,8 +175,8 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
 EvalResult run_evaluation(const std::string& model, const std::string& backend, int threads,
                           const std::string& weights_path, const std::string& data, int64_t batch) {
   const ModelSpec& spec = model_spec(model);
-  if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--batch must be >= 1, got {}", batch));
-  if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("--threads must be >= 0, got {}", threads));
+  if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation batch must be >= 1, got {}", batch));
+  if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation threads must be >= 0, got {}", threads));
   TensorFile weights = read_safetensors(weights_path);
   Dataset test = load_fashion_mnist(data.empty() ? default_data_folder() : data, Split::test);
   BackendOptions bo;

@@ -1,30 +1,19 @@
 // tests/test_cli.cpp — the `parity` program as a user meets it: help and info work, and
 // nonsensical options or missing data give a clear message and a non-zero exit.
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "tests/test_helpers.h"
+
 namespace {
 
-struct CliRun {
-  int status;
-  std::string output;
-};
+using CliRun = parity::testing::CommandRun;
 
 // `env` is a list of NAME=VALUE words set for this run only.
 CliRun run_cli(const std::string& args, const std::string& env = "") {
-  std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(PARITY_CLI_PATH) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return parity::testing::run_command((env.empty() ? "" : "env " + env + " ") + std::string(PARITY_CLI_PATH) + " " + args);
 }
 
 void expect_failure(const std::string& args, const std::string& fragment, const std::string& env = "") {
@@ -61,6 +50,9 @@ TEST(Cli, NonsensicalOptionsFailWithAClearMessage) {
   expect_failure("train --optimizer rmsprop", "rmsprop");
   expect_failure("train --data /nonexistent/folder", "dataset-fashion-mnist");
   expect_failure("train --threads -2 --limit 64", "--threads must be >= 0");
+  // The library names TrainOptions fields; the CLI spells each as its flag, underscores as dashes.
+  expect_failure("train --max-steps -1 --limit 64", "--max-steps must be >= 0, got -1");
+  expect_failure("train --momentum 0.5 --limit 64", "--momentum applies to --optimizer sgd only");
   expect_failure("eval --weights /nonexistent/w.safetensors", "/nonexistent/w.safetensors");
   expect_failure("frobnicate", "frobnicate");
 }

@@ -1,7 +1,11 @@
-// tests/test_helpers.h — random tensors, labels and model batches for tests, and bitwise comparison.
+// tests/test_helpers.h — random tensors, labels and model batches for tests, bitwise comparison,
+// and running a program as a user would.
 #pragma once
 
+#include <sys/wait.h>
+
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +40,22 @@ inline std::pair<Tensor, Tensor> random_batch(const ModelSpec& spec, int64_t n, 
 
 inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+}
+
+struct CommandRun {
+  int status;  // exit status; -1 when the program did not exit normally (a crash)
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command line, stderr joined to stdout.
+inline CommandRun run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 }  // namespace parity::testing

@@ -2,6 +2,7 @@
 // that reproduces an uninterrupted run, a NaN loss that stops with the step, metrics and
 // checkpoint files, and weights files with a missing tensor or a wrong shape.
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -146,6 +147,26 @@ TEST(Training, WritesMetricsCsvAndRejectsBadWeightsFiles) {
         << e.what();
   }
   fs::remove_all(dir);
+}
+
+// The library names the TrainOptions field it rejects, not a flag of the CLI (which spells it as
+// its flag: test_cli.cpp).
+TEST(Training, BadOptionsNameTheTrainOptionsField) {
+  auto expect_rejected = [](const std::function<void(TrainOptions&)>& set, const std::string& fragment) {
+    TrainOptions o;
+    set(o);
+    try {
+      run_training(o);
+      ADD_FAILURE() << "expected an error naming " << fragment;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::invalid_argument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("--"), std::string::npos) << e.what();
+    }
+  };
+  expect_rejected([](TrainOptions& o) { o.batch = 0; }, "TrainOptions::batch must be >= 1, got 0");
+  expect_rejected([](TrainOptions& o) { o.max_steps = -1; }, "TrainOptions::max_steps must be >= 0, got -1");
+  expect_rejected([](TrainOptions& o) { o.momentum = 0.5f; }, "TrainOptions::momentum applies to TrainOptions::optimizer");
 }
 
 }  // namespace

@@ -148,7 +148,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   add_backend_option(*model, m->backend);
   model->add_option("--against", m->against, "the other side: a backend name (or torch, when the peer is built)")
       ->capture_default_str();
-  model->add_option("--model", m->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*model, m->model);
   model->add_option("--batch", m->batch, "images in the random batch (ignored with --input)")->capture_default_str();
   model->add_option("--steps", m->steps, "steps to run on both, reporting how losses and weights drift apart")
       ->capture_default_str();
@@ -173,7 +173,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   auto d_threads = std::make_shared<int>(0);
   auto d_json = std::make_shared<std::string>();
   add_backend_option(*det, *d_backend);
-  det->add_option("--model", *d_model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*det, *d_model);
   det->add_option("--batch", *d_batch, "images per step")->capture_default_str();
   det->add_option("--threads", *d_threads, "threads for the cpu backend (0: all)");
   det->add_option("--json", *d_json, "write the result to this file");

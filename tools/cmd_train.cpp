@@ -2,7 +2,9 @@
 // terminal, a line per epoch otherwise), and Ctrl-C that saves a checkpoint before leaving.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <csignal>
 
 #include <fmt/format.h>
@@ -32,14 +34,34 @@ void print_bar(const TrainProgress& p) {
   std::fflush(stdout);
 }
 
+// run_training names the TrainOptions field it rejects ("TrainOptions::max_steps must be >= 0");
+// here the user set it as a flag, so the message names the flag ("--max-steps must be >= 0").
+std::string with_flag_names(std::string message) {
+  static const std::string kField = "TrainOptions::";
+  for (size_t at = message.find(kField); at != std::string::npos; at = message.find(kField, at)) {
+    size_t end = at + kField.size();
+    while (end < message.size() && (std::isalnum(static_cast<unsigned char>(message[end])) || message[end] == '_')) ++end;
+    std::string flag = "--" + message.substr(at + kField.size(), end - at - kField.size());
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    message.replace(at, end - at, flag);
+    at += flag.size();
+  }
+  return message;
+}
+
 }  // namespace
+
+CLI::Option* add_model_option(CLI::App& cmd, std::string& model) {
+  return cmd.add_option("--model", model, fmt::format("{}", fmt::join(model_names(), " or ")))
+      ->capture_default_str();
+}
 
 void add_train_command(CLI::App& app, std::function<int()>& run) {
   CLI::App* cmd = app.add_subcommand("train", "train a model on Fashion-MNIST and report test accuracy");
   auto o = std::make_shared<TrainOptions>();
   auto optimizer = std::make_shared<std::string>("adam");
   add_backend_option(*cmd, o->backend);
-  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*cmd, o->model);
   cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files (default: " + default_data_folder() + ")");
   cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
   cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
@@ -68,7 +90,12 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
       };
       std::signal(SIGINT, request_stop);
       std::signal(SIGTERM, request_stop);
-      TrainSummary summary = run_training(*o, cb);
+      TrainSummary summary;
+      try {
+        summary = run_training(*o, cb);
+      } catch (const Error& e) {
+        throw Error(e.kind(), with_flag_names(e.what()));
+      }
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
       if (summary.stopped_early) {
@@ -92,7 +119,7 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
   };
   auto o = std::make_shared<EvalOptions>();
   add_backend_option(*cmd, o->backend);
-  cmd->add_option("--model", o->model, "seed-cnn or seed-cnn-112")->capture_default_str();
+  add_model_option(*cmd, o->model);
   cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
   cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files");
   cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();

@@ -15,5 +15,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& run);  // when PARIT
 
 // --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
 CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);
+// --model, its help listing the zoo's models (model_names()).
+CLI::Option* add_model_option(CLI::App& cmd, std::string& model);
 
 }  // namespace parity::tools

@@ -8,18 +8,22 @@
 #include <cstdio>
 #include <string>
 
-#include "bench/torch_peer/seed_cnn.h"
+#include "bench/torch_peer/step_mode.h"
+
+#include "bench/torch_peer/layer_net.h"
+#include "bench/torch_peer/tensor_file.h"
 
 namespace parity::torch_peer {
 
 int run_step_mode(int argc, char** argv) {
-  std::string model_name = "seed-cnn", weights_path, input_path, out_path;
+  std::string model_name, model_file, weights_path, input_path, out_path;
   int steps = 1, threads = 1;
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) throw std::runtime_error("missing value after " + a);
     const std::string v = argv[++i];
     if (a == "--model") model_name = v;
+    else if (a == "--model-file") model_file = v;
     else if (a == "--weights") weights_path = v;
     else if (a == "--input") input_path = v;
     else if (a == "--out") out_path = v;
@@ -27,22 +31,12 @@ int run_step_mode(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(v);
     else throw std::runtime_error("unknown option " + a + " for --mode step");
   }
-  if (weights_path.empty() || input_path.empty() || out_path.empty())
-    throw std::runtime_error("--mode step needs --weights, --input and --out");
-  if (model_name != "seed-cnn" && model_name != "seed-cnn-112") throw std::runtime_error("unknown model " + model_name);
+  if (model_file.empty() || weights_path.empty() || input_path.empty() || out_path.empty())
+    throw std::runtime_error("--mode step needs --model-file, --weights, --input and --out");
   if (steps < 1 || threads < 1) throw std::runtime_error("--steps and --threads must be >= 1");
   torch::set_num_threads(threads);
-  const int64_t channels = model_name == "seed-cnn" ? 1 : 3, side = model_name == "seed-cnn" ? 28 : 112;
-  SeedCnn model(channels, side);
-  {
-    torch::NoGradGuard no_grad;
-    const auto weights = read_weights(weights_path);
-    for (auto& item : model->named_parameters()) {
-      auto it = weights.find(item.key());
-      if (it == weights.end()) throw std::runtime_error(weights_path + ": missing " + item.key());
-      item.value().copy_(it->second);
-    }
-  }
+  LayerNet model = make_layer_net(model_file, model_name);
+  load_weights(model, weights_path);
   const auto batch = read_weights(input_path);
   const torch::Tensor x = batch.at("x");
   const torch::Tensor y = batch.at("y").to(torch::kInt64);
@@ -51,36 +45,18 @@ int run_step_mode(int argc, char** argv) {
   std::map<std::string, torch::Tensor> out;
   for (int step = 1; step <= steps; ++step) {
     optimizer.zero_grad();
-    // The forward of SeedCnnImpl::forward, with every intermediate kept and named as in parity.
-    std::vector<std::pair<std::string, torch::Tensor>> acts;
-    auto keep = [&](const std::string& name, torch::Tensor t) {
-      t.retain_grad();
-      acts.emplace_back(name, t);
-      return t;
-    };
-    torch::Tensor h = keep("conv1", model->conv1(x));
-    h = keep("relu1", torch::relu(h));
-    auto [p1, i1] = torch::max_pool2d_with_indices(h, 2);
-    h = keep("pool1", p1);
-    h = keep("conv2", model->conv2(h));
-    h = keep("relu2", torch::relu(h));
-    auto [p2, i2] = torch::max_pool2d_with_indices(h, 2);
-    h = keep("pool2", p2);
-    h = keep("flatten", h.flatten(1));
-    h = keep("fc1", model->fc1(h));
-    h = keep("relu3", torch::relu(h));
-    torch::Tensor logits = keep("logits", model->fc2(h));
+    Trace trace;
+    torch::Tensor logits = model->forward(x, &trace);
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
     loss.backward();
     out["loss@" + std::to_string(step)] = loss.detach().reshape({1});
     if (step == 1) {
-      for (auto& [name, t] : acts) {
+      for (auto& [name, t] : trace.values) {
         out[name] = t.detach();
         out["grad/" + name] = t.grad();
       }
       out["loss"] = loss.detach().reshape({1});
-      out["pool1.indices"] = i1;
-      out["pool2.indices"] = i2;
+      for (auto& [name, t] : trace.indices) out[name] = t;
       for (auto& item : model->named_parameters()) out["grad/" + item.key()] = item.value().grad().clone();
     }
     optimizer.step();

@@ -1,8 +1,10 @@
-// bench/torch_peer/torch_peer.cpp — the LibTorch peer of `parity bench`: the same model (layers,
-// initial weights read from parity's safetensors, batches from bench/synthetic_batch.h, Adam,
-// thread count) trained or run forward in its own process, timed the way parity times itself,
-// printed as one JSON object. Standalone use (README, "Benchmarks"):
-//   parity-torch-peer --model seed-cnn --mode train --batch 64 --threads 2 --weights w.safetensors
+// bench/torch_peer/torch_peer.cpp — the LibTorch peer of `parity bench`: the same model (layers
+// from parity's model description file, initial weights read from parity's safetensors, batches
+// from bench/synthetic_batch.h, Adam, thread count) trained or run forward in its own process,
+// timed the way parity times itself, printed as one JSON object. Standalone use (README,
+// "Benchmarks"; `parity bench --weights-dir DIR` writes both files):
+//   parity-torch-peer --model-file seed-cnn.model.json --mode train --batch 64 --threads 2 \
+//       --weights seed-cnn.safetensors
 // `--mode step` (step_mode.cpp) is the other side of `parity check model --against torch`.
 #include <torch/torch.h>
 
@@ -18,12 +20,13 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/synthetic_batch.h"
-#include "bench/torch_peer/seed_cnn.h"
+#include "bench/torch_peer/layer_net.h"
+#include "bench/torch_peer/step_mode.h"
 
 namespace {
 
 struct Options {
-  std::string model = "seed-cnn", mode = "train", weights;
+  std::string model, model_file, mode = "train", weights;
   int64_t batch = 64;
   int threads = 1;
   uint64_t seed = 1;
@@ -33,7 +36,7 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
-               "parity-torch-peer: %s\nusage: parity-torch-peer --model seed-cnn|seed-cnn-112 --mode train|infer "
+               "parity-torch-peer: %s\nusage: parity-torch-peer --model-file MODEL.json [--model NAME] --mode train|infer "
                "--batch N --threads T --weights FILE.safetensors [--seed S] [--min-time SECONDS] [--warmup N]\n",
                why.c_str());
   std::exit(2);
@@ -46,6 +49,7 @@ Options parse(int argc, char** argv) {
     if (i + 1 >= argc) usage("missing value after " + a);
     const std::string v = argv[++i];
     if (a == "--model") o.model = v;
+    else if (a == "--model-file") o.model_file = v;
     else if (a == "--mode") o.mode = v;
     else if (a == "--weights") o.weights = v;
     else if (a == "--batch") o.batch = std::stoll(v);
@@ -55,7 +59,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::stoi(v);
     else usage("unknown option " + a);
   }
-  if (o.model != "seed-cnn" && o.model != "seed-cnn-112") usage("unknown model " + o.model);
+  if (o.model_file.empty()) usage("--model-file is required");
   if (o.mode != "train" && o.mode != "infer") usage("mode must be train or infer (or step: see step_mode.cpp)");
   if (o.weights.empty()) usage("--weights is required");
   if (o.batch < 1 || o.threads < 1) usage("batch and threads must be >= 1");
@@ -94,30 +98,19 @@ int main(int argc, char** argv) {
       return parity::torch_peer::run_step_mode(argc, argv);
     const Options o = parse(argc, argv);
     torch::set_num_threads(o.threads);
-    const int64_t channels = o.model == "seed-cnn" ? 1 : 3, side = o.model == "seed-cnn" ? 28 : 112;
-    parity::torch_peer::SeedCnn model(channels, side);
-    {
-      torch::NoGradGuard no_grad;
-      const auto weights = parity::torch_peer::read_weights(o.weights);
-      for (auto& item : model->named_parameters()) {
-        const std::string& name = item.key();
-        torch::Tensor& param = item.value();
-        auto it = weights.find(name);
-        if (it == weights.end()) throw std::runtime_error(o.weights + ": missing " + name);
-        if (it->second.sizes() != param.sizes()) throw std::runtime_error(o.weights + ": wrong shape for " + name);
-        param.copy_(it->second);
-      }
-    }
+    parity::torch_peer::LayerNet model = parity::torch_peer::make_layer_net(o.model_file, o.model);
+    parity::torch_peer::load_weights(model, o.weights);
+    const parity::torch_peer::ModelDescription& m = model->description();
     torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3));
     const bool train = o.mode == "train";
     if (!train) model->eval();
 
-    const int64_t chw = channels * side * side;
+    const int64_t chw = m.channels * m.height * m.width;
     std::vector<torch::Tensor> xs, ys;
     for (int64_t b = 0; b < parity::bench::kSyntheticBatches; ++b) {
-      torch::Tensor x = torch::empty({o.batch, channels, side, side}, torch::kFloat32);
+      torch::Tensor x = torch::empty({o.batch, m.channels, m.height, m.width}, torch::kFloat32);
       torch::Tensor y32 = torch::empty({o.batch}, torch::kInt32);
-      parity::bench::synthetic_batch(o.seed, b, o.batch, chw, 10, x.data_ptr<float>(), y32.data_ptr<int32_t>());
+      parity::bench::synthetic_batch(o.seed, b, o.batch, chw, static_cast<int32_t>(m.num_classes), x.data_ptr<float>(), y32.data_ptr<int32_t>());
       xs.push_back(x);
       ys.push_back(y32.to(torch::kInt64));
     }
@@ -157,7 +150,7 @@ int main(int argc, char** argv) {
                               std::to_string(TORCH_VERSION_PATCH)},
         {"blas", blas_name()},
         {"jemalloc", mapped("jemalloc")},
-        {"model", o.model},
+        {"model", m.name},
         {"mode", o.mode},
         {"batch", o.batch},
         {"threads", o.threads},

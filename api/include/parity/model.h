@@ -1,5 +1,6 @@
-// parity/model.h — the model zoo (seed-cnn, seed-cnn-112): layer lists with PyTorch state_dict
-// names, their forward graphs, and seeded initial weights identical on every backend.
+// parity/model.h — a model as data (input geometry and a layer list with PyTorch module names),
+// the built-in zoo (seed-cnn, seed-cnn-112), forward graphs walked from the layers, and seeded
+// initial weights identical on every backend.
 #pragma once
 
 #include <cstdint>
@@ -19,12 +20,34 @@ struct ParamSpec {
   int64_t fan_in;    // inputs per output unit: bounds the default initialisation
 };
 
+// What a layer computes. The names (layer_op_name) are those of the model description file
+// that the LibTorch peer reads.
+enum class LayerOp { conv2d, relu, maxpool2d, flatten, linear };
+const char* layer_op_name(LayerOp op);
+
+// One layer, applied to the previous layer's output (the first to the input "x").
+struct LayerSpec {
+  LayerOp op = LayerOp::relu;
+  // The layer's node and output value in parity's graph, e.g. "conv1", "relu1", "logits".
+  std::string name;
+  // conv2d and linear: the PyTorch module that owns the weights, so the state_dict keys are
+  // "<module>.weight" and "<module>.bias" (e.g. "fc2" for the layer whose output is "logits").
+  std::string module;
+  int64_t features = 0;  // conv2d: output channels; linear: output features
+  int kernel = 0;        // conv2d, maxpool2d: square window
+  int stride = 1;        // conv2d, maxpool2d
+  int padding = 0;       // conv2d: zero padding on every side
+};
+
 struct ModelSpec {
   std::string name;
   std::string description;
   int channels = 1, height = 28, width = 28;  // graph input geometry (NCHW without N)
   BatchGeometry geometry;                     // how a 28x28 Fashion-MNIST image becomes that input
   int num_classes = 10;
+  // The last layer's output is named "logits", [batch, num_classes].
+  std::vector<LayerSpec> layers;
+  // Derived from the layers (layer_params); the zoo fills it in.
   std::vector<ParamSpec> params;
 };
 
@@ -32,9 +55,15 @@ std::vector<std::string> model_names();
 // Throws Error(invalid_argument) listing the known models.
 const ModelSpec& model_spec(const std::string& name);
 
+// The parameters that spec.layers imply on spec's input geometry, in layer order (weight,
+// then bias), with PyTorch's fan_in (a bias takes its weight's). Throws Error naming the layer
+// whose shapes do not fit.
+std::vector<ParamSpec> layer_params(const ModelSpec& spec);
+
 // The forward graph for one batch size. Values: INPUT "x" f32 [batch,C,H,W], INPUT "y" i32
-// [batch], PARAMs named as in spec.params, and TEMP "logits", "loss" (mean cross-entropy,
-// [1]) and "correct" (number of rows whose argmax is the label, [1]).
+// [batch], PARAMs named as in spec.params, one TEMP per layer (named as the layer; a max-pool
+// layer's argmax indices are "<name>.indices"), and TEMP "loss" (mean cross-entropy of
+// "logits", [1]) and "correct" (number of rows whose argmax is the label, [1]).
 Graph build_forward(const ModelSpec& spec, int64_t batch);
 
 // PyTorch's default initialisation, drawn from a counter-based RNG keyed by (seed, parameter

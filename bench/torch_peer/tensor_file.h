@@ -1,5 +1,5 @@
-// bench/torch_peer/seed_cnn.h — the LibTorch side of parity's seed-cnn: the model with PyTorch
-// state_dict names (as model/models.cpp builds it) and a minimal safetensors reader and writer.
+// bench/torch_peer/tensor_file.h — the LibTorch peer's minimal safetensors reader and writer:
+// parity's weights and batches in, the peer's values out.
 #pragma once
 
 #include <torch/torch.h>
@@ -42,25 +42,6 @@ inline std::map<std::string, torch::Tensor> read_weights(const std::string& path
   return out;
 }
 
-// conv(3x3,16,pad 1) → relu → maxpool 2 → conv(3x3,32,pad 1) → relu → maxpool 2 → linear(128) →
-// relu → linear(10): parity's seed-cnn (model/models.cpp), PyTorch state_dict names.
-struct SeedCnnImpl : torch::nn::Module {
-  SeedCnnImpl(int64_t channels, int64_t side)
-      : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 16, 3).padding(1)))),
-        conv2(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)))),
-        fc1(register_module("fc1", torch::nn::Linear(32 * (side / 4) * (side / 4), 128))),
-        fc2(register_module("fc2", torch::nn::Linear(128, 10))) {}
-  torch::Tensor forward(torch::Tensor x) {
-    x = torch::max_pool2d(torch::relu(conv1(x)), 2);
-    x = torch::max_pool2d(torch::relu(conv2(x)), 2);
-    x = torch::relu(fc1(x.flatten(1)));
-    return fc2(x);
-  }
-  torch::nn::Conv2d conv1, conv2;
-  torch::nn::Linear fc1, fc2;
-};
-TORCH_MODULE(SeedCnn);
-
 // Writes F32 and I64 tensors; the caller renames the file into place.
 inline void write_tensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -86,8 +67,5 @@ inline void write_tensors(const std::string& path, const std::map<std::string, t
   for (const torch::Tensor& c : contiguous) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
   if (!out) throw std::runtime_error("cannot write " + path);
 }
-
-// `--mode step`: see step_mode.cpp.
-int run_step_mode(int argc, char** argv);
 
 }  // namespace parity::torch_peer

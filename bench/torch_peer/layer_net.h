@@ -1,0 +1,62 @@
+// bench/torch_peer/layer_net.h — the LibTorch peer's model: read from the description file that
+// parity writes (model/model_description.h) and built as torch::nn modules with the same
+// PyTorch state_dict names, so the peer holds no network of its own.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace parity::torch_peer {
+
+struct LayerDescription {
+  std::string op;      // conv2d, relu, maxpool2d, flatten, linear
+  std::string name;    // parity's value name of the layer's output
+  std::string module;  // conv2d, linear: the module owning "<module>.weight" and "<module>.bias"
+  int64_t in = 0, out = 0;  // conv2d: channels; linear: features
+  int64_t kernel = 0, stride = 1, padding = 0;
+};
+
+struct ModelDescription {
+  std::string name;
+  int64_t channels = 0, height = 0, width = 0, num_classes = 0;
+  std::vector<LayerDescription> layers;
+};
+
+// Reads and checks a description file; a bad file throws std::runtime_error naming the path,
+// the layer (index and name) and the field.
+ModelDescription read_model_file(const std::string& path);
+
+// Every layer's output in order (its gradient retained for backward) and each max-pool's argmax
+// indices as "<name>.indices": what `--mode step` compares under parity's names.
+struct Trace {
+  std::vector<std::pair<std::string, torch::Tensor>> values;
+  std::map<std::string, torch::Tensor> indices;
+};
+
+class LayerNetImpl : public torch::nn::Module {
+ public:
+  explicit LayerNetImpl(ModelDescription description);
+  // The logits; with `trace`, every intermediate is kept in it.
+  torch::Tensor forward(torch::Tensor x, Trace* trace = nullptr);
+  const ModelDescription& description() const { return description_; }
+
+ private:
+  ModelDescription description_;
+  std::vector<torch::nn::Conv2d> convs_;     // per layer; empty handle unless conv2d
+  std::vector<torch::nn::Linear> linears_;  // per layer; empty handle unless linear
+};
+TORCH_MODULE(LayerNet);
+
+// Copies parity's weights (a safetensors file) into the model's parameters; throws naming the
+// file and the parameter that is missing or has the wrong shape.
+void load_weights(LayerNet& model, const std::string& path);
+
+// The model of `--model-file PATH`; `expected_name`, when not empty (`--model NAME`), must be
+// the file's model.
+LayerNet make_layer_net(const std::string& model_file, const std::string& expected_name);
+
+}  // namespace parity::torch_peer
