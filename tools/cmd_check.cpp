@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "data/atomic_file.h"
+#include "util/atomic_file.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
