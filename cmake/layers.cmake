@@ -1,8 +1,8 @@
 # cmake/layers.cmake — the layer table of DESIGN.md, written once: which folder may use which.
-# The build reads it (parity_add_layer: each layer's library links the layers it may use) and so
-# does cmake/check_layer_includes.cmake (the test that fails on an #include the table forbids).
-# Included by the top-level CMakeLists.txt and by the test script (cmake -P), so it only sets
-# variables and defines functions; nothing here needs a project.
+# The build reads it (parity_add_layer: each layer's library links the layers it may use), and so
+# do the two tests that hold the boundaries: cmake/check_layer_includes.cmake (an #include the
+# table forbids) and cmake/check_layer_links.cmake (a call into a layer the table forbids). The
+# tests run as `cmake -P` scripts, so this file only sets variables and defines functions.
 
 # parity_layer_rule(<folder> [USES <folder>...]): <folder> (a top-level folder, or a sub-layer
 # such as ops/kernels) may include headers of itself, of its subfolders and of the USES folders
@@ -132,4 +132,40 @@ function(parity_add_layer folder)
     endif()
   endforeach()
   set_property(GLOBAL APPEND PROPERTY PARITY_LAYER_LIBRARIES ${target})
+endfunction()
+
+# The end of both layer checks: fails on a stale known exception, and on the violations found (or,
+# with an expected-list file, the self-test, on any difference from it). <known> names the list of
+# known exceptions, <seen> those that occurred, <found> the violations ("<file>|..." keys).
+function(parity_layer_check_verdict check known seen found expected_file)
+  set(failures "")
+  if(expected_file)
+    set(${known} "")   # the self-test: nothing is exempt
+  endif()
+  foreach(item IN LISTS ${known})
+    if(NOT item IN_LIST ${seen})
+      message("known exception no longer occurs: remove \"${item}\" from ${known} in cmake/layers.cmake")
+      list(APPEND failures "stale exception ${item}")
+    endif()
+  endforeach()
+  if(expected_file)
+    file(STRINGS ${expected_file} expected ENCODING UTF-8 REGEX "^[^#]")
+    foreach(item IN LISTS expected)
+      if(NOT item IN_LIST ${found})
+        list(APPEND failures "not reported: ${item}")
+      endif()
+    endforeach()
+    foreach(item IN LISTS ${found})
+      if(NOT item IN_LIST expected)
+        list(APPEND failures "reported but not expected: ${item}")
+      endif()
+    endforeach()
+  elseif(${found})
+    list(LENGTH ${found} count)
+    list(APPEND failures "${count} not allowed by the layer table")
+  endif()
+  if(failures)
+    string(REPLACE ";" "\n  " failures "${failures}")
+    message(FATAL_ERROR "${check} failed:\n  ${failures}")
+  endif()
 endfunction()
