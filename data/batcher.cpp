@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "data/counter_rng.h"
+#include "util/counter_rng.h"
 #include "parity/data.h"
 #include "parity/error.h"
 

@@ -18,7 +18,7 @@
 #include "parity/error.h"
 #include "parity/safetensors.h"
 
-#include "data/atomic_file.h"
+#include "util/atomic_file.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; parity copies it as is and needs a little-endian host"

@@ -2,7 +2,7 @@
 // host from a counter-based RNG so every backend starts from bit-identical weights.
 #include <cmath>
 
-#include "data/counter_rng.h"
+#include "util/counter_rng.h"
 #include "parity/model.h"
 
 namespace parity {

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/atomic_file.h"
+#include "util/atomic_file.h"
 #include "parity/error.h"
 
 namespace parity {

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "data/atomic_file.h"
+#include "util/atomic_file.h"
 #include "parity/error.h"
 #include "parity/trainer.h"
 

@@ -7,7 +7,7 @@
 #include <numeric>
 #include <vector>
 
-#include "data/counter_rng.h"
+#include "util/counter_rng.h"
 #include "parity/data.h"
 #include "parity/error.h"
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "check/torch_peer_launcher.h"
-#include "data/atomic_file.h"
+#include "util/atomic_file.h"
 #include "ops/conformance.h"
 #include "parity/check.h"
 #include "parity/parity.h"

@@ -1,6 +1,6 @@
 // bench/torch_peer/torch_peer.cpp — the LibTorch peer of `parity bench`: the same model (layers
 // from parity's model description file, initial weights read from parity's safetensors, batches
-// from bench/synthetic_batch.h, Adam, thread count) trained or run forward in its own process,
+// from util/synthetic_batch.h, Adam, thread count) trained or run forward in its own process,
 // timed the way parity times itself, printed as one JSON object. Standalone use (README,
 // "Benchmarks"; `parity bench --weights-dir DIR` writes both files):
 //   parity-torch-peer --model-file seed-cnn.model.json --mode train --batch 64 --threads 2 \
@@ -19,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/synthetic_batch.h"
+#include "util/synthetic_batch.h"
 #include "bench/torch_peer/layer_net.h"
 #include "bench/torch_peer/step_mode.h"
 
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
     for (int64_t b = 0; b < parity::bench::kSyntheticBatches; ++b) {
       torch::Tensor x = torch::empty({o.batch, m.channels, m.height, m.width}, torch::kFloat32);
       torch::Tensor y32 = torch::empty({o.batch}, torch::kInt32);
-      parity::bench::synthetic_batch(o.seed, b, o.batch, chw, static_cast<int32_t>(m.num_classes), x.data_ptr<float>(), y32.data_ptr<int32_t>());
+      parity::synthetic_batch(o.seed, b, o.batch, chw, static_cast<int32_t>(m.num_classes), x.data_ptr<float>(), y32.data_ptr<int32_t>());
       xs.push_back(x);
       ys.push_back(y32.to(torch::kInt64));
     }

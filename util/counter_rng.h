@@ -1,4 +1,4 @@
-// data/counter_rng.h — Philox4x32-10 counter-based RNG: the one source of randomness (weight init, shuffling).
+// util/counter_rng.h — Philox4x32-10 counter-based RNG: the one source of randomness (weight init, shuffling).
 //
 // A counter-based generator is a pure function of (key, counter), so any number in any
 // stream can be recomputed without replaying the ones before it: a run resumed at epoch e

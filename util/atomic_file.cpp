@@ -1,5 +1,5 @@
-// data/atomic_file.cpp — temp file + fsync + rename, so a crash never leaves a half-written file.
-#include "data/atomic_file.h"
+// util/atomic_file.cpp — temp file + fsync + rename, so a crash never leaves a half-written file.
+#include "util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>

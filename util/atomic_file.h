@@ -1,4 +1,4 @@
-// data/atomic_file.h — writing a file so that readers see the old content or the new, never a
+// util/atomic_file.h — writing a file so that readers see the old content or the new, never a
 // half-written one: a temporary file in the same folder, fsync, rename.
 #pragma once
 

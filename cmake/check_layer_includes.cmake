@@ -1,0 +1,101 @@
+# cmake/check_layer_includes.cmake — fails on an #include that the layer table (cmake/layers.cmake)
+# does not allow. Separate layer libraries cannot stop a wrong include by themselves: every layer
+# has the repository root on its include path. Run by CTest (tests/CMakeLists.txt):
+#
+#   cmake -DPARITY_SOURCE_DIR=<tree> [-DPARITY_LAYER_EXPECTED=<file>] -P cmake/check_layer_includes.cmake
+#
+# Every source under a folder of the table is read. An include "a/b.h" or <a/b.h> whose first
+# folder is a layer (or parity/, the api headers) must be one the including file's layer may use;
+# a quoted include must name such a path (from the repository root), so that no include escapes
+# the check; a third-party header with an owner (<CLI/...>) is for its owner only.
+# With PARITY_LAYER_EXPECTED (the self-test, on tests/layer_fixture) the violations found must be
+# exactly the lines of that file ("<file>:<line>: <included path>"), and nothing is exempt.
+cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/layers.cmake)
+if(NOT PARITY_SOURCE_DIR)
+  message(FATAL_ERROR "check_layer_includes: set -DPARITY_SOURCE_DIR=<repository root>")
+endif()
+
+set(files "")
+foreach(folder IN LISTS PARITY_LAYER_FOLDERS)
+  if(NOT folder MATCHES "/" AND IS_DIRECTORY ${PARITY_SOURCE_DIR}/${folder})
+    file(GLOB_RECURSE found RELATIVE ${PARITY_SOURCE_DIR} LIST_DIRECTORIES false
+         ${PARITY_SOURCE_DIR}/${folder}/*.h ${PARITY_SOURCE_DIR}/${folder}/*.hpp ${PARITY_SOURCE_DIR}/${folder}/*.cpp
+         ${PARITY_SOURCE_DIR}/${folder}/*.cc ${PARITY_SOURCE_DIR}/${folder}/*.c ${PARITY_SOURCE_DIR}/${folder}/*.cu
+         ${PARITY_SOURCE_DIR}/${folder}/*.cuh)
+    list(APPEND files ${found})
+  endif()
+endforeach()
+list(SORT files)
+
+set(violations "")
+set(known_seen "")
+set(include_count 0)
+foreach(file IN LISTS files)
+  parity_layer_of("${file}" from)
+  string(MAKE_C_IDENTIFIER "${from}" from_id)
+  if(PARITY_LAYER_USES_${from_id} STREQUAL "*")
+    continue()
+  endif()
+  file(STRINGS ${PARITY_SOURCE_DIR}/${file} lines ENCODING UTF-8 REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]")
+  foreach(line IN LISTS lines)
+    if(NOT line MATCHES "^[ \t]*#[ \t]*include[ \t]*([<\"])([^>\"]+)[>\"]")
+      continue()
+    endif()
+    set(quoted FALSE)
+    if(CMAKE_MATCH_1 STREQUAL "\"")
+      set(quoted TRUE)
+    endif()
+    set(path "${CMAKE_MATCH_2}")
+    math(EXPR include_count "${include_count} + 1")
+    string(REGEX REPLACE "/.*" "" first "${path}")
+    parity_layer_of("${path}" to)
+    set(rule "")
+    if(to)
+      parity_layer_may_use("${from}" "${to}" ok)
+      if(NOT ok)
+        list(JOIN PARITY_LAYER_USES_${from_id} ", " uses)
+        if(NOT uses)
+          set(uses "nothing internal")
+        endif()
+        set(rule "${from}/ may use ${uses}, not ${to}/")
+      endif()
+    elseif(first IN_LIST PARITY_EXTERNAL_PREFIXES AND NOT path STREQUAL first)
+      set(ok FALSE)
+      foreach(user IN LISTS PARITY_EXTERNAL_USERS_${first})
+        string(FIND "${from}/" "${user}/" at)   # the owner or a subfolder of it
+        if(at EQUAL 0)
+          set(ok TRUE)
+        endif()
+      endforeach()
+      if(NOT ok)
+        list(JOIN PARITY_EXTERNAL_USERS_${first} ", " users)
+        set(rule "<${first}/...> is for ${users} only")
+      endif()
+    elseif(quoted)
+      set(rule "a quoted include names its path from the repository root (\"ops/op_rule.h\") or parity/")
+    endif()
+    if(NOT rule)
+      continue()
+    endif()
+    if(NOT PARITY_LAYER_EXPECTED AND "${file}|${path}" IN_LIST PARITY_LAYER_KNOWN_EXCEPTIONS)
+      list(APPEND known_seen "${file}|${path}")
+      message(STATUS "known exception (fix in flight): ${file} includes ${path}: ${rule}")
+      continue()
+    endif()
+    # The line number: count the newlines before the include.
+    file(READ ${PARITY_SOURCE_DIR}/${file} text)
+    string(FIND "${text}" "${line}" at)
+    string(SUBSTRING "${text}" 0 ${at} before)
+    string(REGEX REPLACE "[^\n]" "" newlines "${before}")
+    string(LENGTH "${newlines}" line_number)
+    math(EXPR line_number "${line_number} + 1")
+    message("${file}:${line_number}: includes ${path}: ${rule} (cmake/layers.cmake)")
+    list(APPEND violations "${file}:${line_number}: ${path}")
+  endforeach()
+endforeach()
+
+list(LENGTH files file_count)
+list(LENGTH violations violation_count)
+message(STATUS "${file_count} files, ${include_count} includes checked: ${violation_count} not allowed by the layer table")
+parity_layer_check_verdict("layer include check" PARITY_LAYER_KNOWN_EXCEPTIONS known_seen violations "${PARITY_LAYER_EXPECTED}")
