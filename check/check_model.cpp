@@ -12,6 +12,7 @@
 
 #include "check/torch_peer_launcher.h"
 #include "graph/compiled_step.h"
+#include "model/model_description.h"
 #include "model/random_batch.h"
 #include "ops/op_rule.h"
 #include "parity/backend.h"

@@ -108,6 +108,7 @@ TEST(TorchPeerLauncher, StepModeComesFirstAndTakesOnlyItsOptions) {
   step.mode = "step";
   step.model = "seed-cnn";
   step.weights = "w.safetensors";
+  step.model_file = "m.json";
   step.input = "in.safetensors";
   step.out = "out.safetensors";
   step.steps = 3;
@@ -117,18 +118,20 @@ TEST(TorchPeerLauncher, StepModeComesFirstAndTakesOnlyItsOptions) {
   EXPECT_EQ(args[0], "peer");
   EXPECT_EQ(args[1], "--mode");  // the peer recognises its step mode from argv[1..2] only
   EXPECT_EQ(args[2], "step");
+  EXPECT_NE(std::find(args.begin(), args.end(), "--model-file"), args.end());
   for (const char* absent : {"--seed", "--batch", "--min-time", "--warmup"})
     EXPECT_EQ(std::find(args.begin(), args.end(), absent), args.end()) << absent;
   TorchPeerJob timed;
   timed.mode = "train";
   timed.model = "seed-cnn";
   timed.weights = "w.safetensors";
+  timed.model_file = "m.json";
   timed.batch = 64;
   timed.seed = 1;
   timed.min_time = 0.5;
   timed.warmup = 3;
   const std::string cmd = shell_command(torch_peer_arguments("peer", timed));
-  EXPECT_EQ(cmd, "peer --mode train --model seed-cnn --weights w.safetensors --batch 64 --seed 1 --min-time 0.5 "
+  EXPECT_EQ(cmd, "peer --mode train --model seed-cnn --model-file m.json --weights w.safetensors --batch 64 --seed 1 --min-time 0.5 "
                  "--warmup 3 --threads 1");
 }
 

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
 
     const int64_t chw = m.channels * m.height * m.width;
     std::vector<torch::Tensor> xs, ys;
-    for (int64_t b = 0; b < parity::bench::kSyntheticBatches; ++b) {
+    for (int64_t b = 0; b < parity::kSyntheticBatches; ++b) {
       torch::Tensor x = torch::empty({o.batch, m.channels, m.height, m.width}, torch::kFloat32);
       torch::Tensor y32 = torch::empty({o.batch}, torch::kInt32);
       parity::synthetic_batch(o.seed, b, o.batch, chw, static_cast<int32_t>(m.num_classes), x.data_ptr<float>(), y32.data_ptr<int32_t>());
