@@ -103,12 +103,18 @@ TEST(Process, RunForJsonTakesTheLastJsonLine) {
   EXPECT_NE(none["error"].get<std::string>().find("exit status 4"), std::string::npos) << none.dump();
 }
 
+// A job on seed-cnn with the files every mode takes.
+TorchPeerJob seed_cnn_job(const std::string& mode) {
+  TorchPeerJob job;
+  job.mode = mode;
+  job.model = "seed-cnn";
+  job.weights = "w.safetensors";
+  job.model_file = "m.json";
+  return job;
+}
+
 TEST(TorchPeerLauncher, StepModeComesFirstAndTakesOnlyItsOptions) {
-  TorchPeerJob step;
-  step.mode = "step";
-  step.model = "seed-cnn";
-  step.weights = "w.safetensors";
-  step.model_file = "m.json";
+  TorchPeerJob step = seed_cnn_job("step");
   step.input = "in.safetensors";
   step.out = "out.safetensors";
   step.steps = 3;
@@ -121,18 +127,14 @@ TEST(TorchPeerLauncher, StepModeComesFirstAndTakesOnlyItsOptions) {
   EXPECT_NE(std::find(args.begin(), args.end(), "--model-file"), args.end());
   for (const char* absent : {"--seed", "--batch", "--min-time", "--warmup"})
     EXPECT_EQ(std::find(args.begin(), args.end(), absent), args.end()) << absent;
-  TorchPeerJob timed;
-  timed.mode = "train";
-  timed.model = "seed-cnn";
-  timed.weights = "w.safetensors";
-  timed.model_file = "m.json";
+  TorchPeerJob timed = seed_cnn_job("train");
   timed.batch = 64;
   timed.seed = 1;
   timed.min_time = 0.5;
   timed.warmup = 3;
   const std::string cmd = shell_command(torch_peer_arguments("peer", timed));
-  EXPECT_EQ(cmd, "peer --mode train --model seed-cnn --model-file m.json --weights w.safetensors --batch 64 --seed 1 --min-time 0.5 "
-                 "--warmup 3 --threads 1");
+  EXPECT_EQ(cmd, "peer --mode train --model seed-cnn --model-file m.json --weights w.safetensors --batch 64 --seed 1 "
+                 "--min-time 0.5 --warmup 3 --threads 1");
 }
 
 }  // namespace

@@ -3,24 +3,14 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kit/value_desc.h"
 #include "parity/error.h"
 
 namespace parity {
 namespace cpu {
-std::string shape_str(const int64_t* dims, int32_t rank) {
-  std::string s = "[";
-  for (int32_t i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
-  return s + "]";
-}
+std::string shape_str(const int64_t* dims, int32_t rank) { return kit::shape_str(rank, dims); }
 
-const char* dtype_name(parity_dtype dtype) {
-  switch (dtype) {
-    case PARITY_F32: return "f32";
-    case PARITY_I32: return "i32";
-    case PARITY_I64: return "i64";
-  }
-  return "unknown dtype";
-}
+const char* dtype_name(parity_dtype dtype) { return kit::dtype_name(dtype); }
 
 std::string BoundValue::shape_str() const { return cpu::shape_str(dims, rank); }
 

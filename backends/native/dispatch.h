@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/kit/value_desc.h"
 #include "backends/native/native_ops.h"
 #include "ops/kernels/conv_geometry.h"
 #include "parity/plugin.h"
@@ -30,21 +31,9 @@
 namespace parity {
 namespace native {
 
-inline int64_t numel_of(const parity_value_desc& v) {
-  int64_t n = 1;
-  for (int32_t i = 0; i < v.rank; ++i) n *= v.dims[i];
-  return n;
-}
-
-inline std::string shape_str(int32_t rank, const int64_t* dims) {
-  std::string s = "[";
-  for (int32_t i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
-  return s + "]";
-}
-
-inline std::string value_name(const parity_value_desc& v) {
-  return std::string(v.name, std::find(v.name, v.name + PARITY_NAME_LEN, '\0'));
-}
+using kit::numel_of;
+using kit::shape_str;
+using kit::value_name;
 
 // Message text: strings and integers, concatenated.
 inline std::string msg_part(const std::string& s) { return s; }

@@ -12,6 +12,7 @@
 #include "backends/builtin.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/poison.h"
+#include "backends/kit/value_desc.h"
 #include "backends/ref/ref_ops.h"
 #include "parity/error.h"
 
@@ -32,26 +33,9 @@ struct Storage {
 // PARAM and STATE values by name; executables compiled with share_persistent_with hold the same map.
 using PersistentStore = kit::PersistentStore<Storage>;
 
-int64_t numel_of(const parity_value_desc& v) {
-  int64_t n = 1;
-  for (int32_t i = 0; i < v.rank; ++i) n *= v.dims[i];
-  return n;
-}
-
-std::string shape_str(int32_t rank, const int64_t* dims) {
-  std::string s = "[";
-  for (int32_t i = 0; i < rank; ++i) s += (i ? "," : "") + std::to_string(dims[i]);
-  return s + "]";
-}
-
-const char* dtype_str(parity_dtype t) {
-  switch (t) {
-    case PARITY_F32: return "f32";
-    case PARITY_I32: return "i32";
-    case PARITY_I64: return "i64";
-  }
-  return "unknown dtype";
-}
+using kit::numel_of;
+using kit::shape_str;
+constexpr auto dtype_str = kit::dtype_name;
 
 bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
