@@ -12,7 +12,7 @@ constexpr int64_t kElementsPerChunk = 16384;
 constexpr int64_t kMaxChunks = 4096;
 
 // x -> y of the same shape.
-int64_t plan_forward(BoundNode& node) {
+int64_t prepare_forward(BoundNode& node) {
   expect_arity(node, 1, 1, 1, 1);
   expect_value(node, node.in[0], "x", PARITY_F32, -1);
   expect_value(node, node.out[0], "y", PARITY_F32, -1);
@@ -23,7 +23,7 @@ int64_t plan_forward(BoundNode& node) {
 }
 
 // y (the forward output), dy -> dx, all of one shape.
-int64_t plan_backward(BoundNode& node) {
+int64_t prepare_backward(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   expect_value(node, node.in[0], "y", PARITY_F32, -1);
   expect_value(node, node.in[1], "dy", PARITY_F32, -1);
@@ -56,14 +56,14 @@ void run_backward(const BoundNode& node, Element element) {
 
 }  // namespace
 
-int64_t plan_relu(BoundNode& node) { return plan_forward(node); }
+int64_t prepare_relu(BoundNode& node) { return prepare_forward(node); }
 void relu_f32(const BoundNode& node) { run_forward(node, kernels::relu_f32); }
-int64_t plan_relu_bwd(BoundNode& node) { return plan_backward(node); }
+int64_t prepare_relu_bwd(BoundNode& node) { return prepare_backward(node); }
 void relu_bwd_f32(const BoundNode& node) { run_backward(node, kernels::relu_bwd_f32); }
 
-int64_t plan_sigmoid(BoundNode& node) { return plan_forward(node); }
+int64_t prepare_sigmoid(BoundNode& node) { return prepare_forward(node); }
 void sigmoid_f32(const BoundNode& node) { run_forward(node, kernels::sigmoid_f32); }
-int64_t plan_sigmoid_bwd(BoundNode& node) { return plan_backward(node); }
+int64_t prepare_sigmoid_bwd(BoundNode& node) { return prepare_backward(node); }
 void sigmoid_bwd_f32(const BoundNode& node) { run_backward(node, kernels::sigmoid_bwd_f32); }
 
 }  // namespace cpu

@@ -11,7 +11,7 @@ constexpr int64_t kMaxChunks = 4096;
 
 }  // namespace
 
-int64_t plan_add(BoundNode& node) {
+int64_t prepare_add(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   expect_value(node, node.in[0], "a", PARITY_F32, -1);
   expect_value(node, node.in[1], "b", PARITY_F32, -1);

@@ -19,7 +19,7 @@ void split_rows(BoundNode& node) {
 
 }  // namespace
 
-int64_t plan_argmax(BoundNode& node) {
+int64_t prepare_argmax(BoundNode& node) {
   expect_arity(node, 1, 1, 1, 1);
   expect_value(node, node.in[0], "x", PARITY_F32, 2);
   expect_value(node, node.out[0], "idx", PARITY_I32, 1);
@@ -39,7 +39,7 @@ void argmax_f32(const BoundNode& node) {
   });
 }
 
-int64_t plan_accuracy(BoundNode& node) {
+int64_t prepare_accuracy(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   expect_value(node, node.in[0], "logits", PARITY_F32, 2);
   expect_value(node, node.in[1], "labels", PARITY_I32, 1);

@@ -330,7 +330,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
-  const int64_t sparse = sparse_dy_applies(node) ? plan_sparse_dy_bwd_data(node) : 0;
+  const int64_t sparse = sparse_dy_applies(node) ? prepare_sparse_dy_bwd_data(node) : 0;
   if (bwd_data_direct(g, cp))
     return std::max(sparse, direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4);
   return std::max(sparse, node.slots * col2im_slot_floats(g, cp) * 4);
@@ -616,7 +616,7 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.K);
   node.chunk = fixed_chunk_size(g.N, 1, kMaxBatchChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
-  if (sparse_dy_applies(node)) return plan_sparse_dy_bwd_weight(node);
+  if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
   return bwd_weight_scratch(node, g).bytes;
 }
 

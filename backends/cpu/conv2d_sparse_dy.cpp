@@ -41,7 +41,7 @@ struct SparseGeometry {
   int64_t list_floats() const { return align64((P * Q + kLanes) * 4) / 4; }
 };
 
-// x (or dx) [N,C,H,W], w (or dw) [K,C,R,S], dy [N,K,P,Q]; the plan_* functions of conv2d.cpp
+// x (or dx) [N,C,H,W], w (or dw) [K,C,R,S], dy [N,K,P,Q]; the prepare_* functions of conv2d.cpp
 // have checked that they agree.
 SparseGeometry sparse_geometry(const BoundValue& x, const BoundValue& w, const BoundValue& dy,
                                const parity_conv2d_params& cp) {
@@ -443,7 +443,7 @@ bool pooled_dy_applies(const BoundNode& node) {
   return node.fusion.pool_source && pooled_applies(node, node_geometry(node));
 }
 
-int64_t plan_pooled_dy_bwd_weight(const BoundNode& node) {
+int64_t prepare_pooled_dy_bwd_weight(const BoundNode& node) {
   const SparseGeometry g = node_geometry(node);
   return (node.slots * pooled_slot_floats(g) + node.num_chunks * g.weight_floats() +
           align64(node.num_chunks * g.K * 4) / 4) *
@@ -484,14 +484,14 @@ bool sparse_dy_applies(const BoundNode& node) {
   return node.fusion.sparse_dy && applies(node_geometry(node), node.params.conv2d);
 }
 
-int64_t plan_sparse_dy_bwd_weight(const BoundNode& node) {
+int64_t prepare_sparse_dy_bwd_weight(const BoundNode& node) {
   const SparseGeometry g = node_geometry(node);
   return (node.slots * bwd_weight_slot_floats(g) + node.num_chunks * g.weight_floats() +
           align64(node.num_chunks * g.K * 4) / 4) *
          4;
 }
 
-int64_t plan_sparse_dy_bwd_data(const BoundNode& node) {
+int64_t prepare_sparse_dy_bwd_data(const BoundNode& node) {
   const SparseGeometry g = node_geometry(node);
   return (g.weight_floats() + node.slots * bwd_data_slot_floats(g)) * 4;
 }

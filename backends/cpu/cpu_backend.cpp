@@ -117,7 +117,7 @@ class CpuExecutable final : public Executable {
     arena_ = AlignedBuffer(plan.arena_bytes);
     bind_values();
     bind_nodes(plan);
-    if (options.poison_outputs) plan_poison();
+    if (options.poison_outputs) prepare_poison();
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
@@ -187,24 +187,24 @@ class CpuExecutable final : public Executable {
       case PARITY_OP_CONV2D: return cpu::prepare_conv2d(node);
       case PARITY_OP_CONV2D_BWD_DATA: return cpu::prepare_conv2d_bwd_data(node);
       case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::prepare_conv2d_bwd_weight(node);
-      case PARITY_OP_RELU: return cpu::plan_relu(node);
-      case PARITY_OP_RELU_BWD: return cpu::plan_relu_bwd(node);
-      case PARITY_OP_MAXPOOL2D: return cpu::plan_maxpool2d(node);
-      case PARITY_OP_MAXPOOL2D_BWD: return cpu::plan_maxpool2d_bwd(node);
-      case PARITY_OP_RESHAPE: return cpu::plan_reshape(node);
-      case PARITY_OP_LINEAR: return cpu::plan_linear(node);
-      case PARITY_OP_LINEAR_BWD_DATA: return cpu::plan_linear_bwd_data(node);
-      case PARITY_OP_LINEAR_BWD_WEIGHT: return cpu::plan_linear_bwd_weight(node);
-      case PARITY_OP_SOFTMAX_XENT: return cpu::plan_softmax_xent(node);
-      case PARITY_OP_SOFTMAX_XENT_BWD: return cpu::plan_softmax_xent_bwd(node);
-      case PARITY_OP_ARGMAX: return cpu::plan_argmax(node);
-      case PARITY_OP_ACCURACY: return cpu::plan_accuracy(node);
-      case PARITY_OP_ADD: return cpu::plan_add(node);
-      case PARITY_OP_ADAM_STEP: return cpu::plan_adam_step(node);
-      case PARITY_OP_SGD_STEP: return cpu::plan_sgd_step(node);
-      case PARITY_OP_FILL: return cpu::plan_fill(node);
-      case PARITY_OP_SIGMOID: return cpu::plan_sigmoid(node);
-      case PARITY_OP_SIGMOID_BWD: return cpu::plan_sigmoid_bwd(node);
+      case PARITY_OP_RELU: return cpu::prepare_relu(node);
+      case PARITY_OP_RELU_BWD: return cpu::prepare_relu_bwd(node);
+      case PARITY_OP_MAXPOOL2D: return cpu::prepare_maxpool2d(node);
+      case PARITY_OP_MAXPOOL2D_BWD: return cpu::prepare_maxpool2d_bwd(node);
+      case PARITY_OP_RESHAPE: return cpu::prepare_reshape(node);
+      case PARITY_OP_LINEAR: return cpu::prepare_linear(node);
+      case PARITY_OP_LINEAR_BWD_DATA: return cpu::prepare_linear_bwd_data(node);
+      case PARITY_OP_LINEAR_BWD_WEIGHT: return cpu::prepare_linear_bwd_weight(node);
+      case PARITY_OP_SOFTMAX_XENT: return cpu::prepare_softmax_xent(node);
+      case PARITY_OP_SOFTMAX_XENT_BWD: return cpu::prepare_softmax_xent_bwd(node);
+      case PARITY_OP_ARGMAX: return cpu::prepare_argmax(node);
+      case PARITY_OP_ACCURACY: return cpu::prepare_accuracy(node);
+      case PARITY_OP_ADD: return cpu::prepare_add(node);
+      case PARITY_OP_ADAM_STEP: return cpu::prepare_adam_step(node);
+      case PARITY_OP_SGD_STEP: return cpu::prepare_sgd_step(node);
+      case PARITY_OP_FILL: return cpu::prepare_fill(node);
+      case PARITY_OP_SIGMOID: return cpu::prepare_sigmoid(node);
+      case PARITY_OP_SIGMOID_BWD: return cpu::prepare_sigmoid_bwd(node);
       case PARITY_OP_COUNT: break;
     }
     throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +
@@ -346,7 +346,7 @@ class CpuExecutable final : public Executable {
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner
   // may place beside or after dead temporaries).
-  void plan_poison() {
+  void prepare_poison() {
     std::vector<std::pair<int64_t, int64_t>> inputs;
     for (const parity_value_desc& v : values_)
       if (v.kind == PARITY_VALUE_INPUT) inputs.emplace_back(v.offset, v.offset + v.bytes);

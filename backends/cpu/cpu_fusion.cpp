@@ -74,7 +74,7 @@ int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t
       continue;
     }
     pool.fusion.skip = true;
-    scratch = std::max(scratch, plan_pooled_dy_bwd_weight(conv));
+    scratch = std::max(scratch, prepare_pooled_dy_bwd_weight(conv));
     if (relu_fused) find_pooled_relu(plan, nodes, i, next, conv);
   }
   return scratch;

@@ -1,7 +1,7 @@
 // backends/cpu/cpu_ops.h — internal to the cpu backend: a plan node bound to memory, the fixed
-// work split helpers, and the plan/run pair of every op (one op per .cpp file).
+// work split helpers, and the prepare/run pair of every op (one op per .cpp file).
 //
-// Each op has a plan_* function, called once at compile, that checks the shapes it relies on,
+// Each op has a prepare_* function, called once at compile, that checks the shapes it relies on,
 // fixes its work split from the shapes alone and returns the scratch bytes it needs; and a
 // run function, called every execute, that only computes. Work is split into chunks whose
 // size depends on the shapes only and every reduction is summed in a fixed order, so results
@@ -66,7 +66,7 @@ struct NodeFusion {
   BoundValue pooled_relu;
 };
 
-// One node of the plan, bound to memory, with the work split its prepare_*/plan_* function chose.
+// One node of the plan, bound to memory, with the work split its prepare_* function chose.
 struct BoundNode {
   std::string name;
   parity_op op = PARITY_OP_COUNT;
@@ -88,7 +88,7 @@ struct BoundNode {
 std::string shape_str(const int64_t* dims, int32_t rank);
 const char* dtype_name(parity_dtype dtype);
 
-// ---- checks used by the plan_* functions; they throw Error(shape) naming node, value and rule
+// ---- checks used by the prepare_* functions; they throw Error(shape) naming node, value and rule
 [[noreturn]] void fail(const BoundNode& node, const std::string& message);
 void expect_arity(const BoundNode& node, int32_t min_inputs, int32_t max_inputs, int32_t min_outputs,
                   int32_t max_outputs);
@@ -138,7 +138,7 @@ inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 // Bytes of one element.
 inline int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
 
-// ---- the ops: prepare_* (conv) and plan_* return the workspace bytes the run function needs
+// ---- the ops: prepare_* returns the workspace bytes the run function needs
 int64_t prepare_conv2d(BoundNode& node);
 int64_t prepare_conv2d_bwd_data(BoundNode& node);
 int64_t prepare_conv2d_bwd_weight(BoundNode& node);
@@ -149,59 +149,59 @@ void conv2d_bwd_weight_nchw_f32(const BoundNode& node);
 // conv2d_sparse_dy.cpp: the backward of a node with sparse_dy, for the shapes it handles
 // (stride 1, 3x3, C a multiple of 16, AVX-512 builds); scratch bytes, then the run functions.
 bool sparse_dy_applies(const BoundNode& node);
-int64_t plan_sparse_dy_bwd_weight(const BoundNode& node);
-int64_t plan_sparse_dy_bwd_data(const BoundNode& node);
+int64_t prepare_sparse_dy_bwd_weight(const BoundNode& node);
+int64_t prepare_sparse_dy_bwd_data(const BoundNode& node);
 void conv2d_bwd_weight_sparse_dy_f32(const BoundNode& node);
 // Returns false, computing nothing, when w holds a non-finite value (the dense kernel runs).
 bool conv2d_bwd_data_sparse_dy_f32(const BoundNode& node);
 // The pooled form of a node with pool_source (C <= 16); false when it cannot be used, with
 // nothing written.
 bool pooled_dy_applies(const BoundNode& node);
-int64_t plan_pooled_dy_bwd_weight(const BoundNode& node);
+int64_t prepare_pooled_dy_bwd_weight(const BoundNode& node);
 bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node);
 
-int64_t plan_linear(BoundNode& node);
-int64_t plan_linear_bwd_data(BoundNode& node);
-int64_t plan_linear_bwd_weight(BoundNode& node);
+int64_t prepare_linear(BoundNode& node);
+int64_t prepare_linear_bwd_data(BoundNode& node);
+int64_t prepare_linear_bwd_weight(BoundNode& node);
 void linear_f32(const BoundNode& node);
 void linear_bwd_data_f32(const BoundNode& node);
 void linear_bwd_weight_f32(const BoundNode& node);
 
-int64_t plan_maxpool2d(BoundNode& node);
-int64_t plan_maxpool2d_bwd(BoundNode& node);
+int64_t prepare_maxpool2d(BoundNode& node);
+int64_t prepare_maxpool2d_bwd(BoundNode& node);
 void maxpool2d_nchw_f32(const BoundNode& node);
 void maxpool2d_bwd_nchw_f32(const BoundNode& node);
 
-int64_t plan_relu(BoundNode& node);
-int64_t plan_relu_bwd(BoundNode& node);
+int64_t prepare_relu(BoundNode& node);
+int64_t prepare_relu_bwd(BoundNode& node);
 void relu_f32(const BoundNode& node);
 void relu_bwd_f32(const BoundNode& node);
-int64_t plan_sigmoid(BoundNode& node);
-int64_t plan_sigmoid_bwd(BoundNode& node);
+int64_t prepare_sigmoid(BoundNode& node);
+int64_t prepare_sigmoid_bwd(BoundNode& node);
 void sigmoid_f32(const BoundNode& node);
 void sigmoid_bwd_f32(const BoundNode& node);
 
-int64_t plan_softmax_xent(BoundNode& node);
-int64_t plan_softmax_xent_bwd(BoundNode& node);
+int64_t prepare_softmax_xent(BoundNode& node);
+int64_t prepare_softmax_xent_bwd(BoundNode& node);
 void softmax_xent_f32(const BoundNode& node);
 void softmax_xent_bwd_f32(const BoundNode& node);
 
-int64_t plan_argmax(BoundNode& node);
-int64_t plan_accuracy(BoundNode& node);
+int64_t prepare_argmax(BoundNode& node);
+int64_t prepare_accuracy(BoundNode& node);
 void argmax_f32(const BoundNode& node);
 void accuracy_f32(const BoundNode& node);
 
-int64_t plan_add(BoundNode& node);
+int64_t prepare_add(BoundNode& node);
 void add_f32(const BoundNode& node);
 
-int64_t plan_reshape(BoundNode& node);
+int64_t prepare_reshape(BoundNode& node);
 void reshape_copy(const BoundNode& node);
 
-int64_t plan_fill(BoundNode& node);
+int64_t prepare_fill(BoundNode& node);
 void fill_f32(const BoundNode& node);
 
-int64_t plan_adam_step(BoundNode& node);
-int64_t plan_sgd_step(BoundNode& node);
+int64_t prepare_adam_step(BoundNode& node);
+int64_t prepare_sgd_step(BoundNode& node);
 void adam_step_f32(const BoundNode& node);
 void sgd_step_f32(const BoundNode& node);
 

@@ -7,7 +7,7 @@
 namespace parity {
 namespace cpu {
 
-int64_t plan_fill(BoundNode& node) {
+int64_t prepare_fill(BoundNode& node) {
   expect_arity(node, 0, 0, 1, 1);
   expect_value(node, node.out[0], "y", PARITY_F32, -1);
   return 0;

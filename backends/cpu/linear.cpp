@@ -61,7 +61,7 @@ float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
 }  // namespace
 
 // ---------------------------------------------------------------- forward
-int64_t plan_linear(BoundNode& node) {
+int64_t prepare_linear(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
@@ -88,7 +88,7 @@ void linear_f32(const BoundNode& node) {
 }
 
 // ---------------------------------------------------------------- backward, data
-int64_t plan_linear_bwd_data(BoundNode& node) {
+int64_t prepare_linear_bwd_data(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
@@ -110,7 +110,7 @@ void linear_bwd_data_f32(const BoundNode& node) {
 }
 
 // ---------------------------------------------------------------- backward, weight
-int64_t plan_linear_bwd_weight(BoundNode& node) {
+int64_t prepare_linear_bwd_weight(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 2);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);

@@ -25,7 +25,7 @@ void split_elements(BoundNode& node) {
 }  // namespace
 
 // ---------------------------------------------------------------- Adam
-int64_t plan_adam_step(BoundNode& node) {
+int64_t prepare_adam_step(BoundNode& node) {
   expect_arity(node, 5, 5, 0, 0);
   expect_value(node, node.in[0], "param", PARITY_F32, -1);
   check_state(node, 1, "grad");
@@ -67,7 +67,7 @@ void adam_step_f32(const BoundNode& node) {
 }
 
 // ---------------------------------------------------------------- SGD
-int64_t plan_sgd_step(BoundNode& node) {
+int64_t prepare_sgd_step(BoundNode& node) {
   expect_arity(node, 3, 3, 0, 0);
   expect_value(node, node.in[0], "param", PARITY_F32, -1);
   check_state(node, 1, "grad");

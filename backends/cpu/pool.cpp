@@ -59,7 +59,7 @@ PoolGeometry check_pool(BoundNode& node, const BoundValue& x, const char* x_role
 
 }  // namespace
 
-int64_t plan_maxpool2d(BoundNode& node) {
+int64_t prepare_maxpool2d(BoundNode& node) {
   expect_arity(node, 1, 1, 2, 2);
   check_pool(node, node.in[0], "x", node.out[0], "y", node.out[1]);
   return 0;
@@ -153,7 +153,7 @@ void maxpool2d_nchw_f32(const BoundNode& node) {
   });
 }
 
-int64_t plan_maxpool2d_bwd(BoundNode& node) {
+int64_t prepare_maxpool2d_bwd(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   check_pool(node, node.out[0], "dx", node.in[0], "dy", node.in[1]);
   return 0;

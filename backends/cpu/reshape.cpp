@@ -7,7 +7,7 @@
 namespace parity {
 namespace cpu {
 
-int64_t plan_reshape(BoundNode& node) {
+int64_t prepare_reshape(BoundNode& node) {
   expect_arity(node, 1, 1, 1, 1);
   const BoundValue& x = node.in[0];
   const BoundValue& y = node.out[0];

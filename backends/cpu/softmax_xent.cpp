@@ -44,7 +44,7 @@ void check_labels(const BoundNode& node) {
 }  // namespace
 
 // ---------------------------------------------------------------- forward
-int64_t plan_softmax_xent(BoundNode& node) {
+int64_t prepare_softmax_xent(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
   check_xent(node, "loss");
   check_scalar(node, node.out[0], "loss");
@@ -71,7 +71,7 @@ void softmax_xent_f32(const BoundNode& node) {
 }
 
 // ---------------------------------------------------------------- backward
-int64_t plan_softmax_xent_bwd(BoundNode& node) {
+int64_t prepare_softmax_xent_bwd(BoundNode& node) {
   expect_arity(node, 3, 3, 1, 1);
   check_xent(node, "dlogits");
   check_scalar(node, node.in[2], "dloss");
