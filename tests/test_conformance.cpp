@@ -39,6 +39,7 @@ class Conformance : public ::testing::TestWithParam<const char*> {
 TEST_P(Conformance, Conv2dForwardAndBackward) { check_family("conv2d"); }
 TEST_P(Conformance, LinearForwardAndBackward) { check_family("linear"); }
 TEST_P(Conformance, ReluForwardAndBackward) { check_family("relu"); }
+TEST_P(Conformance, SigmoidForwardAndBackward) { check_family("sigmoid"); }
 TEST_P(Conformance, MaxpoolForwardAndBackward) { check_family("maxpool2d"); }
 TEST_P(Conformance, SoftmaxCrossEntropyForwardAndBackward) { check_family("softmax_xent"); }
 TEST_P(Conformance, ArgmaxAndAccuracy) {
