@@ -1,7 +1,7 @@
 // ops/conformance.h — the cases of `parity check ops`: an op with its params and operand
 // tensors, the random draws they are made from, and a family of cases per forward op (its
 // built-in list, and the case `--op NAME --shape ...` builds), which each op's rule file
-// defines next to its rule (OpRule::conformance). graph/check_ops.cpp runs them.
+// defines next to its rule (OpRule::conformance). check/check_ops.cpp runs them.
 #pragma once
 
 #include <stddef.h>

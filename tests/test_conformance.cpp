@@ -1,6 +1,6 @@
 // tests/test_conformance.cpp — the op conformance suite: every op, forward and backward, on
 // each executable backend against the float64 `ref` oracle, through the engine of
-// `parity check ops` (graph/check_ops.cpp holds the cases: batch 1, odd sizes, stride and
+// `parity check ops` (check/check_ops.cpp runs the cases each op's rule file lists: batch 1, odd sizes, stride and
 // padding edge cases, ties and zeros at the maxpool and relu kinks, large logits; outputs
 // NaN-prefilled and between guard regions). Thresholds are the ones argued next to each op in
 // ops/*.cpp. Each op family runs in normal mode and in exact mode (small-integer inputs, so
