@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "parity/model.h"
+
 namespace parity::bench {
 
 struct BenchOptions {
   std::vector<std::string> backends = {"cpu"};
-  std::vector<std::string> models = {"seed-cnn", "seed-cnn-112"};
+  std::vector<std::string> models = model_names();  // every built-in model
   bool ops = true;          // per-op cases (forward and backward of every layer of the models)
   bool model_cases = true;  // whole training step and inference per model
   int threads = 0;          // 0: every hardware thread

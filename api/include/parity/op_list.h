@@ -32,7 +32,7 @@
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
- * ops/<name>.cpp (README.md, "Adding an op"). Plain C, included by plugin.h. */
+ * its rule in the ops/ file of its family (README.md, "Adding an op"). Plain C, included by plugin.h. */
 #ifndef PARITY_OP_LIST_H
 #define PARITY_OP_LIST_H
 
