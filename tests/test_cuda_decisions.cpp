@@ -65,7 +65,15 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
   for (int op = 0; op < PARITY_OP_COUNT; ++op) {
     const Route r = route_of(static_cast<parity_op>(op));
     EXPECT_STRNE(r.why, "unknown op") << op;
+    // The kind (how the plugin builds and launches it) agrees with the library named.
+    const Library library_of_kind = r.kind == RouteKind::convolution || r.kind == RouteKind::activation ? Library::cudnn
+                                    : r.kind == RouteKind::gemm                                         ? Library::cublas
+                                                                                                        : Library::native;
+    EXPECT_EQ(r.library, library_of_kind) << op;
   }
+  EXPECT_EQ(route_of(PARITY_OP_RELU).activation, Activation::relu);
+  EXPECT_EQ(route_of(PARITY_OP_SIGMOID).activation, Activation::sigmoid);
+  EXPECT_EQ(route_of(PARITY_OP_ADAM_STEP).kind, RouteKind::optimizer);
   EXPECT_EQ(route_of(PARITY_OP_CONV2D).library, Library::cudnn);
   EXPECT_EQ(route_of(PARITY_OP_CONV2D_BWD_DATA).library, Library::cudnn);
   EXPECT_EQ(route_of(PARITY_OP_CONV2D_BWD_WEIGHT).library, Library::cudnn);

@@ -57,14 +57,14 @@ void run_backward(const BoundNode& node, Element element) {
 }  // namespace
 
 int64_t prepare_relu(BoundNode& node) { return prepare_forward(node); }
-void relu_f32(const BoundNode& node) { run_forward(node, kernels::relu_f32); }
+void run_relu(const BoundNode& node) { run_forward(node, kernels::relu_f32); }
 int64_t prepare_relu_bwd(BoundNode& node) { return prepare_backward(node); }
-void relu_bwd_f32(const BoundNode& node) { run_backward(node, kernels::relu_bwd_f32); }
+void run_relu_bwd(const BoundNode& node) { run_backward(node, kernels::relu_bwd_f32); }
 
 int64_t prepare_sigmoid(BoundNode& node) { return prepare_forward(node); }
-void sigmoid_f32(const BoundNode& node) { run_forward(node, kernels::sigmoid_f32); }
+void run_sigmoid(const BoundNode& node) { run_forward(node, kernels::sigmoid_f32); }
 int64_t prepare_sigmoid_bwd(BoundNode& node) { return prepare_backward(node); }
-void sigmoid_bwd_f32(const BoundNode& node) { run_backward(node, kernels::sigmoid_bwd_f32); }
+void run_sigmoid_bwd(const BoundNode& node) { run_backward(node, kernels::sigmoid_bwd_f32); }
 
 }  // namespace cpu
 }  // namespace parity

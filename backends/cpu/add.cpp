@@ -23,7 +23,7 @@ int64_t prepare_add(BoundNode& node) {
   return 0;
 }
 
-void add_f32(const BoundNode& node) {
+void run_add(const BoundNode& node) {
   const float* a = node.in[0].f32();
   const float* b = node.in[1].f32();
   float* c = node.out[0].f32();

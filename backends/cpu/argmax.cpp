@@ -29,7 +29,7 @@ int64_t prepare_argmax(BoundNode& node) {
   return 0;
 }
 
-void argmax_f32(const BoundNode& node) {
+void run_argmax(const BoundNode& node) {
   const int64_t classes = node.in[0].dims[1];
   const float* x = node.in[0].f32();
   int32_t* idx = node.out[0].i32();
@@ -51,7 +51,7 @@ int64_t prepare_accuracy(BoundNode& node) {
   return align64(node.num_chunks * 8);  // one int64 count per chunk
 }
 
-void accuracy_f32(const BoundNode& node) {
+void run_accuracy(const BoundNode& node) {
   const int64_t classes = node.in[0].dims[1];
   const float* logits = node.in[0].f32();
   const int32_t* labels = node.in[1].i32();

@@ -277,7 +277,7 @@ int64_t prepare_conv2d(BoundNode& node) {
   return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
 
-void conv2d_nchw_f32(const BoundNode& node) {
+void run_conv2d(const BoundNode& node) {
   const parity_conv2d_params& cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
   const float* x = node.in[0].f32();
@@ -336,7 +336,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   return std::max(sparse, node.slots * col2im_slot_floats(g, cp) * 4);
 }
 
-void conv2d_bwd_data_nchw_f32(const BoundNode& node) {
+void run_conv2d_bwd_data(const BoundNode& node) {
   const parity_conv2d_params cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.out[0], node.in[1], cp);
   const float* dy = node.in[0].f32();
@@ -620,10 +620,10 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   return bwd_weight_scratch(node, g).bytes;
 }
 
-void conv2d_bwd_weight_nchw_f32(const BoundNode& node) {
+void run_conv2d_bwd_weight(const BoundNode& node) {
   if (node.fusion.pool_source) {
     if (conv2d_bwd_weight_pooled_dy_f32(node)) return;
-    maxpool2d_bwd_nchw_f32(*node.fusion.pool_source);  // dy after all
+    run_maxpool2d_bwd(*node.fusion.pool_source);  // dy after all
   }
   if (sparse_dy_applies(node)) {
     conv2d_bwd_weight_sparse_dy_f32(node);

@@ -153,30 +153,15 @@ class CpuExecutable final : public Executable {
   const std::shared_ptr<PersistentStore>& store() const { return store_; }
 
  private:
-  // The one dispatch: every op of plugin.h, no default, so a new op is a compiler warning here.
+  // The one dispatch, generated from PARITY_OP_LIST: every op's run_<name> (cpu_ops.h).
   static void run(const BoundNode& node) {
     switch (node.op) {
-      case PARITY_OP_CONV2D: cpu::conv2d_nchw_f32(node); break;
-      case PARITY_OP_CONV2D_BWD_DATA: cpu::conv2d_bwd_data_nchw_f32(node); break;
-      case PARITY_OP_CONV2D_BWD_WEIGHT: cpu::conv2d_bwd_weight_nchw_f32(node); break;
-      case PARITY_OP_RELU: cpu::relu_f32(node); break;
-      case PARITY_OP_RELU_BWD: cpu::relu_bwd_f32(node); break;
-      case PARITY_OP_MAXPOOL2D: cpu::maxpool2d_nchw_f32(node); break;
-      case PARITY_OP_MAXPOOL2D_BWD: cpu::maxpool2d_bwd_nchw_f32(node); break;
-      case PARITY_OP_RESHAPE: cpu::reshape_copy(node); break;
-      case PARITY_OP_LINEAR: cpu::linear_f32(node); break;
-      case PARITY_OP_LINEAR_BWD_DATA: cpu::linear_bwd_data_f32(node); break;
-      case PARITY_OP_LINEAR_BWD_WEIGHT: cpu::linear_bwd_weight_f32(node); break;
-      case PARITY_OP_SOFTMAX_XENT: cpu::softmax_xent_f32(node); break;
-      case PARITY_OP_SOFTMAX_XENT_BWD: cpu::softmax_xent_bwd_f32(node); break;
-      case PARITY_OP_ARGMAX: cpu::argmax_f32(node); break;
-      case PARITY_OP_ACCURACY: cpu::accuracy_f32(node); break;
-      case PARITY_OP_ADD: cpu::add_f32(node); break;
-      case PARITY_OP_ADAM_STEP: cpu::adam_step_f32(node); break;
-      case PARITY_OP_SGD_STEP: cpu::sgd_step_f32(node); break;
-      case PARITY_OP_FILL: cpu::fill_f32(node); break;
-      case PARITY_OP_SIGMOID: cpu::sigmoid_f32(node); break;
-      case PARITY_OP_SIGMOID_BWD: cpu::sigmoid_bwd_f32(node); break;
+#define PARITY_CPU_RUN_CASE(ID, name, inputs, outputs, builder) \
+  case PARITY_OP_##ID:                                          \
+    cpu::run_##name(node);                                      \
+    break;
+      PARITY_OP_LIST(PARITY_CPU_RUN_CASE)
+#undef PARITY_CPU_RUN_CASE
       case PARITY_OP_COUNT: break;  // not an op; compile rejects it
     }
   }
@@ -184,27 +169,11 @@ class CpuExecutable final : public Executable {
   // Shape checks and work split of one node; returns its scratch bytes. Same cases as run().
   static int64_t prepare_node(BoundNode& node) {
     switch (node.op) {
-      case PARITY_OP_CONV2D: return cpu::prepare_conv2d(node);
-      case PARITY_OP_CONV2D_BWD_DATA: return cpu::prepare_conv2d_bwd_data(node);
-      case PARITY_OP_CONV2D_BWD_WEIGHT: return cpu::prepare_conv2d_bwd_weight(node);
-      case PARITY_OP_RELU: return cpu::prepare_relu(node);
-      case PARITY_OP_RELU_BWD: return cpu::prepare_relu_bwd(node);
-      case PARITY_OP_MAXPOOL2D: return cpu::prepare_maxpool2d(node);
-      case PARITY_OP_MAXPOOL2D_BWD: return cpu::prepare_maxpool2d_bwd(node);
-      case PARITY_OP_RESHAPE: return cpu::prepare_reshape(node);
-      case PARITY_OP_LINEAR: return cpu::prepare_linear(node);
-      case PARITY_OP_LINEAR_BWD_DATA: return cpu::prepare_linear_bwd_data(node);
-      case PARITY_OP_LINEAR_BWD_WEIGHT: return cpu::prepare_linear_bwd_weight(node);
-      case PARITY_OP_SOFTMAX_XENT: return cpu::prepare_softmax_xent(node);
-      case PARITY_OP_SOFTMAX_XENT_BWD: return cpu::prepare_softmax_xent_bwd(node);
-      case PARITY_OP_ARGMAX: return cpu::prepare_argmax(node);
-      case PARITY_OP_ACCURACY: return cpu::prepare_accuracy(node);
-      case PARITY_OP_ADD: return cpu::prepare_add(node);
-      case PARITY_OP_ADAM_STEP: return cpu::prepare_adam_step(node);
-      case PARITY_OP_SGD_STEP: return cpu::prepare_sgd_step(node);
-      case PARITY_OP_FILL: return cpu::prepare_fill(node);
-      case PARITY_OP_SIGMOID: return cpu::prepare_sigmoid(node);
-      case PARITY_OP_SIGMOID_BWD: return cpu::prepare_sigmoid_bwd(node);
+#define PARITY_CPU_PREPARE_CASE(ID, name, inputs, outputs, builder) \
+  case PARITY_OP_##ID:                                              \
+    return cpu::prepare_##name(node);
+      PARITY_OP_LIST(PARITY_CPU_PREPARE_CASE)
+#undef PARITY_CPU_PREPARE_CASE
       case PARITY_OP_COUNT: break;
     }
     throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +

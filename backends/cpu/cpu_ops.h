@@ -138,13 +138,15 @@ inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 // Bytes of one element.
 inline int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
 
-// ---- the ops: prepare_* returns the workspace bytes the run function needs
-int64_t prepare_conv2d(BoundNode& node);
-int64_t prepare_conv2d_bwd_data(BoundNode& node);
-int64_t prepare_conv2d_bwd_weight(BoundNode& node);
-void conv2d_nchw_f32(const BoundNode& node);
-void conv2d_bwd_data_nchw_f32(const BoundNode& node);
-void conv2d_bwd_weight_nchw_f32(const BoundNode& node);
+// ---- the ops: for every op of PARITY_OP_LIST (parity/op_list.h), prepare_<name> checks the
+// node's shapes, sets its work split and returns the workspace bytes run_<name> needs, and
+// run_<name> computes it. Both live in the op family's file (activation.cpp, conv2d.cpp, ...);
+// cpu_backend.cpp's dispatch is generated from the same list, so one missing is a link error.
+#define PARITY_CPU_OP_FUNCTIONS(ID, name, inputs, outputs, builder) \
+  int64_t prepare_##name(BoundNode& node);                         \
+  void run_##name(const BoundNode& node);
+PARITY_OP_LIST(PARITY_CPU_OP_FUNCTIONS)
+#undef PARITY_CPU_OP_FUNCTIONS
 
 // conv2d_sparse_dy.cpp: the backward of a node with sparse_dy, for the shapes it handles
 // (stride 1, 3x3, C a multiple of 16, AVX-512 builds); scratch bytes, then the run functions.
@@ -159,51 +161,6 @@ bool conv2d_bwd_data_sparse_dy_f32(const BoundNode& node);
 bool pooled_dy_applies(const BoundNode& node);
 int64_t prepare_pooled_dy_bwd_weight(const BoundNode& node);
 bool conv2d_bwd_weight_pooled_dy_f32(const BoundNode& node);
-
-int64_t prepare_linear(BoundNode& node);
-int64_t prepare_linear_bwd_data(BoundNode& node);
-int64_t prepare_linear_bwd_weight(BoundNode& node);
-void linear_f32(const BoundNode& node);
-void linear_bwd_data_f32(const BoundNode& node);
-void linear_bwd_weight_f32(const BoundNode& node);
-
-int64_t prepare_maxpool2d(BoundNode& node);
-int64_t prepare_maxpool2d_bwd(BoundNode& node);
-void maxpool2d_nchw_f32(const BoundNode& node);
-void maxpool2d_bwd_nchw_f32(const BoundNode& node);
-
-int64_t prepare_relu(BoundNode& node);
-int64_t prepare_relu_bwd(BoundNode& node);
-void relu_f32(const BoundNode& node);
-void relu_bwd_f32(const BoundNode& node);
-int64_t prepare_sigmoid(BoundNode& node);
-int64_t prepare_sigmoid_bwd(BoundNode& node);
-void sigmoid_f32(const BoundNode& node);
-void sigmoid_bwd_f32(const BoundNode& node);
-
-int64_t prepare_softmax_xent(BoundNode& node);
-int64_t prepare_softmax_xent_bwd(BoundNode& node);
-void softmax_xent_f32(const BoundNode& node);
-void softmax_xent_bwd_f32(const BoundNode& node);
-
-int64_t prepare_argmax(BoundNode& node);
-int64_t prepare_accuracy(BoundNode& node);
-void argmax_f32(const BoundNode& node);
-void accuracy_f32(const BoundNode& node);
-
-int64_t prepare_add(BoundNode& node);
-void add_f32(const BoundNode& node);
-
-int64_t prepare_reshape(BoundNode& node);
-void reshape_copy(const BoundNode& node);
-
-int64_t prepare_fill(BoundNode& node);
-void fill_f32(const BoundNode& node);
-
-int64_t prepare_adam_step(BoundNode& node);
-int64_t prepare_sgd_step(BoundNode& node);
-void adam_step_f32(const BoundNode& node);
-void sgd_step_f32(const BoundNode& node);
 
 }  // namespace cpu
 }  // namespace parity

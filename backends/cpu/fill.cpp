@@ -13,7 +13,7 @@ int64_t prepare_fill(BoundNode& node) {
   return 0;
 }
 
-void fill_f32(const BoundNode& node) {
+void run_fill(const BoundNode& node) {
   std::fill_n(node.out[0].f32(), node.out[0].numel, node.params.fill.value);
 }
 

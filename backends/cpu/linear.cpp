@@ -70,7 +70,7 @@ int64_t prepare_linear(BoundNode& node) {
   return node.slots * slot_floats(node, g.O, g.N, g.I) * 4;
 }
 
-void linear_f32(const BoundNode& node) {
+void run_linear(const BoundNode& node) {
   const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[0]};
   const float* x = node.in[0].f32();
   const float* w = node.in[1].f32();
@@ -96,7 +96,7 @@ int64_t prepare_linear_bwd_data(BoundNode& node) {
   return node.slots * slot_floats(node, g.I, g.N, g.O) * 4;
 }
 
-void linear_bwd_data_f32(const BoundNode& node) {
+void run_linear_bwd_data(const BoundNode& node) {
   const LinearGeometry g{node.out[0].dims[0], node.out[0].dims[1], node.in[1].dims[0]};
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
@@ -119,7 +119,7 @@ int64_t prepare_linear_bwd_weight(BoundNode& node) {
   return node.slots * slot_floats(node, g.I, g.O, g.N) * 4;
 }
 
-void linear_bwd_weight_f32(const BoundNode& node) {
+void run_linear_bwd_weight(const BoundNode& node) {
   const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.out[0].dims[0]};
   const float* x = node.in[0].f32();
   const float* dy = node.in[1].f32();

@@ -42,7 +42,7 @@ int64_t prepare_adam_step(BoundNode& node) {
   return 0;
 }
 
-void adam_step_f32(const BoundNode& node) {
+void run_adam_step(const BoundNode& node) {
   const int32_t t = node.in[4].i32()[0];
   if (t < 1)
     throw Error(ErrorKind::invalid_argument,
@@ -79,7 +79,7 @@ int64_t prepare_sgd_step(BoundNode& node) {
   return 0;
 }
 
-void sgd_step_f32(const BoundNode& node) {
+void run_sgd_step(const BoundNode& node) {
   const parity_sgd_params hp = node.params.sgd;
   float* p = node.in[0].f32();
   const float* g = node.in[1].f32();

@@ -132,7 +132,7 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
 
 }  // namespace
 
-void maxpool2d_nchw_f32(const BoundNode& node) {
+void run_maxpool2d(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.in[0], pp);
   const float* x = node.in[0].f32();
@@ -237,7 +237,7 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
 
 }  // namespace
 
-void maxpool2d_bwd_nchw_f32(const BoundNode& node) {
+void run_maxpool2d_bwd(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.out[0], pp);
   const float* dy = node.in[0].f32();

@@ -17,7 +17,7 @@ int64_t prepare_reshape(BoundNode& node) {
   return 0;
 }
 
-void reshape_copy(const BoundNode& node) {
+void run_reshape(const BoundNode& node) {
   if (node.in[0].data == node.out[0].data) return;
   const size_t bytes = static_cast<size_t>(node.in[0].numel) * (node.in[0].dtype == PARITY_I64 ? 8 : 4);
   std::memmove(node.out[0].data, node.in[0].data, bytes);

@@ -51,7 +51,7 @@ int64_t prepare_softmax_xent(BoundNode& node) {
   return align64(node.in[0].dims[0] * 4);  // one loss term per row
 }
 
-void softmax_xent_f32(const BoundNode& node) {
+void run_softmax_xent(const BoundNode& node) {
   check_labels(node);
   const int64_t rows = node.in[0].dims[0], classes = node.in[0].dims[1];
   const float* logits = node.in[0].f32();
@@ -80,7 +80,7 @@ int64_t prepare_softmax_xent_bwd(BoundNode& node) {
   return 0;
 }
 
-void softmax_xent_bwd_f32(const BoundNode& node) {
+void run_softmax_xent_bwd(const BoundNode& node) {
   check_labels(node);
   const int64_t rows = node.in[0].dims[0], classes = node.in[0].dims[1];
   const float* logits = node.in[0].f32();

@@ -7,6 +7,15 @@
 
 namespace parity {
 namespace cuda_backend {
+// plan::Activation holds cudnnActivationMode_t's values (cuda_decisions.h needs no cuDNN).
+static_assert(static_cast<int>(plan::Activation::sigmoid) == CUDNN_ACTIVATION_SIGMOID, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::relu) == CUDNN_ACTIVATION_RELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::tanh) == CUDNN_ACTIVATION_TANH, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::clipped_relu) == CUDNN_ACTIVATION_CLIPPED_RELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::elu) == CUDNN_ACTIVATION_ELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::identity) == CUDNN_ACTIVATION_IDENTITY, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::swish) == CUDNN_ACTIVATION_SWISH, "cuDNN mode");
+
 namespace {
 
 // cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
@@ -75,28 +84,25 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
       const parity_node_desc& node = exe->nodes[static_cast<size_t>(i)];
       Step step;
       step.node = i;
-      switch (node.op) {
-        case PARITY_OP_CONV2D:
-        case PARITY_OP_CONV2D_BWD_DATA:
-        case PARITY_OP_CONV2D_BWD_WEIGHT: {
+      const plan::Route route = plan::route_of(node.op);
+      step.kind = route.kind;
+      switch (route.kind) {
+        case plan::RouteKind::convolution: {
           // The algorithm is chosen below, once the layout gives the operands' alignment.
           step.conv_shape = plan::conv_descriptors(node, exe->values);
           step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
           break;
         }
-        case PARITY_OP_RELU:
-        case PARITY_OP_SIGMOID: {
+        case plan::RouteKind::activation: {
           const int64_t n = numel_of(exe->values[static_cast<size_t>(node.inputs[0])]);
           if (n != numel_of(exe->values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
             fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
                                           " input and output must have the same element count, at most 2^31 - 1"));
-          step.flat = std::make_unique<FlatDescriptor>(
-              static_cast<int>(n), node.op == PARITY_OP_RELU ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_SIGMOID);
+          step.flat = std::make_unique<FlatDescriptor>(static_cast<int>(n),
+                                                       static_cast<cudnnActivationMode_t>(route.activation));
           break;
         }
-        case PARITY_OP_LINEAR:
-        case PARITY_OP_LINEAR_BWD_DATA:
-        case PARITY_OP_LINEAR_BWD_WEIGHT: {
+        case plan::RouteKind::gemm: {
           int64_t in = 0, outs = 0;
           const int64_t rows = linear_rows(node, exe->values, &in, &outs);
           step.linear = node.op == PARITY_OP_LINEAR            ? plan::linear_forward_calls(rows, in, outs)
@@ -105,13 +111,12 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
           request.ones_count = std::max(request.ones_count, rows);
           break;
         }
-        case PARITY_OP_ADAM_STEP:
-        case PARITY_OP_SGD_STEP:
+        case plan::RouteKind::optimizer:
           step.hyperparameter_offset = request.hyperparameter_bytes;  // relative until the layout is known
           request.hyperparameter_bytes += sizeof(parity_op_params);
           native_nodes.push_back(node);  // the dispatcher checks its shapes
           break;
-        default:
+        case plan::RouteKind::native:
           native_nodes.push_back(node);
           break;
       }

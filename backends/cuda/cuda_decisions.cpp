@@ -60,45 +60,48 @@ std::string describe(const Options& o) {
 }
 
 Route route_of(parity_op op) {
+  constexpr Activation none = Activation::identity;  // unused by routes other than activation
   switch (op) {
     case PARITY_OP_CONV2D:
     case PARITY_OP_CONV2D_BWD_DATA:
     case PARITY_OP_CONV2D_BWD_WEIGHT:
-      return {Library::cudnn, "cuDNN convolution (legacy API), algorithm searched once per shape at compile"};
+      return {Library::cudnn, RouteKind::convolution, none,
+              "cuDNN convolution (legacy API), algorithm searched once per shape at compile"};
     case PARITY_OP_RELU:
-      return {Library::cudnn, "cuDNN activation forward (RELU, NaN propagated)"};
-    case PARITY_OP_RELU_BWD:
-      return {Library::native, "native: cuDNN's backward needs the input and does not document relu'(0); "
-                               "the ABI fixes relu'(0) = 0 from the output"};
+      return {Library::cudnn, RouteKind::activation, Activation::relu, "cuDNN activation forward (RELU, NaN propagated)"};
     case PARITY_OP_SIGMOID:
-      return {Library::cudnn, "cuDNN activation forward (SIGMOID, NaN propagated)"};
-    case PARITY_OP_SIGMOID_BWD:
-      return {Library::native, "native: cuDNN's backward also takes the forward input, which the ABI's "
-                               "backward (from the output) does not have"};
-    case PARITY_OP_MAXPOOL2D:
-    case PARITY_OP_MAXPOOL2D_BWD:
-      return {Library::native, "native: cuDNN pooling returns no argmax indices and breaks ties its own way; "
-                               "the ABI's backward takes the first maximum's index"};
+      return {Library::cudnn, RouteKind::activation, Activation::sigmoid,
+              "cuDNN activation forward (SIGMOID, NaN propagated)"};
     case PARITY_OP_LINEAR:
     case PARITY_OP_LINEAR_BWD_DATA:
     case PARITY_OP_LINEAR_BWD_WEIGHT:
-      return {Library::cublas, "cuBLAS SGEMM (bias and its gradient as a GEMM and a GEMV with a ones vector)"};
-    case PARITY_OP_SOFTMAX_XENT:
-    case PARITY_OP_SOFTMAX_XENT_BWD:
-      return {Library::native, "native: cuDNN has softmax but no label gather or batch mean; one fused kernel"};
+      return {Library::cublas, RouteKind::gemm, none,
+              "cuBLAS SGEMM (bias and its gradient as a GEMM and a GEMV with a ones vector)"};
     case PARITY_OP_ADAM_STEP:
     case PARITY_OP_SGD_STEP:
-      return {Library::native, "native: no optimizer in cuDNN; step and hyperparameters read on the device"};
-    case PARITY_OP_RESHAPE:
-    case PARITY_OP_ADD:
-    case PARITY_OP_FILL:
-    case PARITY_OP_ARGMAX:
-    case PARITY_OP_ACCURACY:
-      return {Library::native, "native element-wise or row kernel"};
-    case PARITY_OP_COUNT:
-      break;
+      return {Library::native, RouteKind::optimizer, none,
+              "native: no optimizer in cuDNN; step and hyperparameters read on the device"};
+    // Native by choice, with the reason cuDNN is not used:
+    case PARITY_OP_RELU_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cuDNN's backward needs the input and does not document relu'(0); "
+              "the ABI fixes relu'(0) = 0 from the output"};
+    case PARITY_OP_SIGMOID_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cuDNN's backward also takes the forward input, which the ABI's "
+              "backward (from the output) does not have"};
+    case PARITY_OP_MAXPOOL2D:
+    case PARITY_OP_MAXPOOL2D_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cuDNN pooling returns no argmax indices and breaks ties its own way; "
+              "the ABI's backward takes the first maximum's index"};
+    case PARITY_OP_SOFTMAX_XENT:
+    case PARITY_OP_SOFTMAX_XENT_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cuDNN has softmax but no label gather or batch mean; one fused kernel"};
+    default:
+      return {Library::native, RouteKind::native, none, "native element-wise or row kernel"};
   }
-  return {Library::native, "unknown op"};
 }
 
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {

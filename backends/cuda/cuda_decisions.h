@@ -47,10 +47,24 @@ std::string describe(const Options& options);  // "tf32 off, deterministic, grap
 
 // ---- where each op runs ------------------------------------------------------------------------
 enum class Library { cudnn, cublas, native };
+// How the plugin builds (cuda_compile.cpp) and launches (cuda_launch.cpp) a node of the route.
+enum class RouteKind {
+  convolution,  // cuDNN convolution forward, backward data, backward filter (+ bias)
+  activation,   // cuDNN activation forward over the value as one flat tensor
+  gemm,         // cuBLAS SGEMM/SGEMV calls of a linear op
+  optimizer,    // native optimizer kernels reading their hyperparameters on the device
+  native,       // the native kernels through the dispatcher (the default)
+};
+// The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
+// header needs no cuDNN; cuda_compile.cpp checks each against cudnn.h.
+enum class Activation : int { sigmoid = 0, relu = 1, tanh = 2, clipped_relu = 3, elu = 4, identity = 5, swish = 6 };
 struct Route {
   Library library;
-  const char* why;  // one line, for the README's table and `parity info`
+  RouteKind kind;
+  Activation activation;  // for RouteKind::activation
+  const char* why;        // one line, for the README's table and `parity info`
 };
+// Ops not listed in cuda_decisions.cpp run on the native kernels.
 Route route_of(parity_op op);
 
 // ---- convolution descriptors ---------------------------------------------------------------------

@@ -64,8 +64,8 @@ struct ConvDescriptorSet {
   }
 };
 
-// One flat float tensor descriptor ([1,1,1,count]) and the activation (RELU, SIGMOID) of the
-// element-wise cuDNN ops.
+// One flat float tensor descriptor ([1,1,1,count]) and the cuDNN activation of an element-wise
+// op on an activation route (cuda_decisions.cpp: RELU, SIGMOID).
 struct FlatDescriptor {
   cudnnTensorDescriptor_t desc = nullptr;
   cudnnActivationDescriptor_t activation = nullptr;
@@ -86,6 +86,7 @@ struct FlatDescriptor {
 // One compiled node.
 struct Step {
   int32_t node = 0;
+  plan::RouteKind kind = plan::RouteKind::native;  // how it is built and launched (route_of)
   plan::ConvDescriptors conv_shape{};
   std::unique_ptr<ConvDescriptorSet> conv;
   plan::AlgoChoice algo{};
@@ -201,7 +202,11 @@ struct parity_executable_object {
   }
 
   void enqueue_steps(int slot);
-  void enqueue(const Step& step);
+  void enqueue(const Step& step);  // by the step's route kind (cuda_decisions.h)
+  void enqueue_convolution(const Step& step, const parity_node_desc& node);
+  void enqueue_gemm(const Step& step, const parity_node_desc& node);
+  void enqueue_optimizer(const Step& step, const parity_node_desc& node);
+  void* operand(const parity_node_desc& node, bool output, int32_t slot);
   void capture_slot(int slot);
 
   ~parity_executable_object() {

@@ -13,81 +13,94 @@ cublasOperation_t op_of(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLA
 
 void parity_executable_object::enqueue(const Step& step) {
   const parity_node_desc& node = nodes[static_cast<size_t>(step.node)];
+  switch (step.kind) {
+    case plan::RouteKind::convolution: enqueue_convolution(step, node); return;
+    case plan::RouteKind::activation:
+      CUDA_CHECK(cudnnActivationForward(instance->cudnn, step.flat->activation, &kOne, step.flat->desc,
+                                        operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
+      return;
+    case plan::RouteKind::gemm: enqueue_gemm(step, node); return;
+    case plan::RouteKind::optimizer: enqueue_optimizer(step, node); return;
+    case plan::RouteKind::native: dispatcher.run(node); return;  // the native kernels, with the dispatcher's checks
+  }
+}
+
+// Input (output = false) or output `slot` of `node` in the slot being launched.
+void* parity_executable_object::operand(const parity_node_desc& node, bool output, int32_t slot) {
+  return pointer(output ? node.outputs[slot] : node.inputs[slot], launch_slot);
+}
+
+void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
   cudnnHandle_t cudnn = instance->cudnn;
   void* conv_workspace = region(layout.conv_workspace_offset);
   const size_t conv_workspace_bytes = static_cast<size_t>(step.algo.workspace_bytes);
-  auto at = [&](bool output, int32_t slot) {
-    return pointer(output ? node.outputs[slot] : node.inputs[slot], launch_slot);
-  };
+  auto at = [&](bool output, int32_t slot) { return operand(node, output, slot); };
+  const ConvDescriptorSet& d = *step.conv;
   switch (node.op) {
-    case PARITY_OP_CONV2D: {
-      const ConvDescriptorSet& d = *step.conv;
+    case PARITY_OP_CONV2D:
       CUDA_CHECK(cudnnConvolutionForward(cudnn, &kOne, d.x, at(false, 0), d.w, at(false, 1), d.conv,
                                          static_cast<cudnnConvolutionFwdAlgo_t>(step.algo.algo), conv_workspace,
                                          conv_workspace_bytes, &kZero, d.y, at(true, 0)));
       CUDA_CHECK(cudnnAddTensor(cudnn, &kOne, d.bias, at(false, 2), &kOne, d.y, at(true, 0)));
       return;
-    }
-    case PARITY_OP_CONV2D_BWD_DATA: {
-      const ConvDescriptorSet& d = *step.conv;
+    case PARITY_OP_CONV2D_BWD_DATA:
       CUDA_CHECK(cudnnConvolutionBackwardData(cudnn, &kOne, d.w, at(false, 1), d.y, at(false, 0), d.conv,
                                               static_cast<cudnnConvolutionBwdDataAlgo_t>(step.algo.algo),
                                               conv_workspace, conv_workspace_bytes, &kZero, d.x, at(true, 0)));
       return;
-    }
-    case PARITY_OP_CONV2D_BWD_WEIGHT: {
-      const ConvDescriptorSet& d = *step.conv;
+    case PARITY_OP_CONV2D_BWD_WEIGHT:
       CUDA_CHECK(cudnnConvolutionBackwardFilter(cudnn, &kOne, d.x, at(false, 0), d.y, at(false, 1), d.conv,
                                                 static_cast<cudnnConvolutionBwdFilterAlgo_t>(step.algo.algo),
                                                 conv_workspace, conv_workspace_bytes, &kZero, d.w, at(true, 0)));
       CUDA_CHECK(cudnnConvolutionBackwardBias(cudnn, &kOne, d.y, at(false, 1), &kZero, d.bias, at(true, 1)));
       return;
+    default:
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),
+                                       ") is on the convolution route but is no convolution"));
+  }
+}
+
+void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {
+  auto at = [&](bool output, int32_t slot) { return operand(node, output, slot); };
+  auto operand_of = [&](plan::Operand o) -> float* {
+    void* p = nullptr;
+    switch (o) {
+      case plan::Operand::ones: p = region(layout.ones_offset); break;
+      case plan::Operand::x: p = at(false, 0); break;     // LINEAR, BWD_WEIGHT
+      case plan::Operand::w: p = at(false, 1); break;     // LINEAR, BWD_DATA
+      case plan::Operand::bias: p = at(false, 2); break;  // LINEAR
+      case plan::Operand::dy: p = node.op == PARITY_OP_LINEAR_BWD_DATA ? at(false, 0) : at(false, 1); break;
+      case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: p = at(true, 0); break;
+      case plan::Operand::db: p = at(true, 1); break;
     }
-    case PARITY_OP_RELU:
-    case PARITY_OP_SIGMOID:
-      CUDA_CHECK(cudnnActivationForward(cudnn, step.flat->activation, &kOne, step.flat->desc, at(false, 0), &kZero,
-                                        step.flat->desc, at(true, 0)));
-      return;
-    case PARITY_OP_LINEAR:
-    case PARITY_OP_LINEAR_BWD_DATA:
-    case PARITY_OP_LINEAR_BWD_WEIGHT: {
-      auto operand = [&](plan::Operand o) -> float* {
-        void* p = nullptr;
-        switch (o) {
-          case plan::Operand::ones: p = region(layout.ones_offset); break;
-          case plan::Operand::x: p = at(false, 0); break;                                  // LINEAR, BWD_WEIGHT
-          case plan::Operand::w: p = at(false, 1); break;                                  // LINEAR, BWD_DATA
-          case plan::Operand::bias: p = at(false, 2); break;                               // LINEAR
-          case plan::Operand::dy: p = node.op == PARITY_OP_LINEAR_BWD_DATA ? at(false, 0) : at(false, 1); break;
-          case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: p = at(true, 0); break;
-          case plan::Operand::db: p = at(true, 1); break;
-        }
-        return static_cast<float*>(p);
-      };
-      for (const plan::GemmCall& g : step.linear.gemms)
-        CUDA_CHECK(cublasSgemm(instance->cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne,
-                               operand(g.a), g.lda, operand(g.b), g.ldb, &g.beta, operand(g.c), g.ldc));
-      for (const plan::GemvCall& g : step.linear.gemvs)
-        CUDA_CHECK(cublasSgemv(instance->cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand(g.a), g.lda,
-                               operand(g.x), 1, &g.beta, operand(g.y), 1));
-      return;
-    }
+    return static_cast<float*>(p);
+  };
+  for (const plan::GemmCall& g : step.linear.gemms)
+    CUDA_CHECK(cublasSgemm(instance->cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne,
+                           operand_of(g.a), g.lda, operand_of(g.b), g.ldb, &g.beta, operand_of(g.c), g.ldc));
+  for (const plan::GemvCall& g : step.linear.gemvs)
+    CUDA_CHECK(cublasSgemv(instance->cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand_of(g.a), g.lda,
+                           operand_of(g.x), 1, &g.beta, operand_of(g.y), 1));
+}
+
+void parity_executable_object::enqueue_optimizer(const Step& step, const parity_node_desc& node) {
+  auto at = [&](int32_t slot) { return operand(node, false, slot); };
+  const int64_t count = numel_of(values[static_cast<size_t>(node.inputs[0])]);
+  switch (node.op) {
     case PARITY_OP_ADAM_STEP:
       parity::native::cuda::adam_step_device(
-          static_cast<float*>(at(false, 0)), static_cast<const float*>(at(false, 1)), static_cast<float*>(at(false, 2)),
-          static_cast<float*>(at(false, 3)), static_cast<const int32_t*>(at(false, 4)),
-          numel_of(values[static_cast<size_t>(node.inputs[0])]),
+          static_cast<float*>(at(0)), static_cast<const float*>(at(1)), static_cast<float*>(at(2)),
+          static_cast<float*>(at(3)), static_cast<const int32_t*>(at(4)), count,
           static_cast<const parity_adam_params*>(region(step.hyperparameter_offset)));
       return;
     case PARITY_OP_SGD_STEP:
-      parity::native::cuda::sgd_step_device(
-          static_cast<float*>(at(false, 0)), static_cast<const float*>(at(false, 1)), static_cast<float*>(at(false, 2)),
-          numel_of(values[static_cast<size_t>(node.inputs[0])]),
-          static_cast<const parity_sgd_params*>(region(step.hyperparameter_offset)));
+      parity::native::cuda::sgd_step_device(static_cast<float*>(at(0)), static_cast<const float*>(at(1)),
+                                            static_cast<float*>(at(2)), count,
+                                            static_cast<const parity_sgd_params*>(region(step.hyperparameter_offset)));
       return;
     default:
-      dispatcher.run(node);  // the native kernels, with the dispatcher's shape checks
-      return;
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),
+                                       ") is on the optimizer route but has no device optimizer"));
   }
 }
 
