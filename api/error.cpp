@@ -11,6 +11,7 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::io: return "i/o error";
     case ErrorKind::backend: return "backend error";
     case ErrorKind::numeric: return "numeric error";
+    case ErrorKind::memory: return "out of memory";
     case ErrorKind::internal: return "internal error";
   }
   return "error";

@@ -3,9 +3,12 @@
 // its executables, so it is destroyed after the last of them whatever order users drop them in.
 #include "backends/backend_from_table.h"
 
+#include <cstddef>
+
 #include <fmt/format.h>
 
 #include "parity/error.h"
+#include "util/host_memory.h"
 
 namespace parity {
 namespace {
@@ -133,6 +136,7 @@ class TableBackend final : public Backend {
                                 name()));
       share = other->handle();
     }
+    refuse_what_cannot_fit(plan, options, share_persistent_with);
     const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
     parity_error err{};
     parity_executable_t handle = nullptr;
@@ -142,6 +146,40 @@ class TableBackend final : public Backend {
   }
 
   int threads() const override { return threads_; }
+
+  // A plan whose host memory need exceeds what this process may still take is refused before
+  // anything is allocated (otherwise the kernel's OOM killer ends the process, or malloc fails
+  // half-way). Device memory is the plugin's to check against its device.
+  void refuse_what_cannot_fit(const parity_plan& plan, const CompileOptions& options, Executable* share) const {
+    const std::optional<MemoryNeed> need = memory_need(plan, options, share);
+    if (!need) return;
+    const HostMemory host = available_host_memory();
+    if (need->host_bytes <= host.available_bytes) return;
+    throw Error(ErrorKind::memory,
+                fmt::format("{}: the plan needs {} of host memory, more than the {} this process may still take "
+                            "(bounded by {})",
+                            name(), format_bytes(need->host_bytes), format_bytes(host.available_bytes), host.source));
+  }
+
+  std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& options,
+                                        Executable* share_persistent_with) const override {
+    const parity_backend_table& table = *instance_->table;
+    // memory_need is optional, and absent from tables older than ABI 3.
+    if (table.struct_size < offsetof(parity_backend_table, memory_need) + sizeof table.memory_need ||
+        !table.memory_need)
+      return std::nullopt;
+    parity_executable_t share = nullptr;
+    if (auto* other = dynamic_cast<TableExecutable*>(share_persistent_with);
+        other && other->instance() == instance_.get())
+      share = other->handle();
+    const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
+    parity_error err{};
+    parity_memory_need need{};
+    const parity_status status = table.memory_need(instance_->handle, &plan, flags, share, &need, &err);
+    if (status == PARITY_STATUS_UNSUPPORTED) return std::nullopt;
+    check(status, err, table.name, "memory_need");
+    return MemoryNeed{need.host_bytes, need.device_bytes};
+  }
 
  private:
   std::shared_ptr<Instance> instance_;

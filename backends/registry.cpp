@@ -21,6 +21,10 @@ void Executable::read_f64(int32_t, double*, size_t) const {
   throw Error(ErrorKind::backend, "this backend does not hold float64 values (only ref does)");
 }
 
+std::optional<MemoryNeed> Backend::memory_need(const parity_plan&, const CompileOptions&, Executable*) const {
+  return std::nullopt;
+}
+
 namespace {
 
 // What `auto` tries, in order.

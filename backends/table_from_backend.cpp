@@ -41,6 +41,7 @@ parity_status status_of(ErrorKind kind) {
     case ErrorKind::data: return PARITY_STATUS_DATA;
     case ErrorKind::backend: return PARITY_STATUS_DEVICE;
     case ErrorKind::io: return PARITY_STATUS_IO;
+    case ErrorKind::memory: return PARITY_STATUS_OUT_OF_MEMORY;
     case ErrorKind::numeric:
     case ErrorKind::internal: return PARITY_STATUS_INTERNAL;
   }
@@ -184,6 +185,27 @@ parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flag
   });
 }
 
+parity_status memory_need(parity_backend_t h, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                          parity_memory_need* out, parity_error* err) {
+  if (!h || !plan || !out) return null_handle(err, "memory_need", "the backend, the plan and the output");
+  AdaptedInstance* in = instance(h);
+  AdaptedExecutable* share = executable(share_with);
+  if (share && share->owner != in)
+    return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
+                std::string(in->spec->name) + ": memory_need: share_with is an executable of another backend instance");
+  bool known = false;
+  const parity_status status = guarded(err, [&] {
+    CompileOptions options;
+    options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+    if (const auto need = in->impl->memory_need(*plan, options, share ? share->impl.get() : nullptr)) {
+      *out = parity_memory_need{need->host_bytes, need->device_bytes};
+      known = true;
+    }
+  });
+  if (status != PARITY_OK || known) return status;
+  return fail(err, PARITY_STATUS_UNSUPPORTED, std::string(in->spec->name) + ": memory_need: this backend cannot tell");
+}
+
 void executable_destroy(parity_executable_t h) { delete executable(h); }
 
 parity_status write_value(parity_executable_t h, int32_t value, const void* host, int64_t bytes, parity_error* err) {
@@ -287,6 +309,7 @@ parity_backend_table make_adapted_table(const AdaptedBackendSpec& spec,
   t.execute = execute;
   t.synchronize = synchronize;
   t.memory_bytes = memory_bytes;
+  t.memory_need = memory_need;
   if (spec.features & PARITY_FEATURE_FLOAT64_VALUES) {
     t.write_value_f64 = write_value_f64;
     t.read_value_f64 = read_value_f64;

@@ -97,6 +97,32 @@ TEST(Plugins, TestPluginIsFoundLoadedAndRunsAGraph) {
   }
 }
 
+TEST(Plugins, APlanNeedingMoreHostMemoryThanTheMachineHasIsRefusedBeforeCompiling) {
+  TestPluginPath path;
+  AddGraph g;
+  Plan plan(g.graph, {"c", "d", "f"});
+  // testadd leaves memory_need NULL: nothing to check, it compiles.
+  auto plain = create_backend("testadd");
+  EXPECT_FALSE(plain->memory_need(plan.c_plan(), {}, nullptr).has_value());
+  EXPECT_NE(plain->compile(plan.c_plan(), {}, nullptr), nullptr);
+  // testhuge says 2^61 bytes: refused with both numbers, before its compile runs.
+  auto huge = create_backend("testhuge");
+  const auto need = huge->memory_need(plan.c_plan(), {}, nullptr);
+  ASSERT_TRUE(need.has_value());
+  EXPECT_EQ(need->host_bytes, int64_t{1} << 61);
+  try {
+    huge->compile(plan.c_plan(), {}, nullptr);
+    ADD_FAILURE() << "a plan needing 2 EiB of host memory compiled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::memory);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("testhuge: the plan needs 2147483648.00 GiB (2305843009213693952 bytes) of host memory"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("this process may still take"), std::string::npos) << what;
+  }
+}
+
 TEST(Plugins, UnsupportedOpsAreRefusedWithTheReason) {
   TestPluginPath path;
   auto be = create_backend("testadd");
@@ -127,7 +153,8 @@ TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
   const Case cases[] = {
       {"badabi", {"ABI mismatch", "plugin ABI version " + std::to_string(PARITY_ABI_VERSION + 1000),
                   "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
-      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 2"}},
+      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 3"}},
+      {"abi2", {"ABI mismatch", "plugin ABI version 2", "this libparity uses version 3"}},
       {"noentry", {"does not export parity_backend_entry()"}},
       {"nodevice", {"no device: the test driver reports 0 devices"}},
       {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},

@@ -299,11 +299,24 @@ parity_status memory_bytes(parity_executable_t h, int64_t* out, parity_error*) {
   return PARITY_OK;
 }
 
+#if defined(PARITY_TEST_HUGE_NEED)
+// Says a plan needs 2^61 bytes of host memory, more than any machine has: libparity must refuse
+// to compile it before calling compile.
+parity_status memory_need(parity_backend_t, const parity_plan*, uint32_t, parity_executable_t, parity_memory_need* out,
+                          parity_error*) {
+  out->host_bytes = int64_t{1} << 61;
+  out->device_bytes = 0;
+  return PARITY_OK;
+}
+#endif
+
 const parity_backend_table kTable = {
 #if defined(PARITY_TEST_WRONG_ABI)
     PARITY_ABI_VERSION + 1000,
 #elif defined(PARITY_TEST_ABI_1)
     1,  // built against the first ABI, before op names moved into plugin.h and SIGMOID was added
+#elif defined(PARITY_TEST_ABI_2)
+    2,  // built against ABI 2, before memory_need was appended to the table
 #else
     PARITY_ABI_VERSION,
 #endif
@@ -327,6 +340,12 @@ const parity_backend_table kTable = {
     execute,
     synchronize,
     memory_bytes,
+#if defined(PARITY_TEST_HUGE_NEED)
+    nullptr,  // write_value_f64
+    nullptr,  // read_value_f64
+    memory_need,
+#endif
+    // (other plugins leave the optional functions, memory_need included, NULL)
 };
 
 }  // namespace

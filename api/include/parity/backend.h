@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,12 @@ class Executable {
   virtual void read_f64(int32_t value, double* host, size_t count) const;
 };
 
+// The memory compiling a plan would take (Backend::memory_need).
+struct MemoryNeed {
+  int64_t host_bytes = 0;    // this process's memory: arena, workspaces, persistent values
+  int64_t device_bytes = 0;  // the device's memory (0 on a host backend)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -58,6 +65,10 @@ class Backend {
   virtual std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
                                               Executable* share_persistent_with) = 0;
   virtual int threads() const = 0;
+  // What compile(plan, options, share_persistent_with) would allocate, without allocating;
+  // nullopt when the backend cannot tell. The plan is checked as compile checks it.
+  virtual std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& options,
+                                                Executable* share_persistent_with) const;
 };
 
 struct BackendInfo {

@@ -15,6 +15,7 @@ enum class ErrorKind {
   io,                // a file that cannot be opened, read or written
   backend,           // a backend that is unavailable or failed
   numeric,           // a computation that went non-finite (NaN loss)
+  memory,            // a plan that needs more memory than the machine has (refused before allocating)
   internal,          // a broken invariant inside parity: a bug
 };
 

@@ -25,7 +25,7 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 2  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO (CHANGELOG.md) */
+#define PARITY_ABI_VERSION 3  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -259,6 +259,13 @@ typedef struct parity_backend_config {
                                                    integer (i32, i64) before each execute, so an element
                                                    an op forgets to write shows up as a mismatch */
 
+/* What compile() would allocate for a plan (memory_need, ABI 3): bytes of this process's host
+ * memory and of the instance's device memory (0 for a host backend). */
+typedef struct parity_memory_need {
+  int64_t host_bytes;
+  int64_t device_bytes;
+} parity_memory_need;
+
 /* Opaque handles, defined by each backend. */
 typedef struct parity_backend_instance* parity_backend_t;
 typedef struct parity_buffer_object* parity_buffer_t;
@@ -333,6 +340,15 @@ typedef struct parity_backend_table {
                                    parity_error* err);
   parity_status (*read_value_f64)(parity_executable_t exe, int32_t value, double* host, int64_t count,
                                   parity_error* err);
+
+  /* --- optional (ABI 3): NULL, or PARITY_STATUS_UNSUPPORTED, when the backend cannot tell ---
+   * The memory compile() would allocate for this plan, flags and share_with (values shared
+   * with share_with are not counted again), computed without allocating anything; the plan
+   * is validated as compile() validates it. The caller compares the need with what the
+   * machine has and refuses a plan that cannot fit before compiling it (libparity does so for
+   * host memory: the smaller of MemAvailable and the cgroup's limit). */
+  parity_status (*memory_need)(parity_backend_t backend, const parity_plan* plan, uint32_t flags,
+                               parity_executable_t share_with, parity_memory_need* out, parity_error* err);
 } parity_backend_table;
 
 /* The one symbol a plugin exports. */
