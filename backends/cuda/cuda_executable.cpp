@@ -1,8 +1,9 @@
 // backends/cuda/cuda_executable.cpp — the CUDA plugin's executable entry points other than
 // compile: write_value feeds INPUT values from pinned memory on the copy stream into one of two
 // input slots while the step reading the other slot runs; execute checks the run-time data on
-// the host (the dispatcher in its check pass), then launches the steps one by one (the first use of a
-// slot, or with capture off) or the slot's CUDA graph (captured at its second use, replayed).
+// the host (the native dispatcher in its check pass), then launches the steps one by one (the
+// first use of a slot, or with capture off) or the slot's CUDA graph (captured at its second
+// use, replayed).
 //
 // Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
 // on the CPU (tests/test_cuda_decisions.cpp).

@@ -167,7 +167,9 @@ struct parity_executable_object {
   parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::native::op_name,
                                                     parity::native::cuda::native_ops(), values, memory};
   CheckMemory check_memory{this};
-  // The same ops in their check pass: arity, dtypes, shapes and run-time data, no launch.
+  // The native ops in their check pass, launching nothing: at compile it checks every node's
+  // arity, dtypes and shapes as simt and HIP do; at each execute, the run-time data (labels,
+  // Adam's step) from the host copies of the INPUT values, before anything is queued.
   parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::native::op_name,
                                                       parity::native::cuda::native_ops(), values, check_memory,
                                                       parity::native::NodePass::check};

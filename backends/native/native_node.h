@@ -9,6 +9,16 @@
 //           checks before it queues anything, and at compile)
 //   launch  validate as `check` does, then launch the op's kernels
 //
+// An op's host code, in the .cuh of its family, has this shape (elementwise.cuh's run_sigmoid):
+//
+//   inline void run_<name>(const NativeNode& node) {
+//     [shapes the workspace depends on; node.need_workspace(floats);]
+//     if (node.sizing()) return;
+//     shape checks (dim, expect_numel), data checks (host_i32_in), operands (f32_in, f32_out:
+//     their dtypes are checked even when nothing launches);
+//     if (node.launching()) PK_LAUNCH(...);
+//   }
+//
 // The backend's storage is reached through NodeMemory (type-erased: the per-target tables hold
 // plain function pointers). Plain C++ (no pk.h): included by the backends' host code and by the
 // .cuh files that nvcc, hipcc and g++ (simt) compile.
@@ -124,7 +134,8 @@ class NativeNode {
   // Dimension `axis` of v, which must have rank `rank`.
   int64_t dim(const parity_value_desc& v, int32_t rank, int32_t axis) const {
     if (v.rank != rank)
-      fail(PARITY_STATUS_INTERNAL, msg(label(), ": value '", v.name, "' has rank ", v.rank, ", the op needs rank ", rank));
+      fail(PARITY_STATUS_INTERNAL,
+           msg(label(), ": value '", v.name, "' has rank ", v.rank, ", the op needs rank ", rank));
     return v.dims[axis];
   }
   // The kernels index with the shapes they are given: a value of another size is a graph bug.

@@ -1,7 +1,8 @@
 // backends/native/pool.cuh — maxpool2d, kernels and host code (`run_<name>`): forward (one
 // thread per output, window math from ops/kernels/pool.h: first maximum, NaN propagates, argmax
-// index h*W+w in its plane) and backward as a gather: one thread per input element adds, in row-major output order, the dy
-// of every window whose argmax is that element, so overlapping windows need no atomics.
+// index h*W+w in its plane) and backward as a gather: one thread per input element adds, in
+// row-major output order, the dy of every window whose argmax is that element, so overlapping
+// windows need no atomics.
 #pragma once
 
 #include "backends/native/launch_shape.cuh"
