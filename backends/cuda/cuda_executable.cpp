@@ -1,29 +1,14 @@
 // backends/cuda/cuda_executable.cpp — the CUDA plugin's executable entry points other than
 // compile: write_value feeds INPUT values from pinned memory on the copy stream into one of two
 // input slots while the step reading the other slot runs; execute checks the run-time data on
-// the host (the no-launch dispatcher), then launches the steps one by one (the first use of a
-// slot, or with capture off) or the slot's CUDA graph (captured at its second use, replayed).
+// the host (the native dispatcher in its check pass), then launches the steps one by one (the
+// first use of a slot, or with capture off) or the slot's CUDA graph (captured at its second
+// use, replayed).
 //
 // Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
 // on the CPU (tests/test_cuda_decisions.cpp).
 #include "backends/cuda/cuda_executable.h"
 #include "backends/cuda/cuda_kernels.h"
-
-// The native dispatcher run without launching anything: at compile it checks every node's
-// arity, dtypes and shapes as simt and HIP do; at each execute, the run-time data (labels,
-// Adam's step) from the host copies of the INPUT values, before anything is queued.
-const parity::native::NativeOps& parity::cuda_backend::no_launches() {
-  using parity::native::ConvShape;
-  using parity::native::PoolShape;
-  static const parity::native::NativeOps ops{
-      "cuda (checks only)",
-      32,
-#define PARITY_NATIVE_NO_LAUNCH(name, parameters) [] parameters {},
-      PARITY_NATIVE_FUNCTIONS(PARITY_NATIVE_NO_LAUNCH)
-#undef PARITY_NATIVE_NO_LAUNCH
-  };
-  return ops;
-}
 
 namespace parity {
 namespace cuda_backend {

@@ -107,16 +107,12 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection d
                                        const plan::ConvDescriptors& d, ConvDescriptorSet& set,
                                        const ConvOperands& at, void* workspace, const std::string& node_name);
 
-// The native kernels as no-ops, for the checking dispatcher (cuda_executable.cpp).
-const parity::native::NativeOps& no_launches();
-
 }  // namespace cuda_backend
 }  // namespace parity
 
 using parity::cuda_backend::ConvDescriptorSet;
 using parity::cuda_backend::FlatDescriptor;
 using parity::cuda_backend::is_persistent;
-using parity::cuda_backend::no_launches;
 using parity::cuda_backend::Step;
 
 struct parity_executable_object {
@@ -172,8 +168,12 @@ struct parity_executable_object {
   parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::native::op_name,
                                                     parity::native::cuda::native_ops(), values, memory};
   CheckMemory check_memory{this};
-  parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::native::op_name, no_launches(), values,
-                                                      check_memory};
+  // The native ops in their check pass, launching nothing: at compile it checks every node's
+  // arity, dtypes and shapes as simt and HIP do; at each execute, the run-time data (labels,
+  // Adam's step) from the host copies of the INPUT values, before anything is queued.
+  parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::native::op_name,
+                                                      parity::native::cuda::native_ops(), values, check_memory,
+                                                      parity::native::NodePass::check};
 
   void* region(int64_t offset) const { return static_cast<char*>(arena.ptr) + offset; }
   // Where a value lives in the arena (INPUT values: in the slot), or -1 for a persistent value.

@@ -1,4 +1,5 @@
-// backends/native/conv2d.cuh — conv2d forward and backward as im2col + the tiled GEMM:
+// backends/native/conv2d.cuh — conv2d forward and backward (kernels and host code, `run_<name>`)
+// as im2col + the tiled GEMM:
 // forward y[n] = w[K, CRS] col[n] + b; backward data dcol[n] = w^T dy[n], then col2im;
 // backward weight dw = sum_n dy[n] col[n]^T (one accumulating GEMM per image, in image order)
 // and db by the per-channel block reduction. The im2col / col2im index math is
@@ -8,12 +9,36 @@
 
 #include "backends/native/elementwise.cuh"
 #include "backends/native/gemm.cuh"
-#include "backends/native/native_ops.h"
+#include "backends/native/native_node.h"
 #include "backends/native/reduce.cuh"
 #include "ops/kernels/conv_geometry.h"
 
 namespace parity {
 namespace native {
+
+struct ConvShape {
+  int64_t n, c, h, w, k, r, s, p, q;
+  parity_conv2d_params params;
+  // Floats of the workspace (im2col columns for the whole batch) the conv2d ops need.
+  int64_t workspace_floats() const { return n * c * r * s * p * q; }
+};
+
+// x [N,C,H,W] (the forward input or dx) and w [K,C,R,S] (the weight or dw) fix the shape; y
+// (the output or dy) must have N*K*P*Q elements.
+inline ConvShape conv_shape(const NativeNode& node) {
+  const parity_op op = node.desc().op;
+  const bool bwd_data = op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = op == PARITY_OP_CONV2D_BWD_WEIGHT;
+  const parity_value_desc& x = bwd_data ? node.out(0) : node.in(0);
+  const parity_value_desc& w = bwd_weight ? node.out(0) : node.in(1);
+  ConvShape s{node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3), node.dim(w, 4, 0),
+              node.dim(w, 4, 2), node.dim(w, 4, 3), 0, 0, node.desc().params.conv2d};
+  s.p = kernels::conv2d_output_size(s.h, s.r, s.params.stride_h, s.params.pad_h);
+  s.q = kernels::conv2d_output_size(s.w, s.s, s.params.stride_w, s.params.pad_w);
+  const parity_value_desc& y = op == PARITY_OP_CONV2D ? node.out(0) : node.in(bwd_data ? 0 : 1);
+  node.expect_numel(y, s.n * s.k * s.p * s.q);
+  return s;
+}
+
 namespace PARITY_NATIVE_NS {
 
 // One thread per row (n, c, r, s) of the batch's column matrices col[N][C*R*S][P*Q].
@@ -70,6 +95,38 @@ inline void conv2d_backward_weight(const float* x, const float* dy, float* dw, f
     gemm(g, 1);
   }
   sum_per_channel(dy, db, s.k, s.n, s.k * pq, pq, pq);
+}
+
+// x, w, b -> y.
+inline void run_conv2d(const NativeNode& node) {
+  const ConvShape s = conv_shape(node);
+  node.need_workspace(s.workspace_floats());
+  if (node.sizing()) return;
+  node.expect_numel(node.in(2), s.k);
+  const float *x = node.f32_in(0), *w = node.f32_in(1), *b = node.f32_in(2);
+  float* y = node.f32_out(0);
+  if (node.launching()) conv2d_forward(x, w, b, y, s, node.workspace());
+}
+
+// dy, w -> dx.
+inline void run_conv2d_bwd_data(const NativeNode& node) {
+  const ConvShape s = conv_shape(node);
+  node.need_workspace(s.workspace_floats());
+  if (node.sizing()) return;
+  const float *dy = node.f32_in(0), *w = node.f32_in(1);
+  float* dx = node.f32_out(0);
+  if (node.launching()) conv2d_backward_data(dy, w, dx, s, node.workspace());
+}
+
+// x, dy -> dw, db.
+inline void run_conv2d_bwd_weight(const NativeNode& node) {
+  const ConvShape s = conv_shape(node);
+  node.need_workspace(s.workspace_floats());
+  if (node.sizing()) return;
+  node.expect_numel(node.out(1), s.k);
+  const float *x = node.f32_in(0), *dy = node.f32_in(1);
+  float *dw = node.f32_out(0), *db = node.f32_out(1);
+  if (node.launching()) conv2d_backward_weight(x, dy, dw, db, s, node.workspace());
 }
 
 }  // namespace PARITY_NATIVE_NS

@@ -1,11 +1,13 @@
-// backends/native/elementwise.cuh — the element-wise kernels: relu, sigmoid and their gradients
-// (ops/kernels/activation.h), add, copy (reshape), fill, and the Adam and SGD steps
-// (ops/kernels/optimizer.h). Grid-stride loops; one thread owns each element.
+// backends/native/elementwise.cuh — the element-wise ops, kernels and host code (`run_<name>`,
+// native_node.h): relu, sigmoid and their gradients (ops/kernels/activation.h), add, reshape (a
+// copy), fill, and the Adam and SGD steps (ops/kernels/optimizer.h). Grid-stride loops; one
+// thread owns each element.
 #pragma once
 
 #include <stdint.h>
 
 #include "backends/native/launch_shape.cuh"
+#include "backends/native/native_node.h"
 #include "ops/kernels/activation.h"
 #include "ops/kernels/optimizer.h"
 
@@ -71,29 +73,107 @@ PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, in
 #define PARITY_NATIVE_ELEMENTWISE(kernel, count, ...) \
   PK_LAUNCH(kernel, element_grid(count), pk::dim3(kElementBlock), __VA_ARGS__)
 
+// y[0, count) = value: the FILL op's kernel, also the CUDA plugin's vector of ones (NativeOps::fill).
 inline void fill(float* y, int64_t count, float value) { PARITY_NATIVE_ELEMENTWISE(fill_f32, count, y, count, value); }
-inline void copy(const float* x, float* y, int64_t count) { PARITY_NATIVE_ELEMENTWISE(copy_f32, count, x, y, count); }
-inline void add(const float* a, const float* b, float* c, int64_t count) {
-  PARITY_NATIVE_ELEMENTWISE(add_f32, count, a, b, c, count);
+
+// The operands of x -> y element by element (relu, sigmoid), both of one size.
+struct UnaryOperands {
+  const float* x;
+  float* y;
+  int64_t count;
+};
+inline UnaryOperands unary_operands(const NativeNode& node) {
+  const int64_t count = numel_of(node.in(0));
+  node.expect_numel(node.out(0), count);
+  return UnaryOperands{node.f32_in(0), node.f32_out(0), count};
 }
-inline void relu_forward(const float* x, float* y, int64_t count) {
-  PARITY_NATIVE_ELEMENTWISE(relu_f32, count, x, y, count);
+
+// The operands of y (the forward output), dy -> dx (the activation gradients), all of one size.
+struct UnaryBwdOperands {
+  const float* y;
+  const float* dy;
+  float* dx;
+  int64_t count;
+};
+inline UnaryBwdOperands unary_bwd_operands(const NativeNode& node) {
+  const int64_t count = numel_of(node.in(0));
+  node.expect_numel(node.in(1), count);
+  node.expect_numel(node.out(0), count);
+  return UnaryBwdOperands{node.f32_in(0), node.f32_in(1), node.f32_out(0), count};
 }
-inline void relu_backward(const float* y, const float* dy, float* dx, int64_t count) {
-  PARITY_NATIVE_ELEMENTWISE(relu_bwd_f32, count, y, dy, dx, count);
+
+inline void run_relu(const NativeNode& node) {
+  if (node.sizing()) return;  // no workspace
+  const UnaryOperands o = unary_operands(node);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(relu_f32, o.count, o.x, o.y, o.count);
 }
-inline void sigmoid_forward(const float* x, float* y, int64_t count) {
-  PARITY_NATIVE_ELEMENTWISE(sigmoid_f32, count, x, y, count);
+inline void run_relu_bwd(const NativeNode& node) {
+  if (node.sizing()) return;
+  const UnaryBwdOperands o = unary_bwd_operands(node);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(relu_bwd_f32, o.count, o.y, o.dy, o.dx, o.count);
 }
-inline void sigmoid_backward(const float* y, const float* dy, float* dx, int64_t count) {
-  PARITY_NATIVE_ELEMENTWISE(sigmoid_bwd_f32, count, y, dy, dx, count);
+inline void run_sigmoid(const NativeNode& node) {
+  if (node.sizing()) return;
+  const UnaryOperands o = unary_operands(node);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sigmoid_f32, o.count, o.x, o.y, o.count);
 }
-inline void adam_step(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
-                      parity_adam_params hp) {
-  PARITY_NATIVE_ELEMENTWISE(adam_step_f32, count, param, grad, m, v, step, count, hp);
+inline void run_sigmoid_bwd(const NativeNode& node) {
+  if (node.sizing()) return;
+  const UnaryBwdOperands o = unary_bwd_operands(node);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sigmoid_bwd_f32, o.count, o.y, o.dy, o.dx, o.count);
 }
-inline void sgd_step(float* param, const float* grad, float* velocity, int64_t count, parity_sgd_params hp) {
-  PARITY_NATIVE_ELEMENTWISE(sgd_step_f32, count, param, grad, velocity, count, hp);
+
+inline void run_reshape(const NativeNode& node) {
+  if (node.sizing()) return;
+  const UnaryOperands o = unary_operands(node);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(copy_f32, o.count, o.x, o.y, o.count);
+}
+
+inline void run_add(const NativeNode& node) {
+  if (node.sizing()) return;
+  const int64_t count = numel_of(node.in(0));
+  node.expect_numel(node.in(1), count);
+  node.expect_numel(node.out(0), count);
+  const float* a = node.f32_in(0);
+  const float* b = node.f32_in(1);
+  float* c = node.f32_out(0);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(add_f32, count, a, b, c, count);
+}
+
+inline void run_fill(const NativeNode& node) {
+  if (node.sizing()) return;
+  float* y = node.f32_out(0);
+  if (node.launching()) fill(y, numel_of(node.out(0)), node.desc().params.fill.value);
+}
+
+// param, grad, m, v of one size, step[1] i32 >= 1 (checked when the host has it).
+inline void run_adam_step(const NativeNode& node) {
+  if (node.sizing()) return;
+  const int64_t count = numel_of(node.in(0));
+  for (int32_t slot = 1; slot <= 3; ++slot) node.expect_numel(node.in(slot), count);
+  node.expect_numel(node.in(4), 1);
+  const int32_t* step = node.i32_in(4);
+  if (const int32_t* host = node.host_i32_in(4))
+    if (host[0] < 1)
+      node.fail(PARITY_STATUS_INVALID_ARGUMENT, msg(node.label(), ": step ", host[0], " in value '", node.in(4).name,
+                                                    "' must be >= 1 (Adam counts steps from 1)"));
+  float* param = node.f32_in(0);
+  const float* grad = node.f32_in(1);
+  float* m = node.f32_in(2);
+  float* v = node.f32_in(3);
+  const parity_adam_params hp = node.desc().params.adam;
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(adam_step_f32, count, param, grad, m, v, step, count, hp);
+}
+
+inline void run_sgd_step(const NativeNode& node) {
+  if (node.sizing()) return;
+  const int64_t count = numel_of(node.in(0));
+  for (int32_t slot = 1; slot <= 2; ++slot) node.expect_numel(node.in(slot), count);
+  float* param = node.f32_in(0);
+  const float* grad = node.f32_in(1);
+  float* velocity = node.f32_in(2);
+  const parity_sgd_params hp = node.desc().params.sgd;
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sgd_step_f32, count, param, grad, velocity, count, hp);
 }
 
 #undef PARITY_NATIVE_ELEMENTWISE

@@ -1,7 +1,9 @@
 // backends/native/native_ops_impl.h — included once by each translation unit that compiles the
-// native kernels for one target (simt_kernels_w32.cpp, simt_kernels_w64.cpp, hip_kernels.hip):
-// defines `const NativeOps& PARITY_NATIVE_NS::native_ops()`, the table of backends/native/native_ops.h.
-// The includer defines PARITY_NATIVE_NS (and PARITY_SIMT_WARP for simt) first.
+// native kernels for one target (simt_kernels_w32.cpp, simt_kernels_w64.cpp, hip_kernels.cpp,
+// cuda_kernels.cu): defines `const NativeOps& PARITY_NATIVE_NS::native_ops()`, the table of
+// backends/native/native_ops.h, with `run_<name>` of every op of PARITY_OP_LIST (an op whose
+// .cuh lacks it does not compile). The includer defines PARITY_NATIVE_NS (and PARITY_SIMT_WARP
+// for simt) first. A new op goes into the .cuh of its family; only a new family file is included here.
 #pragma once
 
 #include "backends/native/conv2d.cuh"
@@ -26,9 +28,10 @@ const NativeOps& native_ops() {
 #else
       0,
 #endif
-#define PARITY_NATIVE_POINTER(name, parameters) name,
-      PARITY_NATIVE_FUNCTIONS(PARITY_NATIVE_POINTER)
-#undef PARITY_NATIVE_POINTER
+      fill,
+#define PARITY_NATIVE_RUNNER(ID, name, inputs, outputs, builder) run_##name,
+      PARITY_OP_LIST(PARITY_NATIVE_RUNNER)
+#undef PARITY_NATIVE_RUNNER
   };
   return ops;
 }

@@ -18,7 +18,7 @@
 
 #include "backends/kit/abi_guard.h"
 #include "backends/kit/persistent_store.h"
-#include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
+#include "backends/native/native_node.h"  // msg, numel_of, shape_str, value_name
 #include "parity/plugin.h"
 
 namespace parity {

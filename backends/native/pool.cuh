@@ -1,15 +1,32 @@
-// backends/native/pool.cuh — maxpool2d forward (one thread per output, window math from
-// ops/kernels/pool.h: first maximum, NaN propagates, argmax index h*W+w in its plane) and
-// backward as a gather: one thread per input element adds, in row-major output order, the dy
-// of every window whose argmax is that element, so overlapping windows need no atomics.
+// backends/native/pool.cuh — maxpool2d, kernels and host code (`run_<name>`): forward (one
+// thread per output, window math from ops/kernels/pool.h: first maximum, NaN propagates, argmax
+// index h*W+w in its plane) and backward as a gather: one thread per input element adds, in
+// row-major output order, the dy of every window whose argmax is that element, so overlapping
+// windows need no atomics.
 #pragma once
 
 #include "backends/native/launch_shape.cuh"
-#include "backends/native/native_ops.h"
+#include "backends/native/native_node.h"
 #include "ops/kernels/pool.h"
 
 namespace parity {
 namespace native {
+
+struct PoolShape {
+  int64_t n, c, h, w, p, q;
+  parity_maxpool2d_params params;
+};
+
+// x [N,C,H,W] (the forward input or dx) fixes the shape; y (the output or dy) must have N*C*P*Q elements.
+inline PoolShape pool_shape(const NativeNode& node, const parity_value_desc& x, const parity_value_desc& y) {
+  PoolShape s{node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3), 0, 0,
+              node.desc().params.maxpool2d};
+  s.p = kernels::pool2d_output_size(s.h, s.params.kernel_h, s.params.stride_h);
+  s.q = kernels::pool2d_output_size(s.w, s.params.kernel_w, s.params.stride_w);
+  node.expect_numel(y, s.n * s.c * s.p * s.q);
+  return s;
+}
+
 namespace PARITY_NATIVE_NS {
 
 PK_GLOBAL void maxpool2d_nchw_f32(const float* x, float* y, int32_t* idx, PoolShape s) {
@@ -47,12 +64,33 @@ PK_GLOBAL void maxpool2d_bwd_nchw_f32(const float* dy, const int32_t* idx, float
   }
 }
 
-inline void maxpool2d_forward(const float* x, float* y, int32_t* idx, const PoolShape& s) {
-  PK_LAUNCH(maxpool2d_nchw_f32, element_grid(s.n * s.c * s.p * s.q), pk::dim3(kElementBlock), x, y, idx, s);
+// x -> y, idx.
+inline void run_maxpool2d(const NativeNode& node) {
+  if (node.sizing()) return;  // no workspace
+  const PoolShape s = pool_shape(node, node.in(0), node.out(0));
+  node.expect_numel(node.out(1), s.n * s.c * s.p * s.q);
+  const float* x = node.f32_in(0);
+  float* y = node.f32_out(0);
+  int32_t* idx = node.i32_out(1);
+  if (node.launching())
+    PK_LAUNCH(maxpool2d_nchw_f32, element_grid(s.n * s.c * s.p * s.q), pk::dim3(kElementBlock), x, y, idx, s);
 }
 
-inline void maxpool2d_backward(const float* dy, const int32_t* idx, float* dx, const PoolShape& s) {
-  PK_LAUNCH(maxpool2d_bwd_nchw_f32, element_grid(s.n * s.c * s.h * s.w), pk::dim3(kElementBlock), dy, idx, dx, s);
+// dy, idx -> dx; every index must name an element of its plane (checked when the host has them).
+inline void run_maxpool2d_bwd(const NativeNode& node) {
+  if (node.sizing()) return;
+  const PoolShape s = pool_shape(node, node.out(0), node.in(0));
+  node.expect_numel(node.in(1), s.n * s.c * s.p * s.q);
+  const int32_t* idx = node.i32_in(1);
+  if (const int32_t* host = node.host_i32_in(1))
+    for (int64_t i = 0; i < s.n * s.c * s.p * s.q; ++i)
+      if (host[i] < 0 || host[i] >= s.h * s.w)
+        node.fail(PARITY_STATUS_DATA, msg(node.label(), ": index ", host[i], " at element ", i, " is outside its ",
+                                          s.h, "x", s.w, " plane"));
+  const float* dy = node.f32_in(0);
+  float* dx = node.f32_out(0);
+  if (node.launching())
+    PK_LAUNCH(maxpool2d_bwd_nchw_f32, element_grid(s.n * s.c * s.h * s.w), pk::dim3(kElementBlock), dy, idx, dx, s);
 }
 
 }  // namespace PARITY_NATIVE_NS

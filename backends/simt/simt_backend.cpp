@@ -3,7 +3,8 @@
 // PARITY_SIMT_WARP (32 or 64) read when the backend is created. "Device" memory is host
 // memory: each value is its own float or int32 vector, persistent values are shared by name
 // between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
-// Nodes become kernel launches in backends/native/dispatch.h, shared with the HIP plugin.
+// Nodes become kernel launches through backends/native/dispatch.h (each op's run_<name> in its
+// backends/native .cuh), shared with the HIP and CUDA plugins.
 #include <algorithm>
 #include <cstring>
 #include <limits>
