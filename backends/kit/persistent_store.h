@@ -40,6 +40,10 @@ class PersistentStore {
     return it->second.entry;
   }
 
+  // Whether a value of v's name is already stored (bind would reuse it rather than make one).
+  bool holds(const parity_value_desc& v) const {
+    return entries_.count(std::string(v.name, strnlen(v.name, sizeof v.name))) != 0;
+  }
   // Calls f(const Entry&) for each entry, in name order.
   template <class F>
   void for_each(F&& f) const {

@@ -55,6 +55,15 @@ std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   return s;
 }
 
+// A failure the native op code reports, as the Error of its kind.
+[[noreturn]] void throw_native_failure(parity_status status, const std::string& message) {
+  throw Error(status == PARITY_STATUS_DATA               ? ErrorKind::data
+              : status == PARITY_STATUS_INVALID_ARGUMENT ? ErrorKind::invalid_argument
+              : status == PARITY_STATUS_SHAPE            ? ErrorKind::shape
+                                                         : ErrorKind::internal,
+              message);
+}
+
 class SimtExecutable final : public Executable {
  public:
   SimtExecutable(const parity_plan& plan, const CompileOptions& options, SimtExecutable* share,
@@ -91,6 +100,9 @@ class SimtExecutable final : public Executable {
     });
   }
 
+  // Whether persistent value v is already stored (by this executable or one it shares with).
+  bool holds(const parity_value_desc& v) const { return persistent_->holds(v); }
+
   int64_t memory_bytes() const override {
     int64_t total = static_cast<int64_t>(workspace_.size() * sizeof(float));
     for (const auto& s : storage_) total += static_cast<int64_t>((s->f32.size() + s->i32.size()) * 4);
@@ -123,13 +135,7 @@ class SimtExecutable final : public Executable {
     int32_t* i32(int32_t value) { return exe->storage_[static_cast<size_t>(value)]->i32.data(); }
     const int32_t* host_i32(int32_t value) { return i32(value); }
     float* workspace() { return exe->workspace_.data(); }
-    [[noreturn]] void fail(parity_status status, const std::string& message) {
-      throw Error(status == PARITY_STATUS_DATA ? ErrorKind::data
-                  : status == PARITY_STATUS_INVALID_ARGUMENT ? ErrorKind::invalid_argument
-                  : status == PARITY_STATUS_SHAPE ? ErrorKind::shape
-                                                 : ErrorKind::internal,
-                  message);
-    }
+    [[noreturn]] void fail(parity_status status, const std::string& message) { throw_native_failure(status, message); }
   };
 
   std::vector<parity_value_desc> values_;
@@ -161,6 +167,49 @@ class SimtBackend final : public Backend {
 
   std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
                                       Executable* share_persistent_with) override {
+    check_nodes_and_descriptors(plan);
+    return std::make_unique<SimtExecutable>(plan, options, shared_executable(share_persistent_with), ops_, threads_);
+  }
+
+  // Exactly what SimtExecutable allocates: 4 bytes per element of every value (persistent ones
+  // only when share_with does not hold them yet) and the workspace of the dispatcher's size pass.
+  std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
+                                        Executable* share_persistent_with) const override {
+    check_nodes_and_descriptors(plan);
+    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false);
+    const SimtExecutable* share = shared_executable(share_persistent_with);
+    const std::vector<parity_value_desc> values(plan.values, plan.values + plan.num_values);
+    const std::vector<parity_node_desc> nodes(plan.nodes, plan.nodes + plan.num_nodes);
+    int64_t bytes = 0;
+    for (const parity_value_desc& v : values)
+      if (!(is_persistent(v) && share && share->holds(v))) bytes += numel_of(v) * 4;
+    SizingMemory memory;
+    const native::NodeDispatcher<SizingMemory> sizing("simt", parity_op_name, ops_, values, memory);
+    return MemoryNeed{bytes + sizing.workspace_floats(nodes) * 4, 0};
+  }
+
+  int threads() const override { return threads_; }
+
+ private:
+  // The size pass reads no storage: every accessor is null, failures are the executable's.
+  struct SizingMemory {
+    float* f32(int32_t) { return nullptr; }
+    int32_t* i32(int32_t) { return nullptr; }
+    const int32_t* host_i32(int32_t) { return nullptr; }
+    float* workspace() { return nullptr; }
+    [[noreturn]] void fail(parity_status status, const std::string& message) { throw_native_failure(status, message); }
+  };
+
+  static SimtExecutable* shared_executable(Executable* share_persistent_with) {
+    if (!share_persistent_with) return nullptr;
+    auto* share = dynamic_cast<SimtExecutable*>(share_persistent_with);
+    if (!share)
+      throw Error(ErrorKind::invalid_argument,
+                  "simt: share_persistent_with must be an executable compiled by the simt backend");
+    return share;
+  }
+
+  void check_nodes_and_descriptors(const parity_plan& plan) const {
     for (int32_t i = 0; i < plan.num_nodes; ++i) {
       std::string reason;
       if (!supports(plan.nodes[i], &reason)) throw Error(ErrorKind::backend, reason);
@@ -178,19 +227,8 @@ class SimtBackend final : public Backend {
                                                                std::string(v.name, strnlen(v.name, PARITY_NAME_LEN)),
                                                                d, v.dims[d]));
     }
-    SimtExecutable* share = nullptr;
-    if (share_persistent_with) {
-      share = dynamic_cast<SimtExecutable*>(share_persistent_with);
-      if (!share)
-        throw Error(ErrorKind::invalid_argument,
-                    "simt: share_persistent_with must be an executable compiled by the simt backend");
-    }
-    return std::make_unique<SimtExecutable>(plan, options, share, ops_, threads_);
   }
 
-  int threads() const override { return threads_; }
-
- private:
   const NativeOps& ops_;
   int threads_;
 };
