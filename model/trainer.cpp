@@ -48,7 +48,15 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   Graph graph = training ? differentiate(forward, forward.find("loss"), &optimizer_) : std::move(forward);
   CompiledStepOptions options;
   options.share_with = weights_owner_;
-  auto s = std::unique_ptr<BatchStep>(new BatchStep{CompiledStep(*backend_, graph, {"loss", "correct"}, options), 0, 0, 0, 0, -1});
+  std::unique_ptr<BatchStep> s;
+  try {
+    s.reset(new BatchStep{CompiledStep(*backend_, graph, {"loss", "correct"}, options), 0, 0, 0, 0, -1});
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::memory) throw;
+    // The backend measured the plan; what the caller chose is the batch (and the model).
+    throw Error(ErrorKind::memory, fmt::format("{} step of model '{}' at batch {}: {}",
+                                               training ? "the training" : "the evaluation", spec_.name, n, e.what()));
+  }
   if (!weights_owner_) weights_owner_ = &s->step.executable();
   s->x = s->step.value("x");
   s->y = s->step.value("y");

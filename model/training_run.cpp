@@ -79,7 +79,14 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
 
   BackendOptions bo;
   bo.threads = o.threads;
-  Trainer trainer(spec, create_backend(o.backend, bo), opt, o.batch);
+  Trainer trainer = [&] {
+    try {
+      return Trainer(spec, create_backend(o.backend, bo), opt, o.batch);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::memory) throw;
+      throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));
+    }
+  }();
   info(fmt::format("model {} on backend {} ({} threads), {} training and {} test images", spec.name,
                    trainer.backend().name(), trainer.backend().threads(), train.count, test.count));
 

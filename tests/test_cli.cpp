@@ -57,6 +57,16 @@ TEST(Cli, NonsensicalOptionsFailWithAClearMessage) {
   expect_failure("frobnicate", "frobnicate");
 }
 
+TEST(Cli, ABatchNoMachineCanHoldIsRefusedBeforeAllocatingWithBothNumbers) {
+  // seed-cnn-112 needs about 8 MB a picture in a training step: 10^7 of them is some 75 TiB.
+  for (const char* backend : {"cpu", "simt", "ref"}) {
+    const std::string args = std::string("train --model seed-cnn-112 --batch 10000000 --backend ") + backend;
+    expect_failure(args, "out of memory: --batch 10000000 is too large for this machine");
+    expect_failure(args, std::string(backend) + ": the plan needs ");
+    expect_failure(args, "of host memory, more than the ");
+  }
+}
+
 TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
   CliRun r = run_cli("info");
   ASSERT_EQ(r.status, 0);
