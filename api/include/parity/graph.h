@@ -63,8 +63,8 @@ class GraphBuilder {
   Value state(const std::string& name, const Shape& shape);
 
   // One method per op of PARITY_OP_LIST marked `builder` (no params, one output), taking the
-  // op's inputs in order (parity/op_list.h lists them): relu(x), linear(x, w, b), softmax_xent(logits,
-  // labels), argmax(x), accuracy(logits, labels), add(a, b), sigmoid(x).
+  // op's inputs in order as parity/op_list.h lists them: relu(x), linear(x, w, b),
+  // softmax_xent(logits, labels) and the others that list marks.
 #define PARITY_BUILDER_METHOD_1(op) Value op(Value in0, const std::string& name = "");
 #define PARITY_BUILDER_METHOD_2(op) Value op(Value in0, Value in1, const std::string& name = "");
 #define PARITY_BUILDER_METHOD_3(op) Value op(Value in0, Value in1, Value in2, const std::string& name = "");
