@@ -151,22 +151,28 @@ parity_status copy_device_to_device(parity_backend_t h, parity_buffer_t dst, int
   return PARITY_OK;
 }
 
-parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
-                      parity_executable_t* out, parity_error* err) {
-  if (!h || !plan || !out) return null_handle(err, "compile", "the backend, the plan and the output");
-  AdaptedInstance* in = instance(h);
-  AdaptedExecutable* share = executable(share_with);
+CompileOptions options_of(uint32_t flags) {
+  CompileOptions options;
+  options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
+  return options;
+}
+
+// What compile and memory_need (`function`) refuse before the backend sees the plan: sharing
+// with another instance, unknown flags, a node the backend does not support.
+parity_status check_compile_arguments(parity_backend_t h, const parity_plan& plan, uint32_t flags,
+                                      const AdaptedExecutable* share, const char* function, parity_error* err) {
+  const AdaptedInstance* in = instance(h);
   if (share && share->owner != in)
     return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
-                std::string(in->spec->name) +
-                    ": compile: share_with is an executable of another backend instance; persistent values are "
+                std::string(in->spec->name) + ": " + function +
+                    ": share_with is an executable of another backend instance; persistent values are "
                     "shared only between executables of one instance");
   if (flags & ~uint32_t{PARITY_COMPILE_POISON_OUTPUTS})
     return fail(err, PARITY_STATUS_UNSUPPORTED,
-                std::string(in->spec->name) + ": compile: unknown flags 0x" + std::to_string(flags) +
+                std::string(in->spec->name) + ": " + function + ": unknown flags 0x" + std::to_string(flags) +
                     " (known: PARITY_COMPILE_POISON_OUTPUTS)");
-  for (int32_t i = 0; plan->nodes && i < plan->num_nodes; ++i) {
-    const parity_node_desc& node = plan->nodes[i];
+  for (int32_t i = 0; plan.nodes && i < plan.num_nodes; ++i) {
+    const parity_node_desc& node = plan.nodes[i];
     char why[PARITY_ERROR_MESSAGE_LEN / 2] = {};
     if (supports(h, &node, why, sizeof why)) continue;
     const bool is_op = node.op >= 0 && node.op < PARITY_OP_COUNT;
@@ -175,12 +181,19 @@ parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flag
                     "' (" + (is_op ? parity_op_name(node.op) : "op " + std::to_string(static_cast<int>(node.op))) +
                     ") is not supported: " + std::string(why));
   }
+  return PARITY_OK;
+}
+
+parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
+                      parity_executable_t* out, parity_error* err) {
+  if (!h || !plan || !out) return null_handle(err, "compile", "the backend, the plan and the output");
+  AdaptedExecutable* share = executable(share_with);
+  if (const parity_status status = check_compile_arguments(h, *plan, flags, share, "compile", err); status != PARITY_OK)
+    return status;
   return guarded(err, [&] {
-    CompileOptions options;
-    options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
     auto exe = std::make_unique<AdaptedExecutable>();
-    exe->owner = in;
-    exe->impl = in->impl->compile(*plan, options, share ? share->impl.get() : nullptr);
+    exe->owner = instance(h);
+    exe->impl = instance(h)->impl->compile(*plan, options_of(flags), share ? share->impl.get() : nullptr);
     *out = reinterpret_cast<parity_executable_t>(exe.release());
   });
 }
@@ -188,22 +201,20 @@ parity_status compile(parity_backend_t h, const parity_plan* plan, uint32_t flag
 parity_status memory_need(parity_backend_t h, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
                           parity_memory_need* out, parity_error* err) {
   if (!h || !plan || !out) return null_handle(err, "memory_need", "the backend, the plan and the output");
-  AdaptedInstance* in = instance(h);
   AdaptedExecutable* share = executable(share_with);
-  if (share && share->owner != in)
-    return fail(err, PARITY_STATUS_INVALID_ARGUMENT,
-                std::string(in->spec->name) + ": memory_need: share_with is an executable of another backend instance");
+  if (const parity_status status = check_compile_arguments(h, *plan, flags, share, "memory_need", err);
+      status != PARITY_OK)
+    return status;
   bool known = false;
   const parity_status status = guarded(err, [&] {
-    CompileOptions options;
-    options.poison_outputs = (flags & PARITY_COMPILE_POISON_OUTPUTS) != 0;
-    if (const auto need = in->impl->memory_need(*plan, options, share ? share->impl.get() : nullptr)) {
+    if (const auto need = instance(h)->impl->memory_need(*plan, options_of(flags), share ? share->impl.get() : nullptr)) {
       *out = parity_memory_need{need->host_bytes, need->device_bytes};
       known = true;
     }
   });
   if (status != PARITY_OK || known) return status;
-  return fail(err, PARITY_STATUS_UNSUPPORTED, std::string(in->spec->name) + ": memory_need: this backend cannot tell");
+  return fail(err, PARITY_STATUS_UNSUPPORTED,
+              std::string(instance(h)->spec->name) + ": memory_need: this backend cannot tell");
 }
 
 void executable_destroy(parity_executable_t h) { delete executable(h); }

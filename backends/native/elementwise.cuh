@@ -102,32 +102,26 @@ inline UnaryBwdOperands unary_bwd_operands(const NativeNode& node) {
   return UnaryBwdOperands{node.f32_in(0), node.f32_in(1), node.f32_out(0), count};
 }
 
-inline void run_relu(const NativeNode& node) {
-  if (node.sizing()) return;  // no workspace
-  const UnaryOperands o = unary_operands(node);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(relu_f32, o.count, o.x, o.y, o.count);
-}
-inline void run_relu_bwd(const NativeNode& node) {
-  if (node.sizing()) return;
-  const UnaryBwdOperands o = unary_bwd_operands(node);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(relu_bwd_f32, o.count, o.y, o.dy, o.dx, o.count);
-}
-inline void run_sigmoid(const NativeNode& node) {
-  if (node.sizing()) return;
-  const UnaryOperands o = unary_operands(node);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sigmoid_f32, o.count, o.x, o.y, o.count);
-}
-inline void run_sigmoid_bwd(const NativeNode& node) {
-  if (node.sizing()) return;
-  const UnaryBwdOperands o = unary_bwd_operands(node);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sigmoid_bwd_f32, o.count, o.y, o.dy, o.dx, o.count);
-}
+// run_<name> of an element-wise op: x -> y by `kernel` (UNARY), or y (the forward output), dy ->
+// dx (UNARY_BWD, the activation gradients). Neither needs a workspace.
+#define PARITY_NATIVE_UNARY_OP(name, kernel)                                                \
+  inline void run_##name(const NativeNode& node) {                                          \
+    if (node.sizing()) return;                                                              \
+    const UnaryOperands o = unary_operands(node);                                           \
+    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, o.x, o.y, o.count);    \
+  }
+#define PARITY_NATIVE_UNARY_BWD_OP(name, kernel)                                                  \
+  inline void run_##name(const NativeNode& node) {                                                \
+    if (node.sizing()) return;                                                                    \
+    const UnaryBwdOperands o = unary_bwd_operands(node);                                          \
+    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, o.y, o.dy, o.dx, o.count);   \
+  }
 
-inline void run_reshape(const NativeNode& node) {
-  if (node.sizing()) return;
-  const UnaryOperands o = unary_operands(node);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(copy_f32, o.count, o.x, o.y, o.count);
-}
+PARITY_NATIVE_UNARY_OP(relu, relu_f32)
+PARITY_NATIVE_UNARY_BWD_OP(relu_bwd, relu_bwd_f32)
+PARITY_NATIVE_UNARY_OP(sigmoid, sigmoid_f32)
+PARITY_NATIVE_UNARY_BWD_OP(sigmoid_bwd, sigmoid_bwd_f32)
+PARITY_NATIVE_UNARY_OP(reshape, copy_f32)
 
 inline void run_add(const NativeNode& node) {
   if (node.sizing()) return;
