@@ -1,5 +1,6 @@
 // tests/test_backend_kit.cpp — the backend kit's ABI edge: statuses and messages that cross a
-// table function, truncation of copied messages, and an I/O error kept as I/O both ways.
+// table function, truncation of copied messages, and an I/O error kept as I/O both ways; and
+// kit::check_plan, each rule refusing a plan that breaks it and passing one that keeps it.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -11,7 +12,9 @@
 
 #include "backends/backend_from_table.h"
 #include "backends/kit/abi_guard.h"
+#include "backends/builtin.h"
 #include "backends/kit/persistent_store.h"
+#include "backends/kit/plan_check.h"
 #include "backends/kit/poison.h"
 #include "backends/native/plugin_support.h"
 #include "backends/table_from_backend.h"
@@ -170,6 +173,263 @@ TEST(BackendKit, HostWritesAndReadsOfAValueAreChecked) {
   EXPECT_EQ(size.second, "t: write to value 'x' [2,2] needs 16 bytes, got 12");
   const auto unkept = failure_of([&] { native::value_to_read("t", values, 1, 24); });
   EXPECT_EQ(unkept.second, "t: read of value 'h' refused: it is a TEMP value the plan did not mark keep");
+}
+
+
+// --- kit::check_plan ---
+
+// A sound plan: x (INPUT [2,2] f32) -> RELU -> h (TEMP [2,2] f32), and w (PARAM [1,1] f32),
+// x and h in a 32-byte arena. Tests break one thing of it at a time.
+struct PlanFixture {
+  std::vector<parity_value_desc> values;
+  std::vector<parity_node_desc> nodes;
+  int64_t arena_bytes = 32;
+
+  PlanFixture() {
+    values = {value("x", PARITY_VALUE_INPUT, PARITY_F32, 2, 2), value("h", PARITY_VALUE_TEMP, PARITY_F32, 2, 2),
+              value("w", PARITY_VALUE_PARAM, PARITY_F32, 1, 1)};
+    values[0].offset = 0;
+    values[1].offset = 16;
+    values[2].offset = -1;
+    parity_node_desc relu{};
+    std::strcpy(relu.name, "act");
+    relu.op = PARITY_OP_RELU;
+    relu.num_inputs = 1;
+    relu.inputs[0] = 0;
+    relu.num_outputs = 1;
+    relu.outputs[0] = 1;
+    nodes = {relu};
+  }
+  parity_plan plan() const {
+    return parity_plan{static_cast<int32_t>(values.size()), static_cast<int32_t>(nodes.size()), values.data(),
+                       nodes.data(), arena_bytes};
+  }
+};
+
+kit::PlanRules all_rules() {
+  kit::PlanRules rules;
+  rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  rules.temps_in_arena = true;
+  rules.inputs_in_arena = true;
+  rules.unique_persistent_names = true;
+  rules.outputs_are_temp = true;
+  return rules;
+}
+
+// check_plan on `fixture` fails with `fault`, its ABI status, and a message starting with the
+// backend's name and holding `text`.
+void expect_fault(const PlanFixture& fixture, const kit::PlanRules& rules, kit::PlanFault fault,
+                  const std::string& text) {
+  try {
+    kit::check_plan("kt", fixture.plan(), rules);
+    ADD_FAILURE() << "the plan should have been refused with: " << text;
+  } catch (const kit::PlanError& e) {
+    EXPECT_EQ(static_cast<int>(e.fault), static_cast<int>(fault)) << e.what();
+    EXPECT_EQ(e.status, kit::status_of(fault));
+    EXPECT_EQ(std::string(e.what()).rfind("kt: ", 0), 0u) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+  }
+}
+
+void expect_accepted(const PlanFixture& fixture, const kit::PlanRules& rules) {
+  EXPECT_NO_THROW(kit::check_plan("kt", fixture.plan(), rules));
+}
+
+TEST(PlanCheck, ASoundPlanPassesEveryRule) {
+  expect_accepted(PlanFixture{}, all_rules());
+  expect_accepted(PlanFixture{}, kit::PlanRules{});
+  PlanFixture empty;
+  empty.values.clear();
+  empty.nodes.clear();
+  empty.arena_bytes = 0;
+  expect_accepted(empty, all_rules());
+}
+
+TEST(PlanCheck, MalformedCountsAndArraysAreRefused) {
+  const PlanFixture f;
+  for (parity_plan bad : {parity_plan{-1, 0, nullptr, nullptr, 0}, parity_plan{0, -1, nullptr, nullptr, 0},
+                          parity_plan{1, 0, nullptr, nullptr, 0}, parity_plan{0, 1, nullptr, nullptr, 0},
+                          parity_plan{3, 1, f.values.data(), f.nodes.data(), -1}}) {
+    try {
+      kit::check_plan("kt", bad, all_rules());
+      ADD_FAILURE() << "a malformed plan should have been refused";
+    } catch (const kit::PlanError& e) {
+      EXPECT_EQ(static_cast<int>(e.fault), static_cast<int>(kit::PlanFault::malformed));
+      EXPECT_EQ(e.status, PARITY_STATUS_INVALID_ARGUMENT);
+      EXPECT_NE(std::string(e.what()).find("kt: the plan is malformed"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(PlanCheck, OpsOutsideTheOpListAreRefusedNamingTheNode) {
+  PlanFixture f;
+  f.nodes[0].op = PARITY_OP_COUNT;
+  expect_fault(f, all_rules(), kit::PlanFault::unknown_op,
+               "op " + std::to_string(PARITY_OP_COUNT) + " of node 'act' is not one this build knows");
+  const int32_t negative = -1;
+  std::memcpy(&f.nodes[0].op, &negative, sizeof negative);
+  expect_fault(f, all_rules(), kit::PlanFault::unknown_op, "op -1 of node 'act'");
+  EXPECT_EQ(kit::status_of(kit::PlanFault::unknown_op), PARITY_STATUS_UNSUPPORTED);
+}
+
+TEST(PlanCheck, ANodeMustHaveItsOpsArity) {
+  PlanFixture f;
+  f.nodes[0].num_inputs = 2;
+  f.nodes[0].inputs[1] = 0;
+  expect_fault(f, all_rules(), kit::PlanFault::arity, "node 'act' (RELU) has 2 inputs and 1 outputs; RELU takes 1 and 1");
+  f.nodes[0].num_inputs = 1;
+  f.nodes[0].num_outputs = PARITY_MAX_NODE_OUTPUTS + 100;  // past the ABI's arrays too
+  expect_fault(f, all_rules(), kit::PlanFault::arity, "node 'act' (RELU)");
+  f.nodes[0].op = PARITY_OP_ADD;  // two inputs, one output
+  f.nodes[0].num_inputs = 2;
+  f.nodes[0].inputs[1] = 0;
+  f.nodes[0].num_outputs = 1;
+  expect_accepted(f, all_rules());
+}
+
+TEST(PlanCheck, ANodesValueIndicesMustNameValuesOfThePlan) {
+  PlanFixture f;
+  f.nodes[0].inputs[0] = 3;
+  expect_fault(f, all_rules(), kit::PlanFault::value_index, "node 'act' refers to value 3, outside [0, 3)");
+  f.nodes[0].inputs[0] = 0;
+  f.nodes[0].outputs[0] = -1;
+  expect_fault(f, all_rules(), kit::PlanFault::value_index, "node 'act' refers to value -1");
+}
+
+TEST(PlanCheck, OutputsMustBeTempWhenTheRuleSaysSo) {
+  PlanFixture f;
+  f.nodes[0].outputs[0] = 2;  // the PARAM w
+  expect_fault(f, all_rules(), kit::PlanFault::output_kind, "node 'act': output 'w' must be a TEMP value");
+  kit::PlanRules rules = all_rules();
+  rules.outputs_are_temp = false;
+  expect_accepted(f, rules);
+}
+
+TEST(PlanCheck, DtypesMustBeParityDtypesTheBackendStores) {
+  PlanFixture f;
+  f.values[2].dtype = PARITY_I64;
+  f.values[2].bytes = 8;
+  expect_fault(f, all_rules(), kit::PlanFault::dtype, "plan value 'w' has dtype i64; kt stores f32, i32 values only");
+  EXPECT_EQ(kit::status_of(kit::PlanFault::dtype), PARITY_STATUS_UNSUPPORTED);
+  kit::PlanRules rules = all_rules();
+  rules.dtypes |= PARITY_DTYPE_BIT(PARITY_I64);
+  expect_accepted(f, rules);
+  const int32_t bogus = 9;
+  std::memcpy(&f.values[2].dtype, &bogus, sizeof bogus);
+  expect_fault(f, rules, kit::PlanFault::dtype, "plan value 'w': dtype 9 is not a parity_dtype");
+}
+
+TEST(PlanCheck, KindsMustBeParityValueKinds) {
+  PlanFixture f;
+  const int32_t bogus = 7;
+  std::memcpy(&f.values[2].kind, &bogus, sizeof bogus);
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::kind, "plan value 'w': kind 7 is not a parity_value_kind");
+  f.values[2].kind = PARITY_VALUE_STATE;
+  expect_accepted(f, all_rules());
+}
+
+TEST(PlanCheck, RanksMustBeWithinTheAbiLimit) {
+  PlanFixture f;
+  f.values[2].rank = PARITY_MAX_RANK + 1;
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::rank,
+               "plan value 'w': rank must be in [0, " + std::to_string(PARITY_MAX_RANK) + "]");
+  f.values[2].rank = -1;
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::rank, "plan value 'w': rank must be in");
+  f.values[2].rank = 0;  // a scalar: one element
+  f.values[2].bytes = 4;
+  expect_accepted(f, all_rules());
+}
+
+TEST(PlanCheck, DimensionsMustBePositive) {
+  PlanFixture f;
+  f.values[1].dims[1] = 0;
+  f.values[1].bytes = 0;
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::dims,
+               "plan value 'h': every dimension must be >= 1, got [2,0]");
+  f.values[1].dims[1] = int64_t{1} << 62;  // too many elements for int64 bytes
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::dims, "plan value 'h': shape");
+}
+
+TEST(PlanCheck, BytesMustBeTheShapesElementsTimesTheElementSize) {
+  PlanFixture f;
+  f.values[0].bytes = 12;
+  expect_fault(f, kit::PlanRules{}, kit::PlanFault::bytes, "plan value 'x': bytes must be 16 for [2,2] f32, got 12");
+}
+
+TEST(PlanCheck, PersistentValuesNeedOneNameEachWhenTheRuleSaysSo) {
+  PlanFixture f;
+  f.values.push_back(value("w", PARITY_VALUE_STATE, PARITY_F32, 1, 1));
+  f.values.back().offset = -1;
+  expect_fault(f, all_rules(), kit::PlanFault::persistent_name, "plan value 'w': two persistent values have this name");
+  kit::PlanRules rules = all_rules();
+  rules.unique_persistent_names = false;
+  expect_accepted(f, rules);
+  f.values.back().name[0] = '\0';
+  expect_fault(f, all_rules(), kit::PlanFault::persistent_name, "a PARAM or STATE value needs a name");
+  std::strcpy(f.values.back().name, "m");
+  expect_accepted(f, all_rules());
+}
+
+TEST(PlanCheck, ArenaValuesMustLieInsideTheArenaAligned) {
+  PlanFixture f;
+  f.values[1].offset = 24;  // h: bytes [24, 40) of 32
+  expect_fault(f, all_rules(), kit::PlanFault::arena, "plan value 'h': bytes [24, 40) must lie inside the arena of 32 bytes");
+  kit::PlanRules rules = all_rules();
+  rules.temps_in_arena = false;
+  expect_accepted(f, rules);
+
+  f.values[1].offset = 16;
+  f.values[0].offset = -4;  // x, an INPUT
+  expect_fault(f, all_rules(), kit::PlanFault::arena, "plan value 'x': bytes [-4, 12) must lie inside the arena");
+  rules = all_rules();
+  rules.inputs_in_arena = false;
+  expect_accepted(f, rules);
+
+  f.values[0].offset = 2;
+  expect_fault(f, all_rules(), kit::PlanFault::arena, "plan value 'x': offset 2 must be a multiple of 4");
+  f.values[0].offset = 0;
+  f.values[2].offset = 1000;  // persistent values are not in the arena
+  expect_accepted(f, all_rules());
+}
+
+// ref and cpu both check their plans with the kit, each reporting the fault as its own error kind.
+TEST(PlanCheck, RefAndCpuRefuseABrokenPlanNamingThemselves) {
+  const std::unique_ptr<Backend> ref = make_ref_backend(BackendOptions{});
+  const std::unique_ptr<Backend> cpu = make_cpu_backend(BackendOptions{});
+  const auto error_of = [](Backend& backend, const PlanFixture& f) -> std::pair<ErrorKind, std::string> {
+    try {
+      backend.compile(f.plan(), CompileOptions{}, nullptr);
+    } catch (const Error& e) {
+      return {e.kind(), e.what()};
+    }
+    return {ErrorKind::internal, "no error"};
+  };
+  PlanFixture f;
+  EXPECT_NO_THROW(ref->compile(f.plan(), CompileOptions{}, nullptr));
+  EXPECT_NO_THROW(cpu->compile(f.plan(), CompileOptions{}, nullptr));
+
+  f.nodes[0].num_inputs = 2;
+  const auto ref_arity = error_of(*ref, f);
+  EXPECT_EQ(ref_arity.first, ErrorKind::internal);
+  EXPECT_EQ(ref_arity.second.rfind("ref: node 'act' (RELU) has 2 inputs", 0), 0u) << ref_arity.second;
+  const auto cpu_arity = error_of(*cpu, f);
+  EXPECT_EQ(cpu_arity.first, ErrorKind::shape);
+  EXPECT_EQ(cpu_arity.second.rfind("cpu: node 'act' (RELU) has 2 inputs", 0), 0u) << cpu_arity.second;
+
+  f = PlanFixture{};
+  f.values[2].dtype = PARITY_I64;
+  f.values[2].bytes = 8;
+  const auto ref_dtype = error_of(*ref, f);
+  EXPECT_EQ(ref_dtype.first, ErrorKind::backend);
+  EXPECT_EQ(ref_dtype.second, "ref: plan value 'w' has dtype i64; ref stores f32, i32 values only");
+  EXPECT_NO_THROW(cpu->compile(f.plan(), CompileOptions{}, nullptr));  // cpu stores i64
+
+  f = PlanFixture{};
+  f.values[1].offset = 24;
+  const auto cpu_arena = error_of(*cpu, f);
+  EXPECT_EQ(cpu_arena.first, ErrorKind::invalid_argument);
+  EXPECT_EQ(cpu_arena.second.rfind("cpu: plan value 'h': bytes [24, 40)", 0), 0u) << cpu_arena.second;
+  EXPECT_NO_THROW(ref->compile(f.plan(), CompileOptions{}, nullptr));  // ref keeps each value in its own vector
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/kit/persistent_store.h"
+#include "backends/kit/plan_check.h"
 #include "backends/kit/poison.h"
 #include "parity/error.h"
 
@@ -196,44 +197,25 @@ class CpuExecutable final : public Executable {
                                                    std::to_string(v.bytes));
   }
 
+  // The kit's checks of the plan (cpu stores f32, i32 and i64; INPUT and TEMP values live in the
+  // arena; persistent values are shared by name; outputs are TEMP), then the values copied.
+  // A node that breaks its op's arity or value rules is a shape error, as cpu's own op checks.
   void check_and_copy_values(const parity_plan& plan) {
-    auto bad = [](const parity_value_desc& v, const std::string& rule) {
-      throw Error(ErrorKind::invalid_argument, std::string("cpu: plan value '") + v.name + "': " + rule);
-    };
-    if (plan.num_values < 0 || plan.num_nodes < 0 || plan.arena_bytes < 0 ||
-        (plan.num_values > 0 && !plan.values) || (plan.num_nodes > 0 && !plan.nodes))
-      throw Error(ErrorKind::invalid_argument, "cpu: the plan is malformed (negative counts or missing arrays)");
-    values_.assign(plan.values, plan.values + plan.num_values);
-    std::map<std::string, int32_t> persistent_names;
-    for (int32_t i = 0; i < plan.num_values; ++i) {
-      parity_value_desc& v = values_[i];
-      v.name[PARITY_NAME_LEN - 1] = '\0';
-      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32 && v.dtype != PARITY_I64)
-        bad(v, "dtype " + std::to_string(static_cast<int>(v.dtype)) + " is not a parity_dtype");
-      if (v.kind < PARITY_VALUE_INPUT || v.kind > PARITY_VALUE_TEMP)
-        bad(v, "kind " + std::to_string(static_cast<int>(v.kind)) + " is not a parity_value_kind");
-      if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
-        bad(v, "rank must be in [0, " + std::to_string(PARITY_MAX_RANK) + "], got " + std::to_string(v.rank));
-      int64_t numel = 1;
-      for (int32_t d = 0; d < v.rank; ++d) {
-        if (v.dims[d] < 1) bad(v, "every dimension must be >= 1, got " + shape_str(v));
-        numel *= v.dims[d];
-      }
-      if (v.bytes != numel * dtype_bytes(v.dtype))
-        bad(v, "bytes must be " + std::to_string(numel * dtype_bytes(v.dtype)) + " for " + shape_str(v) + " " +
-                   dtype_name(v.dtype) + ", got " + std::to_string(v.bytes));
-      if (is_persistent(v.kind)) {
-        if (v.name[0] == '\0') bad(v, "a PARAM or STATE value needs a name, by which it is shared");
-        if (!persistent_names.emplace(v.name, i).second) bad(v, "two persistent values have this name");
-      } else {
-        if (v.offset < 0 || v.offset + v.bytes > plan.arena_bytes)
-          bad(v, "bytes [" + std::to_string(v.offset) + ", " + std::to_string(v.offset + v.bytes) +
-                     ") must lie inside the arena of " + std::to_string(plan.arena_bytes) + " bytes");
-        if (v.offset % dtype_bytes(v.dtype) != 0)
-          bad(v, "offset " + std::to_string(v.offset) + " must be a multiple of " +
-                     std::to_string(dtype_bytes(v.dtype)) + " (its element size)");
-      }
+    kit::PlanRules rules;
+    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64);
+    rules.temps_in_arena = true;
+    rules.inputs_in_arena = true;
+    rules.unique_persistent_names = true;
+    rules.outputs_are_temp = true;
+    try {
+      kit::check_plan("cpu", plan, rules);
+    } catch (const kit::PlanError& e) {
+      const bool node_fault = e.fault == kit::PlanFault::arity || e.fault == kit::PlanFault::value_index ||
+                              e.fault == kit::PlanFault::output_kind;
+      throw Error(node_fault ? ErrorKind::shape : ErrorKind::invalid_argument, e.what());
     }
+    values_.assign(plan.values, plan.values + plan.num_values);
+    for (parity_value_desc& v : values_) v.name[PARITY_NAME_LEN - 1] = '\0';
   }
 
   void bind_values() {
@@ -281,23 +263,10 @@ class CpuExecutable final : public Executable {
       node.num_inputs = desc.num_inputs;
       node.num_outputs = desc.num_outputs;
       node.slots = slots;
-      if (desc.op < 0 || desc.op >= PARITY_OP_COUNT)
-        throw Error(ErrorKind::invalid_argument, "cpu: node '" + node.name + "' has op " +
-                                                     std::to_string(static_cast<int>(desc.op)) +
-                                                     ", which is not an op");
-      if (desc.num_inputs < 0 || desc.num_inputs > PARITY_MAX_NODE_INPUTS || desc.num_outputs < 0 ||
-          desc.num_outputs > PARITY_MAX_NODE_OUTPUTS)
-        cpu::fail(node, "the numbers of inputs and outputs must be within PARITY_MAX_NODE_INPUTS/OUTPUTS");
-      std::vector<int32_t> all;
+      std::vector<int32_t> all;  // op, arity and value indices checked by check_and_copy_values
       for (int32_t k = 0; k < desc.num_inputs + desc.num_outputs; ++k) {
         const bool is_input = k < desc.num_inputs;
         const int32_t index = is_input ? desc.inputs[k] : desc.outputs[k - desc.num_inputs];
-        if (index < 0 || index >= plan.num_values)
-          cpu::fail(node, "value index " + std::to_string(index) + " is outside [0, " +
-                              std::to_string(plan.num_values) + ")");
-        if (!is_input && values_[index].kind != PARITY_VALUE_TEMP)
-          cpu::fail(node, std::string("output '") + values_[index].name +
-                              "' must be a TEMP value (params and state are updated in place as inputs)");
         (is_input ? node.in[k] : node.out[k - desc.num_inputs]) = bound(index);
         all.push_back(index);
       }

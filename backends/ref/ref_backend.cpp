@@ -1,6 +1,7 @@
 // backends/ref/ref_backend.cpp — the `ref` Backend and its Executable: every value held as its
-// own float64 (or int32) vector, persistent values shared by name between executables, and
-// nodes run in plan order, each by the run_<op> of ref_ops.h (a switch generated from PARITY_OP_LIST).
+// own float64 (or int32) vector, persistent values shared by name between executables, plans
+// checked by the kit (backends/kit/plan_check.h), and nodes run in plan order, each by the
+// run_<op> of ref_ops.h (a switch generated from PARITY_OP_LIST).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "backends/builtin.h"
 #include "backends/kit/persistent_store.h"
+#include "backends/kit/plan_check.h"
 #include "backends/kit/poison.h"
 #include "backends/kit/value_desc.h"
 #include "backends/ref/ref_node.h"
@@ -47,17 +49,8 @@ class RefExecutable final : public Executable {
         persistent_(share ? share->persistent_ : std::make_shared<PersistentStore>()),
         poison_outputs_(options.poison_outputs) {
     storage_.reserve(values_.size());
-    for (const parity_value_desc& v : values_) {
-      if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-        throw Error(ErrorKind::backend, "ref: value '" + std::string(v.name) + "' has dtype " +
-                                            dtype_str(v.dtype) + "; ref stores f32 and i32 values only");
-      if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
-        throw Error(ErrorKind::internal, "ref: value '" + std::string(v.name) + "' has rank " +
-                                             std::to_string(v.rank) + ", outside [0, " +
-                                             std::to_string(PARITY_MAX_RANK) + "]");
+    for (const parity_value_desc& v : values_)
       storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
-    }
-    for (const parity_node_desc& node : nodes_) check_node_indices(node);
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
@@ -150,21 +143,6 @@ class RefExecutable final : public Executable {
         });
   }
 
-  void check_node_indices(const parity_node_desc& node) const {
-    const std::string where = "ref: node '" + std::string(node.name) + "'";
-    if (node.num_inputs < 0 || node.num_inputs > PARITY_MAX_NODE_INPUTS || node.num_outputs < 0 ||
-        node.num_outputs > PARITY_MAX_NODE_OUTPUTS)
-      throw Error(ErrorKind::internal, where + " has " + std::to_string(node.num_inputs) + " inputs and " +
-                                           std::to_string(node.num_outputs) + " outputs, outside the ABI limits");
-    const auto n = static_cast<int32_t>(values_.size());
-    for (int32_t i = 0; i < node.num_inputs + node.num_outputs; ++i) {
-      const int32_t v = i < node.num_inputs ? node.inputs[i] : node.outputs[i - node.num_inputs];
-      if (v < 0 || v >= n)
-        throw Error(ErrorKind::internal, where + " refers to value " + std::to_string(v) + ", outside [0, " +
-                                             std::to_string(n) + ")");
-    }
-  }
-
   const parity_value_desc& desc(int32_t value, const char* what) const {
     if (value < 0 || value >= static_cast<int32_t>(values_.size()))
       throw Error(ErrorKind::invalid_argument, std::string("ref: ") + what + " of value " + std::to_string(value) +
@@ -232,10 +210,7 @@ class RefBackend final : public Backend {
 
   std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
                                       Executable* share_persistent_with) override {
-    for (int32_t i = 0; i < plan.num_nodes; ++i) {
-      std::string reason;
-      if (!supports(plan.nodes[i], &reason)) throw Error(ErrorKind::backend, reason);
-    }
+    check_plan(plan);
     RefExecutable* share = nullptr;
     if (share_persistent_with) {
       share = dynamic_cast<RefExecutable*>(share_persistent_with);
@@ -248,6 +223,22 @@ class RefBackend final : public Backend {
   }
 
   int threads() const override { return 1; }
+
+ private:
+  // What ref needs of a plan before it sizes its vectors: the kit's checks, f32 and i32 values
+  // (what ref stores), one name per persistent value (values are shared by name). An op or dtype
+  // ref lacks is a backend error; any other broken rule is a bug in the graph layer.
+  static void check_plan(const parity_plan& plan) {
+    kit::PlanRules rules;
+    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+    rules.unique_persistent_names = true;
+    try {
+      kit::check_plan("ref", plan, rules);
+    } catch (const kit::PlanError& e) {
+      const bool lacking = e.fault == kit::PlanFault::unknown_op || e.fault == kit::PlanFault::dtype;
+      throw Error(lacking ? ErrorKind::backend : ErrorKind::internal, e.what());
+    }
+  }
 };
 
 }  // namespace
