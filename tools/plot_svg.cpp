@@ -20,7 +20,42 @@ const std::vector<std::string> kPalette = {"#1f77b4", "#d62728", "#2ca02c", "#94
 const std::string kPeerColor = "#ee4c2c";  // PyTorch's orange-red
 const std::string kGrid = "#e6e6e6", kAxis = "#444";
 
+// Backends never take the peer's red.
+const std::vector<std::string> kBackendPalette = {"#1f77b4", "#2ca02c", "#9467bd", "#8c564b",
+                                                  "#17becf", "#bcbd22", "#e377c2", "#7f7f7f"};
+
 const std::string& color(size_t i) { return kPalette[i % kPalette.size()]; }
+
+// Words of `label` gathered into lines of at most `max_chars` (a longer word is shortened), at
+// most `max_lines` of them (the last one shortened when more remain).
+std::vector<std::string> wrap_label(const std::string& label, size_t max_chars, size_t max_lines) {
+  std::vector<std::string> lines;
+  std::string word, line;
+  auto flush_word = [&] {
+    if (word.empty()) return;
+    if (!line.empty() && line.size() + 1 + word.size() > max_chars) {
+      lines.push_back(line);
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    word.clear();
+  };
+  for (char c : label + " ") {
+    if (c == ' ')
+      flush_word();
+    else
+      word += c;
+  }
+  if (!line.empty()) lines.push_back(line);
+  if (lines.size() > max_lines) {
+    std::string rest;
+    for (size_t i = max_lines - 1; i < lines.size(); ++i) rest += (rest.empty() ? "" : " ") + lines[i];
+    lines.resize(max_lines - 1);
+    lines.push_back(rest);
+  }
+  for (std::string& l : lines) l = shorten_label(l, max_chars);
+  return lines;
+}
 
 // Draws a y axis with grid lines over [x0, x1] and returns nothing; labels use tick_label.
 void y_axis(SvgDocument& svg, const LinearScale& y, const std::vector<double>& ticks, double x0, double x1,
@@ -231,7 +266,8 @@ std::string bench_chart_svg(const std::vector<BenchSeries>& files) {
       if (c.has_peer) max_ips = std::max(max_ips, c.peer_images_per_s);
     }
   auto backend_color = [&](const std::string& b) {
-    return color(static_cast<size_t>(std::find(backends.begin(), backends.end(), b) - backends.begin()));
+    const auto i = static_cast<size_t>(std::find(backends.begin(), backends.end(), b) - backends.begin());
+    return kBackendPalette[i % kBackendPalette.size()];
   };
 
   // Per file, the case names in order and, per case, its bars.
@@ -266,11 +302,13 @@ std::string bench_chart_svg(const std::vector<BenchSeries>& files) {
   }
 
   const double bar_w = 34, bar_gap = 4, cluster_gap = 34, group_gap = 60, left = 90, top = 78, plot_h = 330;
+  // A cluster is as wide as its bars, but at least wide enough for a label of a dozen characters.
+  auto cluster_width = [&](size_t bars) { return std::max(double(bars) * (bar_w + bar_gap) - bar_gap, 76.0); };
   double plot_w = 0;
   std::vector<double> group_widths;
   for (const auto& g : groups) {
     double w = 0;
-    for (const Cluster& k : g) w += k.bars.size() * (bar_w + bar_gap) - bar_gap + cluster_gap;
+    for (const Cluster& k : g) w += cluster_width(k.bars.size()) + cluster_gap;
     w = std::max(w, 200.0);
     group_widths.push_back(w);
     plot_w += w + group_gap;
@@ -296,7 +334,8 @@ std::string bench_chart_svg(const std::vector<BenchSeries>& files) {
     const double group_left = gx;
     double cx = gx + cluster_gap / 2;
     for (const Cluster& k : groups[gi]) {
-      const double cluster_left = cx;
+      const double cluster_left = cx, cluster_right = cx + cluster_width(k.bars.size());
+      cx += (cluster_right - cluster_left - (double(k.bars.size()) * (bar_w + bar_gap) - bar_gap)) / 2;
       for (const Bar& b : k.bars) {
         const std::string fill = b.who == "torch" ? kPeerColor : backend_color(b.who);
         const double top_y = y(b.ips);
@@ -306,18 +345,19 @@ std::string bench_chart_svg(const std::vector<BenchSeries>& files) {
           svg.text(cx + bar_w / 2, top_y - 15, fmt::format("{:.2f}x", b.ratio), 10, Anchor::middle, "#000", 0, true);
         cx += bar_w + bar_gap;
       }
-      cx -= bar_gap;
-      svg.text((cluster_left + cx) / 2, y(0) + 16, shorten_label(k.name, static_cast<size_t>((cx - cluster_left + 28) / 6)),
-               10, Anchor::middle);
-      cx += cluster_gap;
+      const std::vector<std::string> lines =
+          wrap_label(k.name, static_cast<size_t>((cluster_right - cluster_left + cluster_gap / 2) / 6), 3);
+      for (size_t li = 0; li < lines.size(); ++li)
+        svg.text((cluster_left + cluster_right) / 2, y(0) + 16 + 12 * double(li), lines[li], 10, Anchor::middle);
+      cx = cluster_right + cluster_gap;
     }
     const double group_right = group_left + group_widths[gi];
-    svg.text((group_left + group_right) / 2, y(0) + 40,
+    svg.text((group_left + group_right) / 2, y(0) + 64,
              shorten_label(files[gi].source, static_cast<size_t>(group_widths[gi] / 7)), 12, Anchor::middle, "#111", 0,
              true);
     if (gi + 1 < groups.size()) {
       const double sep = group_right + group_gap / 2;
-      svg.line(sep, top, sep, y(0) + 46, "#bbb", 1, "4,4");
+      svg.line(sep, top, sep, y(0) + 70, "#bbb", 1, "4,4");
     }
     gx = group_right + group_gap;
   }
