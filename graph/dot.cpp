@@ -45,7 +45,7 @@ std::string dot_escape(const std::string& text) {
 
 std::string graph_dot(const Graph& graph, const std::string& title) {
   std::string out = fmt::format(
-      "digraph \"{}\" {{\n  label=\"{}\";\n  labelloc=t;\n  rankdir=TB;\n"
+      "digraph \"{}\" {{\n  label=\"{}\";\n  labelloc=t;\n  fontname=\"Helvetica\";\n  rankdir=TB;\n"
       "  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=8];\n",
       dot_escape(title), dot_escape(title));
   const auto& values = graph.values();
