@@ -8,8 +8,9 @@
 
 namespace parity {
 
-// `text` with & < > " ' replaced by entities, bytes that are not UTF-8 by U+FFFD, and control characters other than tab and newline
-// dropped (XML 1.0 forbids them), so it is safe as element text and inside an attribute value.
+// `text` with & < > " ' replaced by entities, bytes that are not UTF-8 by U+FFFD, and control
+// characters other than tab and newline dropped (XML 1.0 forbids them), so it is safe as element
+// text and inside an attribute value.
 std::string xml_escape(const std::string& text);
 
 // A number as SVG coordinates want it: at most 2 decimals, no trailing zeros, never "nan"/"inf" (0).
