@@ -101,4 +101,47 @@ TEST(Cli, BackendFlagAndEnvironmentSelectAPlugin) {
   expect_failure("train --limit 64", "unknown backend 'testadd'", "PARITY_BACKEND=testadd");
 }
 
+TEST(Cli, SummaryPrintsTheLayerTableAndWritesJsonAndDot) {
+  const std::string dir = ::testing::TempDir();
+  CliRun r = run_cli("summary --model seed-cnn --batch 4 --backend cpu --json " + dir + "summary.json --dot " + dir +
+                     "summary.dot --train");
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* text : {"conv1", "conv2d", "[4,16,28,28]", "206,922", "FLOPs fwd", "plan arena",
+                           "backend cpu: the compiled training step holds"})
+    EXPECT_NE(r.output.find(text), std::string::npos) << text << "\n" << r.output;
+  EXPECT_NE(parity::testing::run_command("grep -c adam/ " + dir + "summary.dot").output, "0\n");
+  EXPECT_EQ(parity::testing::run_command("grep -q '\"arena_bytes\"' " + dir + "summary.json").status, 0);
+  CliRun cuda = run_cli("summary --backend cuda");
+  EXPECT_EQ(cuda.status, 0) << cuda.output;
+  EXPECT_NE(cuda.output.find("backend cuda: unavailable"), std::string::npos) << cuda.output;
+}
+
+TEST(Cli, SummaryRefusesBadInput) {
+  expect_failure("summary --model nosuch", "unknown model 'nosuch'");
+  expect_failure("summary --batch 0", "--batch must be >= 1, got 0");
+  expect_failure("summary --backend nosuch", "unknown backend 'nosuch'");
+  expect_failure("summary --json /nonexistent/folder/s.json", "/nonexistent/folder/s.json");
+  expect_failure("summary --train", "--train applies to the graph of --dot or --svg");
+  // Without Graphviz on PATH --svg says so.
+  expect_failure("summary --svg " + ::testing::TempDir() + "g.svg", "Graphviz, which is not installed", "PATH=/nonexistent");
+}
+
+TEST(Cli, PlotDrawsMetricsAndRefusesBadFiles) {
+  const std::string dir = ::testing::TempDir();
+  const std::string csv = dir + "plot-metrics.csv", json = dir + "plot-bench.json", svg = dir + "plot.svg";
+  parity::testing::run_command("printf 'split,epoch,step,loss,accuracy,images_per_s\\ntrain,1,1,2.3,0.1,900\\n"
+                               "test,1,1,2.0,0.3,0\\n' > " + csv);
+  CliRun r = run_cli("plot " + csv + " " + csv + " --svg " + svg);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(parity::testing::run_command("grep -q '</svg>' " + svg).status, 0);
+  parity::testing::run_command("printf '{\"parity_bench\": 1, \"cases\": []}' > " + json);
+  expect_failure("plot " + json + " --svg " + svg, "no timed case");
+  expect_failure("plot " + csv + " " + json + " --svg " + svg, "cannot mix kinds");
+  expect_failure("plot /nonexistent/m.csv --svg " + svg, "/nonexistent/m.csv");
+  expect_failure("plot " + csv, "--svg");
+  expect_failure("plot " + csv + " --svg /nonexistent/folder/p.svg", "/nonexistent/folder/p.svg");
+  parity::testing::run_command("printf 'split,epoch,step,loss,accuracy,images_per_s\\n' > " + csv);
+  expect_failure("plot " + csv + " --svg " + svg, "no rows after the header");
+}
+
 }  // namespace

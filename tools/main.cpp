@@ -1,5 +1,5 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval, bench); maps parity errors to a message and a non-zero exit.
+// the subcommands (info, train, eval, check, bench, summary, plot); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
 #ifdef PARITY_HAVE_BENCH
   parity::tools::add_bench_command(app, run);
 #endif
+  parity::tools::add_summary_command(app, run);
+  parity::tools::add_plot_command(app, run);
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;
