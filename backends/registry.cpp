@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/info.h>
 
 #include "backends/builtin.h"
 #include "backends/loader.h"
@@ -20,6 +21,8 @@ void Executable::write_f64(int32_t, const double*, size_t) {
 void Executable::read_f64(int32_t, double*, size_t) const {
   throw Error(ErrorKind::backend, "this backend does not hold float64 values (only ref does)");
 }
+
+int hardware_threads() { return tbb::info::default_concurrency(); }
 
 namespace {
 

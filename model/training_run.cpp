@@ -164,6 +164,14 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     report.test = trainer.evaluate(test);
     metrics.row("test", epoch, trainer.step(), report.test.loss, report.test.accuracy, 0.0);
     metrics.flush();
+    // A finite training loss can still leave weights whose test loss is not: the run failed all the
+    // same, and its weights are not saved over the last good checkpoint.
+    if (!std::isfinite(report.test.loss)) {
+      if (cb.on_epoch) cb.on_epoch(report);
+      throw Error(ErrorKind::numeric, fmt::format("test loss became {} after epoch {} (step {}): stopping; try a "
+                                                  "smaller TrainOptions::lr",
+                                                  report.test.loss, epoch + 1, trainer.step()));
+    }
     save(epoch + 1, 0);
     summary.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);

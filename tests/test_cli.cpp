@@ -2,6 +2,7 @@
 // nonsensical options or missing data give a clear message and a non-zero exit.
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -67,6 +68,27 @@ TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
   ::unsetenv("PARITY_BACKEND");
   EXPECT_NE(env.status, 0);
   EXPECT_NE(env.output.find("unknown backend 'nosuch'"), std::string::npos) << env.output;
+}
+
+TEST(Cli, NanTestLossFailsTheRun) {
+  // Adam's first step at this rate leaves a finite training loss but weights whose test loss is NaN.
+  expect_failure("train --backend cpu --lr 1e30 --limit 64", "test loss became nan after epoch 1");
+  expect_failure("train --backend cpu --lr 1e30 --limit 64", "try a smaller --lr");
+}
+
+TEST(Cli, ThreadsAboveTheHardwareAreRefusedByEveryCommand) {
+  const int hardware = parity::hardware_threads();
+  const std::string asked = std::to_string(hardware + 1);
+  const std::string message =
+      asked + " threads asked for, but this machine lets parity use " + std::to_string(hardware) + " hardware threads";
+  std::vector<std::string> commands = {"train --limit 64", "eval --weights w.safetensors", "check ops --op relu",
+                                       "check model", "check determinism"};
+  if (run_cli("bench --help").status == 0) commands.push_back("bench --backend cpu");  // PARITY_BUILD_BENCH
+  for (const std::string& command : commands) expect_failure(command + " --threads " + asked, message);
+  // At the limit it is accepted (the error is then about the missing weights file, not --threads).
+  CliRun at_limit = run_cli("eval --weights /nonexistent/w.safetensors --threads " + std::to_string(hardware));
+  EXPECT_EQ(at_limit.output.find("threads asked for"), std::string::npos) << at_limit.output;
+  EXPECT_NE(at_limit.output.find("/nonexistent/w.safetensors"), std::string::npos) << at_limit.output;
 }
 
 const std::string kPluginPath = std::string("PARITY_BACKEND_PATH=") + PARITY_TEST_PLUGIN_DIR;

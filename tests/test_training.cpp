@@ -103,6 +103,32 @@ TEST(Training, NanLossStopsAndNamesTheStep) {
   }
 }
 
+TEST(Training, NanTestLossFailsTheRunAndKeepsTheCheckpoint) {
+  ASSERT_TRUE(have_dataset());
+  fs::path dir = temp_dir("nan-test");
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 64;  // one Adam step: its loss is finite, the weights after it are not
+  o.lr = 1e30f;
+  o.save = (dir / "w.safetensors").string();
+  int epochs_reported = 0;
+  TrainCallbacks cb;
+  cb.on_epoch = [&](const EpochReport& r) {
+    ++epochs_reported;
+    EXPECT_FALSE(std::isfinite(r.test.loss));
+  };
+  try {
+    run_training(o, cb);
+    ADD_FAILURE() << "expected the run to fail on a non-finite test loss";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::numeric);
+    EXPECT_NE(std::string(e.what()).find("test loss became nan after epoch 1 (step 1)"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(epochs_reported, 1);
+  EXPECT_FALSE(fs::exists(o.save)) << "NaN weights must not be saved as a checkpoint";
+  fs::remove_all(dir);
+}
+
 TEST(Training, WritesMetricsCsvAndRejectsBadWeightsFiles) {
   ASSERT_TRUE(have_dataset());
   fs::path dir = temp_dir("metrics");

@@ -11,6 +11,7 @@
 
 #include "parity/parity.h"
 #include "tools/commands.h"
+#include "tools/threads_option.h"
 
 namespace parity::tools {
 namespace {
@@ -69,7 +70,7 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--optimizer", *optimizer, "adam or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "sgd"}));
   cmd->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the initial weights and the shuffling")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->add_option("--limit", o->limit, "train on the first N images only (0: all)")->capture_default_str();
   cmd->add_option("--max-steps", o->max_steps, "stop (and save) after N optimizer steps in total (0: no limit)");
   cmd->add_option("--init", o->init, "start from weights in safetensors with PyTorch's names");
@@ -123,7 +124,7 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
   cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files");
   cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->callback([&run, o] {
     run = [o] {
       EvalResult r = run_evaluation(o->model, o->backend, o->threads, o->weights, o->data, o->batch);
