@@ -1,11 +1,14 @@
 // tests/test_cli.cpp — the `parity` program as a user meets it: help and info work, and
 // nonsensical options or missing data give a clear message and a non-zero exit.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "tests/idx_dataset_writer.h"
 #include "tests/test_helpers.h"
 
 namespace {
@@ -89,6 +92,42 @@ TEST(Cli, ThreadsAboveTheHardwareAreRefusedByEveryCommand) {
   CliRun at_limit = run_cli("eval --weights /nonexistent/w.safetensors --threads " + std::to_string(hardware));
   EXPECT_EQ(at_limit.output.find("threads asked for"), std::string::npos) << at_limit.output;
   EXPECT_NE(at_limit.output.find("/nonexistent/w.safetensors"), std::string::npos) << at_limit.output;
+}
+
+TEST(Cli, ValSplitIsReportedAndBadValuesAreRefused) {
+  expect_failure("train --val-split 1 --limit 64", "--val-split must be in [0, 1)");
+  expect_failure("train --val-split -0.2 --limit 64", "--val-split must be in [0, 1)");
+  expect_failure("train --val-split abc --limit 64", "--val-split");
+  expect_failure("train --val-split 0.001 --limit 64", "--val-split: validation fraction 0.001 of 64 samples holds out 0");
+  CliRun r = run_cli("train --backend cpu --val-split 0.25 --limit 256");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("192 training, 64 validation and 10000 test images"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" | val loss "), std::string::npos) << r.output;
+}
+
+TEST(Cli, DataOfAnyIdxGeometryMustMatchTheModel) {
+  const std::string dir = ::testing::TempDir() + "parity-cli-idx-" + std::to_string(::getpid());
+  std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
+  parity::testing::IdxDatasetShape shape;
+  shape.rows = shape.cols = 32;
+  shape.classes = 100;
+  shape.train = 100;
+  shape.test = 100;
+  parity::testing::write_idx_dataset(dir, shape);
+  expect_failure("train --backend cpu --data " + dir,
+                 "images are 1x32x32 with 100 classes; model seed-cnn expects 1x28x28 and 10 classes");
+  shape.rows = shape.cols = 28;
+  shape.classes = 10;
+  shape.gzip = true;
+  std::system(("rm -f '" + dir + "'/*").c_str());
+  parity::testing::write_idx_dataset(dir, shape);
+  CliRun r = run_cli("train --backend cpu --batch 50 --data " + dir + " --save " + dir + "/w.safetensors");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("100 training and 100 test images"), std::string::npos) << r.output;
+  CliRun eval = run_cli("eval --backend cpu --data " + dir + " --weights " + dir + "/w.safetensors");
+  EXPECT_EQ(eval.status, 0) << eval.output;
+  EXPECT_NE(eval.output.find("(100 images)"), std::string::npos) << eval.output;
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 const std::string kPluginPath = std::string("PARITY_BACKEND_PATH=") + PARITY_TEST_PLUGIN_DIR;
