@@ -11,6 +11,7 @@ void add_info_command(CLI::App& app, std::function<int()>& run);
 void add_train_command(CLI::App& app, std::function<int()>& run);
 void add_eval_command(CLI::App& app, std::function<int()>& run);
 void add_check_command(CLI::App& app, std::function<int()>& run);
+void add_sweep_command(CLI::App& app, std::function<int()>& run);
 void add_bench_command(CLI::App& app, std::function<int()>& run);  // when PARITY_BUILD_BENCH
 
 // --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
