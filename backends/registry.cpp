@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+#include <oneapi/tbb/info.h>
 
 #include "backends/builtin.h"
 #include "backends/loader.h"
@@ -24,6 +25,8 @@ void Executable::read_f64(int32_t, double*, size_t) const {
 std::optional<MemoryNeed> Backend::memory_need(const parity_plan&, const CompileOptions&, Executable*) const {
   return std::nullopt;
 }
+
+int hardware_threads() { return tbb::info::default_concurrency(); }
 
 namespace {
 

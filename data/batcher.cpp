@@ -1,5 +1,6 @@
 // data/batcher.cpp — epoch order (seeded Fisher-Yates) and batch filling with upsample and channel repeat.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -30,6 +31,59 @@ std::vector<int64_t> epoch_order(int64_t count, uint64_t seed, int64_t epoch, bo
     std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
   }
   return order;
+}
+
+HoldOut hold_out(int64_t count, double fraction, uint64_t seed) {
+  if (count < 0) throw Error(ErrorKind::invalid_argument, fmt::format("hold_out: count must be >= 0, got {}", count));
+  if (!(fraction >= 0.0 && fraction < 1.0)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("validation fraction must be in [0, 1), got {}", fraction));
+  }
+  HoldOut parts;
+  const auto held = static_cast<int64_t>(std::llround(fraction * static_cast<double>(count)));
+  if (fraction > 0.0 && (held < 1 || held >= count)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("validation fraction {} of {} samples holds out {}: both the validation and the training "
+                            "part need at least one sample",
+                            fraction, count, held));
+  }
+  std::vector<int64_t> order(static_cast<size_t>(count));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (held > 0) {
+    const uint64_t stream = stream_id("parity.hold_out");
+    for (int64_t i = count - 1; i > 0; --i) {
+      const uint64_t r = random_u64(seed, stream, static_cast<uint64_t>(i));
+      const auto j = static_cast<int64_t>(r % static_cast<uint64_t>(i + 1));
+      std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+    }
+  }
+  parts.validation.assign(order.begin(), order.begin() + held);
+  parts.train.assign(order.begin() + held, order.end());
+  std::sort(parts.validation.begin(), parts.validation.end());
+  std::sort(parts.train.begin(), parts.train.end());
+  return parts;
+}
+
+Dataset subset(const Dataset& d, const std::vector<int64_t>& indices) {
+  Dataset out;
+  out.rows = d.rows;
+  out.cols = d.cols;
+  out.num_classes = d.num_classes;
+  out.count = static_cast<int64_t>(indices.size());
+  const auto pixels = static_cast<size_t>(d.rows) * static_cast<size_t>(d.cols);
+  out.images.resize(indices.size() * pixels);
+  out.labels.resize(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const int64_t at = indices[i];
+    if (at < 0 || at >= d.count) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("subset: index {} is outside the dataset of {} samples", at, d.count));
+    }
+    std::memcpy(out.images.data() + i * pixels, d.images.data() + static_cast<size_t>(at) * pixels,
+                pixels * sizeof(float));
+    out.labels[i] = d.labels[static_cast<size_t>(at)];
+  }
+  return out;
 }
 
 namespace {

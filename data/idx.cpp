@@ -272,6 +272,7 @@ Dataset load_pair(const std::string& images_path, const std::string& labels_path
                                              images_path, image_count, labels_path, label_count));
   }
   d.count = static_cast<int64_t>(d.labels.size());
+  for (int32_t label : d.labels) d.num_classes = std::max(d.num_classes, label + 1);
   return d;
 }
 
@@ -292,10 +293,14 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
   return load_pair(images_path, labels_path, num_classes, 0);
 }
 
-Dataset load_fashion_mnist(const std::string& folder, Split split, int64_t limit) {
+namespace {
+
+constexpr int kMaxIdxClasses = 256;  // a label is one unsigned byte
+
+Dataset load_folder(const char* caller, const std::string& folder, Split split, int64_t limit, int num_classes) {
   if (limit < 0) {
     throw Error(ErrorKind::invalid_argument,
-                fmt::format("load_fashion_mnist: limit must be >= 0 (0 = all samples), got {}", limit));
+                fmt::format("{}: limit must be >= 0 (0 = all samples), got {}", caller, limit));
   }
   if (!folder_exists(folder)) {
     throw Error(ErrorKind::io, fmt::format("Fashion-MNIST folder '{}' does not exist; {}", folder, kInstallHint));
@@ -303,7 +308,17 @@ Dataset load_fashion_mnist(const std::string& folder, Split split, int64_t limit
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const std::string images = find_file(folder, prefix + "-images-idx3-ubyte");
   const std::string labels = find_file(folder, prefix + "-labels-idx1-ubyte");
-  return load_pair(images, labels, 10, limit);
+  return load_pair(images, labels, num_classes, limit);
+}
+
+}  // namespace
+
+Dataset load_fashion_mnist(const std::string& folder, Split split, int64_t limit) {
+  return load_folder("load_fashion_mnist", folder, split, limit, 10);
+}
+
+Dataset load_idx_folder(const std::string& folder, Split split, int64_t limit) {
+  return load_folder("load_idx_folder", folder, split, limit, kMaxIdxClasses);
 }
 
 }  // namespace parity

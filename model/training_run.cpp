@@ -1,7 +1,9 @@
 // model/training_run.cpp — the epoch loop behind `parity train` and `parity eval`: options
 // checks, data, checkpoints (save / resume), metrics CSV, and evaluation after each epoch.
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -31,6 +33,8 @@ void check_options(const TrainOptions& o) {
   if (o.limit < 0) bad(fmt::format("TrainOptions::limit must be >= 0, got {}", o.limit));
   if (o.max_steps < 0) bad(fmt::format("TrainOptions::max_steps must be >= 0, got {}", o.max_steps));
   if (o.threads < 0) bad(fmt::format("TrainOptions::threads must be >= 0, got {}", o.threads));
+  if (!(o.val_split >= 0.0 && o.val_split < 1.0))
+    bad(fmt::format("TrainOptions::val_split must be in [0, 1) (a fraction of the training set), got {}", o.val_split));
   if (!o.init.empty() && !o.resume.empty())
     bad("TrainOptions::init and TrainOptions::resume exclude each other: a checkpoint holds its own weights");
 }
@@ -44,14 +48,42 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
           {"seed", std::to_string(o.seed)},
           {"limit", std::to_string(o.limit)},
           {"lr", fmt::format("{}", o.lr)},
-          {"momentum", fmt::format("{}", o.momentum)}};
+          {"momentum", fmt::format("{}", o.momentum)},
+          {"val_split", fmt::format("{}", o.val_split)}};
 }
 
+// Identity keys added after checkpoints were first written, with the value older checkpoints imply.
+const std::map<std::string, std::string> kIdentityDefaults = {{"val_split", "0"}};
+
+// The data's image size and class count against the model's: the message names both.
+void check_data_fits(const ModelSpec& spec, const std::string& folder, const Dataset& train, const Dataset& test) {
+  const int classes = std::max(train.num_classes, test.num_classes);
+  const int up = spec.geometry.upsample;
+  const bool same_size = train.rows == test.rows && train.cols == test.cols;
+  if (same_size && train.rows * up == spec.height && train.cols * up == spec.width && classes == spec.num_classes) return;
+  const std::string data = same_size ? fmt::format("images are 1x{}x{}", train.rows, train.cols)
+                                     : fmt::format("training images are 1x{}x{} but test images 1x{}x{}", train.rows,
+                                                   train.cols, test.rows, test.cols);
+  const std::string shown = up == 1 && spec.geometry.channels == 1
+                                ? std::string()
+                                : fmt::format(" (shown to it as {}x{}x{})", spec.channels, spec.height, spec.width);
+  throw Error(ErrorKind::shape,
+              fmt::format("data in '{}': {} with {} classes; model {} expects 1x{}x{}{} and {} classes", folder, data,
+                          classes, spec.name, spec.height / up, spec.width / up, shown, spec.num_classes));
+}
+
+// With validation the columns val_loss and val_accuracy follow, filled on the `test` rows.
 struct MetricsLog {
   std::string path;
-  std::string text = "split,epoch,step,loss,accuracy,images_per_s\n";
-  void row(const char* split, int epoch, int64_t step, double loss, double accuracy, double ips) {
-    if (!path.empty()) text += fmt::format("{},{},{},{:.6g},{:.6g},{:.1f}\n", split, epoch + 1, step, loss, accuracy, ips);
+  bool validation = false;
+  std::string text = std::string("split,epoch,step,loss,accuracy,images_per_s") +
+                     (validation ? ",val_loss,val_accuracy\n" : "\n");
+  void row(const char* split, int epoch, int64_t step, double loss, double accuracy, double ips,
+           const std::optional<EvalResult>& val = std::nullopt) {
+    if (path.empty()) return;
+    text += fmt::format("{},{},{},{:.6g},{:.6g},{:.1f}", split, epoch + 1, step, loss, accuracy, ips);
+    if (validation) text += val ? fmt::format(",{:.6g},{:.6g}", val->loss, val->accuracy) : std::string(",,");
+    text += "\n";
   }
   void flush() const {
     if (!path.empty()) write_file_atomically(path, text);
@@ -70,12 +102,19 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   auto info = [&](const std::string& msg) { if (cb.on_info) cb.on_info(msg); };
 
   const std::string folder = o.data.empty() ? default_data_folder() : o.data;
-  Dataset train = load_fashion_mnist(folder, Split::train, o.limit);
-  Dataset test = load_fashion_mnist(folder, Split::test);
-  if (train.rows * spec.geometry.upsample != spec.height || train.cols * spec.geometry.upsample != spec.width)
-    throw Error(ErrorKind::shape, fmt::format("data in '{}' has {}x{} images; model '{}' needs {}x{} before {}x upsampling",
-                                              folder, train.rows, train.cols, spec.name, spec.height / spec.geometry.upsample,
-                                              spec.width / spec.geometry.upsample, spec.geometry.upsample));
+  Dataset train = load_idx_folder(folder, Split::train, o.limit);
+  Dataset test = load_idx_folder(folder, Split::test);
+  check_data_fits(spec, folder, train, test);
+  // The training order indexes `trained` (all of train when nothing is held out).
+  HoldOut parts;
+  try {
+    parts = hold_out(train.count, o.val_split, o.seed);
+  } catch (const Error& e) {
+    throw Error(e.kind(), fmt::format("TrainOptions::val_split: {}", e.what()));
+  }
+  std::optional<Dataset> validation;
+  if (!parts.validation.empty()) validation = subset(train, parts.validation);
+  const int64_t train_count = static_cast<int64_t>(parts.train.size());
 
   BackendOptions bo;
   bo.threads = o.threads;
@@ -87,22 +126,25 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
       throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));
     }
   }();
-  info(fmt::format("model {} on backend {} ({} threads), {} training and {} test images", spec.name,
-                   trainer.backend().name(), trainer.backend().threads(), train.count, test.count));
+  info(fmt::format("model {} on backend {} ({} threads), {} training{} and {} test images", spec.name,
+                   trainer.backend().name(), trainer.backend().threads(), train_count,
+                   validation ? fmt::format(", {} validation", validation->count) : std::string(), test.count));
 
-  const int64_t batches_per_epoch = (train.count + o.batch - 1) / o.batch;
+  const int64_t batches_per_epoch = (train_count + o.batch - 1) / o.batch;
   int start_epoch = 0;
   int64_t start_batch = 0;
   if (!o.resume.empty()) {
     TensorFile ckpt = read_safetensors(o.resume);
     for (const auto& [key, want] : run_identity(o)) {
       auto it = ckpt.metadata.find(key);
-      if (it == ckpt.metadata.end())
+      auto implied = kIdentityDefaults.find(key);
+      if (it == ckpt.metadata.end() && implied == kIdentityDefaults.end())
         throw Error(ErrorKind::data, fmt::format("{}: not a parity checkpoint (no '{}' in its metadata)", o.resume, key));
-      if (it->second != want)
+      const std::string& had = it != ckpt.metadata.end() ? it->second : implied->second;
+      if (had != want)
         throw Error(ErrorKind::invalid_argument,
                     fmt::format("{}: checkpoint was made with {} {}, this run asks for {}: resume with the same setting",
-                                o.resume, key, it->second, want));
+                                o.resume, key, had, want));
     }
     trainer.restore(ckpt, o.resume);
     start_epoch = std::stoi(ckpt.metadata.at("epoch"));
@@ -127,12 +169,13 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     write_safetensors(o.save, file);
   };
 
-  MetricsLog metrics{o.metrics};
+  MetricsLog metrics{o.metrics, validation.has_value()};
   TrainSummary summary;
   Tensor x(Shape{o.batch, spec.channels, spec.height, spec.width}, DType::f32);
   Tensor y(Shape{o.batch}, DType::i32);
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
-    const std::vector<int64_t> order = epoch_order(train.count, o.seed, epoch, true);
+    std::vector<int64_t> order = epoch_order(train_count, o.seed, epoch, true);
+    for (int64_t& at : order) at = parts.train[static_cast<size_t>(at)];
     double loss_sum = 0, correct = 0, seconds = 0;
     int64_t images = 0;
     for (int64_t b = epoch == start_epoch ? start_batch : 0; b < batches_per_epoch; ++b) {
@@ -143,7 +186,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
         metrics.flush();
         return summary;
       }
-      const int64_t n = std::min(o.batch, train.count - b * o.batch);
+      const int64_t n = std::min(o.batch, train_count - b * o.batch);
       Tensor xb = n == o.batch ? Tensor() : Tensor(Shape{n, spec.channels, spec.height, spec.width}, DType::f32);
       Tensor yb = n == o.batch ? Tensor() : Tensor(Shape{n}, DType::i32);
       Tensor& xs = n == o.batch ? x : xb;
@@ -168,9 +211,21 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     report.train_loss = images ? loss_sum / images : 0;
     report.train_accuracy = images ? correct / images : 0;
     report.images_per_second = seconds > 0 ? images / seconds : 0;
+    if (validation) report.validation = trainer.evaluate(*validation);
     report.test = trainer.evaluate(test);
-    metrics.row("test", epoch, trainer.step(), report.test.loss, report.test.accuracy, 0.0);
+    metrics.row("test", epoch, trainer.step(), report.test.loss, report.test.accuracy, 0.0, report.validation);
     metrics.flush();
+    // A finite training loss can still leave weights whose test (or validation) loss is not: the
+    // run failed all the same, and its weights are not saved over the last good checkpoint.
+    const bool bad_validation = report.validation && !std::isfinite(report.validation->loss);
+    if (!std::isfinite(report.test.loss) || bad_validation) {
+      if (cb.on_epoch) cb.on_epoch(report);
+      const char* which = std::isfinite(report.test.loss) ? "validation" : "test";
+      const double loss = std::isfinite(report.test.loss) ? report.validation->loss : report.test.loss;
+      throw Error(ErrorKind::numeric, fmt::format("{} loss became {} after epoch {} (step {}): stopping; try a "
+                                                  "smaller TrainOptions::lr",
+                                                  which, loss, epoch + 1, trainer.step()));
+    }
     save(epoch + 1, 0);
     summary.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);
@@ -185,7 +240,9 @@ EvalResult run_evaluation(const std::string& model, const std::string& backend, 
   if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation batch must be >= 1, got {}", batch));
   if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation threads must be >= 0, got {}", threads));
   TensorFile weights = read_safetensors(weights_path);
-  Dataset test = load_fashion_mnist(data.empty() ? default_data_folder() : data, Split::test);
+  const std::string folder = data.empty() ? default_data_folder() : data;
+  Dataset test = load_idx_folder(folder, Split::test);
+  check_data_fits(spec, folder, test, test);
   BackendOptions bo;
   bo.threads = threads;
   Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);

@@ -185,5 +185,58 @@ TEST(FillBatch, TensorOverloadChecksShapes) {
   EXPECT_THROW(fill_batch(d, order, 0, BatchGeometry{3, 2}, x, wrong_y), Error);
 }
 
+TEST(HoldOut, SeededFractionSplitsEverySampleOnce) {
+  const HoldOut parts = hold_out(1000, 0.1, 7);
+  EXPECT_EQ(parts.validation.size(), 100u);
+  EXPECT_EQ(parts.train.size(), 900u);
+  EXPECT_TRUE(std::is_sorted(parts.train.begin(), parts.train.end()));
+  EXPECT_TRUE(std::is_sorted(parts.validation.begin(), parts.validation.end()));
+  std::vector<int64_t> all = parts.train;
+  all.insert(all.end(), parts.validation.begin(), parts.validation.end());
+  std::sort(all.begin(), all.end());
+  std::vector<int64_t> expected(1000);
+  std::iota(expected.begin(), expected.end(), int64_t{0});
+  EXPECT_EQ(all, expected);
+  // The same seed draws the same part; another seed another; not just the first or last samples.
+  EXPECT_EQ(hold_out(1000, 0.1, 7).validation, parts.validation);
+  EXPECT_NE(hold_out(1000, 0.1, 8).validation, parts.validation);
+  EXPECT_LT(parts.validation.front(), 500);
+  EXPECT_GE(parts.validation.back(), 500);
+  EXPECT_EQ(hold_out(10, 0.25, 1).validation.size(), 3u);  // round(2.5) away from zero
+}
+
+TEST(HoldOut, ZeroHoldsOutNothingAndBadFractionsAreRefused) {
+  const HoldOut none = hold_out(5, 0.0, 3);
+  EXPECT_TRUE(none.validation.empty());
+  EXPECT_EQ(none.train, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  for (double bad : {-0.1, 1.0, 1.5, std::nan("")}) {
+    try {
+      hold_out(100, bad, 0);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("must be in [0, 1)"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(hold_out(10, 0.01, 0), Error);  // holds out round(0.1) = 0
+  EXPECT_THROW(hold_out(10, 0.99, 0), Error);  // leaves nothing to train on
+}
+
+TEST(HoldOut, SubsetCopiesTheChosenSamples) {
+  Dataset d;
+  d.count = 3;
+  d.rows = 1;
+  d.cols = 2;
+  d.images = {0.f, 0.1f, 1.f, 1.1f, 2.f, 2.1f};
+  d.labels = {4, 5, 6};
+  d.num_classes = 7;
+  const Dataset s = subset(d, {2, 0});
+  EXPECT_EQ(s.count, 2);
+  EXPECT_EQ(s.images, (std::vector<float>{2.f, 2.1f, 0.f, 0.1f}));
+  EXPECT_EQ(s.labels, (std::vector<int32_t>{6, 4}));
+  EXPECT_EQ(s.num_classes, 7);
+  EXPECT_THROW(subset(d, {3}), Error);
+}
+
 }  // namespace
 }  // namespace parity

@@ -1,10 +1,17 @@
 // tests/test_cli.cpp — the `parity` program as a user meets it: help and info work, and
 // nonsensical options or missing data give a clear message and a non-zero exit.
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "tests/idx_dataset_writer.h"
 #include "tests/test_helpers.h"
 
 namespace {
@@ -77,6 +84,138 @@ TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
   ::unsetenv("PARITY_BACKEND");
   EXPECT_NE(env.status, 0);
   EXPECT_NE(env.output.find("unknown backend 'nosuch'"), std::string::npos) << env.output;
+}
+
+TEST(Cli, NanTestLossFailsTheRun) {
+  // Adam's first step at this rate leaves a finite training loss but weights whose test loss is NaN.
+  expect_failure("train --backend cpu --lr 1e30 --limit 64", "test loss became nan after epoch 1");
+  expect_failure("train --backend cpu --lr 1e30 --limit 64", "try a smaller --lr");
+}
+
+TEST(Cli, ThreadsAboveTheHardwareAreRefusedByEveryCommand) {
+  const int hardware = parity::hardware_threads();
+  const std::string asked = std::to_string(hardware + 1);
+  const std::string message =
+      asked + " threads asked for, but this machine lets parity use " + std::to_string(hardware) + " hardware threads";
+  std::vector<std::string> commands = {"train --limit 64", "eval --weights w.safetensors", "check ops --op relu",
+                                       "check model", "check determinism"};
+  if (run_cli("bench --help").status == 0) commands.push_back("bench --backend cpu");  // PARITY_BUILD_BENCH
+  for (const std::string& command : commands) expect_failure(command + " --threads " + asked, message);
+  // At the limit it is accepted (the error is then about the missing weights file, not --threads).
+  CliRun at_limit = run_cli("eval --weights /nonexistent/w.safetensors --threads " + std::to_string(hardware));
+  EXPECT_EQ(at_limit.output.find("threads asked for"), std::string::npos) << at_limit.output;
+  EXPECT_NE(at_limit.output.find("/nonexistent/w.safetensors"), std::string::npos) << at_limit.output;
+}
+
+TEST(Cli, ValSplitIsReportedAndBadValuesAreRefused) {
+  expect_failure("train --val-split 1 --limit 64", "--val-split must be in [0, 1)");
+  expect_failure("train --val-split -0.2 --limit 64", "--val-split must be in [0, 1)");
+  expect_failure("train --val-split abc --limit 64", "--val-split");
+  expect_failure("train --val-split 0.001 --limit 64", "--val-split: validation fraction 0.001 of 64 samples holds out 0");
+  CliRun r = run_cli("train --backend cpu --val-split 0.25 --limit 256");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("192 training, 64 validation and 10000 test images"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" | val loss "), std::string::npos) << r.output;
+}
+
+TEST(Cli, DataOfAnyIdxGeometryMustMatchTheModel) {
+  const std::string dir = ::testing::TempDir() + "parity-cli-idx-" + std::to_string(::getpid());
+  std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
+  parity::testing::IdxDatasetShape shape;
+  shape.rows = shape.cols = 32;
+  shape.classes = 100;
+  shape.train = 100;
+  shape.test = 100;
+  parity::testing::write_idx_dataset(dir, shape);
+  expect_failure("train --backend cpu --data " + dir,
+                 "images are 1x32x32 with 100 classes; model seed-cnn expects 1x28x28 and 10 classes");
+  shape.rows = shape.cols = 28;
+  shape.classes = 10;
+  shape.gzip = true;
+  std::system(("rm -f '" + dir + "'/*").c_str());
+  parity::testing::write_idx_dataset(dir, shape);
+  CliRun r = run_cli("train --backend cpu --batch 50 --data " + dir + " --save " + dir + "/w.safetensors");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("100 training and 100 test images"), std::string::npos) << r.output;
+  CliRun eval = run_cli("eval --backend cpu --data " + dir + " --weights " + dir + "/w.safetensors");
+  EXPECT_EQ(eval.status, 0) << eval.output;
+  EXPECT_NE(eval.output.find("(100 images)"), std::string::npos) << eval.output;
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "parity-cli-" + name + "-" + std::to_string(::getpid());
+  std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
+  return dir;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(Cli, SweepRanksTheGridByValidationAccuracyAndWritesEveryRun) {
+  const std::string dir = fresh_dir("sweep");
+  parity::testing::IdxDatasetShape shape;
+  shape.train = 160;
+  shape.test = 60;
+  parity::testing::write_idx_dataset(dir, shape);
+  CliRun r = run_cli("sweep --backend cpu --data " + dir + " --lr 1e-3,3e-3 --batch 16,32 --optimizer adam,sgd --val-split 0.2"
+                     " --seed 5 --out " + dir + "/out");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("sweep: 8 runs of seed-cnn"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank  run  optimizer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ranked by validation accuracy"), std::string::npos) << r.output;
+  const std::string csv = read_text(dir + "/out/sweep.csv");
+  std::istringstream lines(csv);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line.rfind("rank,run,model,optimizer,lr,batch,", 0), 0u) << line;
+  double previous = 2;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    ++rows;
+    std::vector<std::string> fields;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+    ASSERT_GE(fields.size(), 20u) << line;
+    EXPECT_EQ(fields[0], std::to_string(rows));
+    EXPECT_EQ(fields[10], "ok") << line;
+    const double val_accuracy = std::stod(fields[12]);
+    EXPECT_LE(val_accuracy, previous) << "not sorted by validation accuracy:\n" << csv;
+    previous = val_accuracy;
+    EXPECT_FALSE(read_text(fields[19]).empty()) << "each run's metrics: " << fields[19];
+  }
+  EXPECT_EQ(rows, 8);
+  EXPECT_NE(read_text(dir + "/out/run01-adam-lr0.001-batch16.csv").find("val_loss,val_accuracy"), std::string::npos);
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+TEST(Cli, SweepRefusesBadGridsBeforeTraining) {
+  expect_failure("sweep --lr 1e-3,abc --batch 32", "--lr: 'abc' is not a finite learning rate > 0");
+  expect_failure("sweep --lr 1e-3 --batch 0", "--batch: '0' is not a batch size >= 1");
+  expect_failure("sweep --lr 1e-3 --batch 32 --optimizer adam,rmsprop", "'rmsprop' is not an optimizer");
+  expect_failure("sweep --lr 1e-3 --batch 32 --val-split 0", "--val-split must be in (0, 1) for a sweep");
+  expect_failure("sweep --lr 1e-3 --batch 32 --val-split 1", "--val-split must be in (0, 1)");
+  expect_failure("sweep --batch 32", "--lr is required");
+  expect_failure("sweep --lr 1e-3 --batch 32 --model nosuch", "unknown model 'nosuch'");
+}
+
+TEST(Cli, SweepStopsOnCtrlCKeepingTheFinishedRuns) {
+  const std::string dir = fresh_dir("sweep-int");
+  // Twelve runs of about half a second each; SIGINT once the first has finished (sweep.csv exists).
+  const std::string script = std::string(PARITY_CLI_PATH) +
+                             " sweep --backend cpu --lr 1e-4,3e-4,1e-3 --batch 32,64 --optimizer adam,sgd --limit 1280"
+                             " --out " + dir + " & pid=$!; while [ ! -f " + dir +
+                             "/sweep.csv ]; do sleep 0.02; done; kill -INT $pid; wait $pid; echo \"exit=$?\"";
+  CliRun r = parity::testing::run_command("sh -c '" + script + "'");
+  EXPECT_NE(r.output.find("exit=130"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("interrupted: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank  run  optimizer"), std::string::npos) << r.output;
+  const std::string csv = read_text(dir + "/sweep.csv");
+  EXPECT_NE(csv.find("\n1,1,seed-cnn,adam,0.0001,32,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("\n12,"), std::string::npos) << "all twelve finished before the signal?\n" << csv;
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 const std::string kPluginPath = std::string("PARITY_BACKEND_PATH=") + PARITY_TEST_PLUGIN_DIR;

@@ -259,6 +259,27 @@ TEST_F(IdxTest, FolderLoadWithLimitAndPlainOrGzipNames) {
   EXPECT_THROW(load_fashion_mnist(dir_, Split::train, -1), Error);
 }
 
+TEST_F(IdxTest, AnyFolderLoadsAnyImageSizeAndCountsItsClasses) {
+  const Bytes pixels = noisy_pixels(5 * 3 * 7);
+  write_gz("train-images-idx3-ubyte.gz", images_bytes(5, 3, 7, pixels));
+  write_plain("train-labels-idx1-ubyte", labels_bytes(5, {0, 99, 4, 7, 12}));
+  const Dataset d = load_idx_folder(dir_, Split::train);
+  EXPECT_EQ(d.count, 5);
+  EXPECT_EQ(d.rows, 3);
+  EXPECT_EQ(d.cols, 7);
+  EXPECT_EQ(d.num_classes, 100);  // labels up to 99
+  EXPECT_EQ(load_idx_folder(dir_, Split::train, 2).num_classes, 100);  // the first two: 0 and 99
+  EXPECT_EQ(load_idx_folder(dir_, Split::train, 1).num_classes, 1);
+  // Fashion-MNIST's loader still holds labels to 0-9.
+  try {
+    load_fashion_mnist(dir_, Split::train);
+    ADD_FAILURE() << "label 99 is not a Fashion-MNIST class";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("label 99 at index 1 is outside [0, 10)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_idx_folder(dir_, Split::train, -1), Error);
+}
+
 TEST(FashionMnist, RealDatasetLoads) {
   struct stat st {};
   if (::stat(default_data_folder().c_str(), &st) != 0) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/idx_dataset_writer.h"
 #include "tests/test_helpers.h"
 
 namespace parity::testing {
@@ -103,6 +104,32 @@ TEST(Training, NanLossStopsAndNamesTheStep) {
   }
 }
 
+TEST(Training, NanTestLossFailsTheRunAndKeepsTheCheckpoint) {
+  ASSERT_TRUE(have_dataset());
+  fs::path dir = temp_dir("nan-test");
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 64;  // one Adam step: its loss is finite, the weights after it are not
+  o.lr = 1e30f;
+  o.save = (dir / "w.safetensors").string();
+  int epochs_reported = 0;
+  TrainCallbacks cb;
+  cb.on_epoch = [&](const EpochReport& r) {
+    ++epochs_reported;
+    EXPECT_FALSE(std::isfinite(r.test.loss));
+  };
+  try {
+    run_training(o, cb);
+    ADD_FAILURE() << "expected the run to fail on a non-finite test loss";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::numeric);
+    EXPECT_NE(std::string(e.what()).find("test loss became nan after epoch 1 (step 1)"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(epochs_reported, 1);
+  EXPECT_FALSE(fs::exists(o.save)) << "NaN weights must not be saved as a checkpoint";
+  fs::remove_all(dir);
+}
+
 TEST(Training, WritesMetricsCsvAndRejectsBadWeightsFiles) {
   ASSERT_TRUE(have_dataset());
   fs::path dir = temp_dir("metrics");
@@ -149,6 +176,121 @@ TEST(Training, WritesMetricsCsvAndRejectsBadWeightsFiles) {
   fs::remove_all(dir);
 }
 
+TEST(Training, ValSplitHoldsOutASeededPartAndReportsItEachEpoch) {
+  ASSERT_TRUE(have_dataset());
+  fs::path dir = temp_dir("val-split");
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 640;
+  o.epochs = 2;
+  o.val_split = 0.25;  // 160 held out, 480 trained on: 8 steps of 64 per epoch
+  o.seed = 3;
+  o.metrics = (dir / "m.csv").string();
+  TrainSummary s = run_training(o);
+  EXPECT_EQ(s.steps, 16);
+  ASSERT_EQ(s.epochs.size(), 2u);
+  for (const EpochReport& r : s.epochs) {
+    ASSERT_TRUE(r.validation.has_value());
+    EXPECT_EQ(r.validation->images, 160);
+    EXPECT_GT(r.validation->accuracy, 0.0);
+    EXPECT_EQ(r.test.images, 10000);
+  }
+  std::ifstream in(o.metrics);
+  std::string header, line;
+  std::getline(in, header);
+  EXPECT_EQ(header, "split,epoch,step,loss,accuracy,images_per_s,val_loss,val_accuracy");
+  int test_rows = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("train,", 0) == 0) {
+      EXPECT_EQ(line.substr(line.size() - 2), ",,") << line;
+    } else {
+      ++test_rows;
+      EXPECT_NE(line.find(fmt::format(",{:.6g},{:.6g}", s.epochs[test_rows - 1].validation->loss,
+                                      s.epochs[test_rows - 1].validation->accuracy)),
+                std::string::npos)
+          << line;
+    }
+  }
+  EXPECT_EQ(test_rows, 2);
+  // Off by default: no validation, the CSV as before.
+  TrainOptions off = o;
+  off.val_split = 0;
+  off.epochs = 1;
+  TrainSummary plain = run_training(off);
+  EXPECT_FALSE(plain.epochs[0].validation.has_value());
+  EXPECT_EQ(plain.steps, 10);
+  fs::remove_all(dir);
+}
+
+TEST(Training, DataOfAnotherGeometryOrClassCountNamesBoth) {
+  fs::path dir = temp_dir("idx-geometry");
+  IdxDatasetShape shape;
+  shape.rows = shape.cols = 32;
+  shape.classes = 100;
+  shape.train = 200;
+  shape.test = 100;
+  write_idx_dataset(dir.string(), shape);
+  TrainOptions o;
+  o.backend = "cpu";
+  o.data = dir.string();
+  try {
+    run_training(o);
+    ADD_FAILURE() << "32x32 images in 100 classes do not fit seed-cnn";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::shape);
+    EXPECT_NE(std::string(e.what()).find("images are 1x32x32 with 100 classes; model seed-cnn expects 1x28x28 and 10 classes"),
+              std::string::npos)
+        << e.what();
+  }
+  o.model = "seed-cnn-112";
+  try {
+    run_training(o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model seed-cnn-112 expects 1x28x28 (shown to it as 3x112x112) and 10 classes"),
+              std::string::npos)
+        << e.what();
+  }
+  // Right size, too few classes.
+  shape.rows = shape.cols = 28;
+  shape.classes = 3;
+  write_idx_dataset(dir.string(), shape);
+  o.model = "seed-cnn";
+  try {
+    run_training(o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("images are 1x28x28 with 3 classes; model seed-cnn expects 1x28x28 and 10 classes"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Training, TrainsOnAnyMatchingIdxFolderGzippedOrNot) {
+  for (bool gzip : {false, true}) {
+    fs::path dir = temp_dir(gzip ? "idx-gz" : "idx-plain");
+    IdxDatasetShape shape;
+    shape.train = 96;
+    shape.test = 40;
+    shape.gzip = gzip;
+    write_idx_dataset(dir.string(), shape);
+    TrainOptions o;
+    o.backend = "cpu";
+    o.data = dir.string();
+    o.batch = 32;
+    o.val_split = 0.25;
+    TrainSummary s = run_training(o);
+    EXPECT_EQ(s.steps, 3);  // 72 images trained on
+    EXPECT_EQ(s.epochs[0].validation->images, 24);
+    EXPECT_EQ(s.epochs[0].test.images, 40);
+    o.save = (dir / "w.safetensors").string();
+    run_training(o);
+    EXPECT_EQ(run_evaluation("seed-cnn", "cpu", 0, o.save, o.data, 8).images, 40);
+    fs::remove_all(dir);
+  }
+}
+
 // The library names the TrainOptions field it rejects, not a flag of the CLI (which spells it as
 // its flag: test_cli.cpp).
 TEST(Training, BadOptionsNameTheTrainOptionsField) {
@@ -167,6 +309,8 @@ TEST(Training, BadOptionsNameTheTrainOptionsField) {
   expect_rejected([](TrainOptions& o) { o.batch = 0; }, "TrainOptions::batch must be >= 1, got 0");
   expect_rejected([](TrainOptions& o) { o.max_steps = -1; }, "TrainOptions::max_steps must be >= 0, got -1");
   expect_rejected([](TrainOptions& o) { o.momentum = 0.5f; }, "TrainOptions::momentum applies to TrainOptions::optimizer");
+  expect_rejected([](TrainOptions& o) { o.val_split = 1.0; }, "TrainOptions::val_split must be in [0, 1)");
+  expect_rejected([](TrainOptions& o) { o.val_split = -0.5; }, "TrainOptions::val_split must be in [0, 1)");
 }
 
 }  // namespace

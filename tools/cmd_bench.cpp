@@ -10,6 +10,7 @@
 #include "bench/bench.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
+#include "tools/threads_option.h"
 
 namespace parity::tools {
 namespace {
@@ -34,7 +35,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--models", o->models, "comma-separated models")->delimiter(',')->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads (0: every hardware thread)")->capture_default_str();
+  add_threads_option(*cmd, o->threads, "threads (0: every hardware thread)");
   cmd->add_option("--batch", o->batch, "training batch (op cases use its shapes)")->capture_default_str();
   cmd->add_option("--infer-batch", o->infer_batch, "inference batch")->capture_default_str();
   cmd->add_option("--validate-batch", o->validate_batch, "batch of the validation run against ref")->capture_default_str();

@@ -13,6 +13,7 @@
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
+#include "tools/threads_option.h"
 
 namespace parity::tools {
 namespace {
@@ -135,7 +136,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   ops->add_option("--shape", ops_options->shape, "with --op, one more case: " + ops::shape_meanings())
       ->delimiter(',');
   ops->add_option("--seed", ops_options->seed, "seed of the random inputs")->capture_default_str();
-  ops->add_option("--threads", ops_options->threads, "threads for the cpu backend (0: all)");
+  add_threads_option(*ops, ops_options->threads, "threads for the cpu backend (0: all)");
   ops->add_option("--json", *ops_json, "write every figure to this file");
   ops->callback([&run, ops_backends, ops_options, ops_json] {
     run = [=] { return run_check_ops(*ops_backends, *ops_options, *ops_json); };
@@ -156,7 +157,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   model->add_option("--input", m->input, "batch in safetensors: x f32 [N,C,H,W], y i64 [N]");
   model->add_option("--dump", m->dump, "folder: every value of both backends as <backend>.safetensors");
   model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
-  model->add_option("--threads", m->threads, "threads for the cpu backend (0: all)");
+  add_threads_option(*model, m->threads, "threads for the cpu backend (0: all)");
   model->add_option("--json", *m_json, "write every figure to this file");
   model->callback([&run, m, m_json] {
     run = [=] {
@@ -175,7 +176,7 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   add_backend_option(*det, *d_backend);
   add_model_option(*det, *d_model);
   det->add_option("--batch", *d_batch, "images per step")->capture_default_str();
-  det->add_option("--threads", *d_threads, "threads for the cpu backend (0: all)");
+  add_threads_option(*det, *d_threads, "threads for the cpu backend (0: all)");
   det->add_option("--json", *d_json, "write the result to this file");
   det->callback([&run, d_backend, d_model, d_batch, d_threads, d_json] {
     run = [=] {

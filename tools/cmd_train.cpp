@@ -11,6 +11,7 @@
 
 #include "parity/parity.h"
 #include "tools/commands.h"
+#include "tools/threads_option.h"
 
 namespace parity::tools {
 namespace {
@@ -20,8 +21,11 @@ std::atomic<bool> g_stop_requested{false};
 extern "C" void request_stop(int) { g_stop_requested.store(true); }
 
 void print_epoch(const EpochReport& r, int epochs) {
-  fmt::print("epoch {}/{}: train loss {:.4f} accuracy {:.2f}% ({:.0f} images/s) | test loss {:.4f} accuracy {:.2f}%\n",
-             r.epoch + 1, epochs, r.train_loss, 100 * r.train_accuracy, r.images_per_second, r.test.loss,
+  const std::string validation =
+      r.validation ? fmt::format(" | val loss {:.4f} accuracy {:.2f}%", r.validation->loss, 100 * r.validation->accuracy)
+                   : std::string();
+  fmt::print("epoch {}/{}: train loss {:.4f} accuracy {:.2f}% ({:.0f} images/s){} | test loss {:.4f} accuracy {:.2f}%\n",
+             r.epoch + 1, epochs, r.train_loss, 100 * r.train_accuracy, r.images_per_second, validation, r.test.loss,
              100 * r.test.accuracy);
   std::fflush(stdout);
 }
@@ -62,15 +66,21 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   auto optimizer = std::make_shared<std::string>("adam");
   add_backend_option(*cmd, o->backend);
   add_model_option(*cmd, o->model);
-  cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files (default: " + default_data_folder() + ")");
+  cmd->add_option("--data", o->data,
+                  "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] of any image size and class count "
+                  "(default: Fashion-MNIST in " + default_data_folder() + ")");
   cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
   cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
   cmd->add_option("--lr", o->lr, "learning rate")->capture_default_str();
   cmd->add_option("--optimizer", *optimizer, "adam or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "sgd"}));
   cmd->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the initial weights and the shuffling")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->add_option("--limit", o->limit, "train on the first N images only (0: all)")->capture_default_str();
+  cmd->add_option("--val-split", o->val_split,
+                  "hold out this fraction of the training images (drawn by --seed) for a validation loss and "
+                  "accuracy after each epoch (0: off)")
+      ->capture_default_str();
   cmd->add_option("--max-steps", o->max_steps, "stop (and save) after N optimizer steps in total (0: no limit)");
   cmd->add_option("--init", o->init, "start from weights in safetensors with PyTorch's names");
   cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
@@ -121,9 +131,9 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
   add_backend_option(*cmd, o->backend);
   add_model_option(*cmd, o->model);
   cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
-  cmd->add_option("--data", o->data, "folder with the Fashion-MNIST IDX files");
+  cmd->add_option("--data", o->data, "folder with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]");
   cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads for the cpu backend (0: all)")->capture_default_str();
+  add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->callback([&run, o] {
     run = [o] {
       EvalResult r = run_evaluation(o->model, o->backend, o->threads, o->weights, o->data, o->batch);

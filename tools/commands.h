@@ -11,6 +11,7 @@ void add_info_command(CLI::App& app, std::function<int()>& run);
 void add_train_command(CLI::App& app, std::function<int()>& run);
 void add_eval_command(CLI::App& app, std::function<int()>& run);
 void add_check_command(CLI::App& app, std::function<int()>& run);
+void add_sweep_command(CLI::App& app, std::function<int()>& run);
 void add_bench_command(CLI::App& app, std::function<int()>& run);  // when PARITY_BUILD_BENCH
 void add_summary_command(CLI::App& app, std::function<int()>& run);
 void add_plot_command(CLI::App& app, std::function<int()>& run);

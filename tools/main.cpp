@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   parity::tools::add_train_command(app, run);
   parity::tools::add_eval_command(app, run);
   parity::tools::add_check_command(app, run);
+  parity::tools::add_sweep_command(app, run);
 #ifdef PARITY_HAVE_BENCH
   parity::tools::add_bench_command(app, run);
 #endif

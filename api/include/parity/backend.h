@@ -22,6 +22,10 @@ struct BackendOptions {
   int threads = 0;  // 0: every hardware thread; backends without threads ignore it
 };
 
+// The hardware threads this process may use: what threads = 0 means for the cpu backend
+// (oneTBB's default concurrency, which honours the CPU affinity mask and cgroup limits).
+int hardware_threads();
+
 struct CompileOptions {
   // Fill every non-persistent value with NaN (f32) or 0x7fffffff (i32) before each execute,
   // so an element that an op forgets to write shows up as a mismatch.

@@ -17,6 +17,7 @@ struct Dataset {
   int rows = 0, cols = 0;
   std::vector<float> images;    // count * rows * cols, pixel byte p stored as p / 255
   std::vector<int32_t> labels;  // count, each in [0, num_classes)
+  int num_classes = 0;          // 1 + the largest label loaded (0 for no samples)
 };
 
 // "/usr/share/datasets/fashion-mnist", where the Debian package dataset-fashion-mnist installs.
@@ -37,6 +38,10 @@ Dataset load_idx_pair(const std::string& images_path, const std::string& labels_
 // limit == 0 keeps all. A missing folder or file is Error(io) naming what was looked for.
 Dataset load_fashion_mnist(const std::string& folder, Split split, int64_t limit = 0);
 
+// Any IDX pair under the same four names as load_fashion_mnist, of any image size, with labels
+// 0-255: the class count is what the labels show (Dataset::num_classes). What `--data DIR` reads.
+Dataset load_idx_folder(const std::string& folder, Split split, int64_t limit = 0);
+
 // How a 1-channel dataset image becomes a graph input: each pixel repeated upsample x upsample
 // (nearest neighbour) and the plane repeated `channels` times.
 // seed-cnn (Fashion-MNIST as is): {1, 1}; seed-cnn-112 (3x112x112): {3, 4}.
@@ -49,6 +54,21 @@ struct BatchGeometry {
 // Fisher-Yates permutation drawn from the counter RNG keyed by (seed, epoch), so epoch e
 // has the same order whether or not the run was resumed there.
 std::vector<int64_t> epoch_order(int64_t count, uint64_t seed, int64_t epoch, bool shuffle);
+
+// A seeded split of `count` samples into those trained on and those held out for validation.
+// Each list is in ascending index order.
+struct HoldOut {
+  std::vector<int64_t> train, validation;
+};
+
+// Holds out round(fraction * count) samples, drawn by a seeded Fisher-Yates permutation on a
+// stream of its own (so it does not depend on, nor change, epoch_order's draws). fraction 0
+// holds out nothing (train = 0..count-1). Error(invalid_argument) unless 0 <= fraction < 1,
+// or when a fraction > 0 leaves either part empty.
+HoldOut hold_out(int64_t count, double fraction, uint64_t seed);
+
+// The samples `indices` of `d`, in that order (Error(invalid_argument) for an index outside d).
+Dataset subset(const Dataset& d, const std::vector<int64_t>& indices);
 
 // Fills x (float [n, channels, rows*upsample, cols*upsample]) and y (int32 [n]) with the
 // samples order[first], ..., order[first+n-1]. The caller allocates x and y with exactly

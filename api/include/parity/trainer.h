@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "parity/backend.h"
@@ -84,6 +85,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   int threads = 0;
   int64_t limit = 0;  // train on the first `limit` images; 0: all
+  // Hold out this fraction of the (limited) training set, drawn by `seed` (hold_out), for a
+  // validation loss and accuracy after each epoch; train on the rest. 0: off. In [0, 1).
+  double val_split = 0;
   int64_t max_steps = 0;  // stop after this many optimizer steps in total; 0: no limit
   std::string init;     // start from these weights (safetensors, PyTorch names)
   std::string save;     // write a checkpoint here after each epoch and when stopped
@@ -104,6 +108,7 @@ struct TrainProgress {
 struct EpochReport {
   int epoch = 0;  // 0-based
   double train_loss = 0, train_accuracy = 0, images_per_second = 0;
+  std::optional<EvalResult> validation;  // with TrainOptions::val_split > 0
   EvalResult test;
 };
 
@@ -120,12 +125,13 @@ struct TrainSummary {
   int64_t steps = 0;
 };
 
-// The whole `parity train` job: validates options, loads data, trains, evaluates after each
+// The whole `parity train` job: validates options, loads data (load_idx_folder: its image size
+// and class count must be the model's, or the error names both), trains, evaluates after each
 // epoch, writes metrics and checkpoints atomically. An interrupted run resumed from its
 // checkpoint ends with the same weights as one that was never interrupted.
 TrainSummary run_training(const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
-// Loss and accuracy of saved weights on the test split.
+// Loss and accuracy of saved weights on the test split (checked against the model as in run_training).
 EvalResult run_evaluation(const std::string& model, const std::string& backend, int threads,
                           const std::string& weights_path, const std::string& data, int64_t batch);
 
