@@ -54,7 +54,7 @@ TEST_P(MemoryNeed, GrowsWithTheBatch) {
   EXPECT_GT(large->host_bytes, small->host_bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(BuiltIn, MemoryNeed, ::testing::Values("simt"),
+INSTANTIATE_TEST_SUITE_P(BuiltIn, MemoryNeed, ::testing::Values("cpu", "simt", "ref"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

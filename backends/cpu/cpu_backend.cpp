@@ -11,6 +11,7 @@
 //    compiled with share_persistent_with, matched by name.
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -35,7 +36,9 @@ namespace {
 using cpu::BoundNode;
 using cpu::BoundValue;
 
-// A zero-filled, 64-byte-aligned block of bytes.
+// A zero-filled, 64-byte-aligned block of bytes; or, for sizing a plan without allocating
+// (memory_need), a range of address space only: inaccessible, backed by no memory, so that
+// what is bound into it has the addresses (and overlaps) the real binding would have.
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
@@ -45,18 +48,35 @@ class AlignedBuffer {
     if (!data_) throw std::bad_alloc();
     std::memset(data_, 0, rounded);
   }
-  AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_), bytes_(other.bytes_) {
+  static AlignedBuffer address_space_only(int64_t bytes) {
+    AlignedBuffer b;
+    b.bytes_ = bytes;
+    b.reserved_ = static_cast<size_t>(cpu::align64(std::max<int64_t>(bytes, 1)));
+    void* p = mmap(nullptr, b.reserved_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      throw Error(ErrorKind::memory, "cpu: the plan needs " + std::to_string(bytes) +
+                                         " bytes of arena, more than this process can even address");
+    b.data_ = static_cast<unsigned char*>(p);
+    return b;
+  }
+  AlignedBuffer(AlignedBuffer&& other) noexcept
+      : data_(other.data_), bytes_(other.bytes_), reserved_(other.reserved_) {
     other.data_ = nullptr;
     other.bytes_ = 0;
+    other.reserved_ = 0;
   }
   AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(bytes_, other.bytes_);
+    std::swap(reserved_, other.reserved_);
     return *this;
   }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { std::free(data_); }
+  ~AlignedBuffer() {
+    if (reserved_) munmap(data_, reserved_);
+    else std::free(data_);
+  }
 
   unsigned char* data() const { return data_; }
   int64_t bytes() const { return bytes_; }
@@ -64,6 +84,7 @@ class AlignedBuffer {
  private:
   unsigned char* data_ = nullptr;
   int64_t bytes_ = 0;
+  size_t reserved_ = 0;  // nonzero: address space only (munmap, not free)
 };
 
 using cpu::dtype_name;
@@ -92,6 +113,9 @@ class PersistentStore {
         ->data();
   }
 
+  // Whether a value of v's name is stored (bind would reuse it and allocate nothing).
+  bool holds(const parity_value_desc& v) const { return store_.holds(v); }
+
   int64_t bytes() const {
     int64_t total = 0;
     store_.for_each([&](const AlignedBuffer& buffer) { total += buffer.bytes(); });
@@ -118,7 +142,38 @@ class CpuExecutable final : public Executable {
     arena_ = AlignedBuffer(plan.arena_bytes);
     bind_values();
     bind_nodes(plan);
+    workspace_ = AlignedBuffer(workspace_bytes_);
+    for (BoundNode& node : nodes_) node.workspace = workspace_.data();
     if (options.poison_outputs) prepare_poison();
+  }
+
+  // The bytes the constructor above would allocate (memory_bytes() of the result, less the
+  // persistent values `store` already holds), found by the same binding and preparation over
+  // address space that no memory backs; nothing of the plan's size is allocated.
+  static int64_t memory_need(const parity_plan& plan, int threads, PersistentStore& store) {
+    CpuExecutable sizing(threads);
+    sizing.check_and_copy_values(plan);
+    sizing.arena_ = AlignedBuffer::address_space_only(plan.arena_bytes);
+    int64_t new_persistent = 0;
+    std::vector<int64_t> persistent_offset(sizing.values_.size(), -1);
+    for (size_t i = 0; i < sizing.values_.size(); ++i)
+      if (is_persistent(sizing.values_[i].kind) && !store.holds(sizing.values_[i])) {
+        persistent_offset[i] = new_persistent;
+        new_persistent += cpu::align64(sizing.values_[i].bytes);
+      }
+    const AlignedBuffer persistent_space = AlignedBuffer::address_space_only(new_persistent);
+    sizing.data_.resize(sizing.values_.size());
+    for (size_t i = 0; i < sizing.values_.size(); ++i) {
+      const parity_value_desc& v = sizing.values_[i];
+      if (!is_persistent(v.kind)) sizing.data_[i] = sizing.arena_.data() + v.offset;
+      else if (persistent_offset[i] >= 0) sizing.data_[i] = persistent_space.data() + persistent_offset[i];
+      else sizing.data_[i] = store.bind(v);  // held: checked against v, nothing allocated
+    }
+    sizing.bind_nodes(plan);
+    int64_t unrounded_persistent = 0;
+    for (size_t i = 0; i < sizing.values_.size(); ++i)
+      if (persistent_offset[i] >= 0) unrounded_persistent += sizing.values_[i].bytes;
+    return plan.arena_bytes + sizing.workspace_bytes_ + unrounded_persistent;
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
@@ -154,6 +209,9 @@ class CpuExecutable final : public Executable {
   const std::shared_ptr<PersistentStore>& store() const { return store_; }
 
  private:
+  // memory_need's: nothing bound yet.
+  explicit CpuExecutable(int threads) : task_arena_(threads) { task_arena_.initialize(); }
+
   // The one dispatch, generated from PARITY_OP_LIST: every op's run_<name> (cpu_ops.h).
   static void run(const BoundNode& node) {
     switch (node.op) {
@@ -277,9 +335,7 @@ class CpuExecutable final : public Executable {
     }
     // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
     // form's scratch)
-    workspace_bytes = std::max(workspace_bytes, cpu::fuse_nodes(plan, nodes_));
-    workspace_ = AlignedBuffer(workspace_bytes);
-    for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+    workspace_bytes_ = std::max(workspace_bytes, cpu::fuse_nodes(plan, nodes_));
   }
 
   // Every TEMP value's bytes, less those of INPUT values (which the caller wrote and a planner
@@ -324,6 +380,7 @@ class CpuExecutable final : public Executable {
   std::vector<BoundNode> nodes_;
   std::shared_ptr<PersistentStore> store_;
   AlignedBuffer arena_;
+  int64_t workspace_bytes_ = 0;  // what bind_nodes found the nodes need
   AlignedBuffer workspace_;
   std::vector<PoisonRange> poison_;
   tbb::task_arena task_arena_;
@@ -344,6 +401,20 @@ class CpuBackend final : public Backend {
     if (node.op >= 0 && node.op < PARITY_OP_COUNT) return true;
     if (reason) *reason = "op " + std::to_string(static_cast<int>(node.op)) + " is not an op of plugin.h";
     return false;
+  }
+
+  std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
+                                        Executable* share_persistent_with) const override {
+    if (!share_persistent_with) {
+      PersistentStore empty;
+      return MemoryNeed{CpuExecutable::memory_need(plan, threads_, empty), 0};
+    }
+    auto* other = dynamic_cast<CpuExecutable*>(share_persistent_with);
+    if (!other)
+      throw Error(ErrorKind::backend,
+                  "cpu: share_persistent_with must be an executable of the cpu backend; persistent values "
+                  "cannot be shared across backends");
+    return MemoryNeed{CpuExecutable::memory_need(plan, threads_, *other->store()), 0};
   }
 
   std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,

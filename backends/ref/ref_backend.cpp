@@ -122,6 +122,9 @@ class RefExecutable final : public Executable {
     for (const parity_node_desc& node : nodes_) run_node(node);
   }
 
+  // Whether persistent value v is already stored (by this executable or one it shares with).
+  bool holds(const parity_value_desc& v) const { return persistent_->holds(v); }
+
   // The vectors this plan's values live in; persistent values shared with another executable
   // are counted by each executable that uses them.
   int64_t memory_bytes() const override {
@@ -211,20 +214,37 @@ class RefBackend final : public Backend {
   std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
                                       Executable* share_persistent_with) override {
     check_plan(plan);
-    RefExecutable* share = nullptr;
-    if (share_persistent_with) {
-      share = dynamic_cast<RefExecutable*>(share_persistent_with);
-      if (!share)
-        throw Error(ErrorKind::invalid_argument,
-                    "ref: share_persistent_with must be an executable compiled by the ref backend; got one "
-                    "from another backend");
+    return std::make_unique<RefExecutable>(plan, options, shared_executable(share_persistent_with));
+  }
+
+  // What RefExecutable allocates: a double per f32 element and an int32 per i32 element of every
+  // value, persistent ones only when the executable shared with does not hold them yet.
+  std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
+                                        Executable* share_persistent_with) const override {
+    check_plan(plan);
+    const RefExecutable* share = shared_executable(share_persistent_with);
+    int64_t bytes = 0;
+    for (int32_t i = 0; i < plan.num_values; ++i) {
+      const parity_value_desc& v = plan.values[i];
+      if (is_persistent(v) && share && share->holds(v)) continue;
+      bytes += numel_of(v) * static_cast<int64_t>(v.dtype == PARITY_F32 ? sizeof(double) : sizeof(int32_t));
     }
-    return std::make_unique<RefExecutable>(plan, options, share);
+    return MemoryNeed{bytes, 0};
   }
 
   int threads() const override { return 1; }
 
  private:
+  static RefExecutable* shared_executable(Executable* share_persistent_with) {
+    if (!share_persistent_with) return nullptr;
+    auto* share = dynamic_cast<RefExecutable*>(share_persistent_with);
+    if (!share)
+      throw Error(ErrorKind::invalid_argument,
+                  "ref: share_persistent_with must be an executable compiled by the ref backend; got one "
+                  "from another backend");
+    return share;
+  }
+
   // What ref needs of a plan before it sizes its vectors: the kit's checks, f32 and i32 values
   // (what ref stores), one name per persistent value (values are shared by name). An op or dtype
   // ref lacks is a backend error; any other broken rule is a bug in the graph layer.
