@@ -188,6 +188,14 @@ TEST(Cli, SweepRanksTheGridByValidationAccuracyAndWritesEveryRun) {
   }
   EXPECT_EQ(rows, 8);
   EXPECT_NE(read_text(dir + "/out/run01-adam-lr0.001-batch16.csv").find("val_loss,val_accuracy"), std::string::npos);
+  // The overlay plot: every run's curves, labelled with its configuration.
+  const std::string overlay = read_text(dir + "/out/sweep.svg");
+  EXPECT_NE(overlay.find("<svg"), std::string::npos) << overlay.substr(0, 200);
+  for (const char* label : {"adam lr 0.001 batch 16", "sgd lr 0.003 batch 32", "validation loss and accuracy"})
+    EXPECT_NE(overlay.find(label), std::string::npos) << label;
+  // `parity plot` reads a metrics file with validation columns too.
+  CliRun plot = run_cli("plot " + dir + "/out/run01-adam-lr0.001-batch16.csv --svg " + dir + "/one.svg");
+  EXPECT_EQ(plot.status, 0) << plot.output;
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 

@@ -10,6 +10,8 @@
 
 #include "parity/parity.h"
 #include "tools/commands.h"
+#include "tools/plot_data.h"
+#include "tools/plot_svg.h"
 #include "tools/sweep_grid.h"
 #include "tools/threads_option.h"
 #include "util/atomic_file.h"
@@ -67,7 +69,19 @@ int run_sweep(const SweepOptions& o) {
   const SweepSettings settings{o.model, o.epochs, o.val_split, o.seed, o.limit};
   const std::string combined = (std::filesystem::path(o.out) / "sweep.csv").string();
   std::vector<SweepResult> results;
-  auto write_combined = [&] { write_file_atomically(combined, sweep_csv(rank_by_validation(results), settings)); };
+  const std::string overlay = (std::filesystem::path(o.out) / "sweep.svg").string();
+  // The combined CSV, and every finished run's curves overlaid in one plot (as `parity plot`
+  // draws them), labelled with its configuration.
+  auto write_combined = [&] {
+    write_file_atomically(combined, sweep_csv(rank_by_validation(results), settings));
+    std::vector<MetricsSeries> curves;
+    for (const SweepResult& r : results) {
+      if (r.failed || !std::filesystem::exists(r.metrics_file)) continue;
+      curves.push_back(parse_metrics_csv(read_text_file(r.metrics_file), r.metrics_file));
+      curves.back().source = fmt::format("{} lr {} batch {}", r.config.optimizer, r.config.lr, r.config.batch);
+    }
+    if (!curves.empty()) write_file_atomically(overlay, metrics_chart_svg(curves));
+  };
   fmt::print("sweep: {} runs of {} ({} epoch{}, validation {} of the training images, seed {}) into {}\n", grid.size(),
              o.model, o.epochs, o.epochs == 1 ? "" : "s", o.val_split, o.seed, o.out);
   std::fflush(stdout);
@@ -133,7 +147,8 @@ int run_sweep(const SweepOptions& o) {
   }
   write_combined();
   fmt::print("\n{}", sweep_table(rank_by_validation(results)));
-  fmt::print("ranked by validation accuracy; {} written (each run's metrics beside it)\n", combined);
+  fmt::print("ranked by validation accuracy; {} and the overlay plot {} written (each run's metrics beside them)\n",
+             combined, overlay);
   if (interrupted) {
     fmt::print("interrupted: {} of {} runs finished\n", results.size(), grid.size());
     return 130;

@@ -54,6 +54,7 @@ const char* plot_file_kind_name(PlotFileKind kind) {
 }
 
 const char* metrics_csv_header() { return "split,epoch,step,loss,accuracy,images_per_s"; }
+const char* metrics_csv_validation_columns() { return ",val_loss,val_accuracy"; }
 
 PlotFileKind detect_plot_file_kind(const std::string& content, const std::string& source) {
   const size_t at = first_non_space(content);
@@ -72,20 +73,24 @@ MetricsSeries parse_metrics_csv(const std::string& text, const std::string& sour
   std::istringstream in(text.substr(first_non_space(text)));
   std::string line;
   int number = 0;
-  bool header = false;
+  bool header = false, validation = false;
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string where = fmt::format("{}:{}", source, number);
     if (!header) {
-      if (line != metrics_csv_header())
-        bad(where, fmt::format("expected the header '{}', got '{}'", metrics_csv_header(), line));
+      validation = line == std::string(metrics_csv_header()) + metrics_csv_validation_columns();
+      if (line != metrics_csv_header() && !validation)
+        bad(where, fmt::format("expected the header '{}' (or with '{}' after it), got '{}'", metrics_csv_header(),
+                               metrics_csv_validation_columns(), line));
       header = true;
       continue;
     }
     if (line.empty()) continue;
     const std::vector<std::string> f = split_fields(line);
-    if (f.size() != 6) bad(where, fmt::format("expected 6 comma-separated fields, got {}: '{}'", f.size(), line));
+    const size_t fields = validation ? 8 : 6;
+    if (f.size() != fields)
+      bad(where, fmt::format("expected {} comma-separated fields, got {}: '{}'", fields, f.size(), line));
     MetricsRow row;
     const double epoch = parse_number(f[1], where, "epoch");
     const double step = parse_number(f[2], where, "step");
@@ -96,6 +101,8 @@ MetricsSeries parse_metrics_csv(const std::string& text, const std::string& sour
     row.loss = parse_number(f[3], where, "loss");
     row.accuracy = parse_number(f[4], where, "accuracy");
     row.images_per_s = parse_number(f[5], where, "images_per_s");
+    if (validation && !f[6].empty()) row.val_loss = parse_number(f[6], where, "val_loss");
+    if (validation && !f[7].empty()) row.val_accuracy = parse_number(f[7], where, "val_accuracy");
     if (f[0] == "train")
       s.train.push_back(row);
     else if (f[0] == "test")

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -22,13 +23,17 @@ struct MetricsRow {
   int epoch = 0;      // 1-based
   int64_t step = 0;   // optimizer steps so far
   double loss = 0, accuracy = 0, images_per_s = 0;
+  // With --val-split, the validation loss and accuracy on `test` rows; NaN where absent.
+  double val_loss = std::numeric_limits<double>::quiet_NaN(), val_accuracy = std::numeric_limits<double>::quiet_NaN();
 };
 struct MetricsSeries {
   std::string source;
   std::vector<MetricsRow> train;  // one row per step
   std::vector<MetricsRow> test;   // one row per epoch, at the epoch's last step
 };
-const char* metrics_csv_header();  // the header line, without the newline
+// The header line, without the newline; a run with --val-split appends ",val_loss,val_accuracy".
+const char* metrics_csv_header();
+const char* metrics_csv_validation_columns();  // ",val_loss,val_accuracy"
 // Throws Error(data) "<source>:<line>: ..." on a wrong header, a malformed row, an unknown split,
 // and when there is no row at all.
 MetricsSeries parse_metrics_csv(const std::string& text, const std::string& source);

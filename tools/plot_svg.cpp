@@ -143,10 +143,12 @@ std::string metrics_chart_svg(const std::vector<MetricsSeries>& files, double sm
       any_test = true;
       max_step = std::max<double>(max_step, r.step);
       if (finite(r.loss)) max_loss = std::max(max_loss, r.loss);
-      if (finite(r.accuracy)) {
-        min_acc = std::min(min_acc, 100 * r.accuracy);
-        max_acc = std::max(max_acc, 100 * r.accuracy);
-      }
+      for (const double accuracy : {r.accuracy, r.val_accuracy})
+        if (finite(accuracy)) {
+          min_acc = std::min(min_acc, 100 * accuracy);
+          max_acc = std::max(max_acc, 100 * accuracy);
+        }
+      if (finite(r.val_loss)) max_loss = std::max(max_loss, r.val_loss);
     }
   }
   double x_lo = 0, x_hi = max_step, loss_hi = max_loss, acc_lo = 0, acc_hi = 100;
@@ -211,6 +213,14 @@ std::string metrics_chart_svg(const std::vector<MetricsSeries>& files, double sm
     }
     broken_polyline(svg, test_loss, c, 1.6, 1, "6,4");
     broken_polyline(svg, test_acc, c, 2, 1);
+    // Validation (--val-split): dotted, beside the test curves of the same epochs.
+    std::vector<std::pair<double, double>> val_loss, val_acc;
+    for (const MetricsRow& r : f.test) {
+      if (finite(r.val_loss)) val_loss.emplace_back(x(double(r.step)), y_loss(r.val_loss));
+      if (finite(r.val_accuracy)) val_acc.emplace_back(x(double(r.step)), y_acc(100 * r.val_accuracy));
+    }
+    broken_polyline(svg, val_loss, c, 1.6, 1, "1,3");
+    broken_polyline(svg, val_acc, c, 1.6, 1, "1,3");
     for (const auto& p : test_loss)
       if (finite(p.second)) svg.circle(p.first, p.second, 3.5, c);
     for (size_t k = 0; k < test_acc.size(); ++k)
@@ -243,6 +253,7 @@ std::string metrics_chart_svg(const std::vector<MetricsSeries>& files, double sm
       {1, 0.3, "", "training loss, per step"},
       {2.2, 1, "", "training loss, EMA"},
       {1.6, 1, "6,4", "test loss (dot: epoch end)"},
+      {1.6, 1, "1,3", "validation loss and accuracy"},
       {1, 1, "2,4", "epoch end"}};
   for (const auto& [w, opacity, dash, what] : styles) {
     ly += 20;
