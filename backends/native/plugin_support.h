@@ -18,6 +18,7 @@
 
 #include "backends/kit/abi_guard.h"
 #include "backends/kit/persistent_store.h"
+#include "backends/kit/plan_check.h"
 #include "backends/native/native_node.h"  // msg, numel_of, shape_str, value_name
 #include "parity/plugin.h"
 
@@ -61,41 +62,17 @@ inline int32_t supports_known_op(const char* backend, const parity_node_desc* no
 
 inline bool is_persistent(const parity_value_desc& v) { return kit::is_persistent(v.kind); }
 
-// Refuses a malformed plan before anything is sized from it: counts and arrays, ops this build
-// knows, ranks, dimensions, dtypes a GPU plugin stores (f32, i32), byte counts, and the arena
-// offsets of the values that live in the plan's arena (TEMP, and INPUT when `inputs_in_arena`).
+// Refuses a malformed plan before anything is sized from it, by the kit's checks (counts and
+// arrays, ops this build knows and their arity, value indices, kinds, ranks, dimensions, byte
+// counts) with the rules of the native backends: f32 and i32 values, and arena offsets for the
+// values that live in the plan's arena (TEMP, and INPUT when `inputs_in_arena`). An op or dtype
+// it lacks is PARITY_STATUS_UNSUPPORTED, any other fault PARITY_STATUS_INVALID_ARGUMENT.
 inline void validate_plan(const char* backend, const parity_plan* plan, bool inputs_in_arena) {
-  if (plan->num_values < 0 || plan->num_nodes < 0 || (plan->num_values && !plan->values) ||
-      (plan->num_nodes && !plan->nodes) || plan->arena_bytes < 0)
-    plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
-                msg(backend, ": compile: the plan's counts, arrays or arena size are malformed"));
-  for (int32_t i = 0; i < plan->num_nodes; ++i) {
-    char reason[256] = {};
-    if (!supports_known_op(backend, &plan->nodes[i], reason, sizeof reason))
-      plugin_fail(PARITY_STATUS_UNSUPPORTED, reason);
-  }
-  for (int32_t i = 0; i < plan->num_values; ++i) {
-    const parity_value_desc& v = plan->values[i];
-    if (v.rank < 0 || v.rank > PARITY_MAX_RANK)
-      plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": value '", value_name(v), "' has rank ", v.rank,
-                                                      ", must be in [0, ", PARITY_MAX_RANK, "]"));
-    for (int32_t d = 0; d < v.rank; ++d)
-      if (v.dims[d] < 1)
-        plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": value '", value_name(v), "' has dimension ", d,
-                                                        " = ", v.dims[d], ", must be >= 1"));
-    if (v.dtype != PARITY_F32 && v.dtype != PARITY_I32)
-      plugin_fail(PARITY_STATUS_UNSUPPORTED,
-                  msg(backend, ": value '", value_name(v), "' has a dtype ", backend, " does not store (f32, i32)"));
-    if (v.bytes != numel_of(v) * 4)
-      plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": value '", value_name(v), "' ",
-                                                      shape_str(v.rank, v.dims), " says ", v.bytes,
-                                                      " bytes, its shape needs ", numel_of(v) * 4));
-    const bool in_arena = v.kind == PARITY_VALUE_TEMP || (inputs_in_arena && v.kind == PARITY_VALUE_INPUT);
-    if (in_arena && (v.offset < 0 || v.offset % 4 != 0 || v.offset > plan->arena_bytes - v.bytes))
-      plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
-                  msg(backend, ": value '", value_name(v), "' at arena offset ", v.offset, " (", v.bytes,
-                      " bytes) does not fit the plan's arena of ", plan->arena_bytes, " bytes 4-aligned"));
-  }
+  kit::PlanRules rules;
+  rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  rules.temps_in_arena = true;
+  rules.inputs_in_arena = inputs_in_arena;
+  kit::check_plan(backend, *plan, rules);
 }
 
 // The storage of a PARAM or STATE value, shared by name between the executables of one
