@@ -92,7 +92,7 @@ const OpRule& rule(parity_op op);
 // methods spell it; "unknown" outside the list.
 const char* lower_name(parity_op op);
 
-// Shared pieces of element-wise ops (relu, sigmoid): f32 x -> y of x's shape; y (the forward
+// Shared pieces of element-wise ops (the activations): f32 x -> y of x's shape; y (the forward
 // output), dy -> dx of one shape; and the gradient that feeds the forward's output and dy to
 // `backward`.
 std::vector<OutputSpec> infer_elementwise_forward(const OpCall& call);

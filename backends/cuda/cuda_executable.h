@@ -65,7 +65,7 @@ struct ConvDescriptorSet {
 };
 
 // One flat float tensor descriptor ([1,1,1,count]) and the cuDNN activation of an element-wise
-// op on an activation route (cuda_decisions.cpp: RELU, SIGMOID).
+// op on an activation route (route_of in cuda_decisions.cpp).
 struct FlatDescriptor {
   cudnnTensorDescriptor_t desc = nullptr;
   cudnnActivationDescriptor_t activation = nullptr;

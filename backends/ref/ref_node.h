@@ -65,7 +65,7 @@ class RefNode {
                                            std::to_string(expected));
   }
 
-  // The element count of an element-wise node (relu, sigmoid and their backwards), whose
+  // The element count of an element-wise node (the activations and their gradients), whose
   // `inputs` inputs and one output all hold that many values.
   int64_t elementwise_count(int32_t inputs) const {
     const int64_t count = kit::numel_of(in_desc(0));
