@@ -46,20 +46,24 @@ Tensor::Tensor(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtyp
   bytes_.assign(static_cast<size_t>(shape_.numel()) * dtype_size(dtype_), 0);
 }
 
-Tensor Tensor::from_f32(Shape shape, std::vector<float> values) {
-  Tensor t(std::move(shape), DType::f32);
+namespace {
+
+// A tensor of `dtype` holding `values`, which must be exactly its element count.
+template <class T>
+Tensor tensor_of(Shape shape, DType dtype, const std::vector<T>& values) {
+  Tensor t(std::move(shape), dtype);
   if (static_cast<int64_t>(values.size()) != t.numel())
     throw Error(ErrorKind::shape, "tensor: " + std::to_string(values.size()) + " values for shape " + t.shape().str());
   std::memcpy(t.data(), values.data(), t.nbytes());
   return t;
 }
 
+}  // namespace
+
+Tensor Tensor::from_f32(Shape shape, std::vector<float> values) { return tensor_of(std::move(shape), DType::f32, values); }
+
 Tensor Tensor::from_i32(Shape shape, std::vector<int32_t> values) {
-  Tensor t(std::move(shape), DType::i32);
-  if (static_cast<int64_t>(values.size()) != t.numel())
-    throw Error(ErrorKind::shape, "tensor: " + std::to_string(values.size()) + " values for shape " + t.shape().str());
-  std::memcpy(t.data(), values.data(), t.nbytes());
-  return t;
+  return tensor_of(std::move(shape), DType::i32, values);
 }
 
 namespace {

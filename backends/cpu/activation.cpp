@@ -35,8 +35,10 @@ int64_t prepare_backward(BoundNode& node) {
   return 0;
 }
 
-template <class Element>
-void run_forward(const BoundNode& node, Element element) {
+// The element math is a template argument, so each loop calls it directly: inlined (and, for
+// relu, vectorised), never an indirect call per element.
+template <float (*element)(float)>
+void run_forward(const BoundNode& node) {
   const float* x = node.in[0].f32();
   float* y = node.out[0].f32();
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
@@ -44,8 +46,8 @@ void run_forward(const BoundNode& node, Element element) {
   });
 }
 
-template <class Element>
-void run_backward(const BoundNode& node, Element element) {
+template <float (*element)(float, float)>
+void run_backward(const BoundNode& node) {
   const float* y = node.in[0].f32();
   const float* dy = node.in[1].f32();
   float* dx = node.out[0].f32();
@@ -56,25 +58,15 @@ void run_backward(const BoundNode& node, Element element) {
 
 }  // namespace
 
-// The element math goes in as a lambda, a type of its own, so each loop inlines (and, for relu,
-// vectorises) it; a function pointer would be an indirect call per element.
 int64_t prepare_relu(BoundNode& node) { return prepare_forward(node); }
-void run_relu(const BoundNode& node) {
-  run_forward(node, [](float x) { return kernels::relu_f32(x); });
-}
+void run_relu(const BoundNode& node) { run_forward<kernels::relu_f32>(node); }
 int64_t prepare_relu_bwd(BoundNode& node) { return prepare_backward(node); }
-void run_relu_bwd(const BoundNode& node) {
-  run_backward(node, [](float y, float dy) { return kernels::relu_bwd_f32(y, dy); });
-}
+void run_relu_bwd(const BoundNode& node) { run_backward<kernels::relu_bwd_f32>(node); }
 
 int64_t prepare_sigmoid(BoundNode& node) { return prepare_forward(node); }
-void run_sigmoid(const BoundNode& node) {
-  run_forward(node, [](float x) { return kernels::sigmoid_f32(x); });
-}
+void run_sigmoid(const BoundNode& node) { run_forward<kernels::sigmoid_f32>(node); }
 int64_t prepare_sigmoid_bwd(BoundNode& node) { return prepare_backward(node); }
-void run_sigmoid_bwd(const BoundNode& node) {
-  run_backward(node, [](float y, float dy) { return kernels::sigmoid_bwd_f32(y, dy); });
-}
+void run_sigmoid_bwd(const BoundNode& node) { run_backward<kernels::sigmoid_bwd_f32>(node); }
 
 }  // namespace cpu
 }  // namespace parity

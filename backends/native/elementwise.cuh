@@ -76,63 +76,36 @@ PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, in
 // y[0, count) = value: the FILL op's kernel, also the CUDA plugin's vector of ones (NativeOps::fill).
 inline void fill(float* y, int64_t count, float value) { PARITY_NATIVE_ELEMENTWISE(fill_f32, count, y, count, value); }
 
-// The operands of x -> y element by element (relu, sigmoid), both of one size.
-struct UnaryOperands {
-  const float* x;
-  float* y;
+// The operands of an element-wise node: `inputs` inputs (x; or y, dy; or a, b) and one output,
+// all f32 of one size. `b` is null for one input.
+struct ElementwiseOperands {
+  const float* a;
+  const float* b;
+  float* out;
   int64_t count;
 };
-inline UnaryOperands unary_operands(const NativeNode& node) {
+inline ElementwiseOperands elementwise_operands(const NativeNode& node, int32_t inputs) {
   const int64_t count = numel_of(node.in(0));
+  for (int32_t slot = 1; slot < inputs; ++slot) node.expect_numel(node.in(slot), count);
   node.expect_numel(node.out(0), count);
-  return UnaryOperands{node.f32_in(0), node.f32_out(0), count};
+  return ElementwiseOperands{node.f32_in(0), inputs > 1 ? node.f32_in(1) : nullptr, node.f32_out(0), count};
 }
 
-// The operands of y (the forward output), dy -> dx (the activation gradients), all of one size.
-struct UnaryBwdOperands {
-  const float* y;
-  const float* dy;
-  float* dx;
-  int64_t count;
-};
-inline UnaryBwdOperands unary_bwd_operands(const NativeNode& node) {
-  const int64_t count = numel_of(node.in(0));
-  node.expect_numel(node.in(1), count);
-  node.expect_numel(node.out(0), count);
-  return UnaryBwdOperands{node.f32_in(0), node.f32_in(1), node.f32_out(0), count};
-}
-
-// run_<name> of an element-wise op: x -> y by `kernel` (UNARY), or y (the forward output), dy ->
-// dx (UNARY_BWD, the activation gradients). Neither needs a workspace.
-#define PARITY_NATIVE_UNARY_OP(name, kernel)                                                \
-  inline void run_##name(const NativeNode& node) {                                          \
-    if (node.sizing()) return;                                                              \
-    const UnaryOperands o = unary_operands(node);                                           \
-    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, o.x, o.y, o.count);    \
-  }
-#define PARITY_NATIVE_UNARY_BWD_OP(name, kernel)                                                  \
-  inline void run_##name(const NativeNode& node) {                                                \
-    if (node.sizing()) return;                                                                    \
-    const UnaryBwdOperands o = unary_bwd_operands(node);                                          \
-    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, o.y, o.dy, o.dx, o.count);   \
+// run_<name> of an element-wise op with `inputs` inputs: the operands o.a, o.b (inputs 2) and
+// o.out go to `kernel` in the order listed, then the count. No workspace.
+#define PARITY_NATIVE_ELEMENTWISE_OP(name, kernel, inputs, ...)                                \
+  inline void run_##name(const NativeNode& node) {                                              \
+    if (node.sizing()) return;                                                                  \
+    const ElementwiseOperands o = elementwise_operands(node, inputs);                            \
+    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, __VA_ARGS__, o.count);     \
   }
 
-PARITY_NATIVE_UNARY_OP(relu, relu_f32)
-PARITY_NATIVE_UNARY_BWD_OP(relu_bwd, relu_bwd_f32)
-PARITY_NATIVE_UNARY_OP(sigmoid, sigmoid_f32)
-PARITY_NATIVE_UNARY_BWD_OP(sigmoid_bwd, sigmoid_bwd_f32)
-PARITY_NATIVE_UNARY_OP(reshape, copy_f32)
-
-inline void run_add(const NativeNode& node) {
-  if (node.sizing()) return;
-  const int64_t count = numel_of(node.in(0));
-  node.expect_numel(node.in(1), count);
-  node.expect_numel(node.out(0), count);
-  const float* a = node.f32_in(0);
-  const float* b = node.f32_in(1);
-  float* c = node.f32_out(0);
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(add_f32, count, a, b, c, count);
-}
+PARITY_NATIVE_ELEMENTWISE_OP(relu, relu_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(relu_bwd, relu_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(sigmoid, sigmoid_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(sigmoid_bwd, sigmoid_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(reshape, copy_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(add, add_f32, 2, o.a, o.b, o.out)
 
 inline void run_fill(const NativeNode& node) {
   if (node.sizing()) return;

@@ -10,7 +10,7 @@
 //   launch  validate as `check` does, then launch the op's kernels
 //
 // An op's host code, in the .cuh of its family, has this shape (elementwise.cuh's run_add; its
-// element-wise activations are one PARITY_NATIVE_UNARY_OP line each):
+// element-wise activations are one PARITY_NATIVE_ELEMENTWISE_OP line each):
 //
 //   inline void run_<name>(const NativeNode& node) {
 //     [shapes the workspace depends on; node.need_workspace(floats);]
