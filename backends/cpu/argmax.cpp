@@ -17,14 +17,20 @@ void split_rows(BoundNode& node) {
   node.num_chunks = chunk_count(rows, node.chunk);
 }
 
+// Input 0 is f32 [N,K] (named `rows_name`) and `v` an i32 [N] (named `name`): one per row.
+void expect_rows_and_one_i32_per_row(BoundNode& node, const char* rows_name, const BoundValue& v, const char* name,
+                                     const char* what) {
+  expect_value(node, node.in[0], rows_name, PARITY_F32, 2);
+  expect_value(node, v, name, PARITY_I32, 1);
+  const int64_t dims[1] = {node.in[0].dims[0]};
+  expect_dims(node, v, name, dims, 1, what);
+}
+
 }  // namespace
 
 int64_t prepare_argmax(BoundNode& node) {
   expect_arity(node, 1, 1, 1, 1);
-  expect_value(node, node.in[0], "x", PARITY_F32, 2);
-  expect_value(node, node.out[0], "idx", PARITY_I32, 1);
-  const int64_t dims[1] = {node.in[0].dims[0]};
-  expect_dims(node, node.out[0], "idx", dims, 1, "[N], one index per row of x");
+  expect_rows_and_one_i32_per_row(node, "x", node.out[0], "idx", "[N], one index per row of x");
   split_rows(node);
   return 0;
 }
@@ -41,10 +47,7 @@ void run_argmax(const BoundNode& node) {
 
 int64_t prepare_accuracy(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 1);
-  expect_value(node, node.in[0], "logits", PARITY_F32, 2);
-  expect_value(node, node.in[1], "labels", PARITY_I32, 1);
-  const int64_t dims[1] = {node.in[0].dims[0]};
-  expect_dims(node, node.in[1], "labels", dims, 1, "[N], one class index per row of logits");
+  expect_rows_and_one_i32_per_row(node, "logits", node.in[1], "labels", "[N], one class index per row of logits");
   expect_value(node, node.out[0], "correct", PARITY_F32, -1);
   if (node.out[0].numel != 1) fail(node, "correct must hold one element, got " + node.out[0].shape_str());
   split_rows(node);
