@@ -118,8 +118,14 @@ BackendMemory training_step_memory(const ModelSpec& spec, int64_t batch, const s
   m.backend = backend->name();
   CompiledStep step(build_training_step(spec, batch, optimizer), {"loss", "correct"});
   if (!step.supported_by(*backend, &m.why)) return m;
-  step.compile(*backend);
   m.available = true;
+  // The backend's own answer, allocating nothing (equal to memory_bytes() after compiling, as
+  // tests/test_memory_need.cpp checks); a backend that cannot tell is compiled and asked.
+  if (const std::optional<MemoryNeed> need = backend->memory_need(step.plan().c_plan(), {}, nullptr)) {
+    m.bytes = need->host_bytes + need->device_bytes;
+    return m;
+  }
+  step.compile(*backend);
   m.bytes = step.executable().memory_bytes();
   return m;
 }

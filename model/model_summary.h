@@ -58,9 +58,10 @@ Graph build_training_step(const ModelSpec& spec, int64_t batch, const OptimizerC
 // Throws Error(invalid_argument) for batch < 1.
 ModelSummary summarize_model(const ModelSpec& spec, int64_t batch, const OptimizerConfig& optimizer = {});
 
-// What a backend's compiled training step holds (Executable::memory_bytes: arena, workspaces and
-// persistent values). `available` false: `why` says why the backend cannot be used, or names the
-// node it cannot run.
+// What a backend's compiled training step holds (arena, workspaces and persistent values): the
+// backend's memory_need when it answers one (nothing allocated), else Executable::memory_bytes()
+// of the compiled step. `available` false: `why` says why the backend cannot be used, or names
+// the node it cannot run.
 struct BackendMemory {
   std::string backend;  // as asked ("auto" resolved to the backend's name when available)
   bool available = false;
