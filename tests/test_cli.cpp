@@ -154,6 +154,17 @@ std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+TEST(Cli, LimitAndMaxStepsBeyondTheDataTrainOnAllOfIt) {
+  const std::string dir = fresh_dir("beyond");
+  parity::testing::IdxDatasetShape shape;  // 64 training images: 4 steps of 16 per epoch
+  parity::testing::write_idx_dataset(dir, shape);
+  CliRun r = run_cli("train --backend cpu --data " + dir + " --batch 16 --epochs 2 --limit 1000000 --max-steps 1000000");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("64 training and 32 test images"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
+
 TEST(Cli, SweepRanksTheGridByValidationAccuracyAndWritesEveryRun) {
   const std::string dir = fresh_dir("sweep");
   parity::testing::IdxDatasetShape shape;
