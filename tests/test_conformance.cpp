@@ -8,6 +8,8 @@
 // (CTest sets PARITY_SIMT_WARP).
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "parity/check.h"
 #include "parity/parity.h"
 
@@ -55,6 +57,74 @@ TEST_P(Conformance, OptimizerSteps) {
   check_family("adam_step");
   check_family("sgd_step");
 }
+
+// The native op code's own checks (backends/native/native_node.h), on simt: operands that pass
+// the kit's plan checks but break their op (an element count, a dtype, a rank) are internal
+// errors that name the backend, op, node and value, raised before any kernel runs. (Named
+// .../simt, so CTest runs it at both warp widths, labelled simt, as the coverage script counts.)
+class NativeNodeChecks : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NativeNodeChecks, OperandsThatBreakTheirOpAreNamedBeforeAnyKernelRuns) {
+  auto simt = create_backend(GetParam());
+  GraphBuilder b;
+  b.relu(b.input("x", Shape{2, 3}), "r");
+  b.linear(b.input("a", Shape{2, 3}), b.parameter("w", Shape{4, 3}), b.parameter("bias", Shape{4}), "y");
+  const Graph g = b.take();
+  const Plan plan(g, {"r", "y"});
+  // The plan with value `name` edited; returns what execute threw.
+  auto error_with = [&](const char* name, const std::function<void(parity_value_desc&)>& edit) {
+    std::vector<parity_value_desc> values = plan.values();
+    edit(values[static_cast<size_t>(plan.value(name))]);
+    parity_plan broken = plan.c_plan();
+    broken.values = values.data();
+    broken.arena_bytes += 1024;  // room for a grown temporary: the kit's arena check passes
+    try {
+      auto exe = simt->compile(broken, {}, nullptr);
+      exe->execute();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::internal) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("nothing was thrown");
+  };
+  const std::string numel = error_with("r", [](parity_value_desc& v) {
+    v.dims[1] = 4;
+    v.bytes = 32;
+  });
+  EXPECT_NE(numel.find("simt: RELU node 'r': value 'r' [2,4] has 8 elements, the op needs 6"), std::string::npos)
+      << numel;
+  const std::string dtype = error_with("r", [](parity_value_desc& v) { v.dtype = PARITY_I32; });
+  EXPECT_NE(dtype.find("simt: RELU node 'r': value 'r' has the wrong dtype for the op"), std::string::npos) << dtype;
+  const std::string rank = error_with("w", [](parity_value_desc& v) {
+    v.rank = 1;
+    v.dims[0] = 12;
+    v.dims[1] = 0;
+  });
+  EXPECT_NE(rank.find("simt: LINEAR node 'y': value 'w' has rank 1, the op needs rank 2"), std::string::npos) << rank;
+
+  // Run-time data the graph cannot have checked: a label outside the classes is a data error.
+  GraphBuilder xb;
+  xb.softmax_xent(xb.input("logits", Shape{2, 3}), xb.input("labels", Shape{2}, DType::i32), "loss");
+  const Graph xg = xb.take();
+  const Plan xplan(xg, {"loss"});
+  auto xent = simt->compile(xplan.c_plan(), {}, nullptr);
+  const float logits[6] = {0, 1, 2, 3, 4, 5};
+  const int32_t labels[2] = {0, 5};
+  xent->write(xplan.value("logits"), logits, sizeof logits);
+  xent->write(xplan.value("labels"), labels, sizeof labels);
+  try {
+    xent->execute();
+    ADD_FAILURE() << "label 5 of 3 classes was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::data);
+    EXPECT_NE(std::string(e.what()).find("SOFTMAX_XENT node 'loss': label 5 at row 1 of value 'labels' is outside [0, 3)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backend, NativeNodeChecks, ::testing::Values("simt"),
+                         [](const auto& info) { return std::string(info.param); });
 
 INSTANTIATE_TEST_SUITE_P(Backend, Conformance, ::testing::Values("cpu", "simt"),
                          [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
