@@ -200,6 +200,22 @@ std::string feature_names(uint64_t features) {
 
 }  // namespace
 
+std::optional<MemoryNeed> memory_need_from_table_without_device(const parity_backend_table* table,
+                                                                const parity_plan& plan, const CompileOptions& options) {
+  // Optional, and absent from tables older than ABI 4.
+  if (!table || table->struct_size < offsetof(parity_backend_table, memory_need_without_device) +
+                                         sizeof table->memory_need_without_device ||
+      !table->memory_need_without_device)
+    return std::nullopt;
+  const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
+  parity_error err{};
+  parity_memory_need need{};
+  const parity_status status = table->memory_need_without_device(&plan, flags, &need, &err);
+  if (status == PARITY_STATUS_UNSUPPORTED) return std::nullopt;
+  check(status, err, table->name, "memory_need_without_device");
+  return MemoryNeed{need.host_bytes, need.device_bytes};
+}
+
 std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* table, const BackendOptions& options) {
   return std::make_unique<TableBackend>(table, options);
 }

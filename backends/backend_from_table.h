@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "parity/backend.h"
@@ -13,6 +14,12 @@ namespace parity {
 // Creates an instance through `table` (which must outlive it: built-in tables are static and
 // plugin libraries are never unloaded). A failing create throws Error with its message.
 std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* table, const BackendOptions& options);
+
+// The table's memory_need_without_device (ABI 4): what compiling `plan` would allocate on a
+// default instance, asked of a table whose probe may have found no device; nullopt when the
+// table has no such planner. An invalid plan throws Error with the plugin's message.
+std::optional<MemoryNeed> memory_need_from_table_without_device(const parity_backend_table* table,
+                                                                const parity_plan& plan, const CompileOptions& options);
 
 // "f32 i32 | host-memory deterministic threads | host, 16 threads": the capabilities of a
 // default instance, for `parity info`.

@@ -113,6 +113,7 @@ std::string missing_functions(const parity_backend_table& t) {
 
 // Probes a table; fills `found` as usable or with the probe's reason.
 void probe_into(const parity_backend_table* table, FoundBackend& found) {
+  found.checked_table = table;
   parity_probe_result probe{};
   parity_error err{};
   const parity_status status = table->probe(&probe, &err);

@@ -15,6 +15,10 @@ struct FoundBackend {
   std::string name;
   bool known = false;       // built in, a plugin name parity knows (cuda, hip, simt), or a file was found
   const parity_backend_table* table = nullptr;  // non-null when usable
+  // The table once it passed every check but the probe's (entry point, ABI version, name,
+  // required functions): non-null also when the probe found no device, for what a table may be
+  // asked without one (memory_need_without_device). Never used to create an instance.
+  const parity_backend_table* checked_table = nullptr;
   std::string location;     // "built in", or the plugin file
   std::string detail;       // usable: what it is; otherwise why not
 };

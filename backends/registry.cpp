@@ -73,6 +73,25 @@ std::string default_backend_name() {
   return env && *env ? std::string(env) : std::string("auto");
 }
 
+namespace {
+// An unknown name is the caller's mistake: the list of names, and how a plugin is found.
+[[noreturn]] void unknown_backend(const std::string& name) {
+  std::string names;
+  for (const std::string& n : all_names()) names += n + ", ";
+  throw Error(ErrorKind::invalid_argument,
+              fmt::format("unknown backend '{}': choose one of {}auto (a plugin is found as libparity-backend-{}.so "
+                          "on PARITY_BACKEND_PATH)",
+                          name, names, name));
+}
+}  // namespace
+
+std::optional<MemoryNeed> memory_need_without_device(const std::string& name, const parity_plan& plan,
+                                                     const CompileOptions& options) {
+  const FoundBackend f = find_backend(name);
+  if (!f.known) unknown_backend(name);
+  return memory_need_from_table_without_device(f.checked_table, plan, options);
+}
+
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
   if (options.threads < 0)
     throw Error(ErrorKind::invalid_argument, fmt::format("threads must be >= 0 (0 = all), got {}", options.threads));
@@ -86,14 +105,7 @@ std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOp
     throw Error(ErrorKind::backend, fmt::format("backend 'auto' found none of cuda, hip, cpu usable: {}", why));
   }
   FoundBackend f = find_backend(name);
-  if (!f.known) {
-    std::string names;
-    for (const std::string& n : all_names()) names += n + ", ";
-    throw Error(ErrorKind::invalid_argument,
-                fmt::format("unknown backend '{}': choose one of {}auto (a plugin is found as libparity-backend-{}.so "
-                            "on PARITY_BACKEND_PATH)",
-                            name, names, name));
-  }
+  if (!f.known) unknown_backend(name);
   if (!f.table) throw Error(ErrorKind::backend, fmt::format("backend '{}' is unavailable: {}", name, f.detail));
   return make_backend_from_table(f.table, options);
 }

@@ -107,16 +107,24 @@ BackendMemory training_step_memory(const ModelSpec& spec, int64_t batch, const s
                                    const OptimizerConfig& optimizer) {
   BackendMemory m;
   m.backend = backend_name;
+  CompiledStep step(build_training_step(spec, batch, optimizer), {"loss", "correct"});
   std::unique_ptr<Backend> backend;
   try {
     backend = create_backend(backend_name);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::backend) throw;  // an unknown name is the caller's mistake
     m.why = e.what();
+    // A backend unavailable here may still plan without its device ("auto" names none).
+    if (backend_name != "auto") {
+      try {
+        m.planned = memory_need_without_device(backend_name, step.plan().c_plan());
+      } catch (const Error& refused) {
+        m.why += fmt::format("; planning without its device refused the step: {}", refused.what());
+      }
+    }
     return m;
   }
   m.backend = backend->name();
-  CompiledStep step(build_training_step(spec, batch, optimizer), {"loss", "correct"});
   if (!step.supported_by(*backend, &m.why)) return m;
   m.available = true;
   // The backend's own answer, allocating nothing (equal to memory_bytes() after compiling, as
@@ -148,6 +156,10 @@ std::string model_summary_json(const ModelSummary& s, const BackendMemory* memor
       b["memory_bytes"] = memory->bytes;
     else
       b["reason"] = memory->why;
+    if (memory->planned)
+      b["planned_without_device"] = {{"device_bytes", memory->planned->device_bytes},
+                                     {"host_bytes", memory->planned->host_bytes},
+                                     {"upper_bound", true}};
     step["backend"] = std::move(b);
   }
   const nlohmann::ordered_json doc = {

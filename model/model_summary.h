@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "parity/backend.h"
 #include "parity/graph.h"
 #include "parity/model.h"
 #include "parity/tensor.h"
@@ -62,11 +64,16 @@ ModelSummary summarize_model(const ModelSpec& spec, int64_t batch, const Optimiz
 // backend's memory_need when it answers one (nothing allocated), else Executable::memory_bytes()
 // of the compiled step. `available` false: `why` says why the backend cannot be used, or names
 // the node it cannot run.
+//
+// An unavailable backend that plans without a device (the CUDA plugin on a machine without the
+// GPU: memory_need_without_device) gives `planned`, an upper bound: what only the device settles,
+// such as a convolution's workspace, is counted at its limit.
 struct BackendMemory {
   std::string backend;  // as asked ("auto" resolved to the backend's name when available)
   bool available = false;
   int64_t bytes = 0;
   std::string why;
+  std::optional<MemoryNeed> planned;  // unavailable backends only
 };
 BackendMemory training_step_memory(const ModelSpec& spec, int64_t batch, const std::string& backend,
                                    const OptimizerConfig& optimizer = {});
@@ -75,7 +82,7 @@ BackendMemory training_step_memory(const ModelSpec& spec, int64_t batch, const s
 // {"model", "batch", "input", "flop_convention", "layers": [{"name", "op", "output", "params",
 //  "flops_forward", "flops_backward", "activation_bytes"}...], "totals": {...}, "training_step":
 //  {"nodes", "arena_bytes", "persistent_bytes", "backend": {"name", "available", "memory_bytes"
-//  | "reason"}}}.
+//  | "reason" [, "planned_without_device": {"device_bytes", "host_bytes", "upper_bound": true}]}}}.
 std::string model_summary_json(const ModelSummary& summary, const BackendMemory* memory);
 
 // One line describing the FLOP convention above, for the table and the JSON.

@@ -3,15 +3,19 @@
 // table, and its probe says why it cannot run. On the machines this project is built on there
 // is no NVIDIA driver (libcuda.so.1 is absent; the CUDA runtime answers
 // cudaErrorInsufficientDriver), and creating the backend is an error carrying that reason.
-// Entry points given bad arguments answer with a status, not a crash. Nothing here runs a
-// kernel: the plugin has never been executed in this project's CI.
+// Entry points given bad arguments answer with a status, not a crash. Its device-free planner
+// (memory_need_without_device) answers. Nothing here runs a kernel: the plugin's device code has
+// never been executed in this project's CI.
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "model/model_summary.h"
 #include "parity/parity.h"
 #include "parity/plugin.h"
 #include "tests/gpu_plugin_checks.h"
@@ -73,6 +77,56 @@ TEST(CudaPlugin, TableIsCompleteAndRefusesBadArguments) {
 
   // Entry points given NULL handles answer with a status (no exception, no crash).
   testing::expect_null_handles_refused(t, "cuda");
+}
+
+// ABI 4: the plugin plans a training step without a device, from the same steps and arena
+// layout its compile uses. The convolution workspace is counted at PARITY_CUDA_WORKSPACE_MB's
+// limit and sits last in the arena, so two limits differ by exactly their difference; the rest
+// covers at least the plan's arena, both input slots, cuBLAS's 32 MiB and the persistent values.
+TEST(CudaPlugin, PlansATrainingStepWithoutADevice) {
+  const ModelSpec& spec = model_spec("seed-cnn");
+  Plan plan(build_training_step(spec, 64, OptimizerConfig{}), {"loss", "correct"});
+  const parity_plan c = plan.c_plan();
+  int64_t inputs = 0, i32_inputs = 0, persistent = 0;
+  for (int32_t i = 0; i < c.num_values; ++i) {
+    const parity_value_desc& v = c.values[i];
+    if (v.kind == PARITY_VALUE_INPUT) inputs += v.bytes;
+    if (v.kind == PARITY_VALUE_INPUT && v.dtype == PARITY_I32) i32_inputs += v.bytes;
+    if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE) persistent += v.bytes;
+  }
+  ::setenv("PARITY_CUDA_WORKSPACE_MB", "64", 1);
+  const std::optional<MemoryNeed> at64 = memory_need_without_device("cuda", c);
+  ::setenv("PARITY_CUDA_WORKSPACE_MB", "0", 1);
+  const std::optional<MemoryNeed> at0 = memory_need_without_device("cuda", c);
+  ::unsetenv("PARITY_CUDA_WORKSPACE_MB");
+  ASSERT_TRUE(at64.has_value() && at0.has_value());
+  std::printf("seed-cnn batch 64 without a device: %lld device bytes at 64 MiB of workspace, %lld host bytes\n",
+              static_cast<long long>(at64->device_bytes), static_cast<long long>(at64->host_bytes));
+  EXPECT_EQ(at64->device_bytes - at0->device_bytes, int64_t{64} << 20);
+  EXPECT_GE(at0->device_bytes, c.arena_bytes + 2 * inputs + (int64_t{32} << 20) + persistent);
+  EXPECT_LT(at0->device_bytes, c.arena_bytes + 2 * inputs + (int64_t{32} << 20) + persistent + (int64_t{1} << 20));
+  EXPECT_GE(at64->host_bytes, 2 * inputs + i32_inputs);  // pinned slots and the labels' host copies
+  EXPECT_LT(at64->host_bytes, 2 * inputs + i32_inputs + 16 * 256);
+
+  // Refusals: what compile would refuse, and an option it cannot read.
+  std::vector<parity_node_desc> nodes(c.nodes, c.nodes + c.num_nodes);
+  nodes[0].inputs[0] = c.num_values + 5;
+  parity_plan broken = c;
+  broken.nodes = nodes.data();
+  try {
+    memory_need_without_device("cuda", broken);
+    ADD_FAILURE() << "a plan reading a value out of range planned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+  }
+  ::setenv("PARITY_CUDA_WORKSPACE_MB", "lots", 1);
+  try {
+    memory_need_without_device("cuda", c);
+    ADD_FAILURE() << "PARITY_CUDA_WORKSPACE_MB=lots was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("PARITY_CUDA_WORKSPACE_MB='lots'"), std::string::npos) << e.what();
+  }
+  ::unsetenv("PARITY_CUDA_WORKSPACE_MB");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // tests/test_model_summary.cpp — `parity summary`'s numbers (model/model_summary.h) against the
 // formulas of its FLOP convention, its training-step memory, its JSON, and the DOT of a graph
 // (graph/dot.h).
+#include <cstdlib>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -82,6 +83,27 @@ TEST(ModelSummary, MemoryOfACompiledStepOrWhyNot) {
     EXPECT_NE(cuda.why.find("unavailable"), std::string::npos) << cuda.why;
   }
   EXPECT_THROW(training_step_memory(spec, 4, "nosuch"), Error);  // a typo is an error, not "unavailable"
+}
+
+// An unavailable backend with a device-free planner gives its upper bound beside the reason: the
+// C test plugin `nodevice` answers the plan's arena plus its persistent values, so the figure is
+// the summary's own; the JSON carries it.
+TEST(ModelSummary, AnUnavailableBackendThatPlansWithoutADeviceGivesItsBound) {
+  ::setenv("PARITY_BACKEND_PATH", PARITY_TEST_PLUGIN_DIR, 1);
+  const ModelSpec& spec = model_spec("seed-cnn");
+  const BackendMemory m = training_step_memory(spec, 4, "nodevice");
+  ::unsetenv("PARITY_BACKEND_PATH");
+  EXPECT_FALSE(m.available);
+  EXPECT_NE(m.why.find("no device: the test driver reports 0 devices"), std::string::npos) << m.why;
+  ASSERT_TRUE(m.planned.has_value());
+  const ModelSummary s = summarize_model(spec, 4);
+  EXPECT_EQ(m.planned->device_bytes, s.arena_bytes + s.persistent_bytes);
+  EXPECT_EQ(m.planned->host_bytes, 4096);
+  const nlohmann::json j = nlohmann::json::parse(model_summary_json(s, &m));
+  const nlohmann::json& planned = j["training_step"]["backend"]["planned_without_device"];
+  EXPECT_EQ(planned["device_bytes"], s.arena_bytes + s.persistent_bytes);
+  EXPECT_EQ(planned["host_bytes"], 4096);
+  EXPECT_EQ(planned["upper_bound"], true);
 }
 
 TEST(ModelSummary, JsonHoldsRowsTotalsAndTheBackend) {

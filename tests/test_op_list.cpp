@@ -43,7 +43,7 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_FILL, 18);
   EXPECT_EQ(PARITY_OP_SIGMOID, 19);
   EXPECT_EQ(PARITY_OP_SIGMOID_BWD, 20);
-  EXPECT_EQ(PARITY_ABI_VERSION, 3);
+  EXPECT_EQ(PARITY_ABI_VERSION, 4);  // 4: memory_need_without_device appended to the table
 }
 
 TEST(OpList, GeneratedBuilderMethodsAddTheirOp) {

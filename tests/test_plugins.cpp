@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -123,6 +124,39 @@ TEST(Plugins, APlanNeedingMoreHostMemoryThanTheMachineHasIsRefusedBeforeCompilin
   }
 }
 
+// ABI 4: a plugin whose probe found no device still plans (nodevice answers the plan's arena
+// plus its persistent values, as the CUDA plugin answers from its layout); one without the
+// planner gives nothing; a plan it would refuse is refused; an unknown name is the caller's error.
+TEST(Plugins, AnUnavailablePluginPlansMemoryWithoutADevice) {
+  TestPluginPath path;
+  AddGraph g;
+  Plan plan(g.graph, {"c", "d", "f"});
+  const parity_plan c = plan.c_plan();
+  ASSERT_FALSE(info_of("nodevice").available);
+  const std::optional<MemoryNeed> need = memory_need_without_device("nodevice", c);
+  ASSERT_TRUE(need.has_value());
+  EXPECT_EQ(need->device_bytes, c.arena_bytes + 6 * 4);  // the PARAM b is [2,3] f32
+  EXPECT_EQ(need->host_bytes, 4096);
+  EXPECT_FALSE(memory_need_without_device("testadd", c).has_value());  // no planner (ABI 4 entry NULL)
+  EXPECT_FALSE(memory_need_without_device("abi2", c).has_value());     // refused by the loader
+  try {
+    memory_need_without_device("nosuch", c);
+    ADD_FAILURE() << "an unknown backend planned";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument) << e.what();
+  }
+  std::vector<parity_node_desc> nodes(c.nodes, c.nodes + c.num_nodes);
+  nodes[0].inputs[0] = 99;
+  parity_plan broken = c;
+  broken.nodes = nodes.data();
+  try {
+    memory_need_without_device("nodevice", broken);
+    ADD_FAILURE() << "a plan reading value 99 planned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nodevice: node 'c' reads value 99"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Plugins, UnsupportedOpsAreRefusedWithTheReason) {
   TestPluginPath path;
   auto be = create_backend("testadd");
@@ -153,8 +187,9 @@ TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
   const Case cases[] = {
       {"badabi", {"ABI mismatch", "plugin ABI version " + std::to_string(PARITY_ABI_VERSION + 1000),
                   "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
-      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 3"}},
-      {"abi2", {"ABI mismatch", "plugin ABI version 2", "this libparity uses version 3"}},
+      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 4"}},
+      {"abi2", {"ABI mismatch", "plugin ABI version 2", "this libparity uses version 4"}},
+      {"abi3", {"ABI mismatch", "plugin ABI version 3", "this libparity uses version 4"}},
       {"noentry", {"does not export parity_backend_entry()"}},
       {"nodevice", {"no device: the test driver reports 0 devices"}},
       {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},

@@ -75,6 +75,11 @@ void print_table(const ModelSummary& s, const BackendMemory& memory, const Optim
   if (memory.available)
     fmt::print("backend {}: the compiled training step holds {} (arena, workspaces and persistent values)\n",
                memory.backend, bytes(memory.bytes));
+  else if (memory.planned)
+    fmt::print("backend {}: unavailable here ({}); planned without a device, the compiled training step would "
+               "hold at most {} of device memory and {} of host memory (what only the device settles, such as a "
+               "convolution's workspace, counted at its limit)\n",
+               memory.backend, memory.why, bytes(memory.planned->device_bytes), bytes(memory.planned->host_bytes));
   else
     fmt::print("backend {}: unavailable, no compiled size: {}\n", memory.backend, memory.why);
 }

@@ -103,5 +103,8 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
 parity_status execute(parity_executable_t exe, parity_error* err);
 parity_status synchronize(parity_executable_t exe, parity_error* err);
 parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err);
+// ABI 4 (cuda_compile.cpp): what compile would allocate, planned without a device.
+parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
+                                         parity_error* err);
 }  // namespace cuda_backend
 }  // namespace parity

@@ -1,7 +1,11 @@
 // backends/cuda/cuda_compile.cpp — the CUDA plugin's compile entry point: turns a plan into
 // steps (cuDNN convolutions with descriptors and algorithms chosen once per shape, cuBLAS
 // products, native kernels for the rest: cuda_decisions::route_of says which and why) over one
-// device arena (cuda_decisions::layout_arena).
+// device arena (cuda_decisions::layout_arena); and memory_need_without_device, the same planning
+// with no device (ABI 4).
+#include <algorithm>
+#include <cstdlib>
+
 #include "backends/cuda/cuda_executable.h"
 #include "backends/cuda/cuda_kernels.h"
 
@@ -40,6 +44,90 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
   return numel_of(x) / *in;
 }
 
+
+// Everything compile decides before it needs a device, shared with the device-free planner:
+// the nodes checked as simt and HIP check them (value indices, arity, dtypes, shapes), the
+// values placed (persistent ones in the shared store when `with_device`, INPUT ones in the
+// slots), one step per node by its route (cuDNN descriptors only `with_device`; the shapes are
+// checked either way), and the arena request with the convolution workspace still 0.
+plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* plan, bool with_device) {
+  plan::ArenaRequest request{plan->arena_bytes, {}, 0, 0, kCublasWorkspaceBytes, 0, 0};
+  const size_t count = exe.values.size();
+  exe.input_index.assign(count, -1);
+  exe.held_pointer.assign(count, nullptr);
+  exe.host_inputs.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    const parity_value_desc& v = exe.values[i];
+    if (is_persistent(v)) {
+      if (!with_device) continue;
+      exe.held.push_back(parity::native::shared_persistent("cuda", *exe.persistent, v));
+      exe.held_pointer[i] = exe.held.back()->memory.ptr;
+    } else if (v.kind == PARITY_VALUE_INPUT) {
+      exe.input_index[i] = static_cast<int32_t>(request.input_bytes.size());
+      request.input_bytes.push_back(v.bytes);
+    }
+  }
+  exe.latest_slot.assign(request.input_bytes.size(), -1);
+
+  // Every node as simt and HIP check it, before any descriptor is built from it.
+  (void)exe.checker.workspace_floats(exe.nodes);
+  for (const parity_node_desc& node : exe.nodes) exe.checker.run(node);
+
+  // Steps: descriptors, GEMM calls, optimizer parameters; what the native nodes need is the
+  // dispatcher's.
+  std::vector<parity_node_desc> native_nodes;
+  for (int32_t i = 0; i < plan->num_nodes; ++i) {
+    const parity_node_desc& node = exe.nodes[static_cast<size_t>(i)];
+    Step step;
+    step.node = i;
+    const plan::Route route = plan::route_of(node.op);
+    step.kind = route.kind;
+    switch (route.kind) {
+      case plan::RouteKind::convolution: {
+        // The algorithm is chosen later, once the layout gives the operands' alignment.
+        step.conv_shape = plan::conv_descriptors(node, exe.values);
+        if (with_device) step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
+        break;
+      }
+      case plan::RouteKind::activation: {
+        const int64_t n = numel_of(exe.values[static_cast<size_t>(node.inputs[0])]);
+        if (n != numel_of(exe.values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
+          fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
+                                        " input and output must have the same element count, at most 2^31 - 1"));
+        if (with_device)
+          step.flat = std::make_unique<FlatDescriptor>(static_cast<int>(n),
+                                                       static_cast<cudnnActivationMode_t>(route.activation));
+        break;
+      }
+      case plan::RouteKind::gemm: {
+        int64_t in = 0, outs = 0;
+        const int64_t rows = linear_rows(node, exe.values, &in, &outs);
+        step.linear = node.op == PARITY_OP_LINEAR            ? plan::linear_forward_calls(rows, in, outs)
+                      : node.op == PARITY_OP_LINEAR_BWD_DATA ? plan::linear_backward_data_calls(rows, in, outs)
+                                                             : plan::linear_backward_weight_calls(rows, in, outs);
+        request.ones_count = std::max(request.ones_count, rows);
+        break;
+      }
+      case plan::RouteKind::optimizer:
+        step.hyperparameter_offset = request.hyperparameter_bytes;  // relative until the layout is known
+        request.hyperparameter_bytes += sizeof(parity_op_params);
+        native_nodes.push_back(node);  // the dispatcher checks its shapes
+        break;
+      case plan::RouteKind::native:
+        native_nodes.push_back(node);
+        break;
+    }
+    exe.steps.push_back(std::move(step));
+  }
+  request.native_workspace_bytes = exe.dispatcher.workspace_floats(native_nodes) * 4;
+  return request;
+}
+
+bool has_convolution(const std::vector<Step>& steps) {
+  return std::any_of(steps.begin(), steps.end(),
+                     [](const Step& step) { return step.kind == plan::RouteKind::convolution; });
+}
+
 }  // namespace
 
 parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
@@ -53,84 +141,13 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     auto exe = std::make_unique<parity_executable_object>();
     parity::native::start_executable(*exe, b, plan, share_with, flags);
     exe->capture = plan::decide_capture(b->options, b->external_legacy_stream, plan->num_nodes);
-
-    // Values: persistent ones in the shared store, INPUT ones in the slots, TEMP ones in the arena.
-    plan::ArenaRequest request{plan->arena_bytes, {}, 0, 0, kCublasWorkspaceBytes, 0, 0};
-    const size_t count = exe->values.size();
-    exe->input_index.assign(count, -1);
-    exe->held_pointer.assign(count, nullptr);
-    exe->host_inputs.resize(count);
-    for (size_t i = 0; i < count; ++i) {
-      const parity_value_desc& v = exe->values[i];
-      if (is_persistent(v)) {
-        exe->held.push_back(parity::native::shared_persistent("cuda", *exe->persistent, v));
-        exe->held_pointer[i] = exe->held.back()->memory.ptr;
-      } else if (v.kind == PARITY_VALUE_INPUT) {
-        exe->input_index[i] = static_cast<int32_t>(request.input_bytes.size());
-        request.input_bytes.push_back(v.bytes);
-      }
-    }
-    exe->latest_slot.assign(request.input_bytes.size(), -1);
-
-    // Every node as simt and HIP check it (value indices, arity, dtypes, shapes), before any
-    // descriptor is built from it.
-    (void)exe->checker.workspace_floats(exe->nodes);
-    for (const parity_node_desc& node : exe->nodes) exe->checker.run(node);
-
-    // Steps: descriptors and algorithms (searched once per shape on this instance), GEMM calls,
-    // optimizer parameters; what the native nodes need is the dispatcher's.
-    std::vector<parity_node_desc> native_nodes;
-    for (int32_t i = 0; i < plan->num_nodes; ++i) {
-      const parity_node_desc& node = exe->nodes[static_cast<size_t>(i)];
-      Step step;
-      step.node = i;
-      const plan::Route route = plan::route_of(node.op);
-      step.kind = route.kind;
-      switch (route.kind) {
-        case plan::RouteKind::convolution: {
-          // The algorithm is chosen below, once the layout gives the operands' alignment.
-          step.conv_shape = plan::conv_descriptors(node, exe->values);
-          step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
-          break;
-        }
-        case plan::RouteKind::activation: {
-          const int64_t n = numel_of(exe->values[static_cast<size_t>(node.inputs[0])]);
-          if (n != numel_of(exe->values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
-            fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
-                                          " input and output must have the same element count, at most 2^31 - 1"));
-          step.flat = std::make_unique<FlatDescriptor>(static_cast<int>(n),
-                                                       static_cast<cudnnActivationMode_t>(route.activation));
-          break;
-        }
-        case plan::RouteKind::gemm: {
-          int64_t in = 0, outs = 0;
-          const int64_t rows = linear_rows(node, exe->values, &in, &outs);
-          step.linear = node.op == PARITY_OP_LINEAR            ? plan::linear_forward_calls(rows, in, outs)
-                        : node.op == PARITY_OP_LINEAR_BWD_DATA ? plan::linear_backward_data_calls(rows, in, outs)
-                                                               : plan::linear_backward_weight_calls(rows, in, outs);
-          request.ones_count = std::max(request.ones_count, rows);
-          break;
-        }
-        case plan::RouteKind::optimizer:
-          step.hyperparameter_offset = request.hyperparameter_bytes;  // relative until the layout is known
-          request.hyperparameter_bytes += sizeof(parity_op_params);
-          native_nodes.push_back(node);  // the dispatcher checks its shapes
-          break;
-        case plan::RouteKind::native:
-          native_nodes.push_back(node);
-          break;
-      }
-      exe->steps.push_back(std::move(step));
-    }
-    request.native_workspace_bytes = exe->dispatcher.workspace_floats(native_nodes) * 4;
+    plan::ArenaRequest request = plan_steps(*exe, plan, /*with_device=*/true);
     exe->layout = plan::layout_arena(request);  // the convolution workspace (last) still 0
 
     // Convolution algorithms: searched on a scratch copy of the arena's layout (same offsets
     // from a 256-aligned base, so the same alignments) plus a workspace of the limit's size,
     // freed before the arena is allocated with the largest chosen workspace at its end.
-    bool any_conv = false;
-    for (const Step& step : exe->steps) any_conv = any_conv || step.conv;
-    if (any_conv) {
+    if (has_convolution(exe->steps)) {
       const int64_t scratch_arena = exe->layout.total_bytes;
       DeviceMemory scratch;
       scratch.allocate(scratch_arena + b->options.conv_workspace_limit);
@@ -182,6 +199,34 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     }
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
     *out = exe.release();
+  });
+}
+
+// ABI 4: what compile would allocate on a default instance, with no device and no instance:
+// the same steps and arena layout, the convolution workspace at the limit PARITY_CUDA_WORKSPACE_MB
+// sets (the algorithm search that settles it needs the device), so an upper bound. Device: the
+// arena and every persistent value. Host: the pinned memory of the two input slots and the host
+// copies of the i32 inputs.
+parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
+                                         parity_error* err) {
+  if (!plan || !out)
+    return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: memory_need_without_device: NULL argument");
+  return guarded(err, [&] {
+    parity::native::check_compile("cuda", plan, /*inputs_in_arena=*/false, false, false);
+    const plan::Options options = plan::options_from_env([](const char* name) { return std::getenv(name); });
+    parity_executable_object exe;
+    parity::native::start_executable(exe, static_cast<parity_backend_instance*>(nullptr), plan,
+                                     static_cast<const parity_executable_object*>(nullptr), flags);
+    plan::ArenaRequest request = plan_steps(exe, plan, /*with_device=*/false);
+    if (has_convolution(exe.steps)) request.conv_workspace_bytes = options.conv_workspace_limit;
+    const plan::ArenaLayout layout = plan::layout_arena(request);
+    int64_t persistent = 0, i32_inputs = 0;
+    for (const parity_value_desc& v : exe.values) {
+      if (is_persistent(v)) persistent += v.bytes;
+      if (v.kind == PARITY_VALUE_INPUT && v.dtype == PARITY_I32) i32_inputs += v.bytes;
+    }
+    out->device_bytes = layout.total_bytes + persistent;
+    out->host_bytes = 2 * layout.slot_bytes + i32_inputs;
   });
 }
 

@@ -280,8 +280,10 @@ const parity_backend_table kTable = {
     execute,
     synchronize,
     memory_bytes,
-    nullptr,
-    nullptr,
+    nullptr,  // write_value_f64: float64 access is ref's alone
+    nullptr,  // read_value_f64
+    nullptr,  // memory_need: the algorithm search that sizes a convolution's workspace runs at compile
+    memory_need_without_device,
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 /* tests/plugins/no_device.c — a plugin written in plain C (proving plugin.h is C) whose probe
  * finds no device, as a GPU plugin on a machine without a GPU does: the loader must report the
- * probe's reason and never create an instance. Every other function refuses politely. */
+ * probe's reason and never create an instance. It plans without a device (ABI 4) as the CUDA
+ * plugin does: what compile would allocate is the plan's arena plus its persistent values on the
+ * device, and a page of host memory. Every other function refuses politely. */
 #include <stdio.h>
 #include <string.h>
 
@@ -92,9 +94,32 @@ static parity_status memory_bytes(parity_executable_t e, int64_t* out, parity_er
   return refuse(err);
 }
 
+/* A plan with a value index out of range is refused, as compile would refuse it. */
+static parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
+                                                parity_error* err) {
+  int64_t persistent = 0;
+  int32_t i;
+  (void)flags;
+  for (i = 0; i < plan->num_values; ++i)
+    if (plan->values[i].kind == PARITY_VALUE_PARAM || plan->values[i].kind == PARITY_VALUE_STATE)
+      persistent += plan->values[i].bytes;
+  for (i = 0; i < plan->num_nodes; ++i)
+    if (plan->nodes[i].num_inputs > 0 &&
+        (plan->nodes[i].inputs[0] < 0 || plan->nodes[i].inputs[0] >= plan->num_values)) {
+      err->status = PARITY_STATUS_INVALID_ARGUMENT;
+      snprintf(err->message, sizeof err->message, "nodevice: node '%s' reads value %d of %d", plan->nodes[i].name,
+               (int)plan->nodes[i].inputs[0], (int)plan->num_values);
+      return PARITY_STATUS_INVALID_ARGUMENT;
+    }
+  out->device_bytes = plan->arena_bytes + persistent;
+  out->host_bytes = 4096;
+  return PARITY_OK;
+}
+
 static const parity_backend_table table = {
     PARITY_ABI_VERSION, sizeof(parity_backend_table), "nodevice", "test plugin in C without a device",
     probe, create, destroy, get_capabilities, supports, buffer_alloc, buffer_free, h2d, d2h, d2d, compile,
-    executable_destroy, write_value, read_value, execute, synchronize, memory_bytes};
+    executable_destroy, write_value, read_value, execute, synchronize, memory_bytes,
+    NULL /* write_value_f64 */, NULL /* read_value_f64 */, NULL /* memory_need */, memory_need_without_device};
 
 PARITY_PLUGIN_EXPORT const parity_backend_table* parity_backend_entry(void) { return &table; }

@@ -317,6 +317,8 @@ const parity_backend_table kTable = {
     1,  // built against the first ABI, before op names moved into plugin.h and SIGMOID was added
 #elif defined(PARITY_TEST_ABI_2)
     2,  // built against ABI 2, before memory_need was appended to the table
+#elif defined(PARITY_TEST_ABI_3)
+    3,  // built against ABI 3, before memory_need_without_device was appended to the table
 #else
     PARITY_ABI_VERSION,
 #endif
@@ -340,12 +342,14 @@ const parity_backend_table kTable = {
     execute,
     synchronize,
     memory_bytes,
-#if defined(PARITY_TEST_HUGE_NEED)
     nullptr,  // write_value_f64
     nullptr,  // read_value_f64
+#if defined(PARITY_TEST_HUGE_NEED)
     memory_need,
+#else
+    nullptr,  // memory_need: the other variants cannot tell
 #endif
-    // (other plugins leave the optional functions, memory_need included, NULL)
+    nullptr,  // memory_need_without_device: no planner without a device
 };
 
 }  // namespace

@@ -94,6 +94,16 @@ std::vector<BackendInfo> list_backends();
 // silent fallback.
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options = {});
 
+// What compiling `plan` on backend `name` would allocate on a default instance, from the
+// backend's planner that needs no device (memory_need_without_device in plugin.h), asked even
+// when the backend is unavailable here: `parity summary --backend cuda` on a machine without
+// the GPU. Sizes only a device can settle are counted at their limit (an upper bound). nullopt
+// when the backend has no such planner or its plugin could not be loaded. Throws
+// Error(invalid_argument) for an unknown name, as create_backend() does, and the backend's
+// error for a plan it would refuse.
+std::optional<MemoryNeed> memory_need_without_device(const std::string& name, const parity_plan& plan,
+                                                     const CompileOptions& options = {});
+
 // For commands that take several backends (check, bench): "all" is every available backend;
 // otherwise a comma-separated list of names, each resolved as create_backend() would ("auto"
 // included), so an unknown or unavailable name is the same error. Duplicates are dropped.

@@ -25,7 +25,8 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 3  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need (CHANGELOG.md) */
+#define PARITY_ABI_VERSION 4  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+                                 4: memory_need_without_device (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -349,6 +350,18 @@ typedef struct parity_backend_table {
    * host memory: the smaller of MemAvailable and the cgroup's limit). */
   parity_status (*memory_need)(parity_backend_t backend, const parity_plan* plan, uint32_t flags,
                                parity_executable_t share_with, parity_memory_need* out, parity_error* err);
+
+  /* --- optional (ABI 4): NULL, or PARITY_STATUS_UNSUPPORTED, when the backend has no planner
+   *     that works without a device ---
+   * What compile() of this plan with these flags would allocate on an instance created with
+   * the default configuration, computed with no device and no instance: the loader keeps the
+   * table of a plugin whose probe found no device for this call alone (`parity summary` on a
+   * machine without the GPU). Nothing is allocated and no device call is made. What only a
+   * device can settle (a convolution workspace that an algorithm search chooses) is counted at
+   * its limit, so the answer is an upper bound of what compile() would take. The plan is
+   * validated as compile() validates it. */
+  parity_status (*memory_need_without_device)(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
+                                              parity_error* err);
 } parity_backend_table;
 
 /* The one symbol a plugin exports. */
