@@ -18,6 +18,7 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_decisions.h"
+#include "backends/gpu/gpu_runtime.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
@@ -71,9 +72,9 @@ using PersistentStore = kit::PersistentStore<Persistent>;
 
 struct parity_backend_instance {
   int device = 0;
-  cudaStream_t stream = nullptr;       // compute: every step, every synchronous copy
+  parity::gpu::Stream stream{};       // compute: every step, every synchronous copy
   bool owns_stream = false;
-  cudaStream_t copy_stream = nullptr;  // the next batch's inputs, while a step runs
+  parity::gpu::Stream copy_stream{};  // the next batch's inputs, while a step runs
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
   parity::cuda_decisions::Options options;
@@ -84,7 +85,7 @@ struct parity_backend_instance {
   // per shape, shared by the executables (training, last partial batch, evaluation).
   std::map<std::string, parity::cuda_decisions::AlgoChoice> algorithms;
 
-  void make_current() const { CUDA_CHECK(cudaSetDevice(device)); }
+  void make_current() const { parity::gpu::rt::set_device(device); }
   ~parity_backend_instance();
 };
 

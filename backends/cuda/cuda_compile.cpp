@@ -171,33 +171,32 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
         CUDA_CHECK(cudnnSetConvolutionMathType(step.conv->conv, static_cast<cudnnMathType_t>(step.algo.math_type)));
         request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
       }
-      CUDA_CHECK(cudaDeviceSynchronize());  // the searches ran on the scratch memory about to be freed
+      gpu::rt::device_sync();  // the searches ran on the scratch memory about to be freed
       exe->layout = plan::layout_arena(request);
     }
 
     // The one device allocation; inputs start as zeros in both slots.
     exe->arena.allocate(exe->layout.total_bytes);
     if (exe->layout.slot_bytes)
-      CUDA_CHECK(cudaMemsetAsync(exe->region(exe->layout.slot_offset[0]), 0,
-                                 static_cast<size_t>(2 * exe->layout.slot_bytes), b->stream));
+      gpu::rt::zero_async(exe->region(exe->layout.slot_offset[0]), 2 * exe->layout.slot_bytes, b->stream);
     for (int s = 0; s < 2; ++s) {
       exe->pinned[s].allocate(exe->layout.slot_bytes);
-      CUDA_CHECK(cudaEventCreateWithFlags(&exe->inputs_ready[s], cudaEventDisableTiming));
-      CUDA_CHECK(cudaEventCreateWithFlags(&exe->step_done[s], cudaEventDisableTiming));
+      exe->inputs_ready[s] = gpu::rt::event_create();
+      exe->step_done[s] = gpu::rt::event_create();
     }
     for (Step& step : exe->steps) {
       if (step.hyperparameter_offset < 0) continue;
       step.hyperparameter_offset += exe->layout.hyperparameter_offset;
       const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
-      CUDA_CHECK(cudaMemcpyAsync(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
-                                 cudaMemcpyHostToDevice, b->stream));  // node.params lives as long as exe
+      gpu::rt::copy_async(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
+                          gpu::Copy::host_to_device, b->stream, "compile (optimizer hyperparameters)");
     }
     if (request.ones_count) {
       parity::native::cuda::set_launch_stream(b->stream);
       parity::native::cuda::native_ops().fill(static_cast<float*>(exe->region(exe->layout.ones_offset)), request.ones_count,
                                         1.0f);
     }
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::stream_sync(b->stream);
     *out = exe.release();
   });
 }

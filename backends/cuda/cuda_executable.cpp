@@ -15,9 +15,13 @@ namespace cuda_backend {
 
 void executable_destroy(parity_executable_t exe) {
   if (!exe) return;
-  (void)cudaSetDevice(exe->instance->device);
-  (void)cudaStreamSynchronize(exe->instance->stream);  // queued work may still use its memory
-  (void)cudaStreamSynchronize(exe->instance->copy_stream);
+  // Queued work may still use its memory. Destruction cannot report: what fails has no caller.
+  try {
+    gpu::rt::set_device(exe->instance->device);
+    gpu::rt::stream_sync(exe->instance->stream);
+    gpu::rt::stream_sync(exe->instance->copy_stream);
+  } catch (const std::exception&) {
+  }
   delete exe;
 }
 
@@ -35,10 +39,11 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
       const int slot = exe->fill_slot;
       exe->open_slot(slot);
       const int64_t offset = exe->layout.input_offsets[static_cast<size_t>(input)];
-      std::memcpy(static_cast<char*>(exe->pinned[slot].ptr) + offset, host, static_cast<size_t>(bytes));
-      CUDA_CHECK(cudaMemcpyAsync(exe->region(exe->layout.slot_offset[slot] + offset),
-                                 static_cast<char*>(exe->pinned[slot].ptr) + offset, static_cast<size_t>(bytes),
-                                 cudaMemcpyHostToDevice, b->copy_stream));
+      char* staged = static_cast<char*>(exe->pinned[slot].ptr) + offset;
+      gpu::rt::host_write(staged, bytes);
+      std::memcpy(staged, host, static_cast<size_t>(bytes));
+      gpu::rt::copy_async(exe->region(exe->layout.slot_offset[slot] + offset), staged, bytes,
+                          gpu::Copy::host_to_device, b->copy_stream, "write_value (input slot)");
       exe->latest_slot[static_cast<size_t>(input)] = slot;
       if (v.dtype == PARITY_I32) {
         const auto* p = static_cast<const int32_t*>(host);
@@ -47,9 +52,9 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
       return;
     }
     // Weights and optimizer state: ordered with the steps on the compute stream.
-    CUDA_CHECK(cudaMemcpyAsync(exe->pointer(value, 0), host, static_cast<size_t>(bytes), cudaMemcpyHostToDevice,
-                               b->stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::copy_async(exe->pointer(value, 0), host, bytes, gpu::Copy::host_to_device, b->stream,
+                        "write_value (persistent)");
+    gpu::rt::stream_sync(b->stream);
   });
 }
 
@@ -59,16 +64,15 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
     parity::native::value_to_read("cuda", exe->values, value, bytes);
     parity_backend_t b = exe->instance;
     b->make_current();
-    CUDA_CHECK(cudaStreamSynchronize(b->copy_stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::stream_sync(b->copy_stream);
+    gpu::rt::stream_sync(b->stream);
     const int32_t input = exe->input_index[static_cast<size_t>(value)];
     // An INPUT value reads from the slot holding its latest bytes; a TEMP one from the arena.
     const int slot = input >= 0 && exe->latest_slot[static_cast<size_t>(input)] >= 0
                          ? exe->latest_slot[static_cast<size_t>(input)]
                          : 0;
-    CUDA_CHECK(cudaMemcpyAsync(host, exe->pointer(value, slot), static_cast<size_t>(bytes), cudaMemcpyDeviceToHost,
-                               b->stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::copy_async(host, exe->pointer(value, slot), bytes, gpu::Copy::device_to_host, b->stream, "read_value");
+    gpu::rt::stream_sync(b->stream);
   });
 }
 
@@ -90,29 +94,29 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
       if (latest < 0 || latest == slot) continue;
       exe->open_slot(slot);
       const int64_t offset = exe->layout.input_offsets[static_cast<size_t>(input)];
-      CUDA_CHECK(cudaMemcpyAsync(exe->region(exe->layout.slot_offset[slot] + offset),
-                                 exe->region(exe->layout.slot_offset[latest] + offset),
-                                 static_cast<size_t>(exe->values[v].bytes), cudaMemcpyDeviceToDevice, b->copy_stream));
+      gpu::rt::copy_async(exe->region(exe->layout.slot_offset[slot] + offset),
+                          exe->region(exe->layout.slot_offset[latest] + offset), exe->values[v].bytes,
+                          gpu::Copy::device_to_device, b->copy_stream, "execute (input carried to the slot)");
       latest = slot;
     }
-    CUDA_CHECK(cudaEventRecord(exe->inputs_ready[slot], b->copy_stream));
-    CUDA_CHECK(cudaStreamWaitEvent(b->stream, exe->inputs_ready[slot], 0));
+    gpu::rt::event_record(exe->inputs_ready[slot], b->copy_stream);
+    gpu::rt::stream_wait(b->stream, exe->inputs_ready[slot]);
     parity::native::cuda::set_launch_stream(b->stream);
     // Outside any capture: the handle's workspace is this executable's (cublasSetStream, which
     // another executable may have called, resets it), and no earlier error is left for a native
     // launch's cudaGetLastError to report as its own.
     CUDA_CHECK(cublasSetWorkspace(b->cublas, exe->region(exe->layout.cublas_workspace_offset),
                                   static_cast<size_t>(exe->layout.cublas_workspace_bytes)));
-    (void)cudaGetLastError();
+    gpu::rt::clear_last_error();
     // The first execute of a slot runs eagerly: cuDNN and cuBLAS load their kernels and
     // sub-libraries on first use, which must not happen inside a capture. The second captures.
     if (exe->capture.capture && exe->runs[slot] >= 1 && !exe->graphs[slot]) exe->capture_slot(slot);
     if (exe->graphs[slot])
-      CUDA_CHECK(cudaGraphLaunch(exe->graphs[slot], b->stream));
+      gpu::rt::graph_launch(exe->graphs[slot], b->stream);
     else
       exe->enqueue_steps(slot);
     ++exe->runs[slot];
-    CUDA_CHECK(cudaEventRecord(exe->step_done[slot], b->stream));
+    gpu::rt::event_record(exe->step_done[slot], b->stream);
     exe->fill_slot = slot ^ 1;
     exe->slot_open[exe->fill_slot] = false;
   });
@@ -122,8 +126,8 @@ parity_status synchronize(parity_executable_t exe, parity_error* err) {
   return guarded(err, [&] {
     if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: synchronize: executable is NULL");
     exe->instance->make_current();
-    CUDA_CHECK(cudaStreamSynchronize(exe->instance->copy_stream));
-    CUDA_CHECK(cudaStreamSynchronize(exe->instance->stream));
+    gpu::rt::stream_sync(exe->instance->copy_stream);
+    gpu::rt::stream_sync(exe->instance->stream);
   });
 }
 

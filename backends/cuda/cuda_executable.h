@@ -157,9 +157,9 @@ struct parity_executable_object {
   std::vector<Step> steps;
   bool poison = false;
   plan::CaptureDecision capture{false, ""};
-  cudaGraphExec_t graphs[2] = {nullptr, nullptr};  // per input slot, once captured
-  cudaEvent_t inputs_ready[2] = {nullptr, nullptr};  // copy stream: the slot's inputs are in place
-  cudaEvent_t step_done[2] = {nullptr, nullptr};     // compute stream: the step that read the slot ended
+  parity::gpu::GraphExec graphs[2] = {};    // per input slot, once captured
+  parity::gpu::Event inputs_ready[2] = {};  // copy stream: the slot's inputs are in place
+  parity::gpu::Event step_done[2] = {};     // compute stream: the step that read the slot ended
   int fill_slot = 0;            // the slot write_value fills and the next execute runs
   bool slot_open[2] = {false, false};  // the copy stream already waits for the slot's last step
   int runs[2] = {0, 0};                 // executes per slot: the first runs eagerly, the second captures
@@ -196,8 +196,8 @@ struct parity_executable_object {
   // the host for the slot's previous transfers out of its pinned memory.
   void open_slot(int slot) {
     if (slot_open[slot]) return;
-    CUDA_CHECK(cudaEventSynchronize(inputs_ready[slot]));
-    CUDA_CHECK(cudaStreamWaitEvent(instance->copy_stream, step_done[slot], 0));
+    parity::gpu::rt::event_sync(inputs_ready[slot]);
+    parity::gpu::rt::stream_wait(instance->copy_stream, step_done[slot]);
     slot_open[slot] = true;
   }
 
@@ -211,9 +211,9 @@ struct parity_executable_object {
 
   ~parity_executable_object() {
     for (int s = 0; s < 2; ++s) {
-      if (graphs[s]) (void)cudaGraphExecDestroy(graphs[s]);
-      if (inputs_ready[s]) (void)cudaEventDestroy(inputs_ready[s]);
-      if (step_done[s]) (void)cudaEventDestroy(step_done[s]);
+      parity::gpu::rt::graph_exec_destroy(graphs[s]);
+      parity::gpu::rt::event_destroy(inputs_ready[s]);
+      parity::gpu::rt::event_destroy(step_done[s]);
     }
   }
 };

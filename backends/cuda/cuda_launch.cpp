@@ -118,25 +118,30 @@ void parity_executable_object::enqueue_steps(int slot) {
 // nothing but the graph: the step is then launched node by node from now on, and the reason is
 // printed once (the results are the same; only the launch overhead differs).
 void parity_executable_object::capture_slot(int slot) {
-  cudaStream_t stream = instance->stream;
-  cudaGraph_t graph = nullptr;
+  const parity::gpu::Stream stream = instance->stream;
+  parity::gpu::Graph graph{};
   bool capturing = false;
   std::string failure;
   try {
-    CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    parity::gpu::rt::capture_begin(stream);
     capturing = true;
     enqueue_steps(slot);
     capturing = false;
-    CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    CUDA_CHECK(cudaGraphInstantiate(&graphs[slot], graph, 0));
+    graph = parity::gpu::rt::capture_end(stream);
+    graphs[slot] = parity::gpu::rt::graph_instantiate(graph);
   } catch (const std::exception& e) {
     failure = e.what();
-    if (capturing) (void)cudaStreamEndCapture(stream, &graph);  // leaves the stream usable
-    graphs[slot] = nullptr;
+    if (capturing) {  // ends the capture, which leaves the stream usable
+      try {
+        graph = parity::gpu::rt::capture_end(stream);
+      } catch (const parity::gpu::CaptureFailed&) {
+      }
+    }
+    graphs[slot] = {};
   }
-  if (graph) (void)cudaGraphDestroy(graph);  // the instantiated graph does not need it
+  parity::gpu::rt::graph_destroy(graph);  // the instantiated graph does not need it
   if (failure.empty()) return;
-  (void)cudaGetLastError();
+  parity::gpu::rt::clear_last_error();
   capture = {false, msg("capturing the step as a CUDA graph failed (", failure, "); launching node by node")};
   std::fprintf(stderr, "parity: %s\n", capture.why.c_str());
 }

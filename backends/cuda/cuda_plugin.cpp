@@ -23,13 +23,16 @@ using parity::native::msg;
 
 parity_backend_instance::~parity_backend_instance() {
   // Destruction cannot report; what fails here has no caller.
-  (void)cudaSetDevice(device);
-  if (stream) (void)cudaStreamSynchronize(stream);
-  if (copy_stream) (void)cudaStreamSynchronize(copy_stream);
+  try {
+    parity::gpu::rt::set_device(device);
+    if (stream) parity::gpu::rt::stream_sync(stream);
+    if (copy_stream) parity::gpu::rt::stream_sync(copy_stream);
+  } catch (const std::exception&) {
+  }
   if (cublas) (void)cublasDestroy(cublas);
   if (cudnn) (void)cudnnDestroy(cudnn);
-  if (copy_stream) (void)cudaStreamDestroy(copy_stream);
-  if (owns_stream && stream) (void)cudaStreamDestroy(stream);
+  parity::gpu::rt::stream_destroy(copy_stream);
+  if (owns_stream) parity::gpu::rt::stream_destroy(stream);
 }
 
 namespace parity {
@@ -37,28 +40,19 @@ namespace cuda_backend {
 
 void DeviceMemory::allocate(int64_t n) {
   bytes = n;
-  if (n > 0) CUDA_CHECK(cudaMalloc(&ptr, static_cast<size_t>(n)));
+  ptr = gpu::rt::device_alloc(n);
 }
-DeviceMemory::~DeviceMemory() {
-  if (ptr) (void)cudaFree(ptr);
-}
+DeviceMemory::~DeviceMemory() { gpu::rt::device_free(ptr); }
 
 void PinnedMemory::allocate(int64_t n) {
   bytes = n;
-  if (n > 0) CUDA_CHECK(cudaHostAlloc(&ptr, static_cast<size_t>(n), cudaHostAllocDefault));
+  ptr = gpu::rt::pinned_alloc(n);
 }
-PinnedMemory::~PinnedMemory() {
-  if (ptr) (void)cudaFreeHost(ptr);
-}
+PinnedMemory::~PinnedMemory() { gpu::rt::pinned_free(ptr); }
 
 Persistent::Persistent(const parity_value_desc& d) : desc(d) {
   memory.allocate(d.bytes);
-  // cudaMemset runs on the legacy default stream, which does not order with the instance's
-  // non-blocking streams: wait for it here (compile time, not a step).
-  if (memory.ptr) {
-    CUDA_CHECK(cudaMemset(memory.ptr, 0, static_cast<size_t>(d.bytes)));
-    CUDA_CHECK(cudaDeviceSynchronize());
-  }
+  if (memory.ptr) gpu::rt::zero_now(memory.ptr, d.bytes);
 }
 
 namespace {
@@ -147,10 +141,10 @@ parity_status create(const parity_backend_config* config, parity_backend_t* out,
       instance->stream = static_cast<cudaStream_t>(c.stream);
       instance->external_legacy_stream = instance->stream == cudaStreamLegacy;
     } else {
-      CUDA_CHECK(cudaStreamCreateWithFlags(&instance->stream, cudaStreamNonBlocking));
+      instance->stream = gpu::rt::stream_create();
       instance->owns_stream = true;
     }
-    CUDA_CHECK(cudaStreamCreateWithFlags(&instance->copy_stream, cudaStreamNonBlocking));
+    instance->copy_stream = gpu::rt::stream_create();
     // cuDNN 9 loads its sub-libraries on first use: a missing libcudnn_ops or libcudnn_cnn is
     // reported here, not in the middle of a compile or a graph capture.
     CUDA_CHECK(cudnnOpsVersionCheck());
@@ -206,8 +200,11 @@ parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* o
 void buffer_free(parity_backend_t b, parity_buffer_t buffer) {
   if (!buffer) return;
   if (b) {  // a buffer may still be in use by queued copies
-    (void)cudaSetDevice(b->device);
-    (void)cudaStreamSynchronize(b->stream);
+    try {
+      gpu::rt::set_device(b->device);
+      gpu::rt::stream_sync(b->stream);
+    } catch (const std::exception&) {  // freeing cannot report
+    }
   }
   delete buffer;
 }
@@ -226,8 +223,8 @@ parity_status copy_host_to_device(parity_backend_t b, parity_buffer_t dst, int64
     check_range(dst, dst_offset, bytes, "copy_host_to_device");
     if (bytes == 0) return;
     b->make_current();
-    CUDA_CHECK(cudaMemcpyAsync(at(dst, dst_offset), src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, b->stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::copy_async(at(dst, dst_offset), src, bytes, gpu::Copy::host_to_device, b->stream, "copy_host_to_device");
+    gpu::rt::stream_sync(b->stream);
   });
 }
 
@@ -238,8 +235,8 @@ parity_status copy_device_to_host(parity_backend_t b, void* dst, parity_buffer_t
     check_range(src, src_offset, bytes, "copy_device_to_host");
     if (bytes == 0) return;
     b->make_current();
-    CUDA_CHECK(cudaMemcpyAsync(dst, at(src, src_offset), static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, b->stream));
-    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    gpu::rt::copy_async(dst, at(src, src_offset), bytes, gpu::Copy::device_to_host, b->stream, "copy_device_to_host");
+    gpu::rt::stream_sync(b->stream);
   });
 }
 
@@ -252,8 +249,8 @@ parity_status copy_device_to_device(parity_backend_t b, parity_buffer_t dst, int
     check_range(src, src_offset, bytes, "copy_device_to_device");
     if (bytes == 0) return;
     b->make_current();
-    CUDA_CHECK(cudaMemcpyAsync(at(dst, dst_offset), at(src, src_offset), static_cast<size_t>(bytes),
-                               cudaMemcpyDeviceToDevice, b->stream));
+    gpu::rt::copy_async(at(dst, dst_offset), at(src, src_offset), bytes, gpu::Copy::device_to_device, b->stream,
+                        "copy_device_to_device");
   });
 }
 
