@@ -393,6 +393,29 @@ TEST(EmuGraphs, AGraphLaunchedIntoACaptureJoinsIt) {
   EXPECT_EQ(p.pinned_out[0], 6.0f);
 }
 
+TEST(EmuGraphs, ReplaysAreCheckedAsTheyAreQueuedAndCapturesCheckTheirPointers) {
+  Device device;
+  CapturedPipeline p(device);
+  Stream other = device.stream_create();
+  device.begin_capture(p.stream);
+  // A pointer of the wrong kind is reported at capture, and the capture stays valid.
+  hazard_of([&] { device.launch(p.stream, "bad", {{p.pinned_in, kBytes}}, {}, [] {}); },
+            Check::host_pointer_as_device);
+  p.enqueue();
+  GraphExec exec = device.instantiate(device.end_capture(p.stream));
+  // Broken: another stream writes the graph's input buffer, and the replay does not wait for it.
+  device.memset_async(p.in, 0, kBytes, other, "clear");
+  const std::string message = hazard_of([&] { device.graph_launch(exec, p.stream); }, Check::unordered_write);
+  EXPECT_TRUE(contains(message, "copy host_to_device 'input' (graph exec 1 replay) on stream 1 writes device "
+                                "allocation #3 [0, 64) last written by memset 'clear' on stream 2"))
+      << message;
+  // Corrected: the replay's stream waits for it.
+  Event cleared = device.event_create();
+  device.event_record(cleared, other);
+  device.stream_wait_event(p.stream, cleared);
+  device.graph_launch(exec, p.stream);
+}
+
 // --- the checks: each broken sequence next to its correction ---------------------------------
 
 TEST(EmuChecks, UnorderedRead) {

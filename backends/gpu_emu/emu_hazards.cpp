@@ -88,7 +88,8 @@ void AccessHistory::record_read(size_t begin, size_t end, const Access& access) 
   split_at(end);
   for (auto it = segments_.find(begin); it != segments_.end() && it->first < end; ++it) {
     std::vector<Access>& reads = it->second.reads;
-    auto same_agent = std::find_if(reads.begin(), reads.end(), [&](const Access& r) { return r.agent == access.agent; });
+    auto same_agent =
+        std::find_if(reads.begin(), reads.end(), [&](const Access& read) { return read.agent == access.agent; });
     if (same_agent != reads.end())
       *same_agent = access;
     else

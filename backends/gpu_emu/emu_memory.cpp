@@ -121,7 +121,8 @@ std::optional<Span> AllocationTable::host_span(const void* ptr, size_t bytes, co
   if (allocation->kind == MemoryKind::device)
     throw HazardError(Check::device_pointer_as_host,
                       operation + ": " + role + " at " + address_text(ptr) + " is in " +
-                          allocation_name(allocation->kind, allocation->id) + ", device memory where host memory is needed");
+                          allocation_name(allocation->kind, allocation->id) +
+                          ", device memory where host memory is needed");
   return within_bounds(*allocation, ptr, bytes, operation, role);
 }
 

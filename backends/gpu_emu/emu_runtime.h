@@ -7,7 +7,10 @@
 // What it models:
 // - Device memory is host memory that only the device's operations may touch (copies, memsets,
 //   launches); fresh device memory holds 0xff bytes, so a read of unwritten memory gives NaN.
-//   Pinned host memory (host_alloc) is what copies may transfer asynchronously.
+//   Pinned host memory (host_alloc) is what copies may transfer asynchronously. A freed block is
+//   kept and reused first by the next allocation of its kind and rounded size, as a caching
+//   allocator does: freeing and allocating again gives the same address (the case where a stale
+//   pointer silently points into new data), and a freed address never becomes pageable memory.
 // - Work is queued per stream and runs LAZILY: nothing runs when it is queued. Queued work runs
 //   at the synchronization points (stream_synchronize, event_synchronize, synchronize), and then
 //   only what that point must wait for: stream_synchronize(s) runs s's queue and, through its
@@ -41,7 +44,8 @@
 // snapshots the stream's clock, stream_wait_event merges it into the waiting stream, and
 // stream/event/device synchronization merge into the host's clock. For every byte range of every
 // allocation (device and pinned) the last write and the reads since are kept, and each access is
-// checked against them WHEN IT IS QUEUED (so the verdict does not depend on the scheduler):
+// checked against them WHEN IT IS QUEUED (so the verdict does not depend on the scheduler; a
+// captured operation's pointers are checked at capture, its ordering at each replay):
 //   unordered_read            a copy source or launch read of bytes last written on another
 //                             stream with no happens-before edge (a missing event)
 //   unordered_write           a write of bytes another stream wrote or read since, unordered

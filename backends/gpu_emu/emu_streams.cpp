@@ -52,8 +52,12 @@ StreamState& Device::State::stream(Stream handle, const char* call) {
   return found;
 }
 
-EventState& Device::State::event(Event handle, const char* call) { return live_handle(events, handle.id, "event", call); }
-GraphState& Device::State::graph(Graph handle, const char* call) { return live_handle(graphs, handle.id, "graph", call); }
+EventState& Device::State::event(Event handle, const char* call) {
+  return live_handle(events, handle.id, "event", call);
+}
+GraphState& Device::State::graph(Graph handle, const char* call) {
+  return live_handle(graphs, handle.id, "graph", call);
+}
 GraphState& Device::State::exec(GraphExec handle, const char* call) {
   return live_handle(execs, handle.id, "graph exec", call);
 }
