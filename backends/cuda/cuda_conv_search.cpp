@@ -1,10 +1,14 @@
 // backends/cuda/cuda_conv_search.cpp — the choice of each convolution's cuDNN algorithm at
 // compile: cuDNN's heuristic order and timed search on operands aligned as the executable's,
 // cuda_decisions::choose_algorithm's rules, and the instance's cache by shape and alignment.
-#include "backends/cuda/cuda_executable.h"
+#include <cudnn.h>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_library.h"
+#include "backends/gpu/gpu_executable.h"
 
 namespace parity {
-namespace cuda_backend {
+namespace gpu {
 namespace {
 
 template <class Perf>
@@ -26,16 +30,13 @@ std::vector<int> order_of(const Perf* perf, int count) {
   return out;
 }
 
-
-}  // namespace
-
 // Chooses the algorithm of one convolution unless the instance has chosen for this shape and
 // alignment already: cudnnFind*AlgorithmEx runs and times every algorithm on the operands with
 // a workspace of the limit's size; cudnnGet*Algorithm_v7 gives cuDNN's heuristic ranking;
 // cuda_decisions::choose_algorithm picks by the rules.
-plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
-                                       const plan::ConvDescriptors& d, ConvDescriptorSet& set,
-                                       const ConvOperands& at, void* workspace, const std::string& node_name) {
+plan::AlgoChoice search_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
+                                       const plan::ConvDescriptors& d, ConvKernel& set, const ConvOperands& at,
+                                       void* workspace, const std::string& node_name) {
   const std::string key = plan::conv_cache_key(direction, d, b->options, at.alignment);
   if (auto it = b->algorithms.find(key); it != b->algorithms.end()) return it->second;
   // FMA math unless TF32 is allowed: the search then only returns what the math type permits.
@@ -46,27 +47,27 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection d
   int returned = 0;
   if (direction == plan::ConvDirection::forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(b->cudnn, set.x, set.w, set.conv, set.y,
+    CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(b->library->cudnn, set.x, set.w, set.conv, set.y,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
     heuristic = order_of(perf, returned);
-    CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(b->cudnn, set.x, at.x, set.w, at.w, set.conv, set.y, at.y,
+    CUDA_CHECK(cudnnFindConvolutionForwardAlgorithmEx(b->library->cudnn, set.x, at.x, set.w, at.w, set.conv, set.y, at.y,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, workspace, ws));
     candidates = candidates_of(perf, returned);
   } else if (direction == plan::ConvDirection::backward_data) {  // dy at at.y, dx at at.x
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(b->cudnn, set.w, set.y, set.conv, set.x,
+    CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(b->library->cudnn, set.w, set.y, set.conv, set.x,
                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
     heuristic = order_of(perf, returned);
-    CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(b->cudnn, set.w, at.w, set.y, at.y, set.conv, set.x, at.x,
+    CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(b->library->cudnn, set.w, at.w, set.y, at.y, set.conv, set.x, at.x,
                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf,
                                                            workspace, ws));
     candidates = candidates_of(perf, returned);
   } else {  // dy at at.y, dw at at.w
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->cudnn, set.x, set.y, set.conv, set.w,
+    CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(b->library->cudnn, set.x, set.y, set.conv, set.w,
                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
     heuristic = order_of(perf, returned);
-    CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(b->cudnn, set.x, at.x, set.y, at.y, set.conv, set.w, at.w,
+    CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(b->library->cudnn, set.x, at.x, set.y, at.y, set.conv, set.w, at.w,
                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf,
                                                              workspace, ws));
     candidates = candidates_of(perf, returned);
@@ -77,6 +78,17 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection d
   return choice;
 }
 
+}  // namespace
 
-}  // namespace cuda_backend
+// The chosen algorithm's math type is set on the node's descriptor, whether searched now or before.
+plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
+                                       const plan::ConvDescriptors& d, ConvKernel& kernel, const ConvOperands& at,
+                                       void* workspace, const std::string& node_name) {
+  const plan::AlgoChoice choice = search_conv_algorithm(b, direction, d, kernel, at, workspace, node_name);
+  CUDA_CHECK(cudnnSetConvolutionMathType(kernel.conv, static_cast<cudnnMathType_t>(choice.math_type)));
+  return choice;
+}
+
+
+}  // namespace gpu
 }  // namespace parity

@@ -1,9 +1,52 @@
-// backends/cuda/cuda_launch.cpp — running a compiled CUDA step: each Step's cuDNN, cuBLAS or
-// native launch on the compute stream, the poison of temporaries, and the capture of a slot's
-// whole step as a CUDA graph.
-#include "backends/cuda/cuda_executable.h"
+// backends/cuda/cuda_library.cpp — the CUDA target's routes of the GPU executor (declared in
+// backends/gpu/gpu_executable.h): cuDNN convolutions and activations with their descriptors,
+// cuBLAS products, the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
+// the compute stream, and the instance's cuDNN and cuBLAS handles. The only vendor-library calls
+// of the executor; compiled and linked in CI, never executed (no NVIDIA GPU here).
+#include <cublas_v2.h>
+#include <cudnn.h>
+
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_kernels.h"
-#include "backends/kit/poison.h"
+#include "backends/cuda/cuda_library.h"
+#include "backends/gpu/gpu_executable.h"
+
+namespace parity {
+namespace gpu {
+
+// plan::Activation holds cudnnActivationMode_t's values (cuda_decisions.h needs no cuDNN).
+static_assert(static_cast<int>(plan::Activation::sigmoid) == CUDNN_ACTIVATION_SIGMOID, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::relu) == CUDNN_ACTIVATION_RELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::tanh) == CUDNN_ACTIVATION_TANH, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::clipped_relu) == CUDNN_ACTIVATION_CLIPPED_RELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::elu) == CUDNN_ACTIVATION_ELU, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::identity) == CUDNN_ACTIVATION_IDENTITY, "cuDNN mode");
+static_assert(static_cast<int>(plan::Activation::swish) == CUDNN_ACTIVATION_SWISH, "cuDNN mode");
+
+const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
+
+// cuDNN, cuBLAS and the native kernels all need the native workspace only for the native route.
+extern const bool kNativeWorkspaceForEveryNode = false;
+
+void destroy_library(LibraryHandles* library) noexcept { delete library; }
+
+LibraryHandles::~LibraryHandles() {
+  if (cublas) (void)cublasDestroy(cublas);
+  if (cudnn) (void)cudnnDestroy(cudnn);
+}
+
+void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+
+KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
+  return KernelPtr<ConvKernel>(new ConvKernel(shape));
+}
+KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
+  return KernelPtr<ActivationKernel>(new ActivationKernel(count, static_cast<cudnnActivationMode_t>(activation)));
+}
+
+}  // namespace gpu
+}  // namespace parity
 
 namespace {
 const float kOne = 1.0f, kZero = 0.0f;
@@ -11,31 +54,12 @@ const float kOne = 1.0f, kZero = 0.0f;
 cublasOperation_t op_of(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
 }  // namespace
 
-void parity_executable_object::enqueue(const Step& step) {
-  const parity_node_desc& node = nodes[static_cast<size_t>(step.node)];
-  switch (step.kind) {
-    case plan::RouteKind::convolution: enqueue_convolution(step, node); return;
-    case plan::RouteKind::activation:
-      CUDA_CHECK(cudnnActivationForward(instance->cudnn, step.flat->activation, &kOne, step.flat->desc,
-                                        operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
-      return;
-    case plan::RouteKind::gemm: enqueue_gemm(step, node); return;
-    case plan::RouteKind::optimizer: enqueue_optimizer(step, node); return;
-    case plan::RouteKind::native: dispatcher.run(node); return;  // the native kernels, with the dispatcher's checks
-  }
-}
-
-// Input (output = false) or output `slot` of `node` in the slot being launched.
-void* parity_executable_object::operand(const parity_node_desc& node, bool output, int32_t slot) {
-  return pointer(output ? node.outputs[slot] : node.inputs[slot], launch_slot);
-}
-
 void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
-  cudnnHandle_t cudnn = instance->cudnn;
+  cudnnHandle_t cudnn = instance->library->cudnn;
   void* conv_workspace = region(layout.conv_workspace_offset);
   const size_t conv_workspace_bytes = static_cast<size_t>(step.algo.workspace_bytes);
   auto at = [&](bool output, int32_t slot) { return operand(node, output, slot); };
-  const ConvDescriptorSet& d = *step.conv;
+  const ConvKernel& d = *step.conv;
   switch (node.op) {
     case PARITY_OP_CONV2D:
       CUDA_CHECK(cudnnConvolutionForward(cudnn, &kOne, d.x, at(false, 0), d.w, at(false, 1), d.conv,
@@ -76,10 +100,10 @@ void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_
     return static_cast<float*>(p);
   };
   for (const plan::GemmCall& g : step.linear.gemms)
-    CUDA_CHECK(cublasSgemm(instance->cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne,
+    CUDA_CHECK(cublasSgemm(instance->library->cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne,
                            operand_of(g.a), g.lda, operand_of(g.b), g.ldb, &g.beta, operand_of(g.c), g.ldc));
   for (const plan::GemvCall& g : step.linear.gemvs)
-    CUDA_CHECK(cublasSgemv(instance->cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand_of(g.a), g.lda,
+    CUDA_CHECK(cublasSgemv(instance->library->cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand_of(g.a), g.lda,
                            operand_of(g.x), 1, &g.beta, operand_of(g.y), 1));
 }
 
@@ -104,44 +128,27 @@ void parity_executable_object::enqueue_optimizer(const Step& step, const parity_
   }
 }
 
-// Queues the whole step reading input slot `slot` on the compute stream (captured or not).
-void parity_executable_object::enqueue_steps(int slot) {
-  launch_slot = slot;
-  if (poison)
-    parity::kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
-      parity::native::cuda::fill_words(pointer(static_cast<int32_t>(i), slot), count, bits);
-    });
-  for (const Step& step : steps) enqueue(step);
+void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
+  CUDA_CHECK(cudnnActivationForward(instance->library->cudnn, step.flat->activation, &kOne, step.flat->desc,
+                                    operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
 }
 
-// Captures the step reading `slot` as a CUDA graph. Capture queues nothing, so a failure costs
-// nothing but the graph: the step is then launched node by node from now on, and the reason is
-// printed once (the results are the same; only the launch overhead differs).
-void parity_executable_object::capture_slot(int slot) {
-  const parity::gpu::Stream stream = instance->stream;
-  parity::gpu::Graph graph{};
-  bool capturing = false;
-  std::string failure;
-  try {
-    parity::gpu::rt::capture_begin(stream);
-    capturing = true;
-    enqueue_steps(slot);
-    capturing = false;
-    graph = parity::gpu::rt::capture_end(stream);
-    graphs[slot] = parity::gpu::rt::graph_instantiate(graph);
-  } catch (const std::exception& e) {
-    failure = e.what();
-    if (capturing) {  // ends the capture, which leaves the stream usable
-      try {
-        graph = parity::gpu::rt::capture_end(stream);
-      } catch (const parity::gpu::CaptureFailed&) {
-      }
-    }
-    graphs[slot] = {};
-  }
-  parity::gpu::rt::graph_destroy(graph);  // the instantiated graph does not need it
-  if (failure.empty()) return;
+void parity_executable_object::enqueue_native(const parity_node_desc& node) {
+  parity::native::cuda::set_launch_stream(instance->stream);
+  dispatcher.run(node);
+}
+
+void parity_executable_object::enqueue_fill(void* words, int64_t count, uint32_t bits) {
+  parity::native::cuda::set_launch_stream(instance->stream);
+  parity::native::cuda::fill_words(words, count, bits);
+}
+
+// The handle's workspace is this executable's (cublasSetStream, which another executable may
+// have called, resets it), and no earlier error is left for a native launch's cudaGetLastError
+// to report as its own.
+void parity_executable_object::bind_library() {
+  parity::native::cuda::set_launch_stream(instance->stream);
+  CUDA_CHECK(cublasSetWorkspace(instance->library->cublas, region(layout.cublas_workspace_offset),
+                                static_cast<size_t>(layout.cublas_workspace_bytes)));
   parity::gpu::rt::clear_last_error();
-  capture = {false, msg("capturing the step as a CUDA graph failed (", failure, "); launching node by node")};
-  std::fprintf(stderr, "parity: %s\n", capture.why.c_str());
 }

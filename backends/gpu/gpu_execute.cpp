@@ -1,17 +1,16 @@
-// backends/cuda/cuda_executable.cpp — the CUDA plugin's executable entry points other than
-// compile: write_value feeds INPUT values from pinned memory on the copy stream into one of two
+// backends/gpu/gpu_execute.cpp — the GPU executor's entry points other than compile, for every
+// target: write_value feeds INPUT values from pinned memory on the copy stream into one of two
 // input slots while the step reading the other slot runs; execute checks the run-time data on
 // the host (the native dispatcher in its check pass), then launches the steps one by one (the
-// first use of a slot, or with capture off) or the slot's CUDA graph (captured at its second
-// use, replayed).
+// first use of a slot, or with capture off) or the slot's graph (captured at its second use,
+// replayed).
 //
-// Never executed in this project's CI (no NVIDIA GPU); the decisions it acts on are unit-tested
-// on the CPU (tests/test_cuda_decisions.cpp).
-#include "backends/cuda/cuda_executable.h"
-#include "backends/cuda/cuda_kernels.h"
+// On CUDA and HIP compiled and linked in CI, never executed here (no GPU); on the emulated device
+// (the gpu_emu plugin) executed by the tests, with its ordering checks.
+#include "backends/gpu/gpu_executable.h"
 
 namespace parity {
-namespace cuda_backend {
+namespace gpu {
 
 void executable_destroy(parity_executable_t exe) {
   if (!exe) return;
@@ -28,8 +27,8 @@ void executable_destroy(parity_executable_t exe) {
 parity_status write_value(parity_executable_t exe, int32_t value, const void* host, int64_t bytes,
                           parity_error* err) {
   return guarded(err, [&] {
-    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: write_value: NULL argument");
-    const parity_value_desc& v = parity::native::value_to_write("cuda", exe->values, value, bytes);
+    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": write_value: NULL argument"));
+    const parity_value_desc& v = parity::native::value_to_write(kName, exe->values, value, bytes);
     parity_backend_t b = exe->instance;
     b->make_current();
     const int32_t input = exe->input_index[static_cast<size_t>(value)];
@@ -60,8 +59,8 @@ parity_status write_value(parity_executable_t exe, int32_t value, const void* ho
 
 parity_status read_value(parity_executable_t exe, int32_t value, void* host, int64_t bytes, parity_error* err) {
   return guarded(err, [&] {
-    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: read_value: NULL argument");
-    parity::native::value_to_read("cuda", exe->values, value, bytes);
+    if (!exe || !host) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": read_value: NULL argument"));
+    parity::native::value_to_read(kName, exe->values, value, bytes);
     parity_backend_t b = exe->instance;
     b->make_current();
     gpu::rt::stream_sync(b->copy_stream);
@@ -79,7 +78,7 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
 // Queues the whole step and returns (PARITY_FEATURE_ASYNC_EXECUTE).
 parity_status execute(parity_executable_t exe, parity_error* err) {
   return guarded(err, [&] {
-    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: execute: executable is NULL");
+    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": execute: executable is NULL"));
     parity_backend_t b = exe->instance;
     b->make_current();
     const int slot = exe->fill_slot;
@@ -101,13 +100,7 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
     }
     gpu::rt::event_record(exe->inputs_ready[slot], b->copy_stream);
     gpu::rt::stream_wait(b->stream, exe->inputs_ready[slot]);
-    parity::native::cuda::set_launch_stream(b->stream);
-    // Outside any capture: the handle's workspace is this executable's (cublasSetStream, which
-    // another executable may have called, resets it), and no earlier error is left for a native
-    // launch's cudaGetLastError to report as its own.
-    CUDA_CHECK(cublasSetWorkspace(b->cublas, exe->region(exe->layout.cublas_workspace_offset),
-                                  static_cast<size_t>(exe->layout.cublas_workspace_bytes)));
-    gpu::rt::clear_last_error();
+    exe->bind_library();  // outside any capture
     // The first execute of a slot runs eagerly: cuDNN and cuBLAS load their kernels and
     // sub-libraries on first use, which must not happen inside a capture. The second captures.
     if (exe->capture.capture && exe->runs[slot] >= 1 && !exe->graphs[slot]) exe->capture_slot(slot);
@@ -124,7 +117,7 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
 
 parity_status synchronize(parity_executable_t exe, parity_error* err) {
   return guarded(err, [&] {
-    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, "cuda: synchronize: executable is NULL");
+    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": synchronize: executable is NULL"));
     exe->instance->make_current();
     gpu::rt::stream_sync(exe->instance->copy_stream);
     gpu::rt::stream_sync(exe->instance->stream);
@@ -132,12 +125,12 @@ parity_status synchronize(parity_executable_t exe, parity_error* err) {
 }
 
 parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err) {
-  if (!exe || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: memory_bytes: NULL argument");
+  if (!exe || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": memory_bytes: NULL argument"));
   int64_t total = exe->arena.bytes;
   for (const auto& p : exe->held) total += p->memory.bytes;
   *out = total;
   return PARITY_OK;
 }
 
-}  // namespace cuda_backend
+}  // namespace gpu
 }  // namespace parity

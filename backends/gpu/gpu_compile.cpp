@@ -1,30 +1,23 @@
-// backends/cuda/cuda_compile.cpp — the CUDA plugin's compile entry point: turns a plan into
-// steps (cuDNN convolutions with descriptors and algorithms chosen once per shape, cuBLAS
-// products, native kernels for the rest: cuda_decisions::route_of says which and why) over one
-// device arena (cuda_decisions::layout_arena); and memory_need_without_device, the same planning
-// with no device (ABI 4).
+// backends/gpu/gpu_compile.cpp — the GPU executor's compile entry point, for every target: turns
+// a plan into steps by cuda_decisions::route_of (convolutions with their descriptors and
+// algorithms chosen once per shape, products, optimizer steps, native kernels for the rest; the
+// target's library builds what a route keeps) over one device arena
+// (cuda_decisions::layout_arena); and memory_need_without_device, the same planning with no
+// device (ABI 4).
 #include <algorithm>
 #include <cstdlib>
 
-#include "backends/cuda/cuda_executable.h"
-#include "backends/cuda/cuda_kernels.h"
+#include "backends/gpu/gpu_executable.h"
 
 namespace parity {
-namespace cuda_backend {
-// plan::Activation holds cudnnActivationMode_t's values (cuda_decisions.h needs no cuDNN).
-static_assert(static_cast<int>(plan::Activation::sigmoid) == CUDNN_ACTIVATION_SIGMOID, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::relu) == CUDNN_ACTIVATION_RELU, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::tanh) == CUDNN_ACTIVATION_TANH, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::clipped_relu) == CUDNN_ACTIVATION_CLIPPED_RELU, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::elu) == CUDNN_ACTIVATION_ELU, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::identity) == CUDNN_ACTIVATION_IDENTITY, "cuDNN mode");
-static_assert(static_cast<int>(plan::Activation::swish) == CUDNN_ACTIVATION_SWISH, "cuDNN mode");
+namespace gpu {
 
 namespace {
 
 // cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
 // by the plugin so that cuBLAS allocates nothing while a step is captured.
 constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
+constexpr uint32_t kOneBits = 0x3f800000u;  // 1.0f, the words of the bias GEMMs' vector of ones
 
 int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value_desc>& values, int64_t* in,
                     int64_t* out) {
@@ -32,14 +25,14 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
   const parity_value_desc& w = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_WEIGHT ? node.outputs[0]
                                                                                                   : node.inputs[1])];
   if (w.rank != 2)
-    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': weight '", value_name(w), "' ",
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": node '", node.name, "': weight '", value_name(w), "' ",
                                   shape_str(w.rank, w.dims), " must have rank 2 [out, in]"));
   *out = w.dims[0];
   *in = w.dims[1];
   const parity_value_desc& x = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_DATA ? node.outputs[0]
                                                                                               : node.inputs[0])];
   if (numel_of(x) % *in != 0)
-    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': '", value_name(x), "' ", shape_str(x.rank, x.dims),
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": node '", node.name, "': '", value_name(x), "' ", shape_str(x.rank, x.dims),
                                   " is not a whole number of rows of ", *in));
   return numel_of(x) / *in;
 }
@@ -60,7 +53,7 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
     const parity_value_desc& v = exe.values[i];
     if (is_persistent(v)) {
       if (!with_device) continue;
-      exe.held.push_back(parity::native::shared_persistent("cuda", *exe.persistent, v));
+      exe.held.push_back(parity::native::shared_persistent(kName, *exe.persistent, v));
       exe.held_pointer[i] = exe.held.back()->memory.ptr;
     } else if (v.kind == PARITY_VALUE_INPUT) {
       exe.input_index[i] = static_cast<int32_t>(request.input_bytes.size());
@@ -86,17 +79,17 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
       case plan::RouteKind::convolution: {
         // The algorithm is chosen later, once the layout gives the operands' alignment.
         step.conv_shape = plan::conv_descriptors(node, exe.values);
-        if (with_device) step.conv = std::make_unique<ConvDescriptorSet>(step.conv_shape);
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
+        if (with_device) step.conv = make_conv_kernel(step.conv_shape);
         break;
       }
       case plan::RouteKind::activation: {
         const int64_t n = numel_of(exe.values[static_cast<size_t>(node.inputs[0])]);
         if (n != numel_of(exe.values[static_cast<size_t>(node.outputs[0])]) || n > INT32_MAX)
-          fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", parity_op_name(node.op),
+          fail(PARITY_STATUS_SHAPE, msg(kName, ": node '", node.name, "': ", parity_op_name(node.op),
                                         " input and output must have the same element count, at most 2^31 - 1"));
-        if (with_device)
-          step.flat = std::make_unique<FlatDescriptor>(static_cast<int>(n),
-                                                       static_cast<cudnnActivationMode_t>(route.activation));
+        if (with_device) step.flat = make_activation_kernel(static_cast<int>(n), route.activation);
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
         break;
       }
       case plan::RouteKind::gemm: {
@@ -106,6 +99,7 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
                       : node.op == PARITY_OP_LINEAR_BWD_DATA ? plan::linear_backward_data_calls(rows, in, outs)
                                                              : plan::linear_backward_weight_calls(rows, in, outs);
         request.ones_count = std::max(request.ones_count, rows);
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
         break;
       }
       case plan::RouteKind::optimizer:
@@ -132,10 +126,10 @@ bool has_convolution(const std::vector<Step>& steps) {
 
 parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
                       parity_executable_t* out, parity_error* err) {
-  if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: compile: NULL argument");
+  if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": compile: NULL argument"));
   *out = nullptr;
   return guarded(err, [&] {
-    parity::native::check_compile("cuda", plan, /*inputs_in_arena=*/false,  // inputs live in the slots
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false,  // inputs live in the slots
                                   share_with != nullptr, share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
@@ -168,7 +162,6 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
                                               : bwd_data                  ? plan::ConvDirection::backward_data
                                                                           : plan::ConvDirection::backward_filter;
         step.algo = choose_conv_algorithm(b, direction, step.conv_shape, *step.conv, at, search_workspace, node.name);
-        CUDA_CHECK(cudnnSetConvolutionMathType(step.conv->conv, static_cast<cudnnMathType_t>(step.algo.math_type)));
         request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
       }
       gpu::rt::device_sync();  // the searches ran on the scratch memory about to be freed
@@ -191,11 +184,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
       gpu::rt::copy_async(exe->region(step.hyperparameter_offset), &node.params, sizeof node.params,
                           gpu::Copy::host_to_device, b->stream, "compile (optimizer hyperparameters)");
     }
-    if (request.ones_count) {
-      parity::native::cuda::set_launch_stream(b->stream);
-      parity::native::cuda::native_ops().fill(static_cast<float*>(exe->region(exe->layout.ones_offset)), request.ones_count,
-                                        1.0f);
-    }
+    if (request.ones_count) exe->enqueue_fill(exe->region(exe->layout.ones_offset), request.ones_count, kOneBits);
     gpu::rt::stream_sync(b->stream);
     *out = exe.release();
   });
@@ -209,9 +198,9 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
 parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
                                          parity_error* err) {
   if (!plan || !out)
-    return report(err, PARITY_STATUS_INVALID_ARGUMENT, "cuda: memory_need_without_device: NULL argument");
+    return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": memory_need_without_device: NULL argument"));
   return guarded(err, [&] {
-    parity::native::check_compile("cuda", plan, /*inputs_in_arena=*/false, false, false);
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, false, false);
     const plan::Options options = plan::options_from_env([](const char* name) { return std::getenv(name); });
     parity_executable_object exe;
     parity::native::start_executable(exe, static_cast<parity_backend_instance*>(nullptr), plan,
@@ -229,5 +218,5 @@ parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags
   });
 }
 
-}  // namespace cuda_backend
+}  // namespace gpu
 }  // namespace parity

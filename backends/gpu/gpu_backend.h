@@ -1,32 +1,35 @@
-// backends/cuda/cuda_backend.h — the objects behind the CUDA plugin's opaque handles: an
-// instance (one device, a compute stream and a copy stream, one cuDNN and one cuBLAS handle, the
-// options, the cache of chosen convolution algorithms), a raw buffer, and an executable (one
-// device arena, double-buffered inputs fed from pinned memory, the compiled steps and their
-// captured CUDA graphs). cuda_plugin.cpp implements the instance and buffer entry points,
-// cuda_compile.cpp and cuda_executable.cpp the executable's (cuda_executable.h); every entry
-// point runs its body through guarded().
+// backends/gpu/gpu_backend.h — the objects behind a GPU plugin's opaque handles, written once for
+// every target (CUDA, HIP, the emulated device: gpu_runtime.h): an instance (one device, a compute
+// stream and a copy stream, the target's library handles, the planning options, the cache of
+// chosen convolution algorithms), a raw buffer, the device and pinned allocations, and the
+// persistent values. gpu_plugin.cpp holds the function table; each target's <target>_device.cpp
+// its probe and the creation of an instance; gpu_compile.cpp, gpu_execute.cpp and gpu_launch.cpp
+// the executable (gpu_executable.h). Every entry point runs its body through guarded().
 #pragma once
-
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-#include <cudnn.h>
 
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_decisions.h"
 #include "backends/gpu/gpu_runtime.h"
 #include "backends/native/dispatch.h"
 #include "backends/native/plugin_support.h"
 #include "parity/plugin.h"
 
+#ifndef PARITY_GPU_NAME
+#error "build with -DPARITY_GPU_NAME=\"cuda\" (the plugin's name, which prefixes its messages)"
+#endif
+
 namespace parity {
-namespace cuda_backend {
+namespace gpu {
+
+// The plugin's name: "cuda", "hip" or "gpu_emu"; every message starts with it.
+constexpr const char* kName = PARITY_GPU_NAME;
 
 using native::copy_message;
+using native::msg;
 using native::plugin_fail;
 using native::report;
 [[noreturn]] inline void fail(parity_status status, const std::string& message) { plugin_fail(status, message); }
@@ -34,8 +37,11 @@ using native::report;
 // Runs one entry point's body; nothing thrown leaves it.
 template <class Body>
 parity_status guarded(parity_error* err, Body&& body) {
-  return native::guarded("cuda", err, std::forward<Body>(body));
+  return native::guarded(kName, err, std::forward<Body>(body));
 }
+
+// The target's build of the native kernels (backends/native): nvcc's, hipcc's, or simt's on the host.
+const native::NativeOps& native_ops();
 
 // A device allocation, freed with its owner.
 struct DeviceMemory {
@@ -67,7 +73,12 @@ struct Persistent {
 };
 using PersistentStore = kit::PersistentStore<Persistent>;
 
-}  // namespace cuda_backend
+// The target's library handles (cuDNN and cuBLAS on CUDA; nothing on the native targets),
+// defined by the target's library source and destroyed with the instance.
+struct LibraryHandles;
+void destroy_library(LibraryHandles* library) noexcept;
+
+}  // namespace gpu
 }  // namespace parity
 
 struct parity_backend_instance {
@@ -75,8 +86,7 @@ struct parity_backend_instance {
   parity::gpu::Stream stream{};       // compute: every step, every synchronous copy
   bool owns_stream = false;
   parity::gpu::Stream copy_stream{};  // the next batch's inputs, while a step runs
-  cudnnHandle_t cudnn = nullptr;
-  cublasHandle_t cublas = nullptr;
+  parity::gpu::LibraryHandles* library = nullptr;
   parity::cuda_decisions::Options options;
   bool external_legacy_stream = false;
   std::string device_name;
@@ -90,12 +100,18 @@ struct parity_backend_instance {
 };
 
 struct parity_buffer_object {
-  parity::cuda_backend::DeviceMemory memory;
+  parity::gpu::DeviceMemory memory;
 };
 
 namespace parity {
-namespace cuda_backend {
-// The executable's entry points (cuda_executable.cpp).
+namespace gpu {
+// The target's side of the table (<target>_device.cpp): its one-line description, the probe,
+// and an instance on a device.
+const char* description();
+parity_status probe(parity_probe_result* out, parity_error* err);
+parity_status create(const parity_backend_config* config, parity_backend_t* out, parity_error* err);
+
+// The executable's entry points (gpu_compile.cpp, gpu_execute.cpp).
 parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flags, parity_executable_t share_with,
                       parity_executable_t* out, parity_error* err);
 void executable_destroy(parity_executable_t exe);
@@ -104,8 +120,8 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
 parity_status execute(parity_executable_t exe, parity_error* err);
 parity_status synchronize(parity_executable_t exe, parity_error* err);
 parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err);
-// ABI 4 (cuda_compile.cpp): what compile would allocate, planned without a device.
+// ABI 4 (gpu_compile.cpp): what compile would allocate, planned without a device.
 parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
                                          parity_error* err);
-}  // namespace cuda_backend
+}  // namespace gpu
 }  // namespace parity

@@ -1,23 +1,26 @@
-// backends/cuda/cuda_executable.h — the object behind a CUDA executable handle: its values,
-// device arena and input slots, the compiled steps (Step, with their cuDNN descriptors) and
-// the dispatchers that check and launch the native kernels. cuda_compile.cpp makes one,
-// cuda_conv_search.cpp chooses its convolution algorithms, cuda_launch.cpp queues its steps,
-// cuda_executable.cpp holds the other executable entry points.
+// backends/gpu/gpu_executable.h — the object behind a GPU executable handle, for every target:
+// its values, device arena and input slots, the compiled steps (Step, with what the target's
+// library keeps per step) and the dispatchers that check and launch the native kernels.
+// gpu_compile.cpp makes one, gpu_launch.cpp queues its steps, gpu_execute.cpp holds the other
+// executable entry points. What differs per target is declared here as the executable's route
+// functions (enqueue_convolution, ...) and defined by the target's library source:
+// backends/cuda/cuda_library.cpp (cuDNN, cuBLAS), backends/gpu/native_library.cpp (HIP and the
+// emulated device: the native kernels).
 #pragma once
 
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
-#include "backends/cuda/cuda_backend.h"
-#include "backends/cuda/cuda_kernels.h"
+#include "backends/gpu/gpu_backend.h"
 #include "backends/kit/poison.h"
 
-using parity::cuda_backend::DeviceMemory;
-using parity::cuda_backend::fail;
-using parity::cuda_backend::Persistent;
-using parity::cuda_backend::PersistentStore;
-using parity::cuda_backend::PinnedMemory;
+using parity::gpu::DeviceMemory;
+using parity::gpu::fail;
+using parity::gpu::Persistent;
+using parity::gpu::PersistentStore;
+using parity::gpu::PinnedMemory;
 using parity::native::msg;
 using parity::native::numel_of;
 using parity::native::shape_str;
@@ -25,72 +28,31 @@ using parity::native::value_name;
 namespace plan = parity::cuda_decisions;
 
 namespace parity {
-namespace cuda_backend {
+namespace gpu {
 
 using parity::native::is_persistent;
-// The cuDNN descriptors of one convolution node, destroyed with it.
-struct ConvDescriptorSet {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
-  explicit ConvDescriptorSet(const plan::ConvDescriptors& d) {
-    CUDA_CHECK(cudnnCreateTensorDescriptor(&x));
-    CUDA_CHECK(cudnnCreateTensorDescriptor(&y));
-    CUDA_CHECK(cudnnCreateTensorDescriptor(&bias));
-    CUDA_CHECK(cudnnCreateFilterDescriptor(&w));
-    CUDA_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.x.n, d.x.c, d.x.h, d.x.w));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.y.n, d.y.c, d.y.h, d.y.w));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.bias.n, d.bias.c, d.bias.h,
-                                          d.bias.w));
-    CUDA_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d.w.n, d.w.c, d.w.h, d.w.w));
-    // Cross-correlation, as PyTorch's Conv2d and every other parity backend compute it.
-    CUDA_CHECK(cudnnSetConvolution2dDescriptor(conv, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d.dilation_h,
-                                               d.dilation_w, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    int n = 0, c = 0, h = 0, wd = 0;  // cuDNN's own output size must be the plan's
-    CUDA_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, x, w, &n, &c, &h, &wd));
-    if (n != d.y.n || c != d.y.c || h != d.y.h || wd != d.y.w)
-      fail(PARITY_STATUS_SHAPE, msg("cuda: cuDNN computes a convolution output of ", n, "x", c, "x", h, "x", wd,
-                                    ", the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x", d.y.w));
-  }
-  ConvDescriptorSet(const ConvDescriptorSet&) = delete;
-  ConvDescriptorSet& operator=(const ConvDescriptorSet&) = delete;
-  ~ConvDescriptorSet() {
-    if (conv) (void)cudnnDestroyConvolutionDescriptor(conv);
-    if (w) (void)cudnnDestroyFilterDescriptor(w);
-    if (bias) (void)cudnnDestroyTensorDescriptor(bias);
-    if (y) (void)cudnnDestroyTensorDescriptor(y);
-    if (x) (void)cudnnDestroyTensorDescriptor(x);
-  }
-};
 
-// One flat float tensor descriptor ([1,1,1,count]) and the cuDNN activation of an element-wise
-// op on an activation route (route_of in cuda_decisions.cpp).
-struct FlatDescriptor {
-  cudnnTensorDescriptor_t desc = nullptr;
-  cudnnActivationDescriptor_t activation = nullptr;
-  FlatDescriptor(int count, cudnnActivationMode_t mode) {
-    CUDA_CHECK(cudnnCreateTensorDescriptor(&desc));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1, count));
-    CUDA_CHECK(cudnnCreateActivationDescriptor(&activation));
-    CUDA_CHECK(cudnnSetActivationDescriptor(activation, mode, CUDNN_PROPAGATE_NAN, 0.0));
-  }
-  FlatDescriptor(const FlatDescriptor&) = delete;
-  FlatDescriptor& operator=(const FlatDescriptor&) = delete;
-  ~FlatDescriptor() {
-    if (activation) (void)cudnnDestroyActivationDescriptor(activation);
-    if (desc) (void)cudnnDestroyTensorDescriptor(desc);
-  }
+// What a route's vendor library keeps per step (cuDNN descriptors on CUDA; on the native
+// targets, the checked shapes), defined by the target's library source and destroyed with the step.
+struct ConvKernel;
+struct ActivationKernel;
+void destroy_kernel(ConvKernel* kernel) noexcept;
+void destroy_kernel(ActivationKernel* kernel) noexcept;
+template <class Kernel>
+struct KernelDeleter {
+  void operator()(Kernel* kernel) const noexcept { destroy_kernel(kernel); }
 };
+template <class Kernel>
+using KernelPtr = std::unique_ptr<Kernel, KernelDeleter<Kernel>>;
 
 // One compiled node.
 struct Step {
   int32_t node = 0;
   plan::RouteKind kind = plan::RouteKind::native;  // how it is built and launched (route_of)
   plan::ConvDescriptors conv_shape{};
-  std::unique_ptr<ConvDescriptorSet> conv;
+  KernelPtr<ConvKernel> conv;  // convolution route: made when compiled with a device
   plan::AlgoChoice algo{};
-  std::unique_ptr<FlatDescriptor> flat;
+  KernelPtr<ActivationKernel> flat;  // activation route
   plan::LinearCalls linear;
   int64_t hyperparameter_offset = -1;  // ADAM_STEP, SGD_STEP: where their parameters live in the arena
 };
@@ -102,18 +64,28 @@ struct ConvOperands {
   int alignment;
 };
 
-// Chooses the algorithm of one convolution (cuda_conv_search.cpp).
+// The target's library, per step (the target's library source):
+// How the target runs a node: CUDA by plan::route_of (cuDNN, cuBLAS, its optimizer kernels,
+// native kernels for the rest); the native targets take the same routes, so that the same
+// planning runs, and run every route on the native kernels (all of them need the native
+// workspace, `kNativeWorkspaceForEveryNode`).
+extern const bool kNativeWorkspaceForEveryNode;
+// A convolution's descriptors, checked against the plan's shapes (cuDNN's output size must be
+// the plan's); an element-wise activation on `count` floats.
+KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);
+KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation);
+// Chooses the algorithm of one convolution (CUDA: cuDNN's search, cuda_conv_search.cpp; the native
+// targets: the one native algorithm, which needs no workspace of its own).
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
-                                       const plan::ConvDescriptors& d, ConvDescriptorSet& set,
-                                       const ConvOperands& at, void* workspace, const std::string& node_name);
+                                       const plan::ConvDescriptors& d, ConvKernel& kernel, const ConvOperands& at,
+                                       void* workspace, const std::string& node_name);
 
-}  // namespace cuda_backend
+}  // namespace gpu
 }  // namespace parity
 
-using parity::cuda_backend::ConvDescriptorSet;
-using parity::cuda_backend::FlatDescriptor;
-using parity::cuda_backend::is_persistent;
-using parity::cuda_backend::Step;
+using parity::gpu::ConvKernel;
+using parity::gpu::is_persistent;
+using parity::gpu::Step;
 
 struct parity_executable_object {
   // What the checking dispatcher sees: no device memory, the host copies of INPUT i32 values.
@@ -165,14 +137,14 @@ struct parity_executable_object {
   int runs[2] = {0, 0};                 // executes per slot: the first runs eagerly, the second captures
   int launch_slot = 0;          // the slot the steps being launched read
   Memory memory{this};
-  parity::native::NodeDispatcher<Memory> dispatcher{"cuda", parity::native::op_name,
-                                                    parity::native::cuda::native_ops(), values, memory};
+  parity::native::NodeDispatcher<Memory> dispatcher{parity::gpu::kName, parity::native::op_name,
+                                                    parity::gpu::native_ops(), values, memory};
   CheckMemory check_memory{this};
   // The native ops in their check pass, launching nothing: at compile it checks every node's
   // arity, dtypes and shapes as simt and HIP do; at each execute, the run-time data (labels,
   // Adam's step) from the host copies of the INPUT values, before anything is queued.
-  parity::native::NodeDispatcher<CheckMemory> checker{"cuda", parity::native::op_name,
-                                                      parity::native::cuda::native_ops(), values, check_memory,
+  parity::native::NodeDispatcher<CheckMemory> checker{parity::gpu::kName, parity::native::op_name,
+                                                      parity::gpu::native_ops(), values, check_memory,
                                                       parity::native::NodePass::check};
 
   void* region(int64_t offset) const { return static_cast<char*>(arena.ptr) + offset; }
@@ -203,11 +175,19 @@ struct parity_executable_object {
 
   void enqueue_steps(int slot);
   void enqueue(const Step& step);  // by the step's route kind (cuda_decisions.h)
-  void enqueue_convolution(const Step& step, const parity_node_desc& node);
-  void enqueue_gemm(const Step& step, const parity_node_desc& node);
-  void enqueue_optimizer(const Step& step, const parity_node_desc& node);
   void* operand(const parity_node_desc& node, bool output, int32_t slot);
   void capture_slot(int slot);
+
+  // The routes, per target (its library source), queued on the instance's compute stream.
+  void enqueue_convolution(const Step& step, const parity_node_desc& node);
+  void enqueue_activation(const Step& step, const parity_node_desc& node);
+  void enqueue_gemm(const Step& step, const parity_node_desc& node);
+  void enqueue_optimizer(const Step& step, const parity_node_desc& node);
+  void enqueue_native(const parity_node_desc& node);  // the native kernels, with the dispatcher's checks
+  void enqueue_fill(void* words, int64_t count, uint32_t bits);  // the poison of a temporary
+  // Before a step is queued, outside any capture: the library's per-executable state (cuBLAS's
+  // workspace on CUDA).
+  void bind_library();
 
   ~parity_executable_object() {
     for (int s = 0; s < 2; ++s) {

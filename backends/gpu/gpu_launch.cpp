@@ -1,0 +1,64 @@
+// backends/gpu/gpu_launch.cpp — running a compiled step, for every target: each Step's route
+// on the compute stream (the target's library source implements the routes), the poison of
+// temporaries, and the capture of a slot's whole step as a graph, with the fallback to launching
+// node by node when the capture fails.
+#include "backends/gpu/gpu_executable.h"
+#include "backends/kit/poison.h"
+
+void parity_executable_object::enqueue(const Step& step) {
+  const parity_node_desc& node = nodes[static_cast<size_t>(step.node)];
+  switch (step.kind) {
+    case plan::RouteKind::convolution: enqueue_convolution(step, node); return;
+    case plan::RouteKind::activation: enqueue_activation(step, node); return;
+    case plan::RouteKind::gemm: enqueue_gemm(step, node); return;
+    case plan::RouteKind::optimizer: enqueue_optimizer(step, node); return;
+    case plan::RouteKind::native: enqueue_native(node); return;
+  }
+}
+
+// Input (output = false) or output `slot` of `node` in the slot being launched.
+void* parity_executable_object::operand(const parity_node_desc& node, bool output, int32_t slot) {
+  return pointer(output ? node.outputs[slot] : node.inputs[slot], launch_slot);
+}
+
+// Queues the whole step reading input slot `slot` on the compute stream (captured or not).
+void parity_executable_object::enqueue_steps(int slot) {
+  launch_slot = slot;
+  if (poison)
+    parity::kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
+      enqueue_fill(pointer(static_cast<int32_t>(i), slot), count, bits);
+    });
+  for (const Step& step : steps) enqueue(step);
+}
+
+// Captures the step reading `slot` as a graph. Capture queues nothing, so a failure costs
+// nothing but the graph: the step is then launched node by node from now on, and the reason is
+// printed once (the results are the same; only the launch overhead differs).
+void parity_executable_object::capture_slot(int slot) {
+  const parity::gpu::Stream stream = instance->stream;
+  parity::gpu::Graph graph{};
+  bool capturing = false;
+  std::string failure;
+  try {
+    parity::gpu::rt::capture_begin(stream);
+    capturing = true;
+    enqueue_steps(slot);
+    capturing = false;
+    graph = parity::gpu::rt::capture_end(stream);
+    graphs[slot] = parity::gpu::rt::graph_instantiate(graph);
+  } catch (const std::exception& e) {
+    failure = e.what();
+    if (capturing) {  // ends the capture, which leaves the stream usable
+      try {
+        graph = parity::gpu::rt::capture_end(stream);
+      } catch (const parity::gpu::CaptureFailed&) {
+      }
+    }
+    graphs[slot] = {};
+  }
+  parity::gpu::rt::graph_destroy(graph);  // the instantiated graph does not need it
+  if (failure.empty()) return;
+  parity::gpu::rt::clear_last_error();
+  capture = {false, msg("capturing the step as a graph failed (", failure, "); launching node by node")};
+  std::fprintf(stderr, "parity: %s\n", capture.why.c_str());
+}
