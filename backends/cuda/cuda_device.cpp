@@ -28,6 +28,8 @@ const char* description() {
          PARITY_CUDA_ARCHS_STRING ")";
 }
 
+extern const bool kAcceptsExternalStream = true;  // a cudaStream_t, the legacy default one included
+
 namespace {
 
 std::vector<cuda_decisions::ProbeFacts::Architecture> built_architectures() {

@@ -28,6 +28,10 @@ const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
 // cuDNN, cuBLAS and the native kernels all need the native workspace only for the native route.
 extern const bool kNativeWorkspaceForEveryNode = false;
 
+// cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
+// by the plugin so that cuBLAS allocates nothing while a step is captured.
+extern const int64_t kLibraryWorkspaceBytes = int64_t{32} << 20;
+
 void destroy_library(LibraryHandles* library) noexcept { delete library; }
 
 LibraryHandles::~LibraryHandles() {

@@ -108,6 +108,9 @@ namespace gpu {
 // The target's side of the table (<target>_device.cpp): its one-line description, the probe,
 // and an instance on a device.
 const char* description();
+// Whether create() accepts a vendor stream (parity_backend_config::stream): the
+// PARITY_FEATURE_EXTERNAL_STREAM capability.
+extern const bool kAcceptsExternalStream;
 parity_status probe(parity_probe_result* out, parity_error* err);
 parity_status create(const parity_backend_config* config, parity_backend_t* out, parity_error* err);
 

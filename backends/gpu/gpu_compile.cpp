@@ -14,9 +14,6 @@ namespace gpu {
 
 namespace {
 
-// cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
-// by the plugin so that cuBLAS allocates nothing while a step is captured.
-constexpr int64_t kCublasWorkspaceBytes = int64_t{32} << 20;
 constexpr uint32_t kOneBits = 0x3f800000u;  // 1.0f, the words of the bias GEMMs' vector of ones
 
 int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value_desc>& values, int64_t* in,
@@ -44,7 +41,7 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
 // slots), one step per node by its route (cuDNN descriptors only `with_device`; the shapes are
 // checked either way), and the arena request with the convolution workspace still 0.
 plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* plan, bool with_device) {
-  plan::ArenaRequest request{plan->arena_bytes, {}, 0, 0, kCublasWorkspaceBytes, 0, 0};
+  plan::ArenaRequest request{plan->arena_bytes, {}, 0, 0, kLibraryWorkspaceBytes, 0, 0};
   const size_t count = exe.values.size();
   exe.input_index.assign(count, -1);
   exe.held_pointer.assign(count, nullptr);

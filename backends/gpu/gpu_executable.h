@@ -70,6 +70,8 @@ struct ConvOperands {
 // planning runs, and run every route on the native kernels (all of them need the native
 // workspace, `kNativeWorkspaceForEveryNode`).
 extern const bool kNativeWorkspaceForEveryNode;
+// The library's own workspace in the arena (cuBLAS's on CUDA; 0 elsewhere).
+extern const int64_t kLibraryWorkspaceBytes;
 // A convolution's descriptors, checked against the plan's shapes (cuDNN's output size must be
 // the plan's); an element-wise activation on `count` floats.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);

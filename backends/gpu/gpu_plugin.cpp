@@ -57,7 +57,8 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
   if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": get_capabilities: NULL argument"));
   *out = parity_capabilities{};
   out->dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
-  out->features = PARITY_FEATURE_ASYNC_EXECUTE | PARITY_FEATURE_EXTERNAL_STREAM;
+  out->features = PARITY_FEATURE_ASYNC_EXECUTE;
+  if (gpu::kAcceptsExternalStream) out->features |= PARITY_FEATURE_EXTERNAL_STREAM;
   if (b->options.deterministic) out->features |= PARITY_FEATURE_DETERMINISTIC;
   if (cuda_decisions::decide_capture(b->options, b->external_legacy_stream, 1).capture)
     out->features |= PARITY_FEATURE_GRAPH_CAPTURE;

@@ -121,15 +121,19 @@ const char* copy_kind_name(CopyKind kind);
 // stream ids start at 1 and are the "stream N" of the messages.
 struct Stream {
   uint32_t id = 0;
+  explicit operator bool() const { return id != 0; }
 };
 struct Event {
   uint32_t id = 0;
+  explicit operator bool() const { return id != 0; }
 };
 struct Graph {
   uint32_t id = 0;
+  explicit operator bool() const { return id != 0; }
 };
 struct GraphExec {
   uint32_t id = 0;
+  explicit operator bool() const { return id != 0; }
 };
 
 // Device bytes a launch declares it reads or writes.

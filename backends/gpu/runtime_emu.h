@@ -1,0 +1,128 @@
+// backends/gpu/runtime_emu.h — gpu_runtime.h's interface on the emulated device
+// (backends/gpu_emu/emu_runtime.h): the gpu_emu plugin, executed in CI. One process-wide device
+// (emu::default_device()); its checks (a missing event, a missing synchronization, a buffer freed
+// while in use, a replayed graph with stale pointers) throw emu::HazardError, which the entry
+// points report as a device error naming the check. A capture the emulation refuses or was told
+// to fail (PARITY_EMU_FAIL_CAPTURE) is a CaptureFailed, as a failed cudaStreamEndCapture is.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+
+#include "backends/gpu_emu/emu_runtime.h"
+
+namespace parity {
+namespace gpu {
+
+using Stream = emu::Stream;
+using Event = emu::Event;
+using Graph = emu::Graph;
+using GraphExec = emu::GraphExec;
+
+namespace rt {
+
+inline emu::Device& device() { return emu::default_device(); }
+
+inline emu::CopyKind kind_of(Copy copy) {
+  switch (copy) {
+    case Copy::host_to_device: return emu::CopyKind::host_to_device;
+    case Copy::device_to_host: return emu::CopyKind::device_to_host;
+    case Copy::device_to_device: break;
+  }
+  return emu::CopyKind::device_to_device;
+}
+
+inline void set_device(int) {}  // one device
+
+inline void* device_alloc(int64_t bytes) { return device().device_malloc(static_cast<size_t>(bytes)); }
+inline void device_free(void* p) noexcept {
+  try {
+    device().device_free(p);
+  } catch (const std::exception& e) {  // a free cannot report to a caller: say it, do not hide it
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+inline void* pinned_alloc(int64_t bytes) { return device().host_alloc(static_cast<size_t>(bytes)); }
+inline void pinned_free(void* p) noexcept {
+  try {
+    device().host_free(p);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+
+inline void copy_async(void* dst, const void* src, int64_t bytes, Copy copy, Stream s, const char* label) {
+  device().memcpy_async(dst, src, static_cast<size_t>(bytes), kind_of(copy), s, label);
+}
+inline void zero_async(void* dst, int64_t bytes, Stream s) {
+  device().memset_async(dst, 0, static_cast<size_t>(bytes), s, "zero");
+}
+// On a stream of its own, synchronized before it returns (the emulation has no default stream).
+inline void zero_now(void* dst, int64_t bytes) {
+  emu::Device& d = device();
+  const Stream s = d.stream_create();
+  d.memset_async(dst, 0, static_cast<size_t>(bytes), s, "zero (persistent value)");
+  d.stream_synchronize(s);
+  d.stream_destroy(s);
+}
+
+inline Stream stream_create() { return device().stream_create(); }
+inline void stream_destroy(Stream s) noexcept {
+  if (!s) return;
+  try {
+    device().stream_destroy(s);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+inline void stream_sync(Stream s) { device().stream_synchronize(s); }
+
+inline Event event_create() { return device().event_create(); }
+inline void event_destroy(Event e) noexcept {
+  if (!e) return;
+  try {
+    device().event_destroy(e);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", ex.what());
+  }
+}
+inline void event_record(Event e, Stream s) { device().event_record(e, s); }
+inline void stream_wait(Stream s, Event e) { device().stream_wait_event(s, e); }
+inline void event_sync(Event e) { device().event_synchronize(e); }
+inline void device_sync() { device().synchronize(); }
+
+inline void capture_begin(Stream s) { device().begin_capture(s); }
+inline Graph capture_end(Stream s) {
+  try {
+    return device().end_capture(s);
+  } catch (const emu::CaptureError& e) {
+    throw CaptureFailed(e.what());
+  }
+}
+inline GraphExec graph_instantiate(Graph g) { return device().instantiate(g); }
+inline void graph_destroy(Graph g) noexcept {
+  if (!g) return;
+  try {
+    device().graph_destroy(g);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+inline void graph_exec_destroy(GraphExec x) noexcept {
+  if (!x) return;
+  try {
+    device().graph_exec_destroy(x);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+inline void graph_launch(GraphExec x, Stream s) { device().graph_launch(x, s); }
+
+inline void host_read(const void* p, int64_t bytes) { device().host_read(p, static_cast<size_t>(bytes)); }
+inline void host_write(void* p, int64_t bytes) { device().host_write(p, static_cast<size_t>(bytes)); }
+inline void clear_last_error() {}
+
+}  // namespace rt
+}  // namespace gpu
+}  // namespace parity

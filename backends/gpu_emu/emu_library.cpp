@@ -1,0 +1,194 @@
+// backends/gpu_emu/emu_library.cpp — the emulated target's routes of the GPU executor (declared in
+// backends/gpu/gpu_executable.h). The executor plans every node as on CUDA (cuda_decisions's
+// routes, descriptors, GEMM calls, arena layout); where CUDA would call cuDNN or cuBLAS, this
+// checks what that call would be given — a convolution's descriptors against cuDNN's output-size
+// rule, each GEMM's dimensions and leading dimensions against its operands' sizes, the optimizer's
+// hyperparameters read from the device copy compile made — and then runs the node's native kernel
+// (the simt build, warp 32) as a launch queued on the emulated stream. Every launch declares the
+// device bytes it reads and writes (the node's inputs, outputs and workspace), so the emulation
+// checks the kernels' ordering, not only the copies'.
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backends/gpu/gpu_executable.h"
+#include "backends/simt/simt_kernels.h"
+
+namespace parity {
+namespace gpu {
+
+const native::NativeOps& native_ops() { return native::simt_w32::native_ops(); }
+
+// Every route runs on the native kernels, which need the native workspace (im2col columns of a
+// convolution, the loss's row terms).
+extern const bool kNativeWorkspaceForEveryNode = true;
+extern const int64_t kLibraryWorkspaceBytes = 0;  // no cuBLAS
+
+struct LibraryHandles {};
+void destroy_library(LibraryHandles* library) noexcept { delete library; }
+
+// What cuDNN would be given: the descriptors (their output size checked as
+// cudnnGetConvolution2dForwardOutputDim computes it), and the activation's element count.
+struct ConvKernel {
+  plan::ConvDescriptors shape;
+};
+struct ActivationKernel {
+  int count;
+  plan::Activation activation;
+};
+void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+
+KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
+  auto out = [](int in, int pad, int dilation, int filter, int stride) {
+    return (in + 2 * pad - dilation * (filter - 1) - 1) / stride + 1;
+  };
+  const int h = out(d.x.h, d.pad_h, d.dilation_h, d.w.h, d.stride_h);
+  const int w = out(d.x.w, d.pad_w, d.dilation_w, d.w.w, d.stride_w);
+  if (d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != h || d.y.w != w || d.x.c != d.w.c)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": the convolution descriptors give an output of ", d.x.n, "x", d.w.n, "x", h,
+                                  "x", w, " from an input with ", d.x.c, " channels and a filter with ", d.w.c,
+                                  "; the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x", d.y.w));
+  if (d.bias.n != 1 || d.bias.c != d.w.n || d.bias.h != 1 || d.bias.w != 1)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": the bias descriptor is ", d.bias.n, "x", d.bias.c, "x", d.bias.h, "x",
+                                  d.bias.w, ", not 1x", d.w.n, "x1x1"));
+  return KernelPtr<ConvKernel>(new ConvKernel{d});
+}
+
+KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
+  if (count < 1) fail(PARITY_STATUS_SHAPE, msg(kName, ": an activation over ", count, " elements"));
+  return KernelPtr<ActivationKernel>(new ActivationKernel{count, activation});
+}
+
+// The native kernels have one algorithm per convolution, with no workspace of its own.
+plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,
+                                       ConvKernel&, const ConvOperands&, void*, const std::string&) {
+  return plan::AlgoChoice{0, 0, false, 0};
+}
+
+}  // namespace gpu
+}  // namespace parity
+
+namespace {
+
+// The device bytes of one value of the executable, as the launch being queued sees them.
+parity::emu::DeviceRange range_of(parity_executable_object& exe, int32_t value) {
+  return {exe.pointer(value, exe.launch_slot), static_cast<size_t>(exe.values[static_cast<size_t>(value)].bytes)};
+}
+
+// How a queued launch reaches the values: the addresses taken when it was queued (a launch's
+// arguments are fixed when it is queued, and a captured graph replays them), no host copies (the
+// run-time data were checked on the host before anything was queued).
+struct QueuedMemory {
+  std::vector<void*> pointers;  // per value, or nullptr when the node does not use it
+  void* workspace_bytes = nullptr;
+  float* f32(int32_t value) { return static_cast<float*>(pointers[static_cast<size_t>(value)]); }
+  int32_t* i32(int32_t value) { return static_cast<int32_t*>(pointers[static_cast<size_t>(value)]); }
+  const int32_t* host_i32(int32_t) { return nullptr; }
+  float* workspace() { return static_cast<float*>(workspace_bytes); }
+  [[noreturn]] void fail(parity_status status, const std::string& message) { parity::gpu::fail(status, message); }
+};
+
+// Queues `node` on the compute stream as one launch running its native kernels. `hyperparameters`:
+// the device copy of an optimizer's parameters, read into the node when the launch runs, as
+// CUDA's optimizer kernels read them on the device.
+void queue_native(parity_executable_object& exe, const parity_node_desc& node, const void* hyperparameters = nullptr) {
+  std::vector<parity::emu::DeviceRange> reads, writes;
+  auto memory = std::make_shared<QueuedMemory>();
+  memory->pointers.assign(exe.values.size(), nullptr);
+  for (int32_t i = 0; i < node.num_inputs; ++i) {
+    reads.push_back(range_of(exe, node.inputs[i]));
+    memory->pointers[static_cast<size_t>(node.inputs[i])] = exe.pointer(node.inputs[i], exe.launch_slot);
+  }
+  for (int32_t i = 0; i < node.num_outputs; ++i) {
+    writes.push_back(range_of(exe, node.outputs[i]));
+    memory->pointers[static_cast<size_t>(node.outputs[i])] = exe.pointer(node.outputs[i], exe.launch_slot);
+  }
+  const int64_t workspace_bytes = exe.layout.cublas_workspace_offset - exe.layout.native_workspace_offset;
+  if (workspace_bytes > 0) {  // the native workspace: [its offset, the cuBLAS workspace's)
+    memory->workspace_bytes = exe.region(exe.layout.native_workspace_offset);
+    writes.push_back({memory->workspace_bytes, static_cast<size_t>(workspace_bytes)});
+  }
+  if (hyperparameters) reads.push_back({hyperparameters, sizeof(parity_op_params)});
+  const std::vector<parity_value_desc>* values = &exe.values;
+  parity::gpu::rt::device().launch(
+      exe.instance->stream, node.name, std::move(reads), std::move(writes), [memory, node, values, hyperparameters] {
+        parity_node_desc run = node;
+        if (hyperparameters) std::memcpy(&run.params, hyperparameters, sizeof run.params);
+        parity::native::NodeDispatcher<QueuedMemory> dispatcher(parity::gpu::kName, parity::native::op_name,
+                                                               parity::gpu::native_ops(), *values, *memory);
+        dispatcher.run(run);
+      });
+}
+
+// The floats of a column-major matrix with `rows`, `cols` and leading dimension `ld`.
+int64_t matrix_floats(int rows, int cols, int ld) { return static_cast<int64_t>(ld) * (cols - 1) + rows; }
+
+}  // namespace
+
+void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
+  if (!step.conv) fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "' has no descriptors"));
+  queue_native(*this, node);
+}
+
+void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
+  const int64_t n = numel_of(values[static_cast<size_t>(node.inputs[0])]);
+  if (!step.flat || step.flat->count != n)
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': the activation descriptor's count ",
+                                     step.flat ? step.flat->count : 0, " is not the input's ", n));
+  queue_native(*this, node);
+}
+
+// Each cuBLAS call of the step, checked against its operands' sizes as cuBLAS would read them;
+// then the node's native kernel.
+void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {
+  auto floats_of = [&](plan::Operand o) -> int64_t {
+    auto in = [&](int32_t i) { return numel_of(values[static_cast<size_t>(node.inputs[i])]); };
+    auto out = [&](int32_t i) { return numel_of(values[static_cast<size_t>(node.outputs[i])]); };
+    switch (o) {
+      case plan::Operand::ones: return layout.ones_offset < layout.hyperparameter_offset
+                                           ? (layout.hyperparameter_offset - layout.ones_offset) / 4
+                                           : 0;
+      case plan::Operand::x: return in(0);
+      case plan::Operand::w: return in(1);
+      case plan::Operand::bias: return in(2);
+      case plan::Operand::dy: return node.op == PARITY_OP_LINEAR_BWD_DATA ? in(0) : in(1);
+      case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: return out(0);
+      case plan::Operand::db: return out(1);
+    }
+    return 0;
+  };
+  auto check = [&](plan::Operand o, int rows, int cols, int ld, const char* role) {
+    if (rows < 1 || cols < 1 || ld < rows || matrix_floats(rows, cols, ld) > floats_of(o))
+      fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': cuBLAS operand ", role, " (",
+                                       rows, "x", cols, ", leading dimension ", ld, ") reaches beyond its ",
+                                       floats_of(o), " floats"));
+  };
+  for (const plan::GemmCall& g : step.linear.gemms) {
+    check(g.a, g.transpose_a ? g.k : g.m, g.transpose_a ? g.m : g.k, g.lda, "A");
+    check(g.b, g.transpose_b ? g.n : g.k, g.transpose_b ? g.k : g.n, g.ldb, "B");
+    check(g.c, g.m, g.n, g.ldc, "C");
+  }
+  for (const plan::GemvCall& g : step.linear.gemvs) {
+    check(g.a, g.m, g.n, g.lda, "A");
+    check(g.x, g.transpose_a ? g.m : g.n, 1, g.transpose_a ? g.m : g.n, "x");
+    check(g.y, g.transpose_a ? g.n : g.m, 1, g.transpose_a ? g.n : g.m, "y");
+  }
+  queue_native(*this, node);
+}
+
+void parity_executable_object::enqueue_optimizer(const Step& step, const parity_node_desc& node) {
+  queue_native(*this, node, region(step.hyperparameter_offset));
+}
+
+void parity_executable_object::enqueue_native(const parity_node_desc& node) { queue_native(*this, node); }
+
+void parity_executable_object::enqueue_fill(void* words, int64_t count, uint32_t bits) {
+  parity::gpu::rt::device().launch(instance->stream, "fill_words", {},
+                                   {{words, static_cast<size_t>(count) * sizeof(uint32_t)}}, [words, count, bits] {
+                                     auto* w = static_cast<uint32_t*>(words);
+                                     for (int64_t i = 0; i < count; ++i) w[i] = bits;
+                                   });
+}
+
+void parity_executable_object::bind_library() {}
