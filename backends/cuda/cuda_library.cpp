@@ -31,6 +31,7 @@ extern const bool kNativeWorkspaceForEveryNode = false;
 // cuBLAS's workspace: 32 MiB, what NVIDIA recommends for Hopper (4 MiB suffices before it); set
 // by the plugin so that cuBLAS allocates nothing while a step is captured.
 extern const int64_t kLibraryWorkspaceBytes = int64_t{32} << 20;
+extern const bool kConvAlgorithmSearch = true;
 
 void destroy_library(LibraryHandles* library) noexcept { delete library; }
 

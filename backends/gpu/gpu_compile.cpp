@@ -140,9 +140,9 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
     // freed before the arena is allocated with the largest chosen workspace at its end.
     if (has_convolution(exe->steps)) {
       const int64_t scratch_arena = exe->layout.total_bytes;
-      DeviceMemory scratch;
-      scratch.allocate(scratch_arena + b->options.conv_workspace_limit);
-      void* search_workspace = static_cast<char*>(scratch.ptr) + scratch_arena;
+      DeviceMemory scratch;  // only where algorithms are searched on the device
+      if (kConvAlgorithmSearch) scratch.allocate(scratch_arena + b->options.conv_workspace_limit);
+      void* search_workspace = scratch.ptr ? static_cast<char*>(scratch.ptr) + scratch_arena : nullptr;
       for (Step& step : exe->steps) {
         if (!step.conv) continue;
         const parity_node_desc& node = exe->nodes[static_cast<size_t>(step.node)];
@@ -153,15 +153,16 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
         int alignment = 256;
         for (int32_t v : {x, w, y})
           alignment = std::min(alignment, plan::address_alignment(std::max<int64_t>(exe->arena_offset(v, 0), 0)));
-        const ConvOperands at{exe->address(x, 0, scratch.ptr), exe->address(w, 0, scratch.ptr),
-                              exe->address(y, 0, scratch.ptr), alignment};
+        const ConvOperands at = scratch.ptr ? ConvOperands{exe->address(x, 0, scratch.ptr), exe->address(w, 0, scratch.ptr),
+                                                           exe->address(y, 0, scratch.ptr), alignment}
+                                            : ConvOperands{nullptr, nullptr, nullptr, alignment};
         const plan::ConvDirection direction = node.op == PARITY_OP_CONV2D ? plan::ConvDirection::forward
                                               : bwd_data                  ? plan::ConvDirection::backward_data
                                                                           : plan::ConvDirection::backward_filter;
         step.algo = choose_conv_algorithm(b, direction, step.conv_shape, *step.conv, at, search_workspace, node.name);
         request.conv_workspace_bytes = std::max(request.conv_workspace_bytes, step.algo.workspace_bytes);
       }
-      gpu::rt::device_sync();  // the searches ran on the scratch memory about to be freed
+      if (scratch.ptr) gpu::rt::device_sync();  // the searches ran on the scratch memory about to be freed
       exe->layout = plan::layout_arena(request);
     }
 
@@ -188,8 +189,8 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
 }
 
 // ABI 4: what compile would allocate on a default instance, with no device and no instance:
-// the same steps and arena layout, the convolution workspace at the limit PARITY_CUDA_WORKSPACE_MB
-// sets (the algorithm search that settles it needs the device), so an upper bound. Device: the
+// the same steps and arena layout; where the library searches convolution algorithms on the
+// device, the convolution workspace at the limit PARITY_CUDA_WORKSPACE_MB sets, so an upper bound. Device: the
 // arena and every persistent value. Host: the pinned memory of the two input slots and the host
 // copies of the i32 inputs.
 parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
@@ -203,7 +204,7 @@ parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags
     parity::native::start_executable(exe, static_cast<parity_backend_instance*>(nullptr), plan,
                                      static_cast<const parity_executable_object*>(nullptr), flags);
     plan::ArenaRequest request = plan_steps(exe, plan, /*with_device=*/false);
-    if (has_convolution(exe.steps)) request.conv_workspace_bytes = options.conv_workspace_limit;
+    if (has_convolution(exe.steps) && kConvAlgorithmSearch) request.conv_workspace_bytes = options.conv_workspace_limit;
     const plan::ArenaLayout layout = plan::layout_arena(request);
     int64_t persistent = 0, i32_inputs = 0;
     for (const parity_value_desc& v : exe.values) {

@@ -72,6 +72,11 @@ struct ConvOperands {
 extern const bool kNativeWorkspaceForEveryNode;
 // The library's own workspace in the arena (cuBLAS's on CUDA; 0 elsewhere).
 extern const int64_t kLibraryWorkspaceBytes;
+// Whether choose_conv_algorithm runs algorithms on the device (cuDNN's timed search, on scratch
+// operands and a workspace of the limit's size), so that a convolution's workspace is known only
+// then (without a device it is counted at the limit). Elsewhere there is one algorithm, with no
+// workspace of its own.
+extern const bool kConvAlgorithmSearch;
 // A convolution's descriptors, checked against the plan's shapes (cuDNN's output size must be
 // the plan's); an element-wise activation on `count` floats.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);

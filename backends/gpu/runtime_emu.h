@@ -4,9 +4,15 @@
 // while in use, a replayed graph with stale pointers) throw emu::HazardError, which the entry
 // points report as a device error naming the check. A capture the emulation refuses or was told
 // to fail (PARITY_EMU_FAIL_CAPTURE) is a CaptureFailed, as a failed cudaStreamEndCapture is.
+//
+// For the tests that show the checks firing on the executor's own sequence, PARITY_EMU_OMIT drops
+// calls the executor makes, as if it had forgotten them: a comma-separated list of stream_wait,
+// event_sync and stream_sync (tests/test_gpu_emu.cpp). Never set it otherwise.
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <exception>
 
@@ -23,6 +29,16 @@ using GraphExec = emu::GraphExec;
 namespace rt {
 
 inline emu::Device& device() { return emu::default_device(); }
+
+// Whether PARITY_EMU_OMIT names `call` (read at each call: the tests change it between runs).
+inline bool omitted(const char* call) {
+  const char* list = std::getenv("PARITY_EMU_OMIT");
+  if (!list) return false;
+  const size_t n = std::strlen(call);
+  for (const char* at = std::strstr(list, call); at; at = std::strstr(at + 1, call))
+    if ((at == list || at[-1] == ',') && (at[n] == '\0' || at[n] == ',')) return true;
+  return false;
+}
 
 inline emu::CopyKind kind_of(Copy copy) {
   switch (copy) {
@@ -76,7 +92,9 @@ inline void stream_destroy(Stream s) noexcept {
     std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
   }
 }
-inline void stream_sync(Stream s) { device().stream_synchronize(s); }
+inline void stream_sync(Stream s) {
+  if (!omitted("stream_sync")) device().stream_synchronize(s);
+}
 
 inline Event event_create() { return device().event_create(); }
 inline void event_destroy(Event e) noexcept {
@@ -88,8 +106,12 @@ inline void event_destroy(Event e) noexcept {
   }
 }
 inline void event_record(Event e, Stream s) { device().event_record(e, s); }
-inline void stream_wait(Stream s, Event e) { device().stream_wait_event(s, e); }
-inline void event_sync(Event e) { device().event_synchronize(e); }
+inline void stream_wait(Stream s, Event e) {
+  if (!omitted("stream_wait")) device().stream_wait_event(s, e);
+}
+inline void event_sync(Event e) {
+  if (!omitted("event_sync")) device().event_synchronize(e);
+}
 inline void device_sync() { device().synchronize(); }
 
 inline void capture_begin(Stream s) { device().begin_capture(s); }

@@ -23,6 +23,7 @@ const native::NativeOps& native_ops() { return native::simt_w32::native_ops(); }
 // convolution, the loss's row terms).
 extern const bool kNativeWorkspaceForEveryNode = true;
 extern const int64_t kLibraryWorkspaceBytes = 0;  // no cuBLAS
+extern const bool kConvAlgorithmSearch = false;
 
 struct LibraryHandles {};
 void destroy_library(LibraryHandles* library) noexcept { delete library; }

@@ -1,0 +1,274 @@
+// tests/test_gpu_emu.cpp — the GPU executor (backends/gpu, the host code the CUDA and HIP plugins
+// share) executed on the emulated device, through the plugin loader as the ordinary backend
+// `gpu_emu`, against `ref`: every op, one and several training steps of both models (the first use
+// of each input slot eager, the second captured as a graph and replayed after), determinism,
+// training with graphs on, off and with every capture failing (the fallback), and weights shared
+// between executables of different batch sizes (each captured on its own). The emulation's
+// ordering checks see nothing wrong in those runs; with one of the executor's own calls left out
+// (PARITY_EMU_OMIT) they report the hazard that call prevents. The checks are also proved on
+// hand-made broken sequences in tests/test_emu_runtime.cpp.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "parity/check.h"
+#include "parity/plugin.h"
+#include "tests/test_helpers.h"
+
+namespace parity::testing {
+namespace {
+
+// Sets an environment variable for the life of the object (the plugin reads PARITY_CUDA_* when an
+// instance is created, PARITY_EMU_FAIL_CAPTURE at each capture).
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(const char* n, const char* value) : name(n) { ::setenv(n, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name.c_str()); }
+};
+
+TEST(GpuEmu, IsAnOrdinaryBackendInAllButNeverChosenByAuto) {
+  bool listed = false;
+  for (const BackendInfo& b : list_backends())
+    if (b.name == "gpu_emu") {
+      listed = true;
+      EXPECT_TRUE(b.available) << b.detail;
+      EXPECT_NE(b.location.find("libparity-backend-gpu_emu.so"), std::string::npos) << b.location;
+      EXPECT_NE(b.capabilities.find("graph-capture"), std::string::npos) << b.capabilities;
+      EXPECT_EQ(b.capabilities.find("external-stream"), std::string::npos) << b.capabilities;
+    }
+  ASSERT_TRUE(listed);
+  const std::vector<std::string> all = resolve_backend_list("all");
+  EXPECT_NE(std::find(all.begin(), all.end(), "gpu_emu"), all.end());
+  EXPECT_NE(create_backend("auto")->name(), "gpu_emu");
+}
+
+TEST(GpuEmu, EveryOpMatchesRef) {
+  OpCheckOptions o;
+  o.backends = {"gpu_emu"};
+  const std::vector<OpCaseResult> results = check_ops(o);
+  ASSERT_GT(results.size(), 100u);
+  for (const OpCaseResult& r : results) {
+    EXPECT_FALSE(r.skipped) << r.op << " " << r.label << ": " << r.skip_reason;
+    EXPECT_TRUE(r.pass()) << r.op << " " << r.label;
+  }
+}
+
+// Three Adam steps: slot 0 eager, slot 1 eager, slot 0 captured and replayed. Every value of the
+// first step against ref with the per-op thresholds, and the drift over all three.
+void expect_model_matches_ref(const std::string& model, int64_t batch, int steps) {
+  ModelCheckOptions o;
+  o.model = model;
+  o.backend = "gpu_emu";
+  o.against = "ref";
+  o.batch = batch;
+  o.steps = steps;
+  const ModelCheckReport r = check_model(o);
+  for (const TensorDiff& d : r.values)
+    EXPECT_TRUE(d.pass) << model << ": " << d.node << " " << d.name << ": nmse " << d.nmse << " (limit " << d.threshold
+                        << ")";
+  EXPECT_EQ(r.first_failure, -1);
+  ASSERT_EQ(r.drift.size(), static_cast<size_t>(steps));
+  EXPECT_LT(r.drift.back().weights_nmse, 1e-9) << model;
+}
+
+TEST(GpuEmu, SeedCnnStepsMatchRefWithTheThirdCaptured) { expect_model_matches_ref("seed-cnn", 4, 3); }
+TEST(GpuEmu, SeedCnn112StepMatchesRef) { expect_model_matches_ref("seed-cnn-112", 2, 1); }
+
+TEST(GpuEmu, TrainingStepsAreDeterministic) {
+  const DeterminismReport r = check_determinism("seed-cnn", "gpu_emu", 4, 1, 0);
+  EXPECT_GT(r.values_compared, 50);
+  for (const std::string& v : r.differing) ADD_FAILURE() << v << " differs between two runs";
+}
+
+struct TrainingRun {
+  std::vector<float> losses;
+  TensorFile state;
+  std::string stderr_text;
+};
+
+// `batches`: the batch size of each step; the Trainer compiles one executable per size, all
+// sharing the first one's weights and optimizer state.
+TrainingRun train(const std::string& backend, const std::vector<int64_t>& batches) {
+  const ModelSpec& spec = model_spec("seed-cnn");
+  ::testing::internal::CaptureStderr();
+  TrainingRun r;
+  {
+    Trainer t(spec, create_backend(backend), OptimizerConfig{}, 4);
+    t.load_weights(init_weights(spec, 5));
+    for (size_t s = 0; s < batches.size(); ++s) {
+      auto [x, y] = random_batch(spec, batches[s], 70 + static_cast<uint32_t>(s));
+      r.losses.push_back(t.train_step(x, y).loss);
+    }
+    r.state = t.checkpoint();
+  }
+  r.stderr_text = ::testing::internal::GetCapturedStderr();
+  return r;
+}
+
+void expect_bitwise_equal(const TrainingRun& a, const TrainingRun& b, const char* what) {
+  EXPECT_EQ(a.losses, b.losses) << what;
+  ASSERT_EQ(a.state.tensors.size(), b.state.tensors.size()) << what;
+  for (const auto& [name, t] : a.state.tensors) EXPECT_TRUE(bitwise_equal(t, b.state.tensors.at(name))) << what << ": " << name;
+}
+
+// Five steps of batch 4: the third, fourth and fifth replay the graphs of the two slots. The same
+// steps with graphs off (PARITY_CUDA_GRAPHS=0), and with every capture failing
+// (PARITY_EMU_FAIL_CAPTURE=1: the executor says so once per executable and launches node by node),
+// give the same bits; ref agrees within the model thresholds.
+TEST(GpuEmu, GraphsOnOffAndAFailedCaptureGiveTheSameBits) {
+  const std::vector<int64_t> batches(5, 4);
+  const TrainingRun graphs = train("gpu_emu", batches);
+  EXPECT_EQ(graphs.stderr_text.find("capturing the step as a graph failed"), std::string::npos) << graphs.stderr_text;
+  TrainingRun off, failed;
+  {
+    ScopedEnv no_graphs("PARITY_CUDA_GRAPHS", "0");
+    off = train("gpu_emu", batches);
+  }
+  {
+    ScopedEnv fail("PARITY_EMU_FAIL_CAPTURE", "1");
+    failed = train("gpu_emu", batches);
+  }
+  EXPECT_NE(failed.stderr_text.find("capturing the step as a graph failed"), std::string::npos) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("PARITY_EMU_FAIL_CAPTURE"), std::string::npos) << failed.stderr_text;
+  EXPECT_NE(failed.stderr_text.find("launching node by node"), std::string::npos) << failed.stderr_text;
+  expect_bitwise_equal(graphs, off, "graphs on vs off");
+  expect_bitwise_equal(graphs, failed, "graphs on vs every capture failing");
+  // The loss is a float32 mean of a few terms over float32 weights (relative rounding ~1e-7 per
+  // step): 1e-5 on a loss near 2 leaves room for a few steps' drift and still catches a wrong step.
+  const TrainingRun ref = train("ref", batches);
+  for (size_t s = 0; s < batches.size(); ++s) EXPECT_NEAR(graphs.losses[s], ref.losses[s], 1e-5) << "step " << s;
+}
+
+// Batch 4, then 3 (a second executable sharing the weights and optimizer state, with its own
+// slots and graphs), then 4 again, then 3 again: each executable's slots run eagerly once and are
+// replayed after. The weights both update are the same storage, so the result equals the same
+// sequence with graphs off, bit for bit, and ref's within the model thresholds.
+TEST(GpuEmu, ExecutablesOfTwoBatchSizesShareWeightsAndEachCaptures) {
+  const std::vector<int64_t> batches = {4, 4, 3, 3, 4, 3, 3, 4};
+  const TrainingRun graphs = train("gpu_emu", batches);
+  TrainingRun off;
+  {
+    ScopedEnv no_graphs("PARITY_CUDA_GRAPHS", "0");
+    off = train("gpu_emu", batches);
+  }
+  expect_bitwise_equal(graphs, off, "two batch sizes, graphs on vs off");
+  const TrainingRun ref = train("ref", batches);
+  for (size_t s = 0; s < batches.size(); ++s) EXPECT_NEAR(graphs.losses[s], ref.losses[s], 1e-5) << "step " << s;
+  for (const auto& [name, t] : ref.state.tensors) {
+    if (t.dtype() != DType::f32) continue;  // the step count, equal by construction
+    const Tensor& mine = graphs.state.tensors.at(name);
+    ASSERT_EQ(mine.numel(), t.numel()) << name;
+    double err = 0, norm = 0;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const double a = mine.f32()[i], b = t.f32()[i];
+      err += (a - b) * (a - b);
+      norm += b * b;
+    }
+    // NMSE 1e-7, as tests/test_simt_model.cpp argues: a gradient within rounding of zero may flip
+    // sign between float32 and float64 and move one weight by 2 lr; this allows a few.
+    EXPECT_LE(err, 1e-7 * norm + 1e-30) << name;
+  }
+}
+
+// The plugin's own table: libparity's C++ Executable::execute synchronizes after each step, so
+// only the C table shows the executor's steps overlapping with the next batch's copies.
+const parity_backend_table& gpu_emu_table() {
+  static const parity_backend_table* table = [] {
+    void* lib = dlopen(PARITY_GPU_EMU_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    EXPECT_NE(lib, nullptr) << dlerror();
+    auto entry = reinterpret_cast<parity_backend_entry_fn>(dlsym(lib, PARITY_BACKEND_ENTRY_SYMBOL));
+    return entry ? entry() : nullptr;
+  }();
+  EXPECT_NE(table, nullptr);
+  return *table;
+}
+
+// A relu over an INPUT, written and executed three times with nothing synchronized in between
+// (the two input slots; the first reused while the copy stream may still hold its bytes), then
+// read. Returns the first error's message, or "".
+// `before_destroy`: run just before the executable is destroyed, unread.
+std::string run_relu_three_times(const std::function<void()>& before_destroy = {}) {
+  const parity_backend_table& t = gpu_emu_table();
+  GraphBuilder b;
+  b.relu(b.input("x", Shape{256}), "r");
+  Graph g = b.take();
+  Plan plan(g, {"r"});
+  const parity_plan c = plan.c_plan();
+  parity_error err{};
+  parity_backend_config config{sizeof(parity_backend_config), 0, 0, nullptr};
+  parity_backend_t backend = nullptr;
+  if (t.create(&config, &backend, &err) != PARITY_OK) return err.message;
+  parity_executable_t exe = nullptr;
+  std::string failure;
+  std::vector<float> x(256), r(256);
+  if (t.compile(backend, &c, 0, nullptr, &exe, &err) != PARITY_OK) failure = err.message;
+  for (int round = 0; failure.empty() && round < 3; ++round) {
+    for (int i = 0; i < 256; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i % 7 - 3 + round);
+    if (t.write_value(exe, plan.value("x"), x.data(), 256 * 4, &err) != PARITY_OK ||
+        t.execute(exe, &err) != PARITY_OK)
+      failure = err.message;
+  }
+  if (failure.empty() && !before_destroy) {
+    if (t.read_value(exe, plan.value("r"), r.data(), 256 * 4, &err) != PARITY_OK) {
+      failure = err.message;
+    } else {
+      for (int i = 0; i < 256; ++i)
+        EXPECT_EQ(r[static_cast<size_t>(i)], std::max(0.0f, x[static_cast<size_t>(i)])) << i;
+    }
+  }
+  if (before_destroy) before_destroy();
+  t.executable_destroy(exe);  // unread: its memory goes while its work may be queued
+  t.destroy(backend);
+  return failure;
+}
+
+TEST(GpuEmu, TheChecksFireWhenTheExecutorLeavesOutACall) {
+  EXPECT_EQ(run_relu_three_times(), "");  // the executor's sequence as it is
+  {
+    // The compute stream no longer waits for inputs_ready: the first kernel reads the input slot
+    // the copy stream wrote.
+    ScopedEnv omit("PARITY_EMU_OMIT", "stream_wait");
+    const std::string what = run_relu_three_times();
+    std::printf("without stream_wait: %s\n", what.c_str());
+    EXPECT_NE(what.find("gpu_emu: unordered_read: launch 'r'"), std::string::npos) << what;
+  }
+  {
+    // write_value no longer waits on the host for the slot's previous copy before it rewrites the
+    // slot's pinned staging memory.
+    ScopedEnv omit("PARITY_EMU_OMIT", "event_sync");
+    const std::string what = run_relu_three_times();
+    std::printf("without event_sync: %s\n", what.c_str());
+    EXPECT_NE(what.find("gpu_emu: host_write_while_queued"), std::string::npos) << what;
+  }
+  {
+    // compile no longer waits for its zeroing of the input slots (on the compute stream) before
+    // the copy stream writes the first batch into them.
+    ScopedEnv omit("PARITY_EMU_OMIT", "stream_sync");
+    const std::string what = run_relu_three_times();
+    std::printf("without stream_sync: %s\n", what.c_str());
+    EXPECT_NE(what.find("gpu_emu: unordered_write: copy host_to_device 'write_value (input slot)'"),
+              std::string::npos)
+        << what;
+  }
+  {
+    // executable_destroy no longer synchronizes the streams before it frees the arena and the
+    // pinned memory (a free cannot report to a caller: the runtime mapping prints it).
+    ::testing::internal::CaptureStderr();
+    EXPECT_EQ(run_relu_three_times([] { ::setenv("PARITY_EMU_OMIT", "stream_sync", 1); }), "");
+    ::unsetenv("PARITY_EMU_OMIT");
+    const std::string printed = ::testing::internal::GetCapturedStderr();
+    std::printf("without stream_sync at destroy: %s", printed.c_str());
+    EXPECT_NE(printed.find("free_while_queued"), std::string::npos) << printed;
+  }
+  EXPECT_EQ(run_relu_three_times(), "");  // and the device is still usable
+}
+
+}  // namespace
+}  // namespace parity::testing
