@@ -4,8 +4,8 @@
 // gpu_compile.cpp makes one, gpu_launch.cpp queues its steps, gpu_execute.cpp holds the other
 // executable entry points. What differs per target is declared here as the executable's route
 // functions (enqueue_convolution, ...) and defined by the target's library source:
-// backends/cuda/cuda_library.cpp (cuDNN, cuBLAS), backends/gpu/native_library.cpp (HIP and the
-// emulated device: the native kernels).
+// backends/cuda/cuda_library.cpp (cuDNN, cuBLAS), backends/hip/hip_library.cpp and
+// backends/gpu_emu/emu_library.cpp (every route on the native kernels).
 #pragma once
 
 #include <climits>
