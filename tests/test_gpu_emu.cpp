@@ -14,12 +14,15 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "model/model_summary.h"
 #include "parity/check.h"
 #include "parity/plugin.h"
+#include "tests/gpu_plugin_checks.h"
 #include "tests/test_helpers.h"
 
 namespace parity::testing {
@@ -227,6 +230,80 @@ std::string run_relu_three_times(const std::function<void()>& before_destroy = {
   t.executable_destroy(exe);  // unread: its memory goes while its work may be queued
   t.destroy(backend);
   return failure;
+}
+
+// The table as the CUDA and HIP plugins' tests check theirs, and its raw buffers: copies in, across
+// and out, with their range and NULL checks.
+TEST(GpuEmu, TableBuffersAndCopies) {
+  const parity_backend_table& t = gpu_emu_table();
+  expect_complete_table(&t, "gpu_emu");
+  expect_null_handles_refused(&t, "gpu_emu");
+  parity_error err{};
+  parity_backend_config config{sizeof(parity_backend_config), 0, 0, nullptr};
+  parity_backend_t backend = nullptr;
+  ASSERT_EQ(t.create(&config, &backend, &err), PARITY_OK) << err.message;
+  parity_buffer_t a = nullptr, b = nullptr;
+  ASSERT_EQ(t.buffer_alloc(backend, 64, &a, &err), PARITY_OK) << err.message;
+  ASSERT_EQ(t.buffer_alloc(backend, 64, &b, &err), PARITY_OK) << err.message;
+  const std::vector<float> in = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<float> out(8, 0.0f);
+  ASSERT_EQ(t.copy_host_to_device(backend, a, 16, in.data(), 32, &err), PARITY_OK) << err.message;
+  ASSERT_EQ(t.copy_device_to_device(backend, b, 0, a, 16, 32, &err), PARITY_OK) << err.message;
+  ASSERT_EQ(t.copy_device_to_host(backend, out.data(), b, 0, 32, &err), PARITY_OK) << err.message;
+  EXPECT_EQ(out, in);
+  EXPECT_EQ(t.copy_host_to_device(backend, a, 48, in.data(), 32, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("gpu_emu: copy_host_to_device: bytes [48, 80) are outside the buffer's 64"),
+            std::string::npos)
+      << err.message;
+  EXPECT_EQ(t.copy_device_to_host(backend, nullptr, b, 0, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(t.copy_device_to_device(nullptr, a, 0, b, 0, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(t.buffer_alloc(backend, -1, &a, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("bytes must be >= 0"), std::string::npos) << err.message;
+  t.buffer_free(backend, a);
+  t.buffer_free(backend, b);
+  config.stream = &config;  // no vendor stream exists here
+  parity_backend_t other = nullptr;
+  EXPECT_EQ(t.create(&config, &other, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.message).find("external stream"), std::string::npos) << err.message;
+  t.destroy(backend);
+}
+
+// Planned without a device (ABI 4), a training step needs exactly what the compiled one holds on
+// the device: the emulated target searches no algorithm, so nothing is counted at a limit.
+TEST(GpuEmu, ItsDeviceFreePlanIsExactlyWhatCompileAllocates) {
+  for (const char* model : {"seed-cnn", "seed-cnn-112"}) {
+    const ModelSpec& spec = model_spec(model);
+    Graph g = build_training_step(spec, 4, OptimizerConfig{});
+    Plan plan(g, {"loss", "correct"});
+    const std::optional<MemoryNeed> need = memory_need_without_device("gpu_emu", plan.c_plan());
+    ASSERT_TRUE(need.has_value());
+    auto backend = create_backend("gpu_emu");
+    auto exe = backend->compile(plan.c_plan(), {}, nullptr);
+    EXPECT_EQ(need->device_bytes, exe->memory_bytes()) << model;
+    EXPECT_GT(need->host_bytes, 0) << model;  // the pinned input slots
+  }
+}
+
+// An INPUT written once and executed twice: the second execute runs from the other input slot, so
+// the executor first carries the value's latest bytes there (a device copy on the copy stream).
+TEST(GpuEmu, AnInputWrittenOnceServesTwoExecutes) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{32});
+  b.relu(x, "r");
+  Graph g = b.take();
+  Plan plan(g, {"r"});
+  auto backend = create_backend("gpu_emu");
+  CompileOptions poison;
+  poison.poison_outputs = true;  // the temporaries are poisoned before each execute
+  auto exe = backend->compile(plan.c_plan(), poison, nullptr);
+  std::vector<float> in(32), out(32);
+  for (int i = 0; i < 32; ++i) in[static_cast<size_t>(i)] = static_cast<float>(i - 16);
+  exe->write(plan.value("x"), in.data(), in.size() * 4);
+  for (int round = 0; round < 3; ++round) {
+    exe->execute();
+    exe->read(plan.value("r"), out.data(), out.size() * 4);
+    for (int i = 0; i < 32; ++i) EXPECT_EQ(out[static_cast<size_t>(i)], std::max(0.0f, in[static_cast<size_t>(i)]));
+  }
 }
 
 TEST(GpuEmu, TheChecksFireWhenTheExecutorLeavesOutACall) {

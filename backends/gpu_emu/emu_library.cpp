@@ -72,10 +72,6 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, co
 
 namespace {
 
-// The device bytes of one value of the executable, as the launch being queued sees them.
-parity::emu::DeviceRange range_of(parity_executable_object& exe, int32_t value) {
-  return {exe.pointer(value, exe.launch_slot), static_cast<size_t>(exe.values[static_cast<size_t>(value)].bytes)};
-}
 
 // How a queued launch reaches the values: the addresses taken when it was queued (a launch's
 // arguments are fixed when it is queued, and a captured graph replays them), no host copies (the
@@ -97,17 +93,19 @@ void queue_native(parity_executable_object& exe, const parity_node_desc& node, c
   std::vector<parity::emu::DeviceRange> reads, writes;
   auto memory = std::make_shared<QueuedMemory>();
   memory->pointers.assign(exe.values.size(), nullptr);
-  for (int32_t i = 0; i < node.num_inputs; ++i) {
-    reads.push_back(range_of(exe, node.inputs[i]));
-    memory->pointers[static_cast<size_t>(node.inputs[i])] = exe.pointer(node.inputs[i], exe.launch_slot);
-  }
-  for (int32_t i = 0; i < node.num_outputs; ++i) {
-    writes.push_back(range_of(exe, node.outputs[i]));
-    memory->pointers[static_cast<size_t>(node.outputs[i])] = exe.pointer(node.outputs[i], exe.launch_slot);
-  }
+  // The operands' addresses in the slot being launched, as the executor's own dispatcher memory
+  // (what CUDA and HIP launch with) resolves them now.
+  auto operand = [&](bool output, int32_t i, std::vector<parity::emu::DeviceRange>& ranges) {
+    const int32_t value = output ? node.outputs[i] : node.inputs[i];
+    void* at = exe.operand(node, output, i);
+    memory->pointers[static_cast<size_t>(value)] = at;
+    ranges.push_back({at, static_cast<size_t>(exe.values[static_cast<size_t>(value)].bytes)});
+  };
+  for (int32_t i = 0; i < node.num_inputs; ++i) operand(false, i, reads);
+  for (int32_t i = 0; i < node.num_outputs; ++i) operand(true, i, writes);
   const int64_t workspace_bytes = exe.layout.cublas_workspace_offset - exe.layout.native_workspace_offset;
   if (workspace_bytes > 0) {  // the native workspace: [its offset, the cuBLAS workspace's)
-    memory->workspace_bytes = exe.region(exe.layout.native_workspace_offset);
+    memory->workspace_bytes = exe.memory.workspace();
     writes.push_back({memory->workspace_bytes, static_cast<size_t>(workspace_bytes)});
   }
   if (hyperparameters) reads.push_back({hyperparameters, sizeof(parity_op_params)});

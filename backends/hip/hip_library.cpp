@@ -25,6 +25,7 @@ const native::NativeOps& native_ops() { return native::hip::native_ops(); }
 // convolution, the loss's row terms).
 extern const bool kNativeWorkspaceForEveryNode = true;
 extern const int64_t kLibraryWorkspaceBytes = 0;  // no cuBLAS
+extern const bool kConvAlgorithmSearch = false;  // one native algorithm per convolution
 
 struct LibraryHandles {};
 void destroy_library(LibraryHandles* library) noexcept { delete library; }
