@@ -7,6 +7,7 @@
 #include <hip/hip_runtime.h>
 
 #include "backends/gpu/gpu_executable.h"
+#include "backends/gpu/native_routes.h"
 #include "backends/hip/hip_check.h"
 #include "backends/native/pk.h"
 
@@ -20,40 +21,6 @@ const NativeOps& native_ops();  // hip_kernels.cpp
 namespace gpu {
 
 const native::NativeOps& native_ops() { return native::hip::native_ops(); }
-
-// Every route runs on the native kernels, which need the native workspace (im2col columns of a
-// convolution, the loss's row terms).
-extern const bool kNativeWorkspaceForEveryNode = true;
-extern const int64_t kLibraryWorkspaceBytes = 0;  // no cuBLAS
-extern const bool kConvAlgorithmSearch = false;  // one native algorithm per convolution
-
-struct LibraryHandles {};
-void destroy_library(LibraryHandles* library) noexcept { delete library; }
-
-// What a library would be given, kept so the executor's steps look as on CUDA: the checked
-// convolution shape, the activation's element count. The native kernels take the node itself.
-struct ConvKernel {
-  plan::ConvDescriptors shape;
-};
-struct ActivationKernel {
-  int count;
-  plan::Activation activation;
-};
-void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
-void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
-
-KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
-  return KernelPtr<ConvKernel>(new ConvKernel{shape});
-}
-KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
-  return KernelPtr<ActivationKernel>(new ActivationKernel{count, activation});
-}
-
-// The native kernels have one algorithm per convolution, with no workspace of its own.
-plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,
-                                       ConvKernel&, const ConvOperands&, void*, const std::string&) {
-  return plan::AlgoChoice{0, 0, false, 0};
-}
 
 }  // namespace gpu
 }  // namespace parity

@@ -1,0 +1,61 @@
+// backends/gpu/native_routes.h — the per-step types of a target whose every route runs the native
+// kernels (HIP, the emulated device): no library handles, and what a vendor library would be
+// given kept so the executor's steps look as on CUDA — a convolution's descriptors, checked
+// against cuDNN's output-size rule, and an activation's element count; one algorithm per
+// convolution, with no workspace of its own. Definitions, not declarations: included by exactly
+// one source of each such target (its <target>_library.cpp).
+#pragma once
+
+#include <string>
+
+#include "backends/gpu/gpu_executable.h"
+
+namespace parity {
+namespace gpu {
+
+extern const bool kNativeWorkspaceForEveryNode = true;  // im2col columns, the loss's row terms
+extern const int64_t kLibraryWorkspaceBytes = 0;        // no cuBLAS
+extern const bool kConvAlgorithmSearch = false;
+
+struct LibraryHandles {};
+void destroy_library(LibraryHandles* library) noexcept { delete library; }
+
+struct ConvKernel {
+  plan::ConvDescriptors shape;
+};
+struct ActivationKernel {
+  int count;
+  plan::Activation activation;
+};
+void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+
+// As cudnnGetConvolution2dForwardOutputDim computes the output, which must be the plan's.
+KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
+  auto out = [](int in, int pad, int dilation, int filter, int stride) {
+    return (in + 2 * pad - dilation * (filter - 1) - 1) / stride + 1;
+  };
+  const int h = out(d.x.h, d.pad_h, d.dilation_h, d.w.h, d.stride_h);
+  const int w = out(d.x.w, d.pad_w, d.dilation_w, d.w.w, d.stride_w);
+  if (d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != h || d.y.w != w || d.x.c != d.w.c)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": the convolution descriptors give an output of ", d.x.n, "x", d.w.n, "x", h,
+                                  "x", w, " from an input with ", d.x.c, " channels and a filter with ", d.w.c,
+                                  "; the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x", d.y.w));
+  if (d.bias.n != 1 || d.bias.c != d.w.n || d.bias.h != 1 || d.bias.w != 1)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": the bias descriptor is ", d.bias.n, "x", d.bias.c, "x", d.bias.h, "x",
+                                  d.bias.w, ", not 1x", d.w.n, "x1x1"));
+  return KernelPtr<ConvKernel>(new ConvKernel{d});
+}
+
+KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
+  if (count < 1) fail(PARITY_STATUS_SHAPE, msg(kName, ": an activation over ", count, " elements"));
+  return KernelPtr<ActivationKernel>(new ActivationKernel{count, activation});
+}
+
+plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,
+                                       ConvKernel&, const ConvOperands&, void*, const std::string&) {
+  return plan::AlgoChoice{0, 0, false, 0};
+}
+
+}  // namespace gpu
+}  // namespace parity
