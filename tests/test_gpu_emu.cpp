@@ -257,7 +257,9 @@ TEST(GpuEmu, TableBuffersAndCopies) {
       << err.message;
   EXPECT_EQ(t.copy_device_to_host(backend, nullptr, b, 0, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(t.copy_device_to_device(nullptr, a, 0, b, 0, 4, &err), PARITY_STATUS_INVALID_ARGUMENT);
-  EXPECT_EQ(t.buffer_alloc(backend, -1, &a, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  parity_buffer_t refused = nullptr;
+  EXPECT_EQ(t.buffer_alloc(backend, -1, &refused, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(refused, nullptr);
   EXPECT_NE(std::string(err.message).find("bytes must be >= 0"), std::string::npos) << err.message;
   t.buffer_free(backend, a);
   t.buffer_free(backend, b);
