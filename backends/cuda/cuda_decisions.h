@@ -47,7 +47,9 @@ std::string describe(const Options& options);  // "tf32 off, deterministic, grap
 
 // ---- where each op runs ------------------------------------------------------------------------
 enum class Library { cudnn, cublas, native };
-// How the plugin builds (cuda_compile.cpp) and launches (cuda_launch.cpp) a node of the route.
+// How the GPU executor builds (backends/gpu/gpu_compile.cpp) and launches (gpu_launch.cpp, then
+// the target's routes: cuda_library.cpp here; HIP and the emulated device run every route on the
+// native kernels) a node of the route.
 enum class RouteKind {
   convolution,  // cuDNN convolution forward, backward data, backward filter (+ bias)
   activation,   // cuDNN activation forward over the value as one flat tensor
@@ -56,7 +58,7 @@ enum class RouteKind {
   native,       // the native kernels through the dispatcher (the default)
 };
 // The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
-// header needs no cuDNN; cuda_compile.cpp checks each against cudnn.h.
+// header needs no cuDNN; cuda_library.cpp checks each against cudnn.h.
 enum class Activation : int { sigmoid = 0, relu = 1, tanh = 2, clipped_relu = 3, elu = 4, identity = 5, swish = 6 };
 struct Route {
   Library library;
