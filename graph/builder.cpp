@@ -161,4 +161,21 @@ Value GraphBuilder::fill(float value, const std::string& name) {
   return node(PARITY_OP_FILL, p, {}, name)[0];
 }
 
+Value GraphBuilder::leaky_relu(Value x, float negative_slope, const std::string& name) {
+  parity_op_params p = no_params();
+  p.leaky_relu.negative_slope = negative_slope;
+  return node(PARITY_OP_LEAKY_RELU, p, {x}, name)[0];
+}
+
+Value GraphBuilder::hardtanh(Value x, float min_val, float max_val, const std::string& name) {
+  parity_op_params p = no_params();
+  p.hardtanh.min_val = min_val;
+  p.hardtanh.max_val = max_val;
+  return node(PARITY_OP_HARDTANH, p, {x}, name)[0];
+}
+
+Value GraphBuilder::relu6(Value x, const std::string& name) {
+  return hardtanh(x, 0.0f, 6.0f, name.empty() ? fmt::format("relu6_{}", graph_.nodes_.size()) : name);
+}
+
 }  // namespace parity

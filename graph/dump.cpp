@@ -34,6 +34,11 @@ std::string params_text(const Node& n) {
     case PARITY_OP_SGD_STEP:
       return fmt::format(" lr={} momentum={} weight_decay={}", p.sgd.lr, p.sgd.momentum, p.sgd.weight_decay);
     case PARITY_OP_FILL: return fmt::format(" value={}", p.fill.value);
+    case PARITY_OP_LEAKY_RELU:
+    case PARITY_OP_LEAKY_RELU_BWD: return fmt::format(" negative_slope={}", p.leaky_relu.negative_slope);
+    case PARITY_OP_HARDTANH:
+    case PARITY_OP_HARDTANH_BWD:
+      return fmt::format(" min_val={} max_val={}", p.hardtanh.min_val, p.hardtanh.max_val);
     default: return "";
   }
 }

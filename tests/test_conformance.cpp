@@ -42,6 +42,10 @@ TEST_P(Conformance, Conv2dForwardAndBackward) { check_family("conv2d"); }
 TEST_P(Conformance, LinearForwardAndBackward) { check_family("linear"); }
 TEST_P(Conformance, ReluForwardAndBackward) { check_family("relu"); }
 TEST_P(Conformance, SigmoidForwardAndBackward) { check_family("sigmoid"); }
+TEST_P(Conformance, TanhForwardAndBackward) { check_family("tanh"); }
+TEST_P(Conformance, LeakyReluForwardAndBackward) { check_family("leaky_relu"); }
+TEST_P(Conformance, GeluForwardAndBackward) { check_family("gelu"); }
+TEST_P(Conformance, HardtanhForwardAndBackward) { check_family("hardtanh"); }
 TEST_P(Conformance, MaxpoolForwardAndBackward) { check_family("maxpool2d"); }
 TEST_P(Conformance, SoftmaxCrossEntropyForwardAndBackward) { check_family("softmax_xent"); }
 TEST_P(Conformance, ArgmaxAndAccuracy) {

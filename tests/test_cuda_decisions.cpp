@@ -87,6 +87,13 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
   // sigmoid: cuDNN's activation forward; its backward from the output only is native.
   EXPECT_EQ(route_of(PARITY_OP_SIGMOID).library, Library::cudnn);
   EXPECT_EQ(route_of(PARITY_OP_SIGMOID_BWD).library, Library::native);
+  // tanh likewise; leaky_relu, gelu and hardtanh have no cuDNN legacy activation mode.
+  EXPECT_EQ(route_of(PARITY_OP_TANH).library, Library::cudnn);
+  EXPECT_EQ(route_of(PARITY_OP_TANH).activation, Activation::tanh);
+  EXPECT_EQ(route_of(PARITY_OP_TANH_BWD).library, Library::native);
+  for (parity_op op : {PARITY_OP_LEAKY_RELU, PARITY_OP_LEAKY_RELU_BWD, PARITY_OP_GELU, PARITY_OP_GELU_BWD,
+                       PARITY_OP_HARDTANH, PARITY_OP_HARDTANH_BWD})
+    EXPECT_EQ(route_of(op).library, Library::native) << parity_op_name(op);
 }
 
 // The training plan of a model as train compiles it.

@@ -3,6 +3,7 @@
 // shape errors, gradients emitted through NodeEmitter, and conformance cases for every op.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -43,6 +44,16 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_FILL, 18);
   EXPECT_EQ(PARITY_OP_SIGMOID, 19);
   EXPECT_EQ(PARITY_OP_SIGMOID_BWD, 20);
+  EXPECT_EQ(PARITY_OP_TANH, 21);  // ABI 4: the activations of issue #12, appended
+  EXPECT_EQ(PARITY_OP_TANH_BWD, 22);
+  EXPECT_EQ(PARITY_OP_LEAKY_RELU, 23);
+  EXPECT_EQ(PARITY_OP_LEAKY_RELU_BWD, 24);
+  EXPECT_EQ(PARITY_OP_GELU, 25);
+  EXPECT_EQ(PARITY_OP_GELU_BWD, 26);
+  EXPECT_EQ(PARITY_OP_HARDTANH, 27);
+  EXPECT_EQ(PARITY_OP_HARDTANH_BWD, 28);
+  EXPECT_EQ(PARITY_OP_COUNT, 29);
+  EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
   EXPECT_EQ(PARITY_ABI_VERSION, 4);  // 4: memory_need_without_device appended to the table
 }
 
@@ -96,6 +107,77 @@ TEST(OpList, SigmoidDifferentiatesThroughItsOutput) {
       EXPECT_EQ(g.values()[static_cast<size_t>(n.inputs[0])].name, "act");  // y, not x
     }
   EXPECT_TRUE(found) << g.dump();
+}
+
+// The backwards of leaky_relu, gelu and hardtanh read the forward *input* (torch's gradients at
+// the kinks need x), tanh's the output; the params travel to the backward node.
+TEST(OpList, ActivationsDifferentiateThroughTheirInputOrOutput) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{4, 3});
+  Value w = b.parameter("w", Shape{5, 3});
+  Value bias = b.parameter("bias", Shape{5});
+  Value h = b.linear(x, w, bias, "fc");
+  Value a = b.add(b.add(b.tanh(h, "t"), b.leaky_relu(h, 0.2f, "lr"), "s1"), b.add(b.gelu(h, "g"), b.relu6(h, "r6"), "s2"),
+                  "s");
+  Value loss = b.softmax_xent(b.hardtanh(a, -0.5f, 2.0f, "ht"), b.input("labels", Shape{4}, DType::i32), "loss");
+  const Graph g = differentiate(b.graph(), loss, nullptr);
+  int found = 0;
+  for (const Node& n : g.nodes()) {
+    const std::string first = g.values()[static_cast<size_t>(n.inputs.empty() ? 0 : n.inputs[0])].name;
+    if (n.op == PARITY_OP_TANH_BWD) {
+      EXPECT_EQ(first, "t");  // y, not x
+      ++found;
+    }
+    if (n.op == PARITY_OP_LEAKY_RELU_BWD) {
+      EXPECT_EQ(first, "fc");  // x
+      EXPECT_EQ(n.params.leaky_relu.negative_slope, 0.2f);
+      ++found;
+    }
+    if (n.op == PARITY_OP_GELU_BWD) {
+      EXPECT_EQ(first, "fc");
+      ++found;
+    }
+    if (n.op == PARITY_OP_HARDTANH_BWD) {
+      EXPECT_TRUE(first == "fc" || first == "s") << first;
+      EXPECT_EQ(first == "fc" ? n.params.hardtanh.max_val : n.params.hardtanh.min_val,
+                first == "fc" ? 6.0f : -0.5f);  // relu6's max_val; the clamp's min_val
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 5) << g.dump();
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("LEAKY_RELU(%"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'lr' negative_slope=0.2"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'r6' min_val=0 max_val=6"), std::string::npos) << dump;
+}
+
+// Bad params are refused when the node is built, naming the op, the node, the param and the rule.
+TEST(OpList, ActivationParamsAreCheckedAtBuildTime) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 3});
+  auto message_of = [&](auto&& build) -> std::string {
+    try {
+      build();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message_of([&] { b.hardtanh(x, 1.0f, -1.0f, "clamp"); })
+                .find("hardtanh 'clamp': min_val must be <= max_val, got min_val 1 > max_val -1"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.hardtanh(x, std::nanf(""), 1.0f, "clamp_nan"); })
+                .find("hardtanh 'clamp_nan': min_val and max_val must not be NaN"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.leaky_relu(x, INFINITY, "lr"); })
+                .find("leaky_relu 'lr': negative_slope must be finite, got inf"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.leaky_relu(x, std::nanf(""), "lr_nan"); }).find("negative_slope must be finite"),
+            std::string::npos);
+  b.hardtanh(x, 0.5f, 0.5f, "point");  // min_val == max_val is allowed, as in torch
+  b.leaky_relu(x, -2.0f, "negative");  // any finite slope
+  EXPECT_EQ(b.graph().nodes().size(), 2u);
 }
 
 // A new op cannot be left out of `parity check ops`: every op appears in the built-in cases.

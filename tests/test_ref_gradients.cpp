@@ -300,6 +300,108 @@ TEST(SigmoidGradient, HandWorkedFromTheOutput) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// tanh (backward from the output, like sigmoid), leaky_relu, gelu, hardtanh (backward from the
+// input). tanh and gelu are smooth (third derivatives below 2 and 1: truncation ~1e-12);
+// leaky_relu and hardtanh are piecewise linear, checked with x at least 1e-3 from their kinks.
+
+// An element-wise op whose backward takes the forward input x.
+using InputBackward = std::function<void(const double* x, const double* dL_dy, double* dL_dx, int64_t count)>;
+using InputForward = std::function<void(const double* x, double* y, int64_t count)>;
+FdResult input_gradient_error(const InputForward& forward, const InputBackward& backward, Vec x, Rng& rng) {
+  const Vec r = uniform(x.size(), rng);
+  Vec y(x.size()), dL_dx(x.size());
+  backward(x.data(), r.data(), dL_dx.data(), static_cast<int64_t>(x.size()));
+  auto objective = [&] {
+    forward(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    return dot(y, r);
+  };
+  return compare_with_fd(x, dL_dx, objective, rng);
+}
+
+TEST(TanhGradient, MatchesFiniteDifferences) {
+  Rng rng(21);
+  const FdResult f = elementwise_gradient_error(tanh_forward, tanh_backward, uniform(300, rng, -4.0, 4.0), rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+TEST(TanhGradient, HandWorkedFromTheOutput) {
+  const Vec y = {0.0, 0.5, 1.0, -1.0};
+  const Vec dL_dy = {2.0, 4.0, 3.0, 3.0};
+  Vec dL_dx(4);
+  tanh_backward(y.data(), dL_dy.data(), dL_dx.data(), 4);
+  EXPECT_EQ(dL_dx, (Vec{2.0, 3.0, 0.0, 0.0}));  // dy * (1 - y^2)
+}
+
+TEST(LeakyReluGradient, MatchesFiniteDifferencesAwayFromZero) {
+  Rng rng(22);
+  const double slope = 0.01;
+  const FdResult f = input_gradient_error(
+      [&](const double* x, double* y, int64_t n) { leaky_relu_forward(x, y, n, slope); },
+      [&](const double* x, const double* dy, double* dx, int64_t n) { leaky_relu_backward(x, dy, dx, n, slope); },
+      uniform_away_from_zero(300, rng), rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+// torch.nn.functional.leaky_relu: x == 0 (and -0) takes the slope branch in the backward.
+TEST(LeakyReluGradient, AtZeroTakesTheSlope) {
+  const Vec x = {-2.0, -0.0, 0.0, 1.0};
+  Vec y(4), dL_dx(4);
+  leaky_relu_forward(x.data(), y.data(), 4, 0.25);
+  EXPECT_EQ(y, (Vec{-0.5, 0.0, 0.0, 1.0}));
+  const Vec dL_dy = {4.0, 4.0, 4.0, 4.0};
+  leaky_relu_backward(x.data(), dL_dy.data(), dL_dx.data(), 4, 0.25);
+  EXPECT_EQ(dL_dx, (Vec{1.0, 1.0, 1.0, 4.0}));
+}
+
+TEST(GeluGradient, MatchesFiniteDifferences) {
+  Rng rng(23);
+  const FdResult f = input_gradient_error(gelu_forward, gelu_backward, uniform(300, rng, -5.0, 5.0), rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+// torch.nn.functional.gelu(approximate='none') at 0, 1, -3 and 10 (libtorch 1.13 prints 0, 0.8413,
+// -0.0040, 10; gradients 0.5, 1.0833); the digits here are Phi from erfc in float64.
+TEST(GeluForward, HandWorked) {
+  const Vec x = {0.0, 1.0, -3.0, 10.0};
+  Vec y(4), dL_dx(4);
+  gelu_forward(x.data(), y.data(), 4);
+  EXPECT_EQ(y[0], 0.0);
+  EXPECT_NEAR(y[1], 0.8413447460685429, 1e-15);  // Phi(1)
+  EXPECT_NEAR(y[2], -0.004049694094890287, 1e-17);  // -3 Phi(-3)
+  EXPECT_EQ(y[3], 10.0);
+  const Vec ones(4, 1.0);
+  gelu_backward(x.data(), ones.data(), dL_dx.data(), 4);
+  EXPECT_EQ(dL_dx[0], 0.5);
+  EXPECT_NEAR(dL_dx[1], 1.0833154705876864, 1e-15);  // Phi(1) + phi(1)
+}
+
+TEST(HardtanhGradient, MatchesFiniteDifferencesAwayFromTheBounds) {
+  Rng rng(24);
+  Vec x = uniform(300, rng, -2.0, 2.0);
+  for (double& v : x)
+    while (std::fabs(std::fabs(v) - 1.0) < 1e-3) v = uniform(1, rng, -2.0, 2.0)[0];
+  const FdResult f = input_gradient_error(
+      [](const double* in, double* y, int64_t n) { hardtanh_forward(in, y, n, -1.0, 1.0); },
+      [](const double* in, const double* dy, double* dx, int64_t n) { hardtanh_backward(in, dy, dx, n, -1.0, 1.0); },
+      x, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+// torch's hardtanh_backward passes the gradient only strictly inside (min_val, max_val).
+TEST(HardtanhGradient, ZeroAtBothBounds) {
+  const Vec x = {-1.0, 0.0, 6.0, 7.0, 3.0, std::nan("")};
+  Vec y(6), dL_dx(6);
+  hardtanh_forward(x.data(), y.data(), 6, 0.0, 6.0);  // relu6
+  EXPECT_EQ(y[0], 0.0);
+  EXPECT_EQ(y[2], 6.0);
+  EXPECT_EQ(y[3], 6.0);
+  EXPECT_TRUE(std::isnan(y[5]));
+  const Vec dL_dy(6, 2.0);
+  hardtanh_backward(x.data(), dL_dy.data(), dL_dx.data(), 6, 0.0, 6.0);
+  EXPECT_EQ(dL_dx, (Vec{0.0, 0.0, 0.0, 0.0, 2.0, 2.0}));
+}
+
+// ---------------------------------------------------------------------------------------------
 // maxpool2d
 
 struct PoolCase {

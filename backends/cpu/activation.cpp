@@ -1,6 +1,7 @@
-// backends/cpu/activation.cpp — relu, sigmoid and their gradients on the cpu backend, float32,
-// any shape: element math from ops/kernels/activation.h over fixed chunks of elements. The
-// loops are plain so the compiler vectorises relu; sigmoid's expf is a libm call per element.
+// backends/cpu/activation.cpp — relu, sigmoid, tanh, leaky_relu, gelu, hardtanh and their
+// gradients on the cpu backend, float32, any shape: element math from ops/kernels/activation.h
+// over fixed chunks of elements. The loops are plain so the compiler vectorises relu, leaky_relu
+// and hardtanh; sigmoid's expf, tanhf and gelu's erfcf are libm calls per element.
 #include "backends/cpu/cpu_ops.h"
 #include "ops/kernels/activation.h"
 
@@ -22,14 +23,14 @@ int64_t prepare_forward(BoundNode& node) {
   return 0;
 }
 
-// y (the forward output), dy -> dx, all of one shape.
-int64_t prepare_backward(BoundNode& node) {
+// y (the forward output) or x (the forward input), dy -> dx, all of one shape.
+int64_t prepare_backward(BoundNode& node, const char* first = "y") {
   expect_arity(node, 2, 2, 1, 1);
-  expect_value(node, node.in[0], "y", PARITY_F32, -1);
+  expect_value(node, node.in[0], first, PARITY_F32, -1);
   expect_value(node, node.in[1], "dy", PARITY_F32, -1);
   expect_value(node, node.out[0], "dx", PARITY_F32, -1);
-  expect_same_shape(node, node.in[0], "y", node.in[1], "dy");
-  expect_same_shape(node, node.in[0], "y", node.out[0], "dx");
+  expect_same_shape(node, node.in[0], first, node.in[1], "dy");
+  expect_same_shape(node, node.in[0], first, node.out[0], "dx");
   node.chunk = fixed_chunk_size(node.in[0].numel, kElementsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(node.in[0].numel, node.chunk);
   return 0;
@@ -37,8 +38,9 @@ int64_t prepare_backward(BoundNode& node) {
 
 // The element math is a template argument, so each loop calls it directly: inlined (and, for
 // relu, vectorised), never an indirect call per element.
-template <float (*element)(float)>
-void run_forward(const BoundNode& node) {
+// The ops with params pass a lambda that binds them, called the same way.
+template <typename Element>
+void map_forward(const BoundNode& node, Element element) {
   const float* x = node.in[0].f32();
   float* y = node.out[0].f32();
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
@@ -46,14 +48,24 @@ void run_forward(const BoundNode& node) {
   });
 }
 
-template <float (*element)(float, float)>
-void run_backward(const BoundNode& node) {
-  const float* y = node.in[0].f32();
+template <typename Element>
+void map_backward(const BoundNode& node, Element element) {
+  const float* first = node.in[0].f32();  // y or x
   const float* dy = node.in[1].f32();
   float* dx = node.out[0].f32();
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = element(y[i], dy[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = element(first[i], dy[i]);
   });
+}
+
+template <float (*element)(float)>
+void run_forward(const BoundNode& node) {
+  map_forward(node, [](float x) { return element(x); });
+}
+
+template <float (*element)(float, float)>
+void run_backward(const BoundNode& node) {
+  map_backward(node, [](float first, float dy) { return element(first, dy); });
 }
 
 }  // namespace
@@ -67,6 +79,38 @@ int64_t prepare_sigmoid(BoundNode& node) { return prepare_forward(node); }
 void run_sigmoid(const BoundNode& node) { run_forward<kernels::sigmoid_f32>(node); }
 int64_t prepare_sigmoid_bwd(BoundNode& node) { return prepare_backward(node); }
 void run_sigmoid_bwd(const BoundNode& node) { run_backward<kernels::sigmoid_bwd_f32>(node); }
+
+int64_t prepare_tanh(BoundNode& node) { return prepare_forward(node); }
+void run_tanh(const BoundNode& node) { run_forward<kernels::tanh_f32>(node); }
+int64_t prepare_tanh_bwd(BoundNode& node) { return prepare_backward(node); }
+void run_tanh_bwd(const BoundNode& node) { run_backward<kernels::tanh_bwd_f32>(node); }
+
+int64_t prepare_leaky_relu(BoundNode& node) { return prepare_forward(node); }
+void run_leaky_relu(const BoundNode& node) {
+  const float slope = node.params.leaky_relu.negative_slope;
+  map_forward(node, [slope](float x) { return kernels::leaky_relu_f32(x, slope); });
+}
+int64_t prepare_leaky_relu_bwd(BoundNode& node) { return prepare_backward(node, "x"); }
+void run_leaky_relu_bwd(const BoundNode& node) {
+  const float slope = node.params.leaky_relu.negative_slope;
+  map_backward(node, [slope](float x, float dy) { return kernels::leaky_relu_bwd_f32(x, dy, slope); });
+}
+
+int64_t prepare_gelu(BoundNode& node) { return prepare_forward(node); }
+void run_gelu(const BoundNode& node) { run_forward<kernels::gelu_f32>(node); }
+int64_t prepare_gelu_bwd(BoundNode& node) { return prepare_backward(node, "x"); }
+void run_gelu_bwd(const BoundNode& node) { run_backward<kernels::gelu_bwd_f32>(node); }
+
+int64_t prepare_hardtanh(BoundNode& node) { return prepare_forward(node); }
+void run_hardtanh(const BoundNode& node) {
+  const parity_hardtanh_params p = node.params.hardtanh;
+  map_forward(node, [p](float x) { return kernels::hardtanh_f32(x, p.min_val, p.max_val); });
+}
+int64_t prepare_hardtanh_bwd(BoundNode& node) { return prepare_backward(node, "x"); }
+void run_hardtanh_bwd(const BoundNode& node) {
+  const parity_hardtanh_params p = node.params.hardtanh;
+  map_backward(node, [p](float x, float dy) { return kernels::hardtanh_bwd_f32(x, dy, p.min_val, p.max_val); });
+}
 
 }  // namespace cpu
 }  // namespace parity

@@ -72,6 +72,8 @@ Route route_of(parity_op op) {
     case PARITY_OP_SIGMOID:
       return {Library::cudnn, RouteKind::activation, Activation::sigmoid,
               "cuDNN activation forward (SIGMOID, NaN propagated)"};
+    case PARITY_OP_TANH:
+      return {Library::cudnn, RouteKind::activation, Activation::tanh, "cuDNN activation forward (TANH, NaN propagated)"};
     case PARITY_OP_LINEAR:
     case PARITY_OP_LINEAR_BWD_DATA:
     case PARITY_OP_LINEAR_BWD_WEIGHT:
@@ -90,6 +92,13 @@ Route route_of(parity_op op) {
       return {Library::native, RouteKind::native, none,
               "native: cuDNN's backward also takes the forward input, which the ABI's "
               "backward (from the output) does not have"};
+    case PARITY_OP_TANH_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cuDNN's backward also takes the forward input, which the ABI's "
+              "backward (from the output) does not have"};
+    // LEAKY_RELU, GELU, HARDTANH and their backwards take the default (native) route below:
+    // cuDNN's legacy activation API has no leaky relu or gelu, and its clipped relu clips to
+    // [0, coef], which cannot express hardtanh's min_val.
     case PARITY_OP_MAXPOOL2D:
     case PARITY_OP_MAXPOOL2D_BWD:
       return {Library::native, RouteKind::native, none,

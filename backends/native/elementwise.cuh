@@ -1,5 +1,6 @@
 // backends/native/elementwise.cuh — the element-wise ops, kernels and host code (`run_<name>`,
-// native_node.h): relu, sigmoid and their gradients (ops/kernels/activation.h), add, reshape (a
+// native_node.h): relu, sigmoid, tanh, leaky_relu, gelu, hardtanh and their gradients
+// (ops/kernels/activation.h), add, reshape (a
 // copy), fill, and the Adam and SGD steps (ops/kernels/optimizer.h). Grid-stride loops; one
 // thread owns each element.
 #pragma once
@@ -41,6 +42,41 @@ PK_GLOBAL void sigmoid_f32(const float* x, float* y, int64_t count) {
 
 PK_GLOBAL void sigmoid_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
   for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::sigmoid_bwd_f32(y[i], dy[i]);
+}
+
+PK_GLOBAL void tanh_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::tanh_f32(x[i]);
+}
+
+PK_GLOBAL void tanh_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::tanh_bwd_f32(y[i], dy[i]);
+}
+
+PK_GLOBAL void leaky_relu_f32(const float* x, float* y, parity_leaky_relu_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::leaky_relu_f32(x[i], p.negative_slope);
+}
+
+PK_GLOBAL void leaky_relu_bwd_f32(const float* x, const float* dy, float* dx, parity_leaky_relu_params p,
+                                  int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    dx[i] = kernels::leaky_relu_bwd_f32(x[i], dy[i], p.negative_slope);
+}
+
+PK_GLOBAL void gelu_f32(const float* x, float* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::gelu_f32(x[i]);
+}
+
+PK_GLOBAL void gelu_bwd_f32(const float* x, const float* dy, float* dx, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::gelu_bwd_f32(x[i], dy[i]);
+}
+
+PK_GLOBAL void hardtanh_f32(const float* x, float* y, parity_hardtanh_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::hardtanh_f32(x[i], p.min_val, p.max_val);
+}
+
+PK_GLOBAL void hardtanh_bwd_f32(const float* x, const float* dy, float* dx, parity_hardtanh_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    dx[i] = kernels::hardtanh_bwd_f32(x[i], dy[i], p.min_val, p.max_val);
 }
 
 // The step count is read on the device (it is a graph value), and the bias corrections are
@@ -92,7 +128,8 @@ inline ElementwiseOperands elementwise_operands(const NativeNode& node, int32_t 
 }
 
 // run_<name> of an element-wise op with `inputs` inputs: the operands o.a, o.b (inputs 2) and
-// o.out go to `kernel` in the order listed, then the count. No workspace.
+// o.out go to `kernel` in the order listed, then the count. An op with params lists its params
+// struct after the operands (node.desc().params.<op>), passed by value. No workspace.
 #define PARITY_NATIVE_ELEMENTWISE_OP(name, kernel, inputs, ...)                                \
   inline void run_##name(const NativeNode& node) {                                              \
     if (node.sizing()) return;                                                                  \
@@ -104,6 +141,16 @@ PARITY_NATIVE_ELEMENTWISE_OP(relu, relu_f32, 1, o.a, o.out)
 PARITY_NATIVE_ELEMENTWISE_OP(relu_bwd, relu_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
 PARITY_NATIVE_ELEMENTWISE_OP(sigmoid, sigmoid_f32, 1, o.a, o.out)
 PARITY_NATIVE_ELEMENTWISE_OP(sigmoid_bwd, sigmoid_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(tanh, tanh_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(tanh_bwd, tanh_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu, leaky_relu_f32, 1, o.a, o.out, node.desc().params.leaky_relu)
+PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu_bwd, leaky_relu_bwd_f32, 2, o.a, o.b, o.out,
+                             node.desc().params.leaky_relu)  // x, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(gelu, gelu_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(gelu_bwd, gelu_bwd_f32, 2, o.a, o.b, o.out)  // x, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(hardtanh, hardtanh_f32, 1, o.a, o.out, node.desc().params.hardtanh)
+PARITY_NATIVE_ELEMENTWISE_OP(hardtanh_bwd, hardtanh_bwd_f32, 2, o.a, o.b, o.out,
+                             node.desc().params.hardtanh)  // x, dy -> dx
 PARITY_NATIVE_ELEMENTWISE_OP(reshape, copy_f32, 1, o.a, o.out)
 PARITY_NATIVE_ELEMENTWISE_OP(add, add_f32, 2, o.a, o.b, o.out)
 

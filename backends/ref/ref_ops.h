@@ -197,6 +197,86 @@ inline void run_sigmoid_bwd(const RefNode& node) {  // y, dy -> dx
 }
 
 // ---------------------------------------------------------------------------------------------
+// tanh, leaky_relu, gelu, hardtanh (elementwise over count values; PyTorch's semantics, the
+// float32 forms in ops/kernels/activation.h). Params are float32 and widen exactly.
+
+inline void tanh_forward(const double* x, double* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = std::tanh(x[i]);
+}
+
+// Takes the forward output y: dL_dx = dL_dy * (1 - y^2).
+inline void tanh_backward(const double* y, const double* dL_dy, double* dL_dx, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) dL_dx[i] = dL_dy[i] * (1.0 - y[i] * y[i]);
+}
+
+inline void run_tanh(const RefNode& node) { tanh_forward(node.f_in(0), node.f_out(0), node.elementwise_count(1)); }
+
+inline void run_tanh_bwd(const RefNode& node) {  // y, dy -> dx
+  tanh_backward(node.f_in(0), node.f_in(1), node.f_out(0), node.elementwise_count(2));
+}
+
+// y = x > 0 ? x : x * slope (NaN takes the slope branch and stays NaN).
+inline void leaky_relu_forward(const double* x, double* y, int64_t count, double slope) {
+  for (int64_t i = 0; i < count; ++i) y[i] = x[i] > 0.0 ? x[i] : x[i] * slope;
+}
+
+// Takes the forward input x: dL_dx = x > 0 ? dL_dy : dL_dy * slope, so x == 0 takes the slope (torch).
+inline void leaky_relu_backward(const double* x, const double* dL_dy, double* dL_dx, int64_t count, double slope) {
+  for (int64_t i = 0; i < count; ++i) dL_dx[i] = x[i] > 0.0 ? dL_dy[i] : dL_dy[i] * slope;
+}
+
+inline void run_leaky_relu(const RefNode& node) {
+  leaky_relu_forward(node.f_in(0), node.f_out(0), node.elementwise_count(1), node.params().leaky_relu.negative_slope);
+}
+
+inline void run_leaky_relu_bwd(const RefNode& node) {  // x, dy -> dx
+  leaky_relu_backward(node.f_in(0), node.f_in(1), node.f_out(0), node.elementwise_count(2),
+                      node.params().leaky_relu.negative_slope);
+}
+
+// y = x * Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (the erf form, torch's approximate='none').
+inline double gelu_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+inline void gelu_forward(const double* x, double* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = x[i] * gelu_cdf(x[i]);
+}
+
+// Takes the forward input x: dL_dx = dL_dy * (Phi(x) + x * phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi).
+inline void gelu_backward(const double* x, const double* dL_dy, double* dL_dx, int64_t count) {
+  const double inv_sqrt_2pi = 1.0 / std::sqrt(2.0 * 3.14159265358979323846);
+  for (int64_t i = 0; i < count; ++i)
+    dL_dx[i] = dL_dy[i] * (gelu_cdf(x[i]) + x[i] * inv_sqrt_2pi * std::exp(-0.5 * x[i] * x[i]));
+}
+
+inline void run_gelu(const RefNode& node) { gelu_forward(node.f_in(0), node.f_out(0), node.elementwise_count(1)); }
+
+inline void run_gelu_bwd(const RefNode& node) {  // x, dy -> dx
+  gelu_backward(node.f_in(0), node.f_in(1), node.f_out(0), node.elementwise_count(2));
+}
+
+// y = min(max(x, lo), hi), NaN propagated.
+inline void hardtanh_forward(const double* x, double* y, int64_t count, double lo, double hi) {
+  for (int64_t i = 0; i < count; ++i) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+}
+
+// Takes the forward input x: dL_dy passes only strictly inside (lo, hi), 0 at x == lo and
+// x == hi, as torch's hardtanh_backward (NaN passes).
+inline void hardtanh_backward(const double* x, const double* dL_dy, double* dL_dx, int64_t count, double lo,
+                              double hi) {
+  for (int64_t i = 0; i < count; ++i) dL_dx[i] = (x[i] <= lo || x[i] >= hi) ? 0.0 : dL_dy[i];
+}
+
+inline void run_hardtanh(const RefNode& node) {
+  const parity_hardtanh_params& p = node.params().hardtanh;
+  hardtanh_forward(node.f_in(0), node.f_out(0), node.elementwise_count(1), p.min_val, p.max_val);
+}
+
+inline void run_hardtanh_bwd(const RefNode& node) {  // x, dy -> dx
+  const parity_hardtanh_params& p = node.params().hardtanh;
+  hardtanh_backward(node.f_in(0), node.f_in(1), node.f_out(0), node.elementwise_count(2), p.min_val, p.max_val);
+}
+
+// ---------------------------------------------------------------------------------------------
 // maxpool2d without padding, floor division: p = (h - kernel_h) / stride_h + 1. idx holds the
 // flat index h*W+w of the first maximum (row-major window order) in its (n,c) plane.
 

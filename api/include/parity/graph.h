@@ -86,6 +86,11 @@ class GraphBuilder {
   Value reshape(Value x, const Shape& shape, const std::string& name = "");
   Value flatten(Value x, const std::string& name = "");  // [N, ...] -> [N, rest]
   Value fill(float value, const std::string& name = "");  // a [1] constant
+  // torch.nn.functional's activations with params, and their defaults; a non-finite slope, or
+  // min_val > max_val, is refused naming the node.
+  Value leaky_relu(Value x, float negative_slope = 0.01f, const std::string& name = "");
+  Value hardtanh(Value x, float min_val = -1.0f, float max_val = 1.0f, const std::string& name = "");
+  Value relu6(Value x, const std::string& name = "");  // hardtanh(x, 0, 6)
 
   // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.
   std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,

@@ -29,6 +29,14 @@
  *                                                           (the autodiff seed dL/dL = 1)
  *   SIGMOID            in: x                                out: y = 1 / (1 + exp(-x))         (ABI 2)
  *   SIGMOID_BWD        in: y (the forward output), dy       out: dx = dy * y * (1 - y)         (ABI 2)
+ *   TANH               in: x                                out: y = tanh(x)                   (ABI 4)
+ *   TANH_BWD           in: y (the forward output), dy       out: dx = dy * (1 - y^2)           (ABI 4)
+ *   LEAKY_RELU         in: x                                out: y = x > 0 ? x : x * params.leaky_relu.negative_slope  (ABI 4)
+ *   LEAKY_RELU_BWD     in: x (the forward input), dy        out: dx = x > 0 ? dy : dy * negative_slope (x == 0: slope) (ABI 4)
+ *   GELU               in: x                                out: y = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))  (ABI 4)
+ *   GELU_BWD           in: x (the forward input), dy        out: dx = dy * (Phi(x) + x * phi(x))  (ABI 4)
+ *   HARDTANH           in: x                                out: y = min(max(x, params.hardtanh.min_val), max_val)  (ABI 4)
+ *   HARDTANH_BWD       in: x (the forward input), dy        out: dx = min_val < x < max_val ? dy : 0 (0 at both ends) (ABI 4)
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
@@ -58,6 +66,14 @@
   X(SGD_STEP,          sgd_step,          3, 0, 0)       \
   X(FILL,              fill,              0, 1, 0)       \
   X(SIGMOID,           sigmoid,           1, 1, 1)       \
-  X(SIGMOID_BWD,       sigmoid_bwd,       2, 1, 0)
+  X(SIGMOID_BWD,       sigmoid_bwd,       2, 1, 0)       \
+  X(TANH,              tanh,              1, 1, 1)       \
+  X(TANH_BWD,          tanh_bwd,          2, 1, 0)       \
+  X(LEAKY_RELU,        leaky_relu,        1, 1, 0)       \
+  X(LEAKY_RELU_BWD,    leaky_relu_bwd,    2, 1, 0)       \
+  X(GELU,              gelu,              1, 1, 1)       \
+  X(GELU_BWD,          gelu_bwd,          2, 1, 0)       \
+  X(HARDTANH,          hardtanh,          1, 1, 0)       \
+  X(HARDTANH_BWD,      hardtanh_bwd,      2, 1, 0)
 
 #endif /* PARITY_OP_LIST_H */

@@ -9,7 +9,10 @@
  *  - tensors are dense, row-major, NCHW for images; linear weights are [out, in];
  *  - maxpool takes the first maximum of a window in row-major order, its gradient goes there;
  *  - relu'(0) = 0;  cross-entropy is the mean over the batch;  Adam as torch.optim.Adam;
- *  - sigmoid as torch.sigmoid, its gradient taken from the forward output. */
+ *  - sigmoid as torch.sigmoid, tanh as torch.tanh, their gradients taken from the forward output;
+ *  - leaky_relu, gelu (erf form, approximate='none') and hardtanh as torch.nn.functional's,
+ *    their gradients taken from the forward input: leaky_relu'(0) = negative_slope, hardtanh'
+ *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6)). */
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
@@ -26,7 +29,8 @@ extern "C" {
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
 #define PARITY_ABI_VERSION 4  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
-                                 4: memory_need_without_device (CHANGELOG.md) */
+                                 4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
+                                 and their backwards (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -100,12 +104,22 @@ typedef struct parity_fill_params {
   float value;
 } parity_fill_params;
 
+typedef struct parity_leaky_relu_params {
+  float negative_slope;            /* finite; torch's default 0.01 */
+} parity_leaky_relu_params;
+
+typedef struct parity_hardtanh_params {
+  float min_val, max_val;          /* not NaN, min_val <= max_val; torch's defaults -1, 1 (relu6: 0, 6) */
+} parity_hardtanh_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
   parity_adam_params adam;         /* ADAM_STEP */
   parity_sgd_params sgd;           /* SGD_STEP */
   parity_fill_params fill;         /* FILL */
+  parity_leaky_relu_params leaky_relu; /* LEAKY_RELU, LEAKY_RELU_BWD (ABI 4) */
+  parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
   uint8_t reserved[64];
 } parity_op_params;
 
