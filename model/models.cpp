@@ -68,6 +68,20 @@ std::vector<ParamSpec> layer_params(const ModelSpec& spec) {
   return params;
 }
 
+ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width) {
+  if (channels < 1 || height < 1 || width < 1)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("an input of {}x{}x{}: channels, height and width must each be >= 1", channels, height, width));
+  ModelSpec m = spec;
+  m.channels = channels;
+  m.height = height;
+  m.width = width;
+  if (channels != spec.channels || height != spec.height || width != spec.width)
+    m.name = fmt::format("{} at {}x{}x{}", spec.name, channels, height, width);
+  m.params = layer_params(m);
+  return m;
+}
+
 Graph build_forward(const ModelSpec& spec, int64_t batch) {
   if (batch <= 0) throw Error(ErrorKind::invalid_argument, fmt::format("batch must be > 0, got {}", batch));
   GraphBuilder b;

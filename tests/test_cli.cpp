@@ -269,6 +269,11 @@ TEST(Cli, SummaryPrintsTheLayerTableAndWritesJsonAndDot) {
     EXPECT_NE(r.output.find(text), std::string::npos) << text << "\n" << r.output;
   EXPECT_NE(parity::testing::run_command("grep -c adam/ " + dir + "summary.dot").output, "0\n");
   EXPECT_EQ(parity::testing::run_command("grep -q '\"arena_bytes\"' " + dir + "summary.json").status, 0);
+  // Another input geometry: the parameters follow (conv1 3*16*9 + 16, fc1 32*8*8*128 + 128).
+  CliRun at32 = run_cli("summary --model seed-cnn --input 3x32x32 --batch 2 --backend ref");
+  EXPECT_EQ(at32.status, 0) << at32.output;
+  for (const char* text : {"model seed-cnn at 3x32x32: batch 2, input [2,3,32,32]", "[2,16,32,32]", "448", "262,272"})
+    EXPECT_NE(at32.output.find(text), std::string::npos) << text << "\n" << at32.output;
   CliRun cuda = run_cli("summary --backend cuda");
   EXPECT_EQ(cuda.status, 0) << cuda.output;
   EXPECT_NE(cuda.output.find("backend cuda: unavailable"), std::string::npos) << cuda.output;
@@ -286,6 +291,10 @@ TEST(Cli, SummaryRefusesBadInput) {
   expect_failure("summary --backend nosuch", "unknown backend 'nosuch'");
   expect_failure("summary --json /nonexistent/folder/s.json", "/nonexistent/folder/s.json");
   expect_failure("summary --train", "--train applies to the graph of --dot or --svg");
+  for (const char* input : {"3x32", "0x28x28", "axbxc", "3x32x32x1", "1x9999999x1"})
+    expect_failure(std::string("summary --input ") + input,
+                   std::string("--input '") + input + "' must be CxHxW: channels, height and width");
+  expect_failure("summary --input 1x2x2", "maxpool2d 'pool2': kernel 2x2 is larger than the input");
   // Without Graphviz on PATH --svg says so.
   expect_failure("summary --svg " + ::testing::TempDir() + "g.svg", "Graphviz, which is not installed", "PATH=/nonexistent");
 }

@@ -68,6 +68,22 @@ TEST(ModelSummary, SeedCnnRowsFollowTheFlopConvention) {
   EXPECT_GT(s.training_nodes, static_cast<int64_t>(s.layers.size()));
 }
 
+// with_input: the same layers on another geometry, the parameters re-derived; the model's own
+// geometry gives the model back.
+TEST(ModelSummary, AnotherInputGeometryRederivesTheParameters) {
+  const ModelSpec& spec = model_spec("seed-cnn");
+  const ModelSpec same = with_input(spec, 1, 28, 28);
+  EXPECT_EQ(same.name, "seed-cnn");
+  ASSERT_EQ(same.params.size(), spec.params.size());
+  const ModelSpec wide = with_input(spec, 3, 32, 32);
+  EXPECT_EQ(wide.name, "seed-cnn at 3x32x32");
+  const ModelSummary s = summarize_model(wide, 2);
+  EXPECT_EQ(s.input, Shape({2, 3, 32, 32}));
+  EXPECT_EQ(s.params, 448 + 4640 + 262272 + 1290);  // conv1, conv2, fc1 (2048 -> 128), fc2
+  EXPECT_THROW(with_input(spec, 0, 28, 28), Error);
+  EXPECT_THROW(with_input(spec, 1, 2, 2), Error);  // pool2 has no 2x2 window left
+}
+
 TEST(ModelSummary, RefusesABatchOfZero) {
   EXPECT_THROW(summarize_model(model_spec("seed-cnn"), 0), Error);
 }

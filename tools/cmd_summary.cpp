@@ -20,7 +20,7 @@ namespace parity::tools {
 namespace {
 
 struct SummaryOptions {
-  std::string model = "seed-cnn", backend, json, dot, svg;
+  std::string model = "seed-cnn", input, backend, json, dot, svg;
   int64_t batch = 64;
   bool train = false;
 };
@@ -107,11 +107,31 @@ std::string render_svg(const std::string& dot_text) {
   return r.out;
 }
 
+// `--input CxHxW`: three whole numbers >= 1 joined by 'x'; the model's layers on that geometry.
+ModelSpec model_at_input(const ModelSpec& spec, const std::string& text) {
+  int dims[3] = {0, 0, 0};
+  size_t at = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t end = i < 2 ? text.find('x', at) : text.size();
+    const std::string part = end == std::string::npos ? std::string() : text.substr(at, end - at);
+    const bool digits = !part.empty() && part.size() <= 6 &&
+                        part.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoi(part) < 1)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("--input '{}' must be CxHxW: channels, height and width, whole numbers >= 1 joined by "
+                              "'x' (for example 3x32x32)",
+                              text));
+    dims[i] = std::stoi(part);
+    at = end + 1;
+  }
+  return with_input(spec, dims[0], dims[1], dims[2]);
+}
+
 int run_summary(const SummaryOptions& o) {
   if (o.batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--batch must be >= 1, got {}", o.batch));
   if (o.train && o.dot.empty() && o.svg.empty())
     throw Error(ErrorKind::invalid_argument, "--train applies to the graph of --dot or --svg; give one of them");
-  const ModelSpec& spec = model_spec(o.model);
+  const ModelSpec spec = o.input.empty() ? model_spec(o.model) : model_at_input(model_spec(o.model), o.input);
   const OptimizerConfig opt;  // the Trainer's default: adam
   const ModelSummary s = summarize_model(spec, o.batch, opt);
   const BackendMemory memory = training_step_memory(spec, o.batch, o.backend, opt);
@@ -146,6 +166,8 @@ void add_summary_command(CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<SummaryOptions>();
   add_model_option(*cmd, o->model);
   cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
+  cmd->add_option("--input", o->input, "CxHxW: the model's layers on another input geometry, e.g. 3x32x32 "
+                                       "(default: the model's own)");
   add_backend_option(*cmd, o->backend);
   cmd->add_option("--json", o->json, "also write the table and totals as JSON here");
   cmd->add_option("--dot", o->dot, "write the graph as Graphviz DOT here (the forward graph; --train: the training step)");

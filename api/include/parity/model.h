@@ -60,6 +60,12 @@ const ModelSpec& model_spec(const std::string& name);
 // whose shapes do not fit.
 std::vector<ParamSpec> layer_params(const ModelSpec& spec);
 
+// The same layers on another input geometry (C x H x W, each >= 1): the parameters re-derived
+// (a linear layer after a flatten takes the new feature count), the name saying so
+// ("seed-cnn at 3x32x32"). Throws Error(invalid_argument) for a dimension < 1, and layer_params'
+// error naming the layer whose shapes do not fit (an input too small for the pooling).
+ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width);
+
 // The forward graph for one batch size. Values: INPUT "x" f32 [batch,C,H,W], INPUT "y" i32
 // [batch], PARAMs named as in spec.params, one TEMP per layer (named as the layer; a max-pool
 // layer's argmax indices are "<name>.indices"), and TEMP "loss" (mean cross-entropy of
