@@ -30,6 +30,17 @@ namespace rt {
 
 inline emu::Device& device() { return emu::default_device(); }
 
+// Runs a free or destroy, which cannot report to a caller (it runs in destructors): a check it
+// fails is printed, never hidden.
+template <class Call>
+void printed_if_refused(Call&& call) noexcept {
+  try {
+    call();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
+  }
+}
+
 // Whether PARITY_EMU_OMIT names `call` (read at each call: the tests change it between runs).
 inline bool omitted(const char* call) {
   const char* list = std::getenv("PARITY_EMU_OMIT");
@@ -53,19 +64,11 @@ inline void set_device(int) {}  // one device
 
 inline void* device_alloc(int64_t bytes) { return device().device_malloc(static_cast<size_t>(bytes)); }
 inline void device_free(void* p) noexcept {
-  try {
-    device().device_free(p);
-  } catch (const std::exception& e) {  // a free cannot report to a caller: say it, do not hide it
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
-  }
+  printed_if_refused([&] { device().device_free(p); });
 }
 inline void* pinned_alloc(int64_t bytes) { return device().host_alloc(static_cast<size_t>(bytes)); }
 inline void pinned_free(void* p) noexcept {
-  try {
-    device().host_free(p);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
-  }
+  printed_if_refused([&] { device().host_free(p); });
 }
 
 inline void copy_async(void* dst, const void* src, int64_t bytes, Copy copy, Stream s, const char* label) {
@@ -86,11 +89,7 @@ inline void zero_now(void* dst, int64_t bytes) {
 inline Stream stream_create() { return device().stream_create(); }
 inline void stream_destroy(Stream s) noexcept {
   if (!s) return;
-  try {
-    device().stream_destroy(s);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
-  }
+  printed_if_refused([&] { device().stream_destroy(s); });
 }
 inline void stream_sync(Stream s) {
   if (!omitted("stream_sync")) device().stream_synchronize(s);
@@ -99,11 +98,7 @@ inline void stream_sync(Stream s) {
 inline Event event_create() { return device().event_create(); }
 inline void event_destroy(Event e) noexcept {
   if (!e) return;
-  try {
-    device().event_destroy(e);
-  } catch (const std::exception& ex) {
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", ex.what());
-  }
+  printed_if_refused([&] { device().event_destroy(e); });
 }
 inline void event_record(Event e, Stream s) { device().event_record(e, s); }
 inline void stream_wait(Stream s, Event e) {
@@ -125,19 +120,11 @@ inline Graph capture_end(Stream s) {
 inline GraphExec graph_instantiate(Graph g) { return device().instantiate(g); }
 inline void graph_destroy(Graph g) noexcept {
   if (!g) return;
-  try {
-    device().graph_destroy(g);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
-  }
+  printed_if_refused([&] { device().graph_destroy(g); });
 }
 inline void graph_exec_destroy(GraphExec x) noexcept {
   if (!x) return;
-  try {
-    device().graph_exec_destroy(x);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "parity: gpu_emu: %s\n", e.what());
-  }
+  printed_if_refused([&] { device().graph_exec_destroy(x); });
 }
 inline void graph_launch(GraphExec x, Stream s) { device().graph_launch(x, s); }
 
