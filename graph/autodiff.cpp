@@ -14,6 +14,15 @@ std::string adam_m_name(const std::string& param) { return "optimizer." + param 
 std::string adam_v_name(const std::string& param) { return "optimizer." + param + ".exp_avg_sq"; }
 std::string sgd_velocity_name(const std::string& param) { return "optimizer." + param + ".momentum_buffer"; }
 
+const char* optimizer_name(OptimizerConfig::Kind kind) {
+  switch (kind) {
+    case OptimizerConfig::Kind::adam: return "adam";
+    case OptimizerConfig::Kind::adamw: return "adamw";
+    case OptimizerConfig::Kind::sgd: return "sgd";
+  }
+  return "unknown";
+}
+
 namespace {
 
 // Which values depend on a parameter, and so want a gradient.
@@ -28,24 +37,49 @@ std::vector<bool> values_needing_gradient(const Graph& g) {
   return needs;
 }
 
+parity_lr_schedule schedule_params(const LrSchedule& s) {
+  parity_lr_schedule p{};
+  p.kind = s.kind == LrSchedule::Kind::step     ? PARITY_LR_STEP
+           : s.kind == LrSchedule::Kind::cosine ? PARITY_LR_COSINE
+                                                : PARITY_LR_CONSTANT;
+  p.step_size = s.step_size;
+  p.gamma = s.gamma;
+  p.total_steps = s.total_steps;
+  p.min_lr = s.min_lr;
+  p.warmup_steps = s.warmup_steps;
+  p.warmup_start_factor = s.warmup_start_factor;
+  return p;
+}
+
 void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
                       const OptimizerConfig& opt) {
   if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
-  Value step = opt.kind == OptimizerConfig::Kind::adam ? b.input(optimizer_step_name(), Shape{1}, DType::i32) : Value{};
+  // Adam's bias correction and every lr schedule count steps: one INPUT for all updates.
+  Value step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
   for (const auto& [param, grad] : param_grads) {
     const ValueInfo& info = b.graph().value(param);
     std::string name = info.name;
     Shape shape = info.shape;
     parity_op_params p{};
-    if (opt.kind == OptimizerConfig::Kind::adam) {
-      p.adam = parity_adam_params{opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay};
+    if (opt.kind == OptimizerConfig::Kind::sgd) {
+      p.sgd.lr = opt.lr;
+      p.sgd.momentum = opt.momentum;
+      p.sgd.weight_decay = opt.weight_decay;
+      p.sgd.nesterov = opt.nesterov ? 1 : 0;
+      p.sgd.schedule = schedule_params(opt.schedule);
+      Value velocity = b.state(sgd_velocity_name(name), shape);
+      b.node(PARITY_OP_SGD_STEP, p, {param, grad, velocity, step}, "sgd/" + name);
+    } else {
+      p.adam.lr = opt.lr;
+      p.adam.beta1 = opt.beta1;
+      p.adam.beta2 = opt.beta2;
+      p.adam.eps = opt.eps;
+      p.adam.weight_decay = opt.weight_decay;
+      p.adam.decoupled_weight_decay = opt.kind == OptimizerConfig::Kind::adamw ? 1 : 0;
+      p.adam.schedule = schedule_params(opt.schedule);
       Value m = b.state(adam_m_name(name), shape);
       Value v = b.state(adam_v_name(name), shape);
-      b.node(PARITY_OP_ADAM_STEP, p, {param, grad, m, v, step}, "adam/" + name);
-    } else {
-      p.sgd = parity_sgd_params{opt.lr, opt.momentum, opt.weight_decay};
-      Value velocity = b.state(sgd_velocity_name(name), shape);
-      b.node(PARITY_OP_SGD_STEP, p, {param, grad, velocity}, "sgd/" + name);
+      b.node(PARITY_OP_ADAM_STEP, p, {param, grad, m, v, step}, (opt.kind == OptimizerConfig::Kind::adamw ? "adamw/" : "adam/") + name);
     }
   }
 }

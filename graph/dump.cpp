@@ -17,6 +17,15 @@ const char* kind_name(parity_value_kind kind) {
   return "?";
 }
 
+// " schedule=..." of an optimizer's lr schedule; "" for a constant lr without warmup.
+std::string schedule_text(const parity_lr_schedule& s) {
+  std::string text;
+  if (s.kind == PARITY_LR_STEP) text = fmt::format(" schedule=step(step_size={}, gamma={})", s.step_size, s.gamma);
+  if (s.kind == PARITY_LR_COSINE) text = fmt::format(" schedule=cosine(total_steps={}, min_lr={})", s.total_steps, s.min_lr);
+  if (s.warmup_steps > 0) text += fmt::format(" warmup={} from {}x", s.warmup_steps, s.warmup_start_factor);
+  return text;
+}
+
 std::string params_text(const Node& n) {
   const parity_op_params& p = n.params;
   switch (n.op) {
@@ -29,10 +38,12 @@ std::string params_text(const Node& n) {
       return fmt::format(" kernel={}x{} stride={}x{}", p.maxpool2d.kernel_h, p.maxpool2d.kernel_w, p.maxpool2d.stride_h,
                          p.maxpool2d.stride_w);
     case PARITY_OP_ADAM_STEP:
-      return fmt::format(" lr={} betas=({}, {}) eps={} weight_decay={}", p.adam.lr, p.adam.beta1, p.adam.beta2, p.adam.eps,
-                         p.adam.weight_decay);
+      return fmt::format(" lr={} betas=({}, {}) eps={} weight_decay={}{}{}", p.adam.lr, p.adam.beta1, p.adam.beta2,
+                         p.adam.eps, p.adam.weight_decay, p.adam.decoupled_weight_decay ? " decoupled (AdamW)" : "",
+                         schedule_text(p.adam.schedule));
     case PARITY_OP_SGD_STEP:
-      return fmt::format(" lr={} momentum={} weight_decay={}", p.sgd.lr, p.sgd.momentum, p.sgd.weight_decay);
+      return fmt::format(" lr={} momentum={}{} weight_decay={}{}", p.sgd.lr, p.sgd.momentum,
+                         p.sgd.nesterov ? " nesterov" : "", p.sgd.weight_decay, schedule_text(p.sgd.schedule));
     case PARITY_OP_FILL: return fmt::format(" value={}", p.fill.value);
     case PARITY_OP_LEAKY_RELU:
     case PARITY_OP_LEAKY_RELU_BWD: return fmt::format(" negative_slope={}", p.leaky_relu.negative_slope);

@@ -20,7 +20,7 @@ struct Trainer::BatchStep {
 namespace {
 
 std::vector<std::string> state_names(const OptimizerConfig& opt, const std::string& param) {
-  if (opt.kind == OptimizerConfig::Kind::adam) return {adam_m_name(param), adam_v_name(param)};
+  if (opt.kind != OptimizerConfig::Kind::sgd) return {adam_m_name(param), adam_v_name(param)};
   return {sgd_velocity_name(param)};
 }
 
@@ -62,7 +62,7 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   s->y = s->step.value("y");
   s->loss = s->step.value("loss");
   s->correct = s->step.value("correct");
-  if (training && optimizer_.kind == OptimizerConfig::Kind::adam) s->optimizer_step = s->step.value(optimizer_step_name());
+  if (training) s->optimizer_step = s->step.value(optimizer_step_name());
   return *steps_.emplace(key, std::move(s)).first->second;
 }
 

@@ -16,8 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const char* optimizer_name(OptimizerConfig::Kind kind) { return kind == OptimizerConfig::Kind::adam ? "adam" : "sgd"; }
-
 // Messages name the TrainOptions field ("TrainOptions::batch"), not a flag of some front end:
 // the CLI spells the field as its flag (tools/cmd_train.cpp).
 void check_options(const TrainOptions& o) {
@@ -30,6 +28,20 @@ void check_options(const TrainOptions& o) {
     bad(fmt::format("TrainOptions::momentum must be >= 0, got {}", o.momentum));
   if (o.momentum != 0.0f && o.optimizer != OptimizerConfig::Kind::sgd)
     bad("TrainOptions::momentum applies to TrainOptions::optimizer sgd only");
+  if (o.nesterov && (o.optimizer != OptimizerConfig::Kind::sgd || !(o.momentum > 0.0f)))
+    bad("TrainOptions::nesterov needs TrainOptions::optimizer sgd with TrainOptions::momentum > 0");
+  if (!(o.weight_decay >= 0.0f) || !std::isfinite(o.weight_decay))
+    bad(fmt::format("TrainOptions::weight_decay must be a finite number >= 0, got {}", o.weight_decay));
+  if (o.lr_schedule != "constant" && o.lr_schedule != "step" && o.lr_schedule != "cosine")
+    bad(fmt::format("TrainOptions::lr_schedule must be constant, step or cosine, got '{}'", o.lr_schedule));
+  if (o.lr_step_epochs < 1) bad(fmt::format("TrainOptions::lr_step_epochs must be >= 1, got {}", o.lr_step_epochs));
+  if (!(o.lr_gamma >= 0.0f) || !std::isfinite(o.lr_gamma))
+    bad(fmt::format("TrainOptions::lr_gamma must be a finite number >= 0, got {}", o.lr_gamma));
+  if (!(o.lr_min >= 0.0f) || !std::isfinite(o.lr_min))
+    bad(fmt::format("TrainOptions::lr_min must be a finite number >= 0, got {}", o.lr_min));
+  if (o.warmup_steps < 0) bad(fmt::format("TrainOptions::warmup_steps must be >= 0, got {}", o.warmup_steps));
+  if (!(o.warmup_start_factor > 0.0f && o.warmup_start_factor <= 1.0f))
+    bad(fmt::format("TrainOptions::warmup_start_factor must be in (0, 1], got {}", o.warmup_start_factor));
   if (o.limit < 0) bad(fmt::format("TrainOptions::limit must be >= 0, got {}", o.limit));
   if (o.max_steps < 0) bad(fmt::format("TrainOptions::max_steps must be >= 0, got {}", o.max_steps));
   if (o.threads < 0) bad(fmt::format("TrainOptions::threads must be >= 0, got {}", o.threads));
@@ -49,11 +61,52 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
           {"limit", std::to_string(o.limit)},
           {"lr", fmt::format("{}", o.lr)},
           {"momentum", fmt::format("{}", o.momentum)},
-          {"val_split", fmt::format("{}", o.val_split)}};
+          {"val_split", fmt::format("{}", o.val_split)},
+          {"nesterov", o.nesterov ? "1" : "0"},
+          {"weight_decay", fmt::format("{}", o.weight_decay)},
+          {"lr_schedule", o.lr_schedule == "step"     ? fmt::format("step {} {}", o.lr_step_epochs, o.lr_gamma)
+                          : o.lr_schedule == "cosine" ? fmt::format("cosine {} {}", o.lr_min, o.epochs)
+                                                      : o.lr_schedule},
+          {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)}};
 }
 
 // Identity keys added after checkpoints were first written, with the value older checkpoints imply.
-const std::map<std::string, std::string> kIdentityDefaults = {{"val_split", "0"}};
+const std::map<std::string, std::string> kIdentityDefaults = {
+    {"val_split", "0"},           {"nesterov", "0"}, {"weight_decay", "0"}, {"lr_schedule", "constant"},
+    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}};
+
+// The optimizer of a run of `steps_per_epoch` steps per epoch (the schedules count steps).
+OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
+  OptimizerConfig opt;
+  opt.kind = o.optimizer;
+  opt.lr = o.lr;
+  opt.momentum = o.momentum;
+  opt.nesterov = o.nesterov;
+  opt.weight_decay = o.weight_decay;
+  LrSchedule& s = opt.schedule;
+  s.warmup_steps = o.warmup_steps;
+  s.warmup_start_factor = o.warmup_start_factor;
+  auto steps = [](int64_t n, const char* what) {
+    if (n > INT32_MAX) throw Error(ErrorKind::invalid_argument, fmt::format("{}: {} steps is too many", what, n));
+    return static_cast<int32_t>(n);
+  };
+  if (o.lr_schedule == "step") {
+    s.kind = LrSchedule::Kind::step;
+    s.step_size = steps(int64_t{o.lr_step_epochs} * steps_per_epoch, "TrainOptions::lr_step_epochs");
+    s.gamma = o.lr_gamma;
+  } else if (o.lr_schedule == "cosine") {
+    s.kind = LrSchedule::Kind::cosine;
+    int64_t total = int64_t{o.epochs} * steps_per_epoch;
+    if (o.max_steps > 0) total = std::min(total, o.max_steps);
+    if (total - o.warmup_steps < 1)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("TrainOptions::warmup_steps {} leaves no step of the run's {} for the cosine schedule",
+                              o.warmup_steps, total));
+    s.total_steps = steps(total - o.warmup_steps, "TrainOptions::lr_schedule cosine");
+    s.min_lr = o.lr_min;
+  }
+  return opt;
+}
 
 // The data's image size and class count against the model's: the message names both.
 void check_data_fits(const ModelSpec& spec, const std::string& folder, const Dataset& train, const Dataset& test) {
@@ -95,10 +148,6 @@ struct MetricsLog {
 TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   check_options(o);
   const ModelSpec& spec = model_spec(o.model);
-  OptimizerConfig opt;
-  opt.kind = o.optimizer;
-  opt.lr = o.lr;
-  opt.momentum = o.momentum;
   auto info = [&](const std::string& msg) { if (cb.on_info) cb.on_info(msg); };
 
   const std::string folder = o.data.empty() ? default_data_folder() : o.data;
@@ -116,6 +165,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   if (!parts.validation.empty()) validation = subset(train, parts.validation);
   const int64_t train_count = static_cast<int64_t>(parts.train.size());
 
+  const OptimizerConfig opt = optimizer_of(o, (train_count + o.batch - 1) / o.batch);
   BackendOptions bo;
   bo.threads = o.threads;
   Trainer trainer = [&] {

@@ -46,6 +46,15 @@ const std::vector<LayerSpec> kSeedCnnLayers = {
     linear("logits", 10, "fc2"),
 };
 
+// The seed document's case study: four 3x3 convolutions (max-pooling after the second and the
+// fourth) and two fully connected layers.
+const std::vector<LayerSpec> kSeedCnn4ConvLayers = {
+    conv2d("conv1", 16, 3, 1, 1), relu("relu1"), conv2d("conv2", 32, 3, 1, 1), relu("relu2"), maxpool2d("pool1", 2, 2),
+    conv2d("conv3", 64, 3, 1, 1), relu("relu3"), conv2d("conv4", 64, 3, 1, 1), relu("relu4"), maxpool2d("pool2", 2, 2),
+    flatten("flatten"),           linear("fc1", 128), relu("relu5"),
+    linear("logits", 10, "fc2"),
+};
+
 const std::vector<ModelSpec>& zoo() {
   static const std::vector<ModelSpec> models = {
       with_params({"seed-cnn", "the classic small CNN on 1x28x28 Fashion-MNIST", 1, 28, 28, BatchGeometry{1, 1}, 10,
@@ -53,6 +62,8 @@ const std::vector<ModelSpec>& zoo() {
       with_params({"seed-cnn-112",
                    "the same CNN on the original 3x112x112 geometry (Fashion-MNIST upsampled 4x, channel x3)", 3, 112,
                    112, BatchGeometry{3, 4}, 10, kSeedCnnLayers, {}}),
+      with_params({"seed-cnn-4conv", "the seed document's case study: four 3x3 convs, two max-pools, two linear layers",
+                   1, 28, 28, BatchGeometry{1, 1}, 10, kSeedCnn4ConvLayers, {}}),
   };
   return models;
 }

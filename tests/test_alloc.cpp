@@ -132,5 +132,9 @@ TEST(SteadyState, SeedCnn112TrainingStepAllocatesNothing) {
   EXPECT_EQ(allocations_in_steady_state("seed-cnn-112", 8), 0);
 }
 
+TEST(SteadyState, SeedCnn4ConvTrainingStepAllocatesNothing) {
+  EXPECT_EQ(allocations_in_steady_state("seed-cnn-4conv", 16), 0);
+}
+
 }  // namespace
 }  // namespace parity

@@ -187,9 +187,10 @@ TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
   const Case cases[] = {
       {"badabi", {"ABI mismatch", "plugin ABI version " + std::to_string(PARITY_ABI_VERSION + 1000),
                   "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
-      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 4"}},
-      {"abi2", {"ABI mismatch", "plugin ABI version 2", "this libparity uses version 4"}},
-      {"abi3", {"ABI mismatch", "plugin ABI version 3", "this libparity uses version 4"}},
+      {"abi1", {"ABI mismatch", "plugin ABI version 1", "this libparity uses version 5"}},
+      {"abi2", {"ABI mismatch", "plugin ABI version 2", "this libparity uses version 5"}},
+      {"abi3", {"ABI mismatch", "plugin ABI version 3", "this libparity uses version 5"}},
+      {"abi4", {"ABI mismatch", "plugin ABI version 4", "this libparity uses version 5"}},
       {"noentry", {"does not export parity_backend_entry()"}},
       {"nodevice", {"no device: the test driver reports 0 devices"}},
       {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},

@@ -636,7 +636,7 @@ TEST(Fill, SetsEveryElement) {
 // the implementation's (torch's lr / bc1 and sqrt(v) / sqrt(bc2)); they agree to rounding.
 
 TEST(AdamStep, TwoStepsMatchTheDocumentedFormula) {
-  const AdamHyper h{0.1, 0.9, 0.999, 1e-8, 0.0};
+  const AdamHyper h{0.1, 0.9, 0.999, 1e-8, 0.0, false};
   Vec p = {1.0}, m = {0.0}, v = {0.0};
   const double g1 = 0.5, g2 = 0.25;
   adam_step(p.data(), &g1, m.data(), v.data(), 1, 1, h);
@@ -657,7 +657,7 @@ TEST(AdamStep, TwoStepsMatchTheDocumentedFormula) {
 }
 
 TEST(AdamStep, WeightDecayIsAddedToTheGradientFirst) {
-  const AdamHyper h{0.01, 0.8, 0.99, 1e-6, 0.1};
+  const AdamHyper h{0.01, 0.8, 0.99, 1e-6, 0.1, false};
   Vec p = {2.0, -1.0}, m = {0.0, 0.0}, v = {0.0, 0.0};
   const Vec g1 = {0.3, 0.0}, g2 = {-0.2, 0.4};
   Vec ep = p, em = m, ev = v;  // expected, by the documented formula
@@ -685,7 +685,7 @@ TEST(AdamStep, WeightDecayIsAddedToTheGradientFirst) {
 }
 
 TEST(SgdStep, TwoStepsWithMomentum) {
-  const SgdHyper h{0.1, 0.9, 0.0};
+  const SgdHyper h{0.1, 0.9, 0.0, false};
   Vec p = {1.0}, vel = {0.0};
   const double g1 = 0.5, g2 = 0.25;
   sgd_step(p.data(), &g1, vel.data(), 1, h);
@@ -699,20 +699,78 @@ TEST(SgdStep, TwoStepsWithMomentum) {
 TEST(SgdStep, WeightDecayAndNoMomentum) {
   Vec p = {1.0}, vel = {0.0};
   const double g1 = 0.5, g2 = 0.25;
-  const SgdHyper plain{0.1, 0.0, 0.0};
+  const SgdHyper plain{0.1, 0.0, 0.0, false};
   sgd_step(p.data(), &g1, vel.data(), 1, plain);
   sgd_step(p.data(), &g2, vel.data(), 1, plain);
   EXPECT_DOUBLE_EQ(p[0], 0.925);  // 1 - 0.05 - 0.025
   EXPECT_EQ(vel[0], 0.0);         // momentum 0 keeps no velocity
 
   Vec q = {2.0}, qv = {0.0};
-  const SgdHyper decayed{0.1, 0.9, 0.5};
+  const SgdHyper decayed{0.1, 0.9, 0.5, false};
   sgd_step(q.data(), &g1, qv.data(), 1, decayed);
   EXPECT_DOUBLE_EQ(qv[0], 1.5);   // g = 0.5 + 0.5*2
   EXPECT_DOUBLE_EQ(q[0], 1.85);   // 2 - 0.1*1.5
   sgd_step(q.data(), &g2, qv.data(), 1, decayed);
   EXPECT_DOUBLE_EQ(qv[0], 0.9 * 1.5 + (0.25 + 0.5 * 1.85));  // 2.525
   EXPECT_DOUBLE_EQ(q[0], 1.85 - 0.1 * 2.525);
+}
+
+
+// torch 1.13's SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.5) on p = 1 with the
+// gradients 0.5, then 0.25 (float64 tensors): p = 0.81, then 0.60455.
+TEST(SgdStep, NesterovMatchesTorch) {
+  const SgdHyper h{0.1, 0.9, 0.5, true};
+  Vec p = {1.0}, vel = {0.0};
+  const double g1 = 0.5, g2 = 0.25;
+  sgd_step(p.data(), &g1, vel.data(), 1, h);
+  EXPECT_NEAR(p[0], 0.81, 1e-15);
+  sgd_step(p.data(), &g2, vel.data(), 1, h);
+  EXPECT_NEAR(p[0], 0.60455, 1e-15);
+}
+
+// torch 1.13's AdamW(lr=0.1, weight_decay=0.5) on p = 1 with the gradients 0.5, then -0.25
+// (float64): p = 0.8500000019999999, then 0.7808662986078463.
+TEST(AdamStep, AdamWMatchesTorch) {
+  const AdamHyper h{0.1, 0.9, 0.999, 1e-8, 0.5, true};
+  Vec p = {1.0}, m = {0.0}, v = {0.0};
+  const double g1 = 0.5, g2 = -0.25;
+  adam_step(p.data(), &g1, m.data(), v.data(), 1, 1, h);
+  EXPECT_NEAR(p[0], 0.8500000019999999, 1e-15);
+  adam_step(p.data(), &g2, m.data(), v.data(), 1, 2, h);
+  EXPECT_NEAR(p[0], 0.7808662986078463, 1e-15);
+}
+
+// The lr of steps 1..12 under torch 1.13's schedulers, stepped once per optimizer step from
+// lr 0.1 (their recursive forms, printed by torch): the closed forms agree to rounding.
+TEST(LrSchedule, MatchesTorchSchedulers) {
+  parity_lr_schedule step{};
+  step.kind = PARITY_LR_STEP;
+  step.step_size = 3;
+  step.gamma = 0.5f;
+  const double step_lr[] = {0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125, 0.0125};
+  parity_lr_schedule cosine{};
+  cosine.kind = PARITY_LR_COSINE;
+  cosine.total_steps = 10;
+  cosine.min_lr = 0x1p-10f;  // exact in float32 and double alike
+  const double cosine_lr[] = {0.1, 0.09757672400016044, 0.09054410313946273, 0.07959053934690273,
+                              0.06578824376446274, 0.05048828125000001, 0.03518831873553728, 0.021386023153097285,
+                              0.010432459360537277, 0.0033998384998395665, 0.0009765625, 0.0033998384998395665};
+  // SequentialLR([LinearLR(start_factor=0.25, total_iters=4), CosineAnnealingLR(T_max=8, eta_min=2^-10)], [4])
+  parity_lr_schedule warm = cosine;
+  warm.total_steps = 8;
+  warm.warmup_steps = 4;
+  warm.warmup_start_factor = 0.25f;
+  const double warm_lr[] = {0.025, 0.043750000000000004, 0.06250000000000001, 0.08125000000000002, 0.1,
+                            0.09623114482258031, 0.08549835332632613, 0.06943559572354498, 0.050488281249999996,
+                            0.03154096677645503, 0.01547820917367387, 0.00474541767741969};
+  for (int t = 1; t <= 12; ++t) {
+    // torch's chainable forms multiply the last lr by a ratio each step, so their rounding
+    // accumulates (a few 1e-16 per step); 1e-14 bounds it, while a wrong formula is off by percent.
+    EXPECT_NEAR(lr_at_step(0.1, step, t), step_lr[t - 1], 1e-15) << "step schedule, step " << t;
+    EXPECT_NEAR(lr_at_step(0.1, cosine, t), cosine_lr[t - 1], 1e-14) << "cosine, step " << t;
+    EXPECT_NEAR(lr_at_step(0.1, warm, t), warm_lr[t - 1], 1e-14) << "warmup then cosine, step " << t;
+  }
+  EXPECT_EQ(lr_at_step(0.1, parity_lr_schedule{}, 1000), 0.1);  // zero-initialised: constant
 }
 
 }  // namespace

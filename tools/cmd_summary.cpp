@@ -65,7 +65,7 @@ void print_table(const ModelSummary& s, const BackendMemory& memory, const Optim
   fmt::print("\nparameters: {} ({}, float32)\n", with_commas(s.params), bytes(s.param_bytes));
   fmt::print("FLOPs per training step: {} forward + {} backward + {} {} update = {} ({} per image)\n",
              si(s.flops_forward), si(s.flops_backward), si(s.flops_optimizer),
-             opt.kind == OptimizerConfig::Kind::adam ? "adam" : "sgd",
+             optimizer_name(opt.kind),
              si(s.flops_forward + s.flops_backward + s.flops_optimizer),
              si((s.flops_forward + s.flops_backward) / double(s.batch)));
   fmt::print("  ({})\n", flop_convention());

@@ -72,8 +72,27 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
   cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
   cmd->add_option("--lr", o->lr, "learning rate")->capture_default_str();
-  cmd->add_option("--optimizer", *optimizer, "adam or sgd")->capture_default_str()->check(CLI::IsMember({"adam", "sgd"}));
+  cmd->add_option("--optimizer", *optimizer, "adam, adamw (decoupled weight decay) or sgd")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
   cmd->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  cmd->add_flag("--nesterov", o->nesterov, "SGD: Nesterov momentum (needs --momentum > 0)");
+  cmd->add_option("--weight-decay", o->weight_decay,
+                  "adam, sgd: L2 penalty added to the gradient; adamw: decoupled decay (torch's AdamW default is 0.01)")
+      ->capture_default_str();
+  cmd->add_option("--lr-schedule", o->lr_schedule,
+                  "constant; step (lr * --lr-gamma every --lr-step-epochs epochs, StepLR); cosine (to --lr-min over "
+                  "the run's steps after warmup, CosineAnnealingLR); stepped once per optimizer step")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "step", "cosine"}));
+  cmd->add_option("--lr-step-epochs", o->lr_step_epochs, "step schedule: epochs between decays")->capture_default_str();
+  cmd->add_option("--lr-gamma", o->lr_gamma, "step schedule: decay factor")->capture_default_str();
+  cmd->add_option("--lr-min", o->lr_min, "cosine schedule: the final lr (eta_min)")->capture_default_str();
+  cmd->add_option("--warmup-steps", o->warmup_steps,
+                  "linear warmup over the first N optimizer steps (LinearLR), then the schedule")
+      ->capture_default_str();
+  cmd->add_option("--warmup-start-factor", o->warmup_start_factor, "the warmup's first lr as a fraction of --lr")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the initial weights and the shuffling")->capture_default_str();
   add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->add_option("--limit", o->limit, "train on the first N images only (0: all)")->capture_default_str();
@@ -88,7 +107,9 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");
   cmd->callback([&run, o, optimizer] {
     run = [o, optimizer] {
-      o->optimizer = *optimizer == "sgd" ? OptimizerConfig::Kind::sgd : OptimizerConfig::Kind::adam;
+      o->optimizer = *optimizer == "sgd"     ? OptimizerConfig::Kind::sgd
+                     : *optimizer == "adamw" ? OptimizerConfig::Kind::adamw
+                                             : OptimizerConfig::Kind::adam;
       const bool tty = ::isatty(STDOUT_FILENO) != 0;
       TrainCallbacks cb;
       cb.stop = &g_stop_requested;

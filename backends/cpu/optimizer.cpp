@@ -50,6 +50,7 @@ void run_adam_step(const BoundNode& node) {
   const parity_adam_params hp = node.params.adam;
   const float step_size = kernels::adam_step_size(hp, t);
   const float bias_correction2_sqrt = kernels::adam_bias_correction2_sqrt(hp, t);
+  const float decay_factor = kernels::adamw_decay_factor(hp, t);
   float* p = node.in[0].f32();
   const float* g = node.in[1].f32();
   float* m = node.in[2].f32();
@@ -57,21 +58,23 @@ void run_adam_step(const BoundNode& node) {
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // Locals the stores cannot alias, so the loop vectorizes (with -fno-math-errno, CMakeLists).
     const parity_adam_params h = hp;
-    const float a = step_size, b = bias_correction2_sqrt;
+    const float a = step_size, b = bias_correction2_sqrt, d = decay_factor;
     float* __restrict p_ = p;
     const float* __restrict g_ = g;
     float* __restrict m_ = m;
     float* __restrict v_ = v;
-    for (int64_t i = begin; i < end; ++i) kernels::adam_update_element(&p_[i], g_[i], &m_[i], &v_[i], h, a, b);
+    for (int64_t i = begin; i < end; ++i) kernels::adam_update_element(&p_[i], g_[i], &m_[i], &v_[i], h, a, b, d);
   });
 }
 
 // ---------------------------------------------------------------- SGD
 int64_t prepare_sgd_step(BoundNode& node) {
-  expect_arity(node, 3, 3, 0, 0);
+  expect_arity(node, 4, 4, 0, 0);
   expect_value(node, node.in[0], "param", PARITY_F32, -1);
   check_state(node, 1, "grad");
   check_state(node, 2, "velocity");
+  expect_value(node, node.in[3], "step", PARITY_I32, -1);
+  if (node.in[3].numel != 1) fail(node, "step must hold one element, got " + node.in[3].shape_str());
   const parity_sgd_params& hp = node.params.sgd;
   if (!(hp.lr >= 0.0f)) fail(node, "lr must be >= 0, got " + std::to_string(hp.lr));
   if (!(hp.momentum >= 0.0f)) fail(node, "momentum must be >= 0, got " + std::to_string(hp.momentum));
@@ -80,12 +83,17 @@ int64_t prepare_sgd_step(BoundNode& node) {
 }
 
 void run_sgd_step(const BoundNode& node) {
+  const int32_t t = node.in[3].i32()[0];
+  if (t < 1)
+    throw Error(ErrorKind::invalid_argument,
+                "cpu: sgd_step '" + node.name + "': step must be >= 1 (it is 1-based), got " + std::to_string(t));
   const parity_sgd_params hp = node.params.sgd;
+  const float lr = kernels::sgd_lr(hp, t);
   float* p = node.in[0].f32();
   const float* g = node.in[1].f32();
   float* velocity = node.in[2].f32();
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) kernels::sgd_update_element(&p[i], g[i], &velocity[i], hp);
+    for (int64_t i = begin; i < end; ++i) kernels::sgd_update_element(&p[i], g[i], &velocity[i], hp, lr);
   });
 }
 

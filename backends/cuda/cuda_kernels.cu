@@ -21,10 +21,10 @@ __global__ void adam_step_device_f32(float* param, const float* grad, float* m, 
   adam_step_elements(param, grad, m, v, step, count, hp);
 }
 
-__global__ void sgd_step_device_f32(float* param, const float* grad, float* velocity, int64_t count,
-                                    const parity_sgd_params* hyperparameters) {
+__global__ void sgd_step_device_f32(float* param, const float* grad, float* velocity, const int32_t* step,
+                                    int64_t count, const parity_sgd_params* hyperparameters) {
   const parity_sgd_params hp = *hyperparameters;
-  sgd_step_elements(param, grad, velocity, count, hp);
+  sgd_step_elements(param, grad, velocity, step, count, hp);
 }
 
 __global__ void fill_words_u32(uint32_t* y, int64_t count, uint32_t bits) {
@@ -39,9 +39,9 @@ void adam_step_device(float* param, const float* grad, float* m, float* v, const
             hyperparameters);
 }
 
-void sgd_step_device(float* param, const float* grad, float* velocity, int64_t count,
+void sgd_step_device(float* param, const float* grad, float* velocity, const int32_t* step, int64_t count,
                      const parity_sgd_params* hyperparameters) {
-  PK_LAUNCH(sgd_step_device_f32, element_grid(count), pk::dim3(kElementBlock), param, grad, velocity, count,
+  PK_LAUNCH(sgd_step_device_f32, element_grid(count), pk::dim3(kElementBlock), param, grad, velocity, step, count,
             hyperparameters);
 }
 

@@ -24,7 +24,7 @@ cudaStream_t launch_stream();
 // graph replays with whatever those hold at launch time.
 void adam_step_device(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
                       const parity_adam_params* hyperparameters);
-void sgd_step_device(float* param, const float* grad, float* velocity, int64_t count,
+void sgd_step_device(float* param, const float* grad, float* velocity, const int32_t* step, int64_t count,
                      const parity_sgd_params* hyperparameters);
 // Writes `bits` into each of `count` 32-bit words (NaN poison for f32, INT32_MAX for i32).
 void fill_words(void* y, int64_t count, uint32_t bits);

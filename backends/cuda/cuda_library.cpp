@@ -124,7 +124,7 @@ void parity_executable_object::enqueue_optimizer(const Step& step, const parity_
       return;
     case PARITY_OP_SGD_STEP:
       parity::native::cuda::sgd_step_device(static_cast<float*>(at(0)), static_cast<const float*>(at(1)),
-                                            static_cast<float*>(at(2)), count,
+                                            static_cast<float*>(at(2)), static_cast<const int32_t*>(at(3)), count,
                                             static_cast<const parity_sgd_params*>(region(step.hyperparameter_offset)));
       return;
     default:

@@ -87,14 +87,16 @@ PK_DEVICE void adam_step_elements(float* param, const float* grad, float* m, flo
   const int32_t t = step[0];
   const float step_size = kernels::adam_step_size(hp, t);
   const float bias_correction2_sqrt = kernels::adam_bias_correction2_sqrt(hp, t);
+  const float decay_factor = kernels::adamw_decay_factor(hp, t);
   for (int64_t i = grid_first(); i < count; i += grid_stride())
-    kernels::adam_update_element(&param[i], grad[i], &m[i], &v[i], hp, step_size, bias_correction2_sqrt);
+    kernels::adam_update_element(&param[i], grad[i], &m[i], &v[i], hp, step_size, bias_correction2_sqrt, decay_factor);
 }
 
-PK_DEVICE void sgd_step_elements(float* param, const float* grad, float* velocity, int64_t count,
+PK_DEVICE void sgd_step_elements(float* param, const float* grad, float* velocity, const int32_t* step, int64_t count,
                                  const parity_sgd_params& hp) {
+  const float lr = kernels::sgd_lr(hp, step[0]);
   for (int64_t i = grid_first(); i < count; i += grid_stride())
-    kernels::sgd_update_element(&param[i], grad[i], &velocity[i], hp);
+    kernels::sgd_update_element(&param[i], grad[i], &velocity[i], hp, lr);
 }
 
 PK_GLOBAL void adam_step_f32(float* param, const float* grad, float* m, float* v, const int32_t* step, int64_t count,
@@ -102,8 +104,9 @@ PK_GLOBAL void adam_step_f32(float* param, const float* grad, float* m, float* v
   adam_step_elements(param, grad, m, v, step, count, hp);
 }
 
-PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, int64_t count, parity_sgd_params hp) {
-  sgd_step_elements(param, grad, velocity, count, hp);
+PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, const int32_t* step, int64_t count,
+                            parity_sgd_params hp) {
+  sgd_step_elements(param, grad, velocity, step, count, hp);
 }
 
 #define PARITY_NATIVE_ELEMENTWISE(kernel, count, ...) \
@@ -160,17 +163,23 @@ inline void run_fill(const NativeNode& node) {
   if (node.launching()) fill(y, numel_of(node.out(0)), node.desc().params.fill.value);
 }
 
-// param, grad, m, v of one size, step[1] i32 >= 1 (checked when the host has it).
+// The 1-based step count in input `slot`, checked when the host has it (its device copy is what
+// the kernel reads).
+inline const int32_t* optimizer_step_in(const NativeNode& node, int32_t slot, const char* counts) {
+  node.expect_numel(node.in(slot), 1);
+  if (const int32_t* host = node.host_i32_in(slot))
+    if (host[0] < 1)
+      node.fail(PARITY_STATUS_INVALID_ARGUMENT,
+                msg(node.label(), ": step ", host[0], " in value '", node.in(slot).name, "' must be >= 1 (", counts, ")"));
+  return node.i32_in(slot);
+}
+
+// param, grad, m, v of one size, step[1] i32 >= 1.
 inline void run_adam_step(const NativeNode& node) {
   if (node.sizing()) return;
   const int64_t count = numel_of(node.in(0));
   for (int32_t slot = 1; slot <= 3; ++slot) node.expect_numel(node.in(slot), count);
-  node.expect_numel(node.in(4), 1);
-  const int32_t* step = node.i32_in(4);
-  if (const int32_t* host = node.host_i32_in(4))
-    if (host[0] < 1)
-      node.fail(PARITY_STATUS_INVALID_ARGUMENT, msg(node.label(), ": step ", host[0], " in value '", node.in(4).name,
-                                                    "' must be >= 1 (Adam counts steps from 1)"));
+  const int32_t* step = optimizer_step_in(node, 4, "Adam counts steps from 1");
   float* param = node.f32_in(0);
   const float* grad = node.f32_in(1);
   float* m = node.f32_in(2);
@@ -179,15 +188,17 @@ inline void run_adam_step(const NativeNode& node) {
   if (node.launching()) PARITY_NATIVE_ELEMENTWISE(adam_step_f32, count, param, grad, m, v, step, count, hp);
 }
 
+// param, grad, velocity of one size, step[1] i32 >= 1 (the schedule's clock).
 inline void run_sgd_step(const NativeNode& node) {
   if (node.sizing()) return;
   const int64_t count = numel_of(node.in(0));
   for (int32_t slot = 1; slot <= 2; ++slot) node.expect_numel(node.in(slot), count);
+  const int32_t* step = optimizer_step_in(node, 3, "the schedule counts steps from 1");
   float* param = node.f32_in(0);
   const float* grad = node.f32_in(1);
   float* velocity = node.f32_in(2);
   const parity_sgd_params hp = node.desc().params.sgd;
-  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sgd_step_f32, count, param, grad, velocity, count, hp);
+  if (node.launching()) PARITY_NATIVE_ELEMENTWISE(sgd_step_f32, count, param, grad, velocity, step, count, hp);
 }
 
 #undef PARITY_NATIVE_ELEMENTWISE

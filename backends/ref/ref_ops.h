@@ -598,12 +598,33 @@ inline void run_fill(const RefNode& node) {  // -> y, every element the (float) 
 
 struct AdamHyper {
   double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;  // AdamW
 };
 struct SgdHyper {
   double lr, momentum, weight_decay;
+  bool nesterov;
 };
 
-// torch.optim.Adam (no amsgrad); step is 1-based.
+// torch.optim.lr_scheduler, stepped once per optimizer step: the lr of the 1-based step t
+// (parity_lr_schedule in plugin.h: LinearLR warmup, then StepLR or CosineAnnealingLR's closed form).
+inline double lr_at_step(double lr, const parity_lr_schedule& s, int64_t step) {
+  int64_t k = step - 1;
+  if (s.warmup_steps > 0) {
+    if (k < s.warmup_steps) {
+      const double f = s.warmup_start_factor;
+      return lr * (f + (1.0 - f) * double(k) / double(s.warmup_steps));
+    }
+    k -= s.warmup_steps;
+  }
+  switch (s.kind) {
+    case PARITY_LR_STEP: return lr * std::pow(double(s.gamma), double(k / s.step_size));
+    case PARITY_LR_COSINE:
+      return double(s.min_lr) + (lr - double(s.min_lr)) * (1.0 + std::cos(M_PI * double(k) / double(s.total_steps))) / 2.0;
+    default: return lr;
+  }
+}
+
+// torch.optim.Adam / AdamW (no amsgrad); step is 1-based, lr already scheduled.
 inline void adam_step(double* param, const double* grad, double* m, double* v, int64_t count, int64_t step,
                       const AdamHyper& h) {
   const double t = static_cast<double>(step);
@@ -612,7 +633,11 @@ inline void adam_step(double* param, const double* grad, double* m, double* v, i
   const double step_size = h.lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
   for (int64_t i = 0; i < count; ++i) {
-    const double g = grad[i] + h.weight_decay * param[i];
+    double g = grad[i];
+    if (h.decoupled)
+      param[i] *= 1.0 - h.lr * h.weight_decay;
+    else
+      g += h.weight_decay * param[i];
     m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
     v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
     const double denom = std::sqrt(v[i]) / bias_correction2_sqrt + h.eps;
@@ -620,37 +645,45 @@ inline void adam_step(double* param, const double* grad, double* m, double* v, i
   }
 }
 
-// torch.optim.SGD, dampening 0, no nesterov; velocity starts at 0 and is untouched when momentum is 0.
+// torch.optim.SGD, dampening 0, Nesterov optional; velocity starts at 0 and is untouched when
+// momentum is 0; lr already scheduled.
 inline void sgd_step(double* param, const double* grad, double* velocity, int64_t count, const SgdHyper& h) {
   for (int64_t i = 0; i < count; ++i) {
     const double g = grad[i] + h.weight_decay * param[i];
     if (h.momentum != 0.0) {
       velocity[i] = h.momentum * velocity[i] + g;
-      param[i] -= h.lr * velocity[i];
+      param[i] -= h.lr * (h.nesterov ? g + h.momentum * velocity[i] : velocity[i]);
     } else {
       param[i] -= h.lr * g;
     }
   }
 }
 
+inline int32_t optimizer_step_of(const RefNode& node, int32_t slot, const char* counts) {
+  node.expect_numel(node.in_desc(slot), 1);
+  const int32_t step = node.i_in(slot)[0];
+  if (step < 1)
+    throw Error(ErrorKind::invalid_argument, node.label() + ": step " + std::to_string(step) + " in value '" +
+                                                 node.in_desc(slot).name + "' must be >= 1 (" + counts + ")");
+  return step;
+}
+
 inline void run_adam_step(const RefNode& node) {  // param, grad, m, v, step[1] — updated in place
   const int64_t count = kit::numel_of(node.in_desc(0));
   for (int32_t slot = 1; slot <= 3; ++slot) node.expect_numel(node.in_desc(slot), count);
-  node.expect_numel(node.in_desc(4), 1);
-  const int32_t step = node.i_in(4)[0];
-  if (step < 1)
-    throw Error(ErrorKind::invalid_argument, node.label() + ": step " + std::to_string(step) + " in value '" +
-                                                 node.in_desc(4).name + "' must be >= 1 (Adam counts steps from 1)");
+  const int32_t step = optimizer_step_of(node, 4, "Adam counts steps from 1");
   const parity_adam_params& p = node.params().adam;
-  const AdamHyper h{p.lr, p.beta1, p.beta2, p.eps, p.weight_decay};
+  const AdamHyper h{lr_at_step(p.lr, p.schedule, step), p.beta1, p.beta2, p.eps, p.weight_decay,
+                    p.decoupled_weight_decay != 0};
   adam_step(node.f_in(0), node.f_in(1), node.f_in(2), node.f_in(3), count, step, h);
 }
 
-inline void run_sgd_step(const RefNode& node) {  // param, grad, velocity — updated in place
+inline void run_sgd_step(const RefNode& node) {  // param, grad, velocity, step[1] — updated in place
   const int64_t count = kit::numel_of(node.in_desc(0));
   for (int32_t slot = 1; slot <= 2; ++slot) node.expect_numel(node.in_desc(slot), count);
+  const int32_t step = optimizer_step_of(node, 3, "the schedule counts steps from 1");
   const parity_sgd_params& p = node.params().sgd;
-  const SgdHyper h{p.lr, p.momentum, p.weight_decay};
+  const SgdHyper h{lr_at_step(p.lr, p.schedule, step), p.momentum, p.weight_decay, p.nesterov != 0};
   sgd_step(node.f_in(0), node.f_in(1), node.f_in(2), count, h);
 }
 

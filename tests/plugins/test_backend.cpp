@@ -319,6 +319,8 @@ const parity_backend_table kTable = {
     2,  // built against ABI 2, before memory_need was appended to the table
 #elif defined(PARITY_TEST_ABI_3)
     3,  // built against ABI 3, before memory_need_without_device was appended to the table
+#elif defined(PARITY_TEST_ABI_4)
+    4,  // built against ABI 4, before SGD_STEP took the step input and the optimizer params grew
 #else
     PARITY_ABI_VERSION,
 #endif

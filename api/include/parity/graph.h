@@ -108,13 +108,32 @@ class GraphBuilder {
   Graph graph_;
 };
 
-struct OptimizerConfig {
-  enum class Kind { adam, sgd } kind = Kind::adam;
-  float lr = 1e-3f;
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam (PyTorch's defaults)
-  float momentum = 0.0f;                             // sgd
-  float weight_decay = 0.0f;
+// The learning rate per optimizer step, as torch.optim.lr_scheduler's schedulers stepped once
+// per optimizer step (parity_lr_schedule in parity/plugin.h has the formulas): an optional
+// linear warmup (LinearLR from warmup_start_factor to 1 over warmup_steps), then constant,
+// StepLR (gamma every step_size steps) or CosineAnnealingLR (to min_lr over total_steps).
+struct LrSchedule {
+  enum class Kind { constant, step, cosine } kind = Kind::constant;
+  int32_t step_size = 0;        // step: > 0
+  float gamma = 0.1f;           // step
+  int32_t total_steps = 0;      // cosine: > 0 (T_max)
+  float min_lr = 0.0f;          // cosine (eta_min)
+  int32_t warmup_steps = 0;     // 0: none
+  float warmup_start_factor = 1.0f / 3.0f;  // LinearLR's default
 };
+
+struct OptimizerConfig {
+  // adamw: torch.optim.AdamW (decoupled weight decay); adam's weight_decay is L2 on the gradient.
+  enum class Kind { adam, sgd, adamw } kind = Kind::adam;
+  float lr = 1e-3f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam, adamw (PyTorch's defaults)
+  float momentum = 0.0f;                             // sgd
+  bool nesterov = false;                             // sgd, needs momentum > 0
+  float weight_decay = 0.0f;                         // torch's default (AdamW's own default is 0.01)
+  LrSchedule schedule;
+};
+// "adam", "adamw", "sgd".
+const char* optimizer_name(OptimizerConfig::Kind kind);
 
 // Name of the gradient of a value: "grad/<name>".
 std::string grad_name(const std::string& value_name);

@@ -24,7 +24,7 @@
  *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
  *   ADD                in: a, b (same shape)                out: c = a + b (gradient accumulation)
  *   ADAM_STEP          in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none
- *   SGD_STEP           in: state param, grad, state velocity                            out: none
+ *   SGD_STEP           in: state param, grad, state velocity, step[1] i32 (1-based; ABI 5: the lr schedule's clock)   out: none
  *   FILL               in: none                             out: y[1] f32 = params.fill.value
  *                                                           (the autodiff seed dL/dL = 1)
  *   SIGMOID            in: x                                out: y = 1 / (1 + exp(-x))         (ABI 2)
@@ -63,7 +63,7 @@
   X(ACCURACY,          accuracy,          2, 1, 1)       \
   X(ADD,               add,               2, 1, 1)       \
   X(ADAM_STEP,         adam_step,         5, 0, 0)       \
-  X(SGD_STEP,          sgd_step,          3, 0, 0)       \
+  X(SGD_STEP,          sgd_step,          4, 0, 0)       \
   X(FILL,              fill,              0, 1, 0)       \
   X(SIGMOID,           sigmoid,           1, 1, 1)       \
   X(SIGMOID_BWD,       sigmoid_bwd,       2, 1, 0)       \

@@ -28,9 +28,10 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 4  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+#define PARITY_ABI_VERSION 5  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
-                                 and their backwards (CHANGELOG.md) */
+                                 and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
+                                 lr schedules (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -89,15 +90,47 @@ typedef struct parity_maxpool2d_params {
   int32_t input_h, input_w;        /* MAXPOOL2D_BWD: the forward input's size, for shape inference */
 } parity_maxpool2d_params;
 
+/* The learning rate of optimizer step t (1-based; i = t - 1 steps taken before it), as
+ * torch.optim.lr_scheduler defines it when stepped once per optimizer step (ABI 5). With
+ * warmup_steps W > 0, steps i < W take LinearLR's lr * (f + (1 - f) * i / W) (f =
+ * warmup_start_factor in (0, 1]) and the main schedule starts at i = W (SequentialLR with
+ * milestone W); the main schedule, at its own step k (= i - W):
+ *   PARITY_LR_CONSTANT: lr;
+ *   PARITY_LR_STEP:     lr * gamma^floor(k / step_size)                  (StepLR);
+ *   PARITY_LR_COSINE:   min_lr + (lr - min_lr) * (1 + cos(pi k / total_steps)) / 2
+ *                       (CosineAnnealingLR's closed form, T_max = total_steps).
+ * Computed in double, rounded to float where torch passes a Python float to a float32 tensor.
+ * All zero (the zero-initialised params of ABI 4 code): constant, no warmup. */
+typedef enum parity_lr_schedule_kind {
+  PARITY_LR_CONSTANT = 0,
+  PARITY_LR_STEP = 1,
+  PARITY_LR_COSINE = 2,
+  PARITY_LR_SCHEDULE_COUNT
+} parity_lr_schedule_kind;
+
+typedef struct parity_lr_schedule {
+  int32_t kind;                    /* parity_lr_schedule_kind */
+  int32_t step_size;               /* PARITY_LR_STEP: > 0 */
+  float gamma;                     /* PARITY_LR_STEP: finite, >= 0 */
+  int32_t total_steps;             /* PARITY_LR_COSINE: > 0 */
+  float min_lr;                    /* PARITY_LR_COSINE: finite, >= 0 */
+  int32_t warmup_steps;            /* >= 0; 0: no warmup */
+  float warmup_start_factor;       /* with warmup: in (0, 1] */
+} parity_lr_schedule;
+
 typedef struct parity_adam_params {
   float lr, beta1, beta2, eps, weight_decay;  /* torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
                                                  p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps);
                                                  weight_decay adds wd * p to g first */
+  int32_t decoupled_weight_decay;  /* ABI 5, nonzero: torch.optim.AdamW: p *= 1 - lr_t * wd first, g unchanged */
+  parity_lr_schedule schedule;     /* ABI 5: lr_t of step t; lr above is the base */
 } parity_adam_params;
 
 typedef struct parity_sgd_params {
-  float lr, momentum, weight_decay;           /* torch.optim.SGD, dampening 0, no nesterov:
+  float lr, momentum, weight_decay;           /* torch.optim.SGD, dampening 0:
                                                  g += wd p; v = momentum v + g; p -= lr v  (v starts at 0) */
+  int32_t nesterov;                /* ABI 5, nonzero (needs momentum > 0): p -= lr (g + momentum v) */
+  parity_lr_schedule schedule;     /* ABI 5: lr_t of step t (SGD_STEP's step input); lr above is the base */
 } parity_sgd_params;
 
 typedef struct parity_fill_params {

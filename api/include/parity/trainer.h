@@ -82,6 +82,17 @@ struct TrainOptions {
   float lr = 1e-3f;
   OptimizerConfig::Kind optimizer = OptimizerConfig::Kind::adam;
   float momentum = 0.0f;
+  bool nesterov = false;      // sgd with momentum > 0
+  float weight_decay = 0.0f;  // adam, sgd: L2 added to the gradient; adamw: decoupled
+  // The lr per step (LrSchedule in parity/graph.h): "constant", "step" (lr * lr_gamma every
+  // lr_step_epochs epochs) or "cosine" (from lr to lr_min over the run's steps after warmup);
+  // warmup_steps > 0 ramps linearly from warmup_start_factor * lr first.
+  std::string lr_schedule = "constant";
+  int lr_step_epochs = 1;
+  float lr_gamma = 0.1f;
+  float lr_min = 0.0f;
+  int warmup_steps = 0;
+  float warmup_start_factor = 1.0f / 3.0f;
   uint64_t seed = 0;
   int threads = 0;
   int64_t limit = 0;  // train on the first `limit` images; 0: all
