@@ -86,7 +86,9 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
 }
 
 std::vector<OpCase> op_cases(const ModelSpec& spec, int64_t batch) {
-  Graph fwd = build_forward(spec, batch);
+  ForwardOptions training;
+  training.training = true;
+  Graph fwd = build_forward(spec, batch, training);
   OptimizerConfig adam;
   Graph train = differentiate(fwd, fwd.find("loss"), &adam);
   std::vector<OpCase> cases;
@@ -136,7 +138,10 @@ ModelCaseStep::ModelCaseStep(const ModelSpec& spec, Backend& backend, bool train
     : train_(train),
       n_(n),
       graph_([&] {
-        Graph fwd = build_forward(spec, n);
+        ForwardOptions forward_options;
+        forward_options.training = train;  // dropout draws by (seed, step) as in parity train
+        forward_options.seed = seed;
+        Graph fwd = build_forward(spec, n, forward_options);
         OptimizerConfig adam;
         return train ? differentiate(fwd, fwd.find("loss"), &adam) : fwd;
       }()),

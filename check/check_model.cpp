@@ -108,8 +108,11 @@ struct TrainingGraph {
   std::vector<std::string> temporaries;  // every value kept: what the report compares node by node
 };
 
-TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch) {
-  Graph fwd = build_forward(spec, batch);
+TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch, uint64_t seed) {
+  ForwardOptions training;
+  training.training = true;  // dropout on, its masks keyed by `seed` (the peer applies the same)
+  training.seed = seed;
+  Graph fwd = build_forward(spec, batch, training);
   OptimizerConfig adam;
   Graph g = differentiate(fwd, fwd.find("loss"), &adam);
   std::vector<std::string> keep;
@@ -192,6 +195,7 @@ Recording record_torch_peer(const ModelCheckOptions& o, const ModelSpec& spec, c
   job.input = dir + "/input.safetensors";
   job.out = out;
   job.steps = o.steps;
+  job.seed = o.seed;
   job.threads = o.threads > 0 ? o.threads : 1;
   const ProcessResult peer_run = run_process(torch_peer_arguments(o.torch_peer, job), {}, false);
   if (!peer_run.started)
@@ -250,7 +254,7 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   const ModelSpec& spec = model_spec(o.model);
   ImageBatch batch = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = load_or_init_weights(o, spec);
-  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0]);
+  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed);
   const Graph& g = tg.graph;
 
   const Recording a = record_backend(o.backend, o, spec, tg, batch, weights);
@@ -329,7 +333,7 @@ DeterminismReport check_determinism(const std::string& model, const std::string&
   o.seed = seed;
   ImageBatch b = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = init_weights(spec, seed);
-  const TrainingGraph tg = build_training_graph(spec, batch);
+  const TrainingGraph tg = build_training_graph(spec, batch, o.seed);
   BackendTrainingStep first(backend, threads, tg.graph, tg.temporaries), second(backend, threads, tg.graph, tg.temporaries);
   for (BackendTrainingStep* s : {&first, &second}) {
     s->start(weights);

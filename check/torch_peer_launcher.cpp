@@ -29,7 +29,8 @@ std::vector<std::string> torch_peer_arguments(const std::string& peer, const Tor
                                    job.model,     "--model-file", job.model_file, "--weights",
                                    job.weights};
   if (job.mode == "step") {
-    args.insert(args.end(), {"--input", job.input, "--out", job.out, "--steps", std::to_string(job.steps)});
+    args.insert(args.end(), {"--input", job.input, "--out", job.out, "--steps", std::to_string(job.steps), "--seed",
+                             std::to_string(job.seed)});
   } else {
     args.insert(args.end(), {"--batch", std::to_string(job.batch), "--seed", std::to_string(job.seed), "--min-time",
                              fmt::format("{}", job.min_time), "--warmup", std::to_string(job.warmup)});

@@ -22,7 +22,7 @@ endmacro()
 set(PARITY_LAYER_FOLDERS "")
 # api/: the installed headers, included as "parity/x.h"; they use nothing internal.
 parity_layer_rule(api)
-parity_layer_rule(util        USES api)
+parity_layer_rule(util        USES api ops/kernels)  # counter_rng.h: the Philox of ops/kernels/philox.h
 # ops/kernels/: element math compiled into the backends and the GPU plugins, so it stands alone.
 parity_layer_rule(ops/kernels USES api)
 parity_layer_rule(ops         USES api)

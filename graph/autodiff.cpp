@@ -55,7 +55,9 @@ void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>
                       const OptimizerConfig& opt) {
   if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
   // Adam's bias correction and every lr schedule count steps: one INPUT for all updates.
-  Value step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
+  // (A forward graph for training may hold it already: its dropout nodes draw by step.)
+  Value step = b.graph().has(optimizer_step_name()) ? b.graph().find(optimizer_step_name())
+                                                    : b.input(optimizer_step_name(), Shape{1}, DType::i32);
   for (const auto& [param, grad] : param_grads) {
     const ValueInfo& info = b.graph().value(param);
     std::string name = info.name;

@@ -2,6 +2,7 @@
 // rule in ops/ and inferring output shapes; Graph lookups.
 #include <fmt/format.h>
 
+#include "ops/kernels/philox.h"
 #include "ops/op_rule.h"
 #include "parity/error.h"
 #include "parity/graph.h"
@@ -172,6 +173,25 @@ Value GraphBuilder::hardtanh(Value x, float min_val, float max_val, const std::s
   p.hardtanh.min_val = min_val;
   p.hardtanh.max_val = max_val;
   return node(PARITY_OP_HARDTANH, p, {x}, name)[0];
+}
+
+Value GraphBuilder::dropout(Value x, Value step, float p, uint64_t seed, int64_t first_sample, const std::string& name) {
+  const std::string node_name = unique_name(name, PARITY_OP_DROPOUT);
+  if (first_sample < 0 || first_sample > INT32_MAX)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("dropout '{}': first_sample must be in [0, 2^31), got {}", node_name, first_sample));
+  parity_op_params params = no_params();
+  params.dropout.p = p;
+  params.dropout.seed_lo = static_cast<uint32_t>(seed);
+  params.dropout.seed_hi = static_cast<uint32_t>(seed >> 32);
+  params.dropout.node_key = dropout_node_key(node_name);
+  params.dropout.first_sample = static_cast<int32_t>(first_sample);
+  return node(PARITY_OP_DROPOUT, params, {x, step}, node_name)[0];
+}
+
+uint32_t dropout_node_key(const std::string& node_name) {
+  const uint64_t hash = kernels::fnv1a64(node_name.data(), node_name.size());
+  return static_cast<uint32_t>(hash) ^ static_cast<uint32_t>(hash >> 32);
 }
 
 Value GraphBuilder::relu6(Value x, const std::string& name) {

@@ -50,6 +50,11 @@ std::string params_text(const Node& n) {
     case PARITY_OP_HARDTANH:
     case PARITY_OP_HARDTANH_BWD:
       return fmt::format(" min_val={} max_val={}", p.hardtanh.min_val, p.hardtanh.max_val);
+    case PARITY_OP_DROPOUT:
+    case PARITY_OP_DROPOUT_BWD:
+      return fmt::format(" p={} seed={} node_key={:#x} first_sample={}", p.dropout.p,
+                         (uint64_t{p.dropout.seed_hi} << 32) | p.dropout.seed_lo, p.dropout.node_key,
+                         p.dropout.first_sample);
     default: return "";
   }
 }

@@ -44,9 +44,17 @@ std::string model_description_json(const ModelSpec& spec) {
         l["in_features"] = weight_of(spec, layer).shape[1];
         l["out_features"] = layer.features;
         break;
+      case LayerOp::dropout:
+        l["p"] = layer.p;
+        l["node_key"] = dropout_node_key(layer.name);
+        break;
       case LayerOp::relu:
+      case LayerOp::tanh:
+      case LayerOp::relu6:
+      case LayerOp::add:
       case LayerOp::flatten: break;
     }
+    if (!layer.inputs.empty()) l["inputs"] = layer.inputs;
     layers.push_back(std::move(l));
   }
   const nlohmann::ordered_json doc = {

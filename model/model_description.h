@@ -9,12 +9,16 @@
 namespace parity {
 
 // The format tag of the file; a reader refuses any other.
-inline const char* model_description_format() { return "parity-model-1"; }
+// 2: layers may name their inputs (residual connections); tanh, relu6, add, dropout.
+inline const char* model_description_format() { return "parity-model-2"; }
 
 // {"format", "name", "input": {"channels", "height", "width"}, "num_classes", "layers": [...]},
-// one object per layer: "op" (layer_op_name), "name" (parity's value name) and, by op,
+// one object per layer: "op" (layer_op_name), "name" (parity's value name), "inputs" (only
+// when not the previous layer's output: the names of earlier layers, or "x") and, by op,
 // conv2d: "module", "in_channels", "out_channels", "kernel", "stride", "padding";
-// maxpool2d: "kernel", "stride"; linear: "module", "in_features", "out_features".
+// maxpool2d: "kernel", "stride"; linear: "module", "in_features", "out_features";
+// dropout: "p", "node_key" (dropout_node_key of its name: with the run's seed, the step and the
+// sample's index it gives parity's mask, ops/kernels/dropout.h).
 // The input sizes are spelled out (taken from spec.params) so a reader needs no shape rules.
 std::string model_description_json(const ModelSpec& spec);
 

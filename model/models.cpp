@@ -1,6 +1,7 @@
 // model/models.cpp — walking a model's layer list: the parameters it implies and its forward
 // graph. Shapes come from the graph builder (the ops' rules), never from formulas of our own.
 #include <functional>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -13,8 +14,47 @@ namespace {
 // Supplies a layer's weight or bias: its state_dict key, shape and PyTorch fan_in.
 using ParamSource = std::function<Value(const std::string& key, const Shape& shape, int64_t fan_in)>;
 
-// Adds `layer` to `b` after `h` and returns its output.
-Value add_layer(GraphBuilder& b, const LayerSpec& layer, Value h, const ParamSource& param) {
+// The values of the layers built so far, by layer name ("x": the input), and the last one.
+struct LayerValues {
+  std::map<std::string, Value> by_name;
+  Value last;
+
+  // The inputs `layer` takes (its `inputs`, or the last layer's output), `count` of them.
+  std::vector<Value> inputs_of(const LayerSpec& layer, size_t count) const {
+    if (layer.inputs.empty()) {
+      if (count != 1)
+        throw Error(ErrorKind::invalid_argument, fmt::format("layer '{}' ({}): takes {} inputs; name them in `inputs`",
+                                                             layer.name, layer_op_name(layer.op), count));
+      return {last};
+    }
+    if (layer.inputs.size() != count)
+      throw Error(ErrorKind::invalid_argument, fmt::format("layer '{}' ({}): takes {} input(s), `inputs` names {}",
+                                                           layer.name, layer_op_name(layer.op), count,
+                                                           layer.inputs.size()));
+    std::vector<Value> values;
+    for (const std::string& name : layer.inputs) {
+      auto it = by_name.find(name);
+      if (it == by_name.end())
+        throw Error(ErrorKind::invalid_argument, fmt::format("layer '{}': input '{}' is neither \"x\" nor an earlier layer",
+                                                             layer.name, name));
+      values.push_back(it->second);
+    }
+    return values;
+  }
+};
+
+// What the layers of one graph need besides their parameters.
+struct LayerContext {
+  const ForwardOptions& options;
+  Value step;  // training with dropout: optimizer.step
+};
+
+// Adds `layer` to `b` after the layers in `v` and returns its output.
+Value add_layer(GraphBuilder& b, const LayerSpec& layer, const LayerValues& v, const LayerContext& context,
+                const ParamSource& param) {
+  const size_t arity = layer.op == LayerOp::add ? 2 : 1;
+  const std::vector<Value> in_values = v.inputs_of(layer, arity);
+  const Value h = in_values[0];
   const Shape in = b.graph().value(h).shape;
   auto need_rank = [&](int rank) {
     if (in.rank() != rank)
@@ -30,6 +70,8 @@ Value add_layer(GraphBuilder& b, const LayerSpec& layer, Value h, const ParamSou
       return b.conv2d(h, w, bias, layer.stride, layer.padding, layer.name);
     }
     case LayerOp::relu: return b.relu(h, layer.name);
+    case LayerOp::tanh: return b.tanh(h, layer.name);
+    case LayerOp::relu6: return b.relu6(h, layer.name);
     case LayerOp::maxpool2d: return b.maxpool2d(h, layer.kernel, layer.stride, layer.name);
     case LayerOp::flatten: return b.flatten(h, layer.name);
     case LayerOp::linear: {
@@ -38,8 +80,29 @@ Value add_layer(GraphBuilder& b, const LayerSpec& layer, Value h, const ParamSou
       Value bias = param(layer.module + ".bias", Shape{layer.features}, in[1]);
       return b.linear(h, w, bias, layer.name);
     }
+    case LayerOp::add: return b.add(in_values[0], in_values[1], layer.name);
+    case LayerOp::dropout:
+      if (!(layer.p >= 0.0f && layer.p < 1.0f))
+        throw Error(ErrorKind::invalid_argument,
+                    fmt::format("layer '{}' (dropout): p must be in [0, 1), got {}", layer.name, layer.p));
+      if (!context.options.training) return h;  // evaluation: the identity
+      return b.dropout(h, context.step, layer.p, context.options.seed, context.options.first_sample, layer.name);
   }
   throw Error(ErrorKind::invalid_argument, fmt::format("layer '{}': unknown layer op {}", layer.name, int(layer.op)));
+}
+
+// Walks spec's layers from input x; returns the last layer's output.
+Value add_layers(GraphBuilder& b, const ModelSpec& spec, Value x, const LayerContext& context, const ParamSource& param) {
+  LayerValues v;
+  v.by_name["x"] = x;
+  v.last = x;
+  for (const LayerSpec& layer : spec.layers) {
+    if (v.by_name.count(layer.name))
+      throw Error(ErrorKind::invalid_argument, fmt::format("model '{}': two layers are named '{}'", spec.name, layer.name));
+    v.last = add_layer(b, layer, v, context, param);
+    v.by_name[layer.name] = v.last;
+  }
+  return v.last;
 }
 
 }  // namespace
@@ -51,6 +114,10 @@ const char* layer_op_name(LayerOp op) {
     case LayerOp::maxpool2d: return "maxpool2d";
     case LayerOp::flatten: return "flatten";
     case LayerOp::linear: return "linear";
+    case LayerOp::tanh: return "tanh";
+    case LayerOp::relu6: return "relu6";
+    case LayerOp::add: return "add";
+    case LayerOp::dropout: return "dropout";
   }
   return "?";
 }
@@ -60,11 +127,11 @@ std::vector<ParamSpec> layer_params(const ModelSpec& spec) {
   GraphBuilder b;
   Value h = b.input("x", Shape{1, spec.channels, spec.height, spec.width});
   std::vector<ParamSpec> params;
-  for (const LayerSpec& layer : spec.layers)
-    h = add_layer(b, layer, h, [&](const std::string& key, const Shape& shape, int64_t fan_in) {
-      params.push_back(ParamSpec{key, shape, fan_in});
-      return b.parameter(key, shape);
-    });
+  const ForwardOptions evaluation;
+  add_layers(b, spec, h, LayerContext{evaluation, Value{}}, [&](const std::string& key, const Shape& shape, int64_t fan_in) {
+    params.push_back(ParamSpec{key, shape, fan_in});
+    return b.parameter(key, shape);
+  });
   return params;
 }
 
@@ -82,7 +149,13 @@ ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width)
   return m;
 }
 
-Graph build_forward(const ModelSpec& spec, int64_t batch) {
+bool has_dropout(const ModelSpec& spec) {
+  for (const LayerSpec& layer : spec.layers)
+    if (layer.op == LayerOp::dropout) return true;
+  return false;
+}
+
+Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& options) {
   if (batch <= 0) throw Error(ErrorKind::invalid_argument, fmt::format("batch must be > 0, got {}", batch));
   GraphBuilder b;
   Value x = b.input("x", Shape{batch, spec.channels, spec.height, spec.width});
@@ -92,16 +165,16 @@ Graph build_forward(const ModelSpec& spec, int64_t batch) {
   std::map<std::string, Value> p;
   for (const ParamSpec& ps : spec.params) p[ps.name] = b.parameter(ps.name, ps.shape);
 
-  Value h = x;
-  for (const LayerSpec& layer : spec.layers)
-    h = add_layer(b, layer, h, [&](const std::string& key, const Shape&, int64_t) {
-      auto it = p.find(key);
-      if (it == p.end())
-        throw Error(ErrorKind::invalid_argument,
-                    fmt::format("model '{}': layer '{}' needs parameter '{}', which spec.params lacks (see layer_params)",
-                                spec.name, layer.name, key));
-      return it->second;
-    });
+  LayerContext context{options, Value{}};
+  if (options.training && has_dropout(spec)) context.step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
+  const Value h = add_layers(b, spec, x, context, [&](const std::string& key, const Shape&, int64_t) {
+    auto it = p.find(key);
+    if (it == p.end())
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("model '{}': a layer needs parameter '{}', which spec.params lacks (see layer_params)",
+                              spec.name, key));
+    return it->second;
+  });
   if (b.graph().value(h).name != "logits")
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("model '{}': the last layer must be named 'logits', got '{}'", spec.name,

@@ -27,8 +27,8 @@ std::vector<std::string> state_names(const OptimizerConfig& opt, const std::stri
 }  // namespace
 
 Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer,
-                 int64_t batch)
-    : spec_(spec), backend_(std::move(backend)), optimizer_(optimizer), batch_(batch) {
+                 int64_t batch, uint64_t seed)
+    : spec_(spec), backend_(std::move(backend)), optimizer_(optimizer), batch_(batch), seed_(seed) {
   if (batch <= 0) throw Error(ErrorKind::invalid_argument, fmt::format("batch must be > 0, got {}", batch));
   if (!(optimizer.lr > 0.0f) || !std::isfinite(optimizer.lr))
     throw Error(ErrorKind::invalid_argument, fmt::format("learning rate must be a finite number > 0, got {}", optimizer.lr));
@@ -44,7 +44,10 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   auto key = std::make_pair(training, n);
   auto it = steps_.find(key);
   if (it != steps_.end()) return *it->second;
-  Graph forward = build_forward(spec_, n);
+  ForwardOptions forward_options;
+  forward_options.training = training;
+  forward_options.seed = seed_;
+  Graph forward = build_forward(spec_, n, forward_options);
   Graph graph = training ? differentiate(forward, forward.find("loss"), &optimizer_) : std::move(forward);
   CompiledStepOptions options;
   options.share_with = weights_owner_;

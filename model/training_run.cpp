@@ -170,7 +170,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   bo.threads = o.threads;
   Trainer trainer = [&] {
     try {
-      return Trainer(spec, create_backend(o.backend, bo), opt, o.batch);
+      return Trainer(spec, create_backend(o.backend, bo), opt, o.batch, o.seed);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::memory) throw;
       throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));

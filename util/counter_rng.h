@@ -12,28 +12,15 @@
 #include <cstdint>
 #include <string_view>
 
+#include "ops/kernels/philox.h"
+
 namespace parity {
 
 // One Philox4x32-10 block: 10 rounds over a 128-bit counter with a 64-bit key.
 inline std::array<uint32_t, 4> philox4x32(const std::array<uint32_t, 4>& counter,
                                           const std::array<uint32_t, 2>& key) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
-  uint32_t k0 = key[0], k1 = key[1];
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t{kMul0} * c0;
-    const uint64_t p1 = uint64_t{kMul1} * c2;
-    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  return {c0, c1, c2, c3};
+  const kernels::PhiloxBlock b = kernels::philox4x32_10(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+  return {b.word[0], b.word[1], b.word[2], b.word[3]};
 }
 
 // The block for number `index` of stream `stream` under `seed`: counter = (index, stream),
@@ -66,13 +53,6 @@ inline float uniform_float(uint64_t seed, uint64_t stream, uint64_t index, float
 }
 
 // A stable 64-bit id for a named stream ("init.conv1.weight", "epoch_order"): FNV-1a 64.
-inline constexpr uint64_t stream_id(std::string_view name) {
-  uint64_t hash = 14695981039346656037ull;
-  for (const char ch : name) {
-    hash ^= static_cast<unsigned char>(ch);
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
+inline constexpr uint64_t stream_id(std::string_view name) { return kernels::fnv1a64(name.data(), name.size()); }
 
 }  // namespace parity

@@ -165,7 +165,7 @@ inline void run_fill(const NativeNode& node) {
 
 // The 1-based step count in input `slot`, checked when the host has it (its device copy is what
 // the kernel reads).
-inline const int32_t* optimizer_step_in(const NativeNode& node, int32_t slot, const char* counts) {
+inline const int32_t* step_count_in(const NativeNode& node, int32_t slot, const char* counts) {
   node.expect_numel(node.in(slot), 1);
   if (const int32_t* host = node.host_i32_in(slot))
     if (host[0] < 1)
@@ -179,7 +179,7 @@ inline void run_adam_step(const NativeNode& node) {
   if (node.sizing()) return;
   const int64_t count = numel_of(node.in(0));
   for (int32_t slot = 1; slot <= 3; ++slot) node.expect_numel(node.in(slot), count);
-  const int32_t* step = optimizer_step_in(node, 4, "Adam counts steps from 1");
+  const int32_t* step = step_count_in(node, 4, "Adam counts steps from 1");
   float* param = node.f32_in(0);
   const float* grad = node.f32_in(1);
   float* m = node.f32_in(2);
@@ -193,7 +193,7 @@ inline void run_sgd_step(const NativeNode& node) {
   if (node.sizing()) return;
   const int64_t count = numel_of(node.in(0));
   for (int32_t slot = 1; slot <= 2; ++slot) node.expect_numel(node.in(slot), count);
-  const int32_t* step = optimizer_step_in(node, 3, "the schedule counts steps from 1");
+  const int32_t* step = step_count_in(node, 3, "the schedule counts steps from 1");
   float* param = node.f32_in(0);
   const float* grad = node.f32_in(1);
   float* velocity = node.f32_in(2);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "backends/native/conv2d.cuh"
+#include "backends/native/dropout.cuh"
 #include "backends/native/elementwise.cuh"
 #include "backends/native/linear.cuh"
 #include "backends/native/native_ops.h"

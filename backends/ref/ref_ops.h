@@ -16,6 +16,7 @@
 
 #include "backends/kit/value_desc.h"
 #include "backends/ref/ref_node.h"
+#include "util/counter_rng.h"
 #include "parity/error.h"
 
 namespace parity::ref {
@@ -233,6 +234,40 @@ inline void run_leaky_relu_bwd(const RefNode& node) {  // x, dy -> dx
   leaky_relu_backward(node.f_in(0), node.f_in(1), node.f_out(0), node.elementwise_count(2),
                       node.params().leaky_relu.negative_slope);
 }
+
+// Dropout (parity_dropout_params in plugin.h): element e of local sample n is kept when the
+// top 24 bits of word e % 4 of the Philox block at counter (e / 4, first_sample + n, step,
+// node_key), key (seed_lo, seed_hi), as a fraction of 2^24, are >= p; kept elements are scaled
+// by torch's float32 noise value 1.0f / float(1 - p). x may be dy: the backward is the same product.
+inline void dropout_apply(const double* x, double* y, int64_t samples, int64_t per_sample,
+                          const parity_dropout_params& p, int32_t step) {
+  const double scale = static_cast<double>(1.0f / static_cast<float>(1.0 - double(p.p)));
+  for (int64_t n = 0; n < samples; ++n)
+    for (int64_t e = 0; e < per_sample; ++e) {
+      const std::array<uint32_t, 4> block =
+          philox4x32({static_cast<uint32_t>(e / 4), static_cast<uint32_t>(p.first_sample + n),
+                      static_cast<uint32_t>(step), p.node_key},
+                     {p.seed_lo, p.seed_hi});
+      const double fraction = double(block[static_cast<size_t>(e % 4)] >> 8) / 16777216.0;
+      y[n * per_sample + e] = fraction >= double(p.p) ? x[n * per_sample + e] * scale : x[n * per_sample + e] * 0.0;
+    }
+}
+
+inline void run_dropout_either(const RefNode& node) {  // x (or dy), step[1] -> y (or dx)
+  const parity_value_desc& x = node.in_desc(0);
+  const int64_t count = kit::numel_of(x);
+  node.expect_numel(node.out_desc(0), count);
+  node.expect_numel(node.in_desc(1), 1);
+  const int32_t step = node.i_in(1)[0];
+  if (step < 1)
+    throw Error(ErrorKind::invalid_argument, node.label() + ": step " + std::to_string(step) + " in value '" +
+                                                 node.in_desc(1).name + "' must be >= 1 (steps count from 1)");
+  const int64_t samples = x.dims[0];
+  dropout_apply(node.f_in(0), node.f_out(0), samples, samples > 0 ? count / samples : 0, node.params().dropout, step);
+}
+
+inline void run_dropout(const RefNode& node) { run_dropout_either(node); }
+inline void run_dropout_bwd(const RefNode& node) { run_dropout_either(node); }
 
 // y = x * Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (the erf form, torch's approximate='none').
 inline double gelu_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }

@@ -2,13 +2,16 @@
 // as torch::nn modules.
 #include "bench/torch_peer/layer_net.h"
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "bench/torch_peer/tensor_file.h"
+#include "ops/kernels/dropout.h"
 
 namespace parity::torch_peer {
 namespace {
@@ -74,9 +77,28 @@ LayerDescription read_layer(const json& object, const std::string& where) {
     l.module = named.text("module");
     l.in = named.count("in_features", 1);
     l.out = named.count("out_features", 1);
-  } else if (l.op != "relu" && l.op != "flatten") {
-    named.fail("op", "'" + l.op + "' is not a layer this peer knows (conv2d, relu, maxpool2d, flatten, linear)");
+  } else if (l.op == "dropout") {
+    const json& p = named.at("p");
+    if (!p.is_number() || !(p.get<double>() >= 0.0 && p.get<double>() < 1.0)) named.fail("p", "must be a number in [0, 1)");
+    l.p = p.get<double>();
+    const int64_t key = named.count("node_key", 0);
+    if (key > int64_t{UINT32_MAX}) named.fail("node_key", "must fit in 32 bits");
+    l.node_key = static_cast<uint32_t>(key);
+  } else if (l.op != "relu" && l.op != "tanh" && l.op != "relu6" && l.op != "flatten" && l.op != "add") {
+    named.fail("op", "'" + l.op + "' is not a layer this peer knows (conv2d, relu, tanh, relu6, maxpool2d, flatten, "
+                     "linear, add, dropout)");
   }
+  if (object.contains("inputs")) {
+    const json& inputs = object.at("inputs");
+    if (!inputs.is_array() || inputs.empty()) named.fail("inputs", "must be a non-empty array of layer names");
+    for (const json& name : inputs) {
+      if (!name.is_string()) named.fail("inputs", "must hold layer names, got " + name.dump());
+      l.inputs.push_back(name.get<std::string>());
+    }
+  }
+  const size_t arity = l.op == "add" ? 2 : 1;
+  if (!l.inputs.empty() ? l.inputs.size() != arity : arity != 1)
+    named.fail("inputs", "must name " + std::to_string(arity) + " earlier layer(s) for " + l.op);
   return l;
 }
 
@@ -87,8 +109,8 @@ ModelDescription read_model_file(const std::string& path) {
   if (!doc.is_object()) throw std::runtime_error(path + ": a model description is a JSON object");
   const Fields top{doc, path};
   const std::string format = top.text("format");
-  if (format != "parity-model-1")
-    top.fail("format", "is '" + format + "'; this peer reads parity-model-1 (rebuild it with this parity)");
+  if (format != "parity-model-2")
+    top.fail("format", "is '" + format + "'; this peer reads parity-model-2 (rebuild it with this parity)");
   ModelDescription m;
   m.name = top.text("name");
   const json& input = top.at("input");
@@ -117,27 +139,57 @@ LayerNetImpl::LayerNetImpl(ModelDescription description) : description_(std::mov
   }
 }
 
+// Parity's dropout mask for x [N, ...] (ops/kernels/dropout.h, the function every backend uses).
+torch::Tensor parity_dropout_mask(const torch::Tensor& x, const LayerDescription& l, const DropoutClock& clock) {
+  parity_dropout_params p{};
+  p.p = static_cast<float>(l.p);
+  p.seed_lo = static_cast<uint32_t>(clock.seed);
+  p.seed_hi = static_cast<uint32_t>(clock.seed >> 32);
+  p.node_key = l.node_key;
+  p.first_sample = static_cast<int32_t>(clock.first_sample);
+  const int64_t samples = x.size(0), per_sample = x.numel() / std::max<int64_t>(samples, 1);
+  torch::Tensor mask = torch::empty(x.sizes(), torch::kFloat32);
+  float* m = mask.data_ptr<float>();
+  for (int64_t n = 0; n < samples; ++n)
+    for (int64_t e = 0; e < per_sample; ++e) m[n * per_sample + e] = kernels::dropout_mask(p, clock.step, n, e);
+  return mask;
+}
+
 torch::Tensor LayerNetImpl::forward(torch::Tensor x, Trace* trace) {
+  std::map<std::string, torch::Tensor> outputs = {{"x", x}};
+  auto input = [&](const LayerDescription& l, size_t i) { return l.inputs.empty() ? x : outputs.at(l.inputs[i]); };
   for (size_t i = 0; i < description_.layers.size(); ++i) {
     const LayerDescription& l = description_.layers[i];
+    const torch::Tensor h = input(l, 0);
+    bool traced = true;
     if (l.op == "conv2d") {
-      x = convs_[i](x);
+      x = convs_[i](h);
     } else if (l.op == "relu") {
-      x = torch::relu(x);
+      x = torch::relu(h);
+    } else if (l.op == "tanh") {
+      x = torch::tanh(h);
+    } else if (l.op == "relu6") {
+      x = torch::hardtanh(h, 0.0, 6.0);
+    } else if (l.op == "add") {
+      x = h + input(l, 1);
+    } else if (l.op == "dropout") {
+      traced = dropout_.training;  // parity's evaluation graph has no dropout value
+      x = dropout_.training ? h * parity_dropout_mask(h, l, dropout_) : h;
     } else if (l.op == "maxpool2d") {
       if (trace) {
-        auto [pooled, indices] = torch::max_pool2d_with_indices(x, {l.kernel}, {l.stride});
+        auto [pooled, indices] = torch::max_pool2d_with_indices(h, {l.kernel}, {l.stride});
         trace->indices[l.name + ".indices"] = indices;
         x = pooled;
       } else {
-        x = torch::max_pool2d(x, {l.kernel}, {l.stride});
+        x = torch::max_pool2d(h, {l.kernel}, {l.stride});
       }
     } else if (l.op == "flatten") {
-      x = x.flatten(1);
+      x = h.flatten(1);
     } else {
-      x = linears_[i](x);
+      x = linears_[i](h);
     }
-    if (trace) {
+    outputs[l.name] = x;
+    if (trace && traced) {
       x.retain_grad();
       trace->values.emplace_back(l.name, x);
     }

@@ -13,11 +13,24 @@
 namespace parity::torch_peer {
 
 struct LayerDescription {
-  std::string op;      // conv2d, relu, maxpool2d, flatten, linear
+  std::string op;      // conv2d, relu, tanh, relu6, maxpool2d, flatten, linear, add, dropout
   std::string name;    // parity's value name of the layer's output
   std::string module;  // conv2d, linear: the module owning "<module>.weight" and "<module>.bias"
   int64_t in = 0, out = 0;  // conv2d: channels; linear: features
   int64_t kernel = 0, stride = 1, padding = 0;
+  std::vector<std::string> inputs;  // earlier layers' names (or "x"); empty: the previous layer
+  double p = 0;                     // dropout
+  uint32_t node_key = 0;            // dropout: parity's mask stream (ops/kernels/dropout.h)
+};
+
+// How dropout layers behave in the next forward: the identity (evaluation), or parity's mask of
+// training step `step` (1-based) under `seed`, drawn by ops/kernels/dropout.h for samples
+// first_sample.. (the peer applies parity's mask, not its own, so the runs stay comparable).
+struct DropoutClock {
+  bool training = false;
+  uint64_t seed = 0;
+  int32_t step = 1;
+  int64_t first_sample = 0;
 };
 
 struct ModelDescription {
@@ -43,9 +56,11 @@ class LayerNetImpl : public torch::nn::Module {
   // The logits; with `trace`, every intermediate is kept in it.
   torch::Tensor forward(torch::Tensor x, Trace* trace = nullptr);
   const ModelDescription& description() const { return description_; }
+  void set_dropout(const DropoutClock& clock) { dropout_ = clock; }
 
  private:
   ModelDescription description_;
+  DropoutClock dropout_;
   std::vector<torch::nn::Conv2d> convs_;     // per layer; empty handle unless conv2d
   std::vector<torch::nn::Linear> linears_;  // per layer; empty handle unless linear
 };

@@ -18,6 +18,7 @@ namespace parity::torch_peer {
 int run_step_mode(int argc, char** argv) {
   std::string model_name, model_file, weights_path, input_path, out_path;
   int steps = 1, threads = 1;
+  uint64_t seed = 0;  // parity's dropout seed: the peer applies parity's masks
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) throw std::runtime_error("missing value after " + a);
@@ -29,6 +30,7 @@ int run_step_mode(int argc, char** argv) {
     else if (a == "--out") out_path = v;
     else if (a == "--steps") steps = std::stoi(v);
     else if (a == "--threads") threads = std::stoi(v);
+    else if (a == "--seed") seed = std::stoull(v);
     else throw std::runtime_error("unknown option " + a + " for --mode step");
   }
   if (model_file.empty() || weights_path.empty() || input_path.empty() || out_path.empty())
@@ -45,6 +47,7 @@ int run_step_mode(int argc, char** argv) {
   std::map<std::string, torch::Tensor> out;
   for (int step = 1; step <= steps; ++step) {
     optimizer.zero_grad();
+    model->set_dropout(DropoutClock{true, seed, step, 0});
     Trace trace;
     torch::Tensor logits = model->forward(x, &trace);
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);

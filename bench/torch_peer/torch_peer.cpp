@@ -119,6 +119,8 @@ int main(int argc, char** argv) {
       const torch::Tensor& x = xs[i % xs.size()];
       const torch::Tensor& y = ys[i % ys.size()];
       if (train) {
+        // parity's step i + 1 (its bench counts steps from 1): the same dropout masks
+        model->set_dropout(parity::torch_peer::DropoutClock{true, o.seed, static_cast<int32_t>(i + 1), 0});
         optimizer.zero_grad();
         torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
         loss.backward();

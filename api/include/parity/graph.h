@@ -91,6 +91,12 @@ class GraphBuilder {
   Value leaky_relu(Value x, float negative_slope = 0.01f, const std::string& name = "");
   Value hardtanh(Value x, float min_val = -1.0f, float max_val = 1.0f, const std::string& name = "");
   Value relu6(Value x, const std::string& name = "");  // hardtanh(x, 0, 6)
+  // Training-mode dropout (an evaluation graph simply has no dropout node): zeroes each element
+  // with probability p in [0, 1) and scales the rest by 1 / (1 - p), the mask drawn from (seed,
+  // the 1-based `step` (i32 [1], e.g. the INPUT optimizer.step), the node's name, the sample's
+  // global index first_sample + n, the element): the same on every backend and however a batch
+  // is split (parity_dropout_params in parity/plugin.h).
+  Value dropout(Value x, Value step, float p, uint64_t seed, int64_t first_sample = 0, const std::string& name = "");
 
   // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.
   std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,
@@ -134,6 +140,10 @@ struct OptimizerConfig {
 };
 // "adam", "adamw", "sgd".
 const char* optimizer_name(OptimizerConfig::Kind kind);
+
+// The node key of a dropout node named `node_name` (parity_dropout_params::node_key): its FNV-1a
+// 64 hash folded to 32 bits, so a peer that knows the name draws the same mask.
+uint32_t dropout_node_key(const std::string& node_name);
 
 // Name of the gradient of a value: "grad/<name>".
 std::string grad_name(const std::string& value_name);

@@ -22,10 +22,11 @@ struct ParamSpec {
 
 // What a layer computes. The names (layer_op_name) are those of the model description file
 // that the LibTorch peer reads.
-enum class LayerOp { conv2d, relu, maxpool2d, flatten, linear };
+enum class LayerOp { conv2d, relu, maxpool2d, flatten, linear, tanh, relu6, add, dropout };
 const char* layer_op_name(LayerOp op);
 
-// One layer, applied to the previous layer's output (the first to the input "x").
+// One layer, applied to the previous layer's output (the first to the input "x"), or to the
+// outputs of earlier layers it names (`inputs`: a residual connection's add).
 struct LayerSpec {
   LayerOp op = LayerOp::relu;
   // The layer's node and output value in parity's graph, e.g. "conv1", "relu1", "logits".
@@ -37,6 +38,10 @@ struct LayerSpec {
   int kernel = 0;        // conv2d, maxpool2d: square window
   int stride = 1;        // conv2d, maxpool2d
   int padding = 0;       // conv2d: zero padding on every side
+  float p = 0.0f;        // dropout: the probability of zeroing, in [0, 1)
+  // The names of the earlier layers (or "x") whose outputs this layer takes; empty: the
+  // previous layer's. add takes two.
+  std::vector<std::string> inputs;
 };
 
 struct ModelSpec {
@@ -66,11 +71,25 @@ std::vector<ParamSpec> layer_params(const ModelSpec& spec);
 // error naming the layer whose shapes do not fit (an input too small for the pooling).
 ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width);
 
+// How a forward graph is built: for evaluation (dropout is the identity) or for a training step
+// (dropout draws its mask from `seed`, the INPUT "optimizer.step" and the sample's global index
+// first_sample + n: a process holding part of a batch passes the index of its first sample).
+struct ForwardOptions {
+  bool training = false;
+  uint64_t seed = 0;
+  int64_t first_sample = 0;
+};
+
 // The forward graph for one batch size. Values: INPUT "x" f32 [batch,C,H,W], INPUT "y" i32
 // [batch], PARAMs named as in spec.params, one TEMP per layer (named as the layer; a max-pool
-// layer's argmax indices are "<name>.indices"), and TEMP "loss" (mean cross-entropy of
-// "logits", [1]) and "correct" (number of rows whose argmax is the label, [1]).
-Graph build_forward(const ModelSpec& spec, int64_t batch);
+// layer's argmax indices are "<name>.indices"; an evaluation graph's dropout layer has none: its
+// name stands for its input), and TEMP "loss" (mean cross-entropy of "logits", [1]) and
+// "correct" (number of rows whose argmax is the label, [1]); for training with dropout also
+// INPUT "optimizer.step" (i32 [1], 1-based).
+Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& options = {});
+
+// Whether any layer of the model is a dropout (its training graphs then read optimizer.step).
+bool has_dropout(const ModelSpec& spec);
 
 // PyTorch's default initialisation, drawn from a counter-based RNG keyed by (seed, parameter
 // name): every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform with

@@ -37,6 +37,9 @@
  *   GELU_BWD           in: x (the forward input), dy        out: dx = dy * (Phi(x) + x * phi(x))  (ABI 4)
  *   HARDTANH           in: x                                out: y = min(max(x, params.hardtanh.min_val), max_val)  (ABI 4)
  *   HARDTANH_BWD       in: x (the forward input), dy        out: dx = min_val < x < max_val ? dy : 0 (0 at both ends) (ABI 4)
+ *   DROPOUT            in: x[N,...], step[1] i32 (1-based)  out: y = x * mask, mask = kept ? 1/(1-p) : 0 drawn from
+ *                                                           (params.dropout, step, sample, element): see plugin.h (ABI 5)
+ *   DROPOUT_BWD        in: dy[N,...], step[1] i32           out: dx = dy * mask, the forward's mask drawn again (ABI 5)
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
@@ -74,6 +77,8 @@
   X(GELU,              gelu,              1, 1, 1)       \
   X(GELU_BWD,          gelu_bwd,          2, 1, 0)       \
   X(HARDTANH,          hardtanh,          1, 1, 0)       \
-  X(HARDTANH_BWD,      hardtanh_bwd,      2, 1, 0)
+  X(HARDTANH_BWD,      hardtanh_bwd,      2, 1, 0)       \
+  X(DROPOUT,           dropout,           2, 1, 0)       \
+  X(DROPOUT_BWD,       dropout_bwd,       2, 1, 0)
 
 #endif /* PARITY_OP_LIST_H */

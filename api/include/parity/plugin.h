@@ -31,7 +31,7 @@ extern "C" {
 #define PARITY_ABI_VERSION 5  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
-                                 lr schedules (CHANGELOG.md) */
+                                 lr schedules, DROPOUT (CHANGELOG.md) */
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -145,6 +145,20 @@ typedef struct parity_hardtanh_params {
   float min_val, max_val;          /* not NaN, min_val <= max_val; torch's defaults -1, 1 (relu6: 0, 6) */
 } parity_hardtanh_params;
 
+/* DROPOUT's mask (ABI 5) is a pure function of these and the step, so every backend draws the
+ * same one, bit for bit, and a batch split across processes draws the same as one that is not:
+ * element e (row-major within its sample) of sample n is kept when
+ *   (philox4x32_10(counter = (e / 4, first_sample + n, step, node_key), key = (seed_lo, seed_hi)).word[e % 4] >> 8)
+ *     * 2^-24 >= p
+ * (ops/kernels/philox.h, ops/kernels/dropout.h), and a kept element is scaled by
+ * 1.0f / (float)(1 - p), as torch's noise.bernoulli_(1 - p).div_(1 - p). */
+typedef struct parity_dropout_params {
+  float p;                         /* in [0, 1): the probability of zeroing an element */
+  uint32_t seed_lo, seed_hi;       /* the run's seed */
+  uint32_t node_key;               /* names the node's stream (GraphBuilder: FNV-1a of the node name, folded) */
+  int32_t first_sample;            /* >= 0: the global index, in the whole batch, of this batch's sample 0 */
+} parity_dropout_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -153,6 +167,7 @@ typedef union parity_op_params {
   parity_fill_params fill;         /* FILL */
   parity_leaky_relu_params leaky_relu; /* LEAKY_RELU, LEAKY_RELU_BWD (ABI 4) */
   parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
+  parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
   uint8_t reserved[64];
 } parity_op_params;
 

@@ -36,7 +36,9 @@ struct EvalResult {
 // state on the backend. Not thread-safe.
 class Trainer {
  public:
-  Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer, int64_t batch);
+  // `seed` keys the dropout masks of the training steps (ForwardOptions), as TrainOptions::seed does.
+  Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer, int64_t batch,
+          uint64_t seed = 0);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -68,6 +70,7 @@ class Trainer {
   std::unique_ptr<Backend> backend_;
   OptimizerConfig optimizer_;
   int64_t batch_;
+  uint64_t seed_;
   int64_t step_ = 0;
   std::map<std::pair<bool, int64_t>, std::unique_ptr<BatchStep>> steps_;  // by (training, batch size)
   Executable* weights_owner_ = nullptr;  // the first executable: its PARAM/STATE storage the others share
