@@ -188,7 +188,7 @@ TEST(CudaDecisions, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
   const std::string e = error_of([&] { conv_descriptors(conv1, values); }, &status);
   EXPECT_EQ(status, PARITY_STATUS_SHAPE);
   EXPECT_NE(e.find("cuda: node 'conv1': input [4,1,28,28], filter [16,1,3,3] and output [4,16,27,28] do not agree "
-                   "(stride 1x1, padding 1x1 gives an output of 28x28)"),
+                   "(stride 1x1, padding 1x1, dilation 1x1, groups 1 gives an output of 28x28)"),
             std::string::npos)
       << e;
   values = plan.values();
