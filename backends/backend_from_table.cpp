@@ -3,7 +3,9 @@
 // its executables, so it is destroyed after the last of them whatever order users drop them in.
 #include "backends/backend_from_table.h"
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -35,6 +37,14 @@ void check(parity_status status, const parity_error& err, const char* backend, c
   if (message.empty()) message = fmt::format("{}: {} failed with status {} and no message", backend, function,
                                              static_cast<int>(status));
   throw Error(kind_of(status), message);
+}
+
+// The first node of `plan` the table's ABI does not know, as Error(backend).
+void refuse_newer_nodes(const parity_backend_table& table, const parity_plan& plan) {
+  for (int32_t i = 0; i < plan.num_nodes; ++i) {
+    const std::string why = abi_refusal(table.abi_version, plan.nodes[i]);
+    if (!why.empty()) throw Error(ErrorKind::backend, fmt::format("{}: {}", table.name, why));
+  }
 }
 
 // One created instance; destroyed when the backend and all its executables are gone.
@@ -118,6 +128,11 @@ class TableBackend final : public Backend {
   std::string name() const override { return instance_->table->name; }
 
   bool supports(const parity_node_desc& node, std::string* reason) const override {
+    const std::string refusal = abi_refusal(instance_->table->abi_version, node);
+    if (!refusal.empty()) {
+      if (reason) *reason = refusal;
+      return false;
+    }
     char why[PARITY_ERROR_MESSAGE_LEN] = {};
     const bool ok = instance_->table->supports(instance_->handle, &node, why, sizeof why) != 0;
     if (!ok && reason) *reason = why[0] ? std::string(why) : "the backend gave no reason";
@@ -136,6 +151,7 @@ class TableBackend final : public Backend {
                                 name()));
       share = other->handle();
     }
+    refuse_newer_nodes(*instance_->table, plan);
     refuse_what_cannot_fit(plan, options, share_persistent_with);
     const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
     parity_error err{};
@@ -164,6 +180,7 @@ class TableBackend final : public Backend {
   std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& options,
                                         Executable* share_persistent_with) const override {
     const parity_backend_table& table = *instance_->table;
+    refuse_newer_nodes(table, plan);
     // memory_need is optional, and absent from tables older than ABI 3.
     if (table.struct_size < offsetof(parity_backend_table, memory_need) + sizeof table.memory_need ||
         !table.memory_need)
@@ -207,6 +224,7 @@ std::optional<MemoryNeed> memory_need_from_table_without_device(const parity_bac
                                          sizeof table->memory_need_without_device ||
       !table->memory_need_without_device)
     return std::nullopt;
+  refuse_newer_nodes(*table, plan);
   const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
   parity_error err{};
   parity_memory_need need{};
@@ -214,6 +232,29 @@ std::optional<MemoryNeed> memory_need_from_table_without_device(const parity_bac
   if (status == PARITY_STATUS_UNSUPPORTED) return std::nullopt;
   check(status, err, table->name, "memory_need_without_device");
   return MemoryNeed{need.host_bytes, need.device_bytes};
+}
+
+std::string abi_refusal(uint32_t abi_version, const parity_node_desc& node) {
+  const uint32_t needed = std::min<uint32_t>(PARITY_ABI_CONV2D_GENERAL, PARITY_ABI_VERSION);
+  const bool convolution = node.op == PARITY_OP_CONV2D || node.op == PARITY_OP_CONV2D_BWD_DATA ||
+                           node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+  if (!convolution || abi_version >= needed) return "";
+  const parity_conv2d_params& p = node.params.conv2d;
+  const parity_op_info info = parity_op_info_of(node.op);
+  std::string uses;
+  auto add = [&](const std::string& what) { uses += (uses.empty() ? "" : ", ") + what; };
+  if (parity_conv2d_groups(&p) != 1) add(fmt::format("groups {}", parity_conv2d_groups(&p)));
+  if (parity_conv2d_dilation_h(&p) != 1 || parity_conv2d_dilation_w(&p) != 1)
+    add(fmt::format("dilation {}x{}", parity_conv2d_dilation_h(&p), parity_conv2d_dilation_w(&p)));
+  if (parity_conv2d_pad_bottom(&p) != p.pad_h || parity_conv2d_pad_right(&p) != p.pad_w)
+    add(fmt::format("asymmetric padding {},{},{},{} (top,left,bottom,right)", p.pad_h, p.pad_w,
+                    parity_conv2d_pad_bottom(&p), parity_conv2d_pad_right(&p)));
+  if (node.num_inputs < info.num_inputs || node.num_outputs < info.num_outputs) add("no bias");
+  if (uses.empty()) return "";
+  return fmt::format("node '{}' ({}) uses {}, which plugins built for ABI {} do not know (they need ABI {}); rebuild "
+                     "the plugin against this parity",
+                     std::string(node.name, strnlen(node.name, sizeof node.name)), info.name, uses, abi_version,
+                     PARITY_ABI_CONV2D_GENERAL);
 }
 
 std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* table, const BackendOptions& options) {

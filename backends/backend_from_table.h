@@ -21,6 +21,12 @@ std::unique_ptr<Backend> make_backend_from_table(const parity_backend_table* tab
 std::optional<MemoryNeed> memory_need_from_table_without_device(const parity_backend_table* table,
                                                                 const parity_plan& plan, const CompileOptions& options);
 
+// Why a table built for plugin ABI `abi_version` must not be handed `node`, or "" when it may:
+// a CONV2D* node using what PARITY_ABI_CONV2D_GENERAL added (groups, dilation, asymmetric
+// padding, no bias) and a table older than that. Until the unreleased ABI 5 is numbered
+// (PARITY_ABI_VERSION still 4), a table reporting this header's own version knows them.
+std::string abi_refusal(uint32_t abi_version, const parity_node_desc& node);
+
 // "f32 i32 | host-memory deterministic threads | host, 16 threads": the capabilities of a
 // default instance, for `parity info`.
 std::string describe_capabilities(const parity_backend_table* table);

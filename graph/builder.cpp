@@ -74,9 +74,13 @@ std::vector<Value> GraphBuilder::node(parity_op op, const parity_op_params& para
                                       const std::string& name) {
   const ops::OpRule& rule = ops::rule(op);
   std::string node_name = unique_name(name, op);
-  if (static_cast<int>(inputs.size()) != rule.num_inputs)
-    throw Error(ErrorKind::invalid_argument, fmt::format("{} '{}': takes {} inputs, got {}", rule.name, node_name,
-                                                         rule.num_inputs, inputs.size()));
+  const int min_inputs = parity_op_info_of(op).min_inputs;  // fewer than rule.num_inputs: optional trailing ones
+  if (static_cast<int>(inputs.size()) < min_inputs || static_cast<int>(inputs.size()) > rule.num_inputs)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("{} '{}': takes {} inputs, got {}", rule.name, node_name,
+                            min_inputs == rule.num_inputs ? fmt::format("{}", min_inputs)
+                                                          : fmt::format("{} to {}", min_inputs, rule.num_inputs),
+                            inputs.size()));
   std::vector<const ValueInfo*> infos;
   for (Value v : inputs) infos.push_back(&graph_.value(v));
   std::vector<ops::OutputSpec> outs = rule.infer(ops::OpCall{node_name, params, infos, op});
@@ -107,6 +111,38 @@ Value GraphBuilder::conv2d(Value x, Value w, Value b, int stride, int pad, const
   p.conv2d.stride_h = p.conv2d.stride_w = stride;
   p.conv2d.pad_h = p.conv2d.pad_w = pad;
   return node(PARITY_OP_CONV2D, p, {x, w, b}, name)[0];
+}
+
+namespace {
+// Conv2dOptions as params; the ABI reads dilation and groups 0 as 1, so the builder refuses
+// them (and anything below) before they could mean 1.
+parity_op_params conv2d_params(const Conv2dOptions& o, const std::string& node_name) {
+  auto refuse = [&](const std::string& what) {
+    throw Error(ErrorKind::invalid_argument, fmt::format("conv2d '{}': {}", node_name, what));
+  };
+  if (o.dilation_h < 1 || o.dilation_w < 1)
+    refuse(fmt::format("dilation must be >= 1, got {}x{}", o.dilation_h, o.dilation_w));
+  if (o.groups < 1) refuse(fmt::format("groups must be >= 1, got {}", o.groups));
+  parity_op_params p = no_params();
+  parity_conv2d_params& c = p.conv2d;
+  c.stride_h = o.stride_h, c.stride_w = o.stride_w;
+  c.pad_h = o.pad_h, c.pad_w = o.pad_w;
+  c.pad_end_given = o.pad_end ? 1 : 0;
+  c.pad_bottom = o.pad_end ? o.pad_bottom : 0, c.pad_right = o.pad_end ? o.pad_right : 0;
+  c.dilation_h = o.dilation_h, c.dilation_w = o.dilation_w;
+  c.groups = o.groups;
+  return p;
+}
+}  // namespace
+
+Value GraphBuilder::conv2d(Value x, Value w, Value b, const Conv2dOptions& options, const std::string& name) {
+  const std::string node_name = unique_name(name, PARITY_OP_CONV2D);
+  return node(PARITY_OP_CONV2D, conv2d_params(options, node_name), {x, w, b}, node_name)[0];
+}
+
+Value GraphBuilder::conv2d(Value x, Value w, const Conv2dOptions& options, const std::string& name) {
+  const std::string node_name = unique_name(name, PARITY_OP_CONV2D);
+  return node(PARITY_OP_CONV2D, conv2d_params(options, node_name), {x, w}, node_name)[0];
 }
 
 Value GraphBuilder::maxpool2d(Value x, int kernel, int stride, const std::string& name) {

@@ -26,13 +26,23 @@ std::string schedule_text(const parity_lr_schedule& s) {
   return text;
 }
 
+// stride and pad as before ABI 5; the general form's fields only where they are not the default.
+std::string conv2d_params_text(const parity_conv2d_params& c) {
+  std::string text = fmt::format(" stride={}x{} pad={}x{}", c.stride_h, c.stride_w, c.pad_h, c.pad_w);
+  if (c.pad_end_given) text += fmt::format(" pad_end={}x{}", c.pad_bottom, c.pad_right);
+  const int32_t dh = parity_conv2d_dilation_h(&c), dw = parity_conv2d_dilation_w(&c);
+  if (dh != 1 || dw != 1) text += fmt::format(" dilation={}x{}", dh, dw);
+  if (parity_conv2d_groups(&c) != 1) text += fmt::format(" groups={}", parity_conv2d_groups(&c));
+  return text;
+}
+
 std::string params_text(const Node& n) {
   const parity_op_params& p = n.params;
   switch (n.op) {
     case PARITY_OP_CONV2D:
     case PARITY_OP_CONV2D_BWD_DATA:
     case PARITY_OP_CONV2D_BWD_WEIGHT:
-      return fmt::format(" stride={}x{} pad={}x{}", p.conv2d.stride_h, p.conv2d.stride_w, p.conv2d.pad_h, p.conv2d.pad_w);
+      return conv2d_params_text(p.conv2d);
     case PARITY_OP_MAXPOOL2D:
     case PARITY_OP_MAXPOOL2D_BWD:
       return fmt::format(" kernel={}x{} stride={}x{}", p.maxpool2d.kernel_h, p.maxpool2d.kernel_w, p.maxpool2d.stride_h,

@@ -130,6 +130,52 @@ TEST(CudaDecisions, ConvolutionDescriptorsOfTheSeedCnnTrainingStep) {
   EXPECT_EQ(convs, 5);  // conv1, conv2 forward; conv1, conv2 backward-weight; conv2 backward-data
 }
 
+// Groups, dilation and a missing bias go to cuDNN (group count, the dilation of the convolution
+// descriptor, no bias add); asymmetric padding, which cuDNN's legacy descriptor cannot express,
+// takes the native route, and conv_descriptors refuses it as a routing bug.
+TEST(CudaDecisions, GroupedDilatedConvolutionsOnCuDnnAsymmetricPaddingNative) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 4, 9, 9});
+  Conv2dOptions grouped;
+  grouped.groups = 2, grouped.dilation_h = grouped.dilation_w = 2, grouped.pad_h = grouped.pad_w = 2;
+  b.conv2d(x, b.parameter("w", Shape{6, 2, 3, 3}), grouped, "grouped");
+  Conv2dOptions depthwise;
+  depthwise.groups = 4, depthwise.pad_h = depthwise.pad_w = 1;
+  b.conv2d(x, b.parameter("wd", Shape{4, 1, 3, 3}), b.parameter("bd", Shape{4}), depthwise, "depthwise");
+  Conv2dOptions asymmetric;
+  asymmetric.stride_h = asymmetric.stride_w = 2, asymmetric.pad_end = true, asymmetric.pad_bottom = 1,
+  asymmetric.pad_right = 1;
+  b.conv2d(x, b.parameter("wa", Shape{3, 4, 3, 3}), b.parameter("ba", Shape{3}), asymmetric, "asym");
+  Graph g = b.take();
+  const Plan plan(g);
+  const parity_node_desc& grouped_node = plan.nodes()[0];
+  const parity_node_desc& depthwise_node = plan.nodes()[1];
+  const parity_node_desc& asym_node = plan.nodes()[2];
+
+  EXPECT_EQ(route_of(grouped_node).kind, RouteKind::convolution);
+  const ConvDescriptors d = conv_descriptors(grouped_node, plan.values());
+  EXPECT_EQ(d.groups, 2);
+  EXPECT_EQ(d.dilation_h, 2);
+  EXPECT_EQ(d.dilation_w, 2);
+  EXPECT_EQ(d.w.c, 2);  // [K, C/groups, R, S]
+  EXPECT_EQ(d.y.h, 9);  // (9 + 4 - 2*2 - 1) / 1 + 1
+  EXPECT_FALSE(d.has_bias);
+  const ConvDescriptors dd = conv_descriptors(depthwise_node, plan.values());
+  EXPECT_EQ(dd.groups, 4);
+  EXPECT_TRUE(dd.has_bias);
+  // Groups and dilation tell algorithm searches apart.
+  EXPECT_NE(conv_cache_key(ConvDirection::forward, d, Options{}, 256).find(" groups2"), std::string::npos);
+
+  const Route asym_route = route_of(asym_node);
+  EXPECT_EQ(asym_route.library, Library::native);
+  EXPECT_EQ(asym_route.kind, RouteKind::native);
+  EXPECT_NE(std::string(asym_route.why).find("asymmetric padding"), std::string::npos);
+  parity_status status = PARITY_OK;
+  EXPECT_NE(error_of([&] { conv_descriptors(asym_node, plan.values()); }, &status).find("asymmetric padding"),
+            std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_INTERNAL);
+}
+
 TEST(CudaDecisions, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
   Plan plan = training_plan("seed-cnn", 4);
   std::vector<parity_value_desc> values = plan.values();
@@ -142,7 +188,7 @@ TEST(CudaDecisions, ConvolutionShapesCuDnnWouldRejectAreRefusedWithBothShapes) {
   const std::string e = error_of([&] { conv_descriptors(conv1, values); }, &status);
   EXPECT_EQ(status, PARITY_STATUS_SHAPE);
   EXPECT_NE(e.find("cuda: node 'conv1': input [4,1,28,28], filter [16,1,3,3] and output [4,16,27,28] do not agree "
-                   "(stride 1x1, padding 1x1 gives an output of 28x28)"),
+                   "(stride 1x1, padding 1x1, dilation 1x1, groups 1 gives an output of 28x28)"),
             std::string::npos)
       << e;
   values = plan.values();

@@ -92,6 +92,97 @@ TEST(OpList, SharedShapeChecksNameTheOp) {
   }
 }
 
+// conv2d's general form: shapes, the optional bias, and every refusal naming node, parameter and rule.
+TEST(OpList, Conv2dGeneralFormShapesAndOptionalBias) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 4, 9, 8});
+  Conv2dOptions depthwise;
+  depthwise.groups = 4, depthwise.pad_h = depthwise.pad_w = 1;
+  Value y = b.conv2d(x, b.parameter("dw", Shape{8, 1, 3, 3}), depthwise, "depthwise");
+  EXPECT_EQ(b.graph().value(y).shape, (Shape{2, 8, 9, 8}));
+  EXPECT_EQ(b.graph().nodes().back().inputs.size(), 2u);  // no bias: x, w
+  Conv2dOptions asym;
+  asym.stride_h = asym.stride_w = 2, asym.pad_end = true, asym.pad_bottom = asym.pad_right = 1;
+  asym.dilation_w = 2;
+  // H: (9 + 0 + 1 - 3) / 2 + 1 = 4; W: (8 + 0 + 1 - 5) / 2 + 1 = 3
+  Value z = b.conv2d(y, b.parameter("w2", Shape{3, 8, 3, 3}), b.parameter("b2", Shape{3}), asym, "asym");
+  EXPECT_EQ(b.graph().value(z).shape, (Shape{2, 3, 4, 3}));
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("stride=1x1 pad=1x1 groups=4"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("stride=2x2 pad=0x0 pad_end=1x1 dilation=1x2"), std::string::npos) << dump;
+
+  // The gradient of a conv without bias: CONV2D_BWD_WEIGHT with the one output dw.
+  GraphBuilder t;
+  Value tx = t.input("x", Shape{2, 4, 6, 6});
+  Value logits = t.flatten(t.conv2d(tx, t.parameter("w", Shape{4, 1, 3, 3}), depthwise, "c"));
+  Value labels = t.input("labels", Shape{2}, DType::i32);
+  const Value loss = t.softmax_xent(logits, labels, "loss");
+  const Graph training = differentiate(t.graph(), loss, nullptr);
+  int bwd_weight = 0;
+  for (const Node& n : training.nodes())
+    if (n.op == PARITY_OP_CONV2D_BWD_WEIGHT) {
+      ++bwd_weight;
+      EXPECT_EQ(n.outputs.size(), 1u);
+      EXPECT_EQ(n.params.conv2d.groups, 4);
+    }
+  EXPECT_EQ(bwd_weight, 1);
+}
+
+TEST(OpList, Conv2dGeneralFormRefusalsNameNodeParameterAndRule) {
+  auto error_of = [](auto&& build) {
+    try {
+      build();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 6, 7, 7});
+  Value w3 = b.parameter("w3", Shape{4, 3, 3, 3});
+  auto with = [](auto edit) {
+    Conv2dOptions o;
+    edit(o);
+    return o;
+  };
+  EXPECT_NE(error_of([&] { b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 4; }), "g4"); })
+                .find("conv2d 'g4': groups 4 must divide the input channels 6"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, b.parameter("w5", Shape{5, 3, 3, 3}), with([](Conv2dOptions& o) { o.groups = 2; }), "k5"); })
+                .find("conv2d 'k5': groups 2 must divide the output channels 5"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, b.parameter("w63", Shape{6, 3, 3, 3}), with([](Conv2dOptions& o) { o.groups = 3; }), "cg"); })
+                .find("conv2d 'cg': weight [6,3,3,3] expects 3 input channels per group, input [1,6,7,7] with groups 3 has 2"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 2, o.dilation_h = 0; }), "d0"); })
+                .find("conv2d 'd0': dilation must be >= 1, got 0x1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 0; }), "g0"); })
+                .find("conv2d 'g0': groups must be >= 1, got 0"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 2, o.dilation_h = 4; }), "big"); })
+                .find("conv2d 'big': kernel 3x3 (dilation 4x1: spans 9x3) is larger than the padded input 7x7"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 2, o.pad_w = -1; }), "neg"); })
+                .find("conv2d 'neg': padding must be >= 0, got 0x-1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              b.conv2d(x, w3, with([](Conv2dOptions& o) { o.groups = 2, o.pad_end = true, o.pad_bottom = -2; }), "end");
+            }).find("conv2d 'end': end padding (bottom x right) must be >= 0, got -2x0"),
+            std::string::npos);
+  // Params made by hand: a negative dilation or groups is refused by the rule itself.
+  parity_op_params p{};
+  p.conv2d.stride_h = p.conv2d.stride_w = 1;
+  p.conv2d.dilation_w = -1;
+  EXPECT_NE(error_of([&] { b.node(PARITY_OP_CONV2D, p, {x, b.parameter("w6", Shape{4, 6, 3, 3})}, "raw"); })
+                .find("conv2d 'raw': dilation must be >= 1 (0 reads as 1), got 0x-1"),
+            std::string::npos);
+  // Zero-initialised params keep ABI 4's meaning: groups and dilation 0 read as 1.
+  p.conv2d.dilation_w = 0;
+  EXPECT_EQ(b.graph().value(b.node(PARITY_OP_CONV2D, p, {x, b.parameter("w7", Shape{4, 6, 3, 3})}, "zero")[0]).shape,
+            (Shape{1, 4, 5, 5}));
+}
+
 TEST(OpList, SigmoidDifferentiatesThroughItsOutput) {
   GraphBuilder b;
   Value x = b.input("x", Shape{4, 3});
@@ -205,7 +296,13 @@ TEST(OpList, UserCasesComeFromTheRuleFiles) {
     EXPECT_NE(std::string(e.what()).find("is not an op family: conv2d, linear, relu"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("sigmoid"), std::string::npos) << e.what();
   }
-  EXPECT_NE(ops::shape_meanings().find("conv2d N,C,H,W,K,R,S[,stride[,pad]]"), std::string::npos);
+  EXPECT_NE(ops::shape_meanings().find("conv2d N,C,H,W,K,R,S[,stride[,pad[,dilation[,groups]]]]"), std::string::npos);
+  // groups 2 of 4 channels: w [6, 2, 3, 3]; dilation 2 with padding 2 keeps 7x7
+  const std::vector<ops::OpCase> grouped = ops::user_cases(draw, "conv2d", {1, 4, 7, 7, 6, 3, 3, 1, 2, 2, 2});
+  ASSERT_EQ(grouped.size(), 3u);
+  EXPECT_EQ(grouped[0].operands[1].tensor.shape(), (Shape{6, 2, 3, 3}));
+  EXPECT_EQ(grouped[0].params.conv2d.groups, 2);
+  EXPECT_EQ(grouped[0].params.conv2d.dilation_h, 2);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "backends/backend_from_table.h"
 #include "backends/builtin.h"
 #include "parity/parity.h"
 
@@ -175,6 +176,42 @@ TEST(Plugins, UnsupportedOpsAreRefusedWithTheReason) {
     EXPECT_EQ(e.kind(), ErrorKind::backend);
     EXPECT_NE(std::string(e.what()).find("node 'r'"), std::string::npos) << e.what();
   }
+}
+
+// Plugins built before PARITY_ABI_CONV2D_GENERAL read a grouped, dilated, asymmetrically padded
+// or bias-less convolution as a plain one: they are never handed such a node (supports says why,
+// compile and memory_need refuse the plan naming the node). A plain convolution is any ABI's.
+TEST(Plugins, AGeneralConvolutionIsNeverHandedToAnOlderAbi) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 4, 6, 6});
+  b.conv2d(x, b.parameter("w", Shape{4, 4, 3, 3}), b.parameter("b", Shape{4}), 1, 1, "plain");
+  Conv2dOptions grouped;
+  grouped.groups = 2, grouped.dilation_h = 2;
+  b.conv2d(x, b.parameter("wg", Shape{4, 2, 3, 3}), grouped, "grouped");
+  Conv2dOptions asymmetric;
+  asymmetric.pad_end = true, asymmetric.pad_bottom = 1;
+  b.conv2d(x, b.parameter("wa", Shape{2, 4, 3, 3}), b.parameter("ba", Shape{2}), asymmetric, "asym");
+  Graph g = b.take();
+  Plan plan(g);
+  const parity_node_desc* nodes = plan.c_plan().nodes;
+  constexpr uint32_t kOlder = PARITY_ABI_CONV2D_GENERAL - 1;  // 4, the ABI before
+  EXPECT_EQ(abi_refusal(kOlder, nodes[0]), "");
+  const std::string grouped_why = abi_refusal(kOlder, nodes[1]);
+  const std::string asymmetric_why = abi_refusal(kOlder, nodes[2]);
+  if (PARITY_ABI_VERSION >= PARITY_ABI_CONV2D_GENERAL) {
+    EXPECT_NE(grouped_why.find("node 'grouped' (CONV2D) uses groups 2, dilation 2x1, no bias, which plugins built "
+                               "for ABI 4 do not know (they need ABI 5)"),
+              std::string::npos)
+        << grouped_why;
+    EXPECT_NE(asymmetric_why.find("asymmetric padding 0,0,1,0 (top,left,bottom,right)"), std::string::npos)
+        << asymmetric_why;
+  } else {  // ABI 5 not yet numbered: this header's own version knows them (backend_from_table.h)
+    EXPECT_EQ(grouped_why, "");
+  }
+  // Older still: refused whatever the number of this header.
+  EXPECT_NE(abi_refusal(3, nodes[1]).find("node 'grouped' (CONV2D) uses groups 2"), std::string::npos);
+  EXPECT_NE(abi_refusal(3, nodes[2]).find("asymmetric padding"), std::string::npos);
+  EXPECT_EQ(abi_refusal(PARITY_ABI_VERSION, nodes[1]), "");
 }
 
 TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {

@@ -188,6 +188,95 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{2, 3, 11, 11, 4, 5, 5, 2, 2, 2, 2},  // 5x5, stride 2, pad 2
         ConvCase{1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0}));  // kernel = image: 1x1 output
 
+// The general form: groups (depthwise with a channel multiplier, 4 -> 6 in 2 groups), dilation,
+// asymmetric padding, no bias. Its own cases, so the table above keeps its meaning.
+struct GeneralConvCase {
+  Conv2dDims d;
+  bool bias;
+  const char* what;
+};
+
+std::ostream& operator<<(std::ostream& os, const GeneralConvCase& t) { return os << t.what; }
+
+class GeneralConv2dGradient : public ::testing::TestWithParam<GeneralConvCase> {};
+
+GeneralConvCase general(const char* what, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t r, int64_t s,
+                        int64_t stride, int64_t pad_top, int64_t pad_left, int64_t pad_bottom, int64_t pad_right,
+                        int64_t dilation_h, int64_t dilation_w, int64_t groups, bool bias) {
+  Conv2dDims d{n, c, h, w, k, r, s, stride, stride, pad_top, pad_left, 0, 0};
+  d.pad_bottom = pad_bottom, d.pad_right = pad_right;
+  d.dilation_h = dilation_h, d.dilation_w = dilation_w, d.groups = groups;
+  return {make_conv2d_dims_general(d), bias, what};
+}
+
+TEST_P(GeneralConv2dGradient, MatchesFiniteDifferences) {
+  const GeneralConvCase& t = GetParam();
+  const Conv2dDims& d = t.d;
+  ASSERT_GT(d.p, 0);
+  ASSERT_GT(d.q, 0);
+  Rng rng(static_cast<uint64_t>(d.h * 131 + d.w * 17 + d.groups * 7 + d.dilation_h));
+  Vec x = uniform(static_cast<size_t>(d.n * d.c * d.h * d.w), rng);
+  Vec w = uniform(static_cast<size_t>(d.k * d.cg() * d.r * d.s), rng);
+  Vec b = uniform(static_cast<size_t>(d.k), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.k * d.p * d.q), rng);
+  Vec y(r.size());
+  auto objective = [&] {
+    conv2d_forward(x.data(), w.data(), t.bias ? b.data() : nullptr, y.data(), d);
+    return dot(y, r);
+  };
+  Vec dL_dx(x.size()), dL_dw(w.size()), dL_db(b.size());
+  conv2d_backward_data(r.data(), w.data(), dL_dx.data(), d);
+  conv2d_backward_weight(x.data(), r.data(), dL_dw.data(), t.bias ? dL_db.data() : nullptr, d);
+  const FdResult fx = compare_with_fd(x, dL_dx, objective, rng);
+  const FdResult fw = compare_with_fd(w, dL_dw, objective, rng);
+  EXPECT_LT(fx.max_error, kTol) << fx.describe("dL_dx");
+  EXPECT_LT(fw.max_error, kTol) << fw.describe("dL_dw");
+  if (t.bias) {
+    const FdResult fb = compare_with_fd(b, dL_db, objective, rng);
+    EXPECT_LT(fb.max_error, kTol) << fb.describe("dL_db");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GeneralConv2dGradient,
+    ::testing::Values(
+        //                         n  c   h  w  k  r  s  st pt pl pb pr dh dw  g  bias
+        general("depthwise", 2, 3, 7, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3, true),
+        general("depthwise x2, stride 2", 1, 2, 9, 8, 4, 3, 3, 2, 1, 1, 1, 1, 1, 1, 2, true),
+        general("groups 2, 4 -> 6", 2, 4, 6, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2, true),
+        general("dilation 2", 1, 2, 9, 10, 3, 3, 3, 1, 2, 2, 2, 2, 2, 2, 1, true),
+        general("dilation 2x3, grouped, no bias", 2, 4, 8, 11, 2, 3, 2, 1, 1, 0, 1, 0, 2, 3, 2, false),
+        general("asymmetric padding, stride 2", 2, 2, 8, 9, 3, 3, 3, 2, 0, 1, 1, 0, 1, 1, 1, true),
+        general("padding beyond the kernel's half, no bias", 1, 2, 4, 5, 2, 3, 2, 1, 3, 0, 1, 2, 1, 1, 1, false)),
+    [](const ::testing::TestParamInfo<GeneralConvCase>& info) { return "case" + std::to_string(info.index); });
+
+// groups = 1 and dilation 1 give make_conv2d_dims' convolution; a depthwise conv is C separate
+// single-channel convolutions (pins the channel each filter reads).
+TEST(Conv2dForward, DepthwiseIsPerChannel) {
+  Conv2dDims dw{1, 2, 3, 3, 2, 2, 2, 1, 1, 0, 0, 0, 0};
+  dw.groups = 2;
+  dw = make_conv2d_dims_general(dw);
+  const Vec x = {1, 2, 3, 4, 5, 6, 7, 8, 9, /* channel 1 */ 10, 20, 30, 40, 50, 60, 70, 80, 90};
+  const Vec w = {1, 0, 0, 1, /* filter 1 */ 0, 1, 1, 0};
+  Vec y(8);
+  conv2d_forward(x.data(), w.data(), nullptr, y.data(), dw);
+  EXPECT_EQ(y, (Vec{1 + 5, 2 + 6, 4 + 8, 5 + 9, 20 + 40, 30 + 50, 50 + 70, 60 + 80}));
+}
+
+// Dilation 2 and asymmetric padding (top 1, bottom 0): hand-worked on one channel.
+TEST(Conv2dForward, HandWorkedDilationAndAsymmetricPadding) {
+  Conv2dDims d{1, 1, 3, 3, 1, 2, 1, 1, 1, 1, 0, 0, 0};
+  d.pad_bottom = 0, d.pad_right = 0, d.dilation_h = 2;
+  d = make_conv2d_dims_general(d);
+  ASSERT_EQ(d.p, 2);  // (3 + 1 + 0 - 2 - 1) / 1 + 1
+  ASSERT_EQ(d.q, 3);
+  const Vec x = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w = {1, 10};
+  Vec y(6);
+  conv2d_forward(x.data(), w.data(), nullptr, y.data(), d);
+  // row 0: taps at rows -1 (padding) and 1; row 1: rows 0 and 2
+  EXPECT_EQ(y, (Vec{40, 50, 60, 1 + 70, 2 + 80, 3 + 90}));
+}
+
 // Hand-worked forwards pin the geometry that finite differences cannot (a forward and backward
 // that agree on a wrong padding or stride would pass the gradient test).
 TEST(Conv2dForward, HandWorkedPad0Stride1) {

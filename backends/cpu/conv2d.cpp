@@ -1,6 +1,11 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
 // backward-weight side by side, images in parallel.
 //
+//   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct loops, any
+//                 stride, dilation and padding;
+//   the fast paths below (direct kernels) take plain convolutions only: one group, no
+//                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
+//                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
 //   forward       stride 1 and K a multiple of 16 (AVX-512 builds): the direct kernel below,
 //                 with bias and (when the backend fused a following relu, cpu_ops.h) relu in
 //                 its epilogue; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
@@ -23,6 +28,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/conv2d_depthwise.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/gemm.h"
 #include "ops/kernels/activation.h"
@@ -39,27 +45,42 @@ constexpr int64_t kMaxBatchChunks = 16;
 // Elements per task when summing the partials.
 constexpr int64_t kSumChunk = 4096;
 
+// `cw` is the window with its defaults applied; the direct kernels, which take plain
+// convolutions only (cw.plain()), read their padding from parity_conv2d_params directly.
+// The column matrix has C*R*S rows (crs), a weight row Cg*R*S (wcrs, Cg = C / groups).
 struct ConvGeometry {
   int64_t N, C, H, W, K, R, S, P, Q;
+  kernels::Conv2dWindow cw;
+  int64_t G() const { return cw.groups; }
+  int64_t Cg() const { return C / cw.groups; }
+  int64_t Kg() const { return K / cw.groups; }
   int64_t crs() const { return C * R * S; }
+  int64_t wcrs() const { return Cg() * R * S; }
   int64_t pq() const { return P * Q; }
   int64_t chw() const { return C * H * W; }
   int64_t kpq() const { return K * P * Q; }
 };
 
-// x[N,C,H,W] and w[K,C,R,S] give the geometry; P and Q follow from the params.
+// x[N,C,H,W] and w[K,C/groups,R,S] give the geometry; P and Q follow from the params.
 ConvGeometry geometry(const BoundValue& x, const BoundValue& w, const parity_conv2d_params& cp) {
   ConvGeometry g{};
   g.N = x.dims[0], g.C = x.dims[1], g.H = x.dims[2], g.W = x.dims[3];
   g.K = w.dims[0], g.R = w.dims[2], g.S = w.dims[3];
-  g.P = kernels::conv2d_output_size(g.H, g.R, cp.stride_h, cp.pad_h);
-  g.Q = kernels::conv2d_output_size(g.W, g.S, cp.stride_w, cp.pad_w);
+  g.cw = kernels::conv2d_window(cp);
+  g.P = kernels::conv2d_output_h(g.cw, g.H, g.R);
+  g.Q = kernels::conv2d_output_w(g.cw, g.W, g.S);
   return g;
 }
 
-bool is_pointwise(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return g.R == 1 && g.S == 1 && cp.stride_h == 1 && cp.stride_w == 1 && cp.pad_h == 0 && cp.pad_w == 0;
+bool is_pointwise(const ConvGeometry& g, const parity_conv2d_params&) {
+  const kernels::Conv2dWindow& cw = g.cw;
+  return g.R == 1 && g.S == 1 && cw.stride_h == 1 && cw.stride_w == 1 && cw.pad_top == 0 && cw.pad_left == 0 &&
+         cw.pad_bottom == 0 && cw.pad_right == 0;
 }
+
+// One input channel per group (groups == C, any channel multiplier K / C): conv2d_depthwise.cpp.
+bool is_depthwise(const ConvGeometry& g) { return g.G() > 1 && g.Cg() == 1; }
+DepthwiseShape depthwise_shape(const ConvGeometry& g) { return {g.N, g.C, g.H, g.W, g.K / g.C, g.R, g.S, g.P, g.Q, g.cw}; }
 
 void check_params(const BoundNode& node) {
   const parity_conv2d_params& cp = node.params.conv2d;
@@ -67,6 +88,11 @@ void check_params(const BoundNode& node) {
     fail(node, "stride must be > 0, got " + std::to_string(cp.stride_h) + "x" + std::to_string(cp.stride_w));
   if (cp.pad_h < 0 || cp.pad_w < 0)
     fail(node, "padding must be >= 0, got " + std::to_string(cp.pad_h) + "x" + std::to_string(cp.pad_w));
+  if (cp.pad_end_given && (cp.pad_bottom < 0 || cp.pad_right < 0))
+    fail(node, "end padding must be >= 0, got " + std::to_string(cp.pad_bottom) + "x" + std::to_string(cp.pad_right));
+  if (cp.dilation_h < 0 || cp.dilation_w < 0 || cp.groups < 0)
+    fail(node, "dilation and groups must be >= 1 (0 reads as 1), got dilation " + std::to_string(cp.dilation_h) + "x" +
+                   std::to_string(cp.dilation_w) + ", groups " + std::to_string(cp.groups));
 }
 
 // Checks x (or dx) against w and the params, and y (or dy) against the geometry they give.
@@ -75,14 +101,18 @@ ConvGeometry check_conv(const BoundNode& node, const BoundValue& x, const char* 
   check_params(node);
   expect_value(node, x, x_role, PARITY_F32, 4);
   expect_value(node, w, w_role, PARITY_F32, 4);
-  if (w.dims[1] != x.dims[1])
-    fail(node, std::string(w_role) + " must be [K,C,R,S] with C = " + std::to_string(x.dims[1]) + " (the channels of " +
-                   x_role + "), got " + w.shape_str());
+  const int64_t groups = parity_conv2d_groups(&node.params.conv2d);
+  if (x.dims[1] % groups != 0 || w.dims[0] % groups != 0)
+    fail(node, "groups " + std::to_string(groups) + " must divide the channels of " + x_role + " " + x.shape_str() +
+                   " and the filters of " + w_role + " " + w.shape_str());
+  if (w.dims[1] != x.dims[1] / groups)
+    fail(node, std::string(w_role) + " must be [K,C/groups,R,S] with C/groups = " + std::to_string(x.dims[1] / groups) +
+                   " (the channels of " + x_role + " in " + std::to_string(groups) + " groups), got " + w.shape_str());
   const ConvGeometry g = geometry(x, w, node.params.conv2d);
   if (g.P < 1 || g.Q < 1)
     fail(node, std::string("the padded input ") + x.shape_str() + " is smaller than the kernel " + w.shape_str());
   const int64_t dims[4] = {g.N, g.K, g.P, g.Q};
-  expect_dims(node, y, y_role, dims, 4, "[N,K,P,Q] with P, Q = (H + 2 pad - R) / stride + 1");
+  expect_dims(node, y, y_role, dims, 4, "[N,K,P,Q] with P = (H + pad_top + pad_bottom - dilation (R - 1) - 1) / stride + 1, Q likewise");
   return g;
 }
 
@@ -110,29 +140,31 @@ int64_t panel_col_floats(const ConvGeometry& g, const parity_conv2d_params& cp, 
 }
 
 // Rows [p0, p1) of image x_n's column matrix, into col (rows `ld` floats apart).
-void im2col_rows_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params& cp, int64_t p0,
+void im2col_rows_nchw_f32(const float* x_n, const ConvGeometry& g, const parity_conv2d_params&, int64_t p0,
                           int64_t p1, float* col, int64_t ld) {
+  const kernels::Conv2dWindow& cw = g.cw;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
         const float* plane = x_n + c * g.H * g.W;
         float* row = col + ((c * g.R + r) * g.S + s) * ld;
+        const int64_t ts = s * cw.dilation_w;
         int64_t qb, qe;
-        kernels::conv2d_valid_outputs(g.W, g.Q, s, cp.stride_w, cp.pad_w, &qb, &qe);
+        kernels::conv2d_valid_outputs(g.W, g.Q, ts, cw.stride_w, cw.pad_left, &qb, &qe);
         for (int64_t p = p0; p < p1; ++p) {
           float* dst = row + (p - p0) * g.Q;
-          const int64_t h = kernels::conv2d_input_coord(p, r, cp.stride_h, cp.pad_h);
+          const int64_t h = kernels::conv2d_input_coord(p, r * cw.dilation_h, cw.stride_h, cw.pad_top);
           if (h < 0 || h >= g.H) {
             std::memset(dst, 0, sizeof(float) * g.Q);
             continue;
           }
           const float* src = plane + h * g.W;
           for (int64_t q = 0; q < qb; ++q) dst[q] = 0.0f;
-          if (cp.stride_w == 1) {
-            const float* s0 = src + (s - cp.pad_w);
+          if (cw.stride_w == 1) {
+            const float* s0 = src + (ts - cw.pad_left);
             for (int64_t q = qb; q < qe; ++q) dst[q] = s0[q];
           } else {
-            for (int64_t q = qb; q < qe; ++q) dst[q] = src[kernels::conv2d_input_coord(q, s, cp.stride_w, cp.pad_w)];
+            for (int64_t q = qb; q < qe; ++q) dst[q] = src[kernels::conv2d_input_coord(q, ts, cw.stride_w, cw.pad_left)];
           }
           for (int64_t q = qe; q < g.Q; ++q) dst[q] = 0.0f;
         }
@@ -155,7 +187,7 @@ constexpr bool kHaveDirect = false;
 #endif
 
 bool direct_applies(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return kHaveDirect && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
 }
 int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
   return g.W + 2 * cp.pad_w + kDirectBlock;
@@ -163,7 +195,7 @@ int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp)
 int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
   return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
 }
-int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }
+int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }  // plain: crs == wcrs
 // Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
 int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
   return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
@@ -236,7 +268,7 @@ void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu,
 
 // ---- the GEMM path: y_n[K, PQ] = w[K, CRS] * col_n per image, then bias and relu per row
 int64_t gemm_path_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4) + gemm_scratch_floats(g.K, g.pq(), g.crs());
+  return (is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4) + gemm_scratch_floats(g.Kg(), g.pq(), g.wcrs());
 }
 
 void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, float* y, const ConvGeometry& g,
@@ -252,7 +284,10 @@ void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, fl
         col = col_buf;
       }
       float* y_n = y + n * g.kpq();
-      gemm_f32(g.K, g.pq(), g.crs(), {w, g.crs(), false}, {col, g.pq(), false}, y_n, g.pq(), false, gemm_buf);
+      // Group gi: y_n[its Kg rows] = w[its Kg rows] * col[its Cg*R*S rows]
+      for (int64_t gi = 0; gi < g.G(); ++gi)
+        gemm_f32(g.Kg(), g.pq(), g.wcrs(), {w + gi * g.Kg() * g.wcrs(), g.wcrs(), false},
+                 {col + gi * g.wcrs() * g.pq(), g.pq(), false}, y_n + gi * g.Kg() * g.pq(), g.pq(), false, gemm_buf);
       if (b || relu)
         for (int64_t k = 0; k < g.K; ++k) {
           float* row = y_n + k * g.pq();
@@ -273,6 +308,7 @@ int64_t prepare_conv2d(BoundNode& node) {
   node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
+  if (is_depthwise(g)) return 0;  // depthwise
   if (direct_applies(g, cp)) return direct_scratch_floats(g, cp, node.slots) * 4;
   return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
@@ -285,6 +321,10 @@ void run_conv2d(const BoundNode& node) {
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (is_depthwise(g)) {
+    depthwise_forward_f32(x, w, b, node.fusion.relu, y, depthwise_shape(g));
+    return;
+  }
   if (direct_applies(g, cp)) {
     // wt[c, r, s, k] = w[k, c, r, s]
     for (int64_t k = 0; k < g.K; ++k)
@@ -301,7 +341,12 @@ namespace {
 // For stride 1 and pad < kernel, dx is a forward conv of dy with the flipped, transposed filter
 // w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it when C
 // (its output channels) is a multiple of 16. Otherwise dcol = w^T dy_n, then col2im.
-ConvGeometry flipped_geometry(const ConvGeometry& g) { return ConvGeometry{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W}; }
+ConvGeometry flipped_geometry(const ConvGeometry& g) {
+  ConvGeometry f{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, g.cw};
+  f.cw.pad_top = f.cw.pad_bottom = g.R - 1 - g.cw.pad_top;
+  f.cw.pad_left = f.cw.pad_right = g.S - 1 - g.cw.pad_left;
+  return f;
+}
 parity_conv2d_params flipped_params(const ConvGeometry& g, const parity_conv2d_params& cp) {
   parity_conv2d_params f = cp;
   f.pad_h = static_cast<int32_t>(g.R - 1 - cp.pad_h);
@@ -309,7 +354,7 @@ parity_conv2d_params flipped_params(const ConvGeometry& g, const parity_conv2d_p
   return f;
 }
 bool bwd_data_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return cp.pad_h < g.R && cp.pad_w < g.S && direct_applies(flipped_geometry(g), flipped_params(g, cp));
+  return g.cw.plain() && cp.pad_h < g.R && cp.pad_w < g.S && direct_applies(flipped_geometry(g), flipped_params(g, cp));
 }
 
 // Scratch of the col2im path per worker slot: the whole dcol[CRS, PQ] of one image, then GEMM
@@ -318,7 +363,7 @@ int64_t col2im_dcol_floats(const ConvGeometry& g, const parity_conv2d_params& cp
   return is_pointwise(g, cp) ? 0 : align64(g.crs() * g.pq() * 4) / 4;
 }
 int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.crs(), g.pq(), g.K);
+  return col2im_dcol_floats(g, cp) + gemm_scratch_floats(g.wcrs(), g.pq(), g.Kg());
 }
 
 }  // namespace
@@ -330,6 +375,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
+  if (is_depthwise(g)) return 0;  // depthwise
   const int64_t sparse = sparse_dy_applies(node) ? prepare_sparse_dy_bwd_data(node) : 0;
   if (bwd_data_direct(g, cp))
     return std::max(sparse, direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4);
@@ -343,6 +389,10 @@ void run_conv2d_bwd_data(const BoundNode& node) {
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
+  if (is_depthwise(g)) {
+    depthwise_backward_data_f32(dy, w, dx, depthwise_shape(g));
+    return;
+  }
   if (sparse_dy_applies(node) && conv2d_bwd_data_sparse_dy_f32(node)) return;
   if (bwd_data_direct(g, cp)) {
     // The flipped conv's reordered weights: wt[k, r, s, c] = w'[c, k, r, s] = w[k, c, R-1-r, S-1-s]
@@ -365,14 +415,16 @@ void run_conv2d_bwd_data(const BoundNode& node) {
       float* dx_n = dx + n * g.chw();
       // dcol = w^T dy_n; a pointwise conv's dcol is dx_n itself.
       float* dcol = pointwise ? dx_n : dcol_buf;
-      gemm_f32(g.crs(), g.pq(), g.K, {w, g.crs(), true}, {dy + n * g.kpq(), g.pq(), false}, dcol, g.pq(), false,
-               gemm_buf);
+      for (int64_t gi = 0; gi < g.G(); ++gi)  // group gi's Cg*R*S rows of dcol from its Kg filters
+        gemm_f32(g.wcrs(), g.pq(), g.Kg(), {w + gi * g.Kg() * g.wcrs(), g.wcrs(), true},
+                 {dy + n * g.kpq() + gi * g.Kg() * g.pq(), g.pq(), false}, dcol + gi * g.wcrs() * g.pq(), g.pq(),
+                 false, gemm_buf);
       if (pointwise) continue;
       std::memset(dx_n, 0, sizeof(float) * g.chw());
       for (int64_t c = 0; c < g.C; ++c)
         for (int64_t r = 0; r < g.R; ++r)
           for (int64_t s = 0; s < g.S; ++s)
-            kernels::col2im_row_add_nchw_f32(dcol + ((c * g.R + r) * g.S + s) * g.pq(), g.H, g.W, r, s, cp,
+            kernels::col2im_row_add_nchw_f32(dcol + ((c * g.R + r) * g.S + s) * g.pq(), g.H, g.W, r, s, g.cw,
                                              g.P, g.Q, dx_n + c * g.H * g.W);
     }
   });
@@ -404,7 +456,7 @@ int64_t bwd_direct_block(const ConvGeometry& g) { return g.S == 3 ? 8 : g.S == 5
 
 bool bwd_weight_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
   const int64_t kb = bwd_direct_block(g);
-  return kHaveDirect && cp.stride_h == 1 && cp.stride_w == 1 && kb > 0 && g.K % kb == 0;
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 && kb > 0 && g.K % kb == 0;
 }
 
 // `images` whole images of a chunk, or `rows` output rows of one image (with their input rows).
@@ -532,7 +584,7 @@ int64_t bwd_gemm_floats(const ConvGeometry& g, const Panel& panel) {
   // Every panel is a whole number of output rows; Eigen's blocking depends on the depth.
   int64_t most = 0;
   for (int64_t cols = g.Q; cols <= panel_columns(g, panel); cols += g.Q)
-    most = std::max(most, gemm_scratch_floats(g.K, g.crs(), cols));
+    most = std::max(most, gemm_scratch_floats(g.Kg(), g.wcrs(), cols));
   return most;
 }
 int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, const Panel& panel) {
@@ -554,7 +606,7 @@ struct BwdWeightScratch {
 
 BwdWeightScratch bwd_weight_scratch(const BoundNode& node, const ConvGeometry& g) {
   const int64_t col_bytes = node.slots * bwd_weight_slot_floats(g, node.params.conv2d, node.chunk) * 4;
-  const int64_t dw_bytes = align64(node.num_chunks * g.K * g.crs() * 4);
+  const int64_t dw_bytes = align64(node.num_chunks * g.K * g.wcrs() * 4);
   const int64_t db_bytes = align64(node.num_chunks * g.K * 4);
   float* base = reinterpret_cast<float*>(node.workspace);
   BwdWeightScratch s{};
@@ -580,9 +632,11 @@ void bwd_weight_gemm_chunk_f32(const float* x, const float* dy, int64_t begin, i
           im2col_rows_nchw_f32(x + n * g.chw(), g, cp, p0, p1, col_buf, cols);
           col = {col_buf, cols, true};
         }
-        // dw_part (+)= dy_tile col_tile^T
-        gemm_f32(g.K, g.crs(), cols, {dy + n * g.kpq() + p0 * g.Q, g.pq(), false}, col, dw_part, g.crs(), !first,
-                 gemm_buf);
+        // dw_part (+)= dy_tile col_tile^T, group by group
+        for (int64_t gi = 0; gi < g.G(); ++gi)
+          gemm_f32(g.Kg(), g.wcrs(), cols, {dy + n * g.kpq() + gi * g.Kg() * g.pq() + p0 * g.Q, g.pq(), false},
+                   {col.data + gi * g.wcrs() * col.stride, col.stride, true}, dw_part + gi * g.Kg() * g.wcrs(), g.wcrs(),
+                   !first, gemm_buf);
         first = false;
       }
   } else {
@@ -593,7 +647,10 @@ void bwd_weight_gemm_chunk_f32(const float* x, const float* dy, int64_t begin, i
         for (int64_t k = 0; k < g.K; ++k)
           std::memcpy(dy_buf + k * cols + (n - n0) * g.pq(), dy + n * g.kpq() + k * g.pq(), sizeof(float) * g.pq());
       }
-      gemm_f32(g.K, g.crs(), cols, {dy_buf, cols, false}, {col_buf, cols, true}, dw_part, g.crs(), !first, gemm_buf);
+      for (int64_t gi = 0; gi < g.G(); ++gi)
+        gemm_f32(g.Kg(), g.wcrs(), cols, {dy_buf + gi * g.Kg() * cols, cols, false},
+                 {col_buf + gi * g.wcrs() * cols, cols, true}, dw_part + gi * g.Kg() * g.wcrs(), g.wcrs(), !first,
+                 gemm_buf);
       first = false;
     }
   }
@@ -616,11 +673,20 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.K);
   node.chunk = fixed_chunk_size(g.N, 1, kMaxBatchChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
+  if (is_depthwise(g)) return 0;  // depthwise
   if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
   return bwd_weight_scratch(node, g).bytes;
 }
 
 void run_conv2d_bwd_weight(const BoundNode& node) {
+  {
+    const ConvGeometry g = geometry(node.in[0], node.out[0], node.params.conv2d);
+    if (is_depthwise(g)) {
+      depthwise_backward_weight_f32(node.in[0].f32(), node.in[1].f32(), node.out[0].f32(),
+                                    node.num_outputs == 2 ? node.out[1].f32() : nullptr, depthwise_shape(g));
+      return;
+    }
+  }
   if (node.fusion.pool_source) {
     if (conv2d_bwd_weight_pooled_dy_f32(node)) return;
     run_maxpool2d_bwd(*node.fusion.pool_source);  // dy after all
@@ -636,7 +702,7 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
-  const int64_t dw_size = g.K * g.crs();
+  const int64_t dw_size = g.K * g.wcrs();
   const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
   const bool direct = bwd_weight_direct(g, cp);
   const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);

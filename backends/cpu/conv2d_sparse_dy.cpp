@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/conv_geometry.h"
 
 namespace parity {
 namespace cpu {
@@ -61,7 +62,7 @@ bool fits_int32(const SparseGeometry& g) {
 
 bool applies(const SparseGeometry& g, const parity_conv2d_params& cp) {
 #if defined(__AVX512F__)
-  return cp.stride_h == 1 && cp.stride_w == 1 && g.C % kLanes == 0 && g.R == 3 && g.S == 3 && fits_int32(g);
+  return kernels::conv2d_window(cp).plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.C % kLanes == 0 && g.R == 3 && g.S == 3 && fits_int32(g);
 #else
   (void)g, (void)cp;
   return false;
@@ -302,7 +303,8 @@ bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
   const BoundNode& pool = *node.fusion.pool_source;
   const parity_conv2d_params& cp = node.params.conv2d;
   const parity_maxpool2d_params& pp = pool.params.maxpool2d;
-  return cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 && g.C <= kLanes && fits_int32(g) && pp.kernel_h == 2 &&
+  return kernels::conv2d_window(cp).plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 &&
+         g.C <= kLanes && fits_int32(g) && pp.kernel_h == 2 &&
          pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pool.in[0].dims[2] == g.P / 2 &&
          pool.in[0].dims[3] == g.Q / 2;
 #else

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
+#include "ops/kernels/conv_geometry.h"
 
 namespace parity {
 namespace cuda_decisions {
@@ -113,11 +114,21 @@ Route route_of(parity_op op) {
   }
 }
 
+Route route_of(const parity_node_desc& node) {
+  const bool convolution = node.op == PARITY_OP_CONV2D || node.op == PARITY_OP_CONV2D_BWD_DATA ||
+                           node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+  if (convolution && !kernels::conv2d_window(node.params.conv2d).symmetric())
+    return {Library::native, RouteKind::native, Activation::identity,
+            "native: asymmetric padding, which cuDNN's legacy convolution descriptor cannot express"};
+  return route_of(node.op);
+}
+
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
   const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
   if (node.op != PARITY_OP_CONV2D && !bwd_data && !bwd_weight)
     fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' is not a convolution"));
-  const int32_t need_in = node.op == PARITY_OP_CONV2D ? 3 : 2, need_out = bwd_weight ? 2 : 1;
+  // The fewest operands: bias and its gradient are optional (PARITY_OP_OPTIONAL_TRAILING).
+  const int32_t need_in = 2, need_out = 1;
   if (node.num_inputs < need_in || node.num_outputs < need_out)
     fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has ", node.num_inputs, " inputs and ",
                                      node.num_outputs, " outputs; the convolution needs ", need_in, " and ", need_out));
@@ -141,27 +152,40 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
   if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0)
     fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': stride ", p.stride_h, "x", p.stride_w,
                                   " must be > 0 and padding ", p.pad_h, "x", p.pad_w, " >= 0"));
+  if (p.dilation_h < 0 || p.dilation_w < 0 || p.groups < 0)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': dilation ", p.dilation_h, "x", p.dilation_w,
+                                  " and groups ", p.groups, " must be >= 0 (0 reads as 1)"));
+  const kernels::Conv2dWindow window = kernels::conv2d_window(p);
+  if (!window.symmetric())
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has asymmetric padding, which route_of sends to "
+                                     "the native kernels, not cuDNN"));
   auto nchw = [&](const parity_value_desc& v) {
     const std::string what = msg("dimension of '", value_name(v), "'");
     return Nchw{to_int(v.dims[0], what), to_int(v.dims[1], what), to_int(v.dims[2], what), to_int(v.dims[3], what)};
   };
   ConvDescriptors d{nchw(x), nchw(w), nchw(y), Nchw{1, 0, 1, 1}, p.pad_h, p.pad_w, p.stride_h, p.stride_w};
   d.bias.c = d.w.n;
-  const int64_t out_h = (int64_t{d.x.h} + 2 * d.pad_h - d.w.h) / d.stride_h + 1;
-  const int64_t out_w = (int64_t{d.x.w} + 2 * d.pad_w - d.w.w) / d.stride_w + 1;
-  if (d.w.c != d.x.c || d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != out_h || d.y.w != out_w ||
-      int64_t{d.x.h} + 2 * int64_t{d.pad_h} < d.w.h || int64_t{d.x.w} + 2 * int64_t{d.pad_w} < d.w.w)
+  d.dilation_h = static_cast<int>(window.dilation_h), d.dilation_w = static_cast<int>(window.dilation_w);
+  d.groups = static_cast<int>(window.groups);
+  d.has_bias = node.op == PARITY_OP_CONV2D ? node.num_inputs == 3 : bwd_weight ? node.num_outputs == 2 : false;
+  const int64_t out_h = kernels::conv2d_output_h(window, d.x.h, d.w.h);
+  const int64_t out_w = kernels::conv2d_output_w(window, d.x.w, d.w.w);
+  if (d.x.c % d.groups != 0 || d.w.n % d.groups != 0 || d.w.c != d.x.c / d.groups || d.y.n != d.x.n ||
+      d.y.c != d.w.n || d.y.h != out_h || d.y.w != out_w ||
+      int64_t{d.x.h} + 2 * int64_t{d.pad_h} < kernels::conv2d_kernel_span(d.w.h, d.dilation_h) ||
+      int64_t{d.x.w} + 2 * int64_t{d.pad_w} < kernels::conv2d_kernel_span(d.w.w, d.dilation_w))
     fail(PARITY_STATUS_SHAPE,
          msg("cuda: node '", node.name, "': input ", shape_str(x.rank, x.dims), ", filter ", shape_str(w.rank, w.dims),
              " and output ", shape_str(y.rank, y.dims), " do not agree (stride ", d.stride_h, "x", d.stride_w,
-             ", padding ", d.pad_h, "x", d.pad_w, " gives an output of ", out_h, "x", out_w, ")"));
-  if (bwd_weight) {
+             ", padding ", d.pad_h, "x", d.pad_w, ", dilation ", d.dilation_h, "x", d.dilation_w, ", groups ",
+             d.groups, " gives an output of ", out_h, "x", out_w, ")"));
+  if (bwd_weight && d.has_bias) {
     const parity_value_desc& db = value(node.outputs[1]);
     if (numel_of(db) != d.w.n)
       fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias gradient '", value_name(db), "' ",
                                     shape_str(db.rank, db.dims), " must have ", d.w.n, " elements"));
   }
-  if (node.op == PARITY_OP_CONV2D) {
+  if (node.op == PARITY_OP_CONV2D && d.has_bias) {
     const parity_value_desc& b = value(node.inputs[2]);
     if (numel_of(b) != d.w.n)
       fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias '", value_name(b), "' ",
@@ -181,7 +205,7 @@ std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, co
                                                                                                             : "bwd_filter";
   return msg(dir, " x", d.x.n, ",", d.x.c, ",", d.x.h, ",", d.x.w, " w", d.w.n, ",", d.w.c, ",", d.w.h, ",", d.w.w,
              " pad", d.pad_h, ",", d.pad_w, " stride", d.stride_h, ",", d.stride_w, " dil", d.dilation_h, ",",
-             d.dilation_w, o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
+             d.dilation_w, " groups", d.groups, o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
              o.conv_workspace_limit, " align", alignment);
 }
 

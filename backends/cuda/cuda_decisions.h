@@ -68,6 +68,9 @@ struct Route {
 };
 // Ops not listed in cuda_decisions.cpp run on the native kernels.
 Route route_of(parity_op op);
+// A node's route: its op's, except a convolution cuDNN's legacy API cannot express (asymmetric
+// padding: cudnnSetConvolution2dDescriptor pads both sides alike), which takes the native route.
+Route route_of(const parity_node_desc& node);
 
 // ---- convolution descriptors ---------------------------------------------------------------------
 // cuDNN takes int dimensions: every one is checked to fit.
@@ -77,12 +80,14 @@ struct Nchw {
 struct ConvDescriptors {
   Nchw x, w, y;  // input, filter (k, c, r, s as n, c, h, w), output; packed NCHW float
   Nchw bias;     // [1, K, 1, 1]
-  int pad_h, pad_w, stride_h, stride_w;
-  int dilation_h = 1, dilation_w = 1;  // parity has no dilation
+  int pad_h, pad_w, stride_h, stride_w;  // symmetric padding (route_of sends asymmetric to native)
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;                        // cudnnSetConvolutionGroupCount; w.c = x.c / groups
+  bool has_bias = true;                  // CONV2D with b, CONV2D_BWD_WEIGHT with db (ABI 5: optional)
 };
 // From a CONV2D, CONV2D_BWD_DATA or CONV2D_BWD_WEIGHT node: x [N,C,H,W] is the forward input
 // (dx for BWD_DATA), w [K,C,R,S] the filter (dw for BWD_WEIGHT), y the forward output (dy for
-// the backward ops). The output size must be cuDNN's, (H + 2 pad - R) / stride + 1.
+// the backward ops). The output size must be cuDNN's, (H + 2 pad - dilation (R - 1) - 1) / stride + 1.
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 // The key under which an instance caches the algorithm chosen for a convolution: direction,
 // every descriptor parameter, the options that restrict the choice, and the alignment of the

@@ -70,7 +70,7 @@ void parity_executable_object::enqueue_convolution(const Step& step, const parit
       CUDA_CHECK(cudnnConvolutionForward(cudnn, &kOne, d.x, at(false, 0), d.w, at(false, 1), d.conv,
                                          static_cast<cudnnConvolutionFwdAlgo_t>(step.algo.algo), conv_workspace,
                                          conv_workspace_bytes, &kZero, d.y, at(true, 0)));
-      CUDA_CHECK(cudnnAddTensor(cudnn, &kOne, d.bias, at(false, 2), &kOne, d.y, at(true, 0)));
+      if (node.num_inputs == 3) CUDA_CHECK(cudnnAddTensor(cudnn, &kOne, d.bias, at(false, 2), &kOne, d.y, at(true, 0)));
       return;
     case PARITY_OP_CONV2D_BWD_DATA:
       CUDA_CHECK(cudnnConvolutionBackwardData(cudnn, &kOne, d.w, at(false, 1), d.y, at(false, 0), d.conv,
@@ -81,7 +81,8 @@ void parity_executable_object::enqueue_convolution(const Step& step, const parit
       CUDA_CHECK(cudnnConvolutionBackwardFilter(cudnn, &kOne, d.x, at(false, 0), d.y, at(false, 1), d.conv,
                                                 static_cast<cudnnConvolutionBwdFilterAlgo_t>(step.algo.algo),
                                                 conv_workspace, conv_workspace_bytes, &kZero, d.w, at(true, 0)));
-      CUDA_CHECK(cudnnConvolutionBackwardBias(cudnn, &kOne, d.y, at(false, 1), &kZero, d.bias, at(true, 1)));
+      if (node.num_outputs == 2)
+        CUDA_CHECK(cudnnConvolutionBackwardBias(cudnn, &kOne, d.y, at(false, 1), &kZero, d.bias, at(true, 1)));
       return;
     default:
       fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),

@@ -41,6 +41,8 @@ struct ConvKernel {
     // Cross-correlation, as PyTorch's Conv2d and every other parity backend compute it.
     CUDA_CHECK(cudnnSetConvolution2dDescriptor(conv, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d.dilation_h,
                                                d.dilation_w, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    // Groups (depthwise: groups = C): the filter descriptor is [K, C/groups, R, S] already.
+    CUDA_CHECK(cudnnSetConvolutionGroupCount(conv, d.groups));
     int n = 0, c = 0, h = 0, wd = 0;  // cuDNN's own output size must be the plan's
     CUDA_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, x, w, &n, &c, &h, &wd));
     if (n != d.y.n || c != d.y.c || h != d.y.h || wd != d.y.w)

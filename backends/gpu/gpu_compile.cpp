@@ -70,7 +70,7 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
     const parity_node_desc& node = exe.nodes[static_cast<size_t>(i)];
     Step step;
     step.node = i;
-    const plan::Route route = plan::route_of(node.op);
+    const plan::Route route = plan::route_of(node);
     step.kind = route.kind;
     switch (route.kind) {
       case plan::RouteKind::convolution: {

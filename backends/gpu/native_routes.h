@@ -37,10 +37,12 @@ KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
   };
   const int h = out(d.x.h, d.pad_h, d.dilation_h, d.w.h, d.stride_h);
   const int w = out(d.x.w, d.pad_w, d.dilation_w, d.w.w, d.stride_w);
-  if (d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != h || d.y.w != w || d.x.c != d.w.c)
+  // As cuDNN with a group count: the filter holds C / groups channels.
+  if (d.y.n != d.x.n || d.y.c != d.w.n || d.y.h != h || d.y.w != w || d.groups < 1 || d.x.c != d.w.c * d.groups)
     fail(PARITY_STATUS_SHAPE, msg(kName, ": the convolution descriptors give an output of ", d.x.n, "x", d.w.n, "x", h,
                                   "x", w, " from an input with ", d.x.c, " channels and a filter with ", d.w.c,
-                                  "; the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x", d.y.w));
+                                  " in ", d.groups, " groups; the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x",
+                                  d.y.w));
   if (d.bias.n != 1 || d.bias.c != d.w.n || d.bias.h != 1 || d.bias.w != 1)
     fail(PARITY_STATUS_SHAPE, msg(kName, ": the bias descriptor is ", d.bias.n, "x", d.bias.c, "x", d.bias.h, "x",
                                   d.bias.w, ", not 1x", d.w.n, "x1x1"));

@@ -41,46 +41,60 @@ inline bool replaces_max(double v, double best) {
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
-// conv2d, NCHW, cross-correlation with zero padding on both sides:
-// x[n,c,h,w], w[k,c,r,s], b[k], y[n,k,p,q] with p = (h + 2 pad_h - r) / stride_h + 1, and
-// y[n,k,p,q] = b[k] + sum_{c,r,s} x[n, c, p*sh - ph + r, q*sw - pw + s] * w[k,c,r,s],
-// terms whose input position falls in the zero padding left out. Both backward passes walk the
-// same loop nest as the forward and scatter/accumulate, so each is visibly its transpose.
+// conv2d, NCHW, cross-correlation with zero padding, in groups, dilated:
+// x[n,c,h,w], w[k,c/G,r,s], b[k] (optional), y[n,k,p,q] with
+// p = (h + pad_h + pad_bottom - dilation_h (r - 1) - 1) / stride_h + 1 (q likewise), and
+// y[n,k,p,q] = b[k] + sum_{j<c/G,r,s} x[n, g c/G + j, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,j,r,s]
+// where g = k / (k/G) is the filter's group; terms whose input position falls in the zero
+// padding are left out. Both backward passes walk the same loop nest as the forward and
+// scatter/accumulate, so each is visibly its transpose.
 
 struct Conv2dDims {
   int64_t n, c, h, w;        // input
   int64_t k, r, s;           // filters: out channels, kernel height, kernel width
   int64_t stride_h, stride_w;
-  int64_t pad_h, pad_w;
+  int64_t pad_h, pad_w;      // top, left
   int64_t p, q;              // output height, width
+  int64_t pad_bottom = 0, pad_right = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+  int64_t cg() const { return c / groups; }  // input channels per group (the weight's dim 1)
+  int64_t kg() const { return k / groups; }  // filters per group
 };
 
 // Fills p and q from the other fields.
-inline Conv2dDims make_conv2d_dims(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t r, int64_t s,
-                                   int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w) {
-  Conv2dDims d{n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w, 0, 0};
-  d.p = (h + 2 * pad_h - r) / stride_h + 1;
-  d.q = (w + 2 * pad_w - s) / stride_w + 1;
+inline Conv2dDims make_conv2d_dims_general(Conv2dDims d) {
+  d.p = (d.h + d.pad_h + d.pad_bottom - d.dilation_h * (d.r - 1) - 1) / d.stride_h + 1;
+  d.q = (d.w + d.pad_w + d.pad_right - d.dilation_w * (d.s - 1) - 1) / d.stride_w + 1;
   return d;
 }
 
+// Symmetric padding, no dilation, one group.
+inline Conv2dDims make_conv2d_dims(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t r, int64_t s,
+                                   int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w) {
+  return make_conv2d_dims_general(Conv2dDims{n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w, 0, 0, pad_h, pad_w});
+}
+
+// `b` may be null (no bias).
 inline void conv2d_forward(const double* x, const double* w, const double* b, double* y, const Conv2dDims& d) {
   using detail::at4;
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t k = 0; k < d.k; ++k)
       for (int64_t p = 0; p < d.p; ++p)
         for (int64_t q = 0; q < d.q; ++q) {
-          double acc = b[k];
-          for (int64_t c = 0; c < d.c; ++c)
+          double acc = b ? b[k] : 0.0;
+          for (int64_t j = 0; j < d.cg(); ++j) {
+            const int64_t c = k / d.kg() * d.cg() + j;
             for (int64_t r = 0; r < d.r; ++r) {
-              const int64_t ih = p * d.stride_h - d.pad_h + r;
+              const int64_t ih = p * d.stride_h - d.pad_h + r * d.dilation_h;
               if (ih < 0 || ih >= d.h) continue;
               for (int64_t s = 0; s < d.s; ++s) {
-                const int64_t iw = q * d.stride_w - d.pad_w + s;
+                const int64_t iw = q * d.stride_w - d.pad_w + s * d.dilation_w;
                 if (iw < 0 || iw >= d.w) continue;
-                acc += x[at4(n, c, ih, iw, d.c, d.h, d.w)] * w[at4(k, c, r, s, d.c, d.r, d.s)];
+                acc += x[at4(n, c, ih, iw, d.c, d.h, d.w)] * w[at4(k, j, r, s, d.cg(), d.r, d.s)];
               }
             }
+          }
           y[at4(n, k, p, q, d.k, d.p, d.q)] = acc;
         }
 }
@@ -93,56 +107,76 @@ inline void conv2d_backward_data(const double* dL_dy, const double* w, double* d
       for (int64_t p = 0; p < d.p; ++p)
         for (int64_t q = 0; q < d.q; ++q) {
           const double g = dL_dy[at4(n, k, p, q, d.k, d.p, d.q)];
-          for (int64_t c = 0; c < d.c; ++c)
+          for (int64_t j = 0; j < d.cg(); ++j) {
+            const int64_t c = k / d.kg() * d.cg() + j;
             for (int64_t r = 0; r < d.r; ++r) {
-              const int64_t ih = p * d.stride_h - d.pad_h + r;
+              const int64_t ih = p * d.stride_h - d.pad_h + r * d.dilation_h;
               if (ih < 0 || ih >= d.h) continue;
               for (int64_t s = 0; s < d.s; ++s) {
-                const int64_t iw = q * d.stride_w - d.pad_w + s;
+                const int64_t iw = q * d.stride_w - d.pad_w + s * d.dilation_w;
                 if (iw < 0 || iw >= d.w) continue;
-                dL_dx[at4(n, c, ih, iw, d.c, d.h, d.w)] += g * w[at4(k, c, r, s, d.c, d.r, d.s)];
+                dL_dx[at4(n, c, ih, iw, d.c, d.h, d.w)] += g * w[at4(k, j, r, s, d.cg(), d.r, d.s)];
               }
             }
+          }
         }
 }
 
+// `dL_db` may be null (no bias).
 inline void conv2d_backward_weight(const double* x, const double* dL_dy, double* dL_dw, double* dL_db,
                                    const Conv2dDims& d) {
   using detail::at4;
-  detail::fill_zero(dL_dw, d.k * d.c * d.r * d.s);
-  detail::fill_zero(dL_db, d.k);
+  detail::fill_zero(dL_dw, d.k * d.cg() * d.r * d.s);
+  if (dL_db) detail::fill_zero(dL_db, d.k);
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t k = 0; k < d.k; ++k)
       for (int64_t p = 0; p < d.p; ++p)
         for (int64_t q = 0; q < d.q; ++q) {
           const double g = dL_dy[at4(n, k, p, q, d.k, d.p, d.q)];
-          dL_db[k] += g;
-          for (int64_t c = 0; c < d.c; ++c)
+          if (dL_db) dL_db[k] += g;
+          for (int64_t j = 0; j < d.cg(); ++j) {
+            const int64_t c = k / d.kg() * d.cg() + j;
             for (int64_t r = 0; r < d.r; ++r) {
-              const int64_t ih = p * d.stride_h - d.pad_h + r;
+              const int64_t ih = p * d.stride_h - d.pad_h + r * d.dilation_h;
               if (ih < 0 || ih >= d.h) continue;
               for (int64_t s = 0; s < d.s; ++s) {
-                const int64_t iw = q * d.stride_w - d.pad_w + s;
+                const int64_t iw = q * d.stride_w - d.pad_w + s * d.dilation_w;
                 if (iw < 0 || iw >= d.w) continue;
-                dL_dw[at4(k, c, r, s, d.c, d.r, d.s)] += g * x[at4(n, c, ih, iw, d.c, d.h, d.w)];
+                dL_dw[at4(k, j, r, s, d.cg(), d.r, d.s)] += g * x[at4(n, c, ih, iw, d.c, d.h, d.w)];
               }
             }
+          }
         }
 }
 
-// The dims of a conv2d node from its x[N,C,H,W] and w[K,C,R,S] (for the backwards, dx and dw).
+// The dims of a conv2d node from its x[N,C,H,W] and w[K,C/G,R,S] (for the backwards, dx and
+// dw). ref reads the ABI 5 defaults itself (0 reads as 1; end padding = begin unless given):
+// it shares no code with the backends it checks.
 inline Conv2dDims conv_dims(const RefNode& node, const parity_value_desc& x, const parity_value_desc& w) {
   const parity_conv2d_params& p = node.params().conv2d;
-  return make_conv2d_dims(node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3),
-                          node.dim(w, 4, 0), node.dim(w, 4, 2), node.dim(w, 4, 3), p.stride_h, p.stride_w,
-                          p.pad_h, p.pad_w);
+  Conv2dDims d{node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3), node.dim(w, 4, 0),
+               node.dim(w, 4, 2), node.dim(w, 4, 3), p.stride_h, p.stride_w, p.pad_h, p.pad_w, 0, 0};
+  d.pad_bottom = p.pad_end_given ? p.pad_bottom : p.pad_h;
+  d.pad_right = p.pad_end_given ? p.pad_right : p.pad_w;
+  d.dilation_h = p.dilation_h > 0 ? p.dilation_h : 1;
+  d.dilation_w = p.dilation_w > 0 ? p.dilation_w : 1;
+  d.groups = p.groups > 0 ? p.groups : 1;
+  if (d.stride_h < 1 || d.stride_w < 1 || d.pad_h < 0 || d.pad_w < 0 || d.pad_bottom < 0 || d.pad_right < 0 ||
+      p.dilation_h < 0 || p.dilation_w < 0 || p.groups < 0)
+    throw Error(ErrorKind::shape, node.label() + ": stride must be > 0, padding >= 0, dilation and groups >= 0 (0 reads as 1)");
+  if (d.c % d.groups != 0 || d.k % d.groups != 0 || node.dim(w, 4, 1) != d.c / d.groups)
+    throw Error(ErrorKind::shape, node.label() + ": groups must divide C and K, and the weight must be [K, C/groups, R, S]");
+  d = make_conv2d_dims_general(d);
+  if (d.p < 1 || d.q < 1) throw Error(ErrorKind::shape, node.label() + ": the dilated kernel is larger than the padded input");
+  return d;
 }
 
-inline void run_conv2d(const RefNode& node) {  // x, w, b -> y
+inline void run_conv2d(const RefNode& node) {  // x, w[, b] -> y
   const Conv2dDims d = conv_dims(node, node.in_desc(0), node.in_desc(1));
-  node.expect_numel(node.in_desc(2), d.k);
+  const bool bias = node.desc().num_inputs == 3;
+  if (bias) node.expect_numel(node.in_desc(2), d.k);
   node.expect_numel(node.out_desc(0), d.n * d.k * d.p * d.q);
-  conv2d_forward(node.f_in(0), node.f_in(1), node.f_in(2), node.f_out(0), d);
+  conv2d_forward(node.f_in(0), node.f_in(1), bias ? node.f_in(2) : nullptr, node.f_out(0), d);
 }
 
 inline void run_conv2d_bwd_data(const RefNode& node) {  // dy, w -> dx
@@ -151,11 +185,12 @@ inline void run_conv2d_bwd_data(const RefNode& node) {  // dy, w -> dx
   conv2d_backward_data(node.f_in(0), node.f_in(1), node.f_out(0), d);
 }
 
-inline void run_conv2d_bwd_weight(const RefNode& node) {  // x, dy -> dw, db
+inline void run_conv2d_bwd_weight(const RefNode& node) {  // x, dy -> dw[, db]
   const Conv2dDims d = conv_dims(node, node.in_desc(0), node.out_desc(0));
+  const bool bias = node.desc().num_outputs == 2;
   node.expect_numel(node.in_desc(1), d.n * d.k * d.p * d.q);
-  node.expect_numel(node.out_desc(1), d.k);
-  conv2d_backward_weight(node.f_in(0), node.f_in(1), node.f_out(0), node.f_out(1), d);
+  if (bias) node.expect_numel(node.out_desc(1), d.k);
+  conv2d_backward_weight(node.f_in(0), node.f_in(1), node.f_out(0), bias ? node.f_out(1) : nullptr, d);
 }
 
 // ---------------------------------------------------------------------------------------------

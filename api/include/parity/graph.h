@@ -53,6 +53,18 @@ class Graph {
 
 // Builds a graph; every op is validated and its output shapes inferred as it is added, so a
 // shape error names the node that caused it.
+// conv2d's general form: nn.Conv2d's arguments per axis (height, width), and ONNX's begin/end
+// padding. Padding is symmetric (pad_h on top and bottom, pad_w left and right) unless
+// pad_end is set, when pad_bottom and pad_right pad the bottom and right instead.
+struct Conv2dOptions {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  bool pad_end = false;
+  int pad_bottom = 0, pad_right = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;  // weight [K, C / groups, R, S]; groups == C is a depthwise conv
+};
+
 class GraphBuilder {
  public:
   GraphBuilder() = default;
@@ -81,6 +93,10 @@ class GraphBuilder {
 
   // The ops with params or several outputs.
   Value conv2d(Value x, Value w, Value b, int stride = 1, int pad = 0, const std::string& name = "");
+  // The general form, with a bias b [K] or without; stride or dilation < 1, negative padding,
+  // groups < 1 or not dividing both channel counts are refused naming the node.
+  Value conv2d(Value x, Value w, Value b, const Conv2dOptions& options, const std::string& name = "");
+  Value conv2d(Value x, Value w, const Conv2dOptions& options, const std::string& name = "");
   // Returns the pooled values; the argmax indices are a second output used by the gradient.
   Value maxpool2d(Value x, int kernel, int stride, const std::string& name = "");
   Value reshape(Value x, const Shape& shape, const std::string& name = "");

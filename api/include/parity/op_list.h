@@ -6,9 +6,10 @@
  *
  * Inputs and outputs of each op, in the order a node stores them ("state" marks values an op
  * updates in place, listed as inputs, not outputs):
- *   CONV2D             in: x[N,C,H,W], w[K,C,R,S], b[K]     out: y[N,K,P,Q]
- *   CONV2D_BWD_DATA    in: dy[N,K,P,Q], w[K,C,R,S]          out: dx[N,C,H,W]
- *   CONV2D_BWD_WEIGHT  in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C,R,S], db[K]
+ *   CONV2D             in: x[N,C,H,W], w[K,C/G,R,S], b[K]   out: y[N,K,P,Q]
+ *   CONV2D_BWD_DATA    in: dy[N,K,P,Q], w[K,C/G,R,S]        out: dx[N,C,H,W]
+ *   CONV2D_BWD_WEIGHT  in: x[N,C,H,W], dy[N,K,P,Q]          out: dw[K,C/G,R,S], db[K]
+ *                      (G = params.conv2d.groups; b and db are optional, below; ABI 5)
  *   RELU               in: x                                out: y
  *   RELU_BWD           in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0)
  *   MAXPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
@@ -80,5 +81,14 @@
   X(HARDTANH_BWD,      hardtanh_bwd,      2, 1, 0)       \
   X(DROPOUT,           dropout,           2, 1, 0)       \
   X(DROPOUT_BWD,       dropout_bwd,       2, 1, 0)
+
+/* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,
+ * outputs) for each op whose nodes may leave off that many of their last inputs and outputs
+ * (parity_op_info's min_inputs / min_outputs). A convolution without bias is a CONV2D node with
+ * the two inputs x, w, and its weight gradient a CONV2D_BWD_WEIGHT node with the one output dw.
+ * Plugins built against ABI 4 are never handed such nodes (backends/backend_from_table.cpp). */
+#define PARITY_OP_OPTIONAL_TRAILING(X) \
+  X(CONV2D,            1, 0)           \
+  X(CONV2D_BWD_WEIGHT, 0, 1)
 
 #endif /* PARITY_OP_LIST_H */

@@ -31,7 +31,13 @@ extern "C" {
 #define PARITY_ABI_VERSION 5  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
-                                 lr schedules, DROPOUT (CHANGELOG.md) */
+                                 lr schedules, DROPOUT, conv2d groups/dilation/
+                                 asymmetric padding/optional bias (CHANGELOG.md) */
+/* The ABI that gave conv2d groups, dilation, asymmetric padding and an optional bias
+ * (parity_conv2d_params' appended fields, PARITY_OP_OPTIONAL_TRAILING). A plugin built against an
+ * older one would read such a node as a plain convolution, so libparity never hands it one
+ * (backends/backend_from_table.cpp). */
+#define PARITY_ABI_CONV2D_GENERAL 5
 #define PARITY_MAX_RANK 6
 #define PARITY_MAX_NODE_INPUTS 6
 #define PARITY_MAX_NODE_OUTPUTS 4
@@ -53,20 +59,33 @@ typedef enum parity_op {
  * libparity name ops alike without linking anything. */
 typedef struct parity_op_info {
   const char* name;
-  int32_t num_inputs, num_outputs;
+  int32_t num_inputs, num_outputs;  /* the most a node has */
+  int32_t min_inputs, min_outputs;  /* the fewest (ABI 5): PARITY_OP_OPTIONAL_TRAILING's ops may
+                                       leave their last inputs or outputs off */
 } parity_op_info;
 
 static inline parity_op_info parity_op_info_of(parity_op op) {
-  parity_op_info info = {"UNKNOWN", -1, -1};
+  parity_op_info info = {"UNKNOWN", -1, -1, -1, -1};
   switch (op) {
 #define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder) \
   case PARITY_OP_##id:                                                \
     info.name = #id;                                                  \
-    info.num_inputs = inputs;                                         \
-    info.num_outputs = outputs;                                       \
+    info.num_inputs = info.min_inputs = inputs;                       \
+    info.num_outputs = info.min_outputs = outputs;                    \
     break;
     PARITY_OP_LIST(PARITY_OP_INFO_CASE)
 #undef PARITY_OP_INFO_CASE
+    default:
+      break;
+  }
+  switch (op) {
+#define PARITY_OP_OPTIONAL_CASE(id, optional_inputs, optional_outputs) \
+  case PARITY_OP_##id:                                                 \
+    info.min_inputs -= optional_inputs;                                \
+    info.min_outputs -= optional_outputs;                              \
+    break;
+    PARITY_OP_OPTIONAL_TRAILING(PARITY_OP_OPTIONAL_CASE)
+#undef PARITY_OP_OPTIONAL_CASE
     default:
       break;
   }
@@ -82,7 +101,37 @@ typedef struct parity_conv2d_params {
    * used for shape inference only: backends read every shape from the value descriptors. */
   int32_t input_h, input_w;        /* CONV2D_BWD_DATA: the forward input's spatial size */
   int32_t kernel_h, kernel_w;      /* CONV2D_BWD_WEIGHT: the filter's spatial size */
+  /* ABI 5, appended so that zero-initialised params keep their ABI 4 meaning (read them through
+   * parity_conv2d_groups() and the other helpers below, which apply these defaults): */
+  int32_t dilation_h, dilation_w;  /* >= 0; 0 reads as 1 (no dilation): tap r of output row p
+                                      reads input row p * stride_h - pad_h + r * dilation_h */
+  int32_t groups;                  /* >= 0; 0 reads as 1. C and K divisible by groups, weight
+                                      [K, C / groups, R, S]: output channel k (of group
+                                      g = k / (K / groups)) reads input channels
+                                      [g * C / groups, (g + 1) * C / groups); depthwise: groups = C */
+  int32_t pad_end_given;           /* 0: symmetric padding, pad_h and pad_w on both sides. Nonzero:
+                                      pad_h, pad_w pad the top and left only, pad_bottom and
+                                      pad_right the bottom and right (ONNX pads begin/end) */
+  int32_t pad_bottom, pad_right;   /* >= 0; read only when pad_end_given */
+  int32_t without_bias;            /* CONV2D_BWD_WEIGHT: nonzero infers dw alone (the forward had no
+                                      bias). For shape inference only, as input_h and kernel_h:
+                                      backends read num_outputs */
 } parity_conv2d_params;
+
+/* The ABI 5 fields of parity_conv2d_params with their defaults applied. */
+static inline int32_t parity_conv2d_groups(const parity_conv2d_params* p) { return p->groups > 0 ? p->groups : 1; }
+static inline int32_t parity_conv2d_dilation_h(const parity_conv2d_params* p) {
+  return p->dilation_h > 0 ? p->dilation_h : 1;
+}
+static inline int32_t parity_conv2d_dilation_w(const parity_conv2d_params* p) {
+  return p->dilation_w > 0 ? p->dilation_w : 1;
+}
+static inline int32_t parity_conv2d_pad_bottom(const parity_conv2d_params* p) {
+  return p->pad_end_given ? p->pad_bottom : p->pad_h;
+}
+static inline int32_t parity_conv2d_pad_right(const parity_conv2d_params* p) {
+  return p->pad_end_given ? p->pad_right : p->pad_w;
+}
 
 typedef struct parity_maxpool2d_params {
   int32_t kernel_h, kernel_w;      /* > 0 */
@@ -170,6 +219,8 @@ typedef union parity_op_params {
   parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
   uint8_t reserved[64];
 } parity_op_params;
+/* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */
+typedef char parity_op_params_is_64_bytes[sizeof(parity_op_params) == 64 ? 1 : -1];
 
 /* How a value lives across executions. */
 typedef enum parity_value_kind {

@@ -1,0 +1,28 @@
+// backends/cpu/conv2d_depthwise.h — depthwise conv2d on the cpu backend (groups == C, one input
+// channel per group, K = C * multiplier filters): direct loops over channel planes, any stride,
+// dilation and padding, no scratch. conv2d.cpp routes such nodes here.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/kernels/conv_geometry.h"
+
+namespace parity {
+namespace cpu {
+
+// x [N,C,H,W], w [C*M,1,R,S], y [N,C*M,P,Q]: filter k reads input channel k / M.
+struct DepthwiseShape {
+  int64_t N, C, H, W, M, R, S, P, Q;
+  kernels::Conv2dWindow cw;
+  int64_t K() const { return C * M; }
+};
+
+// y = conv(x, w) (+ b, relu'd when `relu`); b may be null.
+void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
+                           const DepthwiseShape& d);
+void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d);
+// db may be null.
+void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d);
+
+}  // namespace cpu
+}  // namespace parity
