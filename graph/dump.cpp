@@ -39,6 +39,12 @@ std::string params_text(const Node& n) {
     case PARITY_OP_HARDTANH:
     case PARITY_OP_HARDTANH_BWD:
       return fmt::format(" min_val={} max_val={}", p.hardtanh.min_val, p.hardtanh.max_val);
+    case PARITY_OP_BATCHNORM2D_TRAIN:
+      return fmt::format(" eps={} momentum={} convention={}", p.batchnorm2d.eps, p.batchnorm2d.momentum,
+                         p.batchnorm2d.convention == PARITY_BATCHNORM_ONNX ? "onnx" : "pytorch");
+    case PARITY_OP_BATCHNORM2D_EVAL: return fmt::format(" eps={}", p.batchnorm2d.eps);
+    case PARITY_OP_BATCHNORM2D_BWD:
+      return fmt::format(" eps={} {}", p.batchnorm2d.eps, p.batchnorm2d.training ? "training" : "evaluation");
     default: return "";
   }
 }
