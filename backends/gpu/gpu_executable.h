@@ -96,6 +96,7 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection d
 }  // namespace gpu
 }  // namespace parity
 
+using parity::gpu::BatchnormKernel;
 using parity::gpu::ConvKernel;
 using parity::gpu::is_persistent;
 using parity::gpu::Step;
