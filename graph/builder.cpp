@@ -234,4 +234,22 @@ Value GraphBuilder::relu6(Value x, const std::string& name) {
   return hardtanh(x, 0.0f, 6.0f, name.empty() ? fmt::format("relu6_{}", graph_.nodes_.size()) : name);
 }
 
+Value GraphBuilder::batchnorm2d_train(Value x, Value gamma, Value beta, Value running_mean, Value running_var,
+                                      float eps, float momentum, parity_batchnorm_convention convention,
+                                      const std::string& name) {
+  parity_op_params p = no_params();
+  p.batchnorm2d.eps = eps;
+  p.batchnorm2d.momentum = momentum;
+  p.batchnorm2d.convention = convention;
+  p.batchnorm2d.training = 1;
+  return node(PARITY_OP_BATCHNORM2D_TRAIN, p, {x, gamma, beta, running_mean, running_var}, name)[0];
+}
+
+Value GraphBuilder::batchnorm2d_eval(Value x, Value gamma, Value beta, Value running_mean, Value running_var,
+                                     float eps, const std::string& name) {
+  parity_op_params p = no_params();
+  p.batchnorm2d.eps = eps;
+  return node(PARITY_OP_BATCHNORM2D_EVAL, p, {x, gamma, beta, running_mean, running_var}, name)[0];
+}
+
 }  // namespace parity

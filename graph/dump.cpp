@@ -65,6 +65,12 @@ std::string params_text(const Node& n) {
       return fmt::format(" p={} seed={} node_key={:#x} first_sample={}", p.dropout.p,
                          (uint64_t{p.dropout.seed_hi} << 32) | p.dropout.seed_lo, p.dropout.node_key,
                          p.dropout.first_sample);
+    case PARITY_OP_BATCHNORM2D_TRAIN:
+      return fmt::format(" eps={} momentum={} convention={}", p.batchnorm2d.eps, p.batchnorm2d.momentum,
+                         p.batchnorm2d.convention == PARITY_BATCHNORM_ONNX ? "onnx" : "pytorch");
+    case PARITY_OP_BATCHNORM2D_EVAL: return fmt::format(" eps={}", p.batchnorm2d.eps);
+    case PARITY_OP_BATCHNORM2D_BWD:
+      return fmt::format(" eps={} {}", p.batchnorm2d.eps, p.batchnorm2d.training ? "training" : "evaluation");
     default: return "";
   }
 }

@@ -75,6 +75,10 @@ struct OpRule {
   // The `parity check ops` cases of the op's family, set on the family's forward op only
   // (nullptr on the others: their cases come with the forward's).
   const ConformanceFamily* conformance = nullptr;
+  // Bit k set: output k carries no gradient (the gradient rule ignores dL/d output k), as
+  // torch's output_differentiability says of batchnorm's saved statistics. `parity check ops
+  // --gradient` seeds only the other f32 outputs.
+  uint32_t nondifferentiable_outputs = 0;
 };
 
 // Shared tolerance arguments (the per-op files pick one or state their own).

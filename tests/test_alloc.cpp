@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "parity/parity.h"
 
@@ -134,6 +135,52 @@ TEST(SteadyState, SeedCnn112TrainingStepAllocatesNothing) {
 
 TEST(SteadyState, SeedCnn4ConvTrainingStepAllocatesNothing) {
   EXPECT_EQ(allocations_in_steady_state("seed-cnn-4conv", 16), 0);
+}
+
+// batchnorm2d's training forward and backward (its per-plane partial sums live in the workspace
+// sized at compile) in a small Adam training step.
+TEST(SteadyState, BatchnormTrainingStepAllocatesNothing) {
+  GraphBuilder b;
+  const Shape channels{4};
+  Value x = b.input("x", Shape{8, 4, 6, 6});
+  Value y = b.batchnorm2d_train(x, b.parameter("bn.weight", channels), b.parameter("bn.bias", channels),
+                                b.state("bn.running_mean", channels), b.state("bn.running_var", channels));
+  Value logits = b.linear(b.flatten(y), b.parameter("fc.weight", Shape{10, 144}), b.parameter("fc.bias", Shape{10}));
+  Value loss = b.softmax_xent(logits, b.input("labels", Shape{8}, DType::i32), "loss");
+  const Graph fwd = b.take();
+  OptimizerConfig adam;
+  const Plan plan(differentiate(fwd, loss, &adam), {"loss"});
+  BackendOptions bo;
+  bo.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto backend = create_backend("cpu", bo);
+  auto exe = backend->compile(plan.c_plan(), CompileOptions{}, nullptr);
+  std::vector<float> pixels(8 * 4 * 6 * 6), ones(4, 1.0f), weights(1440);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(i % 97) / 97.0f;
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(i % 13) / 130.0f - 0.05f;
+  exe->write(plan.value("bn.weight"), ones.data(), ones.size() * 4);
+  exe->write(plan.value("bn.running_var"), ones.data(), ones.size() * 4);
+  exe->write(plan.value("fc.weight"), weights.data(), weights.size() * 4);
+  std::vector<int32_t> labels(8);
+  for (int i = 0; i < 8; ++i) labels[static_cast<size_t>(i)] = i % 10;
+  int32_t step = 0;
+  auto run = [&] {
+    exe->write(plan.value("x"), pixels.data(), pixels.size() * 4);
+    exe->write(plan.value("labels"), labels.data(), labels.size() * 4);
+    ++step;
+    exe->write(plan.value(optimizer_step_name()), &step, sizeof step);
+    exe->execute();
+    float l = 0;
+    exe->read(plan.value("loss"), &l, sizeof l);
+    return l;
+  };
+  for (int i = 0; i < 3; ++i) run();
+  g_allocations = 0;
+  g_counting = true;
+  float total = 0;
+  for (int i = 0; i < 5; ++i) total += run();
+  g_counting = false;
+  EXPECT_TRUE(std::isfinite(total));
+  EXPECT_EQ(g_allocations.load(), 0);
 }
 
 }  // namespace

@@ -66,7 +66,9 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
     const Route r = route_of(static_cast<parity_op>(op));
     EXPECT_STRNE(r.why, "unknown op") << op;
     // The kind (how the plugin builds and launches it) agrees with the library named.
-    const Library library_of_kind = r.kind == RouteKind::convolution || r.kind == RouteKind::activation ? Library::cudnn
+    const Library library_of_kind = r.kind == RouteKind::convolution || r.kind == RouteKind::activation ||
+                                            r.kind == RouteKind::batchnorm
+                                        ? Library::cudnn
                                     : r.kind == RouteKind::gemm                                         ? Library::cublas
                                                                                                         : Library::native;
     EXPECT_EQ(r.library, library_of_kind) << op;
@@ -94,6 +96,56 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
   for (parity_op op : {PARITY_OP_LEAKY_RELU, PARITY_OP_LEAKY_RELU_BWD, PARITY_OP_GELU, PARITY_OP_GELU_BWD,
                        PARITY_OP_HARDTANH, PARITY_OP_HARDTANH_BWD})
     EXPECT_EQ(route_of(op).library, Library::native) << parity_op_name(op);
+}
+
+// batchnorm2d: cuDNN's spatial batch normalization where its convention is the node's (PyTorch's
+// running statistics; the backward of training), the native kernels where it is not.
+TEST(CudaDecisions, BatchnormRoutesByConventionAndDescriptors) {
+  GraphBuilder b;
+  const Shape channels{3};
+  Value x = b.input("x", Shape{2, 3, 5, 7});
+  Value gamma = b.input("gamma", channels), beta = b.input("beta", channels);
+  Value rm = b.state("rm", channels), rv = b.state("rv", channels);
+  b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-3f, 0.25f, PARITY_BATCHNORM_PYTORCH, "torch");
+  b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-5f, 0.9f, PARITY_BATCHNORM_ONNX, "onnx");
+  b.batchnorm2d_eval(x, gamma, beta, rm, rv, 1e-5f, "eval");
+  const Graph forward = b.take();
+  const Plan plan(forward);
+  const std::vector<parity_node_desc>& nodes = plan.nodes();
+  ASSERT_EQ(nodes.size(), 3u);
+  EXPECT_EQ(route_of(nodes[0]).kind, RouteKind::batchnorm);
+  EXPECT_EQ(route_of(nodes[0]).library, Library::cudnn);
+  EXPECT_EQ(route_of(nodes[1]).kind, RouteKind::native);  // ONNX: momentum weighs the old value, biased variance
+  EXPECT_NE(std::string(route_of(nodes[1]).why).find("ONNX"), std::string::npos);
+  EXPECT_EQ(route_of(nodes[2]).kind, RouteKind::batchnorm);
+  parity_node_desc bwd = nodes[0];
+  bwd.op = PARITY_OP_BATCHNORM2D_BWD;
+  bwd.params.batchnorm2d.training = 1;
+  EXPECT_EQ(route_of(bwd).kind, RouteKind::batchnorm);
+  bwd.params.batchnorm2d.training = 0;
+  EXPECT_EQ(route_of(bwd).kind, RouteKind::native);  // evaluation's statistics are constants
+  for (parity_op op : {PARITY_OP_BATCHNORM2D_TRAIN, PARITY_OP_BATCHNORM2D_EVAL, PARITY_OP_BATCHNORM2D_BWD})
+    EXPECT_EQ(route_of(op).kind, RouteKind::batchnorm) << parity_op_name(op);
+  // Other nodes: route_of(node) is route_of(op).
+  parity_node_desc relu{};
+  relu.op = PARITY_OP_RELU;
+  EXPECT_EQ(route_of(relu).kind, RouteKind::activation);
+
+  const BatchnormDescriptors d = batchnorm_descriptors(nodes[0], plan.values());
+  EXPECT_EQ(d.x.n, 2);
+  EXPECT_EQ(d.x.c, 3);
+  EXPECT_EQ(d.x.h, 5);
+  EXPECT_EQ(d.x.w, 7);
+  EXPECT_EQ(d.eps, static_cast<double>(1e-3f));
+  EXPECT_EQ(d.exponential_average_factor, 0.25);  // cuDNN's factor weighs the batch, as PyTorch's momentum
+  parity_status status{};
+  parity_node_desc wrong = nodes[2];
+  wrong.inputs[1] = wrong.inputs[0];  // gamma of x's size
+  EXPECT_NE(error_of([&] { batchnorm_descriptors(wrong, plan.values()); }, &status).find("must have C = 3 elements"),
+            std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_SHAPE);
+  EXPECT_NE(error_of([&] { batchnorm_descriptors(relu, plan.values()); }).find("is not a batch normalization"),
+            std::string::npos);
 }
 
 // The training plan of a model as train compiles it.

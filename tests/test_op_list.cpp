@@ -52,7 +52,12 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_GELU_BWD, 26);
   EXPECT_EQ(PARITY_OP_HARDTANH, 27);
   EXPECT_EQ(PARITY_OP_HARDTANH_BWD, 28);
-  EXPECT_EQ(PARITY_OP_COUNT, 29);
+  EXPECT_EQ(PARITY_OP_DROPOUT, 29);  // ABI 5: dropout, appended
+  EXPECT_EQ(PARITY_OP_DROPOUT_BWD, 30);
+  EXPECT_EQ(PARITY_OP_BATCHNORM2D_TRAIN, 31);  // ABI 5: batch normalization, appended
+  EXPECT_EQ(PARITY_OP_BATCHNORM2D_EVAL, 32);
+  EXPECT_EQ(PARITY_OP_BATCHNORM2D_BWD, 33);
+  EXPECT_EQ(PARITY_OP_COUNT, 34);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
   EXPECT_EQ(PARITY_ABI_VERSION, 4);  // 4: memory_need_without_device appended to the table
 }
@@ -269,6 +274,101 @@ TEST(OpList, ActivationParamsAreCheckedAtBuildTime) {
   b.hardtanh(x, 0.5f, 0.5f, "point");  // min_val == max_val is allowed, as in torch
   b.leaky_relu(x, -2.0f, "negative");  // any finite slope
   EXPECT_EQ(b.graph().nodes().size(), 2u);
+}
+
+// batchnorm2d's gradient is one BATCHNORM2D_BWD: training's reads the saved statistics (outputs
+// 1, 2, which get no gradient of their own), evaluation's the running ones; the running
+// statistics (state) get none. The dump prints the params.
+TEST(OpList, BatchnormDifferentiatesThroughOneBackwardNode) {
+  for (bool training : {true, false}) {
+    GraphBuilder b;
+    const Shape channels{3};
+    Value x = b.input("x", Shape{4, 3, 2, 2});
+    Value gamma = b.parameter("bn.weight", channels), beta = b.parameter("bn.bias", channels);
+    Value rm = b.state("bn.running_mean", channels), rv = b.state("bn.running_var", channels);
+    Value y = training ? b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-3f, 0.2f, PARITY_BATCHNORM_ONNX, "bn")
+                       : b.batchnorm2d_eval(x, gamma, beta, rm, rv, 1e-5f, "bn");
+    Value w = b.parameter("fc.weight", Shape{5, 12});
+    Value loss = b.softmax_xent(b.linear(b.flatten(y), w, b.parameter("fc.bias", Shape{5}), "fc"),
+                                b.input("labels", Shape{4}, DType::i32), "loss");
+    const Graph forward = b.take();
+    const Graph g = differentiate(forward, loss, nullptr);
+    int backwards = 0;
+    for (const Node& n : g.nodes()) {
+      if (n.op != PARITY_OP_BATCHNORM2D_BWD) continue;
+      ++backwards;
+      EXPECT_EQ(n.params.batchnorm2d.training, training ? 1 : 0);
+      EXPECT_EQ(n.inputs[0], x.id);
+      EXPECT_EQ(n.inputs[3], training ? forward.nodes()[0].outputs[1] : rm.id);
+      EXPECT_EQ(n.inputs[4], training ? forward.nodes()[0].outputs[2] : rv.id);
+    }
+    EXPECT_EQ(backwards, 1);
+    EXPECT_TRUE(g.has("grad/bn.weight"));
+    EXPECT_TRUE(g.has("grad/bn.bias"));
+    EXPECT_FALSE(g.has("grad/bn.running_mean"));
+    const std::string dump = g.dump();
+    EXPECT_NE(dump.find(training ? "'bn' eps=0.001 momentum=0.2 convention=onnx" : "'bn' eps=1e-05"),
+              std::string::npos)
+        << dump;
+  }
+  EXPECT_EQ(ops::rule(PARITY_OP_BATCHNORM2D_TRAIN).nondifferentiable_outputs, 6u);
+}
+
+// eps, momentum, the [C] operands, one value per channel in PyTorch's training, a temporary as
+// running statistics: refused when the node is built, naming the op, the node and the rule.
+TEST(OpList, BatchnormParamsAndShapesAreCheckedAtBuildTime) {
+  GraphBuilder b;
+  const Shape channels{3};
+  Value x = b.input("x", Shape{2, 3, 4, 4});
+  Value gamma = b.input("gamma", channels), beta = b.input("beta", channels);
+  Value rm = b.state("rm", channels), rv = b.state("rv", channels);
+  auto message_of = [&](auto&& build) -> std::string {
+    try {
+      build();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto train = [&](float eps, float momentum, const std::string& name) {
+    return message_of([&] { b.batchnorm2d_train(x, gamma, beta, rm, rv, eps, momentum, PARITY_BATCHNORM_PYTORCH, name); });
+  };
+  EXPECT_NE(train(0.0f, 0.1f, "z").find("batchnorm2d_train 'z': eps must be finite and > 0, got 0"), std::string::npos);
+  EXPECT_NE(train(-1e-5f, 0.1f, "neg").find("eps must be finite and > 0"), std::string::npos);
+  EXPECT_NE(train(INFINITY, 0.1f, "inf").find("eps must be finite and > 0, got inf"), std::string::npos);
+  EXPECT_NE(train(1e-5f, 1.5f, "m").find("batchnorm2d_train 'm': momentum must be in [0, 1], got 1.5"), std::string::npos);
+  EXPECT_NE(train(1e-5f, std::nanf(""), "mnan").find("momentum must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(message_of([&] { b.batchnorm2d_eval(x, gamma, beta, rm, rv, 0.0f, "ev"); })
+                .find("batchnorm2d_eval 'ev': eps must be finite and > 0"),
+            std::string::npos);
+  Value wide = b.input("wide", Shape{4});
+  EXPECT_NE(message_of([&] { b.batchnorm2d_eval(x, wide, beta, rm, rv, 1e-5f, "g4"); })
+                .find("batchnorm2d_eval 'g4': gamma 'wide' must be [C] = [3] for input [2,3,4,4], got [4]"),
+            std::string::npos);
+  Value square = b.state("square", Shape{3, 1});
+  EXPECT_NE(message_of([&] { b.batchnorm2d_train(x, gamma, beta, rm, square, 1e-5f, 0.1f, PARITY_BATCHNORM_PYTORCH, "rv2"); })
+                .find("running_var 'square' must be [C] = [3]"),
+            std::string::npos);
+  Value temp = b.relu(rm, "temp");
+  EXPECT_NE(message_of([&] { b.batchnorm2d_train(x, gamma, beta, temp, rv, 1e-5f, 0.1f, PARITY_BATCHNORM_PYTORCH, "t"); })
+                .find("'temp' is updated in place, so it must be a state"),
+            std::string::npos);
+  Value single = b.input("single", Shape{1, 3, 1, 1});
+  EXPECT_NE(message_of([&] { b.batchnorm2d_train(single, gamma, beta, rm, rv, 1e-5f, 0.1f, PARITY_BATCHNORM_PYTORCH, "one"); })
+                .find("batchnorm2d_train 'one': training needs more than 1 value per channel"),
+            std::string::npos);
+  parity_op_params p{};
+  p.batchnorm2d.eps = 1e-5f;
+  p.batchnorm2d.convention = 7;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_BATCHNORM2D_TRAIN, p, {x, gamma, beta, rm, rv}, "conv7"); })
+                .find("convention must be PARITY_BATCHNORM_PYTORCH (0) or PARITY_BATCHNORM_ONNX (1), got 7"),
+            std::string::npos);
+  const size_t before = b.graph().nodes().size();
+  // Allowed: momentum 0 and 1, ONNX's convention with one value per channel.
+  b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-5f, 0.0f, PARITY_BATCHNORM_PYTORCH, "m0");
+  b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-5f, 1.0f, PARITY_BATCHNORM_PYTORCH, "m1");
+  b.batchnorm2d_train(single, gamma, beta, rm, rv, 1e-5f, 0.9f, PARITY_BATCHNORM_ONNX, "onnx_one");
+  EXPECT_EQ(b.graph().nodes().size(), before + 3);
 }
 
 // A new op cannot be left out of `parity check ops`: every op appears in the built-in cases.

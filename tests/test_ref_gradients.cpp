@@ -864,3 +864,96 @@ TEST(LrSchedule, MatchesTorchSchedulers) {
 
 }  // namespace
 }  // namespace parity::ref
+
+namespace parity::ref {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// batchnorm2d: the backward of training (through the batch statistics) and of evaluation
+// (constant running statistics) against finite differences of the forward; L = sum y r only
+// (the saved mean and inverse std are not differentiable outputs). The forward is smooth in x
+// (third derivatives ~ invstd^3 / n, ~1e2 at most here: truncation ~1e-10).
+
+struct BatchnormFd {
+  FdResult dx, dgamma, dbeta;
+};
+
+BatchnormFd batchnorm_gradient_errors(const BatchnormDims& d, bool training, Rng& rng, double offset = 0.0) {
+  const size_t count = static_cast<size_t>(d.n * d.c * d.hw), c = static_cast<size_t>(d.c);
+  Vec x = uniform(count, rng), gamma = uniform(c, rng), beta = uniform(c, rng);
+  for (double& v : x) v += offset;
+  const Vec r = uniform(count, rng);
+  Vec running_mean = uniform(c, rng), running_var = uniform(c, rng, 0.2, 2.0);
+  const BatchnormHyper h{1e-5, 0.1, false};
+  Vec y(count), mean(c), invstd(c);
+  auto objective = [&] {
+    Vec rm = running_mean, rv = running_var;  // the forward's own update is not part of L
+    if (training)
+      batchnorm_train_forward(x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data(), mean.data(),
+                              invstd.data(), d, h);
+    else
+      batchnorm_eval_forward(x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data(), d, h.eps);
+    return dot(y, r);
+  };
+  objective();
+  Vec dx(count), dgamma(c), dbeta(c);
+  batchnorm_backward(x.data(), r.data(), gamma.data(), training ? mean.data() : running_mean.data(),
+                     training ? invstd.data() : running_var.data(), dx.data(), dgamma.data(), dbeta.data(), d, training,
+                     h.eps);
+  BatchnormFd f;
+  f.dx = compare_with_fd(x, dx, objective, rng);
+  f.dgamma = compare_with_fd(gamma, dgamma, objective, rng);
+  f.dbeta = compare_with_fd(beta, dbeta, objective, rng);
+  return f;
+}
+
+TEST(BatchnormGradient, TrainingMatchesFiniteDifferences) {
+  Rng rng(61);
+  for (const BatchnormDims& d : {BatchnormDims{2, 3, 12}, BatchnormDims{1, 2, 7}, BatchnormDims{5, 1, 1}}) {
+    const BatchnormFd f = batchnorm_gradient_errors(d, true, rng);
+    EXPECT_LT(f.dx.max_error, kTol) << f.dx.describe("dL_dx");
+    EXPECT_LT(f.dgamma.max_error, kTol) << f.dgamma.describe("dL_dgamma");
+    EXPECT_LT(f.dbeta.max_error, kTol) << f.dbeta.describe("dL_dbeta");
+  }
+  // A large common offset changes nothing: the statistics are taken about the mean.
+  const BatchnormFd f = batchnorm_gradient_errors(BatchnormDims{2, 2, 9}, true, rng, 1000.0);
+  EXPECT_LT(f.dx.max_error, kTol) << f.dx.describe("dL_dx at offset 1000");
+}
+
+TEST(BatchnormGradient, EvaluationMatchesFiniteDifferences) {
+  Rng rng(62);
+  const BatchnormFd f = batchnorm_gradient_errors(BatchnormDims{3, 4, 5}, false, rng);
+  EXPECT_LT(f.dx.max_error, kTol) << f.dx.describe("dL_dx");
+  EXPECT_LT(f.dgamma.max_error, kTol) << f.dgamma.describe("dL_dgamma");
+  EXPECT_LT(f.dbeta.max_error, kTol) << f.dbeta.describe("dL_dbeta");
+}
+
+// One channel of x = (1, 2, 3, 6): mean 3, biased variance 3.5, unbiased 14/3.
+TEST(BatchnormForward, RunningStatisticsOfBothConventionsByHand) {
+  const Vec x = {1, 2, 3, 6}, gamma = {2}, beta = {0.5};
+  const BatchnormDims d{2, 1, 2};
+  for (bool onnx : {false, true}) {
+    Vec rm = {1.0}, rv = {2.0}, y(4), mean(1), invstd(1);
+    batchnorm_train_forward(x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data(), mean.data(),
+                            invstd.data(), d, BatchnormHyper{1e-5, onnx ? 0.9 : 0.1, onnx});
+    EXPECT_DOUBLE_EQ(mean[0], 3.0);
+    EXPECT_DOUBLE_EQ(invstd[0], 1.0 / std::sqrt(3.5 + 1e-5));
+    EXPECT_DOUBLE_EQ(y[3], 3.0 / std::sqrt(3.5 + 1e-5) * 2.0 + 0.5);
+    // PyTorch: 0.1 * batch + 0.9 * old, unbiased; ONNX: 0.9 * old + 0.1 * batch, biased.
+    EXPECT_DOUBLE_EQ(rm[0], onnx ? 0.9 * 1.0 + 0.1 * 3.0 : 0.1 * 3.0 + 0.9 * 1.0);
+    EXPECT_DOUBLE_EQ(rv[0], onnx ? 0.9 * 2.0 + (1.0 - 0.9) * 3.5 : 0.1 * (14.0 / 3.0) + (1.0 - 0.1) * 2.0);
+  }
+}
+
+// Variance 0: y = beta exactly, and finite.
+TEST(BatchnormForward, ConstantChannelGivesBeta) {
+  const Vec x = {0.3, 0.3, 0.3}, gamma = {5.0}, beta = {-0.25};
+  Vec rm = {0.0}, rv = {1.0}, y(3), mean(1), invstd(1);
+  batchnorm_train_forward(x.data(), gamma.data(), beta.data(), rm.data(), rv.data(), y.data(), mean.data(),
+                          invstd.data(), BatchnormDims{3, 1, 1}, BatchnormHyper{1e-5, 0.1, false});
+  for (double v : y) EXPECT_EQ(v, -0.25);
+  EXPECT_DOUBLE_EQ(invstd[0], 1.0 / std::sqrt(1e-5));
+}
+
+}  // namespace
+}  // namespace parity::ref

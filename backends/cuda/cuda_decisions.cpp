@@ -97,6 +97,16 @@ Route route_of(parity_op op) {
       return {Library::native, RouteKind::native, none,
               "native: cuDNN's backward also takes the forward input, which the ABI's "
               "backward (from the output) does not have"};
+    case PARITY_OP_BATCHNORM2D_TRAIN:
+      return {Library::cudnn, RouteKind::batchnorm, none,
+              "cuDNN batch normalization forward training (SPATIAL; PyTorch's running statistics, unbiased "
+              "variance; the ONNX convention is native)"};
+    case PARITY_OP_BATCHNORM2D_EVAL:
+      return {Library::cudnn, RouteKind::batchnorm, none, "cuDNN batch normalization forward inference (SPATIAL)"};
+    case PARITY_OP_BATCHNORM2D_BWD:
+      return {Library::cudnn, RouteKind::batchnorm, none,
+              "cuDNN batch normalization backward (SPATIAL) from the saved mean and inverse std; the "
+              "backward of evaluation is native"};
     // LEAKY_RELU, GELU, HARDTANH and their backwards take the default (native) route below:
     // cuDNN's legacy activation API has no leaky relu or gelu, and its clipped relu clips to
     // [0, coef], which cannot express hardtanh's min_val.
@@ -120,7 +130,17 @@ Route route_of(const parity_node_desc& node) {
   if (convolution && !kernels::conv2d_window(node.params.conv2d).symmetric())
     return {Library::native, RouteKind::native, Activation::identity,
             "native: asymmetric padding, which cuDNN's legacy convolution descriptor cannot express"};
-  return route_of(node.op);
+  const Route route = route_of(node.op);
+  const parity_batchnorm2d_params& p = node.params.batchnorm2d;
+  if (node.op == PARITY_OP_BATCHNORM2D_TRAIN && p.convention != PARITY_BATCHNORM_PYTORCH)
+    return {Library::native, RouteKind::native, route.activation,
+            "native: cuDNN's running statistics are PyTorch's (its factor weighs the batch, its variance is "
+            "unbiased); ONNX's weigh the old value and take the biased variance"};
+  if (node.op == PARITY_OP_BATCHNORM2D_BWD && p.training == 0)
+    return {Library::native, RouteKind::native, route.activation,
+            "native: cuDNN's backward differentiates through the batch statistics; evaluation's statistics are "
+            "constants"};
+  return route;
 }
 
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
@@ -192,6 +212,47 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
                                     shape_str(b.rank, b.dims), " must have ", d.w.n, " elements"));
   }
   return d;
+}
+
+BatchnormDescriptors batchnorm_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  if (node.op != PARITY_OP_BATCHNORM2D_TRAIN && node.op != PARITY_OP_BATCHNORM2D_EVAL &&
+      node.op != PARITY_OP_BATCHNORM2D_BWD)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' is not a batch normalization"));
+  const int32_t need_out = node.op == PARITY_OP_BATCHNORM2D_EVAL ? 1 : 3;
+  if (node.num_inputs < 5 || node.num_outputs < need_out)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has ", node.num_inputs, " inputs and ",
+                                     node.num_outputs, " outputs; the batch normalization needs 5 and ", need_out));
+  auto value = [&](int32_t index) -> const parity_value_desc& {
+    if (index < 0 || index >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' refers to value ", index, ", outside [0, ",
+                                       values.size(), ")"));
+    return values[static_cast<size_t>(index)];
+  };
+  const parity_value_desc& x = value(node.inputs[0]);
+  if (x.rank != 4)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': value '", value_name(x), "' ",
+                                  shape_str(x.rank, x.dims), " must have rank 4 (NCHW)"));
+  const std::string what = msg("dimension of '", value_name(x), "'");
+  const Nchw d{to_int(x.dims[0], what), to_int(x.dims[1], what), to_int(x.dims[2], what), to_int(x.dims[3], what)};
+  // The [C] operands: inputs 1-4 (gamma, beta or dy, ...), and the [C] outputs of TRAIN and BWD.
+  std::vector<int32_t> channel_values;
+  for (int32_t slot = node.op == PARITY_OP_BATCHNORM2D_BWD ? 2 : 1; slot < 5; ++slot)
+    channel_values.push_back(node.inputs[slot]);
+  if (need_out == 3) channel_values.insert(channel_values.end(), {node.outputs[1], node.outputs[2]});
+  for (int32_t index : channel_values) {
+    const parity_value_desc& v = value(index);
+    if (numel_of(v) != d.c)
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': value '", value_name(v), "' ",
+                                    shape_str(v.rank, v.dims), " must have C = ", d.c, " elements"));
+  }
+  for (int32_t index : {node.inputs[0], node.outputs[0]})
+    if (value(index).dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': value '", value_name(value(index)),
+                                          "' must be f32"));
+  const parity_batchnorm2d_params& p = node.params.batchnorm2d;
+  if (!(p.eps > 0.0f))
+    fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: node '", node.name, "': eps must be > 0, got ", p.eps));
+  return BatchnormDescriptors{d, static_cast<double>(p.eps), static_cast<double>(p.momentum)};
 }
 
 int address_alignment(int64_t offset) {

@@ -55,6 +55,7 @@ enum class RouteKind {
   activation,   // cuDNN activation forward over the value as one flat tensor
   gemm,         // cuBLAS SGEMM/SGEMV calls of a linear op
   optimizer,    // native optimizer kernels reading their hyperparameters on the device
+  batchnorm,    // cuDNN batch normalization (CUDNN_BATCHNORM_SPATIAL): training, inference, backward
   native,       // the native kernels through the dispatcher (the default)
 };
 // The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
@@ -68,9 +69,12 @@ struct Route {
 };
 // Ops not listed in cuda_decisions.cpp run on the native kernels.
 Route route_of(parity_op op);
-// A node's route: its op's, except a convolution cuDNN's legacy API cannot express (asymmetric
-// padding: cudnnSetConvolution2dDescriptor pads both sides alike), which takes the native route.
+// The route of one node: route_of(node.op), except where the node's params ask for what the
+// op's library does not compute, which run on the native kernels: a convolution with asymmetric
+// padding (cudnnSetConvolution2dDescriptor pads both sides alike), a batchnorm2d of the ONNX
+// convention, the backward of evaluation. Compile builds every step by this one.
 Route route_of(const parity_node_desc& node);
+
 
 // ---- convolution descriptors ---------------------------------------------------------------------
 // cuDNN takes int dimensions: every one is checked to fit.
@@ -96,6 +100,18 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
 enum class ConvDirection { forward, backward_data, backward_filter };
 std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& options, int alignment);
 int address_alignment(int64_t offset);  // of base (256-aligned) + offset: 4, 8, ..., 256
+
+// ---- batch normalization descriptors --------------------------------------------------------------
+// cuDNN's spatial batch normalization of a BATCHNORM2D_TRAIN, _EVAL or _BWD node on its batchnorm
+// route: x [N,C,H,W] (the scale, bias, mean and variance [1,C,1,1], derived from it), eps, and
+// the running average factor (PyTorch's momentum, the weight of the batch: cuDNN's
+// runningMean = newMean * factor + runningMean * (1 - factor), with the unbiased variance).
+struct BatchnormDescriptors {
+  Nchw x;
+  double eps;
+  double exponential_average_factor;
+};
+BatchnormDescriptors batchnorm_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 // ---- algorithm choice ------------------------------------------------------------------------
 // One row of cudnnFind*AlgorithmEx's results: each algorithm run on the executable's own

@@ -42,12 +42,16 @@ LibraryHandles::~LibraryHandles() {
 
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(BatchnormKernel* kernel) noexcept { delete kernel; }
 
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
   return KernelPtr<ConvKernel>(new ConvKernel(shape));
 }
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
   return KernelPtr<ActivationKernel>(new ActivationKernel(count, static_cast<cudnnActivationMode_t>(activation)));
+}
+KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& shape) {
+  return KernelPtr<BatchnormKernel>(new BatchnormKernel(shape));
 }
 
 }  // namespace gpu
@@ -131,6 +135,38 @@ void parity_executable_object::enqueue_optimizer(const Step& step, const parity_
     default:
       fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),
                                        ") is on the optimizer route but has no device optimizer"));
+  }
+}
+
+// BATCHNORM2D_TRAIN (PyTorch's convention: route_of(node) sends ONNX's to the native kernels),
+// _EVAL, and _BWD of training, as cuDNN's spatial batch normalization. cuDNN's running update is
+// r = factor * batch + (1 - factor) r with the unbiased variance, PyTorch's with factor = momentum;
+// its saved inverse variance is 1 / sqrt(biased var + eps), the ABI's saved_invstd.
+void parity_executable_object::enqueue_batchnorm(const Step& step, const parity_node_desc& node) {
+  cudnnHandle_t cudnn = instance->library->cudnn;
+  auto at = [&](bool output, int32_t slot) { return operand(node, output, slot); };
+  const BatchnormKernel& d = *step.batchnorm;
+  switch (node.op) {
+    case PARITY_OP_BATCHNORM2D_TRAIN:
+      CUDA_CHECK(cudnnBatchNormalizationForwardTraining(
+          cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.x, at(false, 0), d.x, at(true, 0), d.channel, at(false, 1),
+          at(false, 2), d.shape.exponential_average_factor, at(false, 3), at(false, 4), d.shape.eps, at(true, 1),
+          at(true, 2)));
+      return;
+    case PARITY_OP_BATCHNORM2D_EVAL:
+      CUDA_CHECK(cudnnBatchNormalizationForwardInference(cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.x,
+                                                         at(false, 0), d.x, at(true, 0), d.channel, at(false, 1),
+                                                         at(false, 2), at(false, 3), at(false, 4), d.shape.eps));
+      return;
+    case PARITY_OP_BATCHNORM2D_BWD:
+      CUDA_CHECK(cudnnBatchNormalizationBackward(cudnn, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, d.x,
+                                                 at(false, 0), d.x, at(false, 1), d.x, at(true, 0), d.channel,
+                                                 at(false, 2), at(true, 1), at(true, 2), d.shape.eps, at(false, 3),
+                                                 at(false, 4)));
+      return;
+    default:
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),
+                                       ") is on the batch normalization route but is none"));
   }
 }
 

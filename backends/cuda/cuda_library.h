@@ -1,6 +1,7 @@
 // backends/cuda/cuda_library.h — what the CUDA target's library keeps behind the executor's opaque
 // types: the instance's handles (one cuDNN and one cuBLAS handle on the compute stream), a
-// convolution's cuDNN descriptors (ConvKernel) and an activation's (ActivationKernel).
+// convolution's cuDNN descriptors (ConvKernel), an activation's (ActivationKernel) and a batch
+// normalization's (BatchnormKernel).
 #pragma once
 
 #include <cublas_v2.h>
@@ -76,6 +77,25 @@ struct ActivationKernel {
   ~ActivationKernel() {
     if (activation) (void)cudnnDestroyActivationDescriptor(activation);
     if (desc) (void)cudnnDestroyTensorDescriptor(desc);
+  }
+};
+
+// The cuDNN descriptors of one batch normalization node: x (and y, dy, dx: the same) [N,C,H,W]
+// and the [1,C,1,1] scale, bias, mean and variance derived from it for CUDNN_BATCHNORM_SPATIAL.
+struct BatchnormKernel {
+  cudnnTensorDescriptor_t x = nullptr, channel = nullptr;
+  cuda_decisions::BatchnormDescriptors shape;
+  explicit BatchnormKernel(const cuda_decisions::BatchnormDescriptors& d) : shape(d) {
+    CUDA_CHECK(cudnnCreateTensorDescriptor(&x));
+    CUDA_CHECK(cudnnCreateTensorDescriptor(&channel));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.x.n, d.x.c, d.x.h, d.x.w));
+    CUDA_CHECK(cudnnDeriveBNTensorDescriptor(channel, x, CUDNN_BATCHNORM_SPATIAL));
+  }
+  BatchnormKernel(const BatchnormKernel&) = delete;
+  BatchnormKernel& operator=(const BatchnormKernel&) = delete;
+  ~BatchnormKernel() {
+    if (channel) (void)cudnnDestroyTensorDescriptor(channel);
+    if (x) (void)cudnnDestroyTensorDescriptor(x);
   }
 };
 

@@ -1,6 +1,6 @@
 // backends/gpu/gpu_compile.cpp — the GPU executor's compile entry point, for every target: turns
 // a plan into steps by cuda_decisions::route_of (convolutions with their descriptors and
-// algorithms chosen once per shape, products, optimizer steps, native kernels for the rest; the
+// algorithms chosen once per shape, products, batch normalizations, optimizer steps, native kernels for the rest; the
 // target's library builds what a route keeps) over one device arena
 // (cuda_decisions::layout_arena); and memory_need_without_device, the same planning with no
 // device (ABI 4).
@@ -99,6 +99,11 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
         if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
         break;
       }
+      case plan::RouteKind::batchnorm:
+        step.batchnorm_shape = plan::batchnorm_descriptors(node, exe.values);
+        if (with_device) step.batchnorm = make_batchnorm_kernel(step.batchnorm_shape);
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
+        break;
       case plan::RouteKind::optimizer:
         step.hyperparameter_offset = request.hyperparameter_bytes;  // relative until the layout is known
         request.hyperparameter_bytes += sizeof(parity_op_params);

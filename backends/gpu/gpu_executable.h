@@ -36,8 +36,10 @@ using parity::native::is_persistent;
 // targets, the checked shapes), defined by the target's library source and destroyed with the step.
 struct ConvKernel;
 struct ActivationKernel;
+struct BatchnormKernel;
 void destroy_kernel(ConvKernel* kernel) noexcept;
 void destroy_kernel(ActivationKernel* kernel) noexcept;
+void destroy_kernel(BatchnormKernel* kernel) noexcept;
 template <class Kernel>
 struct KernelDeleter {
   void operator()(Kernel* kernel) const noexcept { destroy_kernel(kernel); }
@@ -53,6 +55,8 @@ struct Step {
   KernelPtr<ConvKernel> conv;  // convolution route: made when compiled with a device
   plan::AlgoChoice algo{};
   KernelPtr<ActivationKernel> flat;  // activation route
+  plan::BatchnormDescriptors batchnorm_shape{};
+  KernelPtr<BatchnormKernel> batchnorm;  // batchnorm route: made when compiled with a device
   plan::LinearCalls linear;
   int64_t hyperparameter_offset = -1;  // ADAM_STEP, SGD_STEP: where their parameters live in the arena
 };
@@ -81,6 +85,8 @@ extern const bool kConvAlgorithmSearch;
 // the plan's); an element-wise activation on `count` floats.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation);
+// A batch normalization's descriptors (x, and the [1,C,1,1] ones derived from it).
+KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& shape);
 // Chooses the algorithm of one convolution (CUDA: cuDNN's search, cuda_conv_search.cpp; the native
 // targets: the one native algorithm, which needs no workspace of its own).
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
@@ -90,6 +96,7 @@ plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection d
 }  // namespace gpu
 }  // namespace parity
 
+using parity::gpu::BatchnormKernel;
 using parity::gpu::ConvKernel;
 using parity::gpu::is_persistent;
 using parity::gpu::Step;
@@ -190,6 +197,7 @@ struct parity_executable_object {
   void enqueue_activation(const Step& step, const parity_node_desc& node);
   void enqueue_gemm(const Step& step, const parity_node_desc& node);
   void enqueue_optimizer(const Step& step, const parity_node_desc& node);
+  void enqueue_batchnorm(const Step& step, const parity_node_desc& node);
   void enqueue_native(const parity_node_desc& node);  // the native kernels, with the dispatcher's checks
   void enqueue_fill(void* words, int64_t count, uint32_t bits);  // the poison of a temporary
   // Before a step is queued, outside any capture: the library's per-executable state (cuBLAS's

@@ -12,6 +12,7 @@ void parity_executable_object::enqueue(const Step& step) {
     case plan::RouteKind::activation: enqueue_activation(step, node); return;
     case plan::RouteKind::gemm: enqueue_gemm(step, node); return;
     case plan::RouteKind::optimizer: enqueue_optimizer(step, node); return;
+    case plan::RouteKind::batchnorm: enqueue_batchnorm(step, node); return;
     case plan::RouteKind::native: enqueue_native(node); return;
   }
 }

@@ -27,8 +27,12 @@ struct ActivationKernel {
   int count;
   plan::Activation activation;
 };
+struct BatchnormKernel {
+  plan::BatchnormDescriptors shape;
+};
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(BatchnormKernel* kernel) noexcept { delete kernel; }
 
 // As cudnnGetConvolution2dForwardOutputDim computes the output, which must be the plan's.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
@@ -52,6 +56,12 @@ KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
   if (count < 1) fail(PARITY_STATUS_SHAPE, msg(kName, ": an activation over ", count, " elements"));
   return KernelPtr<ActivationKernel>(new ActivationKernel{count, activation});
+}
+
+KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& d) {
+  if (d.x.n < 1 || d.x.c < 1 || d.x.h < 1 || d.x.w < 1)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": a batch normalization of ", d.x.n, "x", d.x.c, "x", d.x.h, "x", d.x.w));
+  return KernelPtr<BatchnormKernel>(new BatchnormKernel{d});
 }
 
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,

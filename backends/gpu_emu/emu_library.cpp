@@ -90,6 +90,15 @@ void parity_executable_object::enqueue_activation(const Step& step, const parity
   queue_native(*this, node);
 }
 
+// The descriptors' geometry must be the node's, as cuDNN would read it; then the native kernels.
+void parity_executable_object::enqueue_batchnorm(const Step& step, const parity_node_desc& node) {
+  const plan::Nchw d = step.batchnorm ? step.batchnorm->shape.x : plan::Nchw{0, 0, 0, 0};
+  if (int64_t{d.n} * d.c * d.h * d.w != numel_of(values[static_cast<size_t>(node.inputs[0])]))
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name,
+                                     "': the batch normalization descriptor does not match its input"));
+  queue_native(*this, node);
+}
+
 // Each cuBLAS call of the step, checked against its operands' sizes as cuBLAS would read them;
 // then the node's native kernel.
 void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {

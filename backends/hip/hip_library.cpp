@@ -53,6 +53,10 @@ void parity_executable_object::enqueue_optimizer(const Step&, const parity_node_
   launch_native(*this, node);
 }
 
+void parity_executable_object::enqueue_batchnorm(const Step&, const parity_node_desc& node) {
+  launch_native(*this, node);
+}
+
 void parity_executable_object::enqueue_native(const parity_node_desc& node) { launch_native(*this, node); }
 
 // A hipMemsetD32Async on the compute stream (ROCm captures it as a memset node).

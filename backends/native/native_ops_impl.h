@@ -6,6 +6,7 @@
 // for simt) first. A new op goes into the .cuh of its family; only a new family file is included here.
 #pragma once
 
+#include "backends/native/batchnorm.cuh"
 #include "backends/native/conv2d.cuh"
 #include "backends/native/dropout.cuh"
 #include "backends/native/elementwise.cuh"

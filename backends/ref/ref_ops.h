@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "backends/kit/value_desc.h"
@@ -755,6 +756,130 @@ inline void run_sgd_step(const RefNode& node) {  // param, grad, velocity, step[
   const parity_sgd_params& p = node.params().sgd;
   const SgdHyper h{lr_at_step(p.lr, p.schedule, step), p.momentum, p.weight_decay, p.nesterov != 0};
   sgd_step(node.f_in(0), node.f_in(1), node.f_in(2), count, h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// batchnorm2d: per channel c over its n = N*H*W elements of x[N,C,H,W]. Two-pass statistics in
+// float64 (the mean, then the squared deviations from it); the running statistics in place.
+
+struct BatchnormDims {
+  int64_t n, c, hw;  // batch, channels, H*W
+  int64_t count() const { return n * hw; }
+  int64_t at(int64_t b, int64_t ch, int64_t i) const { return (b * c + ch) * hw + i; }
+};
+
+struct BatchnormHyper {
+  double eps, momentum;
+  bool onnx;  // the ONNX convention (parity_batchnorm_convention)
+};
+
+// y, the batch mean and the inverse std (1 / sqrt(biased var + eps)) per channel, and the
+// running statistics by the convention: PyTorch r = m * batch + (1 - m) r with the unbiased
+// variance; ONNX r = m r + (1 - m) batch with the biased one.
+inline void batchnorm_train_forward(const double* x, const double* gamma, const double* beta, double* running_mean,
+                                    double* running_var, double* y, double* saved_mean, double* saved_invstd,
+                                    const BatchnormDims& d, const BatchnormHyper& h) {
+  const double count = static_cast<double>(d.count());
+  for (int64_t ch = 0; ch < d.c; ++ch) {
+    double sum = 0.0;
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i) sum += x[d.at(b, ch, i)];
+    const double mean = sum / count;
+    double m2 = 0.0;
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i) m2 += (x[d.at(b, ch, i)] - mean) * (x[d.at(b, ch, i)] - mean);
+    const double var = m2 / count;
+    const double invstd = 1.0 / std::sqrt(var + h.eps);
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i)
+        y[d.at(b, ch, i)] = (x[d.at(b, ch, i)] - mean) * invstd * gamma[ch] + beta[ch];
+    saved_mean[ch] = mean;
+    saved_invstd[ch] = invstd;
+    if (h.onnx) {
+      running_mean[ch] = h.momentum * running_mean[ch] + (1.0 - h.momentum) * mean;
+      running_var[ch] = h.momentum * running_var[ch] + (1.0 - h.momentum) * var;
+    } else {
+      running_mean[ch] = h.momentum * mean + (1.0 - h.momentum) * running_mean[ch];
+      running_var[ch] = h.momentum * (m2 / (count - 1.0)) + (1.0 - h.momentum) * running_var[ch];
+    }
+  }
+}
+
+inline void batchnorm_eval_forward(const double* x, const double* gamma, const double* beta, const double* running_mean,
+                                   const double* running_var, double* y, const BatchnormDims& d, double eps) {
+  for (int64_t ch = 0; ch < d.c; ++ch) {
+    const double invstd = 1.0 / std::sqrt(running_var[ch] + eps);
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i)
+        y[d.at(b, ch, i)] = (x[d.at(b, ch, i)] - running_mean[ch]) * invstd * gamma[ch] + beta[ch];
+  }
+}
+
+// training: mean, stat = the saved mean and inverse std, and x_hat's statistics depend on x:
+//   dx = gamma invstd (dy - mean(dy) - x_hat mean(dy x_hat));
+// evaluation: mean, stat = the running mean and variance (constants): dx = gamma invstd dy.
+// dgamma = sum dy x_hat, dbeta = sum dy either way.
+inline void batchnorm_backward(const double* x, const double* dy, const double* gamma, const double* mean,
+                               const double* stat, double* dx, double* dgamma, double* dbeta, const BatchnormDims& d,
+                               bool training, double eps) {
+  const double count = static_cast<double>(d.count());
+  for (int64_t ch = 0; ch < d.c; ++ch) {
+    const double invstd = training ? stat[ch] : 1.0 / std::sqrt(stat[ch] + eps);
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i) {
+        const int64_t at = d.at(b, ch, i);
+        sum_dy += dy[at];
+        sum_dy_xhat += dy[at] * (x[at] - mean[ch]) * invstd;
+      }
+    for (int64_t b = 0; b < d.n; ++b)
+      for (int64_t i = 0; i < d.hw; ++i) {
+        const int64_t at = d.at(b, ch, i);
+        const double x_hat = (x[at] - mean[ch]) * invstd;
+        dx[at] = training ? gamma[ch] * invstd * (dy[at] - sum_dy / count - x_hat * sum_dy_xhat / count)
+                          : gamma[ch] * invstd * dy[at];
+      }
+    dgamma[ch] = sum_dy_xhat;
+    dbeta[ch] = sum_dy;
+  }
+}
+
+// x [N,C,H,W] (input 0) and the [C] operands `channel_inputs` (input slots) and outputs.
+inline BatchnormDims batchnorm_dims(const RefNode& node, std::initializer_list<int32_t> channel_inputs,
+                                    std::initializer_list<int32_t> channel_outputs) {
+  const parity_value_desc& x = node.in_desc(0);
+  const BatchnormDims d{node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2) * node.dim(x, 4, 3)};
+  for (int32_t slot : channel_inputs) node.expect_numel(node.in_desc(slot), d.c);
+  for (int32_t slot : channel_outputs) node.expect_numel(node.out_desc(slot), d.c);
+  return d;
+}
+
+inline void run_batchnorm2d_train(const RefNode& node) {  // x, gamma, beta, running_mean, running_var -> y, mean, invstd
+  const BatchnormDims d = batchnorm_dims(node, {1, 2, 3, 4}, {1, 2});
+  node.expect_numel(node.out_desc(0), d.n * d.c * d.hw);
+  const parity_batchnorm2d_params& p = node.params().batchnorm2d;
+  if (p.convention != PARITY_BATCHNORM_ONNX && d.count() < 2)
+    throw Error(ErrorKind::invalid_argument, node.label() + ": training needs more than 1 value per channel (N*H*W = " +
+                                                 std::to_string(d.count()) + ") for the unbiased running variance");
+  batchnorm_train_forward(node.f_in(0), node.f_in(1), node.f_in(2), node.f_in(3), node.f_in(4), node.f_out(0),
+                          node.f_out(1), node.f_out(2), d,
+                          BatchnormHyper{p.eps, p.momentum, p.convention == PARITY_BATCHNORM_ONNX});
+}
+
+inline void run_batchnorm2d_eval(const RefNode& node) {  // x, gamma, beta, running_mean, running_var -> y
+  const BatchnormDims d = batchnorm_dims(node, {1, 2, 3, 4}, {});
+  node.expect_numel(node.out_desc(0), d.n * d.c * d.hw);
+  batchnorm_eval_forward(node.f_in(0), node.f_in(1), node.f_in(2), node.f_in(3), node.f_in(4), node.f_out(0), d,
+                         node.params().batchnorm2d.eps);
+}
+
+inline void run_batchnorm2d_bwd(const RefNode& node) {  // x, dy, gamma, mean, stat -> dx, dgamma, dbeta
+  const BatchnormDims d = batchnorm_dims(node, {2, 3, 4}, {1, 2});
+  node.expect_numel(node.in_desc(1), d.n * d.c * d.hw);
+  node.expect_numel(node.out_desc(0), d.n * d.c * d.hw);
+  const parity_batchnorm2d_params& p = node.params().batchnorm2d;
+  batchnorm_backward(node.f_in(0), node.f_in(1), node.f_in(2), node.f_in(3), node.f_in(4), node.f_out(0),
+                     node.f_out(1), node.f_out(2), d, p.training != 0, p.eps);
 }
 
 }  // namespace parity::ref

@@ -113,6 +113,18 @@ class GraphBuilder {
   // global index first_sample + n, the element): the same on every backend and however a batch
   // is split (parity_dropout_params in parity/plugin.h).
   Value dropout(Value x, Value step, float p, uint64_t seed, int64_t first_sample = 0, const std::string& name = "");
+  // torch.nn.BatchNorm2d's forward with its defaults (eps 1e-5, momentum 0.1, PyTorch's
+  // running statistics; parity_batchnorm2d_params). Training normalises by the batch's
+  // statistics and updates running_mean and running_var ([C] state values) in place; it returns
+  // y, and the node's outputs 1 and 2 are the saved mean and inverse std its backward reads.
+  // Evaluation normalises by the running statistics and updates nothing. eps <= 0, momentum
+  // outside [0, 1], operands that are not [C], or N*H*W == 1 in PyTorch's training are refused
+  // naming the node.
+  Value batchnorm2d_train(Value x, Value gamma, Value beta, Value running_mean, Value running_var, float eps = 1e-5f,
+                          float momentum = 0.1f, parity_batchnorm_convention convention = PARITY_BATCHNORM_PYTORCH,
+                          const std::string& name = "");
+  Value batchnorm2d_eval(Value x, Value gamma, Value beta, Value running_mean, Value running_var, float eps = 1e-5f,
+                         const std::string& name = "");
 
   // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.
   std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,

@@ -41,6 +41,14 @@
  *   DROPOUT            in: x[N,...], step[1] i32 (1-based)  out: y = x * mask, mask = kept ? 1/(1-p) : 0 drawn from
  *                                                           (params.dropout, step, sample, element): see plugin.h (ABI 5)
  *   DROPOUT_BWD        in: dy[N,...], step[1] i32           out: dx = dy * mask, the forward's mask drawn again (ABI 5)
+ *   BATCHNORM2D_TRAIN  in: x[N,C,H,W], gamma[C], beta[C], state running_mean[C], state running_var[C]
+ *                      out: y[N,C,H,W], saved_mean[C], saved_invstd[C] = 1/sqrt(biased batch var + eps);
+ *                      the running statistics are updated in place by params.batchnorm2d.convention (ABI 5)
+ *   BATCHNORM2D_EVAL   in: x[N,C,H,W], gamma[C], beta[C], running_mean[C], running_var[C]
+ *                      out: y = (x - running_mean) / sqrt(running_var + eps) * gamma + beta (ABI 5)
+ *   BATCHNORM2D_BWD    in: x (the forward input), dy, gamma[C], mean[C], stat[C]   out: dx, dgamma[C], dbeta[C];
+ *                      params.batchnorm2d.training 1: mean, stat = TRAIN's saved_mean, saved_invstd (the batch
+ *                      statistics depend on x); 0: the running mean and variance of EVAL (constants) (ABI 5)
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
@@ -80,7 +88,11 @@
   X(HARDTANH,          hardtanh,          1, 1, 0)       \
   X(HARDTANH_BWD,      hardtanh_bwd,      2, 1, 0)       \
   X(DROPOUT,           dropout,           2, 1, 0)       \
-  X(DROPOUT_BWD,       dropout_bwd,       2, 1, 0)
+  X(DROPOUT_BWD,       dropout_bwd,       2, 1, 0)       \
+  X(BATCHNORM2D_TRAIN, batchnorm2d_train, 5, 3, 0)       \
+  X(BATCHNORM2D_EVAL,  batchnorm2d_eval,  5, 1, 0)       \
+  X(BATCHNORM2D_BWD,   batchnorm2d_bwd,   5, 3, 0)
+
 
 /* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,
  * outputs) for each op whose nodes may leave off that many of their last inputs and outputs

@@ -12,7 +12,10 @@
  *  - sigmoid as torch.sigmoid, tanh as torch.tanh, their gradients taken from the forward output;
  *  - leaky_relu, gelu (erf form, approximate='none') and hardtanh as torch.nn.functional's,
  *    their gradients taken from the forward input: leaky_relu'(0) = negative_slope, hardtanh'
- *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6)). */
+ *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6));
+ *  - batchnorm2d as torch.nn.BatchNorm2d (per channel over N, H, W; the batch variance biased,
+ *    eps inside the sqrt) with the running statistics of either PyTorch or ONNX
+ *    (parity_batchnorm2d_params); its saved mean and inverse std are not differentiable. */
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
@@ -207,6 +210,26 @@ typedef struct parity_dropout_params {
   uint32_t node_key;               /* names the node's stream (GraphBuilder: FNV-1a of the node name, folded) */
   int32_t first_sample;            /* >= 0: the global index, in the whole batch, of this batch's sample 0 */
 } parity_dropout_params;
+/* batchnorm2d's running-statistics conventions (ABI 5). */
+typedef enum parity_batchnorm_convention {
+  PARITY_BATCHNORM_PYTORCH = 0,    /* torch.nn.BatchNorm2d: running = (1 - momentum) running + momentum batch,
+                                      running_var takes the UNBIASED batch variance (n / (n - 1)); n = N*H*W
+                                      must be > 1 in training (torch raises "Expected more than 1 value per
+                                      channel"; parity refuses the node at build time) */
+  PARITY_BATCHNORM_ONNX = 1,       /* ONNX BatchNormalization, training_mode=1: running = momentum running +
+                                      (1 - momentum) batch, with the BIASED batch variance; n == 1 is allowed
+                                      (variance 0: y = beta) */
+} parity_batchnorm_convention;
+
+typedef struct parity_batchnorm2d_params {
+  float eps;                       /* finite, > 0 (there is no "0 means default": 0 is refused naming the
+                                      node; torch's and GraphBuilder's default is 1e-5) */
+  float momentum;                  /* in [0, 1]; the weight of the batch (PyTorch, default 0.1) or of the
+                                      old running value (ONNX, whose default is 0.9); TRAIN only */
+  int32_t convention;              /* parity_batchnorm_convention; 0 (zero-initialised) is PyTorch's */
+  int32_t training;                /* BATCHNORM2D_BWD: 1 = the backward of TRAIN, 0 = of EVAL (the op_list.h
+                                      table says what its inputs are); ignored by TRAIN and EVAL */
+} parity_batchnorm2d_params;
 
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
@@ -217,6 +240,7 @@ typedef union parity_op_params {
   parity_leaky_relu_params leaky_relu; /* LEAKY_RELU, LEAKY_RELU_BWD (ABI 4) */
   parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
   parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
+  parity_batchnorm2d_params batchnorm2d; /* BATCHNORM2D_TRAIN, _EVAL, _BWD (ABI 5) */
   uint8_t reserved[64];
 } parity_op_params;
 /* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */
