@@ -242,7 +242,14 @@ Value GraphBuilder::batchnorm2d_train(Value x, Value gamma, Value beta, Value ru
   p.batchnorm2d.momentum = momentum;
   p.batchnorm2d.convention = convention;
   p.batchnorm2d.training = 1;
-  return node(PARITY_OP_BATCHNORM2D_TRAIN, p, {x, gamma, beta, running_mean, running_var}, name)[0];
+  std::vector<Value> outs = node(PARITY_OP_BATCHNORM2D_TRAIN, p, {x, gamma, beta, running_mean, running_var}, name);
+  // y carries the node's own name (as in an evaluation graph); the statistics its backward
+  // reads are "<name>.saved_mean" and "<name>.saved_invstd".
+  const std::string node_name = graph_.nodes_.back().name;
+  graph_.values_[static_cast<size_t>(outs[1].id)].name = node_name + ".saved_mean";
+  graph_.values_[static_cast<size_t>(outs[2].id)].name = node_name + ".saved_invstd";
+  graph_.values_[static_cast<size_t>(outs[0].id)].name = node_name;
+  return outs[0];
 }
 
 Value GraphBuilder::batchnorm2d_eval(Value x, Value gamma, Value beta, Value running_mean, Value running_var,

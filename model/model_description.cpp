@@ -29,12 +29,19 @@ std::string model_description_json(const ModelSpec& spec) {
     switch (layer.op) {
       case LayerOp::conv2d:
         l["module"] = layer.module;
-        l["in_channels"] = weight_of(spec, layer).shape[1];
+        l["in_channels"] = weight_of(spec, layer).shape[1] * layer.groups;
         l["out_channels"] = layer.features;
         l["kernel"] = layer.kernel;
         l["stride"] = layer.stride;
         l["padding"] = layer.padding;
+        l["groups"] = layer.groups;
+        l["bias"] = layer.bias;
         break;
+      case LayerOp::batchnorm2d:
+        l["module"] = layer.module;
+        l["channels"] = weight_of(spec, layer).shape[0];
+        break;
+      case LayerOp::avgpool2d:
       case LayerOp::maxpool2d:
         l["kernel"] = layer.kernel;
         l["stride"] = layer.stride;
@@ -49,6 +56,7 @@ std::string model_description_json(const ModelSpec& spec) {
         l["node_key"] = dropout_node_key(layer.name);
         break;
       case LayerOp::relu:
+      case LayerOp::global_avgpool:
       case LayerOp::tanh:
       case LayerOp::relu6:
       case LayerOp::add:

@@ -9,14 +9,16 @@
 namespace parity {
 
 // The format tag of the file; a reader refuses any other.
-// 2: layers may name their inputs (residual connections); tanh, relu6, add, dropout.
+// 2: layers may name their inputs (residual connections); tanh, relu6, add, dropout, avgpool2d,
+// global_avgpool, batchnorm2d; conv2d's groups and bias.
 inline const char* model_description_format() { return "parity-model-2"; }
 
 // {"format", "name", "input": {"channels", "height", "width"}, "num_classes", "layers": [...]},
 // one object per layer: "op" (layer_op_name), "name" (parity's value name), "inputs" (only
 // when not the previous layer's output: the names of earlier layers, or "x") and, by op,
-// conv2d: "module", "in_channels", "out_channels", "kernel", "stride", "padding";
-// maxpool2d: "kernel", "stride"; linear: "module", "in_features", "out_features";
+// conv2d: "module", "in_channels", "out_channels", "kernel", "stride", "padding", "groups",
+// "bias" (true/false); maxpool2d, avgpool2d: "kernel", "stride"; linear: "module",
+// "in_features", "out_features"; batchnorm2d: "module", "channels" (eps 1e-5, momentum 0.1);
 // dropout: "p", "node_key" (dropout_node_key of its name: with the run's seed, the step and the
 // sample's index it gives parity's mask, ops/kernels/dropout.h).
 // The input sizes are spelled out (taken from spec.params) so a reader needs no shape rules.

@@ -11,8 +11,14 @@
 namespace parity {
 namespace {
 
-// Supplies a layer's weight or bias: its state_dict key, shape and PyTorch fan_in.
-using ParamSource = std::function<Value(const std::string& key, const Shape& shape, int64_t fan_in)>;
+// Supplies a layer's weights and buffers: a parameter by its state_dict key, shape, PyTorch
+// fan_in and initialisation; a buffer (running statistics, f32 STATE) by key, shape and initial
+// value; and the name of a buffer that only counts steps (no graph value).
+struct ParamSource {
+  std::function<Value(const std::string& key, const Shape& shape, int64_t fan_in, ParamSpec::Init init)> param;
+  std::function<Value(const std::string& key, const Shape& shape, float initial)> buffer;
+  std::function<void(const std::string& key)> step_count;
+};
 
 // The values of the layers built so far, by layer name ("x": the input), and the last one.
 struct LayerValues {
@@ -61,14 +67,39 @@ Value add_layer(GraphBuilder& b, const LayerSpec& layer, const LayerValues& v, c
       throw Error(ErrorKind::shape, fmt::format("layer '{}' ({}): needs a rank-{} input, got {}", layer.name,
                                                 layer_op_name(layer.op), rank, in.rank()));
   };
+  const auto uniform = ParamSpec::Init::uniform;
   switch (layer.op) {
     case LayerOp::conv2d: {
       need_rank(4);
-      const int64_t fan_in = in[1] * layer.kernel * layer.kernel;
-      Value w = param(layer.module + ".weight", Shape{layer.features, in[1], layer.kernel, layer.kernel}, fan_in);
-      Value bias = param(layer.module + ".bias", Shape{layer.features}, fan_in);
-      return b.conv2d(h, w, bias, layer.stride, layer.padding, layer.name);
+      if (layer.groups < 1 || in[1] % layer.groups != 0 || layer.features % layer.groups != 0)
+        throw Error(ErrorKind::shape, fmt::format("layer '{}' (conv2d): groups {} must divide the {} input and {} output "
+                                                  "channels", layer.name, layer.groups, in[1], layer.features));
+      const int64_t per_group = in[1] / layer.groups;
+      const int64_t fan_in = per_group * layer.kernel * layer.kernel;
+      Value w = param.param(layer.module + ".weight", Shape{layer.features, per_group, layer.kernel, layer.kernel},
+                            fan_in, uniform);
+      Conv2dOptions o;
+      o.stride_h = o.stride_w = layer.stride;
+      o.pad_h = o.pad_w = layer.padding;
+      o.groups = layer.groups;
+      if (!layer.bias) return b.conv2d(h, w, o, layer.name);
+      Value bias = param.param(layer.module + ".bias", Shape{layer.features}, fan_in, uniform);
+      return b.conv2d(h, w, bias, o, layer.name);
     }
+    case LayerOp::batchnorm2d: {
+      need_rank(4);
+      const Shape channels{in[1]};
+      Value gamma = param.param(layer.module + ".weight", channels, 1, ParamSpec::Init::ones);
+      Value beta = param.param(layer.module + ".bias", channels, 1, ParamSpec::Init::zeros);
+      Value mean = param.buffer(layer.module + ".running_mean", channels, 0.0f);
+      Value var = param.buffer(layer.module + ".running_var", channels, 1.0f);
+      param.step_count(layer.module + ".num_batches_tracked");
+      if (context.options.training) return b.batchnorm2d_train(h, gamma, beta, mean, var, 1e-5f, 0.1f,
+                                                               PARITY_BATCHNORM_PYTORCH, layer.name);
+      return b.batchnorm2d_eval(h, gamma, beta, mean, var, 1e-5f, layer.name);
+    }
+    case LayerOp::avgpool2d: return b.avgpool2d(h, layer.kernel, layer.stride, layer.name);
+    case LayerOp::global_avgpool: return b.global_avgpool(h, layer.name);
     case LayerOp::relu: return b.relu(h, layer.name);
     case LayerOp::tanh: return b.tanh(h, layer.name);
     case LayerOp::relu6: return b.relu6(h, layer.name);
@@ -76,8 +107,8 @@ Value add_layer(GraphBuilder& b, const LayerSpec& layer, const LayerValues& v, c
     case LayerOp::flatten: return b.flatten(h, layer.name);
     case LayerOp::linear: {
       need_rank(2);
-      Value w = param(layer.module + ".weight", Shape{layer.features, in[1]}, in[1]);
-      Value bias = param(layer.module + ".bias", Shape{layer.features}, in[1]);
+      Value w = param.param(layer.module + ".weight", Shape{layer.features, in[1]}, in[1], uniform);
+      Value bias = param.param(layer.module + ".bias", Shape{layer.features}, in[1], uniform);
       return b.linear(h, w, bias, layer.name);
     }
     case LayerOp::add: return b.add(in_values[0], in_values[1], layer.name);
@@ -118,21 +149,43 @@ const char* layer_op_name(LayerOp op) {
     case LayerOp::relu6: return "relu6";
     case LayerOp::add: return "add";
     case LayerOp::dropout: return "dropout";
+    case LayerOp::avgpool2d: return "avgpool2d";
+    case LayerOp::global_avgpool: return "global_avgpool";
+    case LayerOp::batchnorm2d: return "batchnorm2d";
   }
   return "?";
 }
 
-std::vector<ParamSpec> layer_params(const ModelSpec& spec) {
-  // A batch of one on a scratch graph: the parameters are made as the layers ask for them.
+// Walks the layers on a scratch graph with a batch of one, collecting what they ask for.
+void collect_layer_state(const ModelSpec& spec, std::vector<ParamSpec>* params, std::vector<BufferSpec>* buffers) {
   GraphBuilder b;
-  Value h = b.input("x", Shape{1, spec.channels, spec.height, spec.width});
-  std::vector<ParamSpec> params;
+  Value x = b.input("x", Shape{1, spec.channels, spec.height, spec.width});
   const ForwardOptions evaluation;
-  add_layers(b, spec, h, LayerContext{evaluation, Value{}}, [&](const std::string& key, const Shape& shape, int64_t fan_in) {
-    params.push_back(ParamSpec{key, shape, fan_in});
+  ParamSource source;
+  source.param = [&](const std::string& key, const Shape& shape, int64_t fan_in, ParamSpec::Init init) {
+    params->push_back(ParamSpec{key, shape, fan_in, init});
     return b.parameter(key, shape);
-  });
+  };
+  source.buffer = [&](const std::string& key, const Shape& shape, float initial) {
+    buffers->push_back(BufferSpec{key, shape, initial, false});
+    return b.state(key, shape);
+  };
+  source.step_count = [&](const std::string& key) { buffers->push_back(BufferSpec{key, Shape{}, 0.0f, true}); };
+  add_layers(b, spec, x, LayerContext{evaluation, Value{}}, source);
+}
+
+std::vector<ParamSpec> layer_params(const ModelSpec& spec) {
+  std::vector<ParamSpec> params;
+  std::vector<BufferSpec> buffers;
+  collect_layer_state(spec, &params, &buffers);
   return params;
+}
+
+std::vector<BufferSpec> layer_buffers(const ModelSpec& spec) {
+  std::vector<ParamSpec> params;
+  std::vector<BufferSpec> buffers;
+  collect_layer_state(spec, &params, &buffers);
+  return buffers;
 }
 
 ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width) {
@@ -146,6 +199,7 @@ ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width)
   if (channels != spec.channels || height != spec.height || width != spec.width)
     m.name = fmt::format("{} at {}x{}x{}", spec.name, channels, height, width);
   m.params = layer_params(m);
+  m.buffers = layer_buffers(m);
   return m;
 }
 
@@ -164,17 +218,24 @@ Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& 
   // plans and the dumps of earlier versions expect).
   std::map<std::string, Value> p;
   for (const ParamSpec& ps : spec.params) p[ps.name] = b.parameter(ps.name, ps.shape);
-
-  LayerContext context{options, Value{}};
-  if (options.training && has_dropout(spec)) context.step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
-  const Value h = add_layers(b, spec, x, context, [&](const std::string& key, const Shape&, int64_t) {
+  for (const BufferSpec& bs : spec.buffers)
+    if (!bs.step_count) p[bs.name] = b.state(bs.name, bs.shape);
+  auto known = [&](const std::string& key) {
     auto it = p.find(key);
     if (it == p.end())
       throw Error(ErrorKind::invalid_argument,
-                  fmt::format("model '{}': a layer needs parameter '{}', which spec.params lacks (see layer_params)",
+                  fmt::format("model '{}': a layer needs '{}', which spec.params and spec.buffers lack (see layer_params)",
                               spec.name, key));
     return it->second;
-  });
+  };
+  ParamSource source;
+  source.param = [&](const std::string& key, const Shape&, int64_t, ParamSpec::Init) { return known(key); };
+  source.buffer = [&](const std::string& key, const Shape&, float) { return known(key); };
+  source.step_count = [](const std::string&) {};
+
+  LayerContext context{options, Value{}};
+  if (options.training && has_dropout(spec)) context.step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
+  const Value h = add_layers(b, spec, x, context, source);
   if (b.graph().value(h).name != "logits")
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("model '{}': the last layer must be named 'logits', got '{}'", spec.name,

@@ -1,5 +1,6 @@
 // model/trainer.cpp — the Trainer: compiles forward and training steps per batch size on one
 // backend, shares their weights, feeds batches and reads back loss, accuracy and state.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -34,8 +35,16 @@ Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const 
     throw Error(ErrorKind::invalid_argument, fmt::format("learning rate must be a finite number > 0, got {}", optimizer.lr));
   if (!(optimizer.momentum >= 0.0f) || !std::isfinite(optimizer.momentum))
     throw Error(ErrorKind::invalid_argument, fmt::format("momentum must be >= 0, got {}", optimizer.momentum));
-  // The full-batch training step owns the weights and optimizer state; start them at zero.
-  step_for(true, batch).step.zero_params_and_state();
+  // The full-batch training step owns the weights and optimizer state; start them at zero, and
+  // the buffers (running statistics) at their initial values.
+  BatchStep& main = step_for(true, batch);
+  main.step.zero_params_and_state();
+  for (const BufferSpec& b : spec_.buffers) {
+    if (b.step_count) continue;
+    Tensor t(b.shape, DType::f32);
+    std::fill_n(t.f32(), t.numel(), b.initial);
+    main.step.write(b.name, t);
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -71,16 +80,20 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
 
 void Trainer::load_weights(const std::map<std::string, Tensor>& weights, const std::string& source) {
   BatchStep& main = step_for(true, batch_);
-  for (const ParamSpec& p : spec_.params) {
-    auto it = weights.find(p.name);
+  auto load = [&](const std::string& name, const Shape& shape) {
+    auto it = weights.find(name);
     if (it == weights.end())
-      throw Error(ErrorKind::data, fmt::format("{}: missing tensor '{}' (expected f32 {})", source, p.name, p.shape.str()));
+      throw Error(ErrorKind::data, fmt::format("{}: missing tensor '{}' (expected f32 {})", source, name, shape.str()));
     const Tensor& t = it->second;
-    if (t.dtype() != DType::f32 || t.shape() != p.shape)
-      throw Error(ErrorKind::data, fmt::format("{}: tensor '{}' is {} {}, the model needs f32 {}", source, p.name,
-                                               to_string(t.dtype()), t.shape().str(), p.shape.str()));
-    main.step.write(p.name, t);
-  }
+    if (t.dtype() != DType::f32 || t.shape() != shape)
+      throw Error(ErrorKind::data, fmt::format("{}: tensor '{}' is {} {}, the model needs f32 {}", source, name,
+                                               to_string(t.dtype()), t.shape().str(), shape.str()));
+    main.step.write(name, t);
+  };
+  for (const ParamSpec& p : spec_.params) load(p.name, p.shape);
+  // A step count (num_batches_tracked) is not read: parity's batch norms do not use it.
+  for (const BufferSpec& b : spec_.buffers)
+    if (!b.step_count) load(b.name, b.shape);
 }
 
 std::map<std::string, Tensor> Trainer::weights() const {
@@ -88,6 +101,15 @@ std::map<std::string, Tensor> Trainer::weights() const {
   std::map<std::string, Tensor> out;
   for (const ParamSpec& p : spec_.params) {
     out.emplace(p.name, main.step.read(p.name));
+  }
+  for (const BufferSpec& b : spec_.buffers) {
+    if (!b.step_count) {
+      out.emplace(b.name, main.step.read(b.name));
+      continue;
+    }
+    Tensor count(Shape{}, DType::i64);  // PyTorch counts its training forwards: one per step here
+    count.i64()[0] = step_;
+    out.emplace(b.name, std::move(count));
   }
   return out;
 }

@@ -134,7 +134,7 @@ TrainingRun run_training(const std::string& backend_name, const Shape& shape, co
   Value g = b.input("gamma", channels), be = b.input("beta", channels);
   Value rm = b.state("running_mean", channels), rv = b.state("running_var", channels);
   Value y = b.batchnorm2d_train(xv, g, be, rm, rv, 1e-5f, momentum, convention, "bn");
-  std::vector<std::string> keep = {"bn:0"};
+  std::vector<std::string> keep = {"bn"};
   if (dy) {
     Value dyv = b.input("dy", shape);
     const Node node = b.graph().nodes().back();
@@ -156,7 +156,7 @@ TrainingRun run_training(const std::string& backend_name, const Shape& shape, co
   step.write("running_var", tensor_of(channels, running_var));
   if (dy) step.write("dy", tensor_of(shape, *dy));
   step.execute();
-  TrainingRun r{step.read("bn:0"), step.read("running_mean"), step.read("running_var"), {}, {}, {}};
+  TrainingRun r{step.read("bn"), step.read("running_mean"), step.read("running_var"), {}, {}, {}};
   if (dy) {
     r.dx = step.read("bn.bwd:0");
     r.dgamma = step.read("bn.bwd:1");
@@ -260,7 +260,7 @@ TEST(Batchnorm, CpuIsBitwiseDeterministicAcrossThreadCounts) {
     BackendOptions bo;
     bo.threads = threads;
     auto cpu = create_backend("cpu", bo);
-    const std::vector<std::string> keep = {"bn:0", "bn:1", "bn:2", "bwd:0", "bwd:1", "bwd:2"};
+    const std::vector<std::string> keep = {"bn", "bn.saved_mean", "bn.saved_invstd", "bwd:0", "bwd:1", "bwd:2"};
     CompiledStep step(*cpu, graph, keep);
     step.write("x", tensor_of(shape, x));
     step.write("dy", tensor_of(shape, dy));
@@ -270,7 +270,7 @@ TEST(Batchnorm, CpuIsBitwiseDeterministicAcrossThreadCounts) {
     step.write("rv", tensor_of(channels, c1));
     step.execute();
     std::vector<uint32_t> bits;
-    for (const std::string& name : std::vector<std::string>{"bn:0", "bn:1", "bn:2", "bwd:0", "bwd:1", "bwd:2", "rm", "rv"}) {
+    for (const std::string& name : std::vector<std::string>{"bn", "bn.saved_mean", "bn.saved_invstd", "bwd:0", "bwd:1", "bwd:2", "rm", "rv"}) {
       const Tensor t = step.read(name);
       const auto* w = reinterpret_cast<const uint32_t*>(t.data());
       bits.insert(bits.end(), w, w + t.numel());

@@ -70,7 +70,15 @@ LayerDescription read_layer(const json& object, const std::string& where) {
     l.kernel = named.count("kernel", 1);
     l.stride = named.count("stride", 1);
     l.padding = named.count("padding", 0);
-  } else if (l.op == "maxpool2d") {
+    l.groups = named.count("groups", 1);
+    const json& bias = named.at("bias");
+    if (!bias.is_boolean()) named.fail("bias", "must be true or false");
+    l.bias = bias.get<bool>();
+    if (l.in % l.groups != 0 || l.out % l.groups != 0) named.fail("groups", "must divide in_channels and out_channels");
+  } else if (l.op == "batchnorm2d") {
+    l.module = named.text("module");
+    l.in = l.out = named.count("channels", 1);
+  } else if (l.op == "maxpool2d" || l.op == "avgpool2d") {
     l.kernel = named.count("kernel", 1);
     l.stride = named.count("stride", 1);
   } else if (l.op == "linear") {
@@ -84,9 +92,10 @@ LayerDescription read_layer(const json& object, const std::string& where) {
     const int64_t key = named.count("node_key", 0);
     if (key > int64_t{UINT32_MAX}) named.fail("node_key", "must fit in 32 bits");
     l.node_key = static_cast<uint32_t>(key);
-  } else if (l.op != "relu" && l.op != "tanh" && l.op != "relu6" && l.op != "flatten" && l.op != "add") {
-    named.fail("op", "'" + l.op + "' is not a layer this peer knows (conv2d, relu, tanh, relu6, maxpool2d, flatten, "
-                     "linear, add, dropout)");
+  } else if (l.op != "relu" && l.op != "tanh" && l.op != "relu6" && l.op != "flatten" && l.op != "add" &&
+             l.op != "global_avgpool") {
+    named.fail("op", "'" + l.op + "' is not a layer this peer knows (conv2d, relu, tanh, relu6, maxpool2d, avgpool2d, "
+                     "global_avgpool, batchnorm2d, flatten, linear, add, dropout)");
   }
   if (object.contains("inputs")) {
     const json& inputs = object.at("inputs");
@@ -131,11 +140,17 @@ LayerNetImpl::LayerNetImpl(ModelDescription description) : description_(std::mov
   for (const LayerDescription& l : description_.layers) {
     convs_.emplace_back(nullptr);
     linears_.emplace_back(nullptr);
+    norms_.emplace_back(nullptr);
     if (l.op == "conv2d")
-      convs_.back() = register_module(
-          l.module, torch::nn::Conv2d(torch::nn::Conv2dOptions(l.in, l.out, l.kernel).stride(l.stride).padding(l.padding)));
+      convs_.back() = register_module(l.module, torch::nn::Conv2d(torch::nn::Conv2dOptions(l.in, l.out, l.kernel)
+                                                                      .stride(l.stride)
+                                                                      .padding(l.padding)
+                                                                      .groups(l.groups)
+                                                                      .bias(l.bias)));
     else if (l.op == "linear")
       linears_.back() = register_module(l.module, torch::nn::Linear(l.in, l.out));
+    else if (l.op == "batchnorm2d")  // torch's defaults are parity's: eps 1e-5, momentum 0.1
+      norms_.back() = register_module(l.module, torch::nn::BatchNorm2d(l.in));
   }
 }
 
@@ -183,6 +198,12 @@ torch::Tensor LayerNetImpl::forward(torch::Tensor x, Trace* trace) {
       } else {
         x = torch::max_pool2d(h, {l.kernel}, {l.stride});
       }
+    } else if (l.op == "avgpool2d") {
+      x = torch::avg_pool2d(h, {l.kernel}, {l.stride});
+    } else if (l.op == "global_avgpool") {
+      x = torch::adaptive_avg_pool2d(h, {1, 1});
+    } else if (l.op == "batchnorm2d") {
+      x = norms_[i](h);
     } else if (l.op == "flatten") {
       x = h.flatten(1);
     } else {
@@ -200,11 +221,17 @@ torch::Tensor LayerNetImpl::forward(torch::Tensor x, Trace* trace) {
 void load_weights(LayerNet& model, const std::string& path) {
   torch::NoGradGuard no_grad;
   const auto weights = read_weights(path);
-  for (auto& item : model->named_parameters()) {
-    auto it = weights.find(item.key());
-    if (it == weights.end()) throw std::runtime_error(path + ": missing " + item.key());
-    if (it->second.sizes() != item.value().sizes()) throw std::runtime_error(path + ": wrong shape for " + item.key());
-    item.value().copy_(it->second);
+  auto load = [&](const std::string& key, torch::Tensor value) {
+    auto it = weights.find(key);
+    if (it == weights.end()) throw std::runtime_error(path + ": missing " + key);
+    if (it->second.sizes() != value.sizes()) throw std::runtime_error(path + ": wrong shape for " + key);
+    value.copy_(it->second);
+  };
+  for (auto& item : model->named_parameters()) load(item.key(), item.value());
+  for (auto& item : model->named_buffers()) {
+    const std::string& key = item.key();
+    if (key.size() > 20 && key.compare(key.size() - 20, 20, ".num_batches_tracked") == 0 && !weights.count(key)) continue;
+    load(key, item.value());
   }
 }
 

@@ -13,11 +13,14 @@
 namespace parity::torch_peer {
 
 struct LayerDescription {
-  std::string op;      // conv2d, relu, tanh, relu6, maxpool2d, flatten, linear, add, dropout
+  std::string op;      // conv2d, relu, tanh, relu6, maxpool2d, avgpool2d, global_avgpool, batchnorm2d, flatten,
+                       // linear, add, dropout
   std::string name;    // parity's value name of the layer's output
-  std::string module;  // conv2d, linear: the module owning "<module>.weight" and "<module>.bias"
-  int64_t in = 0, out = 0;  // conv2d: channels; linear: features
+  std::string module;  // conv2d, linear, batchnorm2d: the module owning "<module>.weight" (and ".bias", buffers)
+  int64_t in = 0, out = 0;  // conv2d: channels; linear: features; batchnorm2d: channels (both)
   int64_t kernel = 0, stride = 1, padding = 0;
+  int64_t groups = 1;  // conv2d
+  bool bias = true;    // conv2d
   std::vector<std::string> inputs;  // earlier layers' names (or "x"); empty: the previous layer
   double p = 0;                     // dropout
   uint32_t node_key = 0;            // dropout: parity's mask stream (ops/kernels/dropout.h)
@@ -63,11 +66,13 @@ class LayerNetImpl : public torch::nn::Module {
   DropoutClock dropout_;
   std::vector<torch::nn::Conv2d> convs_;     // per layer; empty handle unless conv2d
   std::vector<torch::nn::Linear> linears_;  // per layer; empty handle unless linear
+  std::vector<torch::nn::BatchNorm2d> norms_;  // per layer; empty handle unless batchnorm2d
 };
 TORCH_MODULE(LayerNet);
 
-// Copies parity's weights (a safetensors file) into the model's parameters; throws naming the
-// file and the parameter that is missing or has the wrong shape.
+// Copies parity's weights (a safetensors file) into the model's parameters and batch norms'
+// running statistics (num_batches_tracked, which nothing reads with momentum set, may be
+// absent); throws naming the file and the tensor that is missing or has the wrong shape.
 void load_weights(LayerNet& model, const std::string& path);
 
 // The model of `--model-file PATH`; `expected_name`, when not empty (`--model NAME`), must be

@@ -3,8 +3,9 @@
 // of the same model and writes every value parity can compare, under parity's value names:
 // forward activations (conv1, relu1, pool1, pool1.indices, ..., logits, loss), their gradients
 // (grad/<value>), the parameter gradients, and after the first step the updated weights and
-// Adam's state (optimizer.<param>.exp_avg, .exp_avg_sq); for every step k the loss (loss@k)
-// and the weights after it (step<k>/<param>).
+// Adam's state (optimizer.<param>.exp_avg, .exp_avg_sq) and batch norms' running statistics; for
+// every step k the loss (loss@k) and the weights after it (step<k>/<param>). Dropout layers apply
+// parity's masks of (--seed, step).
 #include <cstdio>
 #include <string>
 
@@ -63,6 +64,9 @@ int run_step_mode(int argc, char** argv) {
       for (auto& item : model->named_parameters()) out["grad/" + item.key()] = item.value().grad().clone();
     }
     optimizer.step();
+    if (step == 1)  // batch norms' running statistics after the first step (num_batches_tracked is not parity's)
+      for (auto& item : model->named_buffers())
+        if (item.value().scalar_type() == torch::kFloat32) out[item.key()] = item.value().detach().clone();
     for (auto& item : model->named_parameters()) {
       out["step" + std::to_string(step) + "/" + item.key()] = item.value().detach().clone();
       if (step != 1) continue;

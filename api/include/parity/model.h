@@ -18,11 +18,26 @@ struct ParamSpec {
   std::string name;  // PyTorch state_dict key, e.g. "conv1.weight"
   Shape shape;
   int64_t fan_in;    // inputs per output unit: bounds the default initialisation
+  // PyTorch's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv and linear
+  // weights and biases; ones and zeros for a batch norm's weight and bias.
+  enum class Init { uniform, ones, zeros } init = Init::uniform;
+};
+
+// A model's state that is not trained (a PyTorch buffer): a batch norm's running_mean and
+// running_var, f32, updated by the training steps, saved and loaded with the weights under
+// their state_dict names; and its num_batches_tracked, an i64 scalar that parity does not use
+// (momentum is set) and saves as the number of training steps taken.
+struct BufferSpec {
+  std::string name;  // e.g. "bn1.running_var"
+  Shape shape;       // [] for a step count
+  float initial = 0.0f;
+  bool step_count = false;  // num_batches_tracked: i64, not a graph value
 };
 
 // What a layer computes. The names (layer_op_name) are those of the model description file
 // that the LibTorch peer reads.
-enum class LayerOp { conv2d, relu, maxpool2d, flatten, linear, tanh, relu6, add, dropout };
+enum class LayerOp { conv2d, relu, maxpool2d, flatten, linear, tanh, relu6, add, dropout, avgpool2d, global_avgpool,
+                     batchnorm2d };
 const char* layer_op_name(LayerOp op);
 
 // One layer, applied to the previous layer's output (the first to the input "x"), or to the
@@ -31,13 +46,17 @@ struct LayerSpec {
   LayerOp op = LayerOp::relu;
   // The layer's node and output value in parity's graph, e.g. "conv1", "relu1", "logits".
   std::string name;
-  // conv2d and linear: the PyTorch module that owns the weights, so the state_dict keys are
-  // "<module>.weight" and "<module>.bias" (e.g. "fc2" for the layer whose output is "logits").
+  // conv2d, linear and batchnorm2d: the PyTorch module that owns the weights, so the
+  // state_dict keys are "<module>.weight" and "<module>.bias" (e.g. "fc2" for the layer whose
+  // output is "logits"), and a batch norm's "<module>.running_mean", ".running_var" and
+  // ".num_batches_tracked".
   std::string module;
   int64_t features = 0;  // conv2d: output channels; linear: output features
-  int kernel = 0;        // conv2d, maxpool2d: square window
-  int stride = 1;        // conv2d, maxpool2d
+  int kernel = 0;        // conv2d, maxpool2d, avgpool2d: square window
+  int stride = 1;        // conv2d, maxpool2d, avgpool2d
   int padding = 0;       // conv2d: zero padding on every side
+  int groups = 1;        // conv2d: groups == input channels is a depthwise convolution
+  bool bias = true;      // conv2d: whether it has "<module>.bias"
   float p = 0.0f;        // dropout: the probability of zeroing, in [0, 1)
   // The names of the earlier layers (or "x") whose outputs this layer takes; empty: the
   // previous layer's. add takes two.
@@ -52,8 +71,9 @@ struct ModelSpec {
   int num_classes = 10;
   // The last layer's output is named "logits", [batch, num_classes].
   std::vector<LayerSpec> layers;
-  // Derived from the layers (layer_params); the zoo fills it in.
+  // Derived from the layers (layer_params, layer_buffers); the zoo fills them in.
   std::vector<ParamSpec> params;
+  std::vector<BufferSpec> buffers;
 };
 
 std::vector<std::string> model_names();
@@ -64,6 +84,9 @@ const ModelSpec& model_spec(const std::string& name);
 // then bias), with PyTorch's fan_in (a bias takes its weight's). Throws Error naming the layer
 // whose shapes do not fit.
 std::vector<ParamSpec> layer_params(const ModelSpec& spec);
+
+// The buffers (batch norms' running statistics and step counts) the layers imply, in layer order.
+std::vector<BufferSpec> layer_buffers(const ModelSpec& spec);
 
 // The same layers on another input geometry (C x H x W, each >= 1): the parameters re-derived
 // (a linear layer after a flatten takes the new feature count), the name saying so
@@ -92,8 +115,9 @@ Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& 
 bool has_dropout(const ModelSpec& spec);
 
 // PyTorch's default initialisation, drawn from a counter-based RNG keyed by (seed, parameter
-// name): every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform with
-// a = sqrt(5) reduces to that bound for weights).
+// name): every conv and linear weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+// (kaiming-uniform with a = sqrt(5) reduces to that bound for weights), batch norms' weights 1
+// and biases 0; and the f32 buffers at their initial values (running_mean 0, running_var 1).
 std::map<std::string, Tensor> init_weights(const ModelSpec& spec, uint64_t seed);
 
 }  // namespace parity
