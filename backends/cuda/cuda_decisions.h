@@ -56,6 +56,7 @@ enum class RouteKind {
   gemm,         // cuBLAS SGEMM/SGEMV calls of a linear op
   optimizer,    // native optimizer kernels reading their hyperparameters on the device
   native,       // the native kernels through the dispatcher (the default)
+  pooling,      // cuDNN pooling forward where it computes the ABI's windows (pooling_plan), else native
 };
 // The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
 // header needs no cuDNN; cuda_library.cpp checks each against cudnn.h.
@@ -91,6 +92,27 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
 enum class ConvDirection { forward, backward_data, backward_filter };
 std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, const Options& options, int alignment);
 int address_alignment(int64_t offset);  // of base (256-aligned) + offset: 4, 8, ..., 256
+
+// ---- pooling descriptors -------------------------------------------------------------------------
+// The cuDNN pooling mode of a pooling route. The values are cudnnPoolingMode_t's (checked in
+// cuda_library.cpp).
+enum class PoolingMode : int { max = 0, average_count_include_padding = 1, average_count_exclude_padding = 2 };
+struct PoolingDescriptors {
+  Nchw x, y;  // input and output, packed NCHW float
+  int window_h, window_w, pad_h, pad_w, stride_h, stride_w;
+  PoolingMode mode;
+};
+// A node of a pooling route (AVGPOOL2D, GLOBAL_AVGPOOL): cuDNN's descriptors when cuDNN's
+// floor-mode average pooling computes exactly the ABI's windows and divisors, else native with
+// the reason: a ceil_mode window hanging past the padded input (PyTorch counts the window
+// clipped to it, cuDNN the whole window) or padding above half the kernel (windows entirely in
+// padding, outside what PyTorch and cuDNN's pooling are documented for).
+struct PoolingPlan {
+  bool on_cudnn;
+  PoolingDescriptors d;
+  std::string why;  // why native, when not on cuDNN
+};
+PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 // ---- algorithm choice ------------------------------------------------------------------------
 // One row of cudnnFind*AlgorithmEx's results: each algorithm run on the executable's own

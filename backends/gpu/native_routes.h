@@ -2,7 +2,7 @@
 // kernels (HIP, the emulated device): no library handles, and what a vendor library would be
 // given kept so the executor's steps look as on CUDA — a convolution's descriptors, checked
 // against cuDNN's output-size rule, and an activation's element count; one algorithm per
-// convolution, with no workspace of its own. Definitions, not declarations: included by exactly
+// convolution, with no workspace of its own; a pooling forward's descriptors. Definitions, not declarations: included by exactly
 // one source of each such target (its <target>_library.cpp).
 #pragma once
 
@@ -27,8 +27,12 @@ struct ActivationKernel {
   int count;
   plan::Activation activation;
 };
+struct PoolingKernel {
+  plan::PoolingDescriptors shape;
+};
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(PoolingKernel* kernel) noexcept { delete kernel; }
 
 // As cudnnGetConvolution2dForwardOutputDim computes the output, which must be the plan's.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
@@ -50,6 +54,10 @@ KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
   if (count < 1) fail(PARITY_STATUS_SHAPE, msg(kName, ": an activation over ", count, " elements"));
   return KernelPtr<ActivationKernel>(new ActivationKernel{count, activation});
+}
+
+KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d) {
+  return KernelPtr<PoolingKernel>(new PoolingKernel{d});
 }
 
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,

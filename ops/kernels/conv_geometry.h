@@ -1,5 +1,5 @@
-// ops/kernels/conv_geometry.h — the one place of conv2d and maxpool2d geometry (output sizes,
-// padding) for the rules in ops/ and every backend but ref (which shares no code with what it
+// ops/kernels/conv_geometry.h — the one place of conv2d geometry (output sizes, padding; pooling's
+// is ops/kernels/pool.h) for the rules in ops/ and every backend but ref (which shares no code with what it
 // checks) and the CUDA planner (cuDNN computes its own); and the im2col / col2im index math over
 // NCHW planes: row (c, r, s) of the column matrix col[C*R*S, P*Q] holds, at column p*Q+q,
 // x[c, p*stride_h - pad_h + r, q*stride_w - pad_w + s] (zero outside the image).
@@ -16,11 +16,6 @@ namespace kernels {
 // Output extent of a convolution along one axis (floor division, as PyTorch).
 PARITY_HD inline int64_t conv2d_output_size(int64_t in, int64_t taps, int64_t stride, int64_t pad) {
   return (in + 2 * pad - taps) / stride + 1;
-}
-
-// Output extent of a pooling window along one axis (no padding, floor division, as PyTorch).
-PARITY_HD inline int64_t pool2d_output_size(int64_t in, int64_t window, int64_t stride) {
-  return (in - window) / stride + 1;
 }
 
 // The input coordinate that output position `o` reads through kernel tap `t`.
