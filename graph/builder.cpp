@@ -146,15 +146,38 @@ Value GraphBuilder::conv2d(Value x, Value w, const Conv2dOptions& options, const
 }
 
 Value GraphBuilder::maxpool2d(Value x, int kernel, int stride, const std::string& name) {
+  return maxpool2d(x, kernel, stride, 0, false, 1, name);
+}
+
+Value GraphBuilder::maxpool2d(Value x, int kernel, int stride, int pad, bool ceil_mode, int dilation,
+                              const std::string& name) {
   parity_op_params p = no_params();
   p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = kernel;
   p.maxpool2d.stride_h = p.maxpool2d.stride_w = stride;
+  p.maxpool2d.pad_h = p.maxpool2d.pad_w = pad;
+  p.maxpool2d.dilation_h = p.maxpool2d.dilation_w = dilation;
+  p.maxpool2d.ceil_mode = ceil_mode ? 1 : 0;
   std::vector<Value> outs = node(PARITY_OP_MAXPOOL2D, p, {x}, name);
   // The pooled values carry the node's own name; the indices are "<name>.indices".
   std::string node_name = graph_.nodes_.back().name;
   graph_.values_[static_cast<size_t>(outs[1].id)].name = node_name + ".indices";
   graph_.values_[static_cast<size_t>(outs[0].id)].name = node_name;
   return outs[0];
+}
+
+Value GraphBuilder::avgpool2d(Value x, int kernel, int stride, const std::string& name) {
+  return avgpool2d(x, kernel, stride, 0, false, true, name);
+}
+
+Value GraphBuilder::avgpool2d(Value x, int kernel, int stride, int pad, bool ceil_mode, bool count_include_pad,
+                              const std::string& name) {
+  parity_op_params p = no_params();
+  p.avgpool2d.kernel_h = p.avgpool2d.kernel_w = kernel;
+  p.avgpool2d.stride_h = p.avgpool2d.stride_w = stride;
+  p.avgpool2d.pad_h = p.avgpool2d.pad_w = pad;
+  p.avgpool2d.ceil_mode = ceil_mode ? 1 : 0;
+  p.avgpool2d.count_include_pad = count_include_pad ? 1 : 0;
+  return node(PARITY_OP_AVGPOOL2D, p, {x}, name)[0];
 }
 
 Value GraphBuilder::reshape(Value x, const Shape& shape, const std::string& name) {

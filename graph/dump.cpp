@@ -1,4 +1,6 @@
 // graph/dump.cpp — the text form of a graph, one line per value and per node, for debugging.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "ops/op_rule.h"
@@ -44,9 +46,23 @@ std::string params_text(const Node& n) {
     case PARITY_OP_CONV2D_BWD_WEIGHT:
       return conv2d_params_text(p.conv2d);
     case PARITY_OP_MAXPOOL2D:
-    case PARITY_OP_MAXPOOL2D_BWD:
-      return fmt::format(" kernel={}x{} stride={}x{}", p.maxpool2d.kernel_h, p.maxpool2d.kernel_w, p.maxpool2d.stride_h,
-                         p.maxpool2d.stride_w);
+    case PARITY_OP_MAXPOOL2D_BWD: {
+      const parity_maxpool2d_params& m = p.maxpool2d;
+      std::string text = fmt::format(" kernel={}x{} stride={}x{}", m.kernel_h, m.kernel_w, m.stride_h, m.stride_w);
+      if (m.pad_h || m.pad_w) text += fmt::format(" pad={}x{}", m.pad_h, m.pad_w);
+      if (m.dilation_h > 1 || m.dilation_w > 1)
+        text += fmt::format(" dilation={}x{}", std::max(m.dilation_h, 1), std::max(m.dilation_w, 1));
+      if (m.ceil_mode) text += " ceil_mode";
+      return text;
+    }
+    case PARITY_OP_AVGPOOL2D:
+    case PARITY_OP_AVGPOOL2D_BWD: {
+      const parity_avgpool2d_params& a = p.avgpool2d;
+      return fmt::format(" kernel={}x{} stride={}x{} pad={}x{}{} count_include_pad={}", a.kernel_h, a.kernel_w,
+                         a.stride_h, a.stride_w, a.pad_h, a.pad_w, a.ceil_mode ? " ceil_mode" : "",
+                         a.count_include_pad ? "true" : "false");
+    }
+    case PARITY_OP_GLOBAL_AVGPOOL_BWD: return fmt::format(" input={}x{}", p.avgpool2d.input_h, p.avgpool2d.input_w);
     case PARITY_OP_ADAM_STEP:
       return fmt::format(" lr={} betas=({}, {}) eps={} weight_decay={}{}{}", p.adam.lr, p.adam.beta1, p.adam.beta2,
                          p.adam.eps, p.adam.weight_decay, p.adam.decoupled_weight_decay ? " decoupled (AdamW)" : "",

@@ -48,6 +48,8 @@ TEST_P(Conformance, GeluForwardAndBackward) { check_family("gelu"); }
 TEST_P(Conformance, HardtanhForwardAndBackward) { check_family("hardtanh"); }
 TEST_P(Conformance, BatchnormTrainingEvaluationAndBackward) { check_family("batchnorm2d"); }
 TEST_P(Conformance, MaxpoolForwardAndBackward) { check_family("maxpool2d"); }
+TEST_P(Conformance, AvgpoolForwardAndBackward) { check_family("avgpool2d"); }
+TEST_P(Conformance, GlobalAvgpoolForwardAndBackward) { check_family("global_avgpool"); }
 TEST_P(Conformance, SoftmaxCrossEntropyForwardAndBackward) { check_family("softmax_xent"); }
 TEST_P(Conformance, ArgmaxAndAccuracy) {
   check_family("argmax");
@@ -126,6 +128,33 @@ TEST_P(NativeNodeChecks, OperandsThatBreakTheirOpAreNamedBeforeAnyKernelRuns) {
               std::string::npos)
         << e.what();
   }
+}
+
+// A pooling node whose params no rule would pass (a plan from elsewhere) is refused before any
+// kernel divides by its stride or reads outside the plane.
+TEST_P(NativeNodeChecks, PoolingWindowsNoRulePassesAreRefused) {
+  auto simt = create_backend(GetParam());
+  GraphBuilder b;
+  b.avgpool2d(b.input("x", Shape{1, 2, 4, 4}), 2, 2, "pool");
+  const Graph g = b.take();
+  const Plan plan(g, {"pool"});
+  auto error_with = [&](const std::function<void(parity_avgpool2d_params&)>& edit) {
+    std::vector<parity_node_desc> nodes = plan.nodes();
+    edit(nodes[0].params.avgpool2d);
+    parity_plan broken = plan.c_plan();
+    broken.nodes = nodes.data();
+    try {
+      auto exe = simt->compile(broken, {}, nullptr);
+      exe->execute();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("nothing was thrown");
+  };
+  EXPECT_NE(error_with([](parity_avgpool2d_params& p) { p.stride_w = 0; }).find("kernel 2 stride 0 pad 0 dilation 1"),
+            std::string::npos);
+  EXPECT_NE(error_with([](parity_avgpool2d_params& p) { p.kernel_h = 5; }).find("the window is larger than the padded input 4x4"),
+            std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backend, NativeNodeChecks, ::testing::Values("simt"),

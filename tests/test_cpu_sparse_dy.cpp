@@ -173,7 +173,7 @@ struct PooledFormGraph {
       idx = b.input("idx", Shape{N, K, P2, Q2}, DType::i32);
     }
     parity_op_params pp{};
-    pp.maxpool2d = {2, 2, 2, 2, static_cast<int32_t>(P), static_cast<int32_t>(Q)};
+    pp.maxpool2d = {2, 2, 2, 2, static_cast<int32_t>(P), static_cast<int32_t>(Q), 0, 0, 0, 0, 0};
     Value dy = b.node(PARITY_OP_MAXPOOL2D_BWD, pp, {dp, idx}, "pool.bwd")[0];
     if (relu) dy = b.node(PARITY_OP_RELU_BWD, {}, {r, dy}, "relu.bwd")[0];
     parity_op_params cp{};

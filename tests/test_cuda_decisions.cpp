@@ -67,7 +67,7 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
     EXPECT_STRNE(r.why, "unknown op") << op;
     // The kind (how the plugin builds and launches it) agrees with the library named.
     const Library library_of_kind = r.kind == RouteKind::convolution || r.kind == RouteKind::activation ||
-                                            r.kind == RouteKind::batchnorm
+                                            r.kind == RouteKind::batchnorm || r.kind == RouteKind::pooling
                                         ? Library::cudnn
                                     : r.kind == RouteKind::gemm                                         ? Library::cublas
                                                                                                         : Library::native;
@@ -96,6 +96,49 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
   for (parity_op op : {PARITY_OP_LEAKY_RELU, PARITY_OP_LEAKY_RELU_BWD, PARITY_OP_GELU, PARITY_OP_GELU_BWD,
                        PARITY_OP_HARDTANH, PARITY_OP_HARDTANH_BWD})
     EXPECT_EQ(route_of(op).library, Library::native) << parity_op_name(op);
+  // Average pooling forwards on cuDNN (where pooling_plan says it computes the ABI's windows);
+  // the backwards take dy only, cudnnPoolingBackward also x and y: native.
+  EXPECT_EQ(route_of(PARITY_OP_AVGPOOL2D).kind, RouteKind::pooling);
+  EXPECT_EQ(route_of(PARITY_OP_GLOBAL_AVGPOOL).kind, RouteKind::pooling);
+  EXPECT_EQ(route_of(PARITY_OP_AVGPOOL2D_BWD).library, Library::native);
+  EXPECT_EQ(route_of(PARITY_OP_GLOBAL_AVGPOOL_BWD).library, Library::native);
+}
+
+// Which average-pooling nodes cuDNN takes: floor-mode windows (cuDNN's output size) with padding
+// up to half the kernel; ceil_mode overhang and wider padding stay native, each with its reason.
+TEST(CudaDecisions, PoolingPlanTakesOnlyWindowsCuDnnComputesAsTheAbi) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 3, 5, 5});
+  b.avgpool2d(x, 3, 2, 1, false, true, "floor");
+  b.avgpool2d(x, 4, 2, 1, true, false, "ceil");           // 3x3 outputs, cuDNN's floor form 2x2
+  b.avgpool2d(x, 2, 2, 0, true, true, "ceil_even");       // 5 odd: ceil adds a window
+  b.avgpool2d(x, 3, 2, 0, true, true, "ceil_no_change");  // (5 - 3) / 2 exact: ceil changes nothing
+  b.avgpool2d(x, 2, 1, 2, false, true, "wide_pad");
+  b.global_avgpool(x, "gap");
+  const Plan plan(b.take());
+  std::map<std::string, PoolingPlan> by_name;
+  for (const parity_node_desc& node : plan.nodes()) by_name.emplace(node.name, pooling_plan(node, plan.values()));
+  EXPECT_TRUE(by_name.at("floor").on_cudnn);
+  EXPECT_EQ(by_name.at("floor").d.mode, PoolingMode::average_count_include_padding);
+  EXPECT_EQ(by_name.at("floor").d.y.h, 3);
+  EXPECT_EQ(by_name.at("floor").d.pad_w, 1);
+  EXPECT_FALSE(by_name.at("ceil").on_cudnn);
+  EXPECT_NE(by_name.at("ceil").why.find("ceil_mode gives 3x3 outputs, cuDNN's floor form 2x2"), std::string::npos)
+      << by_name.at("ceil").why;
+  EXPECT_FALSE(by_name.at("ceil_even").on_cudnn);
+  EXPECT_TRUE(by_name.at("ceil_no_change").on_cudnn);
+  EXPECT_FALSE(by_name.at("wide_pad").on_cudnn);
+  EXPECT_NE(by_name.at("wide_pad").why.find("above half the kernel"), std::string::npos);
+  const PoolingPlan& gap = by_name.at("gap");
+  EXPECT_TRUE(gap.on_cudnn);
+  EXPECT_EQ(gap.d.window_h, 5);
+  EXPECT_EQ(gap.d.window_w, 5);
+  EXPECT_EQ(gap.d.y.h, 1);
+  EXPECT_EQ(gap.d.pad_h, 0);
+  GraphBuilder exclude;
+  exclude.avgpool2d(exclude.input("x", Shape{1, 1, 4, 4}), 2, 2, 1, false, false, "ex");
+  const Plan excluding(exclude.take());
+  EXPECT_EQ(pooling_plan(excluding.nodes()[0], excluding.values()).d.mode, PoolingMode::average_count_exclude_padding);
 }
 
 // batchnorm2d: cuDNN's spatial batch normalization where its convention is the node's (PyTorch's

@@ -57,9 +57,13 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_BATCHNORM2D_TRAIN, 31);  // ABI 5: batch normalization, appended
   EXPECT_EQ(PARITY_OP_BATCHNORM2D_EVAL, 32);
   EXPECT_EQ(PARITY_OP_BATCHNORM2D_BWD, 33);
-  EXPECT_EQ(PARITY_OP_COUNT, 34);
+  EXPECT_EQ(PARITY_OP_AVGPOOL2D, 34);  // ABI 5: the pooling ops of issue #12, appended
+  EXPECT_EQ(PARITY_OP_AVGPOOL2D_BWD, 35);
+  EXPECT_EQ(PARITY_OP_GLOBAL_AVGPOOL, 36);
+  EXPECT_EQ(PARITY_OP_GLOBAL_AVGPOOL_BWD, 37);
+  EXPECT_EQ(PARITY_OP_COUNT, 38);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
-  EXPECT_EQ(PARITY_ABI_VERSION, 4);  // 4: memory_need_without_device appended to the table
+  EXPECT_EQ(PARITY_ABI_VERSION, 5);  // 5: the op set of issue #12 (CHANGELOG.md)
 }
 
 TEST(OpList, GeneratedBuilderMethodsAddTheirOp) {
@@ -322,6 +326,43 @@ TEST(OpList, BatchnormParamsAndShapesAreCheckedAtBuildTime) {
   Value x = b.input("x", Shape{2, 3, 4, 4});
   Value gamma = b.input("gamma", channels), beta = b.input("beta", channels);
   Value rm = b.state("rm", channels), rv = b.state("rv", channels);
+// Pooling (ABI 5): the general maxpool, avgpool and global_avgpool through the builder, with
+// PyTorch's output sizes, padding beyond half the kernel accepted (ONNX), and the params printed.
+TEST(OpList, PoolingBuilderMethodsShapesAndDump) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 3, 5, 5});
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, "plain")).shape, (Shape{2, 3, 2, 2}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, 0, true, 1, "ceil")).shape, (Shape{2, 3, 3, 3}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 3, 2, 1, false, 2, "dilated")).shape, (Shape{2, 3, 2, 2}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 1, 3, false, 1, "wide_pad")).shape, (Shape{2, 3, 10, 10}));
+  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 3, 2, 1, true, false, "avg")).shape, (Shape{2, 3, 3, 3}));
+  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 5, 1, "whole")).shape, (Shape{2, 3, 1, 1}));
+  EXPECT_EQ(b.graph().value(b.global_avgpool(x, "gap")).shape, (Shape{2, 3, 1, 1}));
+  // ceil_mode drops a last window that would start in the right padding: 6 + 2 - 2 = 6, /2 = 3, +1 = 4;
+  // ceil gives 4 too, but window 4 would start at 8 - 1 = 7 >= 6 + 1.
+  Value x6 = b.input("x6", Shape{1, 1, 6, 6});
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x6, 2, 2, 1, true, 1, "ceil6")).shape, (Shape{1, 1, 4, 4}));
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("'plain' kernel=2x2 stride=2x2\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'ceil' kernel=2x2 stride=2x2 ceil_mode"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'dilated' kernel=3x3 stride=2x2 pad=1x1 dilation=2x2"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'avg' kernel=3x3 stride=2x2 pad=1x1 ceil_mode count_include_pad=false"), std::string::npos)
+      << dump;
+}
+
+// maxpool params zero-initialised as before ABI 5 (dilation 0) keep their meaning.
+TEST(OpList, ZeroInitialisedMaxpoolParamsAreAbi4s) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 1, 7, 7});
+  parity_op_params p{};
+  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = 3;
+  p.maxpool2d.stride_h = p.maxpool2d.stride_w = 2;
+  EXPECT_EQ(b.graph().value(b.node(PARITY_OP_MAXPOOL2D, p, {x}, "pool")[0]).shape, (Shape{1, 1, 3, 3}));
+}
+
+TEST(OpList, PoolingParamsAreCheckedAtBuildTime) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 2, 4, 4});
   auto message_of = [&](auto&& build) -> std::string {
     try {
       build();
@@ -369,6 +410,57 @@ TEST(OpList, BatchnormParamsAndShapesAreCheckedAtBuildTime) {
   b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-5f, 1.0f, PARITY_BATCHNORM_PYTORCH, "m1");
   b.batchnorm2d_train(single, gamma, beta, rm, rv, 1e-5f, 0.9f, PARITY_BATCHNORM_ONNX, "onnx_one");
   EXPECT_EQ(b.graph().nodes().size(), before + 3);
+    return "no error";
+  };
+  auto maxpool = [&](int kernel, int stride, int pad, int dilation, const char* name = "mp") {
+    parity_op_params p{};
+    p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = kernel;
+    p.maxpool2d.stride_h = p.maxpool2d.stride_w = stride;
+    p.maxpool2d.pad_h = p.maxpool2d.pad_w = pad;
+    p.maxpool2d.dilation_h = p.maxpool2d.dilation_w = dilation;
+    return message_of([&] { b.node(PARITY_OP_MAXPOOL2D, p, {x}, name); });
+  };
+  EXPECT_NE(maxpool(2, 0, 0, 1).find("maxpool2d 'mp': stride must be > 0, got 0x0"), std::string::npos);
+  EXPECT_NE(maxpool(0, 1, 0, 1).find("maxpool2d 'mp': kernel must be > 0, got 0x0"), std::string::npos);
+  EXPECT_NE(maxpool(2, 1, -1, 1).find("maxpool2d 'mp': padding must be >= 0, got -1x-1"), std::string::npos);
+  EXPECT_NE(maxpool(2, 1, 0, -1).find("maxpool2d 'mp': dilation must be >= 1 (0 reads as 1), got -1x-1"),
+            std::string::npos);
+  EXPECT_NE(maxpool(5, 1, 0, 1).find("maxpool2d 'mp': kernel 5x5 is larger than the input 4x4 padded by 0x0"),
+            std::string::npos);
+  EXPECT_NE(maxpool(3, 1, 0, 2).find("maxpool2d 'mp': kernel 3x3 (dilated to 5x5) is larger than the input 4x4"),
+            std::string::npos);
+  EXPECT_EQ(maxpool(5, 1, 1, 1, "fits"), "no error");  // padding makes room; pad < kernel / 2 is not required
+  EXPECT_EQ(maxpool(2, 1, 3, 1, "wide"), "no error");  // padding above the kernel: windows entirely in padding
+  EXPECT_NE(message_of([&] { b.avgpool2d(x, 2, 0, 0, false, true, "ap"); }).find("avgpool2d 'ap': stride must be > 0"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.avgpool2d(x, 0, 1, 0, false, true, "ap"); }).find("avgpool2d 'ap': kernel must be > 0"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.avgpool2d(x, 2, 1, -2, false, true, "ap"); })
+                .find("avgpool2d 'ap': padding must be >= 0, got -2x-2"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.avgpool2d(x, 7, 1, 1, false, true, "ap"); })
+                .find("avgpool2d 'ap': kernel 7x7 is larger than the input 4x4 padded by 1x1"),
+            std::string::npos);
+  Value flat = b.input("flat", Shape{2, 8});
+  EXPECT_NE(message_of([&] { b.global_avgpool(flat, "gap"); }).find("global_avgpool 'gap': input 'flat' must have rank 4"),
+            std::string::npos);
+}
+
+// The gradients of the pooling ops: their backward nodes with the forward input's size.
+TEST(OpList, PoolingGradientsEmitTheirBackwards) {
+  GraphBuilder b;
+  Value x = b.parameter("x", Shape{2, 3, 5, 5});
+  Value a = b.avgpool2d(x, 3, 2, 1, true, false, "avg");
+  Value g = b.global_avgpool(a, "gap");
+  Value m = b.maxpool2d(x, 3, 2, 2, true, 2, "mp");
+  Value loss = b.add(b.softmax_xent(b.flatten(g), b.input("labels", Shape{2}, DType::i32)),
+                     b.softmax_xent(b.flatten(m), b.input("labels2", Shape{2}, DType::i32)), "loss");
+  const Graph grad = differentiate(b.graph(), loss, nullptr);
+  std::set<parity_op> ops;
+  for (const Node& n : grad.nodes()) ops.insert(n.op);
+  EXPECT_TRUE(ops.count(PARITY_OP_AVGPOOL2D_BWD));
+  EXPECT_TRUE(ops.count(PARITY_OP_GLOBAL_AVGPOOL_BWD));
+  EXPECT_TRUE(ops.count(PARITY_OP_MAXPOOL2D_BWD));
 }
 
 // A new op cannot be left out of `parity check ops`: every op appears in the built-in cases.

@@ -567,6 +567,176 @@ TEST(Maxpool2dForward, IndicesAreWithinEachPlane) {
   EXPECT_EQ(y, (Vec{1, 3}));
 }
 
+// The general form (ABI 5): padding, dilation and ceil_mode windows, against the finite differences.
+struct PaddedPoolCase {
+  int64_t n, c, h, w, kernel, stride, pad, dilation;
+  bool ceil_mode;
+};
+
+std::ostream& operator<<(std::ostream& os, const PaddedPoolCase& t) {
+  return os << "x[" << t.n << "," << t.c << "," << t.h << "," << t.w << "] kernel " << t.kernel << " stride "
+            << t.stride << " pad " << t.pad << " dilation " << t.dilation << (t.ceil_mode ? " ceil_mode" : "");
+}
+
+class PaddedMaxpool2dGradient : public ::testing::TestWithParam<PaddedPoolCase> {};
+
+TEST_P(PaddedMaxpool2dGradient, MatchesFiniteDifferences) {
+  const PaddedPoolCase& t = GetParam();
+  const Maxpool2dDims d = make_maxpool2d_dims(t.n, t.c, t.h, t.w, t.kernel, t.kernel, t.stride, t.stride, t.pad, t.pad,
+                                              t.dilation, t.dilation, t.ceil_mode);
+  ASSERT_GT(d.p, 0);
+  Rng rng(static_cast<uint64_t>(t.h * 37 + t.pad * 5 + t.dilation));
+  Vec x = distinct_shuffled(static_cast<size_t>(d.n * d.c * d.h * d.w), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.c * d.p * d.q), rng);
+  Vec y(r.size());
+  std::vector<int32_t> idx(r.size());
+  auto objective = [&] {
+    maxpool2d_forward(x.data(), y.data(), idx.data(), d);
+    return dot(y, r);
+  };
+  objective();
+  Vec dL_dx(x.size());
+  maxpool2d_backward(r.data(), idx.data(), dL_dx.data(), d);
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PaddedMaxpool2dGradient,
+                         ::testing::Values(
+                             //             n  c  h  w  k  s  pad dil ceil
+                             PaddedPoolCase{1, 2, 5, 5, 3, 2, 1, 1, true},    // ceil_mode over the padded edge
+                             PaddedPoolCase{2, 1, 7, 6, 2, 2, 0, 1, true},    // ceil_mode past the input
+                             PaddedPoolCase{1, 1, 4, 5, 2, 1, 2, 1, false},   // empty windows in padding
+                             PaddedPoolCase{1, 2, 9, 8, 3, 2, 1, 2, true},    // dilation
+                             PaddedPoolCase{2, 1, 6, 6, 3, 1, 1, 1, false}));  // stride 1, padding
+
+// PyTorch 1.13: F.max_pool2d(torch.arange(1., 26.).reshape(1,1,5,5), 3, 2, 1, dilation=2,
+// ceil_mode=True, return_indices=True) gives y [[19, 19], [19, 19]], indices 18 everywhere.
+TEST(Maxpool2dForward, DilatedCeilModeMatchesTorch) {
+  Vec x(25);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = double(i + 1);
+  const Maxpool2dDims d = make_maxpool2d_dims(1, 1, 5, 5, 3, 3, 2, 2, 1, 1, 2, 2, true);
+  ASSERT_EQ(d.p, 2);
+  ASSERT_EQ(d.q, 2);
+  Vec y(4);
+  std::vector<int32_t> idx(4);
+  maxpool2d_forward(x.data(), y.data(), idx.data(), d);
+  EXPECT_EQ(y, (Vec{19, 19, 19, 19}));
+  EXPECT_EQ(idx, (std::vector<int32_t>{18, 18, 18, 18}));
+}
+
+// A window entirely in padding (allowed as ONNX allows it) gives 0 and index -1, never -inf,
+// and its gradient goes nowhere.
+TEST(Maxpool2dForward, WindowsEntirelyInPaddingGiveZeroAndIndexMinusOne) {
+  const Vec x = {-5, -6, -7, -8};  // a 1x1x2x2 plane, all negative: 0 is no element's value
+  const Maxpool2dDims d = make_maxpool2d_dims(1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1, false);
+  ASSERT_EQ(d.p, 3);  // (2 + 4 - 1) / 2 + 1: windows at -2, 0, 2
+  Vec y(9, std::nan(""));
+  std::vector<int32_t> idx(9, 7);
+  maxpool2d_forward(x.data(), y.data(), idx.data(), d);
+  EXPECT_EQ(y, (Vec{0, 0, 0, 0, -5, 0, 0, 0, 0}));
+  EXPECT_EQ(idx, (std::vector<int32_t>{-1, -1, -1, -1, 0, -1, -1, -1, -1}));
+  const Vec dL_dy = {1, 1, 1, 1, 3, 1, 1, 1, 1};
+  Vec dL_dx(4, std::nan(""));
+  maxpool2d_backward(dL_dy.data(), idx.data(), dL_dx.data(), d);
+  EXPECT_EQ(dL_dx, (Vec{3, 0, 0, 0}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// avgpool2d, global_avgpool (linear: the finite difference is exact up to rounding)
+
+struct AvgpoolCase {
+  int64_t n, c, h, w, kernel_h, kernel_w, stride, pad;
+  bool ceil_mode, count_include_pad;
+};
+
+std::ostream& operator<<(std::ostream& os, const AvgpoolCase& t) {
+  return os << "x[" << t.n << "," << t.c << "," << t.h << "," << t.w << "] kernel " << t.kernel_h << "x" << t.kernel_w
+            << " stride " << t.stride << " pad " << t.pad << (t.ceil_mode ? " ceil_mode" : "")
+            << (t.count_include_pad ? " count_include_pad" : " excluding padding");
+}
+
+class Avgpool2dGradient : public ::testing::TestWithParam<AvgpoolCase> {};
+
+TEST_P(Avgpool2dGradient, MatchesFiniteDifferences) {
+  const AvgpoolCase& t = GetParam();
+  const Avgpool2dDims d = make_avgpool2d_dims(t.n, t.c, t.h, t.w, t.kernel_h, t.kernel_w, t.stride, t.stride, t.pad,
+                                              t.pad, t.ceil_mode, t.count_include_pad);
+  ASSERT_GT(d.p, 0);
+  Rng rng(static_cast<uint64_t>(t.h * 41 + t.kernel_h * 3 + t.pad + (t.count_include_pad ? 100 : 0)));
+  Vec x = uniform(static_cast<size_t>(d.n * d.c * d.h * d.w), rng);
+  const Vec r = uniform(static_cast<size_t>(d.n * d.c * d.p * d.q), rng);
+  Vec y(r.size());
+  auto objective = [&] {
+    avgpool2d_forward(x.data(), y.data(), d);
+    return dot(y, r);
+  };
+  Vec dL_dx(x.size());
+  avgpool2d_backward(r.data(), dL_dx.data(), d);
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Avgpool2dGradient,
+                         ::testing::Values(
+                             //          n  c  h  w  kh kw s  pad ceil   include
+                             AvgpoolCase{2, 3, 8, 8, 2, 2, 2, 0, false, true},
+                             AvgpoolCase{1, 2, 5, 5, 3, 3, 2, 1, true, true},    // ceil_mode overhang clipped
+                             AvgpoolCase{1, 2, 5, 5, 3, 3, 2, 1, true, false},
+                             AvgpoolCase{1, 1, 4, 5, 2, 2, 1, 2, false, true},   // windows in padding
+                             AvgpoolCase{1, 1, 4, 5, 2, 2, 1, 2, false, false},  // ... with no element: 0
+                             AvgpoolCase{2, 1, 6, 7, 3, 2, 1, 1, false, false},  // stride 1, overlapping
+                             AvgpoolCase{1, 3, 7, 7, 2, 2, 2, 0, true, true}));
+
+// PyTorch 1.13: F.avg_pool2d(torch.arange(1., 26.).reshape(1,1,5,5), 3, 2, 1, ceil_mode=True,
+// count_include_pad=...) and F.avg_pool2d(torch.ones(1,1,4,4), 3, 2, 1, ceil_mode=True): the
+// divisor counts the window clipped to the padded input, not ceil_mode's overhang past it.
+TEST(Avgpool2dForward, DivisorsMatchTorch) {
+  Vec x(25);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = double(i + 1);
+  Vec y(9);
+  avgpool2d_forward(x.data(), y.data(), make_avgpool2d_dims(1, 1, 5, 5, 3, 3, 2, 2, 1, 1, true, true));
+  const Vec include = {16.0 / 9, 33.0 / 9, 28.0 / 9, 69.0 / 9, 13, 87.0 / 9, 76.0 / 9, 123.0 / 9, 88.0 / 9};
+  for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(y[i], include[i], 1e-12) << i;
+  avgpool2d_forward(x.data(), y.data(), make_avgpool2d_dims(1, 1, 5, 5, 3, 3, 2, 2, 1, 1, true, false));
+  EXPECT_EQ(y, (Vec{4, 5.5, 7, 11.5, 13, 14.5, 19, 20.5, 22}));
+
+  const Vec ones(16, 1.0);
+  avgpool2d_forward(ones.data(), y.data(), make_avgpool2d_dims(1, 1, 4, 4, 3, 3, 2, 2, 1, 1, true, true));
+  const Vec clipped = {4.0 / 9, 6.0 / 9, 2.0 / 6, 6.0 / 9, 1, 3.0 / 6, 2.0 / 6, 3.0 / 6, 1.0 / 4};
+  for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(y[i], clipped[i], 1e-12) << i;
+}
+
+// Windows entirely in padding: 0 either way (no elements; or a sum of 0 over the window).
+TEST(Avgpool2dForward, WindowsEntirelyInPaddingGiveZero) {
+  const Vec x = {4, 8, 12, 16};
+  for (bool include : {true, false}) {
+    const Avgpool2dDims d = make_avgpool2d_dims(1, 1, 2, 2, 1, 1, 2, 2, 2, 2, false, include);
+    ASSERT_EQ(d.p, 3);
+    Vec y(9, std::nan(""));
+    avgpool2d_forward(x.data(), y.data(), d);
+    EXPECT_EQ(y, (Vec{0, 0, 0, 0, 4, 0, 0, 0, 0})) << include;
+  }
+}
+
+TEST(GlobalAvgpool, MeanOfEachPlaneAndItsGradient) {
+  Rng rng(5);
+  Vec x = uniform(2 * 3 * 5 * 7, rng);
+  const Vec r = uniform(6, rng);
+  Vec y(6);
+  auto objective = [&] {
+    global_avgpool_forward(x.data(), y.data(), 6, 35);
+    return dot(y, r);
+  };
+  Vec dL_dx(x.size());
+  global_avgpool_backward(r.data(), dL_dx.data(), 6, 35);
+  const FdResult f = compare_with_fd(x, dL_dx, objective, rng);
+  EXPECT_LT(f.max_error, kTol) << f.describe("dL_dx");
+  const Vec plane = {1, 2, 3, 6};
+  global_avgpool_forward(plane.data(), y.data(), 1, 4);
+  EXPECT_EQ(y[0], 3.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // reshape: a copy, so its gradient is the incoming gradient copied back.
 

@@ -305,7 +305,8 @@ bool pooled_applies(const BoundNode& node, const SparseGeometry& g) {
   const parity_maxpool2d_params& pp = pool.params.maxpool2d;
   return kernels::conv2d_window(cp).plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.R == 3 && g.S == 3 &&
          g.C <= kLanes && fits_int32(g) && pp.kernel_h == 2 &&
-         pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pool.in[0].dims[2] == g.P / 2 &&
+         pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2 && pp.pad_h == 0 && pp.pad_w == 0 &&
+         pp.dilation_h <= 1 && pp.dilation_w <= 1 && !pp.ceil_mode && pool.in[0].dims[2] == g.P / 2 &&
          pool.in[0].dims[3] == g.Q / 2;
 #else
   (void)node, (void)g;

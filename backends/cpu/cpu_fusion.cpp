@@ -82,14 +82,16 @@ int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t
 
 }  // namespace
 
-// A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements passes at most a quarter
+// A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements (no padding, dilation or
+// ceil_mode) passes at most a quarter
 // of its dx through; RELU_BWD keeps that (it only zeroes more). A conv backward reading such a
 // gradient as its dy gets NodeFusion::sparse_dy. Indices were checked by the caller.
 void mark_pool_gradient(const parity_node_desc& desc, std::vector<bool>& pool_gradient, BoundNode& node) {
   switch (desc.op) {
     case PARITY_OP_MAXPOOL2D_BWD: {
       const parity_maxpool2d_params& pp = desc.params.maxpool2d;
-      if (desc.num_outputs == 1 && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
+      const bool unpadded = pp.pad_h == 0 && pp.pad_w == 0 && pp.dilation_h <= 1 && pp.dilation_w <= 1 && !pp.ceil_mode;
+      if (desc.num_outputs == 1 && unpadded && pp.kernel_h * pp.kernel_w >= 4 && pp.stride_h >= pp.kernel_h &&
           pp.stride_w >= pp.kernel_w)
         pool_gradient[desc.outputs[0]] = true;
       break;

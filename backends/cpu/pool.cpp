@@ -1,7 +1,10 @@
 // backends/cpu/pool.cpp — max-pooling on the cpu backend, NCHW float32: forward (value and
-// int32 index of the first maximum, h*W+w in its plane) and backward (scatter-add of dy to that
-// index; for 2x2 stride-2 windows, each dx element written once, 16 windows at a time) side by
-// side. Planes are independent, so they are split freely into fixed chunks.
+// int32 index of the first maximum, h*W+w in its plane; -1 and 0 for a window holding no input
+// element) and backward (scatter-add of dy to that index, in output order; for 2x2 stride-2
+// windows, each dx element written once, 16 windows at a time) side by side. Windows inside the
+// input with no dilation (ABI 4's) take the unrolled and vector forms; padded, dilated and
+// ceil_mode windows the general one. Planes are independent, so they are split freely into
+// fixed chunks.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,33 +26,44 @@ constexpr int64_t kMaxChunks = 1024;
 
 struct PoolGeometry {
   int64_t planes, H, W, P, Q;  // planes = N*C
+  kernels::PoolWindow window;
+  bool plain;  // every window inside the input, no dilation (kernels::pool_is_plain)
 };
 
 PoolGeometry geometry(const BoundValue& x, const parity_maxpool2d_params& pp) {
-  return {x.dims[0] * x.dims[1], x.dims[2], x.dims[3],
-          kernels::pool2d_output_size(x.dims[2], pp.kernel_h, pp.stride_h),
-          kernels::pool2d_output_size(x.dims[3], pp.kernel_w, pp.stride_w)};
+  const kernels::PoolWindow win = kernels::pool_window(pp);
+  PoolGeometry g{x.dims[0] * x.dims[1], x.dims[2], x.dims[3], kernels::pool_output_size(x.dims[2], win.h),
+                 kernels::pool_output_size(x.dims[3], win.w), win, false};
+  g.plain = kernels::pool_is_plain(g.H, g.W, win, g.P, g.Q);
+  return g;
 }
 
 // Checks x (or dx) against the params and y, idx (or dy, idx) against the shape they give.
 PoolGeometry check_pool(BoundNode& node, const BoundValue& x, const char* x_role, const BoundValue& y,
                         const char* y_role, const BoundValue& idx) {
   const parity_maxpool2d_params& pp = node.params.maxpool2d;
+  const kernels::PoolWindow win = kernels::pool_window(pp);
   if (pp.kernel_h <= 0 || pp.kernel_w <= 0)
     fail(node, "kernel must be > 0, got " + std::to_string(pp.kernel_h) + "x" + std::to_string(pp.kernel_w));
   if (pp.stride_h <= 0 || pp.stride_w <= 0)
     fail(node, "stride must be > 0, got " + std::to_string(pp.stride_h) + "x" + std::to_string(pp.stride_w));
+  if (pp.pad_h < 0 || pp.pad_w < 0)
+    fail(node, "padding must be >= 0, got " + std::to_string(pp.pad_h) + "x" + std::to_string(pp.pad_w));
+  if (win.h.dilation < 1 || win.w.dilation < 1)
+    fail(node, "dilation must be >= 1 (0 reads as 1), got " + std::to_string(pp.dilation_h) + "x" +
+                   std::to_string(pp.dilation_w));
   expect_value(node, x, x_role, PARITY_F32, 4);
-  if (x.dims[2] < pp.kernel_h || x.dims[3] < pp.kernel_w)
-    fail(node, std::string(x_role) + " " + x.shape_str() + " is smaller than the window " +
-                   std::to_string(pp.kernel_h) + "x" + std::to_string(pp.kernel_w));
+  if (x.dims[2] + 2 * win.h.pad < kernels::pool_span(win.h) || x.dims[3] + 2 * win.w.pad < kernels::pool_span(win.w))
+    fail(node, std::string(x_role) + " " + x.shape_str() + " padded by " + std::to_string(pp.pad_h) + "x" +
+                   std::to_string(pp.pad_w) + " is smaller than the (dilated) window " +
+                   std::to_string(kernels::pool_span(win.h)) + "x" + std::to_string(kernels::pool_span(win.w)));
   if (x.dims[2] * x.dims[3] > std::numeric_limits<int32_t>::max())
     fail(node, "a plane of " + std::string(x_role) + " " + x.shape_str() + " has more than 2^31-1 elements, " +
                    "which an int32 index cannot address");
   const PoolGeometry g = geometry(x, pp);
   const int64_t dims[4] = {x.dims[0], x.dims[1], g.P, g.Q};
   expect_value(node, y, y_role, PARITY_F32, 4);
-  expect_dims(node, y, y_role, dims, 4, "[N,C,P,Q] with P, Q = (H - kernel) / stride + 1");
+  expect_dims(node, y, y_role, dims, 4, "[N,C,P,Q], P and Q pooled from H and W (parity/plugin.h)");
   expect_value(node, idx, "idx", PARITY_I32, 4);
   expect_dims(node, idx, "idx", dims, 4, "[N,C,P,Q], the shape of the pooled output");
   node.chunk = fixed_chunk_size(g.planes, (kMinElementsPerChunk + g.H * g.W - 1) / (g.H * g.W), kMaxChunks);
@@ -67,8 +81,18 @@ int64_t prepare_maxpool2d(BoundNode& node) {
 
 namespace {
 
-// Planes [begin, end) of the forward. KH, KW > 0 fix the window at compile time, so the window
+// Planes [begin, end) of the forward, plain windows. KH, KW > 0 fix the window at compile time, so the window
 // scan unrolls (5x faster for the 2x2 windows of the seed CNN); 0 reads it from the params.
+// Planes [begin, end) in the general form: padding, dilation, ceil_mode's clipped windows.
+void maxpool2d_padded_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end,
+                                      PoolGeometry g) {
+  for (int64_t plane = begin; plane < end; ++plane)
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q)
+        kernels::maxpool2d_padded_window_nchw_f32(x + plane * g.H * g.W, g.H, g.W, p, q, g.window,
+                                                  &y[(plane * g.P + p) * g.Q + q], &idx[(plane * g.P + p) * g.Q + q]);
+}
+
 template <int64_t KH, int64_t KW>
 void maxpool2d_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end, PoolGeometry g,
                                parity_maxpool2d_params pp) {
@@ -139,6 +163,9 @@ void run_maxpool2d(const BoundNode& node) {
   float* y = node.out[0].f32();
   int32_t* idx = node.out[1].i32();
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+    if (!g.plain)
+      maxpool2d_padded_planes_nchw_f32(x, y, idx, begin, end, g);
+    else
 #if defined(__AVX512F__)
     if (pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2)
       maxpool2x2_planes_nchw_f32(x, y, idx, begin, end, g);
@@ -169,10 +196,11 @@ void maxpool2d_bwd_plane_f32(const BoundNode& node, const float* dy, const int32
   // Overlapping windows add into one element in output order: a fixed order.
   for (int64_t i = 0; i < outputs; ++i) {
     const int32_t at = idx[i];
+    if (at == -1) continue;  // a window with no input element: its gradient goes nowhere
     if (at < 0 || at >= plane_size)
       throw Error(ErrorKind::data, "cpu: maxpool2d_bwd '" + node.name + "': idx " + std::to_string(at) +
                                        " is outside its plane of " + std::to_string(plane_size) +
-                                       " elements (it must come from the forward maxpool2d)");
+                                       " elements and not -1 (it must come from the forward maxpool2d)");
     dx[at] += dy[i];
   }
   if (mask)
@@ -246,7 +274,7 @@ void run_maxpool2d_bwd(const BoundNode& node) {
   const float* mask = node.fusion.relu_mask.data ? node.fusion.relu_mask.f32() : nullptr;
   const int64_t plane_size = g.H * g.W, outputs = g.P * g.Q;
 #if defined(__AVX512F__)
-  const bool window2x2 = pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2;
+  const bool window2x2 = g.plain && pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2;
 #endif
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {

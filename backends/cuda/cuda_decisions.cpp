@@ -114,7 +114,18 @@ Route route_of(parity_op op) {
     case PARITY_OP_MAXPOOL2D_BWD:
       return {Library::native, RouteKind::native, none,
               "native: cuDNN pooling returns no argmax indices and breaks ties its own way; "
-              "the ABI's backward takes the first maximum's index"};
+              "the ABI's backward takes the first maximum's index (and -1 for an empty window)"};
+    case PARITY_OP_AVGPOOL2D:
+      return {Library::cudnn, RouteKind::pooling, none,
+              "cuDNN pooling forward (AVERAGE_COUNT_INCLUDE/EXCLUDE_PADDING) where its floor-mode windows are the "
+              "ABI's (pooling_plan); ceil_mode overhang or padding above half the kernel: native"};
+    case PARITY_OP_GLOBAL_AVGPOOL:
+      return {Library::cudnn, RouteKind::pooling, none, "cuDNN pooling forward, one H x W average window per plane"};
+    case PARITY_OP_AVGPOOL2D_BWD:
+    case PARITY_OP_GLOBAL_AVGPOOL_BWD:
+      return {Library::native, RouteKind::native, none,
+              "native: cudnnPoolingBackward also takes the forward's x and y, which the ABI's backward "
+              "(dy only) does not have"};
     case PARITY_OP_SOFTMAX_XENT:
     case PARITY_OP_SOFTMAX_XENT_BWD:
       return {Library::native, RouteKind::native, none,
@@ -141,6 +152,63 @@ Route route_of(const parity_node_desc& node) {
             "native: cuDNN's backward differentiates through the batch statistics; evaluation's statistics are "
             "constants"};
   return route;
+}
+
+PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  const bool global = node.op == PARITY_OP_GLOBAL_AVGPOOL;
+  if (node.op != PARITY_OP_AVGPOOL2D && !global)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op), ") is no pooling forward"));
+  if (node.num_inputs < 1 || node.num_outputs < 1)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has no input or no output"));
+  auto value = [&](int32_t index) -> const parity_value_desc& {
+    if (index < 0 || index >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' refers to value ", index, ", outside [0, ",
+                                       values.size(), ")"));
+    return values[static_cast<size_t>(index)];
+  };
+  auto nchw = [&](const parity_value_desc& v) {
+    if (v.rank != 4) fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': '", v.name, "' must have rank 4"));
+    for (int i = 0; i < 4; ++i)
+      if (v.dims[i] < 1 || v.dims[i] > INT32_MAX)
+        fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': '", v.name, "' has a dimension cuDNN cannot take"));
+    return Nchw{int(v.dims[0]), int(v.dims[1]), int(v.dims[2]), int(v.dims[3])};
+  };
+  PoolingPlan out{false, {}, ""};
+  PoolingDescriptors& d = out.d;
+  d.x = nchw(value(node.inputs[0]));
+  d.y = nchw(value(node.outputs[0]));
+  if (global) {
+    d.window_h = d.stride_h = d.x.h;
+    d.window_w = d.stride_w = d.x.w;
+    d.pad_h = d.pad_w = 0;
+    d.mode = PoolingMode::average_count_include_padding;  // no padding: both modes divide by H * W
+  } else {
+    const parity_avgpool2d_params& p = node.params.avgpool2d;
+    d.window_h = p.kernel_h, d.window_w = p.kernel_w, d.stride_h = p.stride_h, d.stride_w = p.stride_w;
+    d.pad_h = p.pad_h, d.pad_w = p.pad_w;
+    d.mode = p.count_include_pad ? PoolingMode::average_count_include_padding
+                                 : PoolingMode::average_count_exclude_padding;
+    if (d.window_h < 1 || d.window_w < 1 || d.stride_h < 1 || d.stride_w < 1 || d.pad_h < 0 || d.pad_w < 0)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: node '", node.name, "': kernel ", d.window_h, "x", d.window_w,
+                                               " stride ", d.stride_h, "x", d.stride_w, " pad ", d.pad_h, "x", d.pad_w,
+                                               " is no pooling window"));
+    if (2 * d.pad_h > d.window_h || 2 * d.pad_w > d.window_w) {
+      out.why = msg("padding ", d.pad_h, "x", d.pad_w, " is above half the kernel ", d.window_h, "x", d.window_w);
+      return out;
+    }
+  }
+  // cuDNN's output extent is the floor form's; every window of it ends inside the padded input,
+  // so cuDNN's divisor (the whole window, or its input elements) is PyTorch's.
+  const int floor_h = (d.x.h + 2 * d.pad_h - d.window_h) / d.stride_h + 1;
+  const int floor_w = (d.x.w + 2 * d.pad_w - d.window_w) / d.stride_w + 1;
+  if (d.x.h + 2 * d.pad_h < d.window_h || d.x.w + 2 * d.pad_w < d.window_w || d.y.n != d.x.n || d.y.c != d.x.c)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': the window does not fit the input"));
+  if (d.y.h != floor_h || d.y.w != floor_w) {
+    out.why = msg("ceil_mode gives ", d.y.h, "x", d.y.w, " outputs, cuDNN's floor form ", floor_h, "x", floor_w);
+    return out;
+  }
+  out.on_cudnn = true;
+  return out;
 }
 
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {

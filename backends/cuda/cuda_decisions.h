@@ -57,6 +57,7 @@ enum class RouteKind {
   optimizer,    // native optimizer kernels reading their hyperparameters on the device
   batchnorm,    // cuDNN batch normalization (CUDNN_BATCHNORM_SPATIAL): training, inference, backward
   native,       // the native kernels through the dispatcher (the default)
+  pooling,      // cuDNN pooling forward where it computes the ABI's windows (pooling_plan), else native
 };
 // The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
 // header needs no cuDNN; cuda_library.cpp checks each against cudnn.h.
@@ -112,6 +113,27 @@ struct BatchnormDescriptors {
   double exponential_average_factor;
 };
 BatchnormDescriptors batchnorm_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
+
+// ---- pooling descriptors -------------------------------------------------------------------------
+// The cuDNN pooling mode of a pooling route. The values are cudnnPoolingMode_t's (checked in
+// cuda_library.cpp).
+enum class PoolingMode : int { max = 0, average_count_include_padding = 1, average_count_exclude_padding = 2 };
+struct PoolingDescriptors {
+  Nchw x, y;  // input and output, packed NCHW float
+  int window_h, window_w, pad_h, pad_w, stride_h, stride_w;
+  PoolingMode mode;
+};
+// A node of a pooling route (AVGPOOL2D, GLOBAL_AVGPOOL): cuDNN's descriptors when cuDNN's
+// floor-mode average pooling computes exactly the ABI's windows and divisors, else native with
+// the reason: a ceil_mode window hanging past the padded input (PyTorch counts the window
+// clipped to it, cuDNN the whole window) or padding above half the kernel (windows entirely in
+// padding, outside what PyTorch and cuDNN's pooling are documented for).
+struct PoolingPlan {
+  bool on_cudnn;
+  PoolingDescriptors d;
+  std::string why;  // why native, when not on cuDNN
+};
+PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 // ---- algorithm choice ------------------------------------------------------------------------
 // One row of cudnnFind*AlgorithmEx's results: each algorithm run on the executable's own

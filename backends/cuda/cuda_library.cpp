@@ -1,5 +1,5 @@
 // backends/cuda/cuda_library.cpp — the CUDA target's routes of the GPU executor (declared in
-// backends/gpu/gpu_executable.h): cuDNN convolutions and activations with their descriptors,
+// backends/gpu/gpu_executable.h): cuDNN convolutions, activations and average pooling with their descriptors,
 // cuBLAS products, the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
 // the compute stream, and the instance's cuDNN and cuBLAS handles. The only vendor-library calls
 // of the executor; compiled and linked in CI, never executed (no NVIDIA GPU here).
@@ -22,6 +22,11 @@ static_assert(static_cast<int>(plan::Activation::clipped_relu) == CUDNN_ACTIVATI
 static_assert(static_cast<int>(plan::Activation::elu) == CUDNN_ACTIVATION_ELU, "cuDNN mode");
 static_assert(static_cast<int>(plan::Activation::identity) == CUDNN_ACTIVATION_IDENTITY, "cuDNN mode");
 static_assert(static_cast<int>(plan::Activation::swish) == CUDNN_ACTIVATION_SWISH, "cuDNN mode");
+static_assert(static_cast<int>(plan::PoolingMode::max) == CUDNN_POOLING_MAX, "cuDNN mode");
+static_assert(static_cast<int>(plan::PoolingMode::average_count_include_padding) ==
+                  CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, "cuDNN mode");
+static_assert(static_cast<int>(plan::PoolingMode::average_count_exclude_padding) ==
+                  CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING, "cuDNN mode");
 
 const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
 
@@ -43,9 +48,13 @@ LibraryHandles::~LibraryHandles() {
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(BatchnormKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(PoolingKernel* kernel) noexcept { delete kernel; }
 
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
   return KernelPtr<ConvKernel>(new ConvKernel(shape));
+}
+KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d) {
+  return KernelPtr<PoolingKernel>(new PoolingKernel(d));
 }
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
   return KernelPtr<ActivationKernel>(new ActivationKernel(count, static_cast<cudnnActivationMode_t>(activation)));
@@ -173,6 +182,11 @@ void parity_executable_object::enqueue_batchnorm(const Step& step, const parity_
 void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
   CUDA_CHECK(cudnnActivationForward(instance->library->cudnn, step.flat->activation, &kOne, step.flat->desc,
                                     operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
+}
+
+void parity_executable_object::enqueue_pooling(const Step& step, const parity_node_desc& node) {
+  CUDA_CHECK(cudnnPoolingForward(instance->library->cudnn, step.pool->pool, &kOne, step.pool->x, operand(node, false, 0),
+                                 &kZero, step.pool->y, operand(node, true, 0)));
 }
 
 void parity_executable_object::enqueue_native(const parity_node_desc& node) {

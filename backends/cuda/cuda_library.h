@@ -1,7 +1,7 @@
 // backends/cuda/cuda_library.h — what the CUDA target's library keeps behind the executor's opaque
 // types: the instance's handles (one cuDNN and one cuBLAS handle on the compute stream), a
-// convolution's cuDNN descriptors (ConvKernel), an activation's (ActivationKernel) and a batch
-// normalization's (BatchnormKernel).
+// convolution's cuDNN descriptors (ConvKernel), an activation's (ActivationKernel), a batch
+// normalization's (BatchnormKernel) and a pooling forward's (PoolingKernel).
 #pragma once
 
 #include <cublas_v2.h>
@@ -95,6 +95,34 @@ struct BatchnormKernel {
   BatchnormKernel& operator=(const BatchnormKernel&) = delete;
   ~BatchnormKernel() {
     if (channel) (void)cudnnDestroyTensorDescriptor(channel);
+    if (x) (void)cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+// The cuDNN descriptors of one pooling forward (plan::pooling_plan), destroyed with it.
+struct PoolingKernel {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnPoolingDescriptor_t pool = nullptr;
+  explicit PoolingKernel(const cuda_decisions::PoolingDescriptors& d) {
+    CUDA_CHECK(cudnnCreateTensorDescriptor(&x));
+    CUDA_CHECK(cudnnCreateTensorDescriptor(&y));
+    CUDA_CHECK(cudnnCreatePoolingDescriptor(&pool));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.x.n, d.x.c, d.x.h, d.x.w));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.y.n, d.y.c, d.y.h, d.y.w));
+    CUDA_CHECK(cudnnSetPooling2dDescriptor(pool, static_cast<cudnnPoolingMode_t>(d.mode), CUDNN_PROPAGATE_NAN,
+                                           d.window_h, d.window_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w));
+    int n = 0, c = 0, h = 0, w = 0;  // cuDNN's own output size must be the plan's
+    CUDA_CHECK(cudnnGetPooling2dForwardOutputDim(pool, x, &n, &c, &h, &w));
+    if (n != d.y.n || c != d.y.c || h != d.y.h || w != d.y.w)
+      native::plugin_fail(PARITY_STATUS_SHAPE, native::msg("cuda: cuDNN computes a pooling output of ", n, "x", c, "x", h,
+                                                           "x", w, ", the plan has ", d.y.n, "x", d.y.c, "x", d.y.h, "x",
+                                                           d.y.w));
+  }
+  PoolingKernel(const PoolingKernel&) = delete;
+  PoolingKernel& operator=(const PoolingKernel&) = delete;
+  ~PoolingKernel() {
+    if (pool) (void)cudnnDestroyPoolingDescriptor(pool);
+    if (y) (void)cudnnDestroyTensorDescriptor(y);
     if (x) (void)cudnnDestroyTensorDescriptor(x);
   }
 };

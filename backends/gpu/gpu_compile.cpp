@@ -109,6 +109,17 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
         request.hyperparameter_bytes += sizeof(parity_op_params);
         native_nodes.push_back(node);  // the dispatcher checks its shapes
         break;
+      case plan::RouteKind::pooling: {
+        const plan::PoolingPlan pooling = plan::pooling_plan(node, exe.values);
+        if (!pooling.on_cudnn) {  // windows cuDNN does not compute as the ABI does: the native kernels
+          step.kind = plan::RouteKind::native;
+          native_nodes.push_back(node);
+          break;
+        }
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
+        if (with_device) step.pool = make_pooling_kernel(pooling.d);
+        break;
+      }
       case plan::RouteKind::native:
         native_nodes.push_back(node);
         break;

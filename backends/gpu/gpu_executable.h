@@ -37,9 +37,11 @@ using parity::native::is_persistent;
 struct ConvKernel;
 struct ActivationKernel;
 struct BatchnormKernel;
+struct PoolingKernel;
 void destroy_kernel(ConvKernel* kernel) noexcept;
 void destroy_kernel(ActivationKernel* kernel) noexcept;
 void destroy_kernel(BatchnormKernel* kernel) noexcept;
+void destroy_kernel(PoolingKernel* kernel) noexcept;
 template <class Kernel>
 struct KernelDeleter {
   void operator()(Kernel* kernel) const noexcept { destroy_kernel(kernel); }
@@ -57,6 +59,7 @@ struct Step {
   KernelPtr<ActivationKernel> flat;  // activation route
   plan::BatchnormDescriptors batchnorm_shape{};
   KernelPtr<BatchnormKernel> batchnorm;  // batchnorm route: made when compiled with a device
+  KernelPtr<PoolingKernel> pool;     // pooling route, where cuDNN takes the node (plan::pooling_plan)
   plan::LinearCalls linear;
   int64_t hyperparameter_offset = -1;  // ADAM_STEP, SGD_STEP: where their parameters live in the arena
 };
@@ -87,6 +90,8 @@ KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation);
 // A batch normalization's descriptors (x, and the [1,C,1,1] ones derived from it).
 KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& shape);
+// A pooling forward's descriptors (a node plan::pooling_plan puts on the library).
+KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d);
 // Chooses the algorithm of one convolution (CUDA: cuDNN's search, cuda_conv_search.cpp; the native
 // targets: the one native algorithm, which needs no workspace of its own).
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
@@ -195,6 +200,7 @@ struct parity_executable_object {
   // The routes, per target (its library source), queued on the instance's compute stream.
   void enqueue_convolution(const Step& step, const parity_node_desc& node);
   void enqueue_activation(const Step& step, const parity_node_desc& node);
+  void enqueue_pooling(const Step& step, const parity_node_desc& node);
   void enqueue_gemm(const Step& step, const parity_node_desc& node);
   void enqueue_optimizer(const Step& step, const parity_node_desc& node);
   void enqueue_batchnorm(const Step& step, const parity_node_desc& node);

@@ -2,7 +2,7 @@
 // kernels (HIP, the emulated device): no library handles, and what a vendor library would be
 // given kept so the executor's steps look as on CUDA — a convolution's descriptors, checked
 // against cuDNN's output-size rule, and an activation's element count; one algorithm per
-// convolution, with no workspace of its own. Definitions, not declarations: included by exactly
+// convolution, with no workspace of its own; a pooling forward's descriptors. Definitions, not declarations: included by exactly
 // one source of each such target (its <target>_library.cpp).
 #pragma once
 
@@ -33,6 +33,10 @@ struct BatchnormKernel {
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(BatchnormKernel* kernel) noexcept { delete kernel; }
+struct PoolingKernel {
+  plan::PoolingDescriptors shape;
+};
+void destroy_kernel(PoolingKernel* kernel) noexcept { delete kernel; }
 
 // As cudnnGetConvolution2dForwardOutputDim computes the output, which must be the plan's.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
@@ -62,6 +66,10 @@ KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptor
   if (d.x.n < 1 || d.x.c < 1 || d.x.h < 1 || d.x.w < 1)
     fail(PARITY_STATUS_SHAPE, msg(kName, ": a batch normalization of ", d.x.n, "x", d.x.c, "x", d.x.h, "x", d.x.w));
   return KernelPtr<BatchnormKernel>(new BatchnormKernel{d});
+}
+
+KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d) {
+  return KernelPtr<PoolingKernel>(new PoolingKernel{d});
 }
 
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,

@@ -82,6 +82,11 @@ void parity_executable_object::enqueue_convolution(const Step& step, const parit
   queue_native(*this, node);
 }
 
+void parity_executable_object::enqueue_pooling(const Step& step, const parity_node_desc& node) {
+  if (!step.pool) fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "' has no descriptors"));
+  queue_native(*this, node);
+}
+
 void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
   const int64_t n = numel_of(values[static_cast<size_t>(node.inputs[0])]);
   if (!step.flat || step.flat->count != n)

@@ -348,21 +348,49 @@ inline void run_hardtanh_bwd(const RefNode& node) {  // x, dy -> dx
 }
 
 // ---------------------------------------------------------------------------------------------
-// maxpool2d without padding, floor division: p = (h - kernel_h) / stride_h + 1. idx holds the
-// flat index h*W+w of the first maximum (row-major window order) in its (n,c) plane.
+// Pooling windows as PyTorch places them: window o of an axis starts at o*stride - pad and
+// takes `kernel` taps `dilation` apart; the output extent is floor or (ceil_mode) ceil of
+// (in + 2 pad - dilation (kernel - 1) - 1) / stride, + 1, less the last window if ceil_mode
+// would start it at or after in + pad. Taps outside [0, in) are padding. Written here apart
+// from ops/kernels/pool.h, which the backends under test share.
+
+struct PoolAxisDims {
+  int64_t in, kernel, stride, pad, dilation, out;
+};
+
+inline PoolAxisDims make_pool_axis(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                                   bool ceil_mode) {
+  PoolAxisDims a{in, kernel, stride, pad, dilation, 0};
+  const int64_t room = in + 2 * pad - dilation * (kernel - 1) - 1;
+  a.out = room < 0 ? 0 : (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+  if (ceil_mode && a.out > 0 && (a.out - 1) * stride >= in + pad) --a.out;
+  return a;
+}
+
+// Input coordinate of tap t of window o, or -1 where it is padding.
+inline int64_t pool_tap(const PoolAxisDims& a, int64_t o, int64_t t) {
+  const int64_t i = o * a.stride - a.pad + t * a.dilation;
+  return i >= 0 && i < a.in ? i : -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// maxpool2d: idx holds the flat index h*W+w of the first maximum (row-major tap order; NaN
+// always replaces) in its (n,c) plane; a window with no tap inside the input gives 0 and -1.
 
 struct Maxpool2dDims {
   int64_t n, c, h, w;
-  int64_t kernel_h, kernel_w;
-  int64_t stride_h, stride_w;
+  PoolAxisDims rows, cols;
   int64_t p, q;
 };
 
 inline Maxpool2dDims make_maxpool2d_dims(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kernel_h,
-                                         int64_t kernel_w, int64_t stride_h, int64_t stride_w) {
-  Maxpool2dDims d{n, c, h, w, kernel_h, kernel_w, stride_h, stride_w, 0, 0};
-  d.p = (h - kernel_h) / stride_h + 1;
-  d.q = (w - kernel_w) / stride_w + 1;
+                                         int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h = 0,
+                                         int64_t pad_w = 0, int64_t dilation_h = 1, int64_t dilation_w = 1,
+                                         bool ceil_mode = false) {
+  Maxpool2dDims d{n, c, h, w, make_pool_axis(h, kernel_h, stride_h, pad_h, dilation_h, ceil_mode),
+                  make_pool_axis(w, kernel_w, stride_w, pad_w, dilation_w, ceil_mode), 0, 0};
+  d.p = d.rows.out;
+  d.q = d.cols.out;
   return d;
 }
 
@@ -372,12 +400,14 @@ inline void maxpool2d_forward(const double* x, double* y, int32_t* idx, const Ma
       const double* plane = x + (n * d.c + c) * d.h * d.w;
       for (int64_t p = 0; p < d.p; ++p)
         for (int64_t q = 0; q < d.q; ++q) {
-          int64_t best_at = (p * d.stride_h) * d.w + q * d.stride_w;
-          double best = plane[best_at];
-          for (int64_t r = 0; r < d.kernel_h; ++r)
-            for (int64_t s = 0; s < d.kernel_w; ++s) {
-              const int64_t at = (p * d.stride_h + r) * d.w + (q * d.stride_w + s);
-              if (detail::replaces_max(plane[at], best)) {
+          int64_t best_at = -1;
+          double best = 0.0;
+          for (int64_t r = 0; r < d.rows.kernel; ++r)
+            for (int64_t s = 0; s < d.cols.kernel; ++s) {
+              const int64_t h = pool_tap(d.rows, p, r), w = pool_tap(d.cols, q, s);
+              if (h < 0 || w < 0) continue;
+              const int64_t at = h * d.w + w;
+              if (best_at < 0 || detail::replaces_max(plane[at], best)) {
                 best = plane[at];
                 best_at = at;
               }
@@ -397,28 +427,31 @@ inline void maxpool2d_backward(const double* dL_dy, const int32_t* idx, double* 
       for (int64_t p = 0; p < d.p; ++p)
         for (int64_t q = 0; q < d.q; ++q) {
           const int64_t out = detail::at4(n, c, p, q, d.c, d.p, d.q);
-          plane[idx[out]] += dL_dy[out];  // += : overlapping windows can pick the same element
+          if (idx[out] >= 0) plane[idx[out]] += dL_dy[out];  // += : overlapping windows can pick the same element
         }
     }
 }
 
-// The dims of a maxpool2d node from its x[N,C,H,W] (for the backward, dx).
+// The dims of a maxpool2d node from its x[N,C,H,W] (for the backward, dx); dilation 0 reads as 1.
 inline Maxpool2dDims pool_dims(const RefNode& node, const parity_value_desc& x) {
   const parity_maxpool2d_params& p = node.params().maxpool2d;
-  return make_maxpool2d_dims(node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3),
-                             p.kernel_h, p.kernel_w, p.stride_h, p.stride_w);
+  return make_maxpool2d_dims(node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3), p.kernel_h,
+                             p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+                             p.dilation_h == 0 ? 1 : p.dilation_h, p.dilation_w == 0 ? 1 : p.dilation_w,
+                             p.ceil_mode != 0);
 }
 
-// Pooling indices may come from the caller (an INPUT in an op-level check): each must lie in its plane.
+// Pooling indices may come from the caller (an INPUT in an op-level check): each must lie in
+// its plane, or be -1 (a window with no input element).
 inline void check_pool_indices(const RefNode& node, int32_t slot, const Maxpool2dDims& d) {
   const parity_value_desc& v = node.in_desc(slot);
   node.expect_numel(v, d.n * d.c * d.p * d.q);
   const int32_t* idx = node.i_in(slot);
   for (int64_t i = 0; i < d.n * d.c * d.p * d.q; ++i)
-    if (idx[i] < 0 || idx[i] >= d.h * d.w)
+    if (idx[i] < -1 || idx[i] >= d.h * d.w)
       throw Error(ErrorKind::data, node.label() + ": index " + std::to_string(idx[i]) + " at element " +
                                        std::to_string(i) + " of value '" + v.name + "' is outside its " +
-                                       std::to_string(d.h) + "x" + std::to_string(d.w) + " plane");
+                                       std::to_string(d.h) + "x" + std::to_string(d.w) + " plane (and not -1)");
 }
 
 inline void run_maxpool2d(const RefNode& node) {  // x -> y, idx
@@ -433,6 +466,121 @@ inline void run_maxpool2d_bwd(const RefNode& node) {  // dy, idx -> dx
   node.expect_numel(node.in_desc(0), d.n * d.c * d.p * d.q);
   check_pool_indices(node, 1, d);
   maxpool2d_backward(node.f_in(0), node.i_in(1), node.f_out(0), d);
+}
+
+// ---------------------------------------------------------------------------------------------
+// avgpool2d (torch.nn.functional.avg_pool2d): each output is the sum of its window's input
+// elements over a divisor: with count_include_pad, the window's extent clipped to the padded
+// input [-pad, in + pad) per axis (ceil_mode's overhang not counted); without, the number of
+// input elements. A divisor of 0 (no input element, padding excluded) gives 0. The backward adds
+// dy / divisor to every input element of the window. global_avgpool is the one window H x W.
+
+struct Avgpool2dDims {
+  int64_t n, c, h, w;
+  PoolAxisDims rows, cols;
+  bool count_include_pad;
+  int64_t p, q;
+};
+
+inline Avgpool2dDims make_avgpool2d_dims(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kernel_h,
+                                         int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h,
+                                         int64_t pad_w, bool ceil_mode, bool count_include_pad) {
+  Avgpool2dDims d{n, c, h, w, make_pool_axis(h, kernel_h, stride_h, pad_h, 1, ceil_mode),
+                  make_pool_axis(w, kernel_w, stride_w, pad_w, 1, ceil_mode), count_include_pad, 0, 0};
+  d.p = d.rows.out;
+  d.q = d.cols.out;
+  return d;
+}
+
+// The divisor's factor along one axis for window o.
+inline int64_t avgpool_axis_count(const PoolAxisDims& a, int64_t o, bool count_include_pad) {
+  int64_t count = 0;
+  for (int64_t t = 0; t < a.kernel; ++t) {
+    const int64_t i = o * a.stride - a.pad + t;
+    count += count_include_pad ? (i < a.in + a.pad ? 1 : 0) : (pool_tap(a, o, t) >= 0 ? 1 : 0);
+  }
+  return count;
+}
+
+inline double avgpool_divisor(const Avgpool2dDims& d, int64_t p, int64_t q) {
+  return double(avgpool_axis_count(d.rows, p, d.count_include_pad) * avgpool_axis_count(d.cols, q, d.count_include_pad));
+}
+
+inline void avgpool2d_forward(const double* x, double* y, const Avgpool2dDims& d) {
+  for (int64_t plane = 0; plane < d.n * d.c; ++plane)
+    for (int64_t p = 0; p < d.p; ++p)
+      for (int64_t q = 0; q < d.q; ++q) {
+        double sum = 0.0;
+        for (int64_t r = 0; r < d.rows.kernel; ++r)
+          for (int64_t s = 0; s < d.cols.kernel; ++s) {
+            const int64_t h = pool_tap(d.rows, p, r), w = pool_tap(d.cols, q, s);
+            if (h >= 0 && w >= 0) sum += x[(plane * d.h + h) * d.w + w];
+          }
+        const double divisor = avgpool_divisor(d, p, q);
+        y[(plane * d.p + p) * d.q + q] = divisor == 0.0 ? 0.0 : sum / divisor;
+      }
+}
+
+inline void avgpool2d_backward(const double* dL_dy, double* dL_dx, const Avgpool2dDims& d) {
+  detail::fill_zero(dL_dx, d.n * d.c * d.h * d.w);
+  for (int64_t plane = 0; plane < d.n * d.c; ++plane)
+    for (int64_t p = 0; p < d.p; ++p)
+      for (int64_t q = 0; q < d.q; ++q) {
+        const double divisor = avgpool_divisor(d, p, q);
+        if (divisor == 0.0) continue;  // no input element to reach
+        const double g = dL_dy[(plane * d.p + p) * d.q + q] / divisor;
+        for (int64_t r = 0; r < d.rows.kernel; ++r)
+          for (int64_t s = 0; s < d.cols.kernel; ++s) {
+            const int64_t h = pool_tap(d.rows, p, r), w = pool_tap(d.cols, q, s);
+            if (h >= 0 && w >= 0) dL_dx[(plane * d.h + h) * d.w + w] += g;
+          }
+      }
+}
+
+inline Avgpool2dDims avgpool_dims(const RefNode& node, const parity_value_desc& x) {
+  const parity_avgpool2d_params& p = node.params().avgpool2d;
+  return make_avgpool2d_dims(node.dim(x, 4, 0), node.dim(x, 4, 1), node.dim(x, 4, 2), node.dim(x, 4, 3), p.kernel_h,
+                             p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.ceil_mode != 0,
+                             p.count_include_pad != 0);
+}
+
+inline void run_avgpool2d(const RefNode& node) {  // x -> y
+  const Avgpool2dDims d = avgpool_dims(node, node.in_desc(0));
+  node.expect_numel(node.out_desc(0), d.n * d.c * d.p * d.q);
+  avgpool2d_forward(node.f_in(0), node.f_out(0), d);
+}
+
+inline void run_avgpool2d_bwd(const RefNode& node) {  // dy -> dx
+  const Avgpool2dDims d = avgpool_dims(node, node.out_desc(0));
+  node.expect_numel(node.in_desc(0), d.n * d.c * d.p * d.q);
+  avgpool2d_backward(node.f_in(0), node.f_out(0), d);
+}
+
+inline void global_avgpool_forward(const double* x, double* y, int64_t planes, int64_t plane_size) {
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < plane_size; ++i) sum += x[plane * plane_size + i];
+    y[plane] = sum / double(plane_size);
+  }
+}
+
+inline void global_avgpool_backward(const double* dL_dy, double* dL_dx, int64_t planes, int64_t plane_size) {
+  for (int64_t plane = 0; plane < planes; ++plane)
+    for (int64_t i = 0; i < plane_size; ++i) dL_dx[plane * plane_size + i] = dL_dy[plane] / double(plane_size);
+}
+
+inline void run_global_avgpool(const RefNode& node) {  // x[N,C,H,W] -> y[N,C,1,1]
+  const parity_value_desc& x = node.in_desc(0);
+  const int64_t planes = node.dim(x, 4, 0) * node.dim(x, 4, 1), plane_size = node.dim(x, 4, 2) * node.dim(x, 4, 3);
+  node.expect_numel(node.out_desc(0), planes);
+  global_avgpool_forward(node.f_in(0), node.f_out(0), planes, plane_size);
+}
+
+inline void run_global_avgpool_bwd(const RefNode& node) {  // dy[N,C,1,1] -> dx[N,C,H,W]
+  const parity_value_desc& dx = node.out_desc(0);
+  const int64_t planes = node.dim(dx, 4, 0) * node.dim(dx, 4, 1), plane_size = node.dim(dx, 4, 2) * node.dim(dx, 4, 3);
+  node.expect_numel(node.in_desc(0), planes);
+  global_avgpool_backward(node.f_in(0), node.f_out(0), planes, plane_size);
 }
 
 // ---------------------------------------------------------------------------------------------

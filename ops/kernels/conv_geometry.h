@@ -1,5 +1,5 @@
-// ops/kernels/conv_geometry.h — the one place of conv2d and maxpool2d geometry (output sizes,
-// padding, dilation, groups) for the rules in ops/ and every backend but ref (which shares no
+// ops/kernels/conv_geometry.h — the one place of conv2d geometry (output sizes, padding,
+// dilation, groups; pooling's is ops/kernels/pool.h) for the rules in ops/ and every backend but ref (which shares no
 // code with what it checks) and the CUDA planner (cuDNN computes its own); and the im2col /
 // col2im index math over NCHW planes: row (c, r, s) of the column matrix col[C*R*S, P*Q] holds,
 // at column p*Q+q, x[c, p*stride_h - pad_top + r*dilation_h, q*stride_w - pad_left + s*dilation_w]
@@ -54,11 +54,6 @@ inline int64_t conv2d_output_h(const Conv2dWindow& cw, int64_t H, int64_t R) {
 }
 inline int64_t conv2d_output_w(const Conv2dWindow& cw, int64_t W, int64_t S) {
   return conv2d_output_size(W, S, cw.stride_w, cw.pad_left, cw.pad_right, cw.dilation_w);
-}
-
-// Output extent of a pooling window along one axis (no padding, floor division, as PyTorch).
-PARITY_HD inline int64_t pool2d_output_size(int64_t in, int64_t window, int64_t stride) {
-  return (in - window) / stride + 1;
 }
 
 // The input coordinate that output position `o` reads through the kernel tap at offset `t`

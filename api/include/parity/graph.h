@@ -99,6 +99,15 @@ class GraphBuilder {
   Value conv2d(Value x, Value w, const Conv2dOptions& options, const std::string& name = "");
   // Returns the pooled values; the argmax indices are a second output used by the gradient.
   Value maxpool2d(Value x, int kernel, int stride, const std::string& name = "");
+  // torch.nn.functional.max_pool2d's square form: zero padding on both sides (any size: a
+  // window with no input element gives 0, its index -1), ceil_mode, dilation >= 1.
+  Value maxpool2d(Value x, int kernel, int stride, int pad, bool ceil_mode = false, int dilation = 1,
+                  const std::string& name = "");
+  // torch.nn.functional.avg_pool2d's square form (count_include_pad defaults to torch's true);
+  // global_avgpool(x, name) (generated above) is adaptive_avg_pool2d to 1x1.
+  Value avgpool2d(Value x, int kernel, int stride, const std::string& name = "");
+  Value avgpool2d(Value x, int kernel, int stride, int pad, bool ceil_mode = false, bool count_include_pad = true,
+                  const std::string& name = "");
   Value reshape(Value x, const Shape& shape, const std::string& name = "");
   Value flatten(Value x, const std::string& name = "");  // [N, ...] -> [N, rest]
   Value fill(float value, const std::string& name = "");  // a [1] constant

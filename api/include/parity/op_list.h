@@ -13,8 +13,10 @@
  *   RELU               in: x                                out: y
  *   RELU_BWD           in: y (the forward output), dy       out: dx   (dx = y > 0 ? dy : 0)
  *   MAXPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q], idx[N,C,P,Q] i32:
- *                                                           flat index h*W+w of the max within its (n,c) plane
- *   MAXPOOL2D_BWD      in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W]
+ *                                                           flat index h*W+w of the max within its (n,c) plane;
+ *                                                           padding, dilation, ceil_mode (ABI 5): a window
+ *                                                           with no input element gives y 0, idx -1
+ *   MAXPOOL2D_BWD      in: dy[N,C,P,Q], idx[N,C,P,Q]        out: dx[N,C,H,W] (idx -1: that dy goes nowhere)
  *   RESHAPE            in: x                                out: y (same elements, new shape)
  *   LINEAR             in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b
  *   LINEAR_BWD_DATA    in: dy[N,O], w[O,I]                  out: dx[N,I]
@@ -49,6 +51,13 @@
  *   BATCHNORM2D_BWD    in: x (the forward input), dy, gamma[C], mean[C], stat[C]   out: dx, dgamma[C], dbeta[C];
  *                      params.batchnorm2d.training 1: mean, stat = TRAIN's saved_mean, saved_invstd (the batch
  *                      statistics depend on x); 0: the running mean and variance of EVAL (constants) (ABI 5)
+ *   AVGPOOL2D          in: x[N,C,H,W]                       out: y[N,C,P,Q] = window sum / divisor (params.avgpool2d;
+ *                                                           a window with no input element gives 0)  (ABI 5)
+ *   AVGPOOL2D_BWD      in: dy[N,C,P,Q]                      out: dx[N,C,H,W]: each element adds dy / divisor of
+ *                                                           every window holding it, in row-major window order (ABI 5)
+ *   GLOBAL_AVGPOOL     in: x[N,C,H,W]                       out: y[N,C,1,1] = mean of each (n,c) plane (ABI 5)
+ *   GLOBAL_AVGPOOL_BWD in: dy[N,C,1,1]                      out: dx[N,C,H,W] = dy / (H*W) (params.avgpool2d.input_h,
+ *                                                           input_w give H, W)  (ABI 5)
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
@@ -91,7 +100,11 @@
   X(DROPOUT_BWD,       dropout_bwd,       2, 1, 0)       \
   X(BATCHNORM2D_TRAIN, batchnorm2d_train, 5, 3, 0)       \
   X(BATCHNORM2D_EVAL,  batchnorm2d_eval,  5, 1, 0)       \
-  X(BATCHNORM2D_BWD,   batchnorm2d_bwd,   5, 3, 0)
+  X(BATCHNORM2D_BWD,   batchnorm2d_bwd,   5, 3, 0)       \
+  X(AVGPOOL2D,         avgpool2d,         1, 1, 0)       \
+  X(AVGPOOL2D_BWD,     avgpool2d_bwd,     1, 1, 0)       \
+  X(GLOBAL_AVGPOOL,    global_avgpool,    1, 1, 1)       \
+  X(GLOBAL_AVGPOOL_BWD, global_avgpool_bwd, 1, 1, 0)
 
 
 /* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,

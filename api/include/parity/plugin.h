@@ -8,6 +8,10 @@
  * Conventions every backend implements (they follow PyTorch where a choice exists):
  *  - tensors are dense, row-major, NCHW for images; linear weights are [out, in];
  *  - maxpool takes the first maximum of a window in row-major order, its gradient goes there;
+ *  - pooling windows (maxpool, avgpool) follow torch.nn.functional's: zero padding on both
+ *    sides, ceil_mode's last window starts inside the input or the left padding; padding may
+ *    exceed half the kernel (ONNX allows it; PyTorch refuses it): a window with no element of
+ *    the input gives maxpool 0 with index -1 (its gradient goes nowhere) and avgpool 0;
  *  - relu'(0) = 0;  cross-entropy is the mean over the batch;  Adam as torch.optim.Adam;
  *  - sigmoid as torch.sigmoid, tanh as torch.tanh, their gradients taken from the forward output;
  *  - leaky_relu, gelu (erf form, approximate='none') and hardtanh as torch.nn.functional's,
@@ -138,8 +142,18 @@ static inline int32_t parity_conv2d_pad_right(const parity_conv2d_params* p) {
 
 typedef struct parity_maxpool2d_params {
   int32_t kernel_h, kernel_w;      /* > 0 */
-  int32_t stride_h, stride_w;      /* > 0; no padding, floor division like PyTorch's default */
+  int32_t stride_h, stride_w;      /* > 0 */
   int32_t input_h, input_w;        /* MAXPOOL2D_BWD: the forward input's size, for shape inference */
+  /* Appended in ABI 5; their zeros are ABI 4's maxpool (no padding, floor division): */
+  int32_t pad_h, pad_w;            /* >= 0 on both sides, any size (pad < kernel is not required);
+                                      padded positions are never picked */
+  int32_t dilation_h, dilation_w;  /* >= 1; 0 reads as 1 */
+  int32_t ceil_mode;               /* 0: floor; else ceil, PyTorch's rule (the last window must
+                                      start inside the input or the left padding) */
+  /* Output extent per axis: (in + 2 pad - dilation (kernel - 1) - 1 [+ stride - 1 if ceil]) / stride + 1,
+   * less 1 if ceil_mode and the last window would start at or after in + pad. The dilated kernel
+   * must fit the padded input. idx is h*W+w in the (n,c) plane, or -1 for a window holding no
+   * element of the input (its y is 0). */
 } parity_maxpool2d_params;
 
 /* The learning rate of optimizer step t (1-based; i = t - 1 steps taken before it), as
@@ -169,6 +183,21 @@ typedef struct parity_lr_schedule {
   int32_t warmup_steps;            /* >= 0; 0: no warmup */
   float warmup_start_factor;       /* with warmup: in (0, 1] */
 } parity_lr_schedule;
+
+/* AVGPOOL2D, AVGPOOL2D_BWD (ABI 5), with torch.nn.functional.avg_pool2d's semantics (no
+ * divisor_override); GLOBAL_AVGPOOL_BWD reads only input_h, input_w. The output extent is
+ * maxpool's with dilation 1. Each output is the float sum of its window's input elements in
+ * row-major order, divided by: with count_include_pad, the window clipped to the padded input
+ * (the ceil_mode overhang past in + pad is not counted; a window entirely in padding gives
+ * 0 / window = 0); without, the number of input elements in it (none: the output is 0). */
+typedef struct parity_avgpool2d_params {
+  int32_t kernel_h, kernel_w;      /* > 0 */
+  int32_t stride_h, stride_w;      /* > 0 */
+  int32_t pad_h, pad_w;            /* >= 0, any size */
+  int32_t ceil_mode;               /* 0: floor; else ceil, as maxpool's */
+  int32_t count_include_pad;       /* 0: divide by the input elements only; else torch's default */
+  int32_t input_h, input_w;        /* AVGPOOL2D_BWD, GLOBAL_AVGPOOL_BWD: the forward input's size */
+} parity_avgpool2d_params;
 
 typedef struct parity_adam_params {
   float lr, beta1, beta2, eps, weight_decay;  /* torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
@@ -241,6 +270,7 @@ typedef union parity_op_params {
   parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
   parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
   parity_batchnorm2d_params batchnorm2d; /* BATCHNORM2D_TRAIN, _EVAL, _BWD (ABI 5) */
+  parity_avgpool2d_params avgpool2d; /* AVGPOOL2D, AVGPOOL2D_BWD, GLOBAL_AVGPOOL_BWD (ABI 5) */
   uint8_t reserved[64];
 } parity_op_params;
 /* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */
