@@ -192,7 +192,7 @@ void builtin_cases(std::vector<OpCase>& out, Draw& draw) {
   cases_of(out, draw, {2, 3, 5, 7}, Variant::offset);
 }
 
-const ConformanceFamily kCases{"batchnorm2d*", "N,C,H,W", 4, 4, false, 13, builtin_cases, user_cases};
+const ConformanceFamily kCases{"batchnorm2d*", "N,C,H,W", 4, 4, false, 15, builtin_cases, user_cases};
 
 constexpr uint32_t kSavedStatistics = (1u << 1) | (1u << 2);
 

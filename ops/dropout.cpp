@@ -75,7 +75,7 @@ void user_case(std::vector<OpCase>& out, Draw& draw, const std::vector<int64_t>&
   cases_of(out, draw, Shape(shape), 0.5f, 1, 0);
 }
 
-const ConformanceFamily kCases{"dropout*", "the tensor's dims", 1, 6, false, 20, builtin_cases, user_case};
+const ConformanceFamily kCases{"dropout*", "the tensor's dims", 1, 6, false, 16, builtin_cases, user_case};
 
 // The mask is the same draw on every backend (an integer comparison of Philox words), and a
 // kept element is x times the float32 scale: one product of two float32 values, exact in ref's

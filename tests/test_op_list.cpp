@@ -326,43 +326,6 @@ TEST(OpList, BatchnormParamsAndShapesAreCheckedAtBuildTime) {
   Value x = b.input("x", Shape{2, 3, 4, 4});
   Value gamma = b.input("gamma", channels), beta = b.input("beta", channels);
   Value rm = b.state("rm", channels), rv = b.state("rv", channels);
-// Pooling (ABI 5): the general maxpool, avgpool and global_avgpool through the builder, with
-// PyTorch's output sizes, padding beyond half the kernel accepted (ONNX), and the params printed.
-TEST(OpList, PoolingBuilderMethodsShapesAndDump) {
-  GraphBuilder b;
-  Value x = b.input("x", Shape{2, 3, 5, 5});
-  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, "plain")).shape, (Shape{2, 3, 2, 2}));
-  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, 0, true, 1, "ceil")).shape, (Shape{2, 3, 3, 3}));
-  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 3, 2, 1, false, 2, "dilated")).shape, (Shape{2, 3, 2, 2}));
-  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 1, 3, false, 1, "wide_pad")).shape, (Shape{2, 3, 10, 10}));
-  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 3, 2, 1, true, false, "avg")).shape, (Shape{2, 3, 3, 3}));
-  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 5, 1, "whole")).shape, (Shape{2, 3, 1, 1}));
-  EXPECT_EQ(b.graph().value(b.global_avgpool(x, "gap")).shape, (Shape{2, 3, 1, 1}));
-  // ceil_mode drops a last window that would start in the right padding: 6 + 2 - 2 = 6, /2 = 3, +1 = 4;
-  // ceil gives 4 too, but window 4 would start at 8 - 1 = 7 >= 6 + 1.
-  Value x6 = b.input("x6", Shape{1, 1, 6, 6});
-  EXPECT_EQ(b.graph().value(b.maxpool2d(x6, 2, 2, 1, true, 1, "ceil6")).shape, (Shape{1, 1, 4, 4}));
-  const std::string dump = b.graph().dump();
-  EXPECT_NE(dump.find("'plain' kernel=2x2 stride=2x2\n"), std::string::npos) << dump;
-  EXPECT_NE(dump.find("'ceil' kernel=2x2 stride=2x2 ceil_mode"), std::string::npos) << dump;
-  EXPECT_NE(dump.find("'dilated' kernel=3x3 stride=2x2 pad=1x1 dilation=2x2"), std::string::npos) << dump;
-  EXPECT_NE(dump.find("'avg' kernel=3x3 stride=2x2 pad=1x1 ceil_mode count_include_pad=false"), std::string::npos)
-      << dump;
-}
-
-// maxpool params zero-initialised as before ABI 5 (dilation 0) keep their meaning.
-TEST(OpList, ZeroInitialisedMaxpoolParamsAreAbi4s) {
-  GraphBuilder b;
-  Value x = b.input("x", Shape{1, 1, 7, 7});
-  parity_op_params p{};
-  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = 3;
-  p.maxpool2d.stride_h = p.maxpool2d.stride_w = 2;
-  EXPECT_EQ(b.graph().value(b.node(PARITY_OP_MAXPOOL2D, p, {x}, "pool")[0]).shape, (Shape{1, 1, 3, 3}));
-}
-
-TEST(OpList, PoolingParamsAreCheckedAtBuildTime) {
-  GraphBuilder b;
-  Value x = b.input("x", Shape{1, 2, 4, 4});
   auto message_of = [&](auto&& build) -> std::string {
     try {
       build();
@@ -410,6 +373,51 @@ TEST(OpList, PoolingParamsAreCheckedAtBuildTime) {
   b.batchnorm2d_train(x, gamma, beta, rm, rv, 1e-5f, 1.0f, PARITY_BATCHNORM_PYTORCH, "m1");
   b.batchnorm2d_train(single, gamma, beta, rm, rv, 1e-5f, 0.9f, PARITY_BATCHNORM_ONNX, "onnx_one");
   EXPECT_EQ(b.graph().nodes().size(), before + 3);
+}
+
+// Pooling (ABI 5): the general maxpool, avgpool and global_avgpool through the builder, with
+// PyTorch's output sizes, padding beyond half the kernel accepted (ONNX), and the params printed.
+TEST(OpList, PoolingBuilderMethodsShapesAndDump) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 3, 5, 5});
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, "plain")).shape, (Shape{2, 3, 2, 2}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 2, 0, true, 1, "ceil")).shape, (Shape{2, 3, 3, 3}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 3, 2, 1, false, 2, "dilated")).shape, (Shape{2, 3, 2, 2}));
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x, 2, 1, 3, false, 1, "wide_pad")).shape, (Shape{2, 3, 10, 10}));
+  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 3, 2, 1, true, false, "avg")).shape, (Shape{2, 3, 3, 3}));
+  EXPECT_EQ(b.graph().value(b.avgpool2d(x, 5, 1, "whole")).shape, (Shape{2, 3, 1, 1}));
+  EXPECT_EQ(b.graph().value(b.global_avgpool(x, "gap")).shape, (Shape{2, 3, 1, 1}));
+  // ceil_mode drops a last window that would start in the right padding: 6 + 2 - 2 = 6, /2 = 3, +1 = 4;
+  // ceil gives 4 too, but window 4 would start at 8 - 1 = 7 >= 6 + 1.
+  Value x6 = b.input("x6", Shape{1, 1, 6, 6});
+  EXPECT_EQ(b.graph().value(b.maxpool2d(x6, 2, 2, 1, true, 1, "ceil6")).shape, (Shape{1, 1, 4, 4}));
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("'plain' kernel=2x2 stride=2x2\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'ceil' kernel=2x2 stride=2x2 ceil_mode"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'dilated' kernel=3x3 stride=2x2 pad=1x1 dilation=2x2"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'avg' kernel=3x3 stride=2x2 pad=1x1 ceil_mode count_include_pad=false"), std::string::npos)
+      << dump;
+}
+
+// maxpool params zero-initialised as before ABI 5 (dilation 0) keep their meaning.
+TEST(OpList, ZeroInitialisedMaxpoolParamsAreAbi4s) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 1, 7, 7});
+  parity_op_params p{};
+  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = 3;
+  p.maxpool2d.stride_h = p.maxpool2d.stride_w = 2;
+  EXPECT_EQ(b.graph().value(b.node(PARITY_OP_MAXPOOL2D, p, {x}, "pool")[0]).shape, (Shape{1, 1, 3, 3}));
+}
+
+TEST(OpList, PoolingParamsAreCheckedAtBuildTime) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{1, 2, 4, 4});
+  auto message_of = [&](auto&& build) -> std::string {
+    try {
+      build();
+    } catch (const Error& e) {
+      return e.what();
+    }
     return "no error";
   };
   auto maxpool = [&](int kernel, int stride, int pad, int dilation, const char* name = "mp") {
