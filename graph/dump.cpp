@@ -39,6 +39,11 @@ std::string params_text(const Node& n) {
     case PARITY_OP_HARDTANH:
     case PARITY_OP_HARDTANH_BWD:
       return fmt::format(" min_val={} max_val={}", p.hardtanh.min_val, p.hardtanh.max_val);
+    case PARITY_OP_SOFTMAX:
+    case PARITY_OP_SOFTMAX_BWD:
+    case PARITY_OP_LOG_SOFTMAX:
+    case PARITY_OP_LOG_SOFTMAX_BWD: return fmt::format(" dim={}", p.softmax.has_dim ? p.softmax.dim : 1);
+    case PARITY_OP_SLICE: return fmt::format(" start={} length={}", p.slice.start, p.slice.length);
     default: return "";
   }
 }

@@ -46,6 +46,14 @@ TEST_P(Conformance, TanhForwardAndBackward) { check_family("tanh"); }
 TEST_P(Conformance, LeakyReluForwardAndBackward) { check_family("leaky_relu"); }
 TEST_P(Conformance, GeluForwardAndBackward) { check_family("gelu"); }
 TEST_P(Conformance, HardtanhForwardAndBackward) { check_family("hardtanh"); }
+TEST_P(Conformance, SoftmaxAndLogSoftmaxForwardAndBackward) {
+  check_family("softmax");
+  check_family("log_softmax");
+}
+TEST_P(Conformance, ConcatAndItsSlices) {
+  check_family("concat");
+  check_family("slice");
+}
 TEST_P(Conformance, MaxpoolForwardAndBackward) { check_family("maxpool2d"); }
 TEST_P(Conformance, SoftmaxCrossEntropyForwardAndBackward) { check_family("softmax_xent"); }
 TEST_P(Conformance, ArgmaxAndAccuracy) {

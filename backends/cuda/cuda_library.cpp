@@ -1,5 +1,5 @@
 // backends/cuda/cuda_library.cpp — the CUDA target's routes of the GPU executor (declared in
-// backends/gpu/gpu_executable.h): cuDNN convolutions and activations with their descriptors,
+// backends/gpu/gpu_executable.h): cuDNN convolutions, activations and softmaxes with their descriptors,
 // cuBLAS products, the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
 // the compute stream, and the instance's cuDNN and cuBLAS handles. The only vendor-library calls
 // of the executor; compiled and linked in CI, never executed (no NVIDIA GPU here).
@@ -22,6 +22,12 @@ static_assert(static_cast<int>(plan::Activation::clipped_relu) == CUDNN_ACTIVATI
 static_assert(static_cast<int>(plan::Activation::elu) == CUDNN_ACTIVATION_ELU, "cuDNN mode");
 static_assert(static_cast<int>(plan::Activation::identity) == CUDNN_ACTIVATION_IDENTITY, "cuDNN mode");
 static_assert(static_cast<int>(plan::Activation::swish) == CUDNN_ACTIVATION_SWISH, "cuDNN mode");
+// plan::SoftmaxAlgorithm and plan::SoftmaxMode hold cudnnSoftmaxAlgorithm_t's and cudnnSoftmaxMode_t's.
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::fast) == CUDNN_SOFTMAX_FAST, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::accurate) == CUDNN_SOFTMAX_ACCURATE, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::log) == CUDNN_SOFTMAX_LOG, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxMode::instance) == CUDNN_SOFTMAX_MODE_INSTANCE, "cuDNN softmax mode");
+static_assert(static_cast<int>(plan::SoftmaxMode::channel) == CUDNN_SOFTMAX_MODE_CHANNEL, "cuDNN softmax mode");
 
 const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
 
@@ -42,12 +48,16 @@ LibraryHandles::~LibraryHandles() {
 
 void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(SoftmaxKernel* kernel) noexcept { delete kernel; }
 
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
   return KernelPtr<ConvKernel>(new ConvKernel(shape));
 }
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation) {
   return KernelPtr<ActivationKernel>(new ActivationKernel(count, static_cast<cudnnActivationMode_t>(activation)));
+}
+KernelPtr<SoftmaxKernel> make_softmax_kernel(const plan::SoftmaxDescriptors& shape) {
+  return KernelPtr<SoftmaxKernel>(new SoftmaxKernel(shape));
 }
 
 }  // namespace gpu
@@ -136,6 +146,18 @@ void parity_executable_object::enqueue_optimizer(const Step& step, const parity_
 void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
   CUDA_CHECK(cudnnActivationForward(instance->library->cudnn, step.flat->activation, &kOne, step.flat->desc,
                                     operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
+}
+
+// Forward: x -> y; backward: y, dy -> dx (cuDNN's backward, like the ABI's, reads the output).
+void parity_executable_object::enqueue_softmax(const Step& step, const parity_node_desc& node) {
+  const SoftmaxKernel& k = *step.softmax;
+  cudnnHandle_t cudnn = instance->library->cudnn;
+  if (k.backward)
+    CUDA_CHECK(cudnnSoftmaxBackward(cudnn, k.algorithm, k.mode, &kOne, k.desc, operand(node, false, 0), k.desc,
+                                    operand(node, false, 1), &kZero, k.desc, operand(node, true, 0)));
+  else
+    CUDA_CHECK(cudnnSoftmaxForward(cudnn, k.algorithm, k.mode, &kOne, k.desc, operand(node, false, 0), &kZero, k.desc,
+                                   operand(node, true, 0)));
 }
 
 void parity_executable_object::enqueue_native(const parity_node_desc& node) {

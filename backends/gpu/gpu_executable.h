@@ -36,8 +36,10 @@ using parity::native::is_persistent;
 // targets, the checked shapes), defined by the target's library source and destroyed with the step.
 struct ConvKernel;
 struct ActivationKernel;
+struct SoftmaxKernel;
 void destroy_kernel(ConvKernel* kernel) noexcept;
 void destroy_kernel(ActivationKernel* kernel) noexcept;
+void destroy_kernel(SoftmaxKernel* kernel) noexcept;
 template <class Kernel>
 struct KernelDeleter {
   void operator()(Kernel* kernel) const noexcept { destroy_kernel(kernel); }
@@ -53,6 +55,7 @@ struct Step {
   KernelPtr<ConvKernel> conv;  // convolution route: made when compiled with a device
   plan::AlgoChoice algo{};
   KernelPtr<ActivationKernel> flat;  // activation route
+  KernelPtr<SoftmaxKernel> softmax;  // softmax route: made when compiled with a device
   plan::LinearCalls linear;
   int64_t hyperparameter_offset = -1;  // ADAM_STEP, SGD_STEP: where their parameters live in the arena
 };
@@ -81,6 +84,8 @@ extern const bool kConvAlgorithmSearch;
 // the plan's); an element-wise activation on `count` floats.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape);
 KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation activation);
+// A softmax-family node's descriptors (plan::softmax_descriptors).
+KernelPtr<SoftmaxKernel> make_softmax_kernel(const plan::SoftmaxDescriptors& shape);
 // Chooses the algorithm of one convolution (CUDA: cuDNN's search, cuda_conv_search.cpp; the native
 // targets: the one native algorithm, which needs no workspace of its own).
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
@@ -188,6 +193,7 @@ struct parity_executable_object {
   // The routes, per target (its library source), queued on the instance's compute stream.
   void enqueue_convolution(const Step& step, const parity_node_desc& node);
   void enqueue_activation(const Step& step, const parity_node_desc& node);
+  void enqueue_softmax(const Step& step, const parity_node_desc& node);
   void enqueue_gemm(const Step& step, const parity_node_desc& node);
   void enqueue_optimizer(const Step& step, const parity_node_desc& node);
   void enqueue_native(const parity_node_desc& node);  // the native kernels, with the dispatcher's checks

@@ -44,6 +44,10 @@ void parity_executable_object::enqueue_activation(const Step&, const parity_node
   launch_native(*this, node);
 }
 
+void parity_executable_object::enqueue_softmax(const Step&, const parity_node_desc& node) {
+  launch_native(*this, node);
+}
+
 void parity_executable_object::enqueue_gemm(const Step&, const parity_node_desc& node) { launch_native(*this, node); }
 
 // The native Adam and SGD kernels take their hyperparameters as kernel arguments (node.params),

@@ -97,10 +97,13 @@ inline void check_node(const char* backend, const parity_plan& plan, const PlanR
                                     "' is not one this build knows (ops are 0.." +
                                     std::to_string(PARITY_OP_COUNT - 1) + ")");
   const parity_op_info info = parity_op_info_of(n.op);
-  if (n.num_inputs != info.num_inputs || n.num_outputs != info.num_outputs)
+  if (n.num_inputs < info.min_inputs || n.num_inputs > info.num_inputs || n.num_outputs != info.num_outputs)
     fail(PlanFault::arity, node + " (" + info.name + ") has " + std::to_string(n.num_inputs) + " inputs and " +
                                std::to_string(n.num_outputs) + " outputs; " + info.name + " takes " +
-                               std::to_string(info.num_inputs) + " and " + std::to_string(info.num_outputs));
+                               (info.min_inputs == info.num_inputs
+                                    ? std::to_string(info.num_inputs)
+                                    : std::to_string(info.min_inputs) + " to " + std::to_string(info.num_inputs)) +
+                               " and " + std::to_string(info.num_outputs));
   for (int32_t k = 0; k < n.num_inputs + n.num_outputs; ++k) {
     const bool is_input = k < n.num_inputs;
     const int32_t index = is_input ? n.inputs[k] : n.outputs[k - n.num_inputs];

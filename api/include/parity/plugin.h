@@ -12,7 +12,9 @@
  *  - sigmoid as torch.sigmoid, tanh as torch.tanh, their gradients taken from the forward output;
  *  - leaky_relu, gelu (erf form, approximate='none') and hardtanh as torch.nn.functional's,
  *    their gradients taken from the forward input: leaky_relu'(0) = negative_slope, hardtanh'
- *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6)). */
+ *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6));
+ *  - softmax and log_softmax as torch's over one dim (the row maximum subtracted first), their
+ *    gradients taken from the forward output; concat as torch.cat along dim 1. */
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
@@ -53,16 +55,20 @@ typedef enum parity_op {
 typedef struct parity_op_info {
   const char* name;
   int32_t num_inputs, num_outputs;
+  /* ABI 5: the fewest inputs a node of the op may have; num_inputs is the most. Equal except
+   * for a PARITY_OP_VARIADIC op (CONCAT: 1 .. PARITY_MAX_NODE_INPUTS). */
+  int32_t min_inputs;
 } parity_op_info;
 
 static inline parity_op_info parity_op_info_of(parity_op op) {
-  parity_op_info info = {"UNKNOWN", -1, -1};
+  parity_op_info info = {"UNKNOWN", -1, -1, -1};
   switch (op) {
-#define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder) \
-  case PARITY_OP_##id:                                                \
-    info.name = #id;                                                  \
-    info.num_inputs = inputs;                                         \
-    info.num_outputs = outputs;                                       \
+#define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder)                   \
+  case PARITY_OP_##id:                                                                  \
+    info.name = #id;                                                                    \
+    info.num_inputs = (inputs) == PARITY_OP_VARIADIC ? PARITY_MAX_NODE_INPUTS : (inputs); \
+    info.min_inputs = (inputs) == PARITY_OP_VARIADIC ? 1 : (inputs);                    \
+    info.num_outputs = outputs;                                                         \
     break;
     PARITY_OP_LIST(PARITY_OP_INFO_CASE)
 #undef PARITY_OP_INFO_CASE
@@ -112,6 +118,16 @@ typedef struct parity_hardtanh_params {
   float min_val, max_val;          /* not NaN, min_val <= max_val; torch's defaults -1, 1 (relu6: 0, 6) */
 } parity_hardtanh_params;
 
+typedef struct parity_softmax_params {
+  int32_t dim;                     /* in [-rank, rank), negative counting from the end as in torch */
+  int32_t has_dim;                 /* 0: dim is 1 whatever `dim` holds (torch's default for [N,K] and
+                                      NCHW; what zero-initialised params give); nonzero: `dim` */
+} parity_softmax_params;
+
+typedef struct parity_slice_params {
+  int32_t start, length;           /* along dim 1: 0 <= start, 0 < length, start + length <= x's dim 1 */
+} parity_slice_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -120,8 +136,16 @@ typedef union parity_op_params {
   parity_fill_params fill;         /* FILL */
   parity_leaky_relu_params leaky_relu; /* LEAKY_RELU, LEAKY_RELU_BWD (ABI 4) */
   parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
+  parity_softmax_params softmax;   /* SOFTMAX, SOFTMAX_BWD, LOG_SOFTMAX, LOG_SOFTMAX_BWD (ABI 5) */
+  parity_slice_params slice;       /* SLICE (ABI 5) */
   uint8_t reserved[64];
 } parity_op_params;
+/* Every params struct fits in `reserved`: the node descriptor's layout never grows with an op. */
+#if defined(__cplusplus)
+static_assert(sizeof(parity_op_params) == 64, "parity_op_params is 64 bytes");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(parity_op_params) == 64, "parity_op_params is 64 bytes");
+#endif
 
 /* How a value lives across executions. */
 typedef enum parity_value_kind {
