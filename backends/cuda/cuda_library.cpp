@@ -150,7 +150,7 @@ void parity_executable_object::enqueue_activation(const Step& step, const parity
 
 // Forward: x -> y; backward: y, dy -> dx (cuDNN's backward, like the ABI's, reads the output).
 void parity_executable_object::enqueue_softmax(const Step& step, const parity_node_desc& node) {
-  const SoftmaxKernel& k = *step.softmax;
+  const parity::gpu::SoftmaxKernel& k = *step.softmax;
   cudnnHandle_t cudnn = instance->library->cudnn;
   if (k.backward)
     CUDA_CHECK(cudnnSoftmaxBackward(cudnn, k.algorithm, k.mode, &kOne, k.desc, operand(node, false, 0), k.desc,
