@@ -214,6 +214,7 @@ SoftmaxDescriptors softmax_descriptors(const parity_node_desc& node, const std::
   }
   const kernels::SoftmaxLanes l = kernels::softmax_lanes(x.dims, x.rank, dim);
   const std::string what = msg("dimension of '", value_name(x), "' seen as [outer, dim, inner]");
+  (void)to_int(numel_of(x), msg("element count of '", value_name(x), "' (cuDNN's strides are int)"));
   return SoftmaxDescriptors{Nchw{to_int(l.outer, what), to_int(l.k, what), to_int(l.inner, what), 1},
                             log ? SoftmaxAlgorithm::log : SoftmaxAlgorithm::accurate,
                             l.inner == 1 ? SoftmaxMode::instance : SoftmaxMode::channel, backward};
