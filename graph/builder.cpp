@@ -1,5 +1,7 @@
 // graph/builder.cpp — GraphBuilder: adds values and nodes, validating each op through its
 // rule in ops/ and inferring output shapes; Graph lookups.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "ops/kernels/philox.h"
@@ -74,13 +76,14 @@ std::vector<Value> GraphBuilder::node(parity_op op, const parity_op_params& para
                                       const std::string& name) {
   const ops::OpRule& rule = ops::rule(op);
   std::string node_name = unique_name(name, op);
-  const int min_inputs = parity_op_info_of(op).min_inputs;  // fewer than rule.num_inputs: optional trailing ones
-  if (static_cast<int>(inputs.size()) < min_inputs || static_cast<int>(inputs.size()) > rule.num_inputs)
+  const parity_op_info arity = parity_op_info_of(op);
+  const int count = static_cast<int>(inputs.size());
+  if (count < arity.min_inputs || count > arity.num_inputs)
     throw Error(ErrorKind::invalid_argument,
-                fmt::format("{} '{}': takes {} inputs, got {}", rule.name, node_name,
-                            min_inputs == rule.num_inputs ? fmt::format("{}", min_inputs)
-                                                          : fmt::format("{} to {}", min_inputs, rule.num_inputs),
-                            inputs.size()));
+                arity.min_inputs == arity.num_inputs
+                    ? fmt::format("{} '{}': takes {} inputs, got {}", rule.name, node_name, rule.num_inputs, count)
+                    : fmt::format("{} '{}': takes {} to {} inputs, got {}", rule.name, node_name, arity.min_inputs,
+                                  arity.num_inputs, count));
   std::vector<const ValueInfo*> infos;
   for (Value v : inputs) infos.push_back(&graph_.value(v));
   std::vector<ops::OutputSpec> outs = rule.infer(ops::OpCall{node_name, params, infos, op});
@@ -225,6 +228,43 @@ Value GraphBuilder::leaky_relu(Value x, float negative_slope, const std::string&
   parity_op_params p = no_params();
   p.leaky_relu.negative_slope = negative_slope;
   return node(PARITY_OP_LEAKY_RELU, p, {x}, name)[0];
+}
+
+Value GraphBuilder::softmax(Value x, int dim, const std::string& name) {
+  parity_op_params p = no_params();
+  p.softmax.dim = dim;
+  p.softmax.has_dim = 1;
+  return node(PARITY_OP_SOFTMAX, p, {x}, name)[0];
+}
+
+Value GraphBuilder::log_softmax(Value x, int dim, const std::string& name) {
+  parity_op_params p = no_params();
+  p.softmax.dim = dim;
+  p.softmax.has_dim = 1;
+  return node(PARITY_OP_LOG_SOFTMAX, p, {x}, name)[0];
+}
+
+Value GraphBuilder::concat(const std::vector<Value>& inputs, const std::string& name) {
+  const std::string node_name = unique_name(name, PARITY_OP_CONCAT);
+  // The whole list against the rule first, so a mismatch names this concat, not a part of it.
+  std::vector<const ValueInfo*> infos;
+  for (Value v : inputs) infos.push_back(&graph_.value(v));
+  const parity_op_params p = no_params();
+  (void)ops::rule(PARITY_OP_CONCAT).infer(ops::OpCall{node_name, p, infos, PARITY_OP_CONCAT});
+  // Groups of up to PARITY_MAX_NODE_INPUTS, in order, until one node takes what is left.
+  std::vector<Value> level = inputs;
+  int part = 0;
+  while (level.size() > PARITY_MAX_NODE_INPUTS) {
+    std::vector<Value> next;
+    for (size_t i = 0; i < level.size(); i += PARITY_MAX_NODE_INPUTS) {
+      const size_t end = std::min(level.size(), i + PARITY_MAX_NODE_INPUTS);
+      std::vector<Value> group(level.begin() + static_cast<std::ptrdiff_t>(i), level.begin() + static_cast<std::ptrdiff_t>(end));
+      next.push_back(group.size() == 1 ? group[0]
+                                       : node(PARITY_OP_CONCAT, p, group, fmt::format("{}.part{}", node_name, part++))[0]);
+    }
+    level = std::move(next);
+  }
+  return node(PARITY_OP_CONCAT, p, level, node_name)[0];
 }
 
 Value GraphBuilder::hardtanh(Value x, float min_val, float max_val, const std::string& name) {

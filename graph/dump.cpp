@@ -87,6 +87,11 @@ std::string params_text(const Node& n) {
     case PARITY_OP_BATCHNORM2D_EVAL: return fmt::format(" eps={}", p.batchnorm2d.eps);
     case PARITY_OP_BATCHNORM2D_BWD:
       return fmt::format(" eps={} {}", p.batchnorm2d.eps, p.batchnorm2d.training ? "training" : "evaluation");
+    case PARITY_OP_SOFTMAX:
+    case PARITY_OP_SOFTMAX_BWD:
+    case PARITY_OP_LOG_SOFTMAX:
+    case PARITY_OP_LOG_SOFTMAX_BWD: return fmt::format(" dim={}", p.softmax.has_dim ? p.softmax.dim : 1);
+    case PARITY_OP_SLICE: return fmt::format(" start={} length={}", p.slice.start, p.slice.length);
     default: return "";
   }
 }

@@ -47,6 +47,14 @@ TEST_P(Conformance, LeakyReluForwardAndBackward) { check_family("leaky_relu"); }
 TEST_P(Conformance, GeluForwardAndBackward) { check_family("gelu"); }
 TEST_P(Conformance, HardtanhForwardAndBackward) { check_family("hardtanh"); }
 TEST_P(Conformance, BatchnormTrainingEvaluationAndBackward) { check_family("batchnorm2d"); }
+TEST_P(Conformance, SoftmaxAndLogSoftmaxForwardAndBackward) {
+  check_family("softmax");
+  check_family("log_softmax");
+}
+TEST_P(Conformance, ConcatAndItsSlices) {
+  check_family("concat");
+  check_family("slice");
+}
 TEST_P(Conformance, MaxpoolForwardAndBackward) { check_family("maxpool2d"); }
 TEST_P(Conformance, AvgpoolForwardAndBackward) { check_family("avgpool2d"); }
 TEST_P(Conformance, GlobalAvgpoolForwardAndBackward) { check_family("global_avgpool"); }
@@ -155,6 +163,72 @@ TEST_P(NativeNodeChecks, PoolingWindowsNoRulePassesAreRefused) {
             std::string::npos);
   EXPECT_NE(error_with([](parity_avgpool2d_params& p) { p.kernel_h = 5; }).find("the window is larger than the padded input 4x4"),
             std::string::npos);
+}
+
+// Softmax, concat and slice on operands or params that pass the kit's plan checks but break the
+// op: a dim outside the value, a slice outside dim 1, a concat whose inputs do not fill its output.
+TEST_P(NativeNodeChecks, SoftmaxConcatAndSliceRefuseWhatBreaksThem) {
+  auto simt = create_backend(GetParam());
+  GraphBuilder b;
+  b.softmax(b.input("x", Shape{2, 3}), 1, "sm");
+  b.concat({b.input("a", Shape{2, 3}), b.input("c", Shape{2, 2})}, "cat");
+  parity_op_params p{};
+  p.slice.start = 1;
+  p.slice.length = 2;
+  b.node(PARITY_OP_SLICE, p, {b.input("y", Shape{2, 5})}, "sl");
+  const Graph g = b.take();
+  const Plan plan(g, {"sm", "cat", "sl"});
+  // The plan with node `node` or value `value` edited; returns what compile or execute threw.
+  auto error_with = [&](const char* node, const std::function<void(parity_node_desc&)>& edit_node, const char* value,
+                        const std::function<void(parity_value_desc&)>& edit_value, ErrorKind kind) {
+    std::vector<parity_node_desc> nodes = plan.nodes();
+    std::vector<parity_value_desc> values = plan.values();
+    for (parity_node_desc& n : nodes)
+      if (node && std::string(n.name) == node) edit_node(n);
+    if (value) edit_value(values[static_cast<size_t>(plan.value(value))]);
+    parity_plan broken = plan.c_plan();
+    broken.nodes = nodes.data();
+    broken.values = values.data();
+    broken.arena_bytes += 1024;
+    try {
+      auto exe = simt->compile(broken, {}, nullptr);
+      exe->execute();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("nothing was thrown");
+  };
+  const auto keep_node = [](parity_node_desc&) {};
+  const auto keep_value = [](parity_value_desc&) {};
+  const std::string dim = error_with("sm", [](parity_node_desc& n) { n.params.softmax = {5, 1}; }, nullptr, keep_value,
+                                     ErrorKind::shape);
+  EXPECT_NE(dim.find("simt: SOFTMAX node 'sm': dim 5 is outside the 2 dims of value 'x'"), std::string::npos) << dim;
+  const std::string slice = error_with("sl", [](parity_node_desc& n) { n.params.slice = {2, 4}; }, nullptr, keep_value,
+                                       ErrorKind::shape);
+  EXPECT_NE(slice.find("simt: SLICE node 'sl': start 2 and length 4 do not lie inside dim 1 of value 'y' [2,5]"),
+            std::string::npos)
+      << slice;
+  const std::string flat = error_with(nullptr, keep_node, "cat", [](parity_value_desc& v) {
+    v.rank = 1;
+    v.dims[0] = 10;
+    v.dims[1] = 0;
+  }, ErrorKind::internal);
+  EXPECT_NE(flat.find("simt: CONCAT node 'cat': value 'cat' must have rank >= 2"), std::string::npos) << flat;
+  const std::string short_output = error_with(nullptr, keep_node, "cat", [](parity_value_desc& v) {
+    v.dims[1] = 4;
+    v.bytes = 32;
+  }, ErrorKind::internal);
+  EXPECT_NE(short_output.find("simt: CONCAT node 'cat': input 'c' [2,2] does not fit output 'cat' [2,4]"),
+            std::string::npos)
+      << short_output;
+  const std::string long_output = error_with(nullptr, keep_node, "cat", [](parity_value_desc& v) {
+    v.dims[1] = 7;
+    v.bytes = 56;
+  }, ErrorKind::internal);
+  EXPECT_NE(long_output.find("simt: CONCAT node 'cat': the inputs' dim 1 sum to 5, output 'cat' has 7"),
+            std::string::npos)
+      << long_output;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backend, NativeNodeChecks, ::testing::Values("simt"),

@@ -67,7 +67,8 @@ TEST(CudaDecisions, EveryOpHasARouteWithAReason) {
     EXPECT_STRNE(r.why, "unknown op") << op;
     // The kind (how the plugin builds and launches it) agrees with the library named.
     const Library library_of_kind = r.kind == RouteKind::convolution || r.kind == RouteKind::activation ||
-                                            r.kind == RouteKind::batchnorm || r.kind == RouteKind::pooling
+                                            r.kind == RouteKind::batchnorm || r.kind == RouteKind::pooling ||
+                                            r.kind == RouteKind::softmax
                                         ? Library::cudnn
                                     : r.kind == RouteKind::gemm                                         ? Library::cublas
                                                                                                         : Library::native;
@@ -189,6 +190,50 @@ TEST(CudaDecisions, BatchnormRoutesByConventionAndDescriptors) {
   EXPECT_EQ(status, PARITY_STATUS_SHAPE);
   EXPECT_NE(error_of([&] { batchnorm_descriptors(relu, plan.values()); }).find("is not a batch normalization"),
             std::string::npos);
+  // softmax and log_softmax: cuDNN both ways (its backward reads y and dy, as the ABI's does);
+  // concat and its slices are copies on the native kernels.
+  for (parity_op op : {PARITY_OP_SOFTMAX, PARITY_OP_SOFTMAX_BWD, PARITY_OP_LOG_SOFTMAX, PARITY_OP_LOG_SOFTMAX_BWD}) {
+    EXPECT_EQ(route_of(op).kind, RouteKind::softmax) << parity_op_name(op);
+    const bool log = op == PARITY_OP_LOG_SOFTMAX || op == PARITY_OP_LOG_SOFTMAX_BWD;
+    EXPECT_EQ(route_of(op).softmax, log ? SoftmaxAlgorithm::log : SoftmaxAlgorithm::accurate) << parity_op_name(op);
+  }
+  EXPECT_EQ(route_of(PARITY_OP_CONCAT).library, Library::native);
+  EXPECT_EQ(route_of(PARITY_OP_SLICE).library, Library::native);
+}
+
+// Lanes along the node's dim as cuDNN's NCHW: rows in INSTANCE mode, channels of NCHW (and any
+// dim with elements after it) in CHANNEL mode with H the elements after the dim.
+TEST(CudaDecisions, SoftmaxDescriptorsSeeTheDimAsChannels) {
+  GraphBuilder b;
+  Value logits = b.input("logits", Shape{8, 10});
+  Value image = b.input("image", Shape{2, 3, 5, 7});
+  Value rows = b.log_softmax(logits, -1, "rows");
+  b.softmax(image, 1, "channels");
+  b.softmax(image, 2, "heights");
+  b.node(PARITY_OP_LOG_SOFTMAX_BWD, b.graph().nodes()[0].params, {rows, logits}, "rows_bwd");
+  const Plan plan(b.graph());
+  std::map<std::string, SoftmaxDescriptors> d;
+  for (const parity_node_desc& node : plan.nodes()) d.emplace(node.name, softmax_descriptors(node, plan.values()));
+  auto nchw = [](const SoftmaxDescriptors& s) { return std::vector<int>{s.x.n, s.x.c, s.x.h, s.x.w}; };
+  EXPECT_EQ(nchw(d.at("rows")), (std::vector<int>{8, 10, 1, 1}));
+  EXPECT_EQ(d.at("rows").mode, SoftmaxMode::instance);
+  EXPECT_EQ(d.at("rows").algorithm, SoftmaxAlgorithm::log);
+  EXPECT_FALSE(d.at("rows").backward);
+  EXPECT_TRUE(d.at("rows_bwd").backward);
+  EXPECT_EQ(d.at("rows_bwd").algorithm, SoftmaxAlgorithm::log);
+  EXPECT_EQ(nchw(d.at("channels")), (std::vector<int>{2, 3, 35, 1}));
+  EXPECT_EQ(d.at("channels").mode, SoftmaxMode::channel);
+  EXPECT_EQ(d.at("channels").algorithm, SoftmaxAlgorithm::accurate);
+  EXPECT_EQ(nchw(d.at("heights")), (std::vector<int>{6, 5, 7, 1}));
+
+  // A dim outside the value (a plan written by hand) is refused naming the node.
+  std::vector<parity_value_desc> values = plan.values();
+  parity_node_desc bad = plan.nodes()[1];
+  bad.params.softmax.dim = 4;
+  parity_status status = PARITY_OK;
+  EXPECT_NE(error_of([&] { softmax_descriptors(bad, values); }, &status).find("node 'channels': dim 4 is outside"),
+            std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_SHAPE);
 }
 
 // The training plan of a model as train compiles it.

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <set>
 #include <string>
 
+#include "graph/compiled_step.h"
 #include "ops/conformance.h"
 #include "ops/op_rule.h"
 #include "parity/parity.h"
@@ -32,6 +35,7 @@ TEST(OpList, NamesOutsideTheListAreUnknown) {
   EXPECT_STREQ(parity_op_name(static_cast<parity_op>(-1)), "UNKNOWN");
   EXPECT_EQ(parity_op_info_of(PARITY_OP_COUNT).num_inputs, -1);
   EXPECT_EQ(parity_op_info_of(PARITY_OP_COUNT).num_outputs, -1);
+  EXPECT_EQ(parity_op_info_of(PARITY_OP_COUNT).min_inputs, -1);
   EXPECT_STREQ(ops::lower_name(PARITY_OP_COUNT), "unknown");
   EXPECT_THROW(ops::rule(PARITY_OP_COUNT), Error);
 }
@@ -61,7 +65,13 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_AVGPOOL2D_BWD, 35);
   EXPECT_EQ(PARITY_OP_GLOBAL_AVGPOOL, 36);
   EXPECT_EQ(PARITY_OP_GLOBAL_AVGPOOL_BWD, 37);
-  EXPECT_EQ(PARITY_OP_COUNT, 38);
+  EXPECT_EQ(PARITY_OP_SOFTMAX, 38);  // ABI 5: softmax, log_softmax, concat, slice, appended
+  EXPECT_EQ(PARITY_OP_SOFTMAX_BWD, 39);
+  EXPECT_EQ(PARITY_OP_LOG_SOFTMAX, 40);
+  EXPECT_EQ(PARITY_OP_LOG_SOFTMAX_BWD, 41);
+  EXPECT_EQ(PARITY_OP_CONCAT, 42);
+  EXPECT_EQ(PARITY_OP_SLICE, 43);
+  EXPECT_EQ(PARITY_OP_COUNT, 44);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
   EXPECT_EQ(PARITY_ABI_VERSION, 5);  // 5: the op set of issue #12 (CHANGELOG.md)
 }
@@ -503,6 +513,180 @@ TEST(OpList, UserCasesComeFromTheRuleFiles) {
   EXPECT_EQ(grouped[0].operands[1].tensor.shape(), (Shape{6, 2, 3, 3}));
   EXPECT_EQ(grouped[0].params.conv2d.groups, 2);
   EXPECT_EQ(grouped[0].params.conv2d.dilation_h, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax, log_softmax (a dim param, negative from the end, 1 by default) and concat (variadic
+// up to PARITY_MAX_NODE_INPUTS, longer ones split by the builder; one SLICE per input backward).
+
+TEST(OpList, ConcatIsTheOnlyVariadicOp) {
+  for (int i = 0; i < PARITY_OP_COUNT; ++i) {
+    const parity_op_info info = parity_op_info_of(static_cast<parity_op>(i));
+    if (i == PARITY_OP_CONCAT) {
+      EXPECT_EQ(info.min_inputs, 1);
+      EXPECT_EQ(info.num_inputs, PARITY_MAX_NODE_INPUTS);
+    } else {
+      EXPECT_EQ(info.min_inputs, info.num_inputs) << info.name;
+    }
+  }
+}
+
+TEST(OpList, SoftmaxTakesItsDimAndDifferentiatesThroughItsOutput) {
+  GraphBuilder b;
+  Value x = b.parameter("x", Shape{4, 3, 2, 2});
+  Value s = b.softmax(x, 1, "s");
+  Value ls = b.log_softmax(s, -3, "ls");  // dim 1 of a rank-4 value, counted from the end
+  Value loss = b.softmax_xent(b.flatten(ls, "flat"), b.input("labels", Shape{4}, DType::i32), "loss");
+  EXPECT_EQ(b.graph().value(s).shape, (Shape{4, 3, 2, 2}));
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("'s' dim=1"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'ls' dim=-3"), std::string::npos) << dump;
+  const Graph g = differentiate(b.graph(), loss, nullptr);
+  int found = 0;
+  for (const Node& n : g.nodes()) {
+    if (n.op != PARITY_OP_SOFTMAX_BWD && n.op != PARITY_OP_LOG_SOFTMAX_BWD) continue;
+    const std::string first = g.values()[static_cast<size_t>(n.inputs[0])].name;
+    EXPECT_EQ(first, n.op == PARITY_OP_SOFTMAX_BWD ? "s" : "ls");  // y, not x
+    EXPECT_EQ(n.params.softmax.dim, n.op == PARITY_OP_SOFTMAX_BWD ? 1 : -3);
+    ++found;
+  }
+  EXPECT_EQ(found, 2) << g.dump();
+  // Zero-initialised params mean dim 1 (has_dim == 0), as plugins and old code build them.
+  parity_op_params zero{};
+  EXPECT_EQ(b.graph().value(b.node(PARITY_OP_SOFTMAX, zero, {x}, "zero")[0]).shape, (Shape{4, 3, 2, 2}));
+}
+
+std::string message_of(const std::function<void()>& build, ErrorKind* kind = nullptr) {
+  try {
+    build();
+  } catch (const Error& e) {
+    if (kind) *kind = e.kind();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OpList, SoftmaxRefusesADimOutsideTheValue) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{2, 3});
+  ErrorKind kind = ErrorKind::internal;
+  EXPECT_NE(message_of([&] { b.softmax(x, 2, "sm"); }, &kind).find("softmax 'sm': dim must be in [-2, 2) for 'x' [2,3], got 2"),
+            std::string::npos);
+  EXPECT_EQ(kind, ErrorKind::invalid_argument);
+  EXPECT_NE(message_of([&] { b.log_softmax(x, -3, "lsm"); }).find("log_softmax 'lsm': dim must be in [-2, 2)"),
+            std::string::npos);
+  Value v = b.input("v", Shape{5});
+  parity_op_params zero{};
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_SOFTMAX, zero, {v}, "default"); }).find("got 1 (the default)"),
+            std::string::npos);
+  Value labels = b.input("labels", Shape{2}, DType::i32);
+  EXPECT_NE(message_of([&] { b.softmax(labels, 0, "ints"); }).find("must be f32"), std::string::npos);
+  b.softmax(v, 0, "rank1");  // dim 0 of a vector is fine
+  b.softmax(x, -1, "last");
+}
+
+TEST(OpList, ConcatJoinsDim1AndDifferentiatesIntoSlices) {
+  GraphBuilder b;
+  Value a = b.input("a", Shape{2, 3, 4, 4});
+  Value c = b.input("c", Shape{2, 5, 4, 4});
+  Value y = b.concat({a, c}, "cat");
+  EXPECT_EQ(b.graph().value(y).shape, (Shape{2, 8, 4, 4}));
+  Value w = b.parameter("w", Shape{3, 128});
+  Value bias = b.parameter("bias", Shape{3});
+  Value loss = b.softmax_xent(b.linear(b.flatten(y), w, bias, "fc"), b.input("labels", Shape{2}, DType::i32), "loss");
+  (void)loss;
+  GraphBuilder g2;
+  Value p = g2.parameter("p", Shape{2, 3});
+  Value q = g2.parameter("q", Shape{2, 1});
+  Value j = g2.concat({p, q, p}, "join");
+  EXPECT_EQ(g2.graph().value(j).shape, (Shape{2, 7}));
+  Value l = g2.softmax_xent(j, g2.input("labels", Shape{2}, DType::i32), "loss");
+  const Graph g = differentiate(g2.graph(), l, nullptr);
+  std::vector<std::pair<int32_t, int32_t>> slices;
+  for (const Node& n : g.nodes())
+    if (n.op == PARITY_OP_SLICE) slices.emplace_back(n.params.slice.start, n.params.slice.length);
+  EXPECT_EQ(slices, (std::vector<std::pair<int32_t, int32_t>>{{0, 3}, {3, 1}, {4, 3}})) << g.dump();
+  const std::string dump = g.dump();
+  EXPECT_NE(dump.find("start=3 length=1"), std::string::npos) << dump;
+}
+
+TEST(OpList, ConcatOfMoreInputsThanANodeHoldsIsATree) {
+  GraphBuilder b;
+  std::vector<Value> inputs;
+  int64_t channels = 0;
+  for (int i = 0; i < 15; ++i) {
+    inputs.push_back(b.input("x" + std::to_string(i), Shape{2, i + 1, 3}));
+    channels += i + 1;
+  }
+  Value y = b.concat(inputs, "big");
+  EXPECT_EQ(b.graph().value(y).shape, (Shape{2, channels, 3}));
+  int nodes = 0;
+  for (const Node& n : b.graph().nodes()) {
+    EXPECT_EQ(n.op, PARITY_OP_CONCAT);
+    EXPECT_LE(n.inputs.size(), static_cast<size_t>(PARITY_MAX_NODE_INPUTS));
+    ++nodes;
+  }
+  EXPECT_EQ(nodes, 4);  // parts of 6, 6 and (the last 3) 3, then one of the three parts
+  EXPECT_EQ(b.graph().nodes().back().name, "big");
+  EXPECT_NE(b.graph().dump().find("big.part0"), std::string::npos);
+  // The order of the channels is the inputs' order: ref computes it like one big concat.
+  std::vector<Tensor> values;
+  std::unique_ptr<Backend> ref = create_backend("ref");
+  CompiledStep step(b.graph(), {"big"});
+  step.compile(*ref);
+  std::vector<float> expected;
+  for (int i = 0; i < 15; ++i) {
+    Tensor t(Shape{2, i + 1, 3}, DType::f32);
+    for (int64_t e = 0; e < t.numel(); ++e) t.f32()[e] = float(i * 1000 + e);
+    step.write("x" + std::to_string(i), t);
+    values.push_back(t);
+  }
+  step.execute();
+  const Tensor got = step.read("big");
+  int64_t at = 0;
+  for (int64_t n = 0; n < 2; ++n)
+    for (int i = 0; i < 15; ++i)
+      for (int64_t e = 0; e < (i + 1) * 3; ++e) EXPECT_EQ(got.f32()[at++], values[size_t(i)].f32()[n * (i + 1) * 3 + e]);
+}
+
+TEST(OpList, ConcatRefusesMismatchesNamingTheNodeAndTheRule) {
+  GraphBuilder b;
+  Value a = b.input("a", Shape{2, 3, 4, 4});
+  Value other_n = b.input("other_n", Shape{3, 3, 4, 4});
+  Value other_hw = b.input("other_hw", Shape{2, 3, 4, 5});
+  Value ints = b.input("ints", Shape{2, 3, 4, 4}, DType::i32);
+  Value flat = b.input("flat", Shape{2, 48});
+  EXPECT_NE(message_of([&] { b.concat({a, other_n}, "cat_n"); })
+                .find("concat 'cat_n': input 1 'other_n' [3,3,4,4] must match input 0 'a' [2,3,4,4] in every dim but "
+                      "dim 1"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.concat({a, other_hw}, "cat_hw"); }).find("concat 'cat_hw': input 1 'other_hw'"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.concat({a, flat}, "cat_rank"); }).find("in every dim but dim 1"), std::string::npos);
+  EXPECT_NE(message_of([&] { b.concat({a, ints}, "cat_dtype"); })
+                .find("concat 'cat_dtype': input 1 'ints' is i32, input 0 'a' is f32: every input must have the same "
+                      "dtype"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.concat({}, "cat_none"); }).find("concat 'cat_none': needs at least one input, got none"),
+            std::string::npos);
+  // A long concat is checked as a whole first: the refusal names it, not one of its parts.
+  std::vector<Value> many(9, a);
+  many.push_back(other_n);
+  EXPECT_NE(message_of([&] { b.concat(many, "long"); }).find("concat 'long': input 9 'other_n'"), std::string::npos);
+  // More inputs than a node holds, through node() itself, are refused with the range.
+  std::vector<Value> seven(7, a);
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_CONCAT, parity_op_params{}, seven, "direct"); })
+                .find("CONCAT 'direct': takes 1 to 6 inputs, got 7"),
+            std::string::npos);
+  // SLICE outside dim 1.
+  parity_op_params p{};
+  p.slice.start = 2;
+  p.slice.length = 2;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_SLICE, p, {a}, "sl"); })
+                .find("slice 'sl': start 2 and length 2 must satisfy 0 <= start, 0 < length, start + length <= 3"),
+            std::string::npos);
+  p.slice.length = 0;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_SLICE, p, {a}, "empty"); }).find("0 < length"), std::string::npos);
 }
 
 }  // namespace

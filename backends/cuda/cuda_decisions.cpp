@@ -8,6 +8,7 @@
 
 #include "backends/native/dispatch.h"  // msg, numel_of, shape_str, value_name
 #include "ops/kernels/conv_geometry.h"
+#include "ops/kernels/softmax.h"
 
 namespace parity {
 namespace cuda_decisions {
@@ -75,6 +76,16 @@ Route route_of(parity_op op) {
               "cuDNN activation forward (SIGMOID, NaN propagated)"};
     case PARITY_OP_TANH:
       return {Library::cudnn, RouteKind::activation, Activation::tanh, "cuDNN activation forward (TANH, NaN propagated)"};
+    case PARITY_OP_SOFTMAX:
+    case PARITY_OP_SOFTMAX_BWD:
+      return {Library::cudnn, RouteKind::softmax, none,
+              "cuDNN softmax forward/backward (ACCURATE: maximum subtracted; the dim as C), backward from the output",
+              SoftmaxAlgorithm::accurate};
+    case PARITY_OP_LOG_SOFTMAX:
+    case PARITY_OP_LOG_SOFTMAX_BWD:
+      return {Library::cudnn, RouteKind::softmax, none,
+              "cuDNN softmax forward/backward (LOG; the dim as C), backward from the output", SoftmaxAlgorithm::log};
+    // CONCAT and SLICE take the default (native) route: copies of contiguous image blocks.
     case PARITY_OP_LINEAR:
     case PARITY_OP_LINEAR_BWD_DATA:
     case PARITY_OP_LINEAR_BWD_WEIGHT:
@@ -321,6 +332,45 @@ BatchnormDescriptors batchnorm_descriptors(const parity_node_desc& node, const s
   if (!(p.eps > 0.0f))
     fail(PARITY_STATUS_INVALID_ARGUMENT, msg("cuda: node '", node.name, "': eps must be > 0, got ", p.eps));
   return BatchnormDescriptors{d, static_cast<double>(p.eps), static_cast<double>(p.momentum)};
+}
+
+SoftmaxDescriptors softmax_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  const bool backward = node.op == PARITY_OP_SOFTMAX_BWD || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
+  const bool log = node.op == PARITY_OP_LOG_SOFTMAX || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
+  if (!backward && !log && node.op != PARITY_OP_SOFTMAX)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' is not a softmax"));
+  const int32_t need_in = backward ? 2 : 1;
+  if (node.num_inputs < need_in || node.num_outputs < 1)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has ", node.num_inputs, " inputs and ",
+                                     node.num_outputs, " outputs; the softmax needs ", need_in, " and 1"));
+  auto value = [&](int32_t index) -> const parity_value_desc& {
+    if (index < 0 || index >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' refers to value ", index, ", outside [0, ",
+                                       values.size(), ")"));
+    return values[static_cast<size_t>(index)];
+  };
+  const parity_value_desc& x = value(node.inputs[0]);
+  const int dim = kernels::softmax_dim(node.params.softmax, x.rank);
+  if (dim < 0)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': dim ",
+                                  node.params.softmax.has_dim ? node.params.softmax.dim : 1, " is outside the ", x.rank,
+                                  " dims of value '", value_name(x), "'"));
+  std::vector<const parity_value_desc*> operands{&x, &value(node.outputs[0])};
+  if (backward) operands.push_back(&value(node.inputs[1]));
+  for (const parity_value_desc* v : operands) {
+    if (v->dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': value '", value_name(*v), "' must be f32"));
+    if (numel_of(*v) != numel_of(x))
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': value '", value_name(*v), "' ",
+                                    shape_str(v->rank, v->dims), " must have the ", numel_of(x), " elements of '",
+                                    value_name(x), "'"));
+  }
+  const kernels::SoftmaxLanes l = kernels::softmax_lanes(x.dims, x.rank, dim);
+  const std::string what = msg("dimension of '", value_name(x), "' seen as [outer, dim, inner]");
+  (void)to_int(numel_of(x), msg("element count of '", value_name(x), "' (cuDNN's strides are int)"));
+  return SoftmaxDescriptors{Nchw{to_int(l.outer, what), to_int(l.k, what), to_int(l.inner, what), 1},
+                            log ? SoftmaxAlgorithm::log : SoftmaxAlgorithm::accurate,
+                            l.inner == 1 ? SoftmaxMode::instance : SoftmaxMode::channel, backward};
 }
 
 int address_alignment(int64_t offset) {

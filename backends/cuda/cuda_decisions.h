@@ -53,6 +53,7 @@ enum class Library { cudnn, cublas, native };
 enum class RouteKind {
   convolution,  // cuDNN convolution forward, backward data, backward filter (+ bias)
   activation,   // cuDNN activation forward over the value as one flat tensor
+  softmax,      // cuDNN softmax forward or backward over the node's dim (softmax_descriptors)
   gemm,         // cuBLAS SGEMM/SGEMV calls of a linear op
   optimizer,    // native optimizer kernels reading their hyperparameters on the device
   batchnorm,    // cuDNN batch normalization (CUDNN_BATCHNORM_SPATIAL): training, inference, backward
@@ -62,11 +63,16 @@ enum class RouteKind {
 // The cuDNN activation of an `activation` route. The values are cudnnActivationMode_t's, so this
 // header needs no cuDNN; cuda_library.cpp checks each against cudnn.h.
 enum class Activation : int { sigmoid = 0, relu = 1, tanh = 2, clipped_relu = 3, elu = 4, identity = 5, swish = 6 };
+// The cuDNN softmax algorithm and mode of a `softmax` route; the values are cudnnSoftmaxAlgorithm_t's
+// and cudnnSoftmaxMode_t's (checked against cudnn.h in cuda_library.cpp).
+enum class SoftmaxAlgorithm : int { fast = 0, accurate = 1, log = 2 };
+enum class SoftmaxMode : int { instance = 0, channel = 1 };
 struct Route {
   Library library;
   RouteKind kind;
   Activation activation;  // for RouteKind::activation
   const char* why;        // one line, for the README's table and `parity info`
+  SoftmaxAlgorithm softmax = SoftmaxAlgorithm::accurate;  // for RouteKind::softmax
 };
 // Ops not listed in cuda_decisions.cpp run on the native kernels.
 Route route_of(parity_op op);
@@ -163,6 +169,23 @@ struct AlgoChoice {
 // None: a CudaError that lists every candidate and why it was refused.
 AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
                             const Options& options, const std::string& what);
+
+// ---- softmax descriptors --------------------------------------------------------------------------
+// A SOFTMAX, LOG_SOFTMAX or backward node's tensor as lanes [outer, k, inner] along its dim
+// (ops/kernels/softmax.h), given to cuDNN as the packed NCHW tensor (outer, k, inner, 1):
+// CHANNEL mode takes the softmax over C at every (n, h, w), which is every lane; rows
+// (inner == 1, the [N,K] head) use INSTANCE mode, the softmax over C*H*W = k per n. The same
+// descriptor serves x and y (dy and dx for the backward). The algorithm is the route's: ACCURATE
+// (maximum subtracted) or LOG. cuDNN's backward takes y and dy, as the ABI's does.
+struct SoftmaxDescriptors {
+  Nchw x;
+  SoftmaxAlgorithm algorithm;
+  SoftmaxMode mode;
+  bool backward;
+};
+// Sizes that do not fit int, a dim outside the value's rank or operands of differing sizes are
+// a CudaError naming the node.
+SoftmaxDescriptors softmax_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 // ---- linear ops as cuBLAS calls ----------------------------------------------------------------
 // cuBLAS is column-major; a row-major [rows, cols] buffer is the column-major [cols, rows]

@@ -1,5 +1,5 @@
 // backends/cuda/cuda_library.cpp — the CUDA target's routes of the GPU executor (declared in
-// backends/gpu/gpu_executable.h): cuDNN convolutions, activations and average pooling with their descriptors,
+// backends/gpu/gpu_executable.h): cuDNN convolutions, activations, batch normalization, average pooling and softmaxes with their descriptors,
 // cuBLAS products, the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
 // the compute stream, and the instance's cuDNN and cuBLAS handles. The only vendor-library calls
 // of the executor; compiled and linked in CI, never executed (no NVIDIA GPU here).
@@ -27,6 +27,12 @@ static_assert(static_cast<int>(plan::PoolingMode::average_count_include_padding)
                   CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, "cuDNN mode");
 static_assert(static_cast<int>(plan::PoolingMode::average_count_exclude_padding) ==
                   CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING, "cuDNN mode");
+// plan::SoftmaxAlgorithm and plan::SoftmaxMode hold cudnnSoftmaxAlgorithm_t's and cudnnSoftmaxMode_t's.
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::fast) == CUDNN_SOFTMAX_FAST, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::accurate) == CUDNN_SOFTMAX_ACCURATE, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxAlgorithm::log) == CUDNN_SOFTMAX_LOG, "cuDNN softmax algorithm");
+static_assert(static_cast<int>(plan::SoftmaxMode::instance) == CUDNN_SOFTMAX_MODE_INSTANCE, "cuDNN softmax mode");
+static_assert(static_cast<int>(plan::SoftmaxMode::channel) == CUDNN_SOFTMAX_MODE_CHANNEL, "cuDNN softmax mode");
 
 const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
 
@@ -49,6 +55,7 @@ void destroy_kernel(ConvKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(ActivationKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(BatchnormKernel* kernel) noexcept { delete kernel; }
 void destroy_kernel(PoolingKernel* kernel) noexcept { delete kernel; }
+void destroy_kernel(SoftmaxKernel* kernel) noexcept { delete kernel; }
 
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& shape) {
   return KernelPtr<ConvKernel>(new ConvKernel(shape));
@@ -61,6 +68,10 @@ KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation a
 }
 KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& shape) {
   return KernelPtr<BatchnormKernel>(new BatchnormKernel(shape));
+}
+
+KernelPtr<SoftmaxKernel> make_softmax_kernel(const plan::SoftmaxDescriptors& shape) {
+  return KernelPtr<SoftmaxKernel>(new SoftmaxKernel(shape));
 }
 
 }  // namespace gpu
@@ -187,6 +198,18 @@ void parity_executable_object::enqueue_activation(const Step& step, const parity
 void parity_executable_object::enqueue_pooling(const Step& step, const parity_node_desc& node) {
   CUDA_CHECK(cudnnPoolingForward(instance->library->cudnn, step.pool->pool, &kOne, step.pool->x, operand(node, false, 0),
                                  &kZero, step.pool->y, operand(node, true, 0)));
+}
+
+// Forward: x -> y; backward: y, dy -> dx (cuDNN's backward, like the ABI's, reads the output).
+void parity_executable_object::enqueue_softmax(const Step& step, const parity_node_desc& node) {
+  const parity::gpu::SoftmaxKernel& k = *step.softmax;
+  cudnnHandle_t cudnn = instance->library->cudnn;
+  if (k.backward)
+    CUDA_CHECK(cudnnSoftmaxBackward(cudnn, k.algorithm, k.mode, &kOne, k.desc, operand(node, false, 0), k.desc,
+                                    operand(node, false, 1), &kZero, k.desc, operand(node, true, 0)));
+  else
+    CUDA_CHECK(cudnnSoftmaxForward(cudnn, k.algorithm, k.mode, &kOne, k.desc, operand(node, false, 0), &kZero, k.desc,
+                                   operand(node, true, 0)));
 }
 
 void parity_executable_object::enqueue_native(const parity_node_desc& node) {

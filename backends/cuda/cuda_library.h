@@ -1,7 +1,8 @@
 // backends/cuda/cuda_library.h — what the CUDA target's library keeps behind the executor's opaque
 // types: the instance's handles (one cuDNN and one cuBLAS handle on the compute stream), a
 // convolution's cuDNN descriptors (ConvKernel), an activation's (ActivationKernel), a batch
-// normalization's (BatchnormKernel) and a pooling forward's (PoolingKernel).
+// normalization's (BatchnormKernel), a pooling forward's (PoolingKernel) and a softmax's
+// (SoftmaxKernel).
 #pragma once
 
 #include <cublas_v2.h>
@@ -124,6 +125,27 @@ struct PoolingKernel {
     if (pool) (void)cudnnDestroyPoolingDescriptor(pool);
     if (y) (void)cudnnDestroyTensorDescriptor(y);
     if (x) (void)cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+// The packed NCHW descriptor of a softmax-family node's operands (all of one shape) and the
+// algorithm and mode of its route (cuda_decisions.h, softmax_descriptors).
+struct SoftmaxKernel {
+  cudnnTensorDescriptor_t desc = nullptr;
+  cudnnSoftmaxAlgorithm_t algorithm;
+  cudnnSoftmaxMode_t mode;
+  bool backward;
+  explicit SoftmaxKernel(const cuda_decisions::SoftmaxDescriptors& d)
+      : algorithm(static_cast<cudnnSoftmaxAlgorithm_t>(d.algorithm)),
+        mode(static_cast<cudnnSoftmaxMode_t>(d.mode)),
+        backward(d.backward) {
+    CUDA_CHECK(cudnnCreateTensorDescriptor(&desc));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.x.n, d.x.c, d.x.h, d.x.w));
+  }
+  SoftmaxKernel(const SoftmaxKernel&) = delete;
+  SoftmaxKernel& operator=(const SoftmaxKernel&) = delete;
+  ~SoftmaxKernel() {
+    if (desc) (void)cudnnDestroyTensorDescriptor(desc);
   }
 };
 

@@ -89,6 +89,12 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
         if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
         break;
       }
+      case plan::RouteKind::softmax: {
+        const plan::SoftmaxDescriptors d = plan::softmax_descriptors(node, exe.values);
+        if (with_device) step.softmax = make_softmax_kernel(d);
+        if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
+        break;
+      }
       case plan::RouteKind::gemm: {
         int64_t in = 0, outs = 0;
         const int64_t rows = linear_rows(node, exe.values, &in, &outs);

@@ -42,6 +42,10 @@ void destroy_kernel(ConvKernel* kernel) noexcept;
 void destroy_kernel(ActivationKernel* kernel) noexcept;
 void destroy_kernel(BatchnormKernel* kernel) noexcept;
 void destroy_kernel(PoolingKernel* kernel) noexcept;
+struct SoftmaxKernel;
+void destroy_kernel(ConvKernel* kernel) noexcept;
+void destroy_kernel(ActivationKernel* kernel) noexcept;
+void destroy_kernel(SoftmaxKernel* kernel) noexcept;
 template <class Kernel>
 struct KernelDeleter {
   void operator()(Kernel* kernel) const noexcept { destroy_kernel(kernel); }
@@ -60,6 +64,7 @@ struct Step {
   plan::BatchnormDescriptors batchnorm_shape{};
   KernelPtr<BatchnormKernel> batchnorm;  // batchnorm route: made when compiled with a device
   KernelPtr<PoolingKernel> pool;     // pooling route, where cuDNN takes the node (plan::pooling_plan)
+  KernelPtr<SoftmaxKernel> softmax;  // softmax route: made when compiled with a device
   plan::LinearCalls linear;
   int64_t hyperparameter_offset = -1;  // ADAM_STEP, SGD_STEP: where their parameters live in the arena
 };
@@ -92,6 +97,8 @@ KernelPtr<ActivationKernel> make_activation_kernel(int count, plan::Activation a
 KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptors& shape);
 // A pooling forward's descriptors (a node plan::pooling_plan puts on the library).
 KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d);
+// A softmax-family node's descriptors (plan::softmax_descriptors).
+KernelPtr<SoftmaxKernel> make_softmax_kernel(const plan::SoftmaxDescriptors& shape);
 // Chooses the algorithm of one convolution (CUDA: cuDNN's search, cuda_conv_search.cpp; the native
 // targets: the one native algorithm, which needs no workspace of its own).
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t b, plan::ConvDirection direction,
@@ -201,6 +208,7 @@ struct parity_executable_object {
   void enqueue_convolution(const Step& step, const parity_node_desc& node);
   void enqueue_activation(const Step& step, const parity_node_desc& node);
   void enqueue_pooling(const Step& step, const parity_node_desc& node);
+  void enqueue_softmax(const Step& step, const parity_node_desc& node);
   void enqueue_gemm(const Step& step, const parity_node_desc& node);
   void enqueue_optimizer(const Step& step, const parity_node_desc& node);
   void enqueue_batchnorm(const Step& step, const parity_node_desc& node);

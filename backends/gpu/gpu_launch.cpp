@@ -11,6 +11,7 @@ void parity_executable_object::enqueue(const Step& step) {
     case plan::RouteKind::convolution: enqueue_convolution(step, node); return;
     case plan::RouteKind::activation: enqueue_activation(step, node); return;
     case plan::RouteKind::pooling: enqueue_pooling(step, node); return;
+    case plan::RouteKind::softmax: enqueue_softmax(step, node); return;
     case plan::RouteKind::gemm: enqueue_gemm(step, node); return;
     case plan::RouteKind::optimizer: enqueue_optimizer(step, node); return;
     case plan::RouteKind::batchnorm: enqueue_batchnorm(step, node); return;

@@ -1,8 +1,9 @@
 // backends/gpu/native_routes.h — the per-step types of a target whose every route runs the native
 // kernels (HIP, the emulated device): no library handles, and what a vendor library would be
 // given kept so the executor's steps look as on CUDA — a convolution's descriptors, checked
-// against cuDNN's output-size rule, and an activation's element count; one algorithm per
-// convolution, with no workspace of its own; a pooling forward's descriptors. Definitions, not declarations: included by exactly
+// against cuDNN's output-size rule, an activation's element count and a softmax's lanes; one
+// algorithm per convolution, with no workspace of its own; a pooling forward's descriptors.
+// Definitions, not declarations: included by exactly
 // one source of each such target (its <target>_library.cpp).
 #pragma once
 
@@ -37,6 +38,10 @@ struct PoolingKernel {
   plan::PoolingDescriptors shape;
 };
 void destroy_kernel(PoolingKernel* kernel) noexcept { delete kernel; }
+struct SoftmaxKernel {
+  plan::SoftmaxDescriptors shape;
+};
+void destroy_kernel(SoftmaxKernel* kernel) noexcept { delete kernel; }
 
 // As cudnnGetConvolution2dForwardOutputDim computes the output, which must be the plan's.
 KernelPtr<ConvKernel> make_conv_kernel(const plan::ConvDescriptors& d) {
@@ -70,6 +75,13 @@ KernelPtr<BatchnormKernel> make_batchnorm_kernel(const plan::BatchnormDescriptor
 
 KernelPtr<PoolingKernel> make_pooling_kernel(const plan::PoolingDescriptors& d) {
   return KernelPtr<PoolingKernel>(new PoolingKernel{d});
+}
+
+// As cudnnSetTensor4dDescriptor accepts it: every size positive, w 1 (the lanes' layout).
+KernelPtr<SoftmaxKernel> make_softmax_kernel(const plan::SoftmaxDescriptors& d) {
+  if (d.x.n < 1 || d.x.c < 1 || d.x.h < 1 || d.x.w != 1)
+    fail(PARITY_STATUS_SHAPE, msg(kName, ": a softmax descriptor of ", d.x.n, "x", d.x.c, "x", d.x.h, "x", d.x.w));
+  return KernelPtr<SoftmaxKernel>(new SoftmaxKernel{d});
 }
 
 plan::AlgoChoice choose_conv_algorithm(parity_backend_t, plan::ConvDirection, const plan::ConvDescriptors&,

@@ -104,6 +104,18 @@ void parity_executable_object::enqueue_batchnorm(const Step& step, const parity_
   queue_native(*this, node);
 }
 
+// The descriptors cuDNN would be given must describe the node's operand; then its native kernels.
+void parity_executable_object::enqueue_softmax(const Step& step, const parity_node_desc& node) {
+  const int64_t n = numel_of(values[static_cast<size_t>(node.inputs[0])]);
+  const int64_t described = step.softmax ? int64_t{step.softmax->shape.x.n} * step.softmax->shape.x.c *
+                                               step.softmax->shape.x.h * step.softmax->shape.x.w
+                                         : 0;
+  if (described != n)
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': the softmax descriptor holds ",
+                                     described, " elements, the input ", n));
+  queue_native(*this, node);
+}
+
 // Each cuBLAS call of the step, checked against its operands' sizes as cuBLAS would read them;
 // then the node's native kernel.
 void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {

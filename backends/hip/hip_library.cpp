@@ -48,6 +48,10 @@ void parity_executable_object::enqueue_pooling(const Step&, const parity_node_de
   launch_native(*this, node);
 }
 
+void parity_executable_object::enqueue_softmax(const Step&, const parity_node_desc& node) {
+  launch_native(*this, node);
+}
+
 void parity_executable_object::enqueue_gemm(const Step&, const parity_node_desc& node) { launch_native(*this, node); }
 
 // The native Adam and SGD kernels take their hyperparameters as kernel arguments (node.params),

@@ -7,12 +7,14 @@
 #pragma once
 
 #include "backends/native/batchnorm.cuh"
+#include "backends/native/concat.cuh"
 #include "backends/native/conv2d.cuh"
 #include "backends/native/dropout.cuh"
 #include "backends/native/elementwise.cuh"
 #include "backends/native/linear.cuh"
 #include "backends/native/native_ops.h"
 #include "backends/native/pool.cuh"
+#include "backends/native/softmax.cuh"
 #include "backends/native/softmax_xent.cuh"
 
 #define PARITY_NATIVE_STR2(x) #x

@@ -1030,4 +1030,138 @@ inline void run_batchnorm2d_bwd(const RefNode& node) {  // x, dy, gamma, mean, s
                      node.f_out(1), node.f_out(2), d, p.training != 0, p.eps);
 }
 
+// softmax and log_softmax over one dim, seen as lanes: outer * inner lanes of k elements, `inner`
+// apart (dims before the dim, the dim, dims after). The maximum is subtracted first, as torch
+// does; a lane of -inf only gives NaN (torch too).
+
+struct LaneDims {
+  int64_t outer, k, inner;
+};
+
+// The lanes of a SOFTMAX-family node's value v: params.softmax.dim (has_dim == 0: 1), negative
+// counting from the end, must name one of v's dims.
+inline LaneDims softmax_lanes(const RefNode& node, const parity_value_desc& v) {
+  const parity_softmax_params& p = node.params().softmax;
+  const int32_t wanted = p.has_dim ? p.dim : 1;
+  const int32_t dim = wanted < 0 ? wanted + v.rank : wanted;
+  if (dim < 0 || dim >= v.rank)
+    throw Error(ErrorKind::shape, node.label() + ": dim " + std::to_string(wanted) + " is outside the " +
+                                      std::to_string(v.rank) + " dims of value '" + v.name + "'");
+  LaneDims l{1, v.dims[dim], 1};
+  for (int32_t i = 0; i < dim; ++i) l.outer *= v.dims[i];
+  for (int32_t i = dim + 1; i < v.rank; ++i) l.inner *= v.dims[i];
+  return l;
+}
+
+// y = softmax(x) (log: log_softmax(x)) along each lane.
+inline void softmax_forward(const double* x, double* y, const LaneDims& d, bool log) {
+  for (int64_t o = 0; o < d.outer; ++o)
+    for (int64_t j = 0; j < d.inner; ++j) {
+      const int64_t base = o * d.k * d.inner + j;
+      double m = x[base];
+      for (int64_t i = 1; i < d.k; ++i) {
+        const double v = x[base + i * d.inner];
+        if (v > m || std::isnan(v)) m = v;
+      }
+      double sum = 0.0;
+      for (int64_t i = 0; i < d.k; ++i) sum += std::exp(x[base + i * d.inner] - m);
+      const double lse = std::log(sum);
+      for (int64_t i = 0; i < d.k; ++i) {
+        const double z = x[base + i * d.inner] - m;
+        y[base + i * d.inner] = log ? z - lse : std::exp(z - lse);
+      }
+    }
+}
+
+// From the forward output y: softmax: dL_dx = y * (dL_dy - sum(dL_dy * y));
+// log_softmax: dL_dx = dL_dy - exp(y) * sum(dL_dy), sums along the lane.
+inline void softmax_backward(const double* y, const double* dL_dy, double* dL_dx, const LaneDims& d, bool log) {
+  for (int64_t o = 0; o < d.outer; ++o)
+    for (int64_t j = 0; j < d.inner; ++j) {
+      const int64_t base = o * d.k * d.inner + j;
+      double sum = 0.0;
+      for (int64_t i = 0; i < d.k; ++i) {
+        const int64_t e = base + i * d.inner;
+        sum += log ? dL_dy[e] : dL_dy[e] * y[e];
+      }
+      for (int64_t i = 0; i < d.k; ++i) {
+        const int64_t e = base + i * d.inner;
+        dL_dx[e] = log ? dL_dy[e] - std::exp(y[e]) * sum : y[e] * (dL_dy[e] - sum);
+      }
+    }
+}
+
+inline void run_softmax_family_forward(const RefNode& node, bool log) {
+  node.elementwise_count(1);
+  softmax_forward(node.f_in(0), node.f_out(0), softmax_lanes(node, node.in_desc(0)), log);
+}
+
+inline void run_softmax_family_backward(const RefNode& node, bool log) {  // y, dy -> dx
+  node.elementwise_count(2);
+  softmax_backward(node.f_in(0), node.f_in(1), node.f_out(0), softmax_lanes(node, node.in_desc(0)), log);
+}
+
+inline void run_softmax(const RefNode& node) { run_softmax_family_forward(node, false); }
+inline void run_log_softmax(const RefNode& node) { run_softmax_family_forward(node, true); }
+inline void run_softmax_bwd(const RefNode& node) { run_softmax_family_backward(node, false); }
+inline void run_log_softmax_bwd(const RefNode& node) { run_softmax_family_backward(node, true); }
+
+// ---------------------------------------------------------------------------------------------
+// concat along dim 1 and its backward, SLICE: a value of dims [N, C, rest...] is N blocks of
+// C * rest contiguous elements; dim 1 picks `C` rows of `rest` within each block.
+
+// The elements after dim 1 of v (1 for [N,F]).
+inline int64_t elements_after_dim1(const parity_value_desc& v) {
+  int64_t rest = 1;
+  for (int32_t i = 2; i < v.rank; ++i) rest *= v.dims[i];
+  return rest;
+}
+
+// y[n, offset + c, ...] = x[n, c, ...] for c < channels; y has y_channels along dim 1.
+inline void copy_into_dim1(const double* x, double* y, int64_t batch, int64_t channels, int64_t offset,
+                           int64_t y_channels, int64_t rest) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t r = 0; r < rest; ++r) y[(n * y_channels + offset + c) * rest + r] = x[(n * channels + c) * rest + r];
+}
+
+// y[n, c, ...] = x[n, start + c, ...] for c < length; x has x_channels along dim 1.
+inline void copy_from_dim1(const double* x, double* y, int64_t batch, int64_t x_channels, int64_t start,
+                           int64_t length, int64_t rest) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c = 0; c < length; ++c)
+      for (int64_t r = 0; r < rest; ++r) y[(n * length + c) * rest + r] = x[(n * x_channels + start + c) * rest + r];
+}
+
+inline void run_concat(const RefNode& node) {  // x_0 .. x_{k-1} -> y
+  const parity_value_desc& y = node.out_desc(0);
+  if (y.rank < 2) throw Error(ErrorKind::internal, node.label() + ": output '" + y.name + "' must have rank >= 2");
+  const int64_t batch = y.dims[0], rest = elements_after_dim1(y);
+  int64_t offset = 0;
+  for (int32_t i = 0; i < node.desc().num_inputs; ++i) {
+    const parity_value_desc& x = node.in_desc(i);
+    const int64_t channels = x.rank >= 2 ? x.dims[1] : 0;
+    node.expect_numel(x, batch * channels * rest);
+    if (offset + channels > y.dims[1])
+      throw Error(ErrorKind::internal, node.label() + ": the inputs hold more than the output's dim 1");
+    copy_into_dim1(node.f_in(i), node.f_out(0), batch, channels, offset, y.dims[1], rest);
+    offset += channels;
+  }
+  if (offset != y.dims[1])
+    throw Error(ErrorKind::internal, node.label() + ": the inputs' dim 1 sum to " + std::to_string(offset) +
+                                         ", the output's is " + std::to_string(y.dims[1]));
+}
+
+inline void run_slice(const RefNode& node) {  // x -> y = x[:, start : start + length]
+  const parity_value_desc& x = node.in_desc(0);
+  const parity_slice_params& p = node.params().slice;
+  if (x.rank < 2 || p.start < 0 || p.length < 1 || int64_t{p.start} + p.length > x.dims[1])
+    throw Error(ErrorKind::shape, node.label() + ": start " + std::to_string(p.start) + " and length " +
+                                      std::to_string(p.length) + " do not lie inside dim 1 of value '" + x.name + "' " +
+                                      kit::shape_str(x.rank, x.dims));
+  const int64_t rest = elements_after_dim1(x);
+  node.expect_numel(node.out_desc(0), x.dims[0] * p.length * rest);
+  copy_from_dim1(node.f_in(0), node.f_out(0), x.dims[0], x.dims[1], p.start, p.length, rest);
+}
+
 }  // namespace parity::ref

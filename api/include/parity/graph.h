@@ -134,6 +134,14 @@ class GraphBuilder {
                           const std::string& name = "");
   Value batchnorm2d_eval(Value x, Value gamma, Value beta, Value running_mean, Value running_var, float eps = 1e-5f,
                          const std::string& name = "");
+  // torch.softmax / torch.log_softmax over `dim` (negative counts from the end); a dim outside
+  // x's rank is refused naming the node.
+  Value softmax(Value x, int dim = 1, const std::string& name = "");
+  Value log_softmax(Value x, int dim = 1, const std::string& name = "");
+  // torch.cat(inputs, 1): every input f32 with the same dims but dim 1. More inputs than a node
+  // holds (PARITY_MAX_NODE_INPUTS) become a tree of CONCAT nodes "<name>.part<i>" under the
+  // last one, "<name>" (the inputs are validated together first, so a refusal names "<name>").
+  Value concat(const std::vector<Value>& inputs, const std::string& name = "");
 
   // Any op of plugin.h: validated by the op's rule, outputs named "<name>:<i>" unless single.
   std::vector<Value> node(parity_op op, const parity_op_params& params, const std::vector<Value>& inputs,

@@ -58,12 +58,28 @@
  *   GLOBAL_AVGPOOL     in: x[N,C,H,W]                       out: y[N,C,1,1] = mean of each (n,c) plane (ABI 5)
  *   GLOBAL_AVGPOOL_BWD in: dy[N,C,1,1]                      out: dx[N,C,H,W] = dy / (H*W) (params.avgpool2d.input_h,
  *                                                           input_w give H, W)  (ABI 5)
+ *   SOFTMAX            in: x                                out: y = exp(x - max) / sum exp(x - max) over params.softmax's dim (ABI 5)
+ *   SOFTMAX_BWD        in: y (the forward output), dy       out: dx = y * (dy - sum_dim(dy * y))   (ABI 5)
+ *   LOG_SOFTMAX        in: x                                out: y = (x - max) - log sum exp(x - max) over the dim (ABI 5)
+ *   LOG_SOFTMAX_BWD    in: y (the forward output), dy       out: dx = dy - exp(y) * sum_dim(dy)    (ABI 5)
+ *   CONCAT             in: x_0 .. x_{k-1}, 1 <= k <= PARITY_MAX_NODE_INPUTS (PARITY_OP_VARIADIC)
+ *                                                           out: y = the inputs joined along dim 1 (channels of
+ *                                                           NCHW, features of [N,F]); every other dim and the dtype
+ *                                                           equal. GraphBuilder::concat builds a concat of more
+ *                                                           inputs as a tree of these (ABI 5)
+ *   SLICE              in: x                                out: y = x[:, start : start + length] along dim 1
+ *                                                           (params.slice): the gradient of one CONCAT input (ABI 5)
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
  * its rule in the ops/ file of its family (README.md, "Adding an op"). Plain C, included by plugin.h. */
 #ifndef PARITY_OP_LIST_H
 #define PARITY_OP_LIST_H
+
+/* The `in` of an op whose nodes take from 1 to PARITY_MAX_NODE_INPUTS inputs (CONCAT): its
+ * parity_op_info says num_inputs = PARITY_MAX_NODE_INPUTS, min_inputs = 1. A node descriptor
+ * keeps its fixed size; a longer concat is split by the GraphBuilder, never by a backend. */
+#define PARITY_OP_VARIADIC (-1)
 
 /*  X(ID,                name,              in, out, builder) */
 #define PARITY_OP_LIST(X)                                 \
@@ -104,7 +120,13 @@
   X(AVGPOOL2D,         avgpool2d,         1, 1, 0)       \
   X(AVGPOOL2D_BWD,     avgpool2d_bwd,     1, 1, 0)       \
   X(GLOBAL_AVGPOOL,    global_avgpool,    1, 1, 1)       \
-  X(GLOBAL_AVGPOOL_BWD, global_avgpool_bwd, 1, 1, 0)
+  X(GLOBAL_AVGPOOL_BWD, global_avgpool_bwd, 1, 1, 0) \
+  X(SOFTMAX,           softmax,           1, 1, 0)       \
+  X(SOFTMAX_BWD,       softmax_bwd,       2, 1, 0)       \
+  X(LOG_SOFTMAX,       log_softmax,       1, 1, 0)       \
+  X(LOG_SOFTMAX_BWD,   log_softmax_bwd,   2, 1, 0)       \
+  X(CONCAT,            concat,            PARITY_OP_VARIADIC, 1, 0) \
+  X(SLICE,             slice,             1, 1, 0)
 
 
 /* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,

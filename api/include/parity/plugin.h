@@ -19,7 +19,9 @@
  *    is 0 at x == min_val and x == max_val (relu6 is hardtanh(0, 6));
  *  - batchnorm2d as torch.nn.BatchNorm2d (per channel over N, H, W; the batch variance biased,
  *    eps inside the sqrt) with the running statistics of either PyTorch or ONNX
- *    (parity_batchnorm2d_params); its saved mean and inverse std are not differentiable. */
+ *    (parity_batchnorm2d_params); its saved mean and inverse std are not differentiable;
+ *  - softmax and log_softmax as torch's over one dim (the row maximum subtracted first), their
+ *    gradients taken from the forward output; concat as torch.cat along dim 1. */
 #ifndef PARITY_PLUGIN_H
 #define PARITY_PLUGIN_H
 
@@ -67,18 +69,20 @@ typedef enum parity_op {
 typedef struct parity_op_info {
   const char* name;
   int32_t num_inputs, num_outputs;  /* the most a node has */
-  int32_t min_inputs, min_outputs;  /* the fewest (ABI 5): PARITY_OP_OPTIONAL_TRAILING's ops may
-                                       leave their last inputs or outputs off */
+  int32_t min_inputs, min_outputs;  /* the fewest (ABI 5): PARITY_OP_OPTIONAL_TRAILING's ops may leave
+                                       their last inputs or outputs off; a PARITY_OP_VARIADIC op
+                                       (CONCAT) takes 1 .. PARITY_MAX_NODE_INPUTS inputs */
 } parity_op_info;
 
 static inline parity_op_info parity_op_info_of(parity_op op) {
   parity_op_info info = {"UNKNOWN", -1, -1, -1, -1};
   switch (op) {
-#define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder) \
-  case PARITY_OP_##id:                                                \
-    info.name = #id;                                                  \
-    info.num_inputs = info.min_inputs = inputs;                       \
-    info.num_outputs = info.min_outputs = outputs;                    \
+#define PARITY_OP_INFO_CASE(id, lower_name, inputs, outputs, builder)                   \
+  case PARITY_OP_##id:                                                                  \
+    info.name = #id;                                                                    \
+    info.num_inputs = (inputs) == PARITY_OP_VARIADIC ? PARITY_MAX_NODE_INPUTS : (inputs); \
+    info.min_inputs = (inputs) == PARITY_OP_VARIADIC ? 1 : (inputs);                    \
+    info.num_outputs = info.min_outputs = outputs;                                      \
     break;
     PARITY_OP_LIST(PARITY_OP_INFO_CASE)
 #undef PARITY_OP_INFO_CASE
@@ -260,6 +264,16 @@ typedef struct parity_batchnorm2d_params {
                                       table says what its inputs are); ignored by TRAIN and EVAL */
 } parity_batchnorm2d_params;
 
+typedef struct parity_softmax_params {
+  int32_t dim;                     /* in [-rank, rank), negative counting from the end as in torch */
+  int32_t has_dim;                 /* 0: dim is 1 whatever `dim` holds (torch's default for [N,K] and
+                                      NCHW; what zero-initialised params give); nonzero: `dim` */
+} parity_softmax_params;
+
+typedef struct parity_slice_params {
+  int32_t start, length;           /* along dim 1: 0 <= start, 0 < length, start + length <= x's dim 1 */
+} parity_slice_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -268,6 +282,8 @@ typedef union parity_op_params {
   parity_fill_params fill;         /* FILL */
   parity_leaky_relu_params leaky_relu; /* LEAKY_RELU, LEAKY_RELU_BWD (ABI 4) */
   parity_hardtanh_params hardtanh; /* HARDTANH, HARDTANH_BWD (ABI 4) */
+  parity_softmax_params softmax;   /* SOFTMAX, SOFTMAX_BWD, LOG_SOFTMAX, LOG_SOFTMAX_BWD (ABI 5) */
+  parity_slice_params slice;       /* SLICE (ABI 5) */
   parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
   parity_batchnorm2d_params batchnorm2d; /* BATCHNORM2D_TRAIN, _EVAL, _BWD (ABI 5) */
   parity_avgpool2d_params avgpool2d; /* AVGPOOL2D, AVGPOOL2D_BWD, GLOBAL_AVGPOOL_BWD (ABI 5) */
