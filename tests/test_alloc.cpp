@@ -73,7 +73,10 @@ struct StepFixture {
 
   StepFixture(const ModelSpec& spec, int64_t n, int threads)
       : plan([&] {
-          Graph fwd = build_forward(spec, n);
+          ForwardOptions training;  // as the Trainer builds it: batch norms on batch statistics, dropout on
+          training.training = true;
+          training.seed = 3;
+          Graph fwd = build_forward(spec, n, training);
           OptimizerConfig adam;
           return Plan(differentiate(fwd, fwd.find("loss"), &adam), {"loss", "correct"});
         }()),
@@ -135,6 +138,14 @@ TEST(SteadyState, SeedCnn112TrainingStepAllocatesNothing) {
 
 TEST(SteadyState, SeedCnn4ConvTrainingStepAllocatesNothing) {
   EXPECT_EQ(allocations_in_steady_state("seed-cnn-4conv", 16), 0);
+}
+
+// The models of issue #12: average pooling, batch norm, residual adds, depthwise convolution
+// and dropout in their training steps.
+TEST(SteadyState, Lenet5TrainingStepAllocatesNothing) { EXPECT_EQ(allocations_in_steady_state("lenet5", 16), 0); }
+TEST(SteadyState, Resnet8TrainingStepAllocatesNothing) { EXPECT_EQ(allocations_in_steady_state("resnet8", 8), 0); }
+TEST(SteadyState, MobilenetMiniTrainingStepAllocatesNothing) {
+  EXPECT_EQ(allocations_in_steady_state("mobilenet-mini", 8), 0);
 }
 
 // batchnorm2d's training forward and backward (its per-plane partial sums live in the workspace

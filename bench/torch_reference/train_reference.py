@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from parity_models import MODELS  # noqa: E402
+from parity_models import MODELS, ParityDropout  # noqa: E402
 
 MASK32 = 0xFFFFFFFF
 
@@ -203,6 +203,7 @@ def main():
         scheduler = warmup if main_schedule is None else schedulers.SequentialLR(
             optimizer, [warmup, main_schedule], milestones=[a.warmup_steps])
     torch_steps = []
+    dropouts = [m for m in model.modules() if isinstance(m, ParityDropout)]
     started = time.time()
     for epoch in range(a.epochs):
         order = np.array(epoch_order(count, a.seed, epoch), dtype=np.int64)
@@ -210,6 +211,8 @@ def main():
         for first in range(0, count, a.batch):
             at = order[first:first + a.batch]
             x, y = torch.from_numpy(train_x[at]), torch.from_numpy(train_y[at])
+            for m in dropouts:  # parity's mask of this step (parity's steps count from 1)
+                m.clock = (a.seed, len(torch_steps) + 1)
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
