@@ -119,7 +119,8 @@ TEST(ModelDescription, SpellsOutEveryLayerWithItsInputSize) {
     EXPECT_EQ(layers[i].at("op"), layer_op_name(spec.layers[i].op));
   }
   EXPECT_EQ(layers[0], (nlohmann::json{{"op", "conv2d"}, {"name", "conv1"}, {"module", "conv1"}, {"in_channels", 3},
-                                       {"out_channels", 16}, {"kernel", 3}, {"stride", 1}, {"padding", 1}}));
+                                       {"out_channels", 16}, {"kernel", 3}, {"stride", 1}, {"padding", 1},
+                                       {"groups", 1}, {"bias", true}}));
   EXPECT_EQ(layers[2], (nlohmann::json{{"op", "maxpool2d"}, {"name", "pool1"}, {"kernel", 2}, {"stride", 2}}));
   EXPECT_EQ(layers[6], (nlohmann::json{{"op", "flatten"}, {"name", "flatten"}}));
   EXPECT_EQ(layers[9], (nlohmann::json{{"op", "linear"}, {"name", "logits"}, {"module", "fc2"}, {"in_features", 128},

@@ -525,6 +525,8 @@ TEST(OpList, ConcatIsTheOnlyVariadicOp) {
     if (i == PARITY_OP_CONCAT) {
       EXPECT_EQ(info.min_inputs, 1);
       EXPECT_EQ(info.num_inputs, PARITY_MAX_NODE_INPUTS);
+    } else if (i == PARITY_OP_CONV2D) {
+      EXPECT_EQ(info.min_inputs, info.num_inputs - 1);  // the optional bias (PARITY_OP_OPTIONAL_TRAILING)
     } else {
       EXPECT_EQ(info.min_inputs, info.num_inputs) << info.name;
     }
