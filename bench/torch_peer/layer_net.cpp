@@ -142,16 +142,29 @@ LayerNetImpl::LayerNetImpl(ModelDescription description) : description_(std::mov
     linears_.emplace_back(nullptr);
     norms_.emplace_back(nullptr);
     if (l.op == "conv2d")
-      convs_.back() = register_module(l.module, torch::nn::Conv2d(torch::nn::Conv2dOptions(l.in, l.out, l.kernel)
+      convs_.back() = register_path(l.module, torch::nn::Conv2d(torch::nn::Conv2dOptions(l.in, l.out, l.kernel)
                                                                       .stride(l.stride)
                                                                       .padding(l.padding)
                                                                       .groups(l.groups)
                                                                       .bias(l.bias)));
     else if (l.op == "linear")
-      linears_.back() = register_module(l.module, torch::nn::Linear(l.in, l.out));
+      linears_.back() = register_path(l.module, torch::nn::Linear(l.in, l.out));
     else if (l.op == "batchnorm2d")  // torch's defaults are parity's: eps 1e-5, momentum 0.1
-      norms_.back() = register_module(l.module, torch::nn::BatchNorm2d(l.in));
+      norms_.back() = register_path(l.module, torch::nn::BatchNorm2d(l.in));
   }
+}
+
+std::shared_ptr<torch::nn::Module> LayerNetImpl::container(const std::string& path) {
+  auto it = containers_.find(path);
+  if (it != containers_.end()) return it->second;
+  auto module = std::make_shared<torch::nn::Module>();
+  const size_t dot = path.rfind('.');
+  if (dot == std::string::npos)
+    register_module(path, module);
+  else
+    container(path.substr(0, dot))->register_module(path.substr(dot + 1), module);
+  containers_.emplace(path, module);
+  return module;
 }
 
 // Parity's dropout mask for x [N, ...] (ops/kernels/dropout.h, the function every backend uses).

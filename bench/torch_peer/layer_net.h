@@ -62,8 +62,20 @@ class LayerNetImpl : public torch::nn::Module {
   void set_dropout(const DropoutClock& clock) { dropout_ = clock; }
 
  private:
+  // Registers `module` under a dotted path ("layer1.conv1"): libtorch refuses dots in a name,
+  // so each prefix is a plain container module, as nested nn.Modules are in Python, and the
+  // state_dict keys come out dotted as PyTorch's.
+  template <class Holder>
+  Holder register_path(const std::string& path, Holder module) {
+    const size_t dot = path.rfind('.');
+    if (dot == std::string::npos) return register_module(path, module);
+    return container(path.substr(0, dot))->register_module(path.substr(dot + 1), module);
+  }
+  std::shared_ptr<torch::nn::Module> container(const std::string& path);
+
   ModelDescription description_;
   DropoutClock dropout_;
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> containers_;
   std::vector<torch::nn::Conv2d> convs_;     // per layer; empty handle unless conv2d
   std::vector<torch::nn::Linear> linears_;  // per layer; empty handle unless linear
   std::vector<torch::nn::BatchNorm2d> norms_;  // per layer; empty handle unless batchnorm2d
