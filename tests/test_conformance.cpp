@@ -47,6 +47,7 @@ TEST_P(Conformance, LeakyReluForwardAndBackward) { check_family("leaky_relu"); }
 TEST_P(Conformance, GeluForwardAndBackward) { check_family("gelu"); }
 TEST_P(Conformance, HardtanhForwardAndBackward) { check_family("hardtanh"); }
 TEST_P(Conformance, BatchnormTrainingEvaluationAndBackward) { check_family("batchnorm2d"); }
+TEST_P(Conformance, DropoutForwardAndBackward) { check_family("dropout"); }
 TEST_P(Conformance, SoftmaxAndLogSoftmaxForwardAndBackward) {
   check_family("softmax");
   check_family("log_softmax");
