@@ -1,5 +1,7 @@
 // graph/autodiff.cpp — reverse-mode differentiation of a forward graph: appends the backward
 // nodes (summing gradients where a value feeds several nodes) and the optimizer's update nodes.
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "graph/autodiff.h"
@@ -51,9 +53,45 @@ parity_lr_schedule schedule_params(const LrSchedule& s) {
   return p;
 }
 
-void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
+// torch.nn.utils.clip_grad_norm_: every gradient times min(1, max_norm / (sqrt(sum of all
+// squared gradient elements) + 1e-6)). The squares of each gradient are summed to one element
+// (MUL, REDUCE_SUM over every dim), those sums added in parameter order, the factor taken
+// (CLIP_COEF) and broadcast onto each gradient (MUL). Returns the clipped gradients.
+std::vector<std::pair<Value, Value>> clip_gradients(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
+                                                    float max_norm) {
+  if (!(max_norm > 0.0f) || !std::isfinite(max_norm))
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("optimizer: clip_grad_norm must be a finite number > 0 (0 turns clipping off), got {}", max_norm));
+  Value total;
+  for (const auto& [param, grad] : param_grads) {
+    const ValueInfo& info = b.graph().value(param);
+    const Shape& shape = b.graph().value(grad).shape;
+    Value squares = b.node(PARITY_OP_MUL, {}, {grad, grad}, "clip/" + info.name + ".squares")[0];
+    parity_op_params sum{};
+    sum.reduce_sum.dims = (1u << shape.rank()) - 1u;
+    Value sum_of_squares = b.reshape(b.node(PARITY_OP_REDUCE_SUM, sum, {squares}, "clip/" + info.name + ".sumsq")[0],
+                                     Shape{1}, "clip/" + info.name + ".sumsq1");
+    total = total.valid() ? b.node(PARITY_OP_ADD, {}, {total, sum_of_squares}, "clip/total." + info.name)[0]
+                          : sum_of_squares;
+  }
+  parity_op_params clip{};
+  clip.clip_coef.max_norm = max_norm;
+  const Value coef = b.node(PARITY_OP_CLIP_COEF, clip, {total}, "clip/coef")[0];
+  std::vector<std::pair<Value, Value>> clipped;
+  for (const auto& [param, grad] : param_grads) {
+    const ValueInfo& info = b.graph().value(param);
+    const Shape ones(std::vector<int64_t>(static_cast<size_t>(b.graph().value(grad).shape.rank()), 1));
+    const Value factor = ones == Shape{1} ? coef : b.reshape(coef, ones, "clip/coef." + info.name);
+    clipped.emplace_back(param, b.node(PARITY_OP_MUL, {}, {grad, factor}, "clip/" + info.name)[0]);
+  }
+  return clipped;
+}
+
+void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& unclipped_grads,
                       const OptimizerConfig& opt) {
   if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
+  const std::vector<std::pair<Value, Value>> param_grads =
+      opt.clip_grad_norm == 0.0f ? unclipped_grads : clip_gradients(b, unclipped_grads, opt.clip_grad_norm);
   // Adam's bias correction and every lr schedule count steps: one INPUT for all updates.
   // (A forward graph for training may hold it already: its dropout nodes draw by step.)
   Value step = b.graph().has(optimizer_step_name()) ? b.graph().find(optimizer_step_name())

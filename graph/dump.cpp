@@ -92,6 +92,8 @@ std::string params_text(const Node& n) {
     case PARITY_OP_LOG_SOFTMAX:
     case PARITY_OP_LOG_SOFTMAX_BWD: return fmt::format(" dim={}", p.softmax.has_dim ? p.softmax.dim : 1);
     case PARITY_OP_SLICE: return fmt::format(" start={} length={}", p.slice.start, p.slice.length);
+    case PARITY_OP_REDUCE_SUM: return fmt::format(" dims={:#x}", p.reduce_sum.dims);
+    case PARITY_OP_CLIP_COEF: return fmt::format(" max_norm={}", p.clip_coef.max_norm);
     default: return "";
   }
 }

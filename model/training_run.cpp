@@ -42,6 +42,8 @@ void check_options(const TrainOptions& o) {
   if (o.warmup_steps < 0) bad(fmt::format("TrainOptions::warmup_steps must be >= 0, got {}", o.warmup_steps));
   if (!(o.warmup_start_factor > 0.0f && o.warmup_start_factor <= 1.0f))
     bad(fmt::format("TrainOptions::warmup_start_factor must be in (0, 1], got {}", o.warmup_start_factor));
+  if (!(o.clip_grad_norm >= 0.0f) || !std::isfinite(o.clip_grad_norm))
+    bad(fmt::format("TrainOptions::clip_grad_norm must be a finite number >= 0 (0: off), got {}", o.clip_grad_norm));
   if (o.limit < 0) bad(fmt::format("TrainOptions::limit must be >= 0, got {}", o.limit));
   if (o.max_steps < 0) bad(fmt::format("TrainOptions::max_steps must be >= 0, got {}", o.max_steps));
   if (o.threads < 0) bad(fmt::format("TrainOptions::threads must be >= 0, got {}", o.threads));
@@ -67,13 +69,14 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
           {"lr_schedule", o.lr_schedule == "step"     ? fmt::format("step {} {}", o.lr_step_epochs, o.lr_gamma)
                           : o.lr_schedule == "cosine" ? fmt::format("cosine {} {}", o.lr_min, o.epochs)
                                                       : o.lr_schedule},
-          {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)}};
+          {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)},
+          {"clip_grad_norm", fmt::format("{}", o.clip_grad_norm)}};
 }
 
 // Identity keys added after checkpoints were first written, with the value older checkpoints imply.
 const std::map<std::string, std::string> kIdentityDefaults = {
     {"val_split", "0"},           {"nesterov", "0"}, {"weight_decay", "0"}, {"lr_schedule", "constant"},
-    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}};
+    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}};
 
 // The optimizer of a run of `steps_per_epoch` steps per epoch (the schedules count steps).
 OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
@@ -83,6 +86,7 @@ OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
   opt.momentum = o.momentum;
   opt.nesterov = o.nesterov;
   opt.weight_decay = o.weight_decay;
+  opt.clip_grad_norm = o.clip_grad_norm;
   LrSchedule& s = opt.schedule;
   s.warmup_steps = o.warmup_steps;
   s.warmup_start_factor = o.warmup_start_factor;

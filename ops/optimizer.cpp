@@ -1,5 +1,6 @@
 // ops/optimizer.cpp — the optimizer steps (Adam/AdamW, SGD with (Nesterov) momentum, lr schedules): in-place updates of a
-// parameter and its state, validated against the parameter's shape, and their conformance cases.
+// parameter and its state, validated against the parameter's shape; clip_coef, the factor of
+// gradient-norm clipping; and their conformance cases.
 #include <cmath>
 
 #include <fmt/format.h>
@@ -138,6 +139,35 @@ void builtin_cases(std::vector<OpCase>& out, Draw& draw) {
     optimizer_cases(out, draw, s);
 }
 
+std::vector<OutputSpec> infer_clip_coef(const OpCall& c) {
+  require_dtype(c, 0, DType::f32, "sum of squares");
+  const float max_norm = c.params.clip_coef.max_norm;
+  if (!(max_norm > 0.0f) || !std::isfinite(max_norm))
+    fail(c, "clip_coef", fmt::format("max_norm must be finite and > 0, got {}", max_norm));
+  if (c.inputs[0]->shape.numel() != 1)
+    fail(c, "clip_coef",
+         fmt::format("'{}' must hold one element (the sum of squares), got {}", c.inputs[0]->name,
+                     c.inputs[0]->shape.str()));
+  return {{Shape{1}, DType::f32}};
+}
+
+double flops_clip_coef(const OpCall&) { return 4.0; }
+
+// Norms below, at and above max_norm (the factor 1, then max_norm / norm), a zero gradient, and
+// an infinite norm (factor 0, as torch gives without error_if_nonfinite).
+void clip_coef_cases(std::vector<OpCase>& out, Draw&) {
+  for (const auto& [sum_of_squares, max_norm] :
+       std::vector<std::pair<float, float>>{{0.25f, 1.0f}, {1.0f, 1.0f}, {30.0f, 1.0f}, {1e6f, 5.0f}, {0.0f, 0.5f},
+                                            {INFINITY, 1.0f}}) {
+    parity_op_params p{};
+    p.clip_coef.max_norm = max_norm;
+    out.push_back({PARITY_OP_CLIP_COEF, p, {{Tensor::from_f32(Shape{1}, {sum_of_squares})}},
+                   fmt::format("sum of squares {:g}, max_norm {:g}", sum_of_squares, max_norm)});
+  }
+}
+
+const ConformanceFamily kClipCases{"", "", 0, 0, false, 20, clip_coef_cases, nullptr};
+
 const ConformanceFamily kCases{"adam_step sgd_step adam sgd", "the parameter's dims", 1, 6, false, 7, builtin_cases,
                                optimizer_cases};
 
@@ -150,5 +180,8 @@ extern const OpRule adam_step_rule{"ADAM_STEP", 5, 0, infer_adam, flops_adam, nu
     Tolerance{1e-12, 1e-7, "float32 sqrt and division on an update of size lr", false}, &kCases};
 extern const OpRule sgd_step_rule{"SGD_STEP", 4, 0, infer_sgd, flops_sgd, nullptr,
     Tolerance{1e-12, 1e-8, "float32 multiply-add on an update of size lr * g", false}};
+extern const OpRule clip_coef_rule{"CLIP_COEF", 1, 1, infer_clip_coef, flops_clip_coef, nullptr,
+    // sqrtf, one add, one division and a comparison: within ~2 ulp of ref's factor rounded.
+    Tolerance{1e-12, 1e-10, "float32 sqrt, add and division on one scalar", false}, &kClipCases};
 
 }  // namespace parity::ops

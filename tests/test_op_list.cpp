@@ -71,9 +71,12 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_LOG_SOFTMAX_BWD, 41);
   EXPECT_EQ(PARITY_OP_CONCAT, 42);
   EXPECT_EQ(PARITY_OP_SLICE, 43);
-  EXPECT_EQ(PARITY_OP_COUNT, 44);
+  EXPECT_EQ(PARITY_OP_MUL, 44);  // ABI 6: broadcasting mul, reduce_sum, clip_coef, appended
+  EXPECT_EQ(PARITY_OP_REDUCE_SUM, 45);
+  EXPECT_EQ(PARITY_OP_CLIP_COEF, 46);
+  EXPECT_EQ(PARITY_OP_COUNT, 47);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
-  EXPECT_EQ(PARITY_ABI_VERSION, 5);  // 5: the op set of issue #12 (CHANGELOG.md)
+  EXPECT_EQ(PARITY_ABI_VERSION, 6);  // 5: the op set of issue #12; 6: broadcasting, clipping (CHANGELOG.md)
 }
 
 TEST(OpList, GeneratedBuilderMethodsAddTheirOp) {

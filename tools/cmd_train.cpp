@@ -93,6 +93,10 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   cmd->add_option("--warmup-start-factor", o->warmup_start_factor, "the warmup's first lr as a fraction of --lr")
       ->capture_default_str();
+  cmd->add_option("--clip-grad-norm", o->clip_grad_norm,
+                  "scale the gradients so their total 2-norm is at most this before each step "
+                  "(torch.nn.utils.clip_grad_norm_; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the initial weights and the shuffling")->capture_default_str();
   add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
   cmd->add_option("--limit", o->limit, "train on the first N images only (0: all)")->capture_default_str();

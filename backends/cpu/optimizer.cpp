@@ -1,7 +1,9 @@
 // backends/cpu/optimizer.cpp — the optimizer steps on the cpu backend, float32, updating
 // persistent params and state in place: Adam and SGD side by side, element math from
-// ops/kernels/optimizer.h over fixed chunks of elements.
+// ops/kernels/optimizer.h over fixed chunks of elements; and clip_coef, the factor of
+// gradient-norm clipping (ops/kernels/broadcast.h).
 #include "backends/cpu/cpu_ops.h"
+#include "ops/kernels/broadcast.h"
 #include "ops/kernels/optimizer.h"
 #include "parity/error.h"
 
@@ -95,6 +97,20 @@ void run_sgd_step(const BoundNode& node) {
   parallel_chunks(node.in[0].numel, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) kernels::sgd_update_element(&p[i], g[i], &velocity[i], hp, lr);
   });
+}
+
+int64_t prepare_clip_coef(BoundNode& node) {
+  expect_arity(node, 1, 1, 1, 1);
+  expect_value(node, node.in[0], "sum of squares", PARITY_F32, -1);
+  expect_value(node, node.out[0], "coef", PARITY_F32, -1);
+  if (node.in[0].numel != 1 || node.out[0].numel != 1)
+    fail(node, "sum of squares " + node.in[0].shape_str() + " and coef " + node.out[0].shape_str() +
+                   " must hold one element each");
+  return 0;
+}
+
+void run_clip_coef(const BoundNode& node) {
+  node.out[0].f32()[0] = kernels::clip_coef_f32(node.in[0].f32()[0], node.params.clip_coef.max_norm);
 }
 
 }  // namespace cpu

@@ -1,6 +1,6 @@
 // backends/native/elementwise.cuh — the element-wise ops, kernels and host code (`run_<name>`,
 // native_node.h): relu, sigmoid, tanh, leaky_relu, gelu, hardtanh and their gradients
-// (ops/kernels/activation.h), add, reshape (a
+// (ops/kernels/activation.h), reshape (a
 // copy), fill, and the Adam and SGD steps (ops/kernels/optimizer.h). Grid-stride loops; one
 // thread owns each element.
 #pragma once
@@ -22,10 +22,6 @@ PK_GLOBAL void fill_f32(float* y, int64_t count, float value) {
 
 PK_GLOBAL void copy_f32(const float* x, float* y, int64_t count) {
   for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = x[i];
-}
-
-PK_GLOBAL void add_f32(const float* a, const float* b, float* c, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) c[i] = a[i] + b[i];
 }
 
 PK_GLOBAL void relu_f32(const float* x, float* y, int64_t count) {
@@ -155,7 +151,6 @@ PARITY_NATIVE_ELEMENTWISE_OP(hardtanh, hardtanh_f32, 1, o.a, o.out, node.desc().
 PARITY_NATIVE_ELEMENTWISE_OP(hardtanh_bwd, hardtanh_bwd_f32, 2, o.a, o.b, o.out,
                              node.desc().params.hardtanh)  // x, dy -> dx
 PARITY_NATIVE_ELEMENTWISE_OP(reshape, copy_f32, 1, o.a, o.out)
-PARITY_NATIVE_ELEMENTWISE_OP(add, add_f32, 2, o.a, o.b, o.out)
 
 inline void run_fill(const NativeNode& node) {
   if (node.sizing()) return;

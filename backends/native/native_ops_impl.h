@@ -7,6 +7,7 @@
 #pragma once
 
 #include "backends/native/batchnorm.cuh"
+#include "backends/native/broadcast.cuh"
 #include "backends/native/concat.cuh"
 #include "backends/native/conv2d.cuh"
 #include "backends/native/dropout.cuh"

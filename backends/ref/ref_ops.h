@@ -10,10 +10,12 @@
 // run_<name> validates the shapes and what depends on run-time data (labels, pooling indices).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "backends/kit/value_desc.h"
 #include "backends/ref/ref_node.h"
@@ -793,11 +795,91 @@ inline void add_forward(const double* a, const double* b, double* c, int64_t cou
   for (int64_t i = 0; i < count; ++i) c[i] = a[i] + b[i];
 }
 
+// The broadcast of a and b (one rank; each dim the output's or 1) onto c: for every element of c,
+// its row-major multi-index read back into a's and b's offsets (0 along a broadcast dim).
+template <class Combine>
+void broadcast_binary(const RefNode& node, Combine combine) {
+  const parity_value_desc& a = node.in_desc(0);
+  const parity_value_desc& b = node.in_desc(1);
+  const parity_value_desc& c = node.out_desc(0);
+  if (a.rank != c.rank || b.rank != c.rank)
+    throw Error(ErrorKind::internal, node.label() + ": operands " + kit::shape_str(a.rank, a.dims) + " and " +
+                                         kit::shape_str(b.rank, b.dims) + " differ in rank from the output " +
+                                         kit::shape_str(c.rank, c.dims));
+  for (int32_t d = 0; d < c.rank; ++d)
+    if ((a.dims[d] != c.dims[d] && a.dims[d] != 1) || (b.dims[d] != c.dims[d] && b.dims[d] != 1))
+      throw Error(ErrorKind::internal, node.label() + ": operands " + kit::shape_str(a.rank, a.dims) + " and " +
+                                           kit::shape_str(b.rank, b.dims) + " do not broadcast to " +
+                                           kit::shape_str(c.rank, c.dims));
+  const double* x = node.f_in(0);
+  const double* y = node.f_in(1);
+  double* out = node.f_out(0);
+  const int64_t count = kit::numel_of(c);
+  std::vector<int64_t> index(static_cast<size_t>(c.rank));
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rest = i;
+    for (int32_t d = c.rank - 1; d >= 0; --d) {
+      index[static_cast<size_t>(d)] = rest % c.dims[d];
+      rest /= c.dims[d];
+    }
+    int64_t offset_a = 0, offset_b = 0;
+    for (int32_t d = 0; d < c.rank; ++d) {
+      offset_a = offset_a * a.dims[d] + (a.dims[d] == 1 ? 0 : index[static_cast<size_t>(d)]);
+      offset_b = offset_b * b.dims[d] + (b.dims[d] == 1 ? 0 : index[static_cast<size_t>(d)]);
+    }
+    out[i] = combine(x[offset_a], y[offset_b]);
+  }
+}
+
 inline void run_add(const RefNode& node) {
   const int64_t count = kit::numel_of(node.in_desc(0));
-  node.expect_numel(node.in_desc(1), count);
-  node.expect_numel(node.out_desc(0), count);
-  add_forward(node.f_in(0), node.f_in(1), node.f_out(0), count);
+  if (kit::numel_of(node.in_desc(1)) == count && kit::numel_of(node.out_desc(0)) == count) {
+    add_forward(node.f_in(0), node.f_in(1), node.f_out(0), count);  // equal shapes (ranks may differ)
+    return;
+  }
+  broadcast_binary(node, [](double a, double b) { return a + b; });
+}
+
+inline void run_mul(const RefNode& node) {  // a * b, broadcasting; the float64 product of floats is exact
+  broadcast_binary(node, [](double a, double b) { return a * b; });
+}
+
+// x -> y summed over params.reduce_sum.dims (kept, size 1): each term added into its output.
+inline void run_reduce_sum(const RefNode& node) {
+  const parity_value_desc& x = node.in_desc(0);
+  const parity_value_desc& y = node.out_desc(0);
+  const uint32_t dims = node.params().reduce_sum.dims;
+  if (y.rank != x.rank || dims == 0 || (dims >> x.rank) != 0)
+    throw Error(ErrorKind::internal, node.label() + ": dims mask " + std::to_string(dims) + " does not reduce " +
+                                         kit::shape_str(x.rank, x.dims) + " to " + kit::shape_str(y.rank, y.dims));
+  for (int32_t d = 0; d < x.rank; ++d)
+    if (y.dims[d] != (((dims >> d) & 1u) ? 1 : x.dims[d]))
+      throw Error(ErrorKind::internal, node.label() + ": output " + kit::shape_str(y.rank, y.dims) +
+                                           " is not the input " + kit::shape_str(x.rank, x.dims) + " with dims " +
+                                           std::to_string(dims) + " summed");
+  const double* in = node.f_in(0);
+  double* out = node.f_out(0);
+  std::fill(out, out + kit::numel_of(y), 0.0);
+  const int64_t count = kit::numel_of(x);
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rest = i, offset = 0, scale = 1;
+    for (int32_t d = x.rank - 1; d >= 0; --d) {
+      const int64_t k = rest % x.dims[d];
+      rest /= x.dims[d];
+      offset += (((dims >> d) & 1u) ? 0 : k) * scale;
+      scale *= y.dims[d];
+    }
+    out[offset] += in[i];
+  }
+}
+
+// sumsq[1] -> coef[1] = min(1, max_norm / (sqrt(sumsq) + 1e-6)), torch.nn.utils.clip_grad_norm_'s
+// factor (a NaN stays NaN).
+inline void run_clip_coef(const RefNode& node) {
+  node.expect_numel(node.in_desc(0), 1);
+  node.expect_numel(node.out_desc(0), 1);
+  const double coef = double(node.params().clip_coef.max_norm) / (std::sqrt(node.f_in(0)[0]) + 1e-6);
+  node.f_out(0)[0] = coef > 1.0 ? 1.0 : coef;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--lr-min", type=float, default=0.0)
     ap.add_argument("--warmup-steps", type=int, default=0)
     ap.add_argument("--warmup-start-factor", type=float, default=1.0 / 3.0)
+    ap.add_argument("--clip-grad-norm", type=float, default=0.0, help="torch.nn.utils.clip_grad_norm_ (0: off)")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--check-steps", type=int, default=5, help="steps whose losses must agree")
     ap.add_argument("--out", required=True, help="folder for the initial weights and parity's metrics")
@@ -166,6 +167,7 @@ def main():
                "--warmup-start-factor", repr(a.warmup_start_factor)]
     command += (["--limit", str(a.limit)] if a.limit else []) + (["--momentum", repr(a.momentum)] if a.momentum else [])
     command += ["--nesterov"] if a.nesterov else []
+    command += ["--clip-grad-norm", repr(a.clip_grad_norm)] if a.clip_grad_norm else []
     print("$", " ".join(command), flush=True)
     started = time.time()
     subprocess.run(command, check=True)
@@ -216,6 +218,8 @@ def main():
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
+            if a.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip_grad_norm)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()

@@ -252,6 +252,32 @@ parity_status read_value(parity_executable_t h, int32_t value, void* host, int64
   });
 }
 
+// ADD with ABI 6's broadcasting: a and b of c's rank, each dim c's or 1 (stride 0 there).
+void broadcast_add(Exe& e, const parity_node_desc& n, float* y, int64_t count) {
+  const parity_value_desc& a = e.values[static_cast<size_t>(n.inputs[0])];
+  const parity_value_desc& b = e.values[static_cast<size_t>(n.inputs[1])];
+  const parity_value_desc& c = e.values[static_cast<size_t>(n.outputs[0])];
+  const float* pa = f32(e, n.inputs[0]);
+  const float* pb = f32(e, n.inputs[1]);
+  if (numel(a) == count && numel(b) == count) {
+    for (int64_t i = 0; i < count; ++i) y[i] = pa[i] + pb[i];
+    return;
+  }
+  if (a.rank != c.rank || b.rank != c.rank) fail(PARITY_STATUS_SHAPE, std::string("node '") + n.name + "': ranks differ");
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t rest = i, offset_a = 0, offset_b = 0, stride_a = 1, stride_b = 1;
+    for (int32_t d = c.rank - 1; d >= 0; --d) {
+      const int64_t k = rest % c.dims[d];
+      rest /= c.dims[d];
+      offset_a += (a.dims[d] == 1 ? 0 : k) * stride_a;
+      offset_b += (b.dims[d] == 1 ? 0 : k) * stride_b;
+      stride_a *= a.dims[d];
+      stride_b *= b.dims[d];
+    }
+    y[i] = pa[offset_a] + pb[offset_b];
+  }
+}
+
 parity_status execute(parity_executable_t h, parity_error* err) {
   return guarded(err, [&] {
     Exe& e = *reinterpret_cast<Exe*>(h);
@@ -264,22 +290,14 @@ parity_status execute(parity_executable_t h, parity_error* err) {
       switch (n.op) {
 #ifndef PARITY_TEST_FAULTY
         case PARITY_OP_FILL: std::fill_n(y, count, n.params.fill.value); break;
-        case PARITY_OP_ADD: {
-          const float* a = f32(e, n.inputs[0]);
-          const float* b = f32(e, n.inputs[1]);
-          for (int64_t i = 0; i < count; ++i) y[i] = a[i] + b[i];
-          break;
-        }
+        case PARITY_OP_ADD: broadcast_add(e, n, y, count); break;
         case PARITY_OP_RESHAPE: std::memmove(y, f32(e, n.inputs[0]), static_cast<size_t>(count) * sizeof(float)); break;
 #else
         case PARITY_OP_FILL: std::fill_n(y, count, n.params.fill.value + 1e-3f); break;
-        case PARITY_OP_ADD: {
-          const float* a = f32(e, n.inputs[0]);
-          const float* b = f32(e, n.inputs[1]);
-          for (int64_t i = 0; i < count; ++i) y[i] = a[i] + b[i];
+        case PARITY_OP_ADD:
+          broadcast_add(e, n, y, count);
           y[count] = 0.0f;  // one element past the output: lands in the checker's guard
           break;
-        }
         case PARITY_OP_RESHAPE:
           std::memmove(y, f32(e, n.inputs[0]), static_cast<size_t>(count - 1) * sizeof(float));
           break;
@@ -321,6 +339,8 @@ const parity_backend_table kTable = {
     3,  // built against ABI 3, before memory_need_without_device was appended to the table
 #elif defined(PARITY_TEST_ABI_4)
     4,  // built against ABI 4, before SGD_STEP took the step input and the optimizer params grew
+#elif defined(PARITY_TEST_ABI_5)
+    5,  // built against ABI 5, whose ADD never broadcasts
 #else
     PARITY_ABI_VERSION,
 #endif

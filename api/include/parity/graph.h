@@ -182,6 +182,9 @@ struct OptimizerConfig {
   bool nesterov = false;                             // sgd, needs momentum > 0
   float weight_decay = 0.0f;                         // torch's default (AdamW's own default is 0.01)
   LrSchedule schedule;
+  // > 0: torch.nn.utils.clip_grad_norm_(params, clip_grad_norm) before every step: all gradients
+  // scaled by min(1, max_norm / (total 2-norm + 1e-6)) (MUL, REDUCE_SUM, CLIP_COEF nodes). 0: off.
+  float clip_grad_norm = 0.0f;
 };
 // "adam", "adamw", "sgd".
 const char* optimizer_name(OptimizerConfig::Kind kind);

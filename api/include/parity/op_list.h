@@ -25,7 +25,8 @@
  *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K]
  *   ARGMAX             in: x[N,K]                           out: idx[N] i32 (first maximum)
  *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
- *   ADD                in: a, b (same shape)                out: c = a + b (gradient accumulation)
+ *   ADD                in: a, b                             out: c = a + b (gradient accumulation; ABI 6: with
+ *                                                           broadcasting, below)
  *   ADAM_STEP          in: state param, grad, state m, state v, step[1] i32 (1-based)   out: none
  *   SGD_STEP           in: state param, grad, state velocity, step[1] i32 (1-based; ABI 5: the lr schedule's clock)   out: none
  *   FILL               in: none                             out: y[1] f32 = params.fill.value
@@ -69,6 +70,17 @@
  *                                                           inputs as a tree of these (ABI 5)
  *   SLICE              in: x                                out: y = x[:, start : start + length] along dim 1
  *                                                           (params.slice): the gradient of one CONCAT input (ABI 5)
+ *   MUL                in: a, b                             out: c = a * b, broadcasting as ADD (ABI 6)
+ *   REDUCE_SUM         in: x                                out: y = x summed over the dims whose bit is set in
+ *                                                           params.reduce_sum.dims, kept with size 1 (keepdim): the
+ *                                                           gradient of a broadcast operand (ABI 6)
+ *   CLIP_COEF          in: sumsq[1] (sum of squared grads)  out: coef[1] = min(1, max_norm / (sqrt(sumsq) + 1e-6)),
+ *                                                           torch.nn.utils.clip_grad_norm_'s factor (params.clip_coef) (ABI 6)
+ *
+ * Broadcasting (ADD and MUL, ABI 6): a and b have one rank; in every dim each has the output's
+ * size or 1 (numpy's rule at equal rank, so a [N,C,1,1] scale multiplies an [N,C,H,W] map and a
+ * [1,C,H,W] map adds to every sample); c has the larger size in each dim. Equal shapes are the
+ * plain element-wise case.
  *
  * Adding an op: append its line to the list and to the table above (never reorder: enum values
  * are ABI; then PARITY_ABI_VERSION in plugin.h and CHANGELOG.md change too), and write
@@ -126,7 +138,10 @@
   X(LOG_SOFTMAX,       log_softmax,       1, 1, 0)       \
   X(LOG_SOFTMAX_BWD,   log_softmax_bwd,   2, 1, 0)       \
   X(CONCAT,            concat,            PARITY_OP_VARIADIC, 1, 0) \
-  X(SLICE,             slice,             1, 1, 0)
+  X(SLICE,             slice,             1, 1, 0)       \
+  X(MUL,               mul,               2, 1, 1)       \
+  X(REDUCE_SUM,        reduce_sum,        1, 1, 0)       \
+  X(CLIP_COEF,         clip_coef,         1, 1, 0)
 
 
 /* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,

@@ -37,11 +37,12 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 5  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+#define PARITY_ABI_VERSION 6  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
                                  lr schedules, DROPOUT, conv2d groups/dilation/
-                                 asymmetric padding/optional bias (CHANGELOG.md) */
+                                 asymmetric padding/optional bias; 6: broadcasting ADD, MUL,
+                                 REDUCE_SUM, CLIP_COEF (CHANGELOG.md) */
 /* The ABI that gave conv2d groups, dilation, asymmetric padding and an optional bias
  * (parity_conv2d_params' appended fields, PARITY_OP_OPTIONAL_TRAILING). A plugin built against an
  * older one would read such a node as a plain convolution, so libparity never hands it one
@@ -274,6 +275,19 @@ typedef struct parity_slice_params {
   int32_t start, length;           /* along dim 1: 0 <= start, 0 < length, start + length <= x's dim 1 */
 } parity_slice_params;
 
+/* REDUCE_SUM (ABI 6): bit d set sums dim d (d < the input's rank; at least one bit). Each output
+ * element is the float sum of its input elements; backends may order that sum their own way
+ * (the op's tolerance allows it), each the same way every run. */
+typedef struct parity_reduce_sum_params {
+  uint32_t dims;
+} parity_reduce_sum_params;
+
+/* CLIP_COEF (ABI 6): torch.nn.utils.clip_grad_norm_(max_norm, norm_type 2) without
+ * error_if_nonfinite: a NaN or infinite norm gives a NaN or 0 factor, as in torch. */
+typedef struct parity_clip_coef_params {
+  float max_norm;                  /* finite, > 0 */
+} parity_clip_coef_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -287,6 +301,8 @@ typedef union parity_op_params {
   parity_dropout_params dropout;   /* DROPOUT, DROPOUT_BWD (ABI 5) */
   parity_batchnorm2d_params batchnorm2d; /* BATCHNORM2D_TRAIN, _EVAL, _BWD (ABI 5) */
   parity_avgpool2d_params avgpool2d; /* AVGPOOL2D, AVGPOOL2D_BWD, GLOBAL_AVGPOOL_BWD (ABI 5) */
+  parity_reduce_sum_params reduce_sum; /* REDUCE_SUM (ABI 6) */
+  parity_clip_coef_params clip_coef; /* CLIP_COEF (ABI 6) */
   uint8_t reserved[64];
 } parity_op_params;
 /* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */

@@ -96,6 +96,9 @@ struct TrainOptions {
   float lr_min = 0.0f;
   int warmup_steps = 0;
   float warmup_start_factor = 1.0f / 3.0f;
+  // > 0: clip the gradients' total 2-norm to this before each step (torch.nn.utils.clip_grad_norm_);
+  // 0: off.
+  float clip_grad_norm = 0.0f;
   uint64_t seed = 0;
   int threads = 0;
   int64_t limit = 0;  // train on the first `limit` images; 0: all
