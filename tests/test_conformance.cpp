@@ -10,6 +10,8 @@
 
 #include <functional>
 
+#include "backends/native/dispatch.h"
+#include "backends/simt/simt_kernels.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 
@@ -230,6 +232,180 @@ TEST_P(NativeNodeChecks, SoftmaxConcatAndSliceRefuseWhatBreaksThem) {
   EXPECT_NE(long_output.find("simt: CONCAT node 'cat': the inputs' dim 1 sum to 5, output 'cat' has 7"),
             std::string::npos)
       << long_output;
+}
+
+// What `backend` threw compiling `plan` and running it once (after `write_inputs`), or a test
+// failure when it accepted the plan.
+struct Refusal {
+  ErrorKind kind;
+  std::string message;
+};
+Refusal refusal_of(const std::string& backend, const parity_plan& plan,
+                   const std::function<void(Executable&)>& write_inputs = nullptr) {
+  try {
+    auto exe = create_backend(backend)->compile(plan, {}, nullptr);
+    if (write_inputs) write_inputs(*exe);
+    exe->execute();
+  } catch (const Error& e) {
+    return {e.kind(), e.what()};
+  }
+  ADD_FAILURE() << backend << " accepted the plan";
+  return {ErrorKind::internal, "nothing was thrown"};
+}
+
+// Convolution params no rule would pass (a plan from elsewhere): refused as shape errors, as
+// ref refuses them, before any kernel divides by the stride or sizes columns from them.
+TEST_P(NativeNodeChecks, ConvolutionParamsNoRulePassesAreRefusedAsRefRefusesThem) {
+  GraphBuilder b;
+  b.conv2d(b.input("x", Shape{1, 2, 5, 5}), b.parameter("w", Shape{4, 2, 3, 3}), b.parameter("bias", Shape{4}), 1, 0,
+           "conv");
+  const Graph g = b.take();
+  const Plan plan(g, {"conv"});
+  auto message_with = [&](const std::function<void(parity_conv2d_params&)>& edit) {
+    std::vector<parity_node_desc> nodes = plan.nodes();
+    edit(nodes[0].params.conv2d);
+    parity_plan broken = plan.c_plan();
+    broken.nodes = nodes.data();
+    const Refusal simt = refusal_of(GetParam(), broken), ref = refusal_of("ref", broken);
+    EXPECT_EQ(simt.kind, ErrorKind::shape) << simt.message;
+    EXPECT_EQ(ref.kind, ErrorKind::shape) << ref.message;
+    return simt.message;
+  };
+  const std::string out_of_range =
+      "simt: CONV2D node 'conv': stride must be > 0, padding >= 0, dilation and groups >= 0 (0 reads as 1)";
+  EXPECT_EQ(message_with([](parity_conv2d_params& p) { p.stride_h = 0; }), out_of_range);
+  EXPECT_EQ(message_with([](parity_conv2d_params& p) {
+              p.pad_end_given = 1;
+              p.pad_right = -1;
+            }),
+            out_of_range);
+  EXPECT_EQ(message_with([](parity_conv2d_params& p) { p.dilation_w = -1; }), out_of_range);
+  // Weight [4, 2, 3, 3] is [K, C, R, S]: with 2 groups it would have to be [4, 1, 3, 3].
+  EXPECT_EQ(message_with([](parity_conv2d_params& p) { p.groups = 2; }),
+            "simt: CONV2D node 'conv': groups 2 must divide C 2 and K 4, and the weight be [K, C/groups, R, S]");
+  // A 3x3 kernel at dilation 3 spans 7 rows of a 5-row input.
+  EXPECT_EQ(message_with([](parity_conv2d_params& p) { p.dilation_h = 3; }),
+            "simt: CONV2D node 'conv': the dilated kernel is larger than the padded input");
+}
+
+// Training batchnorm with one value per channel: ONNX's convention allows it (the variance is 0,
+// so y = beta exactly), PyTorch's is refused, as on ref (its unbiased variance divides by n - 1).
+TEST_P(NativeNodeChecks, BatchnormTrainingWithOneValuePerChannelFollowsItsConvention) {
+  GraphBuilder b;
+  b.batchnorm2d_train(b.input("x", Shape{1, 2, 1, 1}), b.parameter("gamma", Shape{2}), b.parameter("beta", Shape{2}),
+                      b.state("running_mean", Shape{2}), b.state("running_var", Shape{2}), 1e-5f, 0.9f,
+                      PARITY_BATCHNORM_ONNX, "bn");
+  const Graph g = b.take();
+  const Plan plan(g, {"bn"});
+  const float x[2] = {7.0f, -9.0f}, gamma[2] = {3.0f, 4.0f}, beta[2] = {0.5f, -2.0f}, var[2] = {1.0f, 1.0f};
+  auto write_inputs = [&](Executable& exe) {
+    exe.write(plan.value("x"), x, sizeof x);
+    exe.write(plan.value("gamma"), gamma, sizeof gamma);
+    exe.write(plan.value("beta"), beta, sizeof beta);
+    exe.write(plan.value("running_var"), var, sizeof var);
+  };
+  auto onnx = create_backend(GetParam())->compile(plan.c_plan(), {}, nullptr);
+  write_inputs(*onnx);
+  onnx->execute();
+  float y[2] = {};
+  onnx->read(plan.value("bn"), y, sizeof y);
+  EXPECT_EQ(y[0], beta[0]);
+  EXPECT_EQ(y[1], beta[1]);
+
+  std::vector<parity_node_desc> nodes = plan.nodes();
+  nodes[0].params.batchnorm2d.convention = PARITY_BATCHNORM_PYTORCH;
+  parity_plan pytorch = plan.c_plan();
+  pytorch.nodes = nodes.data();
+  const Refusal simt = refusal_of(GetParam(), pytorch, write_inputs), ref = refusal_of("ref", pytorch, write_inputs);
+  EXPECT_EQ(simt.kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(ref.kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(simt.message,
+            "simt: BATCHNORM2D_TRAIN node 'bn': training needs more than 1 value per channel, got N*H*W = 1");
+}
+
+// Run-time data the graph cannot have checked, refused on the host before any kernel reads it,
+// with the kind ref gives: a step count of 0 (steps count from 1), a maxpool index outside its
+// plane (only -1, no input element, may lie outside).
+TEST_P(NativeNodeChecks, StepCountsAndPoolingIndicesAreCheckedAsOnRef) {
+  GraphBuilder db;
+  db.dropout(db.input("x", Shape{2, 3}), db.input("step", Shape{1}, DType::i32), 0.5f, 7, 0, "drop");
+  const Graph dg = db.take();
+  const Plan dplan(dg, {"drop"});
+  auto step_zero = [&](Executable& exe) {
+    const int32_t step = 0;
+    exe.write(dplan.value("step"), &step, sizeof step);
+  };
+  const Refusal simt_step = refusal_of(GetParam(), dplan.c_plan(), step_zero);
+  const Refusal ref_step = refusal_of("ref", dplan.c_plan(), step_zero);
+  EXPECT_EQ(simt_step.kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(ref_step.kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(simt_step.message, "simt: DROPOUT node 'drop': step 0 in value 'step' must be >= 1 (steps count from 1)");
+
+  // dy and idx [1, 1, 2, 2] of a 2x2, stride 2 pooling of a 4x4 plane: indices in [0, 16) or -1.
+  GraphBuilder pb;
+  parity_op_params p{};
+  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = 2;
+  p.maxpool2d.stride_h = p.maxpool2d.stride_w = 2;
+  p.maxpool2d.input_h = p.maxpool2d.input_w = 4;
+  const Value dy = pb.input("dy", Shape{1, 1, 2, 2}), idx = pb.input("idx", Shape{1, 1, 2, 2}, DType::i32);
+  pb.node(PARITY_OP_MAXPOOL2D_BWD, p, {dy, idx}, "pool_bwd");
+  const Graph pg = pb.take();
+  const Plan pplan(pg, {"pool_bwd"});
+  auto message_with = [&](std::vector<int32_t> idx) {
+    auto write_idx = [&](Executable& exe) { exe.write(pplan.value("idx"), idx.data(), idx.size() * sizeof(int32_t)); };
+    const Refusal simt = refusal_of(GetParam(), pplan.c_plan(), write_idx);
+    const Refusal ref = refusal_of("ref", pplan.c_plan(), write_idx);
+    EXPECT_EQ(simt.kind, ErrorKind::data) << simt.message;
+    EXPECT_EQ(ref.kind, ErrorKind::data) << ref.message;
+    return simt.message;
+  };
+  EXPECT_EQ(message_with({0, 16, -1, 10}),
+            "simt: MAXPOOL2D_BWD node 'pool_bwd': index 16 at element 1 is outside its 4x4 plane and not -1");
+  EXPECT_EQ(message_with({0, 3, -1, -2}),
+            "simt: MAXPOOL2D_BWD node 'pool_bwd': index -2 at element 3 is outside its 4x4 plane and not -1");
+}
+
+// The native op code's own guard of its operand slots (native_node.h): a node that reaches an
+// op's host code without an operand the op reads is an internal error naming the node, not a
+// read of an unset slot. Every backend here runs the kit's arity check first, so this drives
+// both simt tables directly, as a backend without that check would.
+TEST_P(NativeNodeChecks, ANodeWithoutAnOperandItsOpReadsIsNamed) {
+  struct Failure {
+    parity_status status;
+    std::string message;
+  };
+  struct ThrowingMemory {  // nothing is read: the check pass fails before any operand's storage
+    float* f32(int32_t) { return nullptr; }
+    int32_t* i32(int32_t) { return nullptr; }
+    const int32_t* host_i32(int32_t) { return nullptr; }
+    float* workspace() { return nullptr; }
+    [[noreturn]] void fail(parity_status status, const std::string& message) { throw Failure{status, message}; }
+  };
+  GraphBuilder b;
+  b.conv2d(b.input("x", Shape{1, 2, 5, 5}), b.parameter("w", Shape{4, 2, 3, 3}), b.parameter("bias", Shape{4}), 1, 0,
+           "conv");
+  b.relu(b.input("a", Shape{2, 3}), "r");
+  const Graph g = b.take();
+  const Plan plan(g, {"conv", "r"});
+  parity_node_desc conv = plan.nodes()[0], relu = plan.nodes()[1];
+  conv.num_inputs = 1;  // x without w
+  relu.num_outputs = 0;
+  ThrowingMemory memory;
+  for (const native::NativeOps* ops : {&native::simt_w32::native_ops(), &native::simt_w64::native_ops()}) {
+    const native::NodeDispatcher<ThrowingMemory> check("simt", parity_op_name, *ops, plan.values(), memory,
+                                                       native::NodePass::check);
+    auto failure_of = [&](const parity_node_desc& node) {
+      try {
+        check.run(node);
+      } catch (const Failure& f) {
+        EXPECT_EQ(f.status, PARITY_STATUS_INTERNAL) << f.message;
+        return f.message;
+      }
+      return std::string("nothing was reported");
+    };
+    EXPECT_EQ(failure_of(conv), "simt: CONV2D node 'conv' has 1 inputs; the op needs input 1") << ops->target;
+    EXPECT_EQ(failure_of(relu), "simt: RELU node 'r' has 0 outputs; the op needs output 0") << ops->target;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backend, NativeNodeChecks, ::testing::Values("simt"),

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include <initializer_list>
+
 #include "backends/native/launch_shape.cuh"
 #include "backends/native/native_node.h"
 #include "ops/kernels/batchnorm.h"

@@ -28,7 +28,6 @@
 #include <stdint.h>
 
 #include <cstdlib>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -51,9 +50,7 @@ std::string msg_part(Int i) {
 }
 template <class... Parts>
 std::string msg(const Parts&... parts) {
-  std::string s;
-  (void)std::initializer_list<int>{(s += msg_part(parts), 0)...};
-  return s;
+  return (std::string() + ... + msg_part(parts));
 }
 
 // How a backend stores values, as the op code reaches them.
