@@ -71,6 +71,11 @@ TEST_P(Conformance, ReshapeAddFill) {
   check_family("add");
   check_family("fill");
 }
+TEST_P(Conformance, BroadcastMulAddReduceSumAndClipCoef) {
+  check_family("mul");
+  check_family("reduce_sum");
+  check_family("clip_coef");
+}
 TEST_P(Conformance, OptimizerSteps) {
   check_family("adam_step");
   check_family("sgd_step");
@@ -251,6 +256,52 @@ Refusal refusal_of(const std::string& backend, const parity_plan& plan,
   }
   ADD_FAILURE() << backend << " accepted the plan";
   return {ErrorKind::internal, "nothing was thrown"};
+}
+
+// Broadcast operands that do not fit the output, and a reduce_sum whose mask does not give its
+// output: refused by the native host code (internal errors naming node and shapes), as by ref.
+TEST_P(NativeNodeChecks, BroadcastAndReduceShapesThatDoNotFitAreRefused) {
+  GraphBuilder b;
+  const Value c = b.mul(b.input("a", Shape{2, 3, 1, 1}), b.input("b", Shape{2, 3, 4, 4}), "c");
+  parity_op_params sum{};
+  sum.reduce_sum.dims = 0xdu;
+  b.node(PARITY_OP_REDUCE_SUM, sum, {c}, "s");
+  const Graph g = b.take();
+  const Plan plan(g, {"c", "s"});
+  auto broken = [&](const std::function<void(std::vector<parity_node_desc>&, std::vector<parity_value_desc>&)>& edit,
+                    const char* backend) {
+    std::vector<parity_node_desc> nodes = plan.nodes();
+    std::vector<parity_value_desc> values = plan.values();
+    edit(nodes, values);
+    parity_plan p = plan.c_plan();
+    p.nodes = nodes.data();
+    p.values = values.data();
+    return refusal_of(backend, p);
+  };
+  // b's dim 2 of 5 neither 1 nor the output's 4 (same element count as a [2,3,4,5] would need).
+  const auto wide_b = [&](std::vector<parity_node_desc>&, std::vector<parity_value_desc>& values) {
+    parity_value_desc& v = values[static_cast<size_t>(plan.value("b"))];
+    v.dims[2] = 1;
+    v.dims[1] = 12;
+  };
+  for (const char* backend : {GetParam(), "ref"}) {
+    const Refusal r = broken(wide_b, backend);
+    EXPECT_EQ(r.kind, ErrorKind::internal) << r.message;
+    EXPECT_NE(r.message.find("do not broadcast to [2,3,4,4]"), std::string::npos) << backend << ": " << r.message;
+  }
+  const auto wrong_mask = [&](std::vector<parity_node_desc>& nodes, std::vector<parity_value_desc>&) {
+    for (parity_node_desc& n : nodes)
+      if (std::string(n.name) == "s") n.params.reduce_sum.dims = 0x1u;
+  };
+  for (const char* backend : {GetParam(), "ref"}) {
+    const Refusal r = broken(wrong_mask, backend);
+    EXPECT_EQ(r.kind, ErrorKind::internal) << r.message;
+    EXPECT_NE(r.message.find("[2,3,4,4]"), std::string::npos) << backend << ": " << r.message;
+  }
+  const Refusal simt = broken(wrong_mask, GetParam());
+  EXPECT_NE(simt.message.find("simt: REDUCE_SUM node 's': dims mask 1 does not reduce [2,3,4,4] to [1,3,1,1]"),
+            std::string::npos)
+      << simt.message;
 }
 
 // Convolution params no rule would pass (a plan from elsewhere): refused as shape errors, as

@@ -92,6 +92,34 @@ TEST(Autodiff, AppendsOneOptimizerNodePerParameter) {
   EXPECT_TRUE(gs.has(optimizer_step_name()));  // ABI 5: the lr schedule counts SGD steps too
 }
 
+// clip_grad_norm: every gradient's squares summed to one element, the sums added, one CLIP_COEF,
+// and each step fed its gradient times the factor; refused when not a finite number > 0.
+TEST(Autodiff, GradientClippingScalesEveryGradientByOneFactor) {
+  Graph fwd = build_forward(model_spec("seed-cnn"), 2);
+  OptimizerConfig adam;
+  adam.clip_grad_norm = 1.0f;
+  Graph g = differentiate(fwd, fwd.find("loss"), &adam);
+  int coefs = 0, sums = 0;
+  for (const Node& n : g.nodes()) {
+    coefs += n.op == PARITY_OP_CLIP_COEF;
+    sums += n.op == PARITY_OP_REDUCE_SUM;
+    if (n.op == PARITY_OP_ADAM_STEP) {
+      const ValueInfo& grad = g.value(Value{n.inputs[1]});
+      ASSERT_GE(grad.producer, 0) << grad.name;
+      EXPECT_EQ(g.nodes()[static_cast<size_t>(grad.producer)].op, PARITY_OP_MUL) << n.name << " reads " << grad.name;
+    }
+  }
+  EXPECT_EQ(coefs, 1);
+  EXPECT_EQ(sums, 8);  // one per parameter
+  adam.clip_grad_norm = -1.0f;
+  try {
+    differentiate(fwd, fwd.find("loss"), &adam);
+    ADD_FAILURE() << "a negative clip_grad_norm was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("clip_grad_norm must be a finite number > 0"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Plan, ValuesAliveAtTheSameTimeNeverShareBytes) {
   Graph fwd = build_forward(model_spec("seed-cnn"), 3);
   OptimizerConfig adam;

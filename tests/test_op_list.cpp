@@ -694,5 +694,38 @@ TEST(OpList, ConcatRefusesMismatchesNamingTheNodeAndTheRule) {
   EXPECT_NE(message_of([&] { b.node(PARITY_OP_SLICE, p, {a}, "empty"); }).find("0 < length"), std::string::npos);
 }
 
+// Broadcasting refusals name the node, both shapes and the dim; reduce_sum's mask and
+// clip_coef's max_norm are checked at build time too.
+TEST(OpList, BroadcastReduceAndClipRefuseWhatBreaksThem) {
+  GraphBuilder b;
+  const Value a = b.input("a", Shape{2, 3, 4, 4});
+  auto message_of = [&](auto&& build) -> std::string {
+    try {
+      build();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message_of([&] { b.mul(a, b.input("s", Shape{2, 3, 2, 1}), "se"); })
+                .find("mul 'se': 'a' [2,3,4,4] and 's' [2,3,2,1] do not broadcast: dim 2 is 4 and 2"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { b.add(a, b.input("v", Shape{3, 4, 4}), "res"); }).find("must have one rank to broadcast"),
+            std::string::npos);
+  EXPECT_EQ(b.graph().value(b.mul(a, b.input("g", Shape{2, 3, 1, 1}), "ok")).shape, (Shape{2, 3, 4, 4}));
+  parity_op_params p{};
+  p.reduce_sum.dims = 0x10u;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_REDUCE_SUM, p, {a}, "r"); }).find("reduce_sum 'r': dims mask 0x10"),
+            std::string::npos);
+  p.reduce_sum.dims = 0;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_REDUCE_SUM, p, {a}, "r0"); }).find("must name at least one dim"),
+            std::string::npos);
+  parity_op_params c{};
+  c.clip_coef.max_norm = 0.0f;
+  EXPECT_NE(message_of([&] { b.node(PARITY_OP_CLIP_COEF, c, {b.input("n", Shape{1})}, "clip"); })
+                .find("clip_coef 'clip': max_norm must be finite and > 0, got 0"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace parity
