@@ -17,6 +17,17 @@
 namespace parity {
 namespace {
 
+// What building threw, or "" when it did not throw.
+template <class Build>
+std::string message_of(Build&& build) {
+  try {
+    build();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(OpList, EveryRuleHasTheListsNameAndArity) {
   for (int i = 0; i < PARITY_OP_COUNT; ++i) {
     const parity_op op = static_cast<parity_op>(i);
@@ -339,14 +350,6 @@ TEST(OpList, BatchnormParamsAndShapesAreCheckedAtBuildTime) {
   Value x = b.input("x", Shape{2, 3, 4, 4});
   Value gamma = b.input("gamma", channels), beta = b.input("beta", channels);
   Value rm = b.state("rm", channels), rv = b.state("rv", channels);
-  auto message_of = [&](auto&& build) -> std::string {
-    try {
-      build();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   auto train = [&](float eps, float momentum, const std::string& name) {
     return message_of([&] { b.batchnorm2d_train(x, gamma, beta, rm, rv, eps, momentum, PARITY_BATCHNORM_PYTORCH, name); });
   };
@@ -699,14 +702,6 @@ TEST(OpList, ConcatRefusesMismatchesNamingTheNodeAndTheRule) {
 TEST(OpList, BroadcastReduceAndClipRefuseWhatBreaksThem) {
   GraphBuilder b;
   const Value a = b.input("a", Shape{2, 3, 4, 4});
-  auto message_of = [&](auto&& build) -> std::string {
-    try {
-      build();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   EXPECT_NE(message_of([&] { b.mul(a, b.input("s", Shape{2, 3, 2, 1}), "se"); })
                 .find("mul 'se': 'a' [2,3,4,4] and 's' [2,3,2,1] do not broadcast: dim 2 is 4 and 2"),
             std::string::npos);
