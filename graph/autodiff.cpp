@@ -62,16 +62,17 @@ std::vector<std::pair<Value, Value>> clip_gradients(GraphBuilder& b, const std::
   if (!(max_norm > 0.0f) || !std::isfinite(max_norm))
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("optimizer: clip_grad_norm must be a finite number > 0 (0 turns clipping off), got {}", max_norm));
+  // Names and shapes are copied: adding nodes may move the graph's values.
   Value total;
   for (const auto& [param, grad] : param_grads) {
-    const ValueInfo& info = b.graph().value(param);
-    const Shape& shape = b.graph().value(grad).shape;
-    Value squares = b.node(PARITY_OP_MUL, {}, {grad, grad}, "clip/" + info.name + ".squares")[0];
+    const std::string name = b.graph().value(param).name;
+    const int rank = b.graph().value(grad).shape.rank();
+    Value squares = b.node(PARITY_OP_MUL, {}, {grad, grad}, "clip/" + name + ".squares")[0];
     parity_op_params sum{};
-    sum.reduce_sum.dims = (1u << shape.rank()) - 1u;
-    Value sum_of_squares = b.reshape(b.node(PARITY_OP_REDUCE_SUM, sum, {squares}, "clip/" + info.name + ".sumsq")[0],
-                                     Shape{1}, "clip/" + info.name + ".sumsq1");
-    total = total.valid() ? b.node(PARITY_OP_ADD, {}, {total, sum_of_squares}, "clip/total." + info.name)[0]
+    sum.reduce_sum.dims = (1u << rank) - 1u;
+    Value sum_of_squares = b.reshape(b.node(PARITY_OP_REDUCE_SUM, sum, {squares}, "clip/" + name + ".sumsq")[0],
+                                     Shape{1}, "clip/" + name + ".sumsq1");
+    total = total.valid() ? b.node(PARITY_OP_ADD, {}, {total, sum_of_squares}, "clip/total." + name)[0]
                           : sum_of_squares;
   }
   parity_op_params clip{};
@@ -79,10 +80,10 @@ std::vector<std::pair<Value, Value>> clip_gradients(GraphBuilder& b, const std::
   const Value coef = b.node(PARITY_OP_CLIP_COEF, clip, {total}, "clip/coef")[0];
   std::vector<std::pair<Value, Value>> clipped;
   for (const auto& [param, grad] : param_grads) {
-    const ValueInfo& info = b.graph().value(param);
+    const std::string name = b.graph().value(param).name;
     const Shape ones(std::vector<int64_t>(static_cast<size_t>(b.graph().value(grad).shape.rank()), 1));
-    const Value factor = ones == Shape{1} ? coef : b.reshape(coef, ones, "clip/coef." + info.name);
-    clipped.emplace_back(param, b.node(PARITY_OP_MUL, {}, {grad, factor}, "clip/" + info.name)[0]);
+    const Value factor = ones == Shape{1} ? coef : b.reshape(coef, ones, "clip/coef." + name);
+    clipped.emplace_back(param, b.node(PARITY_OP_MUL, {}, {grad, factor}, "clip/" + name)[0]);
   }
   return clipped;
 }
