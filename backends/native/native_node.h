@@ -9,7 +9,7 @@
 //           checks before it queues anything, and at compile)
 //   launch  validate as `check` does, then launch the op's kernels
 //
-// An op's host code, in the .cuh of its family, has this shape (elementwise.cuh's run_add; its
+// An op's host code, in the .cuh of its family, has this shape (broadcast.cuh's run_clip_coef; elementwise.cuh's
 // element-wise activations are one PARITY_NATIVE_ELEMENTWISE_OP line each):
 //
 //   inline void run_<name>(const NativeNode& node) {
