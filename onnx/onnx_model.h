@@ -1,0 +1,99 @@
+// onnx/onnx_model.h — an ONNX model file (opsets 7 to 17) read and checked once, then added to
+// a parity graph for any batch size: the op mapping, the folding of what PyTorch's exporter
+// emits around the ops (Constant, Pad, the shape arithmetic of x.view(x.size(0), -1)), and an
+// error naming node, op type, opset and attribute for anything it cannot map. It never guesses.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "parity/error.h"
+#include "parity/graph.h"
+#include "parity/tensor.h"
+
+namespace parity {
+
+// A model (or a node of one) that parity cannot map: Error(invalid_argument) whose message
+// names the node, op type, opset and the attribute or input; `parity check onnx` reports it as
+// the reason a test is skipped.
+class OnnxUnsupported : public Error {
+ public:
+  explicit OnnxUnsupported(const std::string& message) : Error(ErrorKind::invalid_argument, message) {}
+};
+
+// A graph input or output: its name, dtype and dims, -1 where the file leaves a dim symbolic
+// (or unknown). `batch_symbolic` when dim 0 is a symbol such as "batch_size".
+struct OnnxPort {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<int64_t> dims;
+  bool batch_symbolic = false;
+};
+
+struct OnnxBuildOptions {
+  // The size of every symbolic dim 0 of a graph input; 0 when the caller has none (a symbolic
+  // dim is then refused naming the input). A fixed dim 0 that differs is refused naming both.
+  int64_t batch = 0;
+  // Training form: BatchNormalization as BATCHNORM2D_TRAIN (running statistics as STATE,
+  // updated), Dropout as DROPOUT drawing from (seed, step, first_sample). Otherwise the
+  // evaluation form: running statistics read, Dropout the identity.
+  bool training = false;
+  Value step;  // training with a Dropout: the INPUT optimizer.step (i32 [1])
+  uint64_t seed = 0;
+  int64_t first_sample = 0;
+  // Graph inputs fed by values already in the builder (e.g. the model's "x"); every other graph
+  // input becomes an INPUT of the same name, shape and dtype.
+  std::map<std::string, Value> inputs;
+};
+
+struct OnnxBuilt {
+  std::vector<Value> outputs;       // one per graph output, in order
+  std::vector<std::string> params;  // PARAM values made from initializers (their ONNX names)
+  // STATE values: batch norms' running_mean and running_var, and constants that ops read (a
+  // Constant node's tensor, Gemm's alpha, the zero bias of a MatMul), named after them.
+  std::vector<std::string> state;
+  // The data of every PARAM and STATE value above: what to write before running the graph.
+  std::map<std::string, Tensor> values;
+  // Graph outputs that import computed completely (e.g. Shape of an input): their values.
+  std::map<std::string, Tensor> constant_outputs;
+};
+
+class OnnxModel {
+ public:
+  // Reads and checks a model file: the protobuf parses; the opset of the default domain is in
+  // [7, 17]; every node's inputs are produced by an earlier node, an initializer or a graph
+  // input (a cycle or an undefined value is an error naming the node); initializers' sizes
+  // match their dims; external data stays inside the model's folder. Error(io) when the file
+  // cannot be read, Error(data) for corrupt content, OnnxUnsupported for what cannot be mapped
+  // at all (another domain, a dtype).
+  static OnnxModel read_file(const std::string& path);
+  // The same for bytes in memory; `folder` bounds external data ("" refuses it) and `name`
+  // stands for the file in messages.
+  static OnnxModel parse(const void* data, size_t size, const std::string& folder, const std::string& name);
+
+  const std::string& name() const;    // the file, for messages
+  int64_t opset() const;              // of the default domain
+  const std::vector<OnnxPort>& inputs() const;   // graph inputs that are not initializers
+  const std::vector<OnnxPort>& outputs() const;
+  // Initializers of f32 data, by ONNX name: the values of the PARAM and STATE values build()
+  // makes from them (PyTorch's exporter keeps state_dict names such as "conv1.weight"). A
+  // MatMul or Gemm weight that parity's LINEAR needs transposed is held here transposed, [out, in].
+  const std::map<std::string, Tensor>& initializers() const;
+  // The op types of the graph's nodes, in node order, without repeats.
+  std::vector<std::string> op_types() const;
+
+  // Adds the graph to `builder`. Throws OnnxUnsupported for a node it cannot map, and the
+  // builder's Error(shape) naming the node for shapes an op refuses.
+  OnnxBuilt build(GraphBuilder& builder, const OnnxBuildOptions& options) const;
+
+  struct Impl;
+
+ private:
+  explicit OnnxModel(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace parity
