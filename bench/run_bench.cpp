@@ -182,9 +182,12 @@ int run_bench(const BenchOptions& o) {
     fmt::print("\n");
     report.header();
     for (const std::string& model : o.models) {
-      const ModelSpec& spec = model_spec(model);
+      const ModelSpec spec = load_model(model);
       std::string weights_path;
-      if (peer) {
+      // The LibTorch peer builds its modules from a layer list, which a model file has not.
+      Peer* model_peer = spec.layer_graph ? nullptr : peer.get();
+      if (peer && !model_peer) fmt::print("model {}: the LibTorch peer takes built-in models only: no peer figures\n", model);
+      if (model_peer) {
         weights_path = o.weights_dir.empty() ? temp_path(model + ".safetensors")
                                              : (std::filesystem::path(o.weights_dir) / (model + ".safetensors")).string();
         if (!o.weights_dir.empty()) std::filesystem::create_directories(o.weights_dir);
@@ -195,8 +198,8 @@ int run_bench(const BenchOptions& o) {
       }
       if (o.ops) run_op_cases(o, spec, *backend, *ref, report);
       if (o.model_cases) {
-        run_model_case(o, spec, backend_name, *backend, *ref, true, weights_path, peer.get(), report);
-        run_model_case(o, spec, backend_name, *backend, *ref, false, weights_path, peer.get(), report);
+        run_model_case(o, spec, backend_name, *backend, *ref, true, weights_path, model_peer, report);
+        run_model_case(o, spec, backend_name, *backend, *ref, false, weights_path, model_peer, report);
       }
       if (!weights_path.empty() && o.weights_dir.empty()) {
         std::filesystem::remove(weights_path);
@@ -210,7 +213,7 @@ int run_bench(const BenchOptions& o) {
 
 int run_rss_worker(const std::string& model, const std::string& backend_name, int64_t batch, int threads,
                    int64_t steps, uint64_t seed) {
-  const ModelSpec& spec = model_spec(model);
+  const ModelSpec spec = load_model(model);
   std::unique_ptr<Backend> backend = make_backend(backend_name, threads);
   ModelCaseStep run(spec, *backend, true, batch, seed, init_weights(spec, seed));
   for (int64_t i = 0; i < steps; ++i) run.run(i);

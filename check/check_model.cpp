@@ -327,7 +327,7 @@ void measure_against_terms(TensorDiff& d, const Tensor& got, const Tensor& want,
 
 ModelCheckReport check_model(const ModelCheckOptions& o) {
   if (o.steps < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--steps must be >= 1, got {}", o.steps));
-  const ModelSpec& spec = model_spec(o.model);
+  const ModelSpec spec = load_model(o.model);
   ImageBatch batch = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = load_or_init_weights(o, spec);
   const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed);
@@ -408,7 +408,7 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
 
 DeterminismReport check_determinism(const std::string& model, const std::string& backend, int64_t batch, int threads,
                                     uint64_t seed) {
-  const ModelSpec& spec = model_spec(model);
+  const ModelSpec spec = load_model(model);
   ModelCheckOptions o;
   o.batch = batch;
   o.seed = seed;

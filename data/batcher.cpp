@@ -1,4 +1,4 @@
-// data/batcher.cpp — epoch order (seeded Fisher-Yates) and batch filling with upsample and channel repeat.
+// data/batcher.cpp — epoch order (seeded Fisher-Yates) and batch filling with nearest resize (or upsample) and channel repeat.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -89,10 +89,11 @@ Dataset subset(const Dataset& d, const std::vector<int64_t>& indices) {
 namespace {
 
 void check_geometry(const Dataset& d, const BatchGeometry& g) {
-  if (g.channels < 1 || g.upsample < 1) {
+  if (g.channels < 1 || g.upsample < 1 || g.height < 0 || g.width < 0 || (g.height > 0) != (g.width > 0)) {
     throw Error(ErrorKind::invalid_argument,
-                fmt::format("fill_batch: geometry channels and upsample must be >= 1, got channels={} upsample={}",
-                            g.channels, g.upsample));
+                fmt::format("fill_batch: geometry channels and upsample must be >= 1 and height, width both 0 or both "
+                            "> 0, got channels={} upsample={} height={} width={}",
+                            g.channels, g.upsample, g.height, g.width));
   }
   const auto pixels = static_cast<size_t>(d.count) * static_cast<size_t>(d.rows) * static_cast<size_t>(d.cols);
   if (d.count < 0 || d.images.size() != pixels || d.labels.size() != static_cast<size_t>(d.count)) {
@@ -116,10 +117,14 @@ void fill_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t fir
   if (n > 0 && (x == nullptr || y == nullptr)) {
     throw Error(ErrorKind::invalid_argument, "fill_batch: x and y must not be null");
   }
-  const int up = g.upsample;
   const size_t in_rows = static_cast<size_t>(d.rows), in_cols = static_cast<size_t>(d.cols);
-  const size_t out_cols = in_cols * static_cast<size_t>(up);
-  const size_t plane = in_rows * static_cast<size_t>(up) * out_cols;
+  const size_t out_rows = static_cast<size_t>(geometry_height(g, d.rows));
+  const size_t out_cols = static_cast<size_t>(geometry_width(g, d.cols));
+  const size_t plane = out_rows * out_cols;
+  // Nearest neighbour: output row r reads input row floor(r * in_rows / out_rows), and so for
+  // columns (an integer upsample repeats each pixel `upsample` times).
+  std::vector<size_t> src_col(out_cols);
+  for (size_t c = 0; c < out_cols; ++c) src_col[c] = c * in_cols / out_cols;
   for (int64_t b = 0; b < n; ++b) {
     const int64_t sample = order[static_cast<size_t>(first + b)];
     if (sample < 0 || sample >= d.count) {
@@ -130,13 +135,15 @@ void fill_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t fir
     y[b] = d.labels[static_cast<size_t>(sample)];
     const float* src = d.images.data() + static_cast<size_t>(sample) * in_rows * in_cols;
     float* dst = x + static_cast<size_t>(b) * static_cast<size_t>(g.channels) * plane;
-    // Channel 0: each source row widened by `up`, then repeated `up` times.
-    for (size_t r = 0; r < in_rows; ++r) {
-      float* row = dst + r * static_cast<size_t>(up) * out_cols;
-      for (size_t c = 0; c < in_cols; ++c) {
-        std::fill_n(row + c * static_cast<size_t>(up), up, src[r * in_cols + c]);
+    // Channel 0 row by row; a row reading the same source row as the previous one is copied.
+    for (size_t r = 0; r < out_rows; ++r) {
+      float* row = dst + r * out_cols;
+      const size_t from = r * in_rows / out_rows;
+      if (r > 0 && (r - 1) * in_rows / out_rows == from) {
+        std::memcpy(row, row - out_cols, out_cols * sizeof(float));
+        continue;
       }
-      for (int k = 1; k < up; ++k) std::memcpy(row + static_cast<size_t>(k) * out_cols, row, out_cols * sizeof(float));
+      for (size_t c = 0; c < out_cols; ++c) row[c] = src[from * in_cols + src_col[c]];
     }
     for (int ch = 1; ch < g.channels; ++ch) std::memcpy(dst + static_cast<size_t>(ch) * plane, dst, plane * sizeof(float));
   }
@@ -146,7 +153,7 @@ void fill_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t fir
                 Tensor& x, Tensor& y) {
   check_geometry(d, g);
   const int64_t n = x.shape().rank() == 4 ? x.shape()[0] : -1;
-  const Shape want_x{n, g.channels, int64_t{d.rows} * g.upsample, int64_t{d.cols} * g.upsample};
+  const Shape want_x{n, g.channels, geometry_height(g, d.rows), geometry_width(g, d.cols)};
   if (x.dtype() != DType::f32 || x.shape() != want_x) {
     throw Error(ErrorKind::shape, fmt::format("fill_batch: x must be f32 {} for this dataset and geometry, got {} {}",
                                               want_x.str(), to_string(x.dtype()), x.shape().str()));

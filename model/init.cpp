@@ -10,6 +10,7 @@
 namespace parity {
 
 std::map<std::string, Tensor> init_weights(const ModelSpec& spec, uint64_t seed) {
+  if (spec.layer_graph) return spec.layer_graph->initial_values();  // a file's own weights
   std::map<std::string, Tensor> weights;
   for (const ParamSpec& p : spec.params) {
     Tensor t(p.shape, DType::f32);

@@ -23,6 +23,11 @@ const ParamSpec& weight_of(const ModelSpec& spec, const LayerSpec& layer) {
 }  // namespace
 
 std::string model_description_json(const ModelSpec& spec) {
+  if (spec.layer_graph)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("model '{}' is read from a file and has no layer list: the LibTorch peer and the PyTorch "
+                            "reference take built-in models only",
+                            spec.name));
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
   for (const LayerSpec& layer : spec.layers) {
     nlohmann::ordered_json l = {{"op", layer_op_name(layer.op)}, {"name", layer.name}};

@@ -189,6 +189,11 @@ std::vector<BufferSpec> layer_buffers(const ModelSpec& spec) {
 }
 
 ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width) {
+  if (spec.layer_graph && (channels != spec.channels || height != spec.height || width != spec.width))
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("model '{}' is read from a file with its input fixed at {}x{}x{}: it cannot take {}x{}x{}",
+                            spec.name, spec.channels, spec.height, spec.width, channels, height, width));
+  if (spec.layer_graph) return spec;
   if (channels < 1 || height < 1 || width < 1)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("an input of {}x{}x{}: channels, height and width must each be >= 1", channels, height, width));
@@ -204,6 +209,7 @@ ModelSpec with_input(const ModelSpec& spec, int channels, int height, int width)
 }
 
 bool has_dropout(const ModelSpec& spec) {
+  if (spec.layer_graph) return spec.layer_graph->has_dropout();
   for (const LayerSpec& layer : spec.layers)
     if (layer.op == LayerOp::dropout) return true;
   return false;
@@ -235,7 +241,21 @@ Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& 
 
   LayerContext context{options, Value{}};
   if (options.training && has_dropout(spec)) context.step = b.input(optimizer_step_name(), Shape{1}, DType::i32);
-  const Value h = add_layers(b, spec, x, context, source);
+  Value h;
+  if (spec.layer_graph) {
+    if (spec.layer_graph->fixed_batch() > 0 && spec.layer_graph->fixed_batch() != batch)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("model '{}' fixes its batch dimension at {}, but the batch is {}: use --batch {}", spec.name,
+                              spec.layer_graph->fixed_batch(), batch, spec.layer_graph->fixed_batch()));
+    h = spec.layer_graph->add(b, x, options, context.step);
+    const ValueInfo& out = b.graph().value(h);
+    if (out.kind != PARITY_VALUE_TEMP || out.shape != Shape{batch, spec.num_classes})
+      throw Error(ErrorKind::shape, fmt::format("model '{}': its output '{}' must be computed, [{}, {}]: got {}", spec.name,
+                                                out.name, batch, spec.num_classes, out.shape.str()));
+    b.rename(h, "logits");
+  } else {
+    h = add_layers(b, spec, x, context, source);
+  }
   if (b.graph().value(h).name != "logits")
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("model '{}': the last layer must be named 'logits', got '{}'", spec.name,

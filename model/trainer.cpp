@@ -163,9 +163,10 @@ StepResult Trainer::train_step(const Tensor& x, const Tensor& y) {
 
 EvalResult Trainer::evaluate(const Dataset& data) {
   const BatchGeometry& g = spec_.geometry;
-  if (data.rows * g.upsample != spec_.height || data.cols * g.upsample != spec_.width)
-    throw Error(ErrorKind::shape, fmt::format("evaluate: {}x{} images do not fit model '{}' ({}x{} after {}x upsampling)",
-                                              data.rows, data.cols, spec_.name, spec_.height, spec_.width, g.upsample));
+  if (geometry_height(g, data.rows) != spec_.height || geometry_width(g, data.cols) != spec_.width)
+    throw Error(ErrorKind::shape, fmt::format("evaluate: {}x{} images do not fit model '{}' ({}x{}; the geometry makes {}x{})",
+                                              data.rows, data.cols, spec_.name, spec_.height, spec_.width,
+                                              geometry_height(g, data.rows), geometry_width(g, data.cols)));
   std::vector<int64_t> order = epoch_order(data.count, 0, 0, false);
   EvalResult result;
   double loss_sum = 0, correct = 0;

@@ -115,18 +115,21 @@ OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
 // The data's image size and class count against the model's: the message names both.
 void check_data_fits(const ModelSpec& spec, const std::string& folder, const Dataset& train, const Dataset& test) {
   const int classes = std::max(train.num_classes, test.num_classes);
-  const int up = spec.geometry.upsample;
+  const BatchGeometry& g = spec.geometry;
   const bool same_size = train.rows == test.rows && train.cols == test.cols;
-  if (same_size && train.rows * up == spec.height && train.cols * up == spec.width && classes == spec.num_classes) return;
+  if (same_size && geometry_height(g, train.rows) == spec.height && geometry_width(g, train.cols) == spec.width &&
+      classes == spec.num_classes)
+    return;
   const std::string data = same_size ? fmt::format("images are 1x{}x{}", train.rows, train.cols)
                                      : fmt::format("training images are 1x{}x{} but test images 1x{}x{}", train.rows,
                                                    train.cols, test.rows, test.cols);
-  const std::string shown = up == 1 && spec.geometry.channels == 1
-                                ? std::string()
-                                : fmt::format(" (shown to it as {}x{}x{})", spec.channels, spec.height, spec.width);
-  throw Error(ErrorKind::shape,
-              fmt::format("data in '{}': {} with {} classes; model {} expects 1x{}x{}{} and {} classes", folder, data,
-                          classes, spec.name, spec.height / up, spec.width / up, shown, spec.num_classes));
+  const bool as_is = g.upsample == 1 && g.channels == 1 && g.height == 0;
+  const std::string shown = as_is ? std::string()
+                                  : fmt::format(" (shown to it as {}x{}x{})", spec.channels, spec.height, spec.width);
+  const std::string wants = g.height > 0 ? std::string("any size") :
+                            fmt::format("1x{}x{}", spec.height / g.upsample, spec.width / g.upsample);
+  throw Error(ErrorKind::shape, fmt::format("data in '{}': {} with {} classes; model {} expects {}{} and {} classes", folder,
+                                            data, classes, spec.name, wants, shown, spec.num_classes));
 }
 
 // With validation the columns val_loss and val_accuracy follow, filled on the `test` rows.
@@ -151,7 +154,7 @@ struct MetricsLog {
 
 TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   check_options(o);
-  const ModelSpec& spec = model_spec(o.model);
+  const ModelSpec spec = load_model(o.model);
   auto info = [&](const std::string& msg) { if (cb.on_info) cb.on_info(msg); };
 
   const std::string folder = o.data.empty() ? default_data_folder() : o.data;
@@ -290,7 +293,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
 
 EvalResult run_evaluation(const std::string& model, const std::string& backend, int threads,
                           const std::string& weights_path, const std::string& data, int64_t batch) {
-  const ModelSpec& spec = model_spec(model);
+  const ModelSpec spec = load_model(model);
   if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation batch must be >= 1, got {}", batch));
   if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation threads must be >= 0, got {}", threads));
   TensorFile weights = read_safetensors(weights_path);

@@ -4,6 +4,7 @@
 
 #include "parity/error.h"
 #include "parity/model.h"
+#include "model/file_model.h"
 
 namespace parity {
 namespace {
@@ -151,18 +152,18 @@ std::vector<LayerSpec> mobilenet_mini_layers() {
 const std::vector<ModelSpec>& zoo() {
   static const std::vector<ModelSpec> models = {
       with_params({"seed-cnn", "the classic small CNN on 1x28x28 Fashion-MNIST", 1, 28, 28, BatchGeometry{1, 1}, 10,
-                   kSeedCnnLayers, {}, {}}),
+                   kSeedCnnLayers, {}, {}, nullptr}),
       with_params({"seed-cnn-112",
                    "the same CNN on the original 3x112x112 geometry (Fashion-MNIST upsampled 4x, channel x3)", 3, 112,
-                   112, BatchGeometry{3, 4}, 10, kSeedCnnLayers, {}, {}}),
+                   112, BatchGeometry{3, 4}, 10, kSeedCnnLayers, {}, {}, nullptr}),
       with_params({"seed-cnn-4conv", "the seed document's case study: four 3x3 convs, two max-pools, two linear layers",
-                   1, 28, 28, BatchGeometry{1, 1}, 10, kSeedCnn4ConvLayers, {}, {}}),
+                   1, 28, 28, BatchGeometry{1, 1}, 10, kSeedCnn4ConvLayers, {}, {}, nullptr}),
       with_params({"lenet5", "LeNet-5: two 5x5 convs with tanh and average pooling, three linear layers", 1, 28, 28,
-                   BatchGeometry{1, 1}, 10, kLeNet5Layers, {}, {}}),
+                   BatchGeometry{1, 1}, 10, kLeNet5Layers, {}, {}, nullptr}),
       with_params({"resnet8", "a ResNet of three basic blocks (16, 32, 64 channels) with batch norm, global average "
-                   "pooling", 1, 28, 28, BatchGeometry{1, 1}, 10, resnet8_layers(), {}, {}}),
+                   "pooling", 1, 28, 28, BatchGeometry{1, 1}, 10, resnet8_layers(), {}, {}, nullptr}),
       with_params({"mobilenet-mini", "four depthwise-separable blocks with batch norm and relu6, global average "
-                   "pooling, dropout 0.2", 1, 28, 28, BatchGeometry{1, 1}, 10, mobilenet_mini_layers(), {}, {}}),
+                   "pooling, dropout 0.2", 1, 28, 28, BatchGeometry{1, 1}, 10, mobilenet_mini_layers(), {}, {}, nullptr}),
   };
   return models;
 }
@@ -180,6 +181,10 @@ const ModelSpec& model_spec(const std::string& name) {
     if (m.name == name) return m;
   throw Error(ErrorKind::invalid_argument,
               fmt::format("unknown model '{}': choose one of {}", name, fmt::join(model_names(), ", ")));
+}
+
+ModelSpec load_model(const std::string& name_or_file) {
+  return is_model_file(name_or_file) ? load_model_file(name_or_file) : model_spec(name_or_file);
 }
 
 }  // namespace parity

@@ -268,6 +268,18 @@ class Importer {
     Entry& e = values_.at(name);
     if (e.value.valid()) return e.value;
     const Tensor& t = *e.constant;
+    auto given = options_.inputs.find(name);
+    if (given != options_.inputs.end()) {
+      const ValueInfo& info = b_.graph().value(given->second);
+      if (info.shape != t.shape() || info.dtype != t.dtype())
+        throw Error(ErrorKind::shape, fmt::format("{}: '{}' is {} {} in the file, but it is fed {} {}", impl_.name, name,
+                                                  to_string(t.dtype()), t.shape().str(), to_string(info.dtype),
+                                                  info.shape.str()));
+      e.value = given->second;
+      (info.kind == PARITY_VALUE_PARAM ? built_.params : built_.state).push_back(name);
+      built_.values[name] = t;
+      return e.value;
+    }
     if (t.dtype() != DType::f32)
       unsupported(fmt::format("'{}' ({} constant) cannot be a graph operand: parity's ops read f32 here", name, to_string(t.dtype())));
     const bool initializer = impl_.initializers.count(name) > 0;
@@ -986,6 +998,12 @@ void Importer::op_softmax() {
   const bool log = node_->op_type() == "LogSoftmax";
   const Shape xs = shape_of(0);
   if (dtype_of(0) != DType::f32) unsupported("input type must be f32");
+  const int64_t default_axis = impl_.opset >= 13 ? -1 : 1;
+  if (options_.stop_before_final_softmax && impl_.outputs.size() == 1 && out_name() == impl_.outputs[0].name &&
+      xs.rank() == 2 && normalize_axis(attr_int("axis", default_axis), 2, "axis") == 1) {
+    built_.final_softmax = node_->op_type();
+    return set_value(0, value(0));
+  }
   if (impl_.opset >= 13) {
     const int axis = normalize_axis(attr_int("axis", -1), xs.rank(), "axis");
     parity_op_params p{};

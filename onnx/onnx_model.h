@@ -45,8 +45,13 @@ struct OnnxBuildOptions {
   uint64_t seed = 0;
   int64_t first_sample = 0;
   // Graph inputs fed by values already in the builder (e.g. the model's "x"); every other graph
-  // input becomes an INPUT of the same name, shape and dtype.
+  // input becomes an INPUT of the same name, shape and dtype. Likewise for the PARAM and STATE
+  // values build() would make (by the names OnnxBuilt lists): a value given here is used instead.
   std::map<std::string, Value> inputs;
+  // For a loss on the output: a Softmax or LogSoftmax over dim 1 of a 2-d value that produces
+  // the graph's only output is left out, and the output is its input (cross-entropy of the
+  // probabilities is softmax cross-entropy of that input). OnnxBuilt::final_softmax names it.
+  bool stop_before_final_softmax = false;
 };
 
 struct OnnxBuilt {
@@ -59,6 +64,8 @@ struct OnnxBuilt {
   std::map<std::string, Tensor> values;
   // Graph outputs that import computed completely (e.g. Shape of an input): their values.
   std::map<std::string, Tensor> constant_outputs;
+  // "Softmax" or "LogSoftmax" when stop_before_final_softmax left one out, else "".
+  std::string final_softmax;
 };
 
 class OnnxModel {

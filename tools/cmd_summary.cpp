@@ -131,7 +131,7 @@ int run_summary(const SummaryOptions& o) {
   if (o.batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("--batch must be >= 1, got {}", o.batch));
   if (o.train && o.dot.empty() && o.svg.empty())
     throw Error(ErrorKind::invalid_argument, "--train applies to the graph of --dot or --svg; give one of them");
-  const ModelSpec spec = o.input.empty() ? model_spec(o.model) : model_at_input(model_spec(o.model), o.input);
+  const ModelSpec spec = o.input.empty() ? load_model(o.model) : model_at_input(load_model(o.model), o.input);
   const OptimizerConfig opt;  // the Trainer's default: adam
   const ModelSummary s = summarize_model(spec, o.batch, opt);
   const BackendMemory memory = training_step_memory(spec, o.batch, o.backend, opt);

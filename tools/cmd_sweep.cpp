@@ -61,7 +61,7 @@ int run_sweep(const SweepOptions& o) {
   refuse(o.epochs < 1, fmt::format("--epochs must be >= 1, got {}", o.epochs));
   refuse(o.limit < 0, fmt::format("--limit must be >= 0, got {}", o.limit));
   refuse(o.threads < 0, fmt::format("--threads must be >= 0, got {}", o.threads));
-  model_spec(o.model);  // an unknown model fails before anything is written
+  load_model(o.model);  // an unknown model fails before anything is written
   std::error_code ec;
   std::filesystem::create_directories(o.out, ec);
   if (ec) throw Error(ErrorKind::io, fmt::format("--out '{}': cannot create the folder: {}", o.out, ec.message()));

@@ -45,10 +45,18 @@ Dataset load_idx_folder(const std::string& folder, Split split, int64_t limit = 
 // How a 1-channel dataset image becomes a graph input: each pixel repeated upsample x upsample
 // (nearest neighbour) and the plane repeated `channels` times.
 // seed-cnn (Fashion-MNIST as is): {1, 1}; seed-cnn-112 (3x112x112): {3, 4}.
+// A model read from a file asks for its own H and W instead: height and width > 0 resize each
+// image to them by nearest neighbour (PyTorch's interpolate(mode="nearest"): output row r reads
+// input row floor(r * rows / height)), which is the upsample when they are multiples.
 struct BatchGeometry {
   int channels = 1;
   int upsample = 1;
+  int height = 0, width = 0;  // > 0: resize to height x width (upsample is then ignored)
 };
+
+// The H and W a dataset image of rows x cols becomes under `g`.
+inline int geometry_height(const BatchGeometry& g, int rows) { return g.height > 0 ? g.height : rows * g.upsample; }
+inline int geometry_width(const BatchGeometry& g, int cols) { return g.width > 0 ? g.width : cols * g.upsample; }
 
 // The order of sample indices for one epoch: 0..count-1 when shuffle is false, otherwise a
 // Fisher-Yates permutation drawn from the counter RNG keyed by (seed, epoch), so epoch e

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,24 @@ struct LayerSpec {
   std::vector<std::string> inputs;
 };
 
+struct ForwardOptions;
+
+// A model's layers given as a graph instead of a LayerSpec list: a model read from a file
+// (load_model of an ONNX file). build_forward adds them where it would walk `layers`.
+class LayerGraph {
+ public:
+  virtual ~LayerGraph() = default;
+  // Adds the layers to `b`, reading x [batch, C, H, W] (and `step`, the INPUT optimizer.step,
+  // when training with dropout); returns what the loss reads: the graph's output, or the input
+  // of its final Softmax or LogSoftmax (whose cross-entropy is the loss's own).
+  virtual Value add(GraphBuilder& b, Value x, const ForwardOptions& options, Value step) const = 0;
+  // The initial value of every parameter and buffer (the file's initializers and constants).
+  virtual std::map<std::string, Tensor> initial_values() const = 0;
+  virtual bool has_dropout() const = 0;
+  // The batch size the file fixes, or 0 when its batch dimension is symbolic.
+  virtual int64_t fixed_batch() const = 0;
+};
+
 struct ModelSpec {
   std::string name;
   std::string description;
@@ -74,11 +93,20 @@ struct ModelSpec {
   // Derived from the layers (layer_params, layer_buffers); the zoo fills them in.
   std::vector<ParamSpec> params;
   std::vector<BufferSpec> buffers;
+  // Set for a model read from a file: `layers` is empty, and params and buffers list the
+  // graph's PARAM and STATE values (their initial values come from the file, not a seed).
+  std::shared_ptr<const LayerGraph> layer_graph;
 };
 
 std::vector<std::string> model_names();
 // Throws Error(invalid_argument) listing the known models.
 const ModelSpec& model_spec(const std::string& name);
+
+// A built-in model by name, or a model file: a path ending in ".onnx" (read by the ONNX importer,
+// onnx/onnx_model.h; its input geometry becomes the model's, Fashion-MNIST resized to it with its
+// channel repeated). Error(invalid_argument) for an unknown name or a build without ONNX, and the
+// importer's errors (naming node, op type, opset and attribute) for a file it cannot map.
+ModelSpec load_model(const std::string& name_or_file);
 
 // The parameters that spec.layers imply on spec's input geometry, in layer order (weight,
 // then bias), with PyTorch's fan_in (a bias takes its weight's). Throws Error naming the layer
