@@ -92,8 +92,18 @@ void Trainer::load_weights(const std::map<std::string, Tensor>& weights, const s
   };
   for (const ParamSpec& p : spec_.params) load(p.name, p.shape);
   // A step count (num_batches_tracked) is not read: parity's batch norms do not use it.
-  for (const BufferSpec& b : spec_.buffers)
-    if (!b.step_count) load(b.name, b.shape);
+  // A model file's buffers (its running statistics and constants) that `weights` lacks keep the
+  // file's own values.
+  const std::map<std::string, Tensor> file_values =
+      spec_.layer_graph ? spec_.layer_graph->initial_values() : std::map<std::string, Tensor>{};
+  for (const BufferSpec& b : spec_.buffers) {
+    if (b.step_count) continue;
+    if (!weights.count(b.name) && file_values.count(b.name)) {
+      main.step.write(b.name, file_values.at(b.name));
+      continue;
+    }
+    load(b.name, b.shape);
+  }
 }
 
 std::map<std::string, Tensor> Trainer::weights() const {

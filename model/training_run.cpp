@@ -296,14 +296,19 @@ EvalResult run_evaluation(const std::string& model, const std::string& backend, 
   const ModelSpec spec = load_model(model);
   if (batch < 1) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation batch must be >= 1, got {}", batch));
   if (threads < 0) throw Error(ErrorKind::invalid_argument, fmt::format("evaluation threads must be >= 0, got {}", threads));
-  TensorFile weights = read_safetensors(weights_path);
+  if (weights_path.empty() && !spec.layer_graph)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("evaluating built-in model {} needs weights (--weights W.safetensors)", spec.name));
+  TensorFile weights;
+  if (!weights_path.empty()) weights = read_safetensors(weights_path);
+  else weights.tensors = init_weights(spec, 0);  // the model file's own
   const std::string folder = data.empty() ? default_data_folder() : data;
   Dataset test = load_idx_folder(folder, Split::test);
   check_data_fits(spec, folder, test, test);
   BackendOptions bo;
   bo.threads = threads;
   Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);
-  trainer.load_weights(weights.tensors, weights_path);
+  trainer.load_weights(weights.tensors, weights_path.empty() ? spec.name : weights_path);
   return trainer.evaluate(test);
 }
 

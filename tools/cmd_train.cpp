@@ -56,7 +56,8 @@ std::string with_flag_names(std::string message) {
 }  // namespace
 
 CLI::Option* add_model_option(CLI::App& cmd, std::string& model) {
-  return cmd.add_option("--model", model, fmt::format("{}", fmt::join(model_names(), " or ")))
+  return cmd.add_option("--model", model,
+                        fmt::format("{}, or an ONNX file (path ending in .onnx)", fmt::join(model_names(), ", ")))
       ->capture_default_str();
 }
 
@@ -155,7 +156,9 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
   auto o = std::make_shared<EvalOptions>();
   add_backend_option(*cmd, o->backend);
   add_model_option(*cmd, o->model);
-  cmd->add_option("--weights", o->weights, "safetensors file with PyTorch's names (or a checkpoint)")->required();
+  cmd->add_option("--weights", o->weights,
+                  "safetensors file with PyTorch's names (or a checkpoint); required but for an ONNX model, which "
+                  "has its own");
   cmd->add_option("--data", o->data, "folder with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]");
   cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
   add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");

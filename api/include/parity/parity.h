@@ -9,6 +9,7 @@
 #include "parity/data.h"
 #include "parity/error.h"
 #include "parity/graph.h"
+#include "parity/inference.h"
 #include "parity/model.h"
 #include "parity/safetensors.h"
 #include "parity/tensor.h"
