@@ -42,7 +42,8 @@ struct OnnxModel::Impl {
   int64_t opset = 0;
   std::vector<OnnxPort> inputs, outputs;
   std::map<std::string, Tensor> initializers;  // f32, as the PARAM/STATE values hold them
-  std::map<std::string, Tensor> constants;     // every initializer as read (i64 shapes too)
+  std::map<std::string, Tensor> constants;     // every initializer as held (i64 shapes too)
+  std::set<std::string> transposed;            // 2-d initializers held as [N, K] for LINEAR
 };
 
 namespace {
@@ -248,6 +249,12 @@ class Importer {
     if (e.constant) return e.constant->shape();
     return b_.graph().value(e.value).shape;
   }
+  // The shape the file gives input i (a 2-d initializer held transposed for LINEAR reads as in the file).
+  Shape file_shape_of(int i) {
+    const Shape s = shape_of(i);
+    if (impl_.transposed.count(node_->input(i)) && s.rank() == 2) return Shape{s[1], s[0]};
+    return s;
+  }
   DType dtype_of(int i) {
     const Entry& e = entry(i);
     if (e.constant) return e.constant->dtype();
@@ -268,6 +275,8 @@ class Importer {
     Entry& e = values_.at(name);
     if (e.value.valid()) return e.value;
     const Tensor& t = *e.constant;
+    if (impl_.transposed.count(name) && node_->op_type() != "MatMul" && node_->op_type() != "Gemm")
+      unsupported(fmt::format("'{}' is a MatMul or Gemm weight that parity holds transposed; another op reads it too", name));
     auto given = options_.inputs.find(name);
     if (given != options_.inputs.end()) {
       const ValueInfo& info = b_.graph().value(given->second);
@@ -727,10 +736,10 @@ void Importer::op_gemm() {
   only_attributes({"alpha", "beta", "transA", "transB", "broadcast"});
   const float alpha = attr_float("alpha", 1.0f), beta = attr_float("beta", 1.0f);
   if (attr_int("transA", 0) != 0) unsupported("transA 1 (parity's linear reads A as [M, K])");
-  const Shape as = shape_of(0), bs = shape_of(1);
+  const std::string& b_name = node_->input(1);
+  const Shape as = shape_of(0), bs = file_shape_of(1);
   if (as.rank() != 2 || bs.rank() != 2) unsupported(fmt::format("A {} and B {} must be 2-d", as.str(), bs.str()));
   const bool trans_b = attr_int("transB", 0) != 0;
-  const std::string& b_name = node_->input(1);
   Value w;
   if (trans_b) {
     w = value(1);
@@ -778,8 +787,8 @@ void Importer::op_gemm() {
 
 void Importer::op_matmul() {
   only_attributes({});
-  const Shape as = shape_of(0), bs = shape_of(1);
   const std::string& b_name = node_->input(1);
+  const Shape as = shape_of(0), bs = file_shape_of(1);
   if (bs.rank() != 2 || !impl_.initializers.count(b_name))
     unsupported(fmt::format("B ('{}', {}) must be a 2-d initializer: parity's linear reads a weight, and has no batched "
                             "matrix product or transpose",
@@ -1175,6 +1184,7 @@ OnnxModel OnnxModel::parse(const void* data, size_t size, const std::string& fol
       for (int64_t c = 0; c < cols; ++c) t.f32()[c * rows + r] = w.f32()[r * cols + c];
     impl->constants[name_t] = t;
     it->second = std::move(t);
+    impl->transposed.insert(name_t);
   }
   return OnnxModel(std::move(impl));
 }

@@ -1,0 +1,312 @@
+// tests/test_onnx_import.cpp — the ONNX importer on models built here: values it computes, the
+// errors hostile files get (garbage, truncation, cycles, bad dims and sizes, external data outside
+// the folder, a 2 GB claim in a tiny file), and models read through load_model and run_inference.
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "onnx/onnx_model.h"
+#include "parity/inference.h"
+#include "parity/model.h"
+#include "tests/test_helpers.h"
+
+namespace parity {
+namespace {
+
+namespace fs = std::filesystem;
+
+onnx::TensorProto f32_tensor(const std::string& name, std::vector<int64_t> dims, const std::vector<float>& values) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t.add_dims(d);
+  t.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+  return t;
+}
+
+void add_port(onnx::ValueInfoProto* port, const std::string& name, const std::vector<int64_t>& dims, bool symbolic_batch) {
+  port->set_name(name);
+  auto* type = port->mutable_type()->mutable_tensor_type();
+  type->set_elem_type(onnx::TensorProto::FLOAT);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    auto* dim = type->mutable_shape()->add_dim();
+    if (i == 0 && symbolic_batch) dim->set_dim_param("batch");
+    else dim->set_dim_value(dims[i]);
+  }
+}
+
+onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+  onnx::NodeProto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(out.at(0) + "_node");
+  for (auto& s : in) n->add_input(s);
+  for (auto& s : out) n->add_output(s);
+  return n;
+}
+
+// x [N, 2] -> MatMul(W [2, 3]) -> Add(b [3]) -> Relu -> y [N, 3], opset 13.
+onnx::ModelProto matmul_model(bool symbolic_batch = true, int64_t batch = 4) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* opset = m.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("matmul");
+  add_port(g->add_input(), "x", {batch, 2}, symbolic_batch);
+  add_port(g->add_output(), "y", {batch, 3}, symbolic_batch);
+  *g->add_initializer() = f32_tensor("fc.weight", {2, 3}, {1, 2, 3, -4, -5, -6});
+  *g->add_initializer() = f32_tensor("fc.bias", {3}, {0.5f, 0.25f, -1});
+  add_node(g, "MatMul", {"x", "fc.weight"}, {"mm"});
+  add_node(g, "Add", {"mm", "fc.bias"}, {"pre"});
+  add_node(g, "Relu", {"pre"}, {"y"});
+  return m;
+}
+
+std::string bytes_of(const onnx::ModelProto& m) {
+  std::string s;
+  EXPECT_TRUE(m.SerializeToString(&s));
+  return s;
+}
+
+OnnxModel parse(const onnx::ModelProto& m, const std::string& folder = "") {
+  const std::string s = bytes_of(m);
+  return OnnxModel::parse(s.data(), s.size(), folder, "test.onnx");
+}
+
+// The message of the Error that `f` throws ("" when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OnnxImport, MatMulAddReluComputesTheProductWithTheWeightHeldTransposed) {
+  const OnnxModel model = parse(matmul_model());
+  ASSERT_EQ(model.inputs().size(), 1u);
+  EXPECT_TRUE(model.inputs()[0].batch_symbolic);
+  // parity's LINEAR reads [out, in]: the [2, 3] initializer is held as [3, 2].
+  EXPECT_EQ(model.initializers().at("fc.weight").shape(), (Shape{3, 2}));
+  EXPECT_EQ(model.initializers().at("fc.weight").f32()[1], -4.0f);
+
+  const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_matmul";
+  fs::create_directories(dir);
+  std::ofstream(dir / "m.onnx", std::ios::binary) << bytes_of(matmul_model());
+  InferenceOptions o;
+  o.model = (dir / "m.onnx").string();
+  o.backend = "ref";
+  Tensor x = Tensor::from_f32(Shape{2, 2}, {1, 1, 2, -1});
+  const auto out = run_inference(o, {{"x", x}});
+  const Tensor& y = out.at("y");
+  ASSERT_EQ(y.shape(), (Shape{2, 3}));
+  // Row 0: [1,1]·W = [-3,-3,-3] + b = [-2.5,-2.75,-4] -> relu 0; row 1: [2,-1]·W = [6,9,12] + b.
+  const std::vector<float> want = {0, 0, 0, 6.5f, 9.25f, 11};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(y.f32()[i], want[static_cast<size_t>(i)]) << i;
+  fs::remove_all(dir);
+}
+
+TEST(OnnxImport, AFixedBatchThatDiffersFromTheGivenOneIsRefusedNamingBoth) {
+  const OnnxModel model = parse(matmul_model(false, 4));
+  GraphBuilder b;
+  OnnxBuildOptions o;
+  o.batch = 8;
+  const std::string message = error_of([&] { model.build(b, o); });
+  EXPECT_NE(message.find("fixed batch dimension 4"), std::string::npos) << message;
+  EXPECT_NE(message.find("the batch is 8"), std::string::npos) << message;
+}
+
+TEST(OnnxImport, GarbageAndTruncatedFilesAreRefused) {
+  const std::string garbage = "\xff\xfe this is not a protobuf \x01\x02";
+  EXPECT_NE(error_of([&] { OnnxModel::parse(garbage.data(), garbage.size(), "", "g.onnx"); }).find("g.onnx"),
+            std::string::npos);
+  const std::string whole = bytes_of(matmul_model());
+  for (size_t cut : {whole.size() / 2, whole.size() - 3, size_t{5}}) {
+    const std::string message = error_of([&] { OnnxModel::parse(whole.data(), cut, "", "t.onnx"); });
+    EXPECT_NE(message, "") << "a model cut at " << cut << " of " << whole.size() << " bytes was accepted";
+  }
+}
+
+TEST(OnnxImport, ACycleAndAValueNobodyProducesAreRefusedNamingTheNode) {
+  onnx::ModelProto cyc = matmul_model();
+  auto* g = cyc.mutable_graph();
+  g->mutable_node(0)->set_input(0, "y");  // MatMul reads the Relu's output: a cycle
+  std::string message = error_of([&] { parse(cyc); });
+  EXPECT_NE(message.find("cycle"), std::string::npos) << message;
+  EXPECT_NE(message.find("MatMul"), std::string::npos) << message;
+
+  onnx::ModelProto dangling = matmul_model();
+  dangling.mutable_graph()->mutable_node(1)->set_input(1, "nowhere");
+  message = error_of([&] { parse(dangling); });
+  EXPECT_NE(message.find("'nowhere'"), std::string::npos) << message;
+  EXPECT_NE(message.find("no node, initializer or graph input"), std::string::npos) << message;
+}
+
+TEST(OnnxImport, NegativeZeroSizedAndOverflowingDimsAreRefused) {
+  onnx::ModelProto neg = matmul_model();
+  neg.mutable_graph()->mutable_initializer(1)->set_dims(0, -3);
+  EXPECT_NE(error_of([&] { parse(neg); }).find("dims must be in [0, 2^31)"), std::string::npos);
+
+  onnx::ModelProto overflow = matmul_model();
+  auto* t = overflow.mutable_graph()->mutable_initializer(1);
+  t->set_dims(0, int64_t{1} << 30);
+  t->add_dims(int64_t{1} << 30);
+  EXPECT_NE(error_of([&] { parse(overflow); }).find("more than 2^31 elements"), std::string::npos);
+
+  onnx::ModelProto input_dim = matmul_model();
+  input_dim.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(-2);
+  EXPECT_NE(error_of([&] { parse(input_dim); }).find("dims must be in [0, 2^31)"), std::string::npos);
+
+  // A zero-sized weight reads as a shape error of the op that takes it, naming the node.
+  onnx::ModelProto zero = matmul_model();
+  zero.mutable_graph()->mutable_initializer(1)->set_dims(0, 0);
+  zero.mutable_graph()->mutable_initializer(1)->clear_raw_data();
+  const OnnxModel model = parse(zero);
+  GraphBuilder b;
+  OnnxBuildOptions o;
+  o.batch = 2;
+  EXPECT_NE(error_of([&] { model.build(b, o); }), "");
+}
+
+TEST(OnnxImport, AnInitializerWhoseBytesDoNotMatchItsDimsIsRefused) {
+  onnx::ModelProto m = matmul_model();
+  m.mutable_graph()->mutable_initializer(0)->set_raw_data(std::string(20, '\0'));  // 5 floats for [2, 3]
+  const std::string message = error_of([&] { parse(m); });
+  EXPECT_NE(message.find("raw_data holds 20 bytes"), std::string::npos) << message;
+  EXPECT_NE(message.find("fc.weight"), std::string::npos) << message;
+}
+
+TEST(OnnxImport, ATwoGigabyteClaimInATinyFileIsRefusedBeforeAllocating) {
+  onnx::ModelProto m = matmul_model();
+  auto* t = m.mutable_graph()->mutable_initializer(1);
+  t->set_dims(0, int64_t{1} << 29);  // 2^29 floats: 2 GB, with 12 bytes of data
+  const std::string message = error_of([&] { parse(m); });
+  EXPECT_NE(message.find("raw_data holds 12 bytes"), std::string::npos) << message;
+}
+
+TEST(OnnxImport, ExternalDataOutsideTheModelsFolderIsRefused) {
+  const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_external";
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "secret.bin", std::ios::binary) << std::string(12, '\0');
+  for (const std::string& location : std::vector<std::string>{"../secret.bin", (dir / "secret.bin").string()}) {
+    onnx::ModelProto m = matmul_model();
+    auto* t = m.mutable_graph()->mutable_initializer(1);
+    t->clear_raw_data();
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto* entry = t->add_external_data();
+    entry->set_key("location");
+    entry->set_value(location);
+    const std::string message = error_of([&] { parse(m, (dir / "model").string()); });
+    EXPECT_NE(message.find("outside the model's folder"), std::string::npos) << location << ": " << message;
+  }
+  // Inside the folder it is read, its length checked.
+  std::ofstream(dir / "model" / "bias.bin", std::ios::binary) << std::string(8, '\0');
+  onnx::ModelProto m = matmul_model();
+  auto* t = m.mutable_graph()->mutable_initializer(1);
+  t->clear_raw_data();
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* entry = t->add_external_data();
+  entry->set_key("location");
+  entry->set_value("bias.bin");
+  EXPECT_NE(error_of([&] { parse(m, (dir / "model").string()); }).find("external data holds 8 bytes"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(OnnxImport, AnUnsupportedOpOrAttributeNamesNodeOpTypeOpsetAndAttribute) {
+  onnx::ModelProto op = matmul_model();
+  op.mutable_graph()->mutable_node(2)->set_op_type("Elu");
+  const OnnxModel model = parse(op);
+  GraphBuilder b;
+  OnnxBuildOptions o;
+  o.batch = 2;
+  std::string message;
+  try {
+    model.build(b, o);
+  } catch (const OnnxUnsupported& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("'y_node' (Elu)"), std::string::npos) << message;
+  EXPECT_NE(message.find("opset 13"), std::string::npos) << message;
+
+  onnx::ModelProto attr = matmul_model();
+  auto* a = attr.mutable_graph()->mutable_node(2)->add_attribute();
+  a->set_name("mystery");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(1);
+  const OnnxModel with_attr = parse(attr);
+  GraphBuilder b2;
+  message = error_of([&] { with_attr.build(b2, o); });
+  EXPECT_NE(message.find("attribute 'mystery'"), std::string::npos) << message;
+
+  onnx::ModelProto newer = matmul_model();
+  newer.mutable_opset_import(0)->set_version(18);
+  EXPECT_NE(error_of([&] { parse(newer); }).find("opset 18"), std::string::npos);
+}
+
+TEST(OnnxImport, AnOnnxFileIsAModelWhoseFinalLogSoftmaxIsTheLossOwn) {
+  // x [N, 1, 6, 6] -> Conv(2, 3x3, pad 1) -> Relu -> MaxPool 2 -> Flatten -> Gemm(transB 1) -> LogSoftmax.
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(13);
+  auto* g = m.mutable_graph();
+  add_port(g->add_input(), "image", {1, 1, 6, 6}, true);
+  add_port(g->add_output(), "logp", {1, 3}, true);
+  std::vector<float> w(18), fw(3 * 18);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(float(i)) * 0.3f;
+  for (size_t i = 0; i < fw.size(); ++i) fw[i] = std::cos(float(i)) * 0.2f;
+  *g->add_initializer() = f32_tensor("conv.weight", {2, 1, 3, 3}, w);
+  *g->add_initializer() = f32_tensor("conv.bias", {2}, {0.1f, -0.1f});
+  *g->add_initializer() = f32_tensor("fc.weight", {3, 18}, fw);
+  *g->add_initializer() = f32_tensor("fc.bias", {3}, {0, 0, 0});
+  auto* conv = add_node(g, "Conv", {"image", "conv.weight", "conv.bias"}, {"c"});
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  add_node(g, "Relu", {"c"}, {"r"});
+  auto* pool = add_node(g, "MaxPool", {"r"}, {"p"});
+  auto* k = pool->add_attribute();
+  k->set_name("kernel_shape");
+  k->set_type(onnx::AttributeProto::INTS);
+  k->add_ints(2);
+  k->add_ints(2);
+  auto* s = pool->add_attribute();
+  s->set_name("strides");
+  s->set_type(onnx::AttributeProto::INTS);
+  s->add_ints(2);
+  s->add_ints(2);
+  add_node(g, "Flatten", {"p"}, {"f"});
+  auto* gemm = add_node(g, "Gemm", {"f", "fc.weight", "fc.bias"}, {"z"});
+  auto* tb = gemm->add_attribute();
+  tb->set_name("transB");
+  tb->set_type(onnx::AttributeProto::INT);
+  tb->set_i(1);
+  add_node(g, "LogSoftmax", {"z"}, {"logp"});
+
+  const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_model";
+  fs::create_directories(dir);
+  const std::string path = (dir / "net.onnx").string();
+  std::ofstream(path, std::ios::binary) << bytes_of(m);
+  const ModelSpec spec = load_model(path);
+  EXPECT_EQ(spec.channels, 1);
+  EXPECT_EQ(spec.height, 6);
+  EXPECT_EQ(spec.num_classes, 3);
+  EXPECT_NE(spec.description.find("LogSoftmax taken into the loss"), std::string::npos) << spec.description;
+  ASSERT_EQ(spec.params.size(), 4u);
+  // The forward graph's logits are the LogSoftmax's input: no second softmax before the loss.
+  const Graph forward = build_forward(spec, 5);
+  EXPECT_EQ(forward.value(forward.find("logits")).shape, (Shape{5, 3}));
+  for (const Node& n : forward.nodes()) EXPECT_NE(n.op, PARITY_OP_LOG_SOFTMAX) << n.name;
+  EXPECT_EQ(init_weights(spec, 7).at("conv.bias").f32()[1], -0.1f);  // the file's weights, not the seed's
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace parity
