@@ -256,7 +256,8 @@ void dump_run(const std::string& dir, const std::string& file, const Recording& 
 // rounding noise around ~0 on both sides. Those values, and the Adam moments made from them, are
 // compared against the terms' size instead: per channel, S_c = sum_i |term_i| (from this side's
 // float values), m's scale (1 - beta1) S_c and v's (1 - beta2) S_c^2. A well-conditioned sum has
-// S_c ~ |sum|, so the measure is then the plain one.
+// S_c ~ |sum|, so the measure is then the plain one. Conv and linear bias gradients are such sums
+// too (below).
 using TermScales = std::map<std::string, std::vector<double>>;
 
 TermScales cancelling_sum_scales(const Graph& g, const Recording& a) {
@@ -291,6 +292,21 @@ TermScales cancelling_sum_scales(const Graph& g, const Recording& a) {
     scales[g.values()[static_cast<size_t>(n.outputs[1])].name] = std::move(dgamma);
     scales[g.values()[static_cast<size_t>(n.outputs[2])].name] = std::move(dbeta);
   }
+  // A conv's or linear layer's bias gradient db_k = sum of dy over every position but k's: the same
+  // kind of sum, and one that cancels to ~0 when a batch norm follows (its dx sums to zero per
+  // channel: PyTorch's exports keep a conv's bias before its batch norm).
+  for (const Node& n : g.nodes()) {
+    const bool conv = n.op == PARITY_OP_CONV2D_BWD_WEIGHT, linear = n.op == PARITY_OP_LINEAR_BWD_WEIGHT;
+    if ((!conv && !linear) || n.outputs.size() < 2 || n.inputs.size() < 2) continue;
+    const Tensor* dy = tensor(n.inputs[1]);
+    if (!dy || dy->shape().rank() != (conv ? 4 : 2)) continue;
+    const int64_t batch = dy->shape()[0], features = dy->shape()[1], plane = conv ? dy->shape()[2] * dy->shape()[3] : 1;
+    std::vector<double> db(static_cast<size_t>(features));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t k = 0; k < features; ++k)
+        for (int64_t i = 0; i < plane; ++i) db[static_cast<size_t>(k)] += std::fabs(double(dy->f32()[(b * features + k) * plane + i]));
+    scales[g.values()[static_cast<size_t>(n.outputs[1])].name] = std::move(db);
+  }
   for (const Node& n : g.nodes()) {
     if (n.op != PARITY_OP_ADAM_STEP) continue;
     auto grad = scales.find(g.values()[static_cast<size_t>(n.inputs[1])].name);
@@ -323,6 +339,35 @@ void measure_against_terms(TensorDiff& d, const Tensor& got, const Tensor& want,
                        values > 0 ? std::sqrt(terms / values) : INFINITY);
 }
 
+// An Adam update of a parameter whose gradient is a cancelling sum (TermScales). Where the
+// reference gradient is within rounding of zero, |g| <= 1e-4 S (the error the gradient check
+// itself accepts: its NMSE bound 1e-8 against the terms is an rms error of 1e-4 S), Adam's first
+// step lr * m / (sqrt(v) + eps) ~ lr * sign(g) takes either sign on either side: those elements
+// are set apart and need only |got - want| <= 2 lr (the step's own bound); the rest are compared
+// with the op's threshold as before.
+void measure_adam_update(TensorDiff& d, const Tensor& got, const Tensor& want, const Tensor& grad,
+                         const std::vector<double>& scale, double lr) {
+  if (got.numel() != static_cast<int64_t>(scale.size()) || grad.numel() != got.numel()) return;
+  double err = 0, norm = 0;
+  int64_t undetermined = 0, beyond = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double a = got.f32()[i], b = want.f32()[i];
+    if (std::fabs(double(grad.f32()[i])) <= 1e-4 * scale[static_cast<size_t>(i)]) {
+      ++undetermined;
+      if (!(std::fabs(a - b) <= 2.0 * lr * (1 + 1e-6))) ++beyond;
+      continue;
+    }
+    if (std::isfinite(a) && std::isfinite(b)) err += (a - b) * (a - b);
+    norm += b * b;
+  }
+  if (undetermined == 0) return;
+  d.nmse = norm > 0 ? err / norm : err;
+  d.pass = d.nonfinite_mismatch == 0 && beyond == 0 && d.nmse <= d.threshold;
+  d.note = fmt::format("{} of {} elements have a gradient within rounding of zero, whose Adam step may take either "
+                       "sign: set apart ({} beyond 2 lr); the rest compared",
+                       undetermined, got.numel(), beyond);
+}
+
 }  // namespace
 
 ModelCheckReport check_model(const ModelCheckOptions& o) {
@@ -341,6 +386,10 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   report.backend = a.name;
   report.against = b.name;
   const TermScales term_scales = cancelling_sum_scales(g, a);
+  auto other_grad = [&](const std::string& name) -> const Tensor* {
+    auto it = b.first_step.find(name);
+    return it == b.first_step.end() || it->second.dtype() != DType::f32 ? nullptr : &it->second;
+  };
   auto add = [&](int32_t value, const Node* node, const std::string& role, const ops::Tolerance& tol) {
     const ValueInfo& info = g.values()[static_cast<size_t>(value)];
     auto other = b.first_step.find(info.name);
@@ -357,6 +406,13 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
     d.note = info.dtype == DType::f32 ? tol.why : "integer output: fraction of elements that differ";
     if (auto scale = term_scales.find(info.name); scale != term_scales.end())
       measure_against_terms(d, a.first_step.at(info.name), other->second, scale->second);
+    if (node && node->op == PARITY_OP_ADAM_STEP && role == "updated weight") {
+      const std::string& grad = g.values()[static_cast<size_t>(node->inputs[1])].name;
+      auto scale = term_scales.find(grad);
+      auto grad_want = other_grad(grad);
+      if (scale != term_scales.end() && grad_want)
+        measure_adam_update(d, a.first_step.at(info.name), other->second, *grad_want, scale->second, node->params.adam.lr);
+    }
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
     report.values.push_back(std::move(d));
   };
@@ -393,6 +449,13 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
     d.note = "the step as `parity train` compiles it (only the loss kept: fusion allowed)";
     if (auto scale = term_scales.find(name); scale != term_scales.end())
       measure_against_terms(d, t, other->second, scale->second);
+    for (const Node& n : g.nodes()) {
+      if (n.op != PARITY_OP_ADAM_STEP || n.inputs[0] != v.id) continue;
+      const std::string& grad = g.values()[static_cast<size_t>(n.inputs[1])].name;
+      auto scale = term_scales.find(grad);
+      if (scale != term_scales.end() && other_grad(grad))
+        measure_adam_update(d, t, other->second, *other_grad(grad), scale->second, n.params.adam.lr);
+    }
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
     report.values.push_back(std::move(d));
   }
