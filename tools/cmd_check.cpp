@@ -119,6 +119,11 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
 
 }  // namespace
 
+std::string& synthetic_data_source() {
+  static std::string source = "synthetic";
+  return source;
+}
+
 void add_check_command(CLI::App& app, std::function<int()>& run) {
   CLI::App* check = app.add_subcommand("check", "cross-backend correctness: ops, a model's training step, determinism");
   check->require_subcommand(1);
@@ -155,6 +160,11 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   model->add_option("--weights", m->weights, "weights in safetensors with PyTorch's names (default: seeded init)");
   model->add_option("--input", m->input, "batch in safetensors: x f32 [N,C,H,W], y i64 [N]");
+  model->add_option("--data", synthetic_data_source(),
+                    "synthetic: random images and labels of the model's geometry (the only source: no dataset needs "
+                    "to fit, so any ONNX model can be checked; --input gives a batch of your own)")
+      ->check(CLI::IsMember({"synthetic"}))
+      ->capture_default_str();
   model->add_option("--dump", m->dump, "folder: every value of both backends as <backend>.safetensors");
   model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
   add_threads_option(*model, m->threads, "threads for the cpu backend (0: all)");

@@ -22,4 +22,8 @@ CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);
 // --model, its help listing the zoo's models (model_names()).
 CLI::Option* add_model_option(CLI::App& cmd, std::string& model);
 
+// The value of `check model --data` and `bench --data`: "synthetic" (random batches of each
+// model's geometry) is the one source they have; the option states it and refuses any other.
+std::string& synthetic_data_source();
+
 }  // namespace parity::tools
