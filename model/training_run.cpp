@@ -132,6 +132,25 @@ void check_data_fits(const ModelSpec& spec, const std::string& folder, const Dat
                                             data, classes, spec.name, wants, shown, spec.num_classes));
 }
 
+// A model file that fixes its batch dimension runs at that batch only, so every batch of the run
+// (the last, partial one included) must be full: refused up front, naming the numbers.
+void check_fixed_batch(const ModelSpec& spec, int64_t batch, const std::vector<std::pair<const char*, int64_t>>& sets) {
+  const int64_t fixed = spec.layer_graph ? spec.layer_graph->fixed_batch() : 0;
+  if (fixed == 0) return;
+  if (batch != fixed)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("model {} fixes its batch dimension at {}, but the batch is {}: use --batch {} (or export "
+                            "the model with a dynamic batch axis)",
+                            spec.name, fixed, batch, fixed));
+  for (const auto& [what, count] : sets)
+    if (count % fixed != 0)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("model {} fixes its batch dimension at {}: the {} {} images leave a last batch of {} it "
+                              "cannot take (use --limit with a multiple of {}, or export the model with a dynamic "
+                              "batch axis)",
+                              spec.name, fixed, count, what, count % fixed, fixed));
+}
+
 // With validation the columns val_loss and val_accuracy follow, filled on the `test` rows.
 struct MetricsLog {
   std::string path;
@@ -171,6 +190,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   std::optional<Dataset> validation;
   if (!parts.validation.empty()) validation = subset(train, parts.validation);
   const int64_t train_count = static_cast<int64_t>(parts.train.size());
+  check_fixed_batch(spec, o.batch, {{"training", train_count}, {"test", test.count}, {"validation", static_cast<int64_t>(parts.validation.size())}});
 
   const OptimizerConfig opt = optimizer_of(o, (train_count + o.batch - 1) / o.batch);
   BackendOptions bo;
@@ -305,6 +325,7 @@ EvalResult run_evaluation(const std::string& model, const std::string& backend, 
   const std::string folder = data.empty() ? default_data_folder() : data;
   Dataset test = load_idx_folder(folder, Split::test);
   check_data_fits(spec, folder, test, test);
+  check_fixed_batch(spec, batch, {{"test", test.count}});
   BackendOptions bo;
   bo.threads = threads;
   Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);

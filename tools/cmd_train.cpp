@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "parity/parity.h"
+#include "model/file_model.h"
 #include "tools/commands.h"
 #include "tools/threads_option.h"
 
@@ -55,6 +56,12 @@ std::string with_flag_names(std::string message) {
 
 }  // namespace
 
+int64_t default_batch_of(const std::string& model, int64_t fallback) {
+  if (!is_model_file(model)) return fallback;
+  const ModelSpec spec = load_model(model);
+  return spec.layer_graph->fixed_batch() > 0 ? spec.layer_graph->fixed_batch() : fallback;
+}
+
 CLI::Option* add_model_option(CLI::App& cmd, std::string& model) {
   return cmd.add_option("--model", model,
                         fmt::format("{}, or an ONNX file (path ending in .onnx)", fmt::join(model_names(), ", ")))
@@ -71,7 +78,9 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
                   "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] of any image size and class count "
                   "(default: Fashion-MNIST in " + default_data_folder() + ")");
   cmd->add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
-  cmd->add_option("--batch", o->batch, "images per step")->capture_default_str();
+  CLI::Option* batch = cmd->add_option("--batch", o->batch, "images per step (a model file that fixes its batch "
+                                                             "dimension: that size by default)")
+                           ->capture_default_str();
   cmd->add_option("--lr", o->lr, "learning rate")->capture_default_str();
   cmd->add_option("--optimizer", *optimizer, "adam, adamw (decoupled weight decay) or sgd")
       ->capture_default_str()
@@ -110,8 +119,9 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
   cmd->add_option("--resume", o->resume, "continue from a checkpoint written by --save");
   cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");
-  cmd->callback([&run, o, optimizer] {
-    run = [o, optimizer] {
+  cmd->callback([&run, o, optimizer, batch] {
+    run = [o, optimizer, batch_given = batch->count() > 0] {
+      if (!batch_given) o->batch = default_batch_of(o->model, o->batch);
       o->optimizer = *optimizer == "sgd"     ? OptimizerConfig::Kind::sgd
                      : *optimizer == "adamw" ? OptimizerConfig::Kind::adamw
                                              : OptimizerConfig::Kind::adam;
@@ -160,10 +170,13 @@ void add_eval_command(CLI::App& app, std::function<int()>& run) {
                   "safetensors file with PyTorch's names (or a checkpoint); required but for an ONNX model, which "
                   "has its own");
   cmd->add_option("--data", o->data, "folder with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]");
-  cmd->add_option("--batch", o->batch, "images per batch")->capture_default_str();
+  CLI::Option* batch = cmd->add_option("--batch", o->batch, "images per batch (a model file that fixes its batch "
+                                                             "dimension: that size by default)")
+                           ->capture_default_str();
   add_threads_option(*cmd, o->threads, "threads for the cpu backend (0: all)");
-  cmd->callback([&run, o] {
-    run = [o] {
+  cmd->callback([&run, o, batch] {
+    run = [o, batch_given = batch->count() > 0] {
+      if (!batch_given) o->batch = default_batch_of(o->model, o->batch);
       EvalResult r = run_evaluation(o->model, o->backend, o->threads, o->weights, o->data, o->batch);
       fmt::print("test loss {:.4f} accuracy {:.2f}% ({} images)\n", r.loss, 100 * r.accuracy, r.images);
       return 0;

@@ -19,6 +19,8 @@ void add_plot_command(CLI::App& app, std::function<int()>& run);
 
 // --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
 CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);
+// The --batch a command uses when none is given: a model file's fixed batch, else `fallback`.
+int64_t default_batch_of(const std::string& model, int64_t fallback);
 // --model, its help listing the zoo's models (model_names()).
 CLI::Option* add_model_option(CLI::App& cmd, std::string& model);
 
