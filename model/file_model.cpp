@@ -35,7 +35,7 @@ class OnnxLayers : public LayerGraph {
   OnnxBuilt build(GraphBuilder& b, Value x, const ForwardOptions& options, Value step) const {
     OnnxBuildOptions o;
     o.batch = b.graph().value(x).shape[0];
-    o.training = options.training;
+    o.form = options.training ? OnnxBuildOptions::Form::training : OnnxBuildOptions::Form::evaluation;
     o.step = step;
     o.seed = options.seed;
     o.first_sample = options.first_sample;

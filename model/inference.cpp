@@ -97,6 +97,7 @@ std::map<std::string, Tensor> run_inference(const InferenceOptions& o, const std
   GraphBuilder b;
   OnnxBuildOptions options;
   options.batch = batch;
+  options.form = OnnxBuildOptions::Form::evaluation;
   const OnnxBuilt built = model.build(b, options);
   std::vector<std::string> keep;
   for (size_t i = 0; i < built.outputs.size(); ++i)

@@ -500,7 +500,17 @@ void Importer::op_constant() {
   if (attrs.size() != 1) unsupported("a Constant needs exactly one value attribute");
   const auto& a = attrs[0];
   const std::string what = where() + " attribute '" + a.name() + "'";
-  if (a.name() == "value") {
+  if (a.name() == "value" && a.t().data_type() == onnx::TensorProto::BOOL) {
+    // A flag (Dropout's training_mode): held as i32 0/1 for folding; no op reads it as data.
+    const auto& t = a.t();
+    const int64_t count = checked_onnx_numel(t, what);
+    const int64_t held = t.has_raw_data() ? static_cast<int64_t>(t.raw_data().size()) : t.int32_data_size();
+    if (held != count) unsupported(fmt::format("attribute 'value': {} BOOL values for {} elements", held, count));
+    Tensor flags(Shape(std::vector<int64_t>(t.dims().begin(), t.dims().end())), DType::i32);
+    for (int64_t i = 0; i < count; ++i)
+      flags.i32()[i] = t.has_raw_data() ? t.raw_data()[static_cast<size_t>(i)] != 0 : t.int32_data(static_cast<int>(i)) != 0;
+    set_constant(0, flags);
+  } else if (a.name() == "value") {
     set_constant(0, tensor_from_onnx(a.t(), impl_.folder, what));
   } else if (a.name() == "value_float") {
     set_constant(0, Tensor::from_f32(Shape{}, {a.f()}));
@@ -715,7 +725,8 @@ void Importer::op_batchnorm() {
     if (shape_of(i) != Shape{xs[1]})
       unsupported(fmt::format("input {} is {}: scale, B, mean and var must be [{}]", i, shape_of(i).str(), xs[1]));
   const Value x = value(0), gamma = value(1), beta = value(2);
-  const bool training = options_.training || (file_training && options_.batch == 0);
+  const bool training = options_.form == OnnxBuildOptions::Form::training ||
+                        (options_.form == OnnxBuildOptions::Form::as_file && file_training);
   if (training) {
     for (int i = 3; i < 5; ++i)
       if (!constant(i) && b_.graph().value(entry(i).value).kind != PARITY_VALUE_STATE)
@@ -994,9 +1005,11 @@ void Importer::op_dropout() {
     }
   }
   require_outputs(1);
-  if (file_training && !options_.training)
+  const bool training = options_.form == OnnxBuildOptions::Form::training ||
+                        (options_.form == OnnxBuildOptions::Form::as_file && file_training);
+  if (!training || ratio == 0.0f) return set_value(0, value(0));
+  if (options_.form == OnnxBuildOptions::Form::as_file)
     unsupported("training_mode true: its mask comes from the runtime's generator, which parity does not reproduce");
-  if (!options_.training || ratio == 0.0f) return set_value(0, value(0));
   if (!(ratio > 0.0f && ratio < 1.0f)) unsupported(fmt::format("ratio {} (parity's dropout takes [0, 1))", ratio));
   if (!options_.step.valid()) throw Error(ErrorKind::internal, where() + ": a training graph with dropout needs the step value");
   set_value(0, b_.dropout(value(0), options_.step, ratio, options_.seed, options_.first_sample, out_name()));

@@ -37,10 +37,13 @@ struct OnnxBuildOptions {
   // The size of every symbolic dim 0 of a graph input; 0 when the caller has none (a symbolic
   // dim is then refused naming the input). A fixed dim 0 that differs is refused naming both.
   int64_t batch = 0;
-  // Training form: BatchNormalization as BATCHNORM2D_TRAIN (running statistics as STATE,
-  // updated), Dropout as DROPOUT drawing from (seed, step, first_sample). Otherwise the
-  // evaluation form: running statistics read, Dropout the identity.
-  bool training = false;
+  // as_file: each BatchNormalization and Dropout in the form the file gives it (training_mode, or
+  // the extra outputs of older opsets): what the ONNX backend tests expect. evaluation: running
+  // statistics read, Dropout the identity. training: BatchNormalization as BATCHNORM2D_TRAIN
+  // (running statistics as STATE, updated), Dropout as DROPOUT drawing from (seed, step,
+  // first_sample). A model in parity takes evaluation or training whatever the file says.
+  enum class Form { as_file, evaluation, training };
+  Form form = Form::as_file;
   Value step;  // training with a Dropout: the INPUT optimizer.step (i32 [1])
   uint64_t seed = 0;
   int64_t first_sample = 0;
