@@ -67,6 +67,10 @@ OnnxPort port_of(const onnx::ValueInfoProto& info, const std::string& model, boo
       throw OnnxUnsupported(fmt::format("{}: graph input '{}' has no shape (its rank and dims are needed)", model, info.name()));
     return port;
   }
+  int64_t elements = 1;  // of the dims given (a symbolic batch counts 1)
+  if (type.shape().dim_size() > PARITY_MAX_RANK)
+    throw OnnxUnsupported(fmt::format("{}: graph {} '{}' has rank {} (parity's values have rank <= {})", model, what,
+                                      info.name(), type.shape().dim_size(), PARITY_MAX_RANK));
   for (int i = 0; i < type.shape().dim_size(); ++i) {
     const auto& dim = type.shape().dim(i);
     if (dim.has_dim_value()) {
@@ -74,6 +78,10 @@ OnnxPort port_of(const onnx::ValueInfoProto& info, const std::string& model, boo
         throw Error(ErrorKind::data, fmt::format("{}: graph {} '{}' dim {} is {}: dims must be in [0, 2^31)", model,
                                                  what, info.name(), i, dim.dim_value()));
       port.dims.push_back(dim.dim_value());
+      if (dim.dim_value() > 0 && elements > (int64_t{1} << 31) / dim.dim_value())
+        throw Error(ErrorKind::data, fmt::format("{}: graph {} '{}' holds more than 2^31 elements per sample", model,
+                                                 what, info.name()));
+      if (dim.dim_value() > 0) elements *= dim.dim_value();
     } else {
       port.dims.push_back(-1);
       if (i == 0) port.batch_symbolic = true;
@@ -777,6 +785,7 @@ void Importer::op_gemm() {
     }
   }
   if (!bias.valid()) {
+    if (n > (1 << 24)) unsupported(fmt::format("{} output features without a bias (at most 2^24)", n));
     const std::string zero = out_name() + ".no_bias";
     values_[zero] = Entry{Value{}, Tensor(Shape{n}, DType::f32), {}};
     bias = materialize(zero, true);
