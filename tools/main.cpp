@@ -1,5 +1,6 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval, check, bench, summary, plot); maps parity errors to a message and a non-zero exit.
+// the subcommands (info, train, eval, check, bench, summary, plot, and export when built with ONNX); maps parity errors to
+// a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
 #endif
   parity::tools::add_summary_command(app, run);
   parity::tools::add_plot_command(app, run);
+#ifdef PARITY_HAVE_ONNX_EXPORT
+  parity::tools::add_export_command(app, run);
+#endif
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;
