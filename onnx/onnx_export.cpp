@@ -10,6 +10,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <array>
 #include <exception>
 #include <limits>
 #include <set>
@@ -85,6 +86,9 @@ class Exporter {
   std::string constant(const std::string& wanted, const Tensor& value);
   std::string fresh_name(const std::string& wanted);
   void require_batch_operands(const Node& node) const;
+  void require_onnx_pool_size(const Node& node, const std::array<int64_t, 2>& kernel, const std::array<int64_t, 2>& stride,
+                              const std::array<int64_t, 2>& pad, const std::array<int64_t, 2>& dilation,
+                              bool ceil_mode) const;
   void compare_inferred_shapes(const onnx::ModelProto& inferred) const;
 
   const Graph& graph_;
@@ -207,6 +211,24 @@ void Exporter::require_batch_operands(const Node& node) const {
   }
 }
 
+// ONNX's pooling output size per axis, ceil or floor of (in + 2 pad - dilated kernel) / stride, + 1,
+// keeps a last ceil_mode window that starts in the end padding; PyTorch's (and parity's) drops it.
+// Where they differ the pool has no ONNX form with these params.
+void Exporter::require_onnx_pool_size(const Node& node, const std::array<int64_t, 2>& kernel,
+                                      const std::array<int64_t, 2>& stride, const std::array<int64_t, 2>& pad,
+                                      const std::array<int64_t, 2>& dilation, bool ceil_mode) const {
+  const Shape& in = shape_of(node.inputs[0]);
+  const Shape& out = shape_of(node.outputs[0]);
+  for (int axis = 0; axis < 2; ++axis) {
+    const int64_t room = in[2 + axis] + 2 * pad[axis] - ((kernel[axis] - 1) * dilation[axis] + 1);
+    const int64_t onnx_size = (ceil_mode ? (room + stride[axis] - 1) / stride[axis] : room / stride[axis]) + 1;
+    if (onnx_size != out[2 + axis])
+      refuse(node, fmt::format("its output {} has {} {} where ONNX's formula gives {}: with ceil_mode, ONNX keeps a "
+                               "last window that starts in the padding, which PyTorch and parity drop",
+                               out.str(), axis == 0 ? "height" : "width", out[2 + axis], onnx_size));
+  }
+}
+
 void Exporter::add_node(const Node& node) {
   const char* const gradient = "a gradient op: export the evaluation forward graph (build_forward with training false)";
   switch (node.op) {
@@ -237,6 +259,8 @@ void Exporter::add_node(const Node& node) {
     }
     case PARITY_OP_MAXPOOL2D: {
       const parity_maxpool2d_params& p = node.params.maxpool2d;
+      require_onnx_pool_size(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w},
+                             {p.dilation_h > 0 ? p.dilation_h : 1, p.dilation_w > 0 ? p.dilation_w : 1}, p.ceil_mode);
       onnx::NodeProto* n = onnx_node(node, "MaxPool", input_names(node));
       set_ints(n, "kernel_shape", {p.kernel_h, p.kernel_w});
       set_ints(n, "strides", {p.stride_h, p.stride_w});
@@ -247,6 +271,8 @@ void Exporter::add_node(const Node& node) {
     }
     case PARITY_OP_AVGPOOL2D: {
       const parity_avgpool2d_params& p = node.params.avgpool2d;
+      require_onnx_pool_size(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w}, {1, 1},
+                             p.ceil_mode);
       onnx::NodeProto* n = onnx_node(node, "AveragePool", input_names(node));
       set_ints(n, "kernel_shape", {p.kernel_h, p.kernel_w});
       set_ints(n, "strides", {p.stride_h, p.stride_w});
