@@ -62,6 +62,11 @@ std::string onnx_shape_text(const onnx::TensorShapeProto& shape) {
   return fmt::format("[{}]", fmt::join(dims, ","));
 }
 
+// The slice of the graph that the outputs depend on: which nodes, and which values they read.
+struct Needed {
+  std::vector<bool> nodes, values;
+};
+
 class Exporter {
  public:
   Exporter(const Graph& graph, const std::map<std::string, Tensor>& weights, const OnnxExportOptions& options)
@@ -77,7 +82,7 @@ class Exporter {
     throw OnnxUnsupported(fmt::format("export to ONNX: node '{}' ({}): {}", node.name, parity_op_name(node.op), why));
   }
 
-  std::vector<bool> nodes_needed();
+  Needed needed() const;
   void add_port(onnx::ValueInfoProto* port, int32_t v);
   void add_initializer(int32_t v);
   void add_node(const Node& node);
@@ -100,30 +105,16 @@ class Exporter {
   OnnxExported result_;
 };
 
-// The nodes the outputs depend on; every INPUT they read must be an export input.
-std::vector<bool> Exporter::nodes_needed() {
-  std::vector<bool> value_needed(graph_.values().size(), false), node_needed(graph_.nodes().size(), false);
-  for (const std::string& name : options_.outputs) value_needed[static_cast<size_t>(graph_.find(name).id)] = true;
+Needed Exporter::needed() const {
+  Needed n{std::vector<bool>(graph_.nodes().size(), false), std::vector<bool>(graph_.values().size(), false)};
+  for (const std::string& name : options_.outputs) n.values[static_cast<size_t>(graph_.find(name).id)] = true;
   for (size_t i = graph_.nodes().size(); i-- > 0;) {
     const Node& node = graph_.nodes()[i];
-    for (int32_t out : node.outputs) node_needed[i] = node_needed[i] || value_needed[static_cast<size_t>(out)];
-    if (!node_needed[i]) continue;
-    for (int32_t in : node.inputs) value_needed[static_cast<size_t>(in)] = true;
+    for (int32_t out : node.outputs) n.nodes[i] = n.nodes[i] || n.values[static_cast<size_t>(out)];
+    if (!n.nodes[i]) continue;
+    for (int32_t in : node.inputs) n.values[static_cast<size_t>(in)] = true;
   }
-  for (size_t v = 0; v < value_needed.size(); ++v) {
-    const ValueInfo& value = graph_.values()[v];
-    if (!value_needed[v] || value.kind != PARITY_VALUE_INPUT) continue;
-    if (std::find(options_.inputs.begin(), options_.inputs.end(), value.name) == options_.inputs.end())
-      throw OnnxUnsupported(fmt::format("export to ONNX: the outputs ({}) need INPUT '{}', which is not among the graph "
-                                        "inputs of the export ({})",
-                                        fmt::join(options_.outputs, ", "), value.name, fmt::join(options_.inputs, ", ")));
-  }
-  for (size_t v = 0; v < value_needed.size(); ++v) {
-    const parity_value_kind kind = graph_.values()[v].kind;
-    if (value_needed[v] && (kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE))
-      add_initializer(static_cast<int32_t>(v));
-  }
-  return node_needed;
+  return n;
 }
 
 // A graph input or output: its dtype, and its dims with dim 0 the batch symbol when it is batched.
@@ -420,24 +411,33 @@ OnnxExported Exporter::run() {
   onnx::GraphProto* g = model_.mutable_graph();
   g->set_name(options_.graph_name);
 
-  const std::vector<bool> needed = nodes_needed();
+  const Needed slice = needed();
+  for (size_t v = 0; v < slice.values.size(); ++v) {
+    const ValueInfo& value = graph_.values()[v];
+    if (!slice.values[v] || value.kind != PARITY_VALUE_INPUT) continue;
+    if (std::find(options_.inputs.begin(), options_.inputs.end(), value.name) == options_.inputs.end())
+      throw OnnxUnsupported(fmt::format("export to ONNX: the outputs ({}) need INPUT '{}', which is not among the graph "
+                                        "inputs of the export ({})",
+                                        fmt::join(options_.outputs, ", "), value.name, fmt::join(options_.inputs, ", ")));
+  }
+  for (size_t v = 0; v < slice.values.size(); ++v) {
+    const parity_value_kind kind = graph_.values()[v].kind;
+    if (slice.values[v] && (kind == PARITY_VALUE_PARAM || kind == PARITY_VALUE_STATE))
+      add_initializer(static_cast<int32_t>(v));
+  }
   batched_.assign(graph_.values().size(), false);
   for (const std::string& name : options_.inputs) batched_[static_cast<size_t>(graph_.find(name).id)] = true;
   for (size_t i = 0; i < graph_.nodes().size(); ++i) {
     const Node& node = graph_.nodes()[i];
-    if (!needed[i]) continue;
+    if (!slice.nodes[i]) continue;
     bool batched = false;
     for (int32_t in : node.inputs) batched = batched || batched_[static_cast<size_t>(in)];
     for (int32_t out : node.outputs) batched_[static_cast<size_t>(out)] = batched;
-    if (node.outputs.size() > 1) {
-      // Only output 0 has an ONNX name; a needed second output (a max-pool's indices) cannot be exported.
-      for (size_t k = 1; k < node.outputs.size(); ++k)
-        for (size_t j = i + 1; j < graph_.nodes().size(); ++j)
-          for (int32_t in : graph_.nodes()[j].inputs)
-            if (needed[j] && in == node.outputs[k])
-              refuse(node, fmt::format("output {} ('{}') is read by node '{}': only output 0 is exported", k,
-                                       name_of(node.outputs[k]), graph_.nodes()[j].name));
-    }
+    // Only output 0 has an ONNX name: a needed second output (a max-pool's indices) cannot be exported.
+    for (size_t k = 1; k < node.outputs.size(); ++k)
+      if (slice.values[static_cast<size_t>(node.outputs[k])])
+        refuse(node, fmt::format("output {} ('{}') is needed, and only output 0 of this op is exported", k,
+                                 name_of(node.outputs[k])));
     add_node(node);
   }
   for (const std::string& name : options_.inputs) add_port(g->add_input(), graph_.find(name).id);

@@ -240,6 +240,22 @@ TEST(OnnxExport, RefusesAnOpWithoutAnOnnxFormNamingTheNode) {
   EXPECT_NE(message.find("opset 13"), std::string::npos) << message;
 }
 
+// MaxPool is written with its output Y only; a graph that reads parity's argmax indices is refused.
+TEST(OnnxExport, RefusesAMaxPoolWhoseIndicesAreRead) {
+  GraphBuilder b;
+  const Value x = b.input("x", Shape{1, 2, 4, 4});
+  parity_op_params p{};
+  p.maxpool2d.kernel_h = p.maxpool2d.kernel_w = 2;
+  p.maxpool2d.stride_h = p.maxpool2d.stride_w = 2;
+  const std::vector<Value> pooled = b.node(PARITY_OP_MAXPOOL2D, p, {x}, "pool");
+  p.maxpool2d.input_h = p.maxpool2d.input_w = 4;
+  b.node(PARITY_OP_MAXPOOL2D_BWD, p, {pooled[0], pooled[1]}, "scatter");
+  OnnxExportOptions options;
+  options.outputs = {"scatter"};
+  const std::string message = export_error(b.take(), {}, options);
+  EXPECT_NE(message.find("node 'pool' (MAXPOOL2D): output 1 ('pool:1') is needed"), std::string::npos) << message;
+}
+
 TEST(OnnxExport, RefusesATrainingGraphNamingItsBatchNorm) {
   const ModelSpec& spec = model_spec("resnet8");
   ForwardOptions training;
