@@ -91,9 +91,9 @@ class Exporter {
   std::string constant(const std::string& wanted, const Tensor& value);
   std::string fresh_name(const std::string& wanted);
   void require_batch_operands(const Node& node) const;
-  void require_onnx_pool_size(const Node& node, const std::array<int64_t, 2>& kernel, const std::array<int64_t, 2>& stride,
-                              const std::array<int64_t, 2>& pad, const std::array<int64_t, 2>& dilation,
-                              bool ceil_mode) const;
+  void require_same_pool_windows(const Node& node, const std::array<int64_t, 2>& kernel,
+                                 const std::array<int64_t, 2>& stride, const std::array<int64_t, 2>& pad,
+                                 const std::array<int64_t, 2>& dilation, bool ceil_mode, bool empty_window_differs) const;
   void compare_inferred_shapes(const onnx::ModelProto& inferred) const;
 
   const Graph& graph_;
@@ -202,16 +202,24 @@ void Exporter::require_batch_operands(const Node& node) const {
   }
 }
 
-// ONNX's pooling output size per axis, ceil or floor of (in + 2 pad - dilated kernel) / stride, + 1,
-// keeps a last ceil_mode window that starts in the end padding; PyTorch's (and parity's) drops it.
-// Where they differ the pool has no ONNX form with these params.
-void Exporter::require_onnx_pool_size(const Node& node, const std::array<int64_t, 2>& kernel,
-                                      const std::array<int64_t, 2>& stride, const std::array<int64_t, 2>& pad,
-                                      const std::array<int64_t, 2>& dilation, bool ceil_mode) const {
+// A pool has an ONNX form when ONNX computes the same windows. Its output size per axis, ceil or
+// floor of (in + 2 pad - dilated kernel) / stride, + 1, keeps a last ceil_mode window that starts
+// in the end padding, which PyTorch (and parity) drop. And a window of padding only, possible when
+// the padding is as wide as the dilated kernel, is 0 in parity but -inf in ONNX's MaxPool and 0/0
+// in its AveragePool without count_include_pad (`empty_window_differs`).
+void Exporter::require_same_pool_windows(const Node& node, const std::array<int64_t, 2>& kernel,
+                                         const std::array<int64_t, 2>& stride, const std::array<int64_t, 2>& pad,
+                                         const std::array<int64_t, 2>& dilation, bool ceil_mode,
+                                         bool empty_window_differs) const {
   const Shape& in = shape_of(node.inputs[0]);
   const Shape& out = shape_of(node.outputs[0]);
   for (int axis = 0; axis < 2; ++axis) {
-    const int64_t room = in[2 + axis] + 2 * pad[axis] - ((kernel[axis] - 1) * dilation[axis] + 1);
+    const int64_t span = (kernel[axis] - 1) * dilation[axis] + 1;
+    if (empty_window_differs && pad[axis] >= span)
+      refuse(node, fmt::format("padding {} as wide as its window {} (dilated): a window of padding only is 0 in parity "
+                               "and not in ONNX",
+                               pad[axis], span));
+    const int64_t room = in[2 + axis] + 2 * pad[axis] - span;
     const int64_t onnx_size = (ceil_mode ? (room + stride[axis] - 1) / stride[axis] : room / stride[axis]) + 1;
     if (onnx_size != out[2 + axis])
       refuse(node, fmt::format("its output {} has {} {} where ONNX's formula gives {}: with ceil_mode, ONNX keeps a "
@@ -250,8 +258,9 @@ void Exporter::add_node(const Node& node) {
     }
     case PARITY_OP_MAXPOOL2D: {
       const parity_maxpool2d_params& p = node.params.maxpool2d;
-      require_onnx_pool_size(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w},
-                             {p.dilation_h > 0 ? p.dilation_h : 1, p.dilation_w > 0 ? p.dilation_w : 1}, p.ceil_mode);
+      require_same_pool_windows(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w},
+                                {p.dilation_h > 0 ? p.dilation_h : 1, p.dilation_w > 0 ? p.dilation_w : 1},
+                                p.ceil_mode != 0, /*empty_window_differs=*/true);
       onnx::NodeProto* n = onnx_node(node, "MaxPool", input_names(node));
       set_ints(n, "kernel_shape", {p.kernel_h, p.kernel_w});
       set_ints(n, "strides", {p.stride_h, p.stride_w});
@@ -262,8 +271,8 @@ void Exporter::add_node(const Node& node) {
     }
     case PARITY_OP_AVGPOOL2D: {
       const parity_avgpool2d_params& p = node.params.avgpool2d;
-      require_onnx_pool_size(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w}, {1, 1},
-                             p.ceil_mode);
+      require_same_pool_windows(node, {p.kernel_h, p.kernel_w}, {p.stride_h, p.stride_w}, {p.pad_h, p.pad_w}, {1, 1},
+                                p.ceil_mode != 0, /*empty_window_differs=*/p.count_include_pad == 0);
       onnx::NodeProto* n = onnx_node(node, "AveragePool", input_names(node));
       set_ints(n, "kernel_shape", {p.kernel_h, p.kernel_w});
       set_ints(n, "strides", {p.stride_h, p.stride_w});

@@ -38,8 +38,9 @@ struct OnnxExported {
 // Exports the part of `graph` that computes options.outputs from options.inputs. `weights`
 // holds the data of every PARAM and STATE value read (more is ignored, e.g. a checkpoint's
 // optimizer state). Throws OnnxUnsupported (onnx/onnx_model.h) naming the node for an op
-// without an ONNX form here (training-only ops, gradients, GELU...), for a reshape that would
-// fix the batch dimension, or for an output that needs an INPUT outside options.inputs;
+// without an ONNX form here (training-only ops, gradients, GELU...), for a pool whose windows
+// ONNX computes otherwise (ceil_mode's last window, windows of padding only), for a reshape that
+// would fix the batch dimension, or for an output that needs an INPUT outside options.inputs;
 // Error(data) naming the tensor and options.weights_source for a missing tensor or one of
 // another dtype or shape; Error(internal) with onnx's message if the checker refuses the result.
 OnnxExported export_onnx(const Graph& graph, const std::map<std::string, Tensor>& weights,

@@ -219,6 +219,22 @@ TEST(OnnxExport, RefusesACeilModePoolWhoseSizeOnnxComputesOtherwise) {
       << message;
 }
 
+// A max-pool padded as wide as its window has windows of padding only: 0 in parity, -inf in ONNX.
+TEST(OnnxExport, RefusesAPoolWithWindowsOfPaddingOnly) {
+  GraphBuilder b;
+  const Value x = b.input("x", Shape{1, 2, 4, 4});
+  b.maxpool2d(x, 2, 1, 2, false, 1, "pool");
+  OnnxExportOptions options;
+  options.outputs = {"pool"};
+  std::string message;
+  try {
+    export_onnx(b.take(), {}, options);
+  } catch (const OnnxUnsupported& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("node 'pool' (MAXPOOL2D): padding 2 as wide as its window 2"), std::string::npos) << message;
+}
+
 std::string export_error(const Graph& graph, const std::map<std::string, Tensor>& weights,
                          const OnnxExportOptions& options = {}) {
   try {
