@@ -1,6 +1,5 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval, check, bench, summary, plot, and export when built with ONNX); maps parity errors to
-// a message and a non-zero exit.
+// the subcommands (info, train, eval, check, bench, summary, plot); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
