@@ -16,6 +16,7 @@ void add_sweep_command(CLI::App& app, std::function<int()>& run);
 void add_bench_command(CLI::App& app, std::function<int()>& run);  // when PARITY_BUILD_BENCH
 void add_summary_command(CLI::App& app, std::function<int()>& run);
 void add_plot_command(CLI::App& app, std::function<int()>& run);
+void add_export_command(CLI::App& app, std::function<int()>& run);  // when PARITY_WITH_ONNX
 
 // --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
 CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);

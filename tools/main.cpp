@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
 #endif
   parity::tools::add_summary_command(app, run);
   parity::tools::add_plot_command(app, run);
+#ifdef PARITY_HAVE_ONNX_EXPORT
+  parity::tools::add_export_command(app, run);
+#endif
   auto known = [&app](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->get_name() == name) return true;

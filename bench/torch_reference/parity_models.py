@@ -2,8 +2,13 @@
 
 Each module's state_dict() names and shapes are exactly those of parity's weights for the model
 of the same name (`parity summary --model NAME` lists them; train_reference.py checks it), so a
-safetensors file moves between the two unchanged. Run with Debian's /usr/bin/python3 (torch 1.13).
+safetensors file moves between the two unchanged. LayerNet builds the same from parity's model
+description file (model/model_description.h; `parity export --description` writes it), as the
+LibTorch peer does (bench/torch_peer/layer_net.cpp). Run with Debian's /usr/bin/python3 (torch 1.13).
 """
+import json
+import struct
+
 import numpy as np
 import torch
 from torch import nn
@@ -209,3 +214,142 @@ MODELS = {
     "resnet8": (ResNet8, 1, 28, 28),
     "mobilenet-mini": (MobileNetMini, 1, 28, 28),
 }
+
+
+# ---- models from parity's description file (format parity-model-2) --------------------------
+
+DESCRIPTION_FORMAT = "parity-model-2"
+
+
+class LayerNet(nn.Module):
+    """A model description's layers as torch modules: conv2d, linear and batchnorm2d registered
+    under their dotted "module" names (nested plain modules, so state_dict keys are parity's),
+    the other layers applied functionally in forward, each reading the previous layer's output or
+    the layers its "inputs" name. Dropout is ParityDropout (the identity in eval mode)."""
+
+    def __init__(self, description):
+        super().__init__()
+        if description.get("format") != DESCRIPTION_FORMAT:
+            raise ValueError(f"model description format is {description.get('format')!r}; this reads {DESCRIPTION_FORMAT}")
+        self.name = description["name"]
+        self.input_shape = (description["input"]["channels"], description["input"]["height"],
+                            description["input"]["width"])
+        self.layers = description["layers"]
+        self._modules_by_layer = {}
+        self._dropouts = nn.ModuleList()  # registered so that eval() reaches them; they hold no state
+        for layer in self.layers:
+            op = layer["op"]
+            if op == "conv2d":
+                module = nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"], stride=layer["stride"],
+                                   padding=layer["padding"], groups=layer["groups"], bias=layer["bias"])
+            elif op == "linear":
+                module = nn.Linear(layer["in_features"], layer["out_features"])
+            elif op == "batchnorm2d":  # torch's defaults are parity's: eps 1e-5, momentum 0.1
+                module = nn.BatchNorm2d(layer["channels"])
+            elif op == "dropout":
+                module = ParityDropout(layer["p"], layer["name"])
+                self._modules_by_layer[layer["name"]] = module
+                self._dropouts.append(module)
+                continue
+            elif op in ("relu", "tanh", "relu6", "maxpool2d", "avgpool2d", "global_avgpool", "flatten", "add"):
+                continue
+            else:
+                raise ValueError(f"layer {layer['name']!r}: op {op!r} is not a layer of {DESCRIPTION_FORMAT}")
+            self._register_path(layer["module"], module)
+            self._modules_by_layer[layer["name"]] = module
+
+    def _register_path(self, path, module):
+        """Registers `module` at a dotted path ("layer1.shortcut.0"): each prefix a plain module."""
+        parent = self
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = parent._modules.get(part)
+            if child is None:
+                child = nn.Module()
+                parent.add_module(part, child)
+            parent = child
+        if parts[-1] in parent._modules:
+            raise ValueError(f"module {path!r} is registered twice")
+        parent.add_module(parts[-1], module)
+
+    def forward(self, x):
+        outputs = {"x": x}
+        h = x
+        for layer in self.layers:
+            ins = [outputs[name] for name in layer.get("inputs", [])] or [h]
+            op, a = layer["op"], ins[0]
+            if op in ("conv2d", "linear", "batchnorm2d", "dropout"):
+                h = self._modules_by_layer[layer["name"]](a)
+            elif op == "relu":
+                h = F.relu(a)
+            elif op == "tanh":
+                h = torch.tanh(a)
+            elif op == "relu6":
+                h = F.relu6(a)
+            elif op == "maxpool2d":
+                h = F.max_pool2d(a, layer["kernel"], layer["stride"])
+            elif op == "avgpool2d":
+                h = F.avg_pool2d(a, layer["kernel"], layer["stride"])
+            elif op == "global_avgpool":
+                h = F.adaptive_avg_pool2d(a, 1)
+            elif op == "flatten":
+                h = torch.flatten(a, 1)
+            else:  # add
+                h = a + ins[1]
+            outputs[layer["name"]] = h
+        return h
+
+
+def read_model_description(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+_SAFETENSORS_DTYPES = {"F32": np.float32, "I32": np.int32, "I64": np.int64}
+
+
+def read_safetensors(path):
+    """name -> torch tensor of a safetensors file (F32, I32, I64: the dtypes parity writes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: not a safetensors file (shorter than its header size)")
+    (header_size,) = struct.unpack("<Q", data[:8])
+    if 8 + header_size > len(data):
+        raise ValueError(f"{path}: header of {header_size} bytes in a file of {len(data)}")
+    header = json.loads(data[8:8 + header_size])
+    body = data[8 + header_size:]
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry["dtype"] not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {entry['dtype']} (F32, I32, I64 are read)")
+        begin, end = entry["data_offsets"]
+        if not 0 <= begin <= end <= len(body):
+            raise ValueError(f"{path}: tensor {name!r} data offsets {begin}..{end} outside the {len(body)} bytes of data")
+        array = np.frombuffer(body[begin:end], dtype=_SAFETENSORS_DTYPES[entry["dtype"]])
+        if array.size != int(np.prod(entry["shape"])):
+            raise ValueError(f"{path}: tensor {name!r} holds {array.size} values for shape {entry['shape']}")
+        tensors[name] = torch.from_numpy(array.reshape(entry["shape"]).copy())
+    return tensors
+
+
+def load_parity_weights(model, weights, source):
+    """Copies parity's tensors (state_dict names) into `model`: every parameter and float buffer
+    must be there with its shape; num_batches_tracked (which parity does not keep in a weights
+    file, and which nothing reads with momentum set) may be absent; a checkpoint's optimizer.*
+    tensors are ignored; any other tensor is an error (weights of another model)."""
+    state = model.state_dict()
+    for name, value in state.items():
+        if name not in weights:
+            if name.endswith(".num_batches_tracked"):
+                continue
+            raise ValueError(f"{source}: missing tensor {name!r} (expected {list(value.shape)})")
+        if tuple(weights[name].shape) != tuple(value.shape):
+            raise ValueError(f"{source}: tensor {name!r} is {list(weights[name].shape)}, the model needs "
+                             f"{list(value.shape)}")
+    unknown = [n for n in weights if n not in state and not n.startswith("optimizer.")]
+    if unknown:
+        raise ValueError(f"{source}: tensors the model does not have: {', '.join(sorted(unknown))}")
+    model.load_state_dict({n: weights[n].to(state[n].dtype) for n in state if n in weights}, strict=False)
