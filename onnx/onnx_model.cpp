@@ -299,7 +299,7 @@ class Importer {
     }
     if (t.dtype() != DType::f32)
       unsupported(fmt::format("'{}' ({} constant) cannot be a graph operand: parity's ops read f32 here", name, to_string(t.dtype())));
-    const bool initializer = impl_.initializers.count(name) > 0;
+    const bool initializer = is_parameter_source(name);
     if (initializer && !as_state) {
       e.value = b_.parameter(name, t.shape());
       built_.params.push_back(name);
@@ -309,6 +309,11 @@ class Importer {
     }
     built_.values[name] = t;
     return e.value;
+  }
+
+  // Whether a constant is a parameter: an f32 initializer, or an Identity copy of one.
+  bool is_parameter_source(const std::string& name) const {
+    return impl_.initializers.count(name) > 0 || parameter_copies_.count(name) > 0;
   }
 
   // Makes rank `rank` by prepending 1s (numpy's broadcasting of a lower rank).
@@ -373,6 +378,7 @@ class Importer {
   const OnnxBuildOptions& options_;
   std::unordered_map<std::string, Entry> values_;
   std::set<std::string> used_;  // every value some node or graph output reads
+  std::set<std::string> parameter_copies_;  // Identity outputs of initializers (is_parameter_source)
   OnnxBuilt built_;
 };
 
@@ -501,6 +507,10 @@ OnnxBuilt Importer::run() {
 
 void Importer::op_identity() {
   values_[out_name()] = entry(0);
+  // torch.onnx.export stores equal initializers once and gives the others as Identity nodes named
+  // after them (resnet8's batch norms at their initial ones and zeros): each is a parameter of
+  // its own, with the shared initial value.
+  if (!entry(0).value.valid() && is_parameter_source(node_->input(0))) parameter_copies_.insert(out_name());
 }
 
 void Importer::op_constant() {
