@@ -23,11 +23,24 @@ namespace parity {
 
 namespace {
 
-constexpr int64_t kMinOpset = 7, kMaxOpset = 17;
+// Opsets before 7 are read too: each op's handler interprets the node by the version of the op
+// that the model's opset selects (BatchNormalization's and Dropout's is_test, Concat's default
+// axis, Reshape's and Pad's attributes), and refuses the legacy forms it does not map.
+constexpr int64_t kMinOpset = 1, kMaxOpset = 17;
 constexpr int64_t kMaxFileBytes = int64_t{1} << 31;  // protobuf's own limit is 2 GB
 constexpr int kMaxNodes = 1 << 20;
 
 bool default_domain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
+
+// Parity's name for an ONNX name (OnnxBuilt's comment): the name itself up to 52 characters,
+// else its first 35, '~' and its FNV-1a 64 hash, so that suffixes of up to 11 characters fit.
+constexpr size_t kMaxImportedName = 52;
+std::string parity_name(const std::string& onnx_name) {
+  if (onnx_name.size() <= kMaxImportedName) return onnx_name;
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : onnx_name) hash = (hash ^ c) * 1099511628211ull;
+  return fmt::format("{}~{:016x}", onnx_name.substr(0, 35), hash);
+}
 
 std::string node_label(const onnx::NodeProto& node, int index) {
   return fmt::format("node {} '{}' ({})", index, node.name().empty() ? node.output_size() ? node.output(0) : "" : node.name(),
@@ -57,7 +70,8 @@ OnnxPort port_of(const onnx::ValueInfoProto& info, const std::string& model, boo
   const auto& type = info.type().tensor_type();
   if (!onnx_dtype_supported(type.elem_type()))
     throw OnnxUnsupported(fmt::format("{}: graph {} '{}' has data type {} (FLOAT, INT32 and INT64 are supported)", model,
-                                      what, info.name(), onnx_dtype_name(type.elem_type())));
+                                      what, info.name(), onnx_dtype_name(type.elem_type())),
+                          fmt::format("data type {}", onnx_dtype_name(type.elem_type())));
   port.dtype = type.elem_type() == onnx::TensorProto::FLOAT   ? DType::f32
                : type.elem_type() == onnx::TensorProto::INT32 ? DType::i32
                                                               : DType::i64;
@@ -66,12 +80,20 @@ OnnxPort port_of(const onnx::ValueInfoProto& info, const std::string& model, boo
       throw OnnxUnsupported(fmt::format("{}: graph input '{}' has no shape (its rank and dims are needed)", model, info.name()));
     return port;
   }
+  if (type.shape().dim_size() > PARITY_MAX_RANK)
+    throw OnnxUnsupported(fmt::format("{}: graph {} '{}' has rank {} (parity's values have at most {} dims)", model,
+                                      what, info.name(), type.shape().dim_size(), PARITY_MAX_RANK),
+                          fmt::format("rank above {}", PARITY_MAX_RANK));
   for (int i = 0; i < type.shape().dim_size(); ++i) {
     const auto& dim = type.shape().dim(i);
     if (dim.has_dim_value()) {
       if (dim.dim_value() < 0 || dim.dim_value() >= (int64_t{1} << 31))
         throw Error(ErrorKind::data, fmt::format("{}: graph {} '{}' dim {} is {}: dims must be in [0, 2^31)", model,
                                                  what, info.name(), i, dim.dim_value()));
+      if (dim.dim_value() == 0)
+        throw OnnxUnsupported(fmt::format("{}: graph {} '{}' dim {} is 0 (parity's values are not empty)", model, what,
+                                          info.name(), i),
+                              "an empty tensor (a dim of 0)");
       port.dims.push_back(dim.dim_value());
     } else {
       port.dims.push_back(-1);
@@ -95,13 +117,23 @@ void read_model(OnnxModel::Impl& impl) {
     }
   }
   if (!have_default) {
+    if (impl.proto.opset_import_size() > 0) {
+      // A valid model of other domains only (e.g. ai.onnx.preview.training's Adam).
+      std::vector<std::string> domains;
+      for (const auto& opset : impl.proto.opset_import()) domains.push_back(opset.domain());
+      throw OnnxUnsupported(fmt::format("{}: the model imports only the domain(s) {}, no opset of the default ONNX "
+                                        "domain (parity maps the default domain only)",
+                                        model, fmt::join(domains, ", ")),
+                            fmt::format("domain {}", fmt::join(domains, ", ")));
+    }
     if (impl.proto.ir_version() >= 3 || impl.proto.ir_version() <= 0)
       throw Error(ErrorKind::data, fmt::format("{}: no opset_import for the default ONNX domain", model));
     impl.opset = 1;
   }
   if (impl.opset < kMinOpset || impl.opset > kMaxOpset)
     throw OnnxUnsupported(fmt::format("{}: opset {} of the default domain is outside the supported {} to {}", model,
-                                      impl.opset, kMinOpset, kMaxOpset));
+                                      impl.opset, kMinOpset, kMaxOpset),
+                          fmt::format("opset {}", impl.opset));
   if (graph.node_size() > kMaxNodes)
     throw Error(ErrorKind::data, fmt::format("{}: {} nodes (more than {} is not a CNN)", model, graph.node_size(), kMaxNodes));
 
@@ -113,7 +145,8 @@ void read_model(OnnxModel::Impl& impl) {
     const std::string what = fmt::format("{}: initializer '{}'", model, init.name());
     if (!onnx_dtype_supported(init.data_type()))
       throw OnnxUnsupported(fmt::format("{} has data type {} (FLOAT, INT32 and INT64 are supported)", what,
-                                        onnx_dtype_name(init.data_type())));
+                                        onnx_dtype_name(init.data_type())),
+                            fmt::format("data type {}", onnx_dtype_name(init.data_type())));
     Tensor tensor = tensor_from_onnx(init, impl.folder, what);
     if (tensor.dtype() == DType::f32) impl.initializers[init.name()] = tensor;
     impl.constants[init.name()] = std::move(tensor);
@@ -182,8 +215,10 @@ class Importer {
   std::string where() const {
     return fmt::format("{}: {} at opset {}", impl_.name, node_label(*node_, index_), impl_.opset);
   }
-  [[noreturn]] void unsupported(const std::string& what) const {
-    throw OnnxUnsupported(fmt::format("{}: {}", where(), what));
+  // `category`: `what` without this node's names and numbers, when it has any (for grouping).
+  [[noreturn]] void unsupported(const std::string& what, const std::string& category = "") const {
+    throw OnnxUnsupported(fmt::format("{}: {}", where(), what),
+                          fmt::format("{}: {}", node_->op_type(), category.empty() ? what : category));
   }
 
   // Attributes.
@@ -237,11 +272,20 @@ class Importer {
     const Entry& e = entry(i);
     return e.constant ? &*e.constant : nullptr;
   }
-  const Tensor& require_constant(int i, const char* what) const {
-    const Tensor* t = constant(i);
-    if (!t) unsupported(fmt::format("input {} ('{}', {}) must be known at import (a constant or initializer)", i,
-                                    node_->input(i), what));
-    return *t;
+  // A constant, or a graph input whose value the caller gave (OnnxBuildOptions::known_inputs):
+  // the graph is then built for that value (OnnxBuilt::fixed).
+  const Tensor& require_constant(int i, const char* what) {
+    if (const Tensor* t = constant(i)) return *t;
+    const std::string& name = node_->input(i);
+    auto known = options_.known_inputs.find(name);
+    if (known != options_.known_inputs.end() && graph_inputs_.count(name)) {
+      if (std::find(built_.fixed.begin(), built_.fixed.end(), name) == built_.fixed.end()) built_.fixed.push_back(name);
+      return known->second;
+    }
+    unsupported(fmt::format("input {} ('{}', {}) must be known at import (a constant, an initializer, or a graph "
+                            "input whose value is given)",
+                            i, name, what),
+                fmt::format("input {} ({}) computed at run time", i, what));
   }
   Shape shape_of(int i) {
     const Entry& e = entry(i);
@@ -253,7 +297,7 @@ class Importer {
     if (e.constant) return e.constant->dtype();
     return b_.graph().value(e.value).dtype;
   }
-  std::string out_name(int i = 0) const { return node_->output(i); }
+  std::string out_name(int i = 0) const { return parity_name(node_->output(i)); }
   bool output_used(int i) const { return i < node_->output_size() && !node_->output(i).empty() && used_.count(node_->output(i)); }
   void require_outputs(int max_used) const {
     for (int i = max_used; i < node_->output_size(); ++i)
@@ -271,14 +315,15 @@ class Importer {
     if (t.dtype() != DType::f32)
       unsupported(fmt::format("'{}' ({} constant) cannot be a graph operand: parity's ops read f32 here", name, to_string(t.dtype())));
     const bool initializer = impl_.initializers.count(name) > 0;
+    const std::string held = parity_name(name);
     if (initializer && !as_state) {
-      e.value = b_.parameter(name, t.shape());
-      built_.params.push_back(name);
+      e.value = b_.parameter(held, t.shape());
+      built_.params.push_back(held);
     } else {
-      e.value = b_.state(name, t.shape());
-      built_.state.push_back(name);
+      e.value = b_.state(held, t.shape());
+      built_.state.push_back(held);
     }
-    built_.values[name] = t;
+    built_.values[held] = t;
     return e.value;
   }
 
@@ -343,7 +388,8 @@ class Importer {
   GraphBuilder& b_;
   const OnnxBuildOptions& options_;
   std::unordered_map<std::string, Entry> values_;
-  std::set<std::string> used_;  // every value some node or graph output reads
+  std::set<std::string> used_;          // every value some node or graph output reads
+  std::set<std::string> graph_inputs_;  // the ONNX names of the graph inputs
   OnnxBuilt built_;
 };
 
@@ -411,6 +457,24 @@ OnnxBuilt Importer::run() {
   for (const auto& [name, tensor] : impl_.constants) values_[name] = Entry{Value{}, tensor, {}};
   for (const OnnxPort& port : impl_.inputs) {
     std::vector<int64_t> dims = port.dims;
+    graph_inputs_.insert(port.name);
+    auto known = options_.known_inputs.find(port.name);
+    if (known != options_.known_inputs.end()) {
+      // The tensor it will be fed gives the symbolic dims; the fixed ones must agree with it.
+      const Shape& fed = known->second.shape();
+      bool agrees = fed.rank() == static_cast<int>(dims.size()) && known->second.dtype() == port.dtype;
+      for (size_t i = 0; agrees && i < dims.size(); ++i) agrees = dims[i] < 0 || dims[i] == fed[static_cast<int>(i)];
+      if (!agrees)
+        throw Error(ErrorKind::data, fmt::format("{}: graph input '{}' is {} {} (-1: symbolic), but its given value is {} {}",
+                                                 impl_.name, port.name, to_string(port.dtype), Shape(dims).str(),
+                                                 to_string(known->second.dtype()), fed.str()));
+      for (int64_t d : fed.dims())
+        if (d == 0)
+          throw OnnxUnsupported(fmt::format("{}: graph input '{}' is given an empty tensor {} (parity's values are not empty)",
+                                            impl_.name, port.name, fed.str()),
+                                "an empty tensor (a dim of 0)");
+      dims = fed.dims();
+    }
     for (size_t i = 0; i < dims.size(); ++i) {
       if (dims[i] >= 0) {
         if (i == 0 && options_.batch > 0 && dims[0] != options_.batch)
@@ -422,7 +486,8 @@ OnnxBuilt Importer::run() {
       if (i != 0 || options_.batch <= 0)
         throw OnnxUnsupported(fmt::format("{}: graph input '{}' dim {} is symbolic; only the batch dimension (dim 0) may be, "
                                           "and its size must be given",
-                                          impl_.name, port.name, i));
+                                          impl_.name, port.name, i),
+                              "a symbolic dim other than the batch");
       dims[i] = options_.batch;
     }
     auto given = options_.inputs.find(port.name);
@@ -435,9 +500,10 @@ OnnxBuilt Importer::run() {
                                                   port.name, to_string(port.dtype), Shape(dims).str(),
                                                   to_string(info.dtype), info.shape.str(), info.name));
     } else {
-      v = b_.input(port.name, Shape(dims), port.dtype);
+      v = b_.input(parity_name(port.name), Shape(dims), port.dtype);
     }
     values_[port.name] = Entry{v, std::nullopt, {}};
+    built_.inputs.push_back(v);
   }
 
   for (index_ = 0; index_ < graph.node_size(); ++index_) {
@@ -686,9 +752,11 @@ void Importer::op_batchnorm() {
   if (xs.rank() != 4) unsupported(fmt::format("input {}: parity's BatchNormalization is for NCHW (rank 4)", xs.str()));
   const float eps = attr_float("epsilon", 1e-5f);
   const float onnx_momentum = attr_float("momentum", 0.9f);
-  // The file's own training form: training_mode (opset 14+), or the extra outputs of older opsets.
+  // The file's own training form: training_mode (opset 14+), the extra outputs of opsets 7 to
+  // 13, and is_test 0 (its default) before opset 7.
   bool file_training = attr_int("training_mode", 0) != 0;
-  if (impl_.opset < 14 && impl_.opset >= 9) file_training = file_training || node_->output_size() > 1;
+  if (impl_.opset < 14 && impl_.opset >= 7) file_training = file_training || node_->output_size() > 1;
+  if (impl_.opset < 7) file_training = attr_int("is_test", 0) == 0;
   require_outputs(1);
   for (int i = 1; i < 5; ++i)
     if (shape_of(i) != Shape{xs[1]})
@@ -818,7 +886,8 @@ void Importer::op_binary() {
 
 void Importer::op_concat() {
   only_attributes({"axis"});
-  if (!attr("axis")) unsupported("attribute 'axis' is required");
+  // Concat-1 defaults axis to 1; from Concat-4 it is required.
+  if (!attr("axis") && impl_.opset >= 4) unsupported("attribute 'axis' is required");
   bool all_constant = true;
   for (int i = 0; i < inputs(); ++i) all_constant = all_constant && constant(i);
   if (all_constant && inputs() > 0 && constant(0)->dtype() != DType::f32) {
@@ -830,18 +899,46 @@ void Importer::op_concat() {
     }
     return set_constant(0, i64_tensor(joined));
   }
-  const int rank = shape_of(0).rank();
+  const Shape first = shape_of(0);
+  const int rank = first.rank();
   const int axis = normalize_axis(attr_int("axis", 1), rank, "axis");
-  if (axis != 1) unsupported(fmt::format("axis {} (parity's concat joins dim 1)", axis));
+  for (int i = 0; i < inputs(); ++i)
+    if (dtype_of(i) != DType::f32) unsupported(fmt::format("input {} is {} (parity's concat joins f32)", i, to_string(dtype_of(i))));
+  if (axis == 1 && rank >= 2) {
+    std::vector<Value> parts;
+    for (int i = 0; i < inputs(); ++i) parts.push_back(value(i));
+    return set_value(0, b_.concat(parts, out_name()));
+  }
+  // Joining dim `axis` of row-major tensors is joining dim 1 of their [outer, dim, inner] views
+  // (outer: the dims before the axis, inner: those after), so each input is viewed so, joined
+  // by parity's concat and the result viewed as the output's dims: the same bytes in order.
   std::vector<Value> parts;
-  for (int i = 0; i < inputs(); ++i) parts.push_back(value(i));
-  set_value(0, b_.concat(parts, out_name()));
+  std::vector<int64_t> dims = first.dims();
+  dims[static_cast<size_t>(axis)] = 0;
+  for (int i = 0; i < inputs(); ++i) {
+    const Shape xs = shape_of(i);
+    if (xs.rank() != rank) unsupported(fmt::format("input {} {} and input 0 {} differ in rank", i, xs.str(), first.str()));
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < rank; ++d) {
+      if (d != axis && xs[d] != first[d])
+        unsupported(fmt::format("input {} {} and input 0 {} differ in dim {}", i, xs.str(), first.str(), d));
+      if (d < axis) outer *= xs[d];
+      if (d > axis) inner *= xs[d];
+    }
+    dims[static_cast<size_t>(axis)] += xs[axis];
+    parts.push_back(b_.reshape(value(i), Shape{outer, xs[axis], inner}, fmt::format("{}.in{}", out_name(), i)));
+  }
+  const Value joined = b_.concat(parts, out_name() + ".3d");
+  set_value(0, b_.reshape(joined, Shape(dims), out_name()));
 }
 
 void Importer::op_flatten() {
   only_attributes({"axis"});
   const Shape xs = shape_of(0);
-  const int axis = normalize_axis(attr_int("axis", 1), xs.rank() + 1, "axis");
+  // axis in [-r, r] (negative from opset 11): a negative one counts from the rank, not rank + 1.
+  const int64_t given = attr_int("axis", 1);
+  if (given < -xs.rank() || given > xs.rank()) unsupported(fmt::format("axis {} is outside [-{}, {}]", given, xs.rank(), xs.rank()));
+  const int axis = static_cast<int>(given < 0 ? given + xs.rank() : given);
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < xs.rank(); ++i) (i < axis ? outer : inner) *= xs[i];
   if (const Tensor* c = constant(0)) {
@@ -960,6 +1057,8 @@ void Importer::op_dropout() {
   if (impl_.opset < 12) {
     only_attributes({"ratio", "is_test"});
     ratio = attr_float("ratio", 0.5f);
+    // Before opset 7, is_test 0 (the default) asks for training-mode dropout.
+    file_training = impl_.opset < 7 && attr_int("is_test", 0) == 0;
   } else {
     only_attributes({"seed"});
     if (has_input(1)) {
@@ -1106,6 +1205,8 @@ void Importer::op_slice() {
 
 void Importer::op_cast() {
   only_attributes({"to", "saturate"});
+  if (attr("to") && attr("to")->type() != onnx::AttributeProto::INT)
+    unsupported("attribute 'to' is not an int (Cast-1 names the type as a string)");
   const int64_t to = attr_int("to", 0);
   if (!onnx_dtype_supported(static_cast<int>(to))) unsupported(fmt::format("cast to {}", onnx_dtype_name(static_cast<int>(to))));
   const DType target = to == onnx::TensorProto::FLOAT ? DType::f32 : to == onnx::TensorProto::INT32 ? DType::i32 : DType::i64;

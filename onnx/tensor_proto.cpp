@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "onnx/onnx_model.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -119,8 +120,9 @@ int64_t checked_onnx_numel(const onnx::TensorProto& proto, const std::string& wh
 
 Tensor tensor_from_onnx(const onnx::TensorProto& proto, const std::string& folder, const std::string& what) {
   if (!onnx_dtype_supported(proto.data_type()))
-    throw Error(ErrorKind::data, fmt::format("{}: data type {} is not supported (FLOAT, INT32 and INT64 are)", what,
-                                             onnx_dtype_name(proto.data_type())));
+    throw OnnxUnsupported(fmt::format("{}: data type {} is not supported (FLOAT, INT32 and INT64 are)", what,
+                                      onnx_dtype_name(proto.data_type())),
+                          fmt::format("data type {}", onnx_dtype_name(proto.data_type())));
   if (proto.has_segment())
     throw Error(ErrorKind::data, fmt::format("{}: segmented tensors are not supported", what));
   const int64_t count = checked_onnx_numel(proto, what);

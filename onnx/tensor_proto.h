@@ -19,8 +19,9 @@ int64_t checked_onnx_numel(const onnx::TensorProto& proto, const std::string& wh
 // An f32, i32 or i64 tensor (FLOAT, INT32, INT64; raw_data or the typed fields; a bool or
 // double is refused). `folder` is where external_data files may be (the model's folder; a
 // location outside it, absolute or through "..", is refused); "" refuses external data.
-// Error(data) naming `what` for: an unsupported dtype, a byte size that does not match the
-// dims, a segment, an external file shorter than claimed. A [] tensor (scalar) keeps rank 0.
+// OnnxUnsupported for another dtype (a valid tensor parity cannot hold); Error(data) naming
+// `what` for: a byte size that does not match the dims, a segment, an external file shorter
+// than claimed. A [] tensor (scalar) keeps rank 0.
 Tensor tensor_from_onnx(const onnx::TensorProto& proto, const std::string& folder, const std::string& what);
 
 // The same for a file holding one serialized TensorProto (the backend tests' *.pb), read whole
