@@ -330,7 +330,9 @@ class SuiteTest {
         }
         step.compile(backend);
         for (const auto& [name, tensor] : d.built.values) step.write(name, tensor);
-        for (size_t i = 0; i < d.inputs.size(); ++i) step.write(d.graph.value(d.built.inputs[i]).name, *d.inputs[i]);
+        // An input read only for its value at import (a Reshape's shape) is no value of the graph.
+        for (size_t i = 0; i < d.inputs.size(); ++i)
+          if (d.built.inputs[i].valid()) step.write(d.graph.value(d.built.inputs[i]).name, *d.inputs[i]);
         step.execute();
         for (size_t i = 0; i < d.expected.size(); ++i) {
           const std::string& name = output_names_[i];

@@ -196,6 +196,9 @@ struct Entry {
   Value value;
   std::optional<Tensor> constant;
   std::vector<int64_t> pending_pads;  // [top, left, bottom, right] of a folded Pad
+  // A graph input not made yet: it becomes an INPUT when a node reads it as a tensor, so an
+  // input read only for its known value (a Reshape's shape) is no value of the graph.
+  std::optional<ValueInfo> deferred_input;
 };
 
 class Importer {
@@ -264,8 +267,7 @@ class Importer {
     if (!e.pending_pads.empty())
       unsupported(fmt::format("input {} ('{}') is the output of a Pad that parity can fold only into a Conv, "
                               "AveragePool or MaxPool reading it", i, node_->input(i)));
-    if (e.value.valid()) return e.value;
-    return materialize(node_->input(i));
+    return graph_value(node_->input(i));
   }
   const Tensor* constant(int i) const {
     if (!has_input(i)) return nullptr;
@@ -290,11 +292,13 @@ class Importer {
   Shape shape_of(int i) {
     const Entry& e = entry(i);
     if (e.constant) return e.constant->shape();
+    if (e.deferred_input) return e.deferred_input->shape;
     return b_.graph().value(e.value).shape;
   }
   DType dtype_of(int i) {
     const Entry& e = entry(i);
     if (e.constant) return e.constant->dtype();
+    if (e.deferred_input) return e.deferred_input->dtype;
     return b_.graph().value(e.value).dtype;
   }
   std::string out_name(int i = 0) const { return parity_name(node_->output(i)); }
@@ -303,8 +307,21 @@ class Importer {
     for (int i = max_used; i < node_->output_size(); ++i)
       if (output_used(i)) unsupported(fmt::format("output {} ('{}') is not supported", i, node_->output(i)));
   }
-  void set_value(int i, Value v) { values_[node_->output(i)] = Entry{v, std::nullopt, {}}; }
-  void set_constant(int i, Tensor t) { values_[node_->output(i)] = Entry{Value{}, std::move(t), {}}; }
+  void set_value(int i, Value v) { values_[node_->output(i)] = Entry{v, std::nullopt, {}, std::nullopt}; }
+  void set_constant(int i, Tensor t) { values_[node_->output(i)] = Entry{Value{}, std::move(t), {}, std::nullopt}; }
+
+  // The graph value of an ONNX value: made now for a deferred graph input, materialized for a
+  // constant.
+  Value graph_value(const std::string& name) {
+    Entry& e = values_.at(name);
+    if (e.value.valid()) return e.value;
+    if (e.deferred_input) {
+      e.value = b_.input(e.deferred_input->name, e.deferred_input->shape, e.deferred_input->dtype);
+      e.deferred_input.reset();
+      return e.value;
+    }
+    return materialize(name);
+  }
 
   // A constant that a graph op reads: an initializer of f32 data becomes a PARAM (BatchNorm's
   // running statistics a STATE), any other constant a STATE holding it.
@@ -379,9 +396,8 @@ class Importer {
     return e.pending_pads.empty() ? std::vector<int64_t>{0, 0, 0, 0} : e.pending_pads;
   }
   Value conv_input(int i) {
-    const Entry& e = entry(i);
-    if (e.value.valid()) return e.value;
-    return materialize(node_->input(i));
+    (void)entry(i);
+    return graph_value(node_->input(i));
   }
 
   const OnnxModel::Impl& impl_;
@@ -454,7 +470,7 @@ OnnxBuilt Importer::run() {
     for (const auto& in : node.input()) used_.insert(in);
   for (const auto& out : graph.output()) used_.insert(out.name());
 
-  for (const auto& [name, tensor] : impl_.constants) values_[name] = Entry{Value{}, tensor, {}};
+  for (const auto& [name, tensor] : impl_.constants) values_[name] = Entry{Value{}, tensor, {}, std::nullopt};
   for (const OnnxPort& port : impl_.inputs) {
     std::vector<int64_t> dims = port.dims;
     graph_inputs_.insert(port.name);
@@ -491,19 +507,22 @@ OnnxBuilt Importer::run() {
       dims[i] = options_.batch;
     }
     auto given = options_.inputs.find(port.name);
-    Value v;
     if (given != options_.inputs.end()) {
-      v = given->second;
+      const Value v = given->second;
       const ValueInfo& info = b_.graph().value(v);
       if (info.shape != Shape(dims) || info.dtype != port.dtype)
         throw Error(ErrorKind::shape, fmt::format("{}: graph input '{}' is {} {}, but it is fed {} {} ('{}')", impl_.name,
                                                   port.name, to_string(port.dtype), Shape(dims).str(),
                                                   to_string(info.dtype), info.shape.str(), info.name));
+      values_[port.name] = Entry{v, std::nullopt, {}, std::nullopt};
     } else {
-      v = b_.input(parity_name(port.name), Shape(dims), port.dtype);
+      ValueInfo deferred;
+      deferred.name = parity_name(port.name);
+      deferred.shape = Shape(dims);
+      deferred.dtype = port.dtype;
+      deferred.kind = PARITY_VALUE_INPUT;
+      values_[port.name] = Entry{Value{}, std::nullopt, {}, deferred};
     }
-    values_[port.name] = Entry{v, std::nullopt, {}};
-    built_.inputs.push_back(v);
   }
 
   for (index_ = 0; index_ < graph.node_size(); ++index_) {
@@ -524,20 +543,23 @@ OnnxBuilt Importer::run() {
     if (!e.pending_pads.empty())
       throw OnnxUnsupported(fmt::format("{}: graph output '{}' is a Pad's output, which parity folds only into a conv or pool",
                                         impl_.name, port.name));
-    if (e.value.valid()) {
-      built_.outputs.push_back(e.value);
+    if (e.value.valid() || e.deferred_input) {
+      built_.outputs.push_back(graph_value(port.name));
     } else {
       built_.constant_outputs[port.name] = *e.constant;
       built_.outputs.push_back(Value{});
     }
   }
+  // Inputs read only for their known values, or not at all, are no values of the graph.
+  for (const OnnxPort& port : impl_.inputs) built_.inputs.push_back(values_.at(port.name).value);
   return std::move(built_);
 }
 
 // ---- the ops ---------------------------------------------------------------------------------
 
 void Importer::op_identity() {
-  values_[out_name()] = entry(0);
+  if (entry(0).deferred_input) (void)graph_value(node_->input(0));  // one INPUT for both names
+  values_[node_->output(0)] = entry(0);
 }
 
 void Importer::op_constant() {
@@ -765,7 +787,7 @@ void Importer::op_batchnorm() {
   const bool training = options_.training || (file_training && options_.batch == 0);
   if (training) {
     for (int i = 3; i < 5; ++i)
-      if (!constant(i) && b_.graph().value(entry(i).value).kind != PARITY_VALUE_STATE)
+      if (!constant(i) && b_.graph().value(value(i)).kind != PARITY_VALUE_STATE)
         unsupported(fmt::format("input {} ('{}'): training updates the running statistics, which must be initializers", i,
                                 node_->input(i)));
     const Value mean = materialize(node_->input(3), true), var = materialize(node_->input(4), true);
@@ -814,13 +836,13 @@ void Importer::op_gemm() {
   }
   if (!bias.valid()) {
     const std::string zero = out_name() + ".no_bias";
-    values_[zero] = Entry{Value{}, Tensor(Shape{n}, DType::f32), {}};
+    values_[zero] = Entry{Value{}, Tensor(Shape{n}, DType::f32), {}, std::nullopt};
     bias = materialize(zero, true);
   }
   const bool scale = alpha != 1.0f;
   Value y = b_.linear(value(0), w, bias, scale || bias_after ? out_name() + ".linear" : out_name());
   auto scalar_const = [&](float v, const std::string& name) {
-    values_[name] = Entry{Value{}, Tensor::from_f32(Shape{1, 1}, {v}), {}};
+    values_[name] = Entry{Value{}, Tensor::from_f32(Shape{1, 1}, {v}), {}, std::nullopt};
     return materialize(name, true);
   };
   if (scale) y = b_.mul(y, scalar_const(alpha, out_name() + ".alpha"), bias_after ? out_name() + ".scaled" : out_name());
@@ -846,7 +868,7 @@ void Importer::op_matmul() {
   if (b_.graph().value(w).shape != Shape{bs[1], bs[0]})
     unsupported(fmt::format("initializer '{}' is read both transposed and not", b_name));
   const std::string zero = out_name() + ".no_bias";
-  values_[zero] = Entry{Value{}, Tensor(Shape{bs[1]}, DType::f32), {}};
+  values_[zero] = Entry{Value{}, Tensor(Shape{bs[1]}, DType::f32), {}, std::nullopt};
   const Value bias = materialize(zero, true);
   Value a = value(0);
   int64_t rows = 1;
@@ -1141,7 +1163,7 @@ void Importer::op_pad() {
   folded[1] += pads[3];
   folded[2] += pads[6];
   folded[3] += pads[7];
-  values_[out_name()] = Entry{in.value, std::nullopt, folded};
+  values_[node_->output(0)] = Entry{graph_value(node_->input(0)), std::nullopt, folded, std::nullopt};
 }
 
 void Importer::op_shape() {
