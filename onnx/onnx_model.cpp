@@ -68,7 +68,8 @@ OnnxPort port_of(const onnx::ValueInfoProto& info, const std::string& model, boo
   const char* what = input ? "input" : "output";
   if (!info.type().has_tensor_type())
     throw OnnxUnsupported(fmt::format("{}: graph {} '{}' is not a tensor (sequences, maps and optionals are not supported)",
-                                      model, what, info.name()));
+                                      model, what, info.name()),
+                          fmt::format("a sequence, map or optional graph {}", what));
   const auto& type = info.type().tensor_type();
   if (!onnx_dtype_supported(type.elem_type()))
     throw OnnxUnsupported(fmt::format("{}: graph {} '{}' has data type {} (FLOAT, INT32 and INT64 are supported)", model,
@@ -356,6 +357,14 @@ class Importer {
     std::vector<int64_t> dims(static_cast<size_t>(rank - s.rank()), 1);
     dims.insert(dims.end(), s.dims().begin(), s.dims().end());
     return b_.reshape(v, Shape(dims), name);
+  }
+
+  // parity's ops compute f32; integer arithmetic is folded only on constants (shape arithmetic).
+  void require_f32(int i) {
+    if (dtype_of(i) != DType::f32)
+      unsupported(fmt::format("input {} ('{}') is {}: parity's ops compute f32 (integer constants are folded only "
+                              "as shape arithmetic)", i, node_->input(i), to_string(dtype_of(i))),
+                  "a non-f32 operand (parity's ops compute f32)");
   }
 
   int normalize_axis(int64_t axis, int rank, const char* what) const {
@@ -852,7 +861,7 @@ void Importer::op_constant() {
 void Importer::op_unary() {
   only_attributes({});
   const std::string& type = node_->op_type();
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Value x = value(0);
   if (type == "Relu") set_value(0, b_.relu(x, out_name()));
   else if (type == "Sigmoid") set_value(0, b_.sigmoid(x, out_name()));
@@ -865,9 +874,14 @@ void Importer::op_leaky_relu() {
 }
 
 void Importer::op_clip() {
-  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+  // Clip-6 to -10 default their bounds to the float range; from Clip-11 a missing bound is no
+  // bound at all (an infinite input stays infinite).
+  const float big = std::numeric_limits<float>::max(), inf = std::numeric_limits<float>::infinity();
+  float lo = impl_.opset < 11 ? -big : -inf, hi = impl_.opset < 11 ? big : inf;
   if (impl_.opset < 11) {
     only_attributes({"min", "max"});
+    if (impl_.opset < 6 && (!attr("min") || !attr("max")))
+      unsupported("Clip-1 without both min and max (its bounds have no defaults)");
     lo = attr_float("min", lo);
     hi = attr_float("max", hi);
   } else {
@@ -881,14 +895,21 @@ void Importer::op_clip() {
     bound(1, lo);
     bound(2, hi);
   }
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
-  const Value x = value(0);
-  if (lo == 0.0f && std::isinf(hi) && hi > 0) return set_value(0, b_.relu(x, out_name()));
+  require_f32(0);
   if (std::isnan(lo) || std::isnan(hi)) unsupported("a NaN bound");
   if (lo > hi) unsupported(fmt::format("min {} above max {} (ONNX then gives max everywhere; parity's hardtanh refuses it)", lo, hi));
-  // hardtanh with an infinite bound is a one-sided clamp: the largest finite float stands in.
-  const float big = std::numeric_limits<float>::max();
-  set_value(0, b_.hardtanh(x, std::max(lo, -big), std::min(hi, big), out_name()));
+  const Value x = value(0);
+  const bool lower = lo != -inf, upper = hi != inf;
+  if (!lower && !upper) return set_value(0, x);
+  if (lower && upper) return set_value(0, b_.hardtanh(x, lo, hi, out_name()));
+  if (lo == 0.0f && !upper) return set_value(0, b_.relu(x, out_name()));
+  // One bound: max(x, lo), or -max(-x, -hi), as the maximum of x and a tensor of the bound
+  // (stacked_max: a selection, so an infinite x stays infinite and NaN stays NaN).
+  const Shape xs = shape(x);
+  Tensor bound(xs, DType::f32);
+  std::fill(bound.f32(), bound.f32() + bound.numel(), lower ? lo : -hi);
+  if (lower) return set_value(0, stacked_max({x, constant_value(bound)}, out_name()));
+  set_value(0, scaled(stacked_max({scaled(x, -1.0f, ""), constant_value(bound)}, tmp()), -1.0f, out_name()));
 }
 
 Importer::Window Importer::window(const Shape& xs, bool has_kernel_attr, const std::vector<int64_t>& kernel_from_weight) {
@@ -1019,7 +1040,7 @@ void Importer::op_conv() {
     unsupported(fmt::format("input {} and weight {}: parity's Conv is 2-d (rank-4 NCHW; a 1-d one is viewed as 2-d)",
                             xs.str(), ws.str()),
                 fmt::format("a {}-d convolution (parity's is 2-d; 1-d is viewed as 2-d)", xs.rank() - 2));
-  if (dtype_of(0) != DType::f32) unsupported("input type must be f32");
+  require_f32(0);
   Window w = window(xs, false, one_d ? std::vector<int64_t>{ws[2]} : std::vector<int64_t>{ws[2], ws[3]});
   const int64_t kernel_h = one_d ? 1 : ws[2], kernel_w = one_d ? ws[2] : ws[3];
   if (w.kernel[0] != kernel_h || w.kernel[1] != kernel_w)
@@ -1070,7 +1091,7 @@ void Importer::op_maxpool() {
   if (xs.rank() != 4 && xs.rank() != 3)
     unsupported(fmt::format("input {}: parity's MaxPool is 2-d (rank-4 NCHW; a 1-d one is viewed as 2-d)", xs.str()),
                 fmt::format("a {}-d pool (parity's is 2-d; 1-d is viewed as 2-d)", xs.rank() - 2));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Window w = window(xs, true, {});
   // A zero Pad before a MaxPool is not folded into it (its zeros take part in the max): value()
   // makes the padded tensor.
@@ -1087,7 +1108,7 @@ void Importer::op_avgpool() {
   if (xs.rank() != 4 && xs.rank() != 3)
     unsupported(fmt::format("input {}: parity's AveragePool is 2-d (rank-4 NCHW; a 1-d one is viewed as 2-d)", xs.str()),
                 fmt::format("a {}-d pool (parity's is 2-d; 1-d is viewed as 2-d)", xs.rank() - 2));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   Window w = window(xs, true, {});
   bool count_include_pad = attr_int("count_include_pad", 0) != 0;
   const std::vector<int64_t> folded = take_pending_pads(0);
@@ -1113,7 +1134,7 @@ void Importer::op_global_avgpool() {
   only_attributes({});
   const Shape xs = shape_of(0);
   if (xs.rank() < 3) unsupported(fmt::format("input {}: GlobalAveragePool needs [N, C, spatial...]", xs.str()));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   if (xs.rank() == 4) return set_value(0, b_.global_avgpool(value(0), out_name()));
   // Any number of spatial dims: the mean of each (n, c) block, viewed as one [S, 1] plane.
   int64_t plane = 1;
@@ -1128,7 +1149,7 @@ void Importer::op_global_maxpool() {
   only_attributes({});
   const Shape xs = shape_of(0);
   if (xs.rank() < 3) unsupported(fmt::format("input {}: GlobalMaxPool needs [N, C, spatial...]", xs.str()));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   std::vector<int> axes;
   for (int i = 2; i < xs.rank(); ++i) axes.push_back(i);
   set_value(0, reduce_max(value(0), axes));
@@ -1139,7 +1160,7 @@ void Importer::op_batchnorm() {
   if (attr("spatial") && attr_int("spatial", 1) != 1) unsupported("spatial 0 (per-element statistics)");
   const Shape xs = shape_of(0);
   if (xs.rank() < 2) unsupported(fmt::format("input {}: BatchNormalization needs [N, C, ...]", xs.str()));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const float eps = attr_float("epsilon", 1e-5f);
   const float onnx_momentum = attr_float("momentum", 0.9f);
   // The file's own training form: training_mode (opset 14+), the extra outputs of opsets 7 to
@@ -1205,7 +1226,8 @@ void Importer::op_gemm() {
   const bool trans_a = attr_int("transA", 0) != 0, trans_b = attr_int("transB", 0) != 0;
   const Shape as = shape_of(0), bs = shape_of(1);
   if (as.rank() != 2 || bs.rank() != 2) unsupported(fmt::format("A {} and B {} must be 2-d", as.str(), bs.str()));
-  if (dtype_of(0) != DType::f32 || dtype_of(1) != DType::f32) unsupported("A and B must be f32");
+  require_f32(0);
+  require_f32(1);
   const int64_t m = trans_a ? as[1] : as[0], k = trans_a ? as[0] : as[1];
   const int64_t k_b = trans_b ? bs[1] : bs[0], n = trans_b ? bs[0] : bs[1];
   if (k != k_b)
@@ -1256,7 +1278,8 @@ void Importer::op_gemm() {
 void Importer::op_matmul() {
   only_attributes({});
   const Shape as = shape_of(0), bs = shape_of(1);
-  if (dtype_of(0) != DType::f32 || dtype_of(1) != DType::f32) unsupported("A and B must be f32");
+  require_f32(0);
+  require_f32(1);
   const std::string& b_name = node_->input(1);
   if (impl_.transposed.count(b_name)) {
     // A weight (an initializer only MatMuls and Gemms read as B): LINEAR on A's rows.
@@ -1331,8 +1354,8 @@ void Importer::op_binary() {
     Tensor out = i64_tensor(x, ca->shape().rank() == 0);
     return set_constant(0, out);
   }
-  if (dtype_of(0) != DType::f32 || dtype_of(1) != DType::f32)
-    unsupported(fmt::format("operand types {} and {} (f32 only)", to_string(dtype_of(0)), to_string(dtype_of(1))));
+  require_f32(0);
+  require_f32(1);
   const Shape as = shape_of(0), bs = shape_of(1);
   const int rank = std::max(as.rank(), bs.rank());
   if (rank == 0) unsupported("scalar operands (rank 0)");
@@ -1524,7 +1547,7 @@ void Importer::op_softmax() {
   only_attributes({"axis"});
   const bool log = node_->op_type() == "LogSoftmax";
   const Shape xs = shape_of(0);
-  if (dtype_of(0) != DType::f32) unsupported("input type must be f32");
+  require_f32(0);
   if (impl_.opset >= 13) {
     const int axis = normalize_axis(attr_int("axis", -1), xs.rank(), "axis");
     parity_op_params p{};
@@ -1570,7 +1593,7 @@ void Importer::op_pad() {
     unsupported(fmt::format("pads {} for rank {} (2 values per dim)", fmt::join(pads, ","), xs.rank()));
   for (int64_t p : pads)
     if (p < -(1 << 20) || p > 1 << 20) unsupported(fmt::format("pads {}: each must be in [-2^20, 2^20]", fmt::join(pads, ",")));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Entry& in = entry(0);
   // [x1_begin, x2_begin, ..., x1_end, ...]. A zero padding of H and W of a computed NCHW tensor is
   // kept pending, to be folded into the Conv or AveragePool that reads it (their own padding);
@@ -1728,7 +1751,7 @@ void Importer::op_sub_neg() {
   if (impl_.opset < 7 && attr_int("broadcast", 0) != 0) unsupported("legacy broadcast attribute");
   const bool neg = node_->op_type() == "Neg";
   for (int i = 0; i < (neg ? 1 : 2); ++i)
-    if (dtype_of(i) != DType::f32) unsupported(fmt::format("input {} is {} (f32 only)", i, to_string(dtype_of(i))));
+    require_f32(i);
   if (neg) return set_value(0, scaled(value(0), -1.0f, out_name()));
   const int rank = std::max(shape_of(0).rank(), shape_of(1).rank());
   if (rank == 0) unsupported("scalar operands (rank 0)");
@@ -1739,7 +1762,7 @@ void Importer::op_sub_neg() {
 
 void Importer::op_abs() {
   only_attributes({});
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   set_value(0, absolute(value(0), out_name()));
 }
 
@@ -1753,7 +1776,7 @@ void Importer::op_variadic() {
   if (inputs() < 1) unsupported("no inputs");
   std::vector<Shape> shapes;
   for (int i = 0; i < inputs(); ++i) {
-    if (dtype_of(i) != DType::f32) unsupported(fmt::format("input {} is {} (f32 only)", i, to_string(dtype_of(i))));
+    require_f32(i);
     shapes.push_back(shape_of(i));
   }
   const Shape out = broadcast_shapes(shapes);
@@ -1778,7 +1801,8 @@ void Importer::op_variadic() {
 // and slope * (-x) negated rounds as slope * x: exact.
 void Importer::op_prelu() {
   only_attributes({});
-  if (dtype_of(0) != DType::f32 || dtype_of(1) != DType::f32) unsupported("x and slope must be f32");
+  require_f32(0);
+  require_f32(1);
   const Shape xs = shape_of(0), ss = shape_of(1);
   if (ss.rank() > xs.rank()) unsupported(fmt::format("slope {} has a higher rank than x {}", ss.str(), xs.str()));
   const Value x = value(0);
@@ -1806,7 +1830,7 @@ void Importer::op_hard_sigmoid() {
   if (swish) only_attributes({});
   else only_attributes({"alpha", "beta", "consumed_inputs"});
   if (attr("consumed_inputs")) unsupported("attribute 'consumed_inputs' (opset 1's legacy form)");
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const float alpha = swish ? 1.0f / 6.0f : attr_float("alpha", 0.2f), beta = swish ? 0.5f : attr_float("beta", 0.5f);
   const Value x = value(0);
   const Value line = plus(scaled(x, alpha, ""), beta, "");
@@ -1822,7 +1846,7 @@ void Importer::op_reduce() {
   const bool axes_input = type == "ReduceSum" && impl_.opset >= 13;
   if (axes_input) only_attributes({"keepdims", "noop_with_empty_axes"});
   else only_attributes({"axes", "keepdims"});
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Shape xs = shape_of(0);
   if (xs.rank() == 0) unsupported("a scalar input (rank 0)");
   std::vector<int64_t> given;
@@ -1871,7 +1895,8 @@ void Importer::op_conv_transpose() {
   if ((rank != 3 && rank != 4) || ws.rank() != rank)
     unsupported(fmt::format("input {} and weight {}: parity's ConvTranspose is 2-d (1-d viewed as 2-d)", xs.str(), ws.str()),
                 fmt::format("a {}-d transposed convolution (parity's is 2-d; 1-d is viewed as 2-d)", rank - 2));
-  if (dtype_of(0) != DType::f32 || dtype_of(1) != DType::f32) unsupported("x and W must be f32");
+  require_f32(0);
+  require_f32(1);
   const int spatial = rank - 2;
   const int64_t group = attr_int("group", 1);
   if (group < 1 || xs[1] % group != 0 || ws[0] != xs[1])
@@ -1966,7 +1991,7 @@ void Importer::op_split() {
   const bool split_input = impl_.opset >= 13;
   if (split_input) only_attributes({"axis"});
   else only_attributes({"axis", "split"});
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Shape xs = shape_of(0);
   const int axis = normalize_axis(attr_int("axis", 0), xs.rank(), "axis");
   std::vector<int64_t> split;
@@ -2000,7 +2025,7 @@ void Importer::op_split() {
 // Tile: the tensor joined to itself `repeats` times along each axis (exact copies).
 void Importer::op_tile() {
   only_attributes({});
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Shape xs = shape_of(0);
   const std::vector<int64_t> repeats = int_values(require_constant(1, "repeats"));
   if (static_cast<int>(repeats.size()) != xs.rank()) unsupported(fmt::format("{} repeats for rank {}", repeats.size(), xs.rank()));
@@ -2016,7 +2041,7 @@ void Importer::op_tile() {
 // Expand: numpy broadcasting of x and `shape`, as a product with ones (exact).
 void Importer::op_expand() {
   only_attributes({});
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   const Tensor& target = require_constant(1, "shape");
   const Shape out = broadcast_shapes({shape_of(0), Shape(int_values(target))});
   set_value(0, broadcast_to(value(0), out, out_name()));
@@ -2030,7 +2055,7 @@ void Importer::op_instance_norm() {
   only_attributes({"epsilon"});
   const Shape xs = shape_of(0);
   if (xs.rank() < 3) unsupported(fmt::format("input {}: InstanceNormalization needs [N, C, spatial...]", xs.str()));
-  if (dtype_of(0) != DType::f32) unsupported(fmt::format("input type {} (f32 only)", to_string(dtype_of(0))));
+  require_f32(0);
   for (int i = 1; i < 3; ++i)
     if (shape_of(i) != Shape{xs[1]}) unsupported(fmt::format("input {} is {}, not [{}]", i, shape_of(i).str(), xs[1]));
   int64_t plane = 1;
