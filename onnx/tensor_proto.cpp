@@ -184,4 +184,12 @@ void tensor_to_onnx(const Tensor& tensor, const std::string& name, onnx::TensorP
   proto->set_raw_data(std::string(static_cast<const char*>(tensor.data()), tensor.nbytes()));
 }
 
+void write_onnx_tensor_file(const Tensor& tensor, const std::string& name, const std::string& path) {
+  onnx::TensorProto proto;
+  tensor_to_onnx(tensor, name, &proto);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out || !proto.SerializeToOstream(&out) || !out.flush())
+    throw Error(ErrorKind::io, fmt::format("cannot write {}", path));
+}
+
 }  // namespace parity

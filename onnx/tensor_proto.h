@@ -31,6 +31,9 @@ Tensor read_onnx_tensor_file(const std::string& path, std::string* name = nullpt
 
 // An f32/i32/i64 tensor as a TensorProto with raw_data (little-endian), under `name`.
 void tensor_to_onnx(const Tensor& tensor, const std::string& name, onnx::TensorProto* proto);
+// The same written to a file as one serialized TensorProto (a backend test's *.pb); Error(io)
+// naming the path when it cannot be written.
+void write_onnx_tensor_file(const Tensor& tensor, const std::string& name, const std::string& path);
 
 // Whether the TensorProto data type has a parity DType (FLOAT, INT32, INT64), and its ONNX name
 // ("FLOAT16", "DOUBLE", ...) for messages.
