@@ -127,7 +127,7 @@ void read_model(OnnxModel::Impl& impl) {
       throw OnnxUnsupported(fmt::format("{}: the model imports only the domain(s) {}, no opset of the default ONNX "
                                         "domain (parity maps the default domain only)",
                                         model, fmt::join(domains, ", ")),
-                            fmt::format("domain {}", fmt::join(domains, ", ")));
+                            fmt::format("domain {} is not supported", fmt::join(domains, ", ")));
     }
     if (impl.proto.ir_version() >= 3 || impl.proto.ir_version() <= 0)
       throw Error(ErrorKind::data, fmt::format("{}: no opset_import for the default ONNX domain", model));

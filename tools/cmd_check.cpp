@@ -123,7 +123,7 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
 
 struct OnnxSuiteCommand {
   std::string dir = OnnxSuiteOptions{}.dir;
-  std::string backends = "cpu";
+  std::string backends = "all";
   std::string filter, json;
   int threads = 0;
   int64_t min_passed = 0;
