@@ -383,19 +383,17 @@ class Importer {
     values_[key] = Entry{Value{}, t, {}, std::nullopt};
     return materialize(key, true);
   }
-  // v * k, k as a constant of v's rank with every dim 1: exact for k = -1 and k = 1.
+  // k as a constant of v's rank with every dim 1, which MUL and ADD broadcast.
+  Value scalar_like(Value v, float k) {
+    Tensor c(Shape(std::vector<int64_t>(static_cast<size_t>(shape(v).rank()), 1)), DType::f32);
+    c.f32()[0] = k;
+    return constant_value(c);
+  }
+  // v * k (exact for k = -1) and v + k; an empty name stands for tmp().
   Value scaled(Value v, float k, const std::string& name) {
-    const int rank = shape(v).rank();
-    Tensor c(Shape(std::vector<int64_t>(static_cast<size_t>(rank), 1)), DType::f32);
-    c.f32()[0] = k;
-    return b_.mul(v, constant_value(c), name.empty() ? tmp() : name);
+    return b_.mul(v, scalar_like(v, k), name.empty() ? tmp() : name);
   }
-  Value plus(Value v, float k, const std::string& name) {
-    const int rank = shape(v).rank();
-    Tensor c(Shape(std::vector<int64_t>(static_cast<size_t>(rank), 1)), DType::f32);
-    c.f32()[0] = k;
-    return b_.add(v, constant_value(c), name.empty() ? tmp() : name);
-  }
+  Value plus(Value v, float k, const std::string& name) { return b_.add(v, scalar_like(v, k), name.empty() ? tmp() : name); }
   Value slice_axis(Value v, int axis, int64_t start, int64_t length);
   Value concat_axis(const std::vector<Value>& parts, int axis, const std::string& name);
   Value reduce_sum(Value v, const std::vector<int>& axes, const std::string& name);
@@ -1253,23 +1251,15 @@ void Importer::op_gemm() {
   const std::string product_name = scale || bias_after ? out_name() + ".linear" : out_name();
   Value y;
   if (w.valid()) {
-    if (!bias.valid()) {
-      const std::string zero = out_name() + ".no_bias";
-      values_[zero] = Entry{Value{}, Tensor(Shape{n}, DType::f32), {}, std::nullopt};
-      bias = materialize(zero, true);
-    }
+    if (!bias.valid()) bias = constant_value(Tensor(Shape{n}, DType::f32));  // LINEAR's zero bias
     y = b_.linear(value(0), w, bias, product_name);
   } else {
     y = matmul_by_reduce(value(0), value(1), trans_a, trans_b, m, k, n, product_name);
   }
-  auto scalar_const = [&](float v, const std::string& name) {
-    values_[name] = Entry{Value{}, Tensor::from_f32(Shape{1, 1}, {v}), {}, std::nullopt};
-    return materialize(name, true);
-  };
-  if (scale) y = b_.mul(y, scalar_const(alpha, out_name() + ".alpha"), bias_after ? out_name() + ".scaled" : out_name());
+  if (scale) y = scaled(y, alpha, bias_after ? tmp() : out_name());
   if (bias_after) {
-    Value c = broadcast_rank(value(2), 2, out_name() + ".c2d");
-    if (beta != 1.0f) c = b_.mul(c, scalar_const(beta, out_name() + ".beta"), out_name() + ".betac");
+    Value c = broadcast_rank(value(2), 2, tmp());
+    if (beta != 1.0f) c = scaled(c, beta, "");
     y = b_.add(y, c, out_name());
   }
   set_value(0, y);
@@ -1286,9 +1276,7 @@ void Importer::op_matmul() {
     if (as.rank() < 2 || as[as.rank() - 1] != bs[0])
       unsupported(fmt::format("A {} and B {} do not multiply as rows of A times the weight", as.str(), bs.str()));
     const Value w = linear_weight(b_name);
-    const std::string zero = out_name() + ".no_bias";
-    values_[zero] = Entry{Value{}, Tensor(Shape{bs[1]}, DType::f32), {}, std::nullopt};
-    const Value bias = materialize(zero, true);
+    const Value bias = constant_value(Tensor(Shape{bs[1]}, DType::f32));  // LINEAR's zero bias
     Value a = value(0);
     int64_t rows = 1;
     for (int i = 0; i + 1 < as.rank(); ++i) rows *= as[i];
