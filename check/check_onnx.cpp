@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <map>
-#include <optional>
 #include <regex>
 #include <set>
 
@@ -227,20 +225,15 @@ OnnxOutputCheck compare_output(const std::string& name, const Tensor& got, const
   return c;
 }
 
-OnnxTestResult skipped(const TestFolder& t, const std::string& backend, const std::string& reason, const std::string& group) {
+OnnxTestResult result_of(const TestFolder& t, const std::string& backend, OnnxTestStatus status,
+                         const std::string& reason = "", const std::string& group = "") {
   OnnxTestResult r;
   r.folder = t.folder;
   r.test = t.test;
   r.backend = backend;
-  r.status = OnnxTestStatus::skipped;
+  r.status = status;
   r.reason = reason;
   r.reason_group = group;
-  return r;
-}
-
-OnnxTestResult failed(const TestFolder& t, const std::string& backend, const std::string& reason) {
-  OnnxTestResult r = skipped(t, backend, reason, "");
-  r.status = OnnxTestStatus::failed;
   return r;
 }
 
@@ -278,6 +271,7 @@ class SuiteTest {
     std::vector<ImportedDataSet> imported;
     try {
       const OnnxModel model = OnnxModel::read_file((t_.path / "model.onnx").string());
+      for (const OnnxPort& port : model.outputs()) output_names_.push_back(port.name);
       sets = read_data_sets(t_.path);
       for (const DataSet& set : sets) {
         ImportedDataSet d;
@@ -288,8 +282,6 @@ class SuiteTest {
         GraphBuilder builder;
         d.built = model.build(builder, options);
         d.graph = builder.take();
-        output_names_.clear();
-        for (const OnnxPort& port : model.outputs()) output_names_.push_back(port.name);
         imported.push_back(std::move(d));
       }
     } catch (const OnnxUnsupported& e) {
@@ -298,7 +290,8 @@ class SuiteTest {
       // The importer names every limit of parity's it knows as OnnxUnsupported; anything else
       // (a shape an op refuses after import, corrupt data) is not known to be a limit: a failure.
       for (const auto& be : backends_)
-        results.push_back(failed(t_, be->name(), fmt::format("import: {}", without_path(e.what(), t_.path))));
+        results.push_back(result_of(t_, be->name(), OnnxTestStatus::failed,
+                                    fmt::format("import: {}", without_path(e.what(), t_.path))));
       return;
     }
     for (auto& be : backends_) results.push_back(run_on(*be, imported));
@@ -306,14 +299,11 @@ class SuiteTest {
 
  private:
   void skip_all(std::vector<OnnxTestResult>& results, const std::string& why, const std::string& group) {
-    for (const auto& be : backends_) results.push_back(skipped(t_, be->name(), why, group));
+    for (const auto& be : backends_) results.push_back(result_of(t_, be->name(), OnnxTestStatus::skipped, why, group));
   }
 
   OnnxTestResult run_on(Backend& backend, const std::vector<ImportedDataSet>& sets) {
-    OnnxTestResult r;
-    r.folder = t_.folder;
-    r.test = t_.test;
-    r.backend = backend.name();
+    OnnxTestResult r = result_of(t_, backend.name(), OnnxTestStatus::failed);
     try {
       for (size_t k = 0; k < sets.size(); ++k) {
         const ImportedDataSet& d = sets[k];
@@ -326,7 +316,7 @@ class SuiteTest {
         std::string why;
         if (!step.supported_by(backend, &why)) {
           const std::string reason = fmt::format("backend {}: {}", r.backend, why);
-          return skipped(t_, r.backend, reason, reason);
+          return result_of(t_, r.backend, OnnxTestStatus::skipped, reason, reason);
         }
         step.compile(backend);
         for (const auto& [name, tensor] : d.built.values) step.write(name, tensor);
@@ -345,8 +335,7 @@ class SuiteTest {
           r.outputs.push_back(std::move(c));
         }
       }
-    } catch (const Error& e) {
-      r.status = OnnxTestStatus::failed;
+    } catch (const Error& e) {  // a backend's error while running: a failure
       r.reason = without_path(e.what(), t_.path);
       return r;
     }
@@ -366,7 +355,7 @@ std::vector<OnnxTestResult> check_onnx_suite(const OnnxSuiteOptions& o) {
   if (o.backends.empty()) throw Error(ErrorKind::invalid_argument, "check onnx: no backend to run");
   std::regex filter;
   try {
-    filter = std::regex(o.filter.empty() ? std::string(".") : o.filter);
+    if (!o.filter.empty()) filter = std::regex(o.filter);
   } catch (const std::regex_error& e) {
     throw Error(ErrorKind::invalid_argument, fmt::format("check onnx: --filter '{}' is not a regex: {}", o.filter, e.what()));
   }
