@@ -156,7 +156,7 @@ nlohmann::json onnx_result_json(const OnnxTestResult& r) {
 
 // One line per output that failed, with its worst element by the ONNX rule and by NMSE.
 void print_onnx_failure(const OnnxTestResult& r) {
-  fmt::print("  {}/{} on {}: {}\n", r.folder, r.test, r.backend, r.outputs.empty() ? r.reason : "");
+  fmt::print("  {}/{} on {}{}\n", r.folder, r.test, r.backend, r.reason.empty() ? "" : ": " + r.reason);
   for (const OnnxOutputCheck& c : r.outputs) {
     if (c.pass()) continue;
     fmt::print("    output '{}' {} (data set {}{}): {} elements outside {:g} + {:g} |want|, nmse {:.3e} (bound {}){}\n",
@@ -164,8 +164,9 @@ void print_onnx_failure(const OnnxTestResult& r) {
                kOnnxSuiteAtol, kOnnxSuiteRtol, c.diff.nmse, threshold_text(c.diff.threshold),
                c.diff.note.empty() ? "" : "; " + c.diff.note);
     if (c.outside_allclose > 0)
-      fmt::print("      worst by the ONNX rule: [{}] got {:.9g}, want {:.9g}\n", c.worst_allclose.index,
+      fmt::print("      farthest outside the ONNX rule: [{}] got {:.9g}, want {:.9g}\n", c.worst_allclose.index,
                  c.worst_allclose.got, c.worst_allclose.want);
+    fmt::print("      largest differences:\n");
     print_worst(c.diff);
   }
 }
@@ -184,7 +185,7 @@ int run_check_onnx(const OnnxSuiteCommand& cmd) {
     by_folder[r.folder][r.backend].add(r.status);
     by_backend[r.backend].add(r.status);
   }
-  fmt::print("check onnx {}: {} tests on {}. An output passes when every element has |got - want| <= {:g} + {:g} |want|\n"
+  fmt::print("check onnx {}: {} test(s) on {}. An output passes when every element has |got - want| <= {:g} + {:g} |want|\n"
              "(the ONNX runner's rule) and its NMSE is within the bound of the ops it depends on (parity's own)\n",
              o.dir, results.size() / o.backends.size(), fmt::join(o.backends, ", "), kOnnxSuiteAtol, kOnnxSuiteRtol);
   if (cmd.verbose) {
