@@ -332,6 +332,12 @@ class SuiteTest {
                                         : compare_output(name, d.built.constant_outputs.at(name), *d.expected[i], 0.0);
           c.folded = !v.valid();
           c.data_set = static_cast<int>(k);
+          c.diff.role = c.folded ? "output folded at import" : "output";
+          if (v.valid() && d.graph.value(v).producer >= 0) {
+            const Node& producer = d.graph.nodes()[static_cast<size_t>(d.graph.value(v).producer)];
+            c.diff.node = producer.name;
+            c.diff.op = parity_op_name(producer.op);
+          }
           r.outputs.push_back(std::move(c));
         }
       }
