@@ -1,4 +1,4 @@
-// onnx/onnx_model.h — an ONNX model file (opsets 7 to 17) read and checked once, then added to
+// onnx/onnx_model.h — an ONNX model file (opsets 1 to 17) read and checked once, then added to
 // a parity graph for any batch size: the op mapping, the folding of what PyTorch's exporter
 // emits around the ops (Constant, Pad, the shape arithmetic of x.view(x.size(0), -1)), and an
 // error naming node, op type, opset and attribute for anything it cannot map. It never guesses.
@@ -18,10 +18,17 @@ namespace parity {
 
 // A model (or a node of one) that parity cannot map: Error(invalid_argument) whose message
 // names the node, op type, opset and the attribute or input; `parity check onnx` reports it as
-// the reason a test is skipped.
+// the reason a test is skipped. category() is the same without this model's names and numbers
+// ("Abs: this op type is not supported", "data type DOUBLE"), so that reports can group models
+// by it; the message itself when the thrower gives none.
 class OnnxUnsupported : public Error {
  public:
-  explicit OnnxUnsupported(const std::string& message) : Error(ErrorKind::invalid_argument, message) {}
+  explicit OnnxUnsupported(const std::string& message, std::string category = "")
+      : Error(ErrorKind::invalid_argument, message), category_(category.empty() ? message : std::move(category)) {}
+  const std::string& category() const { return category_; }
+
+ private:
+  std::string category_;
 };
 
 // A graph input or output: its name, dtype and dims, -1 where the file leaves a dim symbolic
@@ -55,11 +62,21 @@ struct OnnxBuildOptions {
   // the graph's only output is left out, and the output is its input (cross-entropy of the
   // probabilities is softmax cross-entropy of that input). OnnxBuilt::final_softmax names it.
   bool stop_before_final_softmax = false;
+  // The tensors the graph inputs will be fed, where the caller knows them (a test's data set).
+  // They give the dims a file leaves symbolic, and the values of inputs that must be known at
+  // import (a Reshape's shape, Clip's bounds, the axes of Squeeze...): parity's graphs have
+  // static shapes and op parameters, so such an input is fixed to this value (OnnxBuilt::fixed)
+  // and the graph is valid for that value only. Each input stays an INPUT, written before a run.
+  std::map<std::string, Tensor> known_inputs;
 };
 
+// Parity names its values after the ONNX names, except a name longer than 52 characters (parity
+// holds 63, and the importer appends suffixes such as ".linear"): its first 35 characters, '~'
+// and 16 hex digits of its hash.
 struct OnnxBuilt {
-  std::vector<Value> outputs;       // one per graph output, in order
-  std::vector<std::string> params;  // PARAM values made from initializers (their ONNX names)
+  std::vector<Value> inputs;        // one per OnnxModel::inputs(), in order
+  std::vector<Value> outputs;       // one per graph output, in order; invalid where constant_outputs has it
+  std::vector<std::string> params;  // PARAM values made from initializers (parity's names of them)
   // STATE values: batch norms' running_mean and running_var, and constants that ops read (a
   // Constant node's tensor, Gemm's alpha, the zero bias of a MatMul), named after them.
   std::vector<std::string> state;
@@ -67,6 +84,8 @@ struct OnnxBuilt {
   std::map<std::string, Tensor> values;
   // Graph outputs that import computed completely (e.g. Shape of an input): their values.
   std::map<std::string, Tensor> constant_outputs;
+  // Graph inputs whose OnnxBuildOptions::known_inputs value the graph depends on.
+  std::vector<std::string> fixed;
   // "Softmax" or "LogSoftmax" when stop_before_final_softmax left one out, else "".
   std::string final_softmax;
 };

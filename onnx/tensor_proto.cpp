@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "onnx/onnx_model.h"
 #include "parity/error.h"
 
 namespace parity {
@@ -119,8 +120,9 @@ int64_t checked_onnx_numel(const onnx::TensorProto& proto, const std::string& wh
 
 Tensor tensor_from_onnx(const onnx::TensorProto& proto, const std::string& folder, const std::string& what) {
   if (!onnx_dtype_supported(proto.data_type()))
-    throw Error(ErrorKind::data, fmt::format("{}: data type {} is not supported (FLOAT, INT32 and INT64 are)", what,
-                                             onnx_dtype_name(proto.data_type())));
+    throw OnnxUnsupported(fmt::format("{}: data type {} is not supported (FLOAT, INT32 and INT64 are)", what,
+                                      onnx_dtype_name(proto.data_type())),
+                          fmt::format("data type {}", onnx_dtype_name(proto.data_type())));
   if (proto.has_segment())
     throw Error(ErrorKind::data, fmt::format("{}: segmented tensors are not supported", what));
   const int64_t count = checked_onnx_numel(proto, what);
@@ -180,6 +182,14 @@ void tensor_to_onnx(const Tensor& tensor, const std::string& name, onnx::TensorP
   proto->set_data_type(onnx_dtype_of(tensor.dtype()));
   for (int64_t dim : tensor.shape().dims()) proto->add_dims(dim);
   proto->set_raw_data(std::string(static_cast<const char*>(tensor.data()), tensor.nbytes()));
+}
+
+void write_onnx_tensor_file(const Tensor& tensor, const std::string& name, const std::string& path) {
+  onnx::TensorProto proto;
+  tensor_to_onnx(tensor, name, &proto);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out || !proto.SerializeToOstream(&out) || !out.flush())
+    throw Error(ErrorKind::io, fmt::format("cannot write {}", path));
 }
 
 }  // namespace parity

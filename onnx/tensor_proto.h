@@ -19,8 +19,9 @@ int64_t checked_onnx_numel(const onnx::TensorProto& proto, const std::string& wh
 // An f32, i32 or i64 tensor (FLOAT, INT32, INT64; raw_data or the typed fields; a bool or
 // double is refused). `folder` is where external_data files may be (the model's folder; a
 // location outside it, absolute or through "..", is refused); "" refuses external data.
-// Error(data) naming `what` for: an unsupported dtype, a byte size that does not match the
-// dims, a segment, an external file shorter than claimed. A [] tensor (scalar) keeps rank 0.
+// OnnxUnsupported for another dtype (a valid tensor parity cannot hold); Error(data) naming
+// `what` for: a byte size that does not match the dims, a segment, an external file shorter
+// than claimed. A [] tensor (scalar) keeps rank 0.
 Tensor tensor_from_onnx(const onnx::TensorProto& proto, const std::string& folder, const std::string& what);
 
 // The same for a file holding one serialized TensorProto (the backend tests' *.pb), read whole
@@ -30,6 +31,9 @@ Tensor read_onnx_tensor_file(const std::string& path, std::string* name = nullpt
 
 // An f32/i32/i64 tensor as a TensorProto with raw_data (little-endian), under `name`.
 void tensor_to_onnx(const Tensor& tensor, const std::string& name, onnx::TensorProto* proto);
+// The same written to a file as one serialized TensorProto (a backend test's *.pb); Error(io)
+// naming the path when it cannot be written.
+void write_onnx_tensor_file(const Tensor& tensor, const std::string& name, const std::string& path);
 
 // Whether the TensorProto data type has a parity DType (FLOAT, INT32, INT64), and its ONNX name
 // ("FLOAT16", "DOUBLE", ...) for messages.

@@ -98,7 +98,7 @@ TEST(Cli, ThreadsAboveTheHardwareAreRefusedByEveryCommand) {
   const std::string message =
       asked + " threads asked for, but this machine lets parity use " + std::to_string(hardware) + " hardware threads";
   std::vector<std::string> commands = {"train --limit 64", "eval --weights w.safetensors", "check ops --op relu",
-                                       "check model", "check determinism"};
+                                       "check model", "check determinism", "check onnx"};
   if (run_cli("bench --help").status == 0) commands.push_back("bench --backend cpu");  // PARITY_BUILD_BENCH
   for (const std::string& command : commands) expect_failure(command + " --threads " + asked, message);
   // At the limit it is accepted (the error is then about the missing weights file, not --threads).

@@ -1,10 +1,14 @@
-// tools/cmd_check.cpp — `parity check ops | model | determinism`: cross-backend correctness
-// reports as a terminal table (colour on a TTY only) and as JSON; exit 0 only when all passed.
+// tools/cmd_check.cpp — `parity check ops | model | determinism | onnx`: cross-backend
+// correctness reports as a terminal table (colour on a TTY only) and as JSON; exit 0 only when
+// all passed.
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "check/torch_peer_launcher.h"
@@ -117,6 +121,150 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
   return r.pass() ? 0 : 1;
 }
 
+struct OnnxSuiteCommand {
+  std::string dir = OnnxSuiteOptions{}.dir;
+  std::string backends = "all";
+  std::string filter, json;
+  int threads = 0;
+  int64_t min_passed = 0;
+  bool verbose = false;
+};
+
+struct StatusCounts {
+  int64_t passed = 0, failed = 0, skipped = 0;
+  void add(OnnxTestStatus s) { (s == OnnxTestStatus::passed ? passed : s == OnnxTestStatus::failed ? failed : skipped)++; }
+};
+
+nlohmann::json onnx_result_json(const OnnxTestResult& r) {
+  nlohmann::json outputs = nlohmann::json::array();
+  for (const OnnxOutputCheck& c : r.outputs) {
+    nlohmann::json j = diff_json(c.diff);
+    j["data_set"] = c.data_set;
+    j["folded_at_import"] = c.folded;
+    j["outside_allclose"] = c.outside_allclose;
+    if (c.outside_allclose > 0)
+      j["worst_allclose"] = {{"index", c.worst_allclose.index}, {"got", c.worst_allclose.got}, {"want", c.worst_allclose.want}};
+    j["pass"] = c.pass();
+    outputs.push_back(std::move(j));
+  }
+  nlohmann::json j = {{"folder", r.folder}, {"test", r.test}, {"backend", r.backend}, {"status", to_string(r.status)},
+                      {"outputs", outputs}};
+  if (!r.reason.empty()) j["reason"] = r.reason;
+  if (!r.reason_group.empty()) j["reason_group"] = r.reason_group;
+  return j;
+}
+
+// One line per output that failed, with its worst element by the ONNX rule and by NMSE.
+void print_onnx_failure(const OnnxTestResult& r) {
+  fmt::print("  {}/{} on {}{}\n", r.folder, r.test, r.backend, r.reason.empty() ? "" : ": " + r.reason);
+  for (const OnnxOutputCheck& c : r.outputs) {
+    if (c.pass()) continue;
+    fmt::print("    output '{}' {} (data set {}{}): {} elements outside {:g} + {:g} |want|, nmse {:.3e} (bound {}){}\n",
+               c.name, c.diff.shape.str(), c.data_set, c.folded ? ", folded at import" : "", c.outside_allclose,
+               kOnnxSuiteAtol, kOnnxSuiteRtol, c.diff.nmse, threshold_text(c.diff.threshold),
+               c.diff.note.empty() ? "" : "; " + c.diff.note);
+    if (c.outside_allclose > 0)
+      fmt::print("      farthest outside the ONNX rule: [{}] got {:.9g}, want {:.9g}\n", c.worst_allclose.index,
+                 c.worst_allclose.got, c.worst_allclose.want);
+    fmt::print("      largest differences:\n");
+    print_worst(c.diff);
+  }
+}
+
+int run_check_onnx(const OnnxSuiteCommand& cmd) {
+  OnnxSuiteOptions o;
+  o.dir = cmd.dir;
+  o.backends = resolve_backend_list(cmd.backends);
+  o.filter = cmd.filter;
+  o.threads = cmd.threads;
+  const std::vector<OnnxTestResult> results = check_onnx_suite(o);
+
+  std::map<std::string, std::map<std::string, StatusCounts>> by_folder;  // folder -> backend -> counts
+  std::map<std::string, StatusCounts> by_backend;
+  for (const OnnxTestResult& r : results) {
+    by_folder[r.folder][r.backend].add(r.status);
+    by_backend[r.backend].add(r.status);
+  }
+  fmt::print("check onnx {}: {} test(s) on {}. An output passes when every element has |got - want| <= {:g} + {:g} |want|\n"
+             "(the ONNX runner's rule) and its NMSE is within the bound of the ops it depends on (parity's own)\n",
+             o.dir, results.size() / o.backends.size(), fmt::join(o.backends, ", "), kOnnxSuiteAtol, kOnnxSuiteRtol);
+  if (cmd.verbose) {
+    for (const OnnxTestResult& r : results) {
+      std::string worst;
+      double nmse = 0;
+      for (const OnnxOutputCheck& c : r.outputs) nmse = std::max(nmse, c.diff.nmse);
+      if (r.status == OnnxTestStatus::passed) worst = fmt::format("largest nmse {:.2e}", nmse);
+      fmt::print("{:<8} {:<6} {}/{}  {}\n", to_string(r.status), r.backend, r.folder, r.test,
+                 r.status == OnnxTestStatus::passed ? worst : r.reason);
+    }
+  }
+  fmt::print("{:<20} {:<8} {:>7} {:>7} {:>8}\n", "folder", "backend", "passed", "failed", "skipped");
+  for (const auto& [folder, backends] : by_folder)
+    for (const std::string& be : o.backends) {
+      const StatusCounts& c = backends.at(be);
+      fmt::print("{:<20} {:<8} {:>7} {:>7} {:>8}\n", folder, be, c.passed, c.failed, c.skipped);
+    }
+  for (const std::string& be : o.backends) {
+    const StatusCounts& c = by_backend.at(be);
+    fmt::print("{:<20} {:<8} {:>7} {:>7} {:>8}\n", "all", be, c.passed, c.failed, c.skipped);
+  }
+
+  // Skips grouped by their reason, the most frequent first, with the backends they apply to.
+  struct Group {
+    std::set<std::string> tests, backends;
+  };
+  std::map<std::string, Group> groups;
+  for (const OnnxTestResult& r : results) {
+    if (r.status != OnnxTestStatus::skipped) continue;
+    Group& g = groups[r.reason_group];
+    g.tests.insert(r.folder + "/" + r.test);
+    g.backends.insert(r.backend);
+  }
+  std::vector<std::pair<std::string, const Group*>> ordered;
+  for (const auto& [reason, g] : groups) ordered.emplace_back(reason, &g);
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const auto& a, const auto& b) { return a.second->tests.size() > b.second->tests.size(); });
+  if (!ordered.empty() && !cmd.verbose) {
+    fmt::print("skipped, by reason (--verbose lists every test with its full reason):\n");
+    for (const auto& [reason, g] : ordered) {
+      std::vector<std::string> examples(g->tests.begin(), g->tests.end());
+      const size_t more = examples.size() > 3 ? examples.size() - 3 : 0;
+      examples.resize(std::min<size_t>(examples.size(), 3));
+      const std::string where = g->backends.size() == o.backends.size() ? "" : fmt::format(" [on {}]", fmt::join(g->backends, ", "));
+      fmt::print("  {:>4}  {}{}  ({}{})\n", g->tests.size(), reason, where, fmt::join(examples, ", "),
+                 more ? fmt::format(", {} more", more) : "");
+    }
+  }
+  int64_t failed = 0;
+  for (const OnnxTestResult& r : results) failed += r.status == OnnxTestStatus::failed;
+  if (failed > 0) {
+    fmt::print("failed:\n");
+    for (const OnnxTestResult& r : results)
+      if (r.status == OnnxTestStatus::failed) print_onnx_failure(r);
+  }
+  bool floor_met = true;
+  for (const std::string& be : o.backends) {
+    if (by_backend.at(be).passed >= cmd.min_passed) continue;
+    floor_met = false;
+    fmt::print("{}: {} passed, below --min-passed {}\n", be, by_backend.at(be).passed, cmd.min_passed);
+  }
+  fmt::print("check onnx: {}\n", verdict(failed == 0 && floor_met));
+
+  if (!cmd.json.empty()) {
+    nlohmann::json summary = nlohmann::json::object();
+    for (const auto& [folder, backends] : by_folder)
+      for (const auto& [be, c] : backends)
+        summary[folder][be] = {{"passed", c.passed}, {"failed", c.failed}, {"skipped", c.skipped}};
+    for (const auto& [be, c] : by_backend) summary["all"][be] = {{"passed", c.passed}, {"failed", c.failed}, {"skipped", c.skipped}};
+    nlohmann::json tests = nlohmann::json::array();
+    for (const OnnxTestResult& r : results) tests.push_back(onnx_result_json(r));
+    write_json(cmd.json, {{"command", "check onnx"}, {"dir", o.dir}, {"backends", o.backends}, {"filter", o.filter},
+                          {"rtol", kOnnxSuiteRtol}, {"atol", kOnnxSuiteAtol}, {"min_passed", cmd.min_passed},
+                          {"summary", summary}, {"tests", tests}, {"pass", failed == 0 && floor_met}});
+  }
+  return failed == 0 && floor_met ? 0 : 1;
+}
+
 }  // namespace
 
 std::string& synthetic_data_source() {
@@ -125,7 +273,7 @@ std::string& synthetic_data_source() {
 }
 
 void add_check_command(CLI::App& app, std::function<int()>& run) {
-  CLI::App* check = app.add_subcommand("check", "cross-backend correctness: ops, a model's training step, determinism");
+  CLI::App* check = app.add_subcommand("check", "cross-backend correctness: ops, a model's training step, determinism, the ONNX test suite");
   check->require_subcommand(1);
 
   // check ops
@@ -175,6 +323,19 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
       return run_check_model(*m, *m_json);
     };
   });
+
+  // check onnx
+  CLI::App* onnx = check->add_subcommand("onnx", "the ONNX backend test suite (Debian's libonnx-testdata): every test "
+                                                 "whose ops parity supports, on each backend");
+  auto on = std::make_shared<OnnxSuiteCommand>();
+  onnx->add_option("dir", on->dir, "the suite's data folder, one folder of it (e.g. node) or one test")->capture_default_str();
+  onnx->add_option("--backend", on->backends, "comma-separated backends, or all (available ones)")->capture_default_str();
+  onnx->add_option("--filter", on->filter, "only the tests whose <folder>/<test> this regex matches (e.g. 'node/test_conv')");
+  onnx->add_option("--json", on->json, "write every test's result to this file");
+  onnx->add_option("--min-passed", on->min_passed, "fail when fewer tests than this pass on a backend")->capture_default_str();
+  onnx->add_flag("--verbose", on->verbose, "one line per test and backend, with the full reason of each skip");
+  add_threads_option(*onnx, on->threads, "threads for the cpu backend (0: all)");
+  onnx->callback([&run, on] { run = [=] { return run_check_onnx(*on); }; });
 
   // check determinism
   CLI::App* det = check->add_subcommand("determinism", "the same training step twice: every value bitwise equal");

@@ -1,5 +1,6 @@
 // parity/check.h — cross-backend correctness: comparing tensors, every op against the float64
-// `ref` backend, a whole training step node by node between two backends, and determinism.
+// `ref` backend, a whole training step node by node between two backends, determinism, and the
+// ONNX backend test suite.
 #pragma once
 
 #include <cstdint>
@@ -96,5 +97,50 @@ struct DeterminismReport {
 // every kept value, gradient and updated weight.
 DeterminismReport check_determinism(const std::string& model, const std::string& backend, int64_t batch, int threads,
                                     uint64_t seed);
+
+// The ONNX backend test suite (`parity check onnx`): each test is a folder with model.onnx and
+// test_data_set_*/input_*.pb, output_*.pb (Debian's libonnx-testdata). Every test the importer
+// maps is run on each backend with the inputs written and compared with the expected outputs.
+struct OnnxSuiteOptions {
+  // The suite (folders of tests, e.g. node/ and simple/), one folder of tests, or one test.
+  std::string dir = "/usr/share/libonnx-testdata/data";
+  std::vector<std::string> backends;
+  std::string filter;  // ECMAScript regex searched in "<folder>/<test>"; empty: every test
+  int threads = 0;
+};
+
+// The ONNX test runner's tolerances (onnx/backend/test/runner: numpy.testing.assert_allclose).
+constexpr double kOnnxSuiteRtol = 1e-3;
+constexpr double kOnnxSuiteAtol = 1e-7;
+
+struct OnnxOutputCheck {
+  std::string name;                // the graph output
+  int data_set = 0;                // test_data_set_<k>
+  bool folded = false;             // computed at import (OnnxBuilt::constant_outputs), not by the backend
+  TensorDiff diff;                 // against the expected output; diff.threshold is parity's NMSE bound
+  int64_t outside_allclose = 0;    // elements with |got - want| > atol + rtol |want|
+  WorstElement worst_allclose;     // the element farthest outside it (by |got - want| - rtol |want|)
+  bool pass() const { return diff.pass && outside_allclose == 0; }
+};
+
+enum class OnnxTestStatus { passed, failed, skipped };
+const char* to_string(OnnxTestStatus status);
+
+struct OnnxTestResult {
+  std::string folder, test, backend;
+  OnnxTestStatus status = OnnxTestStatus::skipped;
+  // skipped: why, in full (the importer's message names node, op type, opset and attribute);
+  // failed: what failed, when it is not an output's numbers (an error while running).
+  std::string reason;
+  // skipped: the reason without this test's names and numbers ("Abs: this op type is not
+  // supported"), to group skips by.
+  std::string reason_group;
+  std::vector<OnnxOutputCheck> outputs;
+};
+
+// Every test under options.dir (sorted by folder, then test), one result per backend. Throws
+// Error(invalid_argument) for a dir that holds no test, a filter that is not a regex, or a
+// build without ONNX (PARITY_WITH_ONNX off).
+std::vector<OnnxTestResult> check_onnx_suite(const OnnxSuiteOptions& options);
 
 }  // namespace parity
