@@ -230,6 +230,15 @@ Value GraphBuilder::leaky_relu(Value x, float negative_slope, const std::string&
   return node(PARITY_OP_LEAKY_RELU, p, {x}, name)[0];
 }
 
+Value GraphBuilder::softmax_xent(Value logits, Value labels, parity_reduction reduction,
+                                 std::optional<int32_t> ignore_index, const std::string& name) {
+  parity_op_params p = no_params();
+  p.softmax_xent.reduction = reduction;
+  p.softmax_xent.has_ignore_index = ignore_index ? 1 : 0;
+  p.softmax_xent.ignore_index = ignore_index.value_or(0);
+  return node(PARITY_OP_SOFTMAX_XENT, p, {logits, labels}, name)[0];
+}
+
 Value GraphBuilder::softmax(Value x, int dim, const std::string& name) {
   parity_op_params p = no_params();
   p.softmax.dim = dim;

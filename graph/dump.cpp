@@ -38,6 +38,16 @@ std::string conv2d_params_text(const parity_conv2d_params& c) {
   return text;
 }
 
+// Nothing for ABI 6's mean without an ignore_index, so the dumps of those graphs are unchanged.
+std::string softmax_xent_params_text(const parity_softmax_xent_params& x) {
+  std::string text;
+  if (x.reduction == PARITY_REDUCTION_SUM) text += " reduction=sum";
+  else if (x.reduction == PARITY_REDUCTION_NONE) text += " reduction=none";
+  else if (x.reduction != PARITY_REDUCTION_MEAN) text += fmt::format(" reduction={}", x.reduction);
+  if (x.has_ignore_index) text += fmt::format(" ignore_index={}", x.ignore_index);
+  return text;
+}
+
 std::string params_text(const Node& n) {
   const parity_op_params& p = n.params;
   switch (n.op) {
@@ -94,6 +104,8 @@ std::string params_text(const Node& n) {
     case PARITY_OP_SLICE: return fmt::format(" start={} length={}", p.slice.start, p.slice.length);
     case PARITY_OP_REDUCE_SUM: return fmt::format(" dims={:#x}", p.reduce_sum.dims);
     case PARITY_OP_CLIP_COEF: return fmt::format(" max_norm={}", p.clip_coef.max_norm);
+    case PARITY_OP_SOFTMAX_XENT:
+    case PARITY_OP_SOFTMAX_XENT_BWD: return softmax_xent_params_text(p.softmax_xent);
     default: return "";
   }
 }

@@ -447,6 +447,7 @@ class Importer {
   void op_unsqueeze();
   void op_dropout();
   void op_softmax();
+  void op_softmax_cross_entropy();
   void op_pad();
   void op_shape();
   void op_gather();
@@ -542,6 +543,7 @@ const std::map<std::string, Importer::Handler>& Importer::handlers() {
       {"Unsqueeze", &Importer::op_unsqueeze},
       {"Dropout", &Importer::op_dropout},
       {"Softmax", &Importer::op_softmax},
+      {"SoftmaxCrossEntropyLoss", &Importer::op_softmax_cross_entropy},
       {"LogSoftmax", &Importer::op_softmax},
       {"Pad", &Importer::op_pad},
       {"Shape", &Importer::op_shape},
@@ -1566,6 +1568,42 @@ void Importer::op_dropout() {
   if (!(ratio > 0.0f && ratio < 1.0f)) unsupported(fmt::format("ratio {} (parity's dropout takes [0, 1))", ratio));
   if (!options_.step.valid()) throw Error(ErrorKind::internal, where() + ": a training graph with dropout needs the step value");
   set_value(0, b_.dropout(value(0), options_.step, ratio, options_.seed, options_.first_sample, out_name()));
+}
+
+// SoftmaxCrossEntropyLoss (opset 12+) on [N, C] scores: parity's SOFTMAX_XENT with torch's
+// reduction and ignore_index (ABI 7). Labels are class indices: an int64 graph input is read as
+// int32 (the caller converts, refusing values outside int32). Class weights, more than 2 dims
+// and the log_prob output are not supported.
+void Importer::op_softmax_cross_entropy() {
+  only_attributes({"reduction", "ignore_index"});
+  if (has_input(2)) unsupported("input 2 (class weights) is not supported", "SoftmaxCrossEntropyLoss with class weights");
+  require_outputs(1);
+  const Shape xs = shape_of(0), ls = shape_of(1);
+  if (xs.rank() != 2 || ls != Shape{xs[0]})
+    unsupported(fmt::format("scores {} and labels {}: parity's loss takes [N, C] and [N]", xs.str(), ls.str()),
+                "SoftmaxCrossEntropyLoss beyond [N, C] scores");
+  require_f32(0);
+  const std::string reduction = attr_string("reduction", "mean");
+  const parity_reduction r = reduction == "mean" ? PARITY_REDUCTION_MEAN
+                             : reduction == "sum" ? PARITY_REDUCTION_SUM
+                             : reduction == "none" ? PARITY_REDUCTION_NONE
+                                                   : (unsupported(fmt::format("reduction '{}'", reduction)), PARITY_REDUCTION_MEAN);
+  std::optional<int32_t> ignore;
+  if (attr("ignore_index")) {
+    const int64_t i = attr_int("ignore_index", 0);
+    if (i < INT32_MIN || i > INT32_MAX) unsupported(fmt::format("ignore_index {} outside int32", i));
+    ignore = static_cast<int32_t>(i);
+  }
+  Entry& labels = values_.at(node_->input(1));
+  if (labels.deferred_input && labels.deferred_input->dtype == DType::i64) labels.deferred_input->dtype = DType::i32;
+  if (dtype_of(1) != DType::i32)
+    unsupported(fmt::format("labels '{}' are {} (class indices from a graph input are read as int32)", node_->input(1),
+                            to_string(dtype_of(1))),
+                "SoftmaxCrossEntropyLoss labels computed in the graph");
+  if (r == PARITY_REDUCTION_NONE) return set_value(0, b_.softmax_xent(value(0), value(1), r, ignore, out_name()));
+  // ONNX's mean and sum are scalars (rank 0); parity's loss is [1].
+  const Value loss = b_.softmax_xent(value(0), value(1), r, ignore, out_name() + ".loss");
+  set_value(0, b_.reshape(loss, Shape{}, out_name()));
 }
 
 void Importer::op_softmax() {

@@ -8,7 +8,9 @@
 // (CTest sets PARITY_SIMT_WARP).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <vector>
 
 #include "backends/native/dispatch.h"
 #include "backends/simt/simt_kernels.h"
@@ -456,6 +458,101 @@ TEST_P(NativeNodeChecks, ANodeWithoutAnOperandItsOpReadsIsNamed) {
     };
     EXPECT_EQ(failure_of(conv), "simt: CONV2D node 'conv' has 1 inputs; the op needs input 1") << ops->target;
     EXPECT_EQ(failure_of(relu), "simt: RELU node 'r' has 0 outputs; the op needs output 0") << ops->target;
+  }
+}
+
+// ABI 7's softmax_xent on the host: a label outside the classes that is not the ignore_index is a
+// data error on ref, cpu and simt alike (and the ignore_index itself is no error, whatever its
+// value); a reduction no rule passes (a plan from elsewhere) is an invalid argument.
+TEST_P(NativeNodeChecks, SoftmaxXentLabelsAndReductionAreCheckedOnEveryBackend) {
+  GraphBuilder b;
+  b.softmax_xent(b.input("logits", Shape{3, 3}), b.input("labels", Shape{3}, DType::i32), PARITY_REDUCTION_NONE, -100,
+                 "loss");
+  const Graph g = b.take();
+  const Plan plan(g, {"loss"});
+  const float logits[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  for (const std::string& backend : {std::string(GetParam()), std::string("ref"), std::string("cpu")}) {
+    const int32_t bad[3] = {-100, 3, 0};
+    const Refusal r = refusal_of(backend, plan.c_plan(), [&](Executable& exe) {
+      exe.write(plan.value("logits"), logits, sizeof logits);
+      exe.write(plan.value("labels"), bad, sizeof bad);
+    });
+    EXPECT_EQ(r.kind, ErrorKind::data) << backend << ": " << r.message;
+    EXPECT_NE(r.message.find("label 3"), std::string::npos) << backend << ": " << r.message;
+    EXPECT_NE(r.message.find("ignore_index -100"), std::string::npos) << backend << ": " << r.message;
+
+    auto exe = create_backend(backend)->compile(plan.c_plan(), {}, nullptr);
+    const int32_t good[3] = {-100, 2, 0};
+    exe->write(plan.value("logits"), logits, sizeof logits);
+    exe->write(plan.value("labels"), good, sizeof good);
+    exe->execute();
+    float loss[3];
+    exe->read(plan.value("loss"), loss, sizeof loss);
+    EXPECT_EQ(loss[0], 0.0f) << backend;  // ignored
+    EXPECT_NEAR(loss[1], std::log(1 + std::exp(-1.0) + std::exp(-2.0)), 1e-6) << backend;  // the row's maximum
+    EXPECT_NEAR(loss[2], 2 + std::log(1 + std::exp(-1.0) + std::exp(-2.0)), 1e-6) << backend;
+
+    std::vector<parity_node_desc> nodes = plan.nodes();
+    nodes[0].params.softmax_xent.reduction = 9;
+    parity_plan broken = plan.c_plan();
+    broken.nodes = nodes.data();
+    const Refusal unknown = refusal_of(backend, broken);
+    EXPECT_EQ(unknown.kind, ErrorKind::invalid_argument) << backend << ": " << unknown.message;
+    EXPECT_NE(unknown.message.find("reduction 9"), std::string::npos) << backend << ": " << unknown.message;
+  }
+}
+
+// Where the labels exist only on the device (a GPU backend's labels that no INPUT shadows on the
+// host), nothing checks them before the kernels run: a label outside the classes then gives its
+// row a NaN term and a NaN gradient, and no logit outside the row is read. Both simt tables run
+// the kernels here on storage whose labels the host "cannot see".
+TEST_P(NativeNodeChecks, SoftmaxXentKernelsGiveAnUncheckedBadLabelNaNAndReadOnlyItsRow) {
+  GraphBuilder b;
+  const Value logits = b.input("logits", Shape{3, 3}), labels = b.input("labels", Shape{3}, DType::i32);
+  const Value none = b.softmax_xent(logits, labels, PARITY_REDUCTION_NONE, -100, "none");
+  b.softmax_xent(logits, labels, PARITY_REDUCTION_MEAN, -100, "mean");
+  parity_op_params p{};
+  p.softmax_xent.reduction = PARITY_REDUCTION_NONE;
+  p.softmax_xent.has_ignore_index = 1;
+  p.softmax_xent.ignore_index = -100;
+  b.node(PARITY_OP_SOFTMAX_XENT_BWD, p, {logits, labels, b.input("dloss", Shape{3})}, "bwd");
+  (void)none;
+  const Graph g = b.take();
+  const Plan plan(g, {"none", "mean", "bwd"});
+  struct DeviceOnlyLabels {
+    std::vector<std::vector<float>> f;
+    std::vector<std::vector<int32_t>> i;
+    std::vector<float> ws;
+    float* f32(int32_t v) { return f[static_cast<size_t>(v)].data(); }
+    int32_t* i32(int32_t v) { return i[static_cast<size_t>(v)].data(); }
+    const int32_t* host_i32(int32_t) { return nullptr; }
+    float* workspace() { return ws.data(); }
+    [[noreturn]] void fail(parity_status, const std::string& message) { throw Error(ErrorKind::internal, message); }
+  };
+  for (const native::NativeOps* ops : {&native::simt_w32::native_ops(), &native::simt_w64::native_ops()}) {
+    DeviceOnlyLabels memory;
+    for (const parity_value_desc& v : plan.values()) {
+      memory.f.emplace_back(static_cast<size_t>(kit::numel_of(v)), std::nanf(""));
+      memory.i.emplace_back(static_cast<size_t>(kit::numel_of(v)), 0);
+    }
+    // Row 0 takes class 1, row 1 the label 7 of 3 classes, row 2 is ignored.
+    memory.f[static_cast<size_t>(plan.value("logits"))] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    memory.i[static_cast<size_t>(plan.value("labels"))] = {1, 7, -100};
+    memory.f[static_cast<size_t>(plan.value("dloss"))] = {1, 1, 1};
+    const native::NodeDispatcher<DeviceOnlyLabels> run("simt", parity_op_name, *ops, plan.values(), memory);
+    memory.ws.assign(static_cast<size_t>(run.workspace_floats(plan.nodes()) + 1), 0.0f);
+    for (const parity_node_desc& n : plan.nodes()) run.run(n);
+    const std::vector<float>& each = memory.f[static_cast<size_t>(plan.value("none"))];
+    EXPECT_NEAR(each[0], 1 + std::log(1 + std::exp(-1.0) + std::exp(-2.0)), 1e-6) << ops->target;
+    EXPECT_TRUE(std::isnan(each[1])) << ops->target;
+    EXPECT_EQ(each[2], 0.0f) << ops->target;
+    EXPECT_TRUE(std::isnan(memory.f[static_cast<size_t>(plan.value("mean"))][0])) << ops->target;
+    const std::vector<float>& dlogits = memory.f[static_cast<size_t>(plan.value("bwd"))];
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_TRUE(std::isfinite(dlogits[static_cast<size_t>(k)])) << ops->target << " " << k;
+      EXPECT_TRUE(std::isnan(dlogits[static_cast<size_t>(3 + k)])) << ops->target << " " << k;
+      EXPECT_EQ(dlogits[static_cast<size_t>(6 + k)], 0.0f) << ops->target << " " << k;
+    }
   }
 }
 

@@ -64,7 +64,9 @@ double seed_cnn_loss_f64(const std::map<std::string, std::vector<double>>& w, co
   linear_forward(m2.data(), w.at("fc1.weight").data(), w.at("fc1.bias").data(), h1.data(), LinearDims{n, 1568, 128});
   relu_forward(h1.data(), g1.data(), static_cast<int64_t>(h1.size()));
   linear_forward(g1.data(), w.at("fc2.weight").data(), w.at("fc2.bias").data(), logits.data(), LinearDims{n, 128, 10});
-  return softmax_xent_forward(logits.data(), y.data(), XentDims{n, 10});
+  double loss = 0;
+  softmax_xent_forward(logits.data(), y.data(), XentDims{n, 10}, XentLoss{}, &loss);
+  return loss;
 }
 
 // Autodiff of the whole seed CNN (the gradient graph run on ref) against central differences

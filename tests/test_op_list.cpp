@@ -87,7 +87,13 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_CLIP_COEF, 46);
   EXPECT_EQ(PARITY_OP_COUNT, 47);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
-  EXPECT_EQ(PARITY_ABI_VERSION, 6);  // 5: the op set of issue #12; 6: broadcasting, clipping (CHANGELOG.md)
+  EXPECT_EQ(PARITY_ABI_VERSION, 7);  // 5: the op set of issue #12; 6: broadcasting, clipping; 7: softmax_xent's
+                                     // reduction and ignore_index (CHANGELOG.md)
+  // ABI 7's params: zero-initialised, ABI 6's mean with nothing ignored.
+  EXPECT_EQ(PARITY_REDUCTION_MEAN, 0);
+  EXPECT_EQ(PARITY_REDUCTION_SUM, 1);
+  EXPECT_EQ(PARITY_REDUCTION_NONE, 2);
+  EXPECT_EQ(sizeof(parity_softmax_xent_params), 12u);
 }
 
 TEST(OpList, GeneratedBuilderMethodsAddTheirOp) {
@@ -591,6 +597,72 @@ TEST(OpList, SoftmaxRefusesADimOutsideTheValue) {
   EXPECT_NE(message_of([&] { b.softmax(labels, 0, "ints"); }).find("must be f32"), std::string::npos);
   b.softmax(v, 0, "rank1");  // dim 0 of a vector is fine
   b.softmax(x, -1, "last");
+}
+
+// ABI 7: torch's cross_entropy reduction and ignore_index. The plain builder method stays ABI 6's
+// mean (zero params, nothing in the dump); none gives one term per row; the backward takes the
+// forward's params and a dloss of the loss's shape.
+TEST(OpList, SoftmaxXentTakesAReductionAndAnIgnoreIndex) {
+  GraphBuilder b;
+  Value logits = b.parameter("logits", Shape{4, 5});
+  Value labels = b.input("labels", Shape{4}, DType::i32);
+  Value mean = b.softmax_xent(logits, labels, "mean");
+  Value sum = b.softmax_xent(logits, labels, PARITY_REDUCTION_SUM, std::nullopt, "sum");
+  Value each = b.softmax_xent(logits, labels, PARITY_REDUCTION_NONE, -100, "each");
+  Value class2 = b.softmax_xent(logits, labels, PARITY_REDUCTION_MEAN, 2, "class2");
+  EXPECT_EQ(b.graph().value(mean).shape, (Shape{1}));
+  EXPECT_EQ(b.graph().value(sum).shape, (Shape{1}));
+  EXPECT_EQ(b.graph().value(each).shape, (Shape{4}));
+  EXPECT_EQ(b.graph().value(class2).shape, (Shape{1}));
+  const parity_softmax_xent_params& plain = b.graph().nodes()[0].params.softmax_xent;
+  EXPECT_EQ(plain.reduction, PARITY_REDUCTION_MEAN);
+  EXPECT_EQ(plain.has_ignore_index, 0);
+  const parity_softmax_xent_params& ignoring = b.graph().nodes()[2].params.softmax_xent;
+  EXPECT_EQ(ignoring.reduction, PARITY_REDUCTION_NONE);
+  EXPECT_EQ(ignoring.has_ignore_index, 1);
+  EXPECT_EQ(ignoring.ignore_index, -100);
+  const std::string dump = b.graph().dump();
+  EXPECT_NE(dump.find("SOFTMAX_XENT(%0, %1) 'mean'\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'sum' reduction=sum\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'each' reduction=none ignore_index=-100\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("'class2' ignore_index=2\n"), std::string::npos) << dump;
+
+  // A loss of none made [1] by a differentiable op after it (here a second cross-entropy over the
+  // row terms): the backward reads the per-row gradient [4].
+  Value total = b.softmax_xent(b.reshape(each, Shape{1, 4}), b.input("one", Shape{1}, DType::i32), "total");
+  const Graph g = differentiate(b.graph(), total, nullptr);
+  int backward = 0;
+  for (const Node& n : g.nodes()) {
+    if (n.op != PARITY_OP_SOFTMAX_XENT_BWD || n.name != "each.bwd") continue;
+    ++backward;
+    EXPECT_EQ(n.params.softmax_xent.reduction, PARITY_REDUCTION_NONE);
+    EXPECT_EQ(n.params.softmax_xent.ignore_index, -100);
+    EXPECT_EQ(g.values()[static_cast<size_t>(n.inputs[2])].shape, (Shape{4}));
+  }
+  EXPECT_EQ(backward, 1) << g.dump();
+}
+
+TEST(OpList, SoftmaxXentRefusesAnUnknownReductionAndADlossOfTheWrongShape) {
+  GraphBuilder b;
+  Value logits = b.input("logits", Shape{4, 5});
+  Value labels = b.input("labels", Shape{4}, DType::i32);
+  ErrorKind kind = ErrorKind::internal;
+  const std::string unknown =
+      message_of([&] { b.softmax_xent(logits, labels, static_cast<parity_reduction>(7), std::nullopt, "bad"); }, &kind);
+  EXPECT_NE(unknown.find("softmax_xent 'bad': reduction must be 0 (mean), 1 (sum) or 2 (none), got 7"),
+            std::string::npos)
+      << unknown;
+  EXPECT_EQ(kind, ErrorKind::invalid_argument);
+  parity_op_params none{};
+  none.softmax_xent.reduction = PARITY_REDUCTION_NONE;
+  const std::string scalar =
+      message_of([&] { b.node(PARITY_OP_SOFTMAX_XENT_BWD, none, {logits, labels, b.input("d1", Shape{1})}, "bwd"); });
+  EXPECT_NE(scalar.find("softmax_xent_bwd 'bwd': dloss 'd1' must have the loss's shape [4] (reduction none), got [1]"),
+            std::string::npos)
+      << scalar;
+  const std::string rows = message_of(
+      [&] { b.node(PARITY_OP_SOFTMAX_XENT_BWD, parity_op_params{}, {logits, labels, b.input("d4", Shape{4})}, "bwd2"); });
+  EXPECT_NE(rows.find("dloss 'd4' must have the loss's shape [1] (reduction mean), got [4]"), std::string::npos) << rows;
 }
 
 TEST(OpList, ConcatJoinsDim1AndDifferentiatesIntoSlices) {

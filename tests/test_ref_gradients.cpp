@@ -809,6 +809,21 @@ TEST(LinearForward, HandWorked) {
 // ---------------------------------------------------------------------------------------------
 // softmax cross-entropy
 
+// The loss of ref's forward under `how` (mean, sum: one value; none: d.n).
+Vec xent_loss_of(const Vec& logits, const std::vector<int32_t>& labels, const XentDims& d, const XentLoss& how) {
+  Vec loss(how.reduction == XentLoss::Reduction::none ? static_cast<size_t>(d.n) : 1, std::nan(""));
+  softmax_xent_forward(logits.data(), labels.data(), d, how, loss.data());
+  return loss;
+}
+
+XentLoss make_xent_loss(XentLoss::Reduction reduction, bool ignore = false, int32_t ignore_index = 0) {
+  XentLoss how;
+  how.reduction = reduction;
+  how.has_ignore_index = ignore;
+  how.ignore_index = ignore_index;
+  return how;
+}
+
 TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
   Rng rng(4);
   const XentDims d{6, 10};
@@ -816,11 +831,43 @@ TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
   std::vector<int32_t> labels(static_cast<size_t>(d.n));
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>((i * 7 + 3) % 10);
   const double dL_dloss = 0.75;  // L = dL_dloss * loss, so the seed is checked too
-  auto objective = [&] { return dL_dloss * softmax_xent_forward(logits.data(), labels.data(), d); };
+  auto objective = [&] { return dL_dloss * xent_loss_of(logits, labels, d, XentLoss{})[0]; };
   Vec dL_dlogits(logits.size());
-  softmax_xent_backward(logits.data(), labels.data(), dL_dloss, dL_dlogits.data(), d);
+  softmax_xent_backward(logits.data(), labels.data(), &dL_dloss, dL_dlogits.data(), d, XentLoss{});
   const FdResult f = compare_with_fd(logits, dL_dlogits, objective, rng);
   EXPECT_LT(f.max_error, kTol) << f.describe("dL_dlogits");
+}
+
+// Every reduction, with and without ignored rows (the ignore_index outside the classes, and one
+// that is a class): L = sum_i seed_i * loss_i, seeded with one value (mean, sum) or one per row.
+TEST(SoftmaxXentGradient, EveryReductionWithIgnoredRowsMatchesFiniteDifferences) {
+  Rng rng(5);
+  const XentDims d{7, 5};
+  Vec logits = uniform(static_cast<size_t>(d.n * d.k), rng, -3.0, 3.0);
+  std::vector<int32_t> labels = {3, -100, 0, 4, -100, 2, 1};
+  for (const XentLoss::Reduction r :
+       {XentLoss::Reduction::mean, XentLoss::Reduction::sum, XentLoss::Reduction::none}) {
+    for (const XentLoss& how : {make_xent_loss(r), make_xent_loss(r, true, -100), make_xent_loss(r, true, 2)}) {
+      std::vector<int32_t> used = labels;
+      if (!how.has_ignore_index || how.ignore_index != -100)
+        for (int32_t& l : used) l = l < 0 ? 1 : l;  // -100 is a label only where it is ignored
+      const Vec seed = uniform(r == XentLoss::Reduction::none ? static_cast<size_t>(d.n) : 1, rng, -1.0, 1.0);
+      auto objective = [&] {
+        const Vec loss = xent_loss_of(logits, used, d, how);
+        double L = 0;
+        for (size_t i = 0; i < loss.size(); ++i) L += seed[i] * loss[i];
+        return L;
+      };
+      Vec dL_dlogits(logits.size(), std::nan(""));
+      softmax_xent_backward(logits.data(), used.data(), seed.data(), dL_dlogits.data(), d, how);
+      const FdResult f = compare_with_fd(logits, dL_dlogits, objective, rng);
+      EXPECT_LT(f.max_error, kTol) << f.describe("dL_dlogits") << " reduction " << int(r) << " ignore_index "
+                                   << (how.has_ignore_index ? std::to_string(how.ignore_index) : "none");
+      for (int64_t n = 0; n < d.n; ++n)
+        if (how.ignores(used[static_cast<size_t>(n)]))
+          for (int64_t k = 0; k < d.k; ++k) EXPECT_EQ(dL_dlogits[static_cast<size_t>(n * d.k + k)], 0.0) << n;
+    }
+  }
 }
 
 TEST(SoftmaxXentForward, HandWorkedMeanOverBatch) {
@@ -828,8 +875,42 @@ TEST(SoftmaxXentForward, HandWorkedMeanOverBatch) {
                       0, 0, 0};  //
   const std::vector<int32_t> labels = {2, 0};
   // Row 0: log(e^1 + e^2 + e^3) - 3 (written unshifted, unlike the op); row 1: log 3.
-  const double expected = ((std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0) + std::log(3.0)) / 2;
-  EXPECT_NEAR(softmax_xent_forward(logits.data(), labels.data(), XentDims{2, 3}), expected, 1e-15);
+  const double row0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0, row1 = std::log(3.0);
+  const XentDims d{2, 3};
+  EXPECT_NEAR(xent_loss_of(logits, labels, d, XentLoss{})[0], (row0 + row1) / 2, 1e-15);
+  EXPECT_NEAR(xent_loss_of(logits, labels, d, make_xent_loss(XentLoss::Reduction::sum))[0], row0 + row1, 1e-15);
+  const Vec each = xent_loss_of(logits, labels, d, make_xent_loss(XentLoss::Reduction::none));
+  EXPECT_NEAR(each[0], row0, 1e-15);
+  EXPECT_NEAR(each[1], row1, 1e-15);
+  // Row 1 ignored: the mean is over row 0 alone, its term in none is 0.
+  const std::vector<int32_t> one_ignored = {2, -100};
+  EXPECT_NEAR(xent_loss_of(logits, one_ignored, d, make_xent_loss(XentLoss::Reduction::mean, true, -100))[0], row0, 1e-15);
+  EXPECT_EQ(xent_loss_of(logits, one_ignored, d, make_xent_loss(XentLoss::Reduction::none, true, -100))[1], 0.0);
+}
+
+// torch 1.13: cross_entropy(reduction='mean') of a batch whose every label is the ignore_index is
+// nan (0 / 0), its gradient 0; 'sum' gives 0. An ignored row of NaN logits adds 0 to the loss.
+TEST(SoftmaxXentForward, EveryRowIgnoredAndNaNInAnIgnoredRow) {
+  const Vec logits = {1, 2, 3,   //
+                      0, 5, 0};  //
+  const std::vector<int32_t> ignored = {-100, -100};
+  const XentDims d{2, 3};
+  EXPECT_TRUE(std::isnan(xent_loss_of(logits, ignored, d, make_xent_loss(XentLoss::Reduction::mean, true, -100))[0]));
+  EXPECT_EQ(xent_loss_of(logits, ignored, d, make_xent_loss(XentLoss::Reduction::sum, true, -100))[0], 0.0);
+  Vec dL_dlogits(6, std::nan(""));
+  const double seed = 1.0;
+  softmax_xent_backward(logits.data(), ignored.data(), &seed, dL_dlogits.data(), d, make_xent_loss(XentLoss::Reduction::mean, true, -100));
+  for (double g : dL_dlogits) EXPECT_EQ(g, 0.0);
+
+  const Vec nan_row = {std::nan(""), 2, 3,  //
+                       0, 5, 0};            //
+  const std::vector<int32_t> first_ignored = {-100, 1};
+  const double row1 = std::log(2.0 + std::exp(5.0)) - 5.0;
+  EXPECT_NEAR(xent_loss_of(nan_row, first_ignored, d, make_xent_loss(XentLoss::Reduction::mean, true, -100))[0], row1, 1e-15);
+  softmax_xent_backward(nan_row.data(), first_ignored.data(), &seed, dL_dlogits.data(), d,
+                        make_xent_loss(XentLoss::Reduction::mean, true, -100));
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(std::isnan(dL_dlogits[static_cast<size_t>(k)])) << k;  // NaN * 0, as torch
+  for (int k = 3; k < 6; ++k) EXPECT_TRUE(std::isfinite(dL_dlogits[static_cast<size_t>(k)])) << k;
 }
 
 TEST(SoftmaxXentForward, StableForLogitsOf1e4) {
@@ -840,11 +921,12 @@ TEST(SoftmaxXentForward, StableForLogitsOf1e4) {
   const std::vector<int32_t> labels = {0, 1, 1};
   const XentDims d{3, 3};
   // Row 0: log(1 + e^-1e4 + e^-2e4) = 0; row 1: that plus 1e4; row 2: log(2 + e^-2e4) = log 2.
-  const double loss = softmax_xent_forward(logits.data(), labels.data(), d);
+  const double loss = xent_loss_of(logits, labels, d, XentLoss{})[0];
   EXPECT_NEAR(loss, (0.0 + 1e4 + std::log(2.0)) / 3, 1e-12);
 
   Vec dL_dlogits(9, std::nan(""));
-  softmax_xent_backward(logits.data(), labels.data(), 3.0, dL_dlogits.data(), d);  // scale 3 / N = 1
+  const double seed = 3.0;  // scale 3 / N = 1
+  softmax_xent_backward(logits.data(), labels.data(), &seed, dL_dlogits.data(), d, XentLoss{});
   for (double g : dL_dlogits) EXPECT_TRUE(std::isfinite(g));
   EXPECT_NEAR(dL_dlogits[0], 0.0, 1e-15);   // softmax 1 - onehot 1
   EXPECT_NEAR(dL_dlogits[3], 1.0, 1e-15);   // softmax 1, label elsewhere

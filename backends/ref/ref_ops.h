@@ -666,12 +666,22 @@ inline void run_linear_bwd_weight(const RefNode& node) {  // x, dy -> dw, db
 }
 
 // ---------------------------------------------------------------------------------------------
-// softmax cross-entropy over rows, mean over the batch: logits[n,k], labels[n] in [0, k). Each
-// row is shifted by its maximum before exp, so logits of any magnitude neither overflow nor lose
-// the label's term: -log softmax(l)[y] = log sum exp(l - m) - (l[y] - m).
+// softmax cross-entropy over rows as torch's cross_entropy: logits[n,k], labels[n] in [0, k) or
+// the ignore_index; the mean over the rows not ignored, their sum, or each row's term (none).
+// Each row is shifted by its maximum before exp, so logits of any magnitude neither overflow nor
+// lose the label's term: -log softmax(l)[y] = log sum exp(l - m) - (l[y] - m).
 
 struct XentDims {
   int64_t n, k;
+};
+
+// How the rows' terms become the loss (parity_softmax_xent_params, read here without the shared
+// kernel math). The defaults are ABI 6's loss: the mean over every row.
+struct XentLoss {
+  enum class Reduction { mean, sum, none } reduction = Reduction::mean;
+  bool has_ignore_index = false;
+  int32_t ignore_index = 0;
+  bool ignores(int32_t label) const { return has_ignore_index && label == ignore_index; }
 };
 
 namespace detail {
@@ -689,30 +699,58 @@ inline double row_sum_exp_shifted(const double* row, int64_t k, double m) {
   return sum;
 }
 
-}  // namespace detail
-
-inline double softmax_xent_forward(const double* logits, const int32_t* labels, const XentDims& d) {
-  double total = 0.0;
-  for (int64_t n = 0; n < d.n; ++n) {
-    const double* row = logits + n * d.k;
-    const double m = detail::row_max(row, d.k);
-    total += std::log(detail::row_sum_exp_shifted(row, d.k, m)) - (row[labels[n]] - m);
-  }
-  return total / static_cast<double>(d.n);
+inline int64_t rows_counted(const int32_t* labels, const XentDims& d, const XentLoss& how) {
+  int64_t counted = 0;
+  for (int64_t n = 0; n < d.n; ++n)
+    if (!how.ignores(labels[n])) ++counted;
+  return counted;
 }
 
-// dL_dlogits = (softmax(logits) - onehot(labels)) * dL_dloss / n.
-inline void softmax_xent_backward(const double* logits, const int32_t* labels, double dL_dloss, double* dL_dlogits,
-                                  const XentDims& d) {
-  const double scale = dL_dloss / static_cast<double>(d.n);
+}  // namespace detail
+
+// loss: one value (mean, sum) or d.n (none). An ignored row's term is 0, its logits unread; the
+// mean over no row is 0 / 0 = NaN, as torch's.
+inline void softmax_xent_forward(const double* logits, const int32_t* labels, const XentDims& d, const XentLoss& how,
+                                 double* loss) {
+  double total = 0.0;
   for (int64_t n = 0; n < d.n; ++n) {
+    double term = 0.0;
+    if (!how.ignores(labels[n])) {
+      const double* row = logits + n * d.k;
+      const double m = detail::row_max(row, d.k);
+      term = std::log(detail::row_sum_exp_shifted(row, d.k, m)) - (row[labels[n]] - m);
+    }
+    if (how.reduction == XentLoss::Reduction::none) loss[n] = term;
+    total += term;
+  }
+  if (how.reduction == XentLoss::Reduction::sum) loss[0] = total;
+  if (how.reduction == XentLoss::Reduction::mean)
+    loss[0] = total / static_cast<double>(detail::rows_counted(labels, d, how));
+}
+
+// dL_dlogits = (softmax(logits) - onehot(labels)) * s_n with dL_dloss one value (mean: s_n =
+// dL_dloss / rows counted; sum: dL_dloss) or d.n (none: dL_dloss[n]); s_n = 0 for an ignored row,
+// so its gradient is 0 (NaN where its softmax is NaN, as torch's).
+inline void softmax_xent_backward(const double* logits, const int32_t* labels, const double* dL_dloss,
+                                  double* dL_dlogits, const XentDims& d, const XentLoss& how) {
+  const double counted = static_cast<double>(detail::rows_counted(labels, d, how));
+  for (int64_t n = 0; n < d.n; ++n) {
+    const bool ignored = how.ignores(labels[n]);
+    double scale = 0.0;
+    if (!ignored) {
+      switch (how.reduction) {
+        case XentLoss::Reduction::mean: scale = dL_dloss[0] / counted; break;
+        case XentLoss::Reduction::sum: scale = dL_dloss[0]; break;
+        case XentLoss::Reduction::none: scale = dL_dloss[n]; break;
+      }
+    }
     const double* row = logits + n * d.k;
     double* out = dL_dlogits + n * d.k;
     const double m = detail::row_max(row, d.k);
     const double sum = detail::row_sum_exp_shifted(row, d.k, m);
     for (int64_t j = 0; j < d.k; ++j) {
       const double softmax = std::exp(row[j] - m) / sum;
-      const double onehot = (j == labels[n]) ? 1.0 : 0.0;
+      const double onehot = (!ignored && j == labels[n]) ? 1.0 : 0.0;
       out[j] = (softmax - onehot) * scale;
     }
   }
@@ -723,31 +761,59 @@ inline XentDims xent_dims(const RefNode& node, const parity_value_desc& logits) 
   return XentDims{node.dim(logits, 2, 0), node.dim(logits, 2, 1)};
 }
 
-// Run-time data the graph cannot have validated: labels must name a class.
-inline void check_labels(const RefNode& node, int32_t slot, const XentDims& d) {
+// A SOFTMAX_XENT(_BWD) node's params; a reduction outside the three is a plan the graph would
+// not have built.
+inline XentLoss xent_loss(const RefNode& node) {
+  const parity_softmax_xent_params& p = node.params().softmax_xent;
+  XentLoss how;
+  switch (p.reduction) {
+    case PARITY_REDUCTION_MEAN: how.reduction = XentLoss::Reduction::mean; break;
+    case PARITY_REDUCTION_SUM: how.reduction = XentLoss::Reduction::sum; break;
+    case PARITY_REDUCTION_NONE: how.reduction = XentLoss::Reduction::none; break;
+    default:
+      throw Error(ErrorKind::invalid_argument, node.label() + ": reduction " + std::to_string(p.reduction) +
+                                                   " is none of 0 (mean), 1 (sum), 2 (none)");
+  }
+  how.has_ignore_index = p.has_ignore_index != 0;
+  how.ignore_index = p.ignore_index;
+  return how;
+}
+
+// The loss's element count: 1, or N for reduction none.
+inline int64_t xent_loss_numel(const XentLoss& how, const XentDims& d) {
+  return how.reduction == XentLoss::Reduction::none ? d.n : 1;
+}
+
+// Run-time data the graph cannot have validated: labels must name a class, or be the ignore_index.
+inline void check_labels(const RefNode& node, int32_t slot, const XentDims& d, const XentLoss& how = XentLoss{}) {
   const parity_value_desc& v = node.in_desc(slot);
   node.expect_numel(v, d.n);
   const int32_t* labels = node.i_in(slot);
   for (int64_t n = 0; n < d.n; ++n)
-    if (labels[n] < 0 || labels[n] >= d.k)
+    if (!how.ignores(labels[n]) && (labels[n] < 0 || labels[n] >= d.k))
       throw Error(ErrorKind::data, node.label() + ": label " + std::to_string(labels[n]) + " at row " +
                                        std::to_string(n) + " of value '" + v.name + "' is outside [0, " +
-                                       std::to_string(d.k) + ")");
+                                       std::to_string(d.k) + ")" +
+                                       (how.has_ignore_index ? " and is not the ignore_index " +
+                                                                   std::to_string(how.ignore_index)
+                                                             : std::string()));
 }
 
-inline void run_softmax_xent(const RefNode& node) {  // logits, labels -> loss[1]
+inline void run_softmax_xent(const RefNode& node) {  // logits, labels -> loss[1] (none: [N])
   const XentDims d = xent_dims(node, node.in_desc(0));
-  check_labels(node, 1, d);
-  node.expect_numel(node.out_desc(0), 1);
-  node.f_out(0)[0] = softmax_xent_forward(node.f_in(0), node.i_in(1), d);
+  const XentLoss how = xent_loss(node);
+  check_labels(node, 1, d, how);
+  node.expect_numel(node.out_desc(0), xent_loss_numel(how, d));
+  softmax_xent_forward(node.f_in(0), node.i_in(1), d, how, node.f_out(0));
 }
 
-inline void run_softmax_xent_bwd(const RefNode& node) {  // logits, labels, dloss[1] -> dlogits
+inline void run_softmax_xent_bwd(const RefNode& node) {  // logits, labels, dloss[1] (none: [N]) -> dlogits
   const XentDims d = xent_dims(node, node.in_desc(0));
-  check_labels(node, 1, d);
-  node.expect_numel(node.in_desc(2), 1);
+  const XentLoss how = xent_loss(node);
+  check_labels(node, 1, d, how);
+  node.expect_numel(node.in_desc(2), xent_loss_numel(how, d));
   node.expect_numel(node.out_desc(0), d.n * d.k);
-  softmax_xent_backward(node.f_in(0), node.i_in(1), node.f_in(2)[0], node.f_out(0), d);
+  softmax_xent_backward(node.f_in(0), node.i_in(1), node.f_in(2), node.f_out(0), d, how);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -341,6 +341,8 @@ const parity_backend_table kTable = {
     4,  // built against ABI 4, before SGD_STEP took the step input and the optimizer params grew
 #elif defined(PARITY_TEST_ABI_5)
     5,  // built against ABI 5, whose ADD never broadcasts
+#elif defined(PARITY_TEST_ABI_6)
+    6,  // built against ABI 6, whose SOFTMAX_XENT has no params (always the mean, nothing ignored)
 #else
     PARITY_ABI_VERSION,
 #endif

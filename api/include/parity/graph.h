@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +109,14 @@ class GraphBuilder {
   Value avgpool2d(Value x, int kernel, int stride, const std::string& name = "");
   Value avgpool2d(Value x, int kernel, int stride, int pad, bool ceil_mode = false, bool count_include_pad = true,
                   const std::string& name = "");
+  // torch.nn.functional.cross_entropy(logits, labels, reduction=..., ignore_index=...) over
+  // logits [N,K] and i32 labels [N] (parity_softmax_xent_params in parity/plugin.h): the mean over
+  // the rows not ignored (every row ignored: NaN, as torch), their sum, or each row's term [N]
+  // (none; ignored rows 0). No ignore_index ignores nothing (torch's default -100 must be given).
+  // softmax_xent(logits, labels, name) above is the mean without one. A reduction outside the
+  // enum is refused naming the node.
+  Value softmax_xent(Value logits, Value labels, parity_reduction reduction,
+                     std::optional<int32_t> ignore_index = std::nullopt, const std::string& name = "");
   Value reshape(Value x, const Shape& shape, const std::string& name = "");
   Value flatten(Value x, const std::string& name = "");  // [N, ...] -> [N, rest]
   Value fill(float value, const std::string& name = "");  // a [1] constant

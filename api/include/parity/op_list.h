@@ -1,8 +1,9 @@
 /* parity/op_list.h — every op of the plugin ABI, declared once: PARITY_OP_LIST(X) calls
  * X(ID, name, inputs, outputs, builder) per op, in enum order. It feeds the parity_op enum
  * (PARITY_OP_<ID>), the op names and arity (parity_op_info_of, parity_op_name: "<ID>"), the table of op rules in libparity (ops/: `<name>_rule`) and, where
- * `builder` is 1, a GraphBuilder method `<name>(inputs..., node name)` (ops with no params and
- * one output; the others have hand-written methods in parity/graph.h, or none).
+ * `builder` is 1, a GraphBuilder method `<name>(inputs..., node name)` (ops with one output and
+ * no params, or whose zero params are their plain form, as softmax_xent's mean; the others, and
+ * the forms with params, have hand-written methods in parity/graph.h, or none).
  *
  * Inputs and outputs of each op, in the order a node stores them ("state" marks values an op
  * updates in place, listed as inputs, not outputs):
@@ -21,8 +22,10 @@
  *   LINEAR             in: x[N,I], w[O,I], b[O]             out: y[N,O] = x w^T + b
  *   LINEAR_BWD_DATA    in: dy[N,O], w[O,I]                  out: dx[N,I]
  *   LINEAR_BWD_WEIGHT  in: x[N,I], dy[N,O]                  out: dw[O,I], db[O]
- *   SOFTMAX_XENT       in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n]
- *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1]   out: dlogits[N,K]
+ *   SOFTMAX_XENT       in: logits[N,K], labels[N] i32       out: loss[1] = mean_n -log softmax(logits_n)[label_n];
+ *                                                           ABI 7: params.softmax_xent's reduction (mean, sum: [1];
+ *                                                           none: loss[N]) and ignore_index (rows left out; plugin.h)
+ *   SOFTMAX_XENT_BWD   in: logits[N,K], labels[N] i32, dloss[1] (none: dloss[N])   out: dlogits[N,K]
  *   ARGMAX             in: x[N,K]                           out: idx[N] i32 (first maximum)
  *   ACCURACY           in: logits[N,K], labels[N] i32       out: correct[1] f32 = count of argmax == label
  *   ADD                in: a, b                             out: c = a + b (gradient accumulation; ABI 6: with

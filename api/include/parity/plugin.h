@@ -12,7 +12,10 @@
  *    sides, ceil_mode's last window starts inside the input or the left padding; padding may
  *    exceed half the kernel (ONNX allows it; PyTorch refuses it): a window with no element of
  *    the input gives maxpool 0 with index -1 (its gradient goes nowhere) and avgpool 0;
- *  - relu'(0) = 0;  cross-entropy is the mean over the batch;  Adam as torch.optim.Adam;
+ *  - relu'(0) = 0;  Adam as torch.optim.Adam;
+ *  - softmax cross-entropy as torch.nn.functional.cross_entropy with integer labels: the mean
+ *    over the batch unless parity_softmax_xent_params says sum or none, rows whose label is the
+ *    ignore_index left out (ABI 7);
  *  - sigmoid as torch.sigmoid, tanh as torch.tanh, their gradients taken from the forward output;
  *  - leaky_relu, gelu (erf form, approximate='none') and hardtanh as torch.nn.functional's,
  *    their gradients taken from the forward input: leaky_relu'(0) = negative_slope, hardtanh'
@@ -37,12 +40,13 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 6  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+#define PARITY_ABI_VERSION 7  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
                                  lr schedules, DROPOUT, conv2d groups/dilation/
                                  asymmetric padding/optional bias; 6: broadcasting ADD, MUL,
-                                 REDUCE_SUM, CLIP_COEF (CHANGELOG.md) */
+                                 REDUCE_SUM, CLIP_COEF; 7: SOFTMAX_XENT's reduction and
+                                 ignore_index (CHANGELOG.md) */
 /* The ABI that gave conv2d groups, dilation, asymmetric padding and an optional bias
  * (parity_conv2d_params' appended fields, PARITY_OP_OPTIONAL_TRAILING). A plugin built against an
  * older one would read such a node as a plain convolution, so libparity never hands it one
@@ -288,6 +292,36 @@ typedef struct parity_clip_coef_params {
   float max_norm;                  /* finite, > 0 */
 } parity_clip_coef_params;
 
+/* SOFTMAX_XENT and SOFTMAX_XENT_BWD (ABI 7): torch.nn.functional.cross_entropy's `reduction` and
+ * `ignore_index`. Zero-initialised params are ABI 6's loss: the mean over every row, no label
+ * ignored. With logits[N,K] and labels[N], row n is *ignored* when has_ignore_index is nonzero
+ * and labels[n] == ignore_index (any int32, inside [0, K) or not, torch's default being -100);
+ * every other label must be in [0, K). Row n's term is t_n = -log softmax(logits_n)[labels[n]],
+ * and 0 for an ignored row (whatever its logits hold). The loss:
+ *   PARITY_REDUCTION_MEAN  loss[1] = sum_n t_n / (number of rows not ignored); every row ignored
+ *                          gives 0 / 0 = NaN, as torch 1.13 does
+ *   PARITY_REDUCTION_SUM   loss[1] = sum_n t_n (every row ignored: 0)
+ *   PARITY_REDUCTION_NONE  loss[N] = t_n
+ * SOFTMAX_XENT_BWD reads dloss[1] (mean, sum) or dloss[N] (none) and writes
+ *   dlogits[n,k] = (softmax(logits_n)[k] - (k == labels[n])) * s_n,
+ * s_n = dloss / (rows not ignored) (mean), dloss (sum) or dloss[n] (none), and s_n = 0 for an
+ * ignored row: its gradient is 0 (NaN where its softmax is NaN, since NaN * 0 is NaN, as in torch).
+ * A label outside [0, K) that is not ignored is a PARITY_STATUS_DATA error wherever the backend
+ * sees the labels on the host (every built-in backend does for INPUT labels); a GPU kernel that
+ * meets one gives that row a NaN term and NaN gradient, and never reads outside the row.
+ * ops/kernels/softmax_xent.h has this row math in a form host and device code share. */
+typedef enum parity_reduction {
+  PARITY_REDUCTION_MEAN = 0,
+  PARITY_REDUCTION_SUM = 1,
+  PARITY_REDUCTION_NONE = 2
+} parity_reduction;
+
+typedef struct parity_softmax_xent_params {
+  int32_t reduction;               /* parity_reduction; 0 (zero-initialised) is ABI 6's mean */
+  int32_t ignore_index;            /* read only when has_ignore_index is nonzero */
+  int32_t has_ignore_index;        /* 0: every row counts (ABI 6; torch's ignore_index=-100 must be given) */
+} parity_softmax_xent_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -303,6 +337,7 @@ typedef union parity_op_params {
   parity_avgpool2d_params avgpool2d; /* AVGPOOL2D, AVGPOOL2D_BWD, GLOBAL_AVGPOOL_BWD (ABI 5) */
   parity_reduce_sum_params reduce_sum; /* REDUCE_SUM (ABI 6) */
   parity_clip_coef_params clip_coef; /* CLIP_COEF (ABI 6) */
+  parity_softmax_xent_params softmax_xent; /* SOFTMAX_XENT, SOFTMAX_XENT_BWD (ABI 7) */
   uint8_t reserved[64];
 } parity_op_params;
 /* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */
