@@ -1,7 +1,7 @@
 // bench/bench.h — the engine behind `parity bench`: op and model cases on chosen backends, each
 // validated against ref before it is timed, the machine's float32 FMA peak and matrix-product
 // rate measured at start-up, the LibTorch peer run interleaved with parity's own runs, and the
-// report as a terminal table or JSON (plus `compare` of two such JSON files).
+// report as a terminal table or JSON (bench/compare.h compares two such JSON files).
 #pragma once
 
 #include <cstdint>
@@ -38,9 +38,6 @@ struct BenchOptions {
 // Runs every case; prints the table to stdout as it goes; writes JSON when asked. Returns 0,
 // or 1 when a case failed validation (it is then reported and not timed).
 int run_bench(const BenchOptions& options);
-
-// `parity bench compare A.json B.json`: the cases of both side by side with B's speed over A's.
-int compare_reports(const std::string& a_path, const std::string& b_path);
 
 // The hidden worker that measures a training process's peak resident memory: trains `steps`
 // steps of `model` on cpu and prints {"vm_hwm_kib": ...}.

@@ -1,9 +1,8 @@
-// bench/report.cpp — printing and writing the results of `parity bench`, and comparing two runs.
+// bench/report.cpp — printing and writing the results of `parity bench` (bench/compare.cpp reads them back).
 #include "bench/report.h"
 
 #include <cstdio>
 #include <fstream>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -63,41 +62,6 @@ void write_report_json(const std::string& path, const Report& report, const Benc
   if (!f) throw Error(ErrorKind::io, "bench: cannot write " + path);
   f << out.dump(2) << "\n";
   fmt::print("\nwrote {}\n", path);
-}
-
-int compare_reports(const std::string& a_path, const std::string& b_path) {
-  auto load = [](const std::string& path) {
-    std::ifstream f(path);
-    if (!f) throw Error(ErrorKind::io, "bench compare: cannot read " + path);
-    try {
-      return json::parse(f);
-    } catch (const json::exception& e) {
-      throw Error(ErrorKind::data, "bench compare: " + path + " is not JSON: " + e.what());
-    }
-  };
-  const json a = load(a_path), b = load(b_path);
-  auto key = [](const json& c) { return c.value("name", "") + "|" + c.value("backend", "") + "|" + std::to_string(c.value("threads", 0)); };
-  std::map<std::string, json> in_b;
-  for (const json& c : b["cases"]) in_b[key(c)] = c;
-  fmt::print("A: {} (git {}, {} threads)\nB: {} (git {}, {} threads)\n\n", a_path, a.value("git", "?"),
-             a.value("threads", 0), b_path, b.value("git", "?"), b.value("threads", 0));
-  fmt::print("{:<50} {:>7} {:>11} {:>11} {:>11} {:>11} {:>8}\n", "case", "backend", "A median ms", "B median ms",
-             "A images/s", "B images/s", "B/A");
-  for (const json& ca : a["cases"]) {
-    auto it = in_b.find(key(ca));
-    if (!ca.contains("median_s")) continue;
-    if (it == in_b.end() || !it->second.contains("median_s")) {
-      fmt::print("{:<50} {:>7} {:>11.3f} {:>11}\n", ca["name"].get<std::string>(), ca["backend"].get<std::string>(),
-                 ca["median_s"].get<double>() * 1e3, "-");
-      continue;
-    }
-    const json& cb = it->second;
-    fmt::print("{:<50} {:>7} {:>11.3f} {:>11.3f} {:>11.0f} {:>11.0f} {:>7.2f}x\n", ca["name"].get<std::string>(),
-               ca["backend"].get<std::string>(), ca["median_s"].get<double>() * 1e3, cb["median_s"].get<double>() * 1e3,
-               ca["images_per_s"].get<double>(), cb["images_per_s"].get<double>(),
-               ca["median_s"].get<double>() / cb["median_s"].get<double>());
-  }
-  return 0;
 }
 
 }  // namespace parity::bench

@@ -1,5 +1,5 @@
-// bench/report.h — the results of `parity bench`: one table row per case as it is timed, the
-// JSON of every case, and `parity bench compare` of two such JSON files.
+// bench/report.h — the results of `parity bench`: one table row per case as it is timed, and the
+// JSON of every case (which `parity bench compare` reads back: bench/compare.h).
 #pragma once
 
 #include <cstdint>

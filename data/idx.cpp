@@ -21,7 +21,12 @@ namespace {
 constexpr uint32_t kImagesMagic = 0x00000803;  // unsigned byte, 3 dimensions
 constexpr uint32_t kLabelsMagic = 0x00000801;  // unsigned byte, 1 dimension
 constexpr uint32_t kMaxSide = 16384;           // rows and cols above this are not an image
-constexpr unsigned kChunkBytes = 1u << 20;
+constexpr unsigned kChunkBytes = 1u << 20;    // the most read at once
+constexpr unsigned kMinBufferBytes = 8u << 10;  // zlib's default buffer size
+// Deflate's best case is a 258-byte match coded in 2 bits, so no gzip file expands more than
+// 1032 times: a trailer (ISIZE) or header promising more is corrupt, and the reader refuses it
+// before allocating for it (a 63-byte file claiming 4 GB once cost 16 GB of zeroed floats).
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 constexpr const char* kInstallHint =
     "install the Debian package dataset-fashion-mnist or pass --data DIR";
@@ -41,6 +46,7 @@ bool folder_exists(const std::string& path) {
 struct Capacity {
   bool gzip = false;
   uint64_t bytes = 0;
+  uint64_t file_bytes = 0;  // the size of the file itself
 };
 
 Capacity probe_capacity(const std::string& path, const char* what) {
@@ -56,6 +62,7 @@ Capacity probe_capacity(const std::string& path, const char* what) {
   unsigned char magic[2] = {0, 0};
   const size_t got = std::fread(magic, 1, 2, file.get());
   Capacity cap;
+  cap.file_bytes = size;
   cap.gzip = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
   if (!cap.gzip) {
     cap.bytes = size;
@@ -84,7 +91,9 @@ class IdxReader {
       throw Error(ErrorKind::io, fmt::format("cannot open {} file '{}': {}", what, path,
                                              errno ? std::strerror(errno) : "out of memory"));
     }
-    gzbuffer(file_, 1u << 20);
+    // zlib's buffers (this size in, twice it out) need not outgrow the file: a small file costs
+    // small buffers.
+    gzbuffer(file_, static_cast<unsigned>(std::clamp<uint64_t>(capacity_.file_bytes, kMinBufferBytes, kChunkBytes)));
   }
   ~IdxReader() {
     if (file_ != nullptr) gzclose(file_);
@@ -144,6 +153,12 @@ class IdxReader {
                                 "trailer says the file holds {} bytes (truncated or corrupt file?)",
                                 what_, path_, claim, needed, capacity_.bytes));
       }
+      if (needed > kMaxDeflateRatio * capacity_.file_bytes) {
+        throw Error(ErrorKind::data,
+                    fmt::format("{} file '{}': header claims {} ({} bytes uncompressed) but a gzip file of "
+                                "{} bytes holds at most {} times that (corrupt file?)",
+                                what_, path_, claim, needed, capacity_.file_bytes, kMaxDeflateRatio));
+      }
     } else if (needed > capacity_.bytes) {
       throw Error(ErrorKind::data,
                   fmt::format("{} file '{}': header claims {} ({} bytes) but the file is only {} bytes "
@@ -156,9 +171,9 @@ class IdxReader {
   // bytes after the last item are ignored.
   void finish() {
     if (!capacity_.gzip) return;
-    std::vector<unsigned char> sink(kChunkBytes);
+    std::vector<unsigned char> sink(kMinBufferBytes);  // a whole file has nothing left but its trailer
     for (;;) {
-      const int got = gzread(file_, sink.data(), kChunkBytes);
+      const int got = gzread(file_, sink.data(), static_cast<unsigned>(sink.size()));
       if (got < 0) {
         int code = 0;
         const char* message = gzerror(file_, &code);
@@ -219,8 +234,8 @@ int64_t read_images(const std::string& path, int64_t max_items, Dataset& out) {
 
   std::array<float, 256> scale{};
   for (int p = 0; p < 256; ++p) scale[static_cast<size_t>(p)] = static_cast<float>(p) / 255.0f;
-  std::vector<unsigned char> chunk(kChunkBytes);
   const uint64_t total = static_cast<uint64_t>(keep) * image_bytes;
+  std::vector<unsigned char> chunk(static_cast<size_t>(std::min<uint64_t>(total, kChunkBytes)));
   for (uint64_t done = 0; done < total;) {
     const auto bytes = static_cast<size_t>(std::min<uint64_t>(total - done, kChunkBytes));
     reader.read_exact(chunk.data(), bytes, "pixel data");

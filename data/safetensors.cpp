@@ -126,39 +126,44 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
 
 TensorFile read_safetensors(const std::string& path) {
   const std::vector<unsigned char> bytes = read_all(path);
-  if (bytes.size() < 8) {
-    throw data_error(path, fmt::format("file is {} bytes; it must start with an 8-byte header length", bytes.size()));
+  return parse_safetensors(bytes.data(), bytes.size(), path);
+}
+
+TensorFile parse_safetensors(const void* content, size_t size, const std::string& source) {
+  const auto* bytes = static_cast<const unsigned char*>(content);
+  if (size < 8) {
+    throw data_error(source, fmt::format("file is {} bytes; it must start with an 8-byte header length", size));
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
-  const uint64_t available = bytes.size() - 8;
+  const uint64_t available = size - 8;
   if (header_len > available || header_len > kMaxHeaderBytes) {
-    throw data_error(path, fmt::format("header length {} must not exceed the {} bytes after it (nor {} bytes)",
+    throw data_error(source, fmt::format("header length {} must not exceed the {} bytes after it (nor {} bytes)",
                                        header_len, available, kMaxHeaderBytes));
   }
-  const char* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
+  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_begin, header_begin + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw data_error(path, fmt::format("header is not valid JSON: {}", e.what()));
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
+    throw data_error(source, fmt::format("header is not valid JSON: {}", e.what()));
   }
-  if (!header.is_object()) throw data_error(path, "header must be a JSON object");
+  if (!header.is_object()) throw data_error(source, "header must be a JSON object");
 
   TensorFile file;
   std::vector<Entry> entries;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
-      if (!value.is_object()) throw data_error(path, "\"__metadata__\" must be an object of strings");
+      if (!value.is_object()) throw data_error(source, "\"__metadata__\" must be an object of strings");
       for (const auto& [key, text] : value.items()) {
         if (!text.is_string()) {
-          throw data_error(path, fmt::format("metadata '{}' must be a string, got {}", key, text.dump()));
+          throw data_error(source, fmt::format("metadata '{}' must be a string, got {}", key, text.dump()));
         }
         file.metadata[key] = text.get<std::string>();
       }
       continue;
     }
-    entries.push_back(parse_entry(path, name, value));
+    entries.push_back(parse_entry(source, name, value));
   }
 
   const uint64_t data_bytes = available - header_len;
@@ -167,17 +172,17 @@ TensorFile read_safetensors(const std::string& path) {
   const Entry* last = nullptr;  // the non-empty tensor that ends last so far
   for (const Entry& e : entries) {
     if (e.end > data_bytes) {
-      throw data_error(path, fmt::format("tensor '{}': data_offsets [{}, {}] run past the {}-byte data section",
+      throw data_error(source, fmt::format("tensor '{}': data_offsets [{}, {}] run past the {}-byte data section",
                                          e.name, e.begin, e.end, data_bytes));
     }
     if (e.begin == e.end) continue;
     if (last != nullptr && e.begin < last->end) {
-      throw data_error(path, fmt::format("tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", last->name, last->begin,
+      throw data_error(source, fmt::format("tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", last->name, last->begin,
                                          last->end, e.name, e.begin, e.end));
     }
     last = &e;
   }
-  const unsigned char* data = bytes.data() + 8 + header_len;
+  const unsigned char* data = bytes + 8 + header_len;
   for (const Entry& e : entries) {
     Tensor t(e.shape, e.dtype);
     if (e.end > e.begin) std::memcpy(t.data(), data + e.begin, static_cast<size_t>(e.end - e.begin));

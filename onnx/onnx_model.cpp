@@ -270,6 +270,18 @@ class Importer {
     if (!e.pending_pads.empty()) return materialize_pad(node_->input(i));
     return graph_value(node_->input(i));
   }
+  // A tensor the import itself makes (a fill, a clip bound, a zero bias): at most 2^24 elements,
+  // so that dims a hostile file claims never become a huge allocation.
+  Tensor import_tensor(const Shape& shape, DType dtype) const {
+    int64_t count = 1;
+    for (int64_t d : shape.dims()) {
+      if (d < 0 || (d > 0 && count > (int64_t{1} << 24) / d))
+        unsupported(fmt::format("a constant of {} made at import: more than 2^24 elements", shape.str()),
+                    "a constant of more than 2^24 elements made at import");
+      count *= d;
+    }
+    return Tensor(shape, dtype);
+  }
   const Tensor* constant(int i) const {
     if (!has_input(i)) return nullptr;
     const Entry& e = entry(i);
@@ -278,6 +290,7 @@ class Importer {
   // A constant, or a graph input whose value the caller gave (OnnxBuildOptions::known_inputs):
   // the graph is then built for that value (OnnxBuilt::fixed).
   const Tensor& require_constant(int i, const char* what) {
+    if (!has_input(i)) unsupported(fmt::format("input {} ({}) is missing", i, what), "a required input missing");
     if (const Tensor* t = constant(i)) return *t;
     const std::string& name = node_->input(i);
     auto known = options_.known_inputs.find(name);
@@ -783,7 +796,7 @@ Value Importer::broadcast_to(Value v, const Shape& target, const std::string& na
       unsupported(fmt::format("{} does not broadcast to {}", s.str(), target.str()));
     ones_dims.push_back(s[d] == target[d] ? 1 : target[d]);
   }
-  Tensor ones(Shape(ones_dims), DType::f32);
+  Tensor ones = import_tensor(Shape(ones_dims), DType::f32);
   std::fill(ones.f32(), ones.f32() + ones.numel(), 1.0f);
   return b_.mul(v, constant_value(ones), name.empty() ? tmp() : name);
 }
@@ -823,7 +836,7 @@ Value Importer::pad_axis(Value v, int axis, int64_t begin, int64_t end, const st
   auto filled = [&](int64_t rows) {
     Shape s = shape(v);
     s[axis] = rows;
-    Tensor t(s, DType::f32);
+    Tensor t = import_tensor(s, DType::f32);
     std::fill(t.f32(), t.f32() + t.numel(), fill);
     return constant_value(t);
   };
@@ -940,7 +953,7 @@ void Importer::op_clip() {
   // One bound: max(x, lo), or -max(-x, -hi), as the maximum of x and a tensor of the bound
   // (stacked_max: a selection, so an infinite x stays infinite and NaN stays NaN).
   const Shape xs = shape(x);
-  Tensor bound(xs, DType::f32);
+  Tensor bound = import_tensor(xs, DType::f32);
   std::fill(bound.f32(), bound.f32() + bound.numel(), lower ? lo : -hi);
   if (lower) return set_value(0, stacked_max({x, constant_value(bound)}, out_name()));
   set_value(0, scaled(stacked_max({scaled(x, -1.0f, ""), constant_value(bound)}, tmp()), -1.0f, out_name()));
@@ -1288,7 +1301,7 @@ void Importer::op_gemm() {
   const std::string product_name = scale || bias_after ? out_name() + ".linear" : out_name();
   Value y;
   if (w.valid()) {
-    if (!bias.valid()) bias = constant_value(Tensor(Shape{n}, DType::f32));  // LINEAR's zero bias
+    if (!bias.valid()) bias = constant_value(import_tensor(Shape{n}, DType::f32));  // LINEAR's zero bias
     y = b_.linear(value(0), w, bias, product_name);
   } else {
     y = matmul_by_reduce(value(0), value(1), trans_a, trans_b, m, k, n, product_name);
@@ -1313,7 +1326,7 @@ void Importer::op_matmul() {
     if (as.rank() < 2 || as[as.rank() - 1] != bs[0])
       unsupported(fmt::format("A {} and B {} do not multiply as rows of A times the weight", as.str(), bs.str()));
     const Value w = linear_weight(b_name);
-    const Value bias = constant_value(Tensor(Shape{bs[1]}, DType::f32));  // LINEAR's zero bias
+    const Value bias = constant_value(import_tensor(Shape{bs[1]}, DType::f32));  // LINEAR's zero bias
     Value a = value(0);
     int64_t rows = 1;
     for (int i = 0; i + 1 < as.rank(); ++i) rows *= as[i];
@@ -2135,8 +2148,8 @@ void Importer::op_instance_norm() {
     return view(concat_axis(std::vector<Value>(static_cast<size_t>(xs[0]), row), 1, tmp()), Shape{planes});
   };
   const Value gamma = repeated(1), beta = repeated(2);
-  const Value mean = constant_value(Tensor(Shape{planes}, DType::f32));
-  Tensor ones(Shape{planes}, DType::f32);
+  const Value mean = constant_value(import_tensor(Shape{planes}, DType::f32));
+  Tensor ones = import_tensor(Shape{planes}, DType::f32);
   std::fill(ones.f32(), ones.f32() + planes, 1.0f);
   const Value var = constant_value(ones);
   const Value y = b_.batchnorm2d_train(view(value(0), Shape{1, planes, plane, 1}), gamma, beta, mean, var,

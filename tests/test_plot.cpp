@@ -168,6 +168,9 @@ TEST(PlotData, RefusesCorruptBenchReports) {
                ErrorKind::data, "lacks a field");
   expect_error([] { parse_bench_json(R"({"parity_bench": 1, "cases": [{"name": "x", "backend": "cpu", "images_per_s": "fast"}]})", "b.json"); },
                ErrorKind::data, "wrong type");
+  // A batch of 1e300 was cast to int64 (undefined behaviour) before it was checked.
+  expect_error([] { parse_bench_json(R"({"parity_bench": 1, "cases": [{"name": "x", "backend": "cpu", "images_per_s": 1, "batch": 1e300}]})", "b.json"); },
+               ErrorKind::data, "case 'x' (cpu): batch must be an integer >= 0, got 1e+300");
   expect_error([] { read_text_file("/nonexistent/m.csv"); }, ErrorKind::io, "/nonexistent/m.csv");
 }
 

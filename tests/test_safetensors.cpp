@@ -214,6 +214,34 @@ TEST_F(SafetensorsTest, BadJson) {
   expect_read_error(path, "not valid JSON");
   write_bytes(path, file_with_header(R"([1,2])", 0));
   expect_read_error(path, "JSON object");
+  // Found by fuzz/fuzz_safetensors: a number too large for a double is nlohmann's out_of_range,
+  // not a parse_error, and escaped the reader as a json exception.
+  write_bytes(path, file_with_header(R"({"w":{"dtype":"F32","shape":[2e999],"data_offsets":[0,8]}})", 8));
+  expect_read_error(path, "not valid JSON");
+}
+
+TEST_F(SafetensorsTest, ParsesBytesInMemoryAsTheFileReaderDoes) {
+  const std::string path = dir_ + "/m.safetensors";
+  write_safetensors(path, sample_file());
+  const Bytes bytes = read_bytes(path);
+  const TensorFile from_memory = parse_safetensors(bytes.data(), bytes.size(), "in memory");
+  const TensorFile from_file = read_safetensors(path);
+  EXPECT_EQ(from_memory.metadata, from_file.metadata);
+  ASSERT_EQ(from_memory.tensors.size(), from_file.tensors.size());
+  for (const auto& [name, tensor] : from_file.tensors) {
+    const Tensor& other = from_memory.tensors.at(name);
+    EXPECT_EQ(other.shape(), tensor.shape()) << name;
+    EXPECT_EQ(other.dtype(), tensor.dtype()) << name;
+    ASSERT_EQ(other.nbytes(), tensor.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(other.data(), tensor.data(), tensor.nbytes()), 0) << name;
+  }
+  try {
+    parse_safetensors(bytes.data(), bytes.size() - 1, "the download");
+    ADD_FAILURE() << "a cut file must be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::data);
+    EXPECT_NE(std::string(e.what()).find("safetensors file 'the download'"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(SafetensorsTest, OffsetsOutOfRangeOverlappingOrWrongSize) {

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "bench/bench.h"
+#include "bench/compare.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
 #include "tools/threads_option.h"

@@ -134,6 +134,11 @@ BenchSeries parse_bench_json(const std::string& text, const std::string& source)
       bc.name = c.at("name").get<std::string>();
       bc.kind = c.value("kind", std::string("model"));
       bc.backend = c.at("backend").get<std::string>();
+      // Checked before conversion: nlohmann converts a float such as 1e300 to int64 with a cast
+      // whose result is undefined (UBSan reports it in fuzz/fuzz_plot_data).
+      if (c.contains("batch") && (!c["batch"].is_number_integer() || c["batch"].get<int64_t>() < 0))
+        bad(source, fmt::format("case '{}' ({}): batch must be an integer >= 0, got {}", bc.name, bc.backend,
+                                c["batch"].dump()));
       bc.batch = c.value("batch", int64_t{0});
       bc.images_per_s = c.at("images_per_s").get<double>();
       if (!std::isfinite(bc.images_per_s) || bc.images_per_s < 0)

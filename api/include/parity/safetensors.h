@@ -1,6 +1,7 @@
 // parity/safetensors.h — reading and writing the safetensors format (checkpoints, weights shared with PyTorch).
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <string>
 
@@ -19,6 +20,10 @@ struct TensorFile {
 // offsets (in range, non-overlapping, numel * dtype size bytes). Error(io) when the file
 // cannot be read, Error(data) naming the file for bad content. Assumes a little-endian host.
 TensorFile read_safetensors(const std::string& path);
+
+// The same reading and validation of a whole file's `size` bytes already in memory (a download,
+// a fuzzer's input); `source` stands for the file in the messages. Error(data) for bad content.
+TensorFile parse_safetensors(const void* bytes, size_t size, const std::string& source);
 
 // Writes tensors in name order, the header padded with spaces to a multiple of 8 bytes as
 // the reference implementation does. The bytes go to a temporary file in the same folder,
