@@ -492,6 +492,13 @@ std::vector<int64_t> int_values(const Tensor& t) {
   return as_i64<float>(t);
 }
 
+// A constant's elements under new dims (a folded Reshape, Flatten, Squeeze or Unsqueeze).
+Tensor reshaped(const Tensor& t, const Shape& shape) {
+  Tensor out(shape, t.dtype());
+  if (t.nbytes() > 0) std::memcpy(out.data(), t.data(), t.nbytes());
+  return out;
+}
+
 Tensor i64_tensor(const std::vector<int64_t>& values, bool scalar = false) {
   Tensor t(scalar ? Shape{} : Shape{static_cast<int64_t>(values.size())}, DType::i64);
   std::copy(values.begin(), values.end(), t.i64());
@@ -1392,12 +1399,7 @@ void Importer::op_flatten() {
   const int axis = static_cast<int>(given < 0 ? given + xs.rank() : given);
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < xs.rank(); ++i) (i < axis ? outer : inner) *= xs[i];
-  if (const Tensor* c = constant(0)) {
-    Tensor t = *c;
-    Tensor out(Shape{outer, inner}, t.dtype());
-    std::memcpy(out.data(), t.data(), t.nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape{outer, inner}));
   set_value(0, b_.reshape(value(0), Shape{outer, inner}, out_name()));
 }
 
@@ -1438,11 +1440,7 @@ void Importer::op_reshape() {
   } else if (known != count) {
     unsupported(fmt::format("shape {} holds {} elements, the input {} has {}", fmt::join(target, ","), known, xs.str(), count));
   }
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(target), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(target)));
   set_value(0, b_.reshape(value(0), Shape(target), out_name()));
 }
 
@@ -1469,11 +1467,7 @@ void Importer::op_squeeze() {
   std::vector<int64_t> dims;
   for (int i = 0; i < xs.rank(); ++i)
     if (!drop.count(i)) dims.push_back(xs[i]);
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(dims), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(dims)));
   set_value(0, b_.reshape(value(0), Shape(dims), out_name()));
 }
 
@@ -1494,11 +1488,7 @@ void Importer::op_unsqueeze() {
   std::vector<int64_t> dims;
   int next = 0;
   for (int i = 0; i < rank; ++i) dims.push_back(added.count(i) ? 1 : xs[next++]);
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(dims), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(dims)));
   set_value(0, b_.reshape(value(0), Shape(dims), out_name()));
 }
 
