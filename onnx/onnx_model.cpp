@@ -1748,8 +1748,7 @@ void Importer::op_abs() {
 // the division); Max: the inputs broadcast to the output, stacked, and a MAXPOOL2D over the
 // stack (stacked_max); Min: -max(-x), exact.
 void Importer::op_variadic() {
-  only_attributes({"consumed_inputs"});
-  if (attr("consumed_inputs")) unsupported("attribute 'consumed_inputs' (opset 1's legacy form)");
+  only_attributes({});  // opset 1's consumed_inputs included
   const std::string& type = node_->op_type();
   if (inputs() < 1) unsupported("no inputs");
   std::vector<Shape> shapes;
@@ -1806,8 +1805,7 @@ void Importer::op_prelu() {
 void Importer::op_hard_sigmoid() {
   const bool swish = node_->op_type() == "HardSwish";
   if (swish) only_attributes({});
-  else only_attributes({"alpha", "beta", "consumed_inputs"});
-  if (attr("consumed_inputs")) unsupported("attribute 'consumed_inputs' (opset 1's legacy form)");
+  else only_attributes({"alpha", "beta"});  // opset 1's consumed_inputs refused
   require_f32(0);
   const float alpha = swish ? 1.0f / 6.0f : attr_float("alpha", 0.2f), beta = swish ? 0.5f : attr_float("beta", 0.5f);
   const Value x = value(0);
