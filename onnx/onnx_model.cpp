@@ -525,6 +525,13 @@ std::vector<int64_t> int_values(const Tensor& t) {
   return as_i64<float>(t);
 }
 
+// A constant's elements under new dims (a folded Reshape, Flatten, Squeeze or Unsqueeze).
+Tensor reshaped(const Tensor& t, const Shape& shape) {
+  Tensor out(shape, t.dtype());
+  if (t.nbytes() > 0) std::memcpy(out.data(), t.data(), t.nbytes());
+  return out;
+}
+
 Tensor i64_tensor(const std::vector<int64_t>& values, bool scalar = false) {
   Tensor t(scalar ? Shape{} : Shape{static_cast<int64_t>(values.size())}, DType::i64);
   std::copy(values.begin(), values.end(), t.i64());
@@ -1442,12 +1449,7 @@ void Importer::op_flatten() {
   const int axis = static_cast<int>(given < 0 ? given + xs.rank() : given);
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < xs.rank(); ++i) (i < axis ? outer : inner) *= xs[i];
-  if (const Tensor* c = constant(0)) {
-    Tensor t = *c;
-    Tensor out(Shape{outer, inner}, t.dtype());
-    std::memcpy(out.data(), t.data(), t.nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape{outer, inner}));
   set_value(0, b_.reshape(value(0), Shape{outer, inner}, out_name()));
 }
 
@@ -1488,11 +1490,7 @@ void Importer::op_reshape() {
   } else if (known != count) {
     unsupported(fmt::format("shape {} holds {} elements, the input {} has {}", fmt::join(target, ","), known, xs.str(), count));
   }
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(target), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(target)));
   set_value(0, b_.reshape(value(0), Shape(target), out_name()));
 }
 
@@ -1519,11 +1517,7 @@ void Importer::op_squeeze() {
   std::vector<int64_t> dims;
   for (int i = 0; i < xs.rank(); ++i)
     if (!drop.count(i)) dims.push_back(xs[i]);
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(dims), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(dims)));
   set_value(0, b_.reshape(value(0), Shape(dims), out_name()));
 }
 
@@ -1544,11 +1538,7 @@ void Importer::op_unsqueeze() {
   std::vector<int64_t> dims;
   int next = 0;
   for (int i = 0; i < rank; ++i) dims.push_back(added.count(i) ? 1 : xs[next++]);
-  if (const Tensor* c = constant(0)) {
-    Tensor out(Shape(dims), c->dtype());
-    std::memcpy(out.data(), c->data(), c->nbytes());
-    return set_constant(0, out);
-  }
+  if (const Tensor* c = constant(0)) return set_constant(0, reshaped(*c, Shape(dims)));
   set_value(0, b_.reshape(value(0), Shape(dims), out_name()));
 }
 
@@ -1852,8 +1842,7 @@ void Importer::op_abs() {
 // the division); Max: the inputs broadcast to the output, stacked, and a MAXPOOL2D over the
 // stack (stacked_max); Min: -max(-x), exact.
 void Importer::op_variadic() {
-  only_attributes({"consumed_inputs"});
-  if (attr("consumed_inputs")) unsupported("attribute 'consumed_inputs' (opset 1's legacy form)");
+  only_attributes({});  // opset 1's consumed_inputs included
   const std::string& type = node_->op_type();
   if (inputs() < 1) unsupported("no inputs");
   std::vector<Shape> shapes;
@@ -1910,8 +1899,7 @@ void Importer::op_prelu() {
 void Importer::op_hard_sigmoid() {
   const bool swish = node_->op_type() == "HardSwish";
   if (swish) only_attributes({});
-  else only_attributes({"alpha", "beta", "consumed_inputs"});
-  if (attr("consumed_inputs")) unsupported("attribute 'consumed_inputs' (opset 1's legacy form)");
+  else only_attributes({"alpha", "beta"});  // opset 1's consumed_inputs refused
   require_f32(0);
   const float alpha = swish ? 1.0f / 6.0f : attr_float("alpha", 0.2f), beta = swish ? 0.5f : attr_float("beta", 0.5f);
   const Value x = value(0);

@@ -66,7 +66,8 @@ struct OnnxBuildOptions {
   // They give the dims a file leaves symbolic, and the values of inputs that must be known at
   // import (a Reshape's shape, Clip's bounds, the axes of Squeeze...): parity's graphs have
   // static shapes and op parameters, so such an input is fixed to this value (OnnxBuilt::fixed)
-  // and the graph is valid for that value only. Each input stays an INPUT, written before a run.
+  // and the graph is valid for that value only. An input that a node also reads as a tensor
+  // stays an INPUT of the graph, written before a run.
   std::map<std::string, Tensor> known_inputs;
 };
 
@@ -74,11 +75,14 @@ struct OnnxBuildOptions {
 // holds 63, and the importer appends suffixes such as ".linear"): its first 35 characters, '~'
 // and 16 hex digits of its hash.
 struct OnnxBuilt {
-  std::vector<Value> inputs;        // one per OnnxModel::inputs(), in order
+  // One per OnnxModel::inputs(), in order; invalid for an input no node reads as a tensor (read
+  // only for its known value, or not at all), which is no value of the graph.
+  std::vector<Value> inputs;
   std::vector<Value> outputs;       // one per graph output, in order; invalid where constant_outputs has it
   std::vector<std::string> params;  // PARAM values made from initializers (parity's names of them)
   // STATE values: batch norms' running_mean and running_var, and constants that ops read (a
-  // Constant node's tensor, Gemm's alpha, the zero bias of a MatMul), named after them.
+  // Constant node's tensor, Gemm's alpha, the zero bias of a MatMul, the -1 by which a Sub
+  // multiplies), named after them.
   std::vector<std::string> state;
   // The data of every PARAM and STATE value above: what to write before running the graph.
   std::map<std::string, Tensor> values;

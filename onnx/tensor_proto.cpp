@@ -150,6 +150,7 @@ Tensor tensor_from_onnx(const onnx::TensorProto& proto, const std::string& folde
     throw Error(ErrorKind::data, fmt::format("{}: external data holds {} bytes, dims {} of {} need {}", what,
                                              external_bytes.size(), dims_text(proto), to_string(dtype), bytes));
   Tensor tensor(Shape(std::vector<int64_t>(proto.dims().begin(), proto.dims().end())), dtype);
+  if (bytes == 0) return tensor;  // an empty tensor (a dim of 0) holds no bytes to copy
   if (external) {
     std::memcpy(tensor.data(), external_bytes.data(), bytes);
   } else if (proto.has_raw_data()) {
