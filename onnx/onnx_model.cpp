@@ -456,6 +456,7 @@ class Importer {
   void op_concat();
   void op_flatten();
   void op_reshape();
+  std::vector<int64_t> axes_operand(bool required);
   void op_squeeze();
   void op_unsqueeze();
   void op_dropout();
@@ -1494,16 +1495,20 @@ void Importer::op_reshape() {
   set_value(0, b_.reshape(value(0), Shape(target), out_name()));
 }
 
-void Importer::op_squeeze() {
-  const Shape xs = shape_of(0);
-  std::vector<int64_t> axes;
+// Squeeze's and Unsqueeze's axes: the attribute before opset 13, input 1 (known at import) from it.
+std::vector<int64_t> Importer::axes_operand(bool required) {
   if (impl_.opset < 13) {
     only_attributes({"axes"});
-    axes = attr_ints("axes");
-  } else {
-    only_attributes({});
-    if (has_input(1)) axes = int_values(require_constant(1, "axes"));
+    return attr_ints("axes");
   }
+  only_attributes({});
+  if (!required && !has_input(1)) return {};
+  return int_values(require_constant(1, "axes"));
+}
+
+void Importer::op_squeeze() {
+  const Shape xs = shape_of(0);
+  const std::vector<int64_t> axes = axes_operand(false);
   std::set<int> drop;
   if (axes.empty()) {
     for (int i = 0; i < xs.rank(); ++i)
@@ -1523,14 +1528,7 @@ void Importer::op_squeeze() {
 
 void Importer::op_unsqueeze() {
   const Shape xs = shape_of(0);
-  std::vector<int64_t> axes;
-  if (impl_.opset < 13) {
-    only_attributes({"axes"});
-    axes = attr_ints("axes");
-  } else {
-    only_attributes({});
-    axes = int_values(require_constant(1, "axes"));
-  }
+  const std::vector<int64_t> axes = axes_operand(true);
   const int rank = xs.rank() + static_cast<int>(axes.size());
   std::set<int> added;
   for (int64_t a : axes)
