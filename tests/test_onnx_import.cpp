@@ -191,30 +191,30 @@ TEST(OnnxImport, ATwoGigabyteClaimInATinyFileIsRefusedBeforeAllocating) {
   EXPECT_NE(message.find("raw_data holds 12 bytes"), std::string::npos) << message;
 }
 
-TEST(OnnxImport, ExternalDataOutsideTheModelsFolderIsRefused) {
-  const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_external";
-  fs::create_directories(dir / "model");
-  std::ofstream(dir / "secret.bin", std::ios::binary) << std::string(12, '\0');
-  for (const std::string& location : std::vector<std::string>{"../secret.bin", (dir / "secret.bin").string()}) {
-    onnx::ModelProto m = matmul_model();
-    auto* t = m.mutable_graph()->mutable_initializer(1);
-    t->clear_raw_data();
-    t->set_data_location(onnx::TensorProto::EXTERNAL);
-    auto* entry = t->add_external_data();
-    entry->set_key("location");
-    entry->set_value(location);
-    const std::string message = error_of([&] { parse(m, (dir / "model").string()); });
-    EXPECT_NE(message.find("outside the model's folder"), std::string::npos) << location << ": " << message;
-  }
-  // Inside the folder it is read, its length checked.
-  std::ofstream(dir / "model" / "bias.bin", std::ios::binary) << std::string(8, '\0');
+// matmul_model with its bias held as external data at `location`.
+onnx::ModelProto with_external_bias(const std::string& location) {
   onnx::ModelProto m = matmul_model();
   auto* t = m.mutable_graph()->mutable_initializer(1);
   t->clear_raw_data();
   t->set_data_location(onnx::TensorProto::EXTERNAL);
   auto* entry = t->add_external_data();
   entry->set_key("location");
-  entry->set_value("bias.bin");
+  entry->set_value(location);
+  return m;
+}
+
+TEST(OnnxImport, ExternalDataOutsideTheModelsFolderIsRefused) {
+  const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_external";
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "secret.bin", std::ios::binary) << std::string(12, '\0');
+  for (const std::string& location : std::vector<std::string>{"../secret.bin", (dir / "secret.bin").string()}) {
+    const onnx::ModelProto m = with_external_bias(location);
+    const std::string message = error_of([&] { parse(m, (dir / "model").string()); });
+    EXPECT_NE(message.find("outside the model's folder"), std::string::npos) << location << ": " << message;
+  }
+  // Inside the folder it is read, its length checked.
+  std::ofstream(dir / "model" / "bias.bin", std::ios::binary) << std::string(8, '\0');
+  const onnx::ModelProto m = with_external_bias("bias.bin");
   EXPECT_NE(error_of([&] { parse(m, (dir / "model").string()); }).find("external data holds 8 bytes"), std::string::npos);
   fs::remove_all(dir);
 }
