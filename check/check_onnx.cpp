@@ -302,19 +302,6 @@ class SuiteTest {
     for (const auto& be : backends_) results.push_back(result_of(t_, be->name(), OnnxTestStatus::skipped, why, group));
   }
 
-  // int64 class indices that the importer reads as int32 (a loss's labels); a value outside int32
-  // is refused rather than wrapped.
-  static Tensor labels_as_i32(const Tensor& labels, const std::string& name) {
-    Tensor out(labels.shape(), DType::i32);
-    for (int64_t i = 0; i < labels.numel(); ++i) {
-      const int64_t v = labels.i64()[i];
-      if (v < INT32_MIN || v > INT32_MAX)
-        throw Error(ErrorKind::data, fmt::format("input '{}': label {} is outside int32", name, v));
-      out.i32()[i] = static_cast<int32_t>(v);
-    }
-    return out;
-  }
-
   OnnxTestResult run_on(Backend& backend, const std::vector<ImportedDataSet>& sets) {
     OnnxTestResult r = result_of(t_, backend.name(), OnnxTestStatus::failed);
     try {

@@ -106,7 +106,13 @@ std::map<std::string, Tensor> run_inference(const InferenceOptions& o, const std
   std::unique_ptr<Backend> backend = create_backend(o.backend, bo);
   CompiledStep step(*backend, graph, keep);
   write_weights(step, graph, weights, built.values, source);
-  for (const OnnxPort& port : model.inputs()) step.write(port.name, inputs.at(port.name));
+  // An input no node reads as a tensor is no value of the graph; int64 labels are read as int32.
+  for (size_t i = 0; i < model.inputs().size(); ++i) {
+    if (!built.inputs[i].valid()) continue;
+    const ValueInfo& v = graph.value(built.inputs[i]);
+    const Tensor& t = inputs.at(model.inputs()[i].name);
+    step.write(v.name, v.dtype == DType::i32 && t.dtype() == DType::i64 ? labels_as_i32(t, model.inputs()[i].name) : t);
+  }
   step.execute();
   for (size_t i = 0; i < built.outputs.size(); ++i) {
     const std::string& name = model.outputs()[i].name;

@@ -260,7 +260,7 @@ Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& 
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("model '{}': the last layer must be named 'logits', got '{}'", spec.name,
                             b.graph().value(h).name));
-  b.softmax_xent(h, y, "loss");
+  b.softmax_xent(h, y, spec.loss.reduction, spec.loss.ignore_index, "loss");
   b.accuracy(h, y, "correct");
   return b.take();
 }

@@ -25,6 +25,11 @@ std::vector<std::string> state_names(const OptimizerConfig& opt, const std::stri
   return {sgd_velocity_name(param)};
 }
 
+// The loss per image of a batch of n: the graph's loss, divided by n when it is a sum.
+float per_image(float loss, int64_t n, const LossSpec& spec) {
+  return spec.reduction == PARITY_REDUCTION_SUM ? loss / static_cast<float>(n) : loss;
+}
+
 }  // namespace
 
 Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer,
@@ -166,6 +171,7 @@ StepResult Trainer::train_step(const Tensor& x, const Tensor& y) {
   ++step_;
   StepResult r;
   c.step.read(c.loss, &r.loss, sizeof r.loss);
+  r.loss = per_image(r.loss, n, spec_.loss);
   c.step.read(c.correct, &r.correct, sizeof r.correct);
   r.images = n;
   return r;
@@ -193,7 +199,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     float loss = 0, right = 0;
     running->step.read(running->loss, &loss, sizeof loss);
     running->step.read(running->correct, &right, sizeof right);
-    loss_sum += double(loss) * running_n;
+    loss_sum += double(per_image(loss, running_n, spec_.loss)) * running_n;
     correct += right;
   };
   for (int64_t first = 0; first < data.count; first += batch_) {

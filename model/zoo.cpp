@@ -152,18 +152,18 @@ std::vector<LayerSpec> mobilenet_mini_layers() {
 const std::vector<ModelSpec>& zoo() {
   static const std::vector<ModelSpec> models = {
       with_params({"seed-cnn", "the classic small CNN on 1x28x28 Fashion-MNIST", 1, 28, 28, BatchGeometry{1, 1}, 10,
-                   kSeedCnnLayers, {}, {}, nullptr}),
+                   kSeedCnnLayers, {}, {}, nullptr, LossSpec{}}),
       with_params({"seed-cnn-112",
                    "the same CNN on the original 3x112x112 geometry (Fashion-MNIST upsampled 4x, channel x3)", 3, 112,
-                   112, BatchGeometry{3, 4}, 10, kSeedCnnLayers, {}, {}, nullptr}),
+                   112, BatchGeometry{3, 4}, 10, kSeedCnnLayers, {}, {}, nullptr, LossSpec{}}),
       with_params({"seed-cnn-4conv", "the seed document's case study: four 3x3 convs, two max-pools, two linear layers",
-                   1, 28, 28, BatchGeometry{1, 1}, 10, kSeedCnn4ConvLayers, {}, {}, nullptr}),
+                   1, 28, 28, BatchGeometry{1, 1}, 10, kSeedCnn4ConvLayers, {}, {}, nullptr, LossSpec{}}),
       with_params({"lenet5", "LeNet-5: two 5x5 convs with tanh and average pooling, three linear layers", 1, 28, 28,
-                   BatchGeometry{1, 1}, 10, kLeNet5Layers, {}, {}, nullptr}),
+                   BatchGeometry{1, 1}, 10, kLeNet5Layers, {}, {}, nullptr, LossSpec{}}),
       with_params({"resnet8", "a ResNet of three basic blocks (16, 32, 64 channels) with batch norm, global average "
-                   "pooling", 1, 28, 28, BatchGeometry{1, 1}, 10, resnet8_layers(), {}, {}, nullptr}),
+                   "pooling", 1, 28, 28, BatchGeometry{1, 1}, 10, resnet8_layers(), {}, {}, nullptr, LossSpec{}}),
       with_params({"mobilenet-mini", "four depthwise-separable blocks with batch norm and relu6, global average "
-                   "pooling, dropout 0.2", 1, 28, 28, BatchGeometry{1, 1}, 10, mobilenet_mini_layers(), {}, {}, nullptr}),
+                   "pooling, dropout 0.2", 1, 28, 28, BatchGeometry{1, 1}, 10, mobilenet_mini_layers(), {}, {}, nullptr, LossSpec{}}),
   };
   return models;
 }

@@ -1601,6 +1601,14 @@ void Importer::op_softmax_cross_entropy() {
     unsupported(fmt::format("labels '{}' are {} (class indices from a graph input are read as int32)", node_->input(1),
                             to_string(dtype_of(1))),
                 "SoftmaxCrossEntropyLoss labels computed in the graph");
+  if (options_.stop_before_final_loss && impl_.outputs.size() == 1 && node_->output(0) == impl_.outputs[0].name) {
+    if (!graph_inputs_.count(node_->input(1)))
+      unsupported(fmt::format("labels '{}' are not a graph input: a model's own loss reads the labels it is given",
+                              node_->input(1)),
+                  "SoftmaxCrossEntropyLoss labels computed in the graph");
+    built_.final_loss = OnnxLoss{node_->name().empty() ? node_->output(0) : node_->name(), node_->input(1), r, ignore};
+    return set_value(0, value(0));
+  }
   if (r == PARITY_REDUCTION_NONE) return set_value(0, b_.softmax_xent(value(0), value(1), r, ignore, out_name()));
   // ONNX's mean and sum are scalars (rank 0); parity's loss is [1].
   const Value loss = b_.softmax_xent(value(0), value(1), r, ignore, out_name() + ".loss");
@@ -2235,6 +2243,17 @@ int64_t OnnxModel::opset() const { return impl_->opset; }
 const std::vector<OnnxPort>& OnnxModel::inputs() const { return impl_->inputs; }
 const std::vector<OnnxPort>& OnnxModel::outputs() const { return impl_->outputs; }
 const std::map<std::string, Tensor>& OnnxModel::initializers() const { return impl_->initializers; }
+
+Tensor labels_as_i32(const Tensor& labels, const std::string& input) {
+  Tensor out(labels.shape(), DType::i32);
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    const int64_t v = labels.i64()[i];
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw Error(ErrorKind::data, fmt::format("input '{}': label {} is outside int32", input, v));
+    out.i32()[i] = static_cast<int32_t>(v);
+  }
+  return out;
+}
 
 std::vector<std::string> OnnxModel::op_types() const {
   std::vector<std::string> types;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,11 @@ struct OnnxBuildOptions {
   // the graph's only output is left out, and the output is its input (cross-entropy of the
   // probabilities is softmax cross-entropy of that input). OnnxBuilt::final_softmax names it.
   bool stop_before_final_softmax = false;
+  // For training with the graph's own loss: a SoftmaxCrossEntropyLoss that produces the graph's
+  // only output, on [N, C] scores and labels read from a graph input, is left out; the output is
+  // its scores input and OnnxBuilt::final_loss says how the loss was set (the labels input is
+  // then read by no node, so it is no value of the graph).
+  bool stop_before_final_loss = false;
   // The tensors the graph inputs will be fed, where the caller knows them (a test's data set).
   // They give the dims a file leaves symbolic, and the values of inputs that must be known at
   // import (a Reshape's shape, Clip's bounds, the axes of Squeeze...): parity's graphs have
@@ -69,6 +75,16 @@ struct OnnxBuildOptions {
   // and the graph is valid for that value only. An input that a node also reads as a tensor
   // stays an INPUT of the graph, written before a run.
   std::map<std::string, Tensor> known_inputs;
+};
+
+// The graph's own loss, left out by OnnxBuildOptions::stop_before_final_loss: softmax
+// cross-entropy of the output against the graph input `labels`, with the node's reduction and
+// ignore_index (parity_softmax_xent_params in parity/plugin.h).
+struct OnnxLoss {
+  std::string node;    // the SoftmaxCrossEntropyLoss node, for messages
+  std::string labels;  // the graph input holding the class indices
+  parity_reduction reduction = PARITY_REDUCTION_MEAN;
+  std::optional<int32_t> ignore_index;
 };
 
 // Parity names its values after the ONNX names, except a name longer than 52 characters (parity
@@ -92,7 +108,13 @@ struct OnnxBuilt {
   std::vector<std::string> fixed;
   // "Softmax" or "LogSoftmax" when stop_before_final_softmax left one out, else "".
   std::string final_softmax;
+  // Set when stop_before_final_loss left the graph's own loss out.
+  std::optional<OnnxLoss> final_loss;
 };
+
+// The int32 tensor to feed for an int64 graph input that the importer reads as int32 (the class
+// indices of a loss's labels): Error(data) naming `input` for a value outside int32, never wrapped.
+Tensor labels_as_i32(const Tensor& labels, const std::string& input);
 
 class OnnxModel {
  public:

@@ -14,17 +14,29 @@ bench/torch_reference/export_onnx.py). Then on one random batch:
 - PyTorch's export trains in parity (`parity train --model torch.onnx`), and `parity check
   model` passes on it (cpu against ref).
 
+Then the first model with its loss in the graph, as a training script exports it
+(F.cross_entropy summed over the batch, class 3 ignored; torch writes SoftmaxCrossEntropyLoss):
+parity trains it with that loss, `parity check model` passes, and `parity eval`'s test loss (per
+image: the sum over the rows not ignored, divided by the images) matches PyTorch's on the
+Fashion-MNIST test set to the 4 decimals parity prints. Counting the ignored rows would move it by
+about a tenth, a mean over rows instead of the per-image sum by about as much, and labels taken
+from the wrong input would leave nothing to compare.
+
 Usage: tests/onnx_pytorch_roundtrip.py PARITY_BINARY WORK_DIR [MODEL...]
 Needs Debian's python3-torch, python3-numpy (only /usr/bin/python3 sees them).
 """
+import gzip
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bench", "torch_reference"))
@@ -72,6 +84,64 @@ def nmse(got, want):
     return float(((got.astype(np.float64) - want) ** 2).sum() / max((want.astype(np.float64) ** 2).sum(), 1e-300))
 
 
+IGNORED_CLASS = 3
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+class WithLoss(torch.nn.Module):
+    """A model and its loss in one module: what torch.onnx.export turns into a graph that ends in
+    SoftmaxCrossEntropyLoss, with the labels as a second input."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, y):
+        return F.cross_entropy(self.net(x), y, reduction="sum", ignore_index=IGNORED_CLASS)
+
+
+def read_idx_gz(path, offset):
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read()[offset:], dtype=np.uint8)
+
+
+def check_own_loss(parity, work, model):
+    """The model with its own loss: trained, checked, and its test loss against PyTorch's."""
+    base = os.path.join(work, model)
+    description = read_model_description(base + ".json")
+    net = LayerNet(description)
+    load_parity_weights(net, read_torch_tensors(base + ".safetensors"), base + ".safetensors")
+    net.eval()
+    channels, height, width = net.input_shape
+    own = base + ".own_loss.onnx"
+    # torch warns against constant folding with PRESERVE for a module in training mode; this one is in eval mode.
+    warnings.filterwarnings("ignore", message="It is recommended that constant folding be turned off")
+    torch.onnx.export(WithLoss(net), (torch.zeros(2, channels, height, width), torch.zeros(2, dtype=torch.int64)), own,
+                      opset_version=13, input_names=["x", "y"], output_names=["loss"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                      training=torch.onnx.TrainingMode.PRESERVE)
+    print(run([parity, "train", "--model", own, "--limit", "2048", "--backend", "cpu"]).strip().splitlines()[-1])
+    print(run([parity, "check", "model", "--model", own, "--backend", "cpu", "--against", "ref"]).strip().splitlines()[-1])
+    out = run([parity, "eval", "--model", own, "--backend", "cpu"])
+    found = re.search(r"test loss ([0-9.]+)", out)
+    if not found:
+        return [f"{model} with its own loss: no test loss in parity eval's output: {out}"]
+    images = read_idx_gz(os.path.join(FASHION_MNIST, "t10k-images-idx3-ubyte.gz"), 16).reshape(-1, 1, 28, 28)
+    labels = read_idx_gz(os.path.join(FASHION_MNIST, "t10k-labels-idx1-ubyte.gz"), 8).astype(np.int64)
+    with torch.no_grad():
+        x = torch.from_numpy(images.astype(np.float32) / 255.0)
+        y = torch.from_numpy(labels)
+        torch_loss = float(WithLoss(net)(x, y)) / len(labels)
+        mean_loss = float(F.cross_entropy(net(x), y))
+    parity_loss = float(found.group(1))
+    print(f"{model} with its own loss (sum, ignore_index {IGNORED_CLASS}): parity eval {parity_loss:.4f}, PyTorch "
+          f"{torch_loss:.6f} (the plain mean would be {mean_loss:.6f})", flush=True)
+    # parity prints 4 decimals: half a unit of the last, and float32 sums of 10,000 rows (~1e-6).
+    if abs(parity_loss - torch_loss) > 5e-5 + 1e-5:
+        return [f"{model} with its own loss: parity eval's test loss {parity_loss} vs PyTorch's {torch_loss:.6f}"]
+    return []
+
+
 def main():
     parity, work = sys.argv[1], sys.argv[2]
     models = sys.argv[3:] or ["seed-cnn", "seed-cnn-112", "seed-cnn-4conv", "lenet5", "resnet8", "mobilenet-mini"]
@@ -114,6 +184,7 @@ def main():
     torch_file = os.path.join(work, models[0] + ".torch.onnx")
     print(run([parity, "train", "--model", torch_file, "--limit", "2048", "--backend", "cpu"]).strip().splitlines()[-1])
     print(run([parity, "check", "model", "--model", torch_file, "--backend", "cpu", "--against", "ref"]).strip().splitlines()[-1])
+    failures += check_own_loss(parity, work, models[0])
     if failures:
         sys.exit("FAILED:\n  " + "\n  ".join(failures))
     print(f"all {len(models)} models: parity's and PyTorch's ONNX exports give the same logits through parity infer")

@@ -12,6 +12,7 @@
 #include "onnx/onnx_model.h"
 #include "parity/inference.h"
 #include "parity/model.h"
+#include "parity/trainer.h"
 #include "tests/test_helpers.h"
 
 namespace parity {
@@ -250,14 +251,16 @@ TEST(OnnxImport, AnUnsupportedOpOrAttributeNamesNodeOpTypeOpsetAndAttribute) {
   EXPECT_NE(error_of([&] { parse(newer); }).find("opset 18"), std::string::npos);
 }
 
-TEST(OnnxImport, AnOnnxFileIsAModelWhoseFinalLogSoftmaxIsTheLossOwn) {
-  // x [N, 1, 6, 6] -> Conv(2, 3x3, pad 1) -> Relu -> MaxPool 2 -> Flatten -> Gemm(transB 1) -> LogSoftmax.
+// x [N, 1, 6, 6] -> Conv(2, 3x3, pad 1) -> Relu -> MaxPool 2 -> Flatten -> Gemm(transB 1) -> z [N, 3],
+// then `head`: "LogSoftmax" (output "logp"), or "SoftmaxCrossEntropyLoss" of z and an INT64 input
+// "labels" [N] with the given reduction and ignore_index 2 (output "loss", a scalar unless
+// reduction is "none").
+onnx::ModelProto small_cnn(const std::string& head, const std::string& reduction = "sum") {
   onnx::ModelProto m;
   m.set_ir_version(8);
   m.add_opset_import()->set_version(13);
   auto* g = m.mutable_graph();
   add_port(g->add_input(), "image", {1, 1, 6, 6}, true);
-  add_port(g->add_output(), "logp", {1, 3}, true);
   std::vector<float> w(18), fw(3 * 18);
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(float(i)) * 0.3f;
   for (size_t i = 0; i < fw.size(); ++i) fw[i] = std::cos(float(i)) * 0.2f;
@@ -288,24 +291,111 @@ TEST(OnnxImport, AnOnnxFileIsAModelWhoseFinalLogSoftmaxIsTheLossOwn) {
   tb->set_name("transB");
   tb->set_type(onnx::AttributeProto::INT);
   tb->set_i(1);
-  add_node(g, "LogSoftmax", {"z"}, {"logp"});
+  if (head == "LogSoftmax") {
+    add_port(g->add_output(), "logp", {1, 3}, true);
+    add_node(g, "LogSoftmax", {"z"}, {"logp"});
+    return m;
+  }
+  add_port(g->add_input(), "labels", {1}, true);
+  g->mutable_input(1)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT64);
+  add_port(g->add_output(), "loss", reduction == "none" ? std::vector<int64_t>{1} : std::vector<int64_t>{}, reduction == "none");
+  auto* loss = add_node(g, "SoftmaxCrossEntropyLoss", {"z", "labels"}, {"loss"});
+  auto* r = loss->add_attribute();
+  r->set_name("reduction");
+  r->set_type(onnx::AttributeProto::STRING);
+  r->set_s(reduction);
+  auto* ignore = loss->add_attribute();
+  ignore->set_name("ignore_index");
+  ignore->set_type(onnx::AttributeProto::INT);
+  ignore->set_i(2);
+  return m;
+}
 
+// Writes `m` as <temp>/parity_test_onnx_model/<file>; returns the path.
+std::string write_model(const onnx::ModelProto& m, const std::string& file) {
   const fs::path dir = fs::temp_directory_path() / "parity_test_onnx_model";
   fs::create_directories(dir);
-  const std::string path = (dir / "net.onnx").string();
+  const std::string path = (dir / file).string();
   std::ofstream(path, std::ios::binary) << bytes_of(m);
+  return path;
+}
+
+TEST(OnnxImport, AnOnnxFileIsAModelWhoseFinalLogSoftmaxIsTheLossOwn) {
+  const std::string path = write_model(small_cnn("LogSoftmax"), "net.onnx");
   const ModelSpec spec = load_model(path);
   EXPECT_EQ(spec.channels, 1);
   EXPECT_EQ(spec.height, 6);
   EXPECT_EQ(spec.num_classes, 3);
   EXPECT_NE(spec.description.find("LogSoftmax taken into the loss"), std::string::npos) << spec.description;
   ASSERT_EQ(spec.params.size(), 4u);
+  EXPECT_EQ(spec.loss.reduction, PARITY_REDUCTION_MEAN);
+  EXPECT_FALSE(spec.loss.ignore_index);
   // The forward graph's logits are the LogSoftmax's input: no second softmax before the loss.
   const Graph forward = build_forward(spec, 5);
   EXPECT_EQ(forward.value(forward.find("logits")).shape, (Shape{5, 3}));
   for (const Node& n : forward.nodes()) EXPECT_NE(n.op, PARITY_OP_LOG_SOFTMAX) << n.name;
   EXPECT_EQ(init_weights(spec, 7).at("conv.bias").f32()[1], -0.1f);  // the file's weights, not the seed's
-  fs::remove_all(dir);
+  fs::remove(path);
+}
+
+TEST(OnnxImport, AGraphsOwnLossIsTheTrainingLossWithItsReductionAndIgnoreIndex) {
+  const std::string path = write_model(small_cnn("SoftmaxCrossEntropyLoss", "sum"), "own_loss.onnx");
+  const ModelSpec spec = load_model(path);
+  EXPECT_EQ(spec.num_classes, 3);
+  EXPECT_EQ(spec.loss.reduction, PARITY_REDUCTION_SUM);
+  ASSERT_TRUE(spec.loss.ignore_index);
+  EXPECT_EQ(*spec.loss.ignore_index, 2);
+  EXPECT_NE(spec.description.find("trained with its own loss 'loss_node' (sum, ignore_index 2)"), std::string::npos)
+      << spec.description;
+  // The logits are the loss's scores; the loss reads "y", and the file's labels input is no value.
+  const Graph forward = build_forward(spec, 5);
+  EXPECT_EQ(forward.value(forward.find("logits")).shape, (Shape{5, 3}));
+  EXPECT_THROW(forward.find("labels"), Error);
+  int losses = 0;
+  for (const Node& n : forward.nodes()) {
+    if (n.op != PARITY_OP_SOFTMAX_XENT) continue;
+    ++losses;
+    EXPECT_EQ(n.params.softmax_xent.reduction, PARITY_REDUCTION_SUM);
+    EXPECT_EQ(n.params.softmax_xent.has_ignore_index, 1);
+    EXPECT_EQ(n.params.softmax_xent.ignore_index, 2);
+  }
+  EXPECT_EQ(losses, 1);
+
+  // Training's loss (per image: the sum over the rows not ignored, divided by the batch) against
+  // the file's own graph run whole: the same kernels, so equal up to the division's rounding.
+  // Labels 2 are ignored: counting them would add about 1 per row, far beyond the tolerance.
+  std::mt19937 rng(3);
+  const Tensor x = testing::random_tensor(rng, Shape{5, 1, 6, 6}, 0.0f, 1.0f);
+  Tensor y(Shape{5}, DType::i32), labels(Shape{5}, DType::i64);
+  const int32_t classes[5] = {0, 2, 1, 2, 0};
+  for (int i = 0; i < 5; ++i) {
+    y.i32()[i] = classes[i];
+    labels.i64()[i] = classes[i];
+  }
+  InferenceOptions io;
+  io.model = path;
+  io.backend = "cpu";
+  const float file_loss = run_inference(io, {{"image", x}, {"labels", labels}}).at("loss").f32()[0];
+  Trainer trainer(spec, create_backend("cpu"), OptimizerConfig{}, 5);
+  trainer.load_weights(init_weights(spec, 0));  // the file's weights
+  const StepResult step = trainer.train_step(x, y);
+  EXPECT_GT(file_loss, 0.5f);
+  EXPECT_NEAR(step.loss * 5, file_loss, 1e-6 * file_loss);
+  fs::remove(path);
+}
+
+TEST(OnnxImport, AGraphsOwnLossOfReductionNoneOrASecondInputThatIsNotItsLabelsIsRefused) {
+  const std::string none = write_model(small_cnn("SoftmaxCrossEntropyLoss", "none"), "loss_none.onnx");
+  EXPECT_NE(error_of([&] { load_model(none); }).find("reduction 'none'"), std::string::npos) << error_of([&] { load_model(none); });
+  fs::remove(none);
+  // A second input that the graph adds to its logits instead of a loss reading it.
+  onnx::ModelProto m = small_cnn("LogSoftmax");
+  add_port(m.mutable_graph()->add_input(), "offset", {1}, true);
+  m.mutable_graph()->mutable_input(1)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::INT64);
+  const std::string other = write_model(m, "two_inputs.onnx");
+  const std::string message = error_of([&] { load_model(other); });
+  EXPECT_NE(message.find("second input 'offset' is not the labels"), std::string::npos) << message;
+  fs::remove(other);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,14 +73,23 @@ class LayerGraph {
  public:
   virtual ~LayerGraph() = default;
   // Adds the layers to `b`, reading x [batch, C, H, W] (and `step`, the INPUT optimizer.step,
-  // when training with dropout); returns what the loss reads: the graph's output, or the input
-  // of its final Softmax or LogSoftmax (whose cross-entropy is the loss's own).
+  // when training with dropout); returns what the loss reads: the graph's output, the input of
+  // its final Softmax or LogSoftmax (whose cross-entropy is the loss's own), or the scores of the
+  // graph's own SoftmaxCrossEntropyLoss (ModelSpec::loss then carries that op's settings).
   virtual Value add(GraphBuilder& b, Value x, const ForwardOptions& options, Value step) const = 0;
   // The initial value of every parameter and buffer (the file's initializers and constants).
   virtual std::map<std::string, Tensor> initial_values() const = 0;
   virtual bool has_dropout() const = 0;
   // The batch size the file fixes, or 0 when its batch dimension is symbolic.
   virtual int64_t fixed_batch() const = 0;
+};
+
+// The training and evaluation loss on "logits": softmax cross-entropy against "y", by default
+// the mean over the batch. A model file whose graph ends in its own SoftmaxCrossEntropyLoss
+// carries that op's reduction (mean or sum) and ignore_index here (parity_softmax_xent_params).
+struct LossSpec {
+  parity_reduction reduction = PARITY_REDUCTION_MEAN;
+  std::optional<int32_t> ignore_index;
 };
 
 struct ModelSpec {
@@ -96,6 +106,7 @@ struct ModelSpec {
   // Set for a model read from a file: `layers` is empty, and params and buffers list the
   // graph's PARAM and STATE values (their initial values come from the file, not a seed).
   std::shared_ptr<const LayerGraph> layer_graph;
+  LossSpec loss;
 };
 
 std::vector<std::string> model_names();
@@ -134,7 +145,8 @@ struct ForwardOptions {
 // The forward graph for one batch size. Values: INPUT "x" f32 [batch,C,H,W], INPUT "y" i32
 // [batch], PARAMs named as in spec.params, one TEMP per layer (named as the layer; a max-pool
 // layer's argmax indices are "<name>.indices"; an evaluation graph's dropout layer has none: its
-// name stands for its input), and TEMP "loss" (mean cross-entropy of "logits", [1]) and
+// name stands for its input), and TEMP "loss" (cross-entropy of "logits" as spec.loss says:
+// the mean over the batch unless a model file's own loss sets sum or ignore_index; [1]) and
 // "correct" (number of rows whose argmax is the label, [1]); for training with dropout also
 // INPUT "optimizer.step" (i32 [1], 1-based).
 Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& options = {});

@@ -20,7 +20,9 @@
 namespace parity {
 
 struct StepResult {
-  float loss = 0;       // mean cross-entropy of the batch
+  // Mean cross-entropy per image of the batch (a model file's own loss of reduction sum is
+  // divided by the batch; with ignore_index, the mean over the rows not ignored).
+  float loss = 0;
   float correct = 0;    // rows whose argmax is the label
   int64_t images = 0;
 };
