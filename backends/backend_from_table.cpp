@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "backends/table_from_backend.h"
 #include "parity/error.h"
 #include "util/host_memory.h"
 
@@ -91,6 +92,28 @@ class TableExecutable final : public Executable {
     check(table().read_value_f64(handle_, value, host, static_cast<int64_t>(count), &err), err, table().name,
           "read_value_f64");
   }
+  // The hook crosses the ABI as a C function with this executable as its context; an exception
+  // it throws comes back through execute's status and message.
+  void set_node_hooks(const std::vector<parity_hook_point>& points, NodeHook hook) override {
+    if (!table().set_node_hooks) {
+      throw Error(ErrorKind::backend,
+                  fmt::format("{}: this backend has no node hooks (its table has no set_node_hooks, ABI 8)", table().name));
+    }
+    hook_ = std::move(hook);
+    const parity_node_hooks hooks{points.data(), static_cast<int32_t>(points.size()), &TableExecutable::call_hook, this};
+    parity_error err{};
+    check(table().set_node_hooks(handle_, points.empty() ? nullptr : &hooks, &err), err, table().name, "set_node_hooks");
+  }
+  void* value_address(int32_t value) override {
+    if (!table().value_address) {
+      throw Error(ErrorKind::backend,
+                  fmt::format("{}: this backend has no value addresses (its table has no value_address, ABI 8)", table().name));
+    }
+    parity_error err{};
+    void* address = nullptr;
+    check(table().value_address(handle_, value, &address, &err), err, table().name, "value_address");
+    return address;
+  }
   int64_t memory_bytes() const override {
     parity_error err{};
     int64_t bytes = 0;
@@ -104,8 +127,16 @@ class TableExecutable final : public Executable {
  private:
   const parity_backend_table& table() const { return *instance_->table; }
 
+  static parity_status call_hook(void* ctx, int32_t point, void* stream, parity_error* err) {
+    return kit::guarded(err, "", [&] { static_cast<TableExecutable*>(ctx)->hook_(point, stream); },
+                        [](const std::exception& e, parity_status& status, std::string&) {
+                          if (const auto* error = dynamic_cast<const Error*>(&e)) status = status_of_error_kind(error->kind());
+                        });
+  }
+
   std::shared_ptr<Instance> instance_;
   parity_executable_t handle_;
+  NodeHook hook_;
 };
 
 class TableBackend final : public Backend {

@@ -22,6 +22,13 @@ void Executable::read_f64(int32_t, double*, size_t) const {
   throw Error(ErrorKind::backend, "this backend does not hold float64 values (only ref does)");
 }
 
+void Executable::set_node_hooks(const std::vector<parity_hook_point>&, NodeHook) {
+  throw Error(ErrorKind::backend, "this backend has no node hooks (plugin ABI 8: set_node_hooks, value_address)");
+}
+void* Executable::value_address(int32_t) {
+  throw Error(ErrorKind::backend, "this backend has no node hooks (plugin ABI 8: set_node_hooks, value_address)");
+}
+
 std::optional<MemoryNeed> Backend::memory_need(const parity_plan&, const CompileOptions&, Executable*) const {
   return std::nullopt;
 }

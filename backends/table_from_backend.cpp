@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "backends/kit/abi_guard.h"
 #include "parity/error.h"
@@ -34,19 +35,6 @@ AdaptedInstance* instance(parity_backend_t h) { return reinterpret_cast<AdaptedI
 AdaptedExecutable* executable(parity_executable_t h) { return reinterpret_cast<AdaptedExecutable*>(h); }
 AdaptedBuffer* buffer(parity_buffer_t h) { return reinterpret_cast<AdaptedBuffer*>(h); }
 
-parity_status status_of(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::invalid_argument: return PARITY_STATUS_INVALID_ARGUMENT;
-    case ErrorKind::shape: return PARITY_STATUS_SHAPE;
-    case ErrorKind::data: return PARITY_STATUS_DATA;
-    case ErrorKind::backend: return PARITY_STATUS_DEVICE;
-    case ErrorKind::io: return PARITY_STATUS_IO;
-    case ErrorKind::memory: return PARITY_STATUS_OUT_OF_MEMORY;
-    case ErrorKind::numeric:
-    case ErrorKind::internal: return PARITY_STATUS_INTERNAL;
-  }
-  return PARITY_STATUS_INTERNAL;
-}
 
 parity_status fail(parity_error* err, parity_status status, const std::string& message) {
   return kit::report(err, status, message);
@@ -57,7 +45,7 @@ parity_status fail(parity_error* err, parity_status status, const std::string& m
 template <typename Body>
 parity_status guarded(parity_error* err, Body&& body) {
   return kit::guarded(err, "", body, [](const std::exception& e, parity_status& status, std::string&) {
-    if (const auto* error = dynamic_cast<const Error*>(&e)) status = status_of(error->kind());
+    if (const auto* error = dynamic_cast<const Error*>(&e)) status = status_of_error_kind(error->kind());
   });
 }
 
@@ -259,8 +247,50 @@ parity_status memory_bytes(parity_executable_t h, int64_t* out, parity_error* er
   return guarded(err, [&] { *out = executable(h)->impl->memory_bytes(); });
 }
 
+// The C hook of the caller, called from the C++ backend's execute; a failed hook stops the
+// execute with the hook's status and message.
+parity_status set_node_hooks(parity_executable_t h, const parity_node_hooks* hooks, parity_error* err) {
+  if (!h) return null_handle(err, "set_node_hooks", "the executable");
+  if (hooks && hooks->count > 0 && (!hooks->points || !hooks->fn))
+    return null_handle(err, "set_node_hooks", "the points and the hook function");
+  return guarded(err, [&] {
+    if (!hooks || hooks->count <= 0) {
+      executable(h)->impl->set_node_hooks({}, nullptr);
+      return;
+    }
+    std::vector<parity_hook_point> points(hooks->points, hooks->points + hooks->count);
+    const parity_node_hooks c = *hooks;
+    executable(h)->impl->set_node_hooks(points, [c](int32_t point, void* stream) {
+      parity_error e{};
+      const parity_status status = c.fn(c.ctx, point, stream, &e);
+      if (status != PARITY_OK)
+        kit::abi_fail(status, e.message[0] ? std::string(e.message, strnlen(e.message, sizeof e.message))
+                                           : "a node hook failed with status " + std::to_string(status) + " and no message");
+    });
+  });
+}
+
+parity_status value_address(parity_executable_t h, int32_t value, void** out, parity_error* err) {
+  if (!h || !out) return null_handle(err, "value_address", "the executable and the output");
+  return guarded(err, [&] { *out = executable(h)->impl->value_address(value); });
+}
+
 }  // namespace
 
+
+parity_status status_of_error_kind(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::invalid_argument: return PARITY_STATUS_INVALID_ARGUMENT;
+    case ErrorKind::shape: return PARITY_STATUS_SHAPE;
+    case ErrorKind::data: return PARITY_STATUS_DATA;
+    case ErrorKind::backend: return PARITY_STATUS_DEVICE;
+    case ErrorKind::io: return PARITY_STATUS_IO;
+    case ErrorKind::memory: return PARITY_STATUS_OUT_OF_MEMORY;
+    case ErrorKind::numeric:
+    case ErrorKind::internal: return PARITY_STATUS_INTERNAL;
+  }
+  return PARITY_STATUS_INTERNAL;
+}
 
 parity_status adapted_create(const AdaptedBackendSpec& spec, const parity_backend_config* config,
                              parity_backend_t* out, parity_error* err) {
@@ -321,6 +351,8 @@ parity_backend_table make_adapted_table(const AdaptedBackendSpec& spec,
   t.synchronize = synchronize;
   t.memory_bytes = memory_bytes;
   t.memory_need = memory_need;
+  t.set_node_hooks = set_node_hooks;
+  t.value_address = value_address;
   if (spec.features & PARITY_FEATURE_FLOAT64_VALUES) {
     t.write_value_f64 = write_value_f64;
     t.read_value_f64 = read_value_f64;

@@ -6,6 +6,7 @@
 
 #include "backends/kit/abi_guard.h"
 #include "parity/backend.h"
+#include "parity/error.h"
 #include "parity/plugin.h"
 
 namespace parity {
@@ -29,6 +30,10 @@ parity_status adapted_create(const AdaptedBackendSpec& spec, const parity_backen
 
 // A probe for host backends: always one device, described by the spec.
 parity_status adapted_host_probe(const AdaptedBackendSpec& spec, parity_probe_result* out);
+
+// The status a parity::Error of this kind crosses the ABI as (kind_of in backend_from_table.cpp
+// is its inverse).
+parity_status status_of_error_kind(ErrorKind kind);
 
 using kit::copy_message;
 

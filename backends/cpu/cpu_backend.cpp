@@ -25,6 +25,7 @@
 #include "backends/builtin.h"
 #include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/kit/node_hooks.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/plan_check.h"
 #include "backends/kit/poison.h"
@@ -198,10 +199,34 @@ class CpuExecutable final : public Executable {
 
   void execute() override {
     poison();
-    task_arena_.execute([this] {
-      for (const BoundNode& node : nodes_)
-        if (!node.fusion.skip) run(node);
-    });
+    if (hooks_.empty()) {
+      task_arena_.execute([this] {
+        for (const BoundNode& node : nodes_)
+          if (!node.fusion.skip) run(node);
+      });
+      return;
+    }
+    // With hooks, each node enters the arena on its own, so that every hook runs on the thread
+    // that called execute (MPI_THREAD_FUNNELED asks no more of a communicator).
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const int32_t node = static_cast<int32_t>(i);
+      hooks_.at(node, PARITY_HOOK_BEFORE, nullptr);
+      if (!nodes_[i].fusion.skip) task_arena_.execute([&] { run(nodes_[i]); });
+      hooks_.at(node, PARITY_HOOK_AFTER, nullptr);
+    }
+  }
+
+  void set_node_hooks(const std::vector<parity_hook_point>& points, NodeHook hook) override {
+    hooks_.set(points, std::move(hook), static_cast<int32_t>(nodes_.size()), "cpu");
+  }
+
+  void* value_address(int32_t value) override {
+    const parity_value_desc& v = value_desc(value, "value_address");
+    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+      throw Error(ErrorKind::invalid_argument, std::string("cpu: value_address: '") + v.name +
+                                                   "' is a temporary value not marked keep, so its memory is "
+                                                   "reused; compile the plan with it kept");
+    return data_[value];
   }
 
   int64_t memory_bytes() const override { return arena_.bytes() + workspace_.bytes() + store_->bytes(); }
@@ -378,6 +403,7 @@ class CpuExecutable final : public Executable {
   std::vector<parity_value_desc> values_;
   std::vector<unsigned char*> data_;  // per value: its bytes in the arena or the store
   std::vector<BoundNode> nodes_;
+  kit::NodeHookSchedule hooks_;
   std::shared_ptr<PersistentStore> store_;
   AlignedBuffer arena_;
   int64_t workspace_bytes_ = 0;  // what bind_nodes found the nodes need

@@ -17,6 +17,7 @@
 #include <tbb/task_arena.h>
 
 #include "backends/builtin.h"
+#include "backends/kit/node_hooks.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/poison.h"
 #include "backends/native/dispatch.h"
@@ -95,9 +96,32 @@ class SimtExecutable final : public Executable {
 
   void execute() override {
     if (poison_outputs_) poison_temps();
-    arena_.execute([&] {
-      for (const parity_node_desc& node : nodes_) dispatcher_.run(node);
-    });
+    if (hooks_.empty()) {
+      arena_.execute([&] {
+        for (const parity_node_desc& node : nodes_) dispatcher_.run(node);
+      });
+      return;
+    }
+    // With hooks, each node enters the arena on its own: every hook runs on execute's thread.
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const int32_t node = static_cast<int32_t>(i);
+      hooks_.at(node, PARITY_HOOK_BEFORE, nullptr);
+      arena_.execute([&] { dispatcher_.run(nodes_[i]); });
+      hooks_.at(node, PARITY_HOOK_AFTER, nullptr);
+    }
+  }
+
+  void set_node_hooks(const std::vector<parity_hook_point>& points, NodeHook hook) override {
+    hooks_.set(points, std::move(hook), static_cast<int32_t>(nodes_.size()), "simt");
+  }
+
+  void* value_address(int32_t value) override {
+    const parity_value_desc& v = native::value_desc_at("simt", values_, value, "value_address");
+    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+      throw Error(ErrorKind::invalid_argument, std::string("simt: value_address: '") + v.name +
+                                                   "' is a TEMP value the plan did not mark keep");
+    Storage& s = *storage_[static_cast<size_t>(value)];
+    return v.dtype == PARITY_F32 ? static_cast<void*>(s.f32.data()) : s.i32.data();
   }
 
   // Whether persistent value v is already stored (by this executable or one it shares with).
@@ -142,6 +166,7 @@ class SimtExecutable final : public Executable {
   std::vector<parity_node_desc> nodes_;
   std::shared_ptr<PersistentStore> persistent_;
   std::vector<std::shared_ptr<Storage>> storage_;
+  kit::NodeHookSchedule hooks_;
   std::vector<float> workspace_;  // im2col columns and per-row loss terms
   Memory memory_{this};
   native::NodeDispatcher<Memory> dispatcher_;

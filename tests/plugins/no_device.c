@@ -120,6 +120,7 @@ static const parity_backend_table table = {
     PARITY_ABI_VERSION, sizeof(parity_backend_table), "nodevice", "test plugin in C without a device",
     probe, create, destroy, get_capabilities, supports, buffer_alloc, buffer_free, h2d, d2h, d2d, compile,
     executable_destroy, write_value, read_value, execute, synchronize, memory_bytes,
-    NULL /* write_value_f64 */, NULL /* read_value_f64 */, NULL /* memory_need */, memory_need_without_device};
+    NULL /* write_value_f64 */, NULL /* read_value_f64 */, NULL /* memory_need */, memory_need_without_device,
+    NULL /* set_node_hooks */, NULL /* value_address */};
 
 PARITY_PLUGIN_EXPORT const parity_backend_table* parity_backend_entry(void) { return &table; }

@@ -343,6 +343,8 @@ const parity_backend_table kTable = {
     5,  // built against ABI 5, whose ADD never broadcasts
 #elif defined(PARITY_TEST_ABI_6)
     6,  // built against ABI 6, whose SOFTMAX_XENT has no params (always the mean, nothing ignored)
+#elif defined(PARITY_TEST_ABI_7)
+    7,  // built against ABI 7, before set_node_hooks and value_address were appended to the table
 #else
     PARITY_ABI_VERSION,
 #endif
@@ -374,6 +376,8 @@ const parity_backend_table kTable = {
     nullptr,  // memory_need: the other variants cannot tell
 #endif
     nullptr,  // memory_need_without_device: no planner without a device
+    nullptr,  // set_node_hooks (ABI 8): no node hooks, so no data-parallel training
+    nullptr,  // value_address
 };
 
 }  // namespace

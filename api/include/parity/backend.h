@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +50,15 @@ class Executable {
   // PARITY_FEATURE_FLOAT64_VALUES); elsewhere these throw Error(backend).
   virtual void write_f64(int32_t value, const double* host, size_t count);
   virtual void read_f64(int32_t value, double* host, size_t count) const;
+  // Node hooks (plugin.h, ABI 8): from the next execute on, `hook(point, stream)` is called at
+  // each of `points` (plan order) with the point's index and the backend's stream (nullptr on a
+  // host backend); an exception it throws stops the execute and comes out of it. Empty points
+  // remove them. Backends without hooks throw Error(backend) saying so.
+  using NodeHook = std::function<void(int32_t point, void* stream)>;
+  virtual void set_node_hooks(const std::vector<parity_hook_point>& points, NodeHook hook);
+  // Where a value lives (device memory on a GPU backend): INPUT, PARAM, STATE, or a TEMP value
+  // the plan keeps. Backends without hooks throw Error(backend).
+  virtual void* value_address(int32_t value);
 };
 
 // The memory compiling a plan would take (Backend::memory_need).

@@ -40,13 +40,15 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 7  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+#define PARITY_ABI_VERSION 8  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
                                  lr schedules, DROPOUT, conv2d groups/dilation/
                                  asymmetric padding/optional bias; 6: broadcasting ADD, MUL,
                                  REDUCE_SUM, CLIP_COEF; 7: SOFTMAX_XENT's reduction and
-                                 ignore_index (CHANGELOG.md) */
+                                 ignore_index; 8: node hooks and value addresses
+                                 (set_node_hooks, value_address: data-parallel
+                                 training's gradient all-reduce) (CHANGELOG.md) */
 /* The ABI that gave conv2d groups, dilation, asymmetric padding and an optional bias
  * (parity_conv2d_params' appended fields, PARITY_OP_OPTIONAL_TRAILING). A plugin built against an
  * older one would read such a node as a plain convolution, so libparity never hands it one
@@ -438,6 +440,42 @@ typedef struct parity_error {
   char message[PARITY_ERROR_MESSAGE_LEN]; /* NUL-terminated; truncated if longer */
 } parity_error;
 
+/* Node hooks (ABI 8): calls into the caller at chosen points of an execute, so that work such
+ * as a gradient all-reduce starts as soon as the backward has produced what it needs and is
+ * waited for just before the first node that reads the result (dist/ builds them).
+ *
+ * A point names a node of the plan and whether the hook runs just BEFORE that node or just
+ * AFTER it. Points are given in plan order (ascending node, BEFORE before AFTER at one node).
+ * During execute the backend calls fn(ctx, point, stream, err) at each point, in that order,
+ * from the thread that called execute:
+ * - a host backend calls AFTER once the node's outputs are complete in memory, and BEFORE
+ *   before the node reads anything. A backend that fuses nodes may call the points of a node
+ *   whose work a neighbour does at that node's place in plan order: fusion never hides a kept
+ *   value, so the points that matter (AFTER the node producing a kept value, BEFORE the first
+ *   node reading it) hold exactly;
+ * - an asynchronous backend calls them as it queues the nodes: AFTER once the node is queued
+ *   on `stream`, so that work the hook queues on that stream, or on another stream after an
+ *   event recorded on it, runs after the node; BEFORE before the node is queued, so that the
+ *   hook can make the stream wait for work of its own. `stream` is the backend's stream (a
+ *   cudaStream_t or hipStream_t); NULL on a host backend. A backend that replays a captured
+ *   graph does not capture an executable with hooks: every execute calls them.
+ * A hook that returns non-OK (filling err) stops the execute, which returns that status and
+ * message. Hooks run inside execute: they must not call back into the same executable. */
+typedef enum parity_hook_when { PARITY_HOOK_BEFORE = 0, PARITY_HOOK_AFTER = 1 } parity_hook_when;
+
+typedef struct parity_hook_point {
+  int32_t node; /* index into parity_plan.nodes */
+  int32_t when; /* parity_hook_when */
+} parity_hook_point;
+
+typedef struct parity_node_hooks {
+  const parity_hook_point* points; /* count points in plan order; copied by set_node_hooks */
+  int32_t count;
+  /* point: the index into points of the point being reached. */
+  parity_status (*fn)(void* ctx, int32_t point, void* stream, parity_error* err);
+  void* ctx;
+} parity_node_hooks;
+
 /* Why a probe found no usable device. */
 typedef enum parity_unavailable_reason {
   PARITY_AVAILABLE = 0,               /* at least one usable device */
@@ -596,6 +634,21 @@ typedef struct parity_backend_table {
    * validated as compile() validates it. */
   parity_status (*memory_need_without_device)(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
                                               parity_error* err);
+
+  /* --- optional (ABI 8): NULL when the backend has no node hooks; data-parallel training
+   *     needs both ---
+   * set_node_hooks: from the next execute on, calls hooks->fn at hooks->points (see "Node
+   * hooks" above); NULL or count 0 removes them. A point outside the plan or out of order is
+   * PARITY_STATUS_INVALID_ARGUMENT naming it. fn returns a parity_status.
+   * value_address: where a value lives, for a hook to hand to a communication library: device
+   * memory on a GPU backend (what NCCL takes), host memory on a host backend. Valid for INPUT,
+   * PARAM and STATE values and for TEMP values the plan marks keep (others may share memory
+   * or not exist: PARITY_STATUS_INVALID_ARGUMENT naming the value), until the executable is
+   * destroyed; the bytes are the value's, dense, in its dtype. Between the AFTER point of the
+   * node that produces a kept value and the BEFORE point of the next node that reads it, the
+   * backend neither reads nor writes it, so a hook may change it in place. */
+  parity_status (*set_node_hooks)(parity_executable_t exe, const parity_node_hooks* hooks, parity_error* err);
+  parity_status (*value_address)(parity_executable_t exe, int32_t value, void** out, parity_error* err);
 } parity_backend_table;
 
 /* The one symbol a plugin exports. */
