@@ -118,7 +118,6 @@ TEST_P(NodeHooks, PointsOutsideThePlanOrOutOfOrderAndUnkeptValuesAreRefused) {
   EXPECT_NE(unkept.find("'y'"), std::string::npos) << unkept;
   EXPECT_NE(unkept.find("keep"), std::string::npos) << unkept;
   EXPECT_NE(step.executable().value_address(step.value("z")), nullptr);
-  EXPECT_NE(step.executable().value_address(step.value("x")), nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(HostBackends, NodeHooks, ::testing::Values("cpu", "simt"));

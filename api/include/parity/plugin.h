@@ -641,10 +641,11 @@ typedef struct parity_backend_table {
    * hooks" above); NULL or count 0 removes them. A point outside the plan or out of order is
    * PARITY_STATUS_INVALID_ARGUMENT naming it. fn returns a parity_status.
    * value_address: where a value lives, for a hook to hand to a communication library: device
-   * memory on a GPU backend (what NCCL takes), host memory on a host backend. Valid for INPUT,
-   * PARAM and STATE values and for TEMP values the plan marks keep (others may share memory
-   * or not exist: PARITY_STATUS_INVALID_ARGUMENT naming the value), until the executable is
-   * destroyed; the bytes are the value's, dense, in its dtype. Between the AFTER point of the
+   * memory on a GPU backend (what NCCL takes), host memory on a host backend. Valid for PARAM
+   * and STATE values and for TEMP values the plan marks keep, until the executable is
+   * destroyed; the bytes are the value's, dense, in its dtype. Other values may share memory,
+   * not exist, or (an INPUT on a GPU backend) move between staging slots: a backend may refuse
+   * them with PARITY_STATUS_INVALID_ARGUMENT naming the value. Between the AFTER point of the
    * node that produces a kept value and the BEFORE point of the next node that reads it, the
    * backend neither reads nor writes it, so a hook may change it in place. */
   parity_status (*set_node_hooks)(parity_executable_t exe, const parity_node_hooks* hooks, parity_error* err);
