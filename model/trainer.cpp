@@ -33,8 +33,13 @@ float per_image(float loss, int64_t n, const LossSpec& spec) {
 }  // namespace
 
 Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer,
-                 int64_t batch, uint64_t seed)
-    : spec_(spec), backend_(std::move(backend)), optimizer_(optimizer), batch_(batch), seed_(seed) {
+                 int64_t batch, uint64_t seed, TrainingStepExtension extension)
+    : spec_(spec),
+      backend_(std::move(backend)),
+      optimizer_(optimizer),
+      batch_(batch),
+      seed_(seed),
+      extension_(std::move(extension)) {
   if (batch <= 0) throw Error(ErrorKind::invalid_argument, fmt::format("batch must be > 0, got {}", batch));
   if (!(optimizer.lr > 0.0f) || !std::isfinite(optimizer.lr))
     throw Error(ErrorKind::invalid_argument, fmt::format("learning rate must be a finite number > 0, got {}", optimizer.lr));
@@ -67,7 +72,9 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   options.share_with = weights_owner_;
   std::unique_ptr<BatchStep> s;
   try {
-    s.reset(new BatchStep{CompiledStep(*backend_, graph, {"loss", "correct"}, options), 0, 0, 0, 0, -1});
+    std::vector<std::string> keep = {"loss", "correct"};
+    if (training) keep.insert(keep.end(), extension_.keep.begin(), extension_.keep.end());
+    s.reset(new BatchStep{CompiledStep(*backend_, graph, keep, options), 0, 0, 0, 0, -1});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::memory) throw;
     // The backend measured the plan; what the caller chose is the batch (and the model).
@@ -75,6 +82,7 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
                                                training ? "the training" : "the evaluation", spec_.name, n, e.what()));
   }
   if (!weights_owner_) weights_owner_ = &s->step.executable();
+  if (training && extension_.compiled) extension_.compiled(s->step.executable(), s->step.plan(), n);
   s->x = s->step.value("x");
   s->y = s->step.value("y");
   s->loss = s->step.value("loss");

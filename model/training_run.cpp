@@ -70,13 +70,14 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
                           : o.lr_schedule == "cosine" ? fmt::format("cosine {} {}", o.lr_min, o.epochs)
                                                       : o.lr_schedule},
           {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)},
-          {"clip_grad_norm", fmt::format("{}", o.clip_grad_norm)}};
+          {"clip_grad_norm", fmt::format("{}", o.clip_grad_norm)},
+          {"ranks", std::to_string(o.data_parallel ? o.data_parallel->size() : 1)}};
 }
 
 // Identity keys added after checkpoints were first written, with the value older checkpoints imply.
 const std::map<std::string, std::string> kIdentityDefaults = {
     {"val_split", "0"},           {"nesterov", "0"}, {"weight_decay", "0"}, {"lr_schedule", "constant"},
-    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}};
+    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}, {"ranks", "1"}};
 
 // The optimizer of a run of `steps_per_epoch` steps per epoch (the schedules count steps).
 OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
@@ -169,10 +170,61 @@ struct MetricsLog {
   }
 };
 
+// This rank's share of a global batch of n images starting at `first`: contiguous, sizes
+// differing by at most one (rank r takes [first + r*n/size, first + (r+1)*n/size)).
+struct Share {
+  int64_t first = 0, count = 0;
+};
+Share share_of(int64_t first, int64_t n, int rank, int size) {
+  const int64_t begin = n * rank / size, end = n * (rank + 1) / size;
+  return Share{first + begin, end - begin};
+}
+
+// Loss and accuracy over `data` computed once across the ranks: each evaluates its contiguous
+// share, and the sums are added.
+EvalResult evaluate_shared(Trainer& trainer, const Dataset& data, DataParallel* dp) {
+  if (!dp) return trainer.evaluate(data);
+  const Share mine = share_of(0, data.count, dp->rank(), dp->size());
+  std::vector<int64_t> indices(static_cast<size_t>(mine.count));
+  for (int64_t i = 0; i < mine.count; ++i) indices[static_cast<size_t>(i)] = mine.first + i;
+  double sums[3] = {0, 0, 0};
+  if (mine.count > 0) {
+    const EvalResult part = trainer.evaluate(subset(data, indices));
+    sums[0] = part.loss * static_cast<double>(part.images);
+    sums[1] = part.accuracy * static_cast<double>(part.images);
+    sums[2] = static_cast<double>(part.images);
+  }
+  dp->sum(sums, 3);
+  EvalResult all;
+  all.images = static_cast<int64_t>(sums[2]);
+  all.loss = all.images ? sums[0] / sums[2] : 0.0;
+  all.accuracy = all.images ? sums[1] / sums[2] : 0.0;
+  return all;
+}
+
+// What every rank must agree on: the run's identity and what it reads.
+std::string configuration_of(const TrainOptions& o) {
+  std::string text;
+  for (const auto& [key, value] : run_identity(o)) text += key + "=" + value + "\n";
+  text += "backend=" + o.backend + "\n" + "data=" + o.data + "\n" + "epochs=" + std::to_string(o.epochs) + "\n" +
+          "max_steps=" + std::to_string(o.max_steps) + "\n" + "init=" + o.init + "\n" + "resume=" + o.resume + "\n" +
+          "save=" + o.save + "\n";
+  return text;
+}
+
 }  // namespace
 
 TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   check_options(o);
+  DataParallel* dp = o.data_parallel.get();
+  if (dp) {
+    if (o.batch % dp->size() != 0)
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("TrainOptions::batch {} is the global batch and must be divisible by the {} ranks", o.batch,
+                              dp->size()));
+    dp->check_same_configuration(configuration_of(o));
+  }
+  const bool writer = !dp || dp->rank() == 0;  // the rank that writes save and metrics
   const ModelSpec spec = load_model(o.model);
   auto info = [&](const std::string& msg) { if (cb.on_info) cb.on_info(msg); };
 
@@ -197,7 +249,10 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   bo.threads = o.threads;
   Trainer trainer = [&] {
     try {
-      return Trainer(spec, create_backend(o.backend, bo), opt, o.batch, o.seed);
+      // Each rank compiles steps of its share of the global batch.
+      const int64_t local_batch = dp ? o.batch / dp->size() : o.batch;
+      return Trainer(spec, create_backend(o.backend, bo), opt, local_batch, o.seed,
+                     dp ? dp->step_extension() : TrainingStepExtension{});
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::memory) throw;
       throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));
@@ -237,7 +292,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   }
 
   auto save = [&](int epoch, int64_t batch_in_epoch) {
-    if (o.save.empty()) return;
+    if (o.save.empty() || !writer) return;
     TensorFile file = trainer.checkpoint();
     file.metadata = run_identity(o);
     file.metadata["format"] = "parity-checkpoint-1";
@@ -246,10 +301,10 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     write_safetensors(o.save, file);
   };
 
-  MetricsLog metrics{o.metrics, validation.has_value()};
+  MetricsLog metrics{writer ? o.metrics : std::string(), validation.has_value()};
   TrainSummary summary;
-  Tensor x(Shape{o.batch, spec.channels, spec.height, spec.width}, DType::f32);
-  Tensor y(Shape{o.batch}, DType::i32);
+  Tensor x(Shape{trainer.batch(), spec.channels, spec.height, spec.width}, DType::f32);
+  Tensor y(Shape{trainer.batch()}, DType::i32);
   for (int epoch = start_epoch; epoch < o.epochs; ++epoch) {
     std::vector<int64_t> order = epoch_order(train_count, o.seed, epoch, true);
     for (int64_t& at : order) at = parts.train[static_cast<size_t>(at)];
@@ -263,24 +318,40 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
         metrics.flush();
         return summary;
       }
-      const int64_t n = std::min(o.batch, train_count - b * o.batch);
-      Tensor xb = n == o.batch ? Tensor() : Tensor(Shape{n, spec.channels, spec.height, spec.width}, DType::f32);
-      Tensor yb = n == o.batch ? Tensor() : Tensor(Shape{n}, DType::i32);
-      Tensor& xs = n == o.batch ? x : xb;
-      Tensor& ys = n == o.batch ? y : yb;
-      fill_batch(train, order, b * o.batch, spec.geometry, xs, ys);
+      const int64_t global_n = std::min(o.batch, train_count - b * o.batch);
+      // A distributed rank trains on its share; a last batch with fewer images than ranks is
+      // skipped by every rank alike (a rank with no images has no step to take).
+      const Share share = dp ? share_of(b * o.batch, global_n, dp->rank(), dp->size()) : Share{b * o.batch, global_n};
+      if (dp && global_n < dp->size()) continue;
+      const int64_t n = share.count;
+      const int64_t full = trainer.batch();
+      Tensor xb = n == full ? Tensor() : Tensor(Shape{n, spec.channels, spec.height, spec.width}, DType::f32);
+      Tensor yb = n == full ? Tensor() : Tensor(Shape{n}, DType::i32);
+      Tensor& xs = n == full ? x : xb;
+      Tensor& ys = n == full ? y : yb;
+      fill_batch(train, order, share.first, spec.geometry, xs, ys);
       auto t0 = Clock::now();
+      if (dp) dp->before_step(n, global_n);
       StepResult r = trainer.train_step(xs, ys);
+      if (dp) {
+        dp->after_step(trainer);
+        // The figures of the whole global batch: every rank reports the same.
+        double sums[2] = {double(r.loss) * double(n), double(r.correct)};
+        dp->sum(sums, 2);
+        r.loss = static_cast<float>(sums[0] / double(global_n));
+        r.correct = static_cast<float>(sums[1]);
+        r.images = global_n;
+      }
       seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       if (!std::isfinite(r.loss))
         throw Error(ErrorKind::numeric, fmt::format("loss became {} at step {} (epoch {}, batch {}): stopping; try a "
                                                     "smaller TrainOptions::lr",
                                                     r.loss, trainer.step(), epoch + 1, b + 1));
-      loss_sum += double(r.loss) * n;
+      loss_sum += double(r.loss) * global_n;
       correct += r.correct;
-      images += n;
+      images += global_n;
       const double ips = seconds > 0 ? images / seconds : 0.0;
-      metrics.row("train", epoch, trainer.step(), r.loss, r.correct / n, ips);
+      metrics.row("train", epoch, trainer.step(), r.loss, r.correct / global_n, ips);
       if (cb.on_step) cb.on_step(TrainProgress{epoch, o.epochs, b + 1, batches_per_epoch, trainer.step(), loss_sum / images, ips});
     }
     EpochReport report;
@@ -288,8 +359,8 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     report.train_loss = images ? loss_sum / images : 0;
     report.train_accuracy = images ? correct / images : 0;
     report.images_per_second = seconds > 0 ? images / seconds : 0;
-    if (validation) report.validation = trainer.evaluate(*validation);
-    report.test = trainer.evaluate(test);
+    if (validation) report.validation = evaluate_shared(trainer, *validation, dp);
+    report.test = evaluate_shared(trainer, test, dp);
     metrics.row("test", epoch, trainer.step(), report.test.loss, report.test.accuracy, 0.0, report.validation);
     metrics.flush();
     // A finite training loss can still leave weights whose test (or validation) loss is not: the

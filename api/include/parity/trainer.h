@@ -33,14 +33,24 @@ struct EvalResult {
   int64_t images = 0;
 };
 
+// What a data-parallel run adds to every training step a Trainer compiles (dist/ fills it in):
+// values kept (the parameters' gradients, so that they have an address), and a call once each
+// training step is compiled, with its executable and plan, which sets node hooks on it
+// (Executable::set_node_hooks: the gradient all-reduce).
+struct TrainingStepExtension {
+  std::vector<std::string> keep;
+  std::function<void(Executable& executable, const Plan& plan, int64_t batch)> compiled;
+};
+
 // A model, an optimizer and a backend. Steps are compiled per batch size on first use (the
 // full batch, the last partial batch, evaluation) and share one set of weights and optimizer
 // state on the backend. Not thread-safe.
 class Trainer {
  public:
   // `seed` keys the dropout masks of the training steps (ForwardOptions), as TrainOptions::seed does.
+  // `extension` applies to every training step (not to evaluation steps).
   Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer, int64_t batch,
-          uint64_t seed = 0);
+          uint64_t seed = 0, TrainingStepExtension extension = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -76,6 +86,29 @@ class Trainer {
   int64_t step_ = 0;
   std::map<std::pair<bool, int64_t>, std::unique_ptr<BatchStep>> steps_;  // by (training, batch size)
   Executable* weights_owner_ = nullptr;  // the first executable: its PARAM/STATE storage the others share
+  TrainingStepExtension extension_;
+};
+
+// A data-parallel run as run_training sees it: this process's place among the ranks, and what
+// the run asks of the other ranks. dist/data_parallel.h makes one from a communicator (MPI);
+// every call but rank() and size() is collective: every rank makes it, in the same order.
+class DataParallel {
+ public:
+  virtual ~DataParallel() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // The gradient all-reduce, as an extension of the Trainer's training steps.
+  virtual TrainingStepExtension step_extension() = 0;
+  // Before each training step: this rank trains on `images` of a global batch of
+  // `global_images`, so its mean gradient counts images / global_images of the average.
+  virtual void before_step(int64_t images, int64_t global_images) = 0;
+  // After each training step: rank 0's buffers (batch norms' running statistics) on every rank.
+  virtual void after_step(Trainer& trainer) = 0;
+  // Element-wise sums over the ranks, in place (losses, counts).
+  virtual void sum(double* values, int64_t count) = 0;
+  // Stops every rank with an Error naming what differs when `description` (lines "key=value")
+  // is not the same on every rank.
+  virtual void check_same_configuration(const std::string& description) = 0;
 };
 
 struct TrainOptions {
@@ -112,6 +145,9 @@ struct TrainOptions {
   std::string save;     // write a checkpoint here after each epoch and when stopped
   std::string resume;   // continue from such a checkpoint
   std::string metrics;  // CSV of per-step and per-epoch figures
+  // Data-parallel training (dist/): each rank trains on its contiguous share of every global
+  // batch of `batch` images; only rank 0 writes `save` and `metrics`. Null: one process.
+  std::shared_ptr<DataParallel> data_parallel;
 };
 
 struct TrainProgress {
