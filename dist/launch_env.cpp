@@ -61,44 +61,40 @@ void check_rank_below_size(int rank, int size, const std::string& rank_name, con
   }
 }
 
-// SLURM's compressed count list, "2(x3),1": 2 tasks on each of nodes 0..2, 1 on node 3. Returns
-// the count of node `node`, or nullopt when the list has fewer nodes.
+// SLURM's compressed count list, "2(x3),1": 2 tasks on each of nodes 0..2, 1 on node 3. The whole
+// list is checked, then the count of node `node` returned, or nullopt when the list has fewer nodes.
 std::optional<int> compressed_count_of_node(const std::string& name, const std::string& value, int node) {
   auto malformed = [&] {
     return Error(ErrorKind::invalid_argument,
                  fmt::format("{}=\"{}\" is not a SLURM count list such as \"2(x3),1\"", name, value));
   };
+  auto count_in = [&](const std::string& text) {
+    try {
+      return parse_count(name, text);
+    } catch (const Error&) {
+      throw malformed();
+    }
+  };
+  std::optional<int> count_of_node;
   int64_t first_node_of_entry = 0;
   size_t at = 0;
   while (true) {
     size_t comma = value.find(',', at);
     std::string entry = value.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    std::string count_text = entry;
+    int count = 0;
     int64_t repeat = 1;
     size_t paren = entry.find('(');
-    if (paren != std::string::npos) {
-      // "N(xM)"
+    if (paren == std::string::npos) {
+      count = count_in(entry);
+    } else {  // "N(xM)"
       if (entry.size() < paren + 4 || entry.compare(paren, 2, "(x") != 0 || entry.back() != ')') throw malformed();
-      count_text = entry.substr(0, paren);
-      std::string repeat_text = entry.substr(paren + 2, entry.size() - paren - 3);
-      int r = 0;
-      try {
-        r = parse_count(name, repeat_text);
-      } catch (const Error&) {
-        throw malformed();
-      }
-      if (r < 1) throw malformed();
-      repeat = r;
+      count = count_in(entry.substr(0, paren));
+      repeat = count_in(entry.substr(paren + 2, entry.size() - paren - 3));
+      if (repeat < 1) throw malformed();
     }
-    int count = 0;
-    try {
-      count = parse_count(name, count_text);
-    } catch (const Error&) {
-      throw malformed();
-    }
-    if (node < first_node_of_entry + repeat) return count;
+    if (!count_of_node && node < first_node_of_entry + repeat) count_of_node = count;
     first_node_of_entry += repeat;
-    if (comma == std::string::npos) return std::nullopt;
+    if (comma == std::string::npos) return count_of_node;
     at = comma + 1;
   }
 }

@@ -3,6 +3,10 @@
 #include "dist/mpi_communicator.h"
 
 #include <fmt/format.h>
+// The C API only: mpi.h compiled as C++ would otherwise declare the C++ bindings (removed in MPI-3)
+// whose library, libmpi_cxx, parity does not link.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <algorithm>

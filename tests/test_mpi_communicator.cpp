@@ -172,7 +172,7 @@ TEST(MpiCommunicator, DifferentConfigurationFailsOnEveryRankWithBothValues) {
     std::string message = e.what();
     EXPECT_NE(message.find("rank 1 was started with lr=0.01, rank 0 with lr=0.001"), std::string::npos) << message;
     EXPECT_NE(message.find("rank 1 was started with seed=7, rank 0 without seed"), std::string::npos) << message;
-    EXPECT_EQ(message.find("model"), std::string::npos) << message;  // what agrees is not listed
+    EXPECT_EQ(message.find("model="), std::string::npos) << message;  // what agrees is not listed
   }
   // The check left no collective behind: both ranks are in step.
   comm().barrier();
