@@ -46,7 +46,7 @@ struct LauncherVariables {
   const char* rank;
   const char* size;
   const char* local_rank;
-  const char* local_size;
+  const char* local_size;  // nullptr for SLURM, whose local size is an entry of a count list
 };
 
 // Checks a (rank, size) pair read from the variables named `rank_name` and `size_name`.
