@@ -27,6 +27,9 @@ class Communicator {
   // data[0..bytes) of rank `root` is copied into data on every other rank.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Ends every rank's process with `exit_code` (MPI_Abort): what a rank that failed does, so
+  // that the others do not wait for it forever in their next collective.
+  [[noreturn]] virtual void abort(int exit_code) = 0;
 };
 
 // The communicator of `kind`: "mpi" (throws Error(backend) when this parity was built without

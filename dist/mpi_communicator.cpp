@@ -2,6 +2,7 @@
 // a duplicate of MPI_COMM_WORLD, every call checked, buffers longer than an int split in chunks.
 #include "dist/mpi_communicator.h"
 
+#include <cstdlib>
 #include <fmt/format.h>
 // The C API only: mpi.h compiled as C++ would otherwise declare the C++ bindings (removed in MPI-3)
 // whose library, libmpi_cxx, parity does not link.
@@ -138,6 +139,10 @@ class MpiCommunicator final : public Communicator {
   }
 
   void barrier() override { PARITY_MPI_CHECK(MPI_Barrier(comm_)); }
+  [[noreturn]] void abort(int exit_code) override {
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);  // MPI_Abort does not return; if it did, this process still ends
+  }
 
  private:
   template <typename T>

@@ -73,7 +73,15 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   std::unique_ptr<BatchStep> s;
   try {
     std::vector<std::string> keep = {"loss", "correct"};
-    if (training) keep.insert(keep.end(), extension_.keep.begin(), extension_.keep.end());
+    // What the extension keeps, where this graph has it (a parameter the loss does not reach has
+    // no gradient).
+    if (training)
+      for (const std::string& name : extension_.keep)
+        for (const ValueInfo& v : graph.values())
+          if (v.name == name) {
+            keep.push_back(name);
+            break;
+          }
     s.reset(new BatchStep{CompiledStep(*backend_, graph, keep, options), 0, 0, 0, 0, -1});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::memory) throw;

@@ -252,7 +252,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
       // Each rank compiles steps of its share of the global batch.
       const int64_t local_batch = dp ? o.batch / dp->size() : o.batch;
       return Trainer(spec, create_backend(o.backend, bo), opt, local_batch, o.seed,
-                     dp ? dp->step_extension() : TrainingStepExtension{});
+                     dp ? dp->step_extension(spec) : TrainingStepExtension{});
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::memory) throw;
       throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));
@@ -311,7 +311,15 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     double loss_sum = 0, correct = 0, seconds = 0;
     int64_t images = 0;
     for (int64_t b = epoch == start_epoch ? start_batch : 0; b < batches_per_epoch; ++b) {
-      if ((cb.stop && cb.stop->load()) || (o.max_steps > 0 && trainer.step() >= o.max_steps)) {
+      bool stop = cb.stop && cb.stop->load();
+      if (dp) {
+        // Every rank stops at the same batch, whichever of them was asked to (Ctrl-C reaches
+        // the ranks at different moments).
+        double asked = stop ? 1.0 : 0.0;
+        dp->sum(&asked, 1);
+        stop = asked > 0;
+      }
+      if (stop || (o.max_steps > 0 && trainer.step() >= o.max_steps)) {
         save(epoch, b);
         summary.stopped_early = true;
         summary.steps = trainer.step();

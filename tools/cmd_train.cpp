@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 
 #include "parity/parity.h"
+#include "dist/data_parallel.h"
+#include "dist/launch_env.h"
 #include "model/file_model.h"
 #include "tools/commands.h"
 #include "tools/threads_option.h"
@@ -52,6 +54,29 @@ std::string with_flag_names(std::string message) {
     at += flag.size();
   }
   return message;
+}
+
+// The data-parallel run `--distributed` asks for, or null for one process. auto is mpi when a
+// launcher started more than one process (launch_env), else off.
+std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& kind, const std::string& backend,
+                                                            double bucket_mb) {
+  const LaunchEnv env = launch_env();
+  const std::string chosen = kind == "auto" ? (env.size > 1 ? "mpi" : "off") : kind;
+  if (chosen == "off") return nullptr;
+  if (chosen == "nccl") {
+    if (backend != "cuda")
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("--distributed nccl reduces CUDA device memory: it needs --backend cuda, not {}", backend));
+    throw Error(ErrorKind::invalid_argument,
+                "--distributed nccl: this parity has no NCCL communicator yet (use --distributed mpi with a host "
+                "backend: cpu or simt)");
+  }
+  if (backend != "cpu" && backend != "simt" && backend != "auto")
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("--distributed mpi all-reduces host memory: use --backend cpu or simt, not {}", backend));
+  DataParallelOptions options;
+  options.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
+  return std::make_shared<CommunicatorDataParallel>(make_communicator("mpi"), options);
 }
 
 }  // namespace
@@ -119,8 +144,26 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
   cmd->add_option("--resume", o->resume, "continue from a checkpoint written by --save");
   cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");
-  cmd->callback([&run, o, optimizer, batch] {
-    run = [o, optimizer, batch_given = batch->count() > 0] {
+  auto distributed = std::make_shared<std::string>("auto");
+  auto bucket_mb = std::make_shared<double>(1.0);
+  cmd->add_option("--distributed", *distributed,
+                  "data-parallel training across the processes of mpirun or srun: mpi, nccl, off, or auto (mpi when "
+                  "launched as more than one process)")
+      ->check(CLI::IsMember({"auto", "mpi", "nccl", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--bucket-mb", *bucket_mb,
+                  "distributed: MiB of gradients per all-reduce, each started as soon as the backward has made them "
+                  "(0: one all-reduce after the whole backward)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  cmd->callback([&run, o, optimizer, batch, distributed, bucket_mb] {
+    run = [o, optimizer, batch_given = batch->count() > 0, distributed, bucket_mb] {
+      CommunicatorDataParallel* dp = nullptr;
+      if (auto made = data_parallel_for(*distributed, o->backend, *bucket_mb)) {
+        dp = made.get();
+        o->data_parallel = std::move(made);
+      }
+      const bool rank0 = !dp || dp->rank() == 0;
       if (!batch_given) o->batch = default_batch_of(o->model, o->batch);
       o->optimizer = *optimizer == "sgd"     ? OptimizerConfig::Kind::sgd
                      : *optimizer == "adamw" ? OptimizerConfig::Kind::adamw
@@ -128,22 +171,35 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
       const bool tty = ::isatty(STDOUT_FILENO) != 0;
       TrainCallbacks cb;
       cb.stop = &g_stop_requested;
-      cb.on_info = [](const std::string& msg) { fmt::print("{}\n", msg); };
-      if (tty) cb.on_step = print_bar;
-      cb.on_epoch = [tty, epochs = o->epochs](const EpochReport& r) {
-        if (tty) fmt::print("\r\x1b[2K");
-        print_epoch(r, epochs);
-      };
+      // A distributed run prints from rank 0 alone: every rank reports the same figures.
+      if (rank0) {
+        cb.on_info = [](const std::string& msg) { fmt::print("{}\n", msg); };
+        if (tty) cb.on_step = print_bar;
+        cb.on_epoch = [tty, epochs = o->epochs](const EpochReport& r) {
+          if (tty) fmt::print("\r\x1b[2K");
+          print_epoch(r, epochs);
+        };
+      }
+      if (dp && rank0)
+        fmt::print("data parallel over {}: {} ranks, global batch {} ({} per rank), gradients all-reduced in buckets "
+                   "of {}\n",
+                   dp->communicator().name(), dp->size(), o->batch, o->batch / std::max(dp->size(), 1),
+                   *bucket_mb > 0 ? fmt::format("{} MiB", *bucket_mb) : std::string("one, after the whole backward"));
       std::signal(SIGINT, request_stop);
       std::signal(SIGTERM, request_stop);
       TrainSummary summary;
       try {
         summary = run_training(*o, cb);
       } catch (const Error& e) {
-        throw Error(e.kind(), with_flag_names(e.what()));
+        if (!dp) throw Error(e.kind(), with_flag_names(e.what()));
+        // The other ranks would wait for this one in their next collective: end them all.
+        fmt::print(stderr, "parity train: rank {} of {}: error: {}\n", dp->rank(), dp->size(), with_flag_names(e.what()));
+        std::fflush(stderr);
+        dp->communicator().abort(1);
       }
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
+      if (!rank0) return summary.stopped_early && g_stop_requested.load() ? 130 : 0;
       if (summary.stopped_early) {
         if (tty) fmt::print("\n");
         fmt::print("stopped after step {}{}\n", summary.steps,

@@ -98,7 +98,7 @@ class DataParallel {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   // The gradient all-reduce, as an extension of the Trainer's training steps.
-  virtual TrainingStepExtension step_extension() = 0;
+  virtual TrainingStepExtension step_extension(const ModelSpec& spec) = 0;
   // Before each training step: this rank trains on `images` of a global batch of
   // `global_images`, so its mean gradient counts images / global_images of the average.
   virtual void before_step(int64_t images, int64_t global_images) = 0;

@@ -1,0 +1,239 @@
+// dist/data_parallel.cpp — the gradient buckets of a training plan, the node hooks that start and
+// wait for their all-reduce on a Communicator, and the buffer broadcast after each step.
+#include "dist/data_parallel.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "parity/error.h"
+
+namespace parity {
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t numel_of(const parity_value_desc& v) {
+  int64_t n = 1;
+  for (int32_t i = 0; i < v.rank; ++i) n *= v.dims[i];
+  return n;
+}
+
+}  // namespace
+
+std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<std::string>& params,
+                                                  int64_t bucket_bytes) {
+  const auto& values = plan.values();
+  const auto& nodes = plan.nodes();
+  std::vector<int32_t> producer(values.size(), -1), first_reader(values.size(), std::numeric_limits<int32_t>::max());
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    for (int32_t k = 0; k < nodes[n].num_outputs; ++k) producer[static_cast<size_t>(nodes[n].outputs[k])] = static_cast<int32_t>(n);
+    for (int32_t k = 0; k < nodes[n].num_inputs; ++k) {
+      int32_t& first = first_reader[static_cast<size_t>(nodes[n].inputs[k])];
+      first = std::min(first, static_cast<int32_t>(n));
+    }
+  }
+  std::vector<int32_t> gradients;
+  for (const std::string& param : params) {
+    const std::string name = grad_name(param);
+    for (size_t v = 0; v < values.size(); ++v)
+      if (name == values[v].name && producer[v] >= 0) {
+        if (values[v].dtype != PARITY_F32)
+          throw Error(ErrorKind::internal, fmt::format("data parallel: gradient '{}' is not f32", name));
+        gradients.push_back(static_cast<int32_t>(v));
+        break;
+      }
+  }
+  std::stable_sort(gradients.begin(), gradients.end(),
+                   [&](int32_t a, int32_t b) { return producer[static_cast<size_t>(a)] < producer[static_cast<size_t>(b)]; });
+
+  std::vector<GradientBucket> buckets;
+  GradientBucket current;
+  auto close = [&] {
+    if (current.values.empty()) return;
+    if (current.ready_after >= current.needed_before)
+      throw Error(ErrorKind::internal,
+                  fmt::format("data parallel: node {} reads a gradient of a bucket whose last gradient node {} produces",
+                              current.needed_before, current.ready_after));
+    buckets.push_back(std::move(current));
+    current = GradientBucket{};
+  };
+  for (int32_t g : gradients) {
+    const size_t v = static_cast<size_t>(g);
+    current.values.push_back(g);
+    current.floats += numel_of(values[v]);
+    current.ready_after = std::max(current.ready_after, producer[v]);
+    current.needed_before = current.needed_before < 0 ? first_reader[v] : std::min(current.needed_before, first_reader[v]);
+    if (bucket_bytes > 0 && current.floats * static_cast<int64_t>(sizeof(float)) >= bucket_bytes) close();
+  }
+  close();
+  return buckets;
+}
+
+// The all-reduce of one compiled training step: its buckets, their host buffers and the
+// addresses of the gradients in the executable, and the hook that runs at each point.
+class GradientAllReduce {
+ public:
+  GradientAllReduce(CommunicatorDataParallel& owner, Executable& exe, const Plan& plan, int64_t batch,
+                    const std::vector<std::string>& params, const std::vector<std::string>& buffers)
+      : owner_(owner), exe_(exe), batch_(batch) {
+    buckets_ = plan_gradient_buckets(plan, params, owner.options_.bucket_bytes);
+    const auto& values = plan.values();
+    for (const GradientBucket& bucket : buckets_) {
+      buffers_.emplace_back(static_cast<size_t>(bucket.floats));
+      std::vector<Gradient> grads;
+      for (int32_t v : bucket.values)
+        grads.push_back(Gradient{static_cast<float*>(exe.value_address(v)), numel_of(values[static_cast<size_t>(v)])});
+      gradients_.push_back(std::move(grads));
+    }
+    requests_.assign(buckets_.size(), -1);
+    for (const std::string& name : buffers) {
+      const int32_t v = plan.value(name);
+      broadcast_.push_back(Buffer{exe.value_address(v), numel_of(values[static_cast<size_t>(v)]) *
+                                                            static_cast<int64_t>(sizeof(float))});
+    }
+
+    // Points in plan order: a bucket starts AFTER its last gradient's node and is waited for
+    // BEFORE the first reader; the log marks the end of the backward (the last gradient made).
+    struct Action {
+      parity_hook_point point;
+      AllReduceEvent::Kind kind;
+      int32_t bucket;
+    };
+    std::vector<Action> actions;
+    int32_t last_gradient = -1;
+    for (size_t k = 0; k < buckets_.size(); ++k) {
+      const int32_t b = static_cast<int32_t>(k);
+      actions.push_back({{buckets_[k].ready_after, PARITY_HOOK_AFTER}, AllReduceEvent::Kind::start, b});
+      actions.push_back({{buckets_[k].needed_before, PARITY_HOOK_BEFORE}, AllReduceEvent::Kind::wait, b});
+      last_gradient = std::max(last_gradient, buckets_[k].ready_after);
+    }
+    if (last_gradient >= 0)
+      actions.push_back({{last_gradient, PARITY_HOOK_AFTER}, AllReduceEvent::Kind::backward_done, -1});
+    std::stable_sort(actions.begin(), actions.end(), [](const Action& a, const Action& b) {
+      return int64_t{a.point.node} * 2 + a.point.when < int64_t{b.point.node} * 2 + b.point.when;
+    });
+    std::vector<parity_hook_point> points;
+    for (const Action& a : actions) {
+      points.push_back(a.point);
+      kinds_.push_back(a.kind);
+      bucket_of_point_.push_back(a.bucket);
+    }
+    if (!points.empty()) exe.set_node_hooks(points, [this](int32_t point, void* stream) { at(point, stream); });
+  }
+
+  int64_t batch() const { return batch_; }
+  const std::vector<GradientBucket>& buckets() const { return buckets_; }
+
+  // Rank 0's buffers (running statistics) on every rank.
+  void broadcast_buffers(Communicator& comm) {
+    for (const Buffer& b : broadcast_) comm.broadcast(b.address, b.bytes, 0);
+  }
+
+ private:
+  struct Gradient {
+    float* data;
+    int64_t count;
+  };
+  struct Buffer {
+    void* address;
+    int64_t bytes;
+  };
+
+  void at(int32_t point, void* stream) {
+    if (stream)
+      throw Error(ErrorKind::backend,
+                  "data parallel over MPI reduces host memory: use a host backend (cpu, simt); a GPU backend needs "
+                  "--distributed nccl");
+    if (point == 0) ++executes_;
+    const AllReduceEvent::Kind kind = kinds_[static_cast<size_t>(point)];
+    const int32_t b = bucket_of_point_[static_cast<size_t>(point)];
+    Communicator& comm = *owner_.comm_;
+    if (kind == AllReduceEvent::Kind::start) {
+      // This rank's mean gradient, weighted by its share of the global batch, so that the sum
+      // over the ranks is the mean over the global batch.
+      float* out = buffers_[static_cast<size_t>(b)].data();
+      const float scale = owner_.scale_;
+      for (const Gradient& g : gradients_[static_cast<size_t>(b)]) {
+        for (int64_t i = 0; i < g.count; ++i) out[i] = g.data[i] * scale;
+        out += g.count;
+      }
+      requests_[static_cast<size_t>(b)] = comm.start_allreduce_sum(buffers_[static_cast<size_t>(b)].data(),
+                                                                   buckets_[static_cast<size_t>(b)].floats);
+    } else if (kind == AllReduceEvent::Kind::wait) {
+      comm.wait(requests_[static_cast<size_t>(b)]);
+      requests_[static_cast<size_t>(b)] = -1;
+      const float* in = buffers_[static_cast<size_t>(b)].data();
+      for (const Gradient& g : gradients_[static_cast<size_t>(b)]) {
+        std::memcpy(g.data, in, static_cast<size_t>(g.count) * sizeof(float));
+        in += g.count;
+      }
+    }
+    if (owner_.options_.log_events)
+      owner_.events_.push_back(AllReduceEvent{kind, b, executes_, now_seconds() - owner_.start_seconds_});
+  }
+
+  CommunicatorDataParallel& owner_;
+  Executable& exe_;
+  int64_t batch_;
+  std::vector<GradientBucket> buckets_;
+  std::vector<std::vector<float>> buffers_;
+  std::vector<std::vector<Gradient>> gradients_;
+  std::vector<int64_t> requests_;
+  std::vector<Buffer> broadcast_;
+  std::vector<AllReduceEvent::Kind> kinds_;
+  std::vector<int32_t> bucket_of_point_;
+  int64_t executes_ = 0;
+};
+
+CommunicatorDataParallel::CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options)
+    : comm_(std::move(comm)), options_(options), start_seconds_(now_seconds()) {
+  if (!comm_) throw Error(ErrorKind::invalid_argument, "data parallel: no communicator");
+}
+
+CommunicatorDataParallel::~CommunicatorDataParallel() = default;
+
+TrainingStepExtension CommunicatorDataParallel::step_extension(const ModelSpec& spec) {
+  std::vector<std::string> params, buffers;
+  for (const ParamSpec& p : spec.params) params.push_back(p.name);
+  for (const BufferSpec& b : spec.buffers)
+    if (!b.step_count) buffers.push_back(b.name);
+  TrainingStepExtension e;
+  for (const std::string& p : params) e.keep.push_back(grad_name(p));
+  e.compiled = [this, params, buffers](Executable& exe, const Plan& plan, int64_t batch) {
+    steps_.push_back(std::make_unique<GradientAllReduce>(*this, exe, plan, batch, params, buffers));
+  };
+  return e;
+}
+
+void CommunicatorDataParallel::before_step(int64_t images, int64_t global_images) {
+  if (images < 1 || global_images < images)
+    throw Error(ErrorKind::internal, fmt::format("data parallel: a step of {} of {} images", images, global_images));
+  scale_ = static_cast<float>(static_cast<double>(images) / static_cast<double>(global_images));
+}
+
+void CommunicatorDataParallel::after_step(Trainer& trainer) {
+  // The buffers are shared by every step of the trainer: those of the full-batch step do.
+  for (const auto& step : steps_)
+    if (step->batch() == trainer.batch()) {
+      step->broadcast_buffers(*comm_);
+      return;
+    }
+}
+
+void CommunicatorDataParallel::check_same_configuration(const std::string& description) {
+  parity::check_same_configuration(*comm_, description);
+}
+
+std::vector<GradientBucket> CommunicatorDataParallel::buckets(int64_t batch) const {
+  for (const auto& step : steps_)
+    if (step->batch() == batch) return step->buckets();
+  return {};
+}
+
+}  // namespace parity

@@ -1,0 +1,84 @@
+// dist/data_parallel.h — data-parallel training over a Communicator, as DataParallel
+// (parity/trainer.h) hands it to run_training: the parameters' gradients grouped into buckets
+// in the order the backward produces them, each bucket's all-reduce started by a node hook
+// (parity/backend.h) right after the node that produces its last gradient and waited for right
+// before the first node that reads one, and rank 0's buffers broadcast after every step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "parity/graph.h"
+#include "parity/trainer.h"
+
+namespace parity {
+
+// One bucket of a training plan's gradients.
+struct GradientBucket {
+  std::vector<int32_t> values;  // plan value indices of the gradients, in the order they are produced
+  int64_t floats = 0;           // their elements together
+  int32_t ready_after = -1;     // the node that produces the last of them
+  int32_t needed_before = -1;   // the first node that reads any of them (an optimizer or clipping node)
+};
+
+// The buckets of `plan`'s gradients "grad/<param>" of `params` (those the plan has): filled in
+// the order the backward produces them, a bucket closing once it holds `bucket_bytes` or more.
+// bucket_bytes <= 0 gives one bucket after the whole backward (the fallback). Error(internal)
+// when a gradient is read before the last of its bucket is produced (a plan this does not fit).
+std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<std::string>& params,
+                                                  int64_t bucket_bytes);
+
+// What happened when, for tests and benchmarks: a bucket's all-reduce started or was waited for,
+// and the last node of the backward finished (AFTER its hook point).
+struct AllReduceEvent {
+  enum class Kind { start, wait, backward_done };
+  Kind kind = Kind::start;
+  int32_t bucket = -1;  // start, wait
+  int64_t step = 0;     // the execute it happened in, 1-based, per executable
+  double seconds = 0;   // since the DataParallel was made
+};
+
+struct DataParallelOptions {
+  // Gradient bytes per bucket. 1 MiB: seed-cnn-112's 12.9 MB of gradients make 2 buckets (its
+  // first linear layer's weight alone is 12.8 MB), seed-cnn's 0.83 MB one. <= 0: one bucket
+  // after the whole backward.
+  int64_t bucket_bytes = int64_t{1} << 20;
+  bool log_events = false;  // record AllReduceEvents (events())
+};
+
+class GradientAllReduce;
+
+// DataParallel over `comm`. Needs a backend with node hooks and host memory (cpu, simt): the
+// MPI communicator reduces host buffers.
+class CommunicatorDataParallel final : public DataParallel {
+ public:
+  CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options = {});
+  ~CommunicatorDataParallel() override;
+
+  int rank() const override { return comm_->rank(); }
+  int size() const override { return comm_->size(); }
+  TrainingStepExtension step_extension(const ModelSpec& spec) override;
+  void before_step(int64_t images, int64_t global_images) override;
+  void after_step(Trainer& trainer) override;
+  void sum(double* values, int64_t count) override { comm_->allreduce_sum(values, count); }
+  void check_same_configuration(const std::string& description) override;
+
+  Communicator& communicator() { return *comm_; }
+  const std::vector<AllReduceEvent>& events() const { return events_; }
+  // The buckets of the training step compiled for `batch` images (empty before it is compiled).
+  std::vector<GradientBucket> buckets(int64_t batch) const;
+
+ private:
+  friend class GradientAllReduce;
+  std::unique_ptr<Communicator> comm_;
+  DataParallelOptions options_;
+  std::vector<std::unique_ptr<GradientAllReduce>> steps_;  // one per compiled training step
+  float scale_ = 1.0f;
+  std::vector<AllReduceEvent> events_;
+  double start_seconds_ = 0;
+};
+
+}  // namespace parity
