@@ -56,8 +56,8 @@ class Executable {
   // remove them. Backends without hooks throw Error(backend) saying so.
   using NodeHook = std::function<void(int32_t point, void* stream)>;
   virtual void set_node_hooks(const std::vector<parity_hook_point>& points, NodeHook hook);
-  // Where a value lives (device memory on a GPU backend): INPUT, PARAM, STATE, or a TEMP value
-  // the plan keeps. Backends without hooks throw Error(backend).
+  // Where a value lives (device memory on a GPU backend): a PARAM, a STATE, or a TEMP value the
+  // plan keeps (plugin.h: value_address). Backends without hooks throw Error(backend).
   virtual void* value_address(int32_t value);
 };
 
