@@ -1,6 +1,6 @@
 // backends/gpu/gpu_launch.cpp — running a compiled step, for every target: each Step's route
-// on the compute stream (the target's library source implements the routes), the poison of
-// temporaries, and the capture of a slot's whole step as a graph, with the fallback to launching
+// on the compute stream (the target's library source implements the routes), the node hooks
+// around each step as it is queued, the poison of temporaries, and the capture of a slot's whole step as a graph, with the fallback to launching
 // node by node when the capture fails.
 #include "backends/gpu/gpu_executable.h"
 #include "backends/kit/poison.h"
