@@ -48,6 +48,14 @@ inline void expect_null_handles_refused(const parity_backend_table* t, const cha
   EXPECT_EQ(t->supports(nullptr, &bad, reason, sizeof reason), 0);
   EXPECT_NE(std::string(reason).find("is not one this build knows"), std::string::npos) << reason;
   EXPECT_EQ(t->supports(nullptr, nullptr, reason, sizeof reason), 0);
+  if (t->set_node_hooks) {
+    EXPECT_EQ(t->set_node_hooks(nullptr, nullptr, &err), PARITY_STATUS_INVALID_ARGUMENT);
+  }
+  void* address = &x;
+  if (t->value_address) {
+    EXPECT_EQ(t->value_address(nullptr, 0, &address, &err), PARITY_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(err.message).find(std::string(name) + ": value_address"), std::string::npos) << err.message;
+  }
   t->destroy(nullptr);
   t->executable_destroy(nullptr);
   t->buffer_free(nullptr, nullptr);

@@ -516,7 +516,9 @@ TEST(CudaDecisions, ArenaRegionsAreAlignedAndDisjoint) {
 
 TEST(CudaDecisions, CaptureIsTheDefaultAndEachExceptionSaysWhy) {
   Options o;
-  EXPECT_TRUE(decide_capture(o, false, 30).capture);
+  const CaptureDecision on = decide_capture(o, false, 30);
+  EXPECT_TRUE(on.capture);
+  EXPECT_NE(on.why.find("not while node hooks are set"), std::string::npos) << on.why;
   const CaptureDecision legacy = decide_capture(o, true, 30);
   EXPECT_FALSE(legacy.capture);
   EXPECT_NE(legacy.why.find("legacy default stream"), std::string::npos);

@@ -494,7 +494,8 @@ CaptureDecision decide_capture(const Options& options, bool external_legacy_stre
     return {false, "the caller's stream is the legacy default stream, which CUDA cannot capture; "
                    "steps are launched node by node"};
   if (num_nodes == 0) return {false, "the plan has no nodes: nothing to capture"};
-  return {true, "one CUDA graph per input slot, captured at the first execute that uses the slot, then replayed"};
+  return {true, "one CUDA graph per input slot, captured at the second execute that uses the slot, then replayed "
+                "(not while node hooks are set: those executes are launched node by node, calling them)"};
 }
 
 std::string cuda_version_string(int version) {

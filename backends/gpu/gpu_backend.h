@@ -123,6 +123,9 @@ parity_status read_value(parity_executable_t exe, int32_t value, void* host, int
 parity_status execute(parity_executable_t exe, parity_error* err);
 parity_status synchronize(parity_executable_t exe, parity_error* err);
 parity_status memory_bytes(parity_executable_t exe, int64_t* out, parity_error* err);
+// ABI 8 (gpu_execute.cpp): node hooks and the device addresses of values.
+parity_status set_node_hooks(parity_executable_t exe, const parity_node_hooks* hooks, parity_error* err);
+parity_status value_address(parity_executable_t exe, int32_t value, void** out, parity_error* err);
 // ABI 4 (gpu_compile.cpp): what compile would allocate, planned without a device.
 parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags, parity_memory_need* out,
                                          parity_error* err);

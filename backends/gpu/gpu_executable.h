@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "backends/gpu/gpu_backend.h"
+#include "backends/kit/node_hooks.h"
 #include "backends/kit/poison.h"
 
 using parity::gpu::DeviceMemory;
@@ -162,6 +163,9 @@ struct parity_executable_object {
   bool slot_open[2] = {false, false};  // the copy stream already waits for the slot's last step
   int runs[2] = {0, 0};                 // executes per slot: the first runs eagerly, the second captures
   int launch_slot = 0;          // the slot the steps being launched read
+  // set_node_hooks' points (ABI 8), called as the steps are queued; while any are set, execute
+  // neither captures nor replays a graph, so that every execute calls them.
+  parity::kit::NodeHookSchedule node_hooks;
   Memory memory{this};
   parity::native::NodeDispatcher<Memory> dispatcher{parity::gpu::kName, parity::native::op_name,
                                                     parity::gpu::native_ops(), values, memory};
@@ -199,7 +203,9 @@ struct parity_executable_object {
     slot_open[slot] = true;
   }
 
-  void enqueue_steps(int slot);
+  // `hooks`: called at their points around each step, with the compute stream; nullptr while
+  // capturing (a replayed graph calls nothing).
+  void enqueue_steps(int slot, const parity::kit::NodeHookSchedule* hooks);
   void enqueue(const Step& step);  // by the step's route kind (cuda_decisions.h)
   void* operand(const parity_node_desc& node, bool output, int32_t slot);
   void capture_slot(int slot);

@@ -2,8 +2,8 @@
 // target: write_value feeds INPUT values from pinned memory on the copy stream into one of two
 // input slots while the step reading the other slot runs; execute checks the run-time data on
 // the host (the native dispatcher in its check pass), then launches the steps one by one (the
-// first use of a slot, or with capture off) or the slot's graph (captured at its second use,
-// replayed).
+// first use of a slot, with capture off, or with node hooks set, calling them) or the slot's
+// graph (captured at its second use, replayed). Node hooks and value addresses (ABI 8) are here.
 //
 // On CUDA and HIP compiled and linked in CI, never executed here (no GPU); on the emulated device
 // (the gpu_emu plugin) executed by the tests, with its ordering checks.
@@ -101,17 +101,80 @@ parity_status execute(parity_executable_t exe, parity_error* err) {
     gpu::rt::event_record(exe->inputs_ready[slot], b->copy_stream);
     gpu::rt::stream_wait(b->stream, exe->inputs_ready[slot]);
     exe->bind_library();  // outside any capture
+    // Node hooks (ABI 8) are host calls at every execute, which a replayed graph would not make:
+    // while any are set, the step is queued node by node and never captured or replayed. A graph
+    // captured before they were set serves again once they are removed.
+    const bool graphs_allowed = exe->node_hooks.empty();
     // The first execute of a slot runs eagerly: cuDNN and cuBLAS load their kernels and
     // sub-libraries on first use, which must not happen inside a capture. The second captures.
-    if (exe->capture.capture && exe->runs[slot] >= 1 && !exe->graphs[slot]) exe->capture_slot(slot);
-    if (exe->graphs[slot])
+    if (graphs_allowed && exe->capture.capture && exe->runs[slot] >= 1 && !exe->graphs[slot]) exe->capture_slot(slot);
+    if (graphs_allowed && exe->graphs[slot]) {
       gpu::rt::graph_launch(exe->graphs[slot], b->stream);
-    else
-      exe->enqueue_steps(slot);
+    } else {
+      try {
+        exe->enqueue_steps(slot, &exe->node_hooks);
+      } catch (const std::exception&) {
+        // A hook (or a launch) stopped the step with its first part queued, reading this slot:
+        // the next write into the slot waits for that part as it would for a whole step.
+        try {
+          gpu::rt::event_record(exe->step_done[slot], b->stream);
+          exe->slot_open[slot] = false;
+        } catch (const std::exception&) {  // the error being reported is the one that matters
+        }
+        throw;
+      }
+    }
     ++exe->runs[slot];
     gpu::rt::event_record(exe->step_done[slot], b->stream);
     exe->fill_slot = slot ^ 1;
     exe->slot_open[exe->fill_slot] = false;
+  });
+}
+
+// ABI 8: from the next execute on, the caller's hook at its points (gpu_launch.cpp calls them as
+// the steps are queued); a hook's non-OK status stops execute with that status and message.
+parity_status set_node_hooks(parity_executable_t exe, const parity_node_hooks* hooks, parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": set_node_hooks: executable is NULL"));
+    const int32_t num_nodes = static_cast<int32_t>(exe->nodes.size());
+    if (!hooks || hooks->count <= 0) {
+      exe->node_hooks.set({}, nullptr, num_nodes, kName);
+      return;
+    }
+    if (!hooks->points || !hooks->fn)
+      fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": set_node_hooks: the points and the hook function must not be NULL"));
+    std::vector<parity_hook_point> points(hooks->points, hooks->points + hooks->count);
+    const parity_node_hooks c = *hooks;
+    exe->node_hooks.set(
+        std::move(points),
+        [c](int32_t point, void* stream) {
+          parity_error e{};
+          const parity_status status = c.fn(c.ctx, point, stream, &e);
+          if (status != PARITY_OK)
+            fail(status, e.message[0] ? std::string(e.message, strnlen(e.message, sizeof e.message))
+                                      : msg("a node hook failed with status ", static_cast<int>(status), " and no message"));
+        },
+        num_nodes, kName);
+  });
+}
+
+// ABI 8: the device address of a PARAM or STATE value (its own allocation) or a kept TEMP value
+// (its place in the arena, which no other value shares). An INPUT lives in whichever input slot
+// the execute uses, and an unkept TEMP shares memory: both are refused.
+parity_status value_address(parity_executable_t exe, int32_t value, void** out, parity_error* err) {
+  return guarded(err, [&] {
+    if (!exe || !out) fail(PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": value_address: NULL argument"));
+    *out = nullptr;
+    const parity_value_desc& v = parity::native::value_desc_at(kName, exe->values, value, "value_address");
+    if (v.kind == PARITY_VALUE_INPUT)
+      fail(PARITY_STATUS_INVALID_ARGUMENT,
+           msg(kName, ": value_address of '", value_name(v),
+               "' refused: an INPUT value moves between the two input slots from one execute to the next"));
+    if (v.kind == PARITY_VALUE_TEMP && !v.keep)
+      fail(PARITY_STATUS_INVALID_ARGUMENT,
+           msg(kName, ": value_address of '", value_name(v),
+               "' refused: it is a TEMP value the plan did not mark keep, so its memory is reused"));
+    *out = exe->pointer(value, 0);  // the slot matters only for INPUT values
   });
 }
 

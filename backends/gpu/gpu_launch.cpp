@@ -1,6 +1,6 @@
 // backends/gpu/gpu_launch.cpp — running a compiled step, for every target: each Step's route
-// on the compute stream (the target's library source implements the routes), the poison of
-// temporaries, and the capture of a slot's whole step as a graph, with the fallback to launching
+// on the compute stream (the target's library source implements the routes), the node hooks
+// around each step as it is queued, the poison of temporaries, and the capture of a slot's whole step as a graph, with the fallback to launching
 // node by node when the capture fails.
 #include "backends/gpu/gpu_executable.h"
 #include "backends/kit/poison.h"
@@ -24,14 +24,26 @@ void* parity_executable_object::operand(const parity_node_desc& node, bool outpu
   return pointer(output ? node.outputs[slot] : node.inputs[slot], launch_slot);
 }
 
-// Queues the whole step reading input slot `slot` on the compute stream (captured or not).
-void parity_executable_object::enqueue_steps(int slot) {
+// Queues the whole step reading input slot `slot` on the compute stream (captured or not). With
+// `hooks`, a node's BEFORE points are called before its work is queued (so a hook may make the
+// stream wait for work of its own) and its AFTER points once it is queued (so work a hook queues
+// on the stream runs after it), on this thread; what a hook throws stops the queueing there.
+void parity_executable_object::enqueue_steps(int slot, const parity::kit::NodeHookSchedule* hooks) {
   launch_slot = slot;
   if (poison)
     parity::kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
       enqueue_fill(pointer(static_cast<int32_t>(i), slot), count, bits);
     });
-  for (const Step& step : steps) enqueue(step);
+  if (!hooks || hooks->empty()) {
+    for (const Step& step : steps) enqueue(step);
+    return;
+  }
+  void* const stream = parity::gpu::rt::caller_stream(instance->stream);
+  for (const Step& step : steps) {  // one per node, in plan order (plan_steps)
+    hooks->at(step.node, PARITY_HOOK_BEFORE, stream);
+    enqueue(step);
+    hooks->at(step.node, PARITY_HOOK_AFTER, stream);
+  }
 }
 
 // Captures the step reading `slot` as a graph. Capture queues nothing, so a failure costs
@@ -45,7 +57,7 @@ void parity_executable_object::capture_slot(int slot) {
   try {
     parity::gpu::rt::capture_begin(stream);
     capturing = true;
-    enqueue_steps(slot);
+    enqueue_steps(slot, nullptr);
     capturing = false;
     graph = parity::gpu::rt::capture_end(stream);
     graphs[slot] = parity::gpu::rt::graph_instantiate(graph);

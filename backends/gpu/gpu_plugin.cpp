@@ -173,6 +173,8 @@ const parity_backend_table* table() {
       nullptr,  // read_value_f64
       nullptr,  // memory_need: the algorithm search that sizes a convolution's workspace runs at compile
       memory_need_without_device,
+      set_node_hooks,
+      value_address,
   };
   return &kTable;
 }

@@ -26,6 +26,9 @@
 //   rt::host_read(p, bytes)  rt::host_write(p, bytes)   the host is about to read / write pinned
 //                            memory a copy used: nothing on a real device, checked by the emulation
 //   rt::clear_last_error()
+//   rt::caller_stream(s) -> void*             the stream as a caller outside the plugin takes it
+//                                             (a node hook's `stream`, plugin.h): cudaStream_t,
+//                                             hipStream_t, or a pointer to emu::StreamOnDevice
 //
 // Every call that can fail throws native::PluginError naming the call, where it was made and the
 // runtime's error (out of memory keeps PARITY_STATUS_OUT_OF_MEMORY); the destroy and free calls

@@ -112,6 +112,8 @@ inline void graph_launch(GraphExec x, Stream s) { CUDA_CHECK(cudaGraphLaunch(x, 
 inline void host_read(const void*, int64_t) {}
 inline void host_write(void*, int64_t) {}
 inline void clear_last_error() { (void)cudaGetLastError(); }
+// The stream as callers outside the plugin take it (a node hook's `stream`): the cudaStream_t.
+inline void* caller_stream(Stream s) { return s; }
 
 }  // namespace rt
 }  // namespace gpu

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <cstdio>
 #include <exception>
+#include <map>
 
 #include "backends/gpu_emu/emu_runtime.h"
 
@@ -131,6 +132,15 @@ inline void graph_launch(GraphExec x, Stream s) { device().graph_launch(x, s); }
 inline void host_read(const void* p, int64_t bytes) { device().host_read(p, static_cast<size_t>(bytes)); }
 inline void host_write(void* p, int64_t bytes) { device().host_write(p, static_cast<size_t>(bytes)); }
 inline void clear_last_error() {}
+// The stream as callers outside the plugin take it (a node hook's `stream`), where CUDA hands the
+// cudaStream_t: a pointer to the device and the stream (emu::StreamOnDevice), stable for the
+// process (stream ids are never reused), so that the caller can queue work on it or wait for it.
+inline void* caller_stream(Stream s) {
+  static std::map<uint32_t, emu::StreamOnDevice> handles;  // the emulation has one host thread
+  emu::StreamOnDevice& handle = handles[s.id];
+  handle = emu::StreamOnDevice{&device(), s};
+  return &handle;
+}
 
 }  // namespace rt
 }  // namespace gpu

@@ -114,6 +114,8 @@ inline void graph_launch(GraphExec x, Stream s) { HIP_CHECK(hipGraphLaunch(x, s)
 inline void host_read(const void*, int64_t) {}
 inline void host_write(void*, int64_t) {}
 inline void clear_last_error() { (void)hipGetLastError(); }
+// The stream as callers outside the plugin take it (a node hook's `stream`): the hipStream_t.
+inline void* caller_stream(Stream s) { return s; }
 
 }  // namespace rt
 }  // namespace gpu

@@ -221,5 +221,14 @@ class Device {
 // A process-wide device for callers that need one; tests make their own.
 Device& default_device();
 
+// A stream as the gpu_emu plugin hands it to callers outside the plugin (a node hook's `stream`,
+// plugin.h), where the CUDA plugin hands a cudaStream_t: the device it belongs to and the stream.
+// A caller with this runtime linked in queues work on it or waits for it through `device`
+// (tests/test_gpu_hooks.cpp).
+struct StreamOnDevice {
+  Device* device = nullptr;
+  Stream stream;
+};
+
 }  // namespace emu
 }  // namespace parity
