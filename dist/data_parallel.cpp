@@ -26,7 +26,7 @@ int64_t numel_of(const parity_value_desc& v) {
 
 }  // namespace
 
-std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<std::string>& params,
+std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<int32_t>& gradient_values,
                                                   int64_t bucket_bytes) {
   const auto& values = plan.values();
   const auto& nodes = plan.nodes();
@@ -39,15 +39,13 @@ std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::v
     }
   }
   std::vector<int32_t> gradients;
-  for (const std::string& param : params) {
-    const std::string name = grad_name(param);
-    for (size_t v = 0; v < values.size(); ++v)
-      if (name == values[v].name && producer[v] >= 0) {
-        if (values[v].dtype != PARITY_F32)
-          throw Error(ErrorKind::internal, fmt::format("data parallel: gradient '{}' is not f32", name));
-        gradients.push_back(static_cast<int32_t>(v));
-        break;
-      }
+  for (int32_t g : gradient_values) {
+    if (g < 0 || static_cast<size_t>(g) >= values.size() || producer[static_cast<size_t>(g)] < 0)
+      throw Error(ErrorKind::internal, fmt::format("data parallel: value {} is no gradient the plan computes", g));
+    if (values[static_cast<size_t>(g)].dtype != PARITY_F32)
+      throw Error(ErrorKind::internal,
+                  fmt::format("data parallel: gradient '{}' is not f32", values[static_cast<size_t>(g)].name));
+    gradients.push_back(g);
   }
   std::stable_sort(gradients.begin(), gradients.end(),
                    [&](int32_t a, int32_t b) { return producer[static_cast<size_t>(a)] < producer[static_cast<size_t>(b)]; });
@@ -80,9 +78,9 @@ std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::v
 class GradientAllReduce {
  public:
   GradientAllReduce(CommunicatorDataParallel& owner, Executable& exe, const Plan& plan, int64_t batch,
-                    const std::vector<std::string>& params, const std::vector<std::string>& buffers)
+                    const std::vector<int32_t>& gradients, const std::vector<std::string>& buffers)
       : owner_(owner), exe_(exe), batch_(batch) {
-    buckets_ = plan_gradient_buckets(plan, params, owner.options_.bucket_bytes);
+    buckets_ = plan_gradient_buckets(plan, gradients, owner.options_.bucket_bytes);
     const auto& values = plan.values();
     for (const GradientBucket& bucket : buckets_) {
       buffers_.emplace_back(static_cast<size_t>(bucket.floats));
@@ -92,11 +90,13 @@ class GradientAllReduce {
       gradients_.push_back(std::move(grads));
     }
     requests_.assign(buckets_.size(), -1);
-    for (const std::string& name : buffers) {
-      const int32_t v = plan.value(name);
-      broadcast_.push_back(Buffer{exe.value_address(v), numel_of(values[static_cast<size_t>(v)]) *
-                                                            static_cast<int64_t>(sizeof(float))});
-    }
+    for (const std::string& name : buffers)
+      for (size_t v = 0; v < values.size(); ++v)
+        if (name == values[v].name) {
+          broadcast_.push_back(Buffer{exe.value_address(static_cast<int32_t>(v)),
+                                      numel_of(values[v]) * static_cast<int64_t>(sizeof(float))});
+          break;
+        }
 
     // Points in plan order: a bucket starts AFTER its last gradient's node and is waited for
     // BEFORE the first reader; the log marks the end of the backward (the last gradient made).
@@ -199,14 +199,13 @@ CommunicatorDataParallel::CommunicatorDataParallel(std::unique_ptr<Communicator>
 CommunicatorDataParallel::~CommunicatorDataParallel() = default;
 
 TrainingStepExtension CommunicatorDataParallel::step_extension(const ModelSpec& spec) {
-  std::vector<std::string> params, buffers;
-  for (const ParamSpec& p : spec.params) params.push_back(p.name);
+  std::vector<std::string> buffers;
   for (const BufferSpec& b : spec.buffers)
     if (!b.step_count) buffers.push_back(b.name);
   TrainingStepExtension e;
-  for (const std::string& p : params) e.keep.push_back(grad_name(p));
-  e.compiled = [this, params, buffers](Executable& exe, const Plan& plan, int64_t batch) {
-    steps_.push_back(std::make_unique<GradientAllReduce>(*this, exe, plan, batch, params, buffers));
+  e.keep_gradients = true;
+  e.compiled = [this, buffers](Executable& exe, const Plan& plan, int64_t batch, const std::vector<int32_t>& gradients) {
+    steps_.push_back(std::make_unique<GradientAllReduce>(*this, exe, plan, batch, gradients, buffers));
   };
   return e;
 }

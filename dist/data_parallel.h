@@ -24,11 +24,11 @@ struct GradientBucket {
   int32_t needed_before = -1;   // the first node that reads any of them (an optimizer or clipping node)
 };
 
-// The buckets of `plan`'s gradients "grad/<param>" of `params` (those the plan has): filled in
-// the order the backward produces them, a bucket closing once it holds `bucket_bytes` or more.
-// bucket_bytes <= 0 gives one bucket after the whole backward (the fallback). Error(internal)
-// when a gradient is read before the last of its bucket is produced (a plan this does not fit).
-std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<std::string>& params,
+// The buckets of the gradients `gradients` (plan value indices, f32): filled in the order the
+// backward produces them, a bucket closing once it holds `bucket_bytes` or more. bucket_bytes
+// <= 0 gives one bucket after the whole backward (the fallback). Error(internal) when a gradient
+// is read before the last of its bucket is produced (a plan this does not fit).
+std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::vector<int32_t>& gradients,
                                                   int64_t bucket_bytes);
 
 // What happened when, for tests and benchmarks: a bucket's all-reduce started or was waited for,

@@ -73,15 +73,17 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
   std::unique_ptr<BatchStep> s;
   try {
     std::vector<std::string> keep = {"loss", "correct"};
-    // What the extension keeps, where this graph has it (a parameter the loss does not reach has
-    // no gradient).
-    if (training)
-      for (const std::string& name : extension_.keep)
+    // The gradients the extension needs, where this graph has them (a parameter the loss does
+    // not reach has none).
+    std::vector<std::string> gradients;
+    if (training && extension_.keep_gradients)
+      for (const ParamSpec& p : spec_.params)
         for (const ValueInfo& v : graph.values())
-          if (v.name == name) {
-            keep.push_back(name);
+          if (v.name == grad_name(p.name)) {
+            gradients.push_back(v.name);
             break;
           }
+    keep.insert(keep.end(), gradients.begin(), gradients.end());
     s.reset(new BatchStep{CompiledStep(*backend_, graph, keep, options), 0, 0, 0, 0, -1});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::memory) throw;
@@ -90,7 +92,14 @@ Trainer::BatchStep& Trainer::step_for(bool training, int64_t n) {
                                                training ? "the training" : "the evaluation", spec_.name, n, e.what()));
   }
   if (!weights_owner_) weights_owner_ = &s->step.executable();
-  if (training && extension_.compiled) extension_.compiled(s->step.executable(), s->step.plan(), n);
+  if (training && extension_.compiled) {
+    std::vector<int32_t> gradients;
+    if (extension_.keep_gradients)
+      for (const ParamSpec& p : spec_.params)
+        for (size_t v = 0; v < s->step.plan().values().size(); ++v)
+          if (grad_name(p.name) == s->step.plan().values()[v].name) gradients.push_back(static_cast<int32_t>(v));
+    extension_.compiled(s->step.executable(), s->step.plan(), n, gradients);
+  }
   s->x = s->step.value("x");
   s->y = s->step.value("y");
   s->loss = s->step.value("loss");

@@ -51,6 +51,12 @@ std::vector<std::string> gradient_names(const ModelSpec& spec) {
   return names;
 }
 
+std::vector<int32_t> gradient_values(const ModelSpec& spec, const Plan& plan) {
+  std::vector<int32_t> values;
+  for (const ParamSpec& p : spec.params) values.push_back(plan.value(grad_name(p.name)));
+  return values;
+}
+
 // One Adam step of `spec` on `x`, `y` from the weights of seed 1, on cpu with one thread: the
 // gradients (all-reduced when `dp` is given) and the parameters after the step.
 struct StepResult {
@@ -68,7 +74,7 @@ StepResult one_step(const ModelSpec& spec, const Tensor& x, const Tensor& y, Com
   std::unique_ptr<Backend> cpu = create_backend("cpu", one_thread);
   CompiledStep step(*cpu, graph, gradient_names(spec));
   if (dp) {
-    dp->step_extension(spec).compiled(step.executable(), step.plan(), n);
+    dp->step_extension(spec).compiled(step.executable(), step.plan(), n, gradient_values(spec, step.plan()));
     dp->before_step(n, kGlobalBatch);
   }
   step.zero_params_and_state();
@@ -167,8 +173,7 @@ TEST(DataParallel, BucketsFollowTheBackwardAndOneBucketIsTheFallback) {
   training.training = true;
   const Graph forward = build_forward(spec, 8, training);
   const Plan plan(differentiate(forward, forward.find("loss"), &adam), gradient_names(spec));
-  std::vector<std::string> params;
-  for (const ParamSpec& p : spec.params) params.push_back(p.name);
+  const std::vector<int32_t> params = gradient_values(spec, plan);
   const std::vector<GradientBucket> all = plan_gradient_buckets(plan, params, 0);
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].values.size(), spec.params.size());

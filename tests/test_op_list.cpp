@@ -87,8 +87,10 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_CLIP_COEF, 46);
   EXPECT_EQ(PARITY_OP_COUNT, 47);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
-  EXPECT_EQ(PARITY_ABI_VERSION, 7);  // 5: the op set of issue #12; 6: broadcasting, clipping; 7: softmax_xent's
-                                     // reduction and ignore_index (CHANGELOG.md)
+  EXPECT_EQ(PARITY_ABI_VERSION, 8);  // 5: the op set of issue #12; 6: broadcasting, clipping; 7: softmax_xent's
+                                     // reduction and ignore_index; 8: node hooks (CHANGELOG.md)
+  EXPECT_EQ(PARITY_HOOK_BEFORE, 0);  // ABI 8
+  EXPECT_EQ(PARITY_HOOK_AFTER, 1);
   // ABI 7's params: zero-initialised, ABI 6's mean with nothing ignored.
   EXPECT_EQ(PARITY_REDUCTION_MEAN, 0);
   EXPECT_EQ(PARITY_REDUCTION_SUM, 1);

@@ -34,12 +34,14 @@ struct EvalResult {
 };
 
 // What a data-parallel run adds to every training step a Trainer compiles (dist/ fills it in):
-// values kept (the parameters' gradients, so that they have an address), and a call once each
-// training step is compiled, with its executable and plan, which sets node hooks on it
+// the parameters' gradients kept (so that they have an address), and a call once each training
+// step is compiled, with its executable, its plan and the plan indices of the gradients (in
+// spec.params order; a parameter the loss does not reach has none), which sets node hooks on it
 // (Executable::set_node_hooks: the gradient all-reduce).
 struct TrainingStepExtension {
-  std::vector<std::string> keep;
-  std::function<void(Executable& executable, const Plan& plan, int64_t batch)> compiled;
+  bool keep_gradients = false;
+  std::function<void(Executable& executable, const Plan& plan, int64_t batch, const std::vector<int32_t>& gradients)>
+      compiled;
 };
 
 // A model, an optimizer and a backend. Steps are compiled per batch size on first use (the
