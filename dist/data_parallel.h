@@ -64,6 +64,7 @@ class CommunicatorDataParallel final : public DataParallel {
   void before_step(int64_t images, int64_t global_images) override;
   void after_step(Trainer& trainer) override;
   void sum(double* values, int64_t count) override { comm_->allreduce_sum(values, count); }
+  void broadcast(void* data, int64_t bytes, int root) override { comm_->broadcast(data, bytes, root); }
   void check_same_configuration(const std::string& description) override;
 
   Communicator& communicator() { return *comm_; }

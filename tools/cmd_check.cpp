@@ -121,6 +121,32 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
   return r.pass() ? 0 : 1;
 }
 
+// `check model` under mpirun: the check on every rank (rank 0 prints it), then the replicas of a
+// data-parallel run against rank 0's. A rank that fails either fails the job on every rank.
+int run_check_model_on_ranks(const ModelCheckOptions& o, const std::string& json, CommunicatorDataParallel& dp) {
+  int status = 0;
+  if (dp.rank() == 0) {
+    status = run_check_model(o, json);
+  } else {
+    status = check_model(o).pass() ? 0 : 1;
+  }
+  double failed[1] = {status != 0 ? 1.0 : 0.0};
+  dp.sum(failed, 1);
+  const ReplicaCheckReport r = check_replicas(o, dp);
+  if (dp.rank() != 0) return failed[0] > 0 || !r.pass() ? 1 : 0;
+  fmt::print("check model on {} ranks: {}\n", dp.size(),
+             failed[0] > 0 ? fmt::format("{} of them failed the check against {}", failed[0], o.against)
+                           : fmt::format("every rank passed the check against {}", o.against));
+  fmt::print("replicas: {} data-parallel steps on {} (global batch {}), {} tensors ({} elements) of weights, optimizer "
+             "state and buffers compared with rank 0's after each step\n",
+             r.steps, o.backend, o.batch, r.tensors, r.elements);
+  for (const ReplicaDivergence& d : r.divergences)
+    fmt::print("rank {} diverges from rank 0 after step {}: {} elements differ (max |difference| {:.3e}), first in '{}'\n",
+               d.rank, d.step, d.elements, d.max_abs, d.tensor);
+  if (r.pass()) fmt::print("every replica is bitwise equal to rank 0's after every step\n");
+  return failed[0] > 0 || !r.pass() ? 1 : 0;
+}
+
 struct OnnxSuiteCommand {
   std::string dir = OnnxSuiteOptions{}.dir;
   std::string backends = "all";
@@ -317,10 +343,19 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
   add_threads_option(*model, m->threads, "threads for the cpu backend (0: all)");
   model->add_option("--json", *m_json, "write every figure to this file");
-  model->callback([&run, m, m_json] {
+  auto m_distributed = std::make_shared<std::string>("auto");
+  model->add_option("--distributed", *m_distributed,
+                    "under mpirun or srun: every rank runs the check, then --steps (at least 2) data-parallel steps "
+                    "on shares of a --batch global batch, each rank's weights compared bit for bit with rank 0's: "
+                    "mpi, off, or auto (mpi when launched as more than one process)")
+      ->check(CLI::IsMember({"auto", "mpi", "off"}))
+      ->capture_default_str();
+  model->callback([&run, m, m_json, m_distributed] {
     run = [=] {
       m->torch_peer = torch_peer_path();
-      return run_check_model(*m, *m_json);
+      const std::shared_ptr<CommunicatorDataParallel> dp = data_parallel_for(*m_distributed, m->backend, 1.0);
+      if (!dp) return run_check_model(*m, *m_json);
+      return run_check_model_on_ranks(*m, *m_json, *dp);
     };
   });
 

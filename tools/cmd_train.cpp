@@ -56,6 +56,8 @@ std::string with_flag_names(std::string message) {
   return message;
 }
 
+}  // namespace
+
 // The data-parallel run `--distributed` asks for, or null for one process. auto is mpi when a
 // launcher started more than one process (launch_env), else off.
 std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& kind, const std::string& backend,
@@ -78,8 +80,6 @@ std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& k
   options.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
   return std::make_shared<CommunicatorDataParallel>(make_communicator("mpi"), options);
 }
-
-}  // namespace
 
 int64_t default_batch_of(const std::string& model, int64_t fallback) {
   if (!is_model_file(model)) return fallback;

@@ -2,8 +2,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "dist/data_parallel.h"
 
 namespace parity::tools {
 
@@ -17,6 +21,12 @@ void add_bench_command(CLI::App& app, std::function<int()>& run);  // when PARIT
 void add_summary_command(CLI::App& app, std::function<int()>& run);
 void add_plot_command(CLI::App& app, std::function<int()>& run);
 void add_export_command(CLI::App& app, std::function<int()>& run);  // when PARITY_WITH_ONNX
+
+// The data-parallel run `--distributed` (auto, mpi, nccl, off) asks for, or null for one
+// process: auto is mpi when a launcher started more than one process. Errors for nccl (not built
+// yet) and for a backend MPI cannot reduce (not cpu or simt).
+std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& kind, const std::string& backend,
+                                                            double bucket_mb);
 
 // --backend, with PARITY_BACKEND (or auto) as its default and the known names listed.
 CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend);

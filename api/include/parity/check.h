@@ -10,6 +10,10 @@
 #include "parity/tensor.h"
 
 namespace parity {
+class DataParallel;  // parity/trainer.h
+}
+
+namespace parity {
 
 struct WorstElement {
   int64_t index = 0;
@@ -85,6 +89,28 @@ struct ModelCheckReport {
 };
 
 ModelCheckReport check_model(const ModelCheckOptions& options);
+
+// The replicas of a data-parallel run (`parity check model` under mpirun): options.steps (at
+// least 2) training steps of options.model on options.backend, every rank on its contiguous share
+// of the same random global batches of options.batch images, and after each step every rank's
+// weights, optimizer state and buffers compared bit for bit with rank 0's (broadcast). Collective:
+// every rank calls it. For the test of this check, the environment variable
+// PARITY_TEST_DESYNC_RANK=r makes rank r nudge one weight by one ulp after its first step, the
+// desynchronised replica the check exists to catch.
+struct ReplicaDivergence {
+  int step = 0;  // 1-based
+  int rank = 0;
+  std::string tensor;    // the first differing tensor, in name order
+  int64_t elements = 0;  // elements that differ from rank 0's, over every tensor
+  double max_abs = 0;    // the largest difference
+};
+struct ReplicaCheckReport {
+  int ranks = 1, steps = 0;
+  int64_t tensors = 0, elements = 0;  // compared per step
+  std::vector<ReplicaDivergence> divergences;
+  bool pass() const { return divergences.empty(); }
+};
+ReplicaCheckReport check_replicas(const ModelCheckOptions& options, DataParallel& data_parallel);
 
 struct DeterminismReport {
   std::string backend;

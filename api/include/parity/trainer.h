@@ -108,6 +108,8 @@ class DataParallel {
   virtual void after_step(Trainer& trainer) = 0;
   // Element-wise sums over the ranks, in place (losses, counts).
   virtual void sum(double* values, int64_t count) = 0;
+  // Rank `root`'s bytes copied into `data` on every other rank.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   // Stops every rank with an Error naming what differs when `description` (lines "key=value")
   // is not the same on every rank.
   virtual void check_same_configuration(const std::string& description) = 0;
