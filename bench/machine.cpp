@@ -117,16 +117,18 @@ double measure_gemm(int threads) {
 #pragma GCC diagnostic pop
 #endif
 
-MachineInfo measure_machine(int threads) {
-  MachineInfo m;
-  m.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
+std::string cpu_name() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   while (std::getline(cpuinfo, line))
-    if (line.rfind("model name", 0) == 0) {
-      m.cpu = line.substr(line.find(':') + 2);
-      break;
-    }
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+MachineInfo measure_machine(int threads) {
+  MachineInfo m;
+  m.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
+  m.cpu = cpu_name();
   m.fma_peak_gflops = measure_fma(threads, m.isa);
   m.gemm_gflops = measure_gemm(threads);
   return m;

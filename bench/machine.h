@@ -16,6 +16,8 @@ struct MachineInfo {
 
 MachineInfo measure_machine(int threads);
 
+std::string cpu_name();  // /proc/cpuinfo's model name
+
 // Peak resident memory (VmHWM) of this process in KiB, -1 when unknown.
 long long vm_hwm_kib();
 

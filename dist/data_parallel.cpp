@@ -151,6 +151,7 @@ class GradientAllReduce {
                   "data parallel over MPI reduces host memory: use a host backend (cpu, simt); a GPU backend needs "
                   "--distributed nccl");
     if (point == 0) ++executes_;
+    const double entered = now_seconds();
     const AllReduceEvent::Kind kind = kinds_[static_cast<size_t>(point)];
     const int32_t b = bucket_of_point_[static_cast<size_t>(point)];
     Communicator& comm = *owner_.comm_;
@@ -174,8 +175,10 @@ class GradientAllReduce {
         in += g.count;
       }
     }
+    const double left = now_seconds();
+    owner_.exposed_seconds_ += left - entered;
     if (owner_.options_.log_events)
-      owner_.events_.push_back(AllReduceEvent{kind, b, executes_, now_seconds() - owner_.start_seconds_});
+      owner_.events_.push_back(AllReduceEvent{kind, b, executes_, left - owner_.start_seconds_});
   }
 
   CommunicatorDataParallel& owner_;

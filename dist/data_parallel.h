@@ -69,6 +69,9 @@ class CommunicatorDataParallel final : public DataParallel {
 
   Communicator& communicator() { return *comm_; }
   const std::vector<AllReduceEvent>& events() const { return events_; }
+  // Seconds this rank has spent inside the all-reduce's hooks (packing, starting, waiting,
+  // unpacking) since it was made: the communication the backward did not hide.
+  double exposed_communication_seconds() const { return exposed_seconds_; }
   // The buckets of the training step compiled for `batch` images (empty before it is compiled).
   std::vector<GradientBucket> buckets(int64_t batch) const;
 
@@ -80,6 +83,7 @@ class CommunicatorDataParallel final : public DataParallel {
   float scale_ = 1.0f;
   std::vector<AllReduceEvent> events_;
   double start_seconds_ = 0;
+  double exposed_seconds_ = 0;
 };
 
 }  // namespace parity

@@ -9,6 +9,8 @@
 
 #include "bench/bench.h"
 #include "bench/compare.h"
+#include "bench/distributed.h"
+#include "dist/launch_env.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
 #include "tools/threads_option.h"
@@ -57,6 +59,17 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--weights-dir", o->weights_dir,
                   "keep the weights given to the peer here and print the command that runs the peer alone");
   cmd->add_option("--seed", o->seed, "seed of the weights and the synthetic batches")->capture_default_str();
+  auto distributed = std::make_shared<std::string>("auto");
+  auto bucket_mb = std::make_shared<double>(1.0);
+  cmd->add_option("--distributed", *distributed,
+                  "under mpirun: time data-parallel training steps of --models on one host --backend, split into "
+                  "compute and exposed communication: mpi, off, or auto (mpi when launched as more than one process)")
+      ->check(CLI::IsMember({"auto", "mpi", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--bucket-mb", *bucket_mb, "--distributed: MiB of gradients per all-reduce (each case also runs "
+                                             "one all-reduce after the backward)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   cmd->add_flag("--no-ops", (*flags)["no-ops"], "skip the per-op cases");
   cmd->add_flag("--no-models", (*flags)["no-models"], "skip the model cases");
   cmd->add_flag("--no-scaling", (*flags)["no-scaling"], "do not also time training on 1 thread");
@@ -69,9 +82,25 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   compare->add_option("files", *paths, "A.json B.json")->required()->expected(2);
   compare->callback([&run, paths] { run = [paths] { return bench::compare_reports((*paths)[0], (*paths)[1]); }; });
 
-  cmd->callback([&run, o, backends, flags, rss, compare] {
+  cmd->callback([&run, o, backends, flags, rss, compare, distributed, bucket_mb] {
     if (compare->parsed()) return;
-    run = [o, backends, flags, rss] {
+    run = [o, backends, flags, rss, distributed, bucket_mb] {
+      const bool data_parallel = *distributed == "mpi" || (*distributed == "auto" && launch_env().size > 1);
+      if (data_parallel) {
+        if (backends->size() != 1 || ((*backends)[0] != "cpu" && (*backends)[0] != "simt"))
+          throw Error(ErrorKind::invalid_argument,
+                      "bench --distributed mpi all-reduces host memory: give one --backend, cpu or simt");
+        bench::DistributedBenchOptions d;
+        d.models = o->models;
+        d.backend = (*backends)[0];
+        d.batch = o->batch;
+        d.threads = o->threads;
+        d.min_time = o->min_time;
+        d.warmup = o->warmup;
+        d.bucket_mb = *bucket_mb;
+        d.seed = o->seed;
+        return bench::run_distributed_bench(d);
+      }
       bench::BenchOptions opts = *o;
       opts.ops = !(*flags)["no-ops"];
       opts.model_cases = !(*flags)["no-models"];
