@@ -24,6 +24,9 @@ class Communicator {
   // returns. Every rank starts the same sequence of calls; requests may be waited in any order.
   virtual int64_t start_allreduce_sum(float* data, int64_t count) = 0;
   virtual void wait(int64_t request) = 0;
+  // Lets the started sums advance without waiting for them: an MPI library without a progress
+  // thread (Open MPI's default) moves a non-blocking collective on only inside MPI calls.
+  virtual void progress() = 0;
   // data[0..bytes) of rank `root` is copied into data on every other rank.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   virtual void barrier() = 0;

@@ -115,6 +115,15 @@ class GradientAllReduce {
     }
     if (last_gradient >= 0)
       actions.push_back({{last_gradient, PARITY_HOOK_AFTER}, AllReduceEvent::Kind::backward_done, -1});
+    // After every other node that runs while a bucket is in flight, the communicator moves it on.
+    for (int32_t node = 0; node < static_cast<int32_t>(plan.nodes().size()); ++node) {
+      bool in_flight = false, starts_here = false;
+      for (const GradientBucket& bucket : buckets_) {
+        in_flight = in_flight || (bucket.ready_after < node && node < bucket.needed_before);
+        starts_here = starts_here || bucket.ready_after == node;
+      }
+      if (in_flight && !starts_here) actions.push_back({{node, PARITY_HOOK_AFTER}, AllReduceEvent::Kind::progress, -1});
+    }
     std::stable_sort(actions.begin(), actions.end(), [](const Action& a, const Action& b) {
       return int64_t{a.point.node} * 2 + a.point.when < int64_t{b.point.node} * 2 + b.point.when;
     });
@@ -166,6 +175,10 @@ class GradientAllReduce {
       }
       requests_[static_cast<size_t>(b)] = comm.start_allreduce_sum(buffers_[static_cast<size_t>(b)].data(),
                                                                    buckets_[static_cast<size_t>(b)].floats);
+    } else if (kind == AllReduceEvent::Kind::progress) {
+      comm.progress();
+      owner_.exposed_seconds_ += now_seconds() - entered;
+      return;
     } else if (kind == AllReduceEvent::Kind::wait) {
       comm.wait(requests_[static_cast<size_t>(b)]);
       requests_[static_cast<size_t>(b)] = -1;

@@ -34,7 +34,9 @@ std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::v
 // What happened when, for tests and benchmarks: a bucket's all-reduce started or was waited for,
 // and the last node of the backward finished (AFTER its hook point).
 struct AllReduceEvent {
-  enum class Kind { start, wait, backward_done };
+  // progress: a node finished while a bucket was in flight, and the communicator was given the
+  // chance to move it on (Communicator::progress); not logged.
+  enum class Kind { start, wait, backward_done, progress };
   Kind kind = Kind::start;
   int32_t bucket = -1;  // start, wait
   int64_t step = 0;     // the execute it happened in, 1-based, per executable

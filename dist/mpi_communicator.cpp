@@ -128,6 +128,13 @@ class MpiCommunicator final : public Communicator {
     PARITY_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
   }
 
+  void progress() override {
+    for (auto& [id, requests] : pending_) {
+      int done = 0;  // completed requests become MPI_REQUEST_NULL, which wait() then passes at once
+      PARITY_MPI_CHECK(MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE));
+    }
+  }
+
   void broadcast(void* data, int64_t bytes, int root) override {
     check_count("broadcast", bytes);
     check_root(root);
