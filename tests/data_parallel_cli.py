@@ -51,12 +51,19 @@ def mpi_cmd(args, ranks=2):
 
 
 def run(cmd, want_ok=True):
-    """Runs cmd; returns (exit code, stdout + stderr). stdin is closed: mpiexec forwards it."""
-    result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, timeout=RUN_TIMEOUT_S)
-    if want_ok and result.returncode != 0:
-        sys.exit(f"FAILED (exit {result.returncode}): {' '.join(cmd)}\n{result.stdout}")
-    return result.returncode, result.stdout
+    """Runs cmd; returns (exit code, stdout + stderr). stdin is closed: mpiexec forwards it. A run
+    past RUN_TIMEOUT_S (a hang) is ended with its whole process group, ranks included."""
+    job = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    try:
+        output, _ = job.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        output, _ = job.communicate()
+        sys.exit(f"FAILED (still running after {RUN_TIMEOUT_S} s, killed): {' '.join(cmd)}\n{output}")
+    if want_ok and job.returncode != 0:
+        sys.exit(f"FAILED (exit {job.returncode}): {' '.join(cmd)}\n{output}")
+    return job.returncode, output
 
 
 def path(name):
