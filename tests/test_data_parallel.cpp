@@ -150,9 +150,8 @@ TEST(DataParallel, BucketsGiveTheSameBitsAsOneAllReduceAfterTheBackwardAndStartB
   ASSERT_GE(log.size(), 3u);
   EXPECT_LT(log[0].seconds, log[2].seconds);
   // The first bucket starts after its last gradient (fc1's weight), before the convolutions' backward.
-  const GradientBucket& first = bucketed->buckets(2)[0];
-  const GradientBucket& second = bucketed->buckets(2)[1];
-  EXPECT_LT(first.ready_after, second.ready_after);
+  const std::vector<GradientBucket> buckets = bucketed->buckets(2);  // a copy: buckets() returns by value
+  EXPECT_LT(buckets[0].ready_after, buckets[1].ready_after);
 }
 
 TEST(DataParallel, TheSameStepTwiceGivesTheSameBits) {
