@@ -180,7 +180,8 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
           print_epoch(r, epochs);
         };
       }
-      if (dp && rank0)
+      // (A batch the ranks cannot share is refused by run_training; no banner for it.)
+      if (dp && rank0 && o->batch % dp->size() == 0)
         fmt::print("data parallel over {}: {} ranks, global batch {} ({} per rank), gradients all-reduced in buckets "
                    "of {}\n",
                    dp->communicator().name(), dp->size(), o->batch, o->batch / std::max(dp->size(), 1),

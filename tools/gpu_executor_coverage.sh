@@ -2,7 +2,8 @@
 # tools/gpu_executor_coverage.sh — gcov line coverage of the one GPU executor source
 # (backends/gpu/: the host code the CUDA and HIP plugins share) as the gpu_emu plugin runs it on
 # the emulated device: builds the plugin with its executor sources instrumented (build-cov/, the
-# same folder as tools/simt_coverage.sh), runs tests/test_gpu_emu, and prints per-file and total
+# same folder as tools/simt_coverage.sh), runs tests/test_gpu_emu and tests/test_gpu_hooks (the node
+# hooks of ABI 8), and prints per-file and total
 # line coverage of backends/gpu/ (the runtime mappings apart: each is one target's), then the
 # emulated target's own sources, then the lines only the real CUDA and HIP builds compile (their
 # runtime mappings, devices and vendor calls), counted, since nothing here executes them.
@@ -11,9 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-cov}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARITY_GPU_EMU_COVERAGE=ON -DPARITY_WITH_HIP=OFF >/dev/null
-cmake --build "$build" --target test_gpu_emu parity_backend_gpu_emu -- -j2
+cmake --build "$build" --target test_gpu_emu test_gpu_hooks parity_backend_gpu_emu -- -j2
 find "$build" -name '*.gcda' -path '*gpu_emu*' -delete
-ctest --test-dir "$build" -R '^GpuEmu\.' -j2 --output-on-failure >/dev/null
+ctest --test-dir "$build" -R '^(GpuEmu|GpuHooks)\.' -j2 --output-on-failure >/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 find "$(cd "$build" && pwd)" -path '*parity_backend_gpu_emu.dir*' -name '*.gcda' | while read -r gcda; do
