@@ -144,7 +144,7 @@ class TableBackend final : public Backend {
   TableBackend(const parity_backend_table* table, const BackendOptions& options) {
     parity_backend_config config{};
     config.struct_size = sizeof config;
-    config.device = 0;
+    config.device = options.device;
     config.threads = options.threads;
     config.stream = nullptr;
     parity_error err{};

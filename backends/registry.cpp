@@ -102,6 +102,8 @@ std::optional<MemoryNeed> memory_need_without_device(const std::string& name, co
 std::unique_ptr<Backend> create_backend(const std::string& name, const BackendOptions& options) {
   if (options.threads < 0)
     throw Error(ErrorKind::invalid_argument, fmt::format("threads must be >= 0 (0 = all), got {}", options.threads));
+  if (options.device < 0)
+    throw Error(ErrorKind::invalid_argument, fmt::format("device must be >= 0, got {}", options.device));
   if (name == "auto") {
     std::string why;
     for (const char* candidate : kAutoOrder) {

@@ -82,8 +82,10 @@ class GradientAllReduce {
       : owner_(owner), exe_(exe), batch_(batch) {
     buckets_ = plan_gradient_buckets(plan, gradients, owner.options_.bucket_bytes);
     const auto& values = plan.values();
+    const bool on_device = owner.device_ != nullptr;
     for (const GradientBucket& bucket : buckets_) {
-      buffers_.emplace_back(static_cast<size_t>(bucket.floats));
+      // On the device the gradients are reduced where they are; on the host, packed first.
+      buffers_.emplace_back(on_device ? 0 : static_cast<size_t>(bucket.floats));
       std::vector<Gradient> grads;
       for (int32_t v : bucket.values)
         grads.push_back(Gradient{static_cast<float*>(exe.value_address(v)), numel_of(values[static_cast<size_t>(v)])});
@@ -115,8 +117,14 @@ class GradientAllReduce {
     }
     if (last_gradient >= 0)
       actions.push_back({{last_gradient, PARITY_HOOK_AFTER}, AllReduceEvent::Kind::backward_done, -1});
+    // On the device, rank 0's buffers are broadcast on the backend's stream after the step's last
+    // node, inside the step (the hooks are where the ABI lets work join that stream); NCCL moves
+    // its collectives on by itself, so no progress points.
+    if (on_device && !broadcast_.empty())
+      actions.push_back({{static_cast<int32_t>(plan.nodes().size()) - 1, PARITY_HOOK_AFTER},
+                         AllReduceEvent::Kind::buffers, -1});
     // After every other node that runs while a bucket is in flight, the communicator moves it on.
-    for (int32_t node = 0; node < static_cast<int32_t>(plan.nodes().size()); ++node) {
+    for (int32_t node = 0; node < static_cast<int32_t>(plan.nodes().size()) && !on_device; ++node) {
       bool in_flight = false, starts_here = false;
       for (const GradientBucket& bucket : buckets_) {
         in_flight = in_flight || (bucket.ready_after < node && node < bucket.needed_before);
@@ -139,9 +147,14 @@ class GradientAllReduce {
   int64_t batch() const { return batch_; }
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
 
-  // Rank 0's buffers (running statistics) on every rank.
+  // Rank 0's buffers (running statistics) on every rank, on the host after the step (on the
+  // device they were broadcast inside it).
   void broadcast_buffers(Communicator& comm) {
+    if (owner_.device_) return;
     for (const Buffer& b : broadcast_) comm.broadcast(b.address, b.bytes, 0);
+    if (owner_.options_.log_events && !broadcast_.empty())
+      owner_.events_.push_back(
+          AllReduceEvent{AllReduceEvent::Kind::buffers, -1, executes_, now_seconds() - owner_.start_seconds_});
   }
 
  private:
@@ -155,14 +168,45 @@ class GradientAllReduce {
   };
 
   void at(int32_t point, void* stream) {
-    if (stream)
-      throw Error(ErrorKind::backend,
-                  "data parallel over MPI reduces host memory: use a host backend (cpu, simt); a GPU backend needs "
-                  "--distributed nccl");
     if (point == 0) ++executes_;
     const double entered = now_seconds();
     const AllReduceEvent::Kind kind = kinds_[static_cast<size_t>(point)];
     const int32_t b = bucket_of_point_[static_cast<size_t>(point)];
+    if (owner_.device_) {
+      at_device(kind, b, stream);
+    } else {
+      at_host(kind, b, stream);
+    }
+    const double left = now_seconds();
+    owner_.exposed_seconds_ += left - entered;
+    if (owner_.options_.log_events && kind != AllReduceEvent::Kind::progress)
+      owner_.events_.push_back(AllReduceEvent{kind, b, executes_, left - owner_.start_seconds_});
+  }
+
+  // The hooks queue the work on the device and return: the time they take is the host's.
+  void at_device(AllReduceEvent::Kind kind, int32_t b, void* stream) {
+    if (!stream)
+      throw Error(ErrorKind::backend,
+                  "--distributed nccl reduces device memory, and this backend executes on the host: use --distributed "
+                  "mpi with a host backend (cpu, simt)");
+    DeviceCollectives& device = *owner_.device_;
+    if (kind == AllReduceEvent::Kind::start) {
+      std::vector<DeviceSpan> spans;
+      for (const Gradient& g : gradients_[static_cast<size_t>(b)]) spans.push_back(DeviceSpan{g.data, g.count});
+      // This rank's share of the global batch weights its mean gradient, as on the host.
+      device.start_allreduce(b, spans, owner_.scale_, stream);
+    } else if (kind == AllReduceEvent::Kind::wait) {
+      device.wait(b, stream);
+    } else if (kind == AllReduceEvent::Kind::buffers) {
+      for (const Buffer& buffer : broadcast_) device.broadcast(buffer.address, buffer.bytes, 0, stream);
+    }
+  }
+
+  void at_host(AllReduceEvent::Kind kind, int32_t b, void* stream) {
+    if (stream)
+      throw Error(ErrorKind::backend,
+                  "data parallel over MPI reduces host memory: use a host backend (cpu, simt); a GPU backend needs "
+                  "--distributed nccl");
     Communicator& comm = *owner_.comm_;
     if (kind == AllReduceEvent::Kind::start) {
       // This rank's mean gradient, weighted by its share of the global batch, so that the sum
@@ -177,8 +221,6 @@ class GradientAllReduce {
                                                                    buckets_[static_cast<size_t>(b)].floats);
     } else if (kind == AllReduceEvent::Kind::progress) {
       comm.progress();
-      owner_.exposed_seconds_ += now_seconds() - entered;
-      return;
     } else if (kind == AllReduceEvent::Kind::wait) {
       comm.wait(requests_[static_cast<size_t>(b)]);
       requests_[static_cast<size_t>(b)] = -1;
@@ -188,10 +230,6 @@ class GradientAllReduce {
         in += g.count;
       }
     }
-    const double left = now_seconds();
-    owner_.exposed_seconds_ += left - entered;
-    if (owner_.options_.log_events)
-      owner_.events_.push_back(AllReduceEvent{kind, b, executes_, left - owner_.start_seconds_});
   }
 
   CommunicatorDataParallel& owner_;
@@ -207,8 +245,9 @@ class GradientAllReduce {
   int64_t executes_ = 0;
 };
 
-CommunicatorDataParallel::CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options)
-    : comm_(std::move(comm)), options_(options), start_seconds_(now_seconds()) {
+CommunicatorDataParallel::CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options,
+                                                   std::unique_ptr<DeviceCollectives> device)
+    : comm_(std::move(comm)), options_(options), device_(std::move(device)), start_seconds_(now_seconds()) {
   if (!comm_) throw Error(ErrorKind::invalid_argument, "data parallel: no communicator");
 }
 

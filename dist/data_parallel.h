@@ -2,7 +2,8 @@
 // (parity/trainer.h) hands it to run_training: the parameters' gradients grouped into buckets
 // in the order the backward produces them, each bucket's all-reduce started by a node hook
 // (parity/backend.h) right after the node that produces its last gradient and waited for right
-// before the first node that reads one, and rank 0's buffers broadcast after every step.
+// before the first node that reads one, and rank 0's buffers broadcast after every step. Host
+// memory goes through the Communicator (MPI); device memory through DeviceCollectives (NCCL).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/device_collectives.h"
 #include "parity/graph.h"
 #include "parity/trainer.h"
 
@@ -35,8 +37,9 @@ std::vector<GradientBucket> plan_gradient_buckets(const Plan& plan, const std::v
 // and the last node of the backward finished (AFTER its hook point).
 struct AllReduceEvent {
   // progress: a node finished while a bucket was in flight, and the communicator was given the
-  // chance to move it on (Communicator::progress); not logged.
-  enum class Kind { start, wait, backward_done, progress };
+  // chance to move it on (Communicator::progress); not logged. buffers: rank 0's buffers were
+  // broadcast (queued on the device's stream after the step's last node; on the host after the step).
+  enum class Kind { start, wait, backward_done, progress, buffers };
   Kind kind = Kind::start;
   int32_t bucket = -1;  // start, wait
   int64_t step = 0;     // the execute it happened in, 1-based, per executable
@@ -53,15 +56,20 @@ struct DataParallelOptions {
 
 class GradientAllReduce;
 
-// DataParallel over `comm`. Needs a backend with node hooks and host memory (cpu, simt): the
-// MPI communicator reduces host buffers.
+// DataParallel over `comm`. Without `device`: needs a backend with node hooks and host memory
+// (cpu, simt), whose gradients the communicator reduces on the host. With `device` (NCCL over
+// `comm`): a GPU backend with node hooks, whose gradients and buffers stay on its device and whose
+// stream the collectives are ordered with; `comm` carries the rest (sums of figures, the
+// configuration check).
 class CommunicatorDataParallel final : public DataParallel {
  public:
-  CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options = {});
+  CommunicatorDataParallel(std::unique_ptr<Communicator> comm, DataParallelOptions options = {},
+                           std::unique_ptr<DeviceCollectives> device = nullptr);
   ~CommunicatorDataParallel() override;
 
   int rank() const override { return comm_->rank(); }
   int size() const override { return comm_->size(); }
+  int device() const override { return device_ ? device_->device() : 0; }
   TrainingStepExtension step_extension(const ModelSpec& spec) override;
   void before_step(int64_t images, int64_t global_images) override;
   void after_step(Trainer& trainer) override;
@@ -70,6 +78,7 @@ class CommunicatorDataParallel final : public DataParallel {
   void check_same_configuration(const std::string& description) override;
 
   Communicator& communicator() { return *comm_; }
+  DeviceCollectives* device_collectives() { return device_.get(); }
   const std::vector<AllReduceEvent>& events() const { return events_; }
   // Seconds this rank has spent inside the all-reduce's hooks (packing, starting, waiting,
   // unpacking) since it was made: the communication the backward did not hide.
@@ -81,6 +90,7 @@ class CommunicatorDataParallel final : public DataParallel {
   friend class GradientAllReduce;
   std::unique_ptr<Communicator> comm_;
   DataParallelOptions options_;
+  std::unique_ptr<DeviceCollectives> device_;
   std::vector<std::unique_ptr<GradientAllReduce>> steps_;  // one per compiled training step
   float scale_ = 1.0f;
   std::vector<AllReduceEvent> events_;

@@ -247,6 +247,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   const OptimizerConfig opt = optimizer_of(o, (train_count + o.batch - 1) / o.batch);
   BackendOptions bo;
   bo.threads = o.threads;
+  bo.device = dp ? dp->device() : 0;
   Trainer trainer = [&] {
     try {
       // Each rank compiles steps of its share of the global batch.

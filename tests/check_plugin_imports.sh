@@ -22,5 +22,5 @@ for s in "$@"; do
 done
 printf 'NEEDED: %s\n' "$needed" | tr '\n' ' '
 echo
-printf '%s\n' "$imports" | grep -E ' (hip|__hip|cuda|__cuda|cudnn|cublas)'
+printf '%s\n' "$imports" | grep -E ' (hip|__hip|cuda|__cuda|cudnn|cublas|nccl)'
 exit $status

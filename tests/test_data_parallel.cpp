@@ -2,9 +2,10 @@
 // CTest (every rank runs every test, so each collective is joined by both): one step of 2 ranks x
 // 64 images against one process x 128 (gradients and weights), bucketed against one all-reduce
 // after the whole backward (bitwise), the event log of a bucket starting before the backward
-// ends, and repeatability.
+// ends, repeatability, and the NCCL bootstrap over MPI (rank 0's unique id to every rank).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "dist/device_collectives.h"
 #include "graph/compiled_step.h"
 #include "parity/backend.h"
 #include "parity/graph.h"
@@ -144,7 +146,8 @@ TEST(DataParallel, BucketsGiveTheSameBitsAsOneAllReduceAfterTheBackwardAndStartB
   for (const AllReduceEvent& e : log)
     order += e.kind == AllReduceEvent::Kind::start  ? "start" + std::to_string(e.bucket) + " "
              : e.kind == AllReduceEvent::Kind::wait ? "wait" + std::to_string(e.bucket) + " "
-                                                    : std::string("backward_done ");
+             : e.kind == AllReduceEvent::Kind::backward_done ? std::string("backward_done ")
+                                                             : std::string("other ");
   if (bucketed->rank() == 0) std::cout << "event log: " << order << "\n";
   EXPECT_EQ(order, "start0 start1 backward_done wait1 wait0 ") << order;
   ASSERT_GE(log.size(), 3u);
@@ -187,6 +190,50 @@ TEST(DataParallel, BucketsFollowTheBackwardAndOneBucketIsTheFallback) {
     if (k > 0) EXPECT_LT(small[k - 1].ready_after, small[k].ready_after);
   }
   EXPECT_EQ(floats, 206922);
+}
+
+// --distributed nccl's bootstrap over MPI with a table standing for NCCL (no GPU here): only
+// rank 0 asks for a unique id, and every rank's init gets rank 0's bytes, its own rank and the
+// rank count. The table's id differs by the rank that made it, so a rank that made its own, or
+// got nothing, shows.
+int g_rank_for_id = -1;
+unsigned char g_init_id[PARITY_NCCL_UNIQUE_ID_BYTES];
+int g_init_ranks = -1, g_init_rank = -1, g_unique_ids = 0;
+
+TEST(DataParallel, NcclBootstrapGivesEveryRankRankZerosUniqueId) {
+  parity_nccl_api table{};
+  table.version = PARITY_NCCL_API_VERSION;
+  table.describe = [](char* out, size_t capacity) { return std::snprintf(out, capacity, "stand-in") < 0 ? 1 : 0; };
+  table.device_count = [](int* count, char*) {
+    *count = 1;
+    return 0;
+  };
+  table.unique_id = [](unsigned char* id, char*) {
+    ++g_unique_ids;
+    for (int i = 0; i < PARITY_NCCL_UNIQUE_ID_BYTES; ++i) id[i] = static_cast<unsigned char>(i + 31 * g_rank_for_id + 7);
+    return 0;
+  };
+  table.comm_init = [](const unsigned char* id, int ranks, int rank, int, void** comm, char*) {
+    std::memcpy(g_init_id, id, sizeof g_init_id);
+    g_init_ranks = ranks;
+    g_init_rank = rank;
+    *comm = &g_init_ranks;
+    return 0;
+  };
+  table.comm_destroy = [](void*, int, char*) { return 0; };
+  std::unique_ptr<Communicator> mpi = make_communicator("mpi");
+  g_rank_for_id = mpi->rank();
+  {
+    LaunchEnv env;
+    env.rank = mpi->rank();
+    env.size = mpi->size();
+    DeviceCollectives device(table, *mpi, env);
+    EXPECT_EQ(device.device(), 0);
+  }
+  EXPECT_EQ(g_unique_ids, mpi->rank() == 0 ? 1 : 0);
+  EXPECT_EQ(g_init_ranks, 2);
+  EXPECT_EQ(g_init_rank, mpi->rank());
+  for (int i = 0; i < PARITY_NCCL_UNIQUE_ID_BYTES; ++i) ASSERT_EQ(g_init_id[i], static_cast<unsigned char>(i + 7)) << i;
 }
 
 }  // namespace

@@ -65,19 +65,22 @@ std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& k
   const LaunchEnv env = launch_env();
   const std::string chosen = kind == "auto" ? (env.size > 1 ? "mpi" : "off") : kind;
   if (chosen == "off") return nullptr;
+  DataParallelOptions options;
+  options.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
   if (chosen == "nccl") {
     if (backend != "cuda")
       throw Error(ErrorKind::invalid_argument,
                   fmt::format("--distributed nccl reduces CUDA device memory: it needs --backend cuda, not {}", backend));
-    throw Error(ErrorKind::invalid_argument,
-                "--distributed nccl: this parity has no NCCL communicator yet (use --distributed mpi with a host "
-                "backend: cpu or simt)");
+    // The module first, so that a parity without NCCL says so before MPI starts; then MPI, which
+    // bootstraps NCCL and carries the host-side sums.
+    const parity_nccl_api& api = load_nccl_api();
+    std::unique_ptr<Communicator> host = make_communicator("mpi");
+    auto device = std::make_unique<DeviceCollectives>(api, *host, env);
+    return std::make_shared<CommunicatorDataParallel>(std::move(host), options, std::move(device));
   }
   if (backend != "cpu" && backend != "simt" && backend != "auto")
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("--distributed mpi all-reduces host memory: use --backend cpu or simt, not {}", backend));
-  DataParallelOptions options;
-  options.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
   return std::make_shared<CommunicatorDataParallel>(make_communicator("mpi"), options);
 }
 

@@ -23,8 +23,9 @@ void add_plot_command(CLI::App& app, std::function<int()>& run);
 void add_export_command(CLI::App& app, std::function<int()>& run);  // when PARITY_WITH_ONNX
 
 // The data-parallel run `--distributed` (auto, mpi, nccl, off) asks for, or null for one
-// process: auto is mpi when a launcher started more than one process. Errors for nccl (not built
-// yet) and for a backend MPI cannot reduce (not cpu or simt).
+// process: auto is mpi when a launcher started more than one process. nccl needs --backend cuda
+// and libparity-nccl.so, and takes the device of its local rank (BackendOptions::device); mpi a
+// backend whose memory is the host's (cpu, simt). Errors name what is missing.
 std::shared_ptr<CommunicatorDataParallel> data_parallel_for(const std::string& kind, const std::string& backend,
                                                             double bucket_mb);
 

@@ -21,6 +21,7 @@ namespace parity {
 
 struct BackendOptions {
   int threads = 0;  // 0: every hardware thread; backends without threads ignore it
+  int device = 0;   // the device index of a GPU backend, in [0, its device count); host backends: 0
 };
 
 // The hardware threads this process may use: what threads = 0 means for the cpu backend

@@ -99,6 +99,8 @@ class DataParallel {
   virtual ~DataParallel() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // The device index this rank's backend takes (BackendOptions::device): a rank per GPU.
+  virtual int device() const { return 0; }
   // The gradient all-reduce, as an extension of the Trainer's training steps.
   virtual TrainingStepExtension step_extension(const ModelSpec& spec) = 0;
   // Before each training step: this rank trains on `images` of a global batch of
