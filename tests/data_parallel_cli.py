@@ -15,7 +15,8 @@ c. a 2-rank run stopped by --max-steps and continued with --resume ends bitwise 
    uninterrupted one (the last batch split unevenly, 31 and 32 images);
 d. the refusals exit non-zero with a message naming the problem: a global batch not divisible by
    the ranks, --resume of a 1-process checkpoint, ranks started with different options (MPMD
-   form of mpiexec), --distributed nccl on cpu;
+   form of mpiexec), --distributed nccl on cpu, and on cuda here (no GPU: the NCCL module's
+   device count fails with the CUDA runtime's reason);
 e. faults: a rank killed with SIGKILL mid-training ends the job non-zero within 60 s, the output
    naming the lost rank; the last checkpoint (written by rank 0 after each epoch) still resumes.
    Once with rank 1 killed, once with rank 0 (the writer, possibly mid-write) killed.
@@ -197,6 +198,12 @@ def test_refusals():
             r"rank 1 was started with lr=0\.01, rank 0 with lr=0\.001")
     refused("--distributed nccl on cpu", mpi_cmd(["--distributed", "nccl", *small]),
             r"--distributed nccl .*needs --backend cuda, not cpu")
+    # On cuda the NCCL module is opened and asks the CUDA runtime for devices: here, with no
+    # driver, that is where it stops (a build without NCCL stops before, saying so).
+    refused("--distributed nccl on cuda without a GPU",
+            [MPIEXEC, NUMPROC_FLAG, "2", *PREFLAGS, PARITY, "train", "--backend", "cuda", "--distributed", "nccl",
+             *small],
+            r"--distributed nccl: (cudaGetDeviceCount: .*|libparity-nccl\.so is not in the plugin folders.*)")
 
 
 def descendants(pid):
