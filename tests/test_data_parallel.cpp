@@ -18,6 +18,7 @@
 #include "parity/backend.h"
 #include "parity/graph.h"
 #include "parity/model.h"
+#include "tests/data_parallel_step.h"
 #include "tests/test_helpers.h"
 
 namespace parity {
@@ -47,52 +48,16 @@ Tensor rows(const Tensor& t, int64_t first, int64_t n) {
   return out;
 }
 
-std::vector<std::string> gradient_names(const ModelSpec& spec) {
-  std::vector<std::string> names;
-  for (const ParamSpec& p : spec.params) names.push_back(grad_name(p.name));
-  return names;
-}
+using testing::gradient_names;
+using testing::gradient_values;
+using testing::StepResult;
 
-std::vector<int32_t> gradient_values(const ModelSpec& spec, const Plan& plan) {
-  std::vector<int32_t> values;
-  for (const ParamSpec& p : spec.params) values.push_back(plan.value(grad_name(p.name)));
-  return values;
-}
-
-// One Adam step of `spec` on `x`, `y` from the weights of seed 1, on cpu with one thread: the
-// gradients (all-reduced when `dp` is given) and the parameters after the step.
-struct StepResult {
-  std::map<std::string, Tensor> gradients, params;
-};
+// One Adam step on cpu with one thread (each rank has a core of its own).
 StepResult one_step(const ModelSpec& spec, const Tensor& x, const Tensor& y, CommunicatorDataParallel* dp) {
-  const int64_t n = x.shape()[0];
-  OptimizerConfig adam;
-  ForwardOptions training;
-  training.training = true;
-  const Graph forward = build_forward(spec, n, training);
-  const Graph graph = differentiate(forward, forward.find("loss"), &adam);
   BackendOptions one_thread;
   one_thread.threads = 1;
   std::unique_ptr<Backend> cpu = create_backend("cpu", one_thread);
-  CompiledStep step(*cpu, graph, gradient_names(spec));
-  if (dp) {
-    dp->step_extension(spec).compiled(step.executable(), step.plan(), n, gradient_values(spec, step.plan()));
-    dp->before_step(n, kGlobalBatch);
-  }
-  step.zero_params_and_state();
-  for (const auto& [name, tensor] : init_weights(spec, 1)) step.write(name, tensor);
-  step.write("x", x);
-  step.write("y", y);
-  Tensor t(Shape{1}, DType::i32);
-  t.i32()[0] = 1;
-  step.write(optimizer_step_name(), t);
-  step.execute();
-  StepResult r;
-  for (const ParamSpec& p : spec.params) {
-    r.gradients.emplace(p.name, step.read(grad_name(p.name)));
-    r.params.emplace(p.name, step.read(p.name));
-  }
-  return r;
+  return testing::one_adam_step(*cpu, spec, x, y, dp, kGlobalBatch);
 }
 
 std::unique_ptr<CommunicatorDataParallel> data_parallel(int64_t bucket_bytes, bool log = false) {

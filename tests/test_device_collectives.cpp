@@ -25,6 +25,7 @@
 #include "parity/error.h"
 #include "parity/graph.h"
 #include "parity/model.h"
+#include "tests/data_parallel_step.h"
 #include "tests/test_helpers.h"
 
 namespace parity {
@@ -320,47 +321,12 @@ TEST_F(EmulatedNcclTest, NoDriverOrTooManyRanksStopsBeforeTheInitWithTheReason) 
 
 // --- training steps on the emulated device ---------------------------------------------------
 
-std::vector<std::string> gradient_names(const ModelSpec& spec) {
-  std::vector<std::string> names;
-  for (const ParamSpec& p : spec.params) names.push_back(grad_name(p.name));
-  return names;
-}
+using testing::StepResult;
 
-struct StepResult {
-  std::map<std::string, Tensor> gradients, params;
-};
-
-// One Adam step of `spec` on `x`, `y` (global batch twice theirs) from seed 1's weights on
-// `backend`, the gradients all-reduced by `dp` when given.
+// One Adam step on `backend`; with `dp`, x and y are half of the global batch.
 StepResult one_step(Backend& backend, const ModelSpec& spec, const Tensor& x, const Tensor& y,
                     CommunicatorDataParallel* dp) {
-  const int64_t n = x.shape()[0];
-  OptimizerConfig adam;
-  ForwardOptions training;
-  training.training = true;
-  const Graph forward = build_forward(spec, n, training);
-  const Graph graph = differentiate(forward, forward.find("loss"), &adam);
-  CompiledStep step(backend, graph, gradient_names(spec));
-  if (dp) {
-    std::vector<int32_t> gradients;
-    for (const ParamSpec& p : spec.params) gradients.push_back(step.plan().value(grad_name(p.name)));
-    dp->step_extension(spec).compiled(step.executable(), step.plan(), n, gradients);
-    dp->before_step(n, 2 * n);
-  }
-  step.zero_params_and_state();
-  for (const auto& [name, tensor] : init_weights(spec, 1)) step.write(name, tensor);
-  step.write("x", x);
-  step.write("y", y);
-  Tensor t(Shape{1}, DType::i32);
-  t.i32()[0] = 1;
-  step.write(optimizer_step_name(), t);
-  step.execute();
-  StepResult r;
-  for (const ParamSpec& p : spec.params) {
-    r.gradients.emplace(p.name, step.read(grad_name(p.name)));
-    r.params.emplace(p.name, step.read(p.name));
-  }
-  return r;
+  return testing::one_adam_step(backend, spec, x, y, dp, 2 * x.shape()[0]);
 }
 
 bool same_bits(const Tensor& a, const Tensor& b) {
