@@ -1,6 +1,7 @@
 // graph/autodiff.cpp — reverse-mode differentiation of a forward graph: appends the backward
 // nodes (summing gradients where a value feeds several nodes) and the optimizer's update nodes.
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -95,7 +96,7 @@ std::vector<std::pair<Value, Value>> clip_gradients(GraphBuilder& b, const std::
 // naming no parameter of the graph, or of another shape, is refused naming both.
 std::vector<std::pair<Value, Value>> mask_gradients(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
                                                     const std::map<std::string, Tensor>& masks) {
-  std::map<std::string, bool> used;
+  std::set<std::string> used;
   std::vector<std::pair<Value, Value>> masked;
   for (const auto& [param, grad] : param_grads) {
     const std::string name = b.graph().value(param).name;
@@ -108,7 +109,7 @@ std::vector<std::pair<Value, Value>> mask_gradients(GraphBuilder& b, const std::
     if (it->second.dtype() != DType::f32 || it->second.shape() != shape)
       throw Error(ErrorKind::shape, fmt::format("optimizer: gradient mask of '{}' is {} {}, the parameter is f32 {}", name,
                                                 to_string(it->second.dtype()), it->second.shape().str(), shape.str()));
-    used[name] = true;
+    used.insert(name);
     const Value mask = b.state(gradient_mask_name(name), shape);
     masked.emplace_back(param, b.node(PARITY_OP_MUL, {}, {grad, mask}, "mask/" + name)[0]);
   }

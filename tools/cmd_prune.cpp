@@ -77,7 +77,12 @@ void add_prune_command(CLI::App& app, std::function<int()>& run) {
       PruneResult result = magnitude_prune(spec, input.tensors, options);
       // The model's weights and buffers (not a checkpoint's optimizer state), and the masks.
       TensorFile output;
-      for (const ParamSpec& p : spec.params) output.tensors.emplace(p.name, input.tensors.at(p.name));
+      for (const ParamSpec& p : spec.params) {
+        auto it = input.tensors.find(p.name);
+        if (it == input.tensors.end())
+          throw Error(ErrorKind::data, fmt::format("{}: missing tensor '{}' (expected f32 {})", o->weights, p.name, p.shape.str()));
+        output.tensors.emplace(p.name, it->second);
+      }
       for (const BufferSpec& b : spec.buffers)
         if (input.tensors.count(b.name)) output.tensors.emplace(b.name, input.tensors.at(b.name));
       for (auto& [name, mask] : result.masks) output.tensors.emplace(name, std::move(mask));
