@@ -12,6 +12,7 @@ size_t dtype_size(DType dtype) {
     case DType::f32: return 4;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::u8: return 1;
   }
   throw Error(ErrorKind::internal, "dtype_size: unknown dtype");
 }
@@ -21,6 +22,7 @@ const char* to_string(DType dtype) {
     case DType::f32: return "f32";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
+    case DType::u8: return "u8";
   }
   return "?";
 }
@@ -80,5 +82,7 @@ int32_t* Tensor::i32() { expect_dtype(dtype_, DType::i32); return reinterpret_ca
 const int32_t* Tensor::i32() const { expect_dtype(dtype_, DType::i32); return reinterpret_cast<const int32_t*>(bytes_.data()); }
 int64_t* Tensor::i64() { expect_dtype(dtype_, DType::i64); return reinterpret_cast<int64_t*>(bytes_.data()); }
 const int64_t* Tensor::i64() const { expect_dtype(dtype_, DType::i64); return reinterpret_cast<const int64_t*>(bytes_.data()); }
+uint8_t* Tensor::u8() { expect_dtype(dtype_, DType::u8); return bytes_.data(); }
+const uint8_t* Tensor::u8() const { expect_dtype(dtype_, DType::u8); return bytes_.data(); }
 
 }  // namespace parity

@@ -205,6 +205,7 @@ OnnxOutputCheck compare_output(const std::string& name, const Tensor& got, const
       case DType::f32: a = got.f32()[i], e = want.f32()[i]; break;
       case DType::i32: a = got.i32()[i], e = want.i32()[i]; break;
       case DType::i64: a = static_cast<double>(got.i64()[i]), e = static_cast<double>(want.i64()[i]); break;
+      case DType::u8: a = got.u8()[i], e = want.u8()[i]; break;
     }
     // numpy.testing.assert_allclose: NaN equals NaN, an infinity only itself.
     if (std::isnan(a) && std::isnan(e)) continue;

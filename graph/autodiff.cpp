@@ -1,6 +1,7 @@
 // graph/autodiff.cpp — reverse-mode differentiation of a forward graph: appends the backward
 // nodes (summing gradients where a value feeds several nodes) and the optimizer's update nodes.
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@ std::string grad_name(const std::string& value_name) { return "grad/" + value_na
 std::string adam_m_name(const std::string& param) { return "optimizer." + param + ".exp_avg"; }
 std::string adam_v_name(const std::string& param) { return "optimizer." + param + ".exp_avg_sq"; }
 std::string sgd_velocity_name(const std::string& param) { return "optimizer." + param + ".momentum_buffer"; }
+std::string gradient_mask_name(const std::string& param) { return param + ".mask"; }
 
 const char* optimizer_name(OptimizerConfig::Kind kind) {
   switch (kind) {
@@ -88,9 +90,41 @@ std::vector<std::pair<Value, Value>> clip_gradients(GraphBuilder& b, const std::
   return clipped;
 }
 
-void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& unclipped_grads,
+// Pruning held during training: each masked gradient times its mask, a STATE value the Trainer
+// writes (OptimizerConfig::gradient_masks). Masking before clipping makes the clipped norm that
+// of the kept elements, as torch.nn.utils.prune's weight = weight_orig * mask gives. A mask
+// naming no parameter of the graph, or of another shape, is refused naming both.
+std::vector<std::pair<Value, Value>> mask_gradients(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& param_grads,
+                                                    const std::map<std::string, Tensor>& masks) {
+  std::set<std::string> used;
+  std::vector<std::pair<Value, Value>> masked;
+  for (const auto& [param, grad] : param_grads) {
+    const std::string name = b.graph().value(param).name;
+    const Shape shape = b.graph().value(param).shape;
+    auto it = masks.find(name);
+    if (it == masks.end()) {
+      masked.emplace_back(param, grad);
+      continue;
+    }
+    if (it->second.dtype() != DType::f32 || it->second.shape() != shape)
+      throw Error(ErrorKind::shape, fmt::format("optimizer: gradient mask of '{}' is {} {}, the parameter is f32 {}", name,
+                                                to_string(it->second.dtype()), it->second.shape().str(), shape.str()));
+    used.insert(name);
+    const Value mask = b.state(gradient_mask_name(name), shape);
+    masked.emplace_back(param, b.node(PARITY_OP_MUL, {}, {grad, mask}, "mask/" + name)[0]);
+  }
+  for (const auto& entry : masks)
+    if (!used.count(entry.first))
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("optimizer: gradient mask '{}' names no trained parameter of the graph", entry.first));
+  return masked;
+}
+
+void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& unmasked_grads,
                       const OptimizerConfig& opt) {
   if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
+  const std::vector<std::pair<Value, Value>> unclipped_grads =
+      opt.gradient_masks.empty() ? unmasked_grads : mask_gradients(b, unmasked_grads, opt.gradient_masks);
   const std::vector<std::pair<Value, Value>> param_grads =
       opt.clip_grad_norm == 0.0f ? unclipped_grads : clip_gradients(b, unclipped_grads, opt.clip_grad_norm);
   // Adam's bias correction and every lr schedule count steps: one INPUT for all updates.

@@ -24,6 +24,7 @@ TensorDiff compare_tensors(const Tensor& got, const Tensor& want, double thresho
       case DType::f32: return t.f32()[i];
       case DType::i32: return t.i32()[i];
       case DType::i64: return static_cast<double>(t.i64()[i]);
+      case DType::u8: return t.u8()[i];
     }
     return 0;
   };

@@ -23,8 +23,9 @@ parity_dtype to_c(DType d) {
     case DType::f32: return PARITY_F32;
     case DType::i32: return PARITY_I32;
     case DType::i64: return PARITY_I64;
+    case DType::u8: break;  // a storage dtype (masks in files), never a graph value's
   }
-  return PARITY_F32;
+  throw Error(ErrorKind::internal, fmt::format("plan: dtype {} has no plugin ABI dtype", to_string(d)));
 }
 
 void copy_name(char (&dst)[PARITY_NAME_LEN], const std::string& src) {

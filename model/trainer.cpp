@@ -25,6 +25,17 @@ std::vector<std::string> state_names(const OptimizerConfig& opt, const std::stri
   return {sgd_velocity_name(param)};
 }
 
+// `t` with the elements a gradient mask prunes set to 0 (pruning held: OptimizerConfig::gradient_masks),
+// or `t` itself for a parameter without one.
+Tensor masked(const OptimizerConfig& opt, const std::string& param, const Tensor& t) {
+  auto it = opt.gradient_masks.find(param);
+  if (it == opt.gradient_masks.end() || t.dtype() != DType::f32 || t.shape() != it->second.shape()) return t;
+  Tensor out = t;
+  for (int64_t i = 0; i < out.numel(); ++i)
+    if (it->second.f32()[i] == 0.0f) out.f32()[i] = 0.0f;
+  return out;
+}
+
 // The loss per image of a batch of n: the graph's loss, divided by n when it is a sum.
 float per_image(float loss, int64_t n, const LossSpec& spec) {
   return spec.reduction == PARITY_REDUCTION_SUM ? loss / static_cast<float>(n) : loss;
@@ -55,6 +66,12 @@ Trainer::Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const 
     std::fill_n(t.f32(), t.numel(), b.initial);
     main.step.write(b.name, t);
   }
+  // Pruning held: the masks the training graphs multiply the gradients by. With the pruned
+  // weights zeroed as they load (load_weights, restore) and the optimizer state starting at 0,
+  // a pruned element's gradient, moments or momentum buffer and weight all stay exactly 0:
+  // adam's update is 0 / (sqrt(0) + eps), L2 decay adds wd * 0, adamw scales 0, sgd's velocity
+  // is momentum * 0 + 0.
+  for (const auto& [param, mask] : optimizer_.gradient_masks) main.step.write(gradient_mask_name(param), mask);
 }
 
 Trainer::~Trainer() = default;
@@ -118,7 +135,7 @@ void Trainer::load_weights(const std::map<std::string, Tensor>& weights, const s
     if (t.dtype() != DType::f32 || t.shape() != shape)
       throw Error(ErrorKind::data, fmt::format("{}: tensor '{}' is {} {}, the model needs f32 {}", source, name,
                                                to_string(t.dtype()), t.shape().str(), shape.str()));
-    main.step.write(name, t);
+    main.step.write(name, masked(optimizer_, name, t));
   };
   for (const ParamSpec& p : spec_.params) load(p.name, p.shape);
   // A step count (num_batches_tracked) is not read: parity's batch norms do not use it.
@@ -174,7 +191,7 @@ void Trainer::restore(const TensorFile& file, const std::string& source) {
   for (const ParamSpec& p : spec_.params)
     for (const std::string& name : state_names(optimizer_, p.name)) {
       const Tensor& t = require_tensor(file, name, DType::f32, p.shape, source);
-      main.step.write(name, t);
+      main.step.write(name, masked(optimizer_, p.name, t));
     }
   step_ = require_tensor(file, optimizer_step_name(), DType::i64, Shape{}, source).i64()[0];
   if (step_ < 0) throw Error(ErrorKind::data, fmt::format("{}: optimizer.step is negative ({})", source, step_));

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "model/pruning.h"
 #include "util/atomic_file.h"
 #include "parity/error.h"
 #include "parity/trainer.h"
@@ -244,7 +245,8 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   const int64_t train_count = static_cast<int64_t>(parts.train.size());
   check_fixed_batch(spec, o.batch, {{"training", train_count}, {"test", test.count}, {"validation", static_cast<int64_t>(parts.validation.size())}});
 
-  const OptimizerConfig opt = optimizer_of(o, (train_count + o.batch - 1) / o.batch);
+  OptimizerConfig opt = optimizer_of(o, (train_count + o.batch - 1) / o.batch);
+  if (!o.mask.empty()) opt.gradient_masks = read_gradient_masks(spec, read_safetensors(o.mask), o.mask);
   BackendOptions bo;
   bo.threads = o.threads;
   bo.device = dp ? dp->device() : 0;
@@ -262,6 +264,15 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   info(fmt::format("model {} on backend {} ({} threads), {} training{} and {} test images", spec.name,
                    trainer.backend().name(), trainer.backend().threads(), train_count,
                    validation ? fmt::format(", {} validation", validation->count) : std::string(), test.count));
+  if (!o.mask.empty()) {
+    int64_t pruned = 0, total = 0;
+    for (const auto& entry : opt.gradient_masks) {
+      total += entry.second.numel();
+      pruned += std::count(entry.second.f32(), entry.second.f32() + entry.second.numel(), 0.0f);
+    }
+    info(fmt::format("pruning held: {} masks from {}, {} of their {} elements ({:.1f}%) kept at 0", opt.gradient_masks.size(),
+                     o.mask, pruned, total, 100.0 * static_cast<double>(pruned) / static_cast<double>(total)));
+  }
 
   const int64_t batches_per_epoch = (train_count + o.batch - 1) / o.batch;
   int start_epoch = 0;

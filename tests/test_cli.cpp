@@ -317,4 +317,70 @@ TEST(Cli, PlotDrawsMetricsAndRefusesBadFiles) {
   expect_failure("plot " + csv + " --svg " + svg, "no rows after the header");
 }
 
+// `parity prune` end to end on a small IDX folder: the report, the file (weights and u8 masks),
+// fine-tuning with the mask held (sgd with momentum and decay) keeping the zeros, and `parity
+// export` of the result keeping them; then each refusal with its message.
+TEST(Cli, PruneReportsWritesMasksAndFineTuningAndExportKeepTheZeros) {
+  const std::string dir = fresh_dir("prune");
+  parity::testing::IdxDatasetShape shape;
+  parity::testing::write_idx_dataset(dir, shape);
+  const std::string data = " --backend cpu --data " + dir, dense = dir + "/dense.safetensors",
+                    pruned = dir + "/pruned.safetensors", tuned = dir + "/tuned.safetensors";
+  CliRun train = run_cli("train" + data + " --batch 16 --save " + dense);
+  ASSERT_EQ(train.status, 0) << train.output;
+  CliRun prune = run_cli("prune" + data + " --weights " + dense + " --sparsity 0.5 --save " + pruned);
+  ASSERT_EQ(prune.status, 0) << prune.output;
+  for (const char* line : {"sparsity 0.5 global, elements by |w|", "conv1.weight", "fc2.weight", "overall",
+                           "103368/206736", "50.00%", "4 masks", "test accuracy: before pruning "})
+    EXPECT_NE(prune.output.find(line), std::string::npos) << line << "\n" << prune.output;
+  const parity::TensorFile file = parity::read_safetensors(pruned);
+  ASSERT_EQ(file.tensors.count("fc1.weight.mask"), 1u);
+  EXPECT_EQ(file.tensors.at("fc1.weight.mask").dtype(), parity::DType::u8);
+  EXPECT_EQ(file.tensors.count("fc1.bias.mask"), 0u);
+
+  CliRun tune = run_cli("train" + data + " --batch 16 --optimizer sgd --momentum 0.9 --weight-decay 0.01 --init " +
+                        pruned + " --mask " + pruned + " --save " + tuned);
+  ASSERT_EQ(tune.status, 0) << tune.output;
+  EXPECT_NE(tune.output.find("pruning held: 4 masks from " + pruned + ", 103368 of their 206736 elements (50.0%)"),
+            std::string::npos)
+      << tune.output;
+  std::vector<std::string> checked = {tuned};
+  if (run_cli("export --help").status == 0) {  // PARITY_WITH_ONNX
+    CliRun exported = run_cli("export --weights " + tuned + " --onnx " + dir + "/t.onnx --save-weights " + dir + "/e.safetensors");
+    ASSERT_EQ(exported.status, 0) << exported.output;
+    checked.push_back(dir + "/e.safetensors");
+  }
+  for (const std::string& path : checked) {
+    const parity::TensorFile after = parity::read_safetensors(path);
+    for (const char* weight : {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"}) {
+      const parity::Tensor& mask = file.tensors.at(std::string(weight) + ".mask");
+      const parity::Tensor& w = after.tensors.at(weight);
+      int64_t pruned_nonzero = 0, kept_changed = 0;
+      for (int64_t i = 0; i < w.numel(); ++i) {
+        if (mask.u8()[i] == 0) pruned_nonzero += w.f32()[i] != 0.0f;
+        else kept_changed += w.f32()[i] != file.tensors.at(weight).f32()[i];
+      }
+      EXPECT_EQ(pruned_nonzero, 0) << path << " " << weight;
+      EXPECT_GT(kept_changed, 0) << path << " " << weight;
+    }
+  }
+
+  expect_failure("prune --weights " + dense + " --sparsity 1 --save " + pruned, "--sparsity must be in [0, 1)");
+  expect_failure("prune --weights " + dense + " --sparsity -0.5 --save " + pruned, "--sparsity must be in [0, 1)");
+  expect_failure("prune --weights " + dense + " --structured rows --save " + pruned, "--structured must be channels");
+  expect_failure("prune --weights " + dense + " --scope model --save " + pruned, "--scope must be global or layer");
+  expect_failure("train" + data + " --batch 16 --mask " + dense, dense + ": no '<weight>.mask' tensor: not a mask file");
+  parity::TensorFile bad;
+  bad.tensors.emplace("fc2.weight.mask", parity::Tensor(parity::Shape{10, 64}, parity::DType::u8));
+  parity::write_safetensors(dir + "/shape.safetensors", bad);
+  expect_failure("train" + data + " --batch 16 --mask " + dir + "/shape.safetensors",
+                 "mask 'fc2.weight.mask' has shape [10,64], but weight 'fc2.weight' of model seed-cnn has shape [10,128]");
+  bad.tensors.clear();
+  bad.tensors.emplace("fc2.bias.mask", parity::Tensor(parity::Shape{10}, parity::DType::u8));
+  parity::write_safetensors(dir + "/bias.safetensors", bad);
+  expect_failure("train" + data + " --batch 16 --mask " + dir + "/bias.safetensors",
+                 "mask 'fc2.bias.mask' names 'fc2.bias', which is not a conv or linear weight of model seed-cnn");
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
+
 }  // namespace

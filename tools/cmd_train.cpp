@@ -144,6 +144,9 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   cmd->add_option("--max-steps", o->max_steps, "stop (and save) after N optimizer steps in total (0: no limit)");
   cmd->add_option("--init", o->init, "start from weights in safetensors with PyTorch's names");
+  cmd->add_option("--mask", o->mask,
+                  "hold the pruning of this file (the <weight>.mask tensors parity prune --save writes): pruned "
+                  "weights and their optimizer state stay exactly 0");
   cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
   cmd->add_option("--resume", o->resume, "continue from a checkpoint written by --save");
   cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");

@@ -14,6 +14,7 @@ namespace parity::tools {
 void add_info_command(CLI::App& app, std::function<int()>& run);
 void add_train_command(CLI::App& app, std::function<int()>& run);
 void add_eval_command(CLI::App& app, std::function<int()>& run);
+void add_prune_command(CLI::App& app, std::function<int()>& run);
 void add_infer_command(CLI::App& app, std::function<int()>& run);
 void add_check_command(CLI::App& app, std::function<int()>& run);
 void add_sweep_command(CLI::App& app, std::function<int()>& run);

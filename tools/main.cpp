@@ -1,5 +1,5 @@
 // tools/main.cpp — the `parity` command line: parses arguments with CLI11 and dispatches to
-// the subcommands (info, train, eval, infer, check, bench, summary, plot); maps parity errors to a message and a non-zero exit.
+// the subcommands (info, train, eval, prune, infer, check, bench, summary, plot, export); maps parity errors to a message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   parity::tools::add_info_command(app, run);
   parity::tools::add_train_command(app, run);
   parity::tools::add_eval_command(app, run);
+  parity::tools::add_prune_command(app, run);
   parity::tools::add_infer_command(app, run);
   parity::tools::add_check_command(app, run);
   parity::tools::add_sweep_command(app, run);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -194,6 +195,12 @@ struct OptimizerConfig {
   // > 0: torch.nn.utils.clip_grad_norm_(params, clip_grad_norm) before every step: all gradients
   // scaled by min(1, max_norm / (total 2-norm + 1e-6)) (MUL, REDUCE_SUM, CLIP_COEF nodes). 0: off.
   float clip_grad_norm = 0.0f;
+  // Parameters held sparse (the masks of `parity prune`): param name -> f32 mask of the param's
+  // shape, 1 kept and 0 pruned. Each such gradient is multiplied by the STATE value
+  // gradient_mask_name(param) before clipping and the update (a MUL node), so a pruned element's
+  // gradient is exactly 0; with its weight and optimizer state at 0 (the Trainer writes them so),
+  // adam, adamw and sgd (momentum, nesterov, either weight decay) then leave all three at 0.
+  std::map<std::string, Tensor> gradient_masks;
 };
 // "adam", "adamw", "sgd".
 const char* optimizer_name(OptimizerConfig::Kind kind);
@@ -208,6 +215,7 @@ std::string grad_name(const std::string& value_name);
 std::string adam_m_name(const std::string& param);        // "optimizer.<param>.exp_avg"
 std::string adam_v_name(const std::string& param);        // "optimizer.<param>.exp_avg_sq"
 std::string sgd_velocity_name(const std::string& param);  // "optimizer.<param>.momentum_buffer"
+std::string gradient_mask_name(const std::string& param);  // "<param>.mask", as in parity prune's files
 inline const char* optimizer_step_name() { return "optimizer.step"; }
 
 // Appends the backward graph of `loss` (a [1] value) — gradients summed where a value feeds

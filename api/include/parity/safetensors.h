@@ -16,7 +16,7 @@ struct TensorFile {
 };
 
 // Reads and validates a whole file: header length against the file size, the JSON, dtypes
-// (F32, I32, I64; anything else is an error naming the tensor and dtype), shapes, and data
+// (F32, I32, I64, U8; anything else is an error naming the tensor and dtype), shapes, and data
 // offsets (in range, non-overlapping, numel * dtype size bytes). Error(io) when the file
 // cannot be read, Error(data) naming the file for bad content. Assumes a little-endian host.
 TensorFile read_safetensors(const std::string& path);

@@ -8,7 +8,9 @@
 
 namespace parity {
 
-enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2 };
+// u8 is a storage dtype only (the pruning masks of `parity prune` in safetensors files): no graph
+// value and no plugin ABI dtype has it.
+enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2, u8 = 3 };
 
 size_t dtype_size(DType dtype);
 const char* to_string(DType dtype);
@@ -57,6 +59,8 @@ class Tensor {
   const int32_t* i32() const;
   int64_t* i64();
   const int64_t* i64() const;
+  uint8_t* u8();
+  const uint8_t* u8() const;
 
  private:
   Shape shape_;

@@ -148,6 +148,10 @@ struct TrainOptions {
   double val_split = 0;
   int64_t max_steps = 0;  // stop after this many optimizer steps in total; 0: no limit
   std::string init;     // start from these weights (safetensors, PyTorch names)
+  // Hold a pruning: the "<weight>.mask" tensors of this file (parity prune --save writes them)
+  // stay applied through training: the pruned weights, their gradients and their optimizer state
+  // are kept exactly 0 (OptimizerConfig::gradient_masks). Empty: no mask.
+  std::string mask;
   std::string save;     // write a checkpoint here after each epoch and when stopped
   std::string resume;   // continue from such a checkpoint
   std::string metrics;  // CSV of per-step and per-epoch figures
