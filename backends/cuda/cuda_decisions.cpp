@@ -140,7 +140,8 @@ Route route_of(parity_op op) {
     case PARITY_OP_SOFTMAX_XENT:
     case PARITY_OP_SOFTMAX_XENT_BWD:
       return {Library::native, RouteKind::native, none,
-              "native: cuDNN has softmax but no label gather or batch mean; one fused kernel"};
+              "native: cuDNN has softmax but no label gather, ignore_index or reduction (mean, sum, none); one "
+              "fused kernel"};
     default:
       return {Library::native, RouteKind::native, none, "native element-wise or row kernel"};
   }

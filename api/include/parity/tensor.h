@@ -8,9 +8,10 @@
 
 namespace parity {
 
-// u8 is a storage dtype only (the pruning masks of `parity prune` in safetensors files): no graph
-// value and no plugin ABI dtype has it.
-enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2, u8 = 3 };
+// f32, i32 and i64 are numbered as the plugin ABI's parity_dtype. u8 is a storage dtype only (the
+// pruning masks of `parity prune` in safetensors files): no graph value and no plugin ABI dtype
+// has it, so it is numbered apart, leaving the ABI's next numbers to dtypes values may have.
+enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2, u8 = 64 };
 
 size_t dtype_size(DType dtype);
 const char* to_string(DType dtype);
