@@ -1468,6 +1468,7 @@ void Importer::op_reshape() {
     if (t.dtype() != DType::i64 || t.shape().rank() != 1) unsupported("the shape must be a 1-d int64 tensor");
     target = int_values(t);
   }
+  const int64_t count = xs.numel();
   int infer = -1;
   int64_t known = 1;
   for (size_t i = 0; i < target.size(); ++i) {
@@ -1481,9 +1482,11 @@ void Importer::op_reshape() {
       continue;
     }
     if (target[i] < 0) unsupported(fmt::format("shape {} has a negative dim", fmt::join(target, ",")));
+    // Past the input's element count the product can never fit; stopping there also keeps it from overflowing.
+    if (target[i] > 0 && known > count / target[i])
+      unsupported(fmt::format("shape {} holds more elements than the input {} ({})", fmt::join(target, ","), xs.str(), count));
     known *= target[i];
   }
-  const int64_t count = xs.numel();
   if (infer >= 0) {
     if (known == 0 || count % known != 0)
       unsupported(fmt::format("shape {} does not fit {} elements ({})", fmt::join(target, ","), count, xs.str()));
