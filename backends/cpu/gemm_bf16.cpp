@@ -33,50 +33,93 @@ int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 int64_t pairs_of(int64_t k) { return (k + 1) / 2; }
 int64_t panels_of(int64_t n) { return (n + kPanelColumns - 1) / kPanelColumns; }
 
-// op(A)[i][kk] and op(B)[kk][j] of a row-major operand.
-uint16_t element(const GemmOperandBf16& x, int64_t row, int64_t col) {
-  return x.transposed ? x.data[col * x.stride + row] : x.data[row * x.stride + col];
-}
-
 // Scratch of the VDPBF16PS route: packed A, then packed B.
 int64_t packed_a_bytes(int64_t m, int64_t k) { return align64(m * pairs_of(k) * 4); }
 int64_t packed_b_bytes(int64_t n, int64_t k) { return align64(panels_of(n) * pairs_of(k) * kPanelColumns * 4); }
 // Scratch of the conversion route: op(A) and op(B) as float32, then gemm_f32's packing space.
 int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols * 4); }
 
-// a_packed[i * pairs + p] = a[i][2p] | a[i][2p+1] << 16 (the low half is the even element).
-void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) {
-  const int64_t pairs = pairs_of(k);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t p = 0; p < pairs; ++p) {
-      const uint32_t lo = element(a, i, 2 * p), hi = 2 * p + 1 < k ? element(a, i, 2 * p + 1) : 0;
-      a_packed[i * pairs + p] = lo | hi << 16;
-    }
-}
-
-// b_packed[((panel * pairs + p) * 16 + j) * 2 + t] = b[2p + t][panel * 16 + j], zero outside.
-void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint16_t* b_packed) {
-  const int64_t pairs = pairs_of(k);
-  for (int64_t panel = 0; panel < panels_of(n); ++panel)
-    for (int64_t p = 0; p < pairs; ++p) {
-      uint16_t* row = b_packed + (panel * pairs + p) * kPanelColumns * 2;
-      for (int64_t j = 0; j < kPanelColumns; ++j) {
-        const int64_t col = panel * kPanelColumns + j;
-        for (int64_t t = 0; t < 2; ++t)
-          row[2 * j + t] = col < n && 2 * p + t < k ? element(b, 2 * p + t, col) : 0;
-      }
-    }
-}
-
 // The AVX512-BF16 code, compiled for those instructions only: called after the CPU check.
+// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the
+// _mm512_undefined idiom, as in gemm.cpp); that is not our code, so it is silenced here alone.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bf16,avx512vl,avx512bw")
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// The pair of bf16 at `p` (p[0] low, p[1] high), as VDPBF16PS reads a 32-bit lane.
+uint32_t pair_at(const uint16_t* p) {
+  uint32_t word;
+  std::memcpy(&word, p, sizeof word);  // little-endian: p[0] in the low half
+  return word;
+}
+
+// Two rows of bf16 interleaved into pairs: out[j] = row0[j] | row1[j] << 16, j < width <= 16
+// (row1 null: zeros, for the last pair of an odd k), zero beyond width.
+void interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width, uint32_t* out) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
+  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row0));
+  const __m512i hi = row1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row1)) : _mm512_setzero_si512();
+  _mm512_storeu_si512(out, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+}
+
+// a_packed[i * pairs + p] = op(A)[i][2p] | op(A)[i][2p+1] << 16, zero past k.
+void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) {
+  const int64_t pairs = pairs_of(k);
+  if (!a.transposed) {  // a row already holds its pairs in order
+    for (int64_t i = 0; i < m; ++i) {
+      uint32_t* out = a_packed + i * pairs;
+      std::memcpy(out, a.data + i * a.stride, sizeof(uint16_t) * k);
+      if (k % 2) out[pairs - 1] &= 0xFFFFu;
+    }
+    return;
+  }
+  for (int64_t p = 0; p < pairs; ++p) {  // stored [k, m]: rows 2p and 2p+1 give pair p of every i
+    const uint16_t* row0 = a.data + 2 * p * a.stride;
+    const uint16_t* row1 = 2 * p + 1 < k ? row0 + a.stride : nullptr;
+    for (int64_t i = 0; i < m; ++i) a_packed[i * pairs + p] = row0[i] | (row1 ? uint32_t{row1[i]} << 16 : 0u);
+  }
+}
+
+// b_packed[(panel * pairs + p) * 16 + j] = op(B)[2p][16 panel + j] | op(B)[2p+1][16 panel + j] << 16,
+// zero outside op(B).
+void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint32_t* b_packed) {
+  const int64_t pairs = pairs_of(k), panels = panels_of(n);
+  if (!b.transposed) {  // stored [k, n]: rows 2p and 2p+1 interleaved, 16 columns at a time
+    for (int64_t p = 0; p < pairs; ++p) {
+      const uint16_t* row0 = b.data + 2 * p * b.stride;
+      const uint16_t* row1 = 2 * p + 1 < k ? row0 + b.stride : nullptr;
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        const int64_t j0 = panel * kPanelColumns, width = std::min(kPanelColumns, n - j0);
+        interleave16(row0 + j0, row1 ? row1 + j0 : nullptr, width, b_packed + (panel * pairs + p) * kPanelColumns);
+      }
+    }
+    return;
+  }
+  // Stored [n, k]: a column's pairs are adjacent in its stored row.
+  for (int64_t panel = 0; panel < panels; ++panel) {
+    uint32_t* out = b_packed + panel * pairs * kPanelColumns;
+    for (int64_t j = 0; j < kPanelColumns; ++j) {
+      const int64_t col = panel * kPanelColumns + j;
+      const uint16_t* row = b.data + col * b.stride;
+      if (col >= n) {
+        for (int64_t p = 0; p < pairs; ++p) out[p * kPanelColumns + j] = 0;
+        continue;
+      }
+      for (int64_t p = 0; p < k / 2; ++p) out[p * kPanelColumns + j] = pair_at(row + 2 * p);
+      if (k % 2) out[(pairs - 1) * kPanelColumns + j] = row[k - 1];
+    }
+  }
+}
 
 // C[rows, columns] (+)= a_packed rows x b panels over pairs [p0, p1): `rows` <= kMr, `panels`
 // (1 or 2) panels of 16 columns, `columns` of them stored. Sums start from zero and are added
 // to C once, so a tile is accumulated in the same order whatever C held.
 template <int Rows, int Panels>
-void tile(const uint32_t* a_packed, int64_t a_pairs, const uint16_t* b_panel, int64_t b_panel_stride, int64_t p0,
+void tile(const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride, int64_t p0,
           int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
   __m512 acc[Rows][Panels];
   for (int r = 0; r < Rows; ++r)
@@ -84,7 +127,7 @@ void tile(const uint32_t* a_packed, int64_t a_pairs, const uint16_t* b_panel, in
   for (int64_t p = p0; p < p1; ++p) {
     __m512bh b[Panels];
     for (int v = 0; v < Panels; ++v)
-      b[v] = (__m512bh)_mm512_loadu_si512(b_panel + v * b_panel_stride + p * kPanelColumns * 2);
+      b[v] = (__m512bh)_mm512_loadu_si512(b_panel + v * b_panel_stride + p * kPanelColumns);
     for (int r = 0; r < Rows; ++r) {
       const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(a_packed[r * a_pairs + p]));
       for (int v = 0; v < Panels; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
@@ -103,7 +146,7 @@ void tile(const uint32_t* a_packed, int64_t a_pairs, const uint16_t* b_panel, in
 }
 
 template <int Panels>
-void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint16_t* b_panel, int64_t b_panel_stride,
+void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride,
                int64_t p0, int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
   switch (rows) {
 #define PARITY_TILE_CASE(R) \
@@ -118,16 +161,16 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a,
                       int64_t ldc, bool accumulate, void* scratch) {
   const int64_t pairs = pairs_of(k);
   uint32_t* a_packed = static_cast<uint32_t*>(scratch);
-  uint16_t* b_packed = reinterpret_cast<uint16_t*>(static_cast<char*>(scratch) + packed_a_bytes(m, k));
+  uint32_t* b_packed = reinterpret_cast<uint32_t*>(static_cast<char*>(scratch) + packed_a_bytes(m, k));
   pack_a(m, k, a, a_packed);
   pack_b(n, k, b, b_packed);
-  const int64_t panel_stride = pairs * kPanelColumns * 2;  // uint16 from one panel to the next
+  const int64_t panel_stride = pairs * kPanelColumns;  // pairs from one panel to the next
   for (int64_t p0 = 0; p0 < pairs; p0 += kKcPairs) {
     const int64_t p1 = std::min(pairs, p0 + kKcPairs);
     const bool add_to_c = accumulate || p0 > 0;
     for (int64_t j0 = 0; j0 < n; j0 += 2 * kPanelColumns) {
       const int64_t columns = std::min(2 * kPanelColumns, n - j0);
-      const uint16_t* b_panel = b_packed + (j0 / kPanelColumns) * panel_stride;
+      const uint32_t* b_panel = b_packed + (j0 / kPanelColumns) * panel_stride;
       for (int64_t i0 = 0; i0 < m; i0 += kMr) {
         const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
         const uint32_t* a_rows = a_packed + i0 * pairs;
@@ -141,6 +184,9 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a,
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #pragma GCC pop_options
 
 // op(X) widened to float32, kept in its own orientation (so gemm_f32 reads it as before).
