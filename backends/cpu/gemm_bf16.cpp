@@ -50,20 +50,44 @@ int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols *
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-// The pair of bf16 at `p` (p[0] low, p[1] high), as VDPBF16PS reads a 32-bit lane.
-uint32_t pair_at(const uint16_t* p) {
-  uint32_t word;
-  std::memcpy(&word, p, sizeof word);  // little-endian: p[0] in the low half
-  return word;
-}
-
-// Two rows of bf16 interleaved into pairs: out[j] = row0[j] | row1[j] << 16, j < width <= 16
-// (row1 null: zeros, for the last pair of an odd k), zero beyond width.
-void interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width, uint32_t* out) {
+// Two rows of bf16 interleaved into pairs: lane j = row0[j] | row1[j] << 16 for j < width
+// <= 16 (row1 null: zeros, for the last pair of an odd k), zero beyond width.
+__m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) {
   const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
   const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row0));
   const __m512i hi = row1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row1)) : _mm512_setzero_si512();
-  _mm512_storeu_si512(out, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+// The pairs p0 .. p0+15 of a row of k bf16 (zero past k): 32 bf16, one load.
+__m512i pairs16(const uint16_t* row, int64_t k, int64_t p0) {
+  const int64_t count = std::min<int64_t>(32, k - 2 * p0);
+  const __mmask32 mask = count >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << count) - 1u);
+  return _mm512_maskz_loadu_epi16(mask, row + 2 * p0);
+}
+
+// In place: v[j] lane q becomes v[q] lane j (16 x 16 32-bit words).
+void transpose16x16(__m512i v[16]) {
+  __m512i a[16], b[16];
+  for (int i = 0; i < 16; i += 2) {  // lane L of a[i] / a[i+1]: rows i, i+1 at columns 4L..4L+1 / 4L+2..4L+3
+    a[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+    a[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // lane L of b[i + q]: rows i..i+3 of column 4L + q
+    b[i] = _mm512_unpacklo_epi64(a[i], a[i + 2]);
+    b[i + 1] = _mm512_unpackhi_epi64(a[i], a[i + 2]);
+    b[i + 2] = _mm512_unpacklo_epi64(a[i + 1], a[i + 3]);
+    b[i + 3] = _mm512_unpackhi_epi64(a[i + 1], a[i + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {  // column 4L + q: lane L of b[q], b[4 + q], b[8 + q], b[12 + q]
+    const __m512i u0 = _mm512_shuffle_i32x4(b[q], b[4 + q], 0x44), u1 = _mm512_shuffle_i32x4(b[q], b[4 + q], 0xEE);
+    const __m512i u2 = _mm512_shuffle_i32x4(b[8 + q], b[12 + q], 0x44);
+    const __m512i u3 = _mm512_shuffle_i32x4(b[8 + q], b[12 + q], 0xEE);
+    v[q] = _mm512_shuffle_i32x4(u0, u2, 0x88);
+    v[4 + q] = _mm512_shuffle_i32x4(u0, u2, 0xDD);
+    v[8 + q] = _mm512_shuffle_i32x4(u1, u3, 0x88);
+    v[12 + q] = _mm512_shuffle_i32x4(u1, u3, 0xDD);
+  }
 }
 
 // a_packed[i * pairs + p] = op(A)[i][2p] | op(A)[i][2p+1] << 16, zero past k.
@@ -77,10 +101,26 @@ void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) 
     }
     return;
   }
-  for (int64_t p = 0; p < pairs; ++p) {  // stored [k, m]: rows 2p and 2p+1 give pair p of every i
-    const uint16_t* row0 = a.data + 2 * p * a.stride;
-    const uint16_t* row1 = 2 * p + 1 < k ? row0 + a.stride : nullptr;
-    for (int64_t i = 0; i < m; ++i) a_packed[i * pairs + p] = row0[i] | (row1 ? uint32_t{row1[i]} << 16 : 0u);
+  // Stored [k, m]: stored rows 2p and 2p+1 interleaved give pair p of 16 rows of op(A) at once;
+  // 16 such pairs transposed give 16 pairs of each of those rows.
+  for (int64_t i0 = 0; i0 < m; i0 += 16) {
+    const int64_t rows = std::min<int64_t>(16, m - i0);
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
+      const int64_t count = std::min<int64_t>(16, pairs - p0);
+      __m512i v[16];
+      for (int64_t q = 0; q < 16; ++q) {
+        const int64_t p = p0 + q;
+        if (q >= count) {
+          v[q] = _mm512_setzero_si512();
+          continue;
+        }
+        const uint16_t* row0 = a.data + 2 * p * a.stride + i0;
+        v[q] = interleave16(row0, 2 * p + 1 < k ? row0 + a.stride : nullptr, rows);
+      }
+      transpose16x16(v);
+      for (int64_t r = 0; r < rows; ++r)
+        _mm512_mask_storeu_epi32(a_packed + (i0 + r) * pairs + p0, static_cast<__mmask16>((1u << count) - 1u), v[r]);
+    }
   }
 }
 
@@ -94,23 +134,23 @@ void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint32_t* b_packed) 
       const uint16_t* row1 = 2 * p + 1 < k ? row0 + b.stride : nullptr;
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kPanelColumns, width = std::min(kPanelColumns, n - j0);
-        interleave16(row0 + j0, row1 ? row1 + j0 : nullptr, width, b_packed + (panel * pairs + p) * kPanelColumns);
+        _mm512_storeu_si512(b_packed + (panel * pairs + p) * kPanelColumns,
+                            interleave16(row0 + j0, row1 ? row1 + j0 : nullptr, width));
       }
     }
     return;
   }
-  // Stored [n, k]: a column's pairs are adjacent in its stored row.
+  // Stored [n, k]: a column's pairs are adjacent in its stored row; 16 pairs of 16 columns are
+  // loaded as they are stored and transposed into 16 packed pair rows.
   for (int64_t panel = 0; panel < panels; ++panel) {
-    uint32_t* out = b_packed + panel * pairs * kPanelColumns;
-    for (int64_t j = 0; j < kPanelColumns; ++j) {
-      const int64_t col = panel * kPanelColumns + j;
-      const uint16_t* row = b.data + col * b.stride;
-      if (col >= n) {
-        for (int64_t p = 0; p < pairs; ++p) out[p * kPanelColumns + j] = 0;
-        continue;
-      }
-      for (int64_t p = 0; p < k / 2; ++p) out[p * kPanelColumns + j] = pair_at(row + 2 * p);
-      if (k % 2) out[(pairs - 1) * kPanelColumns + j] = row[k - 1];
+    const int64_t j0 = panel * kPanelColumns, width = std::min(kPanelColumns, n - j0);
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
+      __m512i v[16];
+      for (int64_t j = 0; j < 16; ++j)
+        v[j] = j < width ? pairs16(b.data + (j0 + j) * b.stride, k, p0) : _mm512_setzero_si512();
+      transpose16x16(v);
+      for (int64_t q = 0; q < std::min<int64_t>(16, pairs - p0); ++q)
+        _mm512_storeu_si512(b_packed + (panel * pairs + p0 + q) * kPanelColumns, v[q]);
     }
   }
 }
