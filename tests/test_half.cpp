@@ -1,15 +1,19 @@
 // tests/test_half.cpp — ops/kernels/half.h against an exact double-precision rounding oracle,
 // Eigen 3.4's bfloat16 and half, and the x86 instructions where this CPU has them (F16C
 // VCVTPS2PH / VCVTPH2PS; AVX512-BF16 VCVTNEPS2BF16): every half bit pattern, every rounding
-// boundary, the special values and 2^24 float32 patterns spread over the whole bit space.
+// boundary, the special values and 2^24 float32 patterns spread over the whole bit space; and
+// torch 1.13's conversions of 1061 patterns (tests/data/half_torch.json).
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -260,6 +264,28 @@ TEST(Half, SampleAgainstVcvtneps2bf16) {
     }
   }
   EXPECT_GT(subnormals, 0);
+}
+
+// torch 1.13's tensor conversions of 1061 float32 patterns (tests/data/half_torch.json, written by
+// tests/torch_half.py; CTest's TorchReference.HalfConversions checks that the file is torch's):
+// bit for bit, except that NaNs need only stay NaN (torch writes 0xFFFF for every bf16 NaN).
+TEST(Half, AgreesWithTorch) {
+  std::ifstream f(std::string(PARITY_TEST_DATA_DIR) + "/half_torch.json");
+  ASSERT_TRUE(f.good()) << "tests/data/half_torch.json";
+  const nlohmann::json rows = nlohmann::json::parse(f).at("rows");
+  ASSERT_GT(rows.size(), 1000u);
+  for (const nlohmann::json& row : rows) {
+    const uint32_t bits = row[0].get<uint32_t>();
+    const uint16_t torch_bf16 = row[1].get<uint16_t>(), torch_f16 = row[2].get<uint16_t>();
+    const float x = f32_from_bits(bits);
+    if (std::isnan(x)) {
+      ASSERT_TRUE(bf16_is_nan(torch_bf16) && bf16_is_nan(float_to_bf16_bits(x))) << std::hex << bits;
+      ASSERT_TRUE(f16_is_nan(torch_f16) && f16_is_nan(float_to_f16_bits(x))) << std::hex << bits;
+      continue;
+    }
+    ASSERT_EQ(float_to_bf16_bits(x), torch_bf16) << std::hex << "bf16 of f32 0x" << bits;
+    ASSERT_EQ(float_to_f16_bits(x), torch_f16) << std::hex << "f16 of f32 0x" << bits;
+  }
 }
 
 }  // namespace

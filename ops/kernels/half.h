@@ -8,8 +8,10 @@
 //                 pseudocode of x86 VCVTNEPS2BF16 (Intel SDM vol. 2, "convert_fp32_to_bfloat16");
 //                 f16 = sign | 0x7E00 | payload[22:13], what VCVTPS2PH produces. Others make a
 //                 canonical NaN instead: CUDA's __float2bfloat16_rn / __float2half_rn give
-//                 0x7FFF, torch's c10::BFloat16 0x7FC0 (sign dropped), Eigen 3.4's bfloat16 and
-//                 half (and c10::Half) sign | 0x7FC0 / sign | 0x7E00. Only NaN-ness is portable.
+//                 0x7FFF, torch's scalar c10::BFloat16 0x7FC0 and its vectorised CPU tensor
+//                 conversion 0xFFFF (both drop the sign; measured with torch 1.13), Eigen 3.4's
+//                 bfloat16 and half (and c10::Half) sign | 0x7FC0 / sign | 0x7E00. Only NaN-ness
+//                 is portable.
 //   f32 subnormal -> bf16   rounded like any other value (bf16 has f32's exponent range, so the
 //                 result is a bf16 subnormal or zero): what CUDA, torch and Eigen do. VCVTNEPS2BF16
 //                 differs here: its pseudocode turns a zero or denormal input into a signed zero
