@@ -270,7 +270,12 @@ const RouteChoice& route_choice() {
 
 }  // namespace
 
-bool cpu_has_avx512_bf16() { return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl"); }
+// The kernel's packing also uses AVX512-BW and -VL (16-bit masked loads), which every CPU with
+// AVX512-BF16 has; checked anyway, since the route may not run where one is missing.
+bool cpu_has_avx512_bf16() {
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+}
 
 Bf16GemmRoute bf16_gemm_route() { return route_choice().route; }
 
