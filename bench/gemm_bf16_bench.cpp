@@ -70,8 +70,10 @@ int main() {
     const int64_t a_stride = s.a_transposed ? s.m : s.k, b_stride = s.b_transposed ? s.k : s.n;
     std::vector<uint16_t> a16(static_cast<size_t>(s.m * s.k)), b16(static_cast<size_t>(s.k * s.n));
     std::vector<float> a32(a16.size()), b32(b16.size());
-    for (size_t i = 0; i < a16.size(); ++i) a32[i] = kernels::bf16_bits_to_float(a16[i] = kernels::float_to_bf16_bits(dist(rng)));
-    for (size_t i = 0; i < b16.size(); ++i) b32[i] = kernels::bf16_bits_to_float(b16[i] = kernels::float_to_bf16_bits(dist(rng)));
+    for (size_t i = 0; i < a16.size(); ++i)
+      a32[i] = kernels::bf16_bits_to_float(a16[i] = kernels::float_to_bf16_bits(dist(rng)));
+    for (size_t i = 0; i < b16.size(); ++i)
+      b32[i] = kernels::bf16_bits_to_float(b16[i] = kernels::float_to_bf16_bits(dist(rng)));
     std::vector<float> c_f32(static_cast<size_t>(s.m * s.n)), c_bf16(c_f32.size());
     AlignedBuffer f32_scratch(cpu::gemm_scratch_floats(s.m, s.n, s.k) * 4);
     AlignedBuffer bf16_scratch(cpu::gemm_bf16_scratch_bytes(s.m, s.n, s.k));

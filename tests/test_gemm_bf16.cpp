@@ -37,8 +37,8 @@ struct Shape {
 
 // Odd and even sizes around the kernel's blocks: 8-row tiles, 16-column panels (two per tile),
 // k in pairs and in blocks of 512 (kKcPairs = 256 pairs).
-const Shape kShapes[] = {{1, 1, 1},    {1, 1, 2},     {2, 3, 3},     {7, 15, 31},   {8, 16, 32},  {9, 17, 33},
-                         {16, 32, 64}, {17, 33, 65},  {5, 47, 7},    {33, 100, 1},  {3, 31, 513}, {8, 48, 512},
+const Shape kShapes[] = {{1, 1, 1},      {1, 1, 2},     {2, 3, 3},     {7, 15, 31},  {8, 16, 32},  {9, 17, 33},
+                         {16, 32, 64},   {17, 33, 65},  {5, 47, 7},    {33, 100, 1}, {3, 31, 513}, {8, 48, 512},
                          {11, 64, 1025}, {24, 9, 1100}, {40, 130, 96}, {1, 200, 300}};
 
 // A matrix of bf16 bit patterns stored with `stride` (cols + 3, to catch a stride mistaken for
@@ -86,8 +86,8 @@ std::vector<float> run_gemm(const Shape& s, const Bf16Matrix& a, bool at, const 
   std::vector<float> c = c_before;
   std::vector<unsigned char> raw(static_cast<size_t>(gemm_bf16_scratch_bytes(s.m, s.n, s.k)) + 64);
   void* scratch = raw.data() + (64 - reinterpret_cast<uintptr_t>(raw.data()) % 64) % 64;
-  gemm_bf16(s.m, s.n, s.k, {a.bits.data(), a.stride, at}, {b.bits.data(), b.stride, bt}, c.data(), s.n + 5,
-            accumulate, scratch, route);
+  gemm_bf16(s.m, s.n, s.k, {a.bits.data(), a.stride, at}, {b.bits.data(), b.stride, bt}, c.data(), s.n + 5, accumulate,
+            scratch, route);
   return c;
 }
 
@@ -133,8 +133,8 @@ void check_all(bool integers) {
             ref[static_cast<size_t>(i * s.n + j)] = sum;
             abs_sum[static_cast<size_t>(i * s.n + j)] = abs;
           }
-        const std::string where = "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" +
-                                  std::to_string(s.k) + (at ? " A^T" : "") + (bt ? " B^T" : "") +
+        const std::string where = "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+                                  " k=" + std::to_string(s.k) + (at ? " A^T" : "") + (bt ? " B^T" : "") +
                                   (accumulate ? " accumulate" : "");
         std::vector<std::vector<float>> results;
         for (Bf16GemmRoute route : routes_here()) {
@@ -143,15 +143,14 @@ void check_all(bool integers) {
             for (int64_t j = 0; j < ldc; ++j) {
               const float got = c[static_cast<size_t>(i * ldc + j)];
               if (i == s.m || j >= s.n) {
-                ASSERT_EQ(got, kSentinel) << bf16_gemm_route_name(route) << " wrote outside C at " << i << "," << j
-                                          << ", " << where;
+                ASSERT_EQ(got, kSentinel)
+                    << bf16_gemm_route_name(route) << " wrote outside C at " << i << "," << j << ", " << where;
                 continue;
               }
               const double want = ref[static_cast<size_t>(i * s.n + j)];
               const double bound = integers ? 0.0 : gamma(s.k + 1) * abs_sum[static_cast<size_t>(i * s.n + j)];
-              ASSERT_LE(std::fabs(got - want), bound)
-                  << bf16_gemm_route_name(route) << " C[" << i << "," << j << "] = " << got << ", want " << want << ", "
-                  << where;
+              ASSERT_LE(std::fabs(got - want), bound) << bf16_gemm_route_name(route) << " C[" << i << "," << j
+                                                      << "] = " << got << ", want " << want << ", " << where;
             }
           results.push_back(c);
         }
@@ -188,8 +187,7 @@ TEST(GemmBf16, RouteMatchesTheCpu) {
     EXPECT_EQ(bf16_gemm_route(), Bf16GemmRoute::f32_conversion);
     return;
   }
-  EXPECT_EQ(bf16_gemm_route(),
-            cpu_has_avx512_bf16() ? Bf16GemmRoute::avx512_bf16 : Bf16GemmRoute::f32_conversion);
+  EXPECT_EQ(bf16_gemm_route(), cpu_has_avx512_bf16() ? Bf16GemmRoute::avx512_bf16 : Bf16GemmRoute::f32_conversion);
   EXPECT_EQ(bf16_gemm_route_description(),
             cpu_has_avx512_bf16() ? "avx512_bf16 (vdpbf16ps)" : "f32 conversion (no avx512_bf16)");
 }

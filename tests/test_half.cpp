@@ -3,6 +3,7 @@
 // VCVTPS2PH / VCVTPH2PS; AVX512-BF16 VCVTNEPS2BF16): every half bit pattern, every rounding
 // boundary, the special values and 2^24 float32 patterns spread over the whole bit space; and
 // torch 1.13's conversions of 1061 patterns (tests/data/half_torch.json).
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cmath>
@@ -63,12 +64,17 @@ double oracle_f16(float x) { return oracle_round(x, 10, -14, 65504.0); }
 // Whether `got`, the half conversion of the float32 `bits` (decoded by `decode`), is the
 // oracle's value `want`, zeros with the same sign.
 template <class Decode>
-::testing::AssertionResult matches_oracle(uint32_t bits, uint16_t got, double want, Decode decode,
-                                          const char* format) {
+::testing::AssertionResult matches_oracle(uint32_t bits, uint16_t got, double want, Decode decode, const char* format) {
   const double got_value = decode(got);
   if (got_value == want && std::signbit(got_value) == std::signbit(want)) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << format << " of f32 0x" << std::hex << bits << " gives 0x" << got << " = "
                                        << got_value << ", want " << want;
+}
+
+// CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c").
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
 }
 
 // F16C's VCVTPS2PH (round to nearest even, imm 0) and VCVTPH2PS, compiled for F16C alone so
@@ -94,7 +100,7 @@ TEST(Half, EveryBf16PatternRoundTrips) {
 }
 
 TEST(Half, EveryF16PatternRoundTrips) {
-  const bool f16c = __builtin_cpu_supports("f16c");
+  const bool f16c = cpu_has_f16c();
   for (uint32_t h = 0; h < 65536; ++h) {
     const uint16_t bits = static_cast<uint16_t>(h);
     const float f = f16_bits_to_float(bits);
@@ -114,8 +120,10 @@ TEST(Half, EveryF16PatternRoundTrips) {
     }
     // Eigen's half agrees in value (NaN-ness for NaNs), F16C bit for bit.
     const float eigen = static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(bits));
-    if (std::isnan(f)) ASSERT_TRUE(std::isnan(eigen));
-    else ASSERT_EQ(f32_bits(eigen), f32_bits(f)) << std::hex << h;
+    if (std::isnan(f))
+      ASSERT_TRUE(std::isnan(eigen));
+    else
+      ASSERT_EQ(f32_bits(eigen), f32_bits(f)) << std::hex << h;
     if (f16c) {
       ASSERT_EQ(f32_bits(f16c_widen(bits)), f32_bits(f)) << std::hex << h;
     }
@@ -216,17 +224,18 @@ TEST(Half, SampleAgainstOracleAndEigen) {
       ASSERT_TRUE(f16_is_nan(h) && f16_is_nan(eigen_h)) << std::hex << bits;
       continue;
     }
-    ASSERT_TRUE(matches_oracle(bits, bf, oracle_bf16(x), [](uint16_t b) { return double{bf16_bits_to_float(b)}; }, "bf16"));
-    ASSERT_TRUE(matches_oracle(bits, h, oracle_f16(x), [](uint16_t b) { return double{f16_bits_to_float(b)}; }, "f16"));
+    ASSERT_TRUE(matches_oracle(
+        bits, bf, oracle_bf16(x), [](uint16_t b) { return double{bf16_bits_to_float(b)}; }, "bf16"));
+    ASSERT_TRUE(matches_oracle(
+        bits, h, oracle_f16(x), [](uint16_t b) { return double{f16_bits_to_float(b)}; }, "f16"));
     ASSERT_EQ(bf, eigen_bf) << std::hex << "bf16 of f32 0x" << bits;
     ASSERT_EQ(h, eigen_h) << std::hex << "f16 of f32 0x" << bits;
   }
 }
 
-
 // Bit for bit, NaNs included (VCVTPS2PH keeps sign and payload as half.h does).
 TEST(Half, SampleAgainstF16c) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "this CPU has no F16C";
+  if (!cpu_has_f16c()) GTEST_SKIP() << "this CPU has no F16C";
   for (uint32_t bits : sample_patterns()) {
     const float x = f32_from_bits(bits);
     ASSERT_EQ(float_to_f16_bits(x), f16c_convert(x)) << std::hex << "f32 0x" << bits;

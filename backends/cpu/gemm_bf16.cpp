@@ -39,11 +39,11 @@ int64_t packed_b_bytes(int64_t n, int64_t k) { return align64(panels_of(n) * pai
 // Scratch of the conversion route: op(A) and op(B) as float32, then gemm_f32's packing space.
 int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols * 4); }
 
-// The AVX512-BF16 code, compiled for those instructions only: called after the CPU check.
+// The AVX512-BF16 code: each function compiled for those instructions only (so the binary runs
+// on CPUs without them), and called only after the CPU check.
+#define PARITY_AVX512_BF16 __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the
 // _mm512_undefined idiom, as in gemm.cpp); that is not our code, so it is silenced here alone.
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bf16,avx512vl,avx512bw")
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -52,7 +52,7 @@ int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols *
 
 // Two rows of bf16 interleaved into pairs: lane j = row0[j] | row1[j] << 16 for j < width
 // <= 16 (row1 null: zeros, for the last pair of an odd k), zero beyond width.
-__m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) {
+PARITY_AVX512_BF16 __m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) {
   const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
   const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row0));
   const __m512i hi = row1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row1)) : _mm512_setzero_si512();
@@ -60,14 +60,14 @@ __m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) 
 }
 
 // The pairs p0 .. p0+15 of a row of k bf16 (zero past k): 32 bf16, one load.
-__m512i pairs16(const uint16_t* row, int64_t k, int64_t p0) {
+PARITY_AVX512_BF16 __m512i pairs16(const uint16_t* row, int64_t k, int64_t p0) {
   const int64_t count = std::min<int64_t>(32, k - 2 * p0);
   const __mmask32 mask = count >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << count) - 1u);
   return _mm512_maskz_loadu_epi16(mask, row + 2 * p0);
 }
 
 // In place: v[j] lane q becomes v[q] lane j (16 x 16 32-bit words).
-void transpose16x16(__m512i v[16]) {
+PARITY_AVX512_BF16 void transpose16x16(__m512i v[16]) {
   __m512i a[16], b[16];
   for (int i = 0; i < 16; i += 2) {  // lane L of a[i] / a[i+1]: rows i, i+1 at columns 4L..4L+1 / 4L+2..4L+3
     a[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
@@ -91,7 +91,7 @@ void transpose16x16(__m512i v[16]) {
 }
 
 // a_packed[i * pairs + p] = op(A)[i][2p] | op(A)[i][2p+1] << 16, zero past k.
-void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) {
+PARITY_AVX512_BF16 void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) {
   const int64_t pairs = pairs_of(k);
   if (!a.transposed) {  // a row already holds its pairs in order
     for (int64_t i = 0; i < m; ++i) {
@@ -126,7 +126,7 @@ void pack_a(int64_t m, int64_t k, const GemmOperandBf16& a, uint32_t* a_packed) 
 
 // b_packed[(panel * pairs + p) * 16 + j] = op(B)[2p][16 panel + j] | op(B)[2p+1][16 panel + j] << 16,
 // zero outside op(B).
-void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint32_t* b_packed) {
+PARITY_AVX512_BF16 void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint32_t* b_packed) {
   const int64_t pairs = pairs_of(k), panels = panels_of(n);
   if (!b.transposed) {  // stored [k, n]: rows 2p and 2p+1 interleaved, 16 columns at a time
     for (int64_t p = 0; p < pairs; ++p) {
@@ -159,8 +159,8 @@ void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, uint32_t* b_packed) 
 // (1 or 2) panels of 16 columns, `columns` of them stored. Sums start from zero and are added
 // to C once, so a tile is accumulated in the same order whatever C held.
 template <int Rows, int Panels>
-void tile(const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride, int64_t p0,
-          int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
+PARITY_AVX512_BF16 void tile(const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride,
+                             int64_t p0, int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
   __m512 acc[Rows][Panels];
   for (int r = 0; r < Rows; ++r)
     for (int v = 0; v < Panels; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -186,8 +186,10 @@ void tile(const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, in
 }
 
 template <int Panels>
-void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride,
-               int64_t p0, int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
+PARITY_AVX512_BF16 void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel,
+                                  int64_t b_panel_stride, int64_t p0, int64_t p1, float* c, int64_t ldc,
+                                  int64_t columns, bool add_to_c) {
+  // clang-format off
   switch (rows) {
 #define PARITY_TILE_CASE(R) \
   case R: tile<R, Panels>(a_packed, a_pairs, b_panel, b_panel_stride, p0, p1, c, ldc, columns, add_to_c); break;
@@ -195,10 +197,12 @@ void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32
     PARITY_TILE_CASE(5) PARITY_TILE_CASE(6) PARITY_TILE_CASE(7) PARITY_TILE_CASE(8)
 #undef PARITY_TILE_CASE
   }
+  // clang-format on
 }
 
-void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a, const GemmOperandBf16& b, float* c,
-                      int64_t ldc, bool accumulate, void* scratch) {
+PARITY_AVX512_BF16 void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a,
+                                         const GemmOperandBf16& b, float* c, int64_t ldc, bool accumulate,
+                                         void* scratch) {
   const int64_t pairs = pairs_of(k);
   uint32_t* a_packed = static_cast<uint32_t*>(scratch);
   uint32_t* b_packed = reinterpret_cast<uint32_t*>(static_cast<char*>(scratch) + packed_a_bytes(m, k));
@@ -227,7 +231,7 @@ void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a,
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-#pragma GCC pop_options
+#undef PARITY_AVX512_BF16
 
 // op(X) widened to float32, kept in its own orientation (so gemm_f32 reads it as before).
 GemmOperand widen(int64_t rows, int64_t cols, const GemmOperandBf16& x, float* out) {
@@ -238,8 +242,8 @@ GemmOperand widen(int64_t rows, int64_t cols, const GemmOperandBf16& x, float* o
   return {out, stored_cols, x.transposed};
 }
 
-void gemm_f32_conversion(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a, const GemmOperandBf16& b,
-                         float* c, int64_t ldc, bool accumulate, void* scratch) {
+void gemm_f32_conversion(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a, const GemmOperandBf16& b, float* c,
+                         int64_t ldc, bool accumulate, void* scratch) {
   char* bytes = static_cast<char*>(scratch);
   float* a32 = reinterpret_cast<float*>(bytes);
   float* b32 = reinterpret_cast<float*>(bytes + widened_bytes(m, k));
@@ -299,7 +303,8 @@ int64_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k) {
 void gemm_bf16(int64_t m, int64_t n, int64_t k, GemmOperandBf16 a, GemmOperandBf16 b, float* c, int64_t ldc,
                bool accumulate, void* scratch, Bf16GemmRoute route) {
   if (route == Bf16GemmRoute::avx512_bf16 && !cpu_has_avx512_bf16())
-    throw Error(ErrorKind::backend, "gemm_bf16: the avx512_bf16 route needs a CPU with AVX512-BF16, which this one lacks");
+    throw Error(ErrorKind::backend,
+                "gemm_bf16: the avx512_bf16 route needs a CPU with AVX512-BF16, which this one lacks");
   if (m == 0 || n == 0 || k == 0) {
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i) std::memset(c + i * ldc, 0, sizeof(float) * n);
