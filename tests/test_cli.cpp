@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "backends/cpu/gemm_bf16.h"
 #include "tests/idx_dataset_writer.h"
 #include "tests/test_helpers.h"
 
@@ -37,6 +38,9 @@ TEST(Cli, InfoListsBackendsAndBuild) {
   EXPECT_NE(r.output.find("ref"), std::string::npos);
   EXPECT_NE(r.output.find("cuda"), std::string::npos);
   EXPECT_NE(r.output.find("Eigen"), std::string::npos);
+  // The cpu bf16 GEMM route, as this process (same CPU, same environment) would choose it.
+  EXPECT_NE(r.output.find("cpu bf16 GEMM: " + parity::cpu::bf16_gemm_route_description() + "\n"), std::string::npos)
+      << r.output;
 }
 
 TEST(Cli, HelpDescribesTrain) {

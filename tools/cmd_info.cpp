@@ -6,6 +6,7 @@
 #include <CLI/Version.hpp>
 #include <fmt/format.h>
 
+#include "backends/cpu/gemm_bf16.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
 
@@ -37,6 +38,12 @@ void add_info_command(CLI::App& app, std::function<int()>& run) {
       fmt::print("default backend: {} (PARITY_BACKEND or auto; auto prefers cuda, then hip, then cpu)\n",
                  default_backend_name());
       fmt::print("hardware threads: {}\n", std::thread::hardware_concurrency());
+      // The cpu backend's bf16 GEMM route (backends/cpu/gemm_bf16.h); nothing uses it yet.
+      try {
+        fmt::print("cpu bf16 GEMM: {}\n", cpu::bf16_gemm_route_description());
+      } catch (const Error& e) {
+        fmt::print("cpu bf16 GEMM: {}\n", e.what());
+      }
       fmt::print("build:\n");
       // CLI11 is the CLI's library, not libparity's, so its line is added here.
       auto info = build_info();

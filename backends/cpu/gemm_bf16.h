@@ -1,0 +1,54 @@
+// backends/cpu/gemm_bf16.h — the cpu backend's bfloat16 matrix multiply: row-major bf16
+// operands, float32 accumulation and result, on one of two routes chosen at run time.
+//
+//   avx512_bf16     a VDPBF16PS microkernel (AVX512-BF16, compiled with a target attribute so
+//                   the binary still runs on CPUs without it)
+//   f32_conversion  widen both operands to float32 (exact) and call gemm_f32 (gemm.h)
+//
+// bf16_gemm_route() picks the first where the CPU has AVX512-BF16, unless the environment
+// variable PARITY_CPU_BF16=convert forces the second (PARITY_CPU_BF16=auto or unset: the CPU
+// decides). Nothing in the graph uses this yet: it is a building block for mixed precision.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace parity {
+namespace cpu {
+
+// A bf16 matrix operand: `data` holds the bit patterns of a row-major matrix whose rows are
+// `stride` elements apart; `transposed` means the product uses its transpose.
+struct GemmOperandBf16 {
+  const uint16_t* data;
+  int64_t stride;
+  bool transposed;
+};
+
+enum class Bf16GemmRoute { avx512_bf16, f32_conversion };
+
+bool cpu_has_avx512_bf16();
+
+// The route gemm_bf16 takes by default, decided once per process (CPU and PARITY_CPU_BF16).
+// Throws Error(invalid_argument) when PARITY_CPU_BF16 is neither auto nor convert.
+Bf16GemmRoute bf16_gemm_route();
+
+// "avx512_bf16 (vdpbf16ps)" or "f32 conversion".
+const char* bf16_gemm_route_name(Bf16GemmRoute route);
+
+// What `parity info` prints: the default route and why it is the one.
+std::string bf16_gemm_route_description();
+
+// Bytes of scratch gemm_bf16 needs for an [m,k] x [k,n] product on either route (64-byte multiple).
+int64_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k);
+
+// C[m,n] (float32, rows ldc floats apart) = op(A)[m,k] * op(B)[k,n], or C += it when
+// `accumulate`; products of bf16 values are exact in float32 and summed in float32.
+// Single-threaded; `scratch` (64-byte aligned, gemm_bf16_scratch_bytes(m, n, k) bytes) belongs
+// to the calling worker. Asking for avx512_bf16 on a CPU without it throws Error(backend).
+// The avx512_bf16 route treats subnormal inputs and products as zero (VDPBF16PS is DAZ/FTZ
+// regardless of MXCSR); f32_conversion keeps them.
+void gemm_bf16(int64_t m, int64_t n, int64_t k, GemmOperandBf16 a, GemmOperandBf16 b, float* c, int64_t ldc,
+               bool accumulate, void* scratch, Bf16GemmRoute route = bf16_gemm_route());
+
+}  // namespace cpu
+}  // namespace parity
