@@ -1,6 +1,7 @@
 // backends/onednn/onednn_conv2d.cpp — CONV2D (bias, and relu as a post-op when cpu's fusion
 // pass fused the relu into it), CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT (db too) as oneDNN
-// convolution primitives over the plan's plain nchw / oihw (goihw with groups) memory.
+// convolution primitives in the layouts oneDNN chooses, reordered from and to the plan's plain
+// nchw / oihw (goihw with groups) memory at each node's edges.
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
@@ -47,17 +48,20 @@ Window window(const cpu::BoundNode& node, const cpu::BoundValue& x, const cpu::B
 }
 
 memory::desc f32(const memory::dims& dims, tag t) { return memory::desc(dims, memory::data_type::f32, t); }
+// An operand whose layout oneDNN chooses (onednn_ops.h: reordered at the node's edges).
+memory::desc chosen(const memory::dims& dims) { return f32(dims, tag::any); }
 
 // The forward descriptor: the primitive of CONV2D, and the hint the backward ones are made with.
+// Biases stay plain (x).
 dnnl::convolution_forward::desc forward_desc(const Window& win, bool with_bias) {
   using dnnl::convolution_forward;
   if (with_bias)
     return convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                     f32(win.x, tag::nchw), f32(win.w, win.w_tag), f32(win.b, tag::x),
-                                     f32(win.y, tag::nchw), win.strides, win.dilates, win.pad_begin, win.pad_end);
+                                     chosen(win.x), chosen(win.w), f32(win.b, tag::x), chosen(win.y), win.strides,
+                                     win.dilates, win.pad_begin, win.pad_end);
   return convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                   f32(win.x, tag::nchw), f32(win.w, win.w_tag), f32(win.y, tag::nchw), win.strides,
-                                   win.dilates, win.pad_begin, win.pad_end);
+                                   chosen(win.x), chosen(win.w), chosen(win.y), win.strides, win.dilates,
+                                   win.pad_begin, win.pad_end);
 }
 
 std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::BoundNode& node, std::string* why) {
@@ -73,28 +77,32 @@ std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::Bound
   }
   const dnnl::convolution_forward::primitive_desc pd(forward_desc(win, with_bias), attr, context.engine);
   if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, plain_memory(context, x, win.x, tag::nchw)},
-                                       {DNNL_ARG_WEIGHTS, plain_memory(context, w, win.w, win.w_tag)},
-                                       {DNNL_ARG_DST, plain_memory(context, y, win.y, tag::nchw)}};
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, taken->input(plain_memory(context, x, win.x, tag::nchw), pd.src_desc())},
+      {DNNL_ARG_WEIGHTS, taken->input(plain_memory(context, w, win.w, win.w_tag), pd.weights_desc())},
+      {DNNL_ARG_DST, taken->output(plain_memory(context, y, win.y, tag::nchw), pd.dst_desc())}};
   if (with_bias) args.emplace(DNNL_ARG_BIAS, plain_memory(context, node.in[2], win.b, tag::x));
-  return std::make_unique<PrimitiveNode>(context, dnnl::convolution_forward(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  taken->set_primitive(dnnl::convolution_forward(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 std::unique_ptr<cpu::TakenNode> backward_data(const Context& context, const cpu::BoundNode& node, std::string* why) {
   const cpu::BoundValue &dy = node.in[0], &w = node.in[1], &dx = node.out[0];
   const Window win = window(node, dx, w, dy);
   const dnnl::convolution_forward::primitive_desc hint(forward_desc(win, false), context.engine);
-  const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, f32(win.x, tag::nchw),
-                                                   f32(win.w, win.w_tag), f32(win.y, tag::nchw), win.strides,
-                                                   win.dilates, win.pad_begin, win.pad_end);
+  const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, chosen(win.x), chosen(win.w),
+                                                   chosen(win.y), win.strides, win.dilates, win.pad_begin,
+                                                   win.pad_end);
   const dnnl::convolution_backward_data::primitive_desc pd(desc, user_scratchpad_attr(), context.engine, hint);
   if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
-  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, plain_memory(context, dy, win.y, tag::nchw)},
-                                       {DNNL_ARG_WEIGHTS, plain_memory(context, w, win.w, win.w_tag)},
-                                       {DNNL_ARG_DIFF_SRC, plain_memory(context, dx, win.x, tag::nchw)}};
-  return std::make_unique<PrimitiveNode>(context, dnnl::convolution_backward_data(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_DIFF_DST, taken->input(plain_memory(context, dy, win.y, tag::nchw), pd.diff_dst_desc())},
+      {DNNL_ARG_WEIGHTS, taken->input(plain_memory(context, w, win.w, win.w_tag), pd.weights_desc())},
+      {DNNL_ARG_DIFF_SRC, taken->output(plain_memory(context, dx, win.x, tag::nchw), pd.diff_src_desc())}};
+  taken->set_primitive(dnnl::convolution_backward_data(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 std::unique_ptr<cpu::TakenNode> backward_weight(const Context& context, const cpu::BoundNode& node,
@@ -109,26 +117,34 @@ std::unique_ptr<cpu::TakenNode> backward_weight(const Context& context, const cp
   const dnnl::convolution_forward::primitive_desc hint(forward_desc(win, with_bias), context.engine);
   using dnnl::convolution_backward_weights;
   const convolution_backward_weights::desc desc =
-      with_bias ? convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, f32(win.x, tag::nchw),
-                                                     f32(win.w, win.w_tag), f32(win.b, tag::x),
-                                                     f32(win.y, tag::nchw), win.strides, win.dilates,
-                                                     win.pad_begin, win.pad_end)
-                : convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, f32(win.x, tag::nchw),
-                                                     f32(win.w, win.w_tag), f32(win.y, tag::nchw), win.strides,
-                                                     win.dilates, win.pad_begin, win.pad_end);
+      with_bias ? convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, chosen(win.x),
+                                                     chosen(win.w), f32(win.b, tag::x), chosen(win.y), win.strides,
+                                                     win.dilates, win.pad_begin, win.pad_end)
+                : convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, chosen(win.x),
+                                                     chosen(win.w), chosen(win.y), win.strides, win.dilates,
+                                                     win.pad_begin, win.pad_end);
   const convolution_backward_weights::primitive_desc pd(desc, user_scratchpad_attr(), context.engine, hint);
   if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, plain_memory(context, x, win.x, tag::nchw)},
-                                       {DNNL_ARG_DIFF_DST, plain_memory(context, dy, win.y, tag::nchw)},
-                                       {DNNL_ARG_DIFF_WEIGHTS, plain_memory(context, dw, win.w, win.w_tag)}};
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, taken->input(plain_memory(context, x, win.x, tag::nchw), pd.src_desc())},
+      {DNNL_ARG_DIFF_DST, taken->input(plain_memory(context, dy, win.y, tag::nchw), pd.diff_dst_desc())},
+      {DNNL_ARG_DIFF_WEIGHTS,
+       taken->output(plain_memory(context, dw, win.w, win.w_tag), pd.diff_weights_desc())}};
   if (with_bias) args.emplace(DNNL_ARG_DIFF_BIAS, plain_memory(context, node.out[1], win.b, tag::x));
-  return std::make_unique<PrimitiveNode>(context, convolution_backward_weights(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  taken->set_primitive(convolution_backward_weights(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 }  // namespace
 
 std::unique_ptr<cpu::TakenNode> make_conv2d(const Context& context, const cpu::BoundNode& node, std::string* why) {
+  if (node.fusion.sparse_dy && cpu::sparse_dy_applies(node)) {
+    // A max-pool's gradient is at least three quarters zeros, and cpu's kernel for it visits the
+    // nonzeros only; oneDNN's dense convolution does four times that work.
+    *why = "its dy is a max-pool gradient, which cpu's sparse-dy kernel visits nonzero by nonzero";
+    return nullptr;
+  }
   switch (node.op) {
     case PARITY_OP_CONV2D: return forward(context, node, why);
     case PARITY_OP_CONV2D_BWD_DATA: return backward_data(context, node, why);

@@ -44,8 +44,9 @@ std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::Bound
                                        {DNNL_ARG_WEIGHTS, plain_memory(context, w, s.w, tag::oi)},
                                        {DNNL_ARG_DST, plain_memory(context, y, s.y, tag::nc)}};
   if (with_bias) args.emplace(DNNL_ARG_BIAS, plain_memory(context, node.in[2], s.b, tag::x));
-  return std::make_unique<PrimitiveNode>(context, dnnl::inner_product_forward(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  taken->set_primitive(dnnl::inner_product_forward(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 std::unique_ptr<cpu::TakenNode> backward_data(const Context& context, const cpu::BoundNode& node, std::string* why) {
@@ -58,8 +59,9 @@ std::unique_ptr<cpu::TakenNode> backward_data(const Context& context, const cpu:
   std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, plain_memory(context, dy, s.y, tag::nc)},
                                        {DNNL_ARG_WEIGHTS, plain_memory(context, w, s.w, tag::oi)},
                                        {DNNL_ARG_DIFF_SRC, plain_memory(context, dx, s.x, tag::nc)}};
-  return std::make_unique<PrimitiveNode>(context, dnnl::inner_product_backward_data(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  taken->set_primitive(dnnl::inner_product_backward_data(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 std::unique_ptr<cpu::TakenNode> backward_weight(const Context& context, const cpu::BoundNode& node,
@@ -79,8 +81,9 @@ std::unique_ptr<cpu::TakenNode> backward_weight(const Context& context, const cp
                                        {DNNL_ARG_DIFF_DST, plain_memory(context, dy, s.y, tag::nc)},
                                        {DNNL_ARG_DIFF_WEIGHTS, plain_memory(context, dw, s.w, tag::oi)}};
   if (with_bias) args.emplace(DNNL_ARG_DIFF_BIAS, plain_memory(context, node.out[1], s.b, tag::x));
-  return std::make_unique<PrimitiveNode>(context, inner_product_backward_weights(pd), pd.scratchpad_desc(),
-                                         std::move(args));
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  taken->set_primitive(inner_product_backward_weights(pd), pd.scratchpad_desc(), std::move(args));
+  return taken;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// backends/onednn/onednn_primitive.cpp — a node run by one oneDNN primitive: its scratchpad,
-// its stream and the OpenMP thread count it runs with; plain memories over bound values.
+// backends/onednn/onednn_primitive.cpp — a node run by one oneDNN primitive: the reorders at its
+// edges, its scratchpads, its stream and the OpenMP thread count it runs with; plain memories
+// over bound values.
 #include <omp.h>
 
 #include <cstring>
@@ -9,23 +10,46 @@
 namespace parity {
 namespace onednn {
 
-PrimitiveNode::PrimitiveNode(const Context& context, dnnl::primitive primitive,
-                             const dnnl::memory::desc& scratchpad, std::unordered_map<int, dnnl::memory> args)
-    : threads_(context.threads),
-      stream_(context.engine),
-      primitive_(std::move(primitive)),
-      args_(std::move(args)) {
-  if (scratchpad.get_size() > 0) {
-    scratchpad_ = dnnl::memory(scratchpad, context.engine);  // allocated by oneDNN now, never at run
-    args_.emplace(DNNL_ARG_SCRATCHPAD, scratchpad_);
-  }
+PrimitiveNode::PrimitiveNode(const Context& context)
+    : engine_(context.engine), threads_(context.threads), stream_(context.engine) {}
+
+PrimitiveNode::Step PrimitiveNode::step(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+                                        std::unordered_map<int, dnnl::memory> args) const {
+  if (scratchpad.get_size() > 0)
+    args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine_));  // allocated now, never at run
+  return Step{primitive, std::move(args)};
+}
+
+PrimitiveNode::Step PrimitiveNode::reorder(const dnnl::memory& from, const dnnl::memory& to) const {
+  const dnnl::reorder::primitive_desc pd(from, to, user_scratchpad_attr());
+  return step(dnnl::reorder(pd), pd.scratchpad_desc(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
+
+dnnl::memory PrimitiveNode::input(const dnnl::memory& plain, const dnnl::memory::desc& wanted) {
+  if (plain.get_desc() == wanted) return plain;
+  dnnl::memory reordered(wanted, engine_);
+  before_.push_back(reorder(plain, reordered));
+  return reordered;
+}
+
+dnnl::memory PrimitiveNode::output(const dnnl::memory& plain, const dnnl::memory::desc& given) {
+  if (plain.get_desc() == given) return plain;
+  dnnl::memory reordered(given, engine_);
+  after_.push_back(reorder(reordered, plain));
+  return reordered;
+}
+
+void PrimitiveNode::set_primitive(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+                                  std::unordered_map<int, dnnl::memory> args) {
+  main_.assign(1, step(primitive, scratchpad, std::move(args)));
 }
 
 void PrimitiveNode::run() {
   // nthreads-var is per thread in OpenMP, and execute() may come from any thread: set it each
   // time (a store to the calling thread's ICV, no synchronisation).
   omp_set_num_threads(threads_);
-  primitive_.execute(stream_, args_);
+  for (const std::vector<Step>* steps : {&before_, &main_, &after_})
+    for (const Step& s : *steps) s.primitive.execute(stream_, s.args);
   stream_.wait();
 }
 
