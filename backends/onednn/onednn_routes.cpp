@@ -30,8 +30,8 @@ Route route_of(parity_op op) {
 std::string describe() {
   const dnnl_version_t* v = dnnl_version();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP, plain nchw) runs conv2d, its two backwards and linear "
-                     "with its two; all else on cpu's kernels; OMP_WAIT_POLICY={}",
+  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv2d and its two backwards (blocked, reordered at "
+                     "each node) and linear with its two; all else on cpu's kernels; OMP_WAIT_POLICY={}",
                      v->major, v->minor, v->patch, policy && *policy ? policy : "unset (libgomp spins, then sleeps)");
 }
 
