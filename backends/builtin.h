@@ -13,6 +13,8 @@ std::unique_ptr<Backend> make_ref_backend(const BackendOptions& options);
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
 // The native GPU kernels run on the host by the fiber SIMT emulator (backends/simt).
 std::unique_ptr<Backend> make_simt_backend(const BackendOptions& options);
+// The cpu executable with convolutions and linear layers run by oneDNN (backends/onednn).
+std::unique_ptr<Backend> make_onednn_backend(const BackendOptions& options);
 
 struct BuiltinBackend {
   const char* name;

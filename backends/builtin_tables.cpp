@@ -1,9 +1,13 @@
 // backends/builtin_tables.cpp — the function tables of the built-in backends (ref, cpu; simt
-// when built in), made by the C++ adapter, and the list the registry reads.
+// and onednn when built in), made by the C++ adapter, and the list the registry reads.
+#include <cstring>
 #include <thread>
 
 #include "backends/builtin.h"
 #include "backends/table_from_backend.h"
+#ifdef PARITY_WITH_ONEDNN_BUILTIN
+#include "backends/onednn/onednn_routes.h"
+#endif
 
 namespace parity {
 namespace {
@@ -25,11 +29,31 @@ const AdaptedBackendSpec kSimtSpec{
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_THREADS};
 #endif
 
+#ifdef PARITY_WITH_ONEDNN_BUILTIN
+// Not DETERMINISTIC: tests/test_onednn.cpp and `parity check determinism` found it bitwise
+// repeatable at a fixed thread count, but oneDNN 2.6 documents no such guarantee.
+const AdaptedBackendSpec kOnednnSpec{
+    "onednn", "float32: oneDNN primitives for conv2d and linear, the cpu backend's kernels for the rest",
+    make_onednn_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
+    PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_THREADS};
+#endif
+
 // The table of one adapted backend: its probe and create bound to its spec.
 template <const AdaptedBackendSpec& spec>
 parity_status probe(parity_probe_result* out, parity_error*) {
   return adapted_host_probe(spec, out);
 }
+#ifdef PARITY_WITH_ONEDNN_BUILTIN
+// onednn's detail is made at probe: the oneDNN version and the OpenMP wait policy in effect.
+parity_status probe_onednn(parity_probe_result* out, parity_error*) {
+  const parity_status status = adapted_host_probe(kOnednnSpec, out);
+  if (status != PARITY_OK) return status;
+  const std::string detail = onednn::describe();
+  std::strncpy(out->detail, detail.c_str(), sizeof out->detail - 1);
+  out->detail[sizeof out->detail - 1] = '\0';
+  return status;
+}
+#endif
 template <const AdaptedBackendSpec& spec>
 parity_status create(const parity_backend_config* config, parity_backend_t* out, parity_error* err) {
   return adapted_create(spec, config, out, err);
@@ -40,11 +64,21 @@ const parity_backend_table* table() {
   return &t;
 }
 
+#ifdef PARITY_WITH_ONEDNN_BUILTIN
+const parity_backend_table* onednn_table() {
+  static const parity_backend_table t = make_adapted_table(kOnednnSpec, probe_onednn, create<kOnednnSpec>);
+  return &t;
+}
+#endif
+
 const BuiltinBackend kBuiltins[] = {
     {"cpu", table<kCpuSpec>},
     {"ref", table<kRefSpec>},
 #ifdef PARITY_WITH_SIMT_BUILTIN
     {"simt", table<kSimtSpec>},
+#endif
+#ifdef PARITY_WITH_ONEDNN_BUILTIN
+    {"onednn", onednn_table},
 #endif
 };
 

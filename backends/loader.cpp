@@ -31,6 +31,9 @@
 #ifndef PARITY_SIMT_BUILD_NOTE
 #define PARITY_SIMT_BUILD_NOTE "not built: this tree has no backends/simt yet"
 #endif
+#ifndef PARITY_ONEDNN_BUILD_NOTE
+#define PARITY_ONEDNN_BUILD_NOTE "not built: this tree has no backends/onednn yet"
+#endif
 #ifndef PARITY_GPU_EMU_BUILD_NOTE
 #define PARITY_GPU_EMU_BUILD_NOTE "not built"
 #endif
@@ -71,6 +74,7 @@ const char* build_note(const std::string& name) {
   if (name == "cuda") return PARITY_CUDA_BUILD_NOTE;
   if (name == "hip") return PARITY_HIP_BUILD_NOTE;
   if (name == "simt") return PARITY_SIMT_BUILD_NOTE;
+  if (name == "onednn") return PARITY_ONEDNN_BUILD_NOTE;
   if (name == "gpu_emu") return PARITY_GPU_EMU_BUILD_NOTE;
   return nullptr;
 }
@@ -197,7 +201,7 @@ bool valid_name(const std::string& name) {
 }  // namespace
 
 const std::vector<std::string>& known_plugin_names() {
-  static const std::vector<std::string> names = {"cuda", "hip", "simt", "gpu_emu"};
+  static const std::vector<std::string> names = {"cuda", "hip", "simt", "onednn", "gpu_emu"};
   return names;
 }
 

@@ -5,7 +5,8 @@
 // NaN-prefilled and between guard regions). Thresholds are the ones argued next to each op in
 // ops/*.cpp. Each op family runs in normal mode and in exact mode (small-integer inputs, so
 // conv and linear must match ref bit for bit). The simt pass runs at warp 32 and at warp 64
-// (CTest sets PARITY_SIMT_WARP).
+// (CTest sets PARITY_SIMT_WARP). onednn runs it where it is built (oneDNN's convolutions and
+// inner products, cpu's kernels for the rest).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -561,6 +562,10 @@ INSTANTIATE_TEST_SUITE_P(Backend, NativeNodeChecks, ::testing::Values("simt"),
 
 INSTANTIATE_TEST_SUITE_P(Backend, Conformance, ::testing::Values("cpu", "simt"),
                          [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+#ifdef PARITY_TEST_ONEDNN
+INSTANTIATE_TEST_SUITE_P(Backend_onednn, Conformance, ::testing::Values("onednn"),
+                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+#endif
 
 }  // namespace
 }  // namespace parity

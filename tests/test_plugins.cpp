@@ -252,8 +252,9 @@ TEST(Plugins, SelectionByNameAutoAndEnvironment) {
   // Without the path the test plugin is not found, so its name is unknown.
   EXPECT_NE(create_error("testadd", ErrorKind::invalid_argument).find("unknown backend 'testadd'"), std::string::npos);
   const std::string unknown = create_error("nosuch", ErrorKind::invalid_argument);
-  EXPECT_NE(unknown.find("unknown backend 'nosuch': choose one of cpu, ref, simt, cuda, hip"), std::string::npos)
-      << unknown;
+  // (onednn, built in where oneDNN was found, comes between simt and cuda)
+  EXPECT_NE(unknown.find("unknown backend 'nosuch': choose one of cpu, ref, simt, "), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("cuda, hip"), std::string::npos) << unknown;
   EXPECT_NE(create_error("../evil", ErrorKind::invalid_argument).find("unknown backend '../evil'"), std::string::npos);
 
   // GPU backends are known, and unavailable with the loader's reason: without the plugin file,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backends/builtin.h"
+#include "backends/cpu/cpu_executable.h"
 #include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/kit/node_hooks.h"
@@ -136,7 +137,7 @@ struct PoisonRange {
 class CpuExecutable final : public Executable {
  public:
   CpuExecutable(const parity_plan& plan, const CompileOptions& options, int threads,
-                std::shared_ptr<PersistentStore> store)
+                std::shared_ptr<PersistentStore> store, cpu::NodeDelegate* delegate = nullptr)
       : store_(std::move(store)), task_arena_(threads) {
     task_arena_.initialize();
     check_and_copy_values(plan);
@@ -145,6 +146,10 @@ class CpuExecutable final : public Executable {
     bind_nodes(plan);
     workspace_ = AlignedBuffer(workspace_bytes_);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+    taken_.resize(nodes_.size());
+    if (delegate)
+      for (size_t i = 0; i < nodes_.size(); ++i)
+        if (!nodes_[i].fusion.skip) taken_[i] = delegate->take(nodes_[i]);
     if (options.poison_outputs) prepare_poison();
   }
 
@@ -201,8 +206,8 @@ class CpuExecutable final : public Executable {
     poison();
     if (hooks_.empty()) {
       task_arena_.execute([this] {
-        for (const BoundNode& node : nodes_)
-          if (!node.fusion.skip) run(node);
+        for (size_t i = 0; i < nodes_.size(); ++i)
+          if (!nodes_[i].fusion.skip) run_node(i);
       });
       return;
     }
@@ -211,7 +216,7 @@ class CpuExecutable final : public Executable {
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const int32_t node = static_cast<int32_t>(i);
       hooks_.at(node, PARITY_HOOK_BEFORE, nullptr);
-      if (!nodes_[i].fusion.skip) task_arena_.execute([&] { run(nodes_[i]); });
+      if (!nodes_[i].fusion.skip) task_arena_.execute([&] { run_node(i); });
       hooks_.at(node, PARITY_HOOK_AFTER, nullptr);
     }
   }
@@ -236,6 +241,12 @@ class CpuExecutable final : public Executable {
  private:
   // memory_need's: nothing bound yet.
   explicit CpuExecutable(int threads) : task_arena_(threads) { task_arena_.initialize(); }
+
+  // Node i by what a delegate prepared for it, or by cpu's kernel.
+  void run_node(size_t i) const {
+    if (taken_[i]) taken_[i]->run();
+    else run(nodes_[i]);
+  }
 
   // The one dispatch, generated from PARITY_OP_LIST: every op's run_<name> (cpu_ops.h).
   static void run(const BoundNode& node) {
@@ -403,6 +414,7 @@ class CpuExecutable final : public Executable {
   std::vector<parity_value_desc> values_;
   std::vector<unsigned char*> data_;  // per value: its bytes in the arena or the store
   std::vector<BoundNode> nodes_;
+  std::vector<std::unique_ptr<cpu::TakenNode>> taken_;  // per node: what a delegate runs instead, or null
   kit::NodeHookSchedule hooks_;
   std::shared_ptr<PersistentStore> store_;
   AlignedBuffer arena_;
@@ -445,18 +457,7 @@ class CpuBackend final : public Backend {
 
   std::unique_ptr<Executable> compile(const parity_plan& plan, const CompileOptions& options,
                                       Executable* share_persistent_with) override {
-    std::shared_ptr<PersistentStore> store;
-    if (share_persistent_with) {
-      auto* other = dynamic_cast<CpuExecutable*>(share_persistent_with);
-      if (!other)
-        throw Error(ErrorKind::backend,
-                    "cpu: share_persistent_with must be an executable of the cpu backend; persistent values "
-                    "cannot be shared across backends");
-      store = other->store();
-    } else {
-      store = std::make_shared<PersistentStore>();
-    }
-    return std::make_unique<CpuExecutable>(plan, options, threads_, std::move(store));
+    return cpu::make_cpu_executable("cpu", plan, options, threads_, share_persistent_with, nullptr);
   }
 
   int threads() const override { return threads_; }
@@ -466,6 +467,31 @@ class CpuBackend final : public Backend {
 };
 
 }  // namespace
+
+std::unique_ptr<Executable> cpu::make_cpu_executable(const char* backend, const parity_plan& plan,
+                                                     const CompileOptions& options, int threads,
+                                                     Executable* share_persistent_with, NodeDelegate* delegate) {
+  std::shared_ptr<PersistentStore> store;
+  if (share_persistent_with) {
+    auto* other = dynamic_cast<CpuExecutable*>(share_persistent_with);
+    if (!other)
+      throw Error(ErrorKind::backend, std::string(backend) + ": share_persistent_with must be an executable of the " +
+                                          backend + " backend; persistent values cannot be shared across backends");
+    store = other->store();
+  } else {
+    store = std::make_shared<PersistentStore>();
+  }
+  if (std::strcmp(backend, "cpu") == 0)
+    return std::make_unique<CpuExecutable>(plan, options, threads, std::move(store), delegate);
+  // cpu's checks say "cpu: ..."; the caller's user asked for `backend`, so its name leads.
+  try {
+    return std::make_unique<CpuExecutable>(plan, options, threads, std::move(store), delegate);
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (message.rfind("cpu: ", 0) != 0) throw;
+    throw Error(e.kind(), std::string(backend) + ": " + message.substr(5));
+  }
+}
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
   return std::make_unique<CpuBackend>(options);

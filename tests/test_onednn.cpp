@@ -1,0 +1,122 @@
+// tests/test_onednn.cpp — the onednn backend: which nodes oneDNN runs and which stay on cpu's
+// kernels (its PARITY_ONEDNN_LOG decisions), the conv2d and linear op cases all on oneDNN,
+// training steps node by node against ref, bitwise repeatability, threads. Its conformance
+// over every op family runs in test_conformance.cpp.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "parity/check.h"
+#include "parity/parity.h"
+
+namespace parity {
+namespace {
+
+// The log of each compile decision (PARITY_ONEDNN_LOG) made while `body` runs.
+template <class Body>
+std::string logged(const Body& body) {
+  ::setenv("PARITY_ONEDNN_LOG", "1", 1);
+  ::testing::internal::CaptureStderr();
+  try {
+    body();
+  } catch (...) {
+    ::testing::internal::GetCapturedStderr();
+    ::unsetenv("PARITY_ONEDNN_LOG");
+    throw;
+  }
+  ::unsetenv("PARITY_ONEDNN_LOG");
+  return ::testing::internal::GetCapturedStderr();
+}
+
+bool has(const std::string& log, const std::string& line) { return log.find(line) != std::string::npos; }
+
+struct LoggedCheck {
+  ModelCheckReport report;
+  std::string log;
+};
+
+// Two training steps of `model` on onednn against ref, with each compile decision logged.
+LoggedCheck check_model_logged(const std::string& model) {
+  LoggedCheck c;
+  c.log = logged([&] {
+    ModelCheckOptions o;
+    o.model = model;
+    o.backend = "onednn";
+    o.against = "ref";
+    o.batch = 8;
+    o.steps = 2;
+    o.threads = 2;
+    c.report = check_model(o);
+  });
+  return c;
+}
+
+std::string first_failure(const ModelCheckReport& r) {
+  return r.first_failure >= 0 ? r.values[r.first_failure].name : "";
+}
+
+// The op checks of the conv2d and linear families: every case of the six ops on oneDNN (without
+// these lines the conformance suite would pass on cpu's kernels alone and prove nothing).
+TEST(Onednn, EveryConvolutionAndLinearOpCaseRunsOnOnednnAndPasses) {
+  for (const char* family : {"conv2d", "linear"}) {
+    std::vector<OpCaseResult> results;
+    const std::string log = logged([&] {
+      OpCheckOptions o;
+      o.backends = {"onednn"};
+      o.op = family;
+      o.threads = 2;
+      results = check_ops(o);
+    });
+    EXPECT_FALSE(results.empty()) << family;
+    for (const OpCaseResult& r : results)
+      for (const TensorDiff& d : r.outputs) EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name;
+    EXPECT_FALSE(has(log, "cpu kernel")) << family << ": a case fell back to cpu:\n" << log;
+    const std::string op = family == std::string("conv2d") ? "CONV2D" : "LINEAR";
+    for (const std::string& suffix : {"", "_BWD_DATA", "_BWD_WEIGHT"})
+      EXPECT_TRUE(has(log, "(" + op + suffix + "): oneDNN")) << op + suffix << " never ran on oneDNN:\n" << log;
+  }
+}
+
+TEST(Onednn, SeedCnnStepAgreesWithRefWithTheMaxPoolGradientsLeftToCpu) {
+  const LoggedCheck c = check_model_logged("seed-cnn");
+  for (const char* op : {"CONV2D", "LINEAR", "LINEAR_BWD_DATA", "LINEAR_BWD_WEIGHT"})
+    EXPECT_TRUE(has(c.log, std::string("(") + op + "): oneDNN")) << op << " never ran on oneDNN:\n" << c.log;
+  EXPECT_TRUE(has(c.log, "(MAXPOOL2D): cpu kernel")) << c.log;
+  EXPECT_TRUE(has(c.log, "(SOFTMAX_XENT): cpu kernel")) << c.log;
+  // conv2's backwards read pool2's gradient: cpu's sparse-dy kernels run them.
+  EXPECT_TRUE(has(c.log, "'conv2.bwd_data' (CONV2D_BWD_DATA): cpu kernel; its dy is a max-pool gradient")) << c.log;
+  // conv1's weight gradient reads a dy that cpu's pooled fusion never writes: oneDNN must leave it.
+  EXPECT_TRUE(has(c.log, "(CONV2D_BWD_WEIGHT): cpu kernel; cpu fused the max-pool backward")) << c.log;
+  EXPECT_TRUE(c.report.pass()) << "first failing value: " << first_failure(c.report);
+}
+
+TEST(Onednn, SeedCnn112StepAgreesWithRef) {
+  const LoggedCheck c = check_model_logged("seed-cnn-112");
+  EXPECT_TRUE(has(c.log, "(CONV2D): oneDNN")) << c.log;
+  EXPECT_TRUE(c.report.pass()) << "first failing value: " << first_failure(c.report);
+}
+
+// oneDNN 2.6 promises no determinism, so the backend does not claim it; this is what was seen.
+// A failure here means a primitive's reduction order now depends on timing: say so in README
+// before loosening anything.
+TEST(Onednn, TrainingStepIsBitwiseRepeatableAtAFixedThreadCount) {
+  for (int threads : {1, 2}) {
+    const DeterminismReport r = check_determinism("seed-cnn", "onednn", 16, threads, 0);
+    EXPECT_GT(r.values_compared, 0);
+    EXPECT_TRUE(r.pass()) << threads << " threads: " << r.differing.size() << " values differ, first "
+                          << (r.differing.empty() ? "" : r.differing[0]);
+  }
+}
+
+TEST(Onednn, HonoursTheThreadCountAndRefusesANegativeOne) {
+  BackendOptions o;
+  o.threads = 3;
+  EXPECT_EQ(create_backend("onednn", o)->threads(), 3);
+  o.threads = -1;
+  EXPECT_THROW(create_backend("onednn", o), Error);
+}
+
+}  // namespace
+}  // namespace parity
