@@ -666,7 +666,9 @@ OnnxBuilt Importer::run() {
       unsupported(fmt::format("domain '{}' is not supported (only the default ONNX domain is)", node_->domain()));
     auto handler = handlers().find(node_->op_type());
     if (handler == handlers().end()) unsupported("this op type is not supported");
-    tmp_base_ = node_->output_size() > 0 ? out_name() : parity_name(node_->name());
+    // Every op parity imports writes its output 0 (the handlers name values after it).
+    if (node_->output_size() == 0 || node_->output(0).empty()) unsupported("the node has no output 0");
+    tmp_base_ = out_name();
     tmp_count_ = 0;
     (this->*handler->second)();
     for (int i = 0; i < node_->output_size(); ++i)

@@ -176,6 +176,37 @@ TEST(OnnxImport, NegativeZeroSizedAndOverflowingDimsAreRefused) {
   EXPECT_NE(error_of([&] { model.build(b, o); }), "");
 }
 
+// Two fuzz findings: a Reshape target whose product overflows int64, and a node with no output.
+TEST(OnnxImport, AReshapeTargetPastTheInputsSizeAndANodeWithoutOutputsAreRefused) {
+  const auto build = [](const onnx::ModelProto& m) {
+    const OnnxModel model = parse(m);
+    GraphBuilder b;
+    OnnxBuildOptions o;
+    o.batch = 2;
+    model.build(b, o);
+  };
+  onnx::ModelProto huge = matmul_model();
+  auto* g = huge.mutable_graph();
+  onnx::TensorProto target;
+  target.set_name("target");
+  target.set_data_type(onnx::TensorProto::INT64);
+  target.add_dims(2);
+  target.add_int64_data(2);
+  target.add_int64_data(4616025564262694911);  // 2 times this overflows int64
+  *g->add_initializer() = target;
+  g->mutable_node(2)->set_output(0, "relu");
+  add_node(g, "Reshape", {"relu", "target"}, {"y"});
+  std::string message = error_of([&] { build(huge); });
+  EXPECT_NE(message.find("holds more elements than the input"), std::string::npos) << message;
+  EXPECT_NE(message.find("Reshape"), std::string::npos) << message;
+
+  onnx::ModelProto silent = matmul_model();
+  add_node(silent.mutable_graph(), "Relu", {"mm"}, {"unused"})->clear_output();  // a Relu that writes nothing
+  message = error_of([&] { build(silent); });
+  EXPECT_NE(message.find("no output 0"), std::string::npos) << message;
+  EXPECT_NE(message.find("Relu"), std::string::npos) << message;
+}
+
 TEST(OnnxImport, AnInitializerWhoseBytesDoNotMatchItsDimsIsRefused) {
   onnx::ModelProto m = matmul_model();
   m.mutable_graph()->mutable_initializer(0)->set_raw_data(std::string(20, '\0'));  // 5 floats for [2, 3]
