@@ -1,5 +1,6 @@
 // tests/test_onednn.cpp — the onednn backend: which nodes oneDNN runs and which stay on cpu's
-// kernels (its PARITY_ONEDNN_LOG decisions), the conv2d and linear op cases all on oneDNN,
+// kernels (its PARITY_ONEDNN_LOG decisions and its route table), the conv2d and linear op cases
+// all on oneDNN, the activation, average-pooling and softmax ops on it where their contract allows,
 // training steps node by node against ref, bitwise repeatability, threads. Its conformance
 // over every op family runs in test_conformance.cpp.
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/onednn/onednn_routes.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 
@@ -79,11 +81,69 @@ TEST(Onednn, EveryConvolutionAndLinearOpCaseRunsOnOnednnAndPasses) {
   }
 }
 
+// The op checks of the activation, average-pooling and softmax families: every case passes, each
+// op named here ran on oneDNN at least once, and the two backwards kept on cpu (the sign of their
+// zeros) and the geometries whose divisor oneDNN cannot give say so.
+TEST(Onednn, ActivationPoolingAndSoftmaxOpsRunOnOnednnAndPass) {
+  struct Family {
+    const char* name;
+    std::vector<std::string> on_onednn;
+  };
+  const std::vector<Family> families{
+      {"relu", {"RELU"}},
+      {"sigmoid", {"SIGMOID", "SIGMOID_BWD"}},
+      {"tanh", {"TANH", "TANH_BWD"}},
+      {"leaky_relu", {"LEAKY_RELU", "LEAKY_RELU_BWD"}},
+      {"gelu", {"GELU", "GELU_BWD"}},
+      {"hardtanh", {"HARDTANH"}},
+      {"avgpool2d", {"AVGPOOL2D", "AVGPOOL2D_BWD"}},
+      {"global_avgpool", {"GLOBAL_AVGPOOL", "GLOBAL_AVGPOOL_BWD"}},
+      {"softmax", {"SOFTMAX", "SOFTMAX_BWD"}},
+      {"log_softmax", {"LOG_SOFTMAX", "LOG_SOFTMAX_BWD"}},
+  };
+  for (const Family& f : families) {
+    for (bool exact : {false, true}) {
+      std::vector<OpCaseResult> results;
+      const std::string log = logged([&] {
+        OpCheckOptions o;
+        o.backends = {"onednn"};
+        o.op = f.name;
+        o.threads = 2;
+        o.exact = exact;
+        results = check_ops(o);
+      });
+      EXPECT_FALSE(results.empty()) << f.name;
+      for (const OpCaseResult& r : results)
+        for (const TensorDiff& d : r.outputs)
+          EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name << (exact ? " (exact)" : "");
+      for (const std::string& op : f.on_onednn)
+        EXPECT_TRUE(has(log, "(" + op + "): oneDNN")) << op << " never ran on oneDNN:\n" << log;
+      if (f.name == std::string("relu"))
+        EXPECT_TRUE(has(log, "(RELU_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0")) << log;
+      if (f.name == std::string("hardtanh"))
+        EXPECT_TRUE(has(log, "(HARDTANH_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0")) << log;
+      if (f.name == std::string("avgpool2d"))
+        EXPECT_TRUE(has(log, "(AVGPOOL2D): cpu kernel; ceil_mode's last window passes the padding")) << log;
+    }
+  }
+}
+
+TEST(Onednn, EveryOpHasARouteAndEveryCpuRouteSaysWhy) {
+  const std::vector<onednn::OpRoute> table = onednn::route_table();
+  ASSERT_EQ(table.size(), static_cast<size_t>(PARITY_OP_COUNT));
+  for (const onednn::OpRoute& r : table) {
+    EXPECT_FALSE(r.runs_on.empty()) << r.op;
+    if (r.runs_on.rfind("cpu kernel", 0) == 0) EXPECT_GT(r.runs_on.size(), std::string("cpu kernel: ").size() + 10) << r.op;
+  }
+  EXPECT_EQ(table[PARITY_OP_MAXPOOL2D].runs_on.rfind("cpu kernel: the op's idx output", 0), 0u);
+  EXPECT_EQ(table[PARITY_OP_RELU].runs_on, "oneDNN eltwise");
+}
+
 TEST(Onednn, SeedCnnStepAgreesWithRefWithTheMaxPoolGradientsLeftToCpu) {
   const LoggedCheck c = check_model_logged("seed-cnn");
-  for (const char* op : {"CONV2D", "LINEAR", "LINEAR_BWD_DATA", "LINEAR_BWD_WEIGHT"})
+  for (const char* op : {"CONV2D", "LINEAR", "LINEAR_BWD_DATA", "LINEAR_BWD_WEIGHT", "RELU"})
     EXPECT_TRUE(has(c.log, std::string("(") + op + "): oneDNN")) << op << " never ran on oneDNN:\n" << c.log;
-  EXPECT_TRUE(has(c.log, "(MAXPOOL2D): cpu kernel")) << c.log;
+  EXPECT_TRUE(has(c.log, "(MAXPOOL2D): cpu kernel; the op's idx output")) << c.log;
   EXPECT_TRUE(has(c.log, "(SOFTMAX_XENT): cpu kernel")) << c.log;
   // conv2's backwards read pool2's gradient: cpu's sparse-dy kernels run them.
   EXPECT_TRUE(has(c.log, "'conv2.bwd_data' (CONV2D_BWD_DATA): cpu kernel; its dy is a max-pool gradient")) << c.log;

@@ -49,7 +49,10 @@ class OnednnDelegate final : public cpu::NodeDelegate {
       switch (onednn::route_of(node.op)) {
         case onednn::Route::conv2d: taken = onednn::make_conv2d(context_, node, &why); break;
         case onednn::Route::linear: taken = onednn::make_linear(context_, node, &why); break;
-        case onednn::Route::cpu: why = "no oneDNN primitive for this op in this backend yet"; break;
+        case onednn::Route::eltwise: taken = onednn::make_eltwise(context_, node, &why); break;
+        case onednn::Route::avgpool: taken = onednn::make_avgpool(context_, node, &why); break;
+        case onednn::Route::softmax: taken = onednn::make_softmax(context_, node, &why); break;
+        case onednn::Route::cpu: why = onednn::cpu_reason(node.op); break;
       }
     } catch (const dnnl::error& e) {
       why = std::string("oneDNN made no primitive for it: ") + e.what();

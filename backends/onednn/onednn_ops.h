@@ -1,6 +1,6 @@
 // backends/onednn/onednn_ops.h — internal to the onednn backend: a node run by one oneDNN
 // primitive made at compile, the context every primitive is made in, and the per-op makers
-// (onednn_conv2d.cpp, onednn_linear.cpp).
+// (onednn_conv2d.cpp, onednn_linear.cpp, onednn_eltwise.cpp, onednn_pool.cpp, onednn_softmax.cpp).
 //
 // Layouts: every value keeps the plan's plain layout (nchw / oihw / nc / oi), bound by pointer
 // to the cpu executable's arena and store. Inner products run on it directly. Convolutions let
@@ -75,9 +75,12 @@ dnnl::memory plain_memory(const Context& context, const cpu::BoundValue& v, cons
 bool is_reference_impl(const char* impl, std::string* why);
 
 // The makers: a node run by oneDNN, or nullptr with `why` saying why cpu's kernel runs it.
-// Each is called only for its ops, after cpu's checks passed on the node.
+// Each is called only for its ops (onednn_routes.h), after cpu's checks passed on the node.
 std::unique_ptr<cpu::TakenNode> make_conv2d(const Context& context, const cpu::BoundNode& node, std::string* why);
 std::unique_ptr<cpu::TakenNode> make_linear(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_eltwise(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_avgpool(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_softmax(const Context& context, const cpu::BoundNode& node, std::string* why);
 
 }  // namespace onednn
 }  // namespace parity

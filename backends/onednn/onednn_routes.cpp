@@ -1,5 +1,6 @@
-// backends/onednn/onednn_routes.cpp — which ops the onednn backend hands to oneDNN, and its
-// `parity info` line.
+// backends/onednn/onednn_routes.cpp — which ops the onednn backend hands to oneDNN, why the
+// others stay on cpu's kernels, the per-op table of `parity info --backend onednn`, and the
+// backend's `parity info` line.
 #include "backends/onednn/onednn_routes.h"
 
 #include <dnnl.hpp>
@@ -19,20 +20,97 @@ Route route_of(parity_op op) {
     case PARITY_OP_LINEAR:
     case PARITY_OP_LINEAR_BWD_DATA:
     case PARITY_OP_LINEAR_BWD_WEIGHT: return Route::linear;
-    // Not yet: MAXPOOL2D(_BWD) — the op's idx output (h*W+w per plane, read by the backward)
-    // has no oneDNN counterpart; oneDNN's max-pool keeps an opaque workspace instead, so both
-    // directions would have to move together, and the cpu fusions that read idx would be lost.
-    // RELU(_BWD) — memory-bound; the relu after a conv already runs as that conv's post-op.
+    case PARITY_OP_RELU:
+    case PARITY_OP_SIGMOID:
+    case PARITY_OP_SIGMOID_BWD:
+    case PARITY_OP_TANH:
+    case PARITY_OP_TANH_BWD:
+    case PARITY_OP_LEAKY_RELU:
+    case PARITY_OP_LEAKY_RELU_BWD:
+    case PARITY_OP_GELU:
+    case PARITY_OP_GELU_BWD:
+    case PARITY_OP_HARDTANH: return Route::eltwise;
+    case PARITY_OP_AVGPOOL2D:
+    case PARITY_OP_AVGPOOL2D_BWD:
+    case PARITY_OP_GLOBAL_AVGPOOL:
+    case PARITY_OP_GLOBAL_AVGPOOL_BWD: return Route::avgpool;
+    case PARITY_OP_SOFTMAX:
+    case PARITY_OP_SOFTMAX_BWD:
+    case PARITY_OP_LOG_SOFTMAX:
+    case PARITY_OP_LOG_SOFTMAX_BWD: return Route::softmax;
     default: return Route::cpu;
   }
+}
+
+std::string cpu_reason(parity_op op) {
+  switch (op) {
+    case PARITY_OP_MAXPOOL2D:
+    case PARITY_OP_MAXPOOL2D_BWD:
+      return "the op's idx output (each window's first maximum, h*W+w), which MAXPOOL2D_BWD takes as an input, "
+             "has no oneDNN counterpart: oneDNN's max pooling keeps an opaque workspace instead";
+    case PARITY_OP_BATCHNORM2D_TRAIN:
+    case PARITY_OP_BATCHNORM2D_EVAL:
+    case PARITY_OP_BATCHNORM2D_BWD:
+      return "not moved yet: oneDNN's batch_normalization gives the batch variance where the op gives "
+             "1/sqrt(var + eps), and leaves the running statistics to the caller";
+    case PARITY_OP_RELU_BWD:
+    case PARITY_OP_HARDTANH_BWD:
+      return "oneDNN's eltwise backward writes dy * 0, -0 for a negative dy, where the op writes +0, and its "
+             "tolerance is bit equality";
+    case PARITY_OP_SOFTMAX_XENT:
+    case PARITY_OP_SOFTMAX_XENT_BWD: return "oneDNN has no cross-entropy primitive";
+    case PARITY_OP_ARGMAX:
+    case PARITY_OP_ACCURACY: return "oneDNN's reductions give values, not the index of the first maximum";
+    case PARITY_OP_ADAM_STEP:
+    case PARITY_OP_SGD_STEP: return "oneDNN has no optimizer primitives";
+    case PARITY_OP_DROPOUT:
+    case PARITY_OP_DROPOUT_BWD: return "the mask is parity's philox stream (plugin.h); oneDNN 2.6 has no dropout";
+    case PARITY_OP_RESHAPE:
+    case PARITY_OP_FILL:
+    case PARITY_OP_SLICE:
+    case PARITY_OP_CONCAT: return "a copy or a constant: no arithmetic to hand over";
+    case PARITY_OP_ADD:
+    case PARITY_OP_MUL:
+    case PARITY_OP_REDUCE_SUM:
+      return "not moved yet (oneDNN's binary and reduction could run it): memory-bound, cpu's kernel is as fast";
+    case PARITY_OP_CLIP_COEF: return "one scalar: nothing for oneDNN to do";
+    default: return route_of(op) == Route::cpu ? "no oneDNN primitive for this op in this backend" : "";
+  }
+}
+
+std::vector<OpRoute> route_table() {
+  std::vector<OpRoute> table;
+  for (int i = 0; i < PARITY_OP_COUNT; ++i) {
+    const parity_op op = static_cast<parity_op>(i);
+    std::string runs_on;
+    switch (route_of(op)) {
+      case Route::conv2d:
+        runs_on = "oneDNN convolution (blocked layouts, reordered at the node); cpu kernel where its dy is a "
+                  "max-pool gradient (sparse-dy) or never written (pooled-gradient fusion)";
+        break;
+      case Route::linear: runs_on = "oneDNN inner_product"; break;
+      case Route::eltwise: runs_on = "oneDNN eltwise"; break;  // every shape: a flat vector
+      case Route::avgpool:
+        runs_on = "oneDNN pooling (avg); cpu kernel where a window holds no input element, or ceil_mode's last "
+                  "window passes the padding with count_include_pad (torch's divisor differs there)";
+        break;
+      case Route::softmax:
+        runs_on = "oneDNN softmax_v2; cpu kernel where oneDNN offers only its reference implementation";
+        break;
+      case Route::cpu: runs_on = "cpu kernel: " + cpu_reason(op); break;
+    }
+    table.push_back({parity_op_name(op), runs_on});
+  }
+  return table;
 }
 
 std::string describe() {
   const dnnl_version_t* v = dnnl_version();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv2d and its two backwards (blocked, reordered at "
-                     "each node) and linear with its two; all else on cpu's kernels; OMP_WAIT_POLICY={}",
-                     v->major, v->minor, v->patch, policy && *policy ? policy : "unset (libgomp spins, then sleeps)");
+  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv2d, linear, activations, avg-pool, softmax "
+                     "(fwd+bwd); max-pool, batch norm, losses, optimizers on cpu (info --backend onednn: per op); "
+                     "OMP_WAIT_POLICY={}",
+                     v->major, v->minor, v->patch, policy && *policy ? policy : "unset (spins, then sleeps)");
 }
 
 }  // namespace onednn

@@ -1,0 +1,52 @@
+// backends/onednn/onednn_softmax.cpp — SOFTMAX, LOG_SOFTMAX and their backwards as oneDNN
+// softmax_v2 primitives (softmax_accurate, softmax_log) over the plan's plain row-major memory,
+// along the op's dim. The backwards read the forward's output y, as the ops do.
+#include <string>
+
+#include "backends/onednn/onednn_ops.h"
+#include "ops/kernels/softmax.h"
+
+namespace parity {
+namespace onednn {
+
+std::unique_ptr<cpu::TakenNode> make_softmax(const Context& context, const cpu::BoundNode& node, std::string* why) {
+  using dnnl::memory;
+  const bool log = node.op == PARITY_OP_LOG_SOFTMAX || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
+  const bool backward = node.op == PARITY_OP_SOFTMAX_BWD || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
+  const cpu::BoundValue& x = node.in[0];  // x, or y for the backwards: the same shape
+  static const memory::format_tag kRowMajor[] = {memory::format_tag::a,    memory::format_tag::ab,
+                                                 memory::format_tag::abc,  memory::format_tag::abcd,
+                                                 memory::format_tag::abcde, memory::format_tag::abcdef};
+  if (x.rank < 1 || x.rank > 6) {
+    *why = "oneDNN's plain layouts here cover ranks 1 to 6, not " + std::to_string(x.rank);
+    return nullptr;
+  }
+  const int axis = kernels::softmax_dim(node.params.softmax, x.rank);  // cpu checked it names a dim
+  const memory::dims dims(x.dims, x.dims + x.rank);
+  const memory::format_tag tag = kRowMajor[x.rank - 1];
+  const memory::desc desc(dims, memory::data_type::f32, tag);
+  const dnnl::algorithm alg = log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate;
+  const dnnl::softmax_v2_forward::primitive_desc forward(
+      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_training, alg, desc, desc, axis),
+      backward ? dnnl::primitive_attr() : user_scratchpad_attr(), context.engine);
+  auto taken = std::make_unique<PrimitiveNode>(context);
+  if (!backward) {
+    if (is_reference_impl(forward.impl_info_str(), why)) return nullptr;
+    taken->set_primitive(dnnl::softmax_v2_forward(forward), forward.scratchpad_desc(),
+                         {{DNNL_ARG_SRC, plain_memory(context, x, dims, tag)},
+                          {DNNL_ARG_DST, plain_memory(context, node.out[0], dims, tag)}});
+    return taken;
+  }
+  // in: y (the forward's output), dy; out: dx.
+  const dnnl::softmax_v2_backward::primitive_desc pd(dnnl::softmax_v2_backward::desc(alg, desc, desc, desc, axis),
+                                                     user_scratchpad_attr(), context.engine, forward);
+  if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
+  taken->set_primitive(dnnl::softmax_v2_backward(pd), pd.scratchpad_desc(),
+                       {{DNNL_ARG_DST, plain_memory(context, x, dims, tag)},
+                        {DNNL_ARG_DIFF_DST, plain_memory(context, node.in[1], dims, tag)},
+                        {DNNL_ARG_DIFF_SRC, plain_memory(context, node.out[0], dims, tag)}});
+  return taken;
+}
+
+}  // namespace onednn
+}  // namespace parity
