@@ -1,7 +1,7 @@
 // tests/test_onednn.cpp — the onednn backend: which nodes oneDNN runs and which stay on cpu's
 // kernels (its PARITY_ONEDNN_LOG decisions and its route table), the conv2d and linear op cases
-// all on oneDNN, the activation, average-pooling and softmax ops on it where their contract allows,
-// training steps node by node against ref, bitwise repeatability, threads. Its conformance
+// all on oneDNN, the activation, average-pooling, batch-norm and softmax ops on it where their
+// contract allows, training steps node by node against ref, bitwise repeatability, threads. Its conformance
 // over every op family runs in test_conformance.cpp.
 #include <gtest/gtest.h>
 
@@ -76,30 +76,34 @@ TEST(Onednn, EveryConvolutionAndLinearOpCaseRunsOnOnednnAndPasses) {
       for (const TensorDiff& d : r.outputs) EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name;
     EXPECT_FALSE(has(log, "cpu kernel")) << family << ": a case fell back to cpu:\n" << log;
     const std::string op = family == std::string("conv2d") ? "CONV2D" : "LINEAR";
-    for (const std::string& suffix : {"", "_BWD_DATA", "_BWD_WEIGHT"})
+    for (const char* suffix : {"", "_BWD_DATA", "_BWD_WEIGHT"})
       EXPECT_TRUE(has(log, "(" + op + suffix + "): oneDNN")) << op + suffix << " never ran on oneDNN:\n" << log;
   }
 }
 
-// The op checks of the activation, average-pooling and softmax families: every case passes, each
-// op named here ran on oneDNN at least once, and the two backwards kept on cpu (the sign of their
-// zeros) and the geometries whose divisor oneDNN cannot give say so.
-TEST(Onednn, ActivationPoolingAndSoftmaxOpsRunOnOnednnAndPass) {
+// The op checks of the activation, average-pooling, batch-norm and softmax families (normal and
+// exact modes): every case passes, each op named here ran on oneDNN at least once, and what stays
+// on cpu (relu's and hardtanh's backwards: the sign of their zeros; batch-norm training: its
+// shifted statistics; the pooling windows whose divisor oneDNN cannot give) says so.
+TEST(Onednn, ActivationPoolingBatchnormAndSoftmaxOpsRunOnOnednnAndPass) {
   struct Family {
     const char* name;
     std::vector<std::string> on_onednn;
+    std::vector<std::string> on_cpu;  // log lines that must appear: what stays on cpu, and why
   };
   const std::vector<Family> families{
-      {"relu", {"RELU"}},
-      {"sigmoid", {"SIGMOID", "SIGMOID_BWD"}},
-      {"tanh", {"TANH", "TANH_BWD"}},
-      {"leaky_relu", {"LEAKY_RELU", "LEAKY_RELU_BWD"}},
-      {"gelu", {"GELU", "GELU_BWD"}},
-      {"hardtanh", {"HARDTANH"}},
-      {"avgpool2d", {"AVGPOOL2D", "AVGPOOL2D_BWD"}},
-      {"global_avgpool", {"GLOBAL_AVGPOOL", "GLOBAL_AVGPOOL_BWD"}},
-      {"softmax", {"SOFTMAX", "SOFTMAX_BWD"}},
-      {"log_softmax", {"LOG_SOFTMAX", "LOG_SOFTMAX_BWD"}},
+      {"relu", {"RELU"}, {"(RELU_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0"}},
+      {"sigmoid", {"SIGMOID", "SIGMOID_BWD"}, {}},
+      {"tanh", {"TANH", "TANH_BWD"}, {}},
+      {"leaky_relu", {"LEAKY_RELU", "LEAKY_RELU_BWD"}, {}},
+      {"gelu", {"GELU", "GELU_BWD"}, {}},
+      {"hardtanh", {"HARDTANH"}, {"(HARDTANH_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0"}},
+      {"avgpool2d", {"AVGPOOL2D", "AVGPOOL2D_BWD"}, {"(AVGPOOL2D): cpu kernel; ceil_mode's last window passes"}},
+      {"global_avgpool", {"GLOBAL_AVGPOOL", "GLOBAL_AVGPOOL_BWD"}, {}},
+      {"batchnorm2d", {"BATCHNORM2D_EVAL", "BATCHNORM2D_BWD"},
+       {"(BATCHNORM2D_TRAIN): cpu kernel; oneDNN normalises with x minus the float32-rounded batch mean"}},
+      {"softmax", {"SOFTMAX", "SOFTMAX_BWD"}, {}},
+      {"log_softmax", {"LOG_SOFTMAX", "LOG_SOFTMAX_BWD"}, {}},
   };
   for (const Family& f : families) {
     for (bool exact : {false, true}) {
@@ -118,12 +122,7 @@ TEST(Onednn, ActivationPoolingAndSoftmaxOpsRunOnOnednnAndPass) {
           EXPECT_TRUE(d.pass) << r.op << " " << r.label << " " << d.name << (exact ? " (exact)" : "");
       for (const std::string& op : f.on_onednn)
         EXPECT_TRUE(has(log, "(" + op + "): oneDNN")) << op << " never ran on oneDNN:\n" << log;
-      if (f.name == std::string("relu"))
-        EXPECT_TRUE(has(log, "(RELU_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0")) << log;
-      if (f.name == std::string("hardtanh"))
-        EXPECT_TRUE(has(log, "(HARDTANH_BWD): cpu kernel; oneDNN's eltwise backward writes dy * 0")) << log;
-      if (f.name == std::string("avgpool2d"))
-        EXPECT_TRUE(has(log, "(AVGPOOL2D): cpu kernel; ceil_mode's last window passes the padding")) << log;
+      for (const std::string& line : f.on_cpu) EXPECT_TRUE(has(log, line)) << f.name << ":\n" << log;
     }
   }
 }
@@ -133,7 +132,9 @@ TEST(Onednn, EveryOpHasARouteAndEveryCpuRouteSaysWhy) {
   ASSERT_EQ(table.size(), static_cast<size_t>(PARITY_OP_COUNT));
   for (const onednn::OpRoute& r : table) {
     EXPECT_FALSE(r.runs_on.empty()) << r.op;
-    if (r.runs_on.rfind("cpu kernel", 0) == 0) EXPECT_GT(r.runs_on.size(), std::string("cpu kernel: ").size() + 10) << r.op;
+    if (r.runs_on.rfind("cpu kernel", 0) == 0) {
+      EXPECT_GT(r.runs_on.size(), std::string("cpu kernel: ").size() + 10) << r.op;
+    }
   }
   EXPECT_EQ(table[PARITY_OP_MAXPOOL2D].runs_on.rfind("cpu kernel: the op's idx output", 0), 0u);
   EXPECT_EQ(table[PARITY_OP_RELU].runs_on, "oneDNN eltwise");

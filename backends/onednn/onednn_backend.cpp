@@ -51,6 +51,7 @@ class OnednnDelegate final : public cpu::NodeDelegate {
         case onednn::Route::linear: taken = onednn::make_linear(context_, node, &why); break;
         case onednn::Route::eltwise: taken = onednn::make_eltwise(context_, node, &why); break;
         case onednn::Route::avgpool: taken = onednn::make_avgpool(context_, node, &why); break;
+        case onednn::Route::batchnorm: taken = onednn::make_batchnorm(context_, node, &why); break;
         case onednn::Route::softmax: taken = onednn::make_softmax(context_, node, &why); break;
         case onednn::Route::cpu: why = onednn::cpu_reason(node.op); break;
       }

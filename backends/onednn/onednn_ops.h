@@ -1,6 +1,7 @@
 // backends/onednn/onednn_ops.h — internal to the onednn backend: a node run by one oneDNN
 // primitive made at compile, the context every primitive is made in, and the per-op makers
-// (onednn_conv2d.cpp, onednn_linear.cpp, onednn_eltwise.cpp, onednn_pool.cpp, onednn_softmax.cpp).
+// (onednn_conv2d.cpp, onednn_linear.cpp, onednn_eltwise.cpp, onednn_pool.cpp, onednn_batchnorm.cpp,
+// onednn_softmax.cpp).
 //
 // Layouts: every value keeps the plan's plain layout (nchw / oihw / nc / oi), bound by pointer
 // to the cpu executable's arena and store. Inner products run on it directly. Convolutions let
@@ -80,6 +81,7 @@ std::unique_ptr<cpu::TakenNode> make_conv2d(const Context& context, const cpu::B
 std::unique_ptr<cpu::TakenNode> make_linear(const Context& context, const cpu::BoundNode& node, std::string* why);
 std::unique_ptr<cpu::TakenNode> make_eltwise(const Context& context, const cpu::BoundNode& node, std::string* why);
 std::unique_ptr<cpu::TakenNode> make_avgpool(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_batchnorm(const Context& context, const cpu::BoundNode& node, std::string* why);
 std::unique_ptr<cpu::TakenNode> make_softmax(const Context& context, const cpu::BoundNode& node, std::string* why);
 
 }  // namespace onednn
