@@ -5,7 +5,9 @@
 // Max pooling is not here, on purpose: MAXPOOL2D's contract includes its idx output (the flat
 // h*W+w of each window's first maximum), which MAXPOOL2D_BWD reads as an input; oneDNN's max
 // pooling keeps an opaque workspace instead, so neither direction can honour the op as it
-// crosses the ABI (a MAXPOOL2D_BWD given any valid idx must route dy there).
+// crosses the ABI (a MAXPOOL2D_BWD given any valid idx must route dy there). Tried on oneDNN
+// 2.6.3's jit:avx512_core, nchw and nChw16c: ties go to the first maximum, as the op's, but a
+// window [NaN, 1; 2, 3] gives 3 (and its gradient to the 3) where the op gives NaN, as torch.
 //
 // Divisors. PyTorch's (the op's) divisor of a window is the count of its taps inside
 // [-pad, H + pad) with count_include_pad, else inside the input. oneDNN's avg_include_padding

@@ -49,7 +49,8 @@ std::string cpu_reason(parity_op op) {
     case PARITY_OP_MAXPOOL2D:
     case PARITY_OP_MAXPOOL2D_BWD:
       return "the op's idx output (each window's first maximum, h*W+w), which MAXPOOL2D_BWD takes as an input, "
-             "has no oneDNN counterpart: oneDNN's max pooling keeps an opaque workspace instead";
+             "has no oneDNN counterpart (oneDNN keeps an opaque workspace), and oneDNN's max skips a NaN that "
+             "the op lets win its window";
     case PARITY_OP_RELU_BWD:
     case PARITY_OP_HARDTANH_BWD:
       return "oneDNN's eltwise backward writes dy * 0, -0 for a negative dy, where the op writes +0, and its "
@@ -72,7 +73,7 @@ std::string cpu_reason(parity_op op) {
     case PARITY_OP_ADD:
     case PARITY_OP_MUL:
     case PARITY_OP_REDUCE_SUM:
-      return "not moved yet (oneDNN's binary and reduction could run it): memory-bound, cpu's kernel is as fast";
+      return "not moved yet (oneDNN's binary and reduction primitives could run it)";
     case PARITY_OP_CLIP_COEF: return "one scalar: nothing for oneDNN to do";
     default: return route_of(op) == Route::cpu ? "no oneDNN primitive for this op in this backend" : "";
   }
@@ -91,12 +92,16 @@ std::vector<OpRoute> route_table() {
       case Route::linear: runs_on = "oneDNN inner_product"; break;
       case Route::eltwise: runs_on = "oneDNN eltwise"; break;  // every shape: a flat vector
       case Route::avgpool:
-        runs_on = "oneDNN pooling (avg); cpu kernel where a window holds no input element, or ceil_mode's last "
-                  "window passes the padding with count_include_pad (torch's divisor differs there)";
+        runs_on = op == PARITY_OP_GLOBAL_AVGPOOL || op == PARITY_OP_GLOBAL_AVGPOOL_BWD
+                      ? "oneDNN pooling (avg, one window over the whole plane)"
+                      : "oneDNN pooling (avg); cpu kernel where a window holds no input element, or ceil_mode's "
+                        "last window passes the padding with count_include_pad (torch's divisor differs there)";
         break;
       case Route::batchnorm:
-        runs_on = "oneDNN batch_normalization (the backward of TRAIN turns saved_invstd back into the variance "
-                  "oneDNN reads, before each run)";
+        runs_on = op == PARITY_OP_BATCHNORM2D_EVAL
+                      ? "oneDNN batch_normalization (the running statistics as use_global_stats)"
+                      : "oneDNN batch_normalization backward (of TRAIN: saved_invstd turned back into the variance "
+                        "oneDNN reads, before each run; of EVAL: use_global_stats)";
         break;
       case Route::softmax:
         runs_on = "oneDNN softmax_v2; cpu kernel where oneDNN offers only its reference implementation";
@@ -111,9 +116,9 @@ std::vector<OpRoute> route_table() {
 std::string describe() {
   const dnnl_version_t* v = dnnl_version();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv2d, linear, activations, avg-pool, softmax "
-                     "(fwd+bwd); max-pool, batch norm, losses, optimizers on cpu (info --backend onednn: per op); "
-                     "OMP_WAIT_POLICY={}",
+  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv, linear, activations, avg-pool, softmax, "
+                     "batch-norm eval+bwd; max-pool, bn training, losses, optimizers on cpu (info --backend onednn: "
+                     "each op); OMP_WAIT_POLICY={}",
                      v->major, v->minor, v->patch, policy && *policy ? policy : "unset (spins, then sleeps)");
 }
 
