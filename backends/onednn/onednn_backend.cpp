@@ -1,7 +1,8 @@
 // backends/onednn/onednn_backend.cpp — the onednn backend: the cpu executable (its arena, store,
-// checks and fusion pass) with a delegate that, at compile, hands each convolution and linear
-// node to a oneDNN primitive made then; every other node, and any such node oneDNN declines,
-// runs on the cpu backend's kernels. Also: oneDNN's OpenMP threads and their wait policy.
+// checks and fusion pass) with a delegate that, at compile, hands each node of an op that
+// onednn_routes.h routes to oneDNN to a primitive made then; every other node, and any such node
+// oneDNN declines, runs on the cpu backend's kernels. Also: oneDNN's OpenMP threads and their
+// wait policy.
 //
 // Threads. Debian's oneDNN runs on OpenMP (libgomp). BackendOptions::threads sizes both pools:
 // cpu's task_arena and OpenMP's team, set with omp_set_num_threads before each primitive is made
