@@ -14,7 +14,6 @@
 // correction (ops/kernels/batchnorm.h), so a channel with a large common offset (the op's case
 // "mean offset 1000") loses digits the contract keeps: nmse 9.9e-9 against its 1e-11 limit.
 #include <cstring>
-#include <functional>
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
@@ -26,18 +25,6 @@ namespace {
 using dnnl::memory;
 using dnnl::normalization_flags;
 using tag = dnnl::memory::format_tag;
-
-// A primitive node with per-channel host work before it (a few dozen floats).
-class BatchnormNode final : public cpu::TakenNode {
- public:
-  explicit BatchnormNode(const Context& context) : primitive(std::make_unique<PrimitiveNode>(context)) {}
-  void run() override {
-    if (before) before();
-    primitive->run();
-  }
-  std::unique_ptr<PrimitiveNode> primitive;
-  std::function<void()> before;
-};
 
 }  // namespace
 
@@ -65,12 +52,12 @@ std::unique_ptr<cpu::TakenNode> make_batchnorm(const Context& context, const cpu
   const dnnl::batch_normalization_forward::primitive_desc fwd(
       dnnl::batch_normalization_forward::desc(kind, data, p.eps, flags),
       forward ? user_scratchpad_attr() : dnnl::primitive_attr(), context.engine);
-  auto taken = std::make_unique<BatchnormNode>(context);
+  auto taken = std::make_unique<PrimitiveNode>(context);
 
   if (node.op == PARITY_OP_BATCHNORM2D_EVAL) {
     // in: x, gamma, beta, running_mean, running_var; out: y.
     if (is_reference_impl(fwd.impl_info_str(), why)) return nullptr;
-    taken->primitive->set_primitive(dnnl::batch_normalization_forward(fwd), fwd.scratchpad_desc(),
+    taken->set_primitive(dnnl::batch_normalization_forward(fwd), fwd.scratchpad_desc(),
                                     {{DNNL_ARG_SRC, image_memory(x)},
                                      {DNNL_ARG_SCALE, channel_memory(node.in[1])},
                                      {DNNL_ARG_SHIFT, channel_memory(node.in[2])},
@@ -95,11 +82,13 @@ std::unique_ptr<cpu::TakenNode> make_batchnorm(const Context& context, const cpu
     float* var = static_cast<float*>(variance.get_data_handle());
     const float* invstd = node.in[4].f32();
     const float eps = p.eps;
-    taken->before = [=] {
-      for (int64_t c = 0; c < C; ++c) var[c] = 1.0f / (invstd[c] * invstd[c]) - eps;
-    };
+    taken->set_host_steps(
+        [=] {
+          for (int64_t c = 0; c < C; ++c) var[c] = 1.0f / (invstd[c] * invstd[c]) - eps;
+        },
+        nullptr);
   }
-  taken->primitive->set_primitive(dnnl::batch_normalization_backward(pd), pd.scratchpad_desc(),
+  taken->set_primitive(dnnl::batch_normalization_backward(pd), pd.scratchpad_desc(),
                                   {{DNNL_ARG_SRC, image_memory(x)},
                                    {DNNL_ARG_DIFF_DST, image_memory(node.in[1])},
                                    {DNNL_ARG_SCALE, channel_memory(node.in[2])},

@@ -1,19 +1,20 @@
-// backends/onednn/onednn_eltwise.cpp — the activations as oneDNN eltwise primitives: RELU,
-// SIGMOID, TANH, LEAKY_RELU, GELU and HARDTANH forward, and the backwards of SIGMOID, TANH,
-// LEAKY_RELU and GELU, over the plan's plain memory seen as one flat vector (the ops are
-// element-wise, so the shape does not matter).
+// backends/onednn/onednn_eltwise.cpp — the activations whose contract oneDNN's eltwise keeps, as
+// oneDNN eltwise primitives: SIGMOID, TANH and GELU with their backwards, and LEAKY_RELU forward,
+// over the plan's plain memory seen as one flat vector (the ops are element-wise, so the shape
+// does not matter).
 //
-// Each parity op maps to the oneDNN algorithm whose documented formula is the op's contract
-// (parity/op_list.h, ops/kernels/activation.h):
-//   RELU         relu, alpha 0                 (NaN stays NaN, as the op's)
+// Each maps to the oneDNN algorithm whose documented formula is the op's contract (parity/op_list.h,
+// ops/kernels/activation.h), NaN and infinities included (tried on 2.6.3's jit:avx512_core):
 //   SIGMOID_BWD  reads y:  logistic_use_dst_for_bwd  ds = dd * d * (1 - d)
 //   TANH_BWD     reads y:  tanh_use_dst_for_bwd      ds = dd * (1 - d^2)
-//   LEAKY_RELU   slope as alpha; its _BWD reads x: relu   ds = s > 0 ? dd : dd * alpha
-//   GELU(_BWD)   reads x:  gelu_erf
-//   HARDTANH     clip_v2 (alpha = min_val, beta = max_val)
-// RELU_BWD and HARDTANH_BWD stay on cpu (onednn_routes.cpp): oneDNN writes the blocked gradient
-// as dd * 0, which is -0 for a negative dd, where the ops write +0, and their tolerance is bit
-// equality (`parity check ops --op relu` fails 3 of 6 cases, hardtanh 4 of 10, all on that sign).
+//   LEAKY_RELU   relu with the slope as alpha (NaN stays NaN, -0 stays -0)
+//   GELU(_BWD)   reads x:  gelu_erf (-inf gives NaN, as torch)
+// The rest stay on cpu (onednn_routes.cpp says why), each for what oneDNN 2.6.3 does there:
+//   RELU         relu(NaN) = 0; the op keeps NaN (so does the relu a conv fuses: onednn_conv2d.cpp)
+//   HARDTANH     clip_v2(NaN) = min_val; the op keeps NaN
+//   RELU_BWD, HARDTANH_BWD   dd * 0 is -0 for a negative dd where the op writes +0, under a
+//                bit-equality tolerance (`parity check ops` failed 3 of 6 and 4 of 10 cases)
+//   LEAKY_RELU_BWD  x = NaN passes dd where the op takes the slope branch
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
@@ -34,16 +35,13 @@ struct Eltwise {
 Eltwise eltwise_of(const cpu::BoundNode& node) {
   const parity_op_params& p = node.params;
   switch (node.op) {
-    case PARITY_OP_RELU: return {algorithm::eltwise_relu};
     case PARITY_OP_SIGMOID: return {algorithm::eltwise_logistic};
     case PARITY_OP_SIGMOID_BWD: return {algorithm::eltwise_logistic_use_dst_for_bwd, 0.f, 0.f, true};
     case PARITY_OP_TANH: return {algorithm::eltwise_tanh};
     case PARITY_OP_TANH_BWD: return {algorithm::eltwise_tanh_use_dst_for_bwd, 0.f, 0.f, true};
     case PARITY_OP_LEAKY_RELU: return {algorithm::eltwise_relu, p.leaky_relu.negative_slope};
-    case PARITY_OP_LEAKY_RELU_BWD: return {algorithm::eltwise_relu, p.leaky_relu.negative_slope, 0.f, true};
     case PARITY_OP_GELU: return {algorithm::eltwise_gelu_erf};
     case PARITY_OP_GELU_BWD: return {algorithm::eltwise_gelu_erf, 0.f, 0.f, true};
-    case PARITY_OP_HARDTANH: return {algorithm::eltwise_clip_v2, p.hardtanh.min_val, p.hardtanh.max_val};
     default: return {algorithm::undef};
   }
 }
@@ -59,6 +57,10 @@ std::unique_ptr<cpu::TakenNode> make_eltwise(const Context& context, const cpu::
   const Eltwise e = eltwise_of(node);
   if (e.alg == algorithm::undef) {
     *why = "not an activation this file runs";
+    return nullptr;
+  }
+  if (node.op == PARITY_OP_LEAKY_RELU && e.alpha == 0.f) {
+    *why = "slope 0 is relu, whose NaN oneDNN turns into 0";
     return nullptr;
   }
   const memory::dims flat{node.in[0].numel};

@@ -14,6 +14,7 @@
 
 #include <dnnl.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,10 @@ class PrimitiveNode final : public cpu::TakenNode {
   dnnl::memory output(const dnnl::memory& plain, const dnnl::memory::desc& given);
   void set_primitive(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
                      std::unordered_map<int, dnnl::memory> args);
+  // Host work the op's contract needs around the primitive (batch norm's statistics, relu where
+  // oneDNN's would drop a NaN), run in the caller's task_arena: `before` ahead of the reorders
+  // into the primitive, `after` once the reorders out of it are done. Either may be empty.
+  void set_host_steps(std::function<void()> before, std::function<void()> after);
   void run() override;
 
  private:
@@ -63,6 +68,7 @@ class PrimitiveNode final : public cpu::TakenNode {
   std::vector<Step> before_;  // reorders into the primitive's layouts
   std::vector<Step> main_;    // the primitive (one)
   std::vector<Step> after_;   // reorders back into the plan's
+  std::function<void()> host_before_, host_after_;
 };
 
 // The attributes every primitive is made with: a user scratchpad (the node allocates it).

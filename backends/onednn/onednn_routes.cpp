@@ -20,16 +20,13 @@ Route route_of(parity_op op) {
     case PARITY_OP_LINEAR:
     case PARITY_OP_LINEAR_BWD_DATA:
     case PARITY_OP_LINEAR_BWD_WEIGHT: return Route::linear;
-    case PARITY_OP_RELU:
     case PARITY_OP_SIGMOID:
     case PARITY_OP_SIGMOID_BWD:
     case PARITY_OP_TANH:
     case PARITY_OP_TANH_BWD:
     case PARITY_OP_LEAKY_RELU:
-    case PARITY_OP_LEAKY_RELU_BWD:
     case PARITY_OP_GELU:
-    case PARITY_OP_GELU_BWD:
-    case PARITY_OP_HARDTANH: return Route::eltwise;
+    case PARITY_OP_GELU_BWD: return Route::eltwise;
     case PARITY_OP_AVGPOOL2D:
     case PARITY_OP_AVGPOOL2D_BWD:
     case PARITY_OP_GLOBAL_AVGPOOL:
@@ -51,6 +48,9 @@ std::string cpu_reason(parity_op op) {
       return "the op's idx output (each window's first maximum, h*W+w), which MAXPOOL2D_BWD takes as an input, "
              "has no oneDNN counterpart (oneDNN keeps an opaque workspace), and oneDNN's max skips a NaN that "
              "the op lets win its window";
+    case PARITY_OP_RELU: return "oneDNN 2.6's relu turns a NaN into 0; the op keeps it (torch.relu)";
+    case PARITY_OP_HARDTANH: return "oneDNN 2.6's clip_v2 turns a NaN into min_val; the op keeps it";
+    case PARITY_OP_LEAKY_RELU_BWD: return "oneDNN 2.6 passes dy where x is NaN; the op takes the slope branch there";
     case PARITY_OP_RELU_BWD:
     case PARITY_OP_HARDTANH_BWD:
       return "oneDNN's eltwise backward writes dy * 0, -0 for a negative dy, where the op writes +0, and its "
@@ -86,11 +86,18 @@ std::vector<OpRoute> route_table() {
     std::string runs_on;
     switch (route_of(op)) {
       case Route::conv2d:
-        runs_on = "oneDNN convolution (blocked layouts, reordered at the node); cpu kernel where its dy is a "
-                  "max-pool gradient (sparse-dy) or never written (pooled-gradient fusion)";
+        runs_on = op == PARITY_OP_CONV2D
+                      ? "oneDNN convolution (blocked layouts, reordered at the node; a relu fused into it runs "
+                        "after, on the host, as oneDNN's post-op would turn a NaN into 0)"
+                      : "oneDNN convolution (blocked layouts, reordered at the node); cpu kernel where its dy is a "
+                        "max-pool gradient (sparse-dy) or never written (pooled-gradient fusion)";
         break;
       case Route::linear: runs_on = "oneDNN inner_product"; break;
-      case Route::eltwise: runs_on = "oneDNN eltwise"; break;  // every shape: a flat vector
+      case Route::eltwise:  // every shape: a flat vector
+        runs_on = op == PARITY_OP_LEAKY_RELU ? "oneDNN eltwise (relu with the slope); cpu kernel for slope 0, "
+                                               "which is relu (oneDNN turns its NaN into 0)"
+                                             : "oneDNN eltwise";
+        break;
       case Route::avgpool:
         runs_on = op == PARITY_OP_GLOBAL_AVGPOOL || op == PARITY_OP_GLOBAL_AVGPOOL_BWD
                       ? "oneDNN pooling (avg, one window over the whole plane)"
@@ -116,9 +123,9 @@ std::vector<OpRoute> route_table() {
 std::string describe() {
   const dnnl_version_t* v = dnnl_version();
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv, linear, activations, avg-pool, softmax, "
-                     "batch-norm eval+bwd; max-pool, bn training, losses, optimizers on cpu (info --backend onednn: "
-                     "each op); OMP_WAIT_POLICY={}",
+  return fmt::format("float32: oneDNN {}.{}.{} (OpenMP) runs conv, linear, sigmoid/tanh/gelu, avg-pool, softmax, "
+                     "batch-norm eval+bwd; max-pool, relu, bn training, losses, optimizers on cpu (info --backend "
+                     "onednn: each op); OMP_WAIT_POLICY={}",
                      v->major, v->minor, v->patch, policy && *policy ? policy : "unset (spins, then sleeps)");
 }
 

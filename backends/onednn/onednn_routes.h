@@ -14,7 +14,7 @@ namespace onednn {
 enum class Route {
   conv2d,   // CONV2D (+ fused relu), CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT: onednn_conv2d.cpp
   linear,   // LINEAR, LINEAR_BWD_DATA, LINEAR_BWD_WEIGHT: onednn_linear.cpp
-  eltwise,  // RELU, SIGMOID(_BWD), TANH(_BWD), LEAKY_RELU(_BWD), GELU(_BWD), HARDTANH: onednn_eltwise.cpp
+  eltwise,  // SIGMOID(_BWD), TANH(_BWD), GELU(_BWD), LEAKY_RELU: onednn_eltwise.cpp
   avgpool,  // AVGPOOL2D(_BWD), GLOBAL_AVGPOOL(_BWD): onednn_pool.cpp
   batchnorm,  // BATCHNORM2D_EVAL, BATCHNORM2D_BWD (both forms): onednn_batchnorm.cpp
   softmax,  // SOFTMAX, LOG_SOFTMAX and their _BWD: onednn_softmax.cpp
