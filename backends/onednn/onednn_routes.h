@@ -17,7 +17,7 @@ enum class Route {
   eltwise,  // SIGMOID(_BWD), TANH(_BWD), GELU(_BWD), LEAKY_RELU: onednn_eltwise.cpp
   avgpool,  // AVGPOOL2D(_BWD), GLOBAL_AVGPOOL(_BWD): onednn_pool.cpp
   batchnorm,  // BATCHNORM2D_EVAL, BATCHNORM2D_BWD (both forms): onednn_batchnorm.cpp
-  softmax,  // SOFTMAX, LOG_SOFTMAX and their _BWD: onednn_softmax.cpp
+  softmax,  // SOFTMAX_BWD: onednn_softmax.cpp
   cpu,      // every other op: the cpu backend's kernel, for cpu_reason(op)
 };
 

@@ -1,6 +1,10 @@
-// backends/onednn/onednn_softmax.cpp — SOFTMAX, LOG_SOFTMAX and their backwards as oneDNN
-// softmax_v2 primitives (softmax_accurate, softmax_log) over the plan's plain row-major memory,
-// along the op's dim. The backwards read the forward's output y, as the ops do.
+// backends/onednn/onednn_softmax.cpp — SOFTMAX_BWD as a oneDNN softmax_v2 backward primitive
+// (softmax_accurate) over the plan's plain row-major memory, along the op's dim, reading the
+// forward's output y as the op does. It can make the other three ops of the family too, but
+// onednn_routes.cpp keeps them on cpu: on 2.6.3's jit:avx512_core a row holding a NaN or +inf
+// comes out of the forwards as zeros (log_softmax: -inf) around it where the op gives NaN, and
+// log_softmax's backward gives -inf where y is NaN (the op: NaN). SOFTMAX_BWD's arithmetic
+// propagates NaN and infinities as the op's does (tried: y or dy holding NaN or inf).
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
