@@ -114,8 +114,8 @@ std::vector<OpRoute> route_table() {
                         "oneDNN reads, before each run; of EVAL: use_global_stats)";
         break;
       case Route::softmax:
-        runs_on = "oneDNN softmax_v2 backward; cpu kernel where oneDNN offers only its reference implementation "
-                  "(a dim that is not the last)";
+        runs_on = "oneDNN softmax_v2 backward; cpu kernel for the shapes where oneDNN offers only its reference "
+                  "implementation";
         break;
       case Route::cpu: runs_on = "cpu kernel: " + cpu_reason(op); break;
     }
