@@ -4,7 +4,8 @@
 // does not matter).
 //
 // Each maps to the oneDNN algorithm whose documented formula is the op's contract (parity/op_list.h,
-// ops/kernels/activation.h), NaN and infinities included (tried on 2.6.3's jit:avx512_core):
+// ops/kernels/activation.h), NaN and infinities included (the forwards and gelu's backward tried
+// with NaN and +-inf on 2.6.3's jit:avx512_core; the use_dst backwards are arithmetic on y, dy):
 //   SIGMOID_BWD  reads y:  logistic_use_dst_for_bwd  ds = dd * d * (1 - d)
 //   TANH_BWD     reads y:  tanh_use_dst_for_bwd      ds = dd * (1 - d^2)
 //   LEAKY_RELU   relu with the slope as alpha (NaN stays NaN, -0 stays -0)

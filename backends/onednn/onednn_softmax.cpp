@@ -1,10 +1,10 @@
 // backends/onednn/onednn_softmax.cpp — SOFTMAX_BWD as a oneDNN softmax_v2 backward primitive
 // (softmax_accurate) over the plan's plain row-major memory, along the op's dim, reading the
-// forward's output y as the op does. It can make the other three ops of the family too, but
-// onednn_routes.cpp keeps them on cpu: on 2.6.3's jit:avx512_core a row holding a NaN or +inf
-// comes out of the forwards as zeros (log_softmax: -inf) around it where the op gives NaN, and
-// log_softmax's backward gives -inf where y is NaN (the op: NaN). SOFTMAX_BWD's arithmetic
-// propagates NaN and infinities as the op's does (tried: y or dy holding NaN or inf).
+// forward's output y as the op does. Its arithmetic propagates NaN and infinities as the op's
+// does (tried on 2.6.3's jit:avx512_core: y or dy holding NaN or inf). The other three ops of the
+// family stay on cpu (onednn_routes.cpp): there a row holding a NaN or +inf comes out of the
+// forwards as zeros (log_softmax: -inf) around it where the op gives NaN, and log_softmax's
+// backward gives -inf where y is NaN (the op: NaN).
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
@@ -15,38 +15,31 @@ namespace onednn {
 
 std::unique_ptr<cpu::TakenNode> make_softmax(const Context& context, const cpu::BoundNode& node, std::string* why) {
   using dnnl::memory;
-  const bool log = node.op == PARITY_OP_LOG_SOFTMAX || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
-  const bool backward = node.op == PARITY_OP_SOFTMAX_BWD || node.op == PARITY_OP_LOG_SOFTMAX_BWD;
-  const cpu::BoundValue& x = node.in[0];  // x, or y for the backwards: the same shape
+  if (node.op != PARITY_OP_SOFTMAX_BWD) {
+    *why = "not the softmax op this file runs";
+    return nullptr;
+  }
+  const cpu::BoundValue& y = node.in[0];  // in: y (the forward's output), dy; out: dx, all one shape
   static const memory::format_tag kRowMajor[] = {memory::format_tag::a,    memory::format_tag::ab,
                                                  memory::format_tag::abc,  memory::format_tag::abcd,
                                                  memory::format_tag::abcde, memory::format_tag::abcdef};
-  if (x.rank < 1 || x.rank > 6) {
-    *why = "oneDNN's plain layouts here cover ranks 1 to 6, not " + std::to_string(x.rank);
+  if (y.rank < 1 || y.rank > 6) {
+    *why = "oneDNN's plain layouts here cover ranks 1 to 6, not " + std::to_string(y.rank);
     return nullptr;
   }
-  const int axis = kernels::softmax_dim(node.params.softmax, x.rank);  // cpu checked it names a dim
-  const memory::dims dims(x.dims, x.dims + x.rank);
-  const memory::format_tag tag = kRowMajor[x.rank - 1];
+  const int axis = kernels::softmax_dim(node.params.softmax, y.rank);  // cpu checked it names a dim
+  const memory::dims dims(y.dims, y.dims + y.rank);
+  const memory::format_tag tag = kRowMajor[y.rank - 1];
   const memory::desc desc(dims, memory::data_type::f32, tag);
-  const dnnl::algorithm alg = log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate;
-  const dnnl::softmax_v2_forward::primitive_desc forward(
-      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_training, alg, desc, desc, axis),
-      backward ? dnnl::primitive_attr() : user_scratchpad_attr(), context.engine);
-  auto taken = std::make_unique<PrimitiveNode>(context);
-  if (!backward) {
-    if (is_reference_impl(forward.impl_info_str(), why)) return nullptr;
-    taken->set_primitive(dnnl::softmax_v2_forward(forward), forward.scratchpad_desc(),
-                         {{DNNL_ARG_SRC, plain_memory(context, x, dims, tag)},
-                          {DNNL_ARG_DST, plain_memory(context, node.out[0], dims, tag)}});
-    return taken;
-  }
-  // in: y (the forward's output), dy; out: dx.
+  const dnnl::algorithm alg = dnnl::algorithm::softmax_accurate;
+  const dnnl::softmax_v2_forward::primitive_desc hint(
+      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_training, alg, desc, desc, axis), context.engine);
   const dnnl::softmax_v2_backward::primitive_desc pd(dnnl::softmax_v2_backward::desc(alg, desc, desc, desc, axis),
-                                                     user_scratchpad_attr(), context.engine, forward);
+                                                     user_scratchpad_attr(), context.engine, hint);
   if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
+  auto taken = std::make_unique<PrimitiveNode>(context);
   taken->set_primitive(dnnl::softmax_v2_backward(pd), pd.scratchpad_desc(),
-                       {{DNNL_ARG_DST, plain_memory(context, x, dims, tag)},
+                       {{DNNL_ARG_DST, plain_memory(context, y, dims, tag)},
                         {DNNL_ARG_DIFF_DST, plain_memory(context, node.in[1], dims, tag)},
                         {DNNL_ARG_DIFF_SRC, plain_memory(context, node.out[0], dims, tag)}});
   return taken;
