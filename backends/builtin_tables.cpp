@@ -31,9 +31,11 @@ const AdaptedBackendSpec kSimtSpec{
 
 #ifdef PARITY_WITH_ONEDNN_BUILTIN
 // Not DETERMINISTIC: tests/test_onednn.cpp and `parity check determinism` found it bitwise
-// repeatable at a fixed thread count, but oneDNN 2.6 documents no such guarantee.
+// repeatable at a fixed thread count, but oneDNN 2.6 promises that only for "most primitives" and
+// has no switch to demand it (README, "Determinism of onednn").
 const AdaptedBackendSpec kOnednnSpec{
-    "onednn", "float32: oneDNN primitives for conv2d and linear, the cpu backend's kernels for the rest",
+    "onednn", "float32: oneDNN primitives for conv2d, linear, activations, avg-pool, batch-norm eval and "
+              "backward, softmax; the cpu backend's kernels for the rest",
     make_onednn_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_THREADS};
 #endif

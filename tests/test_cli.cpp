@@ -78,6 +78,20 @@ TEST(Cli, ABatchNoMachineCanHoldIsRefusedBeforeAllocatingWithBothNumbers) {
   }
 }
 
+// `parity info --backend onednn`: one line per op, saying what runs it and, for cpu's kernels, why.
+TEST(Cli, InfoBackendListsWhatRunsEachOpOfOnednn) {
+  CliRun r = run_cli("info --backend onednn");
+  if (r.output.find("no backend named 'onednn'") != std::string::npos) GTEST_SKIP() << "onednn is not built in";
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("  CONV2D              oneDNN convolution"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  MAXPOOL2D           cpu kernel: the op's idx output"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  CLIP_COEF           cpu kernel: "), std::string::npos) << r.output;
+  CliRun cpu = run_cli("info --backend cpu");
+  EXPECT_EQ(cpu.status, 0) << cpu.output;
+  EXPECT_NE(cpu.output.find("cpu runs every op it supports on its own kernels"), std::string::npos) << cpu.output;
+  expect_failure("info --backend nosuch", "no backend named 'nosuch'");
+}
+
 TEST(Cli, BackendFromEnvironmentIsUsedAndCheckedToo) {
   CliRun r = run_cli("info");
   ASSERT_EQ(r.status, 0);

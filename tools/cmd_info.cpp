@@ -1,5 +1,6 @@
 // tools/cmd_info.cpp — `parity info`: backends with their status and exactly why any is
-// unavailable, where plugins are searched, threads, library versions, build options.
+// unavailable, where plugins are searched, threads, library versions, build options; with
+// --backend onednn, what runs each op on that backend (a oneDNN primitive or cpu's kernel, and why).
 #include <algorithm>
 #include <thread>
 
@@ -7,6 +8,9 @@
 #include <fmt/format.h>
 
 #include "backends/cpu/gemm_bf16.h"
+#ifdef PARITY_CLI_ONEDNN
+#include "backends/onednn/onednn_routes.h"
+#endif
 #include "parity/parity.h"
 #include "tools/commands.h"
 
@@ -20,9 +24,43 @@ CLI::Option* add_backend_option(CLI::App& cmd, std::string& backend) {
       ->capture_default_str();
 }
 
+namespace {
+
+// `parity info --backend NAME`: the backend's line, then what runs each op. Only onednn hands ops
+// between two sets of kernels; every other backend runs each op it supports on its own.
+int print_routes(const std::string& name) {
+  const std::vector<BackendInfo> backends = list_backends();
+  const auto it = std::find_if(backends.begin(), backends.end(), [&](const BackendInfo& b) { return b.name == name; });
+  if (it == backends.end()) {
+    fmt::print(stderr, "parity info: no backend named '{}' (parity info lists them)\n", name);
+    return 2;
+  }
+  fmt::print("{} {} {}\n", it->name, it->available ? "available" : "unavailable", it->detail);
+  if (name != "onednn") {
+    fmt::print("{} runs every op it supports on its own kernels (only onednn routes ops between libraries)\n", name);
+    return 0;
+  }
+#ifdef PARITY_CLI_ONEDNN
+  fmt::print("what runs each op (a node can still fall back where its line says so; PARITY_ONEDNN_LOG=1 prints "
+             "each node's choice at compile):\n");
+  for (const onednn::OpRoute& r : onednn::route_table()) fmt::print("  {:<19} {}\n", r.op, r.runs_on);
+#endif
+  return 0;
+}
+
+}  // namespace
+
 void add_info_command(CLI::App& app, std::function<int()>& run) {
   CLI::App* cmd = app.add_subcommand("info", "backends, threads, library versions and build options");
+  static std::string routes_of;
+  cmd->add_option("--backend", routes_of,
+                  "only this backend: its line, then what runs each op (onednn: the oneDNN primitive, or cpu's "
+                  "kernel and why)");
   cmd->callback([&run] {
+    if (!routes_of.empty()) {
+      run = [] { return print_routes(routes_of); };
+      return;
+    }
     run = [] {
       fmt::print("backends:\n");
       const std::vector<BackendInfo> backends = list_backends();

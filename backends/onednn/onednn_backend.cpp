@@ -1,7 +1,8 @@
 // backends/onednn/onednn_backend.cpp — the onednn backend: the cpu executable (its arena, store,
-// checks and fusion pass) with a delegate that, at compile, hands each convolution and linear
-// node to a oneDNN primitive made then; every other node, and any such node oneDNN declines,
-// runs on the cpu backend's kernels. Also: oneDNN's OpenMP threads and their wait policy.
+// checks and fusion pass) with a delegate that, at compile, hands each node of an op that
+// onednn_routes.h routes to oneDNN to a primitive made then; every other node, and any such node
+// oneDNN declines, runs on the cpu backend's kernels. Also: oneDNN's OpenMP threads and their
+// wait policy.
 //
 // Threads. Debian's oneDNN runs on OpenMP (libgomp). BackendOptions::threads sizes both pools:
 // cpu's task_arena and OpenMP's team, set with omp_set_num_threads before each primitive is made
@@ -49,7 +50,11 @@ class OnednnDelegate final : public cpu::NodeDelegate {
       switch (onednn::route_of(node.op)) {
         case onednn::Route::conv2d: taken = onednn::make_conv2d(context_, node, &why); break;
         case onednn::Route::linear: taken = onednn::make_linear(context_, node, &why); break;
-        case onednn::Route::cpu: why = "no oneDNN primitive for this op in this backend yet"; break;
+        case onednn::Route::eltwise: taken = onednn::make_eltwise(context_, node, &why); break;
+        case onednn::Route::avgpool: taken = onednn::make_avgpool(context_, node, &why); break;
+        case onednn::Route::batchnorm: taken = onednn::make_batchnorm(context_, node, &why); break;
+        case onednn::Route::softmax: taken = onednn::make_softmax(context_, node, &why); break;
+        case onednn::Route::cpu: why = onednn::cpu_reason(node.op); break;
       }
     } catch (const dnnl::error& e) {
       why = std::string("oneDNN made no primitive for it: ") + e.what();

@@ -1,10 +1,11 @@
-// backends/onednn/onednn_conv2d.cpp — CONV2D (bias, and relu as a post-op when cpu's fusion
-// pass fused the relu into it), CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT (db too) as oneDNN
+// backends/onednn/onednn_conv2d.cpp — CONV2D (bias, and relu after it, on the host, when cpu's
+// fusion pass fused the relu into it), CONV2D_BWD_DATA and CONV2D_BWD_WEIGHT (db too) as oneDNN
 // convolution primitives in the layouts oneDNN chooses, reordered from and to the plan's plain
 // nchw / oihw (goihw with groups) memory at each node's edges.
 #include <string>
 
 #include "backends/onednn/onednn_ops.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
 
 namespace parity {
@@ -68,14 +69,8 @@ std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::Bound
   const cpu::BoundValue &x = node.in[0], &w = node.in[1], &y = node.out[0];
   const bool with_bias = node.num_inputs == 3;
   const Window win = window(node, x, w, y);
-  dnnl::primitive_attr attr = user_scratchpad_attr();
-  if (node.fusion.relu) {
-    // cpu's fusion pass gave this node the relu's output: relu(conv + b), as cpu's fused kernel.
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    attr.set_post_ops(ops);
-  }
-  const dnnl::convolution_forward::primitive_desc pd(forward_desc(win, with_bias), attr, context.engine);
+  const dnnl::convolution_forward::primitive_desc pd(forward_desc(win, with_bias), user_scratchpad_attr(),
+                                                     context.engine);
   if (is_reference_impl(pd.impl_info_str(), why)) return nullptr;
   auto taken = std::make_unique<PrimitiveNode>(context);
   std::unordered_map<int, memory> args{
@@ -84,6 +79,19 @@ std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::Bound
       {DNNL_ARG_DST, taken->output(plain_memory(context, y, win.y, tag::nchw), pd.dst_desc())}};
   if (with_bias) args.emplace(DNNL_ARG_BIAS, plain_memory(context, node.in[2], win.b, tag::x));
   taken->set_primitive(dnnl::convolution_forward(pd), pd.scratchpad_desc(), std::move(args));
+  if (node.fusion.relu) {
+    // cpu's fusion pass gave this node the relu's output: relu(conv + b), as cpu's fused kernel.
+    // Not as oneDNN's relu post-op, which (like its eltwise relu, jit:avx512_core of 2.6.3) turns
+    // a NaN into 0 where the op keeps it: kernels::relu_f32 over y in place, once y is plain.
+    float* out = y.f32();
+    const int64_t count = y.numel;
+    const int64_t chunk = cpu::fixed_chunk_size(count, 16384, 4096);
+    taken->set_host_steps(nullptr, [out, count, chunk] {
+      cpu::parallel_chunks(count, chunk, [out](int64_t, int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) out[i] = kernels::relu_f32(out[i]);
+      });
+    });
+  }
   return taken;
 }
 

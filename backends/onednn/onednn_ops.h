@@ -1,17 +1,20 @@
 // backends/onednn/onednn_ops.h — internal to the onednn backend: a node run by one oneDNN
 // primitive made at compile, the context every primitive is made in, and the per-op makers
-// (onednn_conv2d.cpp, onednn_linear.cpp).
+// (onednn_conv2d.cpp, onednn_linear.cpp, onednn_eltwise.cpp, onednn_pool.cpp, onednn_batchnorm.cpp,
+// onednn_softmax.cpp).
 //
 // Layouts: every value keeps the plan's plain layout (nchw / oihw / nc / oi), bound by pointer
-// to the cpu executable's arena and store. Inner products run on it directly. Convolutions let
-// oneDNN choose (format_tag::any: blocked nChw16c / OIhw16i16o on AVX-512) and reorder at each
-// node's edges, every run: on seed-cnn's conv2 that is 0.26 ms against 0.60 ms on plain nchw
-// (2 threads, AVX-512). Keeping values blocked from node to node (and weights blocked between
-// steps) needs relu and max-pool in oneDNN too: a later step.
+// to the cpu executable's arena and store. Inner products, eltwise, pooling, batch norm and
+// softmax run on it directly. Convolutions let oneDNN choose (format_tag::any: blocked nChw16c /
+// OIhw16i16o on AVX-512) and reorder at each node's edges, every run: on seed-cnn's conv2 that is
+// 0.26 ms against 0.60 ms on plain nchw (2 threads, AVX-512). Keeping values blocked from node
+// to node (and weights blocked between steps) would need every node between two convolutions
+// on oneDNN; max-pool cannot be (onednn_pool.cpp), so that is left undone.
 #pragma once
 
 #include <dnnl.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -44,6 +47,10 @@ class PrimitiveNode final : public cpu::TakenNode {
   dnnl::memory output(const dnnl::memory& plain, const dnnl::memory::desc& given);
   void set_primitive(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
                      std::unordered_map<int, dnnl::memory> args);
+  // Host work the op's contract needs around the primitive (batch norm's statistics, relu where
+  // oneDNN's would drop a NaN), run in the caller's task_arena: `before` ahead of the reorders
+  // into the primitive, `after` once the reorders out of it are done. Either may be empty.
+  void set_host_steps(std::function<void()> before, std::function<void()> after);
   void run() override;
 
  private:
@@ -61,6 +68,7 @@ class PrimitiveNode final : public cpu::TakenNode {
   std::vector<Step> before_;  // reorders into the primitive's layouts
   std::vector<Step> main_;    // the primitive (one)
   std::vector<Step> after_;   // reorders back into the plan's
+  std::function<void()> host_before_, host_after_;
 };
 
 // The attributes every primitive is made with: a user scratchpad (the node allocates it).
@@ -75,9 +83,13 @@ dnnl::memory plain_memory(const Context& context, const cpu::BoundValue& v, cons
 bool is_reference_impl(const char* impl, std::string* why);
 
 // The makers: a node run by oneDNN, or nullptr with `why` saying why cpu's kernel runs it.
-// Each is called only for its ops, after cpu's checks passed on the node.
+// Each is called only for its ops (onednn_routes.h), after cpu's checks passed on the node.
 std::unique_ptr<cpu::TakenNode> make_conv2d(const Context& context, const cpu::BoundNode& node, std::string* why);
 std::unique_ptr<cpu::TakenNode> make_linear(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_eltwise(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_avgpool(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_batchnorm(const Context& context, const cpu::BoundNode& node, std::string* why);
+std::unique_ptr<cpu::TakenNode> make_softmax(const Context& context, const cpu::BoundNode& node, std::string* why);
 
 }  // namespace onednn
 }  // namespace parity

@@ -1,6 +1,6 @@
 // backends/onednn/onednn_primitive.cpp — a node run by one oneDNN primitive: the reorders at its
-// edges, its scratchpads, its stream and the OpenMP thread count it runs with; plain memories
-// over bound values.
+// edges, its scratchpads, its stream, the host steps around it and the OpenMP thread count it
+// runs with; plain memories over bound values.
 #include <omp.h>
 
 #include <cstring>
@@ -44,13 +44,20 @@ void PrimitiveNode::set_primitive(const dnnl::primitive& primitive, const dnnl::
   main_.assign(1, step(primitive, scratchpad, std::move(args)));
 }
 
+void PrimitiveNode::set_host_steps(std::function<void()> before, std::function<void()> after) {
+  host_before_ = std::move(before);
+  host_after_ = std::move(after);
+}
+
 void PrimitiveNode::run() {
+  if (host_before_) host_before_();
   // nthreads-var is per thread in OpenMP, and execute() may come from any thread: set it each
   // time (a store to the calling thread's ICV, no synchronisation).
   omp_set_num_threads(threads_);
   for (const std::vector<Step>* steps : {&before_, &main_, &after_})
     for (const Step& s : *steps) s.primitive.execute(stream_, s.args);
   stream_.wait();
+  if (host_after_) host_after_();
 }
 
 dnnl::primitive_attr user_scratchpad_attr() {
