@@ -14,11 +14,13 @@ namespace {
 
 const AdaptedBackendSpec kCpuSpec{
     "cpu", "float32 on Eigen + oneTBB (a task_arena per executable)", make_cpu_backend,
-    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
+    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64) |
+        PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_THREADS};
 
 const AdaptedBackendSpec kRefSpec{"ref", "float64 naive loops: the oracle, single-threaded", make_ref_backend,
-                                  PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32),
+                                  PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) |
+                                      PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),
                                   PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC |
                                       PARITY_FEATURE_FLOAT64_VALUES};
 
@@ -34,7 +36,9 @@ const AdaptedBackendSpec kSimtSpec{
 // repeatable at a fixed thread count, but oneDNN 2.6 documents no such guarantee.
 const AdaptedBackendSpec kOnednnSpec{
     "onednn", "float32: oneDNN primitives for conv2d and linear, the cpu backend's kernels for the rest",
-    make_onednn_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
+    make_onednn_backend,
+    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64) |
+        PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),  // CAST and its values: cpu's
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_THREADS};
 #endif
 

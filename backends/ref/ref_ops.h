@@ -19,6 +19,7 @@
 
 #include "backends/kit/value_desc.h"
 #include "backends/ref/ref_node.h"
+#include "ops/kernels/half.h"
 #include "util/counter_rng.h"
 #include "parity/error.h"
 
@@ -595,6 +596,11 @@ inline void reshape_forward(const double* x, double* y, int64_t count) {
 inline void run_reshape(const RefNode& node) {
   const int64_t count = kit::numel_of(node.in_desc(0));
   node.expect_numel(node.out_desc(0), count);
+  const parity_dtype dtype = node.in_desc(0).dtype;
+  if (is_half(dtype)) {  // bf16 and f16 (ABI 9) move as bits
+    std::copy_n(node.h_in(0, dtype), count, node.h_out(0, dtype));
+    return;
+  }
   reshape_forward(node.f_in(0), node.f_out(0), count);
 }
 
@@ -1310,6 +1316,45 @@ inline void run_slice(const RefNode& node) {  // x -> y = x[:, start : start + l
   const int64_t rest = elements_after_dim1(x);
   node.expect_numel(node.out_desc(0), x.dims[0] * p.length * rest);
   copy_from_dim1(node.f_in(0), node.f_out(0), x.dims[0], x.dims[1], p.start, p.length, rest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cast (ABI 9): y = x in params.cast.dtype, between f32, bf16 and f16. An f32 value is its
+// float (ref's double rounded to float32, what the value is as its dtype) before it is rounded
+// to a half dtype; half -> f32 is exact, half -> half goes through f32 (exact, then one
+// rounding). The rounding is ops/kernels/half.h's, the one piece ref shares with the backends
+// it checks: tests/test_half.cpp checks it against an independent float64 oracle on every
+// rounding boundary and against the x86 conversion instructions, and bit patterns (NaN
+// payloads) leave nothing for a second implementation to be independent about.
+
+inline uint32_t cast_f32_bits(const RefNode& node, parity_dtype dtype, int64_t i) {
+  if (dtype == PARITY_F32) return kernels::f32_bits(static_cast<float>(node.f_in(0)[i]));
+  const uint16_t h = node.h_in(0, dtype)[i];
+  return dtype == PARITY_BF16 ? kernels::bf16_bits_to_f32_bits(h) : kernels::f16_bits_to_f32_bits(h);
+}
+
+inline void run_cast(const RefNode& node) {
+  const parity_value_desc& x = node.in_desc(0);
+  const parity_value_desc& y = node.out_desc(0);
+  const int64_t count = kit::numel_of(x);
+  node.expect_numel(y, count);
+  if (node.params().cast.dtype != static_cast<int32_t>(y.dtype))
+    throw Error(ErrorKind::internal, node.label() + ": params.cast.dtype " + std::to_string(node.params().cast.dtype) +
+                                         " is not y's dtype " + kit::dtype_name(y.dtype));
+  if (x.dtype == y.dtype && x.dtype == PARITY_F32) {  // the identity keeps ref's double
+    std::copy_n(node.f_in(0), count, node.f_out(0));
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const uint32_t bits = cast_f32_bits(node, x.dtype, i);
+    switch (y.dtype) {
+      case PARITY_F32: node.f_out(0)[i] = static_cast<double>(kernels::f32_from_bits(bits)); break;
+      case PARITY_BF16: node.h_out(0, y.dtype)[i] = kernels::f32_bits_to_bf16_bits(bits); break;
+      case PARITY_F16: node.h_out(0, y.dtype)[i] = kernels::f32_bits_to_f16_bits(bits); break;
+      default:
+        throw Error(ErrorKind::internal, node.label() + ": cannot cast to " + kit::dtype_name(y.dtype));
+    }
+  }
 }
 
 }  // namespace parity::ref
