@@ -1341,8 +1341,9 @@ inline void run_cast(const RefNode& node) {
   if (node.params().cast.dtype != static_cast<int32_t>(y.dtype))
     throw Error(ErrorKind::internal, node.label() + ": params.cast.dtype " + std::to_string(node.params().cast.dtype) +
                                          " is not y's dtype " + kit::dtype_name(y.dtype));
-  if (x.dtype == y.dtype && x.dtype == PARITY_F32) {  // the identity keeps ref's double
-    std::copy_n(node.f_in(0), count, node.f_out(0));
+  if (x.dtype == y.dtype) {  // the identity is a copy: ref's double, or the bits
+    if (x.dtype == PARITY_F32) std::copy_n(node.f_in(0), count, node.f_out(0));
+    else std::copy_n(node.h_in(0, x.dtype), count, node.h_out(0, y.dtype));
     return;
   }
   for (int64_t i = 0; i < count; ++i) {
