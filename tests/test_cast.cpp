@@ -254,17 +254,26 @@ TEST(CastGradient, IsTheIncomingGradientCastBackToXsDtype) {
   }
 }
 
-// ---- conformance: the family of ops/cast.cpp on cpu (forward, exact mode, gradient mode)
+// ---- conformance: the family of ops/cast.cpp on cpu (forward, exact mode, gradient mode) and
+// on onednn (which runs CAST on cpu's kernel) where it is built
+
+bool available(const std::string& name) {
+  for (const BackendInfo& info : list_backends())
+    if (info.name == name) return info.available;
+  return false;
+}
 
 TEST(CastConformance, CpuMatchesRefBitForBit) {
+  std::vector<std::string> backends = {"cpu"};
+  if (available("onednn")) backends.push_back("onednn");
   for (bool exact : {false, true}) {
     OpCheckOptions o;
-    o.backends = {"cpu"};
+    o.backends = backends;
     o.op = "cast";
     o.exact = exact;
     o.threads = 2;
     const std::vector<OpCaseResult> results = check_ops(o);
-    ASSERT_GE(results.size(), 19u);  // three sets of six directions and the f32 identity
+    ASSERT_GE(results.size(), 19u * backends.size());  // three sets of six directions and the f32 identity
     bool saw_specials = false;
     for (const OpCaseResult& r : results) {
       EXPECT_FALSE(r.skipped) << r.label << ": " << r.skip_reason;
@@ -394,9 +403,7 @@ TEST(CastRefusal, BackendsWithoutHalfDtypesRefuseThemByName) {
 }
 
 TEST(CastRefusal, SimtSkipsCastConformanceSayingWhy) {
-  bool simt = false;
-  for (const BackendInfo& info : list_backends()) simt |= info.name == "simt" && info.available;
-  if (!simt) GTEST_SKIP() << "simt is not built";
+  if (!available("simt")) GTEST_SKIP() << "simt is not built";
   OpCheckOptions o;
   o.backends = {"simt"};
   o.op = "cast";
