@@ -535,7 +535,8 @@ typedef struct parity_probe_result {
                                                      write_value_f64 / read_value_f64 */
 
 typedef struct parity_capabilities {
-  uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have */
+  uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have; libparity
+                                         refuses a plan with a value of another before compile (ABI 9) */
   uint64_t features;                  /* PARITY_FEATURE_* */
   int32_t threads;                    /* host threads an execute uses (1 for a GPU backend's host side) */
   int32_t device;                     /* the device index this instance uses */
@@ -554,9 +555,10 @@ typedef struct parity_backend_config {
 } parity_backend_config;
 
 /* Flags of compile. */
-#define PARITY_COMPILE_POISON_OUTPUTS (1u << 0) /* fill every TEMP value with NaN (f32) or the largest
-                                                   integer (i32, i64) before each execute, so an element
-                                                   an op forgets to write shows up as a mismatch */
+#define PARITY_COMPILE_POISON_OUTPUTS (1u << 0) /* fill every TEMP value with NaN (f32; bf16 0x7FC0, f16
+                                                   0x7E00) or the largest integer (i32, i64) before each
+                                                   execute, so an element an op forgets to write shows
+                                                   up as a mismatch */
 
 /* What compile() would allocate for a plan (memory_need, ABI 3): bytes of this process's host
  * memory and of the instance's device memory (0 for a host backend). */
