@@ -12,6 +12,8 @@ size_t dtype_size(DType dtype) {
     case DType::f32: return 4;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::bf16: return 2;
+    case DType::f16: return 2;
     case DType::u8: return 1;
   }
   throw Error(ErrorKind::internal, "dtype_size: unknown dtype");
@@ -22,6 +24,8 @@ const char* to_string(DType dtype) {
     case DType::f32: return "f32";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
+    case DType::bf16: return "bf16";
+    case DType::f16: return "f16";
     case DType::u8: return "u8";
   }
   return "?";
@@ -84,5 +88,9 @@ int64_t* Tensor::i64() { expect_dtype(dtype_, DType::i64); return reinterpret_ca
 const int64_t* Tensor::i64() const { expect_dtype(dtype_, DType::i64); return reinterpret_cast<const int64_t*>(bytes_.data()); }
 uint8_t* Tensor::u8() { expect_dtype(dtype_, DType::u8); return bytes_.data(); }
 const uint8_t* Tensor::u8() const { expect_dtype(dtype_, DType::u8); return bytes_.data(); }
+uint16_t* Tensor::bf16() { expect_dtype(dtype_, DType::bf16); return reinterpret_cast<uint16_t*>(bytes_.data()); }
+const uint16_t* Tensor::bf16() const { expect_dtype(dtype_, DType::bf16); return reinterpret_cast<const uint16_t*>(bytes_.data()); }
+uint16_t* Tensor::f16() { expect_dtype(dtype_, DType::f16); return reinterpret_cast<uint16_t*>(bytes_.data()); }
+const uint16_t* Tensor::f16() const { expect_dtype(dtype_, DType::f16); return reinterpret_cast<const uint16_t*>(bytes_.data()); }
 
 }  // namespace parity

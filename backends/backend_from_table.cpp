@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -15,6 +16,16 @@
 
 namespace parity {
 namespace {
+
+// The dtypes of parity_dtype with their names, for messages and `parity info`.
+constexpr std::pair<parity_dtype, const char*> kDtypeNames[] = {
+    {PARITY_F32, "f32"}, {PARITY_I32, "i32"}, {PARITY_I64, "i64"}, {PARITY_BF16, "bf16"}, {PARITY_F16, "f16"}};
+
+std::string dtype_text(int32_t dtype) {
+  for (auto [dt, name] : kDtypeNames)
+    if (dt == dtype) return name;
+  return "dtype " + std::to_string(dtype) + " (not a parity_dtype)";
+}
 
 ErrorKind kind_of(parity_status status) {
   switch (status) {
@@ -154,6 +165,7 @@ class TableBackend final : public Backend {
     parity_capabilities caps{};
     check(table->get_capabilities(handle, &caps, &err), err, table->name, "get_capabilities");
     threads_ = caps.threads;
+    dtypes_ = caps.dtypes;
   }
 
   std::string name() const override { return instance_->table->name; }
@@ -183,6 +195,7 @@ class TableBackend final : public Backend {
       share = other->handle();
     }
     refuse_newer_nodes(*instance_->table, plan);
+    refuse_unstored_dtypes(plan);
     refuse_what_cannot_fit(plan, options, share_persistent_with);
     const uint32_t flags = options.poison_outputs ? PARITY_COMPILE_POISON_OUTPUTS : 0u;
     parity_error err{};
@@ -193,6 +206,23 @@ class TableBackend final : public Backend {
   }
 
   int threads() const override { return threads_; }
+
+  // A value of a dtype the backend does not list in its capabilities (a bf16 value on a backend
+  // of f32 and i32) is refused here, naming the backend and the dtype, before the plugin sees it.
+  void refuse_unstored_dtypes(const parity_plan& plan) const {
+    for (int32_t i = 0; i < plan.num_values; ++i) {
+      const parity_value_desc& v = plan.values[i];
+      int32_t dtype;
+      std::memcpy(&dtype, &v.dtype, sizeof dtype);
+      if (dtype >= 0 && dtype < 32 && (dtypes_ & (1u << dtype))) continue;
+      std::string stored;
+      for (auto [dt, dt_name] : kDtypeNames)
+        if (dtypes_ & PARITY_DTYPE_BIT(dt)) stored += (stored.empty() ? "" : ", ") + std::string(dt_name);
+      throw Error(ErrorKind::backend,
+                  fmt::format("backend '{}' cannot run {} values (plan value '{}'); it runs {} values only", name(),
+                              dtype_text(dtype), std::string(v.name, strnlen(v.name, sizeof v.name)), stored));
+    }
+  }
 
   // A plan whose host memory need exceeds what this process may still take is refused before
   // anything is allocated (otherwise the kernel's OOM killer ends the process, or malloc fails
@@ -216,6 +246,7 @@ class TableBackend final : public Backend {
     if (table.struct_size < offsetof(parity_backend_table, memory_need) + sizeof table.memory_need ||
         !table.memory_need)
       return std::nullopt;
+    refuse_unstored_dtypes(plan);
     parity_executable_t share = nullptr;
     if (auto* other = dynamic_cast<TableExecutable*>(share_persistent_with);
         other && other->instance() == instance_.get())
@@ -232,6 +263,7 @@ class TableBackend final : public Backend {
  private:
   std::shared_ptr<Instance> instance_;
   int threads_ = 1;
+  uint32_t dtypes_ = 0;  // parity_capabilities.dtypes
 };
 
 std::string feature_names(uint64_t features) {
@@ -302,7 +334,7 @@ std::string describe_capabilities(const parity_backend_table* table) {
   parity_capabilities caps{};
   check(table->get_capabilities(handle, &caps, &err), err, table->name, "get_capabilities");
   std::string dtypes;
-  for (auto [dt, name] : {std::pair{PARITY_F32, "f32"}, std::pair{PARITY_I32, "i32"}, std::pair{PARITY_I64, "i64"}})
+  for (auto [dt, name] : kDtypeNames)
     if (caps.dtypes & PARITY_DTYPE_BIT(dt)) dtypes += (dtypes.empty() ? "" : " ") + std::string(name);
   return fmt::format("dtypes {}; features {}; {}", dtypes, feature_names(caps.features),
                      std::string(caps.device_name, strnlen(caps.device_name, sizeof caps.device_name)));

@@ -14,11 +14,13 @@ namespace {
 
 const AdaptedBackendSpec kCpuSpec{
     "cpu", "float32 on Eigen + oneTBB (a task_arena per executable)", make_cpu_backend,
-    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
+    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64) |
+        PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_THREADS};
 
 const AdaptedBackendSpec kRefSpec{"ref", "float64 naive loops: the oracle, single-threaded", make_ref_backend,
-                                  PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32),
+                                  PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) |
+                                      PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),
                                   PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC |
                                       PARITY_FEATURE_FLOAT64_VALUES};
 
@@ -35,8 +37,10 @@ const AdaptedBackendSpec kSimtSpec{
 // has no switch to demand it (README, "Determinism of onednn").
 const AdaptedBackendSpec kOnednnSpec{
     "onednn", "float32: oneDNN primitives for conv2d, linear, activations, avg-pool, batch-norm eval and "
-              "backward, softmax; the cpu backend's kernels for the rest",
-    make_onednn_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64),
+              "backward, softmax backward; the cpu backend's kernels for the rest (bf16/f16 CAST included)",
+    make_onednn_backend,
+    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64) |
+        PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16),  // CAST and its values: cpu's
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_THREADS};
 #endif
 

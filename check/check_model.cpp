@@ -397,13 +397,15 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
       ++report.not_compared;  // the other side does not expose this value (e.g. PyTorch's dL/dL)
       return;
     }
-    const double threshold = info.dtype == DType::f32 ? tol.step_nmse : kIndexMismatchFraction;
+    // bf16 and f16 values (ABI 9) are compared by NMSE as f32 ones; only integers by the fraction.
+    const bool floating = info.dtype == DType::f32 || info.dtype == DType::bf16 || info.dtype == DType::f16;
+    const double threshold = floating ? tol.step_nmse : kIndexMismatchFraction;
     TensorDiff d = compare_tensors(a.first_step.at(info.name), other->second, threshold);
     d.name = info.name;
     d.node = node ? node->name : info.name;
     d.op = node ? ops::rule(node->op).name : "-";
     d.role = role;
-    d.note = info.dtype == DType::f32 ? tol.why : "integer output: fraction of elements that differ";
+    d.note = floating ? tol.why : "integer output: fraction of elements that differ";
     if (auto scale = term_scales.find(info.name); scale != term_scales.end())
       measure_against_terms(d, a.first_step.at(info.name), other->second, scale->second);
     if (node && node->op == PARITY_OP_ADAM_STEP && role == "updated weight") {

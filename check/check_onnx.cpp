@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "ops/kernels/half.h"
 #include "parity/backend.h"
 #include "parity/check.h"
 #include "parity/error.h"
@@ -206,6 +207,8 @@ OnnxOutputCheck compare_output(const std::string& name, const Tensor& got, const
       case DType::i32: a = got.i32()[i], e = want.i32()[i]; break;
       case DType::i64: a = static_cast<double>(got.i64()[i]), e = static_cast<double>(want.i64()[i]); break;
       case DType::u8: a = got.u8()[i], e = want.u8()[i]; break;
+      case DType::bf16: a = kernels::bf16_bits_to_float(got.bf16()[i]), e = kernels::bf16_bits_to_float(want.bf16()[i]); break;
+      case DType::f16: a = kernels::f16_bits_to_float(got.f16()[i]), e = kernels::f16_bits_to_float(want.f16()[i]); break;
     }
     // numpy.testing.assert_allclose: NaN equals NaN, an infinity only itself.
     if (std::isnan(a) && std::isnan(e)) continue;

@@ -35,6 +35,8 @@ const char* safetensors_dtype(DType dtype) {
     case DType::f32: return "F32";
     case DType::i32: return "I32";
     case DType::i64: return "I64";
+    case DType::bf16: return "BF16";
+    case DType::f16: return "F16";
     case DType::u8: return "U8";
   }
   return "?";
@@ -44,6 +46,8 @@ bool parse_dtype(const std::string& name, DType& out) {
   if (name == "F32") out = DType::f32;
   else if (name == "I32") out = DType::i32;
   else if (name == "I64") out = DType::i64;
+  else if (name == "BF16") out = DType::bf16;
+  else if (name == "F16") out = DType::f16;
   else if (name == "U8") out = DType::u8;
   else return false;
   return true;
@@ -86,7 +90,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   if (!dtype.is_string()) throw data_error(path, fmt::format("tensor '{}': \"dtype\" must be a string", name));
   Entry e{name, DType::f32, {}, 0, 0};
   if (!parse_dtype(dtype.get<std::string>(), e.dtype)) {
-    throw data_error(path, fmt::format("tensor '{}' has dtype {}; parity reads only F32, I32, I64 and U8", name,
+    throw data_error(path, fmt::format("tensor '{}' has dtype {}; parity reads only F32, I32, I64, BF16, F16 and U8", name,
                                        dtype.get<std::string>()));
   }
   if (!shape.is_array()) throw data_error(path, fmt::format("tensor '{}': \"shape\" must be an array", name));

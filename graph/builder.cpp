@@ -283,6 +283,12 @@ Value GraphBuilder::hardtanh(Value x, float min_val, float max_val, const std::s
   return node(PARITY_OP_HARDTANH, p, {x}, name)[0];
 }
 
+Value GraphBuilder::cast(Value x, DType dtype, const std::string& name) {
+  parity_op_params p = no_params();
+  p.cast.dtype = static_cast<int32_t>(dtype);
+  return node(PARITY_OP_CAST, p, {x}, name)[0];
+}
+
 Value GraphBuilder::dropout(Value x, Value step, float p, uint64_t seed, int64_t first_sample, const std::string& name) {
   const std::string node_name = unique_name(name, PARITY_OP_DROPOUT);
   if (first_sample < 0 || first_sample > INT32_MAX)

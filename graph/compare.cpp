@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "ops/kernels/half.h"
 #include "parity/check.h"
 #include "parity/error.h"
 
@@ -24,6 +25,8 @@ TensorDiff compare_tensors(const Tensor& got, const Tensor& want, double thresho
       case DType::f32: return t.f32()[i];
       case DType::i32: return t.i32()[i];
       case DType::i64: return static_cast<double>(t.i64()[i]);
+      case DType::bf16: return kernels::bf16_bits_to_float(t.bf16()[i]);
+      case DType::f16: return kernels::f16_bits_to_float(t.f16()[i]);
       case DType::u8: return t.u8()[i];
     }
     return 0;
@@ -50,7 +53,8 @@ TensorDiff compare_tensors(const Tensor& got, const Tensor& want, double thresho
     d.max_abs = std::max(d.max_abs, diff);
     if (b != 0) d.max_rel = std::max(d.max_rel, diff / std::fabs(b));
   }
-  if (want.dtype() == DType::f32) d.nmse = norm > 0 ? err / norm : err;
+  const bool floating = want.dtype() == DType::f32 || want.dtype() == DType::bf16 || want.dtype() == DType::f16;
+  if (floating) d.nmse = norm > 0 ? err / norm : err;
   else d.nmse = n ? double(differing) / double(n) : 0.0;  // integer outputs: fraction that differ
 
   const bool bitwise = std::memcmp(got.data(), want.data(), want.nbytes()) == 0;

@@ -13,7 +13,15 @@ namespace {
 Shape shape_of(const parity_value_desc& d) { return Shape(std::vector<int64_t>(d.dims, d.dims + d.rank)); }
 
 DType dtype_of(const parity_value_desc& d) {
-  return d.dtype == PARITY_I32 ? DType::i32 : d.dtype == PARITY_I64 ? DType::i64 : DType::f32;
+  switch (d.dtype) {
+    case PARITY_F32: return DType::f32;
+    case PARITY_I32: return DType::i32;
+    case PARITY_I64: return DType::i64;
+    case PARITY_BF16: return DType::bf16;
+    case PARITY_F16: return DType::f16;
+  }
+  throw Error(ErrorKind::internal, fmt::format("compiled step: value '{}' has dtype {}, not a parity_dtype",
+                                               d.name, static_cast<int>(d.dtype)));
 }
 
 }  // namespace

@@ -104,6 +104,7 @@ std::string params_text(const Node& n) {
     case PARITY_OP_SLICE: return fmt::format(" start={} length={}", p.slice.start, p.slice.length);
     case PARITY_OP_REDUCE_SUM: return fmt::format(" dims={:#x}", p.reduce_sum.dims);
     case PARITY_OP_CLIP_COEF: return fmt::format(" max_norm={}", p.clip_coef.max_norm);
+    case PARITY_OP_CAST: return fmt::format(" to={}", to_string(static_cast<DType>(p.cast.dtype)));
     case PARITY_OP_SOFTMAX_XENT:
     case PARITY_OP_SOFTMAX_XENT_BWD: return softmax_xent_params_text(p.softmax_xent);
     default: return "";

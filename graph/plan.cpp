@@ -23,6 +23,8 @@ parity_dtype to_c(DType d) {
     case DType::f32: return PARITY_F32;
     case DType::i32: return PARITY_I32;
     case DType::i64: return PARITY_I64;
+    case DType::bf16: return PARITY_BF16;
+    case DType::f16: return PARITY_F16;
     case DType::u8: break;  // a storage dtype (masks in files), never a graph value's
   }
   throw Error(ErrorKind::internal, fmt::format("plan: dtype {} has no plugin ABI dtype", to_string(d)));

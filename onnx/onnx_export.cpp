@@ -244,6 +244,9 @@ void Exporter::add_node(const Node& node) {
       return;
     }
     case PARITY_OP_RELU: onnx_node(node, "Relu", input_names(node)); return;
+    case PARITY_OP_CAST:  // ONNX Cast rounds to nearest even as CAST does (NaN payloads are not specified)
+      set_int(onnx_node(node, "Cast", input_names(node)), "to", onnx_dtype_of(static_cast<DType>(node.params.cast.dtype)));
+      return;
     case PARITY_OP_SIGMOID: onnx_node(node, "Sigmoid", input_names(node)); return;
     case PARITY_OP_TANH: onnx_node(node, "Tanh", input_names(node)); return;
     case PARITY_OP_LEAKY_RELU:

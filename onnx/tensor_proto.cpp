@@ -100,6 +100,8 @@ int onnx_dtype_of(DType dtype) {
     case DType::f32: return onnx::TensorProto::FLOAT;
     case DType::i32: return onnx::TensorProto::INT32;
     case DType::i64: return onnx::TensorProto::INT64;
+    case DType::bf16: return onnx::TensorProto::BFLOAT16;
+    case DType::f16: return onnx::TensorProto::FLOAT16;
     case DType::u8: return onnx::TensorProto::UINT8;
   }
   throw Error(ErrorKind::internal, "onnx_dtype_of: unknown dtype");

@@ -421,7 +421,7 @@ TEST(PlanCheck, RefAndCpuRefuseABrokenPlanNamingThemselves) {
   f.values[2].bytes = 8;
   const auto ref_dtype = error_of(*ref, f);
   EXPECT_EQ(ref_dtype.first, ErrorKind::backend);
-  EXPECT_EQ(ref_dtype.second, "ref: plan value 'w' has dtype i64; ref stores f32, i32 values only");
+  EXPECT_EQ(ref_dtype.second, "ref: plan value 'w' has dtype i64; ref stores f32, i32, bf16, f16 values only");
   EXPECT_NO_THROW(cpu->compile(f.plan(), CompileOptions{}, nullptr));  // cpu stores i64
 
   f = PlanFixture{};

@@ -58,6 +58,11 @@ TEST(GpuEmu, EveryOpMatchesRef) {
   const std::vector<OpCaseResult> results = check_ops(o);
   ASSERT_GT(results.size(), 100u);
   for (const OpCaseResult& r : results) {
+    if (r.op == "CAST") {  // ABI 9: the native kernels have no CAST, and the plugin stores no half values
+      EXPECT_TRUE(r.skipped) << r.label;
+      EXPECT_NE(r.skip_reason.find("CAST has no native kernel"), std::string::npos) << r.skip_reason;
+      continue;
+    }
     EXPECT_FALSE(r.skipped) << r.op << " " << r.label << ": " << r.skip_reason;
     EXPECT_TRUE(r.pass()) << r.op << " " << r.label;
   }

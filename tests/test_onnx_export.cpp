@@ -245,6 +245,29 @@ std::string export_error(const Graph& graph, const std::map<std::string, Tensor>
   return "(no error)";
 }
 
+// CAST (ABI 9) is ONNX's Cast: a round trip through f16 passes the checker and its shape
+// inference; the f16 value's type is FLOAT16. (parity's importer does not read half tensors yet.)
+TEST(OnnxExport, CastIsOnnxCastWithItsTargetType) {
+  GraphBuilder b;
+  const Value x = b.input("x", Shape{2, 8});
+  const Value h = b.cast(x, DType::f16, "to_half");
+  const Value back = b.cast(h, DType::f32, "to_float");
+  b.linear(back, b.parameter("w", Shape{3, 8}), b.parameter("b", Shape{3}), "logits");
+  std::map<std::string, Tensor> weights{{"w", Tensor(Shape{3, 8}, DType::f32)}, {"b", Tensor(Shape{3}, DType::f32)}};
+  OnnxExportOptions options;
+  options.outputs = {"logits"};
+  const OnnxExported exported = export_onnx(b.take(), weights, options);
+  EXPECT_NO_THROW(check_onnx_model(exported.bytes, "cast"));
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(exported.bytes));
+  std::vector<int64_t> targets;
+  for (const onnx::NodeProto& n : model.graph().node())
+    if (n.op_type() == "Cast")
+      for (const onnx::AttributeProto& a : n.attribute())
+        if (a.name() == "to") targets.push_back(a.i());
+  EXPECT_EQ(targets, (std::vector<int64_t>{onnx::TensorProto::FLOAT16, onnx::TensorProto::FLOAT}));
+}
+
 TEST(OnnxExport, RefusesAnOpWithoutAnOnnxFormNamingTheNode) {
   GraphBuilder b;
   const Value x = b.input("x", Shape{2, 8});

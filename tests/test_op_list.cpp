@@ -85,10 +85,20 @@ TEST(OpList, EarlierEnumValuesAreUnchanged) {
   EXPECT_EQ(PARITY_OP_MUL, 44);  // ABI 6: broadcasting mul, reduce_sum, clip_coef, appended
   EXPECT_EQ(PARITY_OP_REDUCE_SUM, 45);
   EXPECT_EQ(PARITY_OP_CLIP_COEF, 46);
-  EXPECT_EQ(PARITY_OP_COUNT, 47);
+  EXPECT_EQ(PARITY_OP_CAST, 47);  // ABI 9
+  EXPECT_EQ(PARITY_OP_COUNT, 48);
   EXPECT_EQ(sizeof(parity_op_params), 64u);  // the params structs fit in `reserved`
-  EXPECT_EQ(PARITY_ABI_VERSION, 8);  // 5: the op set of issue #12; 6: broadcasting, clipping; 7: softmax_xent's
-                                     // reduction and ignore_index; 8: node hooks (CHANGELOG.md)
+  EXPECT_EQ(PARITY_ABI_VERSION, 9);  // 5: the op set of issue #12; 6: broadcasting, clipping; 7: softmax_xent's
+                                     // reduction and ignore_index; 8: node hooks; 9: bf16, f16, CAST (CHANGELOG.md)
+  // ABI 9: the half dtypes appended; the C++ DType has the same numbers.
+  EXPECT_EQ(PARITY_F32, 0);
+  EXPECT_EQ(PARITY_I32, 1);
+  EXPECT_EQ(PARITY_I64, 2);
+  EXPECT_EQ(PARITY_BF16, 3);
+  EXPECT_EQ(PARITY_F16, 4);
+  EXPECT_EQ(static_cast<int>(parity::DType::bf16), PARITY_BF16);
+  EXPECT_EQ(static_cast<int>(parity::DType::f16), PARITY_F16);
+  EXPECT_EQ(sizeof(parity_cast_params), 4u);
   EXPECT_EQ(PARITY_HOOK_BEFORE, 0);  // ABI 8
   EXPECT_EQ(PARITY_HOOK_AFTER, 1);
   // ABI 7's params: zero-initialised, ABI 6's mean with nothing ignored.

@@ -231,6 +231,7 @@ TEST(Plugins, BrokenPluginsAreRejectedWithTheReason) {
       {"abi5", {"ABI mismatch", "plugin ABI version 5", "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
       {"abi6", {"ABI mismatch", "plugin ABI version 6", "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
       {"abi7", {"ABI mismatch", "plugin ABI version 7", "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
+      {"abi8", {"ABI mismatch", "plugin ABI version 8", "this libparity uses version " + std::to_string(PARITY_ABI_VERSION)}},
       {"noentry", {"does not export parity_backend_entry()"}},
       {"nodevice", {"no device: the test driver reports 0 devices"}},
       {"missingdep", {"cannot load:", "libparity_test_cudnn_stand_in.so.9"}},

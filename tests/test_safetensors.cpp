@@ -106,6 +106,52 @@ TEST_F(SafetensorsTest, RoundTripsAllDtypesAndMetadata) {
   EXPECT_TRUE(std::signbit(back.tensors.at("conv1.weight").f32()[5]));
 }
 
+// bf16 and f16 (ABI 9) under safetensors' names BF16 and F16, their bit patterns kept exactly
+// (a NaN payload, a subnormal, -0, inf).
+TEST_F(SafetensorsTest, RoundTripsBf16AndF16Bits) {
+  const std::string path = dir_ + "/half.safetensors";
+  const std::vector<uint16_t> bf16_bits = {0x3F80, 0xFFE1, 0x0001, 0x8000, 0x7F80, 0xC2F7};
+  const std::vector<uint16_t> f16_bits = {0x3C00, 0x7E01, 0x0001, 0x8000, 0xFC00, 0x7BFF};
+  TensorFile f;
+  Tensor b(Shape{2, 3}, DType::bf16), h(Shape{6}, DType::f16);
+  std::memcpy(b.bf16(), bf16_bits.data(), 12);
+  std::memcpy(h.f16(), f16_bits.data(), 12);
+  f.tensors["b"] = b;
+  f.tensors["h"] = h;
+  write_safetensors(path, f);
+  const Bytes bytes = read_bytes(path);
+  const std::string text(bytes.begin(), bytes.end());
+  EXPECT_NE(text.find("\"dtype\":\"BF16\""), std::string::npos) << text.substr(0, 200);
+  EXPECT_NE(text.find("\"dtype\":\"F16\""), std::string::npos) << text.substr(0, 200);
+  const TensorFile back = read_safetensors(path);
+  const Tensor& b2 = back.tensors.at("b");
+  const Tensor& h2 = back.tensors.at("h");
+  ASSERT_EQ(b2.dtype(), DType::bf16);
+  ASSERT_EQ(h2.dtype(), DType::f16);
+  EXPECT_EQ(b2.shape(), (Shape{2, 3}));
+  EXPECT_EQ(std::vector<uint16_t>(b2.bf16(), b2.bf16() + 6), bf16_bits);
+  EXPECT_EQ(std::vector<uint16_t>(h2.f16(), h2.f16() + 6), f16_bits);
+}
+
+// A file written by another program (the header by hand, little-endian data after it) reads
+// with each dtype's element size: two bytes per BF16 and F16 element.
+TEST_F(SafetensorsTest, ReadsHandWrittenHalfTensors) {
+  const std::string path = dir_ + "/hand.safetensors";
+  const std::string header =
+      R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"c":{"dtype":"F16","shape":[1],"data_offsets":[4,6]}})";
+  Bytes file = file_with_header(header, 0);
+  for (unsigned char byte : {0x80, 0x3F, 0x49, 0x40, 0x00, 0xBC}) file.push_back(byte);
+  write_bytes(path, file);
+  const TensorFile back = read_safetensors(path);
+  EXPECT_EQ(back.tensors.at("a").bf16()[0], 0x3F80);  // 1.0
+  EXPECT_EQ(back.tensors.at("a").bf16()[1], 0x4049);  // 3.140625
+  EXPECT_EQ(back.tensors.at("c").f16()[0], 0xBC00);   // -1.0
+  // The byte count must fit the dtype: 3 F16 elements in 4 bytes is refused.
+  const std::string bad = R"({"c":{"dtype":"F16","shape":[3],"data_offsets":[0,4]}})";
+  write_bytes(path, file_with_header(bad, 4));
+  expect_read_error(path, "c");
+}
+
 TEST_F(SafetensorsTest, HeaderLayoutMatchesTheFormat) {
   const std::string path = dir_ + "/model.safetensors";
   write_safetensors(path, sample_file());
@@ -263,8 +309,8 @@ TEST_F(SafetensorsTest, OffsetsOutOfRangeOverlappingOrWrongSize) {
 
 TEST_F(SafetensorsTest, UnsupportedDtypeNamesTensorAndDtype) {
   const std::string path = dir_ + "/d.safetensors";
-  write_bytes(path, file_with_header(R"({"half":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4));
-  expect_read_error(path, "tensor 'half' has dtype BF16");
+  write_bytes(path, file_with_header(R"({"wide":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", 16));
+  expect_read_error(path, "tensor 'wide' has dtype F64");
 }
 
 TEST_F(SafetensorsTest, MissingFileIsIoError) {

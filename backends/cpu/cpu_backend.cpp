@@ -291,12 +291,13 @@ class CpuExecutable final : public Executable {
                                                    std::to_string(v.bytes));
   }
 
-  // The kit's checks of the plan (cpu stores f32, i32 and i64; INPUT and TEMP values live in the
+  // The kit's checks of the plan (cpu stores f32, i32, i64, bf16 and f16; INPUT and TEMP values live in the
   // arena; persistent values are shared by name; outputs are TEMP), then the values copied.
   // A node that breaks its op's arity or value rules is a shape error, as cpu's own op checks.
   void check_and_copy_values(const parity_plan& plan) {
     kit::PlanRules rules;
-    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64);
+    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_I64) |
+                   PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16);
     rules.temps_in_arena = true;
     rules.inputs_in_arena = true;
     rules.unique_persistent_names = true;
@@ -406,6 +407,10 @@ class CpuExecutable final : public Executable {
           break;
         case PARITY_I64:
           std::fill_n(reinterpret_cast<int64_t*>(p), r.bytes / 8, kit::poison_value<int64_t>());
+          break;
+        case PARITY_BF16:
+        case PARITY_F16:
+          std::fill_n(reinterpret_cast<uint16_t*>(p), r.bytes / 2, kit::poison_bits16(r.dtype));
           break;
       }
     }

@@ -136,7 +136,9 @@ int32_t worker_slot(int32_t slots);
 inline int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
 // Bytes of one element.
-inline int64_t dtype_bytes(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+inline int64_t dtype_bytes(parity_dtype dtype) {
+  return dtype == PARITY_I64 ? 8 : dtype == PARITY_BF16 || dtype == PARITY_F16 ? 2 : 4;
+}
 
 // ---- the ops: for every op of PARITY_OP_LIST (parity/op_list.h), prepare_<name> checks the
 // node's shapes, sets its work split and returns the workspace bytes run_<name> needs, and

@@ -19,7 +19,7 @@ int64_t prepare_reshape(BoundNode& node) {
 
 void run_reshape(const BoundNode& node) {
   if (node.in[0].data == node.out[0].data) return;
-  const size_t bytes = static_cast<size_t>(node.in[0].numel) * (node.in[0].dtype == PARITY_I64 ? 8 : 4);
+  const size_t bytes = static_cast<size_t>(node.in[0].numel) * dtype_bytes(node.in[0].dtype);
   std::memmove(node.out[0].data, node.in[0].data, bytes);
 }
 

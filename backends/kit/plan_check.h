@@ -60,7 +60,9 @@ inline parity_status status_of(PlanFault fault) {
                                                                      : PARITY_STATUS_INVALID_ARGUMENT;
 }
 
-inline int64_t dtype_size(parity_dtype dtype) { return dtype == PARITY_I64 ? 8 : 4; }
+inline int64_t dtype_size(parity_dtype dtype) {
+  return dtype == PARITY_I64 ? 8 : dtype == PARITY_BF16 || dtype == PARITY_F16 ? 2 : 4;
+}
 
 namespace plan_check_detail {
 
@@ -83,7 +85,7 @@ int32_t enum_bits(const Enum& e) {
 
 inline std::string stored_dtypes(uint32_t dtypes) {
   std::string s;
-  for (parity_dtype d : {PARITY_F32, PARITY_I32, PARITY_I64})
+  for (parity_dtype d : {PARITY_F32, PARITY_I32, PARITY_I64, PARITY_BF16, PARITY_F16})
     if (dtypes & PARITY_DTYPE_BIT(d)) s += (s.empty() ? "" : ", ") + std::string(dtype_name(d));
   return s;
 }
@@ -122,7 +124,7 @@ inline void check_value(const char* backend, const parity_plan& plan, const Plan
                         const parity_value_desc& v, std::set<std::string>& persistent_names) {
   const std::string value = std::string(backend) + ": plan value '" + value_name(v) + "'";
   const int32_t dtype = enum_bits(v.dtype);
-  if (dtype != PARITY_F32 && dtype != PARITY_I32 && dtype != PARITY_I64)
+  if (dtype < PARITY_F32 || dtype > PARITY_F16)
     fail(PlanFault::dtype, value + ": dtype " + std::to_string(dtype) + " is not a parity_dtype");
   if (!(rules.dtypes & PARITY_DTYPE_BIT(v.dtype)))
     fail(PlanFault::dtype, value + " has dtype " + dtype_name(v.dtype) + "; " + backend + " stores " +

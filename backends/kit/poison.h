@@ -20,8 +20,15 @@ constexpr T poison_value() {
   else return std::numeric_limits<T>::max();
 }
 
-// The poison of one 32-bit word of dtype f32 or i32, for devices that fill words.
-inline uint32_t poison_bits32(parity_dtype dtype) { return dtype == PARITY_F32 ? 0x7fc00000u : 0x7fffffffu; }
+// The poison of one element of a 2-byte dtype: its default quiet NaN (ABI 9).
+inline uint16_t poison_bits16(parity_dtype dtype) { return dtype == PARITY_BF16 ? 0x7fc0u : 0x7e00u; }
+
+// The poison of one 32-bit word of dtype f32 or i32 (or two elements of bf16 or f16), for
+// devices that fill words.
+inline uint32_t poison_bits32(parity_dtype dtype) {
+  if (dtype == PARITY_BF16 || dtype == PARITY_F16) return 0x10001u * poison_bits16(dtype);
+  return dtype == PARITY_F32 ? 0x7fc00000u : 0x7fffffffu;
+}
 
 // Calls fill(value_index, element_count, bits32) for each TEMP value with elements.
 template <class Fill>

@@ -29,6 +29,8 @@ inline const char* dtype_name(parity_dtype dtype) {
     case PARITY_F32: return "f32";
     case PARITY_I32: return "i32";
     case PARITY_I64: return "i64";
+    case PARITY_BF16: return "bf16";
+    case PARITY_F16: return "f16";
   }
   return "unknown dtype";
 }

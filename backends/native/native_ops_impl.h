@@ -8,6 +8,7 @@
 
 #include "backends/native/batchnorm.cuh"
 #include "backends/native/broadcast.cuh"
+#include "backends/native/cast.cuh"
 #include "backends/native/concat.cuh"
 #include "backends/native/conv2d.cuh"
 #include "backends/native/dropout.cuh"

@@ -47,7 +47,14 @@ parity_status guarded(const char* backend, parity_error* err, Body&& body) {
 // The op names of plugin.h (generated from PARITY_OP_LIST), under the name the plugins pass.
 inline const char* op_name(parity_op op) { return parity_op_name(op); }
 
-// The ABI's supports(): every op this build knows (read as an integer: the caller may pass any).
+// Why the native kernels cannot run op `op` of this build, or nullptr when they can: CAST (ABI
+// 9) has no native kernel yet, and the native backends store no bf16 or f16 values.
+inline const char* native_lacks(int32_t op) {
+  return op == PARITY_OP_CAST ? "CAST has no native kernel yet (bf16 and f16 values run on ref and cpu)" : nullptr;
+}
+
+// The ABI's supports(): every op this build knows (read as an integer: the caller may pass any)
+// that the native kernels have (native_lacks).
 inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len) {
   if (!node) {
     copy_message(reason, reason_len, msg(backend, ": supports: node is NULL"));
@@ -55,6 +62,10 @@ inline int32_t supports_known_op(const char* backend, const parity_node_desc* no
   }
   int32_t op;
   std::memcpy(&op, &node->op, sizeof op);
+  if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native_lacks(op) : nullptr) {
+    copy_message(reason, reason_len, msg(backend, ": node '", node->name, "': ", lacking));
+    return 0;
+  }
   if (op >= 0 && op < PARITY_OP_COUNT) return 1;
   copy_message(reason, reason_len, msg(backend, ": op ", op, " of node '", node->name, "' is not one this build knows"));
   return 0;

@@ -37,6 +37,7 @@ std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   for (int32_t i = 0; i < v.rank; ++i) s->dims[i] = v.dims[i];
   const auto count = static_cast<size_t>(numel_of(v));
   if (v.dtype == PARITY_F32) s->f64.assign(count, 0.0);
+  else if (is_half(v.dtype)) s->h16.assign(count, 0);
   else s->i32.assign(count, 0);
   return s;
 }
@@ -67,6 +68,8 @@ class RefExecutable final : public Executable {
         std::memcpy(&f, src + i * sizeof(float), sizeof(float));
         s.f64[i] = static_cast<double>(f);  // exact: every float is a double
       }
+    } else if (is_half(v.dtype)) {
+      std::memcpy(s.h16.data(), host, bytes);
     } else {
       std::memcpy(s.i32.data(), host, bytes);
     }
@@ -85,6 +88,8 @@ class RefExecutable final : public Executable {
         const float f = static_cast<float>(s.f64[i]);  // round to nearest (the default FP mode)
         std::memcpy(dst + i * sizeof(float), &f, sizeof(float));
       }
+    } else if (is_half(v.dtype)) {
+      std::memcpy(host, s.h16.data(), bytes);
     } else {
       std::memcpy(host, s.i32.data(), bytes);
     }
@@ -130,7 +135,8 @@ class RefExecutable final : public Executable {
   int64_t memory_bytes() const override {
     int64_t total = 0;
     for (const auto& s : storage_)
-      total += static_cast<int64_t>(s->f64.size() * sizeof(double) + s->i32.size() * sizeof(int32_t));
+      total += static_cast<int64_t>(s->f64.size() * sizeof(double) + s->i32.size() * sizeof(int32_t) +
+                                    s->h16.size() * sizeof(uint16_t));
     return total;
   }
 
@@ -155,7 +161,7 @@ class RefExecutable final : public Executable {
   }
 
   static void check_bytes(const char* what, const parity_value_desc& v, size_t bytes) {
-    const auto expected = static_cast<size_t>(numel_of(v)) * 4;  // f32 and i32 are both 4 bytes on the host
+    const auto expected = static_cast<size_t>(numel_of(v) * kit::dtype_size(v.dtype));  // its host bytes
     if (bytes != expected)
       throw Error(ErrorKind::invalid_argument, std::string("ref: ") + what + " value '" + v.name + "' " +
                                                    dtype_str(v.dtype) + shape_str(v.rank, v.dims) + " needs " +
@@ -168,6 +174,7 @@ class RefExecutable final : public Executable {
       Storage& s = *storage_[i];
       std::fill(s.f64.begin(), s.f64.end(), kit::poison_value<double>());
       std::fill(s.i32.begin(), s.i32.end(), kit::poison_value<int32_t>());
+      std::fill(s.h16.begin(), s.h16.end(), kit::poison_bits16(s.dtype));
     });
   }
 
@@ -217,8 +224,8 @@ class RefBackend final : public Backend {
     return std::make_unique<RefExecutable>(plan, options, shared_executable(share_persistent_with));
   }
 
-  // What RefExecutable allocates: a double per f32 element and an int32 per i32 element of every
-  // value, persistent ones only when the executable shared with does not hold them yet.
+  // What RefExecutable allocates: a double per f32 element, an int32 per i32 element and a
+  // uint16 per bf16 or f16 element of every value, persistent ones only when the executable shared with does not hold them yet.
   std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
                                         Executable* share_persistent_with) const override {
     check_plan(plan);
@@ -227,7 +234,9 @@ class RefBackend final : public Backend {
     for (int32_t i = 0; i < plan.num_values; ++i) {
       const parity_value_desc& v = plan.values[i];
       if (is_persistent(v) && share && share->holds(v)) continue;
-      bytes += numel_of(v) * static_cast<int64_t>(v.dtype == PARITY_F32 ? sizeof(double) : sizeof(int32_t));
+      bytes += numel_of(v) * static_cast<int64_t>(v.dtype == PARITY_F32 ? sizeof(double)
+                                                  : is_half(v.dtype)     ? sizeof(uint16_t)
+                                                                         : sizeof(int32_t));
     }
     return MemoryNeed{bytes, 0};
   }
@@ -245,12 +254,13 @@ class RefBackend final : public Backend {
     return share;
   }
 
-  // What ref needs of a plan before it sizes its vectors: the kit's checks, f32 and i32 values
-  // (what ref stores), one name per persistent value (values are shared by name). An op or dtype
+  // What ref needs of a plan before it sizes its vectors: the kit's checks, f32, i32, bf16 and
+  // f16 values (what ref stores), one name per persistent value (values are shared by name). An op or dtype
   // ref lacks is a backend error; any other broken rule is a bug in the graph layer.
   static void check_plan(const parity_plan& plan) {
     kit::PlanRules rules;
-    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+    rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_BF16) |
+                   PARITY_DTYPE_BIT(PARITY_F16);
     rules.unique_persistent_names = true;
     try {
       kit::check_plan("ref", plan, rules);

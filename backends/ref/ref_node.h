@@ -15,14 +15,19 @@
 namespace parity::ref {
 
 // One value's storage. f32 values are widened to double on write (exact) and rounded to the
-// nearest float on read; i32 values are kept as int32 so labels and indices need no conversion.
+// nearest float on read; i32 values are kept as int32 so labels and indices need no conversion;
+// bf16 and f16 values (ABI 9) are kept as their bit patterns, so that what CAST makes of a NaN
+// is read back bit for bit.
 struct Storage {
   parity_dtype dtype = PARITY_F32;
   int32_t rank = 0;
   int64_t dims[PARITY_MAX_RANK] = {};
   std::vector<double> f64;
   std::vector<int32_t> i32;
+  std::vector<uint16_t> h16;
 };
+
+inline bool is_half(parity_dtype dtype) { return dtype == PARITY_BF16 || dtype == PARITY_F16; }
 
 // A node and the values of the executable running it. A mismatch found here (a missing operand,
 // a wrong dtype, rank or element count) is a bug in the graph layer, reported as internal.
@@ -44,6 +49,9 @@ class RefNode {
   int32_t* i_in(int32_t slot) const { return typed(input_index(slot), PARITY_I32).i32.data(); }
   double* f_out(int32_t slot) const { return typed(output_index(slot), PARITY_F32).f64.data(); }
   int32_t* i_out(int32_t slot) const { return typed(output_index(slot), PARITY_I32).i32.data(); }
+  // The bits of a bf16 or f16 operand (`dtype` is the one the op expects).
+  uint16_t* h_in(int32_t slot, parity_dtype dtype) const { return typed(input_index(slot), dtype).h16.data(); }
+  uint16_t* h_out(int32_t slot, parity_dtype dtype) const { return typed(output_index(slot), dtype).h16.data(); }
   const parity_value_desc& in_desc(int32_t slot) const { return values_[static_cast<size_t>(input_index(slot))]; }
   const parity_value_desc& out_desc(int32_t slot) const { return values_[static_cast<size_t>(output_index(slot))]; }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -595,6 +596,11 @@ inline void reshape_forward(const double* x, double* y, int64_t count) {
 inline void run_reshape(const RefNode& node) {
   const int64_t count = kit::numel_of(node.in_desc(0));
   node.expect_numel(node.out_desc(0), count);
+  const parity_dtype dtype = node.in_desc(0).dtype;
+  if (is_half(dtype)) {  // bf16 and f16 (ABI 9) move as bits
+    std::copy_n(node.h_in(0, dtype), count, node.h_out(0, dtype));
+    return;
+  }
   reshape_forward(node.f_in(0), node.f_out(0), count);
 }
 
@@ -1310,6 +1316,111 @@ inline void run_slice(const RefNode& node) {  // x -> y = x[:, start : start + l
   const int64_t rest = elements_after_dim1(x);
   node.expect_numel(node.out_desc(0), x.dims[0] * p.length * rest);
   copy_from_dim1(node.f_in(0), node.f_out(0), x.dims[0], x.dims[1], p.start, p.length, rest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cast (ABI 9): y = x in params.cast.dtype, between f32, bf16 and f16, by arithmetic on doubles
+// (ref shares no code with ops/kernels/half.h, which the backends use): the value is rounded to
+// the format's grid with nearbyint (round to nearest even, the default FP mode), then its bits
+// are assembled from exponent and significand. An f32 value is its float first (ref's double
+// rounded to float32: what the value is as its dtype). NaNs follow plugin.h's bit rules, the
+// only part defined on bits rather than values.
+
+namespace detail {
+
+struct HalfFormat {
+  int mantissa_bits;  // stored significand bits: 7 (bf16), 10 (f16)
+  int min_exponent;   // of the smallest normal: -126, -14
+  double max_finite;  // 0x1.FEp127, 65504
+};
+constexpr HalfFormat kBf16{7, -126, 0x1.FEp127};
+constexpr HalfFormat kF16{10, -14, 65504.0};
+
+inline const HalfFormat& format_of(parity_dtype dtype) { return dtype == PARITY_BF16 ? kBf16 : kF16; }
+
+// A finite v rounded to the format's values (subnormals included), ties to even; beyond the
+// largest finite value by half an ulp or more (the tie goes to the even 2^(emax+1)): infinity.
+inline double round_to_format(double v, const HalfFormat& f) {
+  if (v == 0.0) return v;
+  const double a = std::fabs(v);
+  int e = 0;
+  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1): the leading bit's exponent is e - 1
+  const double ulp = std::ldexp(1.0, std::max(e - 1, f.min_exponent) - f.mantissa_bits);
+  double r = std::nearbyint(a / ulp) * ulp;  // a / ulp and r * ulp are exact (powers of two)
+  if (r > f.max_finite) r = HUGE_VAL;
+  return std::copysign(r, v);
+}
+
+inline uint32_t float_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+inline float float_of_bits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// The bits of value r, already on the format's grid (or infinite), with the sign of r.
+inline uint16_t half_bits_of(double r, parity_dtype dtype) {
+  if (dtype == PARITY_BF16) return static_cast<uint16_t>(float_bits(static_cast<float>(r)) >> 16);  // exact
+  const uint16_t sign = std::signbit(r) ? 0x8000 : 0;
+  const double a = std::fabs(r);
+  if (std::isinf(a)) return sign | 0x7C00;
+  if (a < 0x1p-14) return static_cast<uint16_t>(sign | static_cast<uint16_t>(a * 0x1p24));  // subnormal units
+  int e = 0;
+  std::frexp(a, &e);
+  const auto significand = static_cast<uint16_t>(std::ldexp(a, 11 - e));  // in [1024, 2048)
+  return static_cast<uint16_t>(sign | (e - 1 + 15) << 10 | (significand - 1024));
+}
+
+// A NaN given by its float32 bits, in the half dtype: quiet, sign and top payload bits kept.
+inline uint16_t half_nan_bits(uint32_t x, parity_dtype dtype) {
+  if (dtype == PARITY_BF16) return static_cast<uint16_t>((x >> 16) | 0x0040u);
+  return static_cast<uint16_t>(((x >> 16) & 0x8000u) | 0x7E00u | ((x >> 13) & 0x03FFu));
+}
+
+// A half value as a float (exact). An f16 NaN becomes a quiet f32 NaN with its payload; a bf16
+// value is its bits shifted (plugin.h).
+inline float float_of_half(uint16_t h, parity_dtype dtype) {
+  if (dtype == PARITY_BF16) return float_of_bits(static_cast<uint32_t>(h) << 16);
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const int exponent = (h >> 10) & 0x1F;
+  const int mantissa = h & 0x3FF;
+  if (exponent == 0x1F)
+    return float_of_bits(sign | 0x7F800000u | (mantissa ? 0x00400000u | static_cast<uint32_t>(mantissa) << 13 : 0u));
+  const double magnitude = exponent == 0 ? std::ldexp(mantissa, -24) : std::ldexp(1024 + mantissa, exponent - 25);
+  return static_cast<float>(sign ? -magnitude : magnitude);
+}
+
+inline uint16_t float_to_half(float x, parity_dtype dtype) {
+  if (std::isnan(x)) return half_nan_bits(float_bits(x), dtype);
+  return half_bits_of(round_to_format(static_cast<double>(x), format_of(dtype)), dtype);
+}
+
+}  // namespace detail
+
+inline void run_cast(const RefNode& node) {
+  const parity_value_desc& x = node.in_desc(0);
+  const parity_value_desc& y = node.out_desc(0);
+  const int64_t count = kit::numel_of(x);
+  node.expect_numel(y, count);
+  if (node.params().cast.dtype != static_cast<int32_t>(y.dtype))
+    throw Error(ErrorKind::internal, node.label() + ": params.cast.dtype " + std::to_string(node.params().cast.dtype) +
+                                         " is not y's dtype " + kit::dtype_name(y.dtype));
+  if (x.dtype == y.dtype) {  // the identity is a copy: ref's double, or the bits
+    if (x.dtype == PARITY_F32) std::copy_n(node.f_in(0), count, node.f_out(0));
+    else std::copy_n(node.h_in(0, x.dtype), count, node.h_out(0, y.dtype));
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const float v = x.dtype == PARITY_F32 ? static_cast<float>(node.f_in(0)[i])
+                                          : detail::float_of_half(node.h_in(0, x.dtype)[i], x.dtype);
+    if (y.dtype == PARITY_F32) node.f_out(0)[i] = static_cast<double>(v);
+    else node.h_out(0, y.dtype)[i] = detail::float_to_half(v, y.dtype);
+  }
 }
 
 }  // namespace parity::ref

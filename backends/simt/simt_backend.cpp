@@ -185,6 +185,10 @@ class SimtBackend final : public Backend {
   bool supports(const parity_node_desc& node, std::string* reason) const override {
     int32_t op;
     std::memcpy(&op, &node.op, sizeof op);
+    if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native::native_lacks(op) : nullptr) {
+      if (reason) *reason = fmt::format("simt: node '{}': {}", node.name, lacking);
+      return false;
+    }
     if (op >= 0 && op < PARITY_OP_COUNT) return true;
     if (reason) *reason = fmt::format("simt: op {} of node '{}' is not one this build knows", op, node.name);
     return false;

@@ -345,6 +345,8 @@ const parity_backend_table kTable = {
     6,  // built against ABI 6, whose SOFTMAX_XENT has no params (always the mean, nothing ignored)
 #elif defined(PARITY_TEST_ABI_7)
     7,  // built against ABI 7, before set_node_hooks and value_address were appended to the table
+#elif defined(PARITY_TEST_ABI_8)
+    8,  // built against ABI 8, before PARITY_BF16, PARITY_F16 and CAST
 #else
     PARITY_ABI_VERSION,
 #endif

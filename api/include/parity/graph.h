@@ -147,6 +147,10 @@ class GraphBuilder {
   // torch.softmax / torch.log_softmax over `dim` (negative counts from the end); a dim outside
   // x's rank is refused naming the node.
   Value softmax(Value x, int dim = 1, const std::string& name = "");
+  // x converted to `dtype` (CAST, ABI 9): between f32, bf16 and f16, rounded to nearest even
+  // (plugin.h, parity_cast_params); any other dtype is refused naming the node. Its gradient is
+  // the incoming gradient cast back to x's dtype.
+  Value cast(Value x, DType dtype, const std::string& name = "");
   Value log_softmax(Value x, int dim = 1, const std::string& name = "");
   // torch.cat(inputs, 1): every input f32 with the same dims but dim 1. More inputs than a node
   // holds (PARITY_MAX_NODE_INPUTS) become a tree of CONCAT nodes "<name>.part<i>" under the

@@ -79,6 +79,8 @@
  *                                                           gradient of a broadcast operand (ABI 6)
  *   CLIP_COEF          in: sumsq[1] (sum of squared grads)  out: coef[1] = min(1, max_norm / (sqrt(sumsq) + 1e-6)),
  *                                                           torch.nn.utils.clip_grad_norm_'s factor (params.clip_coef) (ABI 6)
+ *   CAST               in: x (f32, bf16 or f16)             out: y of x's shape in params.cast.dtype (f32, bf16, f16):
+ *                                                           rounded to nearest even; plugin.h has the exact bits (ABI 9)
  *
  * Broadcasting (ADD and MUL, ABI 6): a and b have one rank; in every dim each has the output's
  * size or 1 (numpy's rule at equal rank, so a [N,C,1,1] scale multiplies an [N,C,H,W] map and a
@@ -144,7 +146,8 @@
   X(SLICE,             slice,             1, 1, 0)       \
   X(MUL,               mul,               2, 1, 1)       \
   X(REDUCE_SUM,        reduce_sum,        1, 1, 0)       \
-  X(CLIP_COEF,         clip_coef,         1, 1, 0)
+  X(CLIP_COEF,         clip_coef,         1, 1, 0)       \
+  X(CAST,              cast,              1, 1, 0)
 
 
 /* Optional trailing operands (ABI 5): PARITY_OP_OPTIONAL_TRAILING(X) calls X(ID, inputs,

@@ -40,7 +40,7 @@ extern "C" {
 /* The version of everything in this header. A loader uses a backend only when the table it
  * returns carries exactly this number; any change to a struct, an enum value or a function
  * signature below increments it. */
-#define PARITY_ABI_VERSION 8  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
+#define PARITY_ABI_VERSION 9  /* 2: op names in this header, SIGMOID, PARITY_STATUS_IO; 3: memory_need;
                                  4: memory_need_without_device, TANH, LEAKY_RELU, GELU, HARDTANH
                                  and their backwards; 5: SGD_STEP's step input, AdamW, Nesterov,
                                  lr schedules, DROPOUT, conv2d groups/dilation/
@@ -48,7 +48,9 @@ extern "C" {
                                  REDUCE_SUM, CLIP_COEF; 7: SOFTMAX_XENT's reduction and
                                  ignore_index; 8: node hooks and value addresses
                                  (set_node_hooks, value_address: data-parallel
-                                 training's gradient all-reduce) (CHANGELOG.md) */
+                                 training's gradient all-reduce); 9: PARITY_BF16,
+                                 PARITY_F16 and CAST (mixed precision's
+                                 foundation) (CHANGELOG.md) */
 /* The ABI that gave conv2d groups, dilation, asymmetric padding and an optional bias
  * (parity_conv2d_params' appended fields, PARITY_OP_OPTIONAL_TRAILING). A plugin built against an
  * older one would read such a node as a plain convolution, so libparity never hands it one
@@ -59,7 +61,17 @@ extern "C" {
 #define PARITY_MAX_NODE_OUTPUTS 4
 #define PARITY_NAME_LEN 64
 
-typedef enum parity_dtype { PARITY_F32 = 0, PARITY_I32 = 1, PARITY_I64 = 2 } parity_dtype;
+/* The element types values may have. BF16 (bfloat16: f32's sign and exponent, 7 stored mantissa
+ * bits) and F16 (IEEE 754 binary16) are 2 bytes each, stored as their bit patterns (ABI 9). A
+ * backend lists the ones it stores in parity_capabilities.dtypes; libparity never hands it a
+ * plan with a value of another. Appended only: the numbers are ABI. */
+typedef enum parity_dtype {
+  PARITY_F32 = 0,
+  PARITY_I32 = 1,
+  PARITY_I64 = 2,
+  PARITY_BF16 = 3, /* ABI 9 */
+  PARITY_F16 = 4   /* ABI 9 */
+} parity_dtype;
 
 /* Every op, forward and backward, generated from PARITY_OP_LIST: parity/op_list.h lists each
  * op's inputs and outputs in the order a node stores them. */
@@ -324,6 +336,19 @@ typedef struct parity_softmax_xent_params {
   int32_t has_ignore_index;        /* 0: every row counts (ABI 6; torch's ignore_index=-100 must be given) */
 } parity_softmax_xent_params;
 
+/* CAST (ABI 9): y = x converted to `dtype`, which is also y's value dtype (the two must agree).
+ * Every pair of F32, BF16 and F16 (the identity included, a copy). To a half dtype the value is
+ * rounded to nearest, ties to even, overflow to infinity, below the smallest subnormal to a zero
+ * of x's sign; a NaN stays NaN (its quiet bit set, its sign and the top bits of its payload kept:
+ * bf16 = x[31:16] | 0x0040, f16 = sign | 0x7E00 | x[22:13]). From a half dtype to F32 it is exact
+ * (an F16 NaN quieted, a BF16 NaN the 16-bit shift). These are the bits of x86's VCVTNEPS2BF16 /
+ * VCVTPS2PH / VCVTPH2PS, except that an f32 subnormal rounds like any value (VCVTNEPS2BF16 flushes
+ * it to zero; CUDA and torch round it). ops/kernels/half.h has the conversions in a form host and
+ * device code share. */
+typedef struct parity_cast_params {
+  int32_t dtype;                   /* parity_dtype of the output */
+} parity_cast_params;
+
 typedef union parity_op_params {
   parity_conv2d_params conv2d;     /* CONV2D, CONV2D_BWD_DATA, CONV2D_BWD_WEIGHT */
   parity_maxpool2d_params maxpool2d; /* MAXPOOL2D, MAXPOOL2D_BWD */
@@ -340,6 +365,7 @@ typedef union parity_op_params {
   parity_reduce_sum_params reduce_sum; /* REDUCE_SUM (ABI 6) */
   parity_clip_coef_params clip_coef; /* CLIP_COEF (ABI 6) */
   parity_softmax_xent_params softmax_xent; /* SOFTMAX_XENT, SOFTMAX_XENT_BWD (ABI 7) */
+  parity_cast_params cast;         /* CAST (ABI 9) */
   uint8_t reserved[64];
 } parity_op_params;
 /* The union's size is ABI: a params struct that grows past 64 bytes fails to compile here. */
@@ -509,7 +535,8 @@ typedef struct parity_probe_result {
                                                      write_value_f64 / read_value_f64 */
 
 typedef struct parity_capabilities {
-  uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have */
+  uint32_t dtypes;                    /* PARITY_DTYPE_BIT of every dtype values may have; libparity
+                                         refuses a plan with a value of another before compile (ABI 9) */
   uint64_t features;                  /* PARITY_FEATURE_* */
   int32_t threads;                    /* host threads an execute uses (1 for a GPU backend's host side) */
   int32_t device;                     /* the device index this instance uses */
@@ -528,9 +555,10 @@ typedef struct parity_backend_config {
 } parity_backend_config;
 
 /* Flags of compile. */
-#define PARITY_COMPILE_POISON_OUTPUTS (1u << 0) /* fill every TEMP value with NaN (f32) or the largest
-                                                   integer (i32, i64) before each execute, so an element
-                                                   an op forgets to write shows up as a mismatch */
+#define PARITY_COMPILE_POISON_OUTPUTS (1u << 0) /* fill every TEMP value with NaN (f32; bf16 0x7FC0, f16
+                                                   0x7E00) or the largest integer (i32, i64) before each
+                                                   execute, so an element an op forgets to write shows
+                                                   up as a mismatch */
 
 /* What compile() would allocate for a plan (memory_need, ABI 3): bytes of this process's host
  * memory and of the instance's device memory (0 for a host backend). */

@@ -8,10 +8,12 @@
 
 namespace parity {
 
-// f32, i32 and i64 are numbered as the plugin ABI's parity_dtype. u8 is a storage dtype only (the
-// pruning masks of `parity prune` in safetensors files): no graph value and no plugin ABI dtype
-// has it, so it is numbered apart, leaving the ABI's next numbers to dtypes values may have.
-enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2, u8 = 64 };
+// f32, i32, i64, bf16 and f16 are numbered as the plugin ABI's parity_dtype (bf16 and f16 since
+// ABI 9: 2-byte values held as their bit patterns, bfloat16 and IEEE binary16). u8 is a storage
+// dtype only (the pruning masks of `parity prune` in safetensors files): no graph value and no
+// plugin ABI dtype has it, so it is numbered apart, leaving the ABI's next numbers to dtypes
+// values may have.
+enum class DType : int32_t { f32 = 0, i32 = 1, i64 = 2, bf16 = 3, f16 = 4, u8 = 64 };
 
 size_t dtype_size(DType dtype);
 const char* to_string(DType dtype);
@@ -62,11 +64,22 @@ class Tensor {
   const int64_t* i64() const;
   uint8_t* u8();
   const uint8_t* u8() const;
+  // The bit patterns of a bf16 or f16 tensor (cast_tensor converts them to f32 and back).
+  uint16_t* bf16();
+  const uint16_t* bf16() const;
+  uint16_t* f16();
+  const uint16_t* f16() const;
 
  private:
   Shape shape_;
   DType dtype_ = DType::f32;
   std::vector<unsigned char> bytes_;
 };
+
+// `t` converted to `to`: between f32, bf16 and f16 in any direction (the identity is a copy).
+// To a half dtype each value is rounded to nearest even as the CAST op does (plugin.h,
+// parity_cast_params: NaN stays NaN, overflow becomes inf); to f32 it is exact. Any other pair
+// throws Error(invalid_argument) naming both dtypes. Defined in ops/tensor_cast.cpp.
+Tensor cast_tensor(const Tensor& t, DType to);
 
 }  // namespace parity
