@@ -1,6 +1,6 @@
 // bench/machine.cpp — start-up measurements of the machine: float32 FMA peak (independent FMA
 // chains per thread, enough to cover latency x ports) and an Eigen 2048x2048 matrix-product rate;
-// plus the strings the report records (CPU, build options, git revision).
+// plus the strings the report records (CPU, build options, git revision) and the load average.
 #include "bench/machine.h"
 
 #include <immintrin.h>
@@ -140,6 +140,13 @@ long long vm_hwm_kib() {
   while (std::getline(status, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
   return -1;
+}
+
+double load_average_1min() {
+  std::ifstream f("/proc/loadavg");
+  double one = -1;
+  if (!(f >> one)) return -1;
+  return one;
 }
 
 std::string build_options() {

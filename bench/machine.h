@@ -18,6 +18,9 @@ MachineInfo measure_machine(int threads);
 
 std::string cpu_name();  // /proc/cpuinfo's model name
 
+// The 1-minute load average (/proc/loadavg), -1 when unknown: printed beside noisy measurements.
+double load_average_1min();
+
 // Peak resident memory (VmHWM) of this process in KiB, -1 when unknown.
 long long vm_hwm_kib();
 
