@@ -58,12 +58,13 @@ ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vect
   for (size_t i = 0; i < low.size(); ++i) ratios[i] = high[i] / low[i];
   s.ratio = median_of(ratios);
   s.ratio_of_medians = s.median_high / s.median_low;
-  s.conclusive = s.noise <= noise_limit;
+  s.conclusive = s.rounds >= 2 && s.noise <= noise_limit;
   return s;
 }
 
 std::string scaling_verdict(const ScalingSummary& s) {
   if (s.conclusive) return fmt::format("{:.2f}x", s.ratio);
+  if (s.rounds < 2) return "inconclusive (1 round: no noise measured)";
   return fmt::format("inconclusive (noise {:.1f}% > {:.1f}%)", 100 * s.noise, 100 * s.noise_limit);
 }
 
@@ -133,6 +134,13 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   fmt::print("  {:<8} {:>15.1f}% {:>15.1f}%           ((max-min)/median of the round medians; limit {:.1f}%)\n",
              "noise", 100 * s.noise_low, 100 * s.noise_high, 100 * s.noise_limit);
   fmt::print("  load average {:.2f} before, {:.2f} after\n", load_before, load_after);
+  // The spread catches load that comes and goes, not load that stays: other work holding the
+  // cores throughout lowers the HIGH figure in every round alike. Said, not ruled on: the load
+  // average also counts this process's own threads of the case before.
+  if (std::max(load_before, load_after) > hardware_threads())
+    fmt::print("  note: a load average above the {} hardware threads: other work competes for the cores, which "
+               "lowers the {}-thread figure in every round without widening the spread\n",
+               hardware_threads(), hi);
   fmt::print("  {}-thread/{}-thread: {}\n", hi, lo, scaling_verdict(s));
   std::fflush(stdout);
   c["rounds"] = rounds;
@@ -166,7 +174,7 @@ int run_thread_scaling(const BenchOptions& o) {
              load_average_1min());
   fmt::print("build: {}; git {}\n", build_options(), git_revision());
   fmt::print("thread scaling: training steps at {} and {} threads, alternated for {} rounds; a round is the median "
-             "of its steps timed for --min-time {} s after {} warm-up steps (1 after the first round); noise limit "
+             "of its steps timed for --min-time {} s after {} warm-up step(s) (1 after the first round); noise limit "
              "{:.0f}%\n",
              lo, hi, o.scaling_rounds, o.min_time, o.warmup, 100 * kScalingNoiseLimit);
   std::unique_ptr<Backend> ref = make_backend("ref", 1);

@@ -42,7 +42,7 @@ struct ScalingSummary {
   // drift enters it uncancelled: it is kept as a cross-check only.
   double ratio = 0;
   double ratio_of_medians = 0;
-  bool conclusive = false;  // noise <= noise_limit
+  bool conclusive = false;  // at least 2 rounds, and noise <= noise_limit
 };
 
 // Throws Error(invalid_argument) when the vectors differ in length or are empty, or a value is
@@ -50,7 +50,7 @@ struct ScalingSummary {
 ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vector<double>& high,
                                  double noise_limit = kScalingNoiseLimit);
 
-// "1.85x", or "inconclusive (noise 14.2% > 10.0%)".
+// "1.85x", or "inconclusive (noise 14.2% > 10.0%)" (or "(1 round: no noise measured)").
 std::string scaling_verdict(const ScalingSummary& s);
 
 // The refusal's text for --thread-scaling's counts on a machine with `hardware` threads, or ""

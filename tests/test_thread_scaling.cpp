@@ -84,6 +84,14 @@ TEST(ThreadScaling, NoiseOfEitherCountAboveTheLimitMakesItInconclusive) {
             "inconclusive (noise 11.0% > 5.0%)");
 }
 
+TEST(ThreadScaling, OneRoundMeasuresNoNoiseAndGivesNoNumber) {
+  const ScalingSummary s = summarize_scaling({100}, {190});
+  EXPECT_DOUBLE_EQ(s.ratio, 1.9);
+  EXPECT_DOUBLE_EQ(s.noise, 0);
+  EXPECT_FALSE(s.conclusive);
+  EXPECT_EQ(scaling_verdict(s), "inconclusive (1 round: no noise measured)");
+}
+
 void expect_invalid(const std::vector<double>& low, const std::vector<double>& high, const std::string& fragment) {
   try {
     summarize_scaling(low, high);
