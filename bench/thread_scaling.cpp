@@ -3,11 +3,13 @@
 #include "bench/thread_scaling.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "bench/cases.h"
@@ -36,7 +38,8 @@ double relative_spread(const std::vector<double>& values) {
   return (*hi - *lo) / std::fabs(m);
 }
 
-ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vector<double>& high, double noise_limit) {
+ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vector<double>& high, double noise_limit,
+                                 double others_share) {
   if (low.empty() || low.size() != high.size())
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("thread scaling: need as many rounds at each thread count, and at least one; got {} and {}",
@@ -58,14 +61,20 @@ ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vect
   for (size_t i = 0; i < low.size(); ++i) ratios[i] = high[i] / low[i];
   s.ratio = median_of(ratios);
   s.ratio_of_medians = s.median_high / s.median_low;
-  s.conclusive = s.rounds >= 2 && s.noise <= noise_limit;
+  s.others_share = others_share;
+  s.conclusive = s.rounds >= 2 && s.noise <= noise_limit && others_share <= noise_limit;
   return s;
 }
 
 std::string scaling_verdict(const ScalingSummary& s) {
   if (s.conclusive) return fmt::format("{:.2f}x", s.ratio);
-  if (s.rounds < 2) return "inconclusive (1 round: no noise measured)";
-  return fmt::format("inconclusive (noise {:.1f}% > {:.1f}%)", 100 * s.noise, 100 * s.noise_limit);
+  std::vector<std::string> why;
+  if (s.rounds < 2) why.push_back("1 round: no noise measured");
+  else if (s.noise > s.noise_limit) why.push_back(fmt::format("noise {:.1f}% > {:.1f}%", 100 * s.noise, 100 * s.noise_limit));
+  if (s.others_share > s.noise_limit)
+    why.push_back(fmt::format("other processes kept {:.1f}% of the CPUs busy > {:.1f}%", 100 * s.others_share,
+                              100 * s.noise_limit));
+  return fmt::format("inconclusive ({})", fmt::join(why, "; "));
 }
 
 std::string thread_scaling_counts_error(const std::vector<int>& counts, int hardware) {
@@ -107,6 +116,9 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   ModelCaseStep run_low(spec, low, true, o.batch, o.seed, weights);
   ModelCaseStep run_high(spec, high, true, o.batch, o.seed, weights);
   const double load_before = load_average_1min();
+  int cpus = 0;
+  const double busy0 = allowed_cpus_busy_seconds(&cpus), own0 = process_cpu_seconds();
+  const auto wall0 = std::chrono::steady_clock::now();
   fmt::print("\n{}, {}, batch {}: {} vs {} threads, {} rounds\n", name, backend_name, o.batch, lo, hi, o.scaling_rounds);
   const std::string lo_head = fmt::format("{}-thread img/s", lo), hi_head = fmt::format("{}-thread img/s", hi);
   fmt::print("  {:<8} {:>16} {:>16} {:>8}\n", "round", lo_head, hi_head, "ratio");
@@ -128,19 +140,23 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
                       {"low_steps", t_low.samples.size()}, {"high_steps", t_high.samples.size()}});
   }
   const double load_after = load_average_1min();
-  const ScalingSummary s = summarize_scaling(ips_low, ips_high);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double busy1 = allowed_cpus_busy_seconds(&cpus), own1 = process_cpu_seconds();
+  double others = -1;  // unknown without /proc/stat or getrusage
+  if (busy0 >= 0 && busy1 >= 0 && own0 >= 0 && own1 >= 0 && cpus > 0 && wall > 0)
+    others = std::clamp(((busy1 - busy0) - (own1 - own0)) / (wall * cpus), 0.0, 1.0);
+  const ScalingSummary s = summarize_scaling(ips_low, ips_high, kScalingNoiseLimit, others);
   fmt::print("  {:<8} {:>16.1f} {:>16.1f} {:>7.2f}x  (median of the per-round ratios; ratio of the medians {:.2f}x)\n",
              "median", s.median_low, s.median_high, s.ratio, s.ratio_of_medians);
   fmt::print("  {:<8} {:>15.1f}% {:>15.1f}%           ((max-min)/median of the round medians; limit {:.1f}%)\n",
              "noise", 100 * s.noise_low, 100 * s.noise_high, 100 * s.noise_limit);
+  if (others >= 0)
+    fmt::print("  {:<8} {:.1f}% of the {} CPUs this process may use, busy with other processes while the rounds ran "
+               "(limit {:.1f}%)\n",
+               "others", 100 * others, cpus, 100 * s.noise_limit);
+  else
+    fmt::print("  {:<8} unknown (no /proc/stat): not ruled on\n", "others");
   fmt::print("  load average {:.2f} before, {:.2f} after\n", load_before, load_after);
-  // The spread catches load that comes and goes, not load that stays: other work holding the
-  // cores throughout lowers the HIGH figure in every round alike. Said, not ruled on: the load
-  // average also counts this process's own threads of the case before.
-  if (std::max(load_before, load_after) > hardware_threads())
-    fmt::print("  note: a load average above the {} hardware threads: other work competes for the cores, which "
-               "lowers the {}-thread figure in every round without widening the spread\n",
-               hardware_threads(), hi);
   fmt::print("  {}-thread/{}-thread: {}\n", hi, lo, scaling_verdict(s));
   std::fflush(stdout);
   c["rounds"] = rounds;
@@ -150,6 +166,7 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   c["noise_high"] = s.noise_high;
   c["noise"] = s.noise;
   c["noise_limit"] = s.noise_limit;
+  c["others_share"] = others >= 0 ? json(others) : json(nullptr);
   c["median_round_ratio"] = s.ratio;
   c["ratio_of_medians"] = s.ratio_of_medians;
   c["conclusive"] = s.conclusive;

@@ -1,7 +1,8 @@
 // bench/thread_scaling.h — `parity bench --thread-scaling LOW,HIGH`: whole training steps timed in
 // alternated rounds at two thread counts inside one process (a backend instance per count), the
 // scaling HIGH/LOW as the median of the per-round ratios, the machine's noise as the spread of
-// the per-round medians, and the rule that reports the scaling as inconclusive above a noise limit.
+// the per-round medians, the other processes' share of the CPUs meanwhile, and the rule that
+// reports the scaling as inconclusive when either is above a limit.
 #pragma once
 
 #include <string>
@@ -16,6 +17,9 @@ namespace parity::bench {
 // 2-thread/1-thread ratio of 1.8x, 10% below the ideal 2.0x. When one thread count's round
 // medians already scatter by more than that, noise alone moves a round by as much as the distance
 // between meeting the target and scaling perfectly, so the ratio cannot separate the two.
+// The same limit applies to the share of the allowed CPUs that other processes kept busy while
+// the rounds ran: the spread catches load that comes and goes, not load that stays, and other
+// work holding 10% of the cores throughout costs the HIGH count that much in every round alike.
 constexpr double kScalingNoiseLimit = 0.10;
 
 // Fewer rounds give no usable spread: with 2 or 3 points (max-min)/median says little.
@@ -42,15 +46,19 @@ struct ScalingSummary {
   // drift enters it uncancelled: it is kept as a cross-check only.
   double ratio = 0;
   double ratio_of_medians = 0;
-  bool conclusive = false;  // at least 2 rounds, and noise <= noise_limit
+  // Busy time of the allowed CPUs, less this process's CPU time, over (wall time x CPUs) while
+  // the rounds ran; -1: unknown (not ruled on).
+  double others_share = -1;
+  bool conclusive = false;  // at least 2 rounds, noise <= noise_limit and others_share <= noise_limit
 };
 
 // Throws Error(invalid_argument) when the vectors differ in length or are empty, or a value is
 // not a positive finite number.
 ScalingSummary summarize_scaling(const std::vector<double>& low, const std::vector<double>& high,
-                                 double noise_limit = kScalingNoiseLimit);
+                                 double noise_limit = kScalingNoiseLimit, double others_share = -1);
 
-// "1.85x", or "inconclusive (noise 14.2% > 10.0%)" (or "(1 round: no noise measured)").
+// "1.85x", or "inconclusive (" each reason, "; "-separated, ")": "noise 14.2% > 10.0%", "other
+// processes kept 35.0% of the CPUs busy > 10.0%", "1 round: no noise measured".
 std::string scaling_verdict(const ScalingSummary& s);
 
 // The refusal's text for --thread-scaling's counts on a machine with `hardware` threads, or ""

@@ -92,6 +92,19 @@ TEST(ThreadScaling, OneRoundMeasuresNoNoiseAndGivesNoNumber) {
   EXPECT_EQ(scaling_verdict(s), "inconclusive (1 round: no noise measured)");
 }
 
+// Load that stays lowers the HIGH count in every round alike, which the spread does not see.
+TEST(ThreadScaling, OtherProcessesBusyAboveTheLimitMakeItInconclusive) {
+  const std::vector<double> low = {1000, 1000, 1000, 1000, 1000}, high = {1000, 1000, 1000, 1000, 1000};
+  EXPECT_EQ(scaling_verdict(summarize_scaling(low, high, kScalingNoiseLimit, 0.10)), "1.00x");
+  EXPECT_EQ(scaling_verdict(summarize_scaling(low, high, kScalingNoiseLimit, -1)), "1.00x") << "unknown: not ruled on";
+  const ScalingSummary busy = summarize_scaling(low, high, kScalingNoiseLimit, 0.543);
+  EXPECT_FALSE(busy.conclusive);
+  EXPECT_DOUBLE_EQ(busy.others_share, 0.543);
+  EXPECT_EQ(scaling_verdict(busy), "inconclusive (other processes kept 54.3% of the CPUs busy > 10.0%)");
+  EXPECT_EQ(scaling_verdict(summarize_scaling({100, 80, 100, 100, 100}, high, kScalingNoiseLimit, 0.2)),
+            "inconclusive (noise 20.0% > 10.0%; other processes kept 20.0% of the CPUs busy > 10.0%)");
+}
+
 void expect_invalid(const std::vector<double>& low, const std::vector<double>& high, const std::string& fragment) {
   try {
     summarize_scaling(low, high);
@@ -140,10 +153,10 @@ TEST(ThreadScalingCli, PrintsARatioOrInconclusiveAndWritesIt) {
   }
   const parity::testing::CommandRun r = run_cli("bench --backend cpu --thread-scaling 1,2 " + tiny);
   ASSERT_EQ(r.status, 0) << r.output;
-  const std::regex verdict(R"(2-thread/1-thread: ([0-9]+\.[0-9]{2}x|inconclusive \(noise [0-9.]+% > 10\.0%\))\n)");
+  const std::regex verdict(R"(2-thread/1-thread: ([0-9]+\.[0-9]{2}x|inconclusive \((noise|other processes)[^)]*> 10\.0%\))\n)");
   EXPECT_TRUE(std::regex_search(r.output, verdict)) << r.output;
   for (const char* line : {"seed-cnn train step, cpu, batch 4: 1 vs 2 threads, 5 rounds", "  median ", "  noise ",
-                           "  load average "})
+                           "  others ", "  load average "})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   std::ifstream f(json_path);
   ASSERT_TRUE(f) << json_path;

@@ -87,8 +87,8 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
                   fmt::format("LOW,HIGH, e.g. 1,2: instead of the cases, time whole training steps of --models "
                               "(default seed-cnn-112,seed-cnn) on LOW and on HIGH threads in --scaling-rounds "
                               "alternated rounds, and report HIGH/LOW as the median of the per-round ratios, or as "
-                              "inconclusive when either count's round medians spread by more than {:.0f}% "
-                              "((max-min)/median)",
+                              "inconclusive when either count's round medians spread by more than {0:.0f}% "
+                              "((max-min)/median) or other processes kept more than {0:.0f}% of the CPUs busy",
                               100 * bench::kScalingNoiseLimit))
       ->delimiter(',')
       ->excludes(threads)
