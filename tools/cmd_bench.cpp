@@ -50,9 +50,10 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--backend", *backends, "comma-separated: cpu, simt, cuda, hip, ref, or all")
       ->delimiter(',')
       ->capture_default_str();
-  CLI::Option* models = cmd->add_option("--models", o->models, "comma-separated models: built-in names or ONNX files (path.onnx)")
-      ->delimiter(',')
-      ->capture_default_str();
+  CLI::Option* models =
+      cmd->add_option("--models", o->models, "comma-separated models: built-in names or ONNX files (path.onnx)")
+          ->delimiter(',')
+          ->capture_default_str();
   cmd->add_option("--data", synthetic_data_source(),
                   "synthetic: random images of each model's geometry (the only source: no dataset needs to fit)")
       ->check(CLI::IsMember({"synthetic"}))
