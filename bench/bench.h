@@ -27,6 +27,10 @@ struct BenchOptions {
   std::string against;      // "torch": run the LibTorch peer; "": none
   std::string peer_path;    // empty: the peer built beside parity (PARITY_TORCH_PEER overrides)
   int rounds = 3;           // parity/peer alternations per model case
+  // --thread-scaling LOW,HIGH (bench/thread_scaling.h): empty unless given; then only that
+  // measurement runs, in scaling_rounds alternated rounds.
+  std::vector<int> scaling_threads;
+  int scaling_rounds = 5;
   std::string jemalloc;     // empty: look in the usual places
   bool measure_rss = true;  // peak resident memory of a separate parity training process
   std::string json_path;

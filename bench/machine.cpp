@@ -1,13 +1,18 @@
 // bench/machine.cpp — start-up measurements of the machine: float32 FMA peak (independent FMA
 // chains per thread, enough to cover latency x ports) and an Eigen 2048x2048 matrix-product rate;
-// plus the strings the report records (CPU, build options, git revision).
+// plus the strings the report records (CPU, build options, git revision) and the load average.
 #include "bench/machine.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <sstream>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -140,6 +145,42 @@ long long vm_hwm_kib() {
   while (std::getline(status, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
   return -1;
+}
+
+double load_average_1min() {
+  std::ifstream f("/proc/loadavg");
+  double one = -1;
+  if (!(f >> one)) return -1;
+  return one;
+}
+
+double allowed_cpus_busy_seconds(int* cpus) {
+  *cpus = 0;
+  cpu_set_t mask;
+  if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1;
+  std::ifstream f("/proc/stat");
+  std::string line;
+  double ticks = 0;
+  while (std::getline(f, line)) {
+    int index = -1;
+    if (line.rfind("cpu", 0) != 0 || std::sscanf(line.c_str(), "cpu%d", &index) != 1) continue;
+    if (index < 0 || index >= CPU_SETSIZE || !CPU_ISSET(index, &mask)) continue;
+    std::istringstream fields(line.substr(line.find(' ')));
+    double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    if (!(fields >> user >> nice >> system >> idle >> iowait >> irq >> softirq)) return -1;
+    fields >> steal;  // absent before Linux 2.6.11
+    ticks += user + nice + system + irq + softirq + steal;
+    ++*cpus;
+  }
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  return *cpus > 0 && hz > 0 ? ticks / static_cast<double>(hz) : -1;
+}
+
+double process_cpu_seconds() {
+  rusage u{};
+  if (::getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 std::string build_options() {

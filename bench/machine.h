@@ -18,6 +18,15 @@ MachineInfo measure_machine(int threads);
 
 std::string cpu_name();  // /proc/cpuinfo's model name
 
+// The 1-minute load average (/proc/loadavg), -1 when unknown: printed beside noisy measurements.
+double load_average_1min();
+
+// CPU seconds the CPUs this process may run on (its affinity mask) have spent busy (user, nice,
+// system, irq, softirq, steal in /proc/stat) since boot, and how many such CPUs there are; -1
+// when unknown. With process_cpu_seconds, what other processes took of those CPUs over a while.
+double allowed_cpus_busy_seconds(int* cpus);
+double process_cpu_seconds();  // user + system time of every thread of this process
+
 // Peak resident memory (VmHWM) of this process in KiB, -1 when unknown.
 long long vm_hwm_kib();
 

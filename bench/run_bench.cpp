@@ -20,6 +20,7 @@
 #include "bench/machine.h"
 #include "bench/peer.h"
 #include "bench/report.h"
+#include "bench/thread_scaling.h"
 #include "bench/timing.h"
 #include "check/torch_peer_launcher.h"
 #include "model/model_description.h"
@@ -85,11 +86,20 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
   // Alternate with the peer and the 1-thread run, so that machine noise hits every figure.
   const int rounds = peer || single_run ? std::max(1, o.rounds) : 1;
   Timing t, t1;
+  std::vector<double> round_ips, round_ips1;  // each round's median images/s: the thread-scaling line
+  const auto round_median_ips = [n](const Timing& all, size_t from) {
+    return static_cast<double>(n) / median_of(std::vector<double>(all.samples.begin() + from, all.samples.end()));
+  };
   std::vector<json> peer_rounds;
   int64_t i = 2, j = 0;
   for (int r = 0; r < rounds; ++r) {
+    const size_t from = t.samples.size(), from1 = t1.samples.size();
     time_runs([&] { run.run(i++); }, r == 0 ? o.warmup : 1, o.min_time, t);
-    if (single_run) time_runs([&] { single_run->run(j++); }, r == 0 ? o.warmup : 1, o.min_time, t1);
+    round_ips.push_back(round_median_ips(t, from));
+    if (single_run) {
+      time_runs([&] { single_run->run(j++); }, r == 0 ? o.warmup : 1, o.min_time, t1);
+      round_ips1.push_back(round_median_ips(t1, from1));
+    }
     if (peer) peer_rounds.push_back(peer->run(spec.name, train ? "train" : "infer", n, weights_path, o.min_time, o.warmup));
   }
   json c = report.add(name, "model", backend_name, n, run.flops(), t, backend.threads());
@@ -101,9 +111,14 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
   c["loss1"] = loss1;
   if (single_run) {
     json s = report.add(name + ", 1 thread", "model", backend_name, n, run.flops(), t1, 1);
-    const double scaling = t1.median() / t.median();
-    c["thread_scaling"] = scaling;
-    fmt::print("{:<50} {}-thread/1-thread images/s: {:.2f}x\n", "", backend.threads(), scaling);
+    // The rule of `--thread-scaling` (bench/thread_scaling.h), over these --rounds rounds.
+    const ScalingSummary scaling = summarize_scaling(round_ips1, round_ips);
+    c["thread_scaling"] = scaling.conclusive ? json(scaling.ratio) : json(nullptr);  // null: inconclusive
+    c["thread_scaling_verdict"] = scaling_verdict(scaling);
+    c["thread_scaling_noise"] = scaling.noise;
+    c["thread_scaling_rounds"] = scaling.rounds;
+    fmt::print("{:<50} {}-thread/1-thread images/s: {} (median of {} per-round ratios; noise {:.1f}%)\n", "",
+               backend.threads(), scaling_verdict(scaling), scaling.rounds, 100 * scaling.noise);
     report.cases.push_back(std::move(s));
   }
   if (train && o.measure_rss && !o.self_path.empty()) {

@@ -1,6 +1,7 @@
 // tools/cmd_bench.cpp — `parity bench`: options of the benchmark (bench/bench.h does the work),
 // `parity bench compare A.json B.json`, and the hidden --rss-worker mode the benchmark spawns to
-// measure a training process's peak memory.
+// measure a training process's peak memory; --thread-scaling runs bench/thread_scaling.h instead
+// of the cases.
 #include <unistd.h>
 
 #include <memory>
@@ -10,6 +11,7 @@
 #include "bench/bench.h"
 #include "bench/compare.h"
 #include "bench/distributed.h"
+#include "bench/thread_scaling.h"
 #include "dist/launch_env.h"
 #include "parity/parity.h"
 #include "tools/commands.h"
@@ -22,6 +24,17 @@ std::string self_executable() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// --backend's list with "all" replaced by every backend's name.
+std::vector<std::string> expand_backends(const std::vector<std::string>& asked) {
+  std::vector<std::string> names;
+  for (const std::string& b : asked)
+    if (b == "all")
+      for (const BackendInfo& info : list_backends()) names.push_back(info.name);
+    else
+      names.push_back(b);
+  return names;
 }
 
 }  // namespace
@@ -37,21 +50,22 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--backend", *backends, "comma-separated: cpu, simt, cuda, hip, ref, or all")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--models", o->models, "comma-separated models: built-in names or ONNX files (path.onnx)")
-      ->delimiter(',')
-      ->capture_default_str();
+  CLI::Option* models =
+      cmd->add_option("--models", o->models, "comma-separated models: built-in names or ONNX files (path.onnx)")
+          ->delimiter(',')
+          ->capture_default_str();
   cmd->add_option("--data", synthetic_data_source(),
                   "synthetic: random images of each model's geometry (the only source: no dataset needs to fit)")
       ->check(CLI::IsMember({"synthetic"}))
       ->capture_default_str();
-  add_threads_option(*cmd, o->threads, "threads (0: every hardware thread)");
+  CLI::Option* threads = add_threads_option(*cmd, o->threads, "threads (0: every hardware thread)");
   cmd->add_option("--batch", o->batch, "training batch (op cases use its shapes)")->capture_default_str();
   cmd->add_option("--infer-batch", o->infer_batch, "inference batch")->capture_default_str();
   cmd->add_option("--validate-batch", o->validate_batch, "batch of the validation run against ref")->capture_default_str();
   cmd->add_option("--min-time", o->min_time, "seconds of timed repeats per case (per round with a peer)")
       ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
-  cmd->add_option("--against", o->against, "torch: run the LibTorch peer beside parity");
+  CLI::Option* against = cmd->add_option("--against", o->against, "torch: run the LibTorch peer beside parity");
   cmd->add_option("--rounds", o->rounds, "parity/peer alternations per model case")->capture_default_str();
   cmd->add_option("--peer", o->peer_path, "the peer executable (default: $PARITY_TORCH_PEER, else the one built)");
   cmd->add_option("--jemalloc", o->jemalloc, "libjemalloc.so.2 to try preloading into the peer");
@@ -70,6 +84,20 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
                                              "one all-reduce after the backward)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
+  cmd->add_option("--thread-scaling", o->scaling_threads,
+                  fmt::format("LOW,HIGH, e.g. 1,2: instead of the cases, time whole training steps of --models "
+                              "(default seed-cnn-112,seed-cnn) on LOW and on HIGH threads in --scaling-rounds "
+                              "alternated rounds, and report HIGH/LOW as the median of the per-round ratios, or as "
+                              "inconclusive when either count's round medians spread by more than {0:.0f}% "
+                              "((max-min)/median) or other processes kept more than {0:.0f}% of the CPUs busy",
+                              100 * bench::kScalingNoiseLimit))
+      ->delimiter(',')
+      ->excludes(threads)
+      ->excludes(against);
+  cmd->add_option("--scaling-rounds", o->scaling_rounds,
+                  fmt::format("--thread-scaling: rounds, each timing LOW then HIGH (at least {})",
+                              bench::kMinScalingRounds))
+      ->capture_default_str();
   cmd->add_flag("--no-ops", (*flags)["no-ops"], "skip the per-op cases");
   cmd->add_flag("--no-models", (*flags)["no-models"], "skip the model cases");
   cmd->add_flag("--no-scaling", (*flags)["no-scaling"], "do not also time training on 1 thread");
@@ -82,10 +110,20 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   compare->add_option("files", *paths, "A.json B.json")->required()->expected(2);
   compare->callback([&run, paths] { run = [paths] { return bench::compare_reports((*paths)[0], (*paths)[1]); }; });
 
-  cmd->callback([&run, o, backends, flags, rss, compare, distributed, bucket_mb] {
+  cmd->callback([&run, o, backends, flags, rss, compare, distributed, bucket_mb, models] {
     if (compare->parsed()) return;
-    run = [o, backends, flags, rss, distributed, bucket_mb] {
+    const bool models_given = models->count() > 0;
+    run = [o, backends, flags, rss, distributed, bucket_mb, models_given] {
       const bool data_parallel = *distributed == "mpi" || (*distributed == "auto" && launch_env().size > 1);
+      if (!o->scaling_threads.empty()) {
+        if (data_parallel)
+          throw Error(ErrorKind::invalid_argument,
+                      "bench --thread-scaling times one process: it does not run under --distributed mpi");
+        bench::BenchOptions opts = *o;
+        if (!models_given) opts.models = {"seed-cnn-112", "seed-cnn"};
+        opts.backends = expand_backends(*backends);
+        return bench::run_thread_scaling(opts);
+      }
       if (data_parallel) {
         if (backends->size() != 1 || ((*backends)[0] != "cpu" && (*backends)[0] != "simt"))
           throw Error(ErrorKind::invalid_argument,
@@ -106,12 +144,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
       opts.model_cases = !(*flags)["no-models"];
       opts.scaling = !(*flags)["no-scaling"];
       opts.measure_rss = !(*flags)["no-rss"];
-      opts.backends.clear();
-      for (const std::string& b : *backends)
-        if (b == "all")
-          for (const BackendInfo& info : list_backends()) opts.backends.push_back(info.name);
-        else
-          opts.backends.push_back(b);
+      opts.backends = expand_backends(*backends);
       if ((*flags)["rss-worker"])
         return bench::run_rss_worker(opts.models.at(0), opts.backends.at(0), opts.batch, opts.threads, *rss, opts.seed);
       opts.self_path = self_executable();
