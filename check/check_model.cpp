@@ -13,6 +13,7 @@
 
 #include "check/torch_peer_launcher.h"
 #include "graph/compiled_step.h"
+#include "model/autocast.h"
 #include "model/model_description.h"
 #include "model/random_batch.h"
 #include "ops/op_rule.h"
@@ -109,11 +110,12 @@ struct TrainingGraph {
   std::vector<std::string> temporaries;  // every value kept: what the report compares node by node
 };
 
-TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch, uint64_t seed) {
+TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch, uint64_t seed,
+                                   Precision precision = Precision::f32) {
   ForwardOptions training;
   training.training = true;  // dropout on, its masks keyed by `seed` (the peer applies the same)
   training.seed = seed;
-  Graph fwd = build_forward(spec, batch, training);
+  Graph fwd = autocast(build_forward(spec, batch, training), precision);
   OptimizerConfig adam;
   Graph g = differentiate(fwd, fwd.find("loss"), &adam);
   std::vector<std::string> keep;
@@ -375,7 +377,11 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   const ModelSpec spec = load_model(o.model);
   ImageBatch batch = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = load_or_init_weights(o, spec);
-  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed);
+  if (o.precision != Precision::f32 && o.against == "torch")
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("check model --precision {} --against torch: the LibTorch peer runs f32 only",
+                            precision_name(o.precision)));
+  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed, o.precision);
   const Graph& g = tg.graph;
 
   const Recording a = record_backend(o.backend, o, spec, tg, batch, weights);
