@@ -1,7 +1,12 @@
 // tests/test_autocast.cpp — mixed precision: the autocast pass's graph structure (CAST placement,
 // one half copy per parameter, f32 gradients), and fp16's dynamic loss scaling in the Trainer
 // (a skipped step is bit-exact, the scale halves and grows, checkpoints keep it).
+#include <unistd.h>
+
+#include <algorithm>
 #include <cfloat>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "graph/loss_scale.h"
@@ -290,6 +295,56 @@ TEST(LossScale, BadScalingIsRefused) {
     FAIL() << "scale 0 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("initial_scale > 0"), std::string::npos) << e.what();
+  }
+}
+
+// --- the training run --------------------------------------------------------------------------
+
+bool have_dataset() { return std::filesystem::exists(default_data_folder() + "/train-images-idx3-ubyte.gz"); }
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("parity-autocast-" + name + "-" + std::to_string(::getpid()))).string();
+}
+
+TEST(LossScaleRun, MetricsGainTheScaleColumnsAndCheckpointsKeepTheScaler) {
+  ASSERT_TRUE(have_dataset()) << "install the Debian package dataset-fashion-mnist";
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 256;
+  o.scaling = scaling(1024.0f, 2);
+  o.metrics = temp_path("metrics.csv");
+  o.save = temp_path("ckpt.safetensors");
+  run_training(o);
+  std::ifstream in(o.metrics);
+  std::string header, row;
+  std::getline(in, header);
+  std::getline(in, row);
+  EXPECT_EQ(header, "split,epoch,step,loss,accuracy,images_per_s,loss_scale,skipped_steps");
+  EXPECT_EQ(std::count(row.begin(), row.end(), ','), 7) << row;
+  EXPECT_NE(row.find(",1024,0"), std::string::npos) << row;
+  const TensorFile ckpt = read_safetensors(o.save);
+  EXPECT_EQ(ckpt.tensors.at("grad_scaler.scale").f32()[0], 4096.0f) << "4 good steps, doubled every 2";
+  EXPECT_EQ(ckpt.tensors.at("grad_scaler.skipped_steps").i64()[0], 0);
+  std::filesystem::remove(o.metrics);
+  std::filesystem::remove(o.save);
+}
+
+// A loss that stays non-finite skips step after step (the weights never change); past
+// max_consecutive_skipped the run stops, naming the count and the scale.
+TEST(LossScaleRun, TooManySkippedStepsInARowStopTheRun) {
+  ASSERT_TRUE(have_dataset());
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 640;
+  o.lr = 1e30f;  // the first step blows the weights up: every later loss is inf or NaN
+  o.scaling = scaling(65536.0f);
+  o.max_consecutive_skipped = 3;
+  try {
+    run_training(o);
+    FAIL() << "the run did not stop";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::numeric);
+    EXPECT_NE(std::string(e.what()).find("4 steps in a row skipped"), std::string::npos) << e.what();
   }
 }
 
