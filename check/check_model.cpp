@@ -427,8 +427,9 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   for (const Node& n : g.nodes()) {
     const ops::Tolerance& tol = ops::rule(n.op).tolerance;
     for (int32_t out : n.outputs) {
-      const std::string& name = g.values()[static_cast<size_t>(out)].name;
-      add(out, &n, name.rfind("grad/", 0) == 0 ? "gradient" : "output", tol);
+      const ValueInfo& info = g.values()[static_cast<size_t>(out)];
+      // a bf16 or f16 output: the op's half tolerance (ops/op_rule.cpp)
+      add(out, &n, info.name.rfind("grad/", 0) == 0 ? "gradient" : "output", ops::tolerance_for(ops::rule(n.op), info.dtype));
     }
     if (n.op == PARITY_OP_ADAM_STEP || n.op == PARITY_OP_SGD_STEP) {
       add(n.inputs[0], &n, "updated weight", tol);
@@ -447,8 +448,9 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
     }
     const Value v = g.find(name);
     const ValueInfo& info = g.value(v);
-    const ops::Tolerance& tol = info.producer >= 0 ? ops::rule(g.nodes()[static_cast<size_t>(info.producer)].op).tolerance
-                                                    : ops::rule(PARITY_OP_ADAM_STEP).tolerance;
+    const ops::Tolerance& tol = info.producer >= 0
+                                    ? ops::tolerance_for(ops::rule(g.nodes()[static_cast<size_t>(info.producer)].op), info.dtype)
+                                    : ops::rule(PARITY_OP_ADAM_STEP).tolerance;
     TensorDiff d = compare_tensors(t, other->second, tol.step_nmse);
     d.name = name;
     d.node = info.producer >= 0 ? g.nodes()[static_cast<size_t>(info.producer)].name : "(optimizer)";
