@@ -87,7 +87,12 @@ class Rewriter {
       std::vector<Value> inputs;
       for (int32_t in : node.inputs) inputs.push_back(mapped_[static_cast<size_t>(in)]);
       apply_policy(node.op, inputs);
-      std::vector<Value> outputs = b_.node(node.op, node.params, inputs, node.name);
+      // RESHAPE carries its shape on the output value, not in params.
+      std::vector<Value> outputs =
+          node.op == PARITY_OP_RESHAPE
+              ? std::vector<Value>{b_.reshape(inputs[0], forward.values()[static_cast<size_t>(node.outputs[0])].shape,
+                                              node.name)}
+              : b_.node(node.op, node.params, inputs, node.name);
       for (size_t o = 0; o < outputs.size(); ++o) {
         b_.rename(outputs[o], forward.values()[static_cast<size_t>(node.outputs[o])].name);
         mapped_[static_cast<size_t>(node.outputs[o])] = outputs[o];

@@ -11,6 +11,7 @@
 
 #include "graph/loss_scale.h"
 #include "model/autocast.h"
+#include "parity/check.h"
 #include "tests/test_helpers.h"
 
 namespace parity::testing {
@@ -346,6 +347,107 @@ TEST(LossScaleRun, TooManySkippedStepsInARowStopTheRun) {
     EXPECT_EQ(e.kind(), ErrorKind::numeric);
     EXPECT_NE(std::string(e.what()).find("4 steps in a row skipped"), std::string::npos) << e.what();
   }
+}
+
+// --- end to end (the half ops of ref and cpu) ---------------------------------------------------
+
+// A short run per precision on cpu: the loss falls from its start near ln(10) and the test
+// accuracy leaves chance far behind; the fp16 CSV has the scaling columns.
+TEST(AutocastRun, Bf16AndFp16TrainSeedCnnOnCpu) {
+  ASSERT_TRUE(have_dataset());
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    SCOPED_TRACE(precision_name(p));
+    TrainOptions o;
+    o.backend = "cpu";
+    o.precision = p;
+    o.limit = 1280;
+    o.seed = 1;
+    std::vector<double> losses;
+    TrainCallbacks cb;
+    cb.on_step = [&](const TrainProgress& t) { losses.push_back(t.running_loss); };
+    o.metrics = temp_path(fmt::format("{}.csv", precision_name(p)));
+    const TrainSummary s = run_training(o, cb);
+    ASSERT_EQ(s.epochs.size(), 1u);
+    ASSERT_EQ(losses.size(), 20u) << "no step skipped";
+    EXPECT_LT(s.epochs[0].train_loss, losses[0] * 0.95);
+    EXPECT_LT(s.epochs[0].test.loss, 1.6);
+    EXPECT_GT(s.epochs[0].test.accuracy, 0.45);
+    std::ifstream in(o.metrics);
+    std::string header;
+    std::getline(in, header);
+    EXPECT_EQ(header.find("loss_scale") != std::string::npos, p == Precision::f16) << header;
+    std::filesystem::remove(o.metrics);
+  }
+}
+
+// ref (float64 from the half operands) trains too: one batch repeated, its loss falls as the
+// f32 run's does (within 0.02 after 10 steps), and no fp16 step is skipped.
+TEST(AutocastRun, Bf16AndFp16TrainOnRefAlongsideF32) {
+  const ModelSpec spec = load_model("seed-cnn");
+  auto [x, y] = random_batch(spec, 16, 5);
+  auto run = [&, x = x, y = y](Precision p) {
+    Trainer t(spec, create_backend("ref"), OptimizerConfig{}, 16, 0, {}, p);
+    t.load_weights(init_weights(spec, 2));
+    std::vector<float> losses;
+    for (int i = 0; i < 10; ++i) {
+      const StepResult r = t.train_step(x, y);
+      EXPECT_FALSE(r.skipped) << precision_name(p);
+      losses.push_back(r.loss);
+    }
+    EXPECT_EQ(t.step(), 10);
+    return losses;
+  };
+  const std::vector<float> f32 = run(Precision::f32);
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    const std::vector<float> half = run(p);
+    EXPECT_LT(half.back(), 0.95f * half.front()) << precision_name(p);
+    EXPECT_NEAR(half.back(), f32.back(), 0.02f) << precision_name(p);
+  }
+}
+
+TEST(AutocastRun, Bf16StepOnCpuAgreesWithRefNodeByNode) {
+  ModelCheckOptions o;
+  o.precision = Precision::bf16;
+  const ModelCheckReport r = check_model(o);
+  EXPECT_GT(r.values.size(), 50u);
+  EXPECT_TRUE(r.pass()) << "first divergence: "
+                        << (r.first_failure >= 0 ? r.values[static_cast<size_t>(r.first_failure)].name : "");
+}
+
+TEST(AutocastRun, ABackendWithoutHalfValuesIsRefusedNamingPrecisionAndBackend) {
+  ASSERT_TRUE(have_dataset());
+  TrainOptions o;
+  o.backend = "simt";
+  o.precision = Precision::bf16;
+  o.limit = 64;
+  try {
+    run_training(o);
+    FAIL() << "simt trained bf16";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::backend);
+    EXPECT_NE(std::string(e.what()).find("TrainOptions::precision bf16 cannot run on backend 'simt'"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(AutocastRun, ResumeRefusesACheckpointOfAnotherPrecision) {
+  ASSERT_TRUE(have_dataset());
+  TrainOptions o;
+  o.backend = "cpu";
+  o.limit = 128;
+  o.save = temp_path("f32.safetensors");
+  run_training(o);
+  TrainOptions again = o;
+  again.precision = Precision::bf16;
+  again.resume = o.save;
+  again.save.clear();
+  try {
+    run_training(again);
+    FAIL() << "resumed an f32 checkpoint at bf16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision f32, this run asks for bf16"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(o.save);
 }
 
 }  // namespace
