@@ -252,6 +252,50 @@ TEST_P(HalfSeedCnn, CpuStepIsBitwiseTheSameAtOneAndTwoThreads) {
   }
 }
 
+// docs/autocast.md's one CAST per parameter shared by all its readers: the half copy's gradient
+// is the sum over its readers, which autodiff makes with ADD in the half dtype, then widened once.
+TEST_P(HalfSeedCnn, AHalfValueReadTwiceHasItsGradientSummedInItsDtype) {
+  const DType half = GetParam();
+  GraphBuilder b;
+  const Value x = b.cast(b.input("x", Shape{3, 6}), half, "x.half");
+  const Value w = b.cast(b.parameter("w", Shape{4, 6}), half, "w.half");
+  const Value bias = b.parameter("b", Shape{4});
+  const Value y = b.add(b.linear(x, w, bias, "l1"), b.relu(b.linear(x, w, bias, "l2"), "r"), "sum");
+  const Value loss = b.softmax_xent(b.cast(y, DType::f32, "logits"), b.input("labels", Shape{3}, DType::i32), "loss");
+  const Graph g = differentiate(b.graph(), loss, nullptr);
+  bool half_add = false;
+  for (const Node& n : g.nodes())
+    half_add = half_add || (n.op == PARITY_OP_ADD && n.name.find(grad_name("w.half")) != std::string::npos &&
+                            g.value(Value{n.outputs[0]}).dtype == half);
+  EXPECT_TRUE(half_add) << "no ADD in " << to_string(half) << " sums w.half's gradient";
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto random = [&](const Shape& shape) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+    return t;
+  };
+  const Tensor xv = random(Shape{3, 6}), wv = random(Shape{4, 6}), bv = random(Shape{4});
+  const Tensor labels = Tensor::from_i32(Shape{3}, {0, 3, 1});
+  std::vector<Tensor> grads;
+  for (const char* name : {"cpu", "ref"}) {
+    auto backend = create_backend(name);
+    CompiledStep step(*backend, g, {grad_name("w")});
+    step.write("x", xv);
+    step.write("w", wv);
+    step.write("b", bv);
+    step.write("labels", labels);
+    step.execute();
+    grads.push_back(step.read(grad_name("w")));
+  }
+  const double bound = ops::tolerance_for(ops::rule(PARITY_OP_ADD), half).step_nmse;
+  const TensorDiff d = compare_tensors(grads[0], grads[1], bound);
+  EXPECT_TRUE(d.pass) << "nmse " << d.nmse << " (limit " << bound << ")";
+  double norm = 0;
+  for (int64_t i = 0; i < grads[1].numel(); ++i) norm += std::fabs(grads[1].f32()[i]);
+  EXPECT_GT(norm, 0.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtype, HalfSeedCnn, ::testing::Values(DType::bf16, DType::f16),
                          [](const ::testing::TestParamInfo<DType>& info) { return to_string(info.param); });
 
