@@ -55,10 +55,20 @@ LinearDims check_linear(const BoundNode& node, const BoundValue& x, const char* 
   return d;
 }
 
+// The last chunk of `total` (possibly shorter than node.chunk).
+int64_t last_chunk(const BoundNode& node, int64_t total) { return total - (node.num_chunks - 1) * node.chunk; }
+
 // Slot bytes for products [m, chunk] (chunk columns of `total`) with inner size k: the f32 result
-// and gemm_bf16's scratch.
-int64_t linear_slot_bytes(const BoundNode& node, int64_t m, int64_t k) {
-  return align64(m * node.chunk * 4) + align64(gemm_bf16_scratch_bytes(m, node.chunk, k));
+// and gemm_bf16's scratch, for a full chunk and the last (GEMM scratch need not grow with n).
+int64_t linear_slot_bytes(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
+  return align64(m * node.chunk * 4) + align64(std::max(gemm_bf16_scratch_bytes(m, node.chunk, k),
+                                                        gemm_bf16_scratch_bytes(m, last_chunk(node, total), k)));
+}
+
+// The same for LINEAR_BWD_WEIGHT, whose chunks are rows: products [chunk, I] of inner size N.
+int64_t weight_slot_bytes(const BoundNode& node, int64_t O, int64_t I, int64_t N) {
+  return align64(node.chunk * I * 4) + align64(std::max(gemm_bf16_scratch_bytes(node.chunk, I, N),
+                                                        gemm_bf16_scratch_bytes(last_chunk(node, O), I, N)));
 }
 
 void set_column_chunks(BoundNode& node, int64_t total) {
@@ -81,7 +91,7 @@ int64_t prepare_linear_bf16(BoundNode& node) {
         expect_dims(node, node.in[2], "b", dims, 1, "[O]");
       }
       set_column_chunks(node, d.O);
-      return node.slots * linear_slot_bytes(node, d.N, d.I);
+      return node.slots * linear_slot_bytes(node, d.O, d.N, d.I);
     }
     case PARITY_OP_LINEAR_BWD_DATA: {  // dy[N,O], w[O,I] -> dx[N,I]
       expect_arity(node, 2, 2, 1, 1);
@@ -94,7 +104,7 @@ int64_t prepare_linear_bf16(BoundNode& node) {
       expect_value(node, node.out[0], "dx", PARITY_BF16, 2);
       expect_dims(node, node.out[0], "dx", dx_dims, 2, "[N,I]");
       set_column_chunks(node, d.I);
-      return node.slots * linear_slot_bytes(node, d.N, d.O);
+      return node.slots * linear_slot_bytes(node, d.I, d.N, d.O);
     }
     default: {  // LINEAR_BWD_WEIGHT: x[N,I], dy[N,O] -> dw[O,I] bf16, db[O] f32
       expect_arity(node, 2, 2, 1, 2);
@@ -112,7 +122,7 @@ int64_t prepare_linear_bf16(BoundNode& node) {
       // chunks of dw's rows (O): the products [chunk, I] of inner size N
       node.chunk = fixed_chunk_size(d.O, 1, kMaxChunks);
       node.num_chunks = chunk_count(d.O, node.chunk);
-      return node.slots * (align64(node.chunk * d.I * 4) + align64(gemm_bf16_scratch_bytes(node.chunk, d.I, d.N)));
+      return node.slots * weight_slot_bytes(node, d.O, d.I, d.N);
     }
   }
 }
@@ -124,7 +134,7 @@ void run_linear_bf16(const BoundNode& node) {
       const uint16_t *x = bits(node.in[0]), *w = bits(node.in[1]);
       const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
       uint16_t* y = bits(node.out[0]);
-      const int64_t slot = linear_slot_bytes(node, d.N, d.I);
+      const int64_t slot = linear_slot_bytes(node, d.O, d.N, d.I);
       parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
         unsigned char* base = slot_base(node, slot);
         float* c = reinterpret_cast<float*>(base);
@@ -141,7 +151,7 @@ void run_linear_bf16(const BoundNode& node) {
       const LinearDims d{node.in[0].dims[0], node.in[1].dims[1], node.in[1].dims[0]};
       const uint16_t *dy = bits(node.in[0]), *w = bits(node.in[1]);
       uint16_t* dx = bits(node.out[0]);
-      const int64_t slot = linear_slot_bytes(node, d.N, d.O);
+      const int64_t slot = linear_slot_bytes(node, d.I, d.N, d.O);
       parallel_chunks(d.I, node.chunk, [&](int64_t, int64_t i0, int64_t i1) {
         unsigned char* base = slot_base(node, slot);
         float* c = reinterpret_cast<float*>(base);
@@ -158,7 +168,7 @@ void run_linear_bf16(const BoundNode& node) {
       const uint16_t *x = bits(node.in[0]), *dy = bits(node.in[1]);
       uint16_t* dw = bits(node.out[0]);
       float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-      const int64_t slot = align64(node.chunk * d.I * 4) + align64(gemm_bf16_scratch_bytes(node.chunk, d.I, d.N));
+      const int64_t slot = weight_slot_bytes(node, d.O, d.I, d.N);
       parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
         unsigned char* base = slot_base(node, slot);
         float* c = reinterpret_cast<float*>(base);
