@@ -101,6 +101,70 @@ TEST(HalfOps, CpuConvAndLinearAgreeWithRefOnThisProcesssBf16Route) {
     }
 }
 
+// Integer operands whose f32 sums are exact but need rounding in the half dtype (beyond 2^8 for
+// bf16, 2^11 for f16): ref (its own float64 rounding) and cpu (half.h, gemm_bf16 or the f32
+// kernels) must both give the exact sum rounded once to nearest even, which cast_tensor (half.h)
+// of the f32 sum is. Ties occur: sums that are odd multiples of half an ulp.
+TEST(HalfOps, ConvAndLinearRoundTheExactSumOnceOnRefAndCpu) {
+  std::mt19937 rng(11);
+  for (DType half : {DType::bf16, DType::f16}) {
+    const int range = half == DType::bf16 ? 20 : 60;
+    std::uniform_int_distribution<int> value(-range, range);
+    auto ints = [&](const Shape& shape) {
+      Tensor t(shape, DType::f32);
+      for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(value(rng));
+      return t;
+    };
+    const Tensor x = ints(Shape{2, 3, 5, 5}), w = ints(Shape{4, 3, 3, 3}), b = ints(Shape{4});
+    const Tensor xl = ints(Shape{3, 8}), wl = ints(Shape{5, 8}), bl = ints(Shape{5});
+    // The exact sums in f32 (every partial sum is an integer below 2^24).
+    Tensor conv(Shape{2, 4, 3, 3}, DType::f32), lin(Shape{3, 5}, DType::f32);
+    for (int n = 0; n < 2; ++n)
+      for (int k = 0; k < 4; ++k)
+        for (int p = 0; p < 3; ++p)
+          for (int q = 0; q < 3; ++q) {
+            float sum = b.f32()[k];
+            for (int c = 0; c < 3; ++c)
+              for (int r = 0; r < 3; ++r)
+                for (int s = 0; s < 3; ++s)
+                  sum += x.f32()[((n * 3 + c) * 5 + p + r) * 5 + q + s] * w.f32()[((k * 3 + c) * 3 + r) * 3 + s];
+            conv.f32()[((n * 4 + k) * 3 + p) * 3 + q] = sum;
+          }
+    for (int n = 0; n < 3; ++n)
+      for (int o = 0; o < 5; ++o) {
+        float sum = bl.f32()[o];
+        for (int i = 0; i < 8; ++i) sum += xl.f32()[n * 8 + i] * wl.f32()[o * 8 + i];
+        lin.f32()[n * 5 + o] = sum;
+      }
+    GraphBuilder g;
+    g.conv2d(g.input("x", x.shape(), half), g.input("w", w.shape(), half), g.input("b", b.shape()), 1, 0, "conv");
+    g.linear(g.input("xl", xl.shape(), half), g.input("wl", wl.shape(), half), g.input("bl", bl.shape()), "lin");
+    const Graph graph = g.take();
+    for (const char* name : {"ref", "cpu"}) {
+      SCOPED_TRACE(std::string(name) + " " + to_string(half));
+      auto backend = create_backend(name);
+      CompiledStep step(*backend, graph, {"conv", "lin"});
+      step.write("x", cast_tensor(x, half));
+      step.write("w", cast_tensor(w, half));
+      step.write("b", b);
+      step.write("xl", cast_tensor(xl, half));
+      step.write("wl", cast_tensor(wl, half));
+      step.write("bl", bl);
+      step.execute();
+      const Tensor want_conv = cast_tensor(conv, half), want_lin = cast_tensor(lin, half);
+      const Tensor got_conv = step.read("conv"), got_lin = step.read("lin");
+      ASSERT_EQ(got_conv.nbytes(), want_conv.nbytes());
+      EXPECT_EQ(std::memcmp(got_conv.data(), want_conv.data(), want_conv.nbytes()), 0);
+      EXPECT_EQ(std::memcmp(got_lin.data(), want_lin.data(), want_lin.nbytes()), 0);
+    }
+    // Not vacuous: some sums needed rounding.
+    int rounded = 0;
+    const Tensor back = cast_tensor(cast_tensor(conv, half), DType::f32);
+    for (int64_t i = 0; i < conv.numel(); ++i) rounded += back.f32()[i] != conv.f32()[i];
+    EXPECT_GT(rounded, 5) << to_string(half);
+  }
+}
+
 // The seed CNN (docs/autocast.md's pass by hand): x and every weight cast to `half`, biases f32,
 // logits cast back to f32 for the loss; gradients reach the f32 parameters through the casts.
 Graph seed_cnn_step(DType half) {
@@ -186,6 +250,50 @@ TEST_P(HalfSeedCnn, CpuStepIsBitwiseTheSameAtOneAndTwoThreads) {
     ASSERT_EQ(one[i].nbytes(), two[i].nbytes()) << keep[i];
     EXPECT_EQ(std::memcmp(one[i].data(), two[i].data(), one[i].nbytes()), 0) << keep[i];
   }
+}
+
+// docs/autocast.md's one CAST per parameter shared by all its readers: the half copy's gradient
+// is the sum over its readers, which autodiff makes with ADD in the half dtype, then widened once.
+TEST_P(HalfSeedCnn, AHalfValueReadTwiceHasItsGradientSummedInItsDtype) {
+  const DType half = GetParam();
+  GraphBuilder b;
+  const Value x = b.cast(b.input("x", Shape{3, 6}), half, "x.half");
+  const Value w = b.cast(b.parameter("w", Shape{4, 6}), half, "w.half");
+  const Value bias = b.parameter("b", Shape{4});
+  const Value y = b.add(b.linear(x, w, bias, "l1"), b.relu(b.linear(x, w, bias, "l2"), "r"), "sum");
+  const Value loss = b.softmax_xent(b.cast(y, DType::f32, "logits"), b.input("labels", Shape{3}, DType::i32), "loss");
+  const Graph g = differentiate(b.graph(), loss, nullptr);
+  bool half_add = false;
+  for (const Node& n : g.nodes())
+    half_add = half_add || (n.op == PARITY_OP_ADD && n.name.find(grad_name("w.half")) != std::string::npos &&
+                            g.value(Value{n.outputs[0]}).dtype == half);
+  EXPECT_TRUE(half_add) << "no ADD in " << to_string(half) << " sums w.half's gradient";
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto random = [&](const Shape& shape) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+    return t;
+  };
+  const Tensor xv = random(Shape{3, 6}), wv = random(Shape{4, 6}), bv = random(Shape{4});
+  const Tensor labels = Tensor::from_i32(Shape{3}, {0, 3, 1});
+  std::vector<Tensor> grads;
+  for (const char* name : {"cpu", "ref"}) {
+    auto backend = create_backend(name);
+    CompiledStep step(*backend, g, {grad_name("w")});
+    step.write("x", xv);
+    step.write("w", wv);
+    step.write("b", bv);
+    step.write("labels", labels);
+    step.execute();
+    grads.push_back(step.read(grad_name("w")));
+  }
+  const double bound = ops::tolerance_for(ops::rule(PARITY_OP_ADD), half).step_nmse;
+  const TensorDiff d = compare_tensors(grads[0], grads[1], bound);
+  EXPECT_TRUE(d.pass) << "nmse " << d.nmse << " (limit " << bound << ")";
+  double norm = 0;
+  for (int64_t i = 0; i < grads[1].numel(); ++i) norm += std::fabs(grads[1].f32()[i]);
+  EXPECT_GT(norm, 0.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtype, HalfSeedCnn, ::testing::Values(DType::bf16, DType::f16),

@@ -34,8 +34,20 @@ bool touches_half(const BoundNode& node) {
   return false;
 }
 
+bool runs_on_gemm_bf16(const BoundNode& node) {
+  switch (node.op) {
+    case PARITY_OP_LINEAR:
+    case PARITY_OP_LINEAR_BWD_DATA:
+    case PARITY_OP_LINEAR_BWD_WEIGHT:
+    case PARITY_OP_CONV2D:
+    case PARITY_OP_CONV2D_BWD_DATA:
+    case PARITY_OP_CONV2D_BWD_WEIGHT: return node.num_inputs > 0 && node.in[0].dtype == PARITY_BF16;
+    default: return false;
+  }
+}
+
 bool runs_widened(const BoundNode& node) {
-  if (node.op == PARITY_OP_CAST || node.op == PARITY_OP_RESHAPE) return false;
+  if (node.op == PARITY_OP_CAST || node.op == PARITY_OP_RESHAPE || runs_on_gemm_bf16(node)) return false;
   return touches_half(node);
 }
 

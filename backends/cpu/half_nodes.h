@@ -19,7 +19,7 @@ namespace cpu {
 bool touches_half(const BoundNode& node);
 
 // Whether the node runs through a HalfNode: it touches half values and its op has no half kernel
-// (CAST converts and RESHAPE moves bits; linear_half.cpp's bf16 LINEAR ops use gemm_bf16).
+// (CAST converts and RESHAPE moves bits; bf16 LINEAR and CONV2D ops use gemm_bf16).
 bool runs_widened(const BoundNode& node);
 
 struct HalfNode {
@@ -47,6 +47,14 @@ void bind_half_node(HalfNode& h, unsigned char* workspace);
 
 // Widen, run the f32 op (`run`, the executable's dispatch), round.
 void run_half_node(const HalfNode& h, void (*run)(const BoundNode&));
+
+// Whether the node is a LINEAR or CONV2D op (forward or backward) on bf16 values: those run on
+// gemm_bf16 (bf16_gemm_ops.cpp), called from linear.cpp's and conv2d.cpp's prepare/run.
+bool runs_on_gemm_bf16(const BoundNode& node);
+int64_t prepare_linear_bf16(BoundNode& node);
+void run_linear_bf16(const BoundNode& node);
+int64_t prepare_conv2d_bf16(BoundNode& node);
+void run_conv2d_bf16(const BoundNode& node);
 
 }  // namespace cpu
 }  // namespace parity
