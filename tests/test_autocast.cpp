@@ -405,13 +405,26 @@ TEST(AutocastRun, Bf16AndFp16TrainOnRefAlongsideF32) {
   }
 }
 
-TEST(AutocastRun, Bf16StepOnCpuAgreesWithRefNodeByNode) {
-  ModelCheckOptions o;
-  o.precision = Precision::bf16;
-  const ModelCheckReport r = check_model(o);
-  EXPECT_GT(r.values.size(), 50u);
-  EXPECT_TRUE(r.pass()) << "first divergence: "
-                        << (r.first_failure >= 0 ? r.values[static_cast<size_t>(r.first_failure)].name : "");
+// parity check model --precision: every value of a seed-cnn step on cpu within its threshold of
+// ref's (a half value's, or one downstream of half values, judged by the half tolerances).
+TEST(AutocastRun, HalfStepsOnCpuAgreeWithRefNodeByNode) {
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    ModelCheckOptions o;
+    o.precision = p;
+    const ModelCheckReport r = check_model(o);
+    EXPECT_EQ(r.values.size(), 93u) << precision_name(p) << ": the f32 graph's values plus the casts";
+    EXPECT_TRUE(r.pass()) << precision_name(p) << ": first divergence "
+                          << (r.first_failure >= 0 ? r.values[static_cast<size_t>(r.first_failure)].name : "");
+  }
+  ModelCheckOptions torch;
+  torch.precision = Precision::bf16;
+  torch.against = "torch";
+  try {
+    check_model(torch);
+    FAIL() << "bf16 against torch was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("runs f32 only"), std::string::npos) << e.what();
+  }
 }
 
 TEST(AutocastRun, ABackendWithoutHalfValuesIsRefusedNamingPrecisionAndBackend) {
