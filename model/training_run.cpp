@@ -77,14 +77,18 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
           {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)},
           {"clip_grad_norm", fmt::format("{}", o.clip_grad_norm)},
           {"ranks", std::to_string(o.data_parallel ? o.data_parallel->size() : 1)},
-          {"precision", precision_name(o.precision)}};
+          {"precision", precision_name(o.precision)},
+          {"loss_scaling", o.precision == Precision::f16 || o.scaling.in_every_precision
+                               ? fmt::format("{} {} {} {}", o.scaling.initial_scale, o.scaling.growth_factor,
+                                             o.scaling.backoff_factor, o.scaling.growth_interval)
+                               : std::string("off")}};
 }
 
 // Identity keys added after checkpoints were first written, with the value older checkpoints imply.
 const std::map<std::string, std::string> kIdentityDefaults = {
     {"val_split", "0"},           {"nesterov", "0"}, {"weight_decay", "0"}, {"lr_schedule", "constant"},
     {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}, {"ranks", "1"},
-    {"precision", "f32"}};
+    {"precision", "f32"}, {"loss_scaling", "off"}};
 
 // The optimizer of a run of `steps_per_epoch` steps per epoch (the schedules count steps).
 OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
