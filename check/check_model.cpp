@@ -13,6 +13,7 @@
 
 #include "check/torch_peer_launcher.h"
 #include "graph/compiled_step.h"
+#include "model/autocast.h"
 #include "model/model_description.h"
 #include "model/random_batch.h"
 #include "ops/op_rule.h"
@@ -109,17 +110,43 @@ struct TrainingGraph {
   std::vector<std::string> temporaries;  // every value kept: what the report compares node by node
 };
 
-TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch, uint64_t seed) {
+TrainingGraph build_training_graph(const ModelSpec& spec, int64_t batch, uint64_t seed,
+                                   Precision precision = Precision::f32) {
   ForwardOptions training;
   training.training = true;  // dropout on, its masks keyed by `seed` (the peer applies the same)
   training.seed = seed;
-  Graph fwd = build_forward(spec, batch, training);
+  Graph fwd = autocast(build_forward(spec, batch, training), precision);
   OptimizerConfig adam;
   Graph g = differentiate(fwd, fwd.find("loss"), &adam);
   std::vector<std::string> keep;
   for (const ValueInfo& v : g.values())
     if (v.kind == PARITY_VALUE_TEMP) keep.push_back(v.name);
   return {std::move(g), std::move(keep)};
+}
+
+// The step tolerance of every value the graph's nodes produce (null for the others): the op's, at
+// the value's dtype (a half output has its op's half tolerance, ops/op_rule.cpp). In a graph that
+// holds half values (check model --precision) each value also inherits the loosest tolerance of
+// its inputs: a node downstream of a half value sees inputs that differ between backends by half
+// roundings, not f32 ones (a CAST adds at most one rounding, a batch norm or the loss on half
+// activations is as close as those activations). An f32 graph keeps each op's own tolerance.
+std::vector<const ops::Tolerance*> step_tolerances(const Graph& g) {
+  bool mixed = false;
+  for (const ValueInfo& v : g.values()) mixed = mixed || v.dtype == DType::bf16 || v.dtype == DType::f16;
+  std::vector<const ops::Tolerance*> out(g.values().size(), nullptr);
+  for (const Node& n : g.nodes()) {
+    const ops::Tolerance* inherited = nullptr;
+    if (mixed)
+      for (int32_t in : n.inputs) {
+        const ops::Tolerance* t = out[static_cast<size_t>(in)];
+        if (t && (!inherited || t->step_nmse > inherited->step_nmse)) inherited = t;
+      }
+    for (int32_t v : n.outputs) {
+      const ops::Tolerance* own = &ops::tolerance_for(ops::rule(n.op), g.values()[static_cast<size_t>(v)].dtype);
+      out[static_cast<size_t>(v)] = inherited && inherited->step_nmse > own->step_nmse ? inherited : own;
+    }
+  }
+  return out;
 }
 
 // Only the loss kept, as the Trainer compiles the step: backends may fuse nodes.
@@ -375,8 +402,14 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   const ModelSpec spec = load_model(o.model);
   ImageBatch batch = load_or_draw_batch(o, spec);
   const std::map<std::string, Tensor> weights = load_or_init_weights(o, spec);
-  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed);
+  if (o.precision != Precision::f32 && o.against == "torch")
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("check model --precision {} --against torch: the LibTorch peer runs f32 only",
+                            precision_name(o.precision)));
+  const TrainingGraph tg = build_training_graph(spec, batch.x.shape()[0], o.seed, o.precision);
   const Graph& g = tg.graph;
+  const std::vector<const ops::Tolerance*> tolerances = step_tolerances(g);
+  std::map<int32_t, const ops::Tolerance*> updated;  // weights and optimizer state: their update's tolerance
 
   const Recording a = record_backend(o.backend, o, spec, tg, batch, weights);
   const Recording b = o.against == "torch" ? record_torch_peer(o, spec, batch, weights)
@@ -421,13 +454,21 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   for (const Node& n : g.nodes()) {
     const ops::Tolerance& tol = ops::rule(n.op).tolerance;
     for (int32_t out : n.outputs) {
-      const std::string& name = g.values()[static_cast<size_t>(out)].name;
-      add(out, &n, name.rfind("grad/", 0) == 0 ? "gradient" : "output", tol);
+      const ValueInfo& info = g.values()[static_cast<size_t>(out)];
+      // a bf16 or f16 output: the op's half tolerance (ops/op_rule.cpp)
+      add(out, &n, info.name.rfind("grad/", 0) == 0 ? "gradient" : "output", *tolerances[static_cast<size_t>(out)]);
     }
     if (n.op == PARITY_OP_ADAM_STEP || n.op == PARITY_OP_SGD_STEP) {
-      add(n.inputs[0], &n, "updated weight", tol);
+      // The update's own tolerance, or (mixed precision) its gradient's where that is looser.
+      const ops::Tolerance* grad_tol = tolerances[static_cast<size_t>(n.inputs[1])];
+      const ops::Tolerance& update_tol = grad_tol && grad_tol->step_nmse > tol.step_nmse ? *grad_tol : tol;
+      add(n.inputs[0], &n, "updated weight", update_tol);
+      updated[n.inputs[0]] = &update_tol;
       for (size_t i = 2; i < n.inputs.size(); ++i)
-        if (g.values()[static_cast<size_t>(n.inputs[i])].kind == PARITY_VALUE_STATE) add(n.inputs[i], &n, "optimizer state", tol);
+        if (g.values()[static_cast<size_t>(n.inputs[i])].kind == PARITY_VALUE_STATE) {
+          add(n.inputs[i], &n, "optimizer state", update_tol);
+          updated[n.inputs[i]] = &update_tol;
+        }
     }
   }
   // The step as the Trainer compiles it on this backend against the other side's (a backend's, or
@@ -441,8 +482,9 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
     }
     const Value v = g.find(name);
     const ValueInfo& info = g.value(v);
-    const ops::Tolerance& tol = info.producer >= 0 ? ops::rule(g.nodes()[static_cast<size_t>(info.producer)].op).tolerance
-                                                    : ops::rule(PARITY_OP_ADAM_STEP).tolerance;
+    const ops::Tolerance& tol = info.producer >= 0   ? *tolerances[static_cast<size_t>(v.id)]
+                                : updated.count(v.id) ? *updated.at(v.id)
+                                                      : ops::rule(PARITY_OP_ADAM_STEP).tolerance;
     TensorDiff d = compare_tensors(t, other->second, tol.step_nmse);
     d.name = name;
     d.node = info.producer >= 0 ? g.nodes()[static_cast<size_t>(info.producer)].name : "(optimizer)";

@@ -120,6 +120,8 @@ std::vector<std::pair<Value, Value>> mask_gradients(GraphBuilder& b, const std::
   return masked;
 }
 
+}  // namespace
+
 void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>>& unmasked_grads,
                       const OptimizerConfig& opt) {
   if (!(opt.lr >= 0.0f)) throw Error(ErrorKind::invalid_argument, fmt::format("optimizer: lr must be >= 0, got {}", opt.lr));
@@ -158,8 +160,6 @@ void append_optimizer(GraphBuilder& b, const std::vector<std::pair<Value, Value>
     }
   }
 }
-
-}  // namespace
 
 Graph differentiate(const Graph& forward, Value loss, const OptimizerConfig* optimizer) {
   const ValueInfo& loss_info = forward.value(loss);

@@ -48,6 +48,10 @@ void check_options(const TrainOptions& o) {
   if (o.limit < 0) bad(fmt::format("TrainOptions::limit must be >= 0, got {}", o.limit));
   if (o.max_steps < 0) bad(fmt::format("TrainOptions::max_steps must be >= 0, got {}", o.max_steps));
   if (o.threads < 0) bad(fmt::format("TrainOptions::threads must be >= 0, got {}", o.threads));
+  if (o.max_consecutive_skipped < 0)
+    bad(fmt::format("TrainOptions::max_consecutive_skipped must be >= 0, got {}", o.max_consecutive_skipped));
+  if ((o.precision == Precision::f16 || o.scaling.in_every_precision) && o.data_parallel)
+    bad("TrainOptions::precision fp16 (loss scaling) is not implemented for data-parallel training; use bf16 or f32");
   if (!(o.val_split >= 0.0 && o.val_split < 1.0))
     bad(fmt::format("TrainOptions::val_split must be in [0, 1) (a fraction of the training set), got {}", o.val_split));
   if (!o.init.empty() && !o.resume.empty())
@@ -72,13 +76,19 @@ std::map<std::string, std::string> run_identity(const TrainOptions& o) {
                                                       : o.lr_schedule},
           {"warmup", fmt::format("{} {}", o.warmup_steps, o.warmup_start_factor)},
           {"clip_grad_norm", fmt::format("{}", o.clip_grad_norm)},
-          {"ranks", std::to_string(o.data_parallel ? o.data_parallel->size() : 1)}};
+          {"ranks", std::to_string(o.data_parallel ? o.data_parallel->size() : 1)},
+          {"precision", precision_name(o.precision)},
+          {"loss_scaling", o.precision == Precision::f16 || o.scaling.in_every_precision
+                               ? fmt::format("{} {} {} {}", o.scaling.initial_scale, o.scaling.growth_factor,
+                                             o.scaling.backoff_factor, o.scaling.growth_interval)
+                               : std::string("off")}};
 }
 
 // Identity keys added after checkpoints were first written, with the value older checkpoints imply.
 const std::map<std::string, std::string> kIdentityDefaults = {
     {"val_split", "0"},           {"nesterov", "0"}, {"weight_decay", "0"}, {"lr_schedule", "constant"},
-    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}, {"ranks", "1"}};
+    {"warmup", fmt::format("0 {}", 1.0f / 3.0f)}, {"clip_grad_norm", "0"}, {"ranks", "1"},
+    {"precision", "f32"}, {"loss_scaling", "off"}};
 
 // The optimizer of a run of `steps_per_epoch` steps per epoch (the schedules count steps).
 OptimizerConfig optimizer_of(const TrainOptions& o, int64_t steps_per_epoch) {
@@ -153,17 +163,23 @@ void check_fixed_batch(const ModelSpec& spec, int64_t batch, const std::vector<s
                               spec.name, fixed, count, what, count % fixed, fixed));
 }
 
-// With validation the columns val_loss and val_accuracy follow, filled on the `test` rows.
+// With validation the columns val_loss and val_accuracy follow, filled on the `test` rows; with
+// loss scaling (fp16) then loss_scale (the scale the step used) and skipped_steps (the run's
+// skipped steps so far), filled on every row.
 struct MetricsLog {
   std::string path;
   bool validation = false;
+  const Trainer* scaled = nullptr;  // the loss-scaled trainer, or null
   std::string text = std::string("split,epoch,step,loss,accuracy,images_per_s") +
-                     (validation ? ",val_loss,val_accuracy\n" : "\n");
+                     (validation ? ",val_loss,val_accuracy" : "") + (scaled ? ",loss_scale,skipped_steps\n" : "\n");
   void row(const char* split, int epoch, int64_t step, double loss, double accuracy, double ips,
-           const std::optional<EvalResult>& val = std::nullopt) {
+           const std::optional<EvalResult>& val = std::nullopt, std::optional<float> step_scale = std::nullopt) {
     if (path.empty()) return;
     text += fmt::format("{},{},{},{:.6g},{:.6g},{:.1f}", split, epoch + 1, step, loss, accuracy, ips);
     if (validation) text += val ? fmt::format(",{:.6g},{:.6g}", val->loss, val->accuracy) : std::string(",,");
+    if (scaled)
+      text += fmt::format(",{:.9g},{}", step_scale.value_or(scaled->loss_scale().scale),
+                          scaled->loss_scale().skipped_steps);
     text += "\n";
   }
   void flush() const {
@@ -254,8 +270,17 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     try {
       // Each rank compiles steps of its share of the global batch.
       const int64_t local_batch = dp ? o.batch / dp->size() : o.batch;
-      return Trainer(spec, create_backend(o.backend, bo), opt, local_batch, o.seed,
-                     dp ? dp->step_extension(spec) : TrainingStepExtension{});
+      std::unique_ptr<Backend> backend = create_backend(o.backend, bo);
+      const std::string backend_name = backend->name();
+      try {
+        return Trainer(spec, std::move(backend), opt, local_batch, o.seed,
+                       dp ? dp->step_extension(spec) : TrainingStepExtension{}, o.precision, o.scaling);
+      } catch (const Error& e) {
+        // The graph asks for half values the backend does not run: say which setting asked.
+        if (e.kind() != ErrorKind::backend || o.precision == Precision::f32) throw;
+        throw Error(ErrorKind::backend, fmt::format("TrainOptions::precision {} cannot run on backend '{}': {}",
+                                                    precision_name(o.precision), backend_name, e.what()));
+      }
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::memory) throw;
       throw Error(ErrorKind::memory, fmt::format("TrainOptions::batch {} is too large for this machine: {}", o.batch, e.what()));
@@ -264,6 +289,19 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   info(fmt::format("model {} on backend {} ({} threads), {} training{} and {} test images", spec.name,
                    trainer.backend().name(), trainer.backend().threads(), train_count,
                    validation ? fmt::format(", {} validation", validation->count) : std::string(), test.count));
+  if (o.precision == Precision::f32)
+    info(fmt::format("precision f32 on backend {}: every op in f32", trainer.backend().name()));
+  else
+    info(fmt::format("precision {} on backend {}: conv2d and linear on {} copies of x and w (f32 master weights, f32 "
+                     "bias and accumulation), relu/pools/reshape in their input's dtype, softmax, loss and optimizer "
+                     "in f32{}",
+                     precision_name(o.precision), trainer.backend().name(), to_string(compute_dtype(o.precision)),
+                     trainer.loss_scaled()
+                         ? fmt::format("; dynamic loss scaling from {} (x{} after {} good steps, x{} and the step "
+                                       "skipped on an inf/NaN gradient)",
+                                       trainer.loss_scale().scale, o.scaling.growth_factor, o.scaling.growth_interval,
+                                       o.scaling.backoff_factor)
+                         : std::string()));
   if (!o.mask.empty()) {
     int64_t pruned = 0, total = 0;
     for (const auto& entry : opt.gradient_masks) {
@@ -313,7 +351,8 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
     write_safetensors(o.save, file);
   };
 
-  MetricsLog metrics{writer ? o.metrics : std::string(), validation.has_value()};
+  MetricsLog metrics{writer ? o.metrics : std::string(), validation.has_value(),
+                     trainer.loss_scaled() ? &trainer : nullptr};
   TrainSummary summary;
   Tensor x(Shape{trainer.batch(), spec.channels, spec.height, spec.width}, DType::f32);
   Tensor y(Shape{trainer.batch()}, DType::i32);
@@ -363,6 +402,23 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
         r.images = global_n;
       }
       seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      if (r.skipped) {
+        // fp16: an inf or NaN gradient (or loss) skips the step and halves the scale; it fails
+        // the run only once the scale cannot explain it (<= 1) or it keeps happening.
+        const LossScaleState& s = trainer.loss_scale();
+        if (!std::isfinite(r.loss) && r.loss_scale <= 1.0f)
+          throw Error(ErrorKind::numeric, fmt::format("loss became {} at loss scale {} (epoch {}, batch {}, step {}): "
+                                                      "stopping; try a smaller TrainOptions::lr",
+                                                      r.loss, r.loss_scale, epoch + 1, b + 1, trainer.step()));
+        if (s.consecutive_skipped > o.max_consecutive_skipped)
+          throw Error(ErrorKind::numeric,
+                      fmt::format("{} steps in a row skipped for inf/NaN gradients (epoch {}, batch {}, loss scale now "
+                                  "{}): stopping; try a smaller TrainOptions::lr or precision bf16",
+                                  s.consecutive_skipped, epoch + 1, b + 1, s.scale));
+        metrics.row("train", epoch, trainer.step(), r.loss, r.correct / global_n, images && seconds > 0 ? images / seconds : 0.0,
+                    std::nullopt, r.loss_scale);
+        continue;
+      }
       if (!std::isfinite(r.loss))
         throw Error(ErrorKind::numeric, fmt::format("loss became {} at step {} (epoch {}, batch {}): stopping; try a "
                                                     "smaller TrainOptions::lr",
@@ -371,7 +427,7 @@ TrainSummary run_training(const TrainOptions& o, const TrainCallbacks& cb) {
       correct += r.correct;
       images += global_n;
       const double ips = seconds > 0 ? images / seconds : 0.0;
-      metrics.row("train", epoch, trainer.step(), r.loss, r.correct / global_n, ips);
+      metrics.row("train", epoch, trainer.step(), r.loss, r.correct / global_n, ips, std::nullopt, r.loss_scale);
       if (cb.on_step) cb.on_step(TrainProgress{epoch, o.epochs, b + 1, batches_per_epoch, trainer.step(), loss_sum / images, ips});
     }
     EpochReport report;
@@ -419,7 +475,7 @@ EvalResult run_evaluation(const std::string& model, const std::string& backend, 
   check_fixed_batch(spec, batch, {{"test", test.count}});
   BackendOptions bo;
   bo.threads = threads;
-  Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);
+  Trainer trainer(spec, create_backend(backend, bo), OptimizerConfig{}, batch);  // evaluation in f32
   trainer.load_weights(weights.tensors, weights_path.empty() ? spec.name : weights_path);
   return trainer.evaluate(test);
 }

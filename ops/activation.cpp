@@ -96,6 +96,21 @@ const Tolerance kTolerance{1e-12, 1e-8, "float32 expf (1-2 ulp), add and divide:
 
 // ---- shared by the activations whose backward reads the forward input x ----
 
+// The activations that run in their input's dtype (relu, leaky_relu, hardtanh: docs/autocast.md's
+// "follow the input"): x -> y of x's shape and dtype (f32, bf16 or f16).
+std::vector<OutputSpec> infer_follow_forward(const OpCall& c) {
+  return {{c.inputs[0]->shape, require_float_operands(c, {{0, "x"}})}};
+}
+
+// Their backward: `first` (y or x) and dy of one shape and one dtype -> dx of that dtype.
+std::vector<OutputSpec> infer_follow_backward(const OpCall& c, const char* first) {
+  const DType dtype = require_float_operands(c, {{0, first}, {1, "dy"}});
+  require_same_shape(c, 0, 1);
+  return {{c.inputs[0]->shape, dtype}};
+}
+
+std::vector<OutputSpec> infer_relu_backward(const OpCall& c) { return infer_follow_backward(c, "y"); }
+
 // x, dy -> dx of one shape, all f32.
 std::vector<OutputSpec> infer_backward_from_input(const OpCall& c) {
   require_dtype(c, 0, DType::f32, "x");
@@ -179,12 +194,12 @@ void check_slope(const OpCall& c) {
 
 std::vector<OutputSpec> infer_forward(const OpCall& c) {
   check_slope(c);
-  return infer_elementwise_forward(c);
+  return infer_follow_forward(c);
 }
 
 std::vector<OutputSpec> infer_backward(const OpCall& c) {
   check_slope(c);
-  return infer_backward_from_input(c);
+  return infer_follow_backward(c, "x");
 }
 
 // One compare-and-multiply per element, forward and backward.
@@ -282,12 +297,12 @@ void check_range(const OpCall& c) {
 
 std::vector<OutputSpec> infer_forward(const OpCall& c) {
   check_range(c);
-  return infer_elementwise_forward(c);
+  return infer_follow_forward(c);
 }
 
 std::vector<OutputSpec> infer_backward(const OpCall& c) {
   check_range(c);
-  return infer_backward_from_input(c);
+  return infer_follow_backward(c, "x");
 }
 
 // Two comparisons per element, forward and backward.
@@ -337,8 +352,8 @@ const ConformanceFamily kCases{"hardtanh*", "the tensor's dims", 1, 6, false, 12
 }  // namespace hardtanh
 }  // namespace
 
-extern const OpRule relu_rule{"RELU", 1, 1, infer_elementwise_forward, relu::flops_forward, relu::gradient, kExactTolerance, &relu::kCases};
-extern const OpRule relu_bwd_rule{"RELU_BWD", 2, 1, infer_elementwise_backward, relu::flops_forward, nullptr, kExactTolerance};
+extern const OpRule relu_rule{"RELU", 1, 1, infer_follow_forward, relu::flops_forward, relu::gradient, kExactTolerance, &relu::kCases, 0, &kHalfExactSupport};
+extern const OpRule relu_bwd_rule{"RELU_BWD", 2, 1, infer_relu_backward, relu::flops_forward, nullptr, kExactTolerance, nullptr, 0, &kHalfExactSupport};
 
 extern const OpRule sigmoid_rule{"SIGMOID", 1, 1, infer_elementwise_forward, sigmoid::flops_forward, sigmoid::gradient, sigmoid::kTolerance, &sigmoid::kCases};
 extern const OpRule sigmoid_bwd_rule{"SIGMOID_BWD", 2, 1, infer_elementwise_backward, sigmoid::flops_backward, nullptr, sigmoid::kTolerance};
@@ -346,13 +361,13 @@ extern const OpRule sigmoid_bwd_rule{"SIGMOID_BWD", 2, 1, infer_elementwise_back
 extern const OpRule tanh_rule{"TANH", 1, 1, infer_elementwise_forward, tanh_op::flops_forward, tanh_op::gradient, tanh_op::kTolerance, &tanh_op::kCases};
 extern const OpRule tanh_bwd_rule{"TANH_BWD", 2, 1, infer_elementwise_backward, tanh_op::flops_backward, nullptr, tanh_op::kTolerance};
 
-extern const OpRule leaky_relu_rule{"LEAKY_RELU", 1, 1, leaky_relu::infer_forward, leaky_relu::flops, leaky_relu::gradient, leaky_relu::kTolerance, &leaky_relu::kCases};
-extern const OpRule leaky_relu_bwd_rule{"LEAKY_RELU_BWD", 2, 1, leaky_relu::infer_backward, leaky_relu::flops, nullptr, leaky_relu::kTolerance};
+extern const OpRule leaky_relu_rule{"LEAKY_RELU", 1, 1, leaky_relu::infer_forward, leaky_relu::flops, leaky_relu::gradient, leaky_relu::kTolerance, &leaky_relu::kCases, 0, &kHalfScaledSupport};
+extern const OpRule leaky_relu_bwd_rule{"LEAKY_RELU_BWD", 2, 1, leaky_relu::infer_backward, leaky_relu::flops, nullptr, leaky_relu::kTolerance, nullptr, 0, &kHalfScaledSupport};
 
 extern const OpRule gelu_rule{"GELU", 1, 1, infer_elementwise_forward, gelu::flops_forward, gelu::gradient, gelu::kTolerance, &gelu::kCases};
 extern const OpRule gelu_bwd_rule{"GELU_BWD", 2, 1, infer_backward_from_input, gelu::flops_backward, nullptr, gelu::kTolerance};
 
-extern const OpRule hardtanh_rule{"HARDTANH", 1, 1, hardtanh::infer_forward, hardtanh::flops, hardtanh::gradient, kExactTolerance, &hardtanh::kCases};
-extern const OpRule hardtanh_bwd_rule{"HARDTANH_BWD", 2, 1, hardtanh::infer_backward, hardtanh::flops, nullptr, kExactTolerance};
+extern const OpRule hardtanh_rule{"HARDTANH", 1, 1, hardtanh::infer_forward, hardtanh::flops, hardtanh::gradient, kExactTolerance, &hardtanh::kCases, 0, &kHalfExactSupport};
+extern const OpRule hardtanh_bwd_rule{"HARDTANH_BWD", 2, 1, hardtanh::infer_backward, hardtanh::flops, nullptr, kExactTolerance, nullptr, 0, &kHalfExactSupport};
 
 }  // namespace parity::ops

@@ -11,11 +11,10 @@ namespace {
 
 // a and b of one rank, each dim the output's or 1 (plugin.h's op_list.h: "Broadcasting").
 std::vector<OutputSpec> infer_broadcast(const OpCall& c) {
-  require_dtype(c, 0, DType::f32, "a");
-  require_dtype(c, 1, DType::f32, "b");
+  const DType dtype = require_float_operands(c, {{0, "a"}, {1, "b"}});
   const ValueInfo& a = *c.inputs[0];
   const ValueInfo& b = *c.inputs[1];
-  if (a.shape == b.shape) return {{a.shape, DType::f32}};
+  if (a.shape == b.shape) return {{a.shape, dtype}};
   if (a.shape.rank() != b.shape.rank())
     fail(c, lower_name(c.op),
          fmt::format("'{}' {} and '{}' {} must have one rank to broadcast (reshape one first)", a.name, a.shape.str(),
@@ -28,7 +27,7 @@ std::vector<OutputSpec> infer_broadcast(const OpCall& c) {
                        a.name, a.shape.str(), b.name, b.shape.str(), d, a.shape[d], b.shape[d]));
     out[d] = a.shape[d] == 1 ? b.shape[d] : a.shape[d];
   }
-  return {{out, DType::f32}};
+  return {{out, dtype}};
 }
 
 double flops_broadcast(const OpCall& c) {
@@ -73,7 +72,7 @@ std::vector<Value> gradient_mul(NodeEmitter& emit, const Node& node, const std::
 }
 
 std::vector<OutputSpec> infer_reduce_sum(const OpCall& c) {
-  require_dtype(c, 0, DType::f32, "x");
+  const DType dtype = require_float_operands(c, {{0, "x"}});
   const Shape& x = c.inputs[0]->shape;
   const uint32_t dims = c.params.reduce_sum.dims;
   if (dims == 0 || (x.rank() < 32 && (dims >> x.rank()) != 0))
@@ -83,7 +82,7 @@ std::vector<OutputSpec> infer_reduce_sum(const OpCall& c) {
   Shape y = x;
   for (int d = 0; d < x.rank(); ++d)
     if ((dims >> d) & 1u) y[d] = 1;
-  return {{y, DType::f32}};
+  return {{y, dtype}};
 }
 
 double flops_reduce_sum(const OpCall& c) { return double(c.inputs[0]->shape.numel()); }
@@ -169,16 +168,21 @@ const ConformanceFamily kBroadcastCases{"mul reduce_sum", "a's dims then b's (on
 // and fails. Small integers sum exactly.
 const Tolerance kReduceTolerance{1e-9, 1e-8, "float32 sum of the reduced terms in a backend's fixed order", true};
 
+// Half a and b (bf16 or f16): their f32 sum or product is exact, or (a sum of values more than
+// 2^15 apart) off by less than the smaller term, far below half a half ulp of the larger and never
+// onto a tie: rounded once to the half dtype it is ref's bits. REDUCE_SUM on a half gradient (the
+// gradient of a broadcast half operand) sums in f32 and rounds once: kHalfRoundedSupport.
+
 }  // namespace
 
 extern const OpRule add_rule{"ADD", 2, 1, infer_broadcast, flops_broadcast, gradient_add,
                              // a + b rounds once to float32 however precisely it is computed
-                             kExactTolerance, &kElementwiseCases};
+                             kExactTolerance, &kElementwiseCases, 0, &kHalfExactSupport};
 extern const OpRule mul_rule{"MUL", 2, 1, infer_broadcast, flops_broadcast, gradient_mul,
                              // a * b rounds once to float32: ref's product rounded is the answer
-                             kExactTolerance, &kBroadcastCases};
+                             kExactTolerance, &kBroadcastCases, 0, &kHalfExactSupport};
 extern const OpRule reduce_sum_rule{"REDUCE_SUM", 1, 1, infer_reduce_sum, flops_reduce_sum, nullptr,
-                                    kReduceTolerance};
+                                    kReduceTolerance, nullptr, 0, &kHalfRoundedSupport};
 extern const OpRule fill_rule{"FILL", 0, 1, infer_fill, flops_fill, nullptr, kExactTolerance, &kFillCases};
 
 }  // namespace parity::ops

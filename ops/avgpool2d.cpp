@@ -22,9 +22,9 @@ kernels::PoolWindow window_of(const OpCall& c, const char* op) {
 std::vector<OutputSpec> infer_forward(const OpCall& c) {
   const kernels::PoolWindow win = window_of(c, "avgpool2d");
   require_rank(c, 0, 4, "input");
-  require_dtype(c, 0, DType::f32, "input");
+  const DType dtype = require_float_operands(c, {{0, "input"}});
   const Shape& x = c.inputs[0]->shape;
-  return {{pooled_shape(c, "avgpool2d", x[0], x[1], x[2], x[3], win), DType::f32}};
+  return {{pooled_shape(c, "avgpool2d", x[0], x[1], x[2], x[3], win), dtype}};
 }
 
 // One add per window tap and a division per output (padding taps counted: a bound).
@@ -49,7 +49,7 @@ std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<
 std::vector<OutputSpec> infer_backward(const OpCall& c) {
   const kernels::PoolWindow win = window_of(c, "avgpool2d_bwd");
   require_rank(c, 0, 4, "dy");
-  require_dtype(c, 0, DType::f32, "dy");
+  const DType dtype = require_float_operands(c, {{0, "dy"}});
   const Shape& dy = c.inputs[0]->shape;
   const parity_avgpool2d_params& p = c.params.avgpool2d;
   if (p.input_h <= 0 || p.input_w <= 0)
@@ -57,7 +57,7 @@ std::vector<OutputSpec> infer_backward(const OpCall& c) {
   const Shape pooled = pooled_shape(c, "avgpool2d_bwd", dy[0], dy[1], p.input_h, p.input_w, win);
   if (pooled != dy)
     fail(c, "avgpool2d_bwd", fmt::format("input size {}x{} pools to {}, not dy {}", p.input_h, p.input_w, pooled.str(), dy.str()));
-  return {{Shape{dy[0], dy[1], p.input_h, p.input_w}, DType::f32}};
+  return {{Shape{dy[0], dy[1], p.input_h, p.input_w}, dtype}};
 }
 
 // A division and an add per window tap.
@@ -211,9 +211,9 @@ const Tolerance kBackwardTolerance{1e-12, 1e-8, "one correctly rounded division 
 }  // namespace
 
 extern const OpRule avgpool2d_rule{"AVGPOOL2D", 1, 1, avgpool::infer_forward, avgpool::flops_forward,
-                                   avgpool::gradient, avgpool::kForwardTolerance, &avgpool::kCases};
+                                   avgpool::gradient, avgpool::kForwardTolerance, &avgpool::kCases, 0, &kHalfScaledSupport};
 extern const OpRule avgpool2d_bwd_rule{"AVGPOOL2D_BWD", 1, 1, avgpool::infer_backward, avgpool::flops_backward, nullptr,
-                                       avgpool::kBackwardTolerance};
+                                       avgpool::kBackwardTolerance, nullptr, 0, &kHalfScaledSupport};
 extern const OpRule global_avgpool_rule{"GLOBAL_AVGPOOL", 1, 1, global::infer_forward, global::flops_forward,
                                         global::gradient, global::kForwardTolerance, &global::kCases};
 extern const OpRule global_avgpool_bwd_rule{"GLOBAL_AVGPOOL_BWD", 1, 1, global::infer_backward, global::flops_backward,

@@ -22,7 +22,7 @@ std::vector<OutputSpec> infer_concat(const OpCall& c) {
       fail(c, "concat", fmt::format("input {} '{}' is {}, input 0 '{}' is {}: every input must have the same dtype", i,
                                     v.name, to_string(v.dtype), first.name, to_string(first.dtype)));
   }
-  require_dtype(c, 0, DType::f32, "input 0");
+  require_float_operands(c, {{0, "input 0"}});
   if (first.shape.rank() < 2)
     fail(c, "concat", fmt::format("input 0 '{}' must have rank >= 2 (it joins dim 1), got shape {}", first.name,
                                   first.shape.str()));
@@ -42,7 +42,7 @@ std::vector<OutputSpec> infer_concat(const OpCall& c) {
 }
 
 std::vector<OutputSpec> infer_slice(const OpCall& c) {
-  require_dtype(c, 0, DType::f32, "input");
+  const DType dtype = require_float_operands(c, {{0, "input"}});
   const Shape& x = c.inputs[0]->shape;
   if (x.rank() < 2)
     fail(c, "slice", fmt::format("input '{}' must have rank >= 2 (it slices dim 1), got shape {}", c.inputs[0]->name,
@@ -55,7 +55,7 @@ std::vector<OutputSpec> infer_slice(const OpCall& c) {
                             c.node, p.start, p.length, x[1], c.inputs[0]->name, x.str()));
   Shape out = x;
   out[1] = p.length;
-  return {{out, DType::f32}};
+  return {{out, dtype}};
 }
 
 // Copies: no arithmetic.
@@ -126,7 +126,8 @@ const ConformanceFamily kCases{"concat slice", "one input's dims (N,C,...: input
 }  // namespace
 
 extern const OpRule concat_rule{"CONCAT", PARITY_MAX_NODE_INPUTS, 1, infer_concat, flops_none, concat_gradient,
-                                kExactTolerance, &kCases};
-extern const OpRule slice_rule{"SLICE", 1, 1, infer_slice, flops_none, nullptr, kExactTolerance};
+                                kExactTolerance, &kCases, 0, &kHalfExactSupport};
+extern const OpRule slice_rule{"SLICE", 1, 1, infer_slice, flops_none, nullptr, kExactTolerance, nullptr, 0,
+                               &kHalfExactSupport};
 
 }  // namespace parity::ops

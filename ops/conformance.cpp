@@ -85,6 +85,26 @@ std::vector<std::string> spellings_of(const ConformanceFamily& f) {
   return out;
 }
 
+// After the f32 cases [first, end) of a family: each case of an op that accepts half values
+// (OpRule::half) once more in bf16 and in f16, its f32 operands rounded to the half dtype except
+// those that stay f32 (HalfSupport::f32_operands: the bias). Made from the f32 cases, so they
+// draw nothing and leave every other case's values alone.
+void add_half_cases(std::vector<OpCase>& cases, size_t first) {
+  const size_t end = cases.size();
+  for (DType half : {DType::bf16, DType::f16})
+    for (size_t i = first; i < end; ++i) {
+      const OpRule& r = rule(cases[i].op);
+      if (!r.half) continue;
+      OpCase c = cases[i];
+      for (size_t k = 0; k < c.operands.size(); ++k) {
+        Tensor& t = c.operands[k].tensor;
+        if (t.dtype() == DType::f32 && !((r.half->f32_operands >> k) & 1u)) t = cast_tensor(t, half);
+      }
+      c.label += fmt::format(" {}", to_string(half));
+      cases.push_back(std::move(c));
+    }
+}
+
 bool selects(const ConformanceFamily& f, const std::string& family) {
   for (const std::string& s : spellings_of(f)) {
     if (s.back() == '*' ? family.rfind(s.substr(0, s.size() - 1), 0) == 0 : family == s) return true;
@@ -97,12 +117,14 @@ bool selects(const ConformanceFamily& f, const std::string& family) {
 std::vector<OpCase> builtin_cases(Draw& draw) {
   std::vector<OpCase> cases;
   for (const ConformanceFamily* f : families()) {
+    const size_t first = cases.size();
     if (f->draw_order < kSharedDrawFamilies) {
       f->builtin(cases, draw);
     } else {
       Draw own = draw.fork(static_cast<uint64_t>(f->draw_order));
       f->builtin(cases, own);
     }
+    add_half_cases(cases, first);
   }
   return cases;
 }
@@ -145,6 +167,7 @@ std::vector<OpCase> user_cases(Draw& draw, const std::string& op, const std::vec
         throw Error(ErrorKind::invalid_argument, fmt::format("check ops: --shape values must be > 0, got {}", d));
     std::vector<OpCase> cases;
     f->from_shape(cases, draw, shape);
+    add_half_cases(cases, 0);
     return cases;
   }
   throw Error(ErrorKind::invalid_argument,

@@ -53,7 +53,8 @@ std::vector<OutputSpec> infer_forward(const OpCall& c) {
   require_rank(c, 0, 4, "input");
   require_rank(c, 1, 4, "weight");
   if (has_bias) require_rank(c, 2, 1, "bias");
-  for (size_t i = 0; i < c.inputs.size(); ++i) require_dtype(c, static_cast<int>(i), DType::f32, "operand");
+  const DType dtype = require_float_operands(c, {{0, "input"}, {1, "weight"}});
+  if (has_bias) require_dtype(c, 2, DType::f32, "bias (added in f32 before the one rounding)");
   const Shape& x = c.inputs[0]->shape;
   const Shape& w = c.inputs[1]->shape;
   for (int i = 0; i < 4; ++i)
@@ -65,7 +66,7 @@ std::vector<OutputSpec> infer_forward(const OpCall& c) {
   if (has_bias && c.inputs[2]->shape[0] != w[0])
     fail(c, "conv2d", fmt::format("bias {} must have {} elements (one per filter)", c.inputs[2]->shape.str(), w[0]));
   check_fits(c, "conv2d", cw, x[2], x[3], w[2], w[3]);
-  return {{Shape{x[0], w[0], conv2d_output_h(cw, x[2], w[2]), conv2d_output_w(cw, x[3], w[3])}, DType::f32}};
+  return {{Shape{x[0], w[0], conv2d_output_h(cw, x[2], w[2]), conv2d_output_w(cw, x[3], w[3])}, dtype}};
 }
 
 double flops_forward(const OpCall& c) {
@@ -106,6 +107,7 @@ std::vector<OutputSpec> infer_bwd_data(const OpCall& c) {
   const Conv2dWindow cw = check_params(c, "conv2d_bwd_data");
   require_rank(c, 0, 4, "dy");
   require_rank(c, 1, 4, "weight");
+  const DType dtype = require_float_operands(c, {{0, "dy"}, {1, "weight"}});
   const Shape& dy = c.inputs[0]->shape;
   const Shape& w = c.inputs[1]->shape;
   const parity_conv2d_params& p = c.params.conv2d;
@@ -115,7 +117,7 @@ std::vector<OutputSpec> infer_bwd_data(const OpCall& c) {
   check_fits(c, "conv2d_bwd_data", cw, p.input_h, p.input_w, w[2], w[3]);
   if (conv2d_output_h(cw, p.input_h, w[2]) != dy[2] || conv2d_output_w(cw, p.input_w, w[3]) != dy[3])
     fail(c, "conv2d_bwd_data", fmt::format("input size {}x{} does not produce dy {}", p.input_h, p.input_w, dy.str()));
-  return {{Shape{dy[0], w[1] * cw.groups, p.input_h, p.input_w}, DType::f32}};
+  return {{Shape{dy[0], w[1] * cw.groups, p.input_h, p.input_w}, dtype}};
 }
 
 double flops_bwd_data(const OpCall& c) {
@@ -128,6 +130,7 @@ std::vector<OutputSpec> infer_bwd_weight(const OpCall& c) {
   const Conv2dWindow cw = check_params(c, "conv2d_bwd_weight");
   require_rank(c, 0, 4, "input");
   require_rank(c, 1, 4, "dy");
+  const DType dtype = require_float_operands(c, {{0, "input"}, {1, "dy"}});
   const Shape& x = c.inputs[0]->shape;
   const Shape& dy = c.inputs[1]->shape;
   const parity_conv2d_params& p = c.params.conv2d;
@@ -138,7 +141,8 @@ std::vector<OutputSpec> infer_bwd_weight(const OpCall& c) {
   check_fits(c, "conv2d_bwd_weight", cw, x[2], x[3], r, s);
   if (conv2d_output_h(cw, x[2], r) != dy[2] || conv2d_output_w(cw, x[3], s) != dy[3])
     fail(c, "conv2d_bwd_weight", fmt::format("kernel {}x{} does not map input {} to dy {}", r, s, x.str(), dy.str()));
-  std::vector<OutputSpec> out{{Shape{dy[1], x[1] / cw.groups, r, s}, DType::f32}};
+  // dw in the operands' dtype, db (summed in f32) stays f32 as the bias it belongs to.
+  std::vector<OutputSpec> out{{Shape{dy[1], x[1] / cw.groups, r, s}, dtype}};
   if (!p.without_bias) out.push_back({Shape{dy[1]}, DType::f32});
   return out;
 }
@@ -272,12 +276,17 @@ void builtin_cases(std::vector<OpCase>& out, Draw& draw) {
 const ConformanceFamily kCases{"conv2d*", "N,C,H,W,K,R,S[,stride[,pad[,dilation[,groups]]]]", 7, 11, true, 0,
                                builtin_cases, conv_cases};
 
+// Half x, w (and dy): exact products summed in f32, rounded once (kHalfRoundedSupport's argument);
+// the bias stays f32.
+const HalfSupport kForwardHalf{kHalfRoundedSupport.bf16, kHalfRoundedSupport.f16, 1u << 2};
+
 }  // namespace
 
-extern const OpRule conv2d_rule{"CONV2D", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance, &kCases};
+extern const OpRule conv2d_rule{"CONV2D", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance, &kCases,
+                                0, &kForwardHalf};
 extern const OpRule conv2d_bwd_data_rule{"CONV2D_BWD_DATA", 2, 1, infer_bwd_data, flops_bwd_data, nullptr,
-                                           kDotProductTolerance};
+                                           kDotProductTolerance, nullptr, 0, &kHalfRoundedSupport};
 extern const OpRule conv2d_bwd_weight_rule{"CONV2D_BWD_WEIGHT", 2, 2, infer_bwd_weight, flops_bwd_weight,
-                                             nullptr, kDotProductTolerance};
+                                             nullptr, kDotProductTolerance, nullptr, 0, &kHalfRoundedSupport};
 
 }  // namespace parity::ops

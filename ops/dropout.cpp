@@ -17,7 +17,7 @@ void check(const OpCall& c, const char* what) {
     fail(c, lower_name(c.op), fmt::format("p (the probability of zeroing) must be in [0, 1), got {}", p.p));
   if (p.first_sample < 0)
     fail(c, lower_name(c.op), fmt::format("first_sample must be >= 0, got {}", p.first_sample));
-  require_dtype(c, 0, DType::f32, what);
+  require_float_operands(c, {{0, what}});
   if (c.inputs[0]->shape.rank() < 1 || c.inputs[0]->shape.numel() == 0)
     fail(c, lower_name(c.op), fmt::format("{} must be a non-empty batch [N, ...], got {}", what, c.inputs[0]->shape.str()));
   if (c.inputs[0]->shape[0] + p.first_sample > INT32_MAX)
@@ -30,12 +30,12 @@ void check(const OpCall& c, const char* what) {
 
 std::vector<OutputSpec> infer_forward(const OpCall& c) {
   check(c, "input");
-  return {{c.inputs[0]->shape, DType::f32}};
+  return {{c.inputs[0]->shape, c.inputs[0]->dtype}};
 }
 
 std::vector<OutputSpec> infer_backward(const OpCall& c) {
   check(c, "dy");
-  return {{c.inputs[0]->shape, DType::f32}};
+  return {{c.inputs[0]->shape, c.inputs[0]->dtype}};
 }
 
 // One draw per element (a quarter of a Philox block) and a multiply.
@@ -81,10 +81,15 @@ const ConformanceFamily kCases{"dropout*", "the tensor's dims", 1, 6, false, 16,
 // kept element is x times the float32 scale: one product of two float32 values, exact in ref's
 // float64 and rounded once, so bit equality with ref on any input.
 const Tolerance kTolerance{0.0, 1e-8, "the same mask, one multiply by the float32 scale: bit equality with ref", true};
+// In a half dtype the product of x and the f32 scale is rounded to f32 and then to the half dtype,
+// which may differ from ref's one rounding where the f32 product lands on a half tie (a fraction
+// ~2^-16 of elements): kHalfScaledSupport.
 
 }  // namespace
 
-extern const OpRule dropout_rule{"DROPOUT", 2, 1, infer_forward, flops, gradient, kTolerance, &kCases};
-extern const OpRule dropout_bwd_rule{"DROPOUT_BWD", 2, 1, infer_backward, flops, nullptr, kTolerance};
+extern const OpRule dropout_rule{"DROPOUT", 2, 1, infer_forward, flops, gradient, kTolerance, &kCases, 0,
+                                 &kHalfScaledSupport};
+extern const OpRule dropout_bwd_rule{"DROPOUT_BWD", 2, 1, infer_backward, flops, nullptr, kTolerance, nullptr, 0,
+                                     &kHalfScaledSupport};
 
 }  // namespace parity::ops

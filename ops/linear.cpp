@@ -11,14 +11,15 @@ std::vector<OutputSpec> infer_forward(const OpCall& c) {
   require_rank(c, 0, 2, "input");
   require_rank(c, 1, 2, "weight");
   require_rank(c, 2, 1, "bias");
-  for (int i = 0; i < 3; ++i) require_dtype(c, i, DType::f32, "operand");
+  const DType dtype = require_float_operands(c, {{0, "input"}, {1, "weight"}});
+  require_dtype(c, 2, DType::f32, "bias (added in f32 before the one rounding)");
   const Shape& x = c.inputs[0]->shape;
   const Shape& w = c.inputs[1]->shape;
   const Shape& b = c.inputs[2]->shape;
   if (w[1] != x[1])
     fail(c, "linear", fmt::format("weight {} expects {} input features, input {} has {}", w.str(), w[1], x.str(), x[1]));
   if (b[0] != w[0]) fail(c, "linear", fmt::format("bias {} must have {} elements (one per output)", b.str(), w[0]));
-  return {{Shape{x[0], w[0]}, DType::f32}};
+  return {{Shape{x[0], w[0]}, dtype}};
 }
 
 double flops_forward(const OpCall& c) {
@@ -44,19 +45,21 @@ std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<
 std::vector<OutputSpec> infer_bwd_data(const OpCall& c) {
   require_rank(c, 0, 2, "dy");
   require_rank(c, 1, 2, "weight");
+  const DType dtype = require_float_operands(c, {{0, "dy"}, {1, "weight"}});
   const Shape& dy = c.inputs[0]->shape;
   const Shape& w = c.inputs[1]->shape;
   if (dy[1] != w[0]) fail(c, "linear_bwd_data", fmt::format("dy {} and weight {} disagree on outputs", dy.str(), w.str()));
-  return {{Shape{dy[0], w[1]}, DType::f32}};
+  return {{Shape{dy[0], w[1]}, dtype}};
 }
 
 std::vector<OutputSpec> infer_bwd_weight(const OpCall& c) {
   require_rank(c, 0, 2, "input");
   require_rank(c, 1, 2, "dy");
+  const DType dtype = require_float_operands(c, {{0, "input"}, {1, "dy"}});
   const Shape& x = c.inputs[0]->shape;
   const Shape& dy = c.inputs[1]->shape;
   if (x[0] != dy[0]) fail(c, "linear_bwd_weight", fmt::format("batch of input {} and dy {} differ", x.str(), dy.str()));
-  return {{Shape{dy[1], x[1]}, DType::f32}, {Shape{dy[1]}, DType::f32}};
+  return {{Shape{dy[1], x[1]}, dtype}, {Shape{dy[1]}, DType::f32}};  // db stays f32, as the bias
 }
 
 double flops_bwd_data(const OpCall& c) {
@@ -86,12 +89,16 @@ void builtin_cases(std::vector<OpCase>& out, Draw& draw) {
 
 const ConformanceFamily kCases{"linear*", "N,IN,OUT", 3, 3, false, 1, builtin_cases, linear_cases};
 
+// Half x, w (and dy): exact products summed in f32, rounded once; the bias stays f32.
+const HalfSupport kForwardHalf{kHalfRoundedSupport.bf16, kHalfRoundedSupport.f16, 1u << 2};
+
 }  // namespace
 
-extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance, &kCases};
+extern const OpRule linear_rule{"LINEAR", 3, 1, infer_forward, flops_forward, gradient, kDotProductTolerance, &kCases,
+                                0, &kForwardHalf};
 extern const OpRule linear_bwd_data_rule{"LINEAR_BWD_DATA", 2, 1, infer_bwd_data, flops_bwd_data, nullptr,
-                                           kDotProductTolerance};
+                                           kDotProductTolerance, nullptr, 0, &kHalfRoundedSupport};
 extern const OpRule linear_bwd_weight_rule{"LINEAR_BWD_WEIGHT", 2, 2, infer_bwd_weight, flops_bwd_weight,
-                                             nullptr, kDotProductTolerance};
+                                             nullptr, kDotProductTolerance, nullptr, 0, &kHalfRoundedSupport};
 
 }  // namespace parity::ops

@@ -20,10 +20,10 @@ kernels::PoolWindow window_of(const OpCall& c, const char* op) {
 std::vector<OutputSpec> infer_forward(const OpCall& c) {
   const kernels::PoolWindow win = window_of(c, "maxpool2d");
   require_rank(c, 0, 4, "input");
-  require_dtype(c, 0, DType::f32, "input");
+  const DType dtype = require_float_operands(c, {{0, "input"}});
   const Shape& x = c.inputs[0]->shape;
   const Shape y = pooled_shape(c, "maxpool2d", x[0], x[1], x[2], x[3], win);
-  return {{y, DType::f32}, {y, DType::i32}};
+  return {{y, dtype}, {y, DType::i32}};
 }
 
 // One comparison per window tap (padding taps included: a bound, as for a dense scan).
@@ -48,7 +48,7 @@ std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<
 std::vector<OutputSpec> infer_backward(const OpCall& c) {
   const kernels::PoolWindow win = window_of(c, "maxpool2d_bwd");
   require_rank(c, 0, 4, "dy");
-  require_dtype(c, 0, DType::f32, "dy");
+  const DType dtype = require_float_operands(c, {{0, "dy"}});
   require_dtype(c, 1, DType::i32, "indices");
   require_same_shape(c, 0, 1);
   const Shape& dy = c.inputs[0]->shape;
@@ -58,7 +58,7 @@ std::vector<OutputSpec> infer_backward(const OpCall& c) {
   const Shape pooled = pooled_shape(c, "maxpool2d_bwd", dy[0], dy[1], p.input_h, p.input_w, win);
   if (pooled != dy)
     fail(c, "maxpool2d_bwd", fmt::format("input size {}x{} pools to {}, not dy {}", p.input_h, p.input_w, pooled.str(), dy.str()));
-  return {{Shape{dy[0], dy[1], p.input_h, p.input_w}, DType::f32}};
+  return {{Shape{dy[0], dy[1], p.input_h, p.input_w}, dtype}};
 }
 
 double flops_backward(const OpCall& c) { return double(c.inputs[0]->shape.numel()); }
@@ -170,10 +170,12 @@ const ConformanceFamily kCases{"maxpool2d*", "N,C,H,W,KERNEL,STRIDE[,PAD[,DILATI
 
 }  // namespace
 
-extern const OpRule maxpool2d_rule{"MAXPOOL2D", 1, 2, infer_forward, flops_forward, gradient, kExactTolerance, &kCases};
+extern const OpRule maxpool2d_rule{"MAXPOOL2D", 1, 2, infer_forward, flops_forward, gradient, kExactTolerance, &kCases,
+                                   0, &kHalfExactSupport};
 extern const OpRule maxpool2d_bwd_rule{"MAXPOOL2D_BWD", 2, 1, infer_backward, flops_backward, nullptr,
                                          // each input element receives at most one window's gradient in a 2x2/2 pool; with
                                          // overlapping windows the sum of a few terms may round differently
-                                         Tolerance{1e-12, 1e-8, "a sum of at most kernel^2 gradient terms", true}};
+                                         Tolerance{1e-12, 1e-8, "a sum of at most kernel^2 gradient terms", true},
+                                         nullptr, 0, &kHalfRoundedSupport};
 
 }  // namespace parity::ops

@@ -4,7 +4,9 @@
 // depends only on api/: a gradient emits its nodes through NodeEmitter, which graph/ implements.
 #pragma once
 
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/conformance.h"
@@ -61,6 +63,17 @@ struct Tolerance {
   bool integer_exact;
 };
 
+// An op that accepts bf16 and f16 values (issue #14, docs/autocast.md): how closely a backend's
+// half output must match ref's float64 result rounded once to the half dtype, and which operands
+// stay f32 when the others are half (the bias of conv2d and linear, added in f32 before the one
+// rounding). Outputs follow the half operands' dtype unless the op's rule says otherwise
+// (db, indices).
+struct HalfSupport {
+  Tolerance bf16;
+  Tolerance f16;
+  uint32_t f32_operands = 0;  // bit k: input k stays f32 in a half case
+};
+
 struct OpRule {
   const char* name;  // parity_op_name(op); tests/test_graph.cpp checks it and the arity against the list
   int num_inputs;
@@ -79,7 +92,16 @@ struct OpRule {
   // torch's output_differentiability says of batchnorm's saved statistics. `parity check ops
   // --gradient` seeds only the other f32 outputs.
   uint32_t nondifferentiable_outputs = 0;
+  // Set on the ops that accept bf16 and f16 values; nullptr: f32 only (a half operand is refused
+  // by the rule's infer).
+  const HalfSupport* half = nullptr;
 };
+
+// The tolerance of `rule` for outputs of `dtype`: the rule's own for f32 (and integer outputs),
+// its HalfSupport's for bf16 and f16 (an op with half outputs but no HalfSupport, CAST, states
+// one tolerance for every dtype).
+const Tolerance& tolerance_for(const OpRule& rule, DType dtype);
+bool is_half(DType dtype);
 
 // Shared tolerance arguments (the per-op files pick one or state their own).
 // Dot products: a float32 sum of K products has a relative error of about sqrt(K) * 2^-24 per
@@ -89,6 +111,13 @@ extern const Tolerance kDotProductTolerance;
 // No arithmetic on values (copies, selections, comparisons): ref's result rounded to float32
 // is exactly what a correct backend produces.
 extern const Tolerance kExactTolerance;
+// The same two classes for half outputs (op_rule.cpp argues the numbers): arithmetic in f32
+// rounded once to the half dtype, and no arithmetic on values (bit equality).
+extern const HalfSupport kHalfRoundedSupport;
+extern const HalfSupport kHalfExactSupport;
+// Arithmetic in f32 whose one multiply or divide by a non-integer rounds twice (f32, then half):
+// kHalfRoundedSupport's bounds, not exact on small integers.
+extern const HalfSupport kHalfScaledSupport;
 
 // The op's rule; throws Error(invalid_argument) outside [0, PARITY_OP_COUNT).
 const OpRule& rule(parity_op op);
@@ -108,6 +137,10 @@ std::vector<Value> gradient_from_output(NodeEmitter& emit, const Node& node, con
 void require_rank(const OpCall& call, int input, int rank, const char* what);
 void require_dtype(const OpCall& call, int input, DType dtype, const char* what);
 void require_same_shape(const OpCall& call, int a, int b);
+// For ops that run in their operands' dtype: input `operands[0]` must be f32, bf16 or f16 and
+// every other listed input must have the same dtype; returns it. A mismatch names the op, both
+// operands and both dtypes ("conv2d 'c1': weight 'w' is f16 but input 'x' is bf16 ...").
+DType require_float_operands(const OpCall& call, std::initializer_list<std::pair<int, const char*>> operands);
 [[noreturn]] void fail(const OpCall& call, const char* op, const std::string& message);
 
 }  // namespace parity::ops

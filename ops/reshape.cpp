@@ -7,6 +7,7 @@ namespace {
 
 // The builder passes the target shape through GraphBuilder::reshape, which checks the element
 // count; the node itself carries no params, so inference here only preserves the input.
+// Any dtype moves: f32, i32 and the half dtypes (as bits).
 std::vector<OutputSpec> infer(const OpCall& c) { return {{c.inputs[0]->shape, c.inputs[0]->dtype}}; }
 
 double flops(const OpCall&) { return 0.0; }
@@ -20,6 +21,7 @@ std::vector<Value> gradient(NodeEmitter& b, const Node& node, const std::vector<
 
 }  // namespace
 
-extern const OpRule reshape_rule{"RESHAPE", 1, 1, infer, flops, gradient, kExactTolerance};
+extern const OpRule reshape_rule{"RESHAPE", 1, 1, infer, flops, gradient, kExactTolerance, nullptr, 0,
+                                 &kHalfExactSupport};
 
 }  // namespace parity::ops

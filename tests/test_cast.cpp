@@ -360,9 +360,14 @@ TEST(CastBuilder, RefusesDtypesItCannotConvert) {
     EXPECT_NE(std::string(e.what()).find("cast 'c2': the target dtype"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("got 2"), std::string::npos) << e.what();
   }
-  // A half value into an op that computes in f32 is refused by that op's rule, by name.
+  // A half value into an op that computes in f32 only is refused by that op's rule, by name.
   const Value h = b.cast(x, DType::f16, "h");
-  EXPECT_THROW(b.relu(h, "r"), Error);
+  try {
+    b.sigmoid(h, "s");
+    ADD_FAILURE() << "sigmoid of f16 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sigmoid 's': input 'h' must be f32, got f16"), std::string::npos) << e.what();
+  }
 }
 
 // ---- backends without half dtypes refuse them, naming the backend and the dtype

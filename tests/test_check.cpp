@@ -96,6 +96,13 @@ TEST(CheckOps, CatchesOverrunsUnwrittenElementsAndWrongValues) {
     int cases = 0;
     for (const OpCaseResult& r : results) {
       if (r.op != op) continue;
+      if (r.skipped) {  // the plugin stores no half values: its bf16 and f16 cases are refused by name
+        // (and gradient mode skips every half case, saying why)
+        EXPECT_TRUE(r.skip_reason.find("backend 'testfaulty' cannot run") != std::string::npos ||
+                    r.skip_reason.find("half-precision case") != std::string::npos)
+            << r.label << ": " << r.skip_reason;
+        continue;
+      }
       ++cases;
       EXPECT_FALSE(r.pass()) << op << " " << r.label;
       for (const TensorDiff& d : r.outputs) {

@@ -68,6 +68,18 @@ TEST(Cli, NonsensicalOptionsFailWithAClearMessage) {
   expect_failure("frobnicate", "frobnicate");
 }
 
+// --precision: the policy line names the precision and the backend; a precision outside the list,
+// and a backend that cannot store half values, are refused before training (non-zero exit).
+TEST(Cli, TrainPrecisionPrintsThePolicyAndRefusesWhatCannotRun) {
+  CliRun r = run_cli("train --precision bf16 --backend cpu --limit 64 --max-steps 1");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("precision bf16 on backend cpu: conv2d and linear on bf16 copies"), std::string::npos)
+      << r.output;
+  expect_failure("train --precision fp8 --limit 64", "fp8");
+  expect_failure("train --precision fp16 --backend simt --limit 64",
+                 "--precision fp16 cannot run on backend 'simt'");
+}
+
 TEST(Cli, ABatchNoMachineCanHoldIsRefusedBeforeAllocatingWithBothNumbers) {
   // seed-cnn-112 needs about 8 MB a picture in a training step: 10^7 of them is some 75 TiB.
   for (const char* backend : {"cpu", "simt", "ref"}) {

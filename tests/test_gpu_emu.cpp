@@ -63,6 +63,11 @@ TEST(GpuEmu, EveryOpMatchesRef) {
       EXPECT_NE(r.skip_reason.find("CAST has no native kernel"), std::string::npos) << r.skip_reason;
       continue;
     }
+    if (r.skipped && r.skip_reason.find("backend 'gpu_emu' cannot run ") != std::string::npos) {
+      // the bf16 and f16 cases of the ops that take them: refused by name, as CAST's values are
+      EXPECT_TRUE(r.label.find(" bf16") != std::string::npos || r.label.find(" f16") != std::string::npos) << r.label;
+      continue;
+    }
     EXPECT_FALSE(r.skipped) << r.op << " " << r.label << ": " << r.skip_reason;
     EXPECT_TRUE(r.pass()) << r.op << " " << r.label;
   }

@@ -522,7 +522,12 @@ TEST(OpList, UserCasesComeFromTheRuleFiles) {
   EXPECT_EQ(cases[0].op, PARITY_OP_SIGMOID);
   EXPECT_EQ(cases[1].op, PARITY_OP_SIGMOID_BWD);
   EXPECT_EQ(cases[0].operands[0].tensor.shape(), (Shape{3, 5}));
-  EXPECT_EQ(ops::user_cases(draw, "conv2d_bwd_data", {1, 1, 4, 4, 1, 3, 3}).size(), 3u);
+  // conv2d, its two backwards, then the same three in bf16 and in f16 (ops/conformance.cpp)
+  const std::vector<ops::OpCase> conv = ops::user_cases(draw, "conv2d_bwd_data", {1, 1, 4, 4, 1, 3, 3});
+  ASSERT_EQ(conv.size(), 9u);
+  EXPECT_EQ(conv[3].operands[0].tensor.dtype(), DType::bf16);
+  EXPECT_EQ(conv[3].operands[2].tensor.dtype(), DType::f32);  // the bias stays f32
+  EXPECT_EQ(conv[8].operands[1].tensor.dtype(), DType::f16);
   try {
     ops::user_cases(draw, "nosuchop", {1});
     ADD_FAILURE() << "expected an error";
@@ -533,7 +538,7 @@ TEST(OpList, UserCasesComeFromTheRuleFiles) {
   EXPECT_NE(ops::shape_meanings().find("conv2d N,C,H,W,K,R,S[,stride[,pad[,dilation[,groups]]]]"), std::string::npos);
   // groups 2 of 4 channels: w [6, 2, 3, 3]; dilation 2 with padding 2 keeps 7x7
   const std::vector<ops::OpCase> grouped = ops::user_cases(draw, "conv2d", {1, 4, 7, 7, 6, 3, 3, 1, 2, 2, 2});
-  ASSERT_EQ(grouped.size(), 3u);
+  ASSERT_EQ(grouped.size(), 9u);
   EXPECT_EQ(grouped[0].operands[1].tensor.shape(), (Shape{6, 2, 3, 3}));
   EXPECT_EQ(grouped[0].params.conv2d.groups, 2);
   EXPECT_EQ(grouped[0].params.conv2d.dilation_h, 2);

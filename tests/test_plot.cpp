@@ -115,6 +115,30 @@ TEST(PlotData, ReadsTheMetricsCsvOfParityTrain) {
   EXPECT_EQ(parse_metrics_csv("split,epoch,step,loss,accuracy,images_per_s\r\ntrain,1,1,2,0.1,5\r\n\n", "w.csv").train.size(), 1u);
 }
 
+// An fp16 run's CSV (parity train --precision fp16) ends with loss_scale,skipped_steps, with or
+// without the validation columns before them; the plot reads the rest.
+TEST(PlotData, ReadsTheLossScaleColumnsOfAnFp16Run) {
+  const MetricsSeries s = parse_metrics_csv(
+      "split,epoch,step,loss,accuracy,images_per_s,loss_scale,skipped_steps\n"
+      "train,1,0,2.3,0.1,9000.0,65536,1\n"
+      "train,1,1,2.2,0.1,9000.0,32768,1\n"
+      "test,1,1,2.1,0.2,0.0,32768,1\n",
+      "fp16.csv");
+  ASSERT_EQ(s.train.size(), 2u);
+  ASSERT_EQ(s.test.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.train[1].loss, 2.2);
+  const MetricsSeries v = parse_metrics_csv(
+      "split,epoch,step,loss,accuracy,images_per_s,val_loss,val_accuracy,loss_scale,skipped_steps\n"
+      "train,1,1,2.2,0.1,9000.0,,,65536,0\n"
+      "test,1,1,2.1,0.2,0.0,2.0,0.3,65536,0\n",
+      "fp16v.csv");
+  ASSERT_EQ(v.test.size(), 1u);
+  EXPECT_DOUBLE_EQ(v.test[0].val_accuracy, 0.3);
+  expect_error([&] { parse_metrics_csv("split,epoch,step,loss,accuracy,images_per_s,loss_scale,skipped_steps\n"
+                                       "train,1,1,2.2,0.1,9000.0\n", "short.csv"); },
+               ErrorKind::data, "expected 8 comma-separated fields, got 6");
+}
+
 TEST(PlotData, RefusesCorruptMetrics) {
   const std::string header = "split,epoch,step,loss,accuracy,images_per_s\n";
   expect_error([&] { parse_metrics_csv(header, "m.csv"); }, ErrorKind::data, "m.csv: no rows after the header");

@@ -89,6 +89,9 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
              "the rows marked 'train plan' rerun the step as `parity train` compiles it (fusion on) and compare its loss,\n"
              "updated weights and optimizer state\n",
              o.model, r.backend, r.against);
+  if (o.precision != Precision::f32)
+    fmt::print("precision {}: the graph autocast as parity train --precision {} runs it (one step, no loss scaling)\n",
+               precision_name(o.precision), precision_name(o.precision));
   fmt::print("{:>3} {:<22} {:<18} {:<34} {:<15} {:<16} {:>9} {:>9} {:>6}  {}\n", "#", "node", "op", "value", "role",
              "shape", "nmse", "max abs", "limit", "result");
   nlohmann::json values = nlohmann::json::array();
@@ -117,7 +120,7 @@ int run_check_model(const ModelCheckOptions& o, const std::string& json) {
   }
   if (!o.dump.empty()) fmt::print("every value of both sides written to {}/\n", o.dump);
   write_json(json, {{"command", "check model"}, {"model", o.model}, {"backend", r.backend}, {"against", r.against},
-                    {"pass", r.pass()}, {"first_failure", r.first_failure}, {"values", values}, {"drift", drift}});
+                    {"precision", precision_name(o.precision)}, {"pass", r.pass()}, {"first_failure", r.first_failure}, {"values", values}, {"drift", drift}});
   return r.pass() ? 0 : 1;
 }
 
@@ -339,6 +342,12 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
                     "to fit, so any ONNX model can be checked; --input gives a batch of your own)")
       ->check(CLI::IsMember({"synthetic"}))
       ->capture_default_str();
+  auto m_precision = std::make_shared<std::string>("f32");
+  model->add_option("--precision", *m_precision,
+                    "the training graph under this precision policy (autocast, as parity train --precision; one step, "
+                    "no loss scaling)")
+      ->check(CLI::IsMember({"f32", "bf16", "fp16"}))
+      ->capture_default_str();
   model->add_option("--dump", m->dump, "folder: every value of both backends as <backend>.safetensors");
   model->add_option("--seed", m->seed, "seed of the initial weights and the random batch")->capture_default_str();
   add_threads_option(*model, m->threads, "threads for the cpu backend (0: all)");
@@ -350,9 +359,10 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
                     "mpi, off, or auto (mpi when launched as more than one process)")
       ->check(CLI::IsMember({"auto", "mpi", "off"}))
       ->capture_default_str();
-  model->callback([&run, m, m_json, m_distributed] {
+  model->callback([&run, m, m_json, m_distributed, m_precision] {
     run = [=] {
       m->torch_peer = torch_peer_path();
+      m->precision = parse_precision(*m_precision);
       const std::shared_ptr<CommunicatorDataParallel> dp = data_parallel_for(*m_distributed, m->backend, 1.0);
       if (!dp) return run_check_model(*m, *m_json);
       return run_check_model_on_ranks(*m, *m_json, *dp);

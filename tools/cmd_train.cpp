@@ -150,6 +150,12 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--save", o->save, "write weights, optimizer state and position here after each epoch and on Ctrl-C");
   cmd->add_option("--resume", o->resume, "continue from a checkpoint written by --save");
   cmd->add_option("--metrics", o->metrics, "CSV of per-step and per-epoch loss, accuracy and images/s");
+  auto precision = std::make_shared<std::string>("f32");
+  cmd->add_option("--precision", *precision,
+                  "f32, or mixed precision as PyTorch's autocast: bf16, or fp16 with dynamic loss scaling (conv and "
+                  "linear in the half dtype with f32 accumulation and f32 master weights; README \"--precision\")")
+      ->check(CLI::IsMember({"f32", "bf16", "fp16"}))
+      ->capture_default_str();
   auto distributed = std::make_shared<std::string>("auto");
   auto bucket_mb = std::make_shared<double>(1.0);
   cmd->add_option("--distributed", *distributed,
@@ -162,8 +168,9 @@ void add_train_command(CLI::App& app, std::function<int()>& run) {
                   "(0: one all-reduce after the whole backward)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  cmd->callback([&run, o, optimizer, batch, distributed, bucket_mb] {
-    run = [o, optimizer, batch_given = batch->count() > 0, distributed, bucket_mb] {
+  cmd->callback([&run, o, optimizer, batch, distributed, bucket_mb, precision] {
+    run = [o, optimizer, batch_given = batch->count() > 0, distributed, bucket_mb, precision] {
+      o->precision = parse_precision(*precision);
       CommunicatorDataParallel* dp = nullptr;
       if (auto made = data_parallel_for(*distributed, o->backend, *bucket_mb)) {
         dp = made.get();

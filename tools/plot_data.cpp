@@ -55,6 +55,7 @@ const char* plot_file_kind_name(PlotFileKind kind) {
 
 const char* metrics_csv_header() { return "split,epoch,step,loss,accuracy,images_per_s"; }
 const char* metrics_csv_validation_columns() { return ",val_loss,val_accuracy"; }
+const char* metrics_csv_loss_scale_columns() { return ",loss_scale,skipped_steps"; }
 
 PlotFileKind detect_plot_file_kind(const std::string& content, const std::string& source) {
   const size_t at = first_non_space(content);
@@ -74,21 +75,28 @@ MetricsSeries parse_metrics_csv(const std::string& text, const std::string& sour
   std::string line;
   int number = 0;
   bool header = false, validation = false;
+  size_t extra = 0;  // trailing columns not plotted
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string where = fmt::format("{}:{}", source, number);
     if (!header) {
+      // fp16 runs append the loss-scaling columns; the plot does not draw them.
+      const std::string scaling = metrics_csv_loss_scale_columns();
+      if (line.size() > scaling.size() && line.compare(line.size() - scaling.size(), scaling.size(), scaling) == 0) {
+        line.resize(line.size() - scaling.size());
+        extra = 2;
+      }
       validation = line == std::string(metrics_csv_header()) + metrics_csv_validation_columns();
       if (line != metrics_csv_header() && !validation)
-        bad(where, fmt::format("expected the header '{}' (or with '{}' after it), got '{}'", metrics_csv_header(),
-                               metrics_csv_validation_columns(), line));
+        bad(where, fmt::format("expected the header '{}' (or with '{}' after it, and '{}' after that), got '{}'",
+                               metrics_csv_header(), metrics_csv_validation_columns(), scaling, line));
       header = true;
       continue;
     }
     if (line.empty()) continue;
     const std::vector<std::string> f = split_fields(line);
-    const size_t fields = validation ? 8 : 6;
+    const size_t fields = (validation ? 8 : 6) + extra;
     if (f.size() != fields)
       bad(where, fmt::format("expected {} comma-separated fields, got {}: '{}'", fields, f.size(), line));
     MetricsRow row;

@@ -34,6 +34,7 @@ struct MetricsSeries {
 // The header line, without the newline; a run with --val-split appends ",val_loss,val_accuracy".
 const char* metrics_csv_header();
 const char* metrics_csv_validation_columns();  // ",val_loss,val_accuracy"
+const char* metrics_csv_loss_scale_columns();  // ",loss_scale,skipped_steps" (fp16 runs, after the others)
 // Throws Error(data) "<source>:<line>: ..." on a wrong header, a malformed row, an unknown split,
 // and when there is no row at all.
 MetricsSeries parse_metrics_csv(const std::string& text, const std::string& source);

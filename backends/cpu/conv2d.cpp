@@ -1,5 +1,6 @@
 // backends/cpu/conv2d.cpp — conv2d on the cpu backend, NCHW float32: forward, backward-data and
 // backward-weight side by side, images in parallel.
+// (bf16 operands: bf16_gemm_ops.cpp; f16: half_nodes.h widens them into this file's f32 kernels.)
 //
 //   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct loops, any
 //                 stride, dilation and padding;
@@ -30,6 +31,7 @@
 
 #include "backends/cpu/conv2d_depthwise.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/half_nodes.h"
 #include "backends/cpu/gemm.h"
 #include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
@@ -302,6 +304,7 @@ void conv_gemm_f32(const float* x, const float* w, const float* b, bool relu, fl
 
 // ---------------------------------------------------------------- forward
 int64_t prepare_conv2d(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_conv2d_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 3, 1, 1);
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.K);
@@ -314,6 +317,7 @@ int64_t prepare_conv2d(BoundNode& node) {
 }
 
 void run_conv2d(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_conv2d_bf16(node);
   const parity_conv2d_params& cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
   const float* x = node.in[0].f32();
@@ -369,6 +373,7 @@ int64_t col2im_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp
 }  // namespace
 
 int64_t prepare_conv2d_bwd_data(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_conv2d_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 2, 1, 1);
   // dx plays the role of x: its shape and w's define the geometry dy must have.
   const ConvGeometry g = check_conv(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
@@ -383,6 +388,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
 }
 
 void run_conv2d_bwd_data(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_conv2d_bf16(node);
   const parity_conv2d_params cp = node.params.conv2d;
   const ConvGeometry g = geometry(node.out[0], node.in[1], cp);
   const float* dy = node.in[0].f32();
@@ -667,6 +673,7 @@ void bwd_weight_gemm_chunk_f32(const float* x, const float* dy, int64_t begin, i
 }  // namespace
 
 int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_conv2d_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 2, 1, 2);
   // dw plays the role of w for the geometry.
   const ConvGeometry g = check_conv(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
@@ -679,6 +686,7 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
 }
 
 void run_conv2d_bwd_weight(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_conv2d_bf16(node);
   {
     const ConvGeometry g = geometry(node.in[0], node.out[0], node.params.conv2d);
     if (is_depthwise(g)) {

@@ -26,6 +26,7 @@
 #include "backends/cpu/cpu_executable.h"
 #include "backends/cpu/cpu_fusion.h"
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/half_nodes.h"
 #include "backends/kit/node_hooks.h"
 #include "backends/kit/persistent_store.h"
 #include "backends/kit/plan_check.h"
@@ -138,7 +139,7 @@ class CpuExecutable final : public Executable {
  public:
   CpuExecutable(const parity_plan& plan, const CompileOptions& options, int threads,
                 std::shared_ptr<PersistentStore> store, cpu::NodeDelegate* delegate = nullptr)
-      : store_(std::move(store)), task_arena_(threads) {
+      : store_(std::move(store)), task_arena_(threads), poison_outputs_(options.poison_outputs) {
     task_arena_.initialize();
     check_and_copy_values(plan);
     arena_ = AlignedBuffer(plan.arena_bytes);
@@ -146,10 +147,20 @@ class CpuExecutable final : public Executable {
     bind_nodes(plan);
     workspace_ = AlignedBuffer(workspace_bytes_);
     for (BoundNode& node : nodes_) node.workspace = workspace_.data();
+    for (auto& h : half_)
+      if (h) cpu::bind_half_node(*h, workspace_.data());
     taken_.resize(nodes_.size());
+    // A node on half values runs cpu's path (half_nodes.h) whatever a delegate says; the delegate
+    // is still asked, so that it can say why it declines (onednn's route reasons).
     if (delegate)
-      for (size_t i = 0; i < nodes_.size(); ++i)
-        if (!nodes_[i].fusion.skip) taken_[i] = delegate->take(nodes_[i]);
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i].fusion.skip) continue;
+        taken_[i] = delegate->take(nodes_[i]);
+        if (taken_[i] && cpu::touches_half(nodes_[i]))
+          throw Error(ErrorKind::internal, "cpu: node '" + nodes_[i].name +
+                                               "' on bf16/f16 values was taken by a delegate; half nodes run on "
+                                               "cpu's kernels");
+      }
     if (options.poison_outputs) prepare_poison();
   }
 
@@ -245,6 +256,7 @@ class CpuExecutable final : public Executable {
   // Node i by what a delegate prepared for it, or by cpu's kernel.
   void run_node(size_t i) const {
     if (taken_[i]) taken_[i]->run();
+    else if (half_[i]) cpu::run_half_node(*half_[i], &run);
     else run(nodes_[i]);
   }
 
@@ -349,6 +361,7 @@ class CpuExecutable final : public Executable {
     // Values that are a max-pool's gradient, mostly zeros (NodeFusion::sparse_dy).
     std::vector<bool> pool_gradient(values_.size(), false);
     nodes_.resize(plan.num_nodes);
+    half_.resize(plan.num_nodes);
     for (int32_t i = 0; i < plan.num_nodes; ++i) {
       const parity_node_desc& desc = plan.nodes[i];
       BoundNode& node = nodes_[i];
@@ -368,6 +381,12 @@ class CpuExecutable final : public Executable {
       for (int32_t o = desc.num_inputs; o < static_cast<int32_t>(all.size()); ++o)
         for (int32_t k = 0; k < o; ++k) check_no_overlap(node, all[o], all[k]);
       cpu::mark_pool_gradient(desc, pool_gradient, node);
+      if (cpu::runs_widened(node)) {
+        int64_t bytes = 0;
+        half_[i] = cpu::make_half_node(node, &prepare_node, poison_outputs_, &bytes);
+        workspace_bytes = std::max(workspace_bytes, bytes);
+        continue;
+      }
       workspace_bytes = std::max(workspace_bytes, prepare_node(node));
     }
     // after planning: a fused node keeps its shapes, work split and scratch (plus the pooled
@@ -419,6 +438,7 @@ class CpuExecutable final : public Executable {
   std::vector<parity_value_desc> values_;
   std::vector<unsigned char*> data_;  // per value: its bytes in the arena or the store
   std::vector<BoundNode> nodes_;
+  std::vector<std::unique_ptr<cpu::HalfNode>> half_;  // per node on half values: its widened f32 form, or null
   std::vector<std::unique_ptr<cpu::TakenNode>> taken_;  // per node: what a delegate runs instead, or null
   kit::NodeHookSchedule hooks_;
   std::shared_ptr<PersistentStore> store_;
@@ -427,6 +447,7 @@ class CpuExecutable final : public Executable {
   AlignedBuffer workspace_;
   std::vector<PoisonRange> poison_;
   tbb::task_arena task_arena_;
+  bool poison_outputs_ = false;  // CompileOptions::poison_outputs (half nodes prefill their f32 outputs)
 };
 
 class CpuBackend final : public Backend {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "backends/cpu/half_nodes.h"
 #include "backends/kit/persistent_store.h"
 
 namespace parity {
@@ -61,13 +62,13 @@ int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t
   int64_t scratch = 0;
   for (int32_t i = 0; i < plan.num_nodes; ++i) {
     BoundNode& pool = nodes[i];
-    if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.fusion.skip) continue;
+    if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.fusion.skip || touches_half(pool)) continue;
     const bool relu_fused = pool.fusion.relu_mask.data != nullptr;
     const int32_t result = relu_fused ? plan.nodes[i + 1].outputs[0] : plan.nodes[i].outputs[0];
     const int32_t next = i + (relu_fused ? 2 : 1);
     if (next >= plan.num_nodes || readers[result] != 1 || plan.values[result].keep) continue;
     BoundNode& conv = nodes[next];
-    if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result) continue;
+    if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || plan.nodes[next].inputs[1] != result || touches_half(conv)) continue;
     conv.fusion.pool_source = &pool;
     if (!pooled_dy_applies(conv)) {
       conv.fusion.pool_source = nullptr;
@@ -127,6 +128,7 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
                                a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
     if (!conv_relu && !pool_relu_bwd) continue;
+    if (touches_half(nodes[i]) || touches_half(nodes[i + 1])) continue;  // half nodes run widened (half_nodes.h)
     const parity_value_desc& mid = plan.values[a.outputs[0]];
     if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
     bool clash = false;

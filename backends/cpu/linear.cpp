@@ -1,5 +1,6 @@
 // backends/cpu/linear.cpp — linear (fully connected) on the cpu backend, float32, row-major
 // x[N,I], w[O,I]: forward, backward-data and backward-weight side by side, as GEMMs (gemm.h).
+// (bf16 operands: bf16_gemm_ops.cpp; f16: half_nodes.h widens them into this file's f32 kernels.)
 //
 //   forward       y[N,O]  = x w^T + b     columns of y (rows of w) split into fixed chunks
 //   backward-data dx[N,I] = dy w          columns of dx (of w) split into fixed chunks
@@ -12,6 +13,7 @@
 #include <algorithm>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cpu/half_nodes.h"
 #include "backends/cpu/gemm.h"
 
 namespace parity {
@@ -62,6 +64,7 @@ float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
 
 // ---------------------------------------------------------------- forward
 int64_t prepare_linear(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_linear_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 3, 1, 1);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
@@ -71,6 +74,7 @@ int64_t prepare_linear(BoundNode& node) {
 }
 
 void run_linear(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_linear_bf16(node);
   const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[0]};
   const float* x = node.in[0].f32();
   const float* w = node.in[1].f32();
@@ -89,6 +93,7 @@ void run_linear(const BoundNode& node) {
 
 // ---------------------------------------------------------------- backward, data
 int64_t prepare_linear_bwd_data(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_linear_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 2, 1, 1);
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
   node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
@@ -97,6 +102,7 @@ int64_t prepare_linear_bwd_data(BoundNode& node) {
 }
 
 void run_linear_bwd_data(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_linear_bf16(node);
   const LinearGeometry g{node.out[0].dims[0], node.out[0].dims[1], node.in[1].dims[0]};
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
@@ -111,6 +117,7 @@ void run_linear_bwd_data(const BoundNode& node) {
 
 // ---------------------------------------------------------------- backward, weight
 int64_t prepare_linear_bwd_weight(BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return prepare_linear_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 2, 1, 2);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
@@ -120,6 +127,7 @@ int64_t prepare_linear_bwd_weight(BoundNode& node) {
 }
 
 void run_linear_bwd_weight(const BoundNode& node) {
+  if (runs_on_gemm_bf16(node)) return run_linear_bf16(node);
   const LinearGeometry g{node.in[0].dims[0], node.in[0].dims[1], node.out[0].dims[0]};
   const float* x = node.in[0].f32();
   const float* dy = node.in[1].f32();

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "backends/builtin.h"
+#include "backends/cpu/half_nodes.h"
 #include "backends/onednn/onednn_routes.h"
 #include "backends/onednn/onednn_ops.h"
 #include "parity/error.h"
@@ -45,6 +46,12 @@ class OnednnDelegate final : public cpu::NodeDelegate {
   std::unique_ptr<cpu::TakenNode> take(const cpu::BoundNode& node) override {
     std::string why;
     std::unique_ptr<cpu::TakenNode> taken;
+    if (cpu::touches_half(node)) {
+      if (log_)
+        std::fprintf(stderr, "onednn: node '%s' (%s): cpu kernel; %s\n", node.name.c_str(), parity_op_name(node.op),
+                     onednn::kHalfReason);
+      return taken;
+    }
     omp_set_num_threads(context_.threads);  // primitives fix their work split for this many threads
     try {
       switch (onednn::route_of(node.op)) {

@@ -82,6 +82,10 @@ std::string cpu_reason(parity_op op) {
   }
 }
 
+const char* const kHalfReason =
+    "bf16/f16 values run on the cpu backend's kernels (widened to f32, or gemm_bf16; rounded once), not oneDNN's "
+    "half primitives";
+
 std::vector<OpRoute> route_table() {
   std::vector<OpRoute> table;
   for (int i = 0; i < PARITY_OP_COUNT; ++i) {
@@ -119,6 +123,10 @@ std::vector<OpRoute> route_table() {
         break;
       case Route::cpu: runs_on = "cpu kernel: " + cpu_reason(op); break;
     }
+    // The routed ops whose rules accept bf16 and f16 values (ops/*.cpp, OpRule::half).
+    const bool takes_half = route_of(op) == Route::conv2d || route_of(op) == Route::linear ||
+                            op == PARITY_OP_LEAKY_RELU || op == PARITY_OP_AVGPOOL2D || op == PARITY_OP_AVGPOOL2D_BWD;
+    if (takes_half) runs_on += std::string("; ") + kHalfReason;
     table.push_back({parity_op_name(op), runs_on});
   }
   return table;

@@ -26,6 +26,11 @@ Route route_of(parity_op op);
 // Why an op routed to cpu stays there ("" for the ops routed to oneDNN).
 std::string cpu_reason(parity_op op);
 
+// Why a node on bf16 or f16 values (issue #14) runs on the cpu backend's kernels whatever its op's
+// route: parity's half ops are cpu's (half_nodes.h, gemm_bf16), oneDNN's bf16/f16 primitives are
+// not wired in this backend.
+extern const char* const kHalfReason;
+
 // One line per op of plugin.h, in enum order: the op's name and what runs it ("oneDNN <primitive>"
 // with the cases that still fall back, or "cpu kernel: <why>").
 struct OpRoute {

@@ -1,7 +1,10 @@
 // backends/ref/ref_backend.cpp — the `ref` Backend and its Executable: every value held as its
 // own float64 (or int32) vector, persistent values shared by name between executables, plans
 // checked by the kit (backends/kit/plan_check.h), and nodes run in plan order, each by the
-// run_<op> of ref_ops.h (a switch generated from PARITY_OP_LIST).
+// run_<op> of ref_ops.h (a switch generated from PARITY_OP_LIST). A node that reads or writes
+// bf16 or f16 values (other than CAST and RESHAPE, which move bits) runs on float64 copies: its
+// half inputs decoded exactly, the float64 op, its half outputs rounded once (ref_ops.h's
+// detail::double_to_half, ref's own rounding, not ops/kernels/half.h).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -52,6 +55,14 @@ class RefExecutable final : public Executable {
     storage_.reserve(values_.size());
     for (const parity_value_desc& v : values_)
       storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
+    // The float64 view of the half values (widened_values_ says f32 where values_ says bf16/f16).
+    widened_values_ = values_;
+    widened_storage_ = storage_;
+    for (size_t i = 0; i < values_.size(); ++i) {
+      if (!is_half(values_[i].dtype)) continue;
+      widened_values_[i].dtype = PARITY_F32;
+      widened_storage_[i] = make_storage(widened_values_[i]);
+    }
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
@@ -137,6 +148,8 @@ class RefExecutable final : public Executable {
     for (const auto& s : storage_)
       total += static_cast<int64_t>(s->f64.size() * sizeof(double) + s->i32.size() * sizeof(int32_t) +
                                     s->h16.size() * sizeof(uint16_t));
+    for (size_t i = 0; i < values_.size(); ++i)  // the float64 copies of half values
+      if (is_half(values_[i].dtype)) total += static_cast<int64_t>(widened_storage_[i]->f64.size() * sizeof(double));
     return total;
   }
 
@@ -180,7 +193,48 @@ class RefExecutable final : public Executable {
 
   // Each op's run_<name> is in ref_ops.h; an op of PARITY_OP_LIST without one does not compile.
   void run_node(const parity_node_desc& desc) const {
-    const RefNode node(desc, values_, storage_);
+    if (desc.op != PARITY_OP_CAST && desc.op != PARITY_OP_RESHAPE && touches_half(desc)) {
+      run_widened(desc);
+      return;
+    }
+    dispatch(RefNode(desc, values_, storage_));
+  }
+
+  bool touches_half(const parity_node_desc& desc) const {
+    for (int32_t k = 0; k < desc.num_inputs; ++k)
+      if (is_half(values_[static_cast<size_t>(desc.inputs[k])].dtype)) return true;
+    for (int32_t k = 0; k < desc.num_outputs; ++k)
+      if (is_half(values_[static_cast<size_t>(desc.outputs[k])].dtype)) return true;
+    return false;
+  }
+
+  // Half inputs decoded (exact), the float64 op, half outputs rounded once to their dtype.
+  void run_widened(const parity_node_desc& desc) const {
+    for (int32_t k = 0; k < desc.num_inputs; ++k) {
+      const auto v = static_cast<size_t>(desc.inputs[k]);
+      if (!is_half(values_[v].dtype)) continue;
+      const std::vector<uint16_t>& bits = storage_[v]->h16;
+      std::vector<double>& wide = widened_storage_[v]->f64;
+      for (size_t i = 0; i < bits.size(); ++i) wide[i] = static_cast<double>(detail::float_of_half(bits[i], values_[v].dtype));
+    }
+    if (poison_outputs_)  // an element the op leaves unwritten reads as NaN, as in storage_
+      for (int32_t k = 0; k < desc.num_outputs; ++k) {
+        const auto v = static_cast<size_t>(desc.outputs[k]);
+        if (is_half(values_[v].dtype))
+          std::fill(widened_storage_[v]->f64.begin(), widened_storage_[v]->f64.end(), kit::poison_value<double>());
+      }
+    dispatch(RefNode(desc, widened_values_, widened_storage_));
+    for (int32_t k = 0; k < desc.num_outputs; ++k) {
+      const auto v = static_cast<size_t>(desc.outputs[k]);
+      if (!is_half(values_[v].dtype)) continue;
+      const std::vector<double>& wide = widened_storage_[v]->f64;
+      std::vector<uint16_t>& bits = storage_[v]->h16;
+      for (size_t i = 0; i < bits.size(); ++i) bits[i] = detail::double_to_half(wide[i], values_[v].dtype);
+    }
+  }
+
+  static void dispatch(const RefNode& node) {
+    const parity_node_desc& desc = node.desc();
     switch (desc.op) {
 #define PARITY_REF_RUN_CASE(ID, name, inputs, outputs, builder) \
   case PARITY_OP_##ID:                                          \
@@ -198,6 +252,10 @@ class RefExecutable final : public Executable {
   std::vector<parity_node_desc> nodes_;
   std::shared_ptr<PersistentStore> persistent_;
   std::vector<std::shared_ptr<Storage>> storage_;  // by value index; persistent ones point into persistent_
+  // The same values as nodes on half values see them: half ones as f32 with float64 copies of
+  // their own, the others shared with storage_.
+  std::vector<parity_value_desc> widened_values_;
+  std::vector<std::shared_ptr<Storage>> widened_storage_;
   bool poison_outputs_;
 };
 
@@ -225,7 +283,8 @@ class RefBackend final : public Backend {
   }
 
   // What RefExecutable allocates: a double per f32 element, an int32 per i32 element and a
-  // uint16 per bf16 or f16 element of every value, persistent ones only when the executable shared with does not hold them yet.
+  // uint16 per bf16 or f16 element of every value, persistent ones only when the executable shared with does not hold them yet,
+  // and a double per half element for the float64 copy the ops on half values compute on.
   std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
                                         Executable* share_persistent_with) const override {
     check_plan(plan);
@@ -237,6 +296,10 @@ class RefBackend final : public Backend {
       bytes += numel_of(v) * static_cast<int64_t>(v.dtype == PARITY_F32 ? sizeof(double)
                                                   : is_half(v.dtype)     ? sizeof(uint16_t)
                                                                          : sizeof(int32_t));
+    }
+    for (int32_t i = 0; i < plan.num_values; ++i) {  // every half value's float64 copy (RefExecutable)
+      const parity_value_desc& v = plan.values[i];
+      if (is_half(v.dtype)) bytes += numel_of(v) * static_cast<int64_t>(sizeof(double));
     }
     return MemoryNeed{bytes, 0};
   }

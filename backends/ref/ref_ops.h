@@ -1400,6 +1400,14 @@ inline uint16_t float_to_half(float x, parity_dtype dtype) {
   return half_bits_of(round_to_format(static_cast<double>(x), format_of(dtype)), dtype);
 }
 
+// A float64 result rounded once to the half dtype (the ops that run in bf16 or f16 compute in
+// float64 on the widened values and round here); a NaN keeps its sign as plugin.h's NaN rules say.
+inline uint16_t double_to_half(double v, parity_dtype dtype) {
+  if (std::isnan(v)) return half_nan_bits(float_bits(static_cast<float>(v)), dtype);
+  if (std::isinf(v)) return half_bits_of(v, dtype);
+  return half_bits_of(round_to_format(v, format_of(dtype)), dtype);
+}
+
 }  // namespace detail
 
 inline void run_cast(const RefNode& node) {

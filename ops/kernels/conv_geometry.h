@@ -76,29 +76,36 @@ PARITY_HD inline void conv2d_valid_outputs(int64_t in, int64_t out, int64_t t, i
   *end = e;
 }
 
-// Fills row (c, r, s) of one image's column matrix from channel plane x_plane[H, W].
-PARITY_HD inline void im2col_row_nchw_f32(const float* x_plane, int64_t H, int64_t W, int64_t r, int64_t s,
-                                          Conv2dWindow cw, int64_t P, int64_t Q, float* col_row) {
+// Fills row (c, r, s) of one image's column matrix from channel plane x_plane[H, W]; T is float,
+// or uint16_t for the bits of a bf16 image (cpu's bf16 GEMM path: a zero is the bits 0 either way).
+template <class T>
+PARITY_HD inline void im2col_row_nchw(const T* x_plane, int64_t H, int64_t W, int64_t r, int64_t s, Conv2dWindow cw,
+                                      int64_t P, int64_t Q, T* col_row) {
   const int64_t ts = s * cw.dilation_w;
   int64_t qb, qe;
   conv2d_valid_outputs(W, Q, ts, cw.stride_w, cw.pad_left, &qb, &qe);
   for (int64_t p = 0; p < P; ++p) {
-    float* dst = col_row + p * Q;
+    T* dst = col_row + p * Q;
     const int64_t h = conv2d_input_coord(p, r * cw.dilation_h, cw.stride_h, cw.pad_top);
     if (h < 0 || h >= H) {
-      for (int64_t q = 0; q < Q; ++q) dst[q] = 0.0f;
+      for (int64_t q = 0; q < Q; ++q) dst[q] = T(0);
       continue;
     }
-    const float* src = x_plane + h * W;
-    for (int64_t q = 0; q < qb; ++q) dst[q] = 0.0f;
+    const T* src = x_plane + h * W;
+    for (int64_t q = 0; q < qb; ++q) dst[q] = T(0);
     if (cw.stride_w == 1) {
-      const float* s0 = src + (ts - cw.pad_left);
+      const T* s0 = src + (ts - cw.pad_left);
       for (int64_t q = qb; q < qe; ++q) dst[q] = s0[q];
     } else {
       for (int64_t q = qb; q < qe; ++q) dst[q] = src[conv2d_input_coord(q, ts, cw.stride_w, cw.pad_left)];
     }
-    for (int64_t q = qe; q < Q; ++q) dst[q] = 0.0f;
+    for (int64_t q = qe; q < Q; ++q) dst[q] = T(0);
   }
+}
+
+PARITY_HD inline void im2col_row_nchw_f32(const float* x_plane, int64_t H, int64_t W, int64_t r, int64_t s,
+                                          Conv2dWindow cw, int64_t P, int64_t Q, float* col_row) {
+  im2col_row_nchw<float>(x_plane, H, W, r, s, cw, P, Q, col_row);
 }
 
 // The transpose of im2col_row_nchw_f32: adds row (c, r, s) of a column-matrix gradient into

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "parity/model.h"
 #include "parity/tensor.h"
 
 namespace parity {
@@ -71,6 +72,9 @@ struct ModelCheckOptions {
   uint64_t seed = 0;
   int threads = 0;
   std::string torch_peer;  // path of parity-torch-peer (the CLI fills it in when the peer is built)
+  // The training graph both backends run, under this precision policy (autocast, parity/model.h;
+  // no loss scaling: one plain step). Not f32 is refused against torch.
+  Precision precision = Precision::f32;
 };
 
 struct StepDrift {

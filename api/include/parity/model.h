@@ -151,6 +151,19 @@ struct ForwardOptions {
 // INPUT "optimizer.step" (i32 [1], 1-based).
 Graph build_forward(const ModelSpec& spec, int64_t batch, const ForwardOptions& options = {});
 
+// The precision policy of a training or evaluation graph (model/autocast: PyTorch's autocast
+// mapped onto parity's ops; README "--precision"): f32 runs everything in float32; bf16 and f16
+// run CONV2D and LINEAR on half copies of their input and weight (f32 master weights, f32 bias
+// and accumulation), the dtype-preserving ops in their input's dtype and the rest in float32.
+// f16 training adds dynamic loss scaling (TrainOptions::precision).
+enum class Precision { f32, bf16, f16 };
+// "f32", "bf16", "fp16" (the spelling of `parity train --precision`).
+const char* precision_name(Precision p);
+// Parses "f32", "bf16", "fp16" (and "f16"); anything else is Error(invalid_argument) listing them.
+Precision parse_precision(const std::string& text);
+// The half dtype a precision computes CONV2D and LINEAR in; f32 for Precision::f32.
+DType compute_dtype(Precision p);
+
 // Whether any layer of the model is a dropout (its training graphs then read optimizer.step).
 bool has_dropout(const ModelSpec& spec);
 

@@ -19,12 +19,41 @@
 
 namespace parity {
 
+class CompiledStep;
+
 struct StepResult {
   // Mean cross-entropy per image of the batch (a model file's own loss of reduction sum is
   // divided by the batch; with ignore_index, the mean over the rows not ignored).
   float loss = 0;
   float correct = 0;    // rows whose argmax is the label
   int64_t images = 0;
+  // fp16 loss scaling (LossScaling): the scale this step's loss was multiplied by (1 without
+  // scaling), and whether the step was skipped (a gradient was inf or NaN: the parameters and
+  // the optimizer state are untouched, and Trainer::step() did not advance).
+  float loss_scale = 1.0f;
+  bool skipped = false;
+};
+
+// Dynamic loss scaling as torch.cuda.amp.GradScaler (its defaults): the loss is multiplied by
+// `scale` before autodiff and the gradients divided by it in f32; a step whose gradients hold
+// an inf or NaN is skipped and the scale multiplied by backoff_factor; after growth_interval
+// consecutive good steps it is multiplied by growth_factor. Trainers of Precision::f16 use it.
+struct LossScaling {
+  float initial_scale = 65536.0f;  // 2^16
+  float growth_factor = 2.0f;
+  float backoff_factor = 0.5f;
+  int64_t growth_interval = 2000;
+  // Scale in f32 and bf16 too (GradScaler allows it; tests use it to reach the skip without
+  // half ops). Precision::f16 always scales.
+  bool in_every_precision = false;
+};
+
+// Where the scaling stands (the checkpoint's "grad_scaler.*" tensors).
+struct LossScaleState {
+  float scale = 1.0f;
+  int64_t growth_tracker = 0;       // good steps since the scale last changed
+  int64_t skipped_steps = 0;        // skipped steps of the whole run
+  int64_t consecutive_skipped = 0;  // skipped steps since the last good one
 };
 
 struct EvalResult {
@@ -51,8 +80,12 @@ class Trainer {
  public:
   // `seed` keys the dropout masks of the training steps (ForwardOptions), as TrainOptions::seed does.
   // `extension` applies to every training step (not to evaluation steps).
+  // `precision` rewrites every graph the Trainer compiles (autocast, parity/model.h); f16
+  // training steps use `scaling` (LossScaling), and their optimizer update is compiled apart
+  // from the gradients so that a step can be skipped.
   Trainer(const ModelSpec& spec, std::unique_ptr<Backend> backend, const OptimizerConfig& optimizer, int64_t batch,
-          uint64_t seed = 0, TrainingStepExtension extension = {});
+          uint64_t seed = 0, TrainingStepExtension extension = {}, Precision precision = Precision::f32,
+          const LossScaling& scaling = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -61,13 +94,18 @@ class Trainer {
   Backend& backend() { return *backend_; }
   int64_t batch() const { return batch_; }
   int64_t step() const { return step_; }  // optimizer steps taken so far
+  Precision precision() const { return precision_; }
+  bool loss_scaled() const { return precision_ == Precision::f16 || scaling_.in_every_precision; }
+  const LossScaleState& loss_scale() const { return scaler_; }
 
   // Every parameter must be present with its shape (errors name the tensor and both shapes).
   void load_weights(const std::map<std::string, Tensor>& weights, const std::string& source = "weights");
   std::map<std::string, Tensor> weights() const;
 
   // Weights, optimizer state and step count as safetensors content (PyTorch names for the
-  // weights; "optimizer.<param>.<state>" and "optimizer.step" for the rest).
+  // weights; "optimizer.<param>.<state>" and "optimizer.step" for the rest; with loss scaling
+  // also "grad_scaler.scale" f32 [] and "grad_scaler.growth_tracker", ".skipped_steps",
+  // ".consecutive_skipped" i64 []).
   TensorFile checkpoint() const;
   void restore(const TensorFile& file, const std::string& source);
 
@@ -79,6 +117,10 @@ class Trainer {
  private:
   struct BatchStep;
   BatchStep& step_for(bool training, int64_t n);  // compiled on first use
+  // The compiled step that holds every PARAM and STATE value (the others share its storage).
+  CompiledStep& persistent();
+  const CompiledStep& persistent() const;
+  StepResult train_step_loss_scaled(BatchStep& c, int64_t n);
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
@@ -89,6 +131,12 @@ class Trainer {
   std::map<std::pair<bool, int64_t>, std::unique_ptr<BatchStep>> steps_;  // by (training, batch size)
   Executable* weights_owner_ = nullptr;  // the first executable: its PARAM/STATE storage the others share
   TrainingStepExtension extension_;
+  Precision precision_;
+  LossScaling scaling_;
+  LossScaleState scaler_;
+  std::unique_ptr<CompiledStep> update_;  // loss scaling: the optimizer update, run on clean steps
+  std::vector<int32_t> update_grads_;  // update_'s INPUT grad/<p> per trained parameter
+  std::vector<Tensor> grad_buffers_;   // the host copies they pass through
 };
 
 // A data-parallel run as run_training sees it: this process's place among the ranks, and what
@@ -155,6 +203,12 @@ struct TrainOptions {
   std::string save;     // write a checkpoint here after each epoch and when stopped
   std::string resume;   // continue from such a checkpoint
   std::string metrics;  // CSV of per-step and per-epoch figures
+  // The precision policy (parity/model.h): f32 (default), bf16, or f16 with dynamic loss scaling
+  // (`scaling`): a step with an inf or NaN gradient is skipped, not a failure; a non-finite loss
+  // at scale <= 1, or more than max_consecutive_skipped skipped steps in a row, stops the run.
+  Precision precision = Precision::f32;
+  LossScaling scaling;
+  int max_consecutive_skipped = 100;
   // Data-parallel training (dist/): each rank trains on its contiguous share of every global
   // batch of `batch` images; only rank 0 writes `save` and `metrics`. Null: one process.
   std::shared_ptr<DataParallel> data_parallel;

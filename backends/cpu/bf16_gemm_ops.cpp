@@ -1,0 +1,396 @@
+// backends/cpu/bf16_gemm_ops.cpp — LINEAR and CONV2D (forward, backward-data, backward-weight)
+// on bf16 values (issue #14) as gemm_bf16 products (gemm_bf16.h: VDPBF16PS or the f32-conversion
+// route, chosen at run time): bf16 operands (conv: the column matrix built in bf16), f32
+// accumulation, the f32 bias added before the one rounding to bf16 (half.h); db summed in f32.
+//
+//   linear    y[N,O] = x w^T + b, dx = dy w, dw = dy^T x: split along a dimension of w (O or I),
+//             so no reduction is split
+//   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
+//             y_n = w_g col_n + b; dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
+//             with one partial per fixed chunk of images, summed in chunk order
+// Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
+// at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cpu/cast.h"
+#include "backends/cpu/gemm_bf16.h"
+#include "backends/cpu/half_nodes.h"
+#include "ops/kernels/conv_geometry.h"
+#include "ops/kernels/half.h"
+
+namespace parity {
+namespace cpu {
+namespace {
+
+using kernels::bf16_bits_to_float;
+using kernels::float_to_bf16_bits;
+
+constexpr int64_t kMinColumnsPerChunk = 32;
+constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kMaxWeightPartials = 16;  // conv backward-weight: partial dw buffers (image chunks)
+constexpr int64_t kElementChunk = int64_t{1} << 14;
+
+uint16_t* bits(const BoundValue& v) { return static_cast<uint16_t*>(v.data); }
+
+// The slot's share of the workspace, `slot_bytes` each.
+unsigned char* slot_base(const BoundNode& node, int64_t slot_bytes, int64_t offset = 0) {
+  return node.workspace + offset + worker_slot(node.slots) * slot_bytes;
+}
+
+// ---------------------------------------------------------------- linear
+
+struct LinearDims {
+  int64_t N, I, O;
+};
+
+LinearDims check_linear(const BoundNode& node, const BoundValue& x, const char* x_role, const BoundValue& w,
+                        const BoundValue& y, const char* y_role) {
+  expect_value(node, x, x_role, PARITY_BF16, 2);
+  expect_value(node, w, "w", PARITY_BF16, 2);
+  const LinearDims d{x.dims[0], x.dims[1], w.dims[0]};
+  if (w.dims[1] != d.I) fail(node, "w must be [O,I] with I = " + std::to_string(d.I) + ", got " + w.shape_str());
+  const int64_t dims[2] = {d.N, d.O};
+  expect_dims(node, y, y_role, dims, 2, "[N,O]");
+  return d;
+}
+
+// The last chunk of `total` (possibly shorter than node.chunk).
+int64_t last_chunk(const BoundNode& node, int64_t total) { return total - (node.num_chunks - 1) * node.chunk; }
+
+// Slot bytes for products [m, chunk] (chunk columns of `total`) with inner size k: the f32 result
+// and gemm_bf16's scratch, for a full chunk and the last (GEMM scratch need not grow with n).
+int64_t linear_slot_bytes(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
+  return align64(m * node.chunk * 4) + align64(std::max(gemm_bf16_scratch_bytes(m, node.chunk, k),
+                                                        gemm_bf16_scratch_bytes(m, last_chunk(node, total), k)));
+}
+
+// The same for LINEAR_BWD_WEIGHT, whose chunks are rows: products [chunk, I] of inner size N.
+int64_t weight_slot_bytes(const BoundNode& node, int64_t O, int64_t I, int64_t N) {
+  return align64(node.chunk * I * 4) + align64(std::max(gemm_bf16_scratch_bytes(node.chunk, I, N),
+                                                        gemm_bf16_scratch_bytes(last_chunk(node, O), I, N)));
+}
+
+void set_column_chunks(BoundNode& node, int64_t total) {
+  node.chunk = fixed_chunk_size(total, kMinColumnsPerChunk, kMaxChunks);
+  node.num_chunks = chunk_count(total, node.chunk);
+}
+
+}  // namespace
+
+int64_t prepare_linear_bf16(BoundNode& node) {
+  node.fusion = NodeFusion{};
+  switch (node.op) {
+    case PARITY_OP_LINEAR: {
+      expect_arity(node, 2, 3, 1, 1);
+      const LinearDims d = check_linear(node, node.in[0], "x", node.in[1], node.out[0], "y");
+      expect_value(node, node.out[0], "y", PARITY_BF16, 2);
+      if (node.num_inputs == 3) {
+        expect_value(node, node.in[2], "b", PARITY_F32, 1);
+        const int64_t dims[1] = {d.O};
+        expect_dims(node, node.in[2], "b", dims, 1, "[O]");
+      }
+      set_column_chunks(node, d.O);
+      return node.slots * linear_slot_bytes(node, d.O, d.N, d.I);
+    }
+    case PARITY_OP_LINEAR_BWD_DATA: {  // dy[N,O], w[O,I] -> dx[N,I]
+      expect_arity(node, 2, 2, 1, 1);
+      const BoundValue& w = node.in[1];
+      expect_value(node, w, "w", PARITY_BF16, 2);
+      const LinearDims d{node.in[0].dims[0], w.dims[1], w.dims[0]};
+      const int64_t dy_dims[2] = {d.N, d.O}, dx_dims[2] = {d.N, d.I};
+      expect_value(node, node.in[0], "dy", PARITY_BF16, 2);
+      expect_dims(node, node.in[0], "dy", dy_dims, 2, "[N,O]");
+      expect_value(node, node.out[0], "dx", PARITY_BF16, 2);
+      expect_dims(node, node.out[0], "dx", dx_dims, 2, "[N,I]");
+      set_column_chunks(node, d.I);
+      return node.slots * linear_slot_bytes(node, d.I, d.N, d.O);
+    }
+    default: {  // LINEAR_BWD_WEIGHT: x[N,I], dy[N,O] -> dw[O,I] bf16, db[O] f32
+      expect_arity(node, 2, 2, 1, 2);
+      expect_value(node, node.in[0], "x", PARITY_BF16, 2);
+      expect_value(node, node.in[1], "dy", PARITY_BF16, 2);
+      const LinearDims d{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[1]};
+      if (node.in[1].dims[0] != d.N) fail(node, "x and dy must have the same batch");
+      const int64_t dw_dims[2] = {d.O, d.I}, db_dims[1] = {d.O};
+      expect_value(node, node.out[0], "dw", PARITY_BF16, 2);
+      expect_dims(node, node.out[0], "dw", dw_dims, 2, "[O,I]");
+      if (node.num_outputs == 2) {
+        expect_value(node, node.out[1], "db", PARITY_F32, 1);
+        expect_dims(node, node.out[1], "db", db_dims, 1, "[O]");
+      }
+      // chunks of dw's rows (O): the products [chunk, I] of inner size N
+      node.chunk = fixed_chunk_size(d.O, 1, kMaxChunks);
+      node.num_chunks = chunk_count(d.O, node.chunk);
+      return node.slots * weight_slot_bytes(node, d.O, d.I, d.N);
+    }
+  }
+}
+
+void run_linear_bf16(const BoundNode& node) {
+  switch (node.op) {
+    case PARITY_OP_LINEAR: {
+      const LinearDims d{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[0]};
+      const uint16_t *x = bits(node.in[0]), *w = bits(node.in[1]);
+      const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
+      uint16_t* y = bits(node.out[0]);
+      const int64_t slot = linear_slot_bytes(node, d.O, d.N, d.I);
+      parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
+        unsigned char* base = slot_base(node, slot);
+        float* c = reinterpret_cast<float*>(base);
+        const int64_t cols = o1 - o0;
+        gemm_bf16(d.N, cols, d.I, {x, d.I, false}, {w + o0 * d.I, d.I, true}, c, cols, false,
+                  base + align64(d.N * node.chunk * 4));
+        for (int64_t n = 0; n < d.N; ++n)
+          for (int64_t o = 0; o < cols; ++o)
+            y[n * d.O + o0 + o] = float_to_bf16_bits(c[n * cols + o] + (b ? b[o0 + o] : 0.0f));
+      });
+      return;
+    }
+    case PARITY_OP_LINEAR_BWD_DATA: {
+      const LinearDims d{node.in[0].dims[0], node.in[1].dims[1], node.in[1].dims[0]};
+      const uint16_t *dy = bits(node.in[0]), *w = bits(node.in[1]);
+      uint16_t* dx = bits(node.out[0]);
+      const int64_t slot = linear_slot_bytes(node, d.I, d.N, d.O);
+      parallel_chunks(d.I, node.chunk, [&](int64_t, int64_t i0, int64_t i1) {
+        unsigned char* base = slot_base(node, slot);
+        float* c = reinterpret_cast<float*>(base);
+        const int64_t cols = i1 - i0;
+        gemm_bf16(d.N, cols, d.O, {dy, d.O, false}, {w + i0, d.I, false}, c, cols, false,
+                  base + align64(d.N * node.chunk * 4));
+        for (int64_t n = 0; n < d.N; ++n)
+          for (int64_t i = 0; i < cols; ++i) dx[n * d.I + i0 + i] = float_to_bf16_bits(c[n * cols + i]);
+      });
+      return;
+    }
+    default: {
+      const LinearDims d{node.in[0].dims[0], node.in[0].dims[1], node.in[1].dims[1]};
+      const uint16_t *x = bits(node.in[0]), *dy = bits(node.in[1]);
+      uint16_t* dw = bits(node.out[0]);
+      float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
+      const int64_t slot = weight_slot_bytes(node, d.O, d.I, d.N);
+      parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
+        unsigned char* base = slot_base(node, slot);
+        float* c = reinterpret_cast<float*>(base);
+        const int64_t rows = o1 - o0;
+        // op(A) = (dy[:, o0:o1])^T: A is [N, rows] with rows O apart, transposed
+        gemm_bf16(rows, d.I, d.N, {dy + o0, d.O, true}, {x, d.I, false}, c, d.I, false,
+                  base + align64(node.chunk * d.I * 4));
+        for (int64_t k = 0; k < rows * d.I; ++k) dw[o0 * d.I + k] = float_to_bf16_bits(c[k]);
+        if (db)
+          for (int64_t o = o0; o < o1; ++o) {
+            float sum = 0.0f;
+            for (int64_t n = 0; n < d.N; ++n) sum += bf16_bits_to_float(dy[n * d.O + o]);
+            db[o] = sum;
+          }
+      });
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- conv2d
+
+namespace {
+
+// x[N,C,H,W], w[K,Cg,R,S], y[N,K,P,Q]; G groups of Cg input and Kg output channels.
+struct ConvDims {
+  int64_t N, C, H, W, K, Cg, R, S, P, Q, G;
+  kernels::Conv2dWindow cw;
+  int64_t Kg() const { return K / G; }
+  int64_t CgRS() const { return Cg * R * S; }
+  int64_t PQ() const { return P * Q; }
+};
+
+ConvDims conv_dims(const parity_conv2d_params& p, const BoundValue& x, int64_t K, int64_t R, int64_t S) {
+  ConvDims d{};
+  d.cw = kernels::conv2d_window(p);
+  d.N = x.dims[0], d.C = x.dims[1], d.H = x.dims[2], d.W = x.dims[3];
+  d.K = K, d.R = R, d.S = S, d.G = d.cw.groups;
+  d.Cg = d.C / d.G;
+  d.P = kernels::conv2d_output_h(d.cw, d.H, R);
+  d.Q = kernels::conv2d_output_w(d.cw, d.W, S);
+  return d;
+}
+
+// The geometry of the node, checked: x (or dx) [N,C,H,W], w (or dw) [K,C/G,R,S], y (or dy) [N,K,P,Q].
+ConvDims check_conv(const BoundNode& node, const BoundValue& x, const BoundValue& w, const BoundValue& y) {
+  for (const BoundValue* v : {&x, &w, &y})
+    if (v->rank != 4) fail(node, std::string("'") + v->name + "' must have rank 4, got " + v->shape_str());
+  const ConvDims d = conv_dims(node.params.conv2d, x, w.dims[0], w.dims[2], w.dims[3]);
+  if (d.G < 1 || d.C % d.G != 0 || d.K % d.G != 0 || w.dims[1] != d.Cg)
+    fail(node, "w " + w.shape_str() + " does not fit x " + x.shape_str() + " with " + std::to_string(d.G) + " groups");
+  const int64_t y_dims[4] = {d.N, d.K, d.P, d.Q};
+  expect_dims(node, y, "y (dy)", y_dims, 4, "[N,K,P,Q]");
+  return d;
+}
+
+// Image n's whole column matrix col[C*R*S, PQ] in bf16 bits (group g's rows are block g).
+void im2col_bf16(const uint16_t* x_n, const ConvDims& d, uint16_t* col) {
+  for (int64_t c = 0; c < d.C; ++c)
+    for (int64_t r = 0; r < d.R; ++r)
+      for (int64_t s = 0; s < d.S; ++s)
+        kernels::im2col_row_nchw<uint16_t>(x_n + c * d.H * d.W, d.H, d.W, r, s, d.cw, d.P, d.Q,
+                                           col + ((c * d.R + r) * d.S + s) * d.PQ());
+}
+
+int64_t col_bytes(const ConvDims& d) { return align64(d.C * d.R * d.S * d.PQ() * 2); }
+
+// Per-slot bytes of each direction (see the prepare below).
+int64_t forward_slot_bytes(const ConvDims& d) {
+  return col_bytes(d) + align64(d.K * d.PQ() * 4) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.PQ(), d.CgRS()));
+}
+int64_t bwd_data_slot_bytes(const ConvDims& d) {
+  return align64(d.C * d.R * d.S * d.PQ() * 4) + align64(d.C * d.H * d.W * 4) +
+         align64(gemm_bf16_scratch_bytes(d.CgRS(), d.PQ(), d.Kg()));
+}
+int64_t bwd_weight_slot_bytes(const ConvDims& d) {
+  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.CgRS(), d.PQ()));
+}
+int64_t partial_floats(const ConvDims& d) { return align64((d.K * d.CgRS() + d.K) * 4) / 4; }
+
+ConvDims node_dims(const BoundNode& node) {
+  switch (node.op) {
+    case PARITY_OP_CONV2D: return conv_dims(node.params.conv2d, node.in[0], node.in[1].dims[0], node.in[1].dims[2], node.in[1].dims[3]);
+    case PARITY_OP_CONV2D_BWD_DATA:
+      return conv_dims(node.params.conv2d, node.out[0], node.in[1].dims[0], node.in[1].dims[2], node.in[1].dims[3]);
+    default: return conv_dims(node.params.conv2d, node.in[0], node.out[0].dims[0], node.out[0].dims[2], node.out[0].dims[3]);
+  }
+}
+
+}  // namespace
+
+int64_t prepare_conv2d_bf16(BoundNode& node) {
+  node.fusion = NodeFusion{};
+  switch (node.op) {
+    case PARITY_OP_CONV2D: {
+      expect_arity(node, 2, 3, 1, 1);
+      for (const BoundValue* v : {&node.in[0], &node.in[1], &node.out[0]})
+        expect_value(node, *v, v->name, PARITY_BF16, 4);
+      const ConvDims d = check_conv(node, node.in[0], node.in[1], node.out[0]);
+      if (node.num_inputs == 3) {
+        expect_value(node, node.in[2], "b", PARITY_F32, 1);
+        const int64_t dims[1] = {d.K};
+        expect_dims(node, node.in[2], "b", dims, 1, "[K]");
+      }
+      node.chunk = 1;  // one image per task
+      node.num_chunks = d.N;
+      return node.slots * forward_slot_bytes(d);
+    }
+    case PARITY_OP_CONV2D_BWD_DATA: {  // dy[N,K,P,Q], w -> dx[N,C,H,W]
+      expect_arity(node, 2, 2, 1, 1);
+      for (const BoundValue* v : {&node.in[0], &node.in[1], &node.out[0]})
+        expect_value(node, *v, v->name, PARITY_BF16, 4);
+      const ConvDims d = check_conv(node, node.out[0], node.in[1], node.in[0]);
+      node.chunk = 1;
+      node.num_chunks = d.N;
+      return node.slots * bwd_data_slot_bytes(d);
+    }
+    default: {  // CONV2D_BWD_WEIGHT: x, dy -> dw bf16, db f32
+      expect_arity(node, 2, 2, 1, 2);
+      for (const BoundValue* v : {&node.in[0], &node.in[1], &node.out[0]})
+        expect_value(node, *v, v->name, PARITY_BF16, 4);
+      const ConvDims d = check_conv(node, node.in[0], node.out[0], node.in[1]);
+      if (node.num_outputs == 2) {
+        expect_value(node, node.out[1], "db", PARITY_F32, 1);
+        const int64_t dims[1] = {d.K};
+        expect_dims(node, node.out[1], "db", dims, 1, "[K]");
+      }
+      node.chunk = fixed_chunk_size(d.N, 1, kMaxWeightPartials);
+      node.num_chunks = chunk_count(d.N, node.chunk);
+      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d);
+    }
+  }
+}
+
+void run_conv2d_bf16(const BoundNode& node) {
+  const ConvDims d = node_dims(node);
+  const int64_t Kg = d.Kg(), CgRS = d.CgRS(), PQ = d.PQ();
+  switch (node.op) {
+    case PARITY_OP_CONV2D: {
+      const uint16_t *x = bits(node.in[0]), *w = bits(node.in[1]);
+      const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
+      uint16_t* y = bits(node.out[0]);
+      const int64_t slot = forward_slot_bytes(d);
+      parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
+        unsigned char* base = slot_base(node, slot);
+        auto* col = reinterpret_cast<uint16_t*>(base);
+        float* c = reinterpret_cast<float*>(base + col_bytes(d));
+        unsigned char* scratch = base + col_bytes(d) + align64(d.K * PQ * 4);
+        im2col_bf16(x + n * d.C * d.H * d.W, d, col);
+        for (int64_t g = 0; g < d.G; ++g)
+          gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
+                    PQ, false, scratch);
+        uint16_t* y_n = y + n * d.K * PQ;
+        for (int64_t k = 0; k < d.K; ++k) {
+          const float bias = b ? b[k] : 0.0f;
+          for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(c[k * PQ + i] + bias);
+        }
+      });
+      return;
+    }
+    case PARITY_OP_CONV2D_BWD_DATA: {
+      const uint16_t *dy = bits(node.in[0]), *w = bits(node.in[1]);
+      uint16_t* dx = bits(node.out[0]);
+      const int64_t slot = bwd_data_slot_bytes(d);
+      const int64_t dcol_bytes = align64(d.C * d.R * d.S * PQ * 4), plane = d.H * d.W;
+      parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
+        unsigned char* base = slot_base(node, slot);
+        float* dcol = reinterpret_cast<float*>(base);
+        float* dx_f = reinterpret_cast<float*>(base + dcol_bytes);
+        unsigned char* scratch = base + dcol_bytes + align64(d.C * plane * 4);
+        for (int64_t g = 0; g < d.G; ++g)
+          gemm_bf16(CgRS, PQ, Kg, {w + g * Kg * CgRS, CgRS, true}, {dy + (n * d.K + g * Kg) * PQ, PQ, false},
+                    dcol + g * CgRS * PQ, PQ, false, scratch);
+        std::fill_n(dx_f, d.C * plane, 0.0f);
+        for (int64_t c = 0; c < d.C; ++c)
+          for (int64_t r = 0; r < d.R; ++r)
+            for (int64_t s = 0; s < d.S; ++s)
+              kernels::col2im_row_add_nchw_f32(dcol + ((c * d.R + r) * d.S + s) * PQ, d.H, d.W, r, s, d.cw, d.P, d.Q,
+                                               dx_f + c * plane);
+        cast_elements(dx_f, PARITY_F32, dx + n * d.C * plane, PARITY_BF16, d.C * plane);
+      });
+      return;
+    }
+    default: {
+      const uint16_t *x = bits(node.in[0]), *dy = bits(node.in[1]);
+      uint16_t* dw = bits(node.out[0]);
+      float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
+      const int64_t partial = partial_floats(d), weights = d.K * CgRS;
+      auto* partials = reinterpret_cast<float*>(node.workspace);
+      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d);
+      parallel_chunks(d.N, node.chunk, [&](int64_t chunk, int64_t n0, int64_t n1) {
+        unsigned char* base = slot_base(node, slot, slots_offset);
+        auto* col = reinterpret_cast<uint16_t*>(base);
+        unsigned char* scratch = base + col_bytes(d);
+        float* dw_part = partials + chunk * partial;
+        float* db_part = dw_part + weights;
+        std::fill_n(db_part, d.K, 0.0f);
+        for (int64_t n = n0; n < n1; ++n) {
+          im2col_bf16(x + n * d.C * d.H * d.W, d, col);
+          for (int64_t g = 0; g < d.G; ++g)  // dw_g[Kg, CgRS] (+)= dy_n,g[Kg, PQ] col_g^T
+            gemm_bf16(Kg, CgRS, PQ, {dy + (n * d.K + g * Kg) * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
+                      dw_part + g * Kg * CgRS, CgRS, n != n0, scratch);
+          for (int64_t k = 0; k < d.K; ++k) {
+            float sum = 0.0f;
+            for (int64_t i = 0; i < PQ; ++i) sum += bf16_bits_to_float(dy[(n * d.K + k) * PQ + i]);
+            db_part[k] += sum;
+          }
+        }
+      });
+      // The partials in chunk order, then the one rounding of dw.
+      parallel_chunks(weights + d.K, kElementChunk, [&](int64_t, int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          float sum = partials[i];
+          for (int64_t c = 1; c < node.num_chunks; ++c) sum += partials[c * partial + i];
+          if (i < weights) dw[i] = float_to_bf16_bits(sum);
+          else if (db) db[i - weights] = sum;
+        }
+      });
+      return;
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace parity

@@ -1,0 +1,60 @@
+// backends/cpu/half_nodes.h — the cpu backend's ops on bf16 and f16 values (issue #14,
+// docs/autocast.md) that have no half kernel of their own: the node's half inputs widened to f32
+// scratch (cast.h, exact), the op's f32 kernel on that scratch, and its half outputs rounded once
+// from f32 (cast.h, round to nearest even). f32 and i32 operands (a bias, a max-pool's indices,
+// db) are used in place. Every conversion is element by element, so results are bitwise
+// reproducible at any thread count, as the f32 kernel's are.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backends/cpu/cpu_ops.h"
+
+namespace parity {
+namespace cpu {
+
+// Whether any input or output of the node is bf16 or f16.
+bool touches_half(const BoundNode& node);
+
+// Whether the node runs through a HalfNode: it touches half values and its op has no half kernel
+// (CAST converts and RESHAPE moves bits; bf16 LINEAR and CONV2D ops use gemm_bf16).
+bool runs_widened(const BoundNode& node);
+
+struct HalfNode {
+  // A half value of the node and where its f32 copy lies in the executable's workspace.
+  struct Copy {
+    BoundValue half;
+    int32_t slot = 0;  // its input or output slot
+    int64_t offset = 0;
+  };
+  BoundNode widened;  // the node with its half values rebound to their f32 copies
+  std::vector<Copy> inputs, outputs;
+  int64_t op_scratch_offset = 0;  // where the f32 op's own scratch begins in the workspace
+  bool poison = false;            // prefill the f32 copies of outputs with NaN (CompileOptions::poison_outputs)
+};
+
+// The HalfNode of `node` (its fusion already marked; fusions that change kernels are cleared) and,
+// in *bytes, the workspace it needs: the f32 copies, then what `prepare` (the op's prepare_*)
+// asks for on the widened node.
+std::unique_ptr<HalfNode> make_half_node(const BoundNode& node, int64_t (*prepare)(BoundNode&), bool poison,
+                                         int64_t* bytes);
+
+// Points the widened node's values and scratch into the executable's workspace (once, after it
+// is allocated).
+void bind_half_node(HalfNode& h, unsigned char* workspace);
+
+// Widen, run the f32 op (`run`, the executable's dispatch), round.
+void run_half_node(const HalfNode& h, void (*run)(const BoundNode&));
+
+// Whether the node is a LINEAR or CONV2D op (forward or backward) on bf16 values: those run on
+// gemm_bf16 (bf16_gemm_ops.cpp), called from linear.cpp's and conv2d.cpp's prepare/run.
+bool runs_on_gemm_bf16(const BoundNode& node);
+int64_t prepare_linear_bf16(BoundNode& node);
+void run_linear_bf16(const BoundNode& node);
+int64_t prepare_conv2d_bf16(BoundNode& node);
+void run_conv2d_bf16(const BoundNode& node);
+
+}  // namespace cpu
+}  // namespace parity

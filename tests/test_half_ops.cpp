@@ -1,0 +1,303 @@
+// tests/test_half_ops.cpp — ops on bf16 and f16 values (issue #14): the rules refuse mixed
+// dtypes naming the op, the operands and both dtypes; cpu's half conv2d and linear (forward and
+// both backwards) agree with ref within the half tolerances on the bf16 GEMM route this process
+// uses (CTest runs the suite twice: as the CPU decides, and with PARITY_CPU_BF16=convert); the
+// seed CNN's training step cast to bf16 or f16 runs on cpu and ref and agrees; cpu's half step is
+// bitwise the same at 1 and 2 threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/gemm_bf16.h"
+#include "graph/compiled_step.h"
+#include "ops/op_rule.h"
+#include "parity/check.h"
+#include "parity/parity.h"
+
+namespace parity {
+namespace {
+
+std::string refusal(const std::function<void()>& build) {
+  try {
+    build();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+TEST(HalfOps, MixedDtypesAreRefusedNamingTheOpTheOperandsAndBothDtypes) {
+  GraphBuilder b;
+  const Value x = b.input("x", Shape{2, 3, 6, 6}, DType::bf16);
+  const Value w16 = b.input("w16", Shape{4, 3, 3, 3}, DType::f16);
+  const Value wb = b.input("wb", Shape{4, 3, 3, 3}, DType::bf16);
+  const Value bias = b.input("bias", Shape{4});
+  const Value bias_half = b.input("bias_half", Shape{4}, DType::bf16);
+  std::string e = refusal([&] { b.conv2d(x, w16, bias, 1, 0, "c1"); });
+  EXPECT_NE(e.find("conv2d 'c1': weight 'w16' is f16 but input 'x' is bf16"), std::string::npos) << e;
+  e = refusal([&] { b.conv2d(x, wb, bias_half, 1, 0, "c2"); });
+  EXPECT_NE(e.find("conv2d 'c2': bias (added in f32 before the one rounding) 'bias_half' must be f32, got bf16"),
+            std::string::npos)
+      << e;
+  // A half input with an f32 weight is refused too: the pass casts both (docs/autocast.md).
+  const Value wf = b.input("wf", Shape{4, 3, 3, 3});
+  e = refusal([&] { b.conv2d(x, wf, bias, 1, 0, "c3"); });
+  EXPECT_NE(e.find("conv2d 'c3': weight 'wf' is f32 but input 'x' is bf16"), std::string::npos) << e;
+
+  const Value rows = b.input("rows", Shape{2, 5}, DType::f16);
+  const Value lw = b.input("lw", Shape{3, 5}, DType::bf16);
+  e = refusal([&] { b.linear(rows, lw, b.input("lb", Shape{3}), "l1"); });
+  EXPECT_NE(e.find("linear 'l1': weight 'lw' is bf16 but input 'rows' is f16"), std::string::npos) << e;
+
+  const Value a = b.input("a", Shape{2, 5});
+  e = refusal([&] { b.add(a, rows, "sum"); });
+  EXPECT_NE(e.find("add 'sum': b 'rows' is f16 but a 'a' is f32"), std::string::npos) << e;
+  e = refusal([&] { b.concat({rows, b.input("other", Shape{2, 5}, DType::bf16)}, "cat"); });
+  EXPECT_NE(e.find("concat 'cat': input 1 'other' is bf16, input 0 'rows' is f16"), std::string::npos) << e;
+  e = refusal([&] { b.relu(b.input("labels", Shape{2}, DType::i32), "r"); });
+  EXPECT_NE(e.find("relu 'r': x 'labels' must be f32, bf16 or f16, got i32"), std::string::npos) << e;
+  // The ops autocast keeps in f32 refuse half values by their f32 rule.
+  e = refusal([&] { b.softmax_xent(rows, b.input("y", Shape{2}, DType::i32), "xent"); });
+  EXPECT_NE(e.find("softmax_xent 'xent': logits 'rows' must be f32, got f16"), std::string::npos) << e;
+
+  // What is accepted infers the half dtype, and db stays f32.
+  const Value y = b.conv2d(x, wb, bias, 1, 1, "ok");
+  EXPECT_EQ(b.graph().value(y).dtype, DType::bf16);
+  EXPECT_EQ(b.graph().value(b.maxpool2d(y, 2, 2, "pool")).dtype, DType::bf16);
+}
+
+// `parity check ops` over conv2d and linear on cpu: every bf16 and f16 case runs (none skipped)
+// and passes its half tolerance, in normal and exact mode, on the route this process takes.
+TEST(HalfOps, CpuConvAndLinearAgreeWithRefOnThisProcesssBf16Route) {
+  const char* env = std::getenv("PARITY_CPU_BF16");
+  const bool convert = env && std::string(env) == "convert";
+  EXPECT_EQ(cpu::bf16_gemm_route(), convert || !cpu::cpu_has_avx512_bf16() ? cpu::Bf16GemmRoute::f32_conversion
+                                                                            : cpu::Bf16GemmRoute::avx512_bf16);
+  for (const char* family : {"conv2d", "linear"})
+    for (bool exact : {false, true}) {
+      OpCheckOptions o;
+      o.backends = {"cpu"};
+      o.op = family;
+      o.exact = exact;
+      o.threads = 2;
+      int bf16 = 0, f16 = 0;
+      for (const OpCaseResult& r : check_ops(o)) {
+        const bool is_bf16 = r.label.find(" bf16") != std::string::npos, is_f16 = r.label.find(" f16") != std::string::npos;
+        bf16 += is_bf16;
+        f16 += is_f16;
+        EXPECT_FALSE(r.skipped) << r.op << " " << r.label << ": " << r.skip_reason;
+        for (const TensorDiff& d : r.outputs)
+          EXPECT_TRUE(d.pass) << (exact ? "[exact] " : "") << r.op << " " << r.label << " " << d.name << ": nmse "
+                              << d.nmse << " (limit " << d.threshold << ")";
+      }
+      EXPECT_GE(bf16, 18) << family;  // each forward, backward-data and backward-weight case of the family
+      EXPECT_EQ(bf16, f16) << family;
+    }
+}
+
+// Integer operands whose f32 sums are exact but need rounding in the half dtype (beyond 2^8 for
+// bf16, 2^11 for f16): ref (its own float64 rounding) and cpu (half.h, gemm_bf16 or the f32
+// kernels) must both give the exact sum rounded once to nearest even, which cast_tensor (half.h)
+// of the f32 sum is. Ties occur: sums that are odd multiples of half an ulp.
+TEST(HalfOps, ConvAndLinearRoundTheExactSumOnceOnRefAndCpu) {
+  std::mt19937 rng(11);
+  for (DType half : {DType::bf16, DType::f16}) {
+    const int range = half == DType::bf16 ? 20 : 60;
+    std::uniform_int_distribution<int> value(-range, range);
+    auto ints = [&](const Shape& shape) {
+      Tensor t(shape, DType::f32);
+      for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(value(rng));
+      return t;
+    };
+    const Tensor x = ints(Shape{2, 3, 5, 5}), w = ints(Shape{4, 3, 3, 3}), b = ints(Shape{4});
+    const Tensor xl = ints(Shape{3, 8}), wl = ints(Shape{5, 8}), bl = ints(Shape{5});
+    // The exact sums in f32 (every partial sum is an integer below 2^24).
+    Tensor conv(Shape{2, 4, 3, 3}, DType::f32), lin(Shape{3, 5}, DType::f32);
+    for (int n = 0; n < 2; ++n)
+      for (int k = 0; k < 4; ++k)
+        for (int p = 0; p < 3; ++p)
+          for (int q = 0; q < 3; ++q) {
+            float sum = b.f32()[k];
+            for (int c = 0; c < 3; ++c)
+              for (int r = 0; r < 3; ++r)
+                for (int s = 0; s < 3; ++s)
+                  sum += x.f32()[((n * 3 + c) * 5 + p + r) * 5 + q + s] * w.f32()[((k * 3 + c) * 3 + r) * 3 + s];
+            conv.f32()[((n * 4 + k) * 3 + p) * 3 + q] = sum;
+          }
+    for (int n = 0; n < 3; ++n)
+      for (int o = 0; o < 5; ++o) {
+        float sum = bl.f32()[o];
+        for (int i = 0; i < 8; ++i) sum += xl.f32()[n * 8 + i] * wl.f32()[o * 8 + i];
+        lin.f32()[n * 5 + o] = sum;
+      }
+    GraphBuilder g;
+    g.conv2d(g.input("x", x.shape(), half), g.input("w", w.shape(), half), g.input("b", b.shape()), 1, 0, "conv");
+    g.linear(g.input("xl", xl.shape(), half), g.input("wl", wl.shape(), half), g.input("bl", bl.shape()), "lin");
+    const Graph graph = g.take();
+    for (const char* name : {"ref", "cpu"}) {
+      SCOPED_TRACE(std::string(name) + " " + to_string(half));
+      auto backend = create_backend(name);
+      CompiledStep step(*backend, graph, {"conv", "lin"});
+      step.write("x", cast_tensor(x, half));
+      step.write("w", cast_tensor(w, half));
+      step.write("b", b);
+      step.write("xl", cast_tensor(xl, half));
+      step.write("wl", cast_tensor(wl, half));
+      step.write("bl", bl);
+      step.execute();
+      const Tensor want_conv = cast_tensor(conv, half), want_lin = cast_tensor(lin, half);
+      const Tensor got_conv = step.read("conv"), got_lin = step.read("lin");
+      ASSERT_EQ(got_conv.nbytes(), want_conv.nbytes());
+      EXPECT_EQ(std::memcmp(got_conv.data(), want_conv.data(), want_conv.nbytes()), 0);
+      EXPECT_EQ(std::memcmp(got_lin.data(), want_lin.data(), want_lin.nbytes()), 0);
+    }
+    // Not vacuous: some sums needed rounding.
+    int rounded = 0;
+    const Tensor back = cast_tensor(cast_tensor(conv, half), DType::f32);
+    for (int64_t i = 0; i < conv.numel(); ++i) rounded += back.f32()[i] != conv.f32()[i];
+    EXPECT_GT(rounded, 5) << to_string(half);
+  }
+}
+
+// The seed CNN (docs/autocast.md's pass by hand): x and every weight cast to `half`, biases f32,
+// logits cast back to f32 for the loss; gradients reach the f32 parameters through the casts.
+Graph seed_cnn_step(DType half) {
+  GraphBuilder b;
+  const Value x = b.cast(b.input("x", Shape{4, 1, 28, 28}), half, "x.half");
+  auto w = [&](const std::string& name, const Shape& shape) { return b.cast(b.parameter(name, shape), half, name + ".half"); };
+  Value h = b.conv2d(x, w("conv1.weight", Shape{16, 1, 3, 3}), b.parameter("conv1.bias", Shape{16}), 1, 1, "conv1");
+  h = b.maxpool2d(b.relu(h, "relu1"), 2, 2, "pool1");
+  h = b.conv2d(h, w("conv2.weight", Shape{32, 16, 3, 3}), b.parameter("conv2.bias", Shape{32}), 1, 1, "conv2");
+  h = b.flatten(b.maxpool2d(b.relu(h, "relu2"), 2, 2, "pool2"), "flat");
+  h = b.relu(b.linear(h, w("fc1.weight", Shape{128, 32 * 7 * 7}), b.parameter("fc1.bias", Shape{128}), "fc1"), "relu3");
+  h = b.linear(h, w("fc2.weight", Shape{10, 128}), b.parameter("fc2.bias", Shape{10}), "fc2");
+  const Value loss = b.softmax_xent(b.cast(h, DType::f32, "logits"), b.input("y", Shape{4}, DType::i32), "loss");
+  return differentiate(b.graph(), loss, nullptr);
+}
+
+const std::vector<std::pair<std::string, Shape>> kSeedParams = {
+    {"conv1.weight", Shape{16, 1, 3, 3}}, {"conv1.bias", Shape{16}},         {"conv2.weight", Shape{32, 16, 3, 3}},
+    {"conv2.bias", Shape{32}},            {"fc1.weight", Shape{128, 1568}},  {"fc1.bias", Shape{128}},
+    {"fc2.weight", Shape{10, 128}},       {"fc2.bias", Shape{10}}};
+
+std::vector<std::string> seed_keep() {
+  std::vector<std::string> keep{"loss", "fc2"};
+  for (const auto& p : kSeedParams) keep.push_back(grad_name(p.first));
+  return keep;
+}
+
+std::vector<Tensor> run_seed_step(const std::string& backend, int threads, DType half) {
+  BackendOptions bo;
+  bo.threads = threads;
+  auto be = create_backend(backend, bo);
+  const std::vector<std::string> keep = seed_keep();
+  CompiledStep step(*be, seed_cnn_step(half), keep);
+  std::mt19937 rng(7);
+  for (const auto& [name, shape] : kSeedParams) {
+    const int64_t fan_in = shape.numel() / shape[0];
+    const float bound = 1.0f / std::sqrt(static_cast<float>(shape.rank() == 1 ? 16 : fan_in));
+    std::uniform_real_distribution<float> u(-bound, bound);
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+    step.write(name, t);
+  }
+  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+  Tensor x(Shape{4, 1, 28, 28}, DType::f32);
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = pixel(rng);
+  Tensor y(Shape{4}, DType::i32);
+  for (int i = 0; i < 4; ++i) y.i32()[i] = (3 * i + 1) % 10;
+  step.write("x", x);
+  step.write("y", y);
+  step.execute();
+  std::vector<Tensor> out;
+  for (const std::string& name : keep) out.push_back(step.read(name));
+  return out;
+}
+
+class HalfSeedCnn : public ::testing::TestWithParam<DType> {};
+
+// Every kept value of the step against ref's, at the step tolerance of its dtype: inputs of each
+// node already differ by the half roundings of the nodes before it (ops/op_rule.cpp). The
+// gradients are f32 (the casts' backward widens dw exactly), compared at the half step bound.
+TEST_P(HalfSeedCnn, TrainingStepOnCpuAgreesWithRef) {
+  const DType half = GetParam();
+  const std::vector<Tensor> cpu = run_seed_step("cpu", 2, half);
+  const std::vector<Tensor> ref = run_seed_step("ref", 1, half);
+  const std::vector<std::string> keep = seed_keep();
+  ASSERT_EQ(cpu[1].dtype(), half);  // fc2's output is in the half dtype
+  const double bound = ops::tolerance_for(ops::rule(PARITY_OP_LINEAR), half).step_nmse;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const TensorDiff d = compare_tensors(cpu[i], ref[i], bound);
+    EXPECT_TRUE(d.pass) << keep[i] << ": nmse " << d.nmse << " (limit " << bound << "), max abs " << d.max_abs;
+    double norm = 0;
+    for (int64_t k = 0; k < ref[i].numel(); ++k)
+      norm += ref[i].dtype() == DType::f32 ? std::fabs(ref[i].f32()[k]) : 0.0;
+    if (ref[i].dtype() == DType::f32) EXPECT_GT(norm, 0.0) << keep[i] << " is all zeros: nothing was compared";
+  }
+}
+
+TEST_P(HalfSeedCnn, CpuStepIsBitwiseTheSameAtOneAndTwoThreads) {
+  const std::vector<Tensor> one = run_seed_step("cpu", 1, GetParam());
+  const std::vector<Tensor> two = run_seed_step("cpu", 2, GetParam());
+  const std::vector<std::string> keep = seed_keep();
+  for (size_t i = 0; i < keep.size(); ++i) {
+    ASSERT_EQ(one[i].nbytes(), two[i].nbytes()) << keep[i];
+    EXPECT_EQ(std::memcmp(one[i].data(), two[i].data(), one[i].nbytes()), 0) << keep[i];
+  }
+}
+
+// docs/autocast.md's one CAST per parameter shared by all its readers: the half copy's gradient
+// is the sum over its readers, which autodiff makes with ADD in the half dtype, then widened once.
+TEST_P(HalfSeedCnn, AHalfValueReadTwiceHasItsGradientSummedInItsDtype) {
+  const DType half = GetParam();
+  GraphBuilder b;
+  const Value x = b.cast(b.input("x", Shape{3, 6}), half, "x.half");
+  const Value w = b.cast(b.parameter("w", Shape{4, 6}), half, "w.half");
+  const Value bias = b.parameter("b", Shape{4});
+  const Value y = b.add(b.linear(x, w, bias, "l1"), b.relu(b.linear(x, w, bias, "l2"), "r"), "sum");
+  const Value loss = b.softmax_xent(b.cast(y, DType::f32, "logits"), b.input("labels", Shape{3}, DType::i32), "loss");
+  const Graph g = differentiate(b.graph(), loss, nullptr);
+  bool half_add = false;
+  for (const Node& n : g.nodes())
+    half_add = half_add || (n.op == PARITY_OP_ADD && n.name.find(grad_name("w.half")) != std::string::npos &&
+                            g.value(Value{n.outputs[0]}).dtype == half);
+  EXPECT_TRUE(half_add) << "no ADD in " << to_string(half) << " sums w.half's gradient";
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto random = [&](const Shape& shape) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+    return t;
+  };
+  const Tensor xv = random(Shape{3, 6}), wv = random(Shape{4, 6}), bv = random(Shape{4});
+  const Tensor labels = Tensor::from_i32(Shape{3}, {0, 3, 1});
+  std::vector<Tensor> grads;
+  for (const char* name : {"cpu", "ref"}) {
+    auto backend = create_backend(name);
+    CompiledStep step(*backend, g, {grad_name("w")});
+    step.write("x", xv);
+    step.write("w", wv);
+    step.write("b", bv);
+    step.write("labels", labels);
+    step.execute();
+    grads.push_back(step.read(grad_name("w")));
+  }
+  const double bound = ops::tolerance_for(ops::rule(PARITY_OP_ADD), half).step_nmse;
+  const TensorDiff d = compare_tensors(grads[0], grads[1], bound);
+  EXPECT_TRUE(d.pass) << "nmse " << d.nmse << " (limit " << bound << ")";
+  double norm = 0;
+  for (int64_t i = 0; i < grads[1].numel(); ++i) norm += std::fabs(grads[1].f32()[i]);
+  EXPECT_GT(norm, 0.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtype, HalfSeedCnn, ::testing::Values(DType::bf16, DType::f16),
+                         [](const ::testing::TestParamInfo<DType>& info) { return to_string(info.param); });
+
+}  // namespace
+}  // namespace parity
