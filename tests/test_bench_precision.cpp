@@ -95,6 +95,7 @@ TEST(BenchPrecision, PrintsABf16RowBesideF32WithItsRatio) {
                                                  std::string::npos)
       << ratio.dump(2);
   EXPECT_FALSE(f32->contains("ratio_to_f32"));
+  EXPECT_EQ(doc.at("options").at("precisions"), nlohmann::json::array({"f32", "bf16"}));
   // Inference stays f32: no half inference row.
   EXPECT_EQ(find_case(doc, "seed-cnn inference, bf16", "cpu"), nullptr);
   EXPECT_NE(find_case(doc, "seed-cnn inference", "cpu"), nullptr);
