@@ -2,6 +2,7 @@
 // op and model cases validated against ref and timed, the LibTorch peer's rounds interleaved
 // with parity's own, and the peak-memory worker.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -120,11 +121,15 @@ json report_peer(const BenchOptions& o, const ModelSpec& spec, const std::string
 json precision_ratio(const std::string& what, const std::vector<double>& f32, const std::vector<double>& half) {
   const ScalingSummary s = summarize_scaling(f32, half);
   const std::string verdict = scaling_verdict(s);
+  std::vector<double> per_round;
+  for (size_t i = 0; i < f32.size(); ++i) per_round.push_back(half[i] / f32[i]);
+  // Inconclusive: the rounds' own ratios, for the reader to see how far apart they are.
   fmt::print("{:<50} {} images/s: {}{}\n", "", what, verdict,
              s.conclusive ? fmt::format(" (median of {} per-round ratios; noise {:.1f}%)", s.rounds, 100 * s.noise)
-                          : fmt::format(" ({} rounds)", s.rounds));
+                          : fmt::format(" (per-round ratios {:.2f})", fmt::join(per_round, " ")));
   return {{"ratio", s.conclusive ? json(s.ratio) : json(nullptr)}, {"verdict", verdict},
-          {"noise", s.noise}, {"rounds", s.rounds}, {"ratio_of_medians", s.ratio_of_medians}};
+          {"noise", s.noise}, {"rounds", s.rounds}, {"ratio_of_medians", s.ratio_of_medians},
+          {"round_ratios", per_round}};
 }
 
 // The images/s of each round's peer run ({} when it failed).
@@ -223,6 +228,7 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
     c["flops_per_image"] = a.run->flops() / n;
     c["loss0"] = a.loss0;
     c["loss1"] = a.loss1;
+    c["round_images_per_s"] = a.round_ips;
     if (a.precision != Precision::f32 && f32) {
       c["ratio_to_f32"] =
           precision_ratio(fmt::format("{}/f32", precision_name(a.precision)), f32->round_ips, a.round_ips);

@@ -36,7 +36,7 @@ const nlohmann::json* find_case(const nlohmann::json& doc, const std::string& na
 
 // A ratio line: a number, or inconclusive with the rule's reason.
 std::regex ratio_line(const std::string& what) {
-  return std::regex(what + R"( images/s: ([0-9]+\.[0-9]{2}x \(median of 2 per-round ratios|inconclusive \())");
+  return std::regex(what + R"( images/s: ([0-9]+\.[0-9]{2}x \(median of 2 per-round ratios|inconclusive \(.*\) \(per-round ratios [0-9.]+ [0-9.]+\)))");
 }
 
 TEST(BenchPrecision, HalfStepToleranceIsTheLoosestHalfOpsOwn) {
@@ -91,6 +91,8 @@ TEST(BenchPrecision, PrintsABf16RowBesideF32WithItsRatio) {
   EXPECT_LE(bf16->at("validation_nmse").get<double>(), 1e-5);
   const nlohmann::json& ratio = bf16->at("ratio_to_f32");
   EXPECT_EQ(ratio.at("rounds"), 2);
+  EXPECT_EQ(ratio.at("round_ratios").size(), 2u);
+  EXPECT_EQ(bf16->at("round_images_per_s").size(), 2u);
   EXPECT_EQ(ratio.at("ratio").is_number(), ratio.at("verdict").get<std::string>().find("inconclusive") ==
                                                  std::string::npos)
       << ratio.dump(2);
