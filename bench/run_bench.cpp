@@ -116,8 +116,8 @@ json report_peer(const BenchOptions& o, const ModelSpec& spec, const std::string
 }
 
 // Images/s of `half` over `f32`, paired round by round: the thread-scaling statistic (median of
-// the per-round ratios) and its inconclusive rule (bench/thread_scaling.h).
-// Prints "<what> images/s: <verdict> (...)" and returns it as JSON.
+// the per-round ratios) and its inconclusive rule (bench/thread_scaling.h), printed as
+// "<what> images/s: <verdict> (...)" and returned as JSON.
 json precision_ratio(const std::string& what, const std::vector<double>& f32, const std::vector<double>& half) {
   const ScalingSummary s = summarize_scaling(f32, half);
   const std::string verdict = scaling_verdict(s);
@@ -132,7 +132,7 @@ json precision_ratio(const std::string& what, const std::vector<double>& f32, co
           {"round_ratios", per_round}};
 }
 
-// The images/s of each round's peer run ({} when it failed).
+// The images/s of each round's peer run, failed rounds left out.
 std::vector<double> peer_round_ips(const std::vector<json>& rounds) {
   std::vector<double> ips;
   for (const json& r : rounds)
