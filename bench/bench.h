@@ -27,6 +27,9 @@ struct BenchOptions {
   std::string against;      // "torch": run the LibTorch peer; "": none
   std::string peer_path;    // empty: the peer built beside parity (PARITY_TORCH_PEER overrides)
   int rounds = 3;           // parity/peer alternations per model case
+  // Training steps are timed at each of these (autocast, parity/model.h), interleaved round by
+  // round, each half precision also as a ratio to f32; inference and op cases stay f32.
+  std::vector<Precision> precisions = {Precision::f32};
   // --thread-scaling LOW,HIGH (bench/thread_scaling.h): empty unless given; then only that
   // measurement runs, in scaling_rounds alternated rounds.
   std::vector<int> scaling_threads;

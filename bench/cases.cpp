@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "model/autocast.h"
 #include "ops/op_rule.h"
 #include "parity/check.h"
 #include "util/synthetic_batch.h"
@@ -84,10 +85,10 @@ std::string disagreement(const std::string& name, const Tensor& got, const Tenso
 }
 
 // Weights after one Adam step (lr): the flips of gradients within rounding of zero set apart
-// (kFlipsPerElement), then disagreement() on the rest.
+// (kFlipsPerElement), then disagreement() on the rest at `threshold`.
 std::string weight_disagreement(const std::string& name, const Tensor& got, const Tensor& want, float lr,
-                                double* worst) {
-  if (got.dtype() != DType::f32 || got.shape() != want.shape()) return disagreement(name, got, want, kWeightNmse, worst);
+                                double threshold, double* worst) {
+  if (got.dtype() != DType::f32 || got.shape() != want.shape()) return disagreement(name, got, want, threshold, worst);
   Tensor rest_got = got, rest_want = want;
   int64_t flips = 0;
   for (int64_t i = 0; i < got.numel(); ++i) {
@@ -101,7 +102,17 @@ std::string weight_disagreement(const std::string& name, const Tensor& got, cons
   if (flips > allowed)
     return fmt::format("{}: {} of {} weights moved by about 2 lr against ref (at most {} gradient sign flips allowed)",
                        name, flips, got.numel(), allowed);
-  return disagreement(name, rest_got, rest_want, kWeightNmse, worst);
+  return disagreement(name, rest_got, rest_want, threshold, worst);
+}
+
+// The training (or inference) graph of a model case under `precision`.
+Graph model_case_graph(const ModelSpec& spec, bool train, int64_t n, uint64_t seed, Precision precision) {
+  ForwardOptions forward_options;
+  forward_options.training = train;  // dropout draws by (seed, step) as in parity train
+  forward_options.seed = seed;
+  Graph fwd = autocast(build_forward(spec, n, forward_options), precision);
+  OptimizerConfig adam;
+  return train ? differentiate(fwd, fwd.find("loss"), &adam) : fwd;
 }
 
 }  // namespace
@@ -160,18 +171,22 @@ std::string validate_op(const OpCase& c, Backend& backend, Backend& ref, uint64_
   return "";
 }
 
+double half_step_nmse(const Graph& g) {
+  double loosest = 0;
+  for (const Node& node : g.nodes())
+    for (int32_t v : node.outputs) {
+      const DType dtype = g.values()[static_cast<size_t>(v)].dtype;
+      if (dtype == DType::bf16 || dtype == DType::f16)
+        loosest = std::max(loosest, ops::tolerance_for(ops::rule(node.op), dtype).step_nmse);
+    }
+  return loosest;
+}
+
 ModelCaseStep::ModelCaseStep(const ModelSpec& spec, Backend& backend, bool train, int64_t n, uint64_t seed,
-                             const std::map<std::string, Tensor>& weights)
+                             const std::map<std::string, Tensor>& weights, Precision precision)
     : train_(train),
       n_(n),
-      graph_([&] {
-        ForwardOptions forward_options;
-        forward_options.training = train;  // dropout draws by (seed, step) as in parity train
-        forward_options.seed = seed;
-        Graph fwd = build_forward(spec, n, forward_options);
-        OptimizerConfig adam;
-        return train ? differentiate(fwd, fwd.find("loss"), &adam) : fwd;
-      }()),
+      graph_(model_case_graph(spec, train, n, seed, precision)),
       step_(backend, graph_, {"loss", "logits"}) {
   step_.zero_params_and_state();
   for (const auto& [name, t] : weights) step_.write(name, t);
@@ -198,19 +213,22 @@ float ModelCaseStep::run(int64_t i) {
 }
 
 std::string validate_model(const ModelSpec& spec, Backend& backend, Backend& ref, bool train, int64_t n,
-                           uint64_t seed, const std::map<std::string, Tensor>& weights, double* worst) {
-  ModelCaseStep got(spec, backend, train, n, seed, weights), want(spec, ref, train, n, seed, weights);
+                           uint64_t seed, const std::map<std::string, Tensor>& weights, double* worst,
+                           Precision precision) {
+  ModelCaseStep got(spec, backend, train, n, seed, weights, precision),
+      want(spec, ref, train, n, seed, weights, precision);
   got.run(0);
   want.run(0);
   *worst = 0;
+  const double half = half_step_nmse(got.graph());
   for (const char* name : {"logits", "loss"}) {
-    const std::string why = disagreement(name, got.value(name), want.value(name), kLogitsNmse, worst);
+    const std::string why = disagreement(name, got.value(name), want.value(name), std::max(kLogitsNmse, half), worst);
     if (!why.empty()) return why;
   }
   if (train)
     for (const ParamSpec& p : spec.params) {
-      const std::string why =
-          weight_disagreement(p.name, got.value(p.name), want.value(p.name), OptimizerConfig{}.lr, worst);
+      const std::string why = weight_disagreement(p.name, got.value(p.name), want.value(p.name), OptimizerConfig{}.lr,
+                                                  std::max(kWeightNmse, half), worst);
       if (!why.empty()) return why;
     }
   return "";

@@ -42,15 +42,18 @@ std::string validate_op(const OpCase& c, Backend& backend, Backend& ref, uint64_
 
 // ---------------------------------------------------------------- model cases
 // One compiled model step (training or inference) of a bench model case on one backend, from
-// the given weights, cycling through the synthetic batches.
+// the given weights, cycling through the synthetic batches, under a precision policy (autocast,
+// parity/model.h: the graph `parity train --precision` runs; fp16 without its loss scaling).
+// Throws the backend's Error when it cannot compile the step (e.g. a dtype it cannot store).
 class ModelCaseStep {
  public:
   ModelCaseStep(const ModelSpec& spec, Backend& backend, bool train, int64_t n, uint64_t seed,
-                const std::map<std::string, Tensor>& weights);
+                const std::map<std::string, Tensor>& weights, Precision precision = Precision::f32);
 
   // One step on synthetic batch i % kSyntheticBatches; returns the loss.
   float run(int64_t i);
   Tensor value(const std::string& name) const { return step_.read(name); }
+  const Graph& graph() const { return graph_; }
   double flops() const { return flops_; }
   int64_t batch() const { return n_; }
 
@@ -65,8 +68,17 @@ class ModelCaseStep {
 };
 
 // One step on `backend` and on ref from the same weights and batch: logits and loss (and,
-// training, the updated weights) must agree. Empty string when they do.
+// training, the updated weights) must agree. Empty string when they do. Under a half precision
+// the bounds are the loosest half step tolerance of the graph's ops (half_step_nmse) where that
+// is looser than float32's.
 std::string validate_model(const ModelSpec& spec, Backend& backend, Backend& ref, bool train, int64_t n,
-                           uint64_t seed, const std::map<std::string, Tensor>& weights, double* worst);
+                           uint64_t seed, const std::map<std::string, Tensor>& weights, double* worst,
+                           Precision precision = Precision::f32);
+
+// The loosest step tolerance (ops::tolerance_for at each output's dtype) of the nodes of `g` that
+// write a bf16 or f16 value; 0 when none does. In a chain of layers every value downstream of
+// the first half node (the logits, the loss, the gradients and so the updated weights) inherits
+// the loosest of these, as `parity check model --precision` rules (check/check_model.cpp).
+double half_step_nmse(const Graph& g);
 
 }  // namespace parity::bench

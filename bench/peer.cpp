@@ -29,7 +29,7 @@ Peer::Peer(std::string path, std::string jemalloc, int threads, uint64_t seed)
     : path_(std::move(path)), jemalloc_(find_jemalloc(jemalloc)), threads_(threads), seed_(seed) {}
 
 TorchPeerJob Peer::job(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
-                      double min_time, int warmup) const {
+                      double min_time, int warmup, const std::string& autocast) const {
   TorchPeerJob j;
   j.mode = mode;
   j.model = model;
@@ -40,6 +40,7 @@ TorchPeerJob Peer::job(const std::string& model, const std::string& mode, int64_
   j.seed = seed_;
   j.min_time = min_time;
   j.warmup = warmup;
+  j.autocast = autocast;
   return j;
 }
 
@@ -49,8 +50,8 @@ std::vector<std::string> Peer::preload(bool with_jemalloc) const {
 }
 
 std::string Peer::command(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
-                          double min_time, int warmup, bool with_jemalloc) const {
-  return shell_command(torch_peer_arguments(path_, job(model, mode, batch, weights, min_time, warmup)),
+                          double min_time, int warmup, bool with_jemalloc, const std::string& autocast) const {
+  return shell_command(torch_peer_arguments(path_, job(model, mode, batch, weights, min_time, warmup, autocast)),
                        preload(with_jemalloc));
 }
 
@@ -59,10 +60,10 @@ json Peer::spawn(const TorchPeerJob& j, bool with_jemalloc) const {
 }
 
 json Peer::run(const std::string& model, const std::string& mode, int64_t batch, const std::string& weights,
-               double min_time, int warmup) {
-  const std::string key = model + " " + mode;
+               double min_time, int warmup, const std::string& autocast) {
+  const std::string key = model + " " + mode + " " + autocast;
   auto it = use_jemalloc_.find(key);
-  const TorchPeerJob j = job(model, mode, batch, weights, min_time, warmup);
+  const TorchPeerJob j = job(model, mode, batch, weights, min_time, warmup, autocast);
   if (it != use_jemalloc_.end()) return spawn(j, it->second);
   json plain = spawn(j, false);
   if (jemalloc_.empty() || plain.contains("error")) {
@@ -116,8 +117,11 @@ json summarize_peer(const std::vector<json>& rounds) {
       s["loss0"] = r["loss0"];
       s["loss1"] = r["loss1"];
       s["batch"] = r["batch"];
-      s["config"] = fmt::format("libtorch {}, {} BLAS, {}", r.value("torch_version", "?"), r.value("blas", "?"),
-                                r.value("jemalloc", false) ? "jemalloc" : "system malloc");
+      s["config"] = fmt::format("libtorch {}, {} BLAS, {}{}", r.value("torch_version", "?"), r.value("blas", "?"),
+                                r.value("jemalloc", false) ? "jemalloc" : "system malloc",
+                                r.value("autocast", std::string("off")) == "off"
+                                    ? ""
+                                    : ", autocast " + r.value("autocast", std::string()));
       if (r.contains("tried")) s["tried"] = r["tried"];
     }
   }

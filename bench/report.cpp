@@ -44,6 +44,8 @@ void Report::add_invalid(const std::string& name, const std::string& kind, const
 
 void write_report_json(const std::string& path, const Report& report, const BenchOptions& o,
                        const json& skipped_backends, const std::string& peer) {
+  json precisions = json::array();
+  for (const Precision p : o.precisions) precisions.push_back(precision_name(p));
   json out = {{"parity_bench", 1},
               {"machine",
                {{"cpu", report.machine.cpu}, {"hardware_threads", report.machine.hardware_threads},
@@ -54,7 +56,7 @@ void write_report_json(const std::string& path, const Report& report, const Benc
               {"git", git_revision()},
               {"options",
                {{"batch", o.batch}, {"infer_batch", o.infer_batch}, {"min_time_s", o.min_time},
-                {"warmup", o.warmup}, {"rounds", o.rounds}, {"seed", o.seed}}},
+                {"warmup", o.warmup}, {"rounds", o.rounds}, {"seed", o.seed}, {"precisions", precisions}}},
               {"skipped_backends", skipped_backends},
               {"cases", report.cases}};
   if (!peer.empty()) out["peer"] = peer;

@@ -34,6 +34,7 @@ std::vector<std::string> torch_peer_arguments(const std::string& peer, const Tor
   } else {
     args.insert(args.end(), {"--batch", std::to_string(job.batch), "--seed", std::to_string(job.seed), "--min-time",
                              fmt::format("{}", job.min_time), "--warmup", std::to_string(job.warmup)});
+    if (!job.autocast.empty()) args.insert(args.end(), {"--autocast", job.autocast});
   }
   args.insert(args.end(), {"--threads", std::to_string(job.threads)});
   return args;

@@ -32,6 +32,7 @@ struct TorchPeerJob {
   uint64_t seed = 0;
   double min_time = 0;
   int warmup = 0;
+  std::string autocast;  // "bf16": CPU bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)); "": float32
 };
 
 // Where a launcher writes the model description beside `weights`:

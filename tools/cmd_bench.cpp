@@ -4,9 +4,11 @@
 // of the cases.
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "bench/bench.h"
 #include "bench/compare.h"
@@ -35,6 +37,20 @@ std::vector<std::string> expand_backends(const std::vector<std::string>& asked) 
     else
       names.push_back(b);
   return names;
+}
+
+// --precision's list: each parsed (parse_precision's error lists the spellings), none twice.
+std::vector<Precision> parse_precisions(const std::vector<std::string>& names) {
+  std::vector<Precision> out;
+  for (const std::string& name : names) {
+    const Precision p = parse_precision(name);
+    if (std::find(out.begin(), out.end(), p) != out.end())
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("bench --precision: {} is given twice", precision_name(p)));
+    out.push_back(p);
+  }
+  if (out.empty()) throw Error(ErrorKind::invalid_argument, "bench --precision: give at least one of f32, bf16, fp16");
+  return out;
 }
 
 }  // namespace
@@ -67,6 +83,15 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
   CLI::Option* against = cmd->add_option("--against", o->against, "torch: run the LibTorch peer beside parity");
   cmd->add_option("--rounds", o->rounds, "parity/peer alternations per model case")->capture_default_str();
+  auto precisions = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"f32"});
+  CLI::Option* precision =
+      cmd->add_option("--precision", *precisions,
+                      "comma-separated f32, bf16, fp16: time the training step under each (parity train --precision's "
+                      "autocast; fp16 without loss scaling), interleaved round by round, each half one beside f32 as "
+                      "a ratio; with --against torch the peer also runs CPU bf16 autocast (no fp16 peer: torch's CPU "
+                      "autocast is bf16 only)")
+          ->delimiter(',')
+          ->capture_default_str();
   cmd->add_option("--peer", o->peer_path, "the peer executable (default: $PARITY_TORCH_PEER, else the one built)");
   cmd->add_option("--jemalloc", o->jemalloc, "libjemalloc.so.2 to try preloading into the peer");
   cmd->add_option("--json", o->json_path, "also write the results as JSON here");
@@ -110,11 +135,19 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   compare->add_option("files", *paths, "A.json B.json")->required()->expected(2);
   compare->callback([&run, paths] { run = [paths] { return bench::compare_reports((*paths)[0], (*paths)[1]); }; });
 
-  cmd->callback([&run, o, backends, flags, rss, compare, distributed, bucket_mb, models] {
+  cmd->callback([&run, o, backends, flags, rss, compare, distributed, bucket_mb, models, precisions, precision] {
     if (compare->parsed()) return;
     const bool models_given = models->count() > 0;
-    run = [o, backends, flags, rss, distributed, bucket_mb, models_given] {
+    const bool precision_given = precision->count() > 0;
+    run = [o, backends, flags, rss, distributed, bucket_mb, models_given, precisions, precision_given] {
+      o->precisions = parse_precisions(*precisions);
       const bool data_parallel = *distributed == "mpi" || (*distributed == "auto" && launch_env().size > 1);
+      if (precision_given && o->precisions != std::vector<Precision>{Precision::f32} &&
+          (!o->scaling_threads.empty() || data_parallel))
+        throw Error(ErrorKind::invalid_argument,
+                    fmt::format("bench --precision {}: only the ordinary bench times half precisions, not {}",
+                                fmt::join(*precisions, ","),
+                                data_parallel ? "--distributed mpi" : "--thread-scaling"));
       if (!o->scaling_threads.empty()) {
         if (data_parallel)
           throw Error(ErrorKind::invalid_argument,

@@ -1,11 +1,14 @@
 // bench/torch_peer/torch_peer.cpp — the LibTorch peer of `parity bench`: the same model (layers
 // from parity's model description file, initial weights read from parity's safetensors, batches
 // from util/synthetic_batch.h, Adam, thread count) trained or run forward in its own process,
-// timed the way parity times itself, printed as one JSON object. Standalone use (README,
+// timed the way parity times itself, printed as one JSON object; `--autocast bf16` runs each
+// forward and loss under CPU bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16): float32
+// master weights and optimizer, conv and linear in bf16). Standalone use (README,
 // "Benchmarks"; `parity bench --weights-dir DIR` writes both files):
 //   parity-torch-peer --model-file seed-cnn.model.json --mode train --batch 64 --threads 2 \
 //       --weights seed-cnn.safetensors
 // `--mode step` (step_mode.cpp) is the other side of `parity check model --against torch`.
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -27,6 +30,7 @@ namespace {
 
 struct Options {
   std::string model, model_file, mode = "train", weights;
+  std::string autocast;  // "": float32; "bf16": CPU bf16 autocast
   int64_t batch = 64;
   int threads = 1;
   uint64_t seed = 1;
@@ -37,7 +41,8 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "parity-torch-peer: %s\nusage: parity-torch-peer --model-file MODEL.json [--model NAME] --mode train|infer "
-               "--batch N --threads T --weights FILE.safetensors [--seed S] [--min-time SECONDS] [--warmup N]\n",
+               "--batch N --threads T --weights FILE.safetensors [--seed S] [--min-time SECONDS] [--warmup N] "
+               "[--autocast bf16]\n",
                why.c_str());
   std::exit(2);
 }
@@ -57,12 +62,16 @@ Options parse(int argc, char** argv) {
     else if (a == "--seed") o.seed = std::stoull(v);
     else if (a == "--min-time") o.min_time = std::stod(v);
     else if (a == "--warmup") o.warmup = std::stoi(v);
+    else if (a == "--autocast") o.autocast = v;
     else usage("unknown option " + a);
   }
   if (o.model_file.empty()) usage("--model-file is required");
   if (o.mode != "train" && o.mode != "infer") usage("mode must be train or infer (or step: see step_mode.cpp)");
   if (o.weights.empty()) usage("--weights is required");
   if (o.batch < 1 || o.threads < 1) usage("batch and threads must be >= 1");
+  if (o.autocast == "fp16" || o.autocast == "f16")
+    usage("--autocast fp16: PyTorch 1.13's CPU autocast runs bfloat16 only (fp16 autocast is CUDA's)");
+  if (!o.autocast.empty() && o.autocast != "bf16") usage("--autocast must be bf16, got '" + o.autocast + "'");
   return o;
 }
 
@@ -89,6 +98,33 @@ int64_t vm_hwm_kib() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
   return -1;
 }
+
+// The body of Python's `with torch.autocast("cpu", dtype=torch.bfloat16):` (libtorch 1.13 has no
+// C++ guard for it): enabled for one forward and loss, and on leaving the outermost region the
+// cache of bf16 weight copies is cleared, so the next step casts the weights Adam just updated.
+class CpuBf16Autocast {
+ public:
+  explicit CpuBf16Autocast(bool on) : on_(on) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_cpu_enabled();
+    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~CpuBf16Autocast() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(prev_enabled_);
+    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+  }
+  CpuBf16Autocast(const CpuBf16Autocast&) = delete;
+  CpuBf16Autocast& operator=(const CpuBf16Autocast&) = delete;
+
+ private:
+  bool on_, prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
 
 }  // namespace
 
@@ -122,12 +158,17 @@ int main(int argc, char** argv) {
         // parity's step i + 1 (its bench counts steps from 1): the same dropout masks
         model->set_dropout(parity::torch_peer::DropoutClock{true, o.seed, static_cast<int32_t>(i + 1), 0});
         optimizer.zero_grad();
-        torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+        torch::Tensor loss;
+        {
+          CpuBf16Autocast autocast(!o.autocast.empty());  // the backward runs outside, as in Python
+          loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+        }
         loss.backward();
         optimizer.step();
         return loss.item<float>();
       }
       torch::NoGradGuard no_grad;
+      CpuBf16Autocast autocast(!o.autocast.empty());
       return torch::nn::functional::cross_entropy(model->forward(x), y).item<float>();
     };
 
@@ -154,6 +195,7 @@ int main(int argc, char** argv) {
         {"jemalloc", mapped("jemalloc")},
         {"model", m.name},
         {"mode", o.mode},
+        {"autocast", o.autocast.empty() ? "off" : "cpu " + o.autocast},
         {"batch", o.batch},
         {"threads", o.threads},
         {"iterations", times.size()},
@@ -165,6 +207,8 @@ int main(int argc, char** argv) {
         {"loss1", loss1},
         {"vm_hwm_kib", vm_hwm_kib()},
     };
+    for (const auto& p : model->parameters())
+      if (p.scalar_type() != torch::kFloat32) throw std::runtime_error("a master weight is not float32 after training");
     std::printf("%s\n", out.dump().c_str());
     return 0;
   } catch (const std::exception& e) {
