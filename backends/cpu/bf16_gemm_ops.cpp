@@ -3,10 +3,11 @@
 // route, chosen at run time): bf16 operands (conv: the column matrix built in bf16), f32
 // accumulation, the f32 bias added before the one rounding to bf16 (half.h); db summed in f32.
 //
-//   linear    y[N,O] = x w^T + b, dx = dy w, dw = dy^T x: split along a dimension of w (O or I),
-//             so no reduction is split
+//   linear    y[N,O] = x w^T + b, dx = dy w, dw = dy^T x: split along a dimension of w (O for y,
+//             I for dx and dw), so no reduction is split
 //   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
-//             y_n = w_g col_n + b; dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
+//             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
+//             dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
 //             with one partial per fixed chunk of images, summed in chunk order
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
@@ -16,6 +17,7 @@
 #include "backends/cpu/cast.h"
 #include "backends/cpu/gemm_bf16.h"
 #include "backends/cpu/half_nodes.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
 #include "ops/kernels/half.h"
 
@@ -63,12 +65,6 @@ int64_t last_chunk(const BoundNode& node, int64_t total) { return total - (node.
 int64_t linear_slot_bytes(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
   return align64(m * node.chunk * 4) + align64(std::max(gemm_bf16_scratch_bytes(m, node.chunk, k),
                                                         gemm_bf16_scratch_bytes(m, last_chunk(node, total), k)));
-}
-
-// The same for LINEAR_BWD_WEIGHT, whose chunks are rows: products [chunk, I] of inner size N.
-int64_t weight_slot_bytes(const BoundNode& node, int64_t O, int64_t I, int64_t N) {
-  return align64(node.chunk * I * 4) + align64(std::max(gemm_bf16_scratch_bytes(node.chunk, I, N),
-                                                        gemm_bf16_scratch_bytes(last_chunk(node, O), I, N)));
 }
 
 void set_column_chunks(BoundNode& node, int64_t total) {
@@ -119,10 +115,10 @@ int64_t prepare_linear_bf16(BoundNode& node) {
         expect_value(node, node.out[1], "db", PARITY_F32, 1);
         expect_dims(node, node.out[1], "db", db_dims, 1, "[O]");
       }
-      // chunks of dw's rows (O): the products [chunk, I] of inner size N
-      node.chunk = fixed_chunk_size(d.O, 1, kMaxChunks);
-      node.num_chunks = chunk_count(d.O, node.chunk);
-      return node.slots * weight_slot_bytes(node, d.O, d.I, d.N);
+      // chunks of dw's columns (I): the products [O, chunk] of inner size N, so each column of
+      // x is packed once (dy^T, [O, N], is the small operand packed per chunk)
+      set_column_chunks(node, d.I);
+      return node.slots * linear_slot_bytes(node, d.I, d.O, d.N);
     }
   }
 }
@@ -168,17 +164,18 @@ void run_linear_bf16(const BoundNode& node) {
       const uint16_t *x = bits(node.in[0]), *dy = bits(node.in[1]);
       uint16_t* dw = bits(node.out[0]);
       float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-      const int64_t slot = weight_slot_bytes(node, d.O, d.I, d.N);
-      parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
+      const int64_t slot = linear_slot_bytes(node, d.I, d.O, d.N);
+      parallel_chunks(d.I, node.chunk, [&](int64_t chunk, int64_t i0, int64_t i1) {
         unsigned char* base = slot_base(node, slot);
         float* c = reinterpret_cast<float*>(base);
-        const int64_t rows = o1 - o0;
-        // op(A) = (dy[:, o0:o1])^T: A is [N, rows] with rows O apart, transposed
-        gemm_bf16(rows, d.I, d.N, {dy + o0, d.O, true}, {x, d.I, false}, c, d.I, false,
-                  base + align64(node.chunk * d.I * 4));
-        for (int64_t k = 0; k < rows * d.I; ++k) dw[o0 * d.I + k] = float_to_bf16_bits(c[k]);
-        if (db)
-          for (int64_t o = o0; o < o1; ++o) {
+        const int64_t cols = i1 - i0;
+        // op(A) = dy^T: A is [N, O] stored, transposed
+        gemm_bf16(d.O, cols, d.N, {dy, d.O, true}, {x + i0, d.I, false}, c, cols, false,
+                  base + align64(d.O * node.chunk * 4));
+        for (int64_t o = 0; o < d.O; ++o)
+          for (int64_t i = 0; i < cols; ++i) dw[o * d.I + i0 + i] = float_to_bf16_bits(c[o * cols + i]);
+        if (db && chunk == 0)  // db by the first chunk, in n order: the same sums whoever runs it
+          for (int64_t o = 0; o < d.O; ++o) {
             float sum = 0.0f;
             for (int64_t n = 0; n < d.N; ++n) sum += bf16_bits_to_float(dy[n * d.O + o]);
             db[o] = sum;
@@ -324,7 +321,10 @@ void run_conv2d_bf16(const BoundNode& node) {
         uint16_t* y_n = y + n * d.K * PQ;
         for (int64_t k = 0; k < d.K; ++k) {
           const float bias = b ? b[k] : 0.0f;
-          for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(c[k * PQ + i] + bias);
+          if (node.fusion.relu)  // round(relu(v)) = relu(round(v)): the unfused pair's bits
+            for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(kernels::relu_f32(c[k * PQ + i] + bias));
+          else
+            for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(c[k * PQ + i] + bias);
         }
       });
       return;

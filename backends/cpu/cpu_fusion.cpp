@@ -1,6 +1,7 @@
 // backends/cpu/cpu_fusion.cpp — the cpu backend's fusion pass at compile: which nodes fuse
-// (conv + relu, max-pool backward + relu backward, that gradient into the conv backward that
-// alone reads it) and which conv backwards get a sparse dy; each node's NodeFusion record.
+// (conv + relu, f32 or bf16; max-pool backward + relu backward, that gradient into the conv
+// backward that alone reads it) and which conv backwards get a sparse dy; each node's
+// NodeFusion record.
 #include "backends/cpu/cpu_fusion.h"
 
 #include <algorithm>
@@ -128,7 +129,16 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
                                a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
     if (!conv_relu && !pool_relu_bwd) continue;
-    if (touches_half(nodes[i]) || touches_half(nodes[i + 1])) continue;  // half nodes run widened (half_nodes.h)
+    // Half nodes run widened (half_nodes.h) and do not fuse, except where a half kernel does the
+    // fused form itself: a bf16 conv (gemm_bf16) with its bf16 relu in the epilogue ...
+    const bool half = touches_half(nodes[i]) || touches_half(nodes[i + 1]);
+    const bool bf16_conv_relu = conv_relu && runs_on_gemm_bf16(nodes[i]) && nodes[i + 1].in[0].dtype == PARITY_BF16 &&
+                                nodes[i + 1].out[0].dtype == PARITY_BF16;
+    // ... and a bf16 max-pool backward (pool.cpp) with its bf16 relu backward's mask.
+    const bool bf16_pool_relu_bwd = pool_relu_bwd && runs_bf16_pool(nodes[i]) &&
+                                    nodes[i + 1].in[0].dtype == PARITY_BF16 && nodes[i + 1].in[1].dtype == PARITY_BF16 &&
+                                    nodes[i + 1].out[0].dtype == PARITY_BF16;
+    if (half && !bf16_conv_relu && !bf16_pool_relu_bwd) continue;
     const parity_value_desc& mid = plan.values[a.outputs[0]];
     if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
     bool clash = false;
