@@ -174,6 +174,7 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own AVX-512 intrinsics here too (cast.cpp); silenced for these kernels.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
