@@ -8,12 +8,14 @@
 //   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
 //             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
 //             dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
-//             with one partial per fixed chunk of images, summed in chunk order
+//             with one partial per fixed chunk of images, summed in chunk order; db per image
+//             and channel in sum_bf16's fixed lane order
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/bf16_simd.h"
 #include "backends/cpu/cast.h"
 #include "backends/cpu/gemm_bf16.h"
 #include "backends/cpu/half_nodes.h"
@@ -34,6 +36,64 @@ constexpr int64_t kMaxWeightPartials = 16;  // conv backward-weight: partial dw 
 constexpr int64_t kElementChunk = int64_t{1} << 14;
 
 uint16_t* bits(const BoundValue& v) { return static_cast<uint16_t*>(v.data); }
+
+// Lanes of sum_bf16's partial sums: element i is added into lane i % kSumLanes, the lanes are then
+// added in order 0..kSumLanes-1. Both forms below keep exactly that order (so their bits agree),
+// and the lanes break the one long dependency chain of a plain running sum.
+constexpr int kSumLanes = 64;
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+PARITY_BF16_SIMD_TARGET float sum_bf16_avx512(const uint16_t* x, int64_t n) {
+  __m512 acc[kSumLanes / 16];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += kSumLanes)
+    for (int v = 0; v < kSumLanes / 16; ++v) {
+      const int64_t at = i + 16 * v;
+      if (at < n) acc[v] = _mm512_add_ps(acc[v], widen_bf16x16(x + at, lanes16(n - at)));  // +0 past n: no change
+    }
+  alignas(64) float lanes[kSumLanes];
+  for (int v = 0; v < kSumLanes / 16; ++v) _mm512_store_ps(lanes + 16 * v, acc[v]);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  return sum;
+}
+
+// y[i] = bf16(relu?(c[i] + bias)) for i < n: the scalar epilogue's bits, 16 lanes at a time.
+PARITY_BF16_SIMD_TARGET void round_row_bf16_avx512(const float* c, int64_t n, float bias, bool relu, uint16_t* y) {
+  const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes16(n - i);
+    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + i), b);
+    if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);  // relu_f32
+    store_bf16x16(y + i, m, v);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The sum of n bf16 values in sum_bf16_avx512's order, on any CPU.
+float sum_bf16(const uint16_t* x, int64_t n) {
+  if (cast_route() == CastRoute::f16c_avx512) return sum_bf16_avx512(x, n);
+  float lanes[kSumLanes] = {};
+  for (int64_t i = 0; i < n; ++i) lanes[i % kSumLanes] += bf16_bits_to_float(x[i]);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  return sum;
+}
+
+// y[i] = bf16(c[i] + bias), relu'd first when `relu` (round(relu(v)) = relu(round(v)): the
+// unfused pair's bits).
+void round_row_bf16(const float* c, int64_t n, float bias, bool relu, uint16_t* y) {
+  if (cast_route() == CastRoute::f16c_avx512) return round_row_bf16_avx512(c, n, bias, relu, y);
+  for (int64_t i = 0; i < n; ++i) y[i] = float_to_bf16_bits(relu ? kernels::relu_f32(c[i] + bias) : c[i] + bias);
+}
 
 // The slot's share of the workspace, `slot_bytes` each.
 unsigned char* slot_base(const BoundNode& node, int64_t slot_bytes, int64_t offset = 0) {
@@ -319,13 +379,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
                     PQ, false, scratch);
         uint16_t* y_n = y + n * d.K * PQ;
-        for (int64_t k = 0; k < d.K; ++k) {
-          const float bias = b ? b[k] : 0.0f;
-          if (node.fusion.relu)  // round(relu(v)) = relu(round(v)): the unfused pair's bits
-            for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(kernels::relu_f32(c[k * PQ + i] + bias));
-          else
-            for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(c[k * PQ + i] + bias);
-        }
+        for (int64_t k = 0; k < d.K; ++k) round_row_bf16(c + k * PQ, PQ, b ? b[k] : 0.0f, node.fusion.relu, y_n + k * PQ);
       });
       return;
     }
@@ -371,11 +425,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           for (int64_t g = 0; g < d.G; ++g)  // dw_g[Kg, CgRS] (+)= dy_n,g[Kg, PQ] col_g^T
             gemm_bf16(Kg, CgRS, PQ, {dy + (n * d.K + g * Kg) * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
                       dw_part + g * Kg * CgRS, CgRS, n != n0, scratch);
-          for (int64_t k = 0; k < d.K; ++k) {
-            float sum = 0.0f;
-            for (int64_t i = 0; i < PQ; ++i) sum += bf16_bits_to_float(dy[(n * d.K + k) * PQ + i]);
-            db_part[k] += sum;
-          }
+          for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy + (n * d.K + k) * PQ, PQ);
         }
       });
       // The partials in chunk order, then the one rounding of dw.
