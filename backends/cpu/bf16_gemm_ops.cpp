@@ -9,7 +9,8 @@
 //             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
 //             dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
 //             with one partial per fixed chunk of images, summed in chunk order; db per image
-//             and channel in sum_bf16's fixed lane order
+//             and channel in sum_bf16's fixed lane order; with pool_source (cpu_fusion.cpp) each
+//             image's dy made from the 2x2 max-pool backward (and relu backward) in the slot
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
 #include <algorithm>
@@ -301,8 +302,10 @@ int64_t bwd_data_slot_bytes(const ConvDims& d) {
   return align64(d.C * d.R * d.S * d.PQ() * 4) + align64(d.C * d.H * d.W * 4) +
          align64(gemm_bf16_scratch_bytes(d.CgRS(), d.PQ(), d.Kg()));
 }
-int64_t bwd_weight_slot_bytes(const ConvDims& d) {
-  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.CgRS(), d.PQ()));
+// With pool_source, a slot also holds image n's dy (made from the pool) and an f32 plane.
+int64_t bwd_weight_slot_bytes(const ConvDims& d, bool pooled) {
+  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.CgRS(), d.PQ())) +
+         (pooled ? align64(d.K * d.PQ() * 2) + align64(d.PQ() * 4) : 0);
 }
 int64_t partial_floats(const ConvDims& d) { return align64((d.K * d.CgRS() + d.K) * 4) / 4; }
 
@@ -316,6 +319,11 @@ ConvDims node_dims(const BoundNode& node) {
 }
 
 }  // namespace
+
+int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node) {
+  const ConvDims d = node_dims(node);
+  return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, true);
+}
 
 int64_t prepare_conv2d_bf16(BoundNode& node) {
   node.fusion = NodeFusion{};
@@ -355,7 +363,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       }
       node.chunk = fixed_chunk_size(d.N, 1, kMaxWeightPartials);
       node.num_chunks = chunk_count(d.N, node.chunk);
-      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d);
+      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, false);
     }
   }
 }
@@ -412,20 +420,32 @@ void run_conv2d_bf16(const BoundNode& node) {
       float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
       const int64_t partial = partial_floats(d), weights = d.K * CgRS;
       auto* partials = reinterpret_cast<float*>(node.workspace);
-      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d);
+      const BoundNode* pool = node.fusion.pool_source;
+      const auto* mask = static_cast<const uint16_t*>(node.fusion.relu_mask.data);
+      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d, pool != nullptr);
+      // Every read (x, and dy or the pool's inputs) happens here, before dw and db are written
+      // below: with pool_source, dw and db may lie on bytes of the pool's inputs.
       parallel_chunks(d.N, node.chunk, [&](int64_t chunk, int64_t n0, int64_t n1) {
         unsigned char* base = slot_base(node, slot, slots_offset);
         auto* col = reinterpret_cast<uint16_t*>(base);
         unsigned char* scratch = base + col_bytes(d);
+        unsigned char* pooled = scratch + align64(gemm_bf16_scratch_bytes(Kg, CgRS, PQ));
         float* dw_part = partials + chunk * partial;
         float* db_part = dw_part + weights;
         std::fill_n(db_part, d.K, 0.0f);
         for (int64_t n = n0; n < n1; ++n) {
+          const uint16_t* dy_n = dy + n * d.K * PQ;
+          if (pool) {  // image n's dy, as the skipped MAXPOOL2D_BWD (and RELU_BWD) would write it
+            auto* made = reinterpret_cast<uint16_t*>(pooled);
+            maxpool2d_bwd_planes_bf16(*pool, mask, n * d.K, (n + 1) * d.K, made,
+                                      reinterpret_cast<float*>(pooled + align64(d.K * PQ * 2)));
+            dy_n = made;
+          }
           im2col_bf16(x + n * d.C * d.H * d.W, d, col);
           for (int64_t g = 0; g < d.G; ++g)  // dw_g[Kg, CgRS] (+)= dy_n,g[Kg, PQ] col_g^T
-            gemm_bf16(Kg, CgRS, PQ, {dy + (n * d.K + g * Kg) * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
+            gemm_bf16(Kg, CgRS, PQ, {dy_n + g * Kg * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
                       dw_part + g * Kg * CgRS, CgRS, n != n0, scratch);
-          for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy + (n * d.K + k) * PQ, PQ);
+          for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy_n + k * PQ, PQ);
         }
       });
       // The partials in chunk order, then the one rounding of dw.

@@ -412,24 +412,31 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
 
 }  // namespace
 
+void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int64_t begin, int64_t end, uint16_t* dx,
+                               float* scratch) {
+  const PoolGeometry g = geometry(pool.out[0], pool.params.maxpool2d);
+  const auto* dy = static_cast<const uint16_t*>(pool.in[0].data);
+  const int32_t* idx = pool.in[1].i32();
+  const int64_t plane_size = g.H * g.W, outputs = g.P * g.Q;
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const uint16_t* mask_plane = mask ? mask + plane * plane_size : nullptr;
+    uint16_t* dx_plane = dx + (plane - begin) * plane_size;
+    if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, g)) continue;
+    maxpool2d_bwd_plane_bf16(pool, dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, scratch,
+                             plane_size, outputs);
+  }
+}
+
 void run_maxpool2d_bwd(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.out[0], pp);
   if (runs_bf16_pool(node)) {
-    const auto* dy = static_cast<const uint16_t*>(node.in[0].data);
-    const int32_t* idx = node.in[1].i32();
     auto* dx = static_cast<uint16_t*>(node.out[0].data);
     const auto* mask = static_cast<const uint16_t*>(node.fusion.relu_mask.data);
-    const int64_t plane_size = g.H * g.W, outputs = g.P * g.Q;
+    const int64_t plane_size = g.H * g.W;
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
       auto* scratch = reinterpret_cast<float*>(node.workspace + worker_slot(node.slots) * align64(plane_size * 4));
-      for (int64_t plane = begin; plane < end; ++plane) {
-        const uint16_t* mask_plane = mask ? mask + plane * plane_size : nullptr;
-        if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, dx + plane * plane_size, g))
-          continue;
-        maxpool2d_bwd_plane_bf16(node, dy + plane * outputs, idx + plane * outputs, mask_plane, dx + plane * plane_size,
-                                 scratch, plane_size, outputs);
-      }
+      maxpool2d_bwd_planes_bf16(node, mask, begin, end, dx + begin * plane_size, scratch);
     });
     return;
   }
