@@ -3,7 +3,7 @@
 // over fixed chunks of elements. The loops are plain so the compiler vectorises relu, leaky_relu
 // and hardtanh; sigmoid's expf, tanhf and gelu's erfcf are libm calls per element.
 // relu and its gradient on bf16 values (issue #14) on a CPU with AVX-512BW (runs_bf16_relu):
-// 16 lanes widened exactly, the f32 comparison, rounded once on store (bf16_simd.h), so the
+// 16 lanes widened exactly, the f32 comparison, stored back exactly (bf16_simd.h), so the
 // bits are those of the widened f32 kernel (half_nodes.h), which other half activations take.
 #include "backends/cpu/bf16_simd.h"
 #include "backends/cpu/cast.h"
@@ -92,7 +92,7 @@ PARITY_BF16_SIMD_TARGET void relu_bf16(const uint16_t* x, uint16_t* y, int64_t c
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 m = lanes16(count - i);
     const __m512 v = widen_bf16x16(x + i, m);
-    store_bf16x16(y + i, m, _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ),
+    store_exact_bf16x16(y + i, m, _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ),
                                                _mm512_setzero_ps()));
   }
 }
@@ -102,7 +102,7 @@ PARITY_BF16_SIMD_TARGET void relu_bwd_bf16(const uint16_t* y, const uint16_t* dy
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 m = lanes16(count - i);
     const __mmask16 pass = _mm512_cmp_ps_mask(widen_bf16x16(y + i, m), _mm512_setzero_ps(), _CMP_GT_OQ);
-    store_bf16x16(dx + i, m, _mm512_maskz_mov_ps(pass, widen_bf16x16(dy + i, m)));
+    store_exact_bf16x16(dx + i, m, _mm512_maskz_mov_ps(pass, widen_bf16x16(dy + i, m)));
   }
 }
 

@@ -34,6 +34,15 @@ PARITY_BF16_SIMD_TARGET inline void store_bf16x16(uint16_t* y, __mmask16 mask, _
   _mm256_mask_storeu_epi16(y, mask, round_bf16x16(v));
 }
 
+// y[0, 16) (masked) = v as bfloat16, where every lane of v is exactly a bf16 value (a widened
+// one, a max of such, a zero) or a NaN made from one: its top half, a NaN quieted. That is
+// round_bf16x16's result on such lanes (nothing below bit 16 to round), at a third of the work.
+PARITY_BF16_SIMD_TARGET inline void store_exact_bf16x16(uint16_t* y, __mmask16 mask, __m512 v) {
+  const __m512i top = _mm512_srli_epi32(_mm512_castps_si512(v), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  _mm512_mask_cvtepi32_storeu_epi16(y, mask, _mm512_mask_or_epi32(top, nan, top, _mm512_set1_epi32(0x0040)));
+}
+
 // The mask of the first n <= 16 lanes.
 inline __mmask16 lanes16(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u); }
 

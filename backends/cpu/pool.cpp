@@ -7,8 +7,9 @@
 // fixed chunks.
 // bf16 values (issue #14) in 2x2 stride-2 windows on a CPU with AVX-512BW (runs_bf16_pool) take
 // the 2x2 vector forms below with bf16 loads and stores (bf16_simd.h): each value widened
-// exactly, the f32 code's comparisons and sums, one rounding on store, so the bits are those of
-// the widened f32 kernel (half_nodes.h), which every other bf16 and f16 window takes.
+// exactly, the f32 code's comparisons and sums, stored back exactly (every result is an input
+// or zero; a NaN quieted, as rounding does), so the bits are those of the widened f32 kernel
+// (half_nodes.h), which every other bf16 and f16 window takes.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -211,7 +212,7 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
         take(v01, 1);
         take(v10, static_cast<int32_t>(g.W));
         take(v11, static_cast<int32_t>(g.W + 1));
-        store_bf16x16(y_plane + p * g.Q + q0, out_mask, best);
+        store_exact_bf16x16(y_plane + p * g.Q + q0, out_mask, best);
         _mm512_mask_storeu_epi32(idx_plane + p * g.Q + q0, out_mask, at);
       }
     }
@@ -256,10 +257,10 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
         b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1, lo_mask), zero, _CMP_GT_OQ), b_lo);
         b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1 + 16, hi_mask), zero, _CMP_GT_OQ), b_hi);
       }
-      store_bf16x16(r0 + 2 * q0, lo_mask, a_lo);
-      store_bf16x16(r0 + 2 * q0 + 16, hi_mask, a_hi);
-      store_bf16x16(r1 + 2 * q0, lo_mask, b_lo);
-      store_bf16x16(r1 + 2 * q0 + 16, hi_mask, b_hi);
+      store_exact_bf16x16(r0 + 2 * q0, lo_mask, a_lo);
+      store_exact_bf16x16(r0 + 2 * q0 + 16, hi_mask, a_hi);
+      store_exact_bf16x16(r1 + 2 * q0, lo_mask, b_lo);
+      store_exact_bf16x16(r1 + 2 * q0 + 16, hi_mask, b_hi);
     }
     if (g.W > 2 * g.Q) r0[g.W - 1] = r1[g.W - 1] = 0;  // an odd width's last column: no window (+0)
   }
