@@ -7,7 +7,8 @@
 //             I for dx and dw), so no reduction is split
 //   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
 //             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
-//             dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
+//             dcol = w_g^T dy_n, then col2im in f32; dw^T = sum_n col_n dy_n^T (col packed as
+//             stored, dy transposed: the smaller of the two)
 //             with one partial per fixed chunk of images, summed in chunk order; db per image
 //             and channel in sum_bf16's fixed lane order; with pool_source (cpu_fusion.cpp) each
 //             image's dy made from the 2x2 max-pool backward (and relu backward) in the slot
@@ -304,7 +305,7 @@ int64_t bwd_data_slot_bytes(const ConvDims& d) {
 }
 // With pool_source, a slot also holds image n's dy (made from the pool) and an f32 plane.
 int64_t bwd_weight_slot_bytes(const ConvDims& d, bool pooled) {
-  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.CgRS(), d.PQ())) +
+  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.CgRS(), d.Kg(), d.PQ())) +
          (pooled ? align64(d.K * d.PQ() * 2) + align64(d.PQ() * 4) : 0);
 }
 int64_t partial_floats(const ConvDims& d) { return align64((d.K * d.CgRS() + d.K) * 4) / 4; }
@@ -429,7 +430,7 @@ void run_conv2d_bf16(const BoundNode& node) {
         unsigned char* base = slot_base(node, slot, slots_offset);
         auto* col = reinterpret_cast<uint16_t*>(base);
         unsigned char* scratch = base + col_bytes(d);
-        unsigned char* pooled = scratch + align64(gemm_bf16_scratch_bytes(Kg, CgRS, PQ));
+        unsigned char* pooled = scratch + align64(gemm_bf16_scratch_bytes(CgRS, Kg, PQ));
         float* dw_part = partials + chunk * partial;
         float* db_part = dw_part + weights;
         std::fill_n(db_part, d.K, 0.0f);
@@ -442,17 +443,22 @@ void run_conv2d_bf16(const BoundNode& node) {
             dy_n = made;
           }
           im2col_bf16(x + n * d.C * d.H * d.W, d, col);
-          for (int64_t g = 0; g < d.G; ++g)  // dw_g[Kg, CgRS] (+)= dy_n,g[Kg, PQ] col_g^T
-            gemm_bf16(Kg, CgRS, PQ, {dy_n + g * Kg * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
-                      dw_part + g * Kg * CgRS, CgRS, n != n0, scratch);
+          // dw_g^T[CgRS, Kg] (+)= col_g[CgRS, PQ] dy_n,g^T: col is gemm_bf16's A, packed as
+          // stored, and the smaller dy its transposed B
+          for (int64_t g = 0; g < d.G; ++g)
+            gemm_bf16(CgRS, Kg, PQ, {col + g * CgRS * PQ, PQ, false}, {dy_n + g * Kg * PQ, PQ, true},
+                      dw_part + g * Kg * CgRS, Kg, n != n0, scratch);
           for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy_n + k * PQ, PQ);
         }
       });
-      // The partials in chunk order, then the one rounding of dw.
+      // The partials in chunk order, then the one rounding of dw (element (k, j) of dw lies at
+      // (j, k - g Kg) of its group's transposed block in a partial).
       parallel_chunks(weights + d.K, kElementChunk, [&](int64_t, int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
-          float sum = partials[i];
-          for (int64_t c = 1; c < node.num_chunks; ++c) sum += partials[c * partial + i];
+          const int64_t k = i / CgRS, g = k / Kg;
+          const int64_t at = i < weights ? g * Kg * CgRS + (i % CgRS) * Kg + (k - g * Kg) : i;
+          float sum = partials[at];
+          for (int64_t c = 1; c < node.num_chunks; ++c) sum += partials[c * partial + at];
           if (i < weights) dw[i] = float_to_bf16_bits(sum);
           else if (db) db[i - weights] = sum;
         }
