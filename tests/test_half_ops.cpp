@@ -3,7 +3,8 @@
 // both backwards) agree with ref within the half tolerances on the bf16 GEMM route this process
 // uses (CTest runs the suite twice: as the CPU decides, and with PARITY_CPU_BF16=convert); the
 // seed CNN's training step cast to bf16 or f16 runs on cpu and ref and agrees; cpu's half step is
-// bitwise the same at 1 and 2 threads.
+// bitwise the same at 1 and 2 threads; cpu's own bf16 relu and 2x2 max-pool kernels give ref's
+// bits, and its bf16 max-pool-gradient fusion the unfused nodes' bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -162,6 +163,118 @@ TEST(HalfOps, ConvAndLinearRoundTheExactSumOnceOnRefAndCpu) {
     const Tensor back = cast_tensor(cast_tensor(conv, half), DType::f32);
     for (int64_t i = 0; i < conv.numel(); ++i) rounded += back.f32()[i] != conv.f32()[i];
     EXPECT_GT(rounded, 5) << to_string(half);
+  }
+}
+
+// cpu's own bf16 kernels for relu, relu backward and 2x2 stride-2 max-pooling (forward and
+// backward, alone and with the relu backward fused) widen, compare and round as the f32 kernels
+// on widened copies do, so their bits are ref's on every input: NaNs (quiet and signalling, of
+// both signs), infinities, zeros of both signs, subnormals, ties inside a window, odd heights
+// and widths (the vector tails and the row and column no window reads).
+TEST(HalfOps, Bf16ReluAndMaxPoolOnCpuAreBitwiseRef) {
+  const Shape shape{2, 3, 9, 37};
+  std::mt19937 rng(5);
+  const uint16_t specials[] = {0x7FC0, 0xFFC1, 0x7F81, 0xFF80, 0x7F80, 0x8000, 0x0000, 0x0001, 0x8003, 0x3F80, 0xBF80};
+  auto bf16_tensor = [&](const Shape& s, int special_every) {
+    Tensor t(s, DType::bf16);
+    auto* bits = static_cast<uint16_t*>(t.data());
+    std::uniform_int_distribution<int> small(-3, 3), pick(0, 10);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float v = static_cast<float>(small(rng)) * 0.5f;  // many ties
+      uint32_t u;
+      std::memcpy(&u, &v, 4);
+      bits[i] = static_cast<uint16_t>(u >> 16);
+      if (special_every > 0 && i % special_every == 3) bits[i] = specials[pick(rng)];
+    }
+    return t;
+  };
+  const Tensor x = bf16_tensor(shape, 7);
+  parity_op_params none{};
+  parity_op_params pool{};
+  pool.maxpool2d.kernel_h = pool.maxpool2d.kernel_w = 2;
+  pool.maxpool2d.stride_h = pool.maxpool2d.stride_w = 2;
+  pool.maxpool2d.input_h = 9;
+  pool.maxpool2d.input_w = 37;
+  const Tensor dy = bf16_tensor(Shape{2, 3, 4, 18}, 5);
+  for (bool keep_all : {true, false}) {  // kept intermediates: no fusion; else the pool backward may take the relu's
+    GraphBuilder g;
+    const Value r = g.node(PARITY_OP_RELU, none, {g.input("x", shape, DType::bf16)}, "relu")[0];
+    const std::vector<Value> pooled = g.node(PARITY_OP_MAXPOOL2D, pool, {r}, "pool");
+    const Value dpool = g.node(PARITY_OP_MAXPOOL2D_BWD, pool, {g.input("dy", dy.shape(), DType::bf16), pooled[1]}, "pool.bwd")[0];
+    g.node(PARITY_OP_RELU_BWD, none, {r, dpool}, "relu.bwd");
+    const Graph graph = g.take();
+    const std::vector<std::string> keep =
+        keep_all ? std::vector<std::string>{"relu", "pool:0", "pool:1", "pool.bwd", "relu.bwd"}
+                 : std::vector<std::string>{"pool:0", "pool:1", "relu.bwd"};
+    std::vector<Tensor> got[2];
+    for (int b = 0; b < 2; ++b) {
+      auto backend = create_backend(b == 0 ? "ref" : "cpu");
+      CompiledStep step(*backend, graph, keep);
+      step.write("x", x);
+      step.write("dy", dy);
+      step.execute();
+      for (const std::string& name : keep) got[b].push_back(step.read(name));
+    }
+    for (size_t i = 0; i < keep.size(); ++i) {
+      ASSERT_EQ(got[0][i].nbytes(), got[1][i].nbytes()) << keep[i];
+      EXPECT_EQ(std::memcmp(got[0][i].data(), got[1][i].data(), got[0][i].nbytes()), 0)
+          << keep[i] << (keep_all ? " (unfused)" : " (fusable)");
+    }
+  }
+}
+
+// A bf16 conv backward-weight whose dy comes from a 2x2 max-pool backward and a relu backward
+// that feed it alone makes that dy itself (cpu_fusion.cpp); its dw and db are bitwise those of
+// the three nodes run apart (the relu backward's output kept, which stops the fusion).
+TEST(HalfOps, Bf16ConvBackwardWeightThatMakesItsPooledDyIsBitwiseTheNodesApart) {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> small(-8, 8), corner(0, 3);
+  auto bf16_tensor = [&](const Shape& shape) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(small(rng)) * 0.25f;
+    return cast_tensor(t, DType::bf16);
+  };
+  const int64_t N = 2, C = 4, K = 3, H = 8, W = 10;
+  const Tensor x = bf16_tensor(Shape{N, C, H, W}), y = bf16_tensor(Shape{N, K, H, W});
+  const Tensor dy = bf16_tensor(Shape{N, K, H / 2, W / 2});
+  Tensor idx(Shape{N, K, H / 2, W / 2}, DType::i32);
+  for (int64_t plane = 0; plane < N * K; ++plane)
+    for (int64_t p = 0; p < H / 2; ++p)
+      for (int64_t q = 0; q < W / 2; ++q) {
+        const int c = corner(rng);
+        idx.i32()[(plane * (H / 2) + p) * (W / 2) + q] = static_cast<int32_t>((2 * p + c / 2) * W + 2 * q + c % 2);
+      }
+  parity_op_params none{}, pool{}, conv{};
+  pool.maxpool2d.kernel_h = pool.maxpool2d.kernel_w = 2;
+  pool.maxpool2d.stride_h = pool.maxpool2d.stride_w = 2;
+  pool.maxpool2d.input_h = H;
+  pool.maxpool2d.input_w = W;
+  conv.conv2d.stride_h = conv.conv2d.stride_w = 1;
+  conv.conv2d.pad_h = conv.conv2d.pad_w = 1;
+  conv.conv2d.kernel_h = conv.conv2d.kernel_w = 3;
+  GraphBuilder g;
+  const Value dp = g.node(PARITY_OP_MAXPOOL2D_BWD, pool,
+                          {g.input("dy", dy.shape(), DType::bf16), g.input("idx", idx.shape(), DType::i32)}, "pool.bwd")[0];
+  const Value dr = g.node(PARITY_OP_RELU_BWD, none, {g.input("y", y.shape(), DType::bf16), dp}, "relu.bwd")[0];
+  const std::vector<Value> grads = g.node(PARITY_OP_CONV2D_BWD_WEIGHT, conv, {g.input("x", x.shape(), DType::bf16), dr}, "conv.bwd");
+  ASSERT_EQ(grads.size(), 2u);
+  const Graph graph = g.take();
+  std::vector<Tensor> got[2];
+  for (int apart = 0; apart < 2; ++apart) {
+    auto backend = create_backend("cpu");
+    std::vector<std::string> keep{"conv.bwd:0", "conv.bwd:1"};
+    if (apart) keep.push_back("relu.bwd");
+    CompiledStep step(*backend, graph, keep);
+    step.write("x", x);
+    step.write("y", y);
+    step.write("dy", dy);
+    step.write("idx", idx);
+    step.execute();
+    got[apart] = {step.read("conv.bwd:0"), step.read("conv.bwd:1")};
+  }
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(got[0][k].nbytes(), got[1][k].nbytes());
+    EXPECT_EQ(std::memcmp(got[0][k].data(), got[1][k].data(), got[0][k].nbytes()), 0) << (k ? "db" : "dw");
   }
 }
 

@@ -3,19 +3,25 @@
 // route, chosen at run time): bf16 operands (conv: the column matrix built in bf16), f32
 // accumulation, the f32 bias added before the one rounding to bf16 (half.h); db summed in f32.
 //
-//   linear    y[N,O] = x w^T + b, dx = dy w, dw = dy^T x: split along a dimension of w (O or I),
-//             so no reduction is split
+//   linear    y[N,O] = x w^T + b, dx = dy w, dw = dy^T x: split along a dimension of w (O for y,
+//             I for dx and dw), so no reduction is split
 //   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
-//             y_n = w_g col_n + b; dcol = w_g^T dy_n, then col2im in f32; dw = sum_n dy_n col_n^T
-//             with one partial per fixed chunk of images, summed in chunk order
+//             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
+//             dcol = w_g^T dy_n, then col2im in f32; dw^T = sum_n col_n dy_n^T (col packed as
+//             stored, dy transposed: the smaller of the two)
+//             with one partial per fixed chunk of images, summed in chunk order; db per image
+//             and channel in sum_bf16's fixed lane order; with pool_source (cpu_fusion.cpp) each
+//             image's dy made from the 2x2 max-pool backward (and relu backward) in the slot
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/bf16_simd.h"
 #include "backends/cpu/cast.h"
 #include "backends/cpu/gemm_bf16.h"
 #include "backends/cpu/half_nodes.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/conv_geometry.h"
 #include "ops/kernels/half.h"
 
@@ -32,6 +38,64 @@ constexpr int64_t kMaxWeightPartials = 16;  // conv backward-weight: partial dw 
 constexpr int64_t kElementChunk = int64_t{1} << 14;
 
 uint16_t* bits(const BoundValue& v) { return static_cast<uint16_t*>(v.data); }
+
+// Lanes of sum_bf16's partial sums: element i is added into lane i % kSumLanes, the lanes are then
+// added in order 0..kSumLanes-1. Both forms below keep exactly that order (so their bits agree),
+// and the lanes break the one long dependency chain of a plain running sum.
+constexpr int kSumLanes = 64;
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+PARITY_BF16_SIMD_TARGET float sum_bf16_avx512(const uint16_t* x, int64_t n) {
+  __m512 acc[kSumLanes / 16];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += kSumLanes)
+    for (int v = 0; v < kSumLanes / 16; ++v) {
+      const int64_t at = i + 16 * v;
+      if (at < n) acc[v] = _mm512_add_ps(acc[v], widen_bf16x16(x + at, lanes16(n - at)));  // +0 past n: no change
+    }
+  alignas(64) float lanes[kSumLanes];
+  for (int v = 0; v < kSumLanes / 16; ++v) _mm512_store_ps(lanes + 16 * v, acc[v]);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  return sum;
+}
+
+// y[i] = bf16(relu?(c[i] + bias)) for i < n: the scalar epilogue's bits, 16 lanes at a time.
+PARITY_BF16_SIMD_TARGET void round_row_bf16_avx512(const float* c, int64_t n, float bias, bool relu, uint16_t* y) {
+  const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes16(n - i);
+    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + i), b);
+    if (relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);  // relu_f32
+    store_bf16x16(y + i, m, v);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The sum of n bf16 values in sum_bf16_avx512's order, on any CPU.
+float sum_bf16(const uint16_t* x, int64_t n) {
+  if (cast_route() == CastRoute::f16c_avx512) return sum_bf16_avx512(x, n);
+  float lanes[kSumLanes] = {};
+  for (int64_t i = 0; i < n; ++i) lanes[i % kSumLanes] += bf16_bits_to_float(x[i]);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  return sum;
+}
+
+// y[i] = bf16(c[i] + bias), relu'd first when `relu` (round(relu(v)) = relu(round(v)): the
+// unfused pair's bits).
+void round_row_bf16(const float* c, int64_t n, float bias, bool relu, uint16_t* y) {
+  if (cast_route() == CastRoute::f16c_avx512) return round_row_bf16_avx512(c, n, bias, relu, y);
+  for (int64_t i = 0; i < n; ++i) y[i] = float_to_bf16_bits(relu ? kernels::relu_f32(c[i] + bias) : c[i] + bias);
+}
 
 // The slot's share of the workspace, `slot_bytes` each.
 unsigned char* slot_base(const BoundNode& node, int64_t slot_bytes, int64_t offset = 0) {
@@ -63,12 +127,6 @@ int64_t last_chunk(const BoundNode& node, int64_t total) { return total - (node.
 int64_t linear_slot_bytes(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
   return align64(m * node.chunk * 4) + align64(std::max(gemm_bf16_scratch_bytes(m, node.chunk, k),
                                                         gemm_bf16_scratch_bytes(m, last_chunk(node, total), k)));
-}
-
-// The same for LINEAR_BWD_WEIGHT, whose chunks are rows: products [chunk, I] of inner size N.
-int64_t weight_slot_bytes(const BoundNode& node, int64_t O, int64_t I, int64_t N) {
-  return align64(node.chunk * I * 4) + align64(std::max(gemm_bf16_scratch_bytes(node.chunk, I, N),
-                                                        gemm_bf16_scratch_bytes(last_chunk(node, O), I, N)));
 }
 
 void set_column_chunks(BoundNode& node, int64_t total) {
@@ -119,10 +177,10 @@ int64_t prepare_linear_bf16(BoundNode& node) {
         expect_value(node, node.out[1], "db", PARITY_F32, 1);
         expect_dims(node, node.out[1], "db", db_dims, 1, "[O]");
       }
-      // chunks of dw's rows (O): the products [chunk, I] of inner size N
-      node.chunk = fixed_chunk_size(d.O, 1, kMaxChunks);
-      node.num_chunks = chunk_count(d.O, node.chunk);
-      return node.slots * weight_slot_bytes(node, d.O, d.I, d.N);
+      // chunks of dw's columns (I): the products [O, chunk] of inner size N, so each column of
+      // x is packed once (dy^T, [O, N], is the small operand packed per chunk)
+      set_column_chunks(node, d.I);
+      return node.slots * linear_slot_bytes(node, d.I, d.O, d.N);
     }
   }
 }
@@ -168,17 +226,18 @@ void run_linear_bf16(const BoundNode& node) {
       const uint16_t *x = bits(node.in[0]), *dy = bits(node.in[1]);
       uint16_t* dw = bits(node.out[0]);
       float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-      const int64_t slot = weight_slot_bytes(node, d.O, d.I, d.N);
-      parallel_chunks(d.O, node.chunk, [&](int64_t, int64_t o0, int64_t o1) {
+      const int64_t slot = linear_slot_bytes(node, d.I, d.O, d.N);
+      parallel_chunks(d.I, node.chunk, [&](int64_t chunk, int64_t i0, int64_t i1) {
         unsigned char* base = slot_base(node, slot);
         float* c = reinterpret_cast<float*>(base);
-        const int64_t rows = o1 - o0;
-        // op(A) = (dy[:, o0:o1])^T: A is [N, rows] with rows O apart, transposed
-        gemm_bf16(rows, d.I, d.N, {dy + o0, d.O, true}, {x, d.I, false}, c, d.I, false,
-                  base + align64(node.chunk * d.I * 4));
-        for (int64_t k = 0; k < rows * d.I; ++k) dw[o0 * d.I + k] = float_to_bf16_bits(c[k]);
-        if (db)
-          for (int64_t o = o0; o < o1; ++o) {
+        const int64_t cols = i1 - i0;
+        // op(A) = dy^T: A is [N, O] stored, transposed
+        gemm_bf16(d.O, cols, d.N, {dy, d.O, true}, {x + i0, d.I, false}, c, cols, false,
+                  base + align64(d.O * node.chunk * 4));
+        for (int64_t o = 0; o < d.O; ++o)
+          for (int64_t i = 0; i < cols; ++i) dw[o * d.I + i0 + i] = float_to_bf16_bits(c[o * cols + i]);
+        if (db && chunk == 0)  // db by the first chunk, in n order: the same sums whoever runs it
+          for (int64_t o = 0; o < d.O; ++o) {
             float sum = 0.0f;
             for (int64_t n = 0; n < d.N; ++n) sum += bf16_bits_to_float(dy[n * d.O + o]);
             db[o] = sum;
@@ -244,8 +303,10 @@ int64_t bwd_data_slot_bytes(const ConvDims& d) {
   return align64(d.C * d.R * d.S * d.PQ() * 4) + align64(d.C * d.H * d.W * 4) +
          align64(gemm_bf16_scratch_bytes(d.CgRS(), d.PQ(), d.Kg()));
 }
-int64_t bwd_weight_slot_bytes(const ConvDims& d) {
-  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.CgRS(), d.PQ()));
+// With pool_source, a slot also holds image n's dy (made from the pool) and an f32 plane.
+int64_t bwd_weight_slot_bytes(const ConvDims& d, bool pooled) {
+  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.CgRS(), d.Kg(), d.PQ())) +
+         (pooled ? align64(d.K * d.PQ() * 2) + align64(d.PQ() * 4) : 0);
 }
 int64_t partial_floats(const ConvDims& d) { return align64((d.K * d.CgRS() + d.K) * 4) / 4; }
 
@@ -259,6 +320,11 @@ ConvDims node_dims(const BoundNode& node) {
 }
 
 }  // namespace
+
+int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node) {
+  const ConvDims d = node_dims(node);
+  return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, true);
+}
 
 int64_t prepare_conv2d_bf16(BoundNode& node) {
   node.fusion = NodeFusion{};
@@ -298,7 +364,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       }
       node.chunk = fixed_chunk_size(d.N, 1, kMaxWeightPartials);
       node.num_chunks = chunk_count(d.N, node.chunk);
-      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d);
+      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, false);
     }
   }
 }
@@ -322,10 +388,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
                     PQ, false, scratch);
         uint16_t* y_n = y + n * d.K * PQ;
-        for (int64_t k = 0; k < d.K; ++k) {
-          const float bias = b ? b[k] : 0.0f;
-          for (int64_t i = 0; i < PQ; ++i) y_n[k * PQ + i] = float_to_bf16_bits(c[k * PQ + i] + bias);
-        }
+        for (int64_t k = 0; k < d.K; ++k) round_row_bf16(c + k * PQ, PQ, b ? b[k] : 0.0f, node.fusion.relu, y_n + k * PQ);
       });
       return;
     }
@@ -358,31 +421,44 @@ void run_conv2d_bf16(const BoundNode& node) {
       float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
       const int64_t partial = partial_floats(d), weights = d.K * CgRS;
       auto* partials = reinterpret_cast<float*>(node.workspace);
-      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d);
+      const BoundNode* pool = node.fusion.pool_source;
+      const auto* mask = static_cast<const uint16_t*>(node.fusion.relu_mask.data);
+      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d, pool != nullptr);
+      // Every read (x, and dy or the pool's inputs) happens here, before dw and db are written
+      // below: with pool_source, dw and db may lie on bytes of the pool's inputs.
       parallel_chunks(d.N, node.chunk, [&](int64_t chunk, int64_t n0, int64_t n1) {
         unsigned char* base = slot_base(node, slot, slots_offset);
         auto* col = reinterpret_cast<uint16_t*>(base);
         unsigned char* scratch = base + col_bytes(d);
+        unsigned char* pooled = scratch + align64(gemm_bf16_scratch_bytes(CgRS, Kg, PQ));
         float* dw_part = partials + chunk * partial;
         float* db_part = dw_part + weights;
         std::fill_n(db_part, d.K, 0.0f);
         for (int64_t n = n0; n < n1; ++n) {
-          im2col_bf16(x + n * d.C * d.H * d.W, d, col);
-          for (int64_t g = 0; g < d.G; ++g)  // dw_g[Kg, CgRS] (+)= dy_n,g[Kg, PQ] col_g^T
-            gemm_bf16(Kg, CgRS, PQ, {dy + (n * d.K + g * Kg) * PQ, PQ, false}, {col + g * CgRS * PQ, PQ, true},
-                      dw_part + g * Kg * CgRS, CgRS, n != n0, scratch);
-          for (int64_t k = 0; k < d.K; ++k) {
-            float sum = 0.0f;
-            for (int64_t i = 0; i < PQ; ++i) sum += bf16_bits_to_float(dy[(n * d.K + k) * PQ + i]);
-            db_part[k] += sum;
+          const uint16_t* dy_n = dy + n * d.K * PQ;
+          if (pool) {  // image n's dy, as the skipped MAXPOOL2D_BWD (and RELU_BWD) would write it
+            auto* made = reinterpret_cast<uint16_t*>(pooled);
+            maxpool2d_bwd_planes_bf16(*pool, mask, n * d.K, (n + 1) * d.K, made,
+                                      reinterpret_cast<float*>(pooled + align64(d.K * PQ * 2)));
+            dy_n = made;
           }
+          im2col_bf16(x + n * d.C * d.H * d.W, d, col);
+          // dw_g^T[CgRS, Kg] (+)= col_g[CgRS, PQ] dy_n,g^T: col is gemm_bf16's A, packed as
+          // stored, and the smaller dy its transposed B
+          for (int64_t g = 0; g < d.G; ++g)
+            gemm_bf16(CgRS, Kg, PQ, {col + g * CgRS * PQ, PQ, false}, {dy_n + g * Kg * PQ, PQ, true},
+                      dw_part + g * Kg * CgRS, Kg, n != n0, scratch);
+          for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy_n + k * PQ, PQ);
         }
       });
-      // The partials in chunk order, then the one rounding of dw.
+      // The partials in chunk order, then the one rounding of dw (element (k, j) of dw lies at
+      // (j, k - g Kg) of its group's transposed block in a partial).
       parallel_chunks(weights + d.K, kElementChunk, [&](int64_t, int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
-          float sum = partials[i];
-          for (int64_t c = 1; c < node.num_chunks; ++c) sum += partials[c * partial + i];
+          const int64_t k = i / CgRS, g = k / Kg;
+          const int64_t at = i < weights ? g * Kg * CgRS + (i % CgRS) * Kg + (k - g * Kg) : i;
+          float sum = partials[at];
+          for (int64_t c = 1; c < node.num_chunks; ++c) sum += partials[c * partial + at];
           if (i < weights) dw[i] = float_to_bf16_bits(sum);
           else if (db) db[i - weights] = sum;
         }

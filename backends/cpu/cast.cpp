@@ -1,11 +1,13 @@
 // backends/cpu/cast.cpp — cast on the cpu backend (ABI 9): the node's checks and its fixed work
-// split, and the conversions of cast.h (F16C on AVX-512 for f16, half.h for the rest).
+// split, and the conversions of cast.h (AVX-512: F16C for f16, bf16_simd.h for bf16; half.h for
+// the rest).
 #include "backends/cpu/cast.h"
 
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "backends/cpu/bf16_simd.h"
 #include "backends/cpu/cpu_ops.h"
 #include "ops/kernels/half.h"
 #include "parity/error.h"
@@ -41,6 +43,20 @@ PARITY_F16C_AVX512 void f16_to_f32_avx512(const uint16_t* x, float* y, int64_t c
     const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
     const __m256i h = _mm256_maskz_loadu_epi16(mask, x + i);
     _mm512_mask_storeu_ps(y + i, mask, _mm512_cvtph_ps(h));
+  }
+}
+
+PARITY_BF16_SIMD_TARGET void f32_to_bf16_avx512(const float* x, uint16_t* y, int64_t count) {
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = lanes16(count - i);
+    store_bf16x16(y + i, mask, _mm512_maskz_loadu_ps(mask, x + i));
+  }
+}
+
+PARITY_BF16_SIMD_TARGET void bf16_to_f32_avx512(const uint16_t* x, float* y, int64_t count) {
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 mask = lanes16(count - i);
+    _mm512_mask_storeu_ps(y + i, mask, widen_bf16x16(x + i, mask));
   }
 }
 
@@ -93,6 +109,10 @@ void cast_elements(const void* x, parity_dtype from, void* y, parity_dtype to, i
     return f32_to_f16_avx512(static_cast<const float*>(x), static_cast<uint16_t*>(y), count);
   if (route == CastRoute::f16c_avx512 && from == PARITY_F16 && to == PARITY_F32)
     return f16_to_f32_avx512(static_cast<const uint16_t*>(x), static_cast<float*>(y), count);
+  if (route == CastRoute::f16c_avx512 && from == PARITY_F32 && to == PARITY_BF16)
+    return f32_to_bf16_avx512(static_cast<const float*>(x), static_cast<uint16_t*>(y), count);
+  if (route == CastRoute::f16c_avx512 && from == PARITY_BF16 && to == PARITY_F32)
+    return bf16_to_f32_avx512(static_cast<const uint16_t*>(x), static_cast<float*>(y), count);
   for (int64_t i = 0; i < count; ++i) store_bits(y, to, i, load_bits(x, from, i));
 }
 

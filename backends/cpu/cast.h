@@ -2,12 +2,12 @@
 // (the CAST op, ABI 9), on one of two routes chosen at run time:
 //
 //   f16c_avx512  f32 <-> f16 by VCVTPS2PH / VCVTPH2PS on 16 lanes (AVX-512F; the tail through
-//                masked loads and stores, so every element takes the same instructions)
+//                masked loads and stores, so every element takes the same instructions), and
+//                f32 <-> bf16 by half.h's integer code on 16 lanes (bf16_simd.h; not
+//                VCVTNEPS2BF16, which flushes subnormals)
 //   scalar       ops/kernels/half.h, element by element
 //
-// bf16 always takes half.h's integer code, element by element (a shift one way, a compare, an
-// add and a shift the other; not measured, and not hand-vectorised); f16 <-> bf16 goes through
-// f32 (exact, then one rounding). Both routes give half.h's bits on every input
+// f16 <-> bf16 goes through f32 (exact, then one rounding), element by element. Both routes give half.h's bits on every input
 // (tests/test_cast.cpp: every half pattern, the special values and random f32 patterns).
 #pragma once
 

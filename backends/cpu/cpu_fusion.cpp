@@ -1,6 +1,7 @@
 // backends/cpu/cpu_fusion.cpp — the cpu backend's fusion pass at compile: which nodes fuse
-// (conv + relu, max-pool backward + relu backward, that gradient into the conv backward that
-// alone reads it) and which conv backwards get a sparse dy; each node's NodeFusion record.
+// (conv + relu, f32 or bf16; max-pool backward + relu backward, that gradient into the conv
+// backward-weight that alone reads it, f32 or bf16) and which conv backwards get a sparse dy;
+// each node's NodeFusion record.
 #include "backends/cpu/cpu_fusion.h"
 
 #include <algorithm>
@@ -81,6 +82,46 @@ int64_t fuse_pooled_gradients(const parity_plan& plan, const std::vector<int32_t
   return scratch;
 }
 
+// The bf16 form of the above: a 2x2 MAXPOOL2D_BWD on bf16 values (pool.cpp), then a RELU_BWD
+// that alone reads its result (fused into the pool or not: in a bf16 plan the relu backward's
+// output may lie on the pool's dy or idx, which keeps them apart), whose result only a bf16
+// CONV2D_BWD_WEIGHT reads, as its dy. The pool (and relu) nodes are skipped and the conv makes
+// each image's dy itself (bf16_gemm_ops.cpp) from the pool's inputs and the relu's mask, all of
+// which die at those nodes; it reads them all before it writes dw and db. Returns the scratch
+// those convs need.
+int64_t fuse_pooled_gradients_bf16(const parity_plan& plan, const std::vector<int32_t>& readers,
+                                   std::vector<BoundNode>& nodes) {
+  int64_t scratch = 0;
+  for (int32_t i = 0; i + 1 < plan.num_nodes; ++i) {
+    BoundNode& pool = nodes[i];
+    if (pool.op != PARITY_OP_MAXPOOL2D_BWD || pool.fusion.skip || !runs_bf16_pool(pool)) continue;
+    int32_t result = plan.nodes[i].outputs[0], next = i + 1;
+    BoundValue mask = pool.fusion.relu_mask;
+    BoundNode* relu = nullptr;
+    if (mask.data) {  // the relu backward already fused into the pool
+      result = plan.nodes[i + 1].outputs[0];
+      next = i + 2;
+    } else if (nodes[i + 1].op == PARITY_OP_RELU_BWD && runs_bf16_relu(nodes[i + 1]) &&
+               plan.nodes[i + 1].inputs[1] == result && plan.nodes[i + 1].inputs[0] != result &&
+               readers[result] == 1 && !plan.values[result].keep) {
+      relu = &nodes[i + 1];
+      mask = relu->in[0];
+      result = plan.nodes[i + 1].outputs[0];
+      next = i + 2;
+    }
+    if (next >= plan.num_nodes || readers[result] != 1 || plan.values[result].keep) continue;
+    BoundNode& conv = nodes[next];
+    if (conv.op != PARITY_OP_CONV2D_BWD_WEIGHT || !runs_on_gemm_bf16(conv) || plan.nodes[next].inputs[1] != result)
+      continue;
+    pool.fusion.skip = true;
+    if (relu) relu->fusion.skip = true;
+    conv.fusion.pool_source = &pool;
+    conv.fusion.relu_mask = mask;
+    scratch = std::max(scratch, pooled_dy_conv2d_bf16_bytes(conv));
+  }
+  return scratch;
+}
+
 }  // namespace
 
 // A MAXPOOL2D_BWD with non-overlapping windows of 4 or more elements (no padding, dilation or
@@ -128,7 +169,16 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     const bool pool_relu_bwd = a.op == PARITY_OP_MAXPOOL2D_BWD && b.op == PARITY_OP_RELU_BWD &&
                                a.num_outputs == 1 && b.inputs[1] == a.outputs[0] && b.inputs[0] != a.outputs[0];
     if (!conv_relu && !pool_relu_bwd) continue;
-    if (touches_half(nodes[i]) || touches_half(nodes[i + 1])) continue;  // half nodes run widened (half_nodes.h)
+    // Half nodes run widened (half_nodes.h) and do not fuse, except where a half kernel does the
+    // fused form itself: a bf16 conv (gemm_bf16) with its bf16 relu in the epilogue ...
+    const bool half = touches_half(nodes[i]) || touches_half(nodes[i + 1]);
+    const bool bf16_conv_relu = conv_relu && runs_on_gemm_bf16(nodes[i]) && nodes[i + 1].in[0].dtype == PARITY_BF16 &&
+                                nodes[i + 1].out[0].dtype == PARITY_BF16;
+    // ... and a bf16 max-pool backward (pool.cpp) with its bf16 relu backward's mask.
+    const bool bf16_pool_relu_bwd = pool_relu_bwd && runs_bf16_pool(nodes[i]) &&
+                                    nodes[i + 1].in[0].dtype == PARITY_BF16 && nodes[i + 1].in[1].dtype == PARITY_BF16 &&
+                                    nodes[i + 1].out[0].dtype == PARITY_BF16;
+    if (half && !bf16_conv_relu && !bf16_pool_relu_bwd) continue;
     const parity_value_desc& mid = plan.values[a.outputs[0]];
     if (mid.kind != PARITY_VALUE_TEMP || mid.keep || readers[a.outputs[0]] != 1) continue;
     bool clash = false;
@@ -142,7 +192,7 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     nodes[i + 1].fusion.skip = true;
     ++i;
   }
-  return fuse_pooled_gradients(plan, readers, nodes);
+  return std::max(fuse_pooled_gradients(plan, readers, nodes), fuse_pooled_gradients_bf16(plan, readers, nodes));
 }
 
 }  // namespace cpu

@@ -58,6 +58,9 @@ struct NodeFusion {
   // it) that makes its dy for it alone (cpu_fusion.cpp, fuse_nodes): that node is skipped and
   // this one reads dy in its pooled form (conv2d_sparse_dy.cpp), never written; when that form
   // cannot be used (an index outside its window, a non-finite x), it runs pool_source first.
+  // On bf16 values (cpu_fusion.cpp, fuse_pooled_gradients_bf16) the pool's RELU_BWD may stay a
+  // node of its own; both are skipped, relu_mask is then the relu's mask, and the conv makes
+  // each image's dy in its scratch (bf16_gemm_ops.cpp).
   const BoundNode* pool_source = nullptr;
   // With pool_source, when the relu mask is the input of the forward MAXPOOL2D that made the
   // indices: that pool's output, which equals relu's output at each argmax. The pooled form

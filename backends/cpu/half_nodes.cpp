@@ -47,7 +47,9 @@ bool runs_on_gemm_bf16(const BoundNode& node) {
 }
 
 bool runs_widened(const BoundNode& node) {
-  if (node.op == PARITY_OP_CAST || node.op == PARITY_OP_RESHAPE || runs_on_gemm_bf16(node)) return false;
+  if (node.op == PARITY_OP_CAST || node.op == PARITY_OP_RESHAPE || runs_on_gemm_bf16(node) || runs_bf16_pool(node) ||
+      runs_bf16_relu(node))
+    return false;
   return touches_half(node);
 }
 

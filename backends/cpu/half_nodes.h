@@ -19,7 +19,8 @@ namespace cpu {
 bool touches_half(const BoundNode& node);
 
 // Whether the node runs through a HalfNode: it touches half values and its op has no half kernel
-// (CAST converts and RESHAPE moves bits; bf16 LINEAR and CONV2D ops use gemm_bf16).
+// (CAST converts and RESHAPE moves bits; bf16 LINEAR and CONV2D ops use gemm_bf16; bf16 2x2
+// max-pools and bf16 relus, runs_bf16_pool and runs_bf16_relu, have their own).
 bool runs_widened(const BoundNode& node);
 
 struct HalfNode {
@@ -47,6 +48,24 @@ void bind_half_node(HalfNode& h, unsigned char* workspace);
 
 // Widen, run the f32 op (`run`, the executable's dispatch), round.
 void run_half_node(const HalfNode& h, void (*run)(const BoundNode&));
+
+// Whether the node is a MAXPOOL2D or MAXPOOL2D_BWD on bf16 values in 2x2 stride-2 windows on a
+// CPU with AVX-512BW: those run pool.cpp's bf16 kernels (bitwise the widened path's).
+bool runs_bf16_pool(const BoundNode& node);
+
+// Planes [begin, end) of such a MAXPOOL2D_BWD's dx (then relu-masked by `mask`, the relu's bf16
+// output, when not null) into dx[0, (end - begin) H W); `scratch` holds one f32 plane. What
+// run_maxpool2d_bwd writes there, for a bf16 conv backward-weight that makes its dy itself
+// (NodeFusion::pool_source).
+void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int64_t begin, int64_t end, uint16_t* dx,
+                               float* scratch);
+
+// The workspace bytes of a bf16 CONV2D_BWD_WEIGHT that makes its dy from pool_source.
+int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node);
+
+// Whether the node is a RELU or RELU_BWD on bf16 values only, on a CPU with AVX-512BW: those run
+// activation.cpp's bf16 loops (bitwise the widened path's).
+bool runs_bf16_relu(const BoundNode& node);
 
 // Whether the node is a LINEAR or CONV2D op (forward or backward) on bf16 values: those run on
 // gemm_bf16 (bf16_gemm_ops.cpp), called from linear.cpp's and conv2d.cpp's prepare/run.
