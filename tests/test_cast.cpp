@@ -202,7 +202,7 @@ TEST(CastPlan, BetweenHalfDtypesAndIdentitiesOnRefAndCpu) {
     const Tensor x = half_tensor(all, from);
     for (DType to : {DType::bf16, DType::f16}) {
       const std::vector<uint16_t> want = half_bits(cast_tensor(x, to));
-      if (from == to) EXPECT_EQ(want, all);  // the identity is a copy, NaN payloads and all
+      if (from == to) { EXPECT_EQ(want, all); }  // the identity is a copy, NaN payloads and all
       EXPECT_EQ(half_bits(run_cast("ref", x, to)), want) << "ref " << to_string(from) << "->" << to_string(to);
       EXPECT_EQ(half_bits(run_cast("cpu", x, to)), want) << "cpu " << to_string(from) << "->" << to_string(to);
     }
@@ -296,7 +296,7 @@ TEST(CastConformance, CpuMatchesRefBitForBit) {
     // directions are skipped saying so (their gradient rule is checked above, by value).
     const bool f32_to_f32 = r.label.find("f32->f32") != std::string::npos;
     EXPECT_EQ(r.skipped, !f32_to_f32) << r.label << ": " << r.skip_reason;
-    if (r.skipped) EXPECT_NE(r.skip_reason.find("nothing to difference"), std::string::npos) << r.skip_reason;
+    if (r.skipped) { EXPECT_NE(r.skip_reason.find("nothing to difference"), std::string::npos) << r.skip_reason; }
     for (const TensorDiff& d : r.outputs) {
       ++checked;
       EXPECT_TRUE(d.pass) << r.label << " " << d.name << ": nmse " << d.nmse;
@@ -404,7 +404,7 @@ TEST(CastRefusal, BackendsWithoutHalfDtypesRefuseThemByName) {
     EXPECT_FALSE(cast_step.supported_by(*backend, &why));
     EXPECT_NE(why.find("CAST has no native kernel"), std::string::npos) << why;
   }
-  if (simt) EXPECT_FALSE(checked.empty());
+  if (simt) { EXPECT_FALSE(checked.empty()); }
   std::string names;
   for (const std::string& n : checked) names += n + " ";
   RecordProperty("backends_checked", names);

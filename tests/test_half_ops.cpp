@@ -351,7 +351,7 @@ TEST_P(HalfSeedCnn, TrainingStepOnCpuAgreesWithRef) {
     double norm = 0;
     for (int64_t k = 0; k < ref[i].numel(); ++k)
       norm += ref[i].dtype() == DType::f32 ? std::fabs(ref[i].f32()[k]) : 0.0;
-    if (ref[i].dtype() == DType::f32) EXPECT_GT(norm, 0.0) << keep[i] << " is all zeros: nothing was compared";
+    if (ref[i].dtype() == DType::f32) { EXPECT_GT(norm, 0.0) << keep[i] << " is all zeros: nothing was compared"; }
   }
 }
 
