@@ -40,6 +40,24 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Whether case `c` holds a value of `dtype`: an operand, or (CAST) its output.
+bool holds_dtype(const OpCase& c, DType dtype) {
+  if (c.op == PARITY_OP_CAST && c.params.cast.dtype == static_cast<int32_t>(dtype)) return true;
+  for (const Operand& o : c.operands)
+    if (o.tensor.dtype() == dtype) return true;
+  return false;
+}
+
+// OpCheckOptions::precision: whether case `c` is one of the cases it selects.
+bool selected_by_precision(const OpCase& c, const std::string& precision) {
+  if (precision == "all") return true;
+  if (precision == "bf16") return holds_dtype(c, DType::bf16);
+  if (precision == "fp16") return holds_dtype(c, DType::f16);
+  if (precision == "f32") return !holds_dtype(c, DType::bf16) && !holds_dtype(c, DType::f16);
+  throw Error(ErrorKind::invalid_argument,
+              fmt::format("check ops: precision must be all, f32, bf16 or fp16, got '{}'", precision));
+}
+
 // Guard values placed right before and after every output in the arena (Plan's tight
 // layout): INPUTs the check fills with a canary and reads back, so an op that writes past
 // either end of its output is caught on backends that use the plan's arena.
@@ -273,6 +291,16 @@ std::vector<OpCaseResult> check_ops(const OpCheckOptions& o) {
       throw Error(ErrorKind::invalid_argument, fmt::format("check ops: no op named '{}' (e.g. conv2d, linear, relu, "
                                                            "maxpool2d, softmax_xent, adam_step)",
                                                            o.op));
+    cases = std::move(selected);
+  }
+  {
+    std::vector<OpCase> selected;
+    for (OpCase& c : cases)
+      if (selected_by_precision(c, o.precision)) selected.push_back(std::move(c));
+    if (selected.empty())
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("check ops: no {} case{}: the op has no half-precision cases (ops/op_rule.h's HalfSupport)",
+                              o.precision, o.op.empty() ? "" : fmt::format(" of '{}'", o.op)));
     cases = std::move(selected);
   }
   BackendOptions bo;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -79,6 +80,42 @@ TEST(CheckOps, UserCaseAndBadRequests) {
   EXPECT_THROW(check_ops(o), Error);
 }
 
+// --precision splits the cases by dtype: each selection holds only cases with a value of its
+// dtype (f32: none of bf16 or f16), the three together cover every case (a bf16<->f16 CAST is in
+// both half selections), and an op family without half cases is refused for a half precision.
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+TEST(CheckOps, PrecisionSelectsCasesByDtype) {
+  OpCheckOptions o;
+  o.backends = {"cpu"};
+  o.op = "relu";
+  const size_t all = check_ops(o).size();
+  std::map<std::string, size_t> counts;
+  for (const char* precision : {"f32", "bf16", "fp16"}) {
+    o.precision = precision;
+    const std::vector<OpCaseResult> results = check_ops(o);
+    counts[precision] = results.size();
+    for (const OpCaseResult& r : results) {
+      // The half cases' labels end in their dtype (ops/conformance.cpp's add_half_cases).
+      const bool bf16 = ends_with(r.label, " bf16"), f16 = ends_with(r.label, " f16");
+      EXPECT_EQ(o.precision == "bf16", bf16) << precision << ": " << r.label;
+      EXPECT_EQ(o.precision == "fp16", f16) << precision << ": " << r.label;
+      EXPECT_TRUE(r.pass()) << precision << ": " << r.label;
+    }
+  }
+  EXPECT_GT(counts["bf16"], 0u);
+  EXPECT_EQ(counts["bf16"], counts["fp16"]);
+  EXPECT_EQ(counts["f32"] + counts["bf16"] + counts["fp16"], all);
+  o.op = "argmax";  // no half cases
+  o.precision = "bf16";
+  EXPECT_THROW(check_ops(o), Error);
+  o.op.clear();
+  o.precision = "f64";
+  EXPECT_THROW(check_ops(o), Error);
+}
+
 // A plugin with deliberate bugs (tests/plugins/test_backend.cpp, PARITY_TEST_FAULTY): the
 // checker must catch a write past an output (guard region), an unwritten element (NaN
 // prefill), a wrong value (threshold), and the same faults through the gradient mode.
@@ -107,7 +144,9 @@ TEST(CheckOps, CatchesOverrunsUnwrittenElementsAndWrongValues) {
       EXPECT_FALSE(r.pass()) << op << " " << r.label;
       for (const TensorDiff& d : r.outputs) {
         EXPECT_NE(d.note.find(fragment), std::string::npos) << op << ": " << d.note;
-        if (nonfinite) EXPECT_GT(d.nonfinite_mismatch, 0) << op;
+        if (nonfinite) {
+          EXPECT_GT(d.nonfinite_mismatch, 0) << op;
+        }
       }
     }
     EXPECT_GT(cases, 0) << op;

@@ -75,9 +75,11 @@ int run_check_ops(const std::string& backends, const OpCheckOptions& base, const
     }
     cases.push_back(jc);
   }
-  fmt::print("check ops{}: {} passed, {} failed, {} skipped\n",
-             o.exact ? " (exact mode)" : o.gradient ? " (gradient mode)" : "", passed, failed, skipped);
-  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"gradient", o.gradient}, {"cases", cases},
+  fmt::print("check ops{}{}: {} passed, {} failed, {} skipped\n",
+             o.exact ? " (exact mode)" : o.gradient ? " (gradient mode)" : "",
+             o.precision == "all" ? "" : fmt::format(" (precision {})", o.precision), passed, failed, skipped);
+  write_json(json, {{"command", "check ops"}, {"exact", o.exact}, {"gradient", o.gradient},
+                    {"precision", o.precision}, {"cases", cases},
                     {"passed", passed}, {"failed", failed}, {"skipped", skipped}});
   return failed == 0 ? 0 : 1;
 }
@@ -318,6 +320,11 @@ void add_check_command(CLI::App& app, std::function<int()>& run) {
   ops->add_option("--shape", ops_options->shape, "with --op, one more case: " + ops::shape_meanings())
       ->delimiter(',');
   ops->add_option("--seed", ops_options->seed, "seed of the random inputs")->capture_default_str();
+  ops->add_option("--precision", ops_options->precision,
+                  "which cases, by dtype: all; f32 (no half value); bf16 or fp16 (the cases holding a value of that "
+                  "dtype: the half cases of every op that accepts half values, and the casts)")
+      ->check(CLI::IsMember({"all", "f32", "bf16", "fp16"}))
+      ->capture_default_str();
   add_threads_option(*ops, ops_options->threads, "threads for the cpu backend (0: all)");
   ops->add_option("--json", *ops_json, "write every figure to this file");
   ops->callback([&run, ops_backends, ops_options, ops_json] {

@@ -76,7 +76,7 @@ void add_info_command(CLI::App& app, std::function<int()>& run) {
       fmt::print("default backend: {} (PARITY_BACKEND or auto; auto prefers cuda, then hip, then cpu)\n",
                  default_backend_name());
       fmt::print("hardware threads: {}\n", std::thread::hardware_concurrency());
-      // The cpu backend's bf16 GEMM route (backends/cpu/gemm_bf16.h); nothing uses it yet.
+      // The cpu backend's bf16 GEMM route (backends/cpu/gemm_bf16.h): what its bf16 conv and linear run on.
       try {
         fmt::print("cpu bf16 GEMM: {}\n", cpu::bf16_gemm_route_description());
       } catch (const Error& e) {

@@ -48,6 +48,9 @@ struct OpCheckOptions {
   std::vector<int64_t> shape;         // with `op`: one more case of that op (see `parity check ops --help`)
   uint64_t seed = 0;
   int threads = 0;
+  // Which cases run, by the dtypes they hold: "all"; "f32" (no bf16 or f16 value); "bf16" or
+  // "fp16" (a case with a value of that dtype: an operand, or a CAST's output).
+  std::string precision = "all";
 };
 
 struct OpCaseResult {
