@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "check/half_model_bound.h"
 #include "check/torch_peer_launcher.h"
 #include "graph/compiled_step.h"
 #include "model/autocast.h"
@@ -414,6 +415,19 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   const Recording a = record_backend(o.backend, o, spec, tg, batch, weights);
   const Recording b = o.against == "torch" ? record_torch_peer(o, spec, batch, weights)
                                            : record_backend(o.against, o, spec, tg, batch, weights);
+  // Under a half precision, ref's f32 step from the same weights and batch: what the half model
+  // bound (apply_half_model_bound) measures half precision's own effect against.
+  const TrainingGraph f32_graph = build_training_graph(spec, batch.x.shape()[0], o.seed);
+  const F32Counterparts counterparts(g, f32_graph.graph);
+  Recording f32_run;
+  if (o.precision != Precision::f32) {
+    ModelCheckOptions one_step = o;
+    one_step.steps = 1;
+    f32_run = record_backend("ref", one_step, spec, f32_graph, batch, weights);
+  }
+  auto f32_value = [&](const std::map<std::string, Tensor>& run, const std::string& name) {
+    return counterparts.find(run, name);
+  };
 
   ModelCheckReport report;
   report.backend = a.name;
@@ -448,6 +462,7 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
       if (scale != term_scales.end() && grad_want)
         measure_adam_update(d, a.first_step.at(info.name), other->second, *grad_want, scale->second, node->params.adam.lr);
     }
+    apply_half_model_bound(d, a.first_step.at(info.name), other->second, f32_value(f32_run.first_step, info.name));
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
     report.values.push_back(std::move(d));
   };
@@ -500,6 +515,7 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
       if (scale != term_scales.end() && other_grad(grad))
         measure_adam_update(d, t, other->second, *other_grad(grad), scale->second, n.params.adam.lr);
     }
+    apply_half_model_bound(d, t, other->second, f32_value(f32_run.trainer_step, name));
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
     report.values.push_back(std::move(d));
   }

@@ -7,8 +7,10 @@
 #include <cfloat>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 
+#include "check/half_model_bound.h"
 #include "graph/loss_scale.h"
 #include "model/autocast.h"
 #include "parity/check.h"
@@ -95,10 +97,12 @@ void expect_seed_cnn_structure(Precision p) {
       EXPECT_EQ(g.values()[static_cast<size_t>(n.inputs[2])].dtype, DType::f32) << n.name;
       EXPECT_EQ(g.values()[static_cast<size_t>(n.outputs[0])].dtype, half) << n.name;
     }
-    if (n.op == PARITY_OP_RELU || n.op == PARITY_OP_MAXPOOL2D || n.op == PARITY_OP_RESHAPE)
+    if (n.op == PARITY_OP_RELU || n.op == PARITY_OP_MAXPOOL2D || n.op == PARITY_OP_RESHAPE) {
       EXPECT_EQ(g.values()[static_cast<size_t>(n.outputs[0])].dtype, half) << n.name << " follows its input";
-    if (autocast_class(n.op) == AutocastClass::f32_only && n.op != PARITY_OP_CAST)
+    }
+    if (autocast_class(n.op) == AutocastClass::f32_only && n.op != PARITY_OP_CAST) {
       for (int32_t in : n.inputs) EXPECT_NE(g.values()[static_cast<size_t>(in)].dtype, half) << n.name;
+    }
   }
   EXPECT_EQ(half_compute, 4);
   // The input is cast once; the logits are widened once, for the loss and the accuracy alike.
@@ -117,8 +121,9 @@ void expect_seed_cnn_structure(Precision p) {
   for (const ParamSpec& param : spec.params)
     EXPECT_EQ(trained.value(trained.find(grad_name(param.name))).dtype, DType::f32) << param.name;
   for (const Node& n : trained.nodes())
-    if (n.op == PARITY_OP_ADAM_STEP)
+    if (n.op == PARITY_OP_ADAM_STEP) {
       for (int32_t in : n.inputs) EXPECT_NE(trained.values()[static_cast<size_t>(in)].dtype, half) << n.name;
+    }
 }
 
 TEST(Autocast, Bf16SeedCnnStructure) { expect_seed_cnn_structure(Precision::bf16); }
@@ -425,6 +430,68 @@ TEST(AutocastRun, HalfStepsOnCpuAgreeWithRefNodeByNode) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("runs f32 only"), std::string::npos) << e.what();
   }
+}
+
+// The half model bound (check/half_model_bound.h): a value over its op threshold passes when it
+// is within 4x half precision's effect on the other side (NMSE against ref's f32 run), and only
+// then; the limit and the note say so. Noise of NMSE e0 on the "f32" side makes e = e0.
+TEST(HalfModelBound, PassesWithinFourTimesTheHalfEffectAndNoFurther) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  const int64_t n = 4096;
+  Tensor want(Shape{n}, DType::f32), f32(Shape{n}, DType::f32);
+  for (int64_t i = 0; i < n; ++i) want.f32()[i] = normal(rng);
+  auto near = [&](float rms) {  // want plus noise of relative rms `rms`
+    Tensor t(Shape{n}, DType::f32);
+    for (int64_t i = 0; i < n; ++i) t.f32()[i] = want.f32()[i] + rms * normal(rng);
+    return t;
+  };
+  f32 = near(1e-2f);  // e ~ 1e-4
+  const double e = compare_tensors(want, f32, 0).nmse;
+  for (double factor : {1.5, 3.0, 6.0, 12.0}) {
+    const Tensor got = near(float(1e-2 * std::sqrt(factor)));
+    TensorDiff d = compare_tensors(got, want, 1e-6);
+    ASSERT_FALSE(d.pass);
+    const double nmse = d.nmse;
+    apply_half_model_bound(d, got, want, &f32);
+    EXPECT_EQ(d.pass, nmse <= 4 * e) << "NMSE " << nmse << " against 4 e = " << 4 * e;
+    if (d.pass) {
+      EXPECT_DOUBLE_EQ(d.threshold, 4 * e);
+      EXPECT_NE(d.note.find("half model bound"), std::string::npos) << d.note;
+    }
+    if (factor <= 3.0) {
+      EXPECT_TRUE(d.pass) << factor;  // well inside 4 e: the noise cannot push it out
+    }
+    if (factor >= 6.0) {
+      EXPECT_FALSE(d.pass) << factor;
+    }
+  }
+  // Nothing to measure against, a non-finite mismatch, or an effect of 0: the op threshold stands.
+  const Tensor got = near(1e-2f);
+  TensorDiff d = compare_tensors(got, want, 1e-6);
+  apply_half_model_bound(d, got, want, nullptr);
+  EXPECT_FALSE(d.pass);
+  apply_half_model_bound(d, got, want, &want);
+  EXPECT_FALSE(d.pass);
+  Tensor inf = got;
+  inf.f32()[0] = INFINITY;
+  d = compare_tensors(inf, want, 1e-6);
+  apply_half_model_bound(d, inf, want, &f32);
+  EXPECT_FALSE(d.pass);
+}
+
+// seed-cnn-4conv at fp16: max-pool ties broken differently after one-ulp differences send a few
+// gradients elsewhere, over the per-op thresholds; the half model bound holds every such value.
+TEST(AutocastRun, DeeperHalfStepPassesWithinTheHalfModelBound) {
+  ModelCheckOptions o;
+  o.model = "seed-cnn-4conv";
+  o.precision = Precision::f16;
+  const ModelCheckReport r = check_model(o);
+  EXPECT_TRUE(r.pass()) << "first divergence "
+                        << (r.first_failure >= 0 ? r.values[static_cast<size_t>(r.first_failure)].name : "");
+  int by_bound = 0;
+  for (const TensorDiff& d : r.values) by_bound += d.note.find("half model bound") != std::string::npos;
+  EXPECT_GT(by_bound, 0) << "every value passed its op threshold: this test no longer exercises the bound";
 }
 
 TEST(AutocastRun, ABackendWithoutHalfValuesIsRefusedNamingPrecisionAndBackend) {
