@@ -372,15 +372,16 @@ void measure_against_terms(TensorDiff& d, const Tensor& got, const Tensor& want,
 // itself accepts: its NMSE bound 1e-8 against the terms is an rms error of 1e-4 S), Adam's first
 // step lr * m / (sqrt(v) + eps) ~ lr * sign(g) takes either sign on either side: those elements
 // are set apart and need only |got - want| <= 2 lr (the step's own bound); the rest are compared
-// with the op's threshold as before.
+// with the op's threshold as before. In a half graph the gradient's accepted error is larger:
+// `sign_noise` (the 1e-4 above) is then half_gradient_noise's.
 void measure_adam_update(TensorDiff& d, const Tensor& got, const Tensor& want, const Tensor& grad,
-                         const std::vector<double>& scale, double lr) {
+                         const std::vector<double>& scale, double lr, double sign_noise = 1e-4) {
   if (got.numel() != static_cast<int64_t>(scale.size()) || grad.numel() != got.numel()) return;
   double err = 0, norm = 0;
   int64_t undetermined = 0, beyond = 0;
   for (int64_t i = 0; i < got.numel(); ++i) {
     const double a = got.f32()[i], b = want.f32()[i];
-    if (std::fabs(double(grad.f32()[i])) <= 1e-4 * scale[static_cast<size_t>(i)]) {
+    if (std::fabs(double(grad.f32()[i])) <= sign_noise * scale[static_cast<size_t>(i)]) {
       ++undetermined;
       if (!(std::fabs(a - b) <= 2.0 * lr * (1 + 1e-6))) ++beyond;
       continue;
@@ -394,6 +395,24 @@ void measure_adam_update(TensorDiff& d, const Tensor& got, const Tensor& want, c
   d.note = fmt::format("{} of {} elements have a gradient within rounding of zero, whose Adam step may take either "
                        "sign: set apart ({} beyond 2 lr); the rest compared",
                        undetermined, got.numel(), beyond);
+}
+
+// The `sign_noise` bound of measure_adam_update for a gradient of a half graph. The f32 rule's
+// 1e-4 is the rms error, against the terms' size S, that the gradient's check accepts (NMSE 1e-8).
+// Under the half model bound (check/half_model_bound.h) a gradient may differ from the other
+// side's by 4 e, e its half effect, here measured against the terms as the gradient is:
+// e = sum (g_half - g_f32)^2 / sum S^2, so its rms error is 2 sqrt(e) S.
+double half_gradient_noise(const Tensor& grad_half, const Tensor* grad_f32, const std::vector<double>& scale) {
+  if (!grad_f32 || grad_f32->numel() != grad_half.numel() || grad_half.numel() != static_cast<int64_t>(scale.size()) ||
+      grad_f32->dtype() != DType::f32 || grad_half.dtype() != DType::f32)
+    return 1e-4;
+  double err = 0, terms = 0;
+  for (int64_t i = 0; i < grad_half.numel(); ++i) {
+    const double diff = double(grad_half.f32()[i]) - double(grad_f32->f32()[i]);
+    err += diff * diff;
+    terms += scale[static_cast<size_t>(i)] * scale[static_cast<size_t>(i)];
+  }
+  return terms > 0 ? std::max(1e-4, 2 * std::sqrt(err / terms)) : 1e-4;
 }
 
 }  // namespace
@@ -420,7 +439,8 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
   const TrainingGraph f32_graph = build_training_graph(spec, batch.x.shape()[0], o.seed);
   const F32Counterparts counterparts(g, f32_graph.graph);
   Recording f32_run;
-  if (o.precision != Precision::f32) {
+  const bool half = o.precision != Precision::f32;
+  if (half) {
     ModelCheckOptions one_step = o;
     one_step.steps = 1;
     f32_run = record_backend("ref", one_step, spec, f32_graph, batch, weights);
@@ -460,7 +480,9 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
       auto scale = term_scales.find(grad);
       auto grad_want = other_grad(grad);
       if (scale != term_scales.end() && grad_want)
-        measure_adam_update(d, a.first_step.at(info.name), other->second, *grad_want, scale->second, node->params.adam.lr);
+        measure_adam_update(d, a.first_step.at(info.name), other->second, *grad_want, scale->second, node->params.adam.lr,
+                            half ? half_gradient_noise(*grad_want, f32_value(f32_run.first_step, grad), scale->second)
+                                 : 1e-4);
     }
     apply_half_model_bound(d, a.first_step.at(info.name), other->second, f32_value(f32_run.first_step, info.name));
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
@@ -513,7 +535,9 @@ ModelCheckReport check_model(const ModelCheckOptions& o) {
       const std::string& grad = g.values()[static_cast<size_t>(n.inputs[1])].name;
       auto scale = term_scales.find(grad);
       if (scale != term_scales.end() && other_grad(grad))
-        measure_adam_update(d, t, other->second, *other_grad(grad), scale->second, n.params.adam.lr);
+        measure_adam_update(d, t, other->second, *other_grad(grad), scale->second, n.params.adam.lr,
+                            half ? half_gradient_noise(*other_grad(grad), f32_value(f32_run.first_step, grad), scale->second)
+                                 : 1e-4);
     }
     apply_half_model_bound(d, t, other->second, f32_value(f32_run.trainer_step, name));
     if (!d.pass && report.first_failure < 0) report.first_failure = static_cast<int>(report.values.size());
