@@ -117,8 +117,9 @@ Route route_of(const parity_node_desc& node);
 //  - CONV2D with a bias runs on the native kernels: cuDNN's half convolutions write y in x's
 //    dtype (PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG: the f32 accumulator is rounded to y's
 //    dtype inside cuDNN), so the f32 bias could only be added after a first rounding; ref
-//    rounds once after adding it, and the second rounding moves about a quarter of the outputs
-//    by one ulp (NMSE ~8e-6 for bf16, ~1e-7 for f16), above the half tolerances (3e-6, 5e-8).
+//    rounds once after adding it, and the second rounding moves over a quarter of the outputs
+//    by one ulp (NMSE ~8e-6 for bf16, ~1.2e-7 for f16, measured in tests/test_cuda_decisions.cpp),
+//    above the ops' half tolerances (3e-6, 5e-8).
 //  - CONV2D without a bias and the convolution backwards stay on cuDNN (conv_descriptors); the
 //    linear ops stay on cuBLAS (linear_calls).
 //  - the activation, pooling, softmax and batchnorm routes, whose cuDNN descriptors are f32,
