@@ -110,7 +110,8 @@ Route route_of(parity_op op);
 // The route of one node: route_of(node.op), except where the node's params ask for what the
 // op's library does not compute, which run on the native kernels: a convolution with asymmetric
 // padding (cudnnSetConvolution2dDescriptor pads both sides alike), a batchnorm2d of the ONNX
-// convention, the backward of evaluation. Compile builds every step by this one.
+// convention, the backward of evaluation. Compile builds every step by this one today; the
+// overload below, which adds the rules for half values, is the one it should call.
 Route route_of(const parity_node_desc& node);
 // The route of a node with its values' dtypes, which the executor should call (it calls
 // route_of(node) today: README, "The CUDA backend"). Where a node has half (bf16, f16) values:
@@ -227,9 +228,9 @@ struct AlgoChoice {
 //  - f32: FMA math only, unless PARITY_CUDA_TF32=1 allows tensor-op (TF32) math;
 //  - bf16, f16: tensor-op and FMA math alike, whatever PARITY_CUDA_TF32 says. Both accumulate
 //    in f32 (the descriptor's compute type) on operands that are already half, so neither
-//    rounds anything ref does not (TF32 is a rounding of f32 operands, which half values do not
-//    have); FMA kernels are the only ones for some shapes (tensor-op kernels want channel counts
-//    in multiples of 8: seed-cnn's conv1 has C = 1), so refusing them would refuse the node.
+//    have); and FMA kernels may be the only ones for some shapes (NVIDIA asks for channel counts
+//    in multiples of 8 for half tensor-op kernels; seed-cnn's conv1 has C = 1), so refusing them
+//    could refuse the node.
 //  - every type: never ALLOW_CONVERSION (its kernels may convert operands to another type).
 AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
                             const Options& options, const std::string& what);  // f32 operands

@@ -98,7 +98,9 @@ const float kOne = 1.0f, kZero = 0.0f;
 
 cublasOperation_t op_of(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
 cudaDataType cuda_type(plan::ElementType t) { return static_cast<cudaDataType>(plan::cuda_data_type(t)); }
-parity_dtype dtype_of(plan::ElementType t) { return t == plan::ElementType::bf16 ? PARITY_BF16 : PARITY_F16; }
+parity_dtype dtype_of(plan::ElementType t) {
+  return t == plan::ElementType::bf16 ? PARITY_BF16 : t == plan::ElementType::f16 ? PARITY_F16 : PARITY_F32;
+}
 }  // namespace
 
 void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
