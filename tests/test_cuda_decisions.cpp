@@ -3,7 +3,9 @@
 // parameters from real seed-cnn plans, the algorithm choice, the cuBLAS calls of the linear ops
 // (executed here by a column-major reference GEMM with cuBLAS's argument meaning and compared
 // with the row-major definitions), the arena layout, the capture decision and the probe's
-// messages. Built whether or not a CUDA toolkit is installed.
+// messages; and for half precision (bf16, f16): the routes and descriptors of autocast training
+// steps, the algorithm rule, and the half products' calls executed with their operands' types
+// and compared with ref's one rounding. Built whether or not a CUDA toolkit is installed.
 #include <map>
 #include <random>
 #include <string>
@@ -12,6 +14,9 @@
 #include <gtest/gtest.h>
 
 #include "backends/cuda/cuda_decisions.h"
+#include "model/autocast.h"
+#include "ops/kernels/half.h"
+#include "ops/op_rule.h"
 #include "parity/parity.h"
 
 namespace parity {
@@ -487,8 +492,9 @@ TEST(CudaDecisions, LinearOpsAsColumnMajorGemmsComputeTheRowMajorDefinitions) {
 }
 
 TEST(CudaDecisions, ArenaRegionsAreAlignedAndDisjoint) {
-  ArenaRequest r{1000, {200, 4, 256}, 3000, 64, 32 << 20, 64, 2 * sizeof(parity_op_params)};
+  ArenaRequest r{1000, {200, 4, 256}, 3000, 64, 32 << 20, 64, 2 * sizeof(parity_op_params), 64 * 128 * 4};
   const ArenaLayout l = layout_arena(r);
+  EXPECT_EQ(l.gemm_staging_bytes, 64 * 128 * 4);
   ASSERT_EQ(l.input_offsets.size(), 3u);
   EXPECT_EQ(l.input_offsets[0], 0);
   EXPECT_EQ(l.input_offsets[1], 256);
@@ -501,7 +507,8 @@ TEST(CudaDecisions, ArenaRegionsAreAlignedAndDisjoint) {
   const std::vector<Region> regions = {{l.plan_offset, 1000},          {l.slot_offset[0], l.slot_bytes},
                                        {l.slot_offset[1], l.slot_bytes}, {l.conv_workspace_offset, 3000},
                                        {l.native_workspace_offset, 64},  {l.cublas_workspace_offset, 32 << 20},
-                                       {l.ones_offset, 64 * 4},          {l.hyperparameter_offset, r.hyperparameter_bytes}};
+                                       {l.ones_offset, 64 * 4},          {l.hyperparameter_offset, r.hyperparameter_bytes},
+                                       {l.gemm_staging_offset, l.gemm_staging_bytes}};
   for (size_t i = 0; i < regions.size(); ++i) {
     EXPECT_EQ(regions[i].start % kArenaAlignment, 0) << "region " << i;
     EXPECT_LE(regions[i].start + regions[i].bytes, l.total_bytes) << "region " << i;
@@ -511,6 +518,9 @@ TEST(CudaDecisions, ArenaRegionsAreAlignedAndDisjoint) {
           << "regions " << i << " and " << j << " overlap";
   }
   r.conv_workspace_bytes = -1;
+  EXPECT_NE(error_of([&] { layout_arena(r); }), "");
+  r.conv_workspace_bytes = 0;
+  r.gemm_staging_bytes = -4;
   EXPECT_NE(error_of([&] { layout_arena(r); }), "");
 }
 
@@ -611,6 +621,447 @@ TEST(CudaDecisions, DevicesRunTheCodeBuiltForThem) {
   EXPECT_FALSE(device_can_run(8, 6, ptx_only));
   EXPECT_EQ(cuda_version_string(12040), "12.4");
   EXPECT_EQ(cuda_version_string(0), "unknown");
+}
+
+// ---- half precision (bf16, f16) ------------------------------------------------------------------
+
+Plan autocast_training_plan(const std::string& model, int64_t batch, Precision p) {
+  const Graph forward = autocast(build_forward(model_spec(model), batch), p);
+  OptimizerConfig adam;
+  return Plan(differentiate(forward, forward.find("loss"), &adam));
+}
+
+// v rounded to the element type (ops/kernels/half.h: round to nearest even), as the device rounds.
+float round_to(ElementType t, float v) {
+  if (t == ElementType::bf16) return kernels::bf16_bits_to_float(kernels::float_to_bf16_bits(v));
+  if (t == ElementType::f16) return kernels::f16_bits_to_float(kernels::float_to_f16_bits(v));
+  return v;
+}
+bool is_half(parity_dtype d) { return d == PARITY_BF16 || d == PARITY_F16; }
+bool touches_half(const parity_node_desc& n, const std::vector<parity_value_desc>& values) {
+  for (int32_t k = 0; k < n.num_inputs; ++k)
+    if (is_half(values[static_cast<size_t>(n.inputs[k])].dtype)) return true;
+  for (int32_t k = 0; k < n.num_outputs; ++k)
+    if (is_half(values[static_cast<size_t>(n.outputs[k])].dtype)) return true;
+  return false;
+}
+
+TEST(CudaDecisions, HalfElementTypesMathAndComputeTypes) {
+  EXPECT_EQ(element_type_of(PARITY_F32, "x"), ElementType::f32);
+  EXPECT_EQ(element_type_of(PARITY_BF16, "x"), ElementType::bf16);
+  EXPECT_EQ(element_type_of(PARITY_F16, "x"), ElementType::f16);
+  parity_status status = PARITY_OK;
+  EXPECT_NE(error_of([] { element_type_of(PARITY_I32, "node 'n': value 'labels'"); }, &status).find("value 'labels'"),
+            std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+  // Three distinct vendor types per library, f32 the libraries' FLOAT / CUDA_R_32F (0); the
+  // values themselves are static_asserted against cudnn.h and library_types.h in cuda_library.cpp.
+  for (auto type_of : {&cudnn_data_type, &cuda_data_type}) {
+    EXPECT_EQ(type_of(ElementType::f32), 0);
+    EXPECT_NE(type_of(ElementType::bf16), type_of(ElementType::f16));
+    EXPECT_NE(type_of(ElementType::bf16), 0);
+    EXPECT_NE(type_of(ElementType::f16), 0);
+  }
+  // cuDNN's math before the search: f32 FMA unless TF32 is allowed; half tensor-op either way;
+  // never ALLOW_CONVERSION.
+  Options o, tf32;
+  tf32.tf32 = true;
+  EXPECT_EQ(search_math_type(ElementType::f32, o), ConvMath::fma);
+  EXPECT_EQ(search_math_type(ElementType::f32, tf32), ConvMath::default_math);
+  for (ElementType h : {ElementType::bf16, ElementType::f16}) {
+    EXPECT_EQ(search_math_type(h, o), ConvMath::tensor_op);
+    EXPECT_EQ(search_math_type(h, tf32), ConvMath::tensor_op);
+  }
+  // cuBLAS: reductions in the compute type always (a half C must not collect split-K partials in
+  // half), TF32 only when allowed.
+  constexpr int kDisallowReducedPrecisionReduction = 16, kTf32 = 3;
+  EXPECT_EQ(cublas_math_mode(o) & kDisallowReducedPrecisionReduction, kDisallowReducedPrecisionReduction);
+  EXPECT_EQ(cublas_math_mode(tf32) & kDisallowReducedPrecisionReduction, kDisallowReducedPrecisionReduction);
+  EXPECT_EQ(cublas_math_mode(o) & ~kDisallowReducedPrecisionReduction, 0);
+  EXPECT_EQ(cublas_math_mode(tf32) & ~kDisallowReducedPrecisionReduction, kTf32);
+}
+
+// The autocast training step of seed-cnn (conv and linear on half copies, bias f32): which node
+// runs where, and the descriptors of those on cuDNN.
+void expect_half_training_step_routes(Precision p, ElementType element) {
+  const Plan plan = autocast_training_plan("seed-cnn", 8, p);
+  const std::vector<parity_value_desc>& values = plan.values();
+  int conv_native = 0, conv_bwd_data = 0, conv_bwd_weight = 0, half_elementwise = 0, linears = 0;
+  for (const parity_node_desc& node : plan.nodes()) {
+    const Route by_op = route_of(node), by_values = route_of(node, values);
+    if (!touches_half(node, values)) {  // f32 nodes (casts aside) route as before
+      if (node.op != PARITY_OP_CAST) {
+        EXPECT_EQ(by_values.library, by_op.library) << node.name;
+        EXPECT_EQ(by_values.kind, by_op.kind) << node.name;
+      }
+      continue;
+    }
+    switch (node.op) {
+      case PARITY_OP_CONV2D: {
+        ++conv_native;  // seed-cnn's convolutions have biases: native, saying why
+        EXPECT_EQ(by_op.kind, RouteKind::convolution);
+        EXPECT_EQ(by_values.kind, RouteKind::native) << node.name;
+        EXPECT_NE(std::string(by_values.why).find("PSEUDO_HALF/PSEUDO_BFLOAT16_CONFIG"), std::string::npos);
+        parity_status status = PARITY_OK;
+        EXPECT_NE(error_of([&] { conv_descriptors(node, values); }, &status).find("f32 bias"), std::string::npos);
+        EXPECT_EQ(status, PARITY_STATUS_INTERNAL);
+        break;
+      }
+      case PARITY_OP_CONV2D_BWD_DATA:
+      case PARITY_OP_CONV2D_BWD_WEIGHT: {
+        EXPECT_EQ(by_values.kind, RouteKind::convolution) << node.name;
+        const ConvDescriptors d = conv_descriptors(node, values);
+        EXPECT_EQ(d.element, element) << node.name;
+        if (node.op == PARITY_OP_CONV2D_BWD_DATA) {
+          ++conv_bwd_data;
+          EXPECT_FALSE(d.db_by_channel_sum);
+        } else {
+          ++conv_bwd_weight;
+          EXPECT_TRUE(d.has_bias) << node.name;
+          EXPECT_TRUE(d.db_by_channel_sum) << node.name;  // db f32 from half dy, not cuDNN's backward bias
+          EXPECT_EQ(values[static_cast<size_t>(node.outputs[1])].dtype, PARITY_F32);
+        }
+        break;
+      }
+      case PARITY_OP_LINEAR:
+      case PARITY_OP_LINEAR_BWD_DATA:
+      case PARITY_OP_LINEAR_BWD_WEIGHT: {
+        ++linears;
+        EXPECT_EQ(by_values.kind, RouteKind::gemm) << node.name;
+        const LinearCalls calls = linear_calls(node, values);
+        EXPECT_EQ(calls.element, element) << node.name;
+        ASSERT_EQ(calls.gemms.size(), 1u) << node.name;
+        EXPECT_TRUE(calls.gemvs.empty()) << node.name;
+        const GemmCall& g = calls.gemms[0];
+        EXPECT_TRUE(uses_gemm_ex(g));
+        EXPECT_EQ(g.a_type, element);
+        EXPECT_EQ(g.b_type, element);
+        EXPECT_EQ(g.beta, 0.0f);
+        if (node.op == PARITY_OP_LINEAR) {  // the product in f32 staging, then bias and one rounding
+          EXPECT_EQ(g.c, Operand::staging);
+          EXPECT_EQ(g.c_type, ElementType::f32);
+          ASSERT_EQ(calls.rounds.size(), 1u);
+          EXPECT_TRUE(calls.rounds[0].has_bias);
+          EXPECT_EQ(calls.rounds[0].y, Operand::y);
+          EXPECT_EQ(calls.staging_bytes, int64_t{g.m} * g.n * 4);
+          EXPECT_EQ(calls.rounds[0].channels * calls.rounds[0].outer * 4, calls.staging_bytes);
+        } else {
+          EXPECT_EQ(g.c_type, element) << node.name;  // dx, dw written in the half dtype by cuBLAS
+          EXPECT_EQ(calls.staging_bytes, 0);
+          EXPECT_TRUE(calls.rounds.empty());
+          EXPECT_EQ(calls.sums.size(), node.op == PARITY_OP_LINEAR_BWD_WEIGHT ? 1u : 0u);
+        }
+        break;
+      }
+      case PARITY_OP_RELU:
+        ++half_elementwise;
+        EXPECT_EQ(by_op.library, Library::cudnn);      // by op alone: cuDNN's f32 activation ...
+        EXPECT_EQ(by_values.library, Library::native);  // ... which half values must not take
+        EXPECT_NE(std::string(by_values.why).find("half values"), std::string::npos);
+        break;
+      default:
+        if (by_op.library != Library::native) {
+          EXPECT_EQ(by_values.library, Library::native) << node.name;
+        }
+        break;
+    }
+  }
+  EXPECT_EQ(conv_native, 2);       // conv1, conv2 forward
+  EXPECT_EQ(conv_bwd_data, 1);     // conv2 (conv1's input needs no gradient)
+  EXPECT_EQ(conv_bwd_weight, 2);
+  EXPECT_GE(half_elementwise, 2);  // relu1, relu2 at least
+  EXPECT_EQ(linears, 6);           // fc1, fc2: forward, backward-data, backward-weight
+}
+TEST(CudaDecisions, Bf16TrainingStepRoutesAndDescriptors) { expect_half_training_step_routes(Precision::bf16, ElementType::bf16); }
+TEST(CudaDecisions, Fp16TrainingStepRoutesAndDescriptors) { expect_half_training_step_routes(Precision::f16, ElementType::f16); }
+
+// Why route_of(node, values) keeps a half convolution with a bias off cuDNN: cuDNN rounds y to
+// the half dtype, so the f32 bias would be added to a rounded value and rounded again. Measured
+// here on conv-like outputs (standard normal) and biases (uniform +-0.3): the second rounding
+// moves a large fraction of the elements by one ulp, far above the op's half tolerance, which
+// ref's one rounding is held to (ops/op_rule.cpp, kHalfRoundedSupport).
+TEST(CudaDecisions, AddingTheBiasAfterCuDnnsRoundingWouldExceedTheHalfTolerance) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> product(0.0f, 1.0f);
+  std::uniform_real_distribution<float> bias(-0.3f, 0.3f);
+  std::vector<std::pair<float, float>> cases(100000);
+  for (auto& c : cases) c = {product(rng), bias(rng)};
+  for (ElementType h : {ElementType::bf16, ElementType::f16}) {
+    double error = 0, norm = 0;
+    int moved = 0;
+    for (const auto& [a, b] : cases) {
+      const float once = round_to(h, a + b), twice = round_to(h, round_to(h, a) + b);
+      error += (double{twice} - once) * (double{twice} - once);
+      norm += double{once} * once;
+      moved += twice != once;
+    }
+    const ops::Tolerance& t = h == ElementType::bf16 ? ops::kHalfRoundedSupport.bf16 : ops::kHalfRoundedSupport.f16;
+    EXPECT_GT(error / norm, t.op_nmse) << element_type_name(h) << ": NMSE " << error / norm;
+    EXPECT_GT(moved, static_cast<int>(cases.size()) / 10) << element_type_name(h);
+    std::printf("%s: adding the bias after a first rounding moves %.1f%% of the outputs, NMSE %.2g (op tolerance %.2g)\n",
+                element_type_name(h), 100.0 * moved / cases.size(), error / norm, t.op_nmse);
+  }
+}
+
+TEST(CudaDecisions, HalfConvolutionsTakeOneElementTypeAndAnF32Bias) {
+  const Plan plan = autocast_training_plan("seed-cnn", 4, Precision::bf16);
+  std::vector<parity_value_desc> values = plan.values();
+  const parity_node_desc* bwd_weight = nullptr;
+  for (const parity_node_desc& n : plan.nodes())
+    if (n.op == PARITY_OP_CONV2D_BWD_WEIGHT && !bwd_weight) bwd_weight = &n;
+  ASSERT_NE(bwd_weight, nullptr);
+  const ConvDescriptors bf16 = conv_descriptors(*bwd_weight, values);
+  // The same shape in f16 and f32 is another search: the key names the element type.
+  std::vector<parity_value_desc> f16_values = values, f32_values = values;
+  for (int32_t v : {bwd_weight->inputs[0], bwd_weight->inputs[1], bwd_weight->outputs[0]}) {
+    f16_values[static_cast<size_t>(v)].dtype = PARITY_F16;
+    f32_values[static_cast<size_t>(v)].dtype = PARITY_F32;
+  }
+  const ConvDescriptors f16 = conv_descriptors(*bwd_weight, f16_values), f32 = conv_descriptors(*bwd_weight, f32_values);
+  EXPECT_EQ(f16.element, ElementType::f16);
+  EXPECT_EQ(f32.element, ElementType::f32);
+  EXPECT_FALSE(f32.db_by_channel_sum);  // f32: cuDNN's backward bias, as before
+  const std::string key = conv_cache_key(ConvDirection::backward_filter, bf16, Options{}, 256);
+  EXPECT_NE(key.find(" bf16"), std::string::npos) << key;
+  EXPECT_NE(key, conv_cache_key(ConvDirection::backward_filter, f16, Options{}, 256));
+  EXPECT_NE(key, conv_cache_key(ConvDirection::backward_filter, f32, Options{}, 256));
+
+  parity_status status = PARITY_OK;
+  std::vector<parity_value_desc> mixed = values;  // an f16 dw under bf16 x and dy
+  mixed[static_cast<size_t>(bwd_weight->outputs[0])].dtype = PARITY_F16;
+  std::string e = error_of([&] { conv_descriptors(*bwd_weight, mixed); }, &status);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+  EXPECT_NE(e.find("is f16 but"), std::string::npos) << e;
+  EXPECT_NE(e.find("is bf16"), std::string::npos) << e;
+  std::vector<parity_value_desc> half_db = values;  // db must stay f32
+  half_db[static_cast<size_t>(bwd_weight->outputs[1])].dtype = PARITY_BF16;
+  e = error_of([&] { conv_descriptors(*bwd_weight, half_db); }, &status);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+  EXPECT_NE(e.find("must be f32"), std::string::npos) << e;
+}
+
+TEST(CudaDecisions, HalfAlgorithmRuleAllowsTensorOpAndFmaNeverConversion) {
+  const std::vector<AlgoCandidate> found = {
+      {6, true, 0.05f, 0, false, true, false, 1},  // fastest: tensor-op, nondeterministic
+      {5, true, 0.08f, 0, true, true, true, 2},    // ALLOW_CONVERSION
+      {7, true, 0.10f, 1024, true, true, false, 1},  // deterministic tensor-op
+      {1, true, 0.30f, 0, true, false, false, 3}};   // deterministic FMA
+  Options o;  // TF32 off: f32 operands refuse algo 7's tensor-op math, half operands take it
+  EXPECT_EQ(choose_algorithm(found, {5, 7, 1}, o, ElementType::f32, "c").algo, 1);
+  for (ElementType h : {ElementType::bf16, ElementType::f16}) {
+    const AlgoChoice c = choose_algorithm(found, {5, 7, 1}, o, h, "c");
+    EXPECT_EQ(c.algo, 7);  // the first in heuristic order after the converting one
+    EXPECT_EQ(c.math_type, 1);
+    EXPECT_TRUE(c.tensor_op_math);
+    EXPECT_EQ(choose_algorithm(found, {1, 7}, o, h, "c").algo, 1);  // FMA is fine for half operands
+    Options fastest;
+    fastest.deterministic = false;
+    EXPECT_EQ(choose_algorithm(found, {5, 7, 1}, fastest, h, "c").algo, 6);
+    parity_status status = PARITY_OK;
+    const std::string e = error_of([&] { choose_algorithm({found[1]}, {5}, o, h, "node 'conv2'"); }, &status);
+    EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+    EXPECT_NE(e.find("node 'conv2' (" + std::string(element_type_name(h)) + ")"), std::string::npos) << e;
+    EXPECT_NE(e.find("algo 5: may convert its operands to another type"), std::string::npos) << e;
+  }
+}
+
+// ---- half products run with their operands' types -----------------------------------------------
+// Buffers hold floats; a half operand holds values its dtype represents, and every write to a
+// half operand rounds (ops/kernels/half.h: round to nearest even), as the device does.
+void run_typed(Buffers& m, const LinearCalls& calls) {
+  for (const GemmCall& g : calls.gemms) {
+    reference_sgemm(m, g);  // f32 accumulation; then C stored in its type
+    for (float& v : m.data.at(g.c)) v = round_to(g.c_type, v);
+  }
+  for (const GemvCall& g : calls.gemvs) reference_sgemv(m, g);
+  for (const RoundCall& r : calls.rounds) {
+    const std::vector<float>& acc = m.data.at(r.acc);
+    std::vector<float>& y = m.data.at(r.y);
+    for (int64_t e = 0; e < r.outer * r.channels * r.inner; ++e)
+      y.at(static_cast<size_t>(e)) = round_to(
+          calls.element, acc.at(static_cast<size_t>(e)) +
+                             (r.has_bias ? m.data.at(r.bias).at(static_cast<size_t>(e / r.inner % r.channels)) : 0.0f));
+  }
+  for (const ChannelSumCall& c : calls.sums)
+    for (int64_t ch = 0; ch < c.channels; ++ch) {
+      float sum = 0;
+      for (int64_t o = 0; o < c.outer; ++o)
+        for (int64_t i = 0; i < c.inner; ++i)
+          sum += m.data.at(c.dy).at(static_cast<size_t>((o * c.channels + ch) * c.inner + i));
+      m.data.at(c.db).at(static_cast<size_t>(ch)) = sum;
+    }
+}
+
+parity_value_desc value_desc(const char* name, parity_dtype dtype, std::vector<int64_t> dims) {
+  parity_value_desc v{};
+  std::snprintf(v.name, sizeof v.name, "%s", name);
+  v.dtype = dtype;
+  v.kind = PARITY_VALUE_TEMP;
+  v.rank = static_cast<int32_t>(dims.size());
+  int64_t count = 1;
+  for (size_t i = 0; i < dims.size(); ++i) count *= v.dims[i] = dims[i];
+  v.bytes = count * (dtype == PARITY_F32 ? 4 : 2);
+  return v;
+}
+parity_node_desc node_desc(const char* name, parity_op op, std::vector<int32_t> in, std::vector<int32_t> out) {
+  parity_node_desc n{};
+  std::snprintf(n.name, sizeof n.name, "%s", name);
+  n.op = op;
+  n.num_inputs = static_cast<int32_t>(in.size());
+  n.num_outputs = static_cast<int32_t>(out.size());
+  for (size_t i = 0; i < in.size(); ++i) n.inputs[i] = in[i];
+  for (size_t i = 0; i < out.size(); ++i) n.outputs[i] = out[i];
+  return n;
+}
+
+// The linear ops of one layer on half values: x [N,I], w [O,I], dy [N,O] half; b f32; y, dx, dw half; db f32.
+struct HalfLinear {
+  std::vector<parity_value_desc> values;
+  parity_node_desc forward, bwd_data, bwd_weight;
+  HalfLinear(parity_dtype h, int n, int in, int out) {
+    values = {value_desc("x", h, {n, in}),   value_desc("w", h, {out, in}),  value_desc("b", PARITY_F32, {out}),
+              value_desc("y", h, {n, out}),  value_desc("dy", h, {n, out}), value_desc("dx", h, {n, in}),
+              value_desc("dw", h, {out, in}), value_desc("db", PARITY_F32, {out})};
+    forward = node_desc("fc", PARITY_OP_LINEAR, {0, 1, 2}, {3});
+    bwd_data = node_desc("fc.bwd_data", PARITY_OP_LINEAR_BWD_DATA, {4, 1}, {5});
+    bwd_weight = node_desc("fc.bwd_weight", PARITY_OP_LINEAR_BWD_WEIGHT, {0, 4}, {6, 7});
+  }
+};
+
+// y = round(x w^T + b) with the bias added in f32 before the one rounding (ref: the exact sum,
+// rounded once). Chosen so that rounding the product first would give another answer:
+//   bf16: 16*16 + 1*1 = 257 (between bf16's 256 and 258); + 0.75 -> 258, where round(257) = 256
+//         (tie to even) + 0.75 -> 256;
+//   f16:  64*32 + 1*1 = 2049 (between 2048 and 2050); + 0.75 -> 2050, where twice-rounded gives 2048.
+TEST(CudaDecisions, HalfLinearForwardAddsTheF32BiasBeforeItsOneRounding) {
+  struct Case {
+    parity_dtype dtype;
+    ElementType element;
+    float x0, w0, expected, twice_rounded;
+  };
+  for (const Case& c : {Case{PARITY_BF16, ElementType::bf16, 16, 16, 258, 256}, Case{PARITY_F16, ElementType::f16, 64, 32, 2050, 2048}}) {
+    const HalfLinear l(c.dtype, 1, 2, 1);
+    const LinearCalls calls = linear_calls(l.forward, l.values);
+    Buffers m;
+    m.data[Operand::x] = {c.x0, 1};
+    m.data[Operand::w] = {c.w0, 1};
+    m.data[Operand::bias] = {0.75f};
+    m.data[Operand::y] = {99};
+    m.data[Operand::staging] = std::vector<float>(static_cast<size_t>(calls.staging_bytes / 4), -1.0f);
+    run_typed(m, calls);
+    EXPECT_EQ(m.data[Operand::y][0], c.expected) << element_type_name(c.element);
+    EXPECT_EQ(round_to(c.element, round_to(c.element, c.x0 * c.w0 + 1) + 0.75f), c.twice_rounded);  // the case discriminates
+  }
+}
+
+// Random half values: every call sequence against the row-major definitions computed in double
+// and rounded once, as ref does. Small integers and quarters keep every f32 sum exact, so equality.
+TEST(CudaDecisions, HalfLinearCallsComputeRefsDefinitionsRoundedOnce) {
+  for (parity_dtype dtype : {PARITY_BF16, PARITY_F16}) {
+    const ElementType h = element_type_of(dtype, "");
+    const int n = 3, in = 7, out = 5;
+    const HalfLinear l(dtype, n, in, out);
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> big(-40, 40);  // products up to 1600 * 7: above bf16's exact integers
+    Buffers m;
+    auto fill = [&](Operand o, size_t count, float scale) {
+      std::vector<float>& v = m.data[o];
+      v.resize(count);
+      for (float& e : v) e = round_to(h, static_cast<float>(big(rng)) * scale);
+    };
+    fill(Operand::x, n * in, 1.0f);
+    fill(Operand::w, out * in, 1.0f);
+    fill(Operand::dy, n * out, 1.0f);
+    m.data[Operand::bias].resize(out);
+    for (float& b : m.data[Operand::bias]) b = static_cast<float>(big(rng)) * 0.25f;  // f32 quarters
+    for (Operand o : {Operand::y, Operand::dx, Operand::dw, Operand::db})
+      m.data[o] = std::vector<float>(o == Operand::y ? n * out : o == Operand::dx ? n * in : o == Operand::dw ? out * in : out,
+                                     99.0f);
+    const LinearCalls fwd = linear_calls(l.forward, l.values), bwd_data = linear_calls(l.bwd_data, l.values),
+                      bwd_weight = linear_calls(l.bwd_weight, l.values);
+    m.data[Operand::staging] = std::vector<float>(static_cast<size_t>(fwd.staging_bytes / 4), -1.0f);
+    run_typed(m, fwd);
+    run_typed(m, bwd_data);
+    run_typed(m, bwd_weight);
+    const auto& x = m.data[Operand::x];
+    const auto& w = m.data[Operand::w];
+    const auto& dy = m.data[Operand::dy];
+    int rounded = 0;  // elements where the one rounding changed the exact value
+    for (int r = 0; r < n; ++r)
+      for (int o = 0; o < out; ++o) {
+        double y = m.data[Operand::bias][o];
+        for (int i = 0; i < in; ++i) y += double{x[r * in + i]} * w[o * in + i];
+        rounded += round_to(h, static_cast<float>(y)) != static_cast<float>(y);
+        EXPECT_EQ(m.data[Operand::y][r * out + o], round_to(h, static_cast<float>(y))) << "y[" << r << "," << o << "]";
+      }
+    for (int r = 0; r < n; ++r)
+      for (int i = 0; i < in; ++i) {
+        double dx = 0;
+        for (int o = 0; o < out; ++o) dx += double{dy[r * out + o]} * w[o * in + i];
+        EXPECT_EQ(m.data[Operand::dx][r * in + i], round_to(h, static_cast<float>(dx))) << "dx[" << r << "," << i << "]";
+      }
+    for (int o = 0; o < out; ++o) {
+      double db = 0;
+      for (int r = 0; r < n; ++r) db += dy[r * out + o];
+      EXPECT_EQ(m.data[Operand::db][o], static_cast<float>(db)) << "db[" << o << "] stays f32";
+      for (int i = 0; i < in; ++i) {
+        double dw = 0;
+        for (int r = 0; r < n; ++r) dw += double{dy[r * out + o]} * x[r * in + i];
+        EXPECT_EQ(m.data[Operand::dw][o * in + i], round_to(h, static_cast<float>(dw))) << "dw[" << o << "," << i << "]";
+      }
+    }
+    if (dtype == PARITY_BF16) {
+      EXPECT_GT(rounded, 0);  // the values exercise the rounding, not only exact integers
+    }
+  }
+}
+
+TEST(CudaDecisions, HalfLinearCallsRefuseMixedTypesAndHalfBiases) {
+  const HalfLinear l(PARITY_BF16, 2, 3, 4);
+  // f32 values: the f32 calls, unchanged.
+  HalfLinear f32(PARITY_F32, 2, 3, 4);
+  const LinearCalls f = linear_calls(f32.forward, f32.values), reference = linear_forward_calls(2, 3, 4);
+  EXPECT_EQ(f.element, ElementType::f32);
+  ASSERT_EQ(f.gemms.size(), reference.gemms.size());
+  for (size_t i = 0; i < f.gemms.size(); ++i) {
+    EXPECT_FALSE(uses_gemm_ex(f.gemms[i]));
+    EXPECT_EQ(f.gemms[i].m, reference.gemms[i].m);
+    EXPECT_EQ(f.gemms[i].c, reference.gemms[i].c);
+  }
+  EXPECT_EQ(f.ones_count, 2);
+  EXPECT_EQ(f.staging_bytes, 0);
+  EXPECT_EQ(linear_calls(f32.bwd_weight, f32.values).gemvs.size(), 1u);  // f32 db: the GEMV with ones
+
+  parity_status status = PARITY_OK;
+  std::vector<parity_value_desc> mixed = l.values;
+  mixed[1].dtype = PARITY_F16;  // w f16 under a bf16 x
+  std::string e = error_of([&] { linear_calls(l.forward, mixed); }, &status);
+  EXPECT_EQ(status, PARITY_STATUS_UNSUPPORTED);
+  EXPECT_NE(e.find("value 'w' is f16 but 'x' is bf16"), std::string::npos) << e;
+  std::vector<parity_value_desc> half_bias = l.values;
+  half_bias[2].dtype = PARITY_BF16;
+  e = error_of([&] { linear_calls(l.forward, half_bias); }, &status);
+  EXPECT_NE(e.find("bias 'b'"), std::string::npos) << e;
+  EXPECT_NE(e.find("must be f32"), std::string::npos) << e;
+  std::vector<parity_value_desc> half_db = l.values;
+  half_db[7].dtype = PARITY_F16;
+  EXPECT_NE(error_of([&] { linear_calls(l.bwd_weight, half_db); }).find("bias gradient 'db'"), std::string::npos);
+  std::vector<parity_value_desc> bad_rows = l.values;
+  bad_rows[3].dims[1] = 5;  // y [2,5] for a [4,3] weight
+  EXPECT_NE(error_of([&] { linear_calls(l.forward, bad_rows); }, &status).find("are not [N, in] and [N, out]"),
+            std::string::npos);
+  EXPECT_EQ(status, PARITY_STATUS_SHAPE);
+}
+
+TEST(CudaDecisions, HalfPoolingTakesTheNativeKernels) {
+  parity_node_desc pool = node_desc("pool", PARITY_OP_GLOBAL_AVGPOOL, {0}, {1});
+  std::vector<parity_value_desc> v = {value_desc("x", PARITY_BF16, {2, 3, 4, 4}), value_desc("y", PARITY_BF16, {2, 3, 1, 1})};
+  const PoolingPlan half = pooling_plan(pool, v);
+  EXPECT_FALSE(half.on_cudnn);
+  EXPECT_NE(half.why.find("half values"), std::string::npos) << half.why;
+  v[0].dtype = v[1].dtype = PARITY_F32;
+  EXPECT_TRUE(pooling_plan(pool, v).on_cudnn);
+  EXPECT_EQ(route_of(pool, v).kind, RouteKind::pooling);
 }
 
 }  // namespace

@@ -39,8 +39,10 @@ plan::AlgoChoice search_conv_algorithm(parity_backend_t b, plan::ConvDirection d
                                        void* workspace, const std::string& node_name) {
   const std::string key = plan::conv_cache_key(direction, d, b->options, at.alignment);
   if (auto it = b->algorithms.find(key); it != b->algorithms.end()) return it->second;
-  // FMA math unless TF32 is allowed: the search then only returns what the math type permits.
-  CUDA_CHECK(cudnnSetConvolutionMathType(set.conv, b->options.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  // f32: FMA math unless TF32 is allowed, so the search returns only what the math type permits;
+  // half: tensor-op math (plan::search_math_type). choose_algorithm then applies the rules per type.
+  CUDA_CHECK(cudnnSetConvolutionMathType(set.conv,
+                                         static_cast<cudnnMathType_t>(plan::search_math_type(d.element, b->options))));
   const size_t ws = static_cast<size_t>(b->options.conv_workspace_limit);
   std::vector<plan::AlgoCandidate> candidates;
   std::vector<int> heuristic;
@@ -73,7 +75,7 @@ plan::AlgoChoice search_conv_algorithm(parity_backend_t b, plan::ConvDirection d
     candidates = candidates_of(perf, returned);
   }
   const plan::AlgoChoice choice =
-      plan::choose_algorithm(candidates, heuristic, b->options, msg("node '", node_name, "' (", key, ")"));
+      plan::choose_algorithm(candidates, heuristic, b->options, d.element, msg("node '", node_name, "' (", key, ")"));
   b->algorithms.emplace(key, choice);
   return choice;
 }

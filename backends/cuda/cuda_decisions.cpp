@@ -56,6 +56,35 @@ Options options_from_env(const GetEnv& getenv) {
   return o;
 }
 
+ElementType element_type_of(parity_dtype dtype, const std::string& what) {
+  switch (dtype) {
+    case PARITY_F32: return ElementType::f32;
+    case PARITY_BF16: return ElementType::bf16;
+    case PARITY_F16: return ElementType::f16;
+    default: break;
+  }
+  fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: ", what, " has dtype ", static_cast<int>(dtype),
+                                      "; cuDNN and cuBLAS take it as f32, bf16 or f16 only"));
+}
+
+const char* element_type_name(ElementType t) {
+  return t == ElementType::f32 ? "f32" : t == ElementType::bf16 ? "bf16" : "f16";
+}
+
+int cublas_math_mode(const Options& o) {
+  constexpr int kDefaultMath = 0, kTf32TensorOpMath = 3, kDisallowReducedPrecisionReduction = 16;
+  return (o.tf32 ? kTf32TensorOpMath : kDefaultMath) | kDisallowReducedPrecisionReduction;
+}
+
+ConvMath search_math_type(ElementType element, const Options& o) {
+  if (element != ElementType::f32) return ConvMath::tensor_op;
+  return o.tf32 ? ConvMath::default_math : ConvMath::fma;
+}
+
+bool uses_gemm_ex(const GemmCall& g) {
+  return g.a_type != ElementType::f32 || g.b_type != ElementType::f32 || g.c_type != ElementType::f32;
+}
+
 std::string describe(const Options& o) {
   return msg("tf32 ", o.tf32 ? "on" : "off", ", ", o.deterministic ? "deterministic" : "nondeterministic allowed",
              ", graphs ", o.graphs ? "on" : "off", ", workspace ", o.conv_workspace_limit >> 20, " MiB");
@@ -166,6 +195,40 @@ Route route_of(const parity_node_desc& node) {
   return route;
 }
 
+namespace {
+bool is_half(parity_dtype d) { return d == PARITY_BF16 || d == PARITY_F16; }
+// Whether any of the node's values (that exist) is bf16 or f16.
+bool touches_half(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  auto half = [&](int32_t index) {
+    return index >= 0 && index < static_cast<int32_t>(values.size()) && is_half(values[static_cast<size_t>(index)].dtype);
+  };
+  for (int32_t k = 0; k < node.num_inputs; ++k)
+    if (half(node.inputs[k])) return true;
+  for (int32_t k = 0; k < node.num_outputs; ++k)
+    if (half(node.outputs[k])) return true;
+  return false;
+}
+}  // namespace
+
+Route route_of(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  const Route route = route_of(node);
+  if (route.library == Library::native || !touches_half(node, values)) return route;
+  switch (route.kind) {
+    case RouteKind::convolution:
+      if (node.op == PARITY_OP_CONV2D && node.num_inputs == 3)
+        return {Library::native, RouteKind::native, Activation::identity,
+                "native: a half convolution with an f32 bias; cuDNN's half convolutions round y to x's dtype "
+                "(PSEUDO_HALF/PSEUDO_BFLOAT16_CONFIG), so the bias would be added after a first rounding, "
+                "where ref rounds once"};
+      return route;
+    case RouteKind::gemm:
+      return route;
+    default:
+      return {Library::native, RouteKind::native, Activation::identity,
+              "native: half values, and this route's cuDNN descriptors are f32"};
+  }
+}
+
 PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
   const bool global = node.op == PARITY_OP_GLOBAL_AVGPOOL;
   if (node.op != PARITY_OP_AVGPOOL2D && !global)
@@ -186,6 +249,10 @@ PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_
     return Nchw{int(v.dims[0]), int(v.dims[1]), int(v.dims[2]), int(v.dims[3])};
   };
   PoolingPlan out{false, {}, ""};
+  if (touches_half(node, values)) {  // the pooling descriptors are f32; the native kernels take half values
+    out.why = "half values (cuDNN's pooling descriptors here are f32)";
+    return out;
+  }
   PoolingDescriptors& d = out.d;
   d.x = nchw(value(node.inputs[0]));
   d.y = nchw(value(node.outputs[0]));
@@ -241,12 +308,16 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
   const parity_value_desc& x = value(bwd_data ? node.outputs[0] : node.inputs[0]);
   const parity_value_desc& w = value(bwd_weight ? node.outputs[0] : node.inputs[1]);
   const parity_value_desc& y = value(node.op == PARITY_OP_CONV2D ? node.outputs[0] : node.inputs[bwd_data ? 0 : 1]);
+  const ElementType element = element_type_of(x.dtype, msg("node '", node.name, "': value '", value_name(x), "'"));
   for (const parity_value_desc* v : {&x, &w, &y}) {
     if (v->rank != 4)
       fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': value '", value_name(*v), "' ",
                                     shape_str(v->rank, v->dims), " must have rank 4 (NCHW)"));
-    if (v->dtype != PARITY_F32)
-      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': value '", value_name(*v), "' must be f32"));
+    if (element_type_of(v->dtype, msg("node '", node.name, "': value '", value_name(*v), "'")) != element)
+      fail(PARITY_STATUS_UNSUPPORTED,
+           msg("cuda: node '", node.name, "': value '", value_name(*v), "' is ",
+               element_type_name(element_type_of(v->dtype, "")), " but '", value_name(x), "' is ",
+               element_type_name(element), "; cuDNN's x, w and y descriptors take one element type"));
   }
   const parity_conv2d_params& p = node.params.conv2d;
   if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0)
@@ -279,18 +350,23 @@ ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector
              " and output ", shape_str(y.rank, y.dims), " do not agree (stride ", d.stride_h, "x", d.stride_w,
              ", padding ", d.pad_h, "x", d.pad_w, ", dilation ", d.dilation_h, "x", d.dilation_w, ", groups ",
              d.groups, " gives an output of ", out_h, "x", out_w, ")"));
-  if (bwd_weight && d.has_bias) {
-    const parity_value_desc& db = value(node.outputs[1]);
-    if (numel_of(db) != d.w.n)
-      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias gradient '", value_name(db), "' ",
-                                    shape_str(db.rank, db.dims), " must have ", d.w.n, " elements"));
-  }
-  if (node.op == PARITY_OP_CONV2D && d.has_bias) {
-    const parity_value_desc& b = value(node.inputs[2]);
+  d.element = element;
+  if (d.has_bias) {  // CONV2D's b or BWD_WEIGHT's db: f32 whatever the convolution's element type
+    const parity_value_desc& b = value(bwd_weight ? node.outputs[1] : node.inputs[2]);
+    const char* what = bwd_weight ? "bias gradient '" : "bias '";
     if (numel_of(b) != d.w.n)
-      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': bias '", value_name(b), "' ",
+      fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': ", what, value_name(b), "' ",
                                     shape_str(b.rank, b.dims), " must have ", d.w.n, " elements"));
+    if (b.dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': ", what, value_name(b),
+                                          "' must be f32 (the bias of a half convolution stays f32)"));
   }
+  if (element != ElementType::f32 && node.op == PARITY_OP_CONV2D && d.has_bias)
+    fail(PARITY_STATUS_INTERNAL,
+         msg("cuda: node '", node.name, "': a ", element_type_name(element), " convolution with an f32 bias, which "
+             "route_of(node, values) sends to the native kernels: on cuDNN the bias would be added after y is rounded "
+             "to ", element_type_name(element), " (the executor must route by route_of(node, values))"));
+  d.db_by_channel_sum = element != ElementType::f32 && bwd_weight && d.has_bias;
   return d;
 }
 
@@ -385,12 +461,18 @@ std::string conv_cache_key(ConvDirection direction, const ConvDescriptors& d, co
                                                                                                             : "bwd_filter";
   return msg(dir, " x", d.x.n, ",", d.x.c, ",", d.x.h, ",", d.x.w, " w", d.w.n, ",", d.w.c, ",", d.w.h, ",", d.w.w,
              " pad", d.pad_h, ",", d.pad_w, " stride", d.stride_h, ",", d.stride_w, " dil", d.dilation_h, ",",
-             d.dilation_w, " groups", d.groups, o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
+             d.dilation_w, " groups", d.groups, " ", element_type_name(d.element), o.tf32 ? " tf32" : " fma", o.deterministic ? " det" : " nondet", " ws",
              o.conv_workspace_limit, " align", alignment);
 }
 
 AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
                             const Options& options, const std::string& what) {
+  return choose_algorithm(candidates, heuristic_order, options, ElementType::f32, what);
+}
+
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
+                            const Options& options, ElementType element, const std::string& what) {
+  const bool half = element != ElementType::f32;
   // The order of preference: cuDNN's heuristic order when the choice must not depend on a
   // timing (candidates it does not rank come after, by algorithm number), else the measured one.
   std::vector<AlgoCandidate> ordered = candidates;
@@ -407,14 +489,15 @@ AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const 
     const char* why = !c.succeeded                                       ? "failed or unsupported"
                       : c.workspace_bytes > options.conv_workspace_limit ? "needs more workspace than the limit"
                       : options.deterministic && !c.deterministic        ? "nondeterministic"
-                      : c.down_conversion                                ? "may convert to half precision"
-                      : !options.tf32 && c.tensor_op_math                ? "tensor-op (TF32) math"
+                      : c.down_conversion                                ? (half ? "may convert its operands to another type"
+                                                                                         : "may convert to half precision")
+                      : !half && !options.tf32 && c.tensor_op_math       ? "tensor-op (TF32) math"
                                                                          : nullptr;
     if (!why) return AlgoChoice{c.algo, c.workspace_bytes, c.tensor_op_math, c.math_type};
     refused += msg(refused.empty() ? "" : "; ", "algo ", c.algo, ": ", why, " (", c.workspace_bytes, " bytes)");
   }
   fail(PARITY_STATUS_UNSUPPORTED,
-       msg("cuda: no cuDNN algorithm for ", what, " satisfies ", describe(options), ": ",
+       msg("cuda: no cuDNN algorithm for ", what, " (", element_type_name(element), ") satisfies ", describe(options), ": ",
            refused.empty() ? std::string("cuDNN returned no candidate") : refused,
            " (PARITY_CUDA_WORKSPACE_MB, PARITY_CUDA_NONDETERMINISTIC=1 or PARITY_CUDA_TF32=1 widen the choice)"));
 }
@@ -433,6 +516,7 @@ LinearDims linear_dims(int64_t rows, int64_t in, int64_t out) {
 LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out) {
   const LinearDims d = linear_dims(rows, in, out);
   LinearCalls calls;
+  calls.ones_count = d.n;
   // y^T [O,N] = b [O,1] 1^T [1,N]
   calls.gemms.push_back({false, false, d.out, d.n, 1, Operand::bias, Operand::ones, Operand::y, d.out, 1, d.out, 0.0f});
   // y^T [O,N] += (w buffer: column-major [I,O])^T x buffer (column-major [I,N])
@@ -454,13 +538,82 @@ LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out) 
   // dw^T [I,O] = x buffer (column-major [I,N]) (dy buffer: column-major [O,N])^T
   calls.gemms.push_back({false, true, d.in, d.out, d.n, Operand::x, Operand::dy, Operand::dw, d.in, d.out, d.in, 0.0f});
   // db [O] = dy buffer (column-major [O,N]) 1 [N]
+  calls.ones_count = d.n;
   calls.gemvs.push_back({false, d.out, d.n, Operand::dy, Operand::ones, Operand::db, d.out, 0.0f});
+  return calls;
+}
+
+LinearCalls linear_calls(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  const bool forward = node.op == PARITY_OP_LINEAR, bwd_data = node.op == PARITY_OP_LINEAR_BWD_DATA,
+             bwd_weight = node.op == PARITY_OP_LINEAR_BWD_WEIGHT;
+  if (!forward && !bwd_data && !bwd_weight)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' is not a linear op"));
+  const int32_t need_in = forward ? 3 : 2, need_out = bwd_weight ? 2 : 1;
+  if (node.num_inputs < need_in || node.num_outputs < need_out)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' has ", node.num_inputs, " inputs and ",
+                                     node.num_outputs, " outputs; the linear op needs ", need_in, " and ", need_out));
+  auto value = [&](int32_t index) -> const parity_value_desc& {
+    if (index < 0 || index >= static_cast<int32_t>(values.size()))
+      fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' refers to value ", index, ", outside [0, ",
+                                       values.size(), ")"));
+    return values[static_cast<size_t>(index)];
+  };
+  // x [N,I] (dx for BWD_DATA), w [O,I] (dw for BWD_WEIGHT), the [N,O] one (y, or dy), and the f32 [O] one.
+  const parity_value_desc& x = value(bwd_data ? node.outputs[0] : node.inputs[0]);
+  const parity_value_desc& w = value(bwd_weight ? node.outputs[0] : node.inputs[1]);
+  const parity_value_desc& y = value(forward ? node.outputs[0] : bwd_data ? node.inputs[0] : node.inputs[1]);
+  if (w.rank != 2)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': weight '", value_name(w), "' ",
+                                  shape_str(w.rank, w.dims), " must have rank 2 [out, in]"));
+  const int64_t out = w.dims[0], in = w.dims[1];
+  if (in < 1 || numel_of(x) % in != 0 || numel_of(y) != numel_of(x) / in * out)
+    fail(PARITY_STATUS_SHAPE, msg("cuda: node '", node.name, "': '", value_name(x), "' ", shape_str(x.rank, x.dims),
+                                  " and '", value_name(y), "' ", shape_str(y.rank, y.dims),
+                                  " are not [N, in] and [N, out] for weight ", shape_str(w.rank, w.dims)));
+  const int64_t rows = numel_of(x) / in;
+  const ElementType element = element_type_of(x.dtype, msg("node '", node.name, "': value '", value_name(x), "'"));
+  for (const parity_value_desc* v : {&w, &y})
+    if (element_type_of(v->dtype, msg("node '", node.name, "': value '", value_name(*v), "'")) != element)
+      fail(PARITY_STATUS_UNSUPPORTED,
+           msg("cuda: node '", node.name, "': value '", value_name(*v), "' is ", element_type_name(element_type_of(v->dtype, "")),
+               " but '", value_name(x), "' is ", element_type_name(element), "; a product takes one element type"));
+  if (!bwd_data) {  // the bias or db: f32, [out]
+    const parity_value_desc& b = value(forward ? node.inputs[2] : node.outputs[1]);
+    if (numel_of(b) != out || b.dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': ", forward ? "bias '" : "bias gradient '",
+                                          value_name(b), "' ", shape_str(b.rank, b.dims), " must be f32 with ", out,
+                                          " elements"));
+  }
+  if (element == ElementType::f32)
+    return forward ? linear_forward_calls(rows, in, out)
+                   : bwd_data ? linear_backward_data_calls(rows, in, out) : linear_backward_weight_calls(rows, in, out);
+
+  // Half: the f32 plans' GEMMs with the operands' types; the bias and db in f32 by the epilogues.
+  const LinearDims d = linear_dims(rows, in, out);
+  const ElementType h = element, f = ElementType::f32;
+  LinearCalls calls;
+  calls.element = h;
+  if (forward) {
+    // staging^T [O,N] (f32) = (w buffer: column-major [I,O])^T x buffer (column-major [I,N]); then
+    // y = round(staging + b): one rounding, after the f32 bias.
+    calls.gemms.push_back({true, false, d.out, d.n, d.in, Operand::w, Operand::x, Operand::staging, d.in, d.in, d.out,
+                           0.0f, h, h, f});
+    calls.rounds.push_back({Operand::staging, Operand::bias, Operand::y, true, rows, out, 1});
+    calls.staging_bytes = rows * out * 4;
+  } else if (bwd_data) {
+    calls.gemms.push_back({false, false, d.in, d.n, d.out, Operand::w, Operand::dy, Operand::dx, d.in, d.out, d.in,
+                           0.0f, h, h, h});
+  } else {
+    calls.gemms.push_back({false, true, d.in, d.out, d.n, Operand::x, Operand::dy, Operand::dw, d.in, d.out, d.in,
+                           0.0f, h, h, h});
+    calls.sums.push_back({Operand::dy, Operand::db, rows, out, 1});
+  }
   return calls;
 }
 
 ArenaLayout layout_arena(const ArenaRequest& r) {
   for (int64_t b : {r.plan_arena_bytes, r.conv_workspace_bytes, r.native_workspace_bytes, r.cublas_workspace_bytes,
-                    r.ones_count, r.hyperparameter_bytes})
+                    r.ones_count, r.hyperparameter_bytes, r.gemm_staging_bytes})
     if (b < 0) fail(PARITY_STATUS_INTERNAL, msg("cuda: arena request with a negative size ", b));
   ArenaLayout l;
   int64_t at = 0;
@@ -482,6 +635,8 @@ ArenaLayout layout_arena(const ArenaRequest& r) {
   l.native_workspace_offset = region(r.native_workspace_bytes);
   l.cublas_workspace_offset = region(r.cublas_workspace_bytes);
   l.cublas_workspace_bytes = r.cublas_workspace_bytes;
+  l.gemm_staging_offset = region(r.gemm_staging_bytes);
+  l.gemm_staging_bytes = r.gemm_staging_bytes;
   l.ones_offset = region(r.ones_count * 4);
   l.hyperparameter_offset = region(r.hyperparameter_bytes);
   l.conv_workspace_offset = region(r.conv_workspace_bytes);

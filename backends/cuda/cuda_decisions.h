@@ -3,8 +3,9 @@
 // (environment), where each op runs (cuDNN, cuBLAS or a native kernel) and why, the cuDNN
 // descriptor parameters of a convolution node, the algorithm choice among cuDNN's measured
 // candidates, the cuBLAS calls of the linear ops (row-major parity tensors as column-major
-// GEMMs), the layout of the executable's one device arena, whether a step is captured as a
-// CUDA graph, and what the probe says from the facts it gathered.
+// GEMMs), the element types and math of half-precision (bf16, f16) convolutions and products and
+// the f32 epilogues that keep ref's one rounding, the layout of the executable's one device arena,
+// whether a step is captured as a CUDA graph, and what the probe says from the facts it gathered.
 //
 // Plain C++ (no CUDA header): compiled by g++ for the tests and into the plugin.
 #pragma once
@@ -45,6 +46,36 @@ using GetEnv = std::function<const char*(const char*)>;
 Options options_from_env(const GetEnv& getenv);
 std::string describe(const Options& options);  // "tf32 off, deterministic, graphs on, workspace 256 MiB"
 
+// ---- element types (ABI 9: bf16 and f16 next to f32) ---------------------------------------------
+// `parity train --precision bf16|fp16` runs CONV2D, LINEAR and their backwards on half operands
+// with f32 accumulation (README, "Mixed precision training"): x, w, dy in one half dtype; the
+// bias and db f32; y, dx, dw in the half dtype, each rounded once (round to nearest even) from
+// the f32 result, the bias added in f32 before that rounding, as ref (float64, rounded once) and
+// cpu (backends/cpu/half_nodes.cpp) compute them.
+enum class ElementType { f32, bf16, f16 };
+// PARITY_F32, PARITY_BF16, PARITY_F16; any other dtype is a CudaError naming `what`.
+ElementType element_type_of(parity_dtype dtype, const std::string& what);
+const char* element_type_name(ElementType t);  // "f32", "bf16", "f16"
+// The vendor enums' values (this header includes no CUDA header; cuda_library.cpp checks each
+// against cudnn.h, library_types.h and cublas_api.h):
+//   cudnnDataType_t: CUDNN_DATA_FLOAT 0, CUDNN_DATA_HALF 2, CUDNN_DATA_BFLOAT16 9
+//   cudaDataType:    CUDA_R_32F 0, CUDA_R_16F 2, CUDA_R_16BF 14
+constexpr int cudnn_data_type(ElementType t) { return t == ElementType::f32 ? 0 : t == ElementType::f16 ? 2 : 9; }
+constexpr int cuda_data_type(ElementType t) { return t == ElementType::f32 ? 0 : t == ElementType::f16 ? 2 : 14; }
+// cublasComputeType_t CUBLAS_COMPUTE_32F and cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT: every product
+// accumulates in f32, half operands included (never CUBLAS_COMPUTE_32F_FAST_16F/16BF, which would
+// round f32 operands, nor a 16-bit compute type); the default algorithm (cuBLAS picks tensor
+// cores for half operands; CUBLAS_GEMM_DEFAULT_TENSOR_OP is deprecated and means the same).
+constexpr int kCublasCompute32F = 68;
+constexpr int kCublasGemmDefault = -1;
+// The cuBLAS handle's math mode (cublasMath_t): CUBLAS_DEFAULT_MATH (0), or CUBLAS_TF32_TENSOR_OP_MATH
+// (3) with PARITY_CUDA_TF32=1, always with CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION (16):
+// a split-K GEMM writing a half C would otherwise be allowed to reduce its partial sums in the
+// half type, rounding more than once.
+int cublas_math_mode(const Options& options);
+// cudnnMathType_t values.
+enum class ConvMath : int { default_math = 0, tensor_op = 1, tensor_op_allow_conversion = 2, fma = 3 };
+
 // ---- where each op runs ------------------------------------------------------------------------
 enum class Library { cudnn, cublas, native };
 // How the GPU executor builds (backends/gpu/gpu_compile.cpp) and launches (gpu_launch.cpp, then
@@ -79,8 +110,22 @@ Route route_of(parity_op op);
 // The route of one node: route_of(node.op), except where the node's params ask for what the
 // op's library does not compute, which run on the native kernels: a convolution with asymmetric
 // padding (cudnnSetConvolution2dDescriptor pads both sides alike), a batchnorm2d of the ONNX
-// convention, the backward of evaluation. Compile builds every step by this one.
+// convention, the backward of evaluation. Compile builds every step by this one today; the
+// overload below, which adds the rules for half values, is the one it should call.
 Route route_of(const parity_node_desc& node);
+// The route of a node with its values' dtypes, which the executor should call (it calls
+// route_of(node) today: README, "The CUDA backend"). Where a node has half (bf16, f16) values:
+//  - CONV2D with a bias runs on the native kernels: cuDNN's half convolutions write y in x's
+//    dtype (PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG: the f32 accumulator is rounded to y's
+//    dtype inside cuDNN), so the f32 bias could only be added after a first rounding; ref
+//    rounds once after adding it, and the second rounding moves over a quarter of the outputs
+//    by one ulp (NMSE ~8e-6 for bf16, ~1.2e-7 for f16, measured in tests/test_cuda_decisions.cpp),
+//    above the ops' half tolerances (3e-6, 5e-8).
+//  - CONV2D without a bias and the convolution backwards stay on cuDNN (conv_descriptors); the
+//    linear ops stay on cuBLAS (linear_calls).
+//  - the activation, pooling, softmax and batchnorm routes, whose cuDNN descriptors are f32,
+//    take the native kernels (autocast runs relu and the poolings on half values).
+Route route_of(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 
 // ---- convolution descriptors ---------------------------------------------------------------------
@@ -95,13 +140,25 @@ struct ConvDescriptors {
   int dilation_h = 1, dilation_w = 1;
   int groups = 1;                        // cudnnSetConvolutionGroupCount; w.c = x.c / groups
   bool has_bias = true;                  // CONV2D with b, CONV2D_BWD_WEIGHT with db (ABI 5: optional)
+  // The element type of x, w and y (dx, dw, dy): cuDNN's tensor and filter descriptors. The
+  // convolution descriptor's compute type is always CUDNN_DATA_FLOAT: f32 has FLOAT_CONFIG,
+  // half values PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG (f32 accumulation, one rounding to
+  // the half dtype), never TRUE_HALF_CONFIG. The bias and db stay f32 [1,K,1,1].
+  ElementType element = ElementType::f32;
+  // CONV2D_BWD_WEIGHT with db on half dy: db = the sum of dy over N, H, W in f32 by
+  // channel_sum_f32 (cuda_half_kernels.h), as cuDNN's backward bias writes db in dy's dtype.
+  bool db_by_channel_sum = false;
 };
+// The math type set on a convolution descriptor before cuDNN's search: f32 FMA (full float32)
+// unless PARITY_CUDA_TF32=1 (DEFAULT: TF32 allowed); half values TENSOR_OP (tensor cores on the
+// half operands, f32 accumulation). Never ALLOW_CONVERSION.
+ConvMath search_math_type(ElementType element, const Options& options);
 // From a CONV2D, CONV2D_BWD_DATA or CONV2D_BWD_WEIGHT node: x [N,C,H,W] is the forward input
 // (dx for BWD_DATA), w [K,C,R,S] the filter (dw for BWD_WEIGHT), y the forward output (dy for
 // the backward ops). The output size must be cuDNN's, (H + 2 pad - dilation (R - 1) - 1) / stride + 1.
 ConvDescriptors conv_descriptors(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 // The key under which an instance caches the algorithm chosen for a convolution: direction,
-// every descriptor parameter, the options that restrict the choice, and the alignment of the
+// every descriptor parameter (the element type included), the options that restrict the choice, and the alignment of the
 // operands (the largest power of two, up to 256, dividing every operand's address: some
 // algorithms need 16 bytes, and the search runs on the real addresses).
 enum class ConvDirection { forward, backward_data, backward_filter };
@@ -167,8 +224,18 @@ struct AlgoChoice {
 //    so every process on the same machine picks the same algorithm and repeats bit for bit;
 //  - otherwise the fastest measured.
 // None: a CudaError that lists every candidate and why it was refused.
+// The math rule depends on the operands' element type:
+//  - f32: FMA math only, unless PARITY_CUDA_TF32=1 allows tensor-op (TF32) math;
+//  - bf16, f16: tensor-op and FMA math alike, whatever PARITY_CUDA_TF32 says. Both accumulate
+//    in f32 (the descriptor's compute type) on operands that are already half, so neither
+//    have); and FMA kernels may be the only ones for some shapes (NVIDIA asks for channel counts
+//    in multiples of 8 for half tensor-op kernels; seed-cnn's conv1 has C = 1), so refusing them
+//    could refuse the node.
+//  - every type: never ALLOW_CONVERSION (its kernels may convert operands to another type).
 AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
-                            const Options& options, const std::string& what);
+                            const Options& options, const std::string& what);  // f32 operands
+AlgoChoice choose_algorithm(const std::vector<AlgoCandidate>& candidates, const std::vector<int>& heuristic_order,
+                            const Options& options, ElementType element, const std::string& what);
 
 // ---- softmax descriptors --------------------------------------------------------------------------
 // A SOFTMAX, LOG_SOFTMAX or backward node's tensor as lanes [outer, k, inner] along its dim
@@ -193,15 +260,19 @@ SoftmaxDescriptors softmax_descriptors(const parity_node_desc& node, const std::
 //   LINEAR             y[N,O]  = x[N,I] w[O,I]^T  as  y^T  = w x^T     (after y^T = b 1^T)
 //   LINEAR_BWD_DATA    dx[N,I] = dy[N,O] w[O,I]   as  dx^T = w^T dy^T
 //   LINEAR_BWD_WEIGHT  dw[O,I] = dy^T x           as  dw^T = x^T dy,   db = dy^T 1 (a GEMV)
-// Operands name parity values; sgemm computes C = op(A) op(B) + beta C (alpha is 1).
-enum class Operand { x, w, dy, y, dx, dw, bias, ones, db };
+// Operands name parity values (staging: the arena's f32 GEMM staging region); a GEMM computes
+// C = op(A) op(B) + beta C (alpha is 1) in f32: cublasSgemm when every operand is f32, else
+// cublasGemmEx with the operands' cudaDataTypes, CUBLAS_COMPUTE_32F and CUBLAS_GEMM_DEFAULT.
+enum class Operand { x, w, dy, y, dx, dw, bias, ones, db, staging };
 struct GemmCall {
   bool transpose_a, transpose_b;
   int m, n, k;
   Operand a, b, c;
   int lda, ldb, ldc;
   float beta;
+  ElementType a_type = ElementType::f32, b_type = ElementType::f32, c_type = ElementType::f32;
 };
+bool uses_gemm_ex(const GemmCall& call);  // any operand not f32
 struct GemvCall {  // y = alpha op(A) x + beta y
   bool transpose_a;
   int m, n;        // A is m x n column-major
@@ -209,19 +280,52 @@ struct GemvCall {  // y = alpha op(A) x + beta y
   int lda;
   float beta;
 };
+// Half values only, after the GEMMs (the kernels of cuda_half_kernels.h), on tensors seen as
+// [outer, channels, inner] (linear: [N, O, 1]; a convolution's: [N, K, H*W]):
+struct RoundCall {  // y = round_to_element(acc + bias[c]) (bias optional), one rounding
+  Operand acc, bias, y;
+  bool has_bias;
+  int64_t outer, channels, inner;
+};
+struct ChannelSumCall {  // db[c] = sum of dy[o, c, i] over o and i, in f32 (db f32, dy half)
+  Operand dy, db;
+  int64_t outer, channels, inner;
+};
 struct LinearCalls {
+  ElementType element = ElementType::f32;  // of x, w, dy, y, dx, dw
   std::vector<GemmCall> gemms;  // in order
   std::vector<GemvCall> gemvs;
+  std::vector<RoundCall> rounds;       // after the GEMMs
+  std::vector<ChannelSumCall> sums;
+  int64_t ones_count = 0;     // floats of the ones vector the calls read (0: none)
+  int64_t staging_bytes = 0;  // of the f32 GEMM staging region they use (0: none)
 };
 // rows: the batch N; in, out: the weight's [out, in]. Sizes that do not fit int are a CudaError.
 LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out);          // bias, then x w^T
 LinearCalls linear_backward_data_calls(int64_t rows, int64_t in, int64_t out);    // dx = dy w
 LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out);  // dw = dy^T x, db = dy^T 1
+// The calls of a LINEAR, LINEAR_BWD_DATA or LINEAR_BWD_WEIGHT node, its sizes and element type
+// read from its values (the executor should call this one instead of the three above, and size
+// the arena's GEMM staging from staging_bytes). f32: the calls above. Half (x, w, dy in one half
+// dtype; bias and db f32):
+//   LINEAR             staging [N,O] f32 = x w^T (GemmEx: A, B half, C f32), then
+//                      y = round(staging + b) (RoundCall): the bias added in f32, one rounding,
+//                      as ref. (cuBLAS's beta C cannot take an f32 bias into a half C without
+//                      rounding the bias first, nor cublasLt's bias epilogue, whose bias vector
+//                      has D's type for half D.)
+//   LINEAR_BWD_DATA    dx = dy w (GemmEx, C half: cuBLAS rounds the f32 result once)
+//   LINEAR_BWD_WEIGHT  dw = dy^T x (GemmEx, C half); db = column sums of dy in f32
+//                      (ChannelSumCall: no half vector of ones to GEMV with, and GemmEx cannot
+//                      mix a half A with an f32 B)
+// Operands of mixed element types (an f16 w with a bf16 x), an f32 value where a half one is
+// due, or a half bias/db are a CudaError naming the value.
+LinearCalls linear_calls(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
 
 // ---- the executable's device arena ---------------------------------------------------------------
 // One allocation per executable. INPUT values live in two slots, so the next batch can be
 // copied in (on the copy stream) while the step that reads the other slot runs; TEMP values at
-// the plan's offsets; then the workspaces, a vector of ones (bias GEMMs) and the optimizer
+// the plan's offsets; then the workspaces, the f32 staging of half LINEARs (their GEMM's
+// result before the bias and the one rounding), a vector of ones (bias GEMMs) and the optimizer
 // nodes' hyperparameters (read on the device, so a captured step stays valid if they change).
 struct ArenaRequest {
   int64_t plan_arena_bytes;           // the plan's suggested arena (TEMP values at their offsets)
@@ -232,6 +336,7 @@ struct ArenaRequest {
   int64_t cublas_workspace_bytes;
   int64_t ones_count;                 // floats
   int64_t hyperparameter_bytes;
+  int64_t gemm_staging_bytes = 0;     // the largest LinearCalls::staging_bytes (half LINEAR's f32 result)
 };
 struct ArenaLayout {
   int64_t plan_offset = 0;
@@ -241,6 +346,7 @@ struct ArenaLayout {
   int64_t conv_workspace_offset = 0, native_workspace_offset = 0, cublas_workspace_offset = 0;
   int64_t cublas_workspace_bytes = 0;
   int64_t ones_offset = 0, hyperparameter_offset = 0;
+  int64_t gemm_staging_offset = 0, gemm_staging_bytes = 0;
   int64_t total_bytes = 0;
 };
 constexpr int64_t kArenaAlignment = 256;  // cudaMalloc's alignment; every region starts on it

@@ -133,9 +133,10 @@ parity_status create(const parity_backend_config* config, parity_backend_t* out,
     CUDA_CHECK(cublasCreate(&library.cublas));
     CUDA_CHECK(cublasSetStream(library.cublas, instance->stream));
     CUDA_CHECK(cublasSetPointerMode(library.cublas, CUBLAS_POINTER_MODE_HOST));
-    // Full float32 unless TF32 is allowed (the tolerance table assumes float32 products).
+    // Full float32 unless TF32 is allowed (the tolerance table assumes float32 products), and
+    // reductions in f32 even where a GEMM writes a half C (cuda_decisions::cublas_math_mode).
     CUDA_CHECK(cublasSetMathMode(library.cublas,
-                                 instance->options.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+                                 static_cast<cublasMath_t>(cuda_decisions::cublas_math_mode(instance->options))));
     // cuBLAS's default (non-atomic) reductions are bitwise repeatable on one device; say so explicitly.
     CUDA_CHECK(cublasSetAtomicsMode(library.cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
     *out = instance.release();

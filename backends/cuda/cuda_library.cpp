@@ -1,12 +1,14 @@
 // backends/cuda/cuda_library.cpp — the CUDA target's routes of the GPU executor (declared in
 // backends/gpu/gpu_executable.h): cuDNN convolutions, activations, batch normalization, average pooling and softmaxes with their descriptors,
-// cuBLAS products, the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
+// cuBLAS products (SGEMM, and GemmEx on bf16/f16 operands with the f32 bias epilogue and bias
+// gradient of cuda_half_kernels.cu), the optimizer steps and poison fill of cuda_kernels.cu, the native kernels on
 // the compute stream, and the instance's cuDNN and cuBLAS handles. The only vendor-library calls
 // of the executor; compiled and linked in CI, never executed (no NVIDIA GPU here).
 #include <cublas_v2.h>
 #include <cudnn.h>
 
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_half_kernels.h"
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/cuda_library.h"
 #include "backends/gpu/gpu_executable.h"
@@ -33,6 +35,20 @@ static_assert(static_cast<int>(plan::SoftmaxAlgorithm::accurate) == CUDNN_SOFTMA
 static_assert(static_cast<int>(plan::SoftmaxAlgorithm::log) == CUDNN_SOFTMAX_LOG, "cuDNN softmax algorithm");
 static_assert(static_cast<int>(plan::SoftmaxMode::instance) == CUDNN_SOFTMAX_MODE_INSTANCE, "cuDNN softmax mode");
 static_assert(static_cast<int>(plan::SoftmaxMode::channel) == CUDNN_SOFTMAX_MODE_CHANNEL, "cuDNN softmax mode");
+// The element types' and half math's vendor values, which cuda_decisions.h writes as numbers.
+static_assert(plan::cudnn_data_type(plan::ElementType::f32) == CUDNN_DATA_FLOAT, "cuDNN data type");
+static_assert(plan::cudnn_data_type(plan::ElementType::f16) == CUDNN_DATA_HALF, "cuDNN data type");
+static_assert(plan::cudnn_data_type(plan::ElementType::bf16) == CUDNN_DATA_BFLOAT16, "cuDNN data type");
+static_assert(plan::cuda_data_type(plan::ElementType::f32) == CUDA_R_32F, "CUDA data type");
+static_assert(plan::cuda_data_type(plan::ElementType::f16) == CUDA_R_16F, "CUDA data type");
+static_assert(plan::cuda_data_type(plan::ElementType::bf16) == CUDA_R_16BF, "CUDA data type");
+static_assert(plan::kCublasCompute32F == CUBLAS_COMPUTE_32F, "cuBLAS compute type");
+static_assert(plan::kCublasGemmDefault == CUBLAS_GEMM_DEFAULT, "cuBLAS GEMM algorithm");
+static_assert(static_cast<int>(plan::ConvMath::default_math) == CUDNN_DEFAULT_MATH, "cuDNN math type");
+static_assert(static_cast<int>(plan::ConvMath::tensor_op) == CUDNN_TENSOR_OP_MATH, "cuDNN math type");
+static_assert(static_cast<int>(plan::ConvMath::tensor_op_allow_conversion) == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION,
+              "cuDNN math type");
+static_assert(static_cast<int>(plan::ConvMath::fma) == CUDNN_FMA_MATH, "cuDNN math type");
 
 const native::NativeOps& native_ops() { return native::cuda::native_ops(); }
 
@@ -81,6 +97,10 @@ namespace {
 const float kOne = 1.0f, kZero = 0.0f;
 
 cublasOperation_t op_of(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
+cudaDataType cuda_type(plan::ElementType t) { return static_cast<cudaDataType>(plan::cuda_data_type(t)); }
+parity_dtype dtype_of(plan::ElementType t) {
+  return t == plan::ElementType::bf16 ? PARITY_BF16 : t == plan::ElementType::f16 ? PARITY_F16 : PARITY_F32;
+}
 }  // namespace
 
 void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
@@ -91,10 +111,16 @@ void parity_executable_object::enqueue_convolution(const Step& step, const parit
   const ConvKernel& d = *step.conv;
   switch (node.op) {
     case PARITY_OP_CONV2D:
+      // Half operands: alpha and beta stay float (cuDNN's scaling parameters for every non-double type).
       CUDA_CHECK(cudnnConvolutionForward(cudnn, &kOne, d.x, at(false, 0), d.w, at(false, 1), d.conv,
                                          static_cast<cudnnConvolutionFwdAlgo_t>(step.algo.algo), conv_workspace,
                                          conv_workspace_bytes, &kZero, d.y, at(true, 0)));
-      if (node.num_inputs == 3) CUDA_CHECK(cudnnAddTensor(cudnn, &kOne, d.bias, at(false, 2), &kOne, d.y, at(true, 0)));
+      if (node.num_inputs == 3) {
+        // conv_descriptors refuses a half convolution with a bias (route_of(node, values): native).
+        if (step.conv_shape.element != plan::ElementType::f32)
+          fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "': a half convolution with a bias on cuDNN"));
+        CUDA_CHECK(cudnnAddTensor(cudnn, &kOne, d.bias, at(false, 2), &kOne, d.y, at(true, 0)));
+      }
       return;
     case PARITY_OP_CONV2D_BWD_DATA:
       CUDA_CHECK(cudnnConvolutionBackwardData(cudnn, &kOne, d.w, at(false, 1), d.y, at(false, 0), d.conv,
@@ -105,8 +131,14 @@ void parity_executable_object::enqueue_convolution(const Step& step, const parit
       CUDA_CHECK(cudnnConvolutionBackwardFilter(cudnn, &kOne, d.x, at(false, 0), d.y, at(false, 1), d.conv,
                                                 static_cast<cudnnConvolutionBwdFilterAlgo_t>(step.algo.algo),
                                                 conv_workspace, conv_workspace_bytes, &kZero, d.w, at(true, 0)));
-      if (node.num_outputs == 2)
+      if (node.num_outputs == 2 && step.conv_shape.db_by_channel_sum) {  // half dy, f32 db: summed in f32
+        const plan::ConvDescriptors& s = step.conv_shape;
+        parity::gpu::half_kernels::channel_sum_f32(at(false, 1), dtype_of(s.element), s.y.n, s.y.c,
+                                                   int64_t{s.y.h} * s.y.w, static_cast<float*>(at(true, 1)),
+                                                   instance->stream);
+      } else if (node.num_outputs == 2) {
         CUDA_CHECK(cudnnConvolutionBackwardBias(cudnn, &kOne, d.y, at(false, 1), &kZero, d.bias, at(true, 1)));
+      }
       return;
     default:
       fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' (", parity_op_name(node.op),
@@ -126,15 +158,48 @@ void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_
       case plan::Operand::dy: p = node.op == PARITY_OP_LINEAR_BWD_DATA ? at(false, 0) : at(false, 1); break;
       case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: p = at(true, 0); break;
       case plan::Operand::db: p = at(true, 1); break;
+      case plan::Operand::staging: p = region(layout.gemm_staging_offset); break;
     }
     return static_cast<float*>(p);
   };
-  for (const plan::GemmCall& g : step.linear.gemms)
-    CUDA_CHECK(cublasSgemm(instance->library->cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne,
-                           operand_of(g.a), g.lda, operand_of(g.b), g.ldb, &g.beta, operand_of(g.c), g.ldc));
-  for (const plan::GemvCall& g : step.linear.gemvs)
-    CUDA_CHECK(cublasSgemv(instance->library->cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand_of(g.a), g.lda,
-                           operand_of(g.x), 1, &g.beta, operand_of(g.y), 1));
+  const plan::LinearCalls& calls = step.linear;
+  // The calls' element type must be the values': the executor plans them with
+  // plan::linear_calls(node, values) (the f32-only linear_*_calls would read half values as f32).
+  const parity_value_desc& x = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_DATA ? node.outputs[0]
+                                                                                              : node.inputs[0])];
+  if (plan::element_type_of(x.dtype, msg("node '", node.name, "'")) != calls.element)
+    fail(PARITY_STATUS_UNSUPPORTED,
+         msg("cuda: node '", node.name, "': ", plan::element_type_name(plan::element_type_of(x.dtype, "")),
+             " values planned as ", plan::element_type_name(calls.element),
+             " products (the executor must plan linear nodes with cuda_decisions::linear_calls(node, values))"));
+  if (calls.staging_bytes > layout.gemm_staging_bytes)
+    fail(PARITY_STATUS_INTERNAL, msg("cuda: node '", node.name, "' needs ", calls.staging_bytes,
+                                     " bytes of GEMM staging, the arena has ", layout.gemm_staging_bytes,
+                                     " (ArenaRequest::gemm_staging_bytes from LinearCalls::staging_bytes)"));
+  cublasHandle_t cublas = instance->library->cublas;
+  for (const plan::GemmCall& g : calls.gemms) {
+    if (!plan::uses_gemm_ex(g)) {
+      CUDA_CHECK(cublasSgemm(cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne, operand_of(g.a),
+                             g.lda, operand_of(g.b), g.ldb, &g.beta, operand_of(g.c), g.ldc));
+      continue;
+    }
+    // Half A and B, C half or f32, accumulated in f32; alpha and beta are floats (CUBLAS_COMPUTE_32F).
+    CUDA_CHECK(cublasGemmEx(cublas, op_of(g.transpose_a), op_of(g.transpose_b), g.m, g.n, g.k, &kOne, operand_of(g.a),
+                            cuda_type(g.a_type), g.lda, operand_of(g.b), cuda_type(g.b_type), g.ldb, &g.beta,
+                            operand_of(g.c), cuda_type(g.c_type), g.ldc,
+                            static_cast<cublasComputeType_t>(plan::kCublasCompute32F),
+                            static_cast<cublasGemmAlgo_t>(plan::kCublasGemmDefault)));
+  }
+  for (const plan::GemvCall& g : calls.gemvs)
+    CUDA_CHECK(cublasSgemv(cublas, op_of(g.transpose_a), g.m, g.n, &kOne, operand_of(g.a), g.lda, operand_of(g.x), 1,
+                           &g.beta, operand_of(g.y), 1));
+  for (const plan::RoundCall& r : calls.rounds)
+    parity::gpu::half_kernels::round_to_half(operand_of(r.acc), r.has_bias ? operand_of(r.bias) : nullptr, r.outer,
+                                             r.channels, r.inner, operand_of(r.y), dtype_of(calls.element),
+                                             instance->stream);
+  for (const plan::ChannelSumCall& c : calls.sums)
+    parity::gpu::half_kernels::channel_sum_f32(operand_of(c.dy), dtype_of(calls.element), c.outer, c.channels, c.inner,
+                                               operand_of(c.db), instance->stream);
 }
 
 void parity_executable_object::enqueue_optimizer(const Step& step, const parity_node_desc& node) {
@@ -191,6 +256,12 @@ void parity_executable_object::enqueue_batchnorm(const Step& step, const parity_
 }
 
 void parity_executable_object::enqueue_activation(const Step& step, const parity_node_desc& node) {
+  // The flat descriptor is f32: half values take the native kernels (plan::route_of(node, values)).
+  for (int32_t v : {node.inputs[0], node.outputs[0]})
+    if (values[static_cast<size_t>(v)].dtype != PARITY_F32)
+      fail(PARITY_STATUS_UNSUPPORTED, msg("cuda: node '", node.name, "': value '", value_name(values[static_cast<size_t>(v)]),
+                                          "' is not f32, which cuDNN's activation route here takes (the executor must "
+                                          "route by cuda_decisions::route_of(node, values))"));
   CUDA_CHECK(cudnnActivationForward(instance->library->cudnn, step.flat->activation, &kOne, step.flat->desc,
                                     operand(node, false, 0), &kZero, step.flat->desc, operand(node, true, 0)));
 }

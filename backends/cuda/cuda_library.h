@@ -1,6 +1,6 @@
 // backends/cuda/cuda_library.h — what the CUDA target's library keeps behind the executor's opaque
 // types: the instance's handles (one cuDNN and one cuBLAS handle on the compute stream), a
-// convolution's cuDNN descriptors (ConvKernel), an activation's (ActivationKernel), a batch
+// convolution's cuDNN descriptors (ConvKernel; f32, bf16 or f16 operands), an activation's (ActivationKernel), a batch
 // normalization's (BatchnormKernel), a pooling forward's (PoolingKernel) and a softmax's
 // (SoftmaxKernel).
 #pragma once
@@ -35,12 +35,16 @@ struct ConvKernel {
     CUDA_CHECK(cudnnCreateTensorDescriptor(&bias));
     CUDA_CHECK(cudnnCreateFilterDescriptor(&w));
     CUDA_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.x.n, d.x.c, d.x.h, d.x.w));
-    CUDA_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.y.n, d.y.c, d.y.h, d.y.w));
+    // x, w, y in the node's element type (f32: FLOAT_CONFIG; bf16, f16: PSEUDO_BFLOAT16_CONFIG,
+    // PSEUDO_HALF_CONFIG); the bias and db f32 (used by cuDNN for f32 only: cuda_decisions.h).
+    const cudnnDataType_t element = static_cast<cudnnDataType_t>(cuda_decisions::cudnn_data_type(d.element));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, element, d.x.n, d.x.c, d.x.h, d.x.w));
+    CUDA_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, element, d.y.n, d.y.c, d.y.h, d.y.w));
     CUDA_CHECK(cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d.bias.n, d.bias.c, d.bias.h,
                                           d.bias.w));
-    CUDA_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d.w.n, d.w.c, d.w.h, d.w.w));
-    // Cross-correlation, as PyTorch's Conv2d and every other parity backend compute it.
+    CUDA_CHECK(cudnnSetFilter4dDescriptor(w, element, CUDNN_TENSOR_NCHW, d.w.n, d.w.c, d.w.h, d.w.w));
+    // Cross-correlation, as PyTorch's Conv2d and every other parity backend compute it; f32
+    // accumulation whatever the element type (never TRUE_HALF_CONFIG).
     CUDA_CHECK(cudnnSetConvolution2dDescriptor(conv, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d.dilation_h,
                                                d.dilation_w, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     // Groups (depthwise: groups = C): the filter descriptor is [K, C/groups, R, S] already.
