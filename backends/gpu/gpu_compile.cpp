@@ -148,7 +148,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": compile: NULL argument"));
   *out = nullptr;
   return guarded(err, [&] {
-    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false,  // inputs live in the slots
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, stores_half_values(),  // inputs: the slots
                                   share_with != nullptr, share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
@@ -220,7 +220,7 @@ parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags
   if (!plan || !out)
     return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": memory_need_without_device: NULL argument"));
   return guarded(err, [&] {
-    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, false, false);
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, stores_half_values(), false, false);
     const plan::Options options = plan::options_from_env([](const char* name) { return std::getenv(name); });
     parity_executable_object exe;
     parity::native::start_executable(exe, static_cast<parity_backend_instance*>(nullptr), plan,
