@@ -35,6 +35,14 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
 }
 
 
+bool touches_half(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  for (int32_t i = 0; i < node.num_inputs + node.num_outputs; ++i) {
+    const int32_t v = i < node.num_inputs ? node.inputs[i] : node.outputs[i - node.num_inputs];
+    if (parity::native::is_half(values[static_cast<size_t>(v)].dtype)) return true;
+  }
+  return false;
+}
+
 // Everything compile decides before it needs a device, shared with the device-free planner:
 // the nodes checked as simt and HIP check them (value indices, arity, dtypes, shapes), the
 // values placed (persistent ones in the shared store when `with_device`, INPUT ones in the
@@ -70,7 +78,12 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
     const parity_node_desc& node = exe.nodes[static_cast<size_t>(i)];
     Step step;
     step.node = i;
-    const plan::Route route = plan::route_of(node);
+    // A node on bf16 or f16 values takes the native route: the decisions describe f32 operands
+    // to cuDNN and cuBLAS, and the native kernels take half values (backends/native/cast.cuh).
+    const plan::Route route = touches_half(node, exe.values)
+                                  ? plan::Route{plan::Library::native, plan::RouteKind::native, plan::Activation::identity,
+                                                "bf16 or f16 values: the native kernels"}
+                                  : plan::route_of(node);
     step.kind = route.kind;
     switch (route.kind) {
       case plan::RouteKind::convolution: {
