@@ -43,9 +43,21 @@ inline void convert_to(const void* x, parity_dtype to, void* y, int64_t count) {
   else convert<From, float>(x, y, count);
 }
 
+// A cast to the same dtype: a copy of the bits (NaN payloads and all, as ref and cpu).
+template <class T>
+PK_GLOBAL void copy_elements(const T* x, T* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = x[i];
+}
+
 // y[0, count) = x[0, count) converted from `from` to `to` (each f32, bf16 or f16).
 inline void convert(const void* x, parity_dtype from, void* y, parity_dtype to, int64_t count) {
-  if (from == PARITY_BF16) convert_to<pk::bf16>(x, to, y, count);
+  if (from == to && is_half(from))
+    PK_LAUNCH(copy_elements<uint16_t>, element_grid(count), pk::dim3(kElementBlock), static_cast<const uint16_t*>(x),
+              static_cast<uint16_t*>(y), count);
+  else if (from == to)
+    PK_LAUNCH(copy_elements<float>, element_grid(count), pk::dim3(kElementBlock), static_cast<const float*>(x),
+              static_cast<float*>(y), count);
+  else if (from == PARITY_BF16) convert_to<pk::bf16>(x, to, y, count);
   else if (from == PARITY_F16) convert_to<pk::f16>(x, to, y, count);
   else convert_to<float>(x, to, y, count);
 }
