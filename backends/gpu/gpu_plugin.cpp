@@ -72,7 +72,7 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
 }
 
 int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
-  return native::supports_known_op(kName, node, reason, reason_len);
+  return native::supports_known_op(kName, node, reason, reason_len, gpu::stores_half_values());
 }
 
 parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {

@@ -47,10 +47,15 @@ parity_status guarded(const char* backend, parity_error* err, Body&& body) {
 // The op names of plugin.h (generated from PARITY_OP_LIST), under the name the plugins pass.
 inline const char* op_name(parity_op op) { return parity_op_name(op); }
 
-// Why the native kernels cannot run op `op` of this build, or nullptr when they can: they have
-// every op (bf16 and f16 values included, backends/native/cast.cuh); kept as the one place a
-// backend's supports() asks.
-inline const char* native_lacks(int32_t /*op*/) { return nullptr; }
+// Why the native kernels cannot run op `op` of this build on a target that stores half values
+// when `half_values` (else f32 and i32 only), or nullptr when they can: every op runs, CAST only
+// where half values are stored (ABI 9: a plugin storing none refuses CAST in supports()).
+inline const char* native_lacks(int32_t op, bool half_values) {
+  return op == PARITY_OP_CAST && !half_values
+             ? "CAST needs bf16 or f16 values, which this target does not store yet (its library routes are planned "
+               "for f32)"
+             : nullptr;
+}
 
 // The dtypes the native backends store: f32 and i32, and bf16 and f16 where `half_values` (every
 // target whose nodes all run the native kernels: simt, HIP, the emulated device).
@@ -60,15 +65,16 @@ inline uint32_t native_dtypes(bool half_values) {
 }
 
 // The ABI's supports(): every op this build knows (read as an integer: the caller may pass any)
-// that the native kernels have (native_lacks).
-inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len) {
+// that the native kernels have on a target storing half values or not (native_lacks).
+inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len,
+                                 bool half_values) {
   if (!node) {
     copy_message(reason, reason_len, msg(backend, ": supports: node is NULL"));
     return 0;
   }
   int32_t op;
   std::memcpy(&op, &node->op, sizeof op);
-  if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native_lacks(op) : nullptr) {
+  if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native_lacks(op, half_values) : nullptr) {
     copy_message(reason, reason_len, msg(backend, ": node '", node->name, "': ", lacking));
     return 0;
   }

@@ -191,7 +191,7 @@ class SimtBackend final : public Backend {
   bool supports(const parity_node_desc& node, std::string* reason) const override {
     int32_t op;
     std::memcpy(&op, &node.op, sizeof op);
-    if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native::native_lacks(op) : nullptr) {
+    if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native::native_lacks(op, /*half_values=*/true) : nullptr) {
       if (reason) *reason = fmt::format("simt: node '{}': {}", node.name, lacking);
       return false;
     }
