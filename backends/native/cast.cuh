@@ -1,6 +1,8 @@
 // backends/native/cast.cuh — bf16 and f16 values (ABI 9) in the native kernels: the CAST op
-// between f32, bf16 and f16 (half -> half through f32: exact, then one rounding, as ref and cpu),
-// and how every other op runs on half values: through its f32 kernels, as cpu does
+// between f32, bf16 and f16 (to the other half dtype through f32: exact, then one rounding; to the
+// same dtype a copy of the bits; as ref and cpu),
+// and how the ops whose kernels are f32 only run on half values (the element-wise ones are
+// templated on the storage type, elementwise.cuh): through their f32 kernels, as cpu does
 // (backends/cpu/half_nodes.cpp). The half inputs are widened (exactly) into f32 staging at the
 // front of the workspace, the op's f32 host code runs on a view of the node whose half values
 // are f32 and live there (its own workspace follows the staging), and its half outputs are
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "backends/native/elementwise.cuh"  // copy_values
 #include "backends/native/half_storage.h"
 #include "backends/native/launch_shape.cuh"
 #include "backends/native/native_node.h"
@@ -43,19 +46,13 @@ inline void convert_to(const void* x, parity_dtype to, void* y, int64_t count) {
   else convert<From, float>(x, y, count);
 }
 
-// A cast to the same dtype: a copy of the bits (NaN payloads and all, as ref and cpu).
-template <class T>
-PK_GLOBAL void copy_elements(const T* x, T* y, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = x[i];
-}
-
 // y[0, count) = x[0, count) converted from `from` to `to` (each f32, bf16 or f16).
 inline void convert(const void* x, parity_dtype from, void* y, parity_dtype to, int64_t count) {
   if (from == to && is_half(from))
-    PK_LAUNCH(copy_elements<uint16_t>, element_grid(count), pk::dim3(kElementBlock), static_cast<const uint16_t*>(x),
+    PK_LAUNCH(copy_values<uint16_t>, element_grid(count), pk::dim3(kElementBlock), static_cast<const uint16_t*>(x),
               static_cast<uint16_t*>(y), count);
   else if (from == to)
-    PK_LAUNCH(copy_elements<float>, element_grid(count), pk::dim3(kElementBlock), static_cast<const float*>(x),
+    PK_LAUNCH(copy_values<float>, element_grid(count), pk::dim3(kElementBlock), static_cast<const float*>(x),
               static_cast<float*>(y), count);
   else if (from == PARITY_BF16) convert_to<pk::bf16>(x, to, y, count);
   else if (from == PARITY_F16) convert_to<pk::f16>(x, to, y, count);
@@ -159,11 +156,33 @@ inline bool touches_half(const NativeNode& node) {
   return false;
 }
 
-// The entry of an op in the NativeOps table (native_ops_impl.h): its f32 host code, through the
-// widened view when the node has half operands. CAST takes every dtype itself.
+// The ops whose kernels are templated on the storage type (elementwise.cuh, and CAST): they
+// take half values as they are, with no staging.
+inline bool takes_half_itself(parity_op op) {
+  switch (op) {
+    case PARITY_OP_CAST:
+    case PARITY_OP_RESHAPE:
+    case PARITY_OP_RELU:
+    case PARITY_OP_RELU_BWD:
+    case PARITY_OP_LEAKY_RELU:
+    case PARITY_OP_LEAKY_RELU_BWD:
+    case PARITY_OP_HARDTANH:
+    case PARITY_OP_HARDTANH_BWD:
+    case PARITY_OP_SIGMOID:
+    case PARITY_OP_SIGMOID_BWD:
+    case PARITY_OP_TANH:
+    case PARITY_OP_TANH_BWD:
+    case PARITY_OP_GELU:
+    case PARITY_OP_GELU_BWD: return true;
+    default: return false;
+  }
+}
+
+// The entry of an op in the NativeOps table (native_ops_impl.h): its host code, through the
+// widened view when the node has half operands and its kernels are f32 only.
 template <NodeRunner runner>
 inline void run_any_dtype(const NativeNode& node) {
-  if (node.desc().op != PARITY_OP_CAST && touches_half(node)) run_widened(node, runner);
+  if (!takes_half_itself(node.desc().op) && touches_half(node)) run_widened(node, runner);
   else runner(node);
 }
 
