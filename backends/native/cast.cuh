@@ -156,12 +156,15 @@ inline bool touches_half(const NativeNode& node) {
   return false;
 }
 
-// The ops whose kernels are templated on the storage type (elementwise.cuh, and CAST): they
+// The ops whose kernels are templated on the storage type (elementwise.cuh, broadcast.cuh's add
+// and mul, and CAST): they
 // take half values as they are, with no staging.
 inline bool takes_half_itself(parity_op op) {
   switch (op) {
     case PARITY_OP_CAST:
     case PARITY_OP_RESHAPE:
+    case PARITY_OP_ADD:
+    case PARITY_OP_MUL:
     case PARITY_OP_RELU:
     case PARITY_OP_RELU_BWD:
     case PARITY_OP_LEAKY_RELU:
