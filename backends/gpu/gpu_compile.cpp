@@ -34,7 +34,7 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
   return numel_of(x) / *in;
 }
 
-
+// Whether the node reads or writes a bf16 or f16 value.
 bool touches_half(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
   for (int32_t i = 0; i < node.num_inputs + node.num_outputs; ++i) {
     const int32_t v = i < node.num_inputs ? node.inputs[i] : node.outputs[i - node.num_inputs];

@@ -85,8 +85,9 @@ struct ConvOperands {
 extern const bool kNativeWorkspaceForEveryNode;
 // Whether the target stores bf16 and f16 values (ABI 9): where every node runs the native
 // kernels, which take them (backends/native/cast.cuh). CUDA's cuDNN and cuBLAS routes are given
-// f32 descriptors by cuda_decisions, so the CUDA plugin refuses half values by the plan check
-// ("cuda: value '...' has dtype bf16; cuda stores f32, i32 values only") until they get half ones.
+// f32 descriptors by cuda_decisions, so the CUDA plugin lists f32 and i32 only (libparity then
+// refuses a half plan naming both: "backend 'cuda' cannot run bf16 values ...") and refuses CAST
+// in supports() until those routes get half descriptors.
 inline bool stores_half_values() { return kNativeWorkspaceForEveryNode; }
 // The library's own workspace in the arena (cuBLAS's on CUDA; 0 elsewhere).
 extern const int64_t kLibraryWorkspaceBytes;

@@ -1,8 +1,8 @@
 // backends/simt/simt_backend.cpp — the `simt` Backend: every node runs the native GPU kernels
 // (backends/native) compiled for the host, through the fiber SIMT emulator, at the warp size
 // PARITY_SIMT_WARP (32 or 64) read when the backend is created. "Device" memory is host
-// memory: each value is its own float, int32 or 16-bit (bf16, f16) vector, persistent values are shared by name
-// between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
+// memory: each value is its own float, int32 or 16-bit (bf16, f16) vector, persistent values
+// are shared by name between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
 // Nodes become kernel launches through backends/native/dispatch.h (each op's run_<name> in its
 // backends/native .cuh), shared with the HIP and CUDA plugins.
 #include <algorithm>
