@@ -27,7 +27,9 @@ const AdaptedBackendSpec kRefSpec{"ref", "float64 naive loops: the oracle, singl
 #ifdef PARITY_WITH_SIMT_BUILTIN
 const AdaptedBackendSpec kSimtSpec{
     "simt", "the native GPU kernels on the host: blocks on oneTBB, threads as fibers (correctness, not speed)",
-    make_simt_backend, PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32),
+    make_simt_backend,
+    PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) | PARITY_DTYPE_BIT(PARITY_BF16) |
+        PARITY_DTYPE_BIT(PARITY_F16),  // half values through the f32 kernels: backends/native/cast.cuh
     PARITY_FEATURE_HOST_MEMORY | PARITY_FEATURE_DETERMINISTIC | PARITY_FEATURE_THREADS};
 #endif
 

@@ -57,20 +57,15 @@ TEST(GpuEmu, EveryOpMatchesRef) {
   o.backends = {"gpu_emu"};
   const std::vector<OpCaseResult> results = check_ops(o);
   ASSERT_GT(results.size(), 100u);
+  int half_cases = 0;
   for (const OpCaseResult& r : results) {
-    if (r.op == "CAST") {  // ABI 9: the native kernels have no CAST, and the plugin stores no half values
-      EXPECT_TRUE(r.skipped) << r.label;
-      EXPECT_NE(r.skip_reason.find("CAST has no native kernel"), std::string::npos) << r.skip_reason;
-      continue;
-    }
-    if (r.skipped && r.skip_reason.find("backend 'gpu_emu' cannot run ") != std::string::npos) {
-      // the bf16 and f16 cases of the ops that take them: refused by name, as CAST's values are
-      EXPECT_TRUE(r.label.find(" bf16") != std::string::npos || r.label.find(" f16") != std::string::npos) << r.label;
-      continue;
-    }
+    // bf16 and f16 values run here too (the native kernels' CAST, every other op through its f32
+    // kernels): nothing is skipped.
+    half_cases += r.label.find("bf16") != std::string::npos || r.label.find("f16") != std::string::npos;
     EXPECT_FALSE(r.skipped) << r.op << " " << r.label << ": " << r.skip_reason;
     EXPECT_TRUE(r.pass()) << r.op << " " << r.label;
   }
+  EXPECT_GT(half_cases, 100);
 }
 
 // Three Adam steps: slot 0 eager, slot 1 eager, slot 0 captured and replayed. Every value of the
@@ -90,6 +85,31 @@ void expect_model_matches_ref(const std::string& model, int64_t batch, int steps
   ASSERT_EQ(r.drift.size(), static_cast<size_t>(steps));
   EXPECT_LT(r.drift.back().weights_nmse, 1e-9) << model;
 }
+
+// One autocast step (model/autocast.cpp: conv and linear on half copies, the activations,
+// pools and reshape in half, loss and optimizer f32) against cpu, node by node, with check
+// model's per-op thresholds for the value's dtype: the executor stores, poisons, copies and
+// launches half values on the emulated device as it would on a GPU.
+void expect_autocast_step_matches_cpu(Precision precision) {
+  ModelCheckOptions o;
+  o.model = "seed-cnn";
+  o.backend = "gpu_emu";
+  o.against = "cpu";
+  o.batch = 4;
+  o.precision = precision;
+  const ModelCheckReport r = check_model(o);
+  int casts = 0;  // the policy's CASTs: their outputs are the half values compared
+  for (const TensorDiff& d : r.values) {
+    casts += d.op == "CAST";
+    EXPECT_TRUE(d.pass) << d.node << " " << d.name << ": nmse " << d.nmse << " (limit " << d.threshold << ")";
+  }
+  EXPECT_GT(r.values.size(), 50u);
+  EXPECT_GT(casts, 4);
+  EXPECT_EQ(r.first_failure, -1);
+}
+
+TEST(GpuEmu, SeedCnnBf16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::bf16); }
+TEST(GpuEmu, SeedCnnFp16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::f16); }
 
 TEST(GpuEmu, SeedCnnStepsMatchRefWithTheThirdCaptured) { expect_model_matches_ref("seed-cnn", 4, 3); }
 TEST(GpuEmu, SeedCnn112StepMatchesRef) { expect_model_matches_ref("seed-cnn-112", 2, 1); }

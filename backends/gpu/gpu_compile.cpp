@@ -34,6 +34,14 @@ int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value
   return numel_of(x) / *in;
 }
 
+// Whether the node reads or writes a bf16 or f16 value.
+bool touches_half(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
+  for (int32_t i = 0; i < node.num_inputs + node.num_outputs; ++i) {
+    const int32_t v = i < node.num_inputs ? node.inputs[i] : node.outputs[i - node.num_inputs];
+    if (parity::native::is_half(values[static_cast<size_t>(v)].dtype)) return true;
+  }
+  return false;
+}
 
 // Everything compile decides before it needs a device, shared with the device-free planner:
 // the nodes checked as simt and HIP check them (value indices, arity, dtypes, shapes), the
@@ -70,7 +78,12 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
     const parity_node_desc& node = exe.nodes[static_cast<size_t>(i)];
     Step step;
     step.node = i;
-    const plan::Route route = plan::route_of(node);
+    // A node on bf16 or f16 values takes the native route: the decisions describe f32 operands
+    // to cuDNN and cuBLAS, and the native kernels take half values (backends/native/cast.cuh).
+    const plan::Route route = touches_half(node, exe.values)
+                                  ? plan::Route{plan::Library::native, plan::RouteKind::native, plan::Activation::identity,
+                                                "bf16 or f16 values: the native kernels"}
+                                  : plan::route_of(node);
     step.kind = route.kind;
     switch (route.kind) {
       case plan::RouteKind::convolution: {
@@ -148,7 +161,7 @@ parity_status compile(parity_backend_t b, const parity_plan* plan, uint32_t flag
   if (!b || !plan || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": compile: NULL argument"));
   *out = nullptr;
   return guarded(err, [&] {
-    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false,  // inputs live in the slots
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, stores_half_values(),  // inputs: the slots
                                   share_with != nullptr, share_with && share_with->instance == b);
     b->make_current();
     auto exe = std::make_unique<parity_executable_object>();
@@ -220,7 +233,7 @@ parity_status memory_need_without_device(const parity_plan* plan, uint32_t flags
   if (!plan || !out)
     return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": memory_need_without_device: NULL argument"));
   return guarded(err, [&] {
-    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, false, false);
+    parity::native::check_compile(kName, plan, /*inputs_in_arena=*/false, stores_half_values(), false, false);
     const plan::Options options = plan::options_from_env([](const char* name) { return std::getenv(name); });
     parity_executable_object exe;
     parity::native::start_executable(exe, static_cast<parity_backend_instance*>(nullptr), plan,

@@ -32,7 +32,13 @@ void parity_executable_object::enqueue_steps(int slot, const parity::kit::NodeHo
   launch_slot = slot;
   if (poison)
     parity::kit::poison_temps(values, [&](size_t i, int64_t count, uint32_t bits) {
-      enqueue_fill(pointer(static_cast<int32_t>(i), slot), count, bits);
+      void* at = pointer(static_cast<int32_t>(i), slot);
+      if (values[i].dtype != PARITY_BF16 && values[i].dtype != PARITY_F16) return enqueue_fill(at, count, bits);
+      // A half value may start or end mid-word (2-byte offsets): the fill covers the whole words
+      // inside it, so at most its first and last element keep their old bits.
+      const uintptr_t begin = (reinterpret_cast<uintptr_t>(at) + 3) & ~uintptr_t{3};
+      const uintptr_t end = (reinterpret_cast<uintptr_t>(at) + static_cast<uintptr_t>(count) * 2) & ~uintptr_t{3};
+      if (end > begin) enqueue_fill(reinterpret_cast<void*>(begin), static_cast<int64_t>((end - begin) / 4), bits);
     });
   if (!hooks || hooks->empty()) {
     for (const Step& step : steps) enqueue(step);

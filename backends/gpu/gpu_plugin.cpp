@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "backends/gpu/gpu_backend.h"
+#include "backends/gpu/gpu_executable.h"  // stores_half_values
 
 using parity::gpu::fail;
 using parity::gpu::guarded;
@@ -56,7 +57,7 @@ void destroy(parity_backend_t backend) { delete backend; }
 parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, parity_error* err) {
   if (!b || !out) return report(err, PARITY_STATUS_INVALID_ARGUMENT, msg(kName, ": get_capabilities: NULL argument"));
   *out = parity_capabilities{};
-  out->dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  out->dtypes = parity::native::native_dtypes(gpu::stores_half_values());
   out->features = PARITY_FEATURE_ASYNC_EXECUTE;
   if (gpu::kAcceptsExternalStream) out->features |= PARITY_FEATURE_EXTERNAL_STREAM;
   if (b->options.deterministic) out->features |= PARITY_FEATURE_DETERMINISTIC;
@@ -71,7 +72,7 @@ parity_status get_capabilities(parity_backend_t b, parity_capabilities* out, par
 }
 
 int32_t supports(parity_backend_t, const parity_node_desc* node, char* reason, size_t reason_len) {
-  return native::supports_known_op(kName, node, reason, reason_len);
+  return native::supports_known_op(kName, node, reason, reason_len, gpu::stores_half_values());
 }
 
 parity_status buffer_alloc(parity_backend_t b, int64_t bytes, parity_buffer_t* out, parity_error* err) {

@@ -2,11 +2,13 @@
 // native_node.h): relu, sigmoid, tanh, leaky_relu, gelu, hardtanh and their gradients
 // (ops/kernels/activation.h), reshape (a
 // copy), fill, and the Adam and SGD steps (ops/kernels/optimizer.h). Grid-stride loops; one
-// thread owns each element.
+// thread owns each element. The activations, their gradients and reshape take f32, bf16 or f16
+// values (templated on the storage type); fill and the optimizer steps f32.
 #pragma once
 
 #include <stdint.h>
 
+#include "backends/native/half_storage.h"
 #include "backends/native/launch_shape.cuh"
 #include "backends/native/native_node.h"
 #include "ops/kernels/activation.h"
@@ -20,59 +22,80 @@ PK_GLOBAL void fill_f32(float* y, int64_t count, float value) {
   for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = value;
 }
 
-PK_GLOBAL void copy_f32(const float* x, float* y, int64_t count) {
+// The element-wise kernels are templated on the storage type T of their values (float, pk::bf16,
+// pk::f16: backends/native/half_storage.h): each element is loaded as a float, computed in f32 by
+// the shared element math, and stored rounded once to T. T = float is the f32 kernel as it was.
+template <class T>
+PK_GLOBAL void copy_values(const T* x, T* y, int64_t count) {  // the bits, NaN payloads and all
   for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = x[i];
 }
 
-PK_GLOBAL void relu_f32(const float* x, float* y, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::relu_f32(x[i]);
+template <class T>
+PK_GLOBAL void relu_values(const T* x, T* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) pk::store(y, i, kernels::relu_f32(pk::load(x, i)));
 }
 
-PK_GLOBAL void relu_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::relu_bwd_f32(y[i], dy[i]);
-}
-
-PK_GLOBAL void sigmoid_f32(const float* x, float* y, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::sigmoid_f32(x[i]);
-}
-
-PK_GLOBAL void sigmoid_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::sigmoid_bwd_f32(y[i], dy[i]);
-}
-
-PK_GLOBAL void tanh_f32(const float* x, float* y, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::tanh_f32(x[i]);
-}
-
-PK_GLOBAL void tanh_bwd_f32(const float* y, const float* dy, float* dx, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::tanh_bwd_f32(y[i], dy[i]);
-}
-
-PK_GLOBAL void leaky_relu_f32(const float* x, float* y, parity_leaky_relu_params p, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::leaky_relu_f32(x[i], p.negative_slope);
-}
-
-PK_GLOBAL void leaky_relu_bwd_f32(const float* x, const float* dy, float* dx, parity_leaky_relu_params p,
-                                  int64_t count) {
+template <class T>
+PK_GLOBAL void relu_bwd_values(const T* y, const T* dy, T* dx, int64_t count) {
   for (int64_t i = grid_first(); i < count; i += grid_stride())
-    dx[i] = kernels::leaky_relu_bwd_f32(x[i], dy[i], p.negative_slope);
+    pk::store(dx, i, kernels::relu_bwd_f32(pk::load(y, i), pk::load(dy, i)));
 }
 
-PK_GLOBAL void gelu_f32(const float* x, float* y, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::gelu_f32(x[i]);
+template <class T>
+PK_GLOBAL void sigmoid_values(const T* x, T* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) pk::store(y, i, kernels::sigmoid_f32(pk::load(x, i)));
 }
 
-PK_GLOBAL void gelu_bwd_f32(const float* x, const float* dy, float* dx, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) dx[i] = kernels::gelu_bwd_f32(x[i], dy[i]);
-}
-
-PK_GLOBAL void hardtanh_f32(const float* x, float* y, parity_hardtanh_params p, int64_t count) {
-  for (int64_t i = grid_first(); i < count; i += grid_stride()) y[i] = kernels::hardtanh_f32(x[i], p.min_val, p.max_val);
-}
-
-PK_GLOBAL void hardtanh_bwd_f32(const float* x, const float* dy, float* dx, parity_hardtanh_params p, int64_t count) {
+template <class T>
+PK_GLOBAL void sigmoid_bwd_values(const T* y, const T* dy, T* dx, int64_t count) {
   for (int64_t i = grid_first(); i < count; i += grid_stride())
-    dx[i] = kernels::hardtanh_bwd_f32(x[i], dy[i], p.min_val, p.max_val);
+    pk::store(dx, i, kernels::sigmoid_bwd_f32(pk::load(y, i), pk::load(dy, i)));
+}
+
+template <class T>
+PK_GLOBAL void tanh_values(const T* x, T* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) pk::store(y, i, kernels::tanh_f32(pk::load(x, i)));
+}
+
+template <class T>
+PK_GLOBAL void tanh_bwd_values(const T* y, const T* dy, T* dx, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(dx, i, kernels::tanh_bwd_f32(pk::load(y, i), pk::load(dy, i)));
+}
+
+template <class T>
+PK_GLOBAL void leaky_relu_values(const T* x, T* y, parity_leaky_relu_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(y, i, kernels::leaky_relu_f32(pk::load(x, i), p.negative_slope));
+}
+
+template <class T>
+PK_GLOBAL void leaky_relu_bwd_values(const T* x, const T* dy, T* dx, parity_leaky_relu_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(dx, i, kernels::leaky_relu_bwd_f32(pk::load(x, i), pk::load(dy, i), p.negative_slope));
+}
+
+template <class T>
+PK_GLOBAL void gelu_values(const T* x, T* y, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride()) pk::store(y, i, kernels::gelu_f32(pk::load(x, i)));
+}
+
+template <class T>
+PK_GLOBAL void gelu_bwd_values(const T* x, const T* dy, T* dx, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(dx, i, kernels::gelu_bwd_f32(pk::load(x, i), pk::load(dy, i)));
+}
+
+template <class T>
+PK_GLOBAL void hardtanh_values(const T* x, T* y, parity_hardtanh_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(y, i, kernels::hardtanh_f32(pk::load(x, i), p.min_val, p.max_val));
+}
+
+template <class T>
+PK_GLOBAL void hardtanh_bwd_values(const T* x, const T* dy, T* dx, parity_hardtanh_params p, int64_t count) {
+  for (int64_t i = grid_first(); i < count; i += grid_stride())
+    pk::store(dx, i, kernels::hardtanh_bwd_f32(pk::load(x, i), pk::load(dy, i), p.min_val, p.max_val));
 }
 
 // The step count is read on the device (it is a graph value), and the bias corrections are
@@ -112,45 +135,65 @@ PK_GLOBAL void sgd_step_f32(float* param, const float* grad, float* velocity, co
 inline void fill(float* y, int64_t count, float value) { PARITY_NATIVE_ELEMENTWISE(fill_f32, count, y, count, value); }
 
 // The operands of an element-wise node: `inputs` inputs (x; or y, dy; or a, b) and one output,
-// all f32 of one size. `b` is null for one input.
+// all of one size and one dtype (f32, bf16 or f16: the op's rule makes them one). `b` is null for
+// one input.
 struct ElementwiseOperands {
-  const float* a;
-  const float* b;
-  float* out;
+  const void* a;
+  const void* b;
+  void* out;
   int64_t count;
+  parity_dtype dtype;
 };
 inline ElementwiseOperands elementwise_operands(const NativeNode& node, int32_t inputs) {
   const int64_t count = numel_of(node.in(0));
+  const parity_dtype dtype = node.in(0).dtype;
   for (int32_t slot = 1; slot < inputs; ++slot) node.expect_numel(node.in(slot), count);
   node.expect_numel(node.out(0), count);
-  return ElementwiseOperands{node.f32_in(0), inputs > 1 ? node.f32_in(1) : nullptr, node.f32_out(0), count};
+  if (!is_half(dtype))
+    return ElementwiseOperands{node.f32_in(0), inputs > 1 ? node.f32_in(1) : nullptr, node.f32_out(0), count, dtype};
+  for (int32_t slot = 1; slot < inputs; ++slot) node.expect_dtype(node.in_index(slot), dtype);
+  node.expect_dtype(node.out_index(0), dtype);
+  return ElementwiseOperands{node.half_in(0), inputs > 1 ? node.half_in(1) : nullptr, node.half_out(0), count, dtype};
 }
 
-// run_<name> of an element-wise op with `inputs` inputs: the operands o.a, o.b (inputs 2) and
-// o.out go to `kernel` in the order listed, then the count. An op with params lists its params
-// struct after the operands (node.desc().params.<op>), passed by value. No workspace.
-#define PARITY_NATIVE_ELEMENTWISE_OP(name, kernel, inputs, ...)                                \
-  inline void run_##name(const NativeNode& node) {                                              \
-    if (node.sizing()) return;                                                                  \
-    const ElementwiseOperands o = elementwise_operands(node, inputs);                            \
-    if (node.launching()) PARITY_NATIVE_ELEMENTWISE(kernel, o.count, __VA_ARGS__, o.count);     \
+// run_<name> of an element-wise op with `inputs` inputs: the kernel template `kernel<T>` for the
+// operands' storage type T gets the operands a, b (inputs 2) and out in the order listed, then
+// the count. An op with params lists its params struct after the operands
+// (node.desc().params.<op>), passed by value. No workspace. Half operands run here directly
+// (cast.cuh's run_any_dtype does not widen these ops: takes_half_itself).
+#define PARITY_NATIVE_ELEMENTWISE_OP(name, kernel, inputs, ...)                                         \
+  template <class T>                                                                                     \
+  inline void launch_##name(const NativeNode& node, const ElementwiseOperands& o) {                      \
+    const T* a = static_cast<const T*>(o.a);                                                             \
+    const T* b = static_cast<const T*>(o.b);                                                             \
+    T* out = static_cast<T*>(o.out);                                                                     \
+    (void)a, (void)b, (void)node;                                                                        \
+    PARITY_NATIVE_ELEMENTWISE(kernel<T>, o.count, __VA_ARGS__, o.count);                                 \
+  }                                                                                                      \
+  inline void run_##name(const NativeNode& node) {                                                       \
+    if (node.sizing()) return;                                                                           \
+    const ElementwiseOperands o = elementwise_operands(node, inputs);                                     \
+    if (!node.launching()) return;                                                                       \
+    if (o.dtype == PARITY_BF16) launch_##name<pk::bf16>(node, o);                                        \
+    else if (o.dtype == PARITY_F16) launch_##name<pk::f16>(node, o);                                     \
+    else launch_##name<float>(node, o);                                                                  \
   }
 
-PARITY_NATIVE_ELEMENTWISE_OP(relu, relu_f32, 1, o.a, o.out)
-PARITY_NATIVE_ELEMENTWISE_OP(relu_bwd, relu_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(sigmoid, sigmoid_f32, 1, o.a, o.out)
-PARITY_NATIVE_ELEMENTWISE_OP(sigmoid_bwd, sigmoid_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(tanh, tanh_f32, 1, o.a, o.out)
-PARITY_NATIVE_ELEMENTWISE_OP(tanh_bwd, tanh_bwd_f32, 2, o.a, o.b, o.out)  // y, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu, leaky_relu_f32, 1, o.a, o.out, node.desc().params.leaky_relu)
-PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu_bwd, leaky_relu_bwd_f32, 2, o.a, o.b, o.out,
+PARITY_NATIVE_ELEMENTWISE_OP(relu, relu_values, 1, a, out)
+PARITY_NATIVE_ELEMENTWISE_OP(relu_bwd, relu_bwd_values, 2, a, b, out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(sigmoid, sigmoid_values, 1, a, out)
+PARITY_NATIVE_ELEMENTWISE_OP(sigmoid_bwd, sigmoid_bwd_values, 2, a, b, out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(tanh, tanh_values, 1, a, out)
+PARITY_NATIVE_ELEMENTWISE_OP(tanh_bwd, tanh_bwd_values, 2, a, b, out)  // y, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu, leaky_relu_values, 1, a, out, node.desc().params.leaky_relu)
+PARITY_NATIVE_ELEMENTWISE_OP(leaky_relu_bwd, leaky_relu_bwd_values, 2, a, b, out,
                              node.desc().params.leaky_relu)  // x, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(gelu, gelu_f32, 1, o.a, o.out)
-PARITY_NATIVE_ELEMENTWISE_OP(gelu_bwd, gelu_bwd_f32, 2, o.a, o.b, o.out)  // x, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(hardtanh, hardtanh_f32, 1, o.a, o.out, node.desc().params.hardtanh)
-PARITY_NATIVE_ELEMENTWISE_OP(hardtanh_bwd, hardtanh_bwd_f32, 2, o.a, o.b, o.out,
+PARITY_NATIVE_ELEMENTWISE_OP(gelu, gelu_values, 1, a, out)
+PARITY_NATIVE_ELEMENTWISE_OP(gelu_bwd, gelu_bwd_values, 2, a, b, out)  // x, dy -> dx
+PARITY_NATIVE_ELEMENTWISE_OP(hardtanh, hardtanh_values, 1, a, out, node.desc().params.hardtanh)
+PARITY_NATIVE_ELEMENTWISE_OP(hardtanh_bwd, hardtanh_bwd_values, 2, a, b, out,
                              node.desc().params.hardtanh)  // x, dy -> dx
-PARITY_NATIVE_ELEMENTWISE_OP(reshape, copy_f32, 1, o.a, o.out)
+PARITY_NATIVE_ELEMENTWISE_OP(reshape, copy_values, 1, a, out)
 
 inline void run_fill(const NativeNode& node) {
   if (node.sizing()) return;

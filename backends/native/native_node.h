@@ -56,7 +56,9 @@ std::string msg(const Parts&... parts) {
 // How a backend stores values, as the op code reaches them.
 class NodeMemory {
  public:
-  virtual float* f32(int32_t value) const = 0;  // the value's storage (device pointer on a GPU)
+  // The value's storage (device pointer on a GPU); for a bf16 or f16 value its first byte, typed
+  // float* only to keep one accessor (half_in / half_out hand it on as void*).
+  virtual float* f32(int32_t value) const = 0;
   virtual int32_t* i32(int32_t value) const = 0;
   // Its contents readable on the host now, or nullptr when they exist only on the device (then
   // the data checks of that value are skipped).
@@ -70,6 +72,8 @@ class NodeMemory {
 
 enum class NodePass { size, check, launch };
 
+inline bool is_half(parity_dtype dtype) { return dtype == PARITY_BF16 || dtype == PARITY_F16; }
+
 class NativeNode {
  public:
   // backend: the prefix of messages ("simt"); op_name: the op's name in messages;
@@ -81,6 +85,14 @@ class NativeNode {
         workspace_needed_(workspace_needed) {}
 
   const parity_node_desc& desc() const { return desc_; }
+  const std::vector<parity_value_desc>& values() const { return values_; }
+  const NodeMemory& memory() const { return mem_; }
+  // This node seen through other value descriptors and memory (the f32 view of a node on half
+  // values, cast.cuh), in the same pass; the size pass records into `workspace_needed`.
+  NativeNode rebound(const std::vector<parity_value_desc>& values, const NodeMemory& memory,
+                     int64_t* workspace_needed) const {
+    return NativeNode(backend_, op_name_, desc_, values, memory, pass_, workspace_needed);
+  }
   const char* backend() const { return backend_; }
   NodePass pass() const { return pass_; }
   bool sizing() const { return pass_ == NodePass::size; }
@@ -118,6 +130,9 @@ class NativeNode {
   int32_t* i32_in(int32_t slot) const { return i32(in_index(slot)); }
   float* f32_out(int32_t slot) const { return f32(out_index(slot)); }
   int32_t* i32_out(int32_t slot) const { return i32(out_index(slot)); }
+  // The storage of a bf16 or f16 operand (its dtype checked: the caller reads it from the value).
+  void* half_in(int32_t slot) const { return half(in_index(slot)); }
+  void* half_out(int32_t slot) const { return half(out_index(slot)); }
   // Input `slot`'s contents on the host, or nullptr (always in the size pass: nothing is written yet).
   const int32_t* host_i32_in(int32_t slot) const {
     const int32_t value = in_index(slot);
@@ -151,6 +166,12 @@ class NativeNode {
   int32_t* i32(int32_t value) const {
     expect_dtype(value, PARITY_I32);
     return mem_.i32(value);
+  }
+  void* half(int32_t value) const {
+    const parity_value_desc& v = values_[static_cast<size_t>(value)];
+    if (!is_half(v.dtype))
+      fail(PARITY_STATUS_INTERNAL, msg(label(), ": value '", v.name, "' is not bf16 or f16 as the op needs"));
+    return mem_.f32(value);
   }
 
   const char* backend_;

@@ -2,7 +2,8 @@
 // native kernels for one target (simt_kernels_w32.cpp, simt_kernels_w64.cpp, hip_kernels.cpp,
 // cuda_kernels.cu): defines `const NativeOps& PARITY_NATIVE_NS::native_ops()`, the table of
 // backends/native/native_ops.h, with `run_<name>` of every op of PARITY_OP_LIST (an op whose
-// .cuh lacks it does not compile). The includer defines PARITY_NATIVE_NS (and PARITY_SIMT_WARP
+// .cuh lacks it does not compile), each behind cast.cuh's run_any_dtype (bf16 and f16 operands
+// run through the op's f32 kernels). The includer defines PARITY_NATIVE_NS (and PARITY_SIMT_WARP
 // for simt) first. A new op goes into the .cuh of its family; only a new family file is included here.
 #pragma once
 
@@ -35,7 +36,7 @@ const NativeOps& native_ops() {
       0,
 #endif
       fill,
-#define PARITY_NATIVE_RUNNER(ID, name, inputs, outputs, builder) run_##name,
+#define PARITY_NATIVE_RUNNER(ID, name, inputs, outputs, builder) run_any_dtype<run_##name>,
       PARITY_OP_LIST(PARITY_NATIVE_RUNNER)
 #undef PARITY_NATIVE_RUNNER
   };

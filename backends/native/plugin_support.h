@@ -47,22 +47,34 @@ parity_status guarded(const char* backend, parity_error* err, Body&& body) {
 // The op names of plugin.h (generated from PARITY_OP_LIST), under the name the plugins pass.
 inline const char* op_name(parity_op op) { return parity_op_name(op); }
 
-// Why the native kernels cannot run op `op` of this build, or nullptr when they can: CAST (ABI
-// 9) has no native kernel yet, and the native backends store no bf16 or f16 values.
-inline const char* native_lacks(int32_t op) {
-  return op == PARITY_OP_CAST ? "CAST has no native kernel yet (bf16 and f16 values run on ref and cpu)" : nullptr;
+// Why the native kernels cannot run op `op` of this build on a target that stores half values
+// when `half_values` (else f32 and i32 only), or nullptr when they can: every op runs, CAST only
+// where half values are stored (ABI 9: a plugin storing none refuses CAST in supports()).
+inline const char* native_lacks(int32_t op, bool half_values) {
+  return op == PARITY_OP_CAST && !half_values
+             ? "CAST needs bf16 or f16 values, which this target does not store yet (its library routes are planned "
+               "for f32)"
+             : nullptr;
+}
+
+// The dtypes the native backends store: f32 and i32, and bf16 and f16 where `half_values` (every
+// target whose nodes all run the native kernels: simt, HIP, the emulated device).
+inline uint32_t native_dtypes(bool half_values) {
+  return PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) |
+         (half_values ? PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16) : 0u);
 }
 
 // The ABI's supports(): every op this build knows (read as an integer: the caller may pass any)
-// that the native kernels have (native_lacks).
-inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len) {
+// that the native kernels have on a target storing half values or not (native_lacks).
+inline int32_t supports_known_op(const char* backend, const parity_node_desc* node, char* reason, size_t reason_len,
+                                 bool half_values) {
   if (!node) {
     copy_message(reason, reason_len, msg(backend, ": supports: node is NULL"));
     return 0;
   }
   int32_t op;
   std::memcpy(&op, &node->op, sizeof op);
-  if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native_lacks(op) : nullptr) {
+  if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native_lacks(op, half_values) : nullptr) {
     copy_message(reason, reason_len, msg(backend, ": node '", node->name, "': ", lacking));
     return 0;
   }
@@ -75,12 +87,13 @@ inline bool is_persistent(const parity_value_desc& v) { return kit::is_persisten
 
 // Refuses a malformed plan before anything is sized from it, by the kit's checks (counts and
 // arrays, ops this build knows and their arity, value indices, kinds, ranks, dimensions, byte
-// counts) with the rules of the native backends: f32 and i32 values, and arena offsets for the
-// values that live in the plan's arena (TEMP, and INPUT when `inputs_in_arena`). An op or dtype
-// it lacks is PARITY_STATUS_UNSUPPORTED, any other fault PARITY_STATUS_INVALID_ARGUMENT.
-inline void validate_plan(const char* backend, const parity_plan* plan, bool inputs_in_arena) {
+// counts) with the rules of the native backends: the dtypes of native_dtypes(half_values), and
+// arena offsets for the values that live in the plan's arena (TEMP, and INPUT when
+// `inputs_in_arena`). An op or dtype it lacks is PARITY_STATUS_UNSUPPORTED, any other fault
+// PARITY_STATUS_INVALID_ARGUMENT.
+inline void validate_plan(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool half_values) {
   kit::PlanRules rules;
-  rules.dtypes = PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32);
+  rules.dtypes = native_dtypes(half_values);
   rules.temps_in_arena = true;
   rules.inputs_in_arena = inputs_in_arena;
   kit::check_plan(backend, *plan, rules);
@@ -110,9 +123,10 @@ inline const parity_value_desc& value_desc_at(const char* backend, const std::ve
   return values[static_cast<size_t>(index)];
 }
 
-// A host copy of value v (`what`: write, read) must move exactly its bytes (f32 and i32: 4 each).
+// A host copy of value v (`what`: write, read) must move exactly its bytes (f32 and i32: 4 each,
+// bf16 and f16: 2).
 inline void check_value_bytes(const char* backend, const char* what, const parity_value_desc& v, int64_t bytes) {
-  const int64_t expected = numel_of(v) * 4;
+  const int64_t expected = numel_of(v) * kit::dtype_size(v.dtype);
   if (bytes != expected)
     plugin_fail(PARITY_STATUS_INVALID_ARGUMENT, msg(backend, ": ", what, " value '", v.name, "' ",
                                                     shape_str(v.rank, v.dims), " needs ", expected, " bytes, got ",
@@ -143,9 +157,9 @@ inline const parity_value_desc& value_to_read(const char* backend, const std::ve
 
 // What compile checks before it makes anything: the plan (validate_plan) and that share_with,
 // when given, is an executable of the same instance (`same_instance`).
-inline void check_compile(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool share_with_given,
-                          bool same_instance) {
-  validate_plan(backend, plan, inputs_in_arena);
+inline void check_compile(const char* backend, const parity_plan* plan, bool inputs_in_arena, bool half_values,
+                          bool share_with_given, bool same_instance) {
+  validate_plan(backend, plan, inputs_in_arena, half_values);
   if (share_with_given && !same_instance)
     plugin_fail(PARITY_STATUS_INVALID_ARGUMENT,
                 msg(backend, ": share_with must be an executable of this same backend instance"));

@@ -1,8 +1,8 @@
 // backends/simt/simt_backend.cpp — the `simt` Backend: every node runs the native GPU kernels
 // (backends/native) compiled for the host, through the fiber SIMT emulator, at the warp size
 // PARITY_SIMT_WARP (32 or 64) read when the backend is created. "Device" memory is host
-// memory: each value is its own float or int32 vector, persistent values are shared by name
-// between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
+// memory: each value is its own float, int32 or 16-bit (bf16, f16) vector, persistent values
+// are shared by name between executables, and the blocks of each launch run on a oneTBB task_arena per executable.
 // Nodes become kernel launches through backends/native/dispatch.h (each op's run_<name> in its
 // backends/native .cuh), shared with the HIP and CUDA plugins.
 #include <algorithm>
@@ -41,6 +41,13 @@ struct Storage {
   int64_t dims[PARITY_MAX_RANK] = {};
   std::vector<float> f32;
   std::vector<int32_t> i32;
+  std::vector<uint16_t> half;  // bf16 or f16 bits
+
+  void* data() {
+    if (dtype == PARITY_F32) return f32.data();
+    return dtype == PARITY_I32 ? static_cast<void*>(i32.data()) : half.data();
+  }
+  int64_t bytes() const { return static_cast<int64_t>(f32.size() * 4 + i32.size() * 4 + half.size() * 2); }
 };
 using PersistentStore = kit::PersistentStore<Storage>;
 
@@ -52,6 +59,7 @@ std::shared_ptr<Storage> make_storage(const parity_value_desc& v) {
   s->rank = v.rank;
   for (int32_t i = 0; i < v.rank; ++i) s->dims[i] = v.dims[i];
   if (v.dtype == PARITY_F32) s->f32.assign(static_cast<size_t>(numel_of(v)), 0.0f);
+  else if (native::is_half(v.dtype)) s->half.assign(static_cast<size_t>(numel_of(v)), 0);
   else s->i32.assign(static_cast<size_t>(numel_of(v)), 0);
   return s;
 }
@@ -76,22 +84,20 @@ class SimtExecutable final : public Executable {
         arena_(threads),
         poison_outputs_(options.poison_outputs) {
     // The plugins' plan checks: simt runs the same kernels on the same f32/i32 storage.
-    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false);
+    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false, /*half_values=*/true);
     for (const parity_value_desc& v : values_) storage_.push_back(is_persistent(v) ? persistent_storage(v) : make_storage(v));
     const int64_t workspace = dispatcher_.workspace_floats(nodes_);
     workspace_.assign(static_cast<size_t>(workspace), 0.0f);
   }
 
   void write(int32_t value, const void* host, size_t bytes) override {
-    const parity_value_desc& v = native::value_to_write("simt", values_, value, static_cast<int64_t>(bytes));
-    Storage& s = *storage_[static_cast<size_t>(value)];
-    std::memcpy(v.dtype == PARITY_F32 ? static_cast<void*>(s.f32.data()) : s.i32.data(), host, bytes);
+    native::value_to_write("simt", values_, value, static_cast<int64_t>(bytes));
+    std::memcpy(storage_[static_cast<size_t>(value)]->data(), host, bytes);
   }
 
   void read(int32_t value, void* host, size_t bytes) const override {
-    const parity_value_desc& v = native::value_to_read("simt", values_, value, static_cast<int64_t>(bytes));
-    const Storage& s = *storage_[static_cast<size_t>(value)];
-    std::memcpy(host, v.dtype == PARITY_F32 ? static_cast<const void*>(s.f32.data()) : s.i32.data(), bytes);
+    native::value_to_read("simt", values_, value, static_cast<int64_t>(bytes));
+    std::memcpy(host, storage_[static_cast<size_t>(value)]->data(), bytes);
   }
 
   void execute() override {
@@ -120,8 +126,7 @@ class SimtExecutable final : public Executable {
     if (v.kind == PARITY_VALUE_TEMP && !v.keep)
       throw Error(ErrorKind::invalid_argument, std::string("simt: value_address: '") + v.name +
                                                    "' is a TEMP value the plan did not mark keep");
-    Storage& s = *storage_[static_cast<size_t>(value)];
-    return v.dtype == PARITY_F32 ? static_cast<void*>(s.f32.data()) : s.i32.data();
+    return storage_[static_cast<size_t>(value)]->data();
   }
 
   // Whether persistent value v is already stored (by this executable or one it shares with).
@@ -129,7 +134,7 @@ class SimtExecutable final : public Executable {
 
   int64_t memory_bytes() const override {
     int64_t total = static_cast<int64_t>(workspace_.size() * sizeof(float));
-    for (const auto& s : storage_) total += static_cast<int64_t>((s->f32.size() + s->i32.size()) * 4);
+    for (const auto& s : storage_) total += s->bytes();
     return total;
   }
 
@@ -148,6 +153,7 @@ class SimtExecutable final : public Executable {
     kit::poison_temps(values_, [&](size_t i, int64_t, uint32_t) {
       std::fill(storage_[i]->f32.begin(), storage_[i]->f32.end(), kit::poison_value<float>());
       std::fill(storage_[i]->i32.begin(), storage_[i]->i32.end(), kit::poison_value<int32_t>());
+      std::fill(storage_[i]->half.begin(), storage_[i]->half.end(), kit::poison_bits16(storage_[i]->dtype));
     });
   }
 
@@ -155,7 +161,7 @@ class SimtExecutable final : public Executable {
   // value can be checked on the host.
   struct Memory {
     SimtExecutable* exe;
-    float* f32(int32_t value) { return exe->storage_[static_cast<size_t>(value)]->f32.data(); }
+    float* f32(int32_t value) { return static_cast<float*>(exe->storage_[static_cast<size_t>(value)]->data()); }
     int32_t* i32(int32_t value) { return exe->storage_[static_cast<size_t>(value)]->i32.data(); }
     const int32_t* host_i32(int32_t value) { return i32(value); }
     float* workspace() { return exe->workspace_.data(); }
@@ -185,7 +191,7 @@ class SimtBackend final : public Backend {
   bool supports(const parity_node_desc& node, std::string* reason) const override {
     int32_t op;
     std::memcpy(&op, &node.op, sizeof op);
-    if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native::native_lacks(op) : nullptr) {
+    if (const char* lacking = op >= 0 && op < PARITY_OP_COUNT ? native::native_lacks(op, /*half_values=*/true) : nullptr) {
       if (reason) *reason = fmt::format("simt: node '{}': {}", node.name, lacking);
       return false;
     }
@@ -200,18 +206,18 @@ class SimtBackend final : public Backend {
     return std::make_unique<SimtExecutable>(plan, options, shared_executable(share_persistent_with), ops_, threads_);
   }
 
-  // Exactly what SimtExecutable allocates: 4 bytes per element of every value (persistent ones
+  // Exactly what SimtExecutable allocates: 4 bytes per element (2 for bf16, f16) of every value (persistent ones
   // only when share_with does not hold them yet) and the workspace of the dispatcher's size pass.
   std::optional<MemoryNeed> memory_need(const parity_plan& plan, const CompileOptions& /*poisoning allocates nothing*/,
                                         Executable* share_persistent_with) const override {
     check_nodes_and_descriptors(plan);
-    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false);
+    native::validate_plan("simt", &plan, /*inputs_in_arena=*/false, /*half_values=*/true);
     const SimtExecutable* share = shared_executable(share_persistent_with);
     const std::vector<parity_value_desc> values(plan.values, plan.values + plan.num_values);
     const std::vector<parity_node_desc> nodes(plan.nodes, plan.nodes + plan.num_nodes);
     int64_t bytes = 0;
     for (const parity_value_desc& v : values)
-      if (!(is_persistent(v) && share && share->holds(v))) bytes += numel_of(v) * 4;
+      if (!(is_persistent(v) && share && share->holds(v))) bytes += numel_of(v) * kit::dtype_size(v.dtype);
     SizingMemory memory;
     const native::NodeDispatcher<SizingMemory> sizing("simt", parity_op_name, ops_, values, memory);
     return MemoryNeed{bytes + sizing.workspace_floats(nodes) * 4, 0};
