@@ -295,19 +295,184 @@ void im2col_bf16(const uint16_t* x_n, const ConvDims& d, uint16_t* col) {
 
 int64_t col_bytes(const ConvDims& d) { return align64(d.C * d.R * d.S * d.PQ() * 2); }
 
-// Per-slot bytes of each direction (see the prepare below).
-int64_t forward_slot_bytes(const ConvDims& d) {
-  return col_bytes(d) + align64(d.K * d.PQ() * 4) + align64(gemm_bf16_scratch_bytes(d.Kg(), d.PQ(), d.CgRS()));
+// Whether the conv runs on gemm_bf16_packed, its operands written in the packed layouts
+// (gemm_bf16.h) by the kernels below; otherwise (the f32-conversion route) on gemm_bf16 over a
+// stored column matrix.
+bool packs_operands() { return bf16_gemm_route() == Bf16GemmRoute::avx512_bf16; }
+
+// conv2d backward-data on the packed route: the column-matrix gradient is made and scattered
+// a block of output rows (about this many columns) at a time, so it stays in cache.
+constexpr int64_t kBwdDataBlockColumns = 256;
+int64_t bwd_data_block_rows(const ConvDims& d) { return std::min(d.P, std::max<int64_t>(1, kBwdDataBlockColumns / d.Q)); }
+
+// A slot's regions, in order: their byte sizes, each 64-byte aligned.
+struct SlotLayout {
+  int64_t sizes[5] = {};
+  int64_t offset(int i) const {
+    int64_t at = 0;
+    for (int j = 0; j < i; ++j) at += sizes[j];
+    return at;
+  }
+  int64_t bytes() const { return offset(5); }
+};
+
+// Forward. Packed: B (the group's column matrix), A (w_g), C (partial sums when k spans several
+// blocks). Stored: col, C [K, PQ], gemm_bf16's scratch.
+SlotLayout forward_layout(const ConvDims& d) {
+  if (packs_operands())
+    return {{align64(packed_b_words(d.PQ(), d.CgRS()) * 4), align64(packed_a_words(d.Kg(), d.CgRS()) * 4),
+             align64(d.Kg() * d.PQ() * 4)}};
+  return {{col_bytes(d), align64(d.K * d.PQ() * 4), align64(gemm_bf16_scratch_bytes(d.Kg(), d.PQ(), d.CgRS()))}};
 }
-int64_t bwd_data_slot_bytes(const ConvDims& d) {
-  return align64(d.C * d.R * d.S * d.PQ() * 4) + align64(d.C * d.H * d.W * 4) +
-         align64(gemm_bf16_scratch_bytes(d.CgRS(), d.PQ(), d.Kg()));
+// Backward-data. Packed: A (w_g^T), B (a block of dy_g), the block's dcol, dx in f32. Stored:
+// dcol [CRS, PQ] in f32, dx in f32, gemm_bf16's scratch.
+SlotLayout bwd_data_layout(const ConvDims& d) {
+  const int64_t dx_f = align64(d.C * d.H * d.W * 4);
+  if (packs_operands()) {
+    const int64_t columns = bwd_data_block_rows(d) * d.Q;
+    return {{align64(packed_a_words(d.CgRS(), d.Kg()) * 4), align64(packed_b_words(columns, d.Kg()) * 4),
+             align64(d.CgRS() * columns * 4), dx_f}};
+  }
+  return {{align64(d.C * d.R * d.S * d.PQ() * 4), dx_f, align64(gemm_bf16_scratch_bytes(d.CgRS(), d.PQ(), d.Kg()))}};
 }
-// With pool_source, a slot also holds image n's dy (made from the pool) and an f32 plane.
-int64_t bwd_weight_slot_bytes(const ConvDims& d, bool pooled) {
-  return col_bytes(d) + align64(gemm_bf16_scratch_bytes(d.CgRS(), d.Kg(), d.PQ())) +
-         (pooled ? align64(d.K * d.PQ() * 2) + align64(d.PQ() * 4) : 0);
+// Backward-weight. Packed: A (the group's column matrix), B (dy_g^T). Stored: col, gemm_bf16's
+// scratch. With pool_source, then image n's dy (made from the pool) and an f32 plane.
+SlotLayout bwd_weight_layout(const ConvDims& d, bool pooled) {
+  SlotLayout l;
+  if (packs_operands())
+    l = {{align64(packed_a_words(d.CgRS(), d.PQ()) * 4), align64(packed_b_words(d.Kg(), d.PQ()) * 4)}};
+  else
+    l = {{col_bytes(d), align64(gemm_bf16_scratch_bytes(d.CgRS(), d.Kg(), d.PQ()))}};
+  if (pooled) {
+    l.sizes[2] = align64(d.K * d.PQ() * 2);
+    l.sizes[3] = align64(d.PQ() * 4);
+  }
+  return l;
 }
+
+// One column-matrix row (c, r, s): its input plane (null: the missing row of an odd CgRS,
+// zeros), its tap offsets, and the outputs [qb, qe) whose tap lies inside the row.
+struct Im2colRow {
+  const uint16_t* plane = nullptr;
+  int64_t th = 0, ts = 0, qb = 0, qe = 0;
+};
+
+Im2colRow im2col_row_of(const uint16_t* x_g, const ConvDims& d, int64_t i) {
+  Im2colRow row;
+  if (i >= d.CgRS()) return row;
+  const int64_t RS = d.R * d.S, c = i / RS, r = (i % RS) / d.S, s = i % d.S;
+  row.plane = x_g + c * d.H * d.W;
+  row.th = r * d.cw.dilation_h;
+  row.ts = s * d.cw.dilation_w;
+  kernels::conv2d_valid_outputs(d.W, d.Q, row.ts, d.cw.stride_w, d.cw.pad_left, &row.qb, &row.qe);
+  return row;
+}
+
+// The input row that column-matrix row `row` reads at output row po (null: padding, zeros).
+const uint16_t* im2col_source(const Im2colRow& row, const ConvDims& d, int64_t po) {
+  if (!row.plane) return nullptr;
+  const int64_t h = kernels::conv2d_input_coord(po, row.th, d.cw.stride_h, d.cw.pad_top);
+  return h < 0 || h >= d.H ? nullptr : row.plane + h * d.W;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// Outputs [q, q + len) of a column-matrix row, reading input row src (null: zeros), as 16
+// zero-extended lanes (zero past len and outside [qb, qe)).
+PARITY_BF16_SIMD_TARGET __m512i im2col_lanes16(const Im2colRow& row, const uint16_t* src,
+                                               const kernels::Conv2dWindow& cw, int64_t q, int64_t len) {
+  if (!src) return _mm512_setzero_si512();
+  const int64_t lo = std::max<int64_t>(row.qb - q, 0), hi = std::min<int64_t>(row.qe - q, len);
+  if (hi <= lo) return _mm512_setzero_si512();
+  if (cw.stride_w == 1) {  // masked-off lanes are not read (their addresses may lie outside x)
+    const __mmask16 mask = static_cast<__mmask16>(lanes16(hi) & ~lanes16(lo));
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, src + (q + row.ts - cw.pad_left)));
+  }
+  alignas(32) uint16_t lanes[16] = {};
+  for (int64_t l = lo; l < hi; ++l) lanes[l] = src[kernels::conv2d_input_coord(q + l, row.ts, cw.stride_w, cw.pad_left)];
+  return _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes)));
+}
+
+// Group g's column matrix of image n (rows c R S + r S + s for c in the group, k = CgRS, n = PQ)
+// written straight into gemm_bf16's packed B layout: for each pair of column-matrix rows and
+// each output row, the two rows' inputs interleaved into words, split where the columns cross a
+// 16-column panel. Columns past PQ in the last panel, and the missing row of an odd CgRS, are
+// zero.
+PARITY_BF16_SIMD_TARGET void im2col_packed_b_bf16(const uint16_t* x_n, const ConvDims& d, int64_t g, uint32_t* packed) {
+  const int64_t pairs = bf16_pairs(d.CgRS()), PQ = d.PQ();
+  const uint16_t* x_g = x_n + g * d.Cg * d.H * d.W;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const Im2colRow row0 = im2col_row_of(x_g, d, 2 * p), row1 = im2col_row_of(x_g, d, 2 * p + 1);
+    uint32_t* out = packed + p * kBf16PanelColumns;
+    for (int64_t po = 0; po < d.P; ++po) {
+      const uint16_t *src0 = im2col_source(row0, d, po), *src1 = im2col_source(row1, d, po);
+      for (int64_t q = 0; q < d.Q;) {
+        const int64_t column = po * d.Q + q, j = column % kBf16PanelColumns;
+        const int64_t len = std::min(d.Q - q, kBf16PanelColumns - j);
+        const __m512i words = _mm512_or_si512(im2col_lanes16(row0, src0, d.cw, q, len),
+                                              _mm512_slli_epi32(im2col_lanes16(row1, src1, d.cw, q, len), 16));
+        _mm512_mask_storeu_epi32(out + (column / kBf16PanelColumns) * pairs * kBf16PanelColumns + j, lanes16(len), words);
+        q += len;
+      }
+    }
+  }
+  if (const int64_t tail = PQ % kBf16PanelColumns) {
+    const __mmask16 past = static_cast<__mmask16>(~lanes16(tail));
+    uint32_t* last = packed + (PQ / kBf16PanelColumns) * pairs * kBf16PanelColumns;
+    for (int64_t p = 0; p < pairs; ++p) _mm512_mask_storeu_epi32(last + p * kBf16PanelColumns, past, _mm512_setzero_si512());
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// Group g's column matrix of image n straight into gemm_bf16's packed A layout (rows CgRS, k =
+// PQ): each row as im2col writes it, rows bf16_pairs(PQ) words apart, an odd PQ's last word
+// zero-padded.
+void im2col_packed_a_bf16(const uint16_t* x_n, const ConvDims& d, int64_t g, uint32_t* packed) {
+  const int64_t pairs = bf16_pairs(d.PQ()), plane = d.H * d.W;
+  auto* rows = reinterpret_cast<uint16_t*>(packed);
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t r = 0; r < d.R; ++r)
+      for (int64_t s = 0; s < d.S; ++s) {
+        uint16_t* row = rows + ((c * d.R + r) * d.S + s) * 2 * pairs;
+        kernels::im2col_row_nchw<uint16_t>(x_n + (g * d.Cg + c) * plane, d.H, d.W, r, s, d.cw, d.P, d.Q, row);
+        if (d.PQ() % 2) row[d.PQ()] = 0;
+      }
+}
+
+// Output rows [p0, p1) of the column-matrix gradient of group g (dcol [CgRS, (p1 - p0) Q])
+// added into dx_g's planes: col2im_row_add_nchw_f32 on those rows only.
+void col2im_rows_add_f32(const float* dcol, const ConvDims& d, int64_t p0, int64_t p1, float* dx_g) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  const int64_t columns = (p1 - p0) * d.Q, plane = d.H * d.W;
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t r = 0; r < d.R; ++r)
+      for (int64_t s = 0; s < d.S; ++s) {
+        const float* row = dcol + ((c * d.R + r) * d.S + s) * columns;
+        const int64_t ts = s * cw.dilation_w;
+        int64_t qb, qe;
+        kernels::conv2d_valid_outputs(d.W, d.Q, ts, cw.stride_w, cw.pad_left, &qb, &qe);
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t h = kernels::conv2d_input_coord(p, r * cw.dilation_h, cw.stride_h, cw.pad_top);
+          if (h < 0 || h >= d.H) continue;
+          const float* src = row + (p - p0) * d.Q;
+          float* dst = dx_g + c * plane + h * d.W;
+          if (cw.stride_w == 1) {
+            float* d0 = dst + (ts - cw.pad_left);
+            for (int64_t q = qb; q < qe; ++q) d0[q] += src[q];
+          } else {
+            for (int64_t q = qb; q < qe; ++q) dst[kernels::conv2d_input_coord(q, ts, cw.stride_w, cw.pad_left)] += src[q];
+          }
+        }
+      }
+}
+
 int64_t partial_floats(const ConvDims& d) { return align64((d.K * d.CgRS() + d.K) * 4) / 4; }
 
 ConvDims node_dims(const BoundNode& node) {
@@ -323,7 +488,7 @@ ConvDims node_dims(const BoundNode& node) {
 
 int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node) {
   const ConvDims d = node_dims(node);
-  return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, true);
+  return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_layout(d, true).bytes();
 }
 
 int64_t prepare_conv2d_bf16(BoundNode& node) {
@@ -341,7 +506,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       }
       node.chunk = 1;  // one image per task
       node.num_chunks = d.N;
-      return node.slots * forward_slot_bytes(d);
+      return node.slots * forward_layout(d).bytes();
     }
     case PARITY_OP_CONV2D_BWD_DATA: {  // dy[N,K,P,Q], w -> dx[N,C,H,W]
       expect_arity(node, 2, 2, 1, 1);
@@ -350,7 +515,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       const ConvDims d = check_conv(node, node.out[0], node.in[1], node.in[0]);
       node.chunk = 1;
       node.num_chunks = d.N;
-      return node.slots * bwd_data_slot_bytes(d);
+      return node.slots * bwd_data_layout(d).bytes();
     }
     default: {  // CONV2D_BWD_WEIGHT: x, dy -> dw bf16, db f32
       expect_arity(node, 2, 2, 1, 2);
@@ -364,7 +529,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       }
       node.chunk = fixed_chunk_size(d.N, 1, kMaxWeightPartials);
       node.num_chunks = chunk_count(d.N, node.chunk);
-      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_slot_bytes(d, false);
+      return node.num_chunks * partial_floats(d) * 4 + node.slots * bwd_weight_layout(d, false).bytes();
     }
   }
 }
@@ -372,22 +537,36 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
 void run_conv2d_bf16(const BoundNode& node) {
   const ConvDims d = node_dims(node);
   const int64_t Kg = d.Kg(), CgRS = d.CgRS(), PQ = d.PQ();
+  const bool packed = packs_operands();
   switch (node.op) {
     case PARITY_OP_CONV2D: {
       const uint16_t *x = bits(node.in[0]), *w = bits(node.in[1]);
       const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
       uint16_t* y = bits(node.out[0]);
-      const int64_t slot = forward_slot_bytes(d);
+      const SlotLayout layout = forward_layout(d);
       parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
-        unsigned char* base = slot_base(node, slot);
+        unsigned char* base = slot_base(node, layout.bytes());
+        const uint16_t* x_n = x + n * d.C * d.H * d.W;
+        uint16_t* y_n = y + n * d.K * PQ;
+        if (packed) {  // y_g = bf16(relu?(w_g col_g + b)) straight from the GEMM's tiles
+          auto* b_packed = reinterpret_cast<uint32_t*>(base);
+          auto* a_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
+          auto* c = reinterpret_cast<float*>(base + layout.offset(2));
+          for (int64_t g = 0; g < d.G; ++g) {
+            im2col_packed_b_bf16(x_n, d, g, b_packed);
+            pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
+            GemmBf16Output out{c, PQ, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu};
+            gemm_bf16_packed(Kg, PQ, CgRS, a_packed, b_packed, out);
+          }
+          return;
+        }
         auto* col = reinterpret_cast<uint16_t*>(base);
-        float* c = reinterpret_cast<float*>(base + col_bytes(d));
-        unsigned char* scratch = base + col_bytes(d) + align64(d.K * PQ * 4);
-        im2col_bf16(x + n * d.C * d.H * d.W, d, col);
+        float* c = reinterpret_cast<float*>(base + layout.offset(1));
+        unsigned char* scratch = base + layout.offset(2);
+        im2col_bf16(x_n, d, col);
         for (int64_t g = 0; g < d.G; ++g)
           gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
                     PQ, false, scratch);
-        uint16_t* y_n = y + n * d.K * PQ;
         for (int64_t k = 0; k < d.K; ++k) round_row_bf16(c + k * PQ, PQ, b ? b[k] : 0.0f, node.fusion.relu, y_n + k * PQ);
       });
       return;
@@ -395,13 +574,33 @@ void run_conv2d_bf16(const BoundNode& node) {
     case PARITY_OP_CONV2D_BWD_DATA: {
       const uint16_t *dy = bits(node.in[0]), *w = bits(node.in[1]);
       uint16_t* dx = bits(node.out[0]);
-      const int64_t slot = bwd_data_slot_bytes(d);
-      const int64_t dcol_bytes = align64(d.C * d.R * d.S * PQ * 4), plane = d.H * d.W;
+      const SlotLayout layout = bwd_data_layout(d);
+      const int64_t plane = d.H * d.W;
       parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
-        unsigned char* base = slot_base(node, slot);
+        unsigned char* base = slot_base(node, layout.bytes());
+        if (packed) {  // per block of output rows: dcol = w_g^T dy_g, scattered into dx while in cache
+          auto* a_packed = reinterpret_cast<uint32_t*>(base);
+          auto* b_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
+          auto* dcol = reinterpret_cast<float*>(base + layout.offset(2));
+          auto* dx_f = reinterpret_cast<float*>(base + layout.offset(3));
+          std::fill_n(dx_f, d.C * plane, 0.0f);
+          const int64_t block_rows = bwd_data_block_rows(d);
+          for (int64_t g = 0; g < d.G; ++g) {
+            pack_a_bf16(CgRS, Kg, {w + g * Kg * CgRS, CgRS, true}, a_packed);
+            const uint16_t* dy_g = dy + (n * d.K + g * Kg) * PQ;
+            for (int64_t p0 = 0; p0 < d.P; p0 += block_rows) {
+              const int64_t p1 = std::min(d.P, p0 + block_rows), columns = (p1 - p0) * d.Q;
+              pack_b_bf16(columns, Kg, {dy_g + p0 * d.Q, PQ, false}, b_packed);
+              gemm_bf16_packed(CgRS, columns, Kg, a_packed, b_packed, GemmBf16Output{dcol, columns, false});
+              col2im_rows_add_f32(dcol, d, p0, p1, dx_f + g * d.Cg * plane);
+            }
+          }
+          cast_elements(dx_f, PARITY_F32, dx + n * d.C * plane, PARITY_BF16, d.C * plane);
+          return;
+        }
         float* dcol = reinterpret_cast<float*>(base);
-        float* dx_f = reinterpret_cast<float*>(base + dcol_bytes);
-        unsigned char* scratch = base + dcol_bytes + align64(d.C * plane * 4);
+        float* dx_f = reinterpret_cast<float*>(base + layout.offset(1));
+        unsigned char* scratch = base + layout.offset(2);
         for (int64_t g = 0; g < d.G; ++g)
           gemm_bf16(CgRS, PQ, Kg, {w + g * Kg * CgRS, CgRS, true}, {dy + (n * d.K + g * Kg) * PQ, PQ, false},
                     dcol + g * CgRS * PQ, PQ, false, scratch);
@@ -423,14 +622,13 @@ void run_conv2d_bf16(const BoundNode& node) {
       auto* partials = reinterpret_cast<float*>(node.workspace);
       const BoundNode* pool = node.fusion.pool_source;
       const auto* mask = static_cast<const uint16_t*>(node.fusion.relu_mask.data);
-      const int64_t slots_offset = node.num_chunks * partial * 4, slot = bwd_weight_slot_bytes(d, pool != nullptr);
+      const SlotLayout layout = bwd_weight_layout(d, pool != nullptr);
+      const int64_t slots_offset = node.num_chunks * partial * 4;
       // Every read (x, and dy or the pool's inputs) happens here, before dw and db are written
       // below: with pool_source, dw and db may lie on bytes of the pool's inputs.
       parallel_chunks(d.N, node.chunk, [&](int64_t chunk, int64_t n0, int64_t n1) {
-        unsigned char* base = slot_base(node, slot, slots_offset);
-        auto* col = reinterpret_cast<uint16_t*>(base);
-        unsigned char* scratch = base + col_bytes(d);
-        unsigned char* pooled = scratch + align64(gemm_bf16_scratch_bytes(CgRS, Kg, PQ));
+        unsigned char* base = slot_base(node, layout.bytes(), slots_offset);
+        unsigned char* pooled = base + layout.offset(2);
         float* dw_part = partials + chunk * partial;
         float* db_part = dw_part + weights;
         std::fill_n(db_part, d.K, 0.0f);
@@ -439,15 +637,27 @@ void run_conv2d_bf16(const BoundNode& node) {
           if (pool) {  // image n's dy, as the skipped MAXPOOL2D_BWD (and RELU_BWD) would write it
             auto* made = reinterpret_cast<uint16_t*>(pooled);
             maxpool2d_bwd_planes_bf16(*pool, mask, n * d.K, (n + 1) * d.K, made,
-                                      reinterpret_cast<float*>(pooled + align64(d.K * PQ * 2)));
+                                      reinterpret_cast<float*>(base + layout.offset(3)));
             dy_n = made;
           }
-          im2col_bf16(x + n * d.C * d.H * d.W, d, col);
-          // dw_g^T[CgRS, Kg] (+)= col_g[CgRS, PQ] dy_n,g^T: col is gemm_bf16's A, packed as
-          // stored, and the smaller dy its transposed B
-          for (int64_t g = 0; g < d.G; ++g)
-            gemm_bf16(CgRS, Kg, PQ, {col + g * CgRS * PQ, PQ, false}, {dy_n + g * Kg * PQ, PQ, true},
-                      dw_part + g * Kg * CgRS, Kg, n != n0, scratch);
+          const uint16_t* x_n = x + n * d.C * d.H * d.W;
+          // dw_g^T[CgRS, Kg] (+)= col_g[CgRS, PQ] dy_n,g^T: col is gemm_bf16's A (packed as
+          // stored), and the smaller dy its transposed B
+          if (packed) {
+            auto* a_packed = reinterpret_cast<uint32_t*>(base);
+            auto* b_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
+            for (int64_t g = 0; g < d.G; ++g) {
+              im2col_packed_a_bf16(x_n, d, g, a_packed);
+              pack_b_bf16(Kg, PQ, {dy_n + g * Kg * PQ, PQ, true}, b_packed);
+              gemm_bf16_packed(CgRS, Kg, PQ, a_packed, b_packed, GemmBf16Output{dw_part + g * Kg * CgRS, Kg, n != n0});
+            }
+          } else {
+            auto* col = reinterpret_cast<uint16_t*>(base);
+            im2col_bf16(x_n, d, col);
+            for (int64_t g = 0; g < d.G; ++g)
+              gemm_bf16(CgRS, Kg, PQ, {col + g * CgRS * PQ, PQ, false}, {dy_n + g * Kg * PQ, PQ, true},
+                        dw_part + g * Kg * CgRS, Kg, n != n0, base + layout.offset(1));
+          }
           for (int64_t k = 0; k < d.K; ++k) db_part[k] += sum_bf16(dy_n + k * PQ, PQ);
         }
       });
