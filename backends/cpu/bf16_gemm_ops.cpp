@@ -622,6 +622,7 @@ void run_conv2d_bf16(const BoundNode& node) {
       auto* partials = reinterpret_cast<float*>(node.workspace);
       const BoundNode* pool = node.fusion.pool_source;
       const auto* mask = static_cast<const uint16_t*>(node.fusion.relu_mask.data);
+      const auto* pooled_mask = static_cast<const uint16_t*>(node.fusion.pooled_relu.data);
       const SlotLayout layout = bwd_weight_layout(d, pool != nullptr);
       const int64_t slots_offset = node.num_chunks * partial * 4;
       // Every read (x, and dy or the pool's inputs) happens here, before dw and db are written
@@ -636,7 +637,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           const uint16_t* dy_n = dy + n * d.K * PQ;
           if (pool) {  // image n's dy, as the skipped MAXPOOL2D_BWD (and RELU_BWD) would write it
             auto* made = reinterpret_cast<uint16_t*>(pooled);
-            maxpool2d_bwd_planes_bf16(*pool, mask, n * d.K, (n + 1) * d.K, made,
+            maxpool2d_bwd_planes_bf16(*pool, mask, pooled_mask, n * d.K, (n + 1) * d.K, made,
                                       reinterpret_cast<float*>(base + layout.offset(3)));
             dy_n = made;
           }

@@ -117,6 +117,7 @@ int64_t fuse_pooled_gradients_bf16(const parity_plan& plan, const std::vector<in
     if (relu) relu->fusion.skip = true;
     conv.fusion.pool_source = &pool;
     conv.fusion.relu_mask = mask;
+    if (mask.data) find_pooled_relu(plan, nodes, i, next, conv);
     scratch = std::max(scratch, pooled_dy_conv2d_bf16_bytes(conv));
   }
   return scratch;

@@ -220,9 +220,11 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
 }
 
 // maxpool2x2_bwd_plane_f32 on bf16 dy, mask and dx (0 + dy, masked, rounded once); false when
-// some idx lies outside its window, as there.
+// some idx lies outside its window, as there. With pooled_mask (the forward pool's output, when
+// mask is that pool's input: the mask's value at each window's argmax) dy is masked by it
+// instead, at a quarter of the reads: the same bits, since only the argmax passes a nonzero.
 PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const int32_t* idx, const uint16_t* mask,
-                                                       uint16_t* dx, PoolGeometry g) {
+                                                       const uint16_t* pooled_mask, uint16_t* dx, PoolGeometry g) {
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   const __m512i lo_pick = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_pick = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -237,7 +239,9 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
       const int64_t n = std::min<int64_t>(16, g.Q - q0);
       const __mmask16 m = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
       const __m512i iv = _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
-      const __m512 dv = widen_bf16x16(dy + p * g.Q + q0, m);
+      __m512 dv = widen_bf16x16(dy + p * g.Q + q0, m);
+      if (pooled_mask)  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0, y at the argmax
+        dv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(pooled_mask + p * g.Q + q0, m), zero, _CMP_GT_OQ), dv);
       const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
       const __m512i below = _mm512_add_epi32(base, w);
       const __mmask16 h00 = _mm512_cmpeq_epi32_mask(iv, base), h01 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one));
@@ -249,7 +253,7 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
       const __m512 d11 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h11, dv));
       __m512 a_lo = _mm512_permutex2var_ps(d00, lo_pick, d01), a_hi = _mm512_permutex2var_ps(d00, hi_pick, d01);
       __m512 b_lo = _mm512_permutex2var_ps(d10, lo_pick, d11), b_hi = _mm512_permutex2var_ps(d10, hi_pick, d11);
-      if (mask) {  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
+      if (mask && !pooled_mask) {  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
         const uint16_t* y0 = mask + 2 * p * g.W + 2 * q0;
         const uint16_t* y1 = y0 + g.W;
         a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y0, lo_mask), zero, _CMP_GT_OQ), a_lo);
@@ -413,8 +417,8 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
 
 }  // namespace
 
-void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int64_t begin, int64_t end, uint16_t* dx,
-                               float* scratch) {
+void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, const uint16_t* pooled_mask, int64_t begin,
+                               int64_t end, uint16_t* dx, float* scratch) {
   const PoolGeometry g = geometry(pool.out[0], pool.params.maxpool2d);
   const auto* dy = static_cast<const uint16_t*>(pool.in[0].data);
   const int32_t* idx = pool.in[1].i32();
@@ -422,7 +426,9 @@ void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int6
   for (int64_t plane = begin; plane < end; ++plane) {
     const uint16_t* mask_plane = mask ? mask + plane * plane_size : nullptr;
     uint16_t* dx_plane = dx + (plane - begin) * plane_size;
-    if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, g)) continue;
+    const uint16_t* pooled_plane = mask && pooled_mask ? pooled_mask + plane * outputs : nullptr;
+    if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, pooled_plane, dx_plane, g))
+      continue;
     maxpool2d_bwd_plane_bf16(pool, dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, scratch,
                              plane_size, outputs);
   }
@@ -437,7 +443,7 @@ void run_maxpool2d_bwd(const BoundNode& node) {
     const int64_t plane_size = g.H * g.W;
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
       auto* scratch = reinterpret_cast<float*>(node.workspace + worker_slot(node.slots) * align64(plane_size * 4));
-      maxpool2d_bwd_planes_bf16(node, mask, begin, end, dx + begin * plane_size, scratch);
+      maxpool2d_bwd_planes_bf16(node, mask, nullptr, begin, end, dx + begin * plane_size, scratch);
     });
     return;
   }
