@@ -316,12 +316,30 @@ struct SlotLayout {
   int64_t bytes() const { return offset(5); }
 };
 
+// The padded input's extent, and whether the packed forward computes over it: with stride 1,
+// row (c, r, s) of the column matrix taken over every padded column (P rows of Wp() outputs,
+// the last Wp() - Q of each dropped) is one contiguous span of the zero-padded image, so it is
+// packed 16 columns at a time with no index math; about (Wp() - Q) / Q more columns.
+int64_t padded_h(const ConvDims& d) { return d.H + d.cw.pad_top + d.cw.pad_bottom; }
+int64_t padded_w(const ConvDims& d) { return d.W + d.cw.pad_left + d.cw.pad_right; }
+bool forward_over_padded_rows(const ConvDims& d) {
+  return d.cw.stride_h == 1 && d.cw.stride_w == 1 && padded_w(d) >= kBf16PanelColumns;
+}
+int64_t forward_columns(const ConvDims& d) { return forward_over_padded_rows(d) ? d.P * padded_w(d) : d.PQ(); }
+// The zero-padded image, and past its end what the last span's last panel reads.
+int64_t padded_image_elements(const ConvDims& d) {
+  return d.C * padded_h(d) * padded_w(d) + (d.S - 1) * d.cw.dilation_w + kBf16PanelColumns;
+}
+
 // Forward. Packed: B (the group's column matrix), A (w_g), C (partial sums when k spans several
-// blocks). Stored: col, C [K, PQ], gemm_bf16's scratch.
+// blocks), the padded image (forward_over_padded_rows). Stored: col, C [K, PQ], gemm_bf16's
+// scratch.
 SlotLayout forward_layout(const ConvDims& d) {
-  if (packs_operands())
-    return {{align64(packed_b_words(d.PQ(), d.CgRS()) * 4), align64(packed_a_words(d.Kg(), d.CgRS()) * 4),
-             align64(d.Kg() * d.PQ() * 4)}};
+  if (packs_operands()) {
+    const int64_t n = forward_columns(d);
+    return {{align64(packed_b_words(n, d.CgRS()) * 4), align64(packed_a_words(d.Kg(), d.CgRS()) * 4),
+             align64(d.Kg() * n * 4), forward_over_padded_rows(d) ? align64(padded_image_elements(d) * 2) : 0}};
+  }
   return {{col_bytes(d), align64(d.K * d.PQ() * 4), align64(gemm_bf16_scratch_bytes(d.Kg(), d.PQ(), d.CgRS()))}};
 }
 // Backward-data. Packed: A (w_g^T), B (a block of dy_g), the block's dcol, dx in f32. Stored:
@@ -424,6 +442,68 @@ PARITY_BF16_SIMD_TARGET void im2col_packed_b_bf16(const uint16_t* x_n, const Con
     const __mmask16 past = static_cast<__mmask16>(~lanes16(tail));
     uint32_t* last = packed + (PQ / kBf16PanelColumns) * pairs * kBf16PanelColumns;
     for (int64_t p = 0; p < pairs; ++p) _mm512_mask_storeu_epi32(last + p * kBf16PanelColumns, past, _mm512_setzero_si512());
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// x_n zero-padded to [C, padded_h, padded_w], then zeros to padded_image_elements.
+void pad_image_bf16(const uint16_t* x_n, const ConvDims& d, uint16_t* x_pad) {
+  const int64_t Wp = padded_w(d);
+  uint16_t* out = x_pad;
+  for (int64_t c = 0; c < d.C; ++c) {
+    const uint16_t* plane = x_n + c * d.H * d.W;
+    std::fill_n(out, d.cw.pad_top * Wp, uint16_t{0});
+    out += d.cw.pad_top * Wp;
+    for (int64_t h = 0; h < d.H; ++h) {
+      std::fill_n(out, d.cw.pad_left, uint16_t{0});
+      std::memcpy(out + d.cw.pad_left, plane + h * d.W, sizeof(uint16_t) * d.W);
+      std::fill_n(out + d.cw.pad_left + d.W, d.cw.pad_right, uint16_t{0});
+      out += Wp;
+    }
+    std::fill_n(out, d.cw.pad_bottom * Wp, uint16_t{0});
+    out += d.cw.pad_bottom * Wp;
+  }
+  std::fill(out, x_pad + padded_image_elements(d), uint16_t{0});
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// Group g's column matrix over every padded column (forward_over_padded_rows; n = P padded_w)
+// from the padded image, in gemm_bf16's packed B layout: row (c, r, s) is the span of x_pad
+// starting at plane c, row r dilation_h, column s dilation_w; each pair of rows interleaved 16
+// columns at a time. The dropped columns (and those past n in the last panel) hold whatever the
+// spans read there: lanes are independent, so they only reach dropped outputs.
+PARITY_BF16_SIMD_TARGET void im2col_padded_packed_b_bf16(const uint16_t* x_pad, const ConvDims& d, int64_t g,
+                                                         uint32_t* packed) {
+  const int64_t Hp = padded_h(d), Wp = padded_w(d), RS = d.R * d.S, k = d.CgRS();
+  const int64_t pairs = bf16_pairs(k), panels = bf16_panels(d.P * Wp), panel_words = pairs * kBf16PanelColumns;
+  const uint16_t* x_g = x_pad + g * d.Cg * Hp * Wp;
+  auto span = [&](int64_t i) {  // row i's span, null past k
+    if (i >= k) return static_cast<const uint16_t*>(nullptr);
+    const int64_t c = i / RS, r = (i % RS) / d.S, s = i % d.S;
+    return x_g + (c * Hp + r * d.cw.dilation_h) * Wp + s * d.cw.dilation_w;
+  };
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint16_t *s0 = span(2 * p), *s1 = span(2 * p + 1);
+    uint32_t* out = packed + p * kBf16PanelColumns;
+    if (s1) {
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + panel * 16)));
+        const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s1 + panel * 16)));
+        _mm512_storeu_si512(out + panel * panel_words, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      }
+    } else {
+      for (int64_t panel = 0; panel < panels; ++panel)
+        _mm512_storeu_si512(out + panel * panel_words,
+                            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + panel * 16))));
+    }
   }
 }
 
@@ -552,11 +632,22 @@ void run_conv2d_bf16(const BoundNode& node) {
           auto* b_packed = reinterpret_cast<uint32_t*>(base);
           auto* a_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
           auto* c = reinterpret_cast<float*>(base + layout.offset(2));
+          auto* x_pad = reinterpret_cast<uint16_t*>(base + layout.offset(3));
+          const bool padded_rows = forward_over_padded_rows(d);
+          const int64_t columns = forward_columns(d);
+          if (padded_rows) pad_image_bf16(x_n, d, x_pad);
           for (int64_t g = 0; g < d.G; ++g) {
-            im2col_packed_b_bf16(x_n, d, g, b_packed);
+            if (padded_rows)
+              im2col_padded_packed_b_bf16(x_pad, d, g, b_packed);
+            else
+              im2col_packed_b_bf16(x_n, d, g, b_packed);
             pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
-            GemmBf16Output out{c, PQ, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu};
-            gemm_bf16_packed(Kg, PQ, CgRS, a_packed, b_packed, out);
+            GemmBf16Output out{c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu};
+            if (padded_rows) {
+              out.y_pitch = padded_w(d);
+              out.y_width = d.Q;
+            }
+            gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed, out);
           }
           return;
         }

@@ -167,7 +167,25 @@ struct TileOut {
   int64_t ldy;
   const float* bias;  // of the tile's first row
   bool relu;
+  int64_t column;  // the tile's first product column (for y_pitch)
+  int64_t y_pitch, y_width;
 };
+
+// Stores 16 bf16 lanes (`mask`: those inside the product) of product columns j0 .. j0 + 15 to
+// y's row, dropping the columns at or past y_width of each image row (y_pitch >= 16: the lanes
+// cross at most one image row).
+PARITY_AVX512_BF16 void store_y_rows(uint16_t* y_row, int64_t j0, int64_t pitch, int64_t width, __mmask16 mask,
+                                     __m256i v) {
+  const int64_t row = j0 / pitch, q0 = j0 % pitch;
+  const int64_t first = q0 < width ? std::min<int64_t>(16, width - q0) : 0;  // lanes [0, first) in this row
+  if (first > 0) _mm256_mask_storeu_epi16(y_row + row * width + q0, static_cast<__mmask16>(mask & lanes16(first)), v);
+  const int64_t next = pitch - q0;  // the lane where the next image row begins
+  if (next < 16) {
+    const __mmask16 lanes = static_cast<__mmask16>(lanes16(std::min<int64_t>(16, next + width)) & ~lanes16(next) & mask);
+    // lane l goes to position l - next of row + 1; masked-off lanes (below next) are not written
+    if (lanes) _mm256_mask_storeu_epi16(y_row + (row + 1) * width - next, lanes, v);
+  }
+}
 
 // C[rows, columns] (+)= a_packed rows x b panels over pairs [p0, p1): `rows` <= kMr, `panels`
 // (1 or 2) panels of 16 columns, `columns` of them stored. Sums start from zero and are added
@@ -201,7 +219,11 @@ PARITY_AVX512_BF16 void tile(const uint32_t* a_packed, int64_t a_pairs, const ui
       }
       sum = _mm512_add_ps(sum, _mm512_set1_ps(out.bias ? out.bias[r] : 0.0f));
       if (out.relu) sum = _mm512_mask_mov_ps(sum, _mm512_cmp_ps_mask(sum, zero, _CMP_LE_OQ), zero);  // relu_f32
-      store_bf16x16(out.y + r * out.ldy + v * kPanelColumns, mask, sum);
+      if (out.y_pitch > 0)
+        store_y_rows(out.y + r * out.ldy, out.column + v * kPanelColumns, out.y_pitch, out.y_width, mask,
+                     round_bf16x16(sum));
+      else
+        store_bf16x16(out.y + r * out.ldy + v * kPanelColumns, mask, sum);
     }
   }
 }
@@ -256,10 +278,13 @@ PARITY_AVX512_BF16 void gemm_packed_avx512_bf16(int64_t m, int64_t n, int64_t k,
         const TileOut out{o.c + i0 * o.ldc + j0,
                           o.ldc,
                           o.accumulate || p0 > 0,
-                          o.y && last_block ? o.y + i0 * o.ldy + j0 : nullptr,
+                          o.y && last_block ? o.y + i0 * o.ldy + (o.y_pitch > 0 ? 0 : j0) : nullptr,
                           o.ldy,
                           o.bias ? o.bias + i0 : nullptr,
-                          o.relu};
+                          o.relu,
+                          j0,
+                          o.y_pitch,
+                          o.y_width};
         const uint32_t* a_rows = a_packed + i0 * pairs;
         if (columns > kPanelColumns)
           tile_rows<2>(rows, a_rows, pairs, b_panel, panel_stride, p0, p1, columns, out);
@@ -374,13 +399,18 @@ void pack_b_bf16(int64_t n, int64_t k, GemmOperandBf16 b, uint32_t* b_packed) {
 void gemm_bf16_packed(int64_t m, int64_t n, int64_t k, const uint32_t* a_packed, const uint32_t* b_packed,
                       const GemmBf16Output& out) {
   require_avx512_bf16("gemm_bf16_packed");
+  if (out.y && out.y_pitch != 0 && (out.y_pitch < 16 || out.y_width < 0 || out.y_width > out.y_pitch))
+    throw Error(ErrorKind::invalid_argument, "gemm_bf16_packed: y_pitch must be at least 16 and y_width in [0, y_pitch], got " +
+                                                 std::to_string(out.y_pitch) + " and " + std::to_string(out.y_width));
   if (m == 0 || n == 0) return;
   if (k == 0) {  // no pairs: the sums are zero
     if (out.y) {
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) {
+          if (out.y_pitch > 0 && j % out.y_pitch >= out.y_width) continue;
           const float v = (out.accumulate ? out.c[i * out.ldc + j] : 0.0f) + (out.bias ? out.bias[i] : 0.0f);
-          out.y[i * out.ldy + j] = kernels::float_to_bf16_bits(out.relu ? kernels::relu_f32(v) : v);
+          const int64_t at = out.y_pitch > 0 ? j / out.y_pitch * out.y_width + j % out.y_pitch : j;
+          out.y[i * out.ldy + at] = kernels::float_to_bf16_bits(out.relu ? kernels::relu_f32(v) : v);
         }
     } else if (!out.accumulate) {
       for (int64_t i = 0; i < m; ++i) std::memset(out.c + i * out.ldc, 0, sizeof(float) * n);

@@ -79,6 +79,11 @@ struct GemmBf16Output {
   int64_t ldy = 0;
   const float* bias = nullptr;
   bool relu = false;
+  // y_pitch > 0 (at least 16): product column j is position j % y_pitch of row j / y_pitch of
+  // an image whose rows hold y_width <= y_pitch outputs; y's row i then holds those rows packed
+  // (position (j / y_pitch) y_width + j % y_pitch), and columns with j % y_pitch >= y_width are
+  // dropped. A conv computed over its padded input width (bf16_gemm_ops.cpp) writes y this way.
+  int64_t y_pitch = 0, y_width = 0;
 };
 
 // op(A) op(B) on packed operands, the avx512_bf16 route's sums (bitwise gemm_bf16's on that
