@@ -174,7 +174,7 @@ struct TileOut {
 // Stores 16 bf16 lanes (`mask`: those inside the product) of product columns j0 .. j0 + 15 to
 // y's row, dropping the columns at or past y_width of each image row (y_pitch >= 16: the lanes
 // cross at most one image row).
-PARITY_AVX512_BF16 void store_y_rows(uint16_t* y_row, int64_t j0, int64_t pitch, int64_t width, __mmask16 mask,
+PARITY_AVX512_BF16 inline __attribute__((always_inline)) void store_y_rows(uint16_t* y_row, int64_t j0, int64_t pitch, int64_t width, __mmask16 mask,
                                      __m256i v) {
   const int64_t row = j0 / pitch, q0 = j0 % pitch;
   const int64_t first = q0 < width ? std::min<int64_t>(16, width - q0) : 0;  // lanes [0, first) in this row
