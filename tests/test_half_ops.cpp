@@ -327,7 +327,8 @@ TEST(HalfOps, Bf16PooledDyMaskedByThePoolsOutputIsBitwiseTheNodesApart) {
   }
 }
 
-// cpu's bf16 conv2d (forward, with and without its fused relu, backward-data, backward-weight)
+// cpu's bf16 conv2d (forward, with and without its fused relu and the max-pool it runs itself,
+// backward-data, backward-weight)
 // over geometries that reach each of its packing routes (bf16_gemm_ops.cpp): stride 1 over the
 // padded width (16 padded columns or more), the per-row route (narrow images, stride 2 in either
 // direction), odd CgRS and PQ (a half-empty last pair), 1x1 kernels, groups, dilation,
@@ -391,11 +392,16 @@ TEST(HalfOps, Bf16ConvOnEveryPackingRouteIsBitwiseRefOnIntegers) {
     const Value xv = g.input("x", x.shape(), DType::bf16), wv = g.input("w", w.shape(), DType::bf16);
     const Value bv = g.input("b", b.shape()), dyv = g.input("dy", dy.shape(), DType::bf16);
     g.node(PARITY_OP_CONV2D, params, {xv, wv, bv}, "y");
-    g.relu(g.node(PARITY_OP_CONV2D, params, {xv, wv, bv}, "pre")[0], "relu");  // fused: pre is read by relu alone
+    const Value relu = g.relu(g.node(PARITY_OP_CONV2D, params, {xv, wv, bv}, "pre")[0], "relu");  // fused: pre is read by relu alone
+    parity_op_params pool{};  // run by the conv, image by image (NodeFusion::pool_after)
+    pool.maxpool2d.kernel_h = pool.maxpool2d.kernel_w = pool.maxpool2d.stride_h = pool.maxpool2d.stride_w = 2;
+    pool.maxpool2d.input_h = static_cast<int32_t>(P);
+    pool.maxpool2d.input_w = static_cast<int32_t>(Q);
+    g.node(PARITY_OP_MAXPOOL2D, pool, {relu}, "pool");
     g.node(PARITY_OP_CONV2D_BWD_DATA, params, {dyv, wv}, "dx");
     g.node(PARITY_OP_CONV2D_BWD_WEIGHT, params, {xv, dyv}, "dw");
     const Graph graph = g.take();
-    const std::vector<std::string> outputs{"y", "relu", "dx", "dw:0", "dw:1"};
+    const std::vector<std::string> outputs{"y", "relu", "pool:0", "pool:1", "dx", "dw:0", "dw:1"};
     std::vector<Tensor> got[2];
     int backend_index = 0;
     for (const char* name : {"ref", "cpu"}) {

@@ -624,6 +624,7 @@ void run_conv2d_bf16(const BoundNode& node) {
       const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
       uint16_t* y = bits(node.out[0]);
       const SlotLayout layout = forward_layout(d);
+      const BoundNode* pool = node.fusion.pool_after;
       parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
         unsigned char* base = slot_base(node, layout.bytes());
         const uint16_t* x_n = x + n * d.C * d.H * d.W;
@@ -649,6 +650,7 @@ void run_conv2d_bf16(const BoundNode& node) {
             }
             gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed, out);
           }
+          if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K);
           return;
         }
         auto* col = reinterpret_cast<uint16_t*>(base);
@@ -659,6 +661,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
                     PQ, false, scratch);
         for (int64_t k = 0; k < d.K; ++k) round_row_bf16(c + k * PQ, PQ, b ? b[k] : 0.0f, node.fusion.relu, y_n + k * PQ);
+        if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K);
       });
       return;
     }

@@ -298,15 +298,17 @@ void maxpool2d_bwd_plane_bf16(const BoundNode& node, const uint16_t* dy, const i
 
 }  // namespace
 
+void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end) {
+  maxpool2x2_planes_nchw_bf16(static_cast<const uint16_t*>(pool.in[0].data), static_cast<uint16_t*>(pool.out[0].data),
+                              pool.out[1].i32(), begin, end, geometry(pool.in[0], pool.params.maxpool2d));
+}
+
 void run_maxpool2d(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.in[0], pp);
   if (runs_bf16_pool(node)) {
-    const auto* x = static_cast<const uint16_t*>(node.in[0].data);
-    auto* y = static_cast<uint16_t*>(node.out[0].data);
-    int32_t* idx = node.out[1].i32();
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-      maxpool2x2_planes_nchw_bf16(x, y, idx, begin, end, g);
+      maxpool2d_planes_bf16(node, begin, end);
     });
     return;
   }
