@@ -325,7 +325,17 @@ int64_t padded_w(const ConvDims& d) { return d.W + d.cw.pad_left + d.cw.pad_righ
 bool forward_over_padded_rows(const ConvDims& d) {
   return d.cw.stride_h == 1 && d.cw.stride_w == 1 && padded_w(d) >= kBf16PanelColumns;
 }
-int64_t forward_columns(const ConvDims& d) { return forward_over_padded_rows(d) ? d.P * padded_w(d) : d.PQ(); }
+// The padded route runs a block of output rows (about this many product columns) at a time, so
+// that its packed B stays in cache and y's planes are still there when the conv pools them
+// (NodeFusion::pool_after).
+constexpr int64_t kForwardBlockColumns = 1024;
+int64_t forward_block_rows(const ConvDims& d) {
+  return std::min(d.P, std::max<int64_t>(1, kForwardBlockColumns / padded_w(d)));
+}
+// Product columns of one GEMM: a block of padded rows, or all of PQ on the per-row route.
+int64_t forward_columns(const ConvDims& d) {
+  return forward_over_padded_rows(d) ? forward_block_rows(d) * padded_w(d) : d.PQ();
+}
 // The zero-padded image, and past its end what the last span's last panel reads.
 int64_t padded_image_elements(const ConvDims& d) {
   return d.C * padded_h(d) * padded_w(d) + (d.S - 1) * d.cw.dilation_w + kBf16PanelColumns;
@@ -475,16 +485,17 @@ void pad_image_bf16(const uint16_t* x_n, const ConvDims& d, uint16_t* x_pad) {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-// Group g's column matrix over every padded column (forward_over_padded_rows; n = P padded_w)
-// from the padded image, in gemm_bf16's packed B layout: row (c, r, s) is the span of x_pad
-// starting at plane c, row r dilation_h, column s dilation_w; each pair of rows interleaved 16
-// columns at a time. The dropped columns (and those past n in the last panel) hold whatever the
-// spans read there: lanes are independent, so they only reach dropped outputs.
+// Output rows [row0, row0 + rows) of group g's column matrix over every padded column
+// (forward_over_padded_rows; n = rows padded_w) from the padded image, in gemm_bf16's packed B
+// layout: row (c, r, s) is the span of x_pad starting at plane c, row row0 + r dilation_h,
+// column s dilation_w; each pair of rows interleaved 16 columns at a time. The dropped columns
+// (and those past n in the last panel) hold whatever the spans read there: lanes are
+// independent, so they only reach dropped outputs.
 PARITY_BF16_SIMD_TARGET void im2col_padded_packed_b_bf16(const uint16_t* x_pad, const ConvDims& d, int64_t g,
-                                                         uint32_t* packed) {
+                                                         int64_t row0, int64_t rows, uint32_t* packed) {
   const int64_t Hp = padded_h(d), Wp = padded_w(d), RS = d.R * d.S, k = d.CgRS();
-  const int64_t pairs = bf16_pairs(k), panels = bf16_panels(d.P * Wp), panel_words = pairs * kBf16PanelColumns;
-  const uint16_t* x_g = x_pad + g * d.Cg * Hp * Wp;
+  const int64_t pairs = bf16_pairs(k), panels = bf16_panels(rows * Wp), panel_words = pairs * kBf16PanelColumns;
+  const uint16_t* x_g = x_pad + g * d.Cg * Hp * Wp + row0 * Wp;
   auto span = [&](int64_t i) {  // row i's span, null past k
     if (i >= k) return static_cast<const uint16_t*>(nullptr);
     const int64_t c = i / RS, r = (i % RS) / d.S, s = i % d.S;
@@ -638,17 +649,23 @@ void run_conv2d_bf16(const BoundNode& node) {
           const int64_t columns = forward_columns(d);
           if (padded_rows) pad_image_bf16(x_n, d, x_pad);
           for (int64_t g = 0; g < d.G; ++g) {
-            if (padded_rows)
-              im2col_padded_packed_b_bf16(x_pad, d, g, b_packed);
-            else
-              im2col_packed_b_bf16(x_n, d, g, b_packed);
             pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
             GemmBf16Output out{c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu};
-            if (padded_rows) {
-              out.y_pitch = padded_w(d);
-              out.y_width = d.Q;
+            if (!padded_rows) {
+              im2col_packed_b_bf16(x_n, d, g, b_packed);
+              gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed, out);
+              continue;
             }
-            gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed, out);
+            out.y_pitch = padded_w(d);
+            out.y_width = d.Q;
+            const int64_t block_rows = forward_block_rows(d);
+            for (int64_t row0 = 0; row0 < d.P; row0 += block_rows) {
+              const int64_t rows = std::min(block_rows, d.P - row0);
+              im2col_padded_packed_b_bf16(x_pad, d, g, row0, rows, b_packed);
+              out.y = y_n + g * Kg * PQ + row0 * d.Q;
+              out.ldc = rows * padded_w(d);
+              gemm_bf16_packed(Kg, rows * padded_w(d), CgRS, a_packed, b_packed, out);
+            }
           }
           if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K);
           return;
