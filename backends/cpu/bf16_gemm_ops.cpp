@@ -375,6 +375,7 @@ SlotLayout bwd_weight_layout(const ConvDims& d, bool pooled) {
     l.sizes[2] = align64(d.K * d.PQ() * 2);
     l.sizes[3] = align64(d.PQ() * 4);
   }
+  if (packs_operands() && d.cw.stride_h == 1 && d.cw.stride_w == 1) l.sizes[4] = align64(padded_image_elements(d) * 2);
   return l;
 }
 
@@ -521,6 +522,27 @@ PARITY_BF16_SIMD_TARGET void im2col_padded_packed_b_bf16(const uint16_t* x_pad, 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+
+// As im2col_packed_a_bf16 below, from the zero-padded image (stride 1): row (c, r, s) at output
+// row po is the Q elements of x_pad at plane c, row po + r dilation_h, column s dilation_w.
+PARITY_BF16_SIMD_TARGET void im2col_padded_packed_a_bf16(const uint16_t* x_pad, const ConvDims& d, int64_t g,
+                                                         uint32_t* packed) {
+  const int64_t Hp = padded_h(d), Wp = padded_w(d), pairs = bf16_pairs(d.PQ());
+  auto* rows = reinterpret_cast<uint16_t*>(packed);
+  const uint16_t* x_g = x_pad + g * d.Cg * Hp * Wp;
+  for (int64_t c = 0; c < d.Cg; ++c)
+    for (int64_t r = 0; r < d.R; ++r)
+      for (int64_t s = 0; s < d.S; ++s) {
+        uint16_t* row = rows + ((c * d.R + r) * d.S + s) * 2 * pairs;
+        const uint16_t* span = x_g + (c * Hp + r * d.cw.dilation_h) * Wp + s * d.cw.dilation_w;
+        for (int64_t po = 0; po < d.P; ++po)
+          for (int64_t q = 0; q < d.Q; q += 32) {
+            const __mmask32 mask = d.Q - q >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << (d.Q - q)) - 1u);
+            _mm512_mask_storeu_epi16(row + po * d.Q + q, mask, _mm512_maskz_loadu_epi16(mask, span + po * Wp + q));
+          }
+        if (d.PQ() % 2) row[d.PQ()] = 0;
+      }
+}
 
 // Group g's column matrix of image n straight into gemm_bf16's packed A layout (rows CgRS, k =
 // PQ): each row as im2col writes it, rows bf16_pairs(PQ) words apart, an odd PQ's last word
@@ -758,8 +780,14 @@ void run_conv2d_bf16(const BoundNode& node) {
           if (packed) {
             auto* a_packed = reinterpret_cast<uint32_t*>(base);
             auto* b_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
+            auto* x_pad = reinterpret_cast<uint16_t*>(base + layout.offset(4));
+            const bool padded = layout.sizes[4] > 0;  // stride 1: rows copied from the padded image
+            if (padded) pad_image_bf16(x_n, d, x_pad);
             for (int64_t g = 0; g < d.G; ++g) {
-              im2col_packed_a_bf16(x_n, d, g, a_packed);
+              if (padded)
+                im2col_padded_packed_a_bf16(x_pad, d, g, a_packed);
+              else
+                im2col_packed_a_bf16(x_n, d, g, a_packed);
               pack_b_bf16(Kg, PQ, {dy_n + g * Kg * PQ, PQ, true}, b_packed);
               gemm_bf16_packed(CgRS, Kg, PQ, a_packed, b_packed, GemmBf16Output{dw_part + g * Kg * CgRS, Kg, n != n0});
             }
