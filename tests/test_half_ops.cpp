@@ -353,6 +353,8 @@ TEST(HalfOps, Bf16ConvOnEveryPackingRouteIsBitwiseRefOnIntegers) {
       {2, 5, 11, 23, 7, 1, 1, 1, 1, 0, 0, 1, 1},      // 1x1, CgRS 5
       {2, 3, 10, 15, 4, 3, 3, 1, 1, 1, 2, 1, 1, 0, 1},  // padding 1 top, 2 left, 0 bottom, 1 right
       {2, 3, 16, 33, 4, 5, 3, 1, 1, 2, 1, 1, 1},      // 5x3 kernel
+      {1, 2, 15, 130, 3, 3, 3, 1, 1, 1, 1, 1, 1},     // padded route in blocks of 6 rows, then 3 (one unpooled)
+      {1, 1, 5, 600, 2, 3, 3, 1, 1, 1, 1, 1, 1},      // padded width 602: blocks of one row
   };
   std::mt19937 rng(21);
   std::uniform_int_distribution<int> value(-3, 3);

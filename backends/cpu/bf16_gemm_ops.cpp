@@ -329,8 +329,9 @@ bool forward_over_padded_rows(const ConvDims& d) {
 // that its packed B stays in cache and y's planes are still there when the conv pools them
 // (NodeFusion::pool_after).
 constexpr int64_t kForwardBlockColumns = 1024;
-int64_t forward_block_rows(const ConvDims& d) {
-  return std::min(d.P, std::max<int64_t>(1, kForwardBlockColumns / padded_w(d)));
+int64_t forward_block_rows(const ConvDims& d) {  // even (a 2x2 pool's windows), unless 1
+  const int64_t rows = std::max<int64_t>(1, kForwardBlockColumns / padded_w(d));
+  return std::min(d.P, rows > 1 ? rows / 2 * 2 : rows);
 }
 // Product columns of one GEMM: a block of padded rows, or all of PQ on the per-row route.
 int64_t forward_columns(const ConvDims& d) {
@@ -670,26 +671,33 @@ void run_conv2d_bf16(const BoundNode& node) {
           const bool padded_rows = forward_over_padded_rows(d);
           const int64_t columns = forward_columns(d);
           if (padded_rows) pad_image_bf16(x_n, d, x_pad);
-          for (int64_t g = 0; g < d.G; ++g) {
-            pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
-            GemmBf16Output out{c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu};
-            if (!padded_rows) {
+          if (!padded_rows) {
+            for (int64_t g = 0; g < d.G; ++g) {
+              pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
               im2col_packed_b_bf16(x_n, d, g, b_packed);
-              gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed, out);
-              continue;
+              gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed,
+                               {c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu});
             }
-            out.y_pitch = padded_w(d);
-            out.y_width = d.Q;
-            const int64_t block_rows = forward_block_rows(d);
-            for (int64_t row0 = 0; row0 < d.P; row0 += block_rows) {
-              const int64_t rows = std::min(block_rows, d.P - row0);
-              im2col_padded_packed_b_bf16(x_pad, d, g, row0, rows, b_packed);
-              out.y = y_n + g * Kg * PQ + row0 * d.Q;
-              out.ldc = rows * padded_w(d);
-              gemm_bf16_packed(Kg, rows * padded_w(d), CgRS, a_packed, b_packed, out);
-            }
+            if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, 0, d.P);
+            return;
           }
-          if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K);
+          // Blocks of (an even number of) output rows, every group, then their pooled rows.
+          const int64_t block_rows = forward_block_rows(d);
+          if (d.G == 1) pack_a_bf16(Kg, CgRS, {w, CgRS, false}, a_packed);
+          for (int64_t row0 = 0; row0 < d.P; row0 += block_rows) {
+            const int64_t rows = std::min(block_rows, d.P - row0), columns_here = rows * padded_w(d);
+            for (int64_t g = 0; g < d.G; ++g) {
+              if (d.G > 1) pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
+              im2col_padded_packed_b_bf16(x_pad, d, g, row0, rows, b_packed);
+              GemmBf16Output out{c, columns_here, false, y_n + g * Kg * PQ + row0 * d.Q, PQ, b ? b + g * Kg : nullptr,
+                                 node.fusion.relu};
+              out.y_pitch = padded_w(d);
+              out.y_width = d.Q;
+              gemm_bf16_packed(Kg, columns_here, CgRS, a_packed, b_packed, out);
+            }
+            // pooled rows [row0 / 2, (row0 + rows) / 2): the last block's odd row has no window
+            if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, row0 / 2, (row0 + rows) / 2);
+          }
           return;
         }
         auto* col = reinterpret_cast<uint16_t*>(base);
@@ -700,7 +708,7 @@ void run_conv2d_bf16(const BoundNode& node) {
           gemm_bf16(Kg, PQ, CgRS, {w + g * Kg * CgRS, CgRS, false}, {col + g * CgRS * PQ, PQ, false}, c + g * Kg * PQ,
                     PQ, false, scratch);
         for (int64_t k = 0; k < d.K; ++k) round_row_bf16(c + k * PQ, PQ, b ? b[k] : 0.0f, node.fusion.relu, y_n + k * PQ);
-        if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K);
+        if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, 0, d.P);
       });
       return;
     }

@@ -182,8 +182,9 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
 #endif
 
 // maxpool2x2_planes_nchw_f32 on bf16 x and y: the same lanes, comparisons and indices.
+// (Output rows [p_begin, p_end) of each plane.)
 PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint16_t* y, int32_t* idx, int64_t begin,
-                                                         int64_t end, PoolGeometry g) {
+                                                         int64_t end, int64_t p_begin, int64_t p_end, PoolGeometry g) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
@@ -191,7 +192,7 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
     const uint16_t* x_plane = x + plane * g.H * g.W;
     uint16_t* y_plane = y + plane * g.P * g.Q;
     int32_t* idx_plane = idx + plane * g.P * g.Q;
-    for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t p = p_begin; p < p_end; ++p) {
       const uint16_t* r0 = x_plane + 2 * p * g.W;
       const uint16_t* r1 = r0 + g.W;
       for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
@@ -298,9 +299,10 @@ void maxpool2d_bwd_plane_bf16(const BoundNode& node, const uint16_t* dy, const i
 
 }  // namespace
 
-void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end) {
+void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end, int64_t rows_begin, int64_t rows_end) {
+  const PoolGeometry g = geometry(pool.in[0], pool.params.maxpool2d);
   maxpool2x2_planes_nchw_bf16(static_cast<const uint16_t*>(pool.in[0].data), static_cast<uint16_t*>(pool.out[0].data),
-                              pool.out[1].i32(), begin, end, geometry(pool.in[0], pool.params.maxpool2d));
+                              pool.out[1].i32(), begin, end, std::min(rows_begin, g.P), std::min(rows_end, g.P), g);
 }
 
 void run_maxpool2d(const BoundNode& node) {
@@ -308,7 +310,7 @@ void run_maxpool2d(const BoundNode& node) {
   const PoolGeometry g = geometry(node.in[0], pp);
   if (runs_bf16_pool(node)) {
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-      maxpool2d_planes_bf16(node, begin, end);
+      maxpool2d_planes_bf16(node, begin, end, 0, g.P);
     });
     return;
   }
