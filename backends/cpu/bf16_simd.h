@@ -19,6 +19,12 @@ PARITY_BF16_SIMD_TARGET inline __m512 widen_bf16x16(const uint16_t* x, __mmask16
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, x)), 16));
 }
 
+// Lanes [0, 16) of x as float32 (all 16 read).
+PARITY_BF16_SIMD_TARGET inline __m512 widen_bf16x16(const uint16_t* x) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))), 16));
+}
+
 // v rounded to bfloat16 bits (f32_bits_to_bf16_bits lane by lane).
 PARITY_BF16_SIMD_TARGET inline __m256i round_bf16x16(__m512 v) {
   const __m512i x = _mm512_castps_si512(v);

@@ -198,8 +198,14 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
       for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
         const int64_t n = std::min<int64_t>(16, g.Q - q0);
         const __mmask16 out_mask = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
-        const __m512 a_lo = widen_bf16x16(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16(r0 + 2 * q0 + 16, hi_mask);
-        const __m512 b_lo = widen_bf16x16(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16(r1 + 2 * q0 + 16, hi_mask);
+        __m512 a_lo, a_hi, b_lo, b_hi;
+        if (n == 16) {  // whole vectors: plain loads (masked ones stall here on AMD Zen)
+          a_lo = widen_bf16x16(r0 + 2 * q0), a_hi = widen_bf16x16(r0 + 2 * q0 + 16);
+          b_lo = widen_bf16x16(r1 + 2 * q0), b_hi = widen_bf16x16(r1 + 2 * q0 + 16);
+        } else {
+          a_lo = widen_bf16x16(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16(r0 + 2 * q0 + 16, hi_mask);
+          b_lo = widen_bf16x16(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16(r1 + 2 * q0 + 16, hi_mask);
+        }
         const __m512 v00 = _mm512_permutex2var_ps(a_lo, even, a_hi), v01 = _mm512_permutex2var_ps(a_lo, odd, a_hi);
         const __m512 v10 = _mm512_permutex2var_ps(b_lo, even, b_hi), v11 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
