@@ -198,14 +198,8 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
       for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
         const int64_t n = std::min<int64_t>(16, g.Q - q0);
         const __mmask16 out_mask = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
-        __m512 a_lo, a_hi, b_lo, b_hi;
-        if (n == 16) {  // whole vectors: plain loads (masked ones stall here on AMD Zen)
-          a_lo = widen_bf16x16(r0 + 2 * q0), a_hi = widen_bf16x16(r0 + 2 * q0 + 16);
-          b_lo = widen_bf16x16(r1 + 2 * q0), b_hi = widen_bf16x16(r1 + 2 * q0 + 16);
-        } else {
-          a_lo = widen_bf16x16(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16(r0 + 2 * q0 + 16, hi_mask);
-          b_lo = widen_bf16x16(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16(r1 + 2 * q0 + 16, hi_mask);
-        }
+        const __m512 a_lo = widen_bf16x16_fast(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16_fast(r0 + 2 * q0 + 16, hi_mask);
+        const __m512 b_lo = widen_bf16x16_fast(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16_fast(r1 + 2 * q0 + 16, hi_mask);
         const __m512 v00 = _mm512_permutex2var_ps(a_lo, even, a_hi), v01 = _mm512_permutex2var_ps(a_lo, odd, a_hi);
         const __m512 v10 = _mm512_permutex2var_ps(b_lo, even, b_hi), v11 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
@@ -245,10 +239,10 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
     for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
       const int64_t n = std::min<int64_t>(16, g.Q - q0);
       const __mmask16 m = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
-      const __m512i iv = _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
-      __m512 dv = widen_bf16x16(dy + p * g.Q + q0, m);
+      const __m512i iv = n == 16 ? _mm512_loadu_si512(idx + p * g.Q + q0) : _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
+      __m512 dv = widen_bf16x16_fast(dy + p * g.Q + q0, m);
       if (pooled_mask)  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0, y at the argmax
-        dv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(pooled_mask + p * g.Q + q0, m), zero, _CMP_GT_OQ), dv);
+        dv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(pooled_mask + p * g.Q + q0, m), zero, _CMP_GT_OQ), dv);
       const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
       const __m512i below = _mm512_add_epi32(base, w);
       const __mmask16 h00 = _mm512_cmpeq_epi32_mask(iv, base), h01 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one));
@@ -263,15 +257,15 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
       if (mask && !pooled_mask) {  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
         const uint16_t* y0 = mask + 2 * p * g.W + 2 * q0;
         const uint16_t* y1 = y0 + g.W;
-        a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y0, lo_mask), zero, _CMP_GT_OQ), a_lo);
-        a_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y0 + 16, hi_mask), zero, _CMP_GT_OQ), a_hi);
-        b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1, lo_mask), zero, _CMP_GT_OQ), b_lo);
-        b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1 + 16, hi_mask), zero, _CMP_GT_OQ), b_hi);
+        a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y0, lo_mask), zero, _CMP_GT_OQ), a_lo);
+        a_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y0 + 16, hi_mask), zero, _CMP_GT_OQ), a_hi);
+        b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y1, lo_mask), zero, _CMP_GT_OQ), b_lo);
+        b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y1 + 16, hi_mask), zero, _CMP_GT_OQ), b_hi);
       }
-      store_exact_bf16x16(r0 + 2 * q0, lo_mask, a_lo);
-      store_exact_bf16x16(r0 + 2 * q0 + 16, hi_mask, a_hi);
-      store_exact_bf16x16(r1 + 2 * q0, lo_mask, b_lo);
-      store_exact_bf16x16(r1 + 2 * q0 + 16, hi_mask, b_hi);
+      store_exact_bf16x16_fast(r0 + 2 * q0, lo_mask, a_lo);
+      store_exact_bf16x16_fast(r0 + 2 * q0 + 16, hi_mask, a_hi);
+      store_exact_bf16x16_fast(r1 + 2 * q0, lo_mask, b_lo);
+      store_exact_bf16x16_fast(r1 + 2 * q0 + 16, hi_mask, b_hi);
     }
     if (g.W > 2 * g.Q) r0[g.W - 1] = r1[g.W - 1] = 0;  // an odd width's last column: no window (+0)
   }
