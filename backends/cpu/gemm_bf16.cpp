@@ -54,18 +54,24 @@ int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols *
 
 // Two rows of bf16 interleaved into pairs: lane j = row0[j] | row1[j] << 16 for j < width
 // <= 16 (row1 null: zeros, for the last pair of an odd k), zero beyond width.
+// 16 bf16 of a row (zero past width): a plain load when all 16 are wanted, since masked loads
+// stall on AMD Zen.
+PARITY_AVX512_BF16 __m256i load16(const uint16_t* row, int64_t width) {
+  if (width >= 16) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+  return _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << width) - 1u), row);
+}
+
 PARITY_AVX512_BF16 __m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) {
-  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
-  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row0));
-  const __m512i hi = row1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row1)) : _mm512_setzero_si512();
+  const __m512i lo = _mm512_cvtepu16_epi32(load16(row0, width));
+  const __m512i hi = row1 ? _mm512_cvtepu16_epi32(load16(row1, width)) : _mm512_setzero_si512();
   return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
 // The pairs p0 .. p0+15 of a row of k bf16 (zero past k): 32 bf16, one load.
 PARITY_AVX512_BF16 __m512i pairs16(const uint16_t* row, int64_t k, int64_t p0) {
   const int64_t count = std::min<int64_t>(32, k - 2 * p0);
-  const __mmask32 mask = count >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << count) - 1u);
-  return _mm512_maskz_loadu_epi16(mask, row + 2 * p0);
+  if (count >= 32) return _mm512_loadu_si512(row + 2 * p0);
+  return _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << count) - 1u), row + 2 * p0);
 }
 
 // In place: v[j] lane q becomes v[q] lane j (16 x 16 32-bit words).
@@ -212,9 +218,12 @@ PARITY_AVX512_BF16 void tile(const uint32_t* a_packed, int64_t a_pairs, const ui
     for (int r = 0; r < Rows; ++r) {
       float* c = out.c + r * out.ldc + v * kPanelColumns;
       __m512 sum = acc[r][v];
-      if (out.add_to_c) sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, c), sum);
+      if (out.add_to_c) sum = _mm512_add_ps(width == 16 ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(mask, c), sum);
       if (!out.y) {
-        _mm512_mask_storeu_ps(c, mask, sum);
+        if (width == 16)
+          _mm512_storeu_ps(c, sum);
+        else
+          _mm512_mask_storeu_ps(c, mask, sum);
         continue;
       }
       sum = _mm512_add_ps(sum, _mm512_set1_ps(out.bias ? out.bias[r] : 0.0f));
