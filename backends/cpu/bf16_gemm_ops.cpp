@@ -56,7 +56,7 @@ PARITY_BF16_SIMD_TARGET float sum_bf16_avx512(const uint16_t* x, int64_t n) {
   for (int64_t i = 0; i < n; i += kSumLanes)
     for (int v = 0; v < kSumLanes / 16; ++v) {
       const int64_t at = i + 16 * v;
-      if (at < n) acc[v] = _mm512_add_ps(acc[v], widen_bf16x16(x + at, lanes16(n - at)));  // +0 past n: no change
+      if (at < n) acc[v] = _mm512_add_ps(acc[v], widen_bf16x16_fast(x + at, lanes16(n - at)));  // +0 past n: no change
     }
   alignas(64) float lanes[kSumLanes];
   for (int v = 0; v < kSumLanes / 16; ++v) _mm512_store_ps(lanes + 16 * v, acc[v]);
