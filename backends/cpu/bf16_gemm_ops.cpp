@@ -7,11 +7,19 @@
 //             I for dx and dw), so no reduction is split
 //   conv2d    per image and group, col[CgRS, PQ] (conv_geometry.h's im2col, in bf16):
 //             y_n = w_g col_n + b (and relu when the backend fused the next node, cpu_fusion.cpp);
-//             dcol = w_g^T dy_n, then col2im in f32; dw^T = sum_n col_n dy_n^T (col packed as
-//             stored, dy transposed: the smaller of the two)
+//             dcol = w_g^T dy_n, then col2im in f32; dw^T = sum_n col_n dy_n^T (col the A
+//             operand, dy transposed: the smaller of the two)
 //             with one partial per fixed chunk of images, summed in chunk order; db per image
 //             and channel in sum_bf16's fixed lane order; with pool_source (cpu_fusion.cpp) each
 //             image's dy made from the 2x2 max-pool backward (and relu backward) in the slot
+//
+// On the avx512_bf16 route the column matrix is never stored as such: it is written straight
+// into gemm_bf16_packed's operand layouts. Forward, stride 1: over the padded width (row (c, r,
+// s) is one contiguous span of the zero-padded image; the tile drops the padding columns as it
+// rounds y), a block of output rows at a time, each block's max-pool rows run right after it
+// when the backend fused the pool (NodeFusion::pool_after); other strides: a per-row route.
+// Backward-data: dcol made and scattered a block of output rows at a time, in cache.
+// Backward-weight: col's rows copied from the padded image (stride 1) or im2col'd.
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
 #include <algorithm>

@@ -7,7 +7,11 @@
 //   acc = vdpbf16ps(acc, broadcast(a[i][2p], a[i][2p+1]), (b[2p][j], b[2p+1][j]) for j in 0..15)
 // gains a[i][2p] b[2p][j] + a[i][2p+1] b[2p+1][j]. An odd k is padded with a zero pair half,
 // n with zero columns that are never stored. k is blocked (kKcPairs) so that one panel block
-// stays in L1 while a tile of kMr rows x 32 columns is accumulated in 16 registers.
+// stays in L1 while a tile of kMr rows x 32 columns (2 kMr rows x 16 on a single panel) is
+// accumulated in 16 registers. gemm_bf16_packed runs the same tiles on operands its caller
+// packed, and can round the result to bf16 (bias, relu) as the tile stores it.
+// Whole vectors are loaded and stored without masks: masked loads were measured to stall on this
+// repository's AMD EPYC (Zen 5, KVM) where plain ones do not.
 #include "backends/cpu/gemm_bf16.h"
 
 #include <immintrin.h>
