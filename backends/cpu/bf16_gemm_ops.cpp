@@ -606,6 +606,78 @@ ConvDims node_dims(const BoundNode& node) {
   }
 }
 
+// Image n of the forward on the packed route into y_n: y_g = bf16(relu?(w_g col_g + b)) straight
+// from the GEMM's tiles (forward_layout's slot at `base`), then, with `pool`, its pooled rows.
+void forward_image_packed(const uint16_t* x_n, const uint16_t* w, const float* b, bool relu, const ConvDims& d,
+                          const SlotLayout& layout, unsigned char* base, uint16_t* y_n, const BoundNode* pool,
+                          int64_t n) {
+  const int64_t Kg = d.Kg(), CgRS = d.CgRS(), PQ = d.PQ();
+  auto* b_packed = reinterpret_cast<uint32_t*>(base);
+  auto* a_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
+  auto* c = reinterpret_cast<float*>(base + layout.offset(2));
+  auto* x_pad = reinterpret_cast<uint16_t*>(base + layout.offset(3));
+  const int64_t columns = forward_columns(d);
+  if (!forward_over_padded_rows(d)) {
+    for (int64_t g = 0; g < d.G; ++g) {
+      pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
+      im2col_packed_b_bf16(x_n, d, g, b_packed);
+      gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed,
+                       {c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, relu});
+    }
+    if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, 0, d.P);
+    return;
+  }
+  pad_image_bf16(x_n, d, x_pad);
+  // Blocks of (an even number of) output rows, every group, then their pooled rows.
+  const int64_t block_rows = forward_block_rows(d);
+  if (d.G == 1) pack_a_bf16(Kg, CgRS, {w, CgRS, false}, a_packed);
+  for (int64_t row0 = 0; row0 < d.P; row0 += block_rows) {
+    const int64_t rows = std::min(block_rows, d.P - row0), columns_here = rows * padded_w(d);
+    for (int64_t g = 0; g < d.G; ++g) {
+      if (d.G > 1) pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
+      im2col_padded_packed_b_bf16(x_pad, d, g, row0, rows, b_packed);
+      GemmBf16Output out{c, columns_here, false, y_n + g * Kg * PQ + row0 * d.Q, PQ, b ? b + g * Kg : nullptr, relu};
+      out.y_pitch = padded_w(d);
+      out.y_width = d.Q;
+      gemm_bf16_packed(Kg, columns_here, CgRS, a_packed, b_packed, out);
+    }
+    // pooled rows [row0 / 2, (row0 + rows) / 2): the last block's odd row has no window
+    if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, row0 / 2, (row0 + rows) / 2);
+  }
+}
+
+// Backward-data of a stride-1 conv on the packed route, as a forward conv (forward_image_packed)
+// of dy with each group's kernel flipped and its input and output channels swapped, padded by
+// dilation (R - 1) - pad (when that is not negative): dx comes out of the GEMM's tiles rounded,
+// with no column-matrix gradient and no scatter.
+bool bwd_data_as_forward(const ConvDims& d) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  const int64_t span_h = cw.dilation_h * (d.R - 1), span_w = cw.dilation_w * (d.S - 1);
+  return packs_operands() && cw.stride_h == 1 && cw.stride_w == 1 && cw.pad_top <= span_h && cw.pad_bottom <= span_h &&
+         cw.pad_left <= span_w && cw.pad_right <= span_w;
+}
+
+ConvDims flipped_dims(const ConvDims& d) {
+  ConvDims f = d;
+  f.C = d.K, f.H = d.P, f.W = d.Q, f.K = d.C, f.Cg = d.Kg(), f.P = d.H, f.Q = d.W;
+  const int64_t span_h = d.cw.dilation_h * (d.R - 1), span_w = d.cw.dilation_w * (d.S - 1);
+  f.cw.pad_top = span_h - d.cw.pad_top, f.cw.pad_bottom = span_h - d.cw.pad_bottom;
+  f.cw.pad_left = span_w - d.cw.pad_left, f.cw.pad_right = span_w - d.cw.pad_right;
+  return f;
+}
+
+int64_t flipped_weight_bytes(const ConvDims& d) { return align64(d.K * d.CgRS() * 2); }
+
+// w[K, Cg, R, S] -> w'[C, Kg, R, S]: w'[g Cg + c][k][r][s] = w[g Kg + k][c][R-1-r][S-1-s].
+void flip_weights_bf16(const uint16_t* w, const ConvDims& d, uint16_t* flipped) {
+  const int64_t Kg = d.Kg(), RS = d.R * d.S;
+  for (int64_t g = 0; g < d.G; ++g)
+    for (int64_t c = 0; c < d.Cg; ++c)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t rs = 0; rs < RS; ++rs)
+          flipped[((g * d.Cg + c) * Kg + k) * RS + rs] = w[((g * Kg + k) * d.Cg + c) * RS + (RS - 1 - rs)];
+}
+
 }  // namespace
 
 int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node) {
@@ -637,6 +709,7 @@ int64_t prepare_conv2d_bf16(BoundNode& node) {
       const ConvDims d = check_conv(node, node.out[0], node.in[1], node.in[0]);
       node.chunk = 1;
       node.num_chunks = d.N;
+      if (bwd_data_as_forward(d)) return flipped_weight_bytes(d) + node.slots * forward_layout(flipped_dims(d)).bytes();
       return node.slots * bwd_data_layout(d).bytes();
     }
     default: {  // CONV2D_BWD_WEIGHT: x, dy -> dw bf16, db f32
@@ -672,40 +745,7 @@ void run_conv2d_bf16(const BoundNode& node) {
         const uint16_t* x_n = x + n * d.C * d.H * d.W;
         uint16_t* y_n = y + n * d.K * PQ;
         if (packed) {  // y_g = bf16(relu?(w_g col_g + b)) straight from the GEMM's tiles
-          auto* b_packed = reinterpret_cast<uint32_t*>(base);
-          auto* a_packed = reinterpret_cast<uint32_t*>(base + layout.offset(1));
-          auto* c = reinterpret_cast<float*>(base + layout.offset(2));
-          auto* x_pad = reinterpret_cast<uint16_t*>(base + layout.offset(3));
-          const bool padded_rows = forward_over_padded_rows(d);
-          const int64_t columns = forward_columns(d);
-          if (padded_rows) pad_image_bf16(x_n, d, x_pad);
-          if (!padded_rows) {
-            for (int64_t g = 0; g < d.G; ++g) {
-              pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
-              im2col_packed_b_bf16(x_n, d, g, b_packed);
-              gemm_bf16_packed(Kg, columns, CgRS, a_packed, b_packed,
-                               {c, columns, false, y_n + g * Kg * PQ, PQ, b ? b + g * Kg : nullptr, node.fusion.relu});
-            }
-            if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, 0, d.P);
-            return;
-          }
-          // Blocks of (an even number of) output rows, every group, then their pooled rows.
-          const int64_t block_rows = forward_block_rows(d);
-          if (d.G == 1) pack_a_bf16(Kg, CgRS, {w, CgRS, false}, a_packed);
-          for (int64_t row0 = 0; row0 < d.P; row0 += block_rows) {
-            const int64_t rows = std::min(block_rows, d.P - row0), columns_here = rows * padded_w(d);
-            for (int64_t g = 0; g < d.G; ++g) {
-              if (d.G > 1) pack_a_bf16(Kg, CgRS, {w + g * Kg * CgRS, CgRS, false}, a_packed);
-              im2col_padded_packed_b_bf16(x_pad, d, g, row0, rows, b_packed);
-              GemmBf16Output out{c, columns_here, false, y_n + g * Kg * PQ + row0 * d.Q, PQ, b ? b + g * Kg : nullptr,
-                                 node.fusion.relu};
-              out.y_pitch = padded_w(d);
-              out.y_width = d.Q;
-              gemm_bf16_packed(Kg, columns_here, CgRS, a_packed, b_packed, out);
-            }
-            // pooled rows [row0 / 2, (row0 + rows) / 2): the last block's odd row has no window
-            if (pool) maxpool2d_planes_bf16(*pool, n * d.K, (n + 1) * d.K, row0 / 2, (row0 + rows) / 2);
-          }
+          forward_image_packed(x_n, w, b, node.fusion.relu, d, layout, base, y_n, pool, n);
           return;
         }
         auto* col = reinterpret_cast<uint16_t*>(base);
@@ -723,6 +763,18 @@ void run_conv2d_bf16(const BoundNode& node) {
     case PARITY_OP_CONV2D_BWD_DATA: {
       const uint16_t *dy = bits(node.in[0]), *w = bits(node.in[1]);
       uint16_t* dx = bits(node.out[0]);
+      if (bwd_data_as_forward(d)) {
+        auto* flipped = reinterpret_cast<uint16_t*>(node.workspace);
+        flip_weights_bf16(w, d, flipped);
+        const ConvDims f = flipped_dims(d);
+        const SlotLayout layout = forward_layout(f);
+        parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
+          forward_image_packed(dy + n * d.K * PQ, flipped, nullptr, false, f, layout,
+                               slot_base(node, layout.bytes(), flipped_weight_bytes(d)), dx + n * d.C * d.H * d.W, nullptr,
+                               n);
+        });
+        return;
+      }
       const SlotLayout layout = bwd_data_layout(d);
       const int64_t plane = d.H * d.W;
       parallel_chunks(d.N, 1, [&](int64_t, int64_t n, int64_t) {
