@@ -18,7 +18,9 @@
 // s) is one contiguous span of the zero-padded image; the tile drops the padding columns as it
 // rounds y), a block of output rows at a time, each block's max-pool rows run right after it
 // when the backend fused the pool (NodeFusion::pool_after); other strides: a per-row route.
-// Backward-data: dcol made and scattered a block of output rows at a time, in cache.
+// Backward-data, stride 1 (and padding within the kernel's span): the forward route on dy with
+// the kernel flipped and its channels swapped; otherwise dcol made and scattered a block of
+// output rows at a time, in cache.
 // Backward-weight: col's rows copied from the padded image (stride 1) or im2col'd.
 // Work splits depend on the shapes only, and every sum has a fixed order: bitwise reproducible
 // at any thread count. f16 operands take half_nodes.h's path (widened by F16C, f32 kernels).
