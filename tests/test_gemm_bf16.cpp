@@ -1,6 +1,7 @@
 // tests/test_gemm_bf16.cpp — backends/cpu/gemm_bf16: both routes (VDPBF16PS where this CPU has
 // AVX512-BF16, and widening to gemm_f32) against a float64 product of the same bf16 values, and
-// against each other, over odd shapes, transposed operands, strides and accumulate on and off.
+// against each other, over odd shapes, transposed operands, strides and accumulate on and off;
+// and the avx512_bf16 route on operands packed apart (gemm_bf16_packed) with its bf16 outputs.
 //
 // Error bound. Every product of two bf16 values is exact in float32 (8-bit significands give a
 // 16-bit product, and the test's magnitudes, 2^-3..2^2, keep products and sums far from
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -179,6 +181,82 @@ TEST(GemmBf16, EmptyProducts) {
     gemm_bf16(2, 3, 0, {&none, 0, false}, {&none, 3, false}, c.data(), 3, false, nullptr, route);
     EXPECT_EQ(c, std::vector<float>(6, 0.0f));
   }
+}
+
+// gemm_bf16_packed on operands packed by pack_a_bf16 / pack_b_bf16: C bitwise the avx512_bf16
+// route's (its sums, whatever the shape, transposes and accumulate); y = bf16(relu?(C + bias))
+// rounded as half.h rounds (bias absent: + 0, which makes -0 into +0), including k spanning
+// several blocks; and with y_pitch, product column j stored at (j / pitch) width + j % pitch,
+// columns past width dropped and nothing written past y's rows.
+TEST(GemmBf16, PackedOperandsGiveTheRoutesSumsAndRoundedOutputs) {
+  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16 on this CPU";
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-8, 8);
+  for (const Shape& s : kShapes)
+    for (int transposes = 0; transposes < 4; ++transposes) {
+      const bool at = transposes & 1, bt = transposes & 2;
+      const Bf16Matrix a = operand_matrix(s.m, s.k, at, false, rng);
+      const Bf16Matrix b = operand_matrix(s.k, s.n, bt, false, rng);
+      const int64_t ldc = s.n + 5;
+      std::vector<float> c_before(static_cast<size_t>((s.m + 1) * ldc), kSentinel);
+      for (int64_t i = 0; i < s.m; ++i)
+        for (int64_t j = 0; j < s.n; ++j) c_before[static_cast<size_t>(i * ldc + j)] = static_cast<float>(small(rng));
+      std::vector<uint32_t> a_packed(static_cast<size_t>(packed_a_words(s.m, s.k))),
+          b_packed(static_cast<size_t>(packed_b_words(s.n, s.k)));
+      pack_a_bf16(s.m, s.k, {a.bits.data(), a.stride, at}, a_packed.data());
+      pack_b_bf16(s.n, s.k, {b.bits.data(), b.stride, bt}, b_packed.data());
+      const std::string where = "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
+                                (at ? " A^T" : "") + (bt ? " B^T" : "");
+      for (bool accumulate : {false, true}) {
+        const std::vector<float> want = run_gemm(s, a, at, b, bt, c_before, accumulate, Bf16GemmRoute::avx512_bf16);
+        std::vector<float> c = c_before;
+        gemm_bf16_packed(s.m, s.n, s.k, a_packed.data(), b_packed.data(), GemmBf16Output{c.data(), ldc, accumulate});
+        ASSERT_EQ(std::memcmp(c.data(), want.data(), c.size() * sizeof(float)), 0) << where << " accumulate " << accumulate;
+      }
+      // The rounded outputs, from the f32 sums just checked.
+      const std::vector<float> sums = run_gemm(s, a, at, b, bt, c_before, false, Bf16GemmRoute::avx512_bf16);
+      std::vector<float> bias(static_cast<size_t>(s.m));
+      for (float& v : bias) v = static_cast<float>(small(rng)) * 0.5f;
+      for (bool with_bias : {false, true})
+        for (bool relu : {false, true}) {
+          std::vector<float> c_scratch(static_cast<size_t>(s.m * s.n));
+          const int64_t ldy = s.n + 3;
+          std::vector<uint16_t> y(static_cast<size_t>((s.m + 1) * ldy), 0xABCD);
+          GemmBf16Output out{c_scratch.data(), s.n, false, y.data(), ldy, with_bias ? bias.data() : nullptr, relu};
+          gemm_bf16_packed(s.m, s.n, s.k, a_packed.data(), b_packed.data(), out);
+          for (int64_t i = 0; i <= s.m; ++i)
+            for (int64_t j = 0; j < ldy; ++j) {
+              const uint16_t got = y[static_cast<size_t>(i * ldy + j)];
+              if (i == s.m || j >= s.n) {
+                ASSERT_EQ(got, 0xABCD) << "wrote outside y at " << i << "," << j << ", " << where;
+                continue;
+              }
+              float v = sums[static_cast<size_t>(i * ldc + j)] + (with_bias ? bias[static_cast<size_t>(i)] : 0.0f);
+              if (relu) v = v <= 0.0f ? 0.0f : v;
+              ASSERT_EQ(got, float_to_bf16_bits(v)) << "y[" << i << "," << j << "] " << where << " bias " << with_bias
+                                                    << " relu " << relu;
+            }
+        }
+      // y_pitch: the n columns as rows of `pitch`, `width` of each kept (pitch >= 16).
+      for (int64_t pitch : {16, 17, 22, 40}) {
+        if (s.n < pitch) continue;
+        const int64_t width = pitch - 1 - pitch % 3, rows = (s.n + pitch - 1) / pitch;
+        const int64_t ldy = rows * width + 2;
+        std::vector<float> c_scratch(static_cast<size_t>(s.m * s.n));
+        std::vector<uint16_t> y(static_cast<size_t>((s.m + 1) * ldy), 0xABCD);
+        GemmBf16Output out{c_scratch.data(), s.n, false, y.data(), ldy, bias.data(), false};
+        out.y_pitch = pitch;
+        out.y_width = width;
+        gemm_bf16_packed(s.m, s.n, s.k, a_packed.data(), b_packed.data(), out);
+        std::vector<uint16_t> want(y.size(), 0xABCD);
+        for (int64_t i = 0; i < s.m; ++i)
+          for (int64_t j = 0; j < s.n; ++j)
+            if (j % pitch < width)
+              want[static_cast<size_t>(i * ldy + j / pitch * width + j % pitch)] =
+                  float_to_bf16_bits(sums[static_cast<size_t>(i * ldc + j)] + bias[static_cast<size_t>(i)]);
+        ASSERT_EQ(y, want) << "pitch " << pitch << " width " << width << ", " << where;
+      }
+    }
 }
 
 TEST(GemmBf16, RouteMatchesTheCpu) {

@@ -4,7 +4,8 @@
 // uses (CTest runs the suite twice: as the CPU decides, and with PARITY_CPU_BF16=convert); the
 // seed CNN's training step cast to bf16 or f16 runs on cpu and ref and agrees; cpu's half step is
 // bitwise the same at 1 and 2 threads; cpu's own bf16 relu and 2x2 max-pool kernels give ref's
-// bits, and its bf16 max-pool-gradient fusion the unfused nodes' bits.
+// bits, and its bf16 max-pool-gradient fusion the unfused nodes' bits; cpu's bf16 conv gives
+// ref's bits on integer operands over every route that packs its column matrix.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -275,6 +276,153 @@ TEST(HalfOps, Bf16ConvBackwardWeightThatMakesItsPooledDyIsBitwiseTheNodesApart) 
   for (int k = 0; k < 2; ++k) {
     ASSERT_EQ(got[0][k].nbytes(), got[1][k].nbytes());
     EXPECT_EQ(std::memcmp(got[0][k].data(), got[1][k].data(), got[0][k].nbytes()), 0) << (k ? "db" : "dw");
+  }
+}
+
+// As above, with the indices made by a forward MAXPOOL2D of the relu output the mask is: the
+// fused conv then masks dy by that pool's output (NodeFusion::pooled_relu) instead of the relu
+// output, with the same bits. The relu output holds ties, zeros of both signs and negatives.
+TEST(HalfOps, Bf16PooledDyMaskedByThePoolsOutputIsBitwiseTheNodesApart) {
+  std::mt19937 rng(10);
+  std::uniform_int_distribution<int> small(-8, 8), tiny(-2, 2);
+  auto bf16_tensor = [&](const Shape& shape, std::uniform_int_distribution<int>& dist) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(dist(rng)) * 0.25f;
+    for (int64_t i = 0; i < t.numel(); i += 7) t.f32()[i] = -0.0f;
+    return cast_tensor(t, DType::bf16);
+  };
+  const int64_t N = 2, C = 3, K = 4, H = 12, W = 18;
+  const Tensor x = bf16_tensor(Shape{N, C, H, W}, small), y = bf16_tensor(Shape{N, K, H, W}, tiny);
+  const Tensor dy = bf16_tensor(Shape{N, K, H / 2, W / 2}, small);
+  parity_op_params none{}, pool{}, conv{};
+  pool.maxpool2d.kernel_h = pool.maxpool2d.kernel_w = 2;
+  pool.maxpool2d.stride_h = pool.maxpool2d.stride_w = 2;
+  pool.maxpool2d.input_h = H;
+  pool.maxpool2d.input_w = W;
+  conv.conv2d.stride_h = conv.conv2d.stride_w = 1;
+  conv.conv2d.pad_h = conv.conv2d.pad_w = 1;
+  conv.conv2d.kernel_h = conv.conv2d.kernel_w = 3;
+  GraphBuilder g;
+  const Value yv = g.input("y", y.shape(), DType::bf16);
+  const std::vector<Value> pooled = g.node(PARITY_OP_MAXPOOL2D, pool, {yv}, "pool");
+  const Value dp = g.node(PARITY_OP_MAXPOOL2D_BWD, pool, {g.input("dy", dy.shape(), DType::bf16), pooled[1]}, "pool.bwd")[0];
+  const Value dr = g.node(PARITY_OP_RELU_BWD, none, {yv, dp}, "relu.bwd")[0];
+  g.node(PARITY_OP_CONV2D_BWD_WEIGHT, conv, {g.input("x", x.shape(), DType::bf16), dr}, "conv.bwd");
+  const Graph graph = g.take();
+  std::vector<Tensor> got[2];
+  for (int apart = 0; apart < 2; ++apart) {
+    auto backend = create_backend("cpu");
+    std::vector<std::string> keep{"conv.bwd:0", "conv.bwd:1", "pool:0"};
+    if (apart) keep.push_back("relu.bwd");
+    CompiledStep step(*backend, graph, keep);
+    step.write("x", x);
+    step.write("y", y);
+    step.write("dy", dy);
+    step.execute();
+    got[apart] = {step.read("conv.bwd:0"), step.read("conv.bwd:1")};
+  }
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(got[0][k].nbytes(), got[1][k].nbytes());
+    EXPECT_EQ(std::memcmp(got[0][k].data(), got[1][k].data(), got[0][k].nbytes()), 0) << (k ? "db" : "dw");
+  }
+}
+
+// cpu's bf16 conv2d (forward, with and without its fused relu and the max-pool it runs itself,
+// backward-data, backward-weight)
+// over geometries that reach each of its packing routes (bf16_gemm_ops.cpp): stride 1 over the
+// padded width (16 padded columns or more), the per-row route (narrow images, stride 2 in either
+// direction), odd CgRS and PQ (a half-empty last pair), 1x1 kernels, groups, dilation,
+// asymmetric padding, and k past one GEMM block (more than 512 rows of the column matrix). With
+// small-integer operands every f32 partial sum is exact, so cpu must give ref's bits exactly
+// (the exact sum rounded once), on either bf16 GEMM route.
+TEST(HalfOps, Bf16ConvOnEveryPackingRouteIsBitwiseRefOnIntegers) {
+  struct Geometry {
+    int64_t N, C, H, W, K, R, S;
+    int32_t stride_h, stride_w, pad_h, pad_w, dilation, groups;
+    int32_t pad_bottom = -1, pad_right = -1;  // -1: symmetric
+  };
+  const Geometry geometries[] = {
+      {2, 3, 20, 20, 5, 3, 3, 1, 1, 1, 1, 1, 1},      // padded width 22; rows cross panels; CgRS 27
+      {2, 4, 9, 37, 8, 3, 3, 1, 1, 0, 0, 1, 1},       // no padding; PQ 7 x 35 odd
+      {2, 3, 17, 17, 4, 3, 3, 2, 2, 1, 1, 1, 1},      // stride 2: the per-row route, gathered
+      {2, 3, 16, 19, 4, 3, 3, 2, 1, 1, 1, 1, 1},      // stride 2 down, 1 across: the per-row route
+      {1, 2, 7, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1},        // padded width 9 < 16: the per-row route
+      {2, 4, 12, 18, 6, 3, 3, 1, 1, 2, 2, 2, 2},      // dilation 2, 2 groups
+      {1, 64, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},       // CgRS 576: two k blocks, per-row route
+      {1, 60, 14, 14, 3, 3, 3, 1, 1, 1, 1, 1, 1},     // CgRS 540, padded width exactly 16
+      {2, 5, 11, 23, 7, 1, 1, 1, 1, 0, 0, 1, 1},      // 1x1, CgRS 5
+      {2, 3, 10, 15, 4, 3, 3, 1, 1, 1, 2, 1, 1, 0, 1},  // padding 1 top, 2 left, 0 bottom, 1 right
+      {2, 3, 16, 33, 4, 5, 3, 1, 1, 2, 1, 1, 1},      // 5x3 kernel
+      {1, 2, 15, 130, 3, 3, 3, 1, 1, 1, 1, 1, 1},     // padded route in blocks of 6 rows, then 3 (one unpooled)
+      {1, 1, 5, 600, 2, 3, 3, 1, 1, 1, 1, 1, 1},      // padded width 602: blocks of one row
+  };
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<int> value(-3, 3);
+  auto ints = [&](const Shape& shape) {
+    Tensor t(shape, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(value(rng));
+    return t;
+  };
+  for (const Geometry& geo : geometries) {
+    SCOPED_TRACE("conv N" + std::to_string(geo.N) + " C" + std::to_string(geo.C) + " " + std::to_string(geo.H) + "x" +
+                 std::to_string(geo.W) + " K" + std::to_string(geo.K) + " " + std::to_string(geo.R) + "x" +
+                 std::to_string(geo.S) + " stride " + std::to_string(geo.stride_h) + "," + std::to_string(geo.stride_w) +
+                 " groups " + std::to_string(geo.groups));
+    parity_op_params params{};
+    parity_conv2d_params& p = params.conv2d;
+    p.stride_h = geo.stride_h;
+    p.stride_w = geo.stride_w;
+    p.pad_h = geo.pad_h;
+    p.pad_w = geo.pad_w;
+    p.dilation_h = p.dilation_w = geo.dilation;
+    p.groups = geo.groups;
+    if (geo.pad_bottom >= 0) {
+      p.pad_end_given = 1;
+      p.pad_bottom = geo.pad_bottom;
+      p.pad_right = geo.pad_right;
+    }
+    p.input_h = static_cast<int32_t>(geo.H);
+    p.input_w = static_cast<int32_t>(geo.W);
+    p.kernel_h = static_cast<int32_t>(geo.R);
+    p.kernel_w = static_cast<int32_t>(geo.S);
+    const int64_t pb = geo.pad_bottom >= 0 ? geo.pad_bottom : geo.pad_h, pr = geo.pad_right >= 0 ? geo.pad_right : geo.pad_w;
+    const int64_t P = (geo.H + geo.pad_h + pb - geo.dilation * (geo.R - 1) - 1) / geo.stride_h + 1;
+    const int64_t Q = (geo.W + geo.pad_w + pr - geo.dilation * (geo.S - 1) - 1) / geo.stride_w + 1;
+    const Tensor x = ints(Shape{geo.N, geo.C, geo.H, geo.W}), w = ints(Shape{geo.K, geo.C / geo.groups, geo.R, geo.S});
+    const Tensor b = ints(Shape{geo.K}), dy = ints(Shape{geo.N, geo.K, P, Q});
+    GraphBuilder g;
+    const Value xv = g.input("x", x.shape(), DType::bf16), wv = g.input("w", w.shape(), DType::bf16);
+    const Value bv = g.input("b", b.shape()), dyv = g.input("dy", dy.shape(), DType::bf16);
+    g.node(PARITY_OP_CONV2D, params, {xv, wv, bv}, "y");
+    const Value relu = g.relu(g.node(PARITY_OP_CONV2D, params, {xv, wv, bv}, "pre")[0], "relu");  // fused: pre is read by relu alone
+    parity_op_params pool{};  // run by the conv, image by image (NodeFusion::pool_after)
+    pool.maxpool2d.kernel_h = pool.maxpool2d.kernel_w = pool.maxpool2d.stride_h = pool.maxpool2d.stride_w = 2;
+    pool.maxpool2d.input_h = static_cast<int32_t>(P);
+    pool.maxpool2d.input_w = static_cast<int32_t>(Q);
+    g.node(PARITY_OP_MAXPOOL2D, pool, {relu}, "pool");
+    g.node(PARITY_OP_CONV2D_BWD_DATA, params, {dyv, wv}, "dx");
+    g.node(PARITY_OP_CONV2D_BWD_WEIGHT, params, {xv, dyv}, "dw");
+    const Graph graph = g.take();
+    const std::vector<std::string> outputs{"y", "relu", "pool:0", "pool:1", "dx", "dw:0", "dw:1"};
+    std::vector<Tensor> got[2];
+    int backend_index = 0;
+    for (const char* name : {"ref", "cpu"}) {
+      BackendOptions bo;
+      bo.threads = 2;
+      auto backend = create_backend(name, bo);
+      CompiledStep step(*backend, graph, outputs);
+      step.write("x", cast_tensor(x, DType::bf16));
+      step.write("w", cast_tensor(w, DType::bf16));
+      step.write("b", b);
+      step.write("dy", cast_tensor(dy, DType::bf16));
+      step.execute();
+      for (const std::string& out : outputs) got[backend_index].push_back(step.read(out));
+      ++backend_index;
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      ASSERT_EQ(got[0][i].nbytes(), got[1][i].nbytes()) << outputs[i];
+      EXPECT_EQ(std::memcmp(got[0][i].data(), got[1][i].data(), got[0][i].nbytes()), 0) << outputs[i];
+    }
   }
 }
 

@@ -91,8 +91,8 @@ uint16_t* bf16_data(const BoundValue& v) { return static_cast<uint16_t*>(v.data)
 PARITY_BF16_SIMD_TARGET void relu_bf16(const uint16_t* x, uint16_t* y, int64_t count) {
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 m = lanes16(count - i);
-    const __m512 v = widen_bf16x16(x + i, m);
-    store_exact_bf16x16(y + i, m, _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ),
+    const __m512 v = widen_bf16x16_fast(x + i, m);
+    store_exact_bf16x16_fast(y + i, m, _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ),
                                                _mm512_setzero_ps()));
   }
 }
@@ -101,8 +101,8 @@ PARITY_BF16_SIMD_TARGET void relu_bf16(const uint16_t* x, uint16_t* y, int64_t c
 PARITY_BF16_SIMD_TARGET void relu_bwd_bf16(const uint16_t* y, const uint16_t* dy, uint16_t* dx, int64_t count) {
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 m = lanes16(count - i);
-    const __mmask16 pass = _mm512_cmp_ps_mask(widen_bf16x16(y + i, m), _mm512_setzero_ps(), _CMP_GT_OQ);
-    store_exact_bf16x16(dx + i, m, _mm512_maskz_mov_ps(pass, widen_bf16x16(dy + i, m)));
+    const __mmask16 pass = _mm512_cmp_ps_mask(widen_bf16x16_fast(y + i, m), _mm512_setzero_ps(), _CMP_GT_OQ);
+    store_exact_bf16x16_fast(dx + i, m, _mm512_maskz_mov_ps(pass, widen_bf16x16_fast(dy + i, m)));
   }
 }
 

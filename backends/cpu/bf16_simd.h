@@ -19,6 +19,18 @@ PARITY_BF16_SIMD_TARGET inline __m512 widen_bf16x16(const uint16_t* x, __mmask16
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, x)), 16));
 }
 
+// Lanes [0, 16) of x as float32 (all 16 read).
+PARITY_BF16_SIMD_TARGET inline __m512 widen_bf16x16(const uint16_t* x) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))), 16));
+}
+
+// widen_bf16x16, with a plain load when the mask takes all 16 lanes: masked loads stall on AMD
+// Zen (the bf16 max-pool kernels spent half their time in them).
+PARITY_BF16_SIMD_TARGET inline __m512 widen_bf16x16_fast(const uint16_t* x, __mmask16 mask) {
+  return mask == 0xFFFF ? widen_bf16x16(x) : widen_bf16x16(x, mask);
+}
+
 // v rounded to bfloat16 bits (f32_bits_to_bf16_bits lane by lane).
 PARITY_BF16_SIMD_TARGET inline __m256i round_bf16x16(__m512 v) {
   const __m512i x = _mm512_castps_si512(v);
@@ -41,6 +53,15 @@ PARITY_BF16_SIMD_TARGET inline void store_exact_bf16x16(uint16_t* y, __mmask16 m
   const __m512i top = _mm512_srli_epi32(_mm512_castps_si512(v), 16);
   const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   _mm512_mask_cvtepi32_storeu_epi16(y, mask, _mm512_mask_or_epi32(top, nan, top, _mm512_set1_epi32(0x0040)));
+}
+
+// store_exact_bf16x16, with a plain store when the mask takes all 16 lanes.
+PARITY_BF16_SIMD_TARGET inline void store_exact_bf16x16_fast(uint16_t* y, __mmask16 mask, __m512 v) {
+  if (mask != 0xFFFF) return store_exact_bf16x16(y, mask, v);
+  const __m512i top = _mm512_srli_epi32(_mm512_castps_si512(v), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y),
+                      _mm512_cvtepi32_epi16(_mm512_mask_or_epi32(top, nan, top, _mm512_set1_epi32(0x0040))));
 }
 
 // The mask of the first n <= 16 lanes.

@@ -49,14 +49,20 @@ PARITY_F16C_AVX512 void f16_to_f32_avx512(const uint16_t* x, float* y, int64_t c
 PARITY_BF16_SIMD_TARGET void f32_to_bf16_avx512(const float* x, uint16_t* y, int64_t count) {
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 mask = lanes16(count - i);
-    store_bf16x16(y + i, mask, _mm512_maskz_loadu_ps(mask, x + i));
+    if (mask == 0xFFFF)  // whole vectors: plain loads and stores (masked ones stall on AMD Zen)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), round_bf16x16(_mm512_loadu_ps(x + i)));
+    else
+      store_bf16x16(y + i, mask, _mm512_maskz_loadu_ps(mask, x + i));
   }
 }
 
 PARITY_BF16_SIMD_TARGET void bf16_to_f32_avx512(const uint16_t* x, float* y, int64_t count) {
   for (int64_t i = 0; i < count; i += 16) {
     const __mmask16 mask = lanes16(count - i);
-    _mm512_mask_storeu_ps(y + i, mask, widen_bf16x16(x + i, mask));
+    if (mask == 0xFFFF)
+      _mm512_storeu_ps(y + i, widen_bf16x16(x + i));
+    else
+      _mm512_mask_storeu_ps(y + i, mask, widen_bf16x16(x + i, mask));
   }
 }
 

@@ -1,6 +1,7 @@
 // backends/cpu/cpu_fusion.cpp — the cpu backend's fusion pass at compile: which nodes fuse
-// (conv + relu, f32 or bf16; max-pool backward + relu backward, that gradient into the conv
-// backward-weight that alone reads it, f32 or bf16) and which conv backwards get a sparse dy;
+// (conv + relu, f32 or bf16; a bf16 conv and the max-pool of its output; max-pool backward +
+// relu backward, that gradient into the conv backward-weight that alone reads it, f32 or bf16)
+// and which conv backwards get a sparse dy;
 // each node's NodeFusion record.
 #include "backends/cpu/cpu_fusion.h"
 
@@ -117,9 +118,36 @@ int64_t fuse_pooled_gradients_bf16(const parity_plan& plan, const std::vector<in
     if (relu) relu->fusion.skip = true;
     conv.fusion.pool_source = &pool;
     conv.fusion.relu_mask = mask;
+    if (mask.data) find_pooled_relu(plan, nodes, i, next, conv);
     scratch = std::max(scratch, pooled_dy_conv2d_bf16_bytes(conv));
   }
   return scratch;
+}
+
+// NodeFusion::pool_after: a bf16 CONV2D on gemm_bf16 (its relu fused or not) and the next node
+// to run, a bf16 2x2 MAXPOOL2D (pool.cpp's kernel) of the conv's output. The conv runs image
+// by image, so the pool's outputs may not share bytes with anything the conv reads or writes
+// (x, w, b, y): the pool of image n is written while the conv still works on other images.
+void fuse_forward_pools_bf16(std::vector<BoundNode>& nodes) {
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    BoundNode& conv = nodes[i];
+    if (conv.op != PARITY_OP_CONV2D || conv.fusion.skip || !runs_on_gemm_bf16(conv)) continue;
+    size_t j = i + 1;
+    while (j < nodes.size() && nodes[j].fusion.skip) ++j;
+    if (j == nodes.size()) continue;
+    BoundNode& pool = nodes[j];
+    if (pool.op != PARITY_OP_MAXPOOL2D || !runs_bf16_pool(pool) || pool.num_outputs != 2 ||
+        pool.in[0].data != conv.out[0].data || pool.in[0].numel != conv.out[0].numel)
+      continue;
+    bool clash = false;
+    for (int32_t o = 0; o < pool.num_outputs; ++o) {
+      for (int32_t k = 0; k < conv.num_inputs; ++k) clash = clash || bytes_overlap(pool.out[o], conv.in[k]);
+      clash = clash || bytes_overlap(pool.out[o], conv.out[0]);
+    }
+    if (clash) continue;
+    conv.fusion.pool_after = &pool;
+    pool.fusion.skip = true;
+  }
 }
 
 }  // namespace
@@ -192,6 +220,7 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     nodes[i + 1].fusion.skip = true;
     ++i;
   }
+  fuse_forward_pools_bf16(nodes);
   return std::max(fuse_pooled_gradients(plan, readers, nodes), fuse_pooled_gradients_bf16(plan, readers, nodes));
 }
 

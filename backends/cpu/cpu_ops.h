@@ -67,6 +67,10 @@ struct NodeFusion {
   // then reads it (a quarter of the size, in order) instead of gathering relu's output; set
   // only when no node that runs in between writes its bytes.
   BoundValue pooled_relu;
+  // A bf16 CONV2D (relu fused or not) whose output the next node to run, a bf16 2x2 MAXPOOL2D,
+  // pools (cpu_fusion.cpp, fuse_forward_pools_bf16): the conv pools each image's planes right
+  // after writing them, while they are in cache, and that node is skipped. Same kernel, same bits.
+  const BoundNode* pool_after = nullptr;
 };
 
 // One node of the plan, bound to memory, with the work split its prepare_* function chose.

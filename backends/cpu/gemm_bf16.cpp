@@ -7,7 +7,11 @@
 //   acc = vdpbf16ps(acc, broadcast(a[i][2p], a[i][2p+1]), (b[2p][j], b[2p+1][j]) for j in 0..15)
 // gains a[i][2p] b[2p][j] + a[i][2p+1] b[2p+1][j]. An odd k is padded with a zero pair half,
 // n with zero columns that are never stored. k is blocked (kKcPairs) so that one panel block
-// stays in L1 while a tile of kMr rows x 32 columns is accumulated in 16 registers.
+// stays in L1 while a tile of kMr rows x 32 columns (2 kMr rows x 16 on a single panel) is
+// accumulated in 16 registers. gemm_bf16_packed runs the same tiles on operands its caller
+// packed, and can round the result to bf16 (bias, relu) as the tile stores it.
+// Whole vectors are loaded and stored without masks: masked loads were measured to stall on this
+// repository's AMD EPYC (Zen 5, KVM) where plain ones do not.
 #include "backends/cpu/gemm_bf16.h"
 
 #include <immintrin.h>
@@ -17,7 +21,9 @@
 #include <cstring>
 #include <string>
 
+#include "backends/cpu/bf16_simd.h"
 #include "backends/cpu/gemm.h"
+#include "ops/kernels/activation.h"
 #include "ops/kernels/half.h"
 #include "parity/error.h"
 
@@ -26,7 +32,7 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kPanelColumns = 16;  // floats in a zmm register: the columns of one B panel
-constexpr int kMr = 8;                 // rows of a microkernel tile (8 x 2 accumulators)
+constexpr int kMr = 8;                 // rows of a microkernel tile (8 x 2 accumulators; 16 x 1 on one panel)
 constexpr int64_t kKcPairs = 256;      // k-pairs per block: a 32-column panel block is 32 KiB
 
 int64_t align64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
@@ -52,18 +58,24 @@ int64_t widened_bytes(int64_t rows, int64_t cols) { return align64(rows * cols *
 
 // Two rows of bf16 interleaved into pairs: lane j = row0[j] | row1[j] << 16 for j < width
 // <= 16 (row1 null: zeros, for the last pair of an odd k), zero beyond width.
+// 16 bf16 of a row (zero past width): a plain load when all 16 are wanted, since masked loads
+// stall on AMD Zen.
+PARITY_AVX512_BF16 __m256i load16(const uint16_t* row, int64_t width) {
+  if (width >= 16) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+  return _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << width) - 1u), row);
+}
+
 PARITY_AVX512_BF16 __m512i interleave16(const uint16_t* row0, const uint16_t* row1, int64_t width) {
-  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
-  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row0));
-  const __m512i hi = row1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row1)) : _mm512_setzero_si512();
+  const __m512i lo = _mm512_cvtepu16_epi32(load16(row0, width));
+  const __m512i hi = row1 ? _mm512_cvtepu16_epi32(load16(row1, width)) : _mm512_setzero_si512();
   return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
 // The pairs p0 .. p0+15 of a row of k bf16 (zero past k): 32 bf16, one load.
 PARITY_AVX512_BF16 __m512i pairs16(const uint16_t* row, int64_t k, int64_t p0) {
   const int64_t count = std::min<int64_t>(32, k - 2 * p0);
-  const __mmask32 mask = count >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << count) - 1u);
-  return _mm512_maskz_loadu_epi16(mask, row + 2 * p0);
+  if (count >= 32) return _mm512_loadu_si512(row + 2 * p0);
+  return _mm512_maskz_loadu_epi16(static_cast<__mmask32>((1u << count) - 1u), row + 2 * p0);
 }
 
 // In place: v[j] lane q becomes v[q] lane j (16 x 16 32-bit words).
@@ -155,12 +167,42 @@ PARITY_AVX512_BF16 void pack_b(int64_t n, int64_t k, const GemmOperandBf16& b, u
   }
 }
 
+// Where a tile's sums go: C (added to it when add_to_c), or, on the last k block when y is set,
+// y = bf16(relu?(C + sums + bias)) as round_row_bf16 rounds (a bias of +0 when none, as there).
+struct TileOut {
+  float* c;
+  int64_t ldc;
+  bool add_to_c;
+  uint16_t* y;  // null: C
+  int64_t ldy;
+  const float* bias;  // of the tile's first row
+  bool relu;
+  int64_t column;  // the tile's first product column (for y_pitch)
+  int64_t y_pitch, y_width;
+};
+
+// Stores 16 bf16 lanes (`mask`: those inside the product) of product columns j0 .. j0 + 15 to
+// y's row, dropping the columns at or past y_width of each image row (y_pitch >= 16: the lanes
+// cross at most one image row).
+PARITY_AVX512_BF16 inline __attribute__((always_inline)) void store_y_rows(uint16_t* y_row, int64_t j0, int64_t pitch, int64_t width, __mmask16 mask,
+                                     __m256i v) {
+  const int64_t row = j0 / pitch, q0 = j0 % pitch;
+  const int64_t first = q0 < width ? std::min<int64_t>(16, width - q0) : 0;  // lanes [0, first) in this row
+  if (first > 0) _mm256_mask_storeu_epi16(y_row + row * width + q0, static_cast<__mmask16>(mask & lanes16(first)), v);
+  const int64_t next = pitch - q0;  // the lane where the next image row begins
+  if (next < 16) {
+    const __mmask16 lanes = static_cast<__mmask16>(lanes16(std::min<int64_t>(16, next + width)) & ~lanes16(next) & mask);
+    // lane l goes to position l - next of row + 1; masked-off lanes (below next) are not written
+    if (lanes) _mm256_mask_storeu_epi16(y_row + (row + 1) * width - next, lanes, v);
+  }
+}
+
 // C[rows, columns] (+)= a_packed rows x b panels over pairs [p0, p1): `rows` <= kMr, `panels`
 // (1 or 2) panels of 16 columns, `columns` of them stored. Sums start from zero and are added
 // to C once, so a tile is accumulated in the same order whatever C held.
 template <int Rows, int Panels>
 PARITY_AVX512_BF16 void tile(const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel, int64_t b_panel_stride,
-                             int64_t p0, int64_t p1, float* c, int64_t ldc, int64_t columns, bool add_to_c) {
+                             int64_t p0, int64_t p1, int64_t columns, const TileOut& out) {
   __m512 acc[Rows][Panels];
   for (int r = 0; r < Rows; ++r)
     for (int v = 0; v < Panels; ++v) acc[r][v] = _mm512_setzero_ps();
@@ -173,26 +215,41 @@ PARITY_AVX512_BF16 void tile(const uint32_t* a_packed, int64_t a_pairs, const ui
       for (int v = 0; v < Panels; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
     }
   }
+  const __m512 zero = _mm512_setzero_ps();
   for (int v = 0; v < Panels; ++v) {
     const int64_t width = std::min<int64_t>(kPanelColumns, columns - v * kPanelColumns);
     const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
     for (int r = 0; r < Rows; ++r) {
-      float* out = c + r * ldc + v * kPanelColumns;
+      float* c = out.c + r * out.ldc + v * kPanelColumns;
       __m512 sum = acc[r][v];
-      if (add_to_c) sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), sum);
-      _mm512_mask_storeu_ps(out, mask, sum);
+      if (out.add_to_c) sum = _mm512_add_ps(width == 16 ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(mask, c), sum);
+      if (!out.y) {
+        if (width == 16)
+          _mm512_storeu_ps(c, sum);
+        else
+          _mm512_mask_storeu_ps(c, mask, sum);
+        continue;
+      }
+      sum = _mm512_add_ps(sum, _mm512_set1_ps(out.bias ? out.bias[r] : 0.0f));
+      if (out.relu) sum = _mm512_mask_mov_ps(sum, _mm512_cmp_ps_mask(sum, zero, _CMP_LE_OQ), zero);  // relu_f32
+      if (out.y_pitch > 0)
+        store_y_rows(out.y + r * out.ldy, out.column + v * kPanelColumns, out.y_pitch, out.y_width, mask,
+                     round_bf16x16(sum));
+      else
+        store_bf16x16(out.y + r * out.ldy + v * kPanelColumns, mask, sum);
     }
   }
 }
 
+// rows <= kMr (two panels) or 2 kMr (one panel: 16 accumulators either way, enough to hide
+// VDPBF16PS's latency when n is a single panel).
 template <int Panels>
 PARITY_AVX512_BF16 void tile_rows(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel,
-                                  int64_t b_panel_stride, int64_t p0, int64_t p1, float* c, int64_t ldc,
-                                  int64_t columns, bool add_to_c) {
+                                  int64_t b_panel_stride, int64_t p0, int64_t p1, int64_t columns, const TileOut& out) {
   // clang-format off
   switch (rows) {
 #define PARITY_TILE_CASE(R) \
-  case R: tile<R, Panels>(a_packed, a_pairs, b_panel, b_panel_stride, p0, p1, c, ldc, columns, add_to_c); break;
+  case R: tile<R, Panels>(a_packed, a_pairs, b_panel, b_panel_stride, p0, p1, columns, out); break;
     PARITY_TILE_CASE(1) PARITY_TILE_CASE(2) PARITY_TILE_CASE(3) PARITY_TILE_CASE(4)
     PARITY_TILE_CASE(5) PARITY_TILE_CASE(6) PARITY_TILE_CASE(7) PARITY_TILE_CASE(8)
 #undef PARITY_TILE_CASE
@@ -200,32 +257,66 @@ PARITY_AVX512_BF16 void tile_rows(int rows, const uint32_t* a_packed, int64_t a_
   // clang-format on
 }
 
+template <>
+PARITY_AVX512_BF16 void tile_rows<1>(int rows, const uint32_t* a_packed, int64_t a_pairs, const uint32_t* b_panel,
+                                     int64_t b_panel_stride, int64_t p0, int64_t p1, int64_t columns, const TileOut& out) {
+  // clang-format off
+  switch (rows) {
+#define PARITY_TILE_CASE(R) \
+  case R: tile<R, 1>(a_packed, a_pairs, b_panel, b_panel_stride, p0, p1, columns, out); break;
+    PARITY_TILE_CASE(1) PARITY_TILE_CASE(2) PARITY_TILE_CASE(3) PARITY_TILE_CASE(4)
+    PARITY_TILE_CASE(5) PARITY_TILE_CASE(6) PARITY_TILE_CASE(7) PARITY_TILE_CASE(8)
+    PARITY_TILE_CASE(9) PARITY_TILE_CASE(10) PARITY_TILE_CASE(11) PARITY_TILE_CASE(12)
+    PARITY_TILE_CASE(13) PARITY_TILE_CASE(14) PARITY_TILE_CASE(15) PARITY_TILE_CASE(16)
+#undef PARITY_TILE_CASE
+  }
+  // clang-format on
+}
+
+// The product on packed operands: k in blocks of kKcPairs (each block's sums added into C),
+// then 32-column strips of B, then tiles of kMr rows.
+PARITY_AVX512_BF16 void gemm_packed_avx512_bf16(int64_t m, int64_t n, int64_t k, const uint32_t* a_packed,
+                                                const uint32_t* b_packed, const GemmBf16Output& o) {
+  const int64_t pairs = pairs_of(k);
+  const int64_t panel_stride = pairs * kPanelColumns;  // pairs from one panel to the next
+  for (int64_t p0 = 0; p0 < pairs; p0 += kKcPairs) {
+    const int64_t p1 = std::min(pairs, p0 + kKcPairs);
+    const bool last_block = p1 == pairs;
+    for (int64_t j0 = 0; j0 < n; j0 += 2 * kPanelColumns) {
+      const int64_t columns = std::min(2 * kPanelColumns, n - j0);
+      const uint32_t* b_panel = b_packed + (j0 / kPanelColumns) * panel_stride;
+      const int64_t tile_rows_max = columns > kPanelColumns ? kMr : 2 * kMr;
+      for (int64_t i0 = 0; i0 < m; i0 += tile_rows_max) {
+        const int rows = static_cast<int>(std::min<int64_t>(tile_rows_max, m - i0));
+        const TileOut out{o.c + i0 * o.ldc + j0,
+                          o.ldc,
+                          o.accumulate || p0 > 0,
+                          o.y && last_block ? o.y + i0 * o.ldy + (o.y_pitch > 0 ? 0 : j0) : nullptr,
+                          o.ldy,
+                          o.bias ? o.bias + i0 : nullptr,
+                          o.relu,
+                          j0,
+                          o.y_pitch,
+                          o.y_width};
+        const uint32_t* a_rows = a_packed + i0 * pairs;
+        if (columns > kPanelColumns)
+          tile_rows<2>(rows, a_rows, pairs, b_panel, panel_stride, p0, p1, columns, out);
+        else
+          tile_rows<1>(rows, a_rows, pairs, b_panel, panel_stride, p0, p1, columns, out);
+      }
+    }
+  }
+}
+
 PARITY_AVX512_BF16 void gemm_avx512_bf16(int64_t m, int64_t n, int64_t k, const GemmOperandBf16& a,
                                          const GemmOperandBf16& b, float* c, int64_t ldc, bool accumulate,
                                          void* scratch) {
-  const int64_t pairs = pairs_of(k);
   uint32_t* a_packed = static_cast<uint32_t*>(scratch);
   uint32_t* b_packed = reinterpret_cast<uint32_t*>(static_cast<char*>(scratch) + packed_a_bytes(m, k));
   pack_a(m, k, a, a_packed);
   pack_b(n, k, b, b_packed);
-  const int64_t panel_stride = pairs * kPanelColumns;  // pairs from one panel to the next
-  for (int64_t p0 = 0; p0 < pairs; p0 += kKcPairs) {
-    const int64_t p1 = std::min(pairs, p0 + kKcPairs);
-    const bool add_to_c = accumulate || p0 > 0;
-    for (int64_t j0 = 0; j0 < n; j0 += 2 * kPanelColumns) {
-      const int64_t columns = std::min(2 * kPanelColumns, n - j0);
-      const uint32_t* b_panel = b_packed + (j0 / kPanelColumns) * panel_stride;
-      for (int64_t i0 = 0; i0 < m; i0 += kMr) {
-        const int rows = static_cast<int>(std::min<int64_t>(kMr, m - i0));
-        const uint32_t* a_rows = a_packed + i0 * pairs;
-        float* c_tile = c + i0 * ldc + j0;
-        if (columns > kPanelColumns)
-          tile_rows<2>(rows, a_rows, pairs, b_panel, panel_stride, p0, p1, c_tile, ldc, columns, add_to_c);
-        else
-          tile_rows<1>(rows, a_rows, pairs, b_panel, panel_stride, p0, p1, c_tile, ldc, columns, add_to_c);
-      }
-    }
-  }
+  GemmBf16Output out{c, ldc, accumulate};
+  gemm_packed_avx512_bf16(m, n, k, a_packed, b_packed, out);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -298,6 +389,48 @@ int64_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k) {
   const int64_t packed = packed_a_bytes(m, k) + packed_b_bytes(n, k);
   const int64_t widened = widened_bytes(m, k) + widened_bytes(k, n) + gemm_scratch_floats(m, n, k) * 4;
   return std::max(packed, widened);
+}
+
+namespace {
+void require_avx512_bf16(const char* what) {
+  if (!cpu_has_avx512_bf16())
+    throw Error(ErrorKind::backend,
+                std::string(what) + ": the avx512_bf16 route needs a CPU with AVX512-BF16, which this one lacks");
+}
+}  // namespace
+
+void pack_a_bf16(int64_t m, int64_t k, GemmOperandBf16 a, uint32_t* a_packed) {
+  require_avx512_bf16("pack_a_bf16");
+  pack_a(m, k, a, a_packed);
+}
+
+void pack_b_bf16(int64_t n, int64_t k, GemmOperandBf16 b, uint32_t* b_packed) {
+  require_avx512_bf16("pack_b_bf16");
+  pack_b(n, k, b, b_packed);
+}
+
+void gemm_bf16_packed(int64_t m, int64_t n, int64_t k, const uint32_t* a_packed, const uint32_t* b_packed,
+                      const GemmBf16Output& out) {
+  require_avx512_bf16("gemm_bf16_packed");
+  if (out.y && out.y_pitch != 0 && (out.y_pitch < 16 || out.y_width < 0 || out.y_width > out.y_pitch))
+    throw Error(ErrorKind::invalid_argument, "gemm_bf16_packed: y_pitch must be at least 16 and y_width in [0, y_pitch], got " +
+                                                 std::to_string(out.y_pitch) + " and " + std::to_string(out.y_width));
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // no pairs: the sums are zero
+    if (out.y) {
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          if (out.y_pitch > 0 && j % out.y_pitch >= out.y_width) continue;
+          const float v = (out.accumulate ? out.c[i * out.ldc + j] : 0.0f) + (out.bias ? out.bias[i] : 0.0f);
+          const int64_t at = out.y_pitch > 0 ? j / out.y_pitch * out.y_width + j % out.y_pitch : j;
+          out.y[i * out.ldy + at] = kernels::float_to_bf16_bits(out.relu ? kernels::relu_f32(v) : v);
+        }
+    } else if (!out.accumulate) {
+      for (int64_t i = 0; i < m; ++i) std::memset(out.c + i * out.ldc, 0, sizeof(float) * n);
+    }
+    return;
+  }
+  gemm_packed_avx512_bf16(m, n, k, a_packed, b_packed, out);
 }
 
 void gemm_bf16(int64_t m, int64_t n, int64_t k, GemmOperandBf16 a, GemmOperandBf16 b, float* c, int64_t ldc,

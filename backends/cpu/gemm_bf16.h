@@ -7,7 +7,8 @@
 //
 // bf16_gemm_route() picks the first where the CPU has AVX512-BF16, unless the environment
 // variable PARITY_CPU_BF16=convert forces the second (PARITY_CPU_BF16=auto or unset: the CPU
-// decides). Nothing in the graph uses this yet: it is a building block for mixed precision.
+// decides). The avx512_bf16 route also takes operands its caller packed itself
+// (gemm_bf16_packed), so that a conv writes its column matrix straight into the packed layout.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +50,46 @@ int64_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k);
 // regardless of MXCSR); f32_conversion keeps them.
 void gemm_bf16(int64_t m, int64_t n, int64_t k, GemmOperandBf16 a, GemmOperandBf16 b, float* c, int64_t ldc,
                bool accumulate, void* scratch, Bf16GemmRoute route = bf16_gemm_route());
+
+// ---- the avx512_bf16 route on packed operands
+//
+// Packed A: m rows of bf16_pairs(k) 32-bit words; word p of row i = op(A)[i][2p] |
+// op(A)[i][2p+1] << 16 (zero past k): a row-major [m, k] matrix of even k with rows 2 pairs
+// apart is already packed. Packed B: bf16_panels(n) panels of bf16_pairs(k) rows of 16 words;
+// word j of row p of panel P = op(B)[2p][16P + j] | op(B)[2p+1][16P + j] << 16 (zero outside
+// op(B)). Everything below runs only where cpu_has_avx512_bf16().
+constexpr int64_t kBf16PanelColumns = 16;
+inline int64_t bf16_pairs(int64_t k) { return (k + 1) / 2; }
+inline int64_t bf16_panels(int64_t n) { return (n + kBf16PanelColumns - 1) / kBf16PanelColumns; }
+inline int64_t packed_a_words(int64_t m, int64_t k) { return m * bf16_pairs(k); }
+inline int64_t packed_b_words(int64_t n, int64_t k) { return bf16_panels(n) * bf16_pairs(k) * kBf16PanelColumns; }
+
+// Packs op(A)[m, k] / op(B)[k, n] as gemm_bf16's avx512_bf16 route does.
+void pack_a_bf16(int64_t m, int64_t k, GemmOperandBf16 a, uint32_t* a_packed);
+void pack_b_bf16(int64_t n, int64_t k, GemmOperandBf16 b, uint32_t* b_packed);
+
+// Where gemm_bf16_packed puts its result: float32 C (rows ldc apart, += when accumulate), or
+// rounded once to bf16, y[i][j] = bf16(relu?(sum_ij + bias[i])) (bias may be null; y rows ldy
+// apart; c then only holds partial sums when k spans several blocks, and must have m rows of n).
+struct GemmBf16Output {
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  uint16_t* y = nullptr;  // null: write C
+  int64_t ldy = 0;
+  const float* bias = nullptr;
+  bool relu = false;
+  // y_pitch > 0 (at least 16): product column j is position j % y_pitch of row j / y_pitch of
+  // an image whose rows hold y_width <= y_pitch outputs; y's row i then holds those rows packed
+  // (position (j / y_pitch) y_width + j % y_pitch), and columns with j % y_pitch >= y_width are
+  // dropped. A conv computed over its padded input width (bf16_gemm_ops.cpp) writes y this way.
+  int64_t y_pitch = 0, y_width = 0;
+};
+
+// op(A) op(B) on packed operands, the avx512_bf16 route's sums (bitwise gemm_bf16's on that
+// route, and rounded as round_row_bf16 would round C + bias). Single-threaded, no scratch.
+void gemm_bf16_packed(int64_t m, int64_t n, int64_t k, const uint32_t* a_packed, const uint32_t* b_packed,
+                      const GemmBf16Output& out);
 
 }  // namespace cpu
 }  // namespace parity

@@ -56,10 +56,14 @@ bool runs_bf16_pool(const BoundNode& node);
 // Planes [begin, end) of such a MAXPOOL2D_BWD's dx (then relu-masked by `mask`, the relu's bf16
 // output, when not null) into dx[0, (end - begin) H W); `scratch` holds one f32 plane. What
 // run_maxpool2d_bwd writes there, for a bf16 conv backward-weight that makes its dy itself
-// (NodeFusion::pool_source).
-void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int64_t begin, int64_t end, uint16_t* dx,
-                               float* scratch);
-
+// (NodeFusion::pool_source). `pooled_mask` (may be null; NodeFusion::pooled_relu) is the forward
+// pool's output when `mask` is its input: read instead of mask where the indices allow.
+void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, const uint16_t* pooled_mask, int64_t begin,
+                               int64_t end, uint16_t* dx, float* scratch);
+// Output rows [rows_begin, rows_end) (clipped to the pool's) of planes [begin, end) of such a
+// MAXPOOL2D (forward): what run_maxpool2d writes there, for a bf16 conv that pools its own
+// output (NodeFusion::pool_after).
+void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end, int64_t rows_begin, int64_t rows_end);
 // The workspace bytes of a bf16 CONV2D_BWD_WEIGHT that makes its dy from pool_source.
 int64_t pooled_dy_conv2d_bf16_bytes(const BoundNode& node);
 

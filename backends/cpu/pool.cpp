@@ -182,8 +182,9 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
 #endif
 
 // maxpool2x2_planes_nchw_f32 on bf16 x and y: the same lanes, comparisons and indices.
+// (Output rows [p_begin, p_end) of each plane.)
 PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint16_t* y, int32_t* idx, int64_t begin,
-                                                         int64_t end, PoolGeometry g) {
+                                                         int64_t end, int64_t p_begin, int64_t p_end, PoolGeometry g) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
@@ -191,14 +192,14 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
     const uint16_t* x_plane = x + plane * g.H * g.W;
     uint16_t* y_plane = y + plane * g.P * g.Q;
     int32_t* idx_plane = idx + plane * g.P * g.Q;
-    for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t p = p_begin; p < p_end; ++p) {
       const uint16_t* r0 = x_plane + 2 * p * g.W;
       const uint16_t* r1 = r0 + g.W;
       for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
         const int64_t n = std::min<int64_t>(16, g.Q - q0);
         const __mmask16 out_mask = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
-        const __m512 a_lo = widen_bf16x16(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16(r0 + 2 * q0 + 16, hi_mask);
-        const __m512 b_lo = widen_bf16x16(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16(r1 + 2 * q0 + 16, hi_mask);
+        const __m512 a_lo = widen_bf16x16_fast(r0 + 2 * q0, lo_mask), a_hi = widen_bf16x16_fast(r0 + 2 * q0 + 16, hi_mask);
+        const __m512 b_lo = widen_bf16x16_fast(r1 + 2 * q0, lo_mask), b_hi = widen_bf16x16_fast(r1 + 2 * q0 + 16, hi_mask);
         const __m512 v00 = _mm512_permutex2var_ps(a_lo, even, a_hi), v01 = _mm512_permutex2var_ps(a_lo, odd, a_hi);
         const __m512 v10 = _mm512_permutex2var_ps(b_lo, even, b_hi), v11 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
@@ -220,9 +221,11 @@ PARITY_BF16_SIMD_TARGET void maxpool2x2_planes_nchw_bf16(const uint16_t* x, uint
 }
 
 // maxpool2x2_bwd_plane_f32 on bf16 dy, mask and dx (0 + dy, masked, rounded once); false when
-// some idx lies outside its window, as there.
+// some idx lies outside its window, as there. With pooled_mask (the forward pool's output, when
+// mask is that pool's input: the mask's value at each window's argmax) dy is masked by it
+// instead, at a quarter of the reads: the same bits, since only the argmax passes a nonzero.
 PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const int32_t* idx, const uint16_t* mask,
-                                                       uint16_t* dx, PoolGeometry g) {
+                                                       const uint16_t* pooled_mask, uint16_t* dx, PoolGeometry g) {
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   const __m512i lo_pick = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_pick = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -236,8 +239,10 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
     for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
       const int64_t n = std::min<int64_t>(16, g.Q - q0);
       const __mmask16 m = lanes16(n), lo_mask = lanes16(2 * n), hi_mask = lanes16(std::max<int64_t>(0, 2 * n - 16));
-      const __m512i iv = _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
-      const __m512 dv = widen_bf16x16(dy + p * g.Q + q0, m);
+      const __m512i iv = n == 16 ? _mm512_loadu_si512(idx + p * g.Q + q0) : _mm512_maskz_loadu_epi32(m, idx + p * g.Q + q0);
+      __m512 dv = widen_bf16x16_fast(dy + p * g.Q + q0, m);
+      if (pooled_mask)  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0, y at the argmax
+        dv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(pooled_mask + p * g.Q + q0, m), zero, _CMP_GT_OQ), dv);
       const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
       const __m512i below = _mm512_add_epi32(base, w);
       const __mmask16 h00 = _mm512_cmpeq_epi32_mask(iv, base), h01 = _mm512_cmpeq_epi32_mask(iv, _mm512_add_epi32(base, one));
@@ -249,18 +254,18 @@ PARITY_BF16_SIMD_TARGET bool maxpool2x2_bwd_plane_bf16(const uint16_t* dy, const
       const __m512 d11 = _mm512_add_ps(zero, _mm512_maskz_mov_ps(h11, dv));
       __m512 a_lo = _mm512_permutex2var_ps(d00, lo_pick, d01), a_hi = _mm512_permutex2var_ps(d00, hi_pick, d01);
       __m512 b_lo = _mm512_permutex2var_ps(d10, lo_pick, d11), b_hi = _mm512_permutex2var_ps(d10, hi_pick, d11);
-      if (mask) {  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
+      if (mask && !pooled_mask) {  // relu_bwd_f32(y, dx) = y > 0 ? dx : 0
         const uint16_t* y0 = mask + 2 * p * g.W + 2 * q0;
         const uint16_t* y1 = y0 + g.W;
-        a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y0, lo_mask), zero, _CMP_GT_OQ), a_lo);
-        a_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y0 + 16, hi_mask), zero, _CMP_GT_OQ), a_hi);
-        b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1, lo_mask), zero, _CMP_GT_OQ), b_lo);
-        b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16(y1 + 16, hi_mask), zero, _CMP_GT_OQ), b_hi);
+        a_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y0, lo_mask), zero, _CMP_GT_OQ), a_lo);
+        a_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y0 + 16, hi_mask), zero, _CMP_GT_OQ), a_hi);
+        b_lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y1, lo_mask), zero, _CMP_GT_OQ), b_lo);
+        b_hi = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(widen_bf16x16_fast(y1 + 16, hi_mask), zero, _CMP_GT_OQ), b_hi);
       }
-      store_exact_bf16x16(r0 + 2 * q0, lo_mask, a_lo);
-      store_exact_bf16x16(r0 + 2 * q0 + 16, hi_mask, a_hi);
-      store_exact_bf16x16(r1 + 2 * q0, lo_mask, b_lo);
-      store_exact_bf16x16(r1 + 2 * q0 + 16, hi_mask, b_hi);
+      store_exact_bf16x16_fast(r0 + 2 * q0, lo_mask, a_lo);
+      store_exact_bf16x16_fast(r0 + 2 * q0 + 16, hi_mask, a_hi);
+      store_exact_bf16x16_fast(r1 + 2 * q0, lo_mask, b_lo);
+      store_exact_bf16x16_fast(r1 + 2 * q0 + 16, hi_mask, b_hi);
     }
     if (g.W > 2 * g.Q) r0[g.W - 1] = r1[g.W - 1] = 0;  // an odd width's last column: no window (+0)
   }
@@ -294,15 +299,18 @@ void maxpool2d_bwd_plane_bf16(const BoundNode& node, const uint16_t* dy, const i
 
 }  // namespace
 
+void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end, int64_t rows_begin, int64_t rows_end) {
+  const PoolGeometry g = geometry(pool.in[0], pool.params.maxpool2d);
+  maxpool2x2_planes_nchw_bf16(static_cast<const uint16_t*>(pool.in[0].data), static_cast<uint16_t*>(pool.out[0].data),
+                              pool.out[1].i32(), begin, end, std::min(rows_begin, g.P), std::min(rows_end, g.P), g);
+}
+
 void run_maxpool2d(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.in[0], pp);
   if (runs_bf16_pool(node)) {
-    const auto* x = static_cast<const uint16_t*>(node.in[0].data);
-    auto* y = static_cast<uint16_t*>(node.out[0].data);
-    int32_t* idx = node.out[1].i32();
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-      maxpool2x2_planes_nchw_bf16(x, y, idx, begin, end, g);
+      maxpool2d_planes_bf16(node, begin, end, 0, g.P);
     });
     return;
   }
@@ -413,8 +421,8 @@ bool maxpool2x2_bwd_plane_f32(const float* dy, const int32_t* idx, const float* 
 
 }  // namespace
 
-void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int64_t begin, int64_t end, uint16_t* dx,
-                               float* scratch) {
+void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, const uint16_t* pooled_mask, int64_t begin,
+                               int64_t end, uint16_t* dx, float* scratch) {
   const PoolGeometry g = geometry(pool.out[0], pool.params.maxpool2d);
   const auto* dy = static_cast<const uint16_t*>(pool.in[0].data);
   const int32_t* idx = pool.in[1].i32();
@@ -422,7 +430,9 @@ void maxpool2d_bwd_planes_bf16(const BoundNode& pool, const uint16_t* mask, int6
   for (int64_t plane = begin; plane < end; ++plane) {
     const uint16_t* mask_plane = mask ? mask + plane * plane_size : nullptr;
     uint16_t* dx_plane = dx + (plane - begin) * plane_size;
-    if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, g)) continue;
+    const uint16_t* pooled_plane = mask && pooled_mask ? pooled_mask + plane * outputs : nullptr;
+    if (maxpool2x2_bwd_plane_bf16(dy + plane * outputs, idx + plane * outputs, mask_plane, pooled_plane, dx_plane, g))
+      continue;
     maxpool2d_bwd_plane_bf16(pool, dy + plane * outputs, idx + plane * outputs, mask_plane, dx_plane, scratch,
                              plane_size, outputs);
   }
@@ -437,7 +447,7 @@ void run_maxpool2d_bwd(const BoundNode& node) {
     const int64_t plane_size = g.H * g.W;
     parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
       auto* scratch = reinterpret_cast<float*>(node.workspace + worker_slot(node.slots) * align64(plane_size * 4));
-      maxpool2d_bwd_planes_bf16(node, mask, begin, end, dx + begin * plane_size, scratch);
+      maxpool2d_bwd_planes_bf16(node, mask, nullptr, begin, end, dx + begin * plane_size, scratch);
     });
     return;
   }
