@@ -7,9 +7,10 @@
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
-//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): the direct kernel below,
-//                 with bias and (when the backend fused a following relu, cpu_ops.h) relu in
-//                 its epilogue; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
+//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): a direct kernel, with bias
+//                 and (when the backend fused a following relu, cpu_ops.h) relu in its
+//                 epilogue: conv2d_direct_rows.cpp's (flattened padded rows) where pad <
+//                 kernel, else the one below; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
 //                 y_n[K, PQ] = w[K, CRS] * col_n + b
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
 //                 transposed filter (the direct kernel again, when C is a multiple of 16);
@@ -30,6 +31,7 @@
 #include <cstring>
 
 #include "backends/cpu/conv2d_depthwise.h"
+#include "backends/cpu/conv2d_direct_rows.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/half_nodes.h"
 #include "backends/cpu/gemm.h"
@@ -198,9 +200,15 @@ int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& c
   return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
 }
 int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }  // plain: crs == wcrs
+// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
+DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
+}
 // Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
 int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
-  return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
+  const DirectRowsShape rows = direct_rows_shape(g, cp);
+  return direct_weight_floats(g) +
+         slots * (conv2d_direct_rows_applies(rows) ? conv2d_direct_rows_image_floats(rows) : direct_image_floats(g, cp));
 }
 
 #if defined(__AVX512F__)
@@ -255,6 +263,8 @@ void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, b
 // `wt` must already hold the weights as [C, R, S, K]; `xpads` is one padded image per slot.
 void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu, float* y, const ConvGeometry& g,
                      const parity_conv2d_params& cp, float* xpads, int32_t slots) {
+  const DirectRowsShape rows = direct_rows_shape(g, cp);
+  if (conv2d_direct_rows_applies(rows)) return conv2d_direct_rows_f32(x, wt, b, relu, y, rows, xpads, slots);
 #if defined(__AVX512F__)
   parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
     float* xpad = xpads + worker_slot(slots) * direct_image_floats(g, cp);
