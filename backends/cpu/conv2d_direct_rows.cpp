@@ -58,9 +58,9 @@ int64_t conv2d_direct_rows_image_floats(const DirectRowsShape& s) {
 #if defined(__AVX512F__)
 namespace {
 
-void pad_image_rows_f32(const float* x_n, const DirectRowsShape& s, float* xpad) {
+// Copies image x_n's rows into a padded image whose padding (everything else) is already 0.
+void copy_image_rows_f32(const float* x_n, const DirectRowsShape& s, float* xpad) {
   const int64_t L = row_floats(s), plane = plane_floats(s);
-  std::memset(xpad, 0, sizeof(float) * conv2d_direct_rows_image_floats(s));
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t h = 0; h < s.H; ++h)
       std::memcpy(xpad + c * plane + (h + s.pad_h) * L + s.pad_w, x_n + (c * s.H + h) * s.W, sizeof(float) * s.W);
@@ -144,10 +144,13 @@ void conv2d_direct_rows_f32(const float* x, const float* wt, const float* b, boo
                             const DirectRowsShape& s, float* xpads, int32_t slots) {
 #if defined(__AVX512F__)
   const int64_t image_floats = conv2d_direct_rows_image_floats(s);
+  // The padding is zeroed once per run (the scratch may have held another node's data); each
+  // image then writes only its own values, at the same places.
+  std::memset(xpads, 0, sizeof(float) * image_floats * slots);
   parallel_chunks(s.N, 1, [&](int64_t, int64_t begin, int64_t end) {
     float* xpad = xpads + worker_slot(slots) * image_floats;
     for (int64_t n = begin; n < end; ++n) {
-      pad_image_rows_f32(x + n * s.C * s.H * s.W, s, xpad);
+      copy_image_rows_f32(x + n * s.C * s.H * s.W, s, xpad);
       float* y_n = y + n * s.K * s.P * s.Q;
       conv_rows_image_f32<kChannelBlock, kVectors>(xpad, wt, b, relu, y_n, s);
     }
