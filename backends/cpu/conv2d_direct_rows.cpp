@@ -78,24 +78,27 @@ VectorStore vector_store(int64_t i0, const DirectRowsShape& s) {
   const int64_t L = row_floats(s), total = s.P * L;
   VectorStore v{0, 0, -1};
   int n = 0;
-  for (int64_t l = 0; l < kLanes; ++l) {
-    const int64_t i = i0 + l, p = i / L, q = i % L;
-    if (i >= total || q >= s.Q) continue;
-    if (v.dest < 0) v.dest = p * s.Q + q;
-    v.valid = __mmask16(v.valid | (1u << l));
-    ++n;
+  int64_t p = i0 / L, q = i0 % L;  // one division per vector, then walk the lanes
+  for (int64_t l = 0; l < kLanes && i0 + l < total; ++l) {
+    if (q < s.Q) {
+      if (v.dest < 0) v.dest = p * s.Q + q;
+      v.valid = __mmask16(v.valid | (1u << l));
+      ++n;
+    }
+    if (++q == L) q = 0, ++p;
   }
   v.count = __mmask16((1u << n) - 1u);
   if (v.dest < 0) v.dest = 0;
   return v;
 }
 
+// Every output channel of the NV vectors of flat positions from i0.
 template <int KB, int NV>
-void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
-                         const DirectRowsShape& s) {
-  const int64_t L = row_floats(s), plane = plane_floats(s), total = s.P * L, pq = s.P * s.Q;
+void conv_rows_vectors_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
+                           const DirectRowsShape& s, int64_t i0) {
+  const int64_t L = row_floats(s), plane = plane_floats(s), pq = s.P * s.Q;
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t i0 = 0; i0 < total; i0 += NV * kLanes) {
+  {
     VectorStore st[NV];
     for (int j = 0; j < NV; ++j) st[j] = vector_store(i0 + j * kLanes, s);
     for (int64_t kb = 0; kb < s.K; kb += KB) {
@@ -137,6 +140,20 @@ void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, boo
   }
 }
 
+// One image: blocks of kVectors vectors, then the last one or two vectors on their own (on a
+// 14-wide image, 210 positions are 14 vectors, not 5 blocks of 3).
+void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
+                         const DirectRowsShape& s) {
+  const int64_t total = s.P * row_floats(s);
+  int64_t i0 = 0;
+  for (; i0 + 2 * kLanes < total; i0 += kVectors * kLanes)  // 3 vectors, the last maybe partial
+    conv_rows_vectors_f32<kChannelBlock, kVectors>(xpad, wt, b, relu, y_n, s, i0);
+  const int64_t left = i0 < total ? (total - i0 + kLanes - 1) / kLanes : 0;
+  static_assert(kVectors == 3, "the tail below handles 1 or 2 vectors");
+  if (left == 2) conv_rows_vectors_f32<kChannelBlock, 2>(xpad, wt, b, relu, y_n, s, i0);
+  if (left == 1) conv_rows_vectors_f32<kChannelBlock, 1>(xpad, wt, b, relu, y_n, s, i0);
+}
+
 }  // namespace
 #endif
 
@@ -152,7 +169,7 @@ void conv2d_direct_rows_f32(const float* x, const float* wt, const float* b, boo
     for (int64_t n = begin; n < end; ++n) {
       copy_image_rows_f32(x + n * s.C * s.H * s.W, s, xpad);
       float* y_n = y + n * s.K * s.P * s.Q;
-      conv_rows_image_f32<kChannelBlock, kVectors>(xpad, wt, b, relu, y_n, s);
+      conv_rows_image_f32(xpad, wt, b, relu, y_n, s);
     }
   });
 #else
