@@ -1,6 +1,7 @@
-// tests/test_cpu_conv_direct_rows.cpp — the cpu backend's direct f32 convolution over flattened
-// padded rows (backends/cpu/conv2d_direct_rows.cpp), as conv2d's forward (bias, fused relu) and
-// as its flipped backward-data: against ref on odd shapes, vectors spanning rows, a partial last
+// tests/test_cpu_conv_direct_rows.cpp — the cpu backend's direct f32 convolutions: the one over
+// flattened padded rows (backends/cpu/conv2d_direct_rows.cpp) as conv2d's forward (bias, fused
+// relu) and flipped backward-data, and the channels-last backward-weight
+// (conv2d_bwd_weight_nhwc.cpp): against ref on odd shapes, vectors spanning rows, a partial last
 // vector, R != S, padding 0 to kernel - 1, K not a multiple of 16; a non-finite input in the
 // dropped lanes stays out of the valid ones; bitwise the same on 1 and 2 threads.
 #include <cmath>
@@ -81,6 +82,24 @@ Graph backward_data_graph(const ConvCase& c) {
   return b.take();
 }
 
+// dw (and db when `bias`) of CONV2D_BWD_WEIGHT(x, dy); the output named y is dw.
+Graph backward_weight_graph(const ConvCase& c, bool bias) {
+  GraphBuilder b;
+  Value x = b.input("x", Shape{c.N, c.C, c.H, c.W});
+  Value dy = b.input("dy", Shape{c.N, c.K, c.P(), c.Q()});
+  parity_op_params cp{};
+  cp.conv2d.stride_h = cp.conv2d.stride_w = c.stride;
+  cp.conv2d.pad_h = c.pad_h;
+  cp.conv2d.pad_w = c.pad_w;
+  cp.conv2d.kernel_h = static_cast<int32_t>(c.R);
+  cp.conv2d.kernel_w = static_cast<int32_t>(c.S);
+  cp.conv2d.without_bias = bias ? 0 : 1;
+  std::vector<Value> out = b.node(PARITY_OP_CONV2D_BWD_WEIGHT, cp, {x, dy}, "conv.bwd_weight");
+  b.rename(out[0], "y");
+  if (bias) b.rename(out[1], "db");
+  return b.take();
+}
+
 Tensors random_inputs(const Graph& graph, uint32_t seed, std::initializer_list<const char*> names) {
   std::mt19937 rng(seed);
   Tensors in;
@@ -128,6 +147,23 @@ TEST(CpuConvDirectRows, BackwardDataMatchesRef) {
     const Graph g = backward_data_graph(c);
     expect_good(g, random_inputs(g, 5, {"dy", "w"}), c.str());
   }
+}
+
+// The channels-last backward-weight (conv2d_bwd_weight_nhwc.cpp) takes S = 3 and C a multiple of
+// 16: R 1, 3 and 5, padding 0 to 2 (also past the kernel), K 8 to 32, odd sizes, batches of 1 to
+// 5 images (the batch chunks hold one or several); the stride-2 and S = 5 cases take other paths.
+const ConvCase kBackwardWeightCases[] = {
+    {3, 16, 14, 14, 32, 3, 3, 1, 1}, {5, 32, 9, 13, 8, 3, 3, 0, 2},  {1, 16, 7, 19, 24, 5, 3, 2, 1},
+    {2, 16, 6, 5, 16, 1, 3, 0, 0},   {2, 16, 11, 11, 8, 3, 3, 1, 1, 2}, {2, 16, 9, 9, 8, 3, 5, 1, 2},
+    {2, 16, 5, 4, 8, 3, 3, 3, 3},
+};
+
+TEST(CpuConvDirectRows, BackwardWeightMatchesRef) {
+  for (const ConvCase& c : kBackwardWeightCases)
+    for (const bool bias : {true, false}) {
+      const Graph g = backward_weight_graph(c, bias);
+      expect_good(g, random_inputs(g, 7, {"x", "dy"}), fmt::format("{} bias {}", c.str(), bias));
+    }
 }
 
 // An infinity at the end of an image row is read by the dropped lanes (q >= Q) of the vectors

@@ -15,7 +15,9 @@
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
 //                 transposed filter (the direct kernel again, when C is a multiple of 16);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   stride 1 and 3 or 5 kernel columns (AVX-512 builds): a direct kernel with
+//   backward-wt   stride 1, 3 kernel columns and C a multiple of 16 (AVX-512 builds):
+//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else
+//                 stride 1 and 3 or 5 kernel columns: a direct kernel with
 //                 lanes along the output row, accumulating dy * x_pad in registers; otherwise
 //                 dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
 //                 columns (row tiles of a large image, or small images side by side) so col
@@ -30,6 +32,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/conv2d_bwd_weight_nhwc.h"
 #include "backends/cpu/conv2d_depthwise.h"
 #include "backends/cpu/conv2d_direct_rows.h"
 #include "backends/cpu/cpu_ops.h"
@@ -607,8 +610,16 @@ int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, c
   return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
 }
 
-// Either path's slot scratch.
+// 3 kernel columns and C a multiple of 16: conv2d_bwd_weight_nhwc.cpp's kernel (lanes along the
+// input channels) instead of the direct one above.
+bool bwd_weight_nhwc(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         conv2d_bwd_weight_nhwc_applies(direct_rows_shape(g, cp));
+}
+
+// Any path's slot scratch.
 int64_t bwd_weight_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
+  if (bwd_weight_nhwc(g, cp)) return conv2d_bwd_weight_nhwc_slot_floats(direct_rows_shape(g, cp));
   if (bwd_weight_direct(g, cp)) return bwd_direct_slot_floats(g, cp, bwd_direct_panel(g, chunk));
   return bwd_slot_floats(g, cp, bwd_weight_panel(g, cp, chunk));
 }
@@ -722,6 +733,7 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
   const int64_t dw_size = g.K * g.wcrs();
   const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
+  const bool nhwc = bwd_weight_nhwc(g, cp);
   const bool direct = bwd_weight_direct(g, cp);
   const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);
 
@@ -730,6 +742,10 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     float* slot = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
+    if (nhwc) {
+      conv2d_bwd_weight_nhwc_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part, db ? db_part : nullptr);
+      return;
+    }
 #if defined(__AVX512F__)
     if (direct) {
       if (g.S == 3) bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
