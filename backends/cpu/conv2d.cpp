@@ -7,14 +7,17 @@
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
-//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): the direct kernel below,
-//                 with bias and (when the backend fused a following relu, cpu_ops.h) relu in
-//                 its epilogue; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
+//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): a direct kernel, with bias
+//                 and (when the backend fused a following relu, cpu_ops.h) relu in its
+//                 epilogue: conv2d_direct_rows.cpp's (flattened padded rows) where pad <
+//                 kernel, else the one below; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
 //                 y_n[K, PQ] = w[K, CRS] * col_n + b
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
 //                 transposed filter (the direct kernel again, when C is a multiple of 16);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
-//   backward-wt   stride 1 and 3 or 5 kernel columns (AVX-512 builds): a direct kernel with
+//   backward-wt   stride 1, 3 kernel columns and C a multiple of 16 (AVX-512 builds):
+//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else
+//                 stride 1 and 3 or 5 kernel columns: a direct kernel with
 //                 lanes along the output row, accumulating dy * x_pad in registers; otherwise
 //                 dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
 //                 columns (row tiles of a large image, or small images side by side) so col
@@ -29,7 +32,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/conv2d_bwd_weight_nhwc.h"
 #include "backends/cpu/conv2d_depthwise.h"
+#include "backends/cpu/conv2d_direct_rows.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/half_nodes.h"
 #include "backends/cpu/gemm.h"
@@ -198,9 +203,15 @@ int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& c
   return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
 }
 int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }  // plain: crs == wcrs
+// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
+DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
+}
 // Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
 int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
-  return direct_weight_floats(g) + slots * direct_image_floats(g, cp);
+  const DirectRowsShape rows = direct_rows_shape(g, cp);
+  return direct_weight_floats(g) +
+         slots * (conv2d_direct_rows_applies(rows) ? conv2d_direct_rows_image_floats(rows) : direct_image_floats(g, cp));
 }
 
 #if defined(__AVX512F__)
@@ -255,6 +266,8 @@ void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, b
 // `wt` must already hold the weights as [C, R, S, K]; `xpads` is one padded image per slot.
 void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu, float* y, const ConvGeometry& g,
                      const parity_conv2d_params& cp, float* xpads, int32_t slots) {
+  const DirectRowsShape rows = direct_rows_shape(g, cp);
+  if (conv2d_direct_rows_applies(rows)) return conv2d_direct_rows_f32(x, wt, b, relu, y, rows, xpads, slots);
 #if defined(__AVX512F__)
   parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
     float* xpad = xpads + worker_slot(slots) * direct_image_floats(g, cp);
@@ -597,8 +610,16 @@ int64_t bwd_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, c
   return panel_col_floats(g, cp, panel) + bwd_dy_floats(g, panel) + bwd_gemm_floats(g, panel);
 }
 
-// Either path's slot scratch.
+// 3 kernel columns and C a multiple of 16: conv2d_bwd_weight_nhwc.cpp's kernel (lanes along the
+// input channels) instead of the direct one above.
+bool bwd_weight_nhwc(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         conv2d_bwd_weight_nhwc_applies(direct_rows_shape(g, cp));
+}
+
+// Any path's slot scratch.
 int64_t bwd_weight_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
+  if (bwd_weight_nhwc(g, cp)) return conv2d_bwd_weight_nhwc_slot_floats(direct_rows_shape(g, cp));
   if (bwd_weight_direct(g, cp)) return bwd_direct_slot_floats(g, cp, bwd_direct_panel(g, chunk));
   return bwd_slot_floats(g, cp, bwd_weight_panel(g, cp, chunk));
 }
@@ -712,6 +733,7 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
   const BwdWeightScratch scratch = bwd_weight_scratch(node, g);
   const int64_t dw_size = g.K * g.wcrs();
   const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
+  const bool nhwc = bwd_weight_nhwc(g, cp);
   const bool direct = bwd_weight_direct(g, cp);
   const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);
 
@@ -720,6 +742,10 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     float* slot = reinterpret_cast<float*>(node.workspace) + worker_slot(node.slots) * slot_floats;
     float* dw_part = scratch.dw_parts + part * dw_size;
     float* db_part = scratch.db_parts + part * g.K;
+    if (nhwc) {
+      conv2d_bwd_weight_nhwc_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part, db ? db_part : nullptr);
+      return;
+    }
 #if defined(__AVX512F__)
     if (direct) {
       if (g.S == 3) bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
