@@ -170,6 +170,27 @@ void expect_autocast_step_matches_cpu(Precision precision) {
 TEST(GpuEmu, SeedCnnBf16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::bf16); }
 TEST(GpuEmu, SeedCnnFp16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::f16); }
 
+// mobilenet-mini's convolutions have no bias (a batch norm follows each), so its half forward
+// convolutions take cuDNN too (PSEUDO_*_CONFIG, grouped and pointwise ones included), and the
+// step still matches cpu.
+TEST(GpuEmu, MobilenetMiniBf16StepRunsItsBiasFreeConvolutionsOnTheLibraryRoute) {
+  ModelCheckOptions o;
+  o.model = "mobilenet-mini";
+  o.backend = "gpu_emu";
+  o.against = "cpu";
+  o.batch = 2;
+  o.precision = Precision::bf16;
+  ModelCheckReport r;
+  const std::vector<std::string> calls = library_calls([&] { r = check_model(o); });
+  for (const TensorDiff& d : r.values)
+    EXPECT_TRUE(d.pass) << d.node << " " << d.name << ": nmse " << d.nmse << " (limit " << d.threshold << ")";
+  EXPECT_EQ(r.first_failure, -1);
+  EXPECT_GT(count_with(calls, {"cudnnConvolutionForward x bf16 w bf16 y bf16 compute f32 PSEUDO_BFLOAT16_CONFIG"}), 4);
+  EXPECT_GT(count_with(calls, {"cudnnConvolutionBackwardData", "PSEUDO_BFLOAT16_CONFIG"}), 4);
+  EXPECT_GT(count_with(calls, {"cublasGemmEx A bf16 B bf16"}), 0);
+  EXPECT_EQ(count_with(calls, {"FLOAT_CONFIG "}) + count_with(calls, {"cublasSgemm"}), 0);
+}
+
 // The emulation's checks of what CUDA would give cuBLAS and cuDNN: a GemmEx whose operand B is
 // described with the other half type, and convolution descriptors of the other half type, stop
 // the step with the call, the operand and both types named.
