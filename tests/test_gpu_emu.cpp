@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/autocast.h"
 #include "model/model_summary.h"
 #include "parity/check.h"
 #include "parity/plugin.h"
@@ -433,6 +434,21 @@ TEST(GpuEmu, ItsDeviceFreePlanIsExactlyWhatCompileAllocates) {
 
 // An INPUT written once and executed twice: the second execute runs from the other input slot, so
 // the executor first carries the value's latest bytes there (a device copy on the copy stream).
+// The same for half autocast steps, whose arena also holds the f32 GEMM staging of the half
+// LINEARs (LinearCalls::staging_bytes): the device-free planner sizes it as compile does.
+TEST(GpuEmu, ItsDeviceFreePlanOfAHalfStepIsExactlyWhatCompileAllocates) {
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    const Graph forward = autocast(build_forward(model_spec("seed-cnn"), 4), p);
+    OptimizerConfig adam;
+    Plan plan(differentiate(forward, forward.find("loss"), &adam));
+    const std::optional<MemoryNeed> need = memory_need_without_device("gpu_emu", plan.c_plan());
+    ASSERT_TRUE(need.has_value());
+    auto backend = create_backend("gpu_emu");
+    auto exe = backend->compile(plan.c_plan(), {}, nullptr);
+    EXPECT_EQ(need->device_bytes, exe->memory_bytes());
+  }
+}
+
 TEST(GpuEmu, AnInputWrittenOnceServesTwoExecutes) {
   GraphBuilder b;
   Value x = b.input("x", Shape{32});
