@@ -3,7 +3,9 @@
 // `gpu_emu`, against `ref`: every op, one and several training steps of both models (the first use
 // of each input slot eager, the second captured as a graph and replayed after), determinism,
 // training with graphs on, off and with every capture failing (the fallback), and weights shared
-// between executables of different batch sizes (each captured on its own). The emulation's
+// between executables of different batch sizes (each captured on its own); half (bf16, fp16)
+// autocast steps planned as on CUDA, against cpu, with the library calls CUDA would make counted
+// from the emulation's log and a wrong half descriptor refused. The emulation's
 // ordering checks see nothing wrong in those runs; with one of the executor's own calls left out
 // (PARITY_EMU_OMIT) they report the hazard that call prevents. The checks are also proved on
 // hand-made broken sequences in tests/test_emu_runtime.cpp.
