@@ -10,6 +10,7 @@
 // (PARITY_EMU_OMIT) they report the hazard that call prevents. The checks are also proved on
 // hand-made broken sequences in tests/test_emu_runtime.cpp.
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -93,7 +94,10 @@ void expect_model_matches_ref(const std::string& model, int64_t batch, int steps
 // cuDNN or cuBLAS call CUDA would make, with its element types, and per f32 epilogue of a half
 // product.
 std::vector<std::string> library_calls(const std::function<void()>& body) {
-  const std::string path = ::testing::TempDir() + "gpu_emu_library_calls.log";
+  // One file per process and test: ctest runs the tests of this file as parallel processes.
+  const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string path = ::testing::TempDir() + "gpu_emu_library_calls." + std::to_string(::getpid()) + "." +
+                           (test ? test->name() : "none") + ".log";
   std::remove(path.c_str());
   {
     ScopedEnv log("PARITY_EMU_LIBRARY_LOG", path.c_str());
