@@ -373,10 +373,10 @@ TEST(CastBuilder, RefusesDtypesItCannotConvert) {
 
 // ---- backends without half dtypes refuse them, naming the backend and the dtype
 
-// A backend that lists bf16 and f16 among its dtypes (ref, cpu, onednn; simt and gpu_emu since
-// the native kernels take them) compiles a plan with a bf16 value and supports CAST; one that does
-// not (the CUDA plugin until its cuDNN and cuBLAS routes get half descriptors, the test plugins)
-// refuses the plan naming itself, the dtype and the value.
+// A backend that lists bf16 and f16 among its dtypes (ref, cpu, onednn; simt, gpu_emu, HIP and
+// CUDA since the native kernels and CUDA's half library routes take them) compiles a plan with a
+// bf16 value and supports CAST; one that does not (the test plugins) refuses the plan naming
+// itself, the dtype and the value.
 TEST(CastRefusal, BackendsRunHalfDtypesOrRefuseThemByName) {
   std::vector<std::string> refusing;
   for (const BackendInfo& info : list_backends()) {

@@ -775,6 +775,36 @@ void expect_half_training_step_routes(Precision p, ElementType element) {
 TEST(CudaDecisions, Bf16TrainingStepRoutesAndDescriptors) { expect_half_training_step_routes(Precision::bf16, ElementType::bf16); }
 TEST(CudaDecisions, Fp16TrainingStepRoutesAndDescriptors) { expect_half_training_step_routes(Precision::f16, ElementType::f16); }
 
+// The executor's route (backends/gpu/gpu_compile.cpp): on CUDA and the emulated device
+// (half_on_library) exactly route_of(node, values); on HIP (every route native) every node with a
+// half value native, so HIP's library code never sees half descriptors or half LinearCalls; f32
+// nodes the same on both.
+TEST(CudaDecisions, ExecutorRoutesHalfNodesToTheLibraryOnlyWhereTheTargetTakesThem) {
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    const Plan plan = autocast_training_plan("seed-cnn", 8, p);
+    const std::vector<parity_value_desc>& values = plan.values();
+    int half_nodes = 0, half_on_library = 0;
+    for (const parity_node_desc& node : plan.nodes()) {
+      const Route cuda = executor_route(node, values, true), hip = executor_route(node, values, false);
+      const Route by_values = route_of(node, values);
+      EXPECT_EQ(cuda.kind, by_values.kind) << node.name;
+      EXPECT_EQ(cuda.library, by_values.library) << node.name;
+      if (touches_half(node, values)) {
+        ++half_nodes;
+        half_on_library += cuda.library != Library::native;
+        EXPECT_EQ(hip.kind, RouteKind::native) << node.name;
+        EXPECT_EQ(hip.library, Library::native) << node.name;
+      } else {
+        EXPECT_EQ(hip.kind, route_of(node).kind) << node.name;
+        EXPECT_EQ(hip.library, route_of(node).library) << node.name;
+      }
+    }
+    EXPECT_GT(half_nodes, 10);
+    // conv1/conv2 backward filter, conv2 backward data, fc1/logits forward, backward data, backward weight
+    EXPECT_EQ(half_on_library, 9);
+  }
+}
+
 // Why route_of(node, values) keeps a half convolution with a bias off cuDNN: cuDNN rounds y to
 // the half dtype, so the f32 bias would be added to a rounded value and rounded again. Measured
 // here on conv-like outputs (standard normal) and biases (uniform +-0.3): the second rounding

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/autocast.h"
 #include "model/model_summary.h"
 #include "parity/parity.h"
 #include "parity/plugin.h"
@@ -127,6 +128,36 @@ TEST(CudaPlugin, PlansATrainingStepWithoutADevice) {
     EXPECT_NE(std::string(e.what()).find("PARITY_CUDA_WORKSPACE_MB='lots'"), std::string::npos) << e.what();
   }
   ::unsetenv("PARITY_CUDA_WORKSPACE_MB");
+}
+
+// The plugin lists bf16 and f16 (libparity would refuse a half plan before it reached the plugin
+// otherwise) and plans a half autocast step without a device, with the f32 GEMM staging of its
+// half LINEARs (fc1's [64, 128] f32 result, the largest) in the arena on top of the regions an f32
+// step has.
+TEST(CudaPlugin, PlansAHalfAutocastStepWithoutADevice) {
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    const Graph forward = autocast(build_forward(model_spec("seed-cnn"), 64), p);
+    OptimizerConfig adam;
+    Plan plan(differentiate(forward, forward.find("loss"), &adam));
+    const parity_plan c = plan.c_plan();
+    int64_t inputs = 0, persistent = 0;
+    for (int32_t i = 0; i < c.num_values; ++i) {
+      const parity_value_desc& v = c.values[i];
+      if (v.kind == PARITY_VALUE_INPUT) inputs += v.bytes;
+      if (v.kind == PARITY_VALUE_PARAM || v.kind == PARITY_VALUE_STATE) persistent += v.bytes;
+    }
+    ::setenv("PARITY_CUDA_WORKSPACE_MB", "0", 1);
+    const std::optional<MemoryNeed> need = memory_need_without_device("cuda", c);
+    ::unsetenv("PARITY_CUDA_WORKSPACE_MB");
+    ASSERT_TRUE(need.has_value());
+    const int64_t staging = 64 * 128 * 4, at_least = c.arena_bytes + 2 * inputs + (int64_t{32} << 20) + persistent;
+    // Above that, the native workspace: the half nodes on the native kernels (the forward
+    // convolutions, which have a bias) widen their operands into f32 staging there.
+    EXPECT_GE(need->device_bytes, at_least + staging);
+    std::printf("seed-cnn batch 64 %s without a device: %lld device bytes (%lld above the f32-shaped regions)\n",
+                p == Precision::bf16 ? "bf16" : "fp16", static_cast<long long>(need->device_bytes),
+                static_cast<long long>(need->device_bytes - at_least));
+  }
 }
 
 }  // namespace

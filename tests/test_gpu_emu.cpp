@@ -3,11 +3,14 @@
 // `gpu_emu`, against `ref`: every op, one and several training steps of both models (the first use
 // of each input slot eager, the second captured as a graph and replayed after), determinism,
 // training with graphs on, off and with every capture failing (the fallback), and weights shared
-// between executables of different batch sizes (each captured on its own). The emulation's
+// between executables of different batch sizes (each captured on its own); half (bf16, fp16)
+// autocast steps planned as on CUDA, against cpu, with the library calls CUDA would make counted
+// from the emulation's log and a wrong half descriptor refused. The emulation's
 // ordering checks see nothing wrong in those runs; with one of the executor's own calls left out
 // (PARITY_EMU_OMIT) they report the hazard that call prevents. The checks are also proved on
 // hand-made broken sequences in tests/test_emu_runtime.cpp.
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -19,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/autocast.h"
 #include "model/model_summary.h"
 #include "parity/check.h"
 #include "parity/plugin.h"
@@ -86,18 +90,59 @@ void expect_model_matches_ref(const std::string& model, int64_t batch, int steps
   EXPECT_LT(r.drift.back().weights_nmse, 1e-9) << model;
 }
 
-// One autocast step (model/autocast.cpp: conv and linear on half copies, the activations,
-// pools and reshape in half, loss and optimizer f32) against cpu, node by node, with check
-// model's per-op thresholds for the value's dtype: the executor stores, poisons, copies and
-// launches half values on the emulated device as it would on a GPU.
-void expect_autocast_step_matches_cpu(Precision precision) {
+// The library calls the emulation logged (PARITY_EMU_LIBRARY_LOG) while `body` ran: one line per
+// cuDNN or cuBLAS call CUDA would make, with its element types, and per f32 epilogue of a half
+// product.
+std::vector<std::string> library_calls(const std::function<void()>& body) {
+  // One file per process and test: ctest runs the tests of this file as parallel processes.
+  const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string path = ::testing::TempDir() + "gpu_emu_library_calls." + std::to_string(::getpid()) + "." +
+                           (test ? test->name() : "none") + ".log";
+  std::remove(path.c_str());
+  {
+    ScopedEnv log("PARITY_EMU_LIBRARY_LOG", path.c_str());
+    body();
+  }
+  std::vector<std::string> lines;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) lines.emplace_back(line);
+    std::fclose(f);
+  }
+  std::remove(path.c_str());
+  return lines;
+}
+int count_with(const std::vector<std::string>& lines, std::initializer_list<const char*> parts) {
+  return static_cast<int>(std::count_if(lines.begin(), lines.end(), [&](const std::string& l) {
+    return std::all_of(parts.begin(), parts.end(), [&](const char* p) { return l.find(p) != std::string::npos; });
+  }));
+}
+
+ModelCheckReport autocast_step_against_cpu(Precision precision) {
   ModelCheckOptions o;
   o.model = "seed-cnn";
   o.backend = "gpu_emu";
   o.against = "cpu";
   o.batch = 4;
   o.precision = precision;
-  const ModelCheckReport r = check_model(o);
+  return check_model(o);
+}
+
+// One autocast step (model/autocast.cpp: conv and linear on half copies, the activations,
+// pools and reshape in half, loss and optimizer f32) against cpu, node by node, with check
+// model's per-op thresholds for the value's dtype, planned as on CUDA: the convolution backwards
+// on cuDNN with PSEUDO_BFLOAT16/PSEUDO_HALF descriptors (db by the f32 channel sum), the linear
+// ops as GemmEx calls with f32 accumulation (forward into the f32 staging, then bias and one
+// rounding; backwards into half C, db by the channel sum), emulated; the convolutions forward,
+// which have an f32 bias, and the activations and pools on the native kernels. The log of the
+// library calls proves the library routes were taken, so the test fails if every half node
+// silently went native.
+void expect_autocast_step_matches_cpu(Precision precision) {
+  const char* e = precision == Precision::bf16 ? "bf16" : "f16";
+  const std::string half = std::string(" ") + e + " ";
+  const std::string config = precision == Precision::bf16 ? "PSEUDO_BFLOAT16_CONFIG" : "PSEUDO_HALF_CONFIG";
+  ModelCheckReport r;
+  const std::vector<std::string> calls = library_calls([&] { r = autocast_step_against_cpu(precision); });
   int casts = 0;  // the policy's CASTs: their outputs are the half values compared
   for (const TensorDiff& d : r.values) {
     casts += d.op == "CAST";
@@ -106,10 +151,87 @@ void expect_autocast_step_matches_cpu(Precision precision) {
   EXPECT_GT(r.values.size(), 50u);
   EXPECT_GT(casts, 4);
   EXPECT_EQ(r.first_failure, -1);
+
+  std::string all;
+  for (const std::string& l : calls) all += l;
+  SCOPED_TRACE(all);
+  // Each step that ran logged its calls (check model may execute the plan more than once): per
+  // step, fc1 and logits forward (GemmEx into f32 staging, round_to_half), backward data and weight
+  // (GemmEx into half C; channel_sum_f32 for db), conv2's backward data, both convolutions'
+  // backward filter with db by channel_sum_f32.
+  const int fwd = count_with(calls, {"cublasGemmEx", half.c_str(), "C f32 compute 32F", "node 'fc1'"});
+  ASSERT_GE(fwd, 1);
+  const std::string c_half = std::string("C ") + e + " compute 32F";
+  EXPECT_EQ(count_with(calls, {"cublasGemmEx A", c_half.c_str()}), 4 * fwd);  // fc1, logits: bwd data, bwd weight
+  EXPECT_EQ(count_with(calls, {"cublasGemmEx A", "C f32 compute 32F"}), 2 * fwd);  // fc1, logits forward
+  EXPECT_EQ(count_with(calls, {"round_to_half acc f32 bias f32 y", half.c_str()}), 2 * fwd);
+  EXPECT_EQ(count_with(calls, {"channel_sum_f32 dy", half.c_str(), "db f32"}), 4 * fwd);  // 2 linear, 2 conv
+  EXPECT_EQ(count_with(calls, {"cudnnConvolutionBackwardData", config.c_str()}), fwd);        // conv2
+  EXPECT_EQ(count_with(calls, {"cudnnConvolutionBackwardFilter", config.c_str()}), 2 * fwd);  // conv1, conv2
+  // The forward convolutions have an f32 bias: native (cuDNN would round before adding it).
+  EXPECT_EQ(count_with(calls, {"cudnnConvolutionForward"}), 0);
+  // No f32 library call in this graph: every conv and linear is half.
+  EXPECT_EQ(count_with(calls, {"cublasSgemm"}) + count_with(calls, {"FLOAT_CONFIG"}), 0);
 }
 
 TEST(GpuEmu, SeedCnnBf16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::bf16); }
 TEST(GpuEmu, SeedCnnFp16AutocastStepMatchesCpu) { expect_autocast_step_matches_cpu(Precision::f16); }
+
+// mobilenet-mini's convolutions have no bias (a batch norm follows each), so its half forward
+// convolutions take cuDNN too (PSEUDO_*_CONFIG, grouped and pointwise ones included), and the
+// step still matches cpu.
+TEST(GpuEmu, MobilenetMiniBf16StepRunsItsBiasFreeConvolutionsOnTheLibraryRoute) {
+  ModelCheckOptions o;
+  o.model = "mobilenet-mini";
+  o.backend = "gpu_emu";
+  o.against = "cpu";
+  o.batch = 2;
+  o.precision = Precision::bf16;
+  ModelCheckReport r;
+  const std::vector<std::string> calls = library_calls([&] { r = check_model(o); });
+  for (const TensorDiff& d : r.values)
+    EXPECT_TRUE(d.pass) << d.node << " " << d.name << ": nmse " << d.nmse << " (limit " << d.threshold << ")";
+  EXPECT_EQ(r.first_failure, -1);
+  EXPECT_GT(count_with(calls, {"cudnnConvolutionForward x bf16 w bf16 y bf16 compute f32 PSEUDO_BFLOAT16_CONFIG"}), 4);
+  EXPECT_GT(count_with(calls, {"cudnnConvolutionBackwardData", "PSEUDO_BFLOAT16_CONFIG"}), 4);
+  EXPECT_GT(count_with(calls, {"cublasGemmEx A bf16 B bf16"}), 0);
+  EXPECT_EQ(count_with(calls, {"FLOAT_CONFIG "}) + count_with(calls, {"cublasSgemm"}), 0);
+}
+
+// The emulation's checks of what CUDA would give cuBLAS and cuDNN: a GemmEx whose operand B is
+// described with the other half type, and convolution descriptors of the other half type, stop
+// the step with the call, the operand and both types named.
+TEST(GpuEmu, AWrongHalfDescriptorIsCaught) {
+  auto failure = [](const char* what) {
+    ScopedEnv misdescribe("PARITY_EMU_MISDESCRIBE", what);
+    try {
+      (void)autocast_step_against_cpu(Precision::bf16);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string gemm = failure("gemm_ex");
+  std::printf("misdescribed GemmEx: %s\n", gemm.c_str());
+  EXPECT_NE(gemm.find("cublasGemmEx A bf16 B f16"), std::string::npos) << gemm;
+  EXPECT_NE(gemm.find("operand B is described as f16 but holds bf16 values"), std::string::npos) << gemm;
+  const std::string conv = failure("conv");
+  std::printf("misdescribed convolution: %s\n", conv.c_str());
+  EXPECT_NE(conv.find("cuDNN's x descriptor is f16 (PSEUDO_HALF_CONFIG)"), std::string::npos) << conv;
+  EXPECT_NE(conv.find("holds bf16 values"), std::string::npos) << conv;
+  // And with the descriptors right again, the same step runs.
+  EXPECT_EQ(autocast_step_against_cpu(Precision::bf16).first_failure, -1);
+}
+
+// f32 graphs keep cuBLAS's Sgemm and cuDNN's FLOAT_CONFIG: no GemmEx, no half epilogue.
+TEST(GpuEmu, F32StepsCallNoHalfLibraryRoutine) {
+  const std::vector<std::string> calls = library_calls([] { expect_model_matches_ref("seed-cnn", 2, 1); });
+  EXPECT_GT(count_with(calls, {"cublasSgemm"}), 0);
+  EXPECT_GT(count_with(calls, {"cudnnConvolutionForward", "FLOAT_CONFIG"}), 0);
+  EXPECT_EQ(count_with(calls, {"cublasGemmEx"}) + count_with(calls, {"round_to_half"}) +
+                count_with(calls, {"channel_sum_f32"}) + count_with(calls, {"PSEUDO_"}),
+            0);
+}
 
 TEST(GpuEmu, SeedCnnStepsMatchRefWithTheThirdCaptured) { expect_model_matches_ref("seed-cnn", 4, 3); }
 TEST(GpuEmu, SeedCnn112StepMatchesRef) { expect_model_matches_ref("seed-cnn-112", 2, 1); }
@@ -318,6 +440,21 @@ TEST(GpuEmu, ItsDeviceFreePlanIsExactlyWhatCompileAllocates) {
 
 // An INPUT written once and executed twice: the second execute runs from the other input slot, so
 // the executor first carries the value's latest bytes there (a device copy on the copy stream).
+// The same for half autocast steps, whose arena also holds the f32 GEMM staging of the half
+// LINEARs (LinearCalls::staging_bytes): the device-free planner sizes it as compile does.
+TEST(GpuEmu, ItsDeviceFreePlanOfAHalfStepIsExactlyWhatCompileAllocates) {
+  for (Precision p : {Precision::bf16, Precision::f16}) {
+    const Graph forward = autocast(build_forward(model_spec("seed-cnn"), 4), p);
+    OptimizerConfig adam;
+    Plan plan(differentiate(forward, forward.find("loss"), &adam));
+    const std::optional<MemoryNeed> need = memory_need_without_device("gpu_emu", plan.c_plan());
+    ASSERT_TRUE(need.has_value());
+    auto backend = create_backend("gpu_emu");
+    auto exe = backend->compile(plan.c_plan(), {}, nullptr);
+    EXPECT_EQ(need->device_bytes, exe->memory_bytes());
+  }
+}
+
 TEST(GpuEmu, AnInputWrittenOnceServesTwoExecutes) {
   GraphBuilder b;
   Value x = b.input("x", Shape{32});

@@ -229,6 +229,14 @@ Route route_of(const parity_node_desc& node, const std::vector<parity_value_desc
   }
 }
 
+Route executor_route(const parity_node_desc& node, const std::vector<parity_value_desc>& values, bool half_on_library) {
+  if (half_on_library) return route_of(node, values);
+  if (touches_half(node, values))
+    return {Library::native, RouteKind::native, Activation::identity,
+            "native: half values, on a target whose every route runs the native kernels"};
+  return route_of(node);
+}
+
 PoolingPlan pooling_plan(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
   const bool global = node.op == PARITY_OP_GLOBAL_AVGPOOL;
   if (node.op != PARITY_OP_AVGPOOL2D && !global)

@@ -110,11 +110,11 @@ Route route_of(parity_op op);
 // The route of one node: route_of(node.op), except where the node's params ask for what the
 // op's library does not compute, which run on the native kernels: a convolution with asymmetric
 // padding (cudnnSetConvolution2dDescriptor pads both sides alike), a batchnorm2d of the ONNX
-// convention, the backward of evaluation. Compile builds every step by this one today; the
-// overload below, which adds the rules for half values, is the one it should call.
+// convention, the backward of evaluation. The overload below adds the rules for half values;
+// the executor calls it through executor_route.
 Route route_of(const parity_node_desc& node);
-// The route of a node with its values' dtypes, which the executor should call (it calls
-// route_of(node) today: README, "The CUDA backend"). Where a node has half (bf16, f16) values:
+// The route of a node with its values' dtypes, which the CUDA executor builds every step by
+// (executor_route). Where a node has half (bf16, f16) values:
 //  - CONV2D with a bias runs on the native kernels: cuDNN's half convolutions write y in x's
 //    dtype (PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG: the f32 accumulator is rounded to y's
 //    dtype inside cuDNN), so the f32 bias could only be added after a first rounding; ref
@@ -126,6 +126,13 @@ Route route_of(const parity_node_desc& node);
 //  - the activation, pooling, softmax and batchnorm routes, whose cuDNN descriptors are f32,
 //    take the native kernels (autocast runs relu and the poolings on half values).
 Route route_of(const parity_node_desc& node, const std::vector<parity_value_desc>& values);
+// The route the GPU executor (backends/gpu/gpu_compile.cpp) builds a node by. `half_on_library`:
+// the target's library routes take half values as CUDA's do (CUDA, and the emulated device,
+// which plans as CUDA and checks and emulates those calls): route_of(node, values). Otherwise
+// (HIP, whose every route runs the native kernels) a node with a half value takes the native
+// route outright, so that target's library code never sees half descriptors or half
+// LinearCalls; f32 nodes route_of(node) on every target.
+Route executor_route(const parity_node_desc& node, const std::vector<parity_value_desc>& values, bool half_on_library);
 
 
 // ---- convolution descriptors ---------------------------------------------------------------------
@@ -305,8 +312,8 @@ LinearCalls linear_forward_calls(int64_t rows, int64_t in, int64_t out);        
 LinearCalls linear_backward_data_calls(int64_t rows, int64_t in, int64_t out);    // dx = dy w
 LinearCalls linear_backward_weight_calls(int64_t rows, int64_t in, int64_t out);  // dw = dy^T x, db = dy^T 1
 // The calls of a LINEAR, LINEAR_BWD_DATA or LINEAR_BWD_WEIGHT node, its sizes and element type
-// read from its values (the executor should call this one instead of the three above, and size
-// the arena's GEMM staging from staging_bytes). f32: the calls above. Half (x, w, dy in one half
+// read from its values (the executor plans every linear step by this one and sizes the arena's
+// GEMM staging from staging_bytes). f32: the calls above. Half (x, w, dy in one half
 // dtype; bias and db f32):
 //   LINEAR             staging [N,O] f32 = x w^T (GemmEx: A, B half, C f32), then
 //                      y = round(staging + b) (RoundCall): the bias added in f32, one rounding,

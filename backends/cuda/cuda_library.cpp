@@ -59,6 +59,8 @@ extern const bool kNativeWorkspaceForEveryNode = false;
 // by the plugin so that cuBLAS allocates nothing while a step is captured.
 extern const int64_t kLibraryWorkspaceBytes = int64_t{32} << 20;
 extern const bool kConvAlgorithmSearch = true;
+// Half nodes take cuDNN and cuBLAS where cuda_decisions::route_of(node, values) says so.
+extern const bool kHalfOnLibraryRoutes = true;
 
 void destroy_library(LibraryHandles* library) noexcept { delete library; }
 

@@ -1,5 +1,5 @@
 // backends/gpu/gpu_compile.cpp — the GPU executor's compile entry point, for every target: turns
-// a plan into steps by cuda_decisions::route_of (convolutions with their descriptors and
+// a plan into steps by cuda_decisions::executor_route (convolutions with their descriptors and
 // algorithms chosen once per shape, products, batch normalizations, optimizer steps, native kernels for the rest; the
 // target's library builds what a route keeps) over one device arena
 // (cuda_decisions::layout_arena); and memory_need_without_device, the same planning with no
@@ -15,33 +15,6 @@ namespace gpu {
 namespace {
 
 constexpr uint32_t kOneBits = 0x3f800000u;  // 1.0f, the words of the bias GEMMs' vector of ones
-
-int64_t linear_rows(const parity_node_desc& node, const std::vector<parity_value_desc>& values, int64_t* in,
-                    int64_t* out) {
-  // The weight (LINEAR, BWD_DATA: input 1; BWD_WEIGHT: output 0) is [out, in]; x or dx gives the rows.
-  const parity_value_desc& w = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_WEIGHT ? node.outputs[0]
-                                                                                                  : node.inputs[1])];
-  if (w.rank != 2)
-    fail(PARITY_STATUS_SHAPE, msg(kName, ": node '", node.name, "': weight '", value_name(w), "' ",
-                                  shape_str(w.rank, w.dims), " must have rank 2 [out, in]"));
-  *out = w.dims[0];
-  *in = w.dims[1];
-  const parity_value_desc& x = values[static_cast<size_t>(node.op == PARITY_OP_LINEAR_BWD_DATA ? node.outputs[0]
-                                                                                              : node.inputs[0])];
-  if (numel_of(x) % *in != 0)
-    fail(PARITY_STATUS_SHAPE, msg(kName, ": node '", node.name, "': '", value_name(x), "' ", shape_str(x.rank, x.dims),
-                                  " is not a whole number of rows of ", *in));
-  return numel_of(x) / *in;
-}
-
-// Whether the node reads or writes a bf16 or f16 value.
-bool touches_half(const parity_node_desc& node, const std::vector<parity_value_desc>& values) {
-  for (int32_t i = 0; i < node.num_inputs + node.num_outputs; ++i) {
-    const int32_t v = i < node.num_inputs ? node.inputs[i] : node.outputs[i - node.num_inputs];
-    if (parity::native::is_half(values[static_cast<size_t>(v)].dtype)) return true;
-  }
-  return false;
-}
 
 // Everything compile decides before it needs a device, shared with the device-free planner:
 // the nodes checked as simt and HIP check them (value indices, arity, dtypes, shapes), the
@@ -78,12 +51,9 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
     const parity_node_desc& node = exe.nodes[static_cast<size_t>(i)];
     Step step;
     step.node = i;
-    // A node on bf16 or f16 values takes the native route: the decisions describe f32 operands
-    // to cuDNN and cuBLAS, and the native kernels take half values (backends/native/cast.cuh).
-    const plan::Route route = touches_half(node, exe.values)
-                                  ? plan::Route{plan::Library::native, plan::RouteKind::native, plan::Activation::identity,
-                                                "bf16 or f16 values: the native kernels"}
-                                  : plan::route_of(node);
+    // Half values (bf16, f16): CUDA's routes where route_of(node, values) keeps the node on the
+    // library (half cuDNN descriptors, GemmEx with f32 epilogues); on HIP every half node native.
+    const plan::Route route = plan::executor_route(node, exe.values, kHalfOnLibraryRoutes);
     step.kind = route.kind;
     switch (route.kind) {
       case plan::RouteKind::convolution: {
@@ -109,12 +79,9 @@ plan::ArenaRequest plan_steps(parity_executable_object& exe, const parity_plan* 
         break;
       }
       case plan::RouteKind::gemm: {
-        int64_t in = 0, outs = 0;
-        const int64_t rows = linear_rows(node, exe.values, &in, &outs);
-        step.linear = node.op == PARITY_OP_LINEAR            ? plan::linear_forward_calls(rows, in, outs)
-                      : node.op == PARITY_OP_LINEAR_BWD_DATA ? plan::linear_backward_data_calls(rows, in, outs)
-                                                             : plan::linear_backward_weight_calls(rows, in, outs);
-        request.ones_count = std::max(request.ones_count, rows);
+        step.linear = plan::linear_calls(node, exe.values);
+        request.ones_count = std::max(request.ones_count, step.linear.ones_count);
+        request.gemm_staging_bytes = std::max(request.gemm_staging_bytes, step.linear.staging_bytes);
         if (kNativeWorkspaceForEveryNode) native_nodes.push_back(node);
         break;
       }

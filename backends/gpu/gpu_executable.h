@@ -83,12 +83,15 @@ struct ConvOperands {
 // planning runs, and run every route on the native kernels (all of them need the native
 // workspace, `kNativeWorkspaceForEveryNode`).
 extern const bool kNativeWorkspaceForEveryNode;
-// Whether the target stores bf16 and f16 values (ABI 9): where every node runs the native
-// kernels, which take them (backends/native/cast.cuh). CUDA's cuDNN and cuBLAS routes are given
-// f32 descriptors by cuda_decisions, so the CUDA plugin lists f32 and i32 only (libparity then
-// refuses a half plan naming both: "backend 'cuda' cannot run bf16 values ...") and refuses CAST
-// in supports() until those routes get half descriptors.
-inline bool stores_half_values() { return kNativeWorkspaceForEveryNode; }
+// Whether the target's library routes take half values as CUDA's (cuda_decisions::executor_route):
+// CUDA (cuDNN PSEUDO_HALF/PSEUDO_BFLOAT16 descriptors, cublasGemmEx, the f32 epilogues of
+// cuda_half_kernels.h) and the emulated device, which checks and emulates those calls; not HIP,
+// whose every route runs the native kernels, so a half node is planned native there.
+extern const bool kHalfOnLibraryRoutes;
+// Whether the target stores bf16 and f16 values (ABI 9): every target does now. The native
+// kernels take them (backends/native/cast.cuh) and CUDA's library routes are given half
+// descriptors where cuda_decisions::route_of(node, values) keeps a half node on them.
+inline bool stores_half_values() { return true; }
 // The library's own workspace in the arena (cuBLAS's on CUDA; 0 elsewhere).
 extern const int64_t kLibraryWorkspaceBytes;
 // Whether choose_conv_algorithm runs algorithms on the device (cuDNN's timed search, on scratch

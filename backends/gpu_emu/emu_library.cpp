@@ -1,24 +1,38 @@
 // backends/gpu_emu/emu_library.cpp — the emulated target's routes of the GPU executor (declared in
 // backends/gpu/gpu_executable.h). The executor plans every node as on CUDA (cuda_decisions's
-// routes, descriptors, GEMM calls, arena layout); where CUDA would call cuDNN or cuBLAS, this
-// checks what that call would be given — a convolution's descriptors against cuDNN's output-size
-// rule, each GEMM's dimensions and leading dimensions against its operands' sizes, the optimizer's
-// hyperparameters read from the device copy compile made — and then runs the node's native kernel
-// (the simt build, warp 32) as a launch queued on the emulated stream. Every launch declares the
-// device bytes it reads and writes (the node's inputs, outputs and workspace), so the emulation
-// checks the kernels' ordering, not only the copies'.
+// routes, half ones included, descriptors, GEMM calls, arena layout); where CUDA would call cuDNN
+// or cuBLAS, this checks what that call would be given — a convolution's descriptors against
+// cuDNN's output-size rule and its element type against the values' dtypes, each GEMM's types,
+// dimensions and leading dimensions against its operands, the optimizer's hyperparameters read
+// from the device copy compile made — and then runs the node: f32 nodes and convolutions by their
+// native kernel (the simt build, warp 32; a half convolution's f32 accumulation and one rounding
+// are cuDNN's PSEUDO_*_CONFIG's), a half linear node by its calls as CUDA makes them (GemmEx
+// emulated with f32 accumulation into a half C or the f32 staging region, then the
+// round_to_half and channel_sum_f32 epilogues: emu_half_library.h), each as a launch queued on
+// the emulated stream. Every launch declares the device bytes it reads and writes, so the
+// emulation checks the kernels' ordering, not only the copies'. With PARITY_EMU_LIBRARY_LOG=FILE
+// every library call is appended to FILE as one line (tests/test_gpu_emu.cpp counts them);
+// PARITY_EMU_MISDESCRIBE=gemm_ex|conv swaps the half type of the first GemmEx operand B or of a
+// convolution's descriptors, which the checks must catch.
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backends/gpu/gpu_executable.h"
 #include "backends/gpu/native_routes.h"
+#include "backends/gpu_emu/emu_half_library.h"
 #include "backends/simt/simt_kernels.h"
 
 namespace parity {
 namespace gpu {
 
 const native::NativeOps& native_ops() { return native::simt_w32::native_ops(); }
+
+// Half nodes are planned as on CUDA; their library calls are checked and emulated here.
+extern const bool kHalfOnLibraryRoutes = true;
 
 }  // namespace gpu
 }  // namespace parity
@@ -72,13 +86,71 @@ void queue_native(parity_executable_object& exe, const parity_node_desc& node, c
       });
 }
 
-// The floats of a column-major matrix with `rows`, `cols` and leading dimension `ld`.
-int64_t matrix_floats(int rows, int cols, int ld) { return static_cast<int64_t>(ld) * (cols - 1) + rows; }
+// Appends one line to the file PARITY_EMU_LIBRARY_LOG names, if set.
+void log_call(const std::string& line) {
+  const char* path = std::getenv("PARITY_EMU_LIBRARY_LOG");
+  if (!path || !*path) return;
+  if (std::FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s\n", line.c_str());
+    std::fclose(f);
+  }
+}
+
+// Whether PARITY_EMU_MISDESCRIBE names `what` (the checks' own test: a wrong descriptor on purpose).
+bool misdescribe(const char* what) {
+  const char* v = std::getenv("PARITY_EMU_MISDESCRIBE");
+  return v && std::strcmp(v, what) == 0;
+}
+plan::ElementType other_half(plan::ElementType t) {
+  return t == plan::ElementType::bf16 ? plan::ElementType::f16 : plan::ElementType::bf16;
+}
+
+plan::ElementType element_of(const parity_executable_object& exe, int32_t value, const parity_node_desc& node) {
+  const parity_value_desc& v = exe.values[static_cast<size_t>(value)];
+  return plan::element_type_of(v.dtype, msg("gpu_emu: node '", node.name, "': value '", value_name(v), "'"));
+}
 
 }  // namespace
 
+// The descriptors' element type must be x's, w's and y's dtype (cuDNN reads the operands as its
+// tensor and filter descriptors say); a half CONV2D with a bias is never given to cuDNN, which
+// would round before the f32 bias (cuda_decisions::route_of), and a half backward filter's db is
+// summed in f32 (channel_sum_f32). Then the native kernels, which accumulate in f32 and round a
+// half output once, as PSEUDO_HALF_CONFIG / PSEUDO_BFLOAT16_CONFIG do.
 void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
   if (!step.conv) fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "' has no descriptors"));
+  const bool bwd_data = node.op == PARITY_OP_CONV2D_BWD_DATA, bwd_weight = node.op == PARITY_OP_CONV2D_BWD_WEIGHT;
+  const int32_t x = bwd_data ? node.outputs[0] : node.inputs[0];
+  const int32_t w = bwd_weight ? node.outputs[0] : node.inputs[1];
+  const int32_t y = node.op == PARITY_OP_CONV2D ? node.outputs[0] : node.inputs[bwd_data ? 0 : 1];
+  const plan::ElementType described =
+      misdescribe("conv") ? other_half(step.conv->shape.element) : step.conv->shape.element;
+  const std::pair<const char*, int32_t> operands[] = {{"x", x}, {"w", w}, {"y", y}};
+  for (const auto& [role, value] : operands)
+    if (element_of(*this, value, node) != described)
+      fail(PARITY_STATUS_INTERNAL,
+           msg(parity::gpu::kName, ": node '", node.name, "': cuDNN's ", role, " descriptor is ",
+               plan::element_type_name(described), " (", parity::emu_library::conv_config(described), ") but '",
+               value_name(values[static_cast<size_t>(value)]), "' holds ",
+               plan::element_type_name(element_of(*this, value, node)), " values"));
+  const bool half = described != plan::ElementType::f32;
+  const bool has_db = bwd_weight && node.num_outputs == 2;
+  if (half && node.op == PARITY_OP_CONV2D && node.num_inputs == 3)
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name,
+                                     "': a half convolution with an f32 bias on cuDNN (it must take the native route)"));
+  if (step.conv->shape.db_by_channel_sum != (half && has_db))
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': db is ",
+                                     step.conv->shape.db_by_channel_sum ? "" : "not ",
+                                     "planned as an f32 channel sum of ", plan::element_type_name(described), " dy"));
+  const char* call = node.op == PARITY_OP_CONV2D ? "cudnnConvolutionForward"
+                     : bwd_data                  ? "cudnnConvolutionBackwardData"
+                                                 : "cudnnConvolutionBackwardFilter";
+  const char* name = plan::element_type_name(described);
+  log_call(msg(call, " x ", name, " w ", name, " y ", name, " compute f32 ",
+               parity::emu_library::conv_config(described), " node '", node.name, "'"));
+  if (has_db)
+    log_call(msg(half ? "channel_sum_f32 dy " : "cudnnConvolutionBackwardBias dy ", name, " db f32 node '", node.name,
+                 "'"));
   queue_native(*this, node);
 }
 
@@ -116,42 +188,126 @@ void parity_executable_object::enqueue_softmax(const Step& step, const parity_no
   queue_native(*this, node);
 }
 
-// Each cuBLAS call of the step, checked against its operands' sizes as cuBLAS would read them;
-// then the node's native kernel.
+// Each cuBLAS call of the step, checked against its operands' types and sizes as cuBLAS would
+// read them. f32 nodes then run their native kernel; half nodes their calls as CUDA makes them:
+// each GEMM emulated (f32 accumulation, C written in its type), then the epilogues.
 void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {
-  auto floats_of = [&](plan::Operand o) -> int64_t {
-    auto in = [&](int32_t i) { return numel_of(values[static_cast<size_t>(node.inputs[i])]); };
-    auto out = [&](int32_t i) { return numel_of(values[static_cast<size_t>(node.outputs[i])]); };
+  namespace lib = parity::emu_library;
+  plan::LinearCalls calls = step.linear;
+  if (misdescribe("gemm_ex"))
+    for (plan::GemmCall& g : calls.gemms)
+      if (plan::uses_gemm_ex(g)) {
+        g.b_type = other_half(g.b_type);
+        break;
+      }
+  // The value an operand names, or -1 for the arena's ones and staging regions.
+  auto value_of = [&](plan::Operand o) -> int32_t {
     switch (o) {
-      case plan::Operand::ones: return layout.ones_offset < layout.hyperparameter_offset
-                                           ? (layout.hyperparameter_offset - layout.ones_offset) / 4
-                                           : 0;
-      case plan::Operand::x: return in(0);
-      case plan::Operand::w: return in(1);
-      case plan::Operand::bias: return in(2);
-      case plan::Operand::dy: return node.op == PARITY_OP_LINEAR_BWD_DATA ? in(0) : in(1);
-      case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: return out(0);
-      case plan::Operand::db: return out(1);
+      case plan::Operand::x: return node.inputs[0];
+      case plan::Operand::w: return node.inputs[1];
+      case plan::Operand::bias: return node.inputs[2];
+      case plan::Operand::dy: return node.op == PARITY_OP_LINEAR_BWD_DATA ? node.inputs[0] : node.inputs[1];
+      case plan::Operand::y: case plan::Operand::dx: case plan::Operand::dw: return node.outputs[0];
+      case plan::Operand::db: return node.outputs[1];
+      case plan::Operand::ones: case plan::Operand::staging: return -1;
     }
-    return 0;
+    return -1;
   };
-  auto check = [&](plan::Operand o, int rows, int cols, int ld, const char* role) {
-    if (rows < 1 || cols < 1 || ld < rows || matrix_floats(rows, cols, ld) > floats_of(o))
-      fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': cuBLAS operand ", role, " (",
-                                       rows, "x", cols, ", leading dimension ", ld, ") reaches beyond its ",
-                                       floats_of(o), " floats"));
+  auto described = [&](plan::Operand o) -> lib::GemmOperand {
+    const int32_t v = value_of(o);
+    if (v >= 0) return {element_of(*this, v, node), numel_of(values[static_cast<size_t>(v)])};
+    if (o == plan::Operand::staging) return {plan::ElementType::f32, layout.gemm_staging_bytes / 4};
+    return {plan::ElementType::f32, layout.ones_offset < layout.hyperparameter_offset
+                                        ? (layout.hyperparameter_offset - layout.ones_offset) / 4
+                                        : 0};
   };
-  for (const plan::GemmCall& g : step.linear.gemms) {
-    check(g.a, g.transpose_a ? g.k : g.m, g.transpose_a ? g.m : g.k, g.lda, "A");
-    check(g.b, g.transpose_b ? g.n : g.k, g.transpose_b ? g.k : g.n, g.ldb, "B");
-    check(g.c, g.m, g.n, g.ldc, "C");
+  auto address = [&](plan::Operand o) -> void* {
+    const int32_t v = value_of(o);
+    if (v >= 0) return pointer(v, launch_slot);
+    return region(o == plan::Operand::staging ? layout.gemm_staging_offset : layout.ones_offset);
+  };
+  auto refuse = [&](const std::string& what) {
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': ", what));
+  };
+  // The calls' element type must be the values' (as cuda_library.cpp checks), their staging inside the arena's.
+  const int32_t x = node.op == PARITY_OP_LINEAR_BWD_DATA ? node.outputs[0] : node.inputs[0];
+  if (element_of(*this, x, node) != calls.element)
+    refuse(msg(plan::element_type_name(element_of(*this, x, node)), " values planned as ",
+               plan::element_type_name(calls.element), " products"));
+  if (calls.staging_bytes > layout.gemm_staging_bytes)
+    refuse(msg("needs ", calls.staging_bytes, " bytes of GEMM staging, the arena has ", layout.gemm_staging_bytes));
+  for (const plan::GemmCall& g : calls.gemms) {
+    const std::string wrong = lib::check_gemm(g, described(g.a), described(g.b), described(g.c));
+    if (!wrong.empty()) refuse(wrong);
+    log_call(msg(lib::describe_gemm(g), " node '", node.name, "'"));
   }
-  for (const plan::GemvCall& g : step.linear.gemvs) {
-    check(g.a, g.m, g.n, g.lda, "A");
-    check(g.x, g.transpose_a ? g.m : g.n, 1, g.transpose_a ? g.m : g.n, "x");
-    check(g.y, g.transpose_a ? g.n : g.m, 1, g.transpose_a ? g.n : g.m, "y");
+  for (const plan::GemvCall& g : calls.gemvs) {
+    // cublasSgemv: every operand f32, as a 1-column GEMM of the same extents.
+    const plan::GemmCall as_gemm{g.transpose_a, false, g.transpose_a ? g.n : g.m, 1, g.transpose_a ? g.m : g.n,
+                                 g.a, g.x, g.y, g.lda, g.transpose_a ? g.m : g.n, g.transpose_a ? g.n : g.m, g.beta};
+    const std::string wrong = lib::check_gemm(as_gemm, described(g.a), described(g.x), described(g.y));
+    if (!wrong.empty()) refuse("cublasSgemv (as " + wrong + ")");
+    log_call(msg("cublasSgemv node '", node.name, "'"));
   }
-  queue_native(*this, node);
+  for (const plan::RoundCall& r : calls.rounds) {
+    if (described(r.acc).type != plan::ElementType::f32 || described(r.y).type != calls.element ||
+        (r.has_bias && described(r.bias).type != plan::ElementType::f32) ||
+        described(r.acc).elements < r.outer * r.channels * r.inner ||
+        described(r.y).elements != r.outer * r.channels * r.inner ||
+        (r.has_bias && described(r.bias).elements != r.channels))
+      refuse("round_to_half: its operands are not f32 acc and bias and a half y of its sizes");
+    log_call(msg("round_to_half acc f32 bias f32 y ", plan::element_type_name(calls.element), " node '", node.name, "'"));
+  }
+  for (const plan::ChannelSumCall& c : calls.sums) {
+    if (described(c.dy).type != calls.element || described(c.db).type != plan::ElementType::f32 ||
+        described(c.dy).elements != c.outer * c.channels * c.inner || described(c.db).elements != c.channels)
+      refuse("channel_sum_f32: its operands are not a half dy and an f32 db of its sizes");
+    log_call(msg("channel_sum_f32 dy ", plan::element_type_name(calls.element), " db f32 node '", node.name, "'"));
+  }
+  if (calls.element == plan::ElementType::f32) return queue_native(*this, node);
+
+  // The half calls, in CUDA's order, as one launch on the compute stream: the addresses taken now.
+  std::vector<parity::emu::DeviceRange> reads, writes;
+  for (int32_t i = 0; i < node.num_inputs; ++i)
+    reads.push_back({operand(node, false, i), static_cast<size_t>(values[static_cast<size_t>(node.inputs[i])].bytes)});
+  for (int32_t i = 0; i < node.num_outputs; ++i)
+    writes.push_back({operand(node, true, i), static_cast<size_t>(values[static_cast<size_t>(node.outputs[i])].bytes)});
+  if (calls.staging_bytes > 0) writes.push_back({address(plan::Operand::staging), static_cast<size_t>(calls.staging_bytes)});
+  struct Bound {
+    plan::GemmCall call;
+    const void *a, *b;
+    void* c;
+  };
+  std::vector<Bound> gemms;
+  for (const plan::GemmCall& g : calls.gemms) gemms.push_back({g, address(g.a), address(g.b), address(g.c)});
+  struct BoundRound {
+    plan::RoundCall call;
+    const float *acc, *bias;
+    void* y;
+  };
+  std::vector<BoundRound> rounds;
+  for (const plan::RoundCall& r : calls.rounds)
+    rounds.push_back({r, static_cast<const float*>(address(r.acc)),
+                      r.has_bias ? static_cast<const float*>(address(r.bias)) : nullptr, address(r.y)});
+  struct BoundSum {
+    plan::ChannelSumCall call;
+    const void* dy;
+    float* db;
+  };
+  std::vector<BoundSum> sums;
+  for (const plan::ChannelSumCall& c : calls.sums)
+    sums.push_back({c, address(c.dy), static_cast<float*>(address(c.db))});
+  const plan::ElementType element = calls.element;
+  parity::gpu::rt::device().launch(instance->stream, node.name, std::move(reads), std::move(writes),
+                                   [gemms, rounds, sums, element] {
+                                     for (const Bound& g : gemms) lib::run_gemm(g.call, g.a, g.b, g.c);
+                                     for (const BoundRound& r : rounds)
+                                       lib::round_to_half(r.acc, r.bias, r.call.outer, r.call.channels, r.call.inner,
+                                                          r.y, element);
+                                     for (const BoundSum& c : sums)
+                                       lib::channel_sum_f32(c.dy, element, c.call.outer, c.call.channels,
+                                                            c.call.inner, c.db);
+                                   });
 }
 
 void parity_executable_object::enqueue_optimizer(const Step& step, const parity_node_desc& node) {

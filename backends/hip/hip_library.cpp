@@ -22,6 +22,10 @@ namespace gpu {
 
 const native::NativeOps& native_ops() { return native::hip::native_ops(); }
 
+// Every HIP route runs the native kernels: a node with half values is planned native outright
+// (cuda_decisions::executor_route), so no step here carries half descriptors or LinearCalls.
+extern const bool kHalfOnLibraryRoutes = false;
+
 }  // namespace gpu
 }  // namespace parity
 
@@ -34,9 +38,20 @@ void launch_native(parity_executable_object& exe, const parity_node_desc& node) 
   exe.dispatcher.run(node);
 }
 
+// What the executor planned for CUDA's library must be f32 here (kHalfOnLibraryRoutes is false):
+// a half descriptor or half GEMM call reaching this target is the executor's error, said so.
+void refuse_half_plan(const parity_node_desc& node, bool half, const char* what) {
+  if (half)
+    fail(PARITY_STATUS_INTERNAL, msg(parity::gpu::kName, ": node '", node.name, "': ", what,
+                                     " planned for half values on a target whose half nodes must take the native "
+                                     "route (kHalfOnLibraryRoutes)"));
+}
+
 }  // namespace
 
-void parity_executable_object::enqueue_convolution(const Step&, const parity_node_desc& node) {
+void parity_executable_object::enqueue_convolution(const Step& step, const parity_node_desc& node) {
+  refuse_half_plan(node, step.conv_shape.element != plan::ElementType::f32 || step.conv_shape.db_by_channel_sum,
+                   "cuDNN convolution descriptors");
   launch_native(*this, node);
 }
 
@@ -52,7 +67,13 @@ void parity_executable_object::enqueue_softmax(const Step&, const parity_node_de
   launch_native(*this, node);
 }
 
-void parity_executable_object::enqueue_gemm(const Step&, const parity_node_desc& node) { launch_native(*this, node); }
+void parity_executable_object::enqueue_gemm(const Step& step, const parity_node_desc& node) {
+  const plan::LinearCalls& calls = step.linear;
+  refuse_half_plan(node, calls.element != plan::ElementType::f32 || !calls.rounds.empty() || !calls.sums.empty() ||
+                             calls.staging_bytes != 0,
+                   "cuBLAS GemmEx calls");
+  launch_native(*this, node);
+}
 
 // The native Adam and SGD kernels take their hyperparameters as kernel arguments (node.params),
 // captured by value in a graph, unlike CUDA's optimizer kernels, which read the device copy

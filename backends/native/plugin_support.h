@@ -49,7 +49,8 @@ inline const char* op_name(parity_op op) { return parity_op_name(op); }
 
 // Why the native kernels cannot run op `op` of this build on a target that stores half values
 // when `half_values` (else f32 and i32 only), or nullptr when they can: every op runs, CAST only
-// where half values are stored (ABI 9: a plugin storing none refuses CAST in supports()).
+// where half values are stored (ABI 9: a plugin storing none refuses CAST in supports(); every
+// target built on these kernels stores them now, so none passes `false` today).
 inline const char* native_lacks(int32_t op, bool half_values) {
   return op == PARITY_OP_CAST && !half_values
              ? "CAST needs bf16 or f16 values, which this target does not store yet (its library routes are planned "
@@ -57,8 +58,9 @@ inline const char* native_lacks(int32_t op, bool half_values) {
              : nullptr;
 }
 
-// The dtypes the native backends store: f32 and i32, and bf16 and f16 where `half_values` (every
-// target whose nodes all run the native kernels: simt, HIP, the emulated device).
+// The dtypes the native backends store: f32 and i32, and bf16 and f16 where `half_values` (simt
+// and every GPU plugin: HIP and gpu_emu on the native kernels, CUDA with half descriptors for its
+// cuDNN and cuBLAS routes, backends/gpu/gpu_executable.h).
 inline uint32_t native_dtypes(bool half_values) {
   return PARITY_DTYPE_BIT(PARITY_F32) | PARITY_DTYPE_BIT(PARITY_I32) |
          (half_values ? PARITY_DTYPE_BIT(PARITY_BF16) | PARITY_DTYPE_BIT(PARITY_F16) : 0u);
