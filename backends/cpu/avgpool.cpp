@@ -3,7 +3,8 @@
 // gather (each dx element sums dy / divisor over the windows holding it, in row-major window
 // order), and global_avgpool (a plane's row-major sum over H*W) and its backward. Every sum has
 // one fixed order and one writer, planes are split into fixed chunks, and nothing needs scratch:
-// bitwise the same for any thread count, no allocation at run time.
+// bitwise the same for any thread count, no allocation at run time. Windows that tile the input
+// (tiles) take loops without per-window clipping, with the same arithmetic and bits.
 
 #include "backends/cpu/cpu_ops.h"
 #include "ops/kernels/pool.h"
@@ -21,6 +22,16 @@ struct AvgpoolGeometry {
   kernels::PoolWindow window;
   bool count_include_pad;
 };
+
+// Windows that tile the input (no padding, stride == kernel, floor mode): every window lies
+// inside and has the divisor kernel_h * kernel_w, and an input element is in at most one window.
+// The loops below then need no per-window clipping or divisor, and compute the general
+// kernels' arithmetic (ops/kernels/pool.h) in their order: the same bits (LeNet-5's 2x2 pools).
+bool tiles(const AvgpoolGeometry& g) {
+  const kernels::PoolAxis& h = g.window.h;
+  const kernels::PoolAxis& w = g.window.w;
+  return h.pad == 0 && w.pad == 0 && h.stride == h.kernel && w.stride == w.kernel && !h.ceil_mode && !w.ceil_mode;
+}
 
 void split_planes(BoundNode& node, int64_t planes, int64_t plane_elements) {
   node.chunk = fixed_chunk_size(planes, (kMinElementsPerChunk + plane_elements - 1) / plane_elements, kMaxChunks);
@@ -76,10 +87,33 @@ void run_avgpool2d(const BoundNode& node) {
   const AvgpoolGeometry g = geometry(node.in[0], node.params.avgpool2d);
   const float* x = node.in[0].f32();
   float* y = node.out[0].f32();
+  const int64_t kh = g.window.h.kernel, kw = g.window.w.kernel;
+  const float divisor = static_cast<float>(kh * kw);
+  const bool tiled = tiles(g);
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* x_plane = x + plane * g.H * g.W;
       float* y_plane = y + plane * g.P * g.Q;
+      if (tiled && kh == 2 && kw == 2) {  // the common 2x2 pool, with constant taps the compiler vectorises
+        for (int64_t p = 0; p < g.P; ++p) {
+          const float* top = x_plane + 2 * p * g.W;
+          const float* bottom = top + g.W;
+          for (int64_t q = 0; q < g.Q; ++q)
+            y_plane[p * g.Q + q] = (((0.0f + top[2 * q]) + top[2 * q + 1]) + bottom[2 * q]) + bottom[2 * q + 1];
+          for (int64_t q = 0; q < g.Q; ++q) y_plane[p * g.Q + q] /= divisor;
+        }
+        continue;
+      }
+      if (tiled) {
+        for (int64_t p = 0; p < g.P; ++p)
+          for (int64_t q = 0; q < g.Q; ++q) {
+            float sum = 0.0f;
+            for (int64_t r = 0; r < kh; ++r)
+              for (int64_t s = 0; s < kw; ++s) sum += x_plane[(p * kh + r) * g.W + q * kw + s];
+            y_plane[p * g.Q + q] = sum / divisor;
+          }
+        continue;
+      }
       for (int64_t p = 0; p < g.P; ++p)
         for (int64_t q = 0; q < g.Q; ++q)
           y_plane[p * g.Q + q] = kernels::avgpool2d_window_nchw_f32(x_plane, g.H, g.W, p, q, g.window, g.count_include_pad);
@@ -97,10 +131,22 @@ void run_avgpool2d_bwd(const BoundNode& node) {
   const AvgpoolGeometry g = geometry(node.out[0], node.params.avgpool2d);
   const float* dy = node.in[0].f32();
   float* dx = node.out[0].f32();
+  const int64_t kh = g.window.h.kernel, kw = g.window.w.kernel;
+  const float divisor = static_cast<float>(kh * kw);
+  const bool tiled = tiles(g);
   parallel_chunks(g.planes, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* dy_plane = dy + plane * g.P * g.Q;
       float* dx_plane = dx + plane * g.H * g.W;
+      if (tiled) {
+        // The gather's sum over the one window holding (h, w), from 0.0f as the general kernel
+        // (so a -0 quotient gives +0); 0 outside the windows (floor mode's uncovered edge).
+        for (int64_t h = 0; h < g.H; ++h)
+          for (int64_t w = 0; w < g.W; ++w)
+            dx_plane[h * g.W + w] =
+                h < g.P * kh && w < g.Q * kw ? 0.0f + dy_plane[(h / kh) * g.Q + w / kw] / divisor : 0.0f;
+        continue;
+      }
       for (int64_t h = 0; h < g.H; ++h)
         for (int64_t w = 0; w < g.W; ++w)
           dx_plane[h * g.W + w] =
