@@ -58,7 +58,7 @@ TEST(CpuAvgpool, TilingWindowsGiveTheGeneralKernelsBits) {
     Tensor xt(t.x, DType::f32), dyt(pooled, DType::f32);
     for (int64_t i = 0; i < xt.numel(); ++i) xt.f32()[i] = u(rng);
     for (int64_t i = 0; i < dyt.numel(); ++i) dyt.f32()[i] = u(rng);
-    dyt.f32()[1] = -0.0f;  // the gather sums from +0: dx is +0 there, as in the general kernel
+    dyt.f32()[dyt.numel() - 1] = -0.0f;  // the gather sums from +0: dx is +0 there, as in the general kernel
     const std::vector<Tensor> cpu = run_pool("cpu", g, xt, dyt), general = run_pool("simt", g, xt, dyt);
     for (size_t i : {size_t{0}, size_t{1}}) {
       ASSERT_EQ(cpu[i].nbytes(), general[i].nbytes());
