@@ -20,7 +20,7 @@ fi
   { echo "$0: the required coverage (--min or PARITY_SIMT_COVERAGE_MIN) must be a percentage, got '$min'" >&2; exit 2; }
 build=${1:-build-cov}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARITY_SIMT_COVERAGE=ON -DPARITY_WITH_HIP=OFF >/dev/null
-cmake --build "$build" --target test_conformance test_simt_runtime test_simt_model -- -j2
+cmake --build "$build" --target test_conformance test_simt_runtime test_simt_model test_native_half -- -j2
 find "$build" -name '*.gcda' -delete
 ctest --test-dir "$build" -L simt -j2 --output-on-failure >/dev/null
 objdir=$(cd "$(dirname "$(find "$build" -name 'simt_kernels_w32.cpp.o' | head -1)")" && pwd)
