@@ -187,15 +187,21 @@ ModelCaseStep::ModelCaseStep(const ModelSpec& spec, Backend& backend, bool train
     : train_(train),
       n_(n),
       graph_(model_case_graph(spec, train, n, seed, precision)),
-      step_(backend, graph_, {"loss", "logits"}) {
-  step_.zero_params_and_state();
-  for (const auto& [name, t] : weights) step_.write(name, t);
+      step_(backend, graph_, {"loss", "logits"}),
+      weights_(weights) {
+  restart();
   for (int64_t b = 0; b < kSyntheticBatches; ++b) batches_.push_back(random_batch(spec, n, seed, b));
   x_ = step_.value("x");
   y_ = step_.value("y");
   loss_ = step_.value("loss");
   if (train) optimizer_step_ = step_.value(optimizer_step_name());
   flops_ = graph_flops(graph_);
+}
+
+void ModelCaseStep::restart() {
+  step_.zero_params_and_state();
+  for (const auto& [name, t] : weights_) step_.write(name, t);
+  steps_ = 0;
 }
 
 float ModelCaseStep::run(int64_t i) {

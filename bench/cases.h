@@ -52,6 +52,11 @@ class ModelCaseStep {
 
   // One step on synthetic batch i % kSyntheticBatches; returns the loss.
   float run(int64_t i);
+  // Back to the state the constructor left: the given weights, zeroed optimizer state, step
+  // count 0. A training step's cost drifts as the weights learn (how many activations relu
+  // zeroes, which the sparse-dy routes skip), so timings that must compare like with like
+  // (bench --thread-scaling's rounds) restart before each round and replay the same steps.
+  void restart();
   Tensor value(const std::string& name) const { return step_.read(name); }
   const Graph& graph() const { return graph_; }
   double flops() const { return flops_; }
@@ -63,6 +68,7 @@ class ModelCaseStep {
   Graph graph_;
   CompiledStep step_;
   std::vector<ImageBatch> batches_;
+  std::map<std::string, Tensor> weights_;
   int32_t x_ = -1, y_ = -1, loss_ = -1, optimizer_step_ = -1, steps_ = 0;
   double flops_ = 0;
 };

@@ -124,13 +124,16 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   fmt::print("  {:<8} {:>16} {:>16} {:>8}\n", "round", lo_head, hi_head, "ratio");
   std::vector<double> ips_low, ips_high;
   json rounds = json::array();
-  int64_t i_low = 0, i_high = 0;
   for (int r = 0; r < o.scaling_rounds; ++r) {
-    // Each round re-warms with one step: the other instance's threads and data have just run.
-    const int warmup = r == 0 ? o.warmup : 1;
+    // Every round restarts both instances from the same weights and replays the same steps
+    // (warm-up included), so rounds differ only by the machine: a training step's cost drifts as
+    // the weights learn, and that drift would otherwise read as noise.
     Timing t_low, t_high;
-    time_runs([&] { run_low.run(i_low++); }, warmup, o.min_time, t_low);
-    time_runs([&] { run_high.run(i_high++); }, warmup, o.min_time, t_high);
+    int64_t i_low = 0, i_high = 0;
+    run_low.restart();
+    time_runs([&] { run_low.run(i_low++); }, o.warmup, o.min_time, t_low);
+    run_high.restart();
+    time_runs([&] { run_high.run(i_high++); }, o.warmup, o.min_time, t_high);
     ips_low.push_back(static_cast<double>(o.batch) / t_low.median());
     ips_high.push_back(static_cast<double>(o.batch) / t_high.median());
     const double ratio = ips_high.back() / ips_low.back();
@@ -190,10 +193,10 @@ int run_thread_scaling(const BenchOptions& o) {
   fmt::print("machine: {} ({} hardware threads); load average {:.2f}\n", cpu_name(), hardware_threads(),
              load_average_1min());
   fmt::print("build: {}; git {}\n", build_options(), git_revision());
-  fmt::print("thread scaling: training steps at {} and {} threads, alternated for {} rounds; a round is the median "
-             "of its steps timed for --min-time {} s after {} warm-up step(s) (1 after the first round); noise limit "
-             "{:.0f}%\n",
-             lo, hi, o.scaling_rounds, o.min_time, o.warmup, 100 * kScalingNoiseLimit);
+  fmt::print("thread scaling: training steps at {} and {} threads, alternated for {} rounds; a round restarts "
+             "from the same weights, runs {} warm-up step(s), then times steps for --min-time {} s and takes their "
+             "median; noise limit {:.0f}%\n",
+             lo, hi, o.scaling_rounds, o.warmup, o.min_time, 100 * kScalingNoiseLimit);
   std::unique_ptr<Backend> ref = make_backend("ref", 1);
   json cases = json::array(), skipped = json::array();
   bool failed = false;

@@ -12,9 +12,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/cases.h"
 #include "bench/thread_scaling.h"
 #include "parity/backend.h"
 #include "parity/error.h"
+#include "parity/model.h"
 #include "tests/test_helpers.h"
 
 namespace {
@@ -139,6 +141,30 @@ TEST(ThreadScaling, ThreadCountsMustBeTwoAscendingCountsTheMachineHas) {
 // ---------------------------------------------------------------- the option, end to end
 parity::testing::CommandRun run_cli(const std::string& args) {
   return parity::testing::run_command(std::string(PARITY_CLI_PATH) + " " + args);
+}
+
+std::vector<unsigned char> bytes_of(const Tensor& t) {
+  const auto* p = static_cast<const unsigned char*>(t.data());
+  return {p, p + t.nbytes()};
+}
+
+// Each round restarts from the same weights, so every round times the same steps: after
+// restart() the losses and the updated weights repeat bit for bit.
+TEST(ThreadScaling, RestartReplaysTheSameTrainingSteps) {
+  const ModelSpec& spec = model_spec("seed-cnn");
+  const auto weights = init_weights(spec, 1);
+  std::unique_ptr<Backend> cpu = make_backend("cpu", 1);
+  ModelCaseStep step(spec, *cpu, true, 8, 1, weights);
+  const float first = step.run(0), second = step.run(1);
+  EXPECT_NE(first, second);  // the weights moved, and the batch changed
+  const std::string& w = spec.params.front().name;
+  const std::vector<unsigned char> trained = bytes_of(step.value(w));
+  EXPECT_NE(trained, bytes_of(weights.at(w)));
+  step.restart();
+  EXPECT_EQ(bytes_of(step.value(w)), bytes_of(weights.at(w)));
+  EXPECT_EQ(step.run(0), first);
+  EXPECT_EQ(step.run(1), second);
+  EXPECT_EQ(bytes_of(step.value(w)), trained);
 }
 
 TEST(ThreadScalingCli, PrintsARatioOrInconclusiveAndWritesIt) {
