@@ -1,8 +1,14 @@
 // backends/cpu/batchnorm.cpp — batchnorm2d training, evaluation and backward on the cpu backend,
 // float32, NCHW: per-channel statistics from per-plane partial sums (one task per (n, c) plane)
 // combined over the batch in a fixed pairwise tree, element math from ops/kernels/batchnorm.h.
-// The tree depends on the shapes only, so results are bitwise identical for any thread count;
-// the partials live in the workspace sized at prepare, so a step allocates nothing.
+// A plane's sums run in kLanes lanes (element i in lane i % kLanes), each lane a pairwise sum
+// over the plane's blocks of kLanes elements, then the lanes in a fixed halving tree: the
+// compiler vectorizes the lanes, and the order depends on the shapes only, so results are
+// bitwise identical for any thread count. The partials live in the workspace sized at prepare,
+// so a step allocates nothing.
+#include <algorithm>
+#include <type_traits>
+
 #include "backends/cpu/cpu_ops.h"
 #include "ops/kernels/batchnorm.h"
 
@@ -25,6 +31,51 @@ float pairwise_sum(int64_t begin, int64_t count, const Term& term) {
   }
   const int64_t half = count / 2;
   return pairwise_sum(begin, half, term) + pairwise_sum(begin + half, count - half, term);
+}
+
+// The lane sums of one plane: kLanes lanes of `terms` sums each.
+constexpr int kLanes = 16;
+constexpr int64_t kLeafBlocks = 4;  // blocks of kLanes elements a lane adds in order, then halve
+template <int terms>
+struct LaneSums {
+  float v[terms][kLanes];
+};
+
+// Lane j of sum k: the pairwise sum, over the blocks [first, first + count) of kLanes elements,
+// of term(k, block * kLanes + j); elements at or past `hw` (the last block's tail) add nothing.
+// term(std::integral_constant<int, k>, i) gives element i's term of sum k.
+template <int terms, class Term>
+LaneSums<terms> block_sums(int64_t first, int64_t count, int64_t hw, const Term& term) {
+  LaneSums<terms> out{};
+  if (count <= kLeafBlocks) {
+    for (int64_t b = first; b < first + count; ++b) {
+      const int64_t base = b * kLanes, lanes = std::min<int64_t>(kLanes, hw - base);
+      if (lanes == kLanes) {
+        for (int j = 0; j < kLanes; ++j) out.v[0][j] += term(std::integral_constant<int, 0>{}, base + j);
+        if constexpr (terms > 1)
+          for (int j = 0; j < kLanes; ++j) out.v[1][j] += term(std::integral_constant<int, 1>{}, base + j);
+      } else {
+        for (int j = 0; j < lanes; ++j) out.v[0][j] += term(std::integral_constant<int, 0>{}, base + j);
+        if constexpr (terms > 1)
+          for (int j = 0; j < lanes; ++j) out.v[1][j] += term(std::integral_constant<int, 1>{}, base + j);
+      }
+    }
+    return out;
+  }
+  const int64_t half = count / 2;
+  const LaneSums<terms> a = block_sums<terms>(first, half, hw, term);
+  const LaneSums<terms> b = block_sums<terms>(first + half, count - half, hw, term);
+  for (int k = 0; k < terms; ++k)
+    for (int j = 0; j < kLanes; ++j) out.v[k][j] = a.v[k][j] + b.v[k][j];
+  return out;
+}
+
+// Sum k over the plane: its lanes added in a halving tree (lane j + lane j + width).
+template <int terms>
+float lanes_total(LaneSums<terms>& s, int k) {
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) s.v[k][j] += s.v[k][j + width];
+  return s.v[k][0];
 }
 
 struct Geometry {
@@ -75,15 +126,19 @@ float* channel_values(const BoundNode& node, const Geometry& g, int64_t plane_fl
   return reinterpret_cast<float*>(node.workspace + align64(g.planes() * plane_floats * 4));
 }
 
-// partial[k][plane] = pairwise sum over the plane's H*W elements of term(k, plane, i), for the
-// `terms` sums k; plane = b * C + c, so partial[k][b * C + c] over b are channel c's.
+// partial[k][plane] = the lane sums (block_sums, lanes_total) over the plane's H*W elements of
+// term(k, plane, i) for the `terms` sums k (at most 2; k as std::integral_constant); plane =
+// b * C + c, so partial[k][b * C + c] over b are channel c's.
 template <int terms, class Term>
 void sum_planes(const BoundNode& node, const Geometry& g, float* partial, const Term& term) {
+  static_assert(terms == 1 || terms == 2, "block_sums adds one or two sums");
+  const int64_t blocks = (g.hw + kLanes - 1) / kLanes;
   parallel_chunks(g.planes(), node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane)
-      for (int k = 0; k < terms; ++k)
-        partial[k * g.planes() + plane] =
-            pairwise_sum(0, g.hw, [&](int64_t i) { return term(k, plane, plane * g.hw + i); });
+    for (int64_t plane = begin; plane < end; ++plane) {
+      LaneSums<terms> lanes = block_sums<terms>(
+          0, blocks, g.hw, [&](auto k, int64_t i) { return term(k, plane, plane * g.hw + i); });
+      for (int k = 0; k < terms; ++k) partial[k * g.planes() + plane] = lanes_total(lanes, k);
+    }
   });
 }
 
@@ -120,11 +175,12 @@ void run_batchnorm2d_train(const BoundNode& node) {
   float* scale = delta + g.c;
   const float count = static_cast<float>(g.count());
 
-  sum_planes<1>(node, g, partial, [&](int, int64_t, int64_t at) { return x[at]; });
+  sum_planes<1>(node, g, partial, [&](auto, int64_t, int64_t at) { return x[at]; });
   for (int64_t ch = 0; ch < g.c; ++ch) shift[ch] = channel_sum(partial, g, 0, ch) / count;
-  sum_planes<2>(node, g, partial, [&](int k, int64_t plane, int64_t at) {
+  sum_planes<2>(node, g, partial, [&](auto k, int64_t plane, int64_t at) {
     const float d = x[at] - shift[plane % g.c];
-    return k == 0 ? d : d * d;
+    if constexpr (decltype(k)::value == 0) return d;
+    else return d * d;
   });
   for (int64_t ch = 0; ch < g.c; ++ch) {
     const kernels::BatchnormStats s =
@@ -195,9 +251,10 @@ void run_batchnorm2d_bwd(const BoundNode& node) {
   const float count = static_cast<float>(g.count());
 
   for (int64_t ch = 0; ch < g.c; ++ch) invstd[ch] = training ? stat[ch] : kernels::batchnorm_invstd_f32(stat[ch], p.eps);
-  sum_planes<2>(node, g, partial, [&](int k, int64_t plane, int64_t at) {
+  sum_planes<2>(node, g, partial, [&](auto k, int64_t plane, int64_t at) {
     const int64_t ch = plane % g.c;
-    return k == 0 ? dy[at] : dy[at] * kernels::batchnorm_xhat_f32(x[at], mean[ch], invstd[ch]);
+    if constexpr (decltype(k)::value == 0) return dy[at];
+    else return dy[at] * kernels::batchnorm_xhat_f32(x[at], mean[ch], invstd[ch]);
   });
   for (int64_t ch = 0; ch < g.c; ++ch) {
     const float sum_dy = channel_sum(partial, g, 0, ch), sum_dy_xhat = channel_sum(partial, g, 1, ch);
