@@ -193,8 +193,14 @@ constexpr bool kHaveDirect = true;
 constexpr bool kHaveDirect = false;
 #endif
 
+// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
+DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
+}
+// K a multiple of 16 for the kernel below; any K where conv2d_direct_rows.cpp's applies.
 bool direct_applies(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         (g.K % kDirectBlock == 0 || conv2d_direct_rows_applies(direct_rows_shape(g, cp)));
 }
 int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
   return g.W + 2 * cp.pad_w + kDirectBlock;
@@ -203,10 +209,6 @@ int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& c
   return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
 }
 int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }  // plain: crs == wcrs
-// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
-DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
-}
 // Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
 int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
   const DirectRowsShape rows = direct_rows_shape(g, cp);
@@ -452,7 +454,7 @@ void run_conv2d_bwd_data(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
-// ---- the direct path: stride 1, S = 3 with K a multiple of 8 or S = 5 with K a multiple of 4,
+// ---- the direct path: stride 1, S = 3 with K a multiple of 8 or S = 5 with K even or a multiple of 3,
 // AVX-512 builds
 //
 // dw[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * x_pad[n, c, p + r, q + s], with the 16
@@ -470,8 +472,13 @@ constexpr int64_t kLanes = 16;
 
 constexpr int64_t kDirectPanelColumns = 1024;
 
-// Output channels per block: KB * S accumulators, at most 24 of the 32 vector registers.
-int64_t bwd_direct_block(const ConvGeometry& g) { return g.S == 3 ? 8 : g.S == 5 ? 4 : 0; }
+// Output channels per block: KB * S accumulators, at most 24 of the 32 vector registers; 5
+// kernel columns take 3 or 2 channels a block where K is not a multiple of 4 (LeNet-5's 6).
+int64_t bwd_direct_block(const ConvGeometry& g) {
+  if (g.S == 3) return 8;
+  if (g.S != 5) return 0;
+  return g.K % 4 == 0 ? 4 : g.K % 3 == 0 ? 3 : 2;
+}
 
 bool bwd_weight_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
   const int64_t kb = bwd_direct_block(g);
@@ -748,9 +755,12 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     }
 #if defined(__AVX512F__)
     if (direct) {
-      if (g.S == 3) bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
-      else bwd_weight_direct_chunk_f32<5, 4>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
-      return;
+      switch (g.S * 10 + bwd_direct_block(g)) {
+        case 38: return bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        case 54: return bwd_weight_direct_chunk_f32<5, 4>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        case 53: return bwd_weight_direct_chunk_f32<5, 3>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        default: return bwd_weight_direct_chunk_f32<5, 2>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+      }
     }
 #endif
     bwd_weight_gemm_chunk_f32(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
