@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/conv2d_bwd_weight_batch_lanes.h"
 #include "backends/cpu/conv2d_bwd_weight_nhwc.h"
 #include "backends/cpu/conv2d_depthwise.h"
 #include "backends/cpu/conv2d_direct_rows.h"
@@ -624,9 +625,17 @@ bool bwd_weight_nhwc(const ConvGeometry& g, const parity_conv2d_params& cp) {
          conv2d_bwd_weight_nhwc_applies(direct_rows_shape(g, cp));
 }
 
+// Small images (Q < 16) with 3 or 5 kernel columns: conv2d_bwd_weight_batch_lanes.cpp's kernel
+// (lanes along the images of a chunk of 16) instead of the direct one above.
+bool bwd_weight_batch_lanes(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         conv2d_bwd_weight_batch_lanes_applies(direct_rows_shape(g, cp));
+}
+
 // Any path's slot scratch.
 int64_t bwd_weight_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
   if (bwd_weight_nhwc(g, cp)) return conv2d_bwd_weight_nhwc_slot_floats(direct_rows_shape(g, cp));
+  if (bwd_weight_batch_lanes(g, cp)) return conv2d_bwd_weight_batch_lanes_slot_floats(direct_rows_shape(g, cp));
   if (bwd_weight_direct(g, cp)) return bwd_direct_slot_floats(g, cp, bwd_direct_panel(g, chunk));
   return bwd_slot_floats(g, cp, bwd_weight_panel(g, cp, chunk));
 }
@@ -710,6 +719,10 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   node.num_chunks = chunk_count(g.N, node.chunk);
   if (is_depthwise(g)) return 0;  // depthwise
   if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
+  if (!bwd_weight_nhwc(g, node.params.conv2d) && bwd_weight_batch_lanes(g, node.params.conv2d)) {
+    node.chunk = kBatchLanesChunk;  // one image per lane
+    node.num_chunks = chunk_count(g.N, node.chunk);
+  }
   return bwd_weight_scratch(node, g).bytes;
 }
 
@@ -741,6 +754,7 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
   const int64_t dw_size = g.K * g.wcrs();
   const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
   const bool nhwc = bwd_weight_nhwc(g, cp);
+  const bool batch_lanes = !nhwc && bwd_weight_batch_lanes(g, cp);
   const bool direct = bwd_weight_direct(g, cp);
   const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);
 
@@ -751,6 +765,11 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     float* db_part = scratch.db_parts + part * g.K;
     if (nhwc) {
       conv2d_bwd_weight_nhwc_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part, db ? db_part : nullptr);
+      return;
+    }
+    if (batch_lanes) {
+      conv2d_bwd_weight_batch_lanes_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part,
+                                              db ? db_part : nullptr);
       return;
     }
 #if defined(__AVX512F__)
