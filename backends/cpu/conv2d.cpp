@@ -7,16 +7,18 @@
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
-//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): a direct kernel, with bias
-//                 and (when the backend fused a following relu, cpu_ops.h) relu in its
-//                 epilogue: conv2d_direct_rows.cpp's (flattened padded rows) where pad <
-//                 kernel, else the one below; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
-//                 y_n[K, PQ] = w[K, CRS] * col_n + b
+//   forward       stride 1 (AVX-512 builds): a direct kernel, with bias and (when the backend
+//                 fused a following relu, cpu_ops.h) relu in its epilogue:
+//                 conv2d_direct_rows.cpp's (flattened padded rows, any K) where pad < kernel,
+//                 else the one below when K is a multiple of 16; otherwise im2col + GEMM
+//                 (gemm.h, Eigen's kernel) per image: y_n[K, PQ] = w[K, CRS] * col_n + b
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
-//                 transposed filter (the direct kernel again, when C is a multiple of 16);
+//                 transposed filter (the direct kernel again: any C on the flattened rows);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
 //   backward-wt   stride 1, 3 kernel columns and C a multiple of 16 (AVX-512 builds):
-//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else
+//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else stride 1,
+//                 3 or 5 kernel columns and rows of under 16 outputs:
+//                 conv2d_bwd_weight_batch_lanes.cpp, lanes along a chunk's 16 images; else
 //                 stride 1 and 3 or 5 kernel columns: a direct kernel with
 //                 lanes along the output row, accumulating dy * x_pad in registers; otherwise
 //                 dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
@@ -25,7 +27,8 @@
 // The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
 // unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or padded
 // images, and the direct backward-weight's lanes) and GEMM packing space; backward-weight adds
-// one dw/db partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+// one dw/db partial per batch chunk (chunk size from N alone: 16 images on the batch-lane
+// kernel), summed afterwards in chunk order.
 // Every sum has a fixed order, so results are bitwise reproducible at any thread count.
 #include <immintrin.h>
 
@@ -359,8 +362,8 @@ void run_conv2d(const BoundNode& node) {
 namespace {
 
 // For stride 1 and pad < kernel, dx is a forward conv of dy with the flipped, transposed filter
-// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it when C
-// (its output channels) is a multiple of 16. Otherwise dcol = w^T dy_n, then col2im.
+// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it (its
+// flattened-rows form for any C, its output channels). Otherwise dcol = w^T dy_n, then col2im.
 ConvGeometry flipped_geometry(const ConvGeometry& g) {
   ConvGeometry f{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, g.cw};
   f.cw.pad_top = f.cw.pad_bottom = g.R - 1 - g.cw.pad_top;
