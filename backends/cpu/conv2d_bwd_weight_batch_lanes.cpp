@@ -29,7 +29,7 @@ int64_t padded_h(const DirectRowsShape& s) { return s.H + 2 * s.pad_h; }
 int64_t padded_w(const DirectRowsShape& s) { return s.W + 2 * s.pad_w; }
 int64_t image_floats(const DirectRowsShape& s) { return s.C * padded_h(s) * padded_w(s) * kLanes; }
 int64_t dy_floats(const DirectRowsShape& s) { return s.K * s.P * s.Q * kLanes; }
-int64_t channel_block(const DirectRowsShape& s) { return s.S == 3 ? 8 : s.S == 5 ? 4 : 0; }
+[[maybe_unused]] int64_t channel_block(const DirectRowsShape& s) { return s.S == 3 ? 8 : s.S == 5 ? 4 : 0; }
 
 }  // namespace
 
