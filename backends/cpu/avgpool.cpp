@@ -141,10 +141,28 @@ void run_avgpool2d_bwd(const BoundNode& node) {
       if (tiled) {
         // The gather's sum over the one window holding (h, w), from 0.0f as the general kernel
         // (so a -0 quotient gives +0); 0 outside the windows (floor mode's uncovered edge).
-        for (int64_t h = 0; h < g.H; ++h)
-          for (int64_t w = 0; w < g.W; ++w)
-            dx_plane[h * g.W + w] =
-                h < g.P * kh && w < g.Q * kw ? 0.0f + dy_plane[(h / kh) * g.Q + w / kw] / divisor : 0.0f;
+        // Row by row and window by window, so no element needs a division to find its window.
+        for (int64_t h = 0; h < g.H; ++h) {
+          float* dx_row = dx_plane + h * g.W;
+          int64_t w = 0;
+          if (h < g.P * kh) {
+            const float* dy_row = dy_plane + (h / kh) * g.Q;
+            if (kw == 2) {  // the common 2x2 pool: constant taps the compiler vectorises
+              for (int64_t q = 0; q < g.Q; ++q) {
+                const float v = 0.0f + dy_row[q] / divisor;
+                dx_row[2 * q] = v;
+                dx_row[2 * q + 1] = v;
+              }
+            } else {
+              for (int64_t q = 0; q < g.Q; ++q) {
+                const float v = 0.0f + dy_row[q] / divisor;
+                for (int64_t s = 0; s < kw; ++s) dx_row[q * kw + s] = v;
+              }
+            }
+            w = g.Q * kw;
+          }
+          for (; w < g.W; ++w) dx_row[w] = 0.0f;
+        }
         continue;
       }
       for (int64_t h = 0; h < g.H; ++h)

@@ -7,16 +7,18 @@
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
-//   forward       stride 1 and K a multiple of 16 (AVX-512 builds): a direct kernel, with bias
-//                 and (when the backend fused a following relu, cpu_ops.h) relu in its
-//                 epilogue: conv2d_direct_rows.cpp's (flattened padded rows) where pad <
-//                 kernel, else the one below; otherwise im2col + GEMM (gemm.h, Eigen's kernel) per image:
-//                 y_n[K, PQ] = w[K, CRS] * col_n + b
+//   forward       stride 1 (AVX-512 builds): a direct kernel, with bias and (when the backend
+//                 fused a following relu, cpu_ops.h) relu in its epilogue:
+//                 conv2d_direct_rows.cpp's (flattened padded rows, any K) where pad < kernel,
+//                 else the one below when K is a multiple of 16; otherwise im2col + GEMM
+//                 (gemm.h, Eigen's kernel) per image: y_n[K, PQ] = w[K, CRS] * col_n + b
 //   backward-data for stride 1 and pad < kernel, a forward conv of dy with the flipped,
-//                 transposed filter (the direct kernel again, when C is a multiple of 16);
+//                 transposed filter (the direct kernel again: any C on the flattened rows);
 //                 otherwise dcol[CRS, PQ] = w^T * dy_n, then col2im adds dcol into dx_n
 //   backward-wt   stride 1, 3 kernel columns and C a multiple of 16 (AVX-512 builds):
-//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else
+//                 conv2d_bwd_weight_nhwc.cpp, lanes along the input channels; else stride 1,
+//                 3 or 5 kernel columns and rows of under 16 outputs:
+//                 conv2d_bwd_weight_batch_lanes.cpp, lanes along a chunk's 16 images; else
 //                 stride 1 and 3 or 5 kernel columns: a direct kernel with
 //                 lanes along the output row, accumulating dy * x_pad in registers; otherwise
 //                 dw[K, CRS] = sum_n dy_n * col_n^T in GEMM panels of about kPanelColumns
@@ -25,13 +27,15 @@
 // The column matrix col[C*R*S, P*Q] is that of ops/kernels/conv_geometry.h; a 1x1, stride-1,
 // unpadded convolution uses x_n itself. Scratch: per worker slot a col buffer (or padded
 // images, and the direct backward-weight's lanes) and GEMM packing space; backward-weight adds
-// one dw/db partial per batch chunk (chunk size from N alone), summed afterwards in chunk order.
+// one dw/db partial per batch chunk (chunk size from N alone: 16 images on the batch-lane
+// kernel), summed afterwards in chunk order.
 // Every sum has a fixed order, so results are bitwise reproducible at any thread count.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "backends/cpu/conv2d_bwd_weight_batch_lanes.h"
 #include "backends/cpu/conv2d_bwd_weight_nhwc.h"
 #include "backends/cpu/conv2d_depthwise.h"
 #include "backends/cpu/conv2d_direct_rows.h"
@@ -193,8 +197,14 @@ constexpr bool kHaveDirect = true;
 constexpr bool kHaveDirect = false;
 #endif
 
+// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
+DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
+}
+// K a multiple of 16 for the kernel below; any K where conv2d_direct_rows.cpp's applies.
 bool direct_applies(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 && g.K % kDirectBlock == 0;
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         (g.K % kDirectBlock == 0 || conv2d_direct_rows_applies(direct_rows_shape(g, cp)));
 }
 int64_t direct_row_floats(const ConvGeometry& g, const parity_conv2d_params& cp) {
   return g.W + 2 * cp.pad_w + kDirectBlock;
@@ -203,10 +213,6 @@ int64_t direct_image_floats(const ConvGeometry& g, const parity_conv2d_params& c
   return align64(g.C * (g.H + 2 * cp.pad_h) * direct_row_floats(g, cp) * 4) / 4;
 }
 int64_t direct_weight_floats(const ConvGeometry& g) { return align64(g.K * g.crs() * 4) / 4; }  // plain: crs == wcrs
-// Where pad < kernel, conv2d_direct_rows.cpp's kernel (flattened padded rows) runs instead.
-DirectRowsShape direct_rows_shape(const ConvGeometry& g, const parity_conv2d_params& cp) {
-  return {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, cp.pad_h, cp.pad_w};
-}
 // Scratch of a node using the direct kernel: the reordered weights, then one padded image per slot.
 int64_t direct_scratch_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int32_t slots) {
   const DirectRowsShape rows = direct_rows_shape(g, cp);
@@ -356,8 +362,8 @@ void run_conv2d(const BoundNode& node) {
 namespace {
 
 // For stride 1 and pad < kernel, dx is a forward conv of dy with the flipped, transposed filter
-// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it when C
-// (its output channels) is a multiple of 16. Otherwise dcol = w^T dy_n, then col2im.
+// w'[c, k, r, s] = w[k, c, R-1-r, S-1-s] and padding R-1-pad: the direct kernel runs it (its
+// flattened-rows form for any C, its output channels). Otherwise dcol = w^T dy_n, then col2im.
 ConvGeometry flipped_geometry(const ConvGeometry& g) {
   ConvGeometry f{g.N, g.K, g.P, g.Q, g.C, g.R, g.S, g.H, g.W, g.cw};
   f.cw.pad_top = f.cw.pad_bottom = g.R - 1 - g.cw.pad_top;
@@ -452,7 +458,7 @@ void run_conv2d_bwd_data(const BoundNode& node) {
 // ---------------------------------------------------------------- backward, weight
 namespace {
 
-// ---- the direct path: stride 1, S = 3 with K a multiple of 8 or S = 5 with K a multiple of 4,
+// ---- the direct path: stride 1, S = 3 with K a multiple of 8 or S = 5 with K even or a multiple of 3,
 // AVX-512 builds
 //
 // dw[k, c, r, s] = sum over n, p, q of dy[n, k, p, q] * x_pad[n, c, p + r, q + s], with the 16
@@ -470,8 +476,13 @@ constexpr int64_t kLanes = 16;
 
 constexpr int64_t kDirectPanelColumns = 1024;
 
-// Output channels per block: KB * S accumulators, at most 24 of the 32 vector registers.
-int64_t bwd_direct_block(const ConvGeometry& g) { return g.S == 3 ? 8 : g.S == 5 ? 4 : 0; }
+// Output channels per block: KB * S accumulators, at most 24 of the 32 vector registers; 5
+// kernel columns take 3 or 2 channels a block where K is not a multiple of 4 (LeNet-5's 6).
+int64_t bwd_direct_block(const ConvGeometry& g) {
+  if (g.S == 3) return 8;
+  if (g.S != 5) return 0;
+  return g.K % 4 == 0 ? 4 : g.K % 3 == 0 ? 3 : 2;
+}
 
 bool bwd_weight_direct(const ConvGeometry& g, const parity_conv2d_params& cp) {
   const int64_t kb = bwd_direct_block(g);
@@ -617,9 +628,17 @@ bool bwd_weight_nhwc(const ConvGeometry& g, const parity_conv2d_params& cp) {
          conv2d_bwd_weight_nhwc_applies(direct_rows_shape(g, cp));
 }
 
+// Small images (Q < 16) with 3 or 5 kernel columns: conv2d_bwd_weight_batch_lanes.cpp's kernel
+// (lanes along the images of a chunk of 16) instead of the direct one above.
+bool bwd_weight_batch_lanes(const ConvGeometry& g, const parity_conv2d_params& cp) {
+  return kHaveDirect && g.cw.plain() && cp.stride_h == 1 && cp.stride_w == 1 &&
+         conv2d_bwd_weight_batch_lanes_applies(direct_rows_shape(g, cp));
+}
+
 // Any path's slot scratch.
 int64_t bwd_weight_slot_floats(const ConvGeometry& g, const parity_conv2d_params& cp, int64_t chunk) {
   if (bwd_weight_nhwc(g, cp)) return conv2d_bwd_weight_nhwc_slot_floats(direct_rows_shape(g, cp));
+  if (bwd_weight_batch_lanes(g, cp)) return conv2d_bwd_weight_batch_lanes_slot_floats(direct_rows_shape(g, cp));
   if (bwd_weight_direct(g, cp)) return bwd_direct_slot_floats(g, cp, bwd_direct_panel(g, chunk));
   return bwd_slot_floats(g, cp, bwd_weight_panel(g, cp, chunk));
 }
@@ -703,6 +722,10 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   node.num_chunks = chunk_count(g.N, node.chunk);
   if (is_depthwise(g)) return 0;  // depthwise
   if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
+  if (!bwd_weight_nhwc(g, node.params.conv2d) && bwd_weight_batch_lanes(g, node.params.conv2d)) {
+    node.chunk = kBatchLanesChunk;  // one image per lane
+    node.num_chunks = chunk_count(g.N, node.chunk);
+  }
   return bwd_weight_scratch(node, g).bytes;
 }
 
@@ -734,6 +757,7 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
   const int64_t dw_size = g.K * g.wcrs();
   const int64_t slot_floats = bwd_weight_slot_floats(g, cp, node.chunk);
   const bool nhwc = bwd_weight_nhwc(g, cp);
+  const bool batch_lanes = !nhwc && bwd_weight_batch_lanes(g, cp);
   const bool direct = bwd_weight_direct(g, cp);
   const Panel panel = direct ? bwd_direct_panel(g, node.chunk) : bwd_weight_panel(g, cp, node.chunk);
 
@@ -746,11 +770,19 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
       conv2d_bwd_weight_nhwc_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part, db ? db_part : nullptr);
       return;
     }
+    if (batch_lanes) {
+      conv2d_bwd_weight_batch_lanes_chunk_f32(x, dy, begin, end, direct_rows_shape(g, cp), slot, dw_part,
+                                              db ? db_part : nullptr);
+      return;
+    }
 #if defined(__AVX512F__)
     if (direct) {
-      if (g.S == 3) bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
-      else bwd_weight_direct_chunk_f32<5, 4>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
-      return;
+      switch (g.S * 10 + bwd_direct_block(g)) {
+        case 38: return bwd_weight_direct_chunk_f32<3, 8>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        case 54: return bwd_weight_direct_chunk_f32<5, 4>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        case 53: return bwd_weight_direct_chunk_f32<5, 3>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+        default: return bwd_weight_direct_chunk_f32<5, 2>(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);
+      }
     }
 #endif
     bwd_weight_gemm_chunk_f32(x, dy, begin, end, g, cp, panel, slot, dw_part, db_part);

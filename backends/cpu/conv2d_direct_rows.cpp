@@ -13,6 +13,9 @@
 // Register block: KB output channels x NV vectors (kChannelBlock x kVectors below) of 16 positions; per tap NV loads and KB
 // broadcast weights feed KB * NV FMAs. Vectors outside, channel blocks inside, so the image rows
 // a vector reads stay in L1 across the channel blocks; the weights (K*C*R*S floats) stay in L1/L2.
+// When K is not a multiple of kChannelBlock, the last K % kChannelBlock channels form one
+// narrower block (LeNet-5's 6-channel conv1 forward and the 6-channel output of conv2's flipped
+// backward-data); each output's sum is the same (c, r, s) order in either block.
 #include "backends/cpu/conv2d_direct_rows.h"
 
 #include <immintrin.h>
@@ -42,7 +45,7 @@ int64_t plane_floats(const DirectRowsShape& s) { return (s.H + 2 * s.pad_h + 1) 
 
 bool conv2d_direct_rows_applies(const DirectRowsShape& s) {
 #if defined(__AVX512F__)
-  return s.K % kChannelBlock == 0 && s.pad_h < s.R && s.pad_w < s.S && s.P == s.H + 2 * s.pad_h - s.R + 1 &&
+  return s.K >= 1 && s.pad_h < s.R && s.pad_w < s.S && s.P == s.H + 2 * s.pad_h - s.R + 1 &&
          s.Q == s.W + 2 * s.pad_w - s.S + 1;
 #else
   (void)s;
@@ -92,16 +95,16 @@ VectorStore vector_store(int64_t i0, const DirectRowsShape& s) {
   return v;
 }
 
-// Every output channel of the NV vectors of flat positions from i0.
+// Output channels [k0, k1) (a multiple of KB of them) of the NV vectors of flat positions from i0.
 template <int KB, int NV>
 void conv_rows_vectors_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
-                           const DirectRowsShape& s, int64_t i0) {
+                           const DirectRowsShape& s, int64_t i0, int64_t k0, int64_t k1) {
   const int64_t L = row_floats(s), plane = plane_floats(s), pq = s.P * s.Q;
   const __m512 zero = _mm512_setzero_ps();
   {
     VectorStore st[NV];
     for (int j = 0; j < NV; ++j) st[j] = vector_store(i0 + j * kLanes, s);
-    for (int64_t kb = 0; kb < s.K; kb += KB) {
+    for (int64_t kb = k0; kb < k1; kb += KB) {
       __m512 acc[KB][NV];
 #pragma GCC unroll 16
       for (int k = 0; k < KB; ++k)
@@ -140,6 +143,25 @@ void conv_rows_vectors_f32(const float* xpad, const float* wt, const float* b, b
   }
 }
 
+// Every output channel of the NV vectors from i0: whole channel blocks, then the narrower last one.
+template <int NV>
+void conv_rows_channels_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
+                            const DirectRowsShape& s, int64_t i0) {
+  const int64_t whole = s.K - s.K % kChannelBlock;
+  if (whole > 0) conv_rows_vectors_f32<kChannelBlock, NV>(xpad, wt, b, relu, y_n, s, i0, 0, whole);
+  static_assert(kChannelBlock == 8, "the switch below handles the last 1 to 7 channels");
+  switch (s.K - whole) {
+    case 1: return conv_rows_vectors_f32<1, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 2: return conv_rows_vectors_f32<2, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 3: return conv_rows_vectors_f32<3, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 4: return conv_rows_vectors_f32<4, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 5: return conv_rows_vectors_f32<5, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 6: return conv_rows_vectors_f32<6, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    case 7: return conv_rows_vectors_f32<7, NV>(xpad, wt, b, relu, y_n, s, i0, whole, s.K);
+    default: return;
+  }
+}
+
 // One image: blocks of kVectors vectors, then the last one or two vectors on their own (on a
 // 14-wide image, 210 positions are 14 vectors, not 5 blocks of 3).
 void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
@@ -147,11 +169,11 @@ void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, boo
   const int64_t total = s.P * row_floats(s);
   int64_t i0 = 0;
   for (; i0 + 2 * kLanes < total; i0 += kVectors * kLanes)  // 3 vectors, the last maybe partial
-    conv_rows_vectors_f32<kChannelBlock, kVectors>(xpad, wt, b, relu, y_n, s, i0);
+    conv_rows_channels_f32<kVectors>(xpad, wt, b, relu, y_n, s, i0);
   const int64_t left = i0 < total ? (total - i0 + kLanes - 1) / kLanes : 0;
   static_assert(kVectors == 3, "the tail below handles 1 or 2 vectors");
-  if (left == 2) conv_rows_vectors_f32<kChannelBlock, 2>(xpad, wt, b, relu, y_n, s, i0);
-  if (left == 1) conv_rows_vectors_f32<kChannelBlock, 1>(xpad, wt, b, relu, y_n, s, i0);
+  if (left == 2) conv_rows_channels_f32<2>(xpad, wt, b, relu, y_n, s, i0);
+  if (left == 1) conv_rows_channels_f32<1>(xpad, wt, b, relu, y_n, s, i0);
 }
 
 }  // namespace

@@ -13,8 +13,8 @@ struct DirectRowsShape {
   int64_t N, C, H, W, K, R, S, P, Q, pad_h, pad_w;
 };
 
-// Whether conv2d_direct_rows_f32 takes the shape: AVX-512 build, K a multiple of 8,
-// pad_h < R and pad_w < S.
+// Whether conv2d_direct_rows_f32 takes the shape: AVX-512 build, pad_h < R and pad_w < S (any
+// K: channels past the last multiple of 8 run as one narrower block).
 bool conv2d_direct_rows_applies(const DirectRowsShape& s);
 
 // Floats of one worker slot's padded image (64-byte multiple).
