@@ -12,6 +12,8 @@
 // thread count, and nothing is allocated.
 #include "backends/cpu/conv2d_depthwise.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -39,10 +41,7 @@ TapRange tap_range(const DepthwiseShape& d, int64_t r, int64_t s) {
   return t;
 }
 
-}  // namespace
-
-void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
-                           const DepthwiseShape& d) {
+void forward_generic_f32(const float* x, const float* w, const float* b, bool relu, float* y, const DepthwiseShape& d) {
   const int64_t pq = d.P * d.Q, planes = d.N * d.K();
   const int64_t sh = d.cw.stride_h, sw = d.cw.stride_w;
   parallel_chunks(planes, planes_per_task(pq), [&](int64_t, int64_t begin, int64_t end) {
@@ -75,7 +74,7 @@ void depthwise_forward_f32(const float* x, const float* w, const float* b, bool 
   });
 }
 
-void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d) {
+void backward_data_generic_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d) {
   const int64_t pq = d.P * d.Q, hw = d.H * d.W;
   const int64_t sh = d.cw.stride_h, sw = d.cw.stride_w;
   parallel_chunks(d.N * d.C, planes_per_task(hw), [&](int64_t, int64_t begin, int64_t end) {
@@ -107,7 +106,7 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
   });
 }
 
-void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d) {
+void backward_weight_generic_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d) {
   const int64_t pq = d.P * d.Q;
   const int64_t sh = d.cw.stride_h, sw = d.cw.stride_w;
   parallel_chunks(d.K(), 1, [&](int64_t, int64_t begin, int64_t end) {
@@ -149,6 +148,287 @@ void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, f
       }
     }
   });
+}
+
+}  // namespace
+
+#if defined(__AVX512F__)
+namespace {
+
+constexpr int64_t kLanes = 16;
+constexpr int kRowBlock = 4;          // output (or dx) rows in flight: 4 independent FMA chains per column phase
+constexpr int64_t kMaxS = 16;         // the fast paths' widest filter
+constexpr int64_t kMaxVectors = 16;   // backward-weight: at most 16 vectors (256 outputs) per row
+
+// Lanes [lo, hi) of 16, clamped.
+__mmask16 lane_range(int64_t lo, int64_t hi) {
+  lo = std::max<int64_t>(lo, 0);
+  hi = std::min<int64_t>(hi, kLanes);
+  if (hi <= lo) return 0;
+  return __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+// The loads that give a vector of `lanes` outputs q0 + l (l < lanes, the rest 0) their input
+// column (q0 + l) * SW + o of one row of width W: columns outside [0, W) read as 0. SW 2 loads 32
+// consecutive columns (masks a, b) and keeps the even ones.
+struct ColLoad {
+  int64_t base;
+  __mmask16 a, b;
+};
+
+template <int SW>
+ColLoad col_load(int64_t q0, int64_t o, int64_t W, int64_t lanes) {
+  const int64_t base = q0 * SW + o, end = std::min(W - base, SW * lanes);  // element e is column base + e
+  return ColLoad{base, lane_range(-base, end), SW == 2 ? lane_range(-base - kLanes, end - kLanes) : __mmask16(0)};
+}
+
+// `row_mask` is 0xffff, or 0 for a row outside the image (then nothing is read and the result is 0).
+template <int SW>
+__m512 load_cols(const float* row, const ColLoad& c, __mmask16 row_mask) {
+  if constexpr (SW == 1) {
+    return _mm512_maskz_loadu_ps(c.a & row_mask, row + c.base);
+  } else {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(c.a & row_mask, row + c.base), even,
+                                  _mm512_maskz_loadu_ps(c.b & row_mask, row + c.base + kLanes));
+  }
+}
+
+// The input row that output row p reads at tap row r, clamped into the image, and whether it is inside.
+struct RowRef {
+  const float* row;
+  __mmask16 mask;
+};
+RowRef input_row(const float* plane, int64_t h, int64_t H, int64_t W, bool in_block) {
+  const bool inside = in_block && h >= 0 && h < H;
+  return RowRef{plane + std::clamp<int64_t>(h, 0, H - 1) * W, inside ? __mmask16(0xffff) : __mmask16(0)};
+}
+
+// The 16 lanes' sum as a fixed tree: lanes i and i + 8, then i and i + 4, i + 2, i + 1.
+float lane_sum(__m512 v) {
+  alignas(64) float l[kLanes];
+  _mm512_store_ps(l, v);
+  for (int half = kLanes / 2; half > 0; half /= 2)
+    for (int i = 0; i < half; ++i) l[i] += l[i + half];
+  return l[0];
+}
+
+// relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept).
+__m512 relu_ps(__m512 v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v); }
+
+// One output plane: vectors of 16 outputs of kRowBlock rows, all taps summed in registers in
+// (r, s) order (padding columns add w * 0), then bias and relu, one store.
+template <int SW>
+void forward_plane_f32(const float* x_c, const float* w_k, const float* bias, bool relu, float* y_p,
+                       const DepthwiseShape& d) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  for (int64_t q0 = 0; q0 < d.Q; q0 += kLanes) {
+    const int64_t lanes = std::min(kLanes, d.Q - q0);
+    ColLoad cols[kMaxS];
+    for (int64_t s = 0; s < d.S; ++s) cols[s] = col_load<SW>(q0, s * cw.dilation_w - cw.pad_left, d.W, lanes);
+    const __mmask16 store = lane_range(0, lanes);
+    for (int64_t p0 = 0; p0 < d.P; p0 += kRowBlock) {
+      __m512 acc[kRowBlock];
+#pragma GCC unroll 4
+      for (int j = 0; j < kRowBlock; ++j) acc[j] = _mm512_setzero_ps();
+      for (int64_t r = 0; r < d.R; ++r) {
+        RowRef rows[kRowBlock];
+#pragma GCC unroll 4
+        for (int j = 0; j < kRowBlock; ++j)
+          rows[j] = input_row(x_c, (p0 + j) * cw.stride_h + r * cw.dilation_h - cw.pad_top, d.H, d.W, p0 + j < d.P);
+        for (int64_t s = 0; s < d.S; ++s) {
+          const __m512 wv = _mm512_set1_ps(w_k[r * d.S + s]);
+#pragma GCC unroll 4
+          for (int j = 0; j < kRowBlock; ++j)
+            acc[j] = _mm512_fmadd_ps(load_cols<SW>(rows[j].row, cols[s], rows[j].mask), wv, acc[j]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < kRowBlock; ++j) {
+        if (p0 + j >= d.P) break;
+        __m512 v = bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(*bias)) : acc[j];
+        if (relu) v = relu_ps(v);
+        _mm512_mask_storeu_ps(y_p + (p0 + j) * d.Q + q0, store, v);
+      }
+    }
+  }
+}
+
+// One dx plane (n, c) gathered: dx column j * SW + ph (phase ph) takes tap s from dy column
+// j + (ph + pad_left - s * dilation_w) / SW where that divides, row h tap r from dy row
+// (h + pad_top - r * dilation_h) / stride_h likewise. Vectors of 16 j per phase, kRowBlock rows,
+// sums in (m, r, s) order; SW 2 interleaves its two phases into 32 columns at the store.
+template <int SW>
+void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  const int64_t pq = d.P * d.Q, rs = d.R * d.S;
+  for (int64_t j0 = 0; j0 * SW < d.W; j0 += kLanes) {
+    // Per phase: its taps s (count, index, dy column load).
+    int64_t taps[SW][kMaxS];
+    ColLoad cols[SW][kMaxS];
+    int64_t ntaps[SW];
+    for (int ph = 0; ph < SW; ++ph) {
+      const int64_t columns = (d.W - ph + SW - 1) / SW;  // j with j * SW + ph < W
+      const int64_t lanes = std::min(kLanes, columns - j0);
+      ntaps[ph] = 0;
+      for (int64_t s = 0; s < d.S; ++s) {
+        const int64_t num = ph + cw.pad_left - s * cw.dilation_w;
+        if (((num % SW) + SW) % SW != 0) continue;
+        const int64_t off = num / SW;  // exact
+        taps[ph][ntaps[ph]] = s;
+        cols[ph][ntaps[ph]++] = col_load<1>(j0, off, d.Q, lanes);
+      }
+    }
+    for (int64_t h0 = 0; h0 < d.H; h0 += kRowBlock) {
+      __m512 acc[kRowBlock][SW];
+#pragma GCC unroll 4
+      for (int i = 0; i < kRowBlock; ++i)
+        for (int ph = 0; ph < SW; ++ph) acc[i][ph] = _mm512_setzero_ps();
+      for (int64_t m = 0; m < d.M; ++m) {
+        const int64_t k = c * d.M + m;
+        const float* dy_p = dy_n + k * pq;
+        const float* w_k = w + k * rs;
+        for (int64_t r = 0; r < d.R; ++r) {
+          RowRef rows[kRowBlock];
+#pragma GCC unroll 4
+          for (int i = 0; i < kRowBlock; ++i) {
+            const int64_t num = h0 + i + cw.pad_top - r * cw.dilation_h;
+            const bool divides = num % cw.stride_h == 0;  // num < 0 gives p < 0 below, masked
+            rows[i] = input_row(dy_p, num / cw.stride_h - (num < 0 ? 1 : 0), d.P, d.Q, h0 + i < d.H && divides);
+          }
+          for (int ph = 0; ph < SW; ++ph)
+            for (int64_t t = 0; t < ntaps[ph]; ++t) {
+              const __m512 wv = _mm512_set1_ps(w_k[r * d.S + taps[ph][t]]);
+#pragma GCC unroll 4
+              for (int i = 0; i < kRowBlock; ++i)
+                acc[i][ph] = _mm512_fmadd_ps(load_cols<1>(rows[i].row, cols[ph][t], rows[i].mask), wv, acc[i][ph]);
+            }
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < kRowBlock; ++i) {
+        if (h0 + i >= d.H) break;
+        float* dx_row = dx_p + (h0 + i) * d.W + j0 * SW;
+        const int64_t left = d.W - j0 * SW;
+        if constexpr (SW == 1) {
+          _mm512_mask_storeu_ps(dx_row, lane_range(0, left), acc[i][0]);
+        } else {
+          const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+          const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+          _mm512_mask_storeu_ps(dx_row, lane_range(0, left), _mm512_permutex2var_ps(acc[i][0], lo, acc[i][1]));
+          _mm512_mask_storeu_ps(dx_row + kLanes, lane_range(0, left - kLanes),
+                                _mm512_permutex2var_ps(acc[i][0], hi, acc[i][1]));
+        }
+      }
+    }
+  }
+}
+
+// One filter k: R * S vector accumulators (and one for db), each lane summing dy * x over
+// (n, p, vector) in that order; then each accumulator's 16 lanes added by lane_sum.
+template <int SW, int R, int S>
+void backward_weight_filter_f32(const float* x, const float* dy, float* dw, float* db, int64_t k,
+                                const DepthwiseShape& d) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  const int64_t c = k / d.M, pq = d.P * d.Q, vectors = (d.Q + kLanes - 1) / kLanes;
+  ColLoad cols[kMaxVectors][S];
+  __mmask16 dy_mask[kMaxVectors];
+  for (int64_t v = 0; v < vectors; ++v) {
+    const int64_t lanes = std::min(kLanes, d.Q - v * kLanes);
+    dy_mask[v] = lane_range(0, lanes);
+    for (int s = 0; s < S; ++s) cols[v][s] = col_load<SW>(v * kLanes, s * cw.dilation_w - cw.pad_left, d.W, lanes);
+  }
+  __m512 acc[R * S], acc_b = _mm512_setzero_ps();
+#pragma GCC unroll 25
+  for (int t = 0; t < R * S; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t n = 0; n < d.N; ++n) {
+    const float* x_c = x + (n * d.C + c) * d.H * d.W;
+    const float* dy_p = dy + (n * d.K() + k) * pq;
+    for (int64_t p = 0; p < d.P; ++p) {
+      RowRef rows[R];
+#pragma GCC unroll 5
+      for (int r = 0; r < R; ++r) rows[r] = input_row(x_c, p * cw.stride_h + r * cw.dilation_h - cw.pad_top, d.H, d.W, true);
+      for (int64_t v = 0; v < vectors; ++v) {
+        const __m512 dyv = _mm512_maskz_loadu_ps(dy_mask[v], dy_p + p * d.Q + v * kLanes);
+        acc_b = _mm512_add_ps(acc_b, dyv);
+#pragma GCC unroll 5
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 5
+          for (int s = 0; s < S; ++s)
+            acc[r * S + s] = _mm512_fmadd_ps(dyv, load_cols<SW>(rows[r].row, cols[v][s], rows[r].mask), acc[r * S + s]);
+      }
+    }
+  }
+#pragma GCC unroll 25
+  for (int t = 0; t < R * S; ++t) dw[k * R * S + t] = lane_sum(acc[t]);
+  if (db) db[k] = lane_sum(acc_b);
+}
+
+bool fast_stride(const DepthwiseShape& d) { return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS; }
+bool fast_weight_filter(const DepthwiseShape& d) {
+  return fast_stride(d) && d.Q <= kMaxVectors * kLanes && ((d.R == 3 && d.S == 3) || (d.R == 5 && d.S == 5));
+}
+
+}  // namespace
+#endif
+
+void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
+                           const DepthwiseShape& d) {
+#if defined(__AVX512F__)
+  if (fast_stride(d)) {
+    const int64_t pq = d.P * d.Q;
+    parallel_chunks(d.N * d.K(), planes_per_task(pq), [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const int64_t n = plane / d.K(), k = plane % d.K();
+        const float* x_c = x + (n * d.C + k / d.M) * d.H * d.W;
+        const float* w_k = w + k * d.R * d.S;
+        const float* b_k = b ? b + k : nullptr;
+        if (d.cw.stride_w == 1)
+          forward_plane_f32<1>(x_c, w_k, b_k, relu, y + plane * pq, d);
+        else
+          forward_plane_f32<2>(x_c, w_k, b_k, relu, y + plane * pq, d);
+      }
+    });
+    return;
+  }
+#endif
+  forward_generic_f32(x, w, b, relu, y, d);
+}
+
+void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d) {
+#if defined(__AVX512F__)
+  if (fast_stride(d)) {
+    const int64_t hw = d.H * d.W;
+    parallel_chunks(d.N * d.C, planes_per_task(hw), [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const int64_t n = plane / d.C, c = plane % d.C;
+        const float* dy_n = dy + n * d.K() * d.P * d.Q;
+        if (d.cw.stride_w == 1)
+          backward_data_plane_f32<1>(dy_n, w, dx + plane * hw, c, d);
+        else
+          backward_data_plane_f32<2>(dy_n, w, dx + plane * hw, c, d);
+      }
+    });
+    return;
+  }
+#endif
+  backward_data_generic_f32(dy, w, dx, d);
+}
+
+void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d) {
+#if defined(__AVX512F__)
+  if (fast_weight_filter(d)) {
+    using Filter = void (*)(const float*, const float*, float*, float*, int64_t, const DepthwiseShape&);
+    const bool s1 = d.cw.stride_w == 1;
+    const Filter filter = d.R == 3 ? (s1 ? backward_weight_filter_f32<1, 3, 3> : backward_weight_filter_f32<2, 3, 3>)
+                                   : (s1 ? backward_weight_filter_f32<1, 5, 5> : backward_weight_filter_f32<2, 5, 5>);
+    parallel_chunks(d.K(), 1, [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) filter(x, dy, dw, db, k, d);
+    });
+    return;
+  }
+#endif
+  backward_weight_generic_f32(x, dy, dw, db, d);
 }
 
 }  // namespace cpu
