@@ -142,6 +142,7 @@ const DwCase kCases[] = {
     {1, 3, 11, 23, 1, 5, 5, 2, 2, 2, 2},     // 5x5, stride 2
     {2, 2, 9, 16, 1, 3, 3, 1, 1, 2, 1},      // stride_h 2, stride_w 1
     {2, 2, 9, 18, 1, 3, 3, 1, 1, 1, 2},      // stride_h 1, stride_w 2
+    {2, 2, 13, 16, 1, 3, 3, 1, 1, 3, 1},     // stride_h 3, stride_w 1: dx rows in three residue classes
     {2, 2, 12, 20, 1, 3, 3, 2, 2, 1, 1, 2},  // dilation 2
     {1, 2, 8, 5, 1, 3, 3, 2, 2, 1, 1},       // padding wider than half the filter, width 5
     {2, 2, 6, 4, 1, 3, 3, 0, 1, 2, 2},       // tiny: one output column group

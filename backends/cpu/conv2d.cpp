@@ -324,7 +324,7 @@ int64_t prepare_conv2d(BoundNode& node) {
   node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   if (direct_applies(g, cp)) return direct_scratch_floats(g, cp, node.slots) * 4;
   return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
@@ -339,7 +339,7 @@ void run_conv2d(const BoundNode& node) {
   float* y = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   if (is_depthwise(g)) {
-    depthwise_forward_f32(x, w, b, node.fusion.relu, y, depthwise_shape(g));
+    depthwise_forward_f32(x, w, b, node.fusion.relu, y, depthwise_shape(g), workspace, node.slots);
     return;
   }
   if (direct_applies(g, cp)) {
@@ -701,7 +701,7 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.K);
   node.chunk = fixed_chunk_size(g.N, 1, kMaxBatchChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
   return bwd_weight_scratch(node, g).bytes;
 }
@@ -712,7 +712,8 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     const ConvGeometry g = geometry(node.in[0], node.out[0], node.params.conv2d);
     if (is_depthwise(g)) {
       depthwise_backward_weight_f32(node.in[0].f32(), node.in[1].f32(), node.out[0].f32(),
-                                    node.num_outputs == 2 ? node.out[1].f32() : nullptr, depthwise_shape(g));
+                                    node.num_outputs == 2 ? node.out[1].f32() : nullptr, depthwise_shape(g),
+                                    reinterpret_cast<float*>(node.workspace), node.slots);
       return;
     }
   }

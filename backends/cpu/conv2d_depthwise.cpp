@@ -156,9 +156,10 @@ void backward_weight_generic_f32(const float* x, const float* dy, float* dw, flo
 namespace {
 
 constexpr int64_t kLanes = 16;
-constexpr int kRowBlock = 4;          // output (or dx) rows in flight: 4 independent FMA chains per column phase
-constexpr int64_t kMaxS = 16;         // the fast paths' widest filter
-constexpr int64_t kMaxVectors = 16;   // backward-weight: at most 16 vectors (256 outputs) per row
+constexpr int kRowBlock = 4;   // output (or dx) rows in flight: independent FMA chains
+constexpr int64_t kMaxS = 16;  // the vector paths' widest filter
+
+int64_t round_up_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 // Lanes [lo, hi) of 16, clamped.
 __mmask16 lane_range(int64_t lo, int64_t hi) {
@@ -166,42 +167,6 @@ __mmask16 lane_range(int64_t lo, int64_t hi) {
   hi = std::min<int64_t>(hi, kLanes);
   if (hi <= lo) return 0;
   return __mmask16(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
-
-// The loads that give a vector of `lanes` outputs q0 + l (l < lanes, the rest 0) their input
-// column (q0 + l) * SW + o of one row of width W: columns outside [0, W) read as 0. SW 2 loads 32
-// consecutive columns (masks a, b) and keeps the even ones.
-struct ColLoad {
-  int64_t base;
-  __mmask16 a, b;
-};
-
-template <int SW>
-ColLoad col_load(int64_t q0, int64_t o, int64_t W, int64_t lanes) {
-  const int64_t base = q0 * SW + o, end = std::min(W - base, SW * lanes);  // element e is column base + e
-  return ColLoad{base, lane_range(-base, end), SW == 2 ? lane_range(-base - kLanes, end - kLanes) : __mmask16(0)};
-}
-
-// `row_mask` is 0xffff, or 0 for a row outside the image (then nothing is read and the result is 0).
-template <int SW>
-__m512 load_cols(const float* row, const ColLoad& c, __mmask16 row_mask) {
-  if constexpr (SW == 1) {
-    return _mm512_maskz_loadu_ps(c.a & row_mask, row + c.base);
-  } else {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(c.a & row_mask, row + c.base), even,
-                                  _mm512_maskz_loadu_ps(c.b & row_mask, row + c.base + kLanes));
-  }
-}
-
-// The input row that output row p reads at tap row r, clamped into the image, and whether it is inside.
-struct RowRef {
-  const float* row;
-  __mmask16 mask;
-};
-RowRef input_row(const float* plane, int64_t h, int64_t H, int64_t W, bool in_block) {
-  const bool inside = in_block && h >= 0 && h < H;
-  return RowRef{plane + std::clamp<int64_t>(h, 0, H - 1) * W, inside ? __mmask16(0xffff) : __mmask16(0)};
 }
 
 // The 16 lanes' sum as a fixed tree: lanes i and i + 8, then i and i + 4, i + 2, i + 1.
@@ -216,31 +181,85 @@ float lane_sum(__m512 v) {
 // relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept).
 __m512 relu_ps(__m512 v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v); }
 
-// One output plane: vectors of 16 outputs of kRowBlock rows, all taps summed in registers in
-// (r, s) order (padding columns add w * 0), then bias and relu, one store.
+// One input plane copied with its padding written out, for stride_w SW (1 or 2): row b is input
+// row b - pad_top and holds SW runs of J floats, element j of run ph being input column
+// j * SW + ph - pad_left (0 outside the image). Tap (r, s) of output (p, q) is then element
+// q + t / SW of run t % SW (t = s * dilation_w) of row p * stride_h + r * dilation_h: 16
+// consecutive outputs are one unmasked load, whatever the padding. kLanes floats of slack after
+// the last row take the last vector's lanes past Q.
+struct PaddedPlane {
+  int64_t rows, J;
+  int64_t row_floats(int64_t sw) const { return sw * J; }
+};
+
+PaddedPlane padded_plane(const DepthwiseShape& d) {
+  const int64_t sw = d.cw.stride_w;
+  return PaddedPlane{(d.P - 1) * d.cw.stride_h + (d.R - 1) * d.cw.dilation_h + 1,
+                     round_up_lanes(d.Q + (d.S - 1) * d.cw.dilation_w / sw)};
+}
+
+int64_t padded_plane_floats(const DepthwiseShape& d) {
+  const PaddedPlane pp = padded_plane(d);
+  return round_up_lanes(pp.rows * pp.row_floats(d.cw.stride_w) + kLanes);
+}
+
+// Where tap s starts in a padded row.
+int64_t tap_offset(const DepthwiseShape& d, const PaddedPlane& pp, int64_t s) {
+  const int64_t t = s * d.cw.dilation_w, sw = d.cw.stride_w;
+  return (t % sw) * pp.J + t / sw;
+}
+
 template <int SW>
-void forward_plane_f32(const float* x_c, const float* w_k, const float* bias, bool relu, float* y_p,
-                       const DepthwiseShape& d) {
-  const kernels::Conv2dWindow& cw = d.cw;
+void pad_plane_f32(const float* x_c, const DepthwiseShape& d, const PaddedPlane& pp, float* out) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int64_t rf = pp.row_floats(SW);
+  for (int64_t b = 0; b < pp.rows; ++b) {
+    const int64_t h = b - d.cw.pad_top;
+    float* o = out + b * rf;
+    if (h < 0 || h >= d.H) {
+      std::memset(o, 0, sizeof(float) * rf);
+      continue;
+    }
+    const float* row = x_c + h * d.W;
+    for (int64_t j0 = 0; j0 < pp.J; j0 += kLanes) {
+      const int64_t base = j0 * SW - d.cw.pad_left;  // the input column of the first element
+      const __m512 a = _mm512_maskz_loadu_ps(lane_range(-base, d.W - base), row + base);
+      if constexpr (SW == 1) {
+        _mm512_storeu_ps(o + j0, a);
+      } else {
+        const __m512 b2 = _mm512_maskz_loadu_ps(lane_range(-base - kLanes, d.W - base - kLanes), row + base + kLanes);
+        _mm512_storeu_ps(o + j0, _mm512_permutex2var_ps(a, even, b2));
+        _mm512_storeu_ps(o + pp.J + j0, _mm512_permutex2var_ps(a, odd, b2));
+      }
+    }
+  }
+  std::memset(out + pp.rows * rf, 0, sizeof(float) * kLanes);
+}
+
+// One output plane from its padded input: vectors of 16 outputs of kRowBlock rows, all taps
+// summed in registers in (r, s) order (padding adds w * 0), then bias and relu, one store.
+template <int SW>
+void forward_plane_f32(const float* xp, const PaddedPlane& pp, const float* w_k, const float* bias, bool relu,
+                       float* y_p, const DepthwiseShape& d) {
+  const int64_t rf = pp.row_floats(SW);
+  int64_t offset[kMaxS];
+  for (int64_t s = 0; s < d.S; ++s) offset[s] = tap_offset(d, pp, s);
   for (int64_t q0 = 0; q0 < d.Q; q0 += kLanes) {
-    const int64_t lanes = std::min(kLanes, d.Q - q0);
-    ColLoad cols[kMaxS];
-    for (int64_t s = 0; s < d.S; ++s) cols[s] = col_load<SW>(q0, s * cw.dilation_w - cw.pad_left, d.W, lanes);
-    const __mmask16 store = lane_range(0, lanes);
+    const __mmask16 store = lane_range(0, d.Q - q0);
     for (int64_t p0 = 0; p0 < d.P; p0 += kRowBlock) {
       __m512 acc[kRowBlock];
 #pragma GCC unroll 4
       for (int j = 0; j < kRowBlock; ++j) acc[j] = _mm512_setzero_ps();
       for (int64_t r = 0; r < d.R; ++r) {
-        RowRef rows[kRowBlock];
+        const float* rows[kRowBlock];  // rows past P repeat the last one, unstored
 #pragma GCC unroll 4
         for (int j = 0; j < kRowBlock; ++j)
-          rows[j] = input_row(x_c, (p0 + j) * cw.stride_h + r * cw.dilation_h - cw.pad_top, d.H, d.W, p0 + j < d.P);
+          rows[j] = xp + (std::min(p0 + j, d.P - 1) * d.cw.stride_h + r * d.cw.dilation_h) * rf + q0;
         for (int64_t s = 0; s < d.S; ++s) {
           const __m512 wv = _mm512_set1_ps(w_k[r * d.S + s]);
 #pragma GCC unroll 4
-          for (int j = 0; j < kRowBlock; ++j)
-            acc[j] = _mm512_fmadd_ps(load_cols<SW>(rows[j].row, cols[s], rows[j].mask), wv, acc[j]);
+          for (int j = 0; j < kRowBlock; ++j) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(rows[j] + offset[s]), wv, acc[j]);
         }
       }
 #pragma GCC unroll 4
@@ -254,108 +273,115 @@ void forward_plane_f32(const float* x_c, const float* w_k, const float* bias, bo
   }
 }
 
-// One dx plane (n, c) gathered: dx column j * SW + ph (phase ph) takes tap s from dy column
-// j + (ph + pad_left - s * dilation_w) / SW where that divides, row h tap r from dy row
-// (h + pad_top - r * dilation_h) / stride_h likewise. Vectors of 16 j per phase, kRowBlock rows,
-// sums in (m, r, s) order; SW 2 interleaves its two phases into 32 columns at the store.
+// One dx plane (n, c) gathered from dy, unpadded: dx column j * SW + ph (phase ph) takes tap s
+// from dy column j + (ph + pad_left - s * dilation_w) / SW where that divides, row h tap r from
+// dy row (h + pad_top - r * dilation_h) / stride_h likewise; masked loads read dy columns outside
+// [0, Q) as 0. Rows go in blocks of kRowBlock of one residue mod stride_h, which share their taps
+// r; vectors of 16 j per phase; sums in (m, r, s) order. SW 2 interleaves its two phases into 32
+// columns at the store.
 template <int SW>
 void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
   const kernels::Conv2dWindow& cw = d.cw;
-  const int64_t pq = d.P * d.Q, rs = d.R * d.S;
+  const int64_t pq = d.P * d.Q, rs = d.R * d.S, sh = cw.stride_h;
   for (int64_t j0 = 0; j0 * SW < d.W; j0 += kLanes) {
-    // Per phase: its taps s (count, index, dy column load).
-    int64_t taps[SW][kMaxS];
-    ColLoad cols[SW][kMaxS];
-    int64_t ntaps[SW];
+    // Per phase: its taps s, and the dy columns each reads.
+    int64_t taps[SW][kMaxS], column[SW][kMaxS], ntaps[SW];
+    __mmask16 mask[SW][kMaxS];
     for (int ph = 0; ph < SW; ++ph) {
-      const int64_t columns = (d.W - ph + SW - 1) / SW;  // j with j * SW + ph < W
-      const int64_t lanes = std::min(kLanes, columns - j0);
+      const int64_t lanes = (d.W - ph + SW - 1) / SW - j0;  // j with j * SW + ph < W
       ntaps[ph] = 0;
       for (int64_t s = 0; s < d.S; ++s) {
         const int64_t num = ph + cw.pad_left - s * cw.dilation_w;
-        if (((num % SW) + SW) % SW != 0) continue;
-        const int64_t off = num / SW;  // exact
+        if (num % SW != 0) continue;
+        const int64_t q0 = j0 + num / SW;  // the dy column of lane 0
         taps[ph][ntaps[ph]] = s;
-        cols[ph][ntaps[ph]++] = col_load<1>(j0, off, d.Q, lanes);
+        column[ph][ntaps[ph]] = q0;
+        mask[ph][ntaps[ph]++] = lane_range(-q0, std::min(d.Q - q0, lanes));
       }
     }
-    for (int64_t h0 = 0; h0 < d.H; h0 += kRowBlock) {
-      __m512 acc[kRowBlock][SW];
+    for (int64_t rho = 0; rho < sh && rho < d.H; ++rho)
+      for (int64_t h0 = rho; h0 < d.H; h0 += kRowBlock * sh) {
+        __m512 acc[kRowBlock][SW];
 #pragma GCC unroll 4
-      for (int i = 0; i < kRowBlock; ++i)
-        for (int ph = 0; ph < SW; ++ph) acc[i][ph] = _mm512_setzero_ps();
-      for (int64_t m = 0; m < d.M; ++m) {
-        const int64_t k = c * d.M + m;
-        const float* dy_p = dy_n + k * pq;
-        const float* w_k = w + k * rs;
-        for (int64_t r = 0; r < d.R; ++r) {
-          RowRef rows[kRowBlock];
+        for (int i = 0; i < kRowBlock; ++i)
+          for (int ph = 0; ph < SW; ++ph) acc[i][ph] = _mm512_setzero_ps();
+        for (int64_t m = 0; m < d.M; ++m) {
+          const int64_t k = c * d.M + m;
+          const float* dy_p = dy_n + k * pq;
+          const float* w_k = w + k * rs;
+          for (int64_t r = 0; r < d.R; ++r) {
+            const int64_t num = h0 + cw.pad_top - r * cw.dilation_h;
+            if (num % sh != 0) continue;  // no row of the block takes tap r
+            const float* rows[kRowBlock];
+            __mmask16 row_mask[kRowBlock];
 #pragma GCC unroll 4
-          for (int i = 0; i < kRowBlock; ++i) {
-            const int64_t num = h0 + i + cw.pad_top - r * cw.dilation_h;
-            const bool divides = num % cw.stride_h == 0;  // num < 0 gives p < 0 below, masked
-            rows[i] = input_row(dy_p, num / cw.stride_h - (num < 0 ? 1 : 0), d.P, d.Q, h0 + i < d.H && divides);
-          }
-          for (int ph = 0; ph < SW; ++ph)
-            for (int64_t t = 0; t < ntaps[ph]; ++t) {
-              const __m512 wv = _mm512_set1_ps(w_k[r * d.S + taps[ph][t]]);
-#pragma GCC unroll 4
-              for (int i = 0; i < kRowBlock; ++i)
-                acc[i][ph] = _mm512_fmadd_ps(load_cols<1>(rows[i].row, cols[ph][t], rows[i].mask), wv, acc[i][ph]);
+            for (int i = 0; i < kRowBlock; ++i) {
+              const int64_t p = num / sh + i;  // num < 0 divides exactly: p < 0, masked
+              const bool inside = p >= 0 && p < d.P && h0 + i * sh < d.H;
+              rows[i] = dy_p + std::clamp<int64_t>(p, 0, d.P - 1) * d.Q;
+              row_mask[i] = inside ? __mmask16(0xffff) : __mmask16(0);
             }
-        }
-      }
+            for (int ph = 0; ph < SW; ++ph)
+              for (int64_t t = 0; t < ntaps[ph]; ++t) {
+                const __m512 wv = _mm512_set1_ps(w_k[r * d.S + taps[ph][t]]);
 #pragma GCC unroll 4
-      for (int i = 0; i < kRowBlock; ++i) {
-        if (h0 + i >= d.H) break;
-        float* dx_row = dx_p + (h0 + i) * d.W + j0 * SW;
-        const int64_t left = d.W - j0 * SW;
-        if constexpr (SW == 1) {
-          _mm512_mask_storeu_ps(dx_row, lane_range(0, left), acc[i][0]);
-        } else {
-          const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-          const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-          _mm512_mask_storeu_ps(dx_row, lane_range(0, left), _mm512_permutex2var_ps(acc[i][0], lo, acc[i][1]));
-          _mm512_mask_storeu_ps(dx_row + kLanes, lane_range(0, left - kLanes),
-                                _mm512_permutex2var_ps(acc[i][0], hi, acc[i][1]));
+                for (int i = 0; i < kRowBlock; ++i)
+                  acc[i][ph] = _mm512_fmadd_ps(
+                      _mm512_maskz_loadu_ps(mask[ph][t] & row_mask[i], rows[i] + column[ph][t]), wv, acc[i][ph]);
+              }
+          }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < kRowBlock; ++i) {
+          const int64_t h = h0 + i * sh;
+          if (h >= d.H) break;
+          float* dx_row = dx_p + h * d.W + j0 * SW;
+          const int64_t left = d.W - j0 * SW;
+          if constexpr (SW == 1) {
+            _mm512_mask_storeu_ps(dx_row, lane_range(0, left), acc[i][0]);
+          } else {
+            const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            _mm512_mask_storeu_ps(dx_row, lane_range(0, left), _mm512_permutex2var_ps(acc[i][0], lo, acc[i][1]));
+            _mm512_mask_storeu_ps(dx_row + kLanes, lane_range(0, left - kLanes),
+                                  _mm512_permutex2var_ps(acc[i][0], hi, acc[i][1]));
+          }
         }
       }
-    }
   }
 }
 
 // One filter k: R * S vector accumulators (and one for db), each lane summing dy * x over
-// (n, p, vector) in that order; then each accumulator's 16 lanes added by lane_sum.
+// (n, p, vector of 16 outputs) in that order, x from each image's padded plane; then each
+// accumulator's 16 lanes added by lane_sum. Lanes past Q read neither dy nor x (an infinite x
+// there would make 0 * inf).
 template <int SW, int R, int S>
 void backward_weight_filter_f32(const float* x, const float* dy, float* dw, float* db, int64_t k,
-                                const DepthwiseShape& d) {
-  const kernels::Conv2dWindow& cw = d.cw;
-  const int64_t c = k / d.M, pq = d.P * d.Q, vectors = (d.Q + kLanes - 1) / kLanes;
-  ColLoad cols[kMaxVectors][S];
-  __mmask16 dy_mask[kMaxVectors];
-  for (int64_t v = 0; v < vectors; ++v) {
-    const int64_t lanes = std::min(kLanes, d.Q - v * kLanes);
-    dy_mask[v] = lane_range(0, lanes);
-    for (int s = 0; s < S; ++s) cols[v][s] = col_load<SW>(v * kLanes, s * cw.dilation_w - cw.pad_left, d.W, lanes);
-  }
+                                const DepthwiseShape& d, float* xp) {
+  const PaddedPlane pp = padded_plane(d);
+  const int64_t c = k / d.M, pq = d.P * d.Q, rf = pp.row_floats(SW);
+  int64_t offset[S];
+  for (int s = 0; s < S; ++s) offset[s] = tap_offset(d, pp, s);
   __m512 acc[R * S], acc_b = _mm512_setzero_ps();
 #pragma GCC unroll 25
   for (int t = 0; t < R * S; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t n = 0; n < d.N; ++n) {
-    const float* x_c = x + (n * d.C + c) * d.H * d.W;
+    pad_plane_f32<SW>(x + (n * d.C + c) * d.H * d.W, d, pp, xp);
     const float* dy_p = dy + (n * d.K() + k) * pq;
     for (int64_t p = 0; p < d.P; ++p) {
-      RowRef rows[R];
+      const float* rows[R];
 #pragma GCC unroll 5
-      for (int r = 0; r < R; ++r) rows[r] = input_row(x_c, p * cw.stride_h + r * cw.dilation_h - cw.pad_top, d.H, d.W, true);
-      for (int64_t v = 0; v < vectors; ++v) {
-        const __m512 dyv = _mm512_maskz_loadu_ps(dy_mask[v], dy_p + p * d.Q + v * kLanes);
+      for (int r = 0; r < R; ++r) rows[r] = xp + (p * d.cw.stride_h + r * d.cw.dilation_h) * rf;
+      for (int64_t q0 = 0; q0 < d.Q; q0 += kLanes) {
+        const __mmask16 lanes = lane_range(0, d.Q - q0);
+        const __m512 dyv = _mm512_maskz_loadu_ps(lanes, dy_p + p * d.Q + q0);
         acc_b = _mm512_add_ps(acc_b, dyv);
 #pragma GCC unroll 5
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 5
           for (int s = 0; s < S; ++s)
-            acc[r * S + s] = _mm512_fmadd_ps(dyv, load_cols<SW>(rows[r].row, cols[v][s], rows[r].mask), acc[r * S + s]);
+            acc[r * S + s] =
+                _mm512_fmadd_ps(dyv, _mm512_maskz_loadu_ps(lanes, rows[r] + q0 + offset[s]), acc[r * S + s]);
       }
     }
   }
@@ -364,40 +390,50 @@ void backward_weight_filter_f32(const float* x, const float* dy, float* dw, floa
   if (db) db[k] = lane_sum(acc_b);
 }
 
-bool fast_stride(const DepthwiseShape& d) { return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS; }
-bool fast_weight_filter(const DepthwiseShape& d) {
-  return fast_stride(d) && d.Q <= kMaxVectors * kLanes && ((d.R == 3 && d.S == 3) || (d.R == 5 && d.S == 5));
+bool vector_stride(const DepthwiseShape& d) { return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS; }
+bool vector_weight_filter(const DepthwiseShape& d) {
+  return vector_stride(d) && ((d.R == 3 && d.S == 3) || (d.R == 5 && d.S == 5));
 }
 
 }  // namespace
 #endif
 
-void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
-                           const DepthwiseShape& d) {
+int64_t depthwise_scratch_floats(const DepthwiseShape& d) {
 #if defined(__AVX512F__)
-  if (fast_stride(d)) {
+  if (vector_stride(d)) return padded_plane_floats(d);
+#endif
+  (void)d;
+  return 0;
+}
+
+void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
+                           const DepthwiseShape& d, float* scratch, int32_t slots) {
+#if defined(__AVX512F__)
+  if (vector_stride(d)) {
     const int64_t pq = d.P * d.Q;
+    const PaddedPlane pp = padded_plane(d);
     parallel_chunks(d.N * d.K(), planes_per_task(pq), [&](int64_t, int64_t begin, int64_t end) {
+      float* xp = scratch + worker_slot(slots) * padded_plane_floats(d);
+      int64_t padded = -1;  // the input plane now in xp (a multiplier M > 1 reuses it)
       for (int64_t plane = begin; plane < end; ++plane) {
-        const int64_t n = plane / d.K(), k = plane % d.K();
-        const float* x_c = x + (n * d.C + k / d.M) * d.H * d.W;
-        const float* w_k = w + k * d.R * d.S;
-        const float* b_k = b ? b + k : nullptr;
-        if (d.cw.stride_w == 1)
-          forward_plane_f32<1>(x_c, w_k, b_k, relu, y + plane * pq, d);
-        else
-          forward_plane_f32<2>(x_c, w_k, b_k, relu, y + plane * pq, d);
+        const int64_t n = plane / d.K(), k = plane % d.K(), nc = n * d.C + k / d.M;
+        const bool s1 = d.cw.stride_w == 1;
+        if (nc != padded) (s1 ? pad_plane_f32<1> : pad_plane_f32<2>)(x + nc * d.H * d.W, d, pp, xp);
+        padded = nc;
+        (s1 ? forward_plane_f32<1> : forward_plane_f32<2>)(xp, pp, w + k * d.R * d.S, b ? b + k : nullptr, relu,
+                                                          y + plane * pq, d);
       }
     });
     return;
   }
 #endif
+  (void)scratch, (void)slots;
   forward_generic_f32(x, w, b, relu, y, d);
 }
 
 void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d) {
 #if defined(__AVX512F__)
-  if (fast_stride(d)) {
+  if (vector_stride(d)) {
     const int64_t hw = d.H * d.W;
     parallel_chunks(d.N * d.C, planes_per_task(hw), [&](int64_t, int64_t begin, int64_t end) {
       for (int64_t plane = begin; plane < end; ++plane) {
@@ -415,19 +451,22 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
   backward_data_generic_f32(dy, w, dx, d);
 }
 
-void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d) {
+void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d,
+                                   float* scratch, int32_t slots) {
 #if defined(__AVX512F__)
-  if (fast_weight_filter(d)) {
-    using Filter = void (*)(const float*, const float*, float*, float*, int64_t, const DepthwiseShape&);
+  if (vector_weight_filter(d)) {
+    using Filter = void (*)(const float*, const float*, float*, float*, int64_t, const DepthwiseShape&, float*);
     const bool s1 = d.cw.stride_w == 1;
     const Filter filter = d.R == 3 ? (s1 ? backward_weight_filter_f32<1, 3, 3> : backward_weight_filter_f32<2, 3, 3>)
                                    : (s1 ? backward_weight_filter_f32<1, 5, 5> : backward_weight_filter_f32<2, 5, 5>);
     parallel_chunks(d.K(), 1, [&](int64_t, int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) filter(x, dy, dw, db, k, d);
+      float* xp = scratch + worker_slot(slots) * padded_plane_floats(d);
+      for (int64_t k = begin; k < end; ++k) filter(x, dy, dw, db, k, d, xp);
     });
     return;
   }
 #endif
+  (void)scratch, (void)slots;
   backward_weight_generic_f32(x, dy, dw, db, d);
 }
 
