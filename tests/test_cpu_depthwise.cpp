@@ -145,6 +145,7 @@ const DwCase kCases[] = {
     {2, 2, 13, 16, 1, 3, 3, 1, 1, 3, 1},     // stride_h 3, stride_w 1: dx rows in three residue classes
     {2, 2, 12, 20, 1, 3, 3, 2, 2, 1, 1, 2},  // dilation 2
     {1, 2, 8, 5, 1, 3, 3, 2, 2, 1, 1},       // padding wider than half the filter, width 5
+    {2, 2, 6, 7, 1, 3, 3, 3, 3, 1, 1},       // padding past the filter: backward-data gathers
     {2, 2, 6, 4, 1, 3, 3, 0, 1, 2, 2},       // tiny: one output column group
     {2, 3, 14, 14, 1, 3, 3, 1, 1, 3, 3},     // stride 3: the generic loops
     {2, 2, 10, 11, 2, 3, 2, 1, 0, 1, 1},     // 3x2: generic backward-weight, vector forward

@@ -393,7 +393,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   const int64_t sparse = sparse_dy_applies(node) ? prepare_sparse_dy_bwd_data(node) : 0;
   if (bwd_data_direct(g, cp))
     return std::max(sparse, direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4);
@@ -409,7 +409,7 @@ void run_conv2d_bwd_data(const BoundNode& node) {
   float* dx = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   if (is_depthwise(g)) {
-    depthwise_backward_data_f32(dy, w, dx, depthwise_shape(g));
+    depthwise_backward_data_f32(dy, w, dx, depthwise_shape(g), workspace, node.slots);
     return;
   }
   if (sparse_dy_applies(node) && conv2d_bwd_data_sparse_dy_f32(node)) return;

@@ -391,6 +391,26 @@ void backward_weight_filter_f32(const float* x, const float* dy, float* dw, floa
 }
 
 bool vector_stride(const DepthwiseShape& d) { return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS; }
+
+// Stride 1, one filter per channel, padding at most the filter's reach: dx is the forward conv of
+// dy with the flipped filter and padding reach - pad (dx[h, w] = sum w[R-1-r', S-1-s'] *
+// dy[h + r' dilation_h - (reach_h - pad_top), ...]), on the forward's vector path.
+bool backward_data_as_forward(const DepthwiseShape& d) {
+  const kernels::Conv2dWindow& cw = d.cw;
+  return cw.stride_h == 1 && cw.stride_w == 1 && d.M == 1 && d.R <= kMaxS && d.S <= kMaxS &&
+         cw.pad_top <= (d.R - 1) * cw.dilation_h && cw.pad_left <= (d.S - 1) * cw.dilation_w;
+}
+
+// That forward's shape: input dy [P, Q], output dx [H, W].
+DepthwiseShape flipped_shape(const DepthwiseShape& d) {
+  DepthwiseShape f = d;
+  f.H = d.P, f.W = d.Q, f.P = d.H, f.Q = d.W;
+  f.cw.pad_top = (d.R - 1) * d.cw.dilation_h - d.cw.pad_top;
+  f.cw.pad_left = (d.S - 1) * d.cw.dilation_w - d.cw.pad_left;
+  f.cw.pad_bottom = (d.R - 1) * d.cw.dilation_h - d.cw.pad_bottom;
+  f.cw.pad_right = (d.S - 1) * d.cw.dilation_w - d.cw.pad_right;
+  return f;
+}
 bool vector_weight_filter(const DepthwiseShape& d) {
   return vector_stride(d) && ((d.R == 3 && d.S == 3) || (d.R == 5 && d.S == 5));
 }
@@ -400,6 +420,7 @@ bool vector_weight_filter(const DepthwiseShape& d) {
 
 int64_t depthwise_scratch_floats(const DepthwiseShape& d) {
 #if defined(__AVX512F__)
+  if (backward_data_as_forward(d)) return std::max(padded_plane_floats(d), padded_plane_floats(flipped_shape(d)));
   if (vector_stride(d)) return padded_plane_floats(d);
 #endif
   (void)d;
@@ -431,8 +452,24 @@ void depthwise_forward_f32(const float* x, const float* w, const float* b, bool 
   forward_generic_f32(x, w, b, relu, y, d);
 }
 
-void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d) {
+void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d, float* scratch,
+                                 int32_t slots) {
 #if defined(__AVX512F__)
+  if (backward_data_as_forward(d)) {
+    const DepthwiseShape f = flipped_shape(d);
+    const PaddedPlane pp = padded_plane(f);
+    parallel_chunks(d.N * d.C, planes_per_task(d.H * d.W), [&](int64_t, int64_t begin, int64_t end) {
+      float* dyp = scratch + worker_slot(slots) * padded_plane_floats(f);
+      float w_flipped[kMaxS * kMaxS];
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const int64_t k = plane % d.C, rs = d.R * d.S;
+        for (int64_t i = 0; i < rs; ++i) w_flipped[i] = w[k * rs + rs - 1 - i];
+        pad_plane_f32<1>(dy + plane * d.P * d.Q, f, pp, dyp);
+        forward_plane_f32<1>(dyp, pp, w_flipped, nullptr, false, dx + plane * d.H * d.W, f);
+      }
+    });
+    return;
+  }
   if (vector_stride(d)) {
     const int64_t hw = d.H * d.W;
     parallel_chunks(d.N * d.C, planes_per_task(hw), [&](int64_t, int64_t begin, int64_t end) {
@@ -448,6 +485,7 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
     return;
   }
 #endif
+  (void)scratch, (void)slots;
   backward_data_generic_f32(dy, w, dx, d);
 }
 

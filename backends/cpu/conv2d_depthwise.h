@@ -17,14 +17,15 @@ struct DepthwiseShape {
   int64_t K() const { return C * M; }
 };
 
-// Scratch floats per worker slot of the forward and backward-weight (0 where they take the
-// generic loops); `scratch` below holds `slots` of them.
+// Scratch floats per worker slot that the three below need (0 where they take the generic
+// loops); their `scratch` holds `slots` of them.
 int64_t depthwise_scratch_floats(const DepthwiseShape& d);
 
 // y = conv(x, w) (+ b, relu'd when `relu`); b may be null.
 void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
                            const DepthwiseShape& d, float* scratch, int32_t slots);
-void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d);
+void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d, float* scratch,
+                                 int32_t slots);
 // db may be null.
 void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d,
                                    float* scratch, int32_t slots);
