@@ -152,11 +152,16 @@ void backward_weight_generic_f32(const float* x, const float* dy, float* dw, flo
 
 }  // namespace
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#define PARITY_DEPTHWISE_VECTORS 1
+#else
+#define PARITY_DEPTHWISE_VECTORS 0
+#endif
+
+#if PARITY_DEPTHWISE_VECTORS
 namespace {
 
 constexpr int64_t kLanes = 16;
-constexpr int kRowBlock = 4;   // output (or dx) rows in flight: independent FMA chains
 constexpr int64_t kMaxS = 16;  // the vector paths' widest filter
 
 int64_t round_up_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
@@ -178,8 +183,42 @@ float lane_sum(__m512 v) {
   return l[0];
 }
 
-// relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept).
-__m512 relu_ps(__m512 v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v); }
+// The forward and backward-data kernels in two widths: 16 lanes, or 8 where an output row (a dx
+// row's phase) is at most 8 wide, so that a 7-wide row does not leave 9 of 16 lanes idle (on
+// Zen 4 a 16-lane op costs two 8-lane ones). kRows: the rows in flight, independent FMA chains
+// enough to cover the FMA latency at either width.
+struct Zmm {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int64_t kWidth = 16;
+  static constexpr int kRows = 4;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float f) { return _mm512_set1_ps(f); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static V maskz_loadu(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static void mask_storeu(float* p, Mask m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  // relu as kernels::relu_f32: x <= 0 ? 0 : x (NaN kept).
+  static V relu(V v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero(), _CMP_NLE_UQ), v); }
+  static Mask lanes(int64_t lo, int64_t hi) { return lane_range(lo, hi); }
+};
+
+struct Ymm {
+  using V = __m256;
+  using Mask = __mmask8;
+  static constexpr int64_t kWidth = 8;
+  static constexpr int kRows = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float f) { return _mm256_set1_ps(f); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static V maskz_loadu(Mask m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void mask_storeu(float* p, Mask m, V v) { _mm256_mask_storeu_ps(p, m, v); }
+  static V relu(V v) { return _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(v, zero(), _CMP_NLE_UQ), v); }
+  static Mask lanes(int64_t lo, int64_t hi) { return Mask(lane_range(lo, std::min<int64_t>(hi, kWidth))); }
+};
 
 // One input plane copied with its padding written out, for stride_w SW (1 or 2): row b is input
 // row b - pad_top and holds SW runs of J floats, element j of run ph being input column
@@ -218,7 +257,7 @@ void pad_plane_f32(const float* x_c, const DepthwiseShape& d, const PaddedPlane&
     const int64_t h = b - d.cw.pad_top;
     float* o = out + b * rf;
     if (h < 0 || h >= d.H) {
-      std::memset(o, 0, sizeof(float) * rf);
+      for (int64_t i = 0; i < rf; i += kLanes) _mm512_storeu_ps(o + i, _mm512_setzero_ps());  // rf: whole vectors
       continue;
     }
     const float* row = x_c + h * d.W;
@@ -234,59 +273,75 @@ void pad_plane_f32(const float* x_c, const DepthwiseShape& d, const PaddedPlane&
       }
     }
   }
-  std::memset(out + pp.rows * rf, 0, sizeof(float) * kLanes);
+  _mm512_storeu_ps(out + pp.rows * rf, _mm512_setzero_ps());
 }
 
-// One output plane from its padded input: vectors of 16 outputs of kRowBlock rows, all taps
-// summed in registers in (r, s) order (padding adds w * 0), then bias and relu, one store.
-template <int SW>
+// One output plane from its padded input: vectors of Vec::kWidth outputs of Vec::kRows rows,
+// all taps summed in registers in (r, s) order (padding adds w * 0), then bias and relu, one store.
+template <int SW, class Vec>
 void forward_plane_f32(const float* xp, const PaddedPlane& pp, const float* w_k, const float* bias, bool relu,
                        float* y_p, const DepthwiseShape& d) {
+  constexpr int kRows = Vec::kRows;
   const int64_t rf = pp.row_floats(SW);
   int64_t offset[kMaxS];
   for (int64_t s = 0; s < d.S; ++s) offset[s] = tap_offset(d, pp, s);
-  for (int64_t q0 = 0; q0 < d.Q; q0 += kLanes) {
-    const __mmask16 store = lane_range(0, d.Q - q0);
-    for (int64_t p0 = 0; p0 < d.P; p0 += kRowBlock) {
-      __m512 acc[kRowBlock];
-#pragma GCC unroll 4
-      for (int j = 0; j < kRowBlock; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t q0 = 0; q0 < d.Q; q0 += Vec::kWidth) {
+    const typename Vec::Mask store = Vec::lanes(0, d.Q - q0);
+    for (int64_t p0 = 0; p0 < d.P; p0 += kRows) {
+      typename Vec::V acc[kRows];
+#pragma GCC unroll 8
+      for (int j = 0; j < kRows; ++j) acc[j] = Vec::zero();
       for (int64_t r = 0; r < d.R; ++r) {
-        const float* rows[kRowBlock];  // rows past P repeat the last one, unstored
-#pragma GCC unroll 4
-        for (int j = 0; j < kRowBlock; ++j)
+        const float* rows[kRows];  // rows past P repeat the last one, unstored
+#pragma GCC unroll 8
+        for (int j = 0; j < kRows; ++j)
           rows[j] = xp + (std::min(p0 + j, d.P - 1) * d.cw.stride_h + r * d.cw.dilation_h) * rf + q0;
         for (int64_t s = 0; s < d.S; ++s) {
-          const __m512 wv = _mm512_set1_ps(w_k[r * d.S + s]);
-#pragma GCC unroll 4
-          for (int j = 0; j < kRowBlock; ++j) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(rows[j] + offset[s]), wv, acc[j]);
+          const typename Vec::V wv = Vec::set1(w_k[r * d.S + s]);
+#pragma GCC unroll 8
+          for (int j = 0; j < kRows; ++j) acc[j] = Vec::fmadd(Vec::loadu(rows[j] + offset[s]), wv, acc[j]);
         }
       }
-#pragma GCC unroll 4
-      for (int j = 0; j < kRowBlock; ++j) {
+#pragma GCC unroll 8
+      for (int j = 0; j < kRows; ++j) {
         if (p0 + j >= d.P) break;
-        __m512 v = bias ? _mm512_add_ps(acc[j], _mm512_set1_ps(*bias)) : acc[j];
-        if (relu) v = relu_ps(v);
-        _mm512_mask_storeu_ps(y_p + (p0 + j) * d.Q + q0, store, v);
+        typename Vec::V v = bias ? Vec::add(acc[j], Vec::set1(*bias)) : acc[j];
+        if (relu) v = Vec::relu(v);
+        Vec::mask_storeu(y_p + (p0 + j) * d.Q + q0, store, v);
       }
     }
   }
 }
 
+// The forward of one plane: pads it into xp, then the width that suits Q.
+template <int SW>
+void forward_plane_f32(const float* x_c, const PaddedPlane& pp, const float* w_k, const float* bias, bool relu,
+                       float* y_p, const DepthwiseShape& d, float* xp) {
+  pad_plane_f32<SW>(x_c, d, pp, xp);
+  if (d.Q <= Ymm::kWidth)
+    forward_plane_f32<SW, Ymm>(xp, pp, w_k, bias, relu, y_p, d);
+  else
+    forward_plane_f32<SW, Zmm>(xp, pp, w_k, bias, relu, y_p, d);
+}
+
 // One dx plane (n, c) gathered from dy, unpadded: dx column j * SW + ph (phase ph) takes tap s
 // from dy column j + (ph + pad_left - s * dilation_w) / SW where that divides, row h tap r from
 // dy row (h + pad_top - r * dilation_h) / stride_h likewise; masked loads read dy columns outside
-// [0, Q) as 0. Rows go in blocks of kRowBlock of one residue mod stride_h, which share their taps
-// r; vectors of 16 j per phase; sums in (m, r, s) order. SW 2 interleaves its two phases into 32
-// columns at the store.
-template <int SW>
+// [0, Q) as 0. Rows go in blocks of Vec::kRows of one residue mod stride_h, which share their
+// taps r; vectors of Vec::kWidth j per phase; sums in (m, r, s) order. SW 2 interleaves its two
+// phases at the store.
+template <int SW, class Vec>
 void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
+  using V = typename Vec::V;
+  using Mask = typename Vec::Mask;
+  constexpr int kRows = Vec::kRows;
+  constexpr int64_t kWidth = Vec::kWidth;
   const kernels::Conv2dWindow& cw = d.cw;
   const int64_t pq = d.P * d.Q, rs = d.R * d.S, sh = cw.stride_h;
-  for (int64_t j0 = 0; j0 * SW < d.W; j0 += kLanes) {
+  for (int64_t j0 = 0; j0 * SW < d.W; j0 += kWidth) {
     // Per phase: its taps s, and the dy columns each reads.
     int64_t taps[SW][kMaxS], column[SW][kMaxS], ntaps[SW];
-    __mmask16 mask[SW][kMaxS];
+    Mask mask[SW][kMaxS];
     for (int ph = 0; ph < SW; ++ph) {
       const int64_t lanes = (d.W - ph + SW - 1) / SW - j0;  // j with j * SW + ph < W
       ntaps[ph] = 0;
@@ -296,15 +351,15 @@ void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int
         const int64_t q0 = j0 + num / SW;  // the dy column of lane 0
         taps[ph][ntaps[ph]] = s;
         column[ph][ntaps[ph]] = q0;
-        mask[ph][ntaps[ph]++] = lane_range(-q0, std::min(d.Q - q0, lanes));
+        mask[ph][ntaps[ph]++] = Vec::lanes(-q0, std::min(d.Q - q0, lanes));
       }
     }
     for (int64_t rho = 0; rho < sh && rho < d.H; ++rho)
-      for (int64_t h0 = rho; h0 < d.H; h0 += kRowBlock * sh) {
-        __m512 acc[kRowBlock][SW];
-#pragma GCC unroll 4
-        for (int i = 0; i < kRowBlock; ++i)
-          for (int ph = 0; ph < SW; ++ph) acc[i][ph] = _mm512_setzero_ps();
+      for (int64_t h0 = rho; h0 < d.H; h0 += kRows * sh) {
+        V acc[kRows][SW];
+#pragma GCC unroll 8
+        for (int i = 0; i < kRows; ++i)
+          for (int ph = 0; ph < SW; ++ph) acc[i][ph] = Vec::zero();
         for (int64_t m = 0; m < d.M; ++m) {
           const int64_t k = c * d.M + m;
           const float* dy_p = dy_n + k * pq;
@@ -312,33 +367,38 @@ void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int
           for (int64_t r = 0; r < d.R; ++r) {
             const int64_t num = h0 + cw.pad_top - r * cw.dilation_h;
             if (num % sh != 0) continue;  // no row of the block takes tap r
-            const float* rows[kRowBlock];
-            __mmask16 row_mask[kRowBlock];
-#pragma GCC unroll 4
-            for (int i = 0; i < kRowBlock; ++i) {
+            const float* rows[kRows];
+            Mask row_mask[kRows];
+#pragma GCC unroll 8
+            for (int i = 0; i < kRows; ++i) {
               const int64_t p = num / sh + i;  // num < 0 divides exactly: p < 0, masked
               const bool inside = p >= 0 && p < d.P && h0 + i * sh < d.H;
               rows[i] = dy_p + std::clamp<int64_t>(p, 0, d.P - 1) * d.Q;
-              row_mask[i] = inside ? __mmask16(0xffff) : __mmask16(0);
+              row_mask[i] = inside ? Mask(~0u) : Mask(0);
             }
             for (int ph = 0; ph < SW; ++ph)
               for (int64_t t = 0; t < ntaps[ph]; ++t) {
-                const __m512 wv = _mm512_set1_ps(w_k[r * d.S + taps[ph][t]]);
-#pragma GCC unroll 4
-                for (int i = 0; i < kRowBlock; ++i)
-                  acc[i][ph] = _mm512_fmadd_ps(
-                      _mm512_maskz_loadu_ps(mask[ph][t] & row_mask[i], rows[i] + column[ph][t]), wv, acc[i][ph]);
+                const V wv = Vec::set1(w_k[r * d.S + taps[ph][t]]);
+#pragma GCC unroll 8
+                for (int i = 0; i < kRows; ++i)
+                  acc[i][ph] = Vec::fmadd(Vec::maskz_loadu(Mask(mask[ph][t] & row_mask[i]), rows[i] + column[ph][t]),
+                                          wv, acc[i][ph]);
               }
           }
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < kRowBlock; ++i) {
+#pragma GCC unroll 8
+        for (int i = 0; i < kRows; ++i) {
           const int64_t h = h0 + i * sh;
           if (h >= d.H) break;
           float* dx_row = dx_p + h * d.W + j0 * SW;
           const int64_t left = d.W - j0 * SW;
           if constexpr (SW == 1) {
-            _mm512_mask_storeu_ps(dx_row, lane_range(0, left), acc[i][0]);
+            Vec::mask_storeu(dx_row, Vec::lanes(0, left), acc[i][0]);
+          } else if constexpr (kWidth == 8) {  // the two phases' 8 lanes interleaved: 16 columns
+            const __m256 lo = _mm256_unpacklo_ps(acc[i][0], acc[i][1]);  // e0 o0 e1 o1 | e4 o4 e5 o5
+            const __m256 hi = _mm256_unpackhi_ps(acc[i][0], acc[i][1]);  // e2 o2 e3 o3 | e6 o6 e7 o7
+            Vec::mask_storeu(dx_row, Vec::lanes(0, left), _mm256_permute2f128_ps(lo, hi, 0x20));
+            Vec::mask_storeu(dx_row + kWidth, Vec::lanes(0, left - kWidth), _mm256_permute2f128_ps(lo, hi, 0x31));
           } else {
             const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
             const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -349,6 +409,14 @@ void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int
         }
       }
   }
+}
+
+template <int SW>
+void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
+  if ((d.W + SW - 1) / SW <= Ymm::kWidth)
+    backward_data_plane_f32<SW, Ymm>(dy_n, w, dx_p, c, d);
+  else
+    backward_data_plane_f32<SW, Zmm>(dy_n, w, dx_p, c, d);
 }
 
 // One filter k: R * S vector accumulators (and one for db), each lane summing dy * x over
@@ -419,7 +487,7 @@ bool vector_weight_filter(const DepthwiseShape& d) {
 #endif
 
 int64_t depthwise_scratch_floats(const DepthwiseShape& d) {
-#if defined(__AVX512F__)
+#if PARITY_DEPTHWISE_VECTORS
   if (backward_data_as_forward(d)) return std::max(padded_plane_floats(d), padded_plane_floats(flipped_shape(d)));
   if (vector_stride(d)) return padded_plane_floats(d);
 #endif
@@ -429,20 +497,20 @@ int64_t depthwise_scratch_floats(const DepthwiseShape& d) {
 
 void depthwise_forward_f32(const float* x, const float* w, const float* b, bool relu, float* y,
                            const DepthwiseShape& d, float* scratch, int32_t slots) {
-#if defined(__AVX512F__)
+#if PARITY_DEPTHWISE_VECTORS
   if (vector_stride(d)) {
     const int64_t pq = d.P * d.Q;
     const PaddedPlane pp = padded_plane(d);
     parallel_chunks(d.N * d.K(), planes_per_task(pq), [&](int64_t, int64_t begin, int64_t end) {
       float* xp = scratch + worker_slot(slots) * padded_plane_floats(d);
-      int64_t padded = -1;  // the input plane now in xp (a multiplier M > 1 reuses it)
       for (int64_t plane = begin; plane < end; ++plane) {
         const int64_t n = plane / d.K(), k = plane % d.K(), nc = n * d.C + k / d.M;
-        const bool s1 = d.cw.stride_w == 1;
-        if (nc != padded) (s1 ? pad_plane_f32<1> : pad_plane_f32<2>)(x + nc * d.H * d.W, d, pp, xp);
-        padded = nc;
-        (s1 ? forward_plane_f32<1> : forward_plane_f32<2>)(xp, pp, w + k * d.R * d.S, b ? b + k : nullptr, relu,
-                                                          y + plane * pq, d);
+        const float* w_k = w + k * d.R * d.S;
+        const float* b_k = b ? b + k : nullptr;
+        if (d.cw.stride_w == 1)
+          forward_plane_f32<1>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp);
+        else
+          forward_plane_f32<2>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp);
       }
     });
     return;
@@ -454,7 +522,7 @@ void depthwise_forward_f32(const float* x, const float* w, const float* b, bool 
 
 void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, const DepthwiseShape& d, float* scratch,
                                  int32_t slots) {
-#if defined(__AVX512F__)
+#if PARITY_DEPTHWISE_VECTORS
   if (backward_data_as_forward(d)) {
     const DepthwiseShape f = flipped_shape(d);
     const PaddedPlane pp = padded_plane(f);
@@ -464,8 +532,7 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
       for (int64_t plane = begin; plane < end; ++plane) {
         const int64_t k = plane % d.C, rs = d.R * d.S;
         for (int64_t i = 0; i < rs; ++i) w_flipped[i] = w[k * rs + rs - 1 - i];
-        pad_plane_f32<1>(dy + plane * d.P * d.Q, f, pp, dyp);
-        forward_plane_f32<1>(dyp, pp, w_flipped, nullptr, false, dx + plane * d.H * d.W, f);
+        forward_plane_f32<1>(dy + plane * d.P * d.Q, pp, w_flipped, nullptr, false, dx + plane * d.H * d.W, f, dyp);
       }
     });
     return;
@@ -491,7 +558,7 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
 
 void depthwise_backward_weight_f32(const float* x, const float* dy, float* dw, float* db, const DepthwiseShape& d,
                                    float* scratch, int32_t slots) {
-#if defined(__AVX512F__)
+#if PARITY_DEPTHWISE_VECTORS
   if (vector_weight_filter(d)) {
     using Filter = void (*)(const float*, const float*, float*, float*, int64_t, const DepthwiseShape&, float*);
     const bool s1 = d.cw.stride_w == 1;
