@@ -324,6 +324,29 @@ void forward_plane_f32(const float* x_c, const PaddedPlane& pp, const float* w_k
     forward_plane_f32<SW, Zmm>(xp, pp, w_k, bias, relu, y_p, d);
 }
 
+// The gather's dx rows by residue rho = h mod stride_h: the taps r they take (those with
+// h + pad_top - r * dilation_h a multiple of stride_h) and, for each, the dy row that the
+// residue's first dx row reads (its t-th row reads t rows further). Made once per node run, so
+// the planes divide nothing.
+constexpr int64_t kMaxStrideH = 4;
+struct GatherRows {
+  int64_t count[kMaxStrideH];
+  int64_t r[kMaxStrideH][kMaxS], p[kMaxStrideH][kMaxS];
+};
+
+GatherRows gather_rows(const DepthwiseShape& d) {
+  GatherRows gr{};
+  const int64_t sh = d.cw.stride_h;
+  for (int64_t rho = 0; rho < sh; ++rho)
+    for (int64_t r = 0; r < d.R; ++r) {
+      const int64_t num = rho + d.cw.pad_top - r * d.cw.dilation_h;
+      if (num % sh != 0) continue;
+      gr.r[rho][gr.count[rho]] = r;
+      gr.p[rho][gr.count[rho]++] = num / sh;  // exact, also below 0
+    }
+  return gr;
+}
+
 // One dx plane (n, c) gathered from dy, unpadded: dx column j * SW + ph (phase ph) takes tap s
 // from dy column j + (ph + pad_left - s * dilation_w) / SW where that divides, row h tap r from
 // dy row (h + pad_top - r * dilation_h) / stride_h likewise; masked loads read dy columns outside
@@ -331,7 +354,8 @@ void forward_plane_f32(const float* x_c, const PaddedPlane& pp, const float* w_k
 // taps r; vectors of Vec::kWidth j per phase; sums in (m, r, s) order. SW 2 interleaves its two
 // phases at the store.
 template <int SW, class Vec>
-void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
+void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d,
+                             const GatherRows& gr) {
   using V = typename Vec::V;
   using Mask = typename Vec::Mask;
   constexpr int kRows = Vec::kRows;
@@ -355,27 +379,28 @@ void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int
       }
     }
     for (int64_t rho = 0; rho < sh && rho < d.H; ++rho)
-      for (int64_t h0 = rho; h0 < d.H; h0 += kRows * sh) {
+      for (int64_t t0 = 0; rho + t0 * sh < d.H; t0 += kRows) {
+        const int64_t h0 = rho + t0 * sh;
         V acc[kRows][SW];
 #pragma GCC unroll 8
         for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 2
           for (int ph = 0; ph < SW; ++ph) acc[i][ph] = Vec::zero();
         for (int64_t m = 0; m < d.M; ++m) {
           const int64_t k = c * d.M + m;
           const float* dy_p = dy_n + k * pq;
           const float* w_k = w + k * rs;
-          for (int64_t r = 0; r < d.R; ++r) {
-            const int64_t num = h0 + cw.pad_top - r * cw.dilation_h;
-            if (num % sh != 0) continue;  // no row of the block takes tap r
+          for (int64_t e = 0; e < gr.count[rho]; ++e) {
+            const int64_t r = gr.r[rho][e], p0 = gr.p[rho][e] + t0;
             const float* rows[kRows];
             Mask row_mask[kRows];
 #pragma GCC unroll 8
             for (int i = 0; i < kRows; ++i) {
-              const int64_t p = num / sh + i;  // num < 0 divides exactly: p < 0, masked
-              const bool inside = p >= 0 && p < d.P && h0 + i * sh < d.H;
-              rows[i] = dy_p + std::clamp<int64_t>(p, 0, d.P - 1) * d.Q;
+              const bool inside = p0 + i >= 0 && p0 + i < d.P && h0 + i * sh < d.H;
+              rows[i] = dy_p + std::clamp<int64_t>(p0 + i, 0, d.P - 1) * d.Q;
               row_mask[i] = inside ? Mask(~0u) : Mask(0);
             }
+#pragma GCC unroll 2
             for (int ph = 0; ph < SW; ++ph)
               for (int64_t t = 0; t < ntaps[ph]; ++t) {
                 const V wv = Vec::set1(w_k[r * d.S + taps[ph][t]]);
@@ -412,11 +437,12 @@ void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int
 }
 
 template <int SW>
-void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d) {
+void backward_data_plane_f32(const float* dy_n, const float* w, float* dx_p, int64_t c, const DepthwiseShape& d,
+                             const GatherRows& gr) {
   if ((d.W + SW - 1) / SW <= Ymm::kWidth)
-    backward_data_plane_f32<SW, Ymm>(dy_n, w, dx_p, c, d);
+    backward_data_plane_f32<SW, Ymm>(dy_n, w, dx_p, c, d, gr);
   else
-    backward_data_plane_f32<SW, Zmm>(dy_n, w, dx_p, c, d);
+    backward_data_plane_f32<SW, Zmm>(dy_n, w, dx_p, c, d, gr);
 }
 
 // One filter k: R * S vector accumulators (and one for db), each lane summing dy * x over
@@ -537,16 +563,17 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
     });
     return;
   }
-  if (vector_stride(d)) {
+  if (vector_stride(d) && d.cw.stride_h <= kMaxStrideH && d.R <= kMaxS) {
     const int64_t hw = d.H * d.W;
+    const GatherRows gr = gather_rows(d);
     parallel_chunks(d.N * d.C, planes_per_task(hw), [&](int64_t, int64_t begin, int64_t end) {
       for (int64_t plane = begin; plane < end; ++plane) {
         const int64_t n = plane / d.C, c = plane % d.C;
         const float* dy_n = dy + n * d.K() * d.P * d.Q;
         if (d.cw.stride_w == 1)
-          backward_data_plane_f32<1>(dy_n, w, dx + plane * hw, c, d);
+          backward_data_plane_f32<1>(dy_n, w, dx + plane * hw, c, d, gr);
         else
-          backward_data_plane_f32<2>(dy_n, w, dx + plane * hw, c, d);
+          backward_data_plane_f32<2>(dy_n, w, dx + plane * hw, c, d, gr);
       }
     });
     return;
