@@ -2,8 +2,8 @@
 // backward-weight side by side, images in parallel.
 // (bf16 operands: bf16_gemm_ops.cpp; f16: half_nodes.h widens them into this file's f32 kernels.)
 //
-//   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct loops, any
-//                 stride, dilation and padding;
+//   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct kernels, any
+//                 stride, dilation and padding (scratch: one padded plane per worker slot);
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).

@@ -1,15 +1,35 @@
-// backends/cpu/conv2d_depthwise.cpp — depthwise conv2d, NCHW float32, as direct loops over
-// channel planes (a per-channel im2col + GEMM would be a GEMM of depth R*S and one row). Each
-// tap (r, s) adds w[k, r, s] times a shifted input row segment, the segment being the outputs
-// whose input lies inside the image (kernels::conv2d_valid_outputs), so padding is never read
-// and the inner loop is a contiguous axpy when stride_w is 1.
-//   forward        one task per output planes (n, k): taps in (r, s) order, then bias and relu;
+// backends/cpu/conv2d_depthwise.cpp — depthwise conv2d, NCHW float32, over channel planes (a
+// per-channel im2col + GEMM would be a GEMM of depth R*S and one row): AVX-512 vector paths for
+// stride_w 1 and 2, and generic loops for everything else.
+//
+// Vector paths (AVX-512F and VL builds; filters up to 16 wide; lanes along an output row, 16 of
+// them, or 8 where the row is at most 8 wide, in blocks of 4 or 8 rows):
+//   forward        one task per run of output planes (n, k). Each input plane is first copied
+//                  into the worker's scratch with its padding written out as zeros (stride_w 2:
+//                  its columns split into even and odd runs), so every tap is one unmasked load
+//                  of consecutive outputs; y = sum over taps in (r, s) order, padding taps
+//                  adding w * 0, then + bias, then relu.
+//   backward-data  stride 1 and M = 1 (padding at most the filter's reach): the forward above
+//                  on dy with the flipped filter, sum in flipped (r, s) order. Otherwise (stride_w
+//                  2, M > 1, stride_h up to 4) a gather per dx plane (n, c): dx column j *
+//                  stride_w + phase takes the taps s of its phase from dy columns read by masked
+//                  loads (0 outside dy), sum in (m, r, s) order; rows of one residue mod
+//                  stride_h share their taps r.
+//   backward-wt    3x3 and 5x5 filters: one task per filter k, R*S vector accumulators, lane l
+//                  summing dy * x (x from the padded copy) over (n, p, vectors of q) in that
+//                  order, lanes past Q reading nothing; then each accumulator's 16 lanes added in
+//                  a fixed tree (lane_sum). db[k] the same way.
+// Generic loops (the rest, and builds without AVX-512): each tap (r, s) adds w[k, r, s] times a
+// shifted input row segment, the segment being the outputs whose input lies inside the image
+// (kernels::conv2d_valid_outputs), so padding is never read.
+//   forward        one task per run of output planes (n, k): taps in (r, s) order, then bias and relu;
 //   backward-data  one task per input plane (n, c): zeroed, then its M filters' taps scattered
 //                  in (m, r, s) order (no two tasks write one element);
 //   backward-wt    one task per filter k: dw[k, r, s] and db[k] summed over n, then p (one
 //                  partial per output row, added in row order).
-// Every sum has a fixed order and no scratch is used: results are bitwise reproducible at any
-// thread count, and nothing is allocated.
+// Every sum has a fixed order that depends on the shape alone, and tasks split by shape alone:
+// results are bitwise reproducible at any thread count. Scratch: per worker slot one padded
+// plane (depthwise_scratch_floats), nothing allocated here.
 #include "backends/cpu/conv2d_depthwise.h"
 
 #include <immintrin.h>

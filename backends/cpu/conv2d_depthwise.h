@@ -1,6 +1,6 @@
 // backends/cpu/conv2d_depthwise.h — depthwise conv2d on the cpu backend (groups == C, one input
-// channel per group, K = C * multiplier filters): direct loops over channel planes, any stride,
-// dilation and padding, no scratch. conv2d.cpp routes such nodes here.
+// channel per group, K = C * multiplier filters): direct kernels over channel planes, any stride,
+// dilation and padding (vector paths for stride_w 1 and 2). conv2d.cpp routes such nodes here.
 #pragma once
 
 #include <cstdint>
