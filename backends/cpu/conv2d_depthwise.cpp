@@ -268,10 +268,11 @@ int64_t tap_offset(const DepthwiseShape& d, const PaddedPlane& pp, int64_t s) {
   return (t % sw) * pp.J + t / sw;
 }
 
-// `next`: the plane the caller pads next, prefetched into L1 meanwhile (planes are a few KiB).
+// `next` (or null): the plane the caller pads next, prefetched meanwhile (planes are a few KiB).
 template <int SW>
 void pad_plane_f32(const float* x_c, const DepthwiseShape& d, const PaddedPlane& pp, float* out, const float* next) {
-  for (int64_t i = 0; i < d.H * d.W; i += kLanes) _mm_prefetch(reinterpret_cast<const char*>(next + i), _MM_HINT_T0);
+  if (next)
+    for (int64_t i = 0; i < d.H * d.W; i += kLanes) _mm_prefetch(reinterpret_cast<const char*>(next + i), _MM_HINT_T0);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const int64_t rf = pp.row_floats(SW);
@@ -482,7 +483,8 @@ void backward_weight_filter_f32(const float* x, const float* dy, float* dw, floa
 #pragma GCC unroll 25
   for (int t = 0; t < R * S; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t n = 0; n < d.N; ++n) {
-    pad_plane_f32<SW>(x + (n * d.C + c) * d.H * d.W, d, pp, xp, x + ((n + 1) * d.C + c) * d.H * d.W);
+    const float* next = n + 1 < d.N ? x + ((n + 1) * d.C + c) * d.H * d.W : nullptr;
+    pad_plane_f32<SW>(x + (n * d.C + c) * d.H * d.W, d, pp, xp, next);
     const float* dy_p = dy + (n * d.K() + k) * pq;
     for (int64_t p = 0; p < d.P; ++p) {
       const float* rows[R];
@@ -506,7 +508,9 @@ void backward_weight_filter_f32(const float* x, const float* dy, float* dw, floa
   if (db) db[k] = lane_sum(acc_b);
 }
 
-bool vector_stride(const DepthwiseShape& d) { return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS; }
+bool vector_stride(const DepthwiseShape& d) {
+  return (d.cw.stride_w == 1 || d.cw.stride_w == 2) && d.S <= kMaxS && d.P > 0 && d.Q > 0;
+}
 
 // Stride 1, one filter per channel, padding at most the filter's reach: dx is the forward conv of
 // dy with the flipped filter and padding reach - pad (dx[h, w] = sum w[R-1-r', S-1-s'] *
@@ -555,10 +559,11 @@ void depthwise_forward_f32(const float* x, const float* w, const float* b, bool 
         const int64_t n = plane / d.K(), k = plane % d.K(), nc = n * d.C + k / d.M;
         const float* w_k = w + k * d.R * d.S;
         const float* b_k = b ? b + k : nullptr;
+        const float* next = nc + 1 < d.N * d.C ? x + (nc + 1) * d.H * d.W : nullptr;
         if (d.cw.stride_w == 1)
-          forward_plane_f32<1>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp, x + (nc + 1) * d.H * d.W);
+          forward_plane_f32<1>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp, next);
         else
-          forward_plane_f32<2>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp, x + (nc + 1) * d.H * d.W);
+          forward_plane_f32<2>(x + nc * d.H * d.W, pp, w_k, b_k, relu, y + plane * pq, d, xp, next);
       }
     });
     return;
@@ -580,8 +585,9 @@ void depthwise_backward_data_f32(const float* dy, const float* w, float* dx, con
       for (int64_t plane = begin; plane < end; ++plane) {
         const int64_t k = plane % d.C, rs = d.R * d.S;
         for (int64_t i = 0; i < rs; ++i) w_flipped[i] = w[k * rs + rs - 1 - i];
+        const float* next = plane + 1 < d.N * d.C ? dy + (plane + 1) * d.P * d.Q : nullptr;
         forward_plane_f32<1>(dy + plane * d.P * d.Q, pp, w_flipped, nullptr, false, dx + plane * d.H * d.W, f, dyp,
-                             dy + (plane + 1) * d.P * d.Q);
+                             next);
       }
     });
     return;
