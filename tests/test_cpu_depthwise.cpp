@@ -1,9 +1,10 @@
-// tests/test_cpu_depthwise.cpp — the cpu backend's depthwise conv2d (backends/cpu/conv2d_depthwise.cpp):
-// forward (bias, fused relu), backward-data and backward-weight (with and without db) against ref
-// on the vector paths' shapes (stride_w 1 and 2, 3x3 and 5x5 filters, padding 0 to 2, widths
-// below, at and past 16 and 32, odd, channel multiplier 1 and 2, batches of 1 to 3, stride_h
-// different from stride_w, dilation) and the generic loops' (stride 3, 3x2 filters); each bitwise
-// the same on 1 and 2 threads.
+// tests/test_cpu_depthwise.cpp — the cpu backend's depthwise conv2d
+// (backends/cpu/conv2d_depthwise.cpp): forward (bias, fused relu), backward-data and
+// backward-weight (with and without db) against ref on the vector paths' shapes (stride_w 1 and
+// 2, 3x3 and 5x5 filters, padding 0 to 3, widths below, at and past 8, 16 and 32, odd, channel
+// multiplier 1 and 2, batches of 1 to 3, stride_h different from stride_w, dilation, asymmetric
+// padding) and the generic loops' (stride 3, 3x2 filters); each bitwise the same on 1 and 2
+// threads.
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -42,12 +43,15 @@ struct DwCase {
   int pad_h, pad_w;
   int stride_h = 1, stride_w = 1;
   int dilation = 1;
+  int pad_bottom = -1, pad_right = -1;  // -1: pad_h, pad_w (symmetric)
   int64_t K() const { return C * M; }
-  int64_t P() const { return (H + 2 * pad_h - dilation * (R - 1) - 1) / stride_h + 1; }
-  int64_t Q() const { return (W + 2 * pad_w - dilation * (S - 1) - 1) / stride_w + 1; }
+  int bottom() const { return pad_bottom < 0 ? pad_h : pad_bottom; }
+  int right() const { return pad_right < 0 ? pad_w : pad_right; }
+  int64_t P() const { return (H + pad_h + bottom() - dilation * (R - 1) - 1) / stride_h + 1; }
+  int64_t Q() const { return (W + pad_w + right() - dilation * (S - 1) - 1) / stride_w + 1; }
   std::string str() const {
-    return fmt::format("x[{},{},{},{}] M {} w {}x{} stride {},{} pad {},{} dilation {}", N, C, H, W, M, R, S, stride_h,
-                       stride_w, pad_h, pad_w, dilation);
+    return fmt::format("x[{},{},{},{}] M {} w {}x{} stride {},{} pad {},{},{},{} (top,left,bottom,right) dilation {}", N,
+                       C, H, W, M, R, S, stride_h, stride_w, pad_h, pad_w, bottom(), right(), dilation);
   }
   parity_op_params params() const {
     parity_op_params cp{};
@@ -57,6 +61,9 @@ struct DwCase {
     cp.conv2d.pad_w = pad_w;
     cp.conv2d.dilation_h = cp.conv2d.dilation_w = dilation;
     cp.conv2d.groups = static_cast<int32_t>(C);
+    cp.conv2d.pad_end_given = 1;
+    cp.conv2d.pad_bottom = bottom();
+    cp.conv2d.pad_right = right();
     cp.conv2d.input_h = static_cast<int32_t>(H);
     cp.conv2d.input_w = static_cast<int32_t>(W);
     cp.conv2d.kernel_h = static_cast<int32_t>(R);
@@ -79,6 +86,9 @@ Graph forward_graph(const DwCase& c, bool bias, bool relu) {
   o.pad_h = c.pad_h;
   o.pad_w = c.pad_w;
   o.dilation_h = o.dilation_w = c.dilation;
+  o.pad_end = true;
+  o.pad_bottom = c.bottom();
+  o.pad_right = c.right();
   o.groups = static_cast<int>(c.C);
   Value y = bias ? b.conv2d(x, w, b.input("b", Shape{c.K()}), o, "conv") : b.conv2d(x, w, o, "conv");
   if (relu) y = b.relu(y, "relu");
@@ -128,7 +138,7 @@ void expect_good(const Graph& graph, const Tensors& in, const std::string& what,
   }
 }
 
-// N, C, H, W, M, R, S, pad_h, pad_w, stride_h, stride_w, dilation.
+// N, C, H, W, M, R, S, pad_h (top), pad_w (left), stride_h, stride_w, dilation, pad_bottom, pad_right.
 const DwCase kCases[] = {
     {2, 4, 28, 28, 1, 3, 3, 1, 1, 1, 1},     // mobilenet-mini's stride-1 block, two vectors per row
     {2, 4, 28, 28, 1, 3, 3, 1, 1, 2, 2},     // its stride-2 block
@@ -147,6 +157,8 @@ const DwCase kCases[] = {
     {1, 2, 8, 5, 1, 3, 3, 2, 2, 1, 1},       // padding wider than half the filter, width 5
     {2, 2, 6, 7, 1, 3, 3, 3, 3, 1, 1},       // padding past the filter: backward-data gathers
     {2, 2, 6, 4, 1, 3, 3, 0, 1, 2, 2},       // tiny: one output column group
+    {2, 2, 9, 13, 1, 3, 3, 2, 0, 1, 1, 1, 0, 2},  // asymmetric padding (top 2, bottom 0, left 0, right 2)
+    {2, 2, 9, 13, 1, 3, 3, 0, 1, 2, 2, 1, 2, 0},  // the other way round, stride 2
     {2, 3, 14, 14, 1, 3, 3, 1, 1, 3, 3},     // stride 3: the generic loops
     {2, 2, 10, 11, 2, 3, 2, 1, 0, 1, 1},     // 3x2: generic backward-weight, vector forward
 };

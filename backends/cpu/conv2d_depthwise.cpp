@@ -531,6 +531,7 @@ DepthwiseShape flipped_shape(const DepthwiseShape& d) {
   f.cw.pad_right = (d.S - 1) * d.cw.dilation_w - d.cw.pad_right;
   return f;
 }
+
 bool vector_weight_filter(const DepthwiseShape& d) {
   return vector_stride(d) && ((d.R == 3 && d.S == 3) || (d.R == 5 && d.S == 5));
 }
