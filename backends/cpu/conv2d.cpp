@@ -2,8 +2,8 @@
 // backward-weight side by side, images in parallel.
 // (bf16 operands: bf16_gemm_ops.cpp; f16: half_nodes.h widens them into this file's f32 kernels.)
 //
-//   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct loops, any
-//                 stride, dilation and padding;
+//   depthwise     (one input channel per group) conv2d_depthwise.cpp's direct kernels, any
+//                 stride, dilation and padding (scratch: one padded plane per worker slot);
 //   the fast paths below (direct kernels) take plain convolutions only: one group, no
 //                 dilation, symmetric padding; the GEMM path takes everything, a GEMM per group
 //                 over slices of the one column matrix (ops/kernels/conv_geometry.h).
@@ -334,7 +334,7 @@ int64_t prepare_conv2d(BoundNode& node) {
   node.chunk = 1;  // one image per task
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   if (direct_applies(g, cp)) return direct_scratch_floats(g, cp, node.slots) * 4;
   return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
@@ -349,7 +349,7 @@ void run_conv2d(const BoundNode& node) {
   float* y = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   if (is_depthwise(g)) {
-    depthwise_forward_f32(x, w, b, node.fusion.relu, y, depthwise_shape(g));
+    depthwise_forward_f32(x, w, b, node.fusion.relu, y, depthwise_shape(g), workspace, node.slots);
     return;
   }
   if (direct_applies(g, cp)) {
@@ -403,7 +403,7 @@ int64_t prepare_conv2d_bwd_data(BoundNode& node) {
   node.chunk = 1;
   node.num_chunks = chunk_count(g.N, node.chunk);
   const parity_conv2d_params& cp = node.params.conv2d;
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   const int64_t sparse = sparse_dy_applies(node) ? prepare_sparse_dy_bwd_data(node) : 0;
   if (bwd_data_direct(g, cp))
     return std::max(sparse, direct_scratch_floats(flipped_geometry(g), flipped_params(g, cp), node.slots) * 4);
@@ -419,7 +419,7 @@ void run_conv2d_bwd_data(const BoundNode& node) {
   float* dx = node.out[0].f32();
   float* workspace = reinterpret_cast<float*>(node.workspace);
   if (is_depthwise(g)) {
-    depthwise_backward_data_f32(dy, w, dx, depthwise_shape(g));
+    depthwise_backward_data_f32(dy, w, dx, depthwise_shape(g), workspace, node.slots);
     return;
   }
   if (sparse_dy_applies(node) && conv2d_bwd_data_sparse_dy_f32(node)) return;
@@ -724,7 +724,7 @@ int64_t prepare_conv2d_bwd_weight(BoundNode& node) {
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.K);
   node.chunk = fixed_chunk_size(g.N, 1, kMaxBatchChunks);
   node.num_chunks = chunk_count(g.N, node.chunk);
-  if (is_depthwise(g)) return 0;  // depthwise
+  if (is_depthwise(g)) return node.slots * depthwise_scratch_floats(depthwise_shape(g)) * 4;
   if (sparse_dy_applies(node)) return prepare_sparse_dy_bwd_weight(node);
   if (!bwd_weight_nhwc(g, node.params.conv2d) && bwd_weight_batch_lanes(g, node.params.conv2d)) {
     node.chunk = kBatchLanesChunk;  // one image per lane
@@ -739,7 +739,8 @@ void run_conv2d_bwd_weight(const BoundNode& node) {
     const ConvGeometry g = geometry(node.in[0], node.out[0], node.params.conv2d);
     if (is_depthwise(g)) {
       depthwise_backward_weight_f32(node.in[0].f32(), node.in[1].f32(), node.out[0].f32(),
-                                    node.num_outputs == 2 ? node.out[1].f32() : nullptr, depthwise_shape(g));
+                                    node.num_outputs == 2 ? node.out[1].f32() : nullptr, depthwise_shape(g),
+                                    reinterpret_cast<float*>(node.workspace), node.slots);
       return;
     }
   }
