@@ -130,19 +130,24 @@ void maxpool2d_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t b
 }
 
 #if defined(__AVX512F__)
-// The 2x2, stride-2 window (both seed CNN pools) 16 outputs at a time: the two input rows are
-// split into even and odd columns, and the window's four values are taken in row-major order
-// with the rule of kernels::maxpool2d_replaces (greater, or NaN), so values and indices equal
-// the scalar kernel's.
-void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end, PoolGeometry g) {
+// The 2x2, stride-2 window (both seed CNN pools) 16 outputs at a time, output rows
+// [p_begin, p_end) of planes [begin, end): the two input rows are split into even and odd
+// columns, and the window's four values are taken in row-major order with the rule of
+// kernels::maxpool2d_replaces (greater, or NaN), so values and indices equal the scalar
+// kernel's. Whole vectors use plain loads: masked ones stall on the AMD Zen cores measured.
+void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t begin, int64_t end, int64_t p_begin,
+                                int64_t p_end, PoolGeometry g) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  auto load = [](const float* at, __mmask16 mask) {
+    return mask == 0xFFFF ? _mm512_loadu_ps(at) : _mm512_maskz_loadu_ps(mask, at);
+  };
   for (int64_t plane = begin; plane < end; ++plane) {
     const float* x_plane = x + plane * g.H * g.W;
     float* y_plane = y + plane * g.P * g.Q;
     int32_t* idx_plane = idx + plane * g.P * g.Q;
-    for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t p = p_begin; p < p_end; ++p) {
       const float* r0 = x_plane + 2 * p * g.W;
       const float* r1 = r0 + g.W;
       for (int64_t q0 = 0; q0 < g.Q; q0 += 16) {
@@ -150,9 +155,9 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
         const __mmask16 out_mask = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
         // 2n input columns starting at 2*q0, in two halves of 16
         const __mmask16 lo_mask = 2 * n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1u);
-        const __mmask16 hi_mask = 2 * n > 16 ? __mmask16((1u << (2 * n - 16)) - 1u) : __mmask16(0);
-        const __m512 a_lo = _mm512_maskz_loadu_ps(lo_mask, r0 + 2 * q0), a_hi = _mm512_maskz_loadu_ps(hi_mask, r0 + 2 * q0 + 16);
-        const __m512 b_lo = _mm512_maskz_loadu_ps(lo_mask, r1 + 2 * q0), b_hi = _mm512_maskz_loadu_ps(hi_mask, r1 + 2 * q0 + 16);
+        const __mmask16 hi_mask = 2 * n >= 32 ? __mmask16(0xFFFF) : 2 * n > 16 ? __mmask16((1u << (2 * n - 16)) - 1u) : __mmask16(0);
+        const __m512 a_lo = load(r0 + 2 * q0, lo_mask), a_hi = load(r0 + 2 * q0 + 16, hi_mask);
+        const __m512 b_lo = load(r1 + 2 * q0, lo_mask), b_hi = load(r1 + 2 * q0 + 16, hi_mask);
         const __m512 v00 = _mm512_permutex2var_ps(a_lo, even, a_hi), v01 = _mm512_permutex2var_ps(a_lo, odd, a_hi);
         const __m512 v10 = _mm512_permutex2var_ps(b_lo, even, b_hi), v11 = _mm512_permutex2var_ps(b_lo, odd, b_hi);
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * p * g.W + 2 * q0)), lane2);
@@ -166,8 +171,13 @@ void maxpool2x2_planes_nchw_f32(const float* x, float* y, int32_t* idx, int64_t 
         take(v01, 1);
         take(v10, static_cast<int32_t>(g.W));
         take(v11, static_cast<int32_t>(g.W + 1));
-        _mm512_mask_storeu_ps(y_plane + p * g.Q + q0, out_mask, best);
-        _mm512_mask_storeu_epi32(idx_plane + p * g.Q + q0, out_mask, at);
+        if (n == 16) {
+          _mm512_storeu_ps(y_plane + p * g.Q + q0, best);
+          _mm512_storeu_si512(idx_plane + p * g.Q + q0, at);
+        } else {
+          _mm512_mask_storeu_ps(y_plane + p * g.Q + q0, out_mask, best);
+          _mm512_mask_storeu_epi32(idx_plane + p * g.Q + q0, out_mask, at);
+        }
       }
     }
   }
@@ -323,7 +333,7 @@ void run_maxpool2d(const BoundNode& node) {
     else
 #if defined(__AVX512F__)
     if (pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 && pp.stride_w == 2)
-      maxpool2x2_planes_nchw_f32(x, y, idx, begin, end, g);
+      maxpool2x2_planes_nchw_f32(x, y, idx, begin, end, 0, g.P, g);
     else
 #endif
     if (pp.kernel_h == 2 && pp.kernel_w == 2)
