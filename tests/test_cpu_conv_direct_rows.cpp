@@ -3,7 +3,8 @@
 // relu) and flipped backward-data, and the channels-last backward-weight
 // (conv2d_bwd_weight_nhwc.cpp): against ref on odd shapes, vectors spanning rows, a partial last
 // vector, R != S, padding 0 to kernel - 1, K not a multiple of 16; a non-finite input in the
-// dropped lanes stays out of the valid ones; bitwise the same on 1 and 2 threads.
+// dropped lanes stays out of the valid ones; bitwise the same on 1 and 2 threads; a 2x2 max-pool
+// the conv runs row pair by row pair (NodeFusion::pool_after) gives the unfused pool's bits.
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "graph/compiled_step.h"
 #include "parity/check.h"
 #include "parity/parity.h"
 #include "tests/test_helpers.h"
@@ -175,6 +177,52 @@ TEST(CpuConvDirectRows, InfinityStaysInItsWindows) {
   in["x"].f32()[((1 * c.C + 2) * c.H + 6) * c.W + (c.W - 1)] = INFINITY;
   in["x"].f32()[((0 * c.C + 0) * c.H + 0) * c.W + 0] = -INFINITY;
   expect_good(g, in, "infinite x");
+}
+
+// conv (+ b) -> relu -> 2x2 max-pool: the cpu backend runs the pool inside the conv, each pair of
+// y rows as soon as every channel has it (NodeFusion::pool_after). Its values and indices must
+// be those of the same pool run alone on the conv's output, at 1 and 2 threads. Odd heights (a
+// last y row no window reads), widths whose rows span vectors, K not a multiple of 8, and an
+// infinity and a NaN in x.
+TEST(CpuConvDirectRows, PoolInsideTheConvGivesTheUnfusedPoolsBits) {
+  const ConvCase cases[] = {{3, 3, 13, 11, 12, 3, 3, 1, 1}, {2, 16, 14, 14, 32, 3, 3, 1, 1}, {2, 1, 28, 28, 8, 3, 3, 1, 1},
+                            {2, 5, 9, 17, 24, 5, 5, 2, 2}};
+  for (const ConvCase& c : cases) {
+    GraphBuilder b;
+    const Value x = b.input("x", Shape{c.N, c.C, c.H, c.W}), w = b.input("w", Shape{c.K, c.C, c.R, c.S});
+    Conv2dOptions o;
+    o.pad_h = c.pad_h;
+    o.pad_w = c.pad_w;
+    const Value y = b.relu(b.conv2d(x, w, b.input("b", Shape{c.K}), o, "conv"), "relu");
+    parity_op_params pp{};
+    pp.maxpool2d.kernel_h = pp.maxpool2d.kernel_w = pp.maxpool2d.stride_h = pp.maxpool2d.stride_w = 2;
+    pp.maxpool2d.input_h = static_cast<int32_t>(c.P());
+    pp.maxpool2d.input_w = static_cast<int32_t>(c.Q());
+    b.node(PARITY_OP_MAXPOOL2D, pp, {y}, "pool");
+    const Graph fused = b.take();
+    GraphBuilder alone_builder;
+    alone_builder.node(PARITY_OP_MAXPOOL2D, pp, {alone_builder.input("y", Shape{c.N, c.K, c.P(), c.Q()})}, "pool");
+    const Graph alone = alone_builder.take();
+    Tensors in = random_inputs(fused, 11, {"x", "w", "b"});
+    in["x"].f32()[c.H * c.W / 2] = INFINITY;
+    in["x"].f32()[(c.N - 1) * c.C * c.H * c.W + 3] = NAN;
+    for (const int threads : {1, 2}) {
+      BackendOptions options;
+      options.threads = threads;
+      auto cpu = create_backend("cpu", options);
+      CompiledStep step(*cpu, fused, {"relu", "pool:0", "pool:1"});
+      for (const char* name : {"x", "w", "b"}) step.write(name, in.at(name));
+      step.execute();
+      CompiledStep pool(*cpu, alone, {"pool:0", "pool:1"});
+      pool.write("y", step.read("relu"));
+      pool.execute();
+      for (const char* out : {"pool:0", "pool:1"}) {
+        const Tensor got = step.read(out), want = pool.read(out);
+        ASSERT_EQ(got.nbytes(), want.nbytes());
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.nbytes())) << c.str() << " " << out << ", " << threads << " threads";
+      }
+    }
+  }
 }
 
 }  // namespace

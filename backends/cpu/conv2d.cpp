@@ -274,10 +274,12 @@ void conv_direct_image_f32(const float* xpad, const float* wt, const float* b, b
 
 // y = conv(x, w) + b, relu'd when asked, with the direct kernel over images in parallel.
 // `wt` must already hold the weights as [C, R, S, K]; `xpads` is one padded image per slot.
+// `pool_after`: only on the flattened-rows kernel (conv2d_runs_direct_rows_f32).
 void conv_direct_f32(const float* x, const float* wt, const float* b, bool relu, float* y, const ConvGeometry& g,
-                     const parity_conv2d_params& cp, float* xpads, int32_t slots) {
+                     const parity_conv2d_params& cp, float* xpads, int32_t slots, const BoundNode* pool_after) {
   const DirectRowsShape rows = direct_rows_shape(g, cp);
-  if (conv2d_direct_rows_applies(rows)) return conv2d_direct_rows_f32(x, wt, b, relu, y, rows, xpads, slots);
+  if (conv2d_direct_rows_applies(rows))
+    return conv2d_direct_rows_f32(x, wt, b, relu, y, rows, xpads, slots, pool_after);
 #if defined(__AVX512F__)
   parallel_chunks(g.N, 1, [&](int64_t, int64_t begin, int64_t end) {
     float* xpad = xpads + worker_slot(slots) * direct_image_floats(g, cp);
@@ -339,6 +341,15 @@ int64_t prepare_conv2d(BoundNode& node) {
   return node.slots * gemm_path_slot_floats(g, cp) * 4;
 }
 
+bool conv2d_runs_direct_rows_f32(const BoundNode& node) {
+  if (node.op != PARITY_OP_CONV2D || runs_on_gemm_bf16(node) || node.in[0].dtype != PARITY_F32 ||
+      node.in[1].dtype != PARITY_F32 || node.out[0].dtype != PARITY_F32)
+    return false;
+  const parity_conv2d_params& cp = node.params.conv2d;
+  const ConvGeometry g = geometry(node.in[0], node.in[1], cp);
+  return !is_depthwise(g) && direct_applies(g, cp) && conv2d_direct_rows_applies(direct_rows_shape(g, cp));
+}
+
 void run_conv2d(const BoundNode& node) {
   if (runs_on_gemm_bf16(node)) return run_conv2d_bf16(node);
   const parity_conv2d_params& cp = node.params.conv2d;
@@ -356,7 +367,8 @@ void run_conv2d(const BoundNode& node) {
     // wt[c, r, s, k] = w[k, c, r, s]
     for (int64_t k = 0; k < g.K; ++k)
       for (int64_t i = 0; i < g.crs(); ++i) workspace[i * g.K + k] = w[k * g.crs() + i];
-    conv_direct_f32(x, workspace, b, node.fusion.relu, y, g, cp, workspace + direct_weight_floats(g), node.slots);
+    conv_direct_f32(x, workspace, b, node.fusion.relu, y, g, cp, workspace + direct_weight_floats(g), node.slots,
+                    node.fusion.pool_after);
     return;
   }
   conv_gemm_f32(x, w, b, node.fusion.relu, y, g, cp, workspace, node.slots);
@@ -432,7 +444,7 @@ void run_conv2d_bwd_data(const BoundNode& node) {
             workspace[((k * g.R + r) * g.S + s) * g.C + c] = w[((k * g.C + c) * g.R + (g.R - 1 - r)) * g.S + (g.S - 1 - s)];
     const ConvGeometry f = flipped_geometry(g);
     conv_direct_f32(dy, workspace, nullptr, false, dx, f, flipped_params(g, cp), workspace + direct_weight_floats(f),
-                    node.slots);
+                    node.slots, nullptr);
     return;
   }
   const bool pointwise = is_pointwise(g, cp);

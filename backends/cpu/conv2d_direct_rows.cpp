@@ -164,23 +164,35 @@ void conv_rows_channels_f32(const float* xpad, const float* wt, const float* b, 
 
 // One image: blocks of kVectors vectors, then the last one or two vectors on their own (on a
 // 14-wide image, 210 positions are 14 vectors, not 5 blocks of 3).
+// With `pool` (NodeFusion::pool_after), image n's pool output rows are computed as the rows of
+// y they read are completed: output row p of y holds flat positions [p * L, p * L + Q).
 void conv_rows_image_f32(const float* xpad, const float* wt, const float* b, bool relu, float* y_n,
-                         const DirectRowsShape& s) {
-  const int64_t total = s.P * row_floats(s);
+                         const DirectRowsShape& s, const BoundNode* pool, int64_t n) {
+  const int64_t L = row_floats(s), total = s.P * L;
+  int64_t pooled = 0;  // pool output rows done
+  auto pool_rows_before = [&](int64_t flat_end) {
+    if (!pool) return;
+    const int64_t ready = std::min(s.P, flat_end / L) / 2;  // y rows complete, then pool rows
+    if (ready > pooled) maxpool2x2_rows_f32(*pool, n * s.K, (n + 1) * s.K, pooled, ready);
+    pooled = std::max(pooled, ready);
+  };
   int64_t i0 = 0;
-  for (; i0 + 2 * kLanes < total; i0 += kVectors * kLanes)  // 3 vectors, the last maybe partial
+  for (; i0 + 2 * kLanes < total; i0 += kVectors * kLanes) {  // 3 vectors, the last maybe partial
     conv_rows_channels_f32<kVectors>(xpad, wt, b, relu, y_n, s, i0);
+    pool_rows_before(i0 + kVectors * kLanes);
+  }
   const int64_t left = i0 < total ? (total - i0 + kLanes - 1) / kLanes : 0;
   static_assert(kVectors == 3, "the tail below handles 1 or 2 vectors");
   if (left == 2) conv_rows_channels_f32<2>(xpad, wt, b, relu, y_n, s, i0);
   if (left == 1) conv_rows_channels_f32<1>(xpad, wt, b, relu, y_n, s, i0);
+  pool_rows_before(total);
 }
 
 }  // namespace
 #endif
 
 void conv2d_direct_rows_f32(const float* x, const float* wt, const float* b, bool relu, float* y,
-                            const DirectRowsShape& s, float* xpads, int32_t slots) {
+                            const DirectRowsShape& s, float* xpads, int32_t slots, const BoundNode* pool_after) {
 #if defined(__AVX512F__)
   const int64_t image_floats = conv2d_direct_rows_image_floats(s);
   // The padding is zeroed once per run (the scratch may have held another node's data); each
@@ -191,11 +203,11 @@ void conv2d_direct_rows_f32(const float* x, const float* wt, const float* b, boo
     for (int64_t n = begin; n < end; ++n) {
       copy_image_rows_f32(x + n * s.C * s.H * s.W, s, xpad);
       float* y_n = y + n * s.K * s.P * s.Q;
-      conv_rows_image_f32(xpad, wt, b, relu, y_n, s);
+      conv_rows_image_f32(xpad, wt, b, relu, y_n, s, pool_after, n);
     }
   });
 #else
-  (void)x, (void)wt, (void)b, (void)relu, (void)y, (void)s, (void)xpads, (void)slots;
+  (void)x, (void)wt, (void)b, (void)relu, (void)y, (void)s, (void)xpads, (void)slots, (void)pool_after;
 #endif
 }
 

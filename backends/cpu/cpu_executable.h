@@ -26,7 +26,8 @@ class NodeDelegate {
   // prepared and fused it, with the node as bound then (out[0] of a conv fused with its relu is
   // the relu's output, NodeFusion::relu says so): what runs it instead of cpu's kernel, or
   // nullptr for cpu's kernel. A node with NodeFusion::pool_source reads a dy that is never
-  // written; a delegate must leave such a node to cpu.
+  // written; a delegate must leave such a node to cpu. A conv with NodeFusion::pool_after must
+  // also run that pool (its node is skipped).
   virtual std::unique_ptr<TakenNode> take(const BoundNode& node) = 0;
 };
 

@@ -124,20 +124,24 @@ int64_t fuse_pooled_gradients_bf16(const parity_plan& plan, const std::vector<in
   return scratch;
 }
 
-// NodeFusion::pool_after: a bf16 CONV2D on gemm_bf16 (its relu fused or not) and the next node
-// to run, a bf16 2x2 MAXPOOL2D (pool.cpp's kernel) of the conv's output. The conv runs image
-// by image, so the pool's outputs may not share bytes with anything the conv reads or writes
-// (x, w, b, y): the pool of image n is written while the conv still works on other images.
-void fuse_forward_pools_bf16(std::vector<BoundNode>& nodes) {
+// NodeFusion::pool_after: a CONV2D and the next node to run, a 2x2 MAXPOOL2D of the conv's
+// output (its relu fused or not), where both have a kernel for it: bf16 on gemm_bf16 and
+// pool.cpp's bf16 kernel, or float32 on conv2d_direct_rows.cpp and pool.cpp's 2x2 vector kernel.
+// The conv runs image by image, so the pool's outputs may not share bytes with anything the
+// conv reads or writes (x, w, b, y): the pool of image n is written while the conv still works
+// on other images. The conv still writes y (the backward reads it); the pool reads it from cache.
+void fuse_forward_pools(std::vector<BoundNode>& nodes) {
   for (size_t i = 0; i < nodes.size(); ++i) {
     BoundNode& conv = nodes[i];
-    if (conv.op != PARITY_OP_CONV2D || conv.fusion.skip || !runs_on_gemm_bf16(conv)) continue;
+    if (conv.op != PARITY_OP_CONV2D || conv.fusion.skip) continue;
+    const bool bf16 = runs_on_gemm_bf16(conv), f32 = !bf16 && conv2d_runs_direct_rows_f32(conv);
+    if (!bf16 && !f32) continue;
     size_t j = i + 1;
     while (j < nodes.size() && nodes[j].fusion.skip) ++j;
     if (j == nodes.size()) continue;
     BoundNode& pool = nodes[j];
-    if (pool.op != PARITY_OP_MAXPOOL2D || !runs_bf16_pool(pool) || pool.num_outputs != 2 ||
-        pool.in[0].data != conv.out[0].data || pool.in[0].numel != conv.out[0].numel)
+    if (pool.op != PARITY_OP_MAXPOOL2D || !(bf16 ? runs_bf16_pool(pool) : runs_maxpool2x2_f32(pool)) ||
+        pool.num_outputs != 2 || pool.in[0].data != conv.out[0].data || pool.in[0].numel != conv.out[0].numel)
       continue;
     bool clash = false;
     for (int32_t o = 0; o < pool.num_outputs; ++o) {
@@ -220,7 +224,7 @@ int64_t fuse_nodes(const parity_plan& plan, std::vector<BoundNode>& nodes) {
     nodes[i + 1].fusion.skip = true;
     ++i;
   }
-  fuse_forward_pools_bf16(nodes);
+  fuse_forward_pools(nodes);
   return std::max(fuse_pooled_gradients(plan, readers, nodes), fuse_pooled_gradients_bf16(plan, readers, nodes));
 }
 

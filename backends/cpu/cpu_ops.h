@@ -67,9 +67,10 @@ struct NodeFusion {
   // then reads it (a quarter of the size, in order) instead of gathering relu's output; set
   // only when no node that runs in between writes its bytes.
   BoundValue pooled_relu;
-  // A bf16 CONV2D (relu fused or not) whose output the next node to run, a bf16 2x2 MAXPOOL2D,
-  // pools (cpu_fusion.cpp, fuse_forward_pools_bf16): the conv pools each image's planes right
-  // after writing them, while they are in cache, and that node is skipped. Same kernel, same bits.
+  // A CONV2D (relu fused or not) whose output the next node to run, a 2x2 MAXPOOL2D, pools
+  // (cpu_fusion.cpp, fuse_forward_pools; bf16 on gemm_bf16, float32 on conv2d_direct_rows.cpp):
+  // the conv pools each image's planes (float32: each pair of rows) right after writing them,
+  // while they are in cache, and that node is skipped. Same kernel, same bits.
   const BoundNode* pool_after = nullptr;
 };
 
@@ -156,6 +157,15 @@ inline int64_t dtype_bytes(parity_dtype dtype) {
   void run_##name(const BoundNode& node);
 PARITY_OP_LIST(PARITY_CPU_OP_FUNCTIONS)
 #undef PARITY_CPU_OP_FUNCTIONS
+
+// NodeFusion::pool_after on float32 (cpu_fusion.cpp): a CONV2D that conv2d.cpp runs on
+// conv2d_direct_rows.cpp's kernel, and a MAXPOOL2D that pool.cpp runs on its 2x2 vector kernel
+// (AVX-512 builds). The conv pools each pair of output rows once all its channels are written.
+bool conv2d_runs_direct_rows_f32(const BoundNode& node);
+bool runs_maxpool2x2_f32(const BoundNode& node);
+// Output rows [rows_begin, rows_end) of the pool's planes [begin, end): the same kernel and bits
+// as run_maxpool2d.
+void maxpool2x2_rows_f32(const BoundNode& pool, int64_t begin, int64_t end, int64_t rows_begin, int64_t rows_end);
 
 // conv2d_sparse_dy.cpp: the backward of a node with sparse_dy, for the shapes it handles
 // (stride 1, 3x3, C a multiple of 16, AVX-512 builds); scratch bytes, then the run functions.

@@ -315,6 +315,30 @@ void maxpool2d_planes_bf16(const BoundNode& pool, int64_t begin, int64_t end, in
                               pool.out[1].i32(), begin, end, std::min(rows_begin, g.P), std::min(rows_end, g.P), g);
 }
 
+bool runs_maxpool2x2_f32(const BoundNode& node) {
+#if defined(__AVX512F__)
+  if (node.op != PARITY_OP_MAXPOOL2D || node.num_inputs != 1 || node.num_outputs != 2 ||
+      node.in[0].dtype != PARITY_F32 || node.out[0].dtype != PARITY_F32)
+    return false;
+  const parity_maxpool2d_params& pp = node.params.maxpool2d;
+  return geometry(node.in[0], pp).plain && pp.kernel_h == 2 && pp.kernel_w == 2 && pp.stride_h == 2 &&
+         pp.stride_w == 2;
+#else
+  (void)node;
+  return false;
+#endif
+}
+
+void maxpool2x2_rows_f32(const BoundNode& pool, int64_t begin, int64_t end, int64_t rows_begin, int64_t rows_end) {
+#if defined(__AVX512F__)
+  const PoolGeometry g = geometry(pool.in[0], pool.params.maxpool2d);
+  maxpool2x2_planes_nchw_f32(pool.in[0].f32(), pool.out[0].f32(), pool.out[1].i32(), begin, end,
+                             std::min(rows_begin, g.P), std::min(rows_end, g.P), g);
+#else
+  (void)pool, (void)begin, (void)end, (void)rows_begin, (void)rows_end;
+#endif
+}
+
 void run_maxpool2d(const BoundNode& node) {
   const parity_maxpool2d_params pp = node.params.maxpool2d;
   const PoolGeometry g = geometry(node.in[0], pp);

@@ -79,17 +79,27 @@ std::unique_ptr<cpu::TakenNode> forward(const Context& context, const cpu::Bound
       {DNNL_ARG_DST, taken->output(plain_memory(context, y, win.y, tag::nchw), pd.dst_desc())}};
   if (with_bias) args.emplace(DNNL_ARG_BIAS, plain_memory(context, node.in[2], win.b, tag::x));
   taken->set_primitive(dnnl::convolution_forward(pd), pd.scratchpad_desc(), std::move(args));
-  if (node.fusion.relu) {
-    // cpu's fusion pass gave this node the relu's output: relu(conv + b), as cpu's fused kernel.
-    // Not as oneDNN's relu post-op, which (like its eltwise relu, jit:avx512_core of 2.6.3) turns
-    // a NaN into 0 where the op keeps it: kernels::relu_f32 over y in place, once y is plain.
+  // cpu's fusion pass gave this node the relu's output (relu), the 2x2 max-pool after it
+  // (pool_after), or both. The relu: relu(conv + b), as cpu's fused kernel. Not as oneDNN's relu
+  // post-op, which (like its eltwise relu, jit:avx512_core of 2.6.3) turns a NaN into 0 where
+  // the op keeps it: kernels::relu_f32 over y in place, once y is plain. The pool: cpu's kernel
+  // over the whole of y after that (the node it would have run as is skipped).
+  const bool relu = node.fusion.relu;
+  const cpu::BoundNode* pool = node.fusion.pool_after;
+  if (relu || pool) {
     float* out = y.f32();
     const int64_t count = y.numel;
     const int64_t chunk = cpu::fixed_chunk_size(count, 16384, 4096);
-    taken->set_host_steps(nullptr, [out, count, chunk] {
-      cpu::parallel_chunks(count, chunk, [out](int64_t, int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) out[i] = kernels::relu_f32(out[i]);
-      });
+    const int64_t planes = y.dims[0] * y.dims[1];
+    taken->set_host_steps(nullptr, [out, count, chunk, relu, pool, planes] {
+      if (relu)
+        cpu::parallel_chunks(count, chunk, [out](int64_t, int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) out[i] = kernels::relu_f32(out[i]);
+        });
+      if (pool)
+        cpu::parallel_chunks(planes, pool->chunk, [pool](int64_t, int64_t begin, int64_t end) {
+          cpu::maxpool2x2_rows_f32(*pool, begin, end, 0, pool->out[0].dims[2]);
+        });
     });
   }
   return taken;
