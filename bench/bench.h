@@ -24,6 +24,7 @@ struct BenchOptions {
   double min_time = 1.0;       // seconds of timed repeats per case (per round with a peer)
   int warmup = 3;
   bool scaling = true;      // also time training with 1 thread, to report the thread scaling
+  bool head_to_head = true; // with 2+ backends, pair their training steps round by round at the end
   std::string against;      // "torch": run the LibTorch peer; "": none
   std::string peer_path;    // empty: the peer built beside parity (PARITY_TORCH_PEER overrides)
   int rounds = 3;           // parity/peer alternations per model case

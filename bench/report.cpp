@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "parity/error.h"
+#include "util/atomic_file.h"
 
 namespace parity::bench {
 
@@ -59,10 +60,9 @@ void write_report_json(const std::string& path, const Report& report, const Benc
                 {"warmup", o.warmup}, {"rounds", o.rounds}, {"seed", o.seed}, {"precisions", precisions}}},
               {"skipped_backends", skipped_backends},
               {"cases", report.cases}};
+  if (!report.head_to_head.empty()) out["head_to_head"] = report.head_to_head;
   if (!peer.empty()) out["peer"] = peer;
-  std::ofstream f(path);
-  if (!f) throw Error(ErrorKind::io, "bench: cannot write " + path);
-  f << out.dump(2) << "\n";
+  write_file_atomically(path, out.dump(2) + "\n");
   fmt::print("\nwrote {}\n", path);
 }
 

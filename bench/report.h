@@ -15,6 +15,7 @@ namespace parity::bench {
 
 struct Report {
   nlohmann::json cases = nlohmann::json::array();
+  nlohmann::json head_to_head = nlohmann::json::array();  // bench/thread_scaling.h: measure_head_to_head
   MachineInfo machine;
   int threads = 1;
   bool failed = false;

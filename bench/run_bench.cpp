@@ -287,9 +287,43 @@ void run_model_case(const BenchOptions& o, const ModelSpec& spec, const std::str
   for (json& row : rows) report.cases.push_back(std::move(row));
 }
 
+// The backends' training steps paired round by round (bench/thread_scaling.h: measure_head_to_head):
+// the first backend of --backend against each later one that loads, ref left out (the oracle, not
+// a contender).
+void run_head_to_head(const BenchOptions& o, Backend& ref, Report& report) {
+  std::vector<std::pair<std::string, std::unique_ptr<Backend>>> contenders;
+  for (const std::string& name : o.backends) {
+    if (name == "ref" || std::any_of(contenders.begin(), contenders.end(), [&](const auto& c) { return c.first == name; }))
+      continue;
+    try {
+      contenders.emplace_back(name, make_backend(name, report.threads));
+    } catch (const Error&) {
+      // said when its own section was skipped
+    }
+  }
+  if (contenders.size() < 2) return;
+  fmt::print("\nhead to head: each model's training step on {} against {}, alternated for {} rounds (--scaling-rounds); "
+             "a round restarts from the same weights, runs {} warm-up step(s), then times steps for --min-time {} s and "
+             "takes their median; noise limit {:.0f}%\n",
+             contenders.front().first, contenders.size() == 2 ? contenders[1].first : "each other backend",
+             o.scaling_rounds, o.warmup, o.min_time, 100 * kScalingNoiseLimit);
+  for (const std::string& model : o.models) {
+    const ModelSpec spec = load_model(model);
+    for (size_t k = 1; k < contenders.size(); ++k)
+      report.head_to_head.push_back(measure_head_to_head(o, spec, contenders[k].first, *contenders[k].second,
+                                                         contenders.front().first, *contenders.front().second, ref,
+                                                         &report.failed));
+  }
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& o) {
+  if (o.model_cases && o.head_to_head && o.backends.size() > 1 && o.scaling_rounds < kMinScalingRounds)
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("bench --scaling-rounds: the head-to-head of several backends takes at least {} rounds "
+                            "(fewer give no usable spread), got {} (or pass --no-head-to-head)",
+                            kMinScalingRounds, o.scaling_rounds));
   Report report;
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   report.threads = threads;
@@ -347,6 +381,7 @@ int run_bench(const BenchOptions& o) {
       }
     }
   }
+  if (o.model_cases && o.head_to_head) run_head_to_head(o, *ref, report);
   if (!o.json_path.empty()) write_report_json(o.json_path, report, o, skipped, peer ? peer->describe() : "");
   return report.failed ? 1 : 0;
 }

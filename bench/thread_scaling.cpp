@@ -18,6 +18,7 @@
 #include "parity/backend.h"
 #include "parity/error.h"
 #include "parity/model.h"
+#include "util/atomic_file.h"
 
 namespace parity::bench {
 
@@ -92,55 +93,54 @@ std::string thread_scaling_counts_error(const std::vector<int>& counts, int hard
 
 namespace {
 
-// One model on one pair of backend instances: validated, then timed in alternated rounds.
-json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::string& backend_name, Backend& low,
-                   Backend& high, Backend& ref, bool* failed) {
-  const int lo = low.threads(), hi = high.threads();
+// One model's training step on two backend instances A and B: each validated against ref, then
+// timed in alternated rounds, B/A summarised under the rule above. Prints as it goes; returns the
+// JSON case `c` with the rounds and the summary added ("valid": false and *failed set when an
+// instance fails validation). The labels name the instances in the table ("1-thread", "onednn").
+json measure_alternated(const BenchOptions& o, const ModelSpec& spec, const std::string& label_a, Backend& a,
+                        const std::string& label_b, Backend& b, Backend& ref, json c, bool* failed) {
   const std::string name = fmt::format("{} train step", spec.name);
-  json c = {{"name", name}, {"model", spec.name}, {"backend", backend_name}, {"batch", o.batch},
-            {"low_threads", lo}, {"high_threads", hi}};
   const auto weights = init_weights(spec, o.seed);
   const int64_t check_batch = std::min(o.validate_batch, o.batch);
-  for (Backend* b : {&low, &high}) {
+  for (const auto& [label, backend] : {std::pair<const std::string&, Backend*>{label_a, &a}, {label_b, &b}}) {
     double worst = 0;
-    const std::string why = validate_model(spec, *b, ref, true, check_batch, o.seed, weights, &worst);
+    const std::string why = validate_model(spec, *backend, ref, true, check_batch, o.seed, weights, &worst);
     if (!why.empty()) {
-      fmt::print("{}, {} on {} threads: FAILED validation against ref: {}\n", name, backend_name, b->threads(), why);
+      fmt::print("{}, {}: FAILED validation against ref: {}\n", name, label, why);
       c["valid"] = false;
-      c["validation"] = fmt::format("{} threads: {}", b->threads(), why);
+      c["validation"] = fmt::format("{}: {}", label, why);
       *failed = true;
       return c;
     }
   }
   c["valid"] = true;
-  ModelCaseStep run_low(spec, low, true, o.batch, o.seed, weights);
-  ModelCaseStep run_high(spec, high, true, o.batch, o.seed, weights);
+  ModelCaseStep run_a(spec, a, true, o.batch, o.seed, weights);
+  ModelCaseStep run_b(spec, b, true, o.batch, o.seed, weights);
   const double load_before = load_average_1min();
   int cpus = 0;
   const double busy0 = allowed_cpus_busy_seconds(&cpus), own0 = process_cpu_seconds();
   const auto wall0 = std::chrono::steady_clock::now();
-  fmt::print("\n{}, {}, batch {}: {} vs {} threads, {} rounds\n", name, backend_name, o.batch, lo, hi, o.scaling_rounds);
-  const std::string lo_head = fmt::format("{}-thread img/s", lo), hi_head = fmt::format("{}-thread img/s", hi);
-  fmt::print("  {:<8} {:>16} {:>16} {:>8}\n", "round", lo_head, hi_head, "ratio");
-  std::vector<double> ips_low, ips_high;
+  const std::string head_a = label_a + " img/s", head_b = label_b + " img/s";
+  fmt::print("  {:<8} {:>16} {:>16} {:>8}\n", "round", head_a, head_b, "ratio");
+  std::vector<double> ips_a, ips_b;
   json rounds = json::array();
   for (int r = 0; r < o.scaling_rounds; ++r) {
     // Every round restarts both instances from the same weights and replays the same steps
     // (warm-up included), so rounds differ only by the machine: a training step's cost drifts as
     // the weights learn, and that drift would otherwise read as noise.
-    Timing t_low, t_high;
-    int64_t i_low = 0, i_high = 0;
-    run_low.restart();
-    time_runs([&] { run_low.run(i_low++); }, o.warmup, o.min_time, t_low);
-    run_high.restart();
-    time_runs([&] { run_high.run(i_high++); }, o.warmup, o.min_time, t_high);
-    ips_low.push_back(static_cast<double>(o.batch) / t_low.median());
-    ips_high.push_back(static_cast<double>(o.batch) / t_high.median());
-    const double ratio = ips_high.back() / ips_low.back();
-    fmt::print("  {:<8} {:>16.1f} {:>16.1f} {:>7.2f}x\n", r + 1, ips_low.back(), ips_high.back(), ratio);
+    Timing t_a, t_b;
+    int64_t i_a = 0, i_b = 0;
+    run_a.restart();
+    time_runs([&] { run_a.run(i_a++); }, o.warmup, o.min_time, t_a);
+    run_b.restart();
+    time_runs([&] { run_b.run(i_b++); }, o.warmup, o.min_time, t_b);
+    ips_a.push_back(static_cast<double>(o.batch) / t_a.median());
+    ips_b.push_back(static_cast<double>(o.batch) / t_b.median());
+    const double ratio = ips_b.back() / ips_a.back();
+    fmt::print("  {:<8} {:>16.1f} {:>16.1f} {:>7.2f}x\n", r + 1, ips_a.back(), ips_b.back(), ratio);
     std::fflush(stdout);
-    rounds.push_back({{"low_images_per_s", ips_low.back()}, {"high_images_per_s", ips_high.back()}, {"ratio", ratio},
-                      {"low_steps", t_low.samples.size()}, {"high_steps", t_high.samples.size()}});
+    rounds.push_back({{"low_images_per_s", ips_a.back()}, {"high_images_per_s", ips_b.back()}, {"ratio", ratio},
+                      {"low_steps", t_a.samples.size()}, {"high_steps", t_b.samples.size()}});
   }
   const double load_after = load_average_1min();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
@@ -148,7 +148,7 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   double others = -1;  // unknown without /proc/stat or getrusage
   if (busy0 >= 0 && busy1 >= 0 && own0 >= 0 && own1 >= 0 && cpus > 0 && wall > 0)
     others = std::clamp(((busy1 - busy0) - (own1 - own0)) / (wall * cpus), 0.0, 1.0);
-  const ScalingSummary s = summarize_scaling(ips_low, ips_high, kScalingNoiseLimit, others);
+  const ScalingSummary s = summarize_scaling(ips_a, ips_b, kScalingNoiseLimit, others);
   fmt::print("  {:<8} {:>16.1f} {:>16.1f} {:>7.2f}x  (median of the per-round ratios; ratio of the medians {:.2f}x)\n",
              "median", s.median_low, s.median_high, s.ratio, s.ratio_of_medians);
   fmt::print("  {:<8} {:>15.1f}% {:>15.1f}%           ((max-min)/median of the round medians; limit {:.1f}%)\n",
@@ -160,7 +160,7 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   else
     fmt::print("  {:<8} unknown (no /proc/stat): not ruled on\n", "others");
   fmt::print("  load average {:.2f} before, {:.2f} after\n", load_before, load_after);
-  fmt::print("  {}-thread/{}-thread: {}\n", hi, lo, scaling_verdict(s));
+  fmt::print("  {}/{}: {}\n", label_b, label_a, scaling_verdict(s));
   std::fflush(stdout);
   c["rounds"] = rounds;
   c["median_images_per_s_low"] = s.median_low;
@@ -180,7 +180,28 @@ json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::stri
   return c;
 }
 
+// One model on one pair of thread counts of a backend.
+json measure_model(const BenchOptions& o, const ModelSpec& spec, const std::string& backend_name, Backend& low,
+                   Backend& high, Backend& ref, bool* failed) {
+  const int lo = low.threads(), hi = high.threads();
+  const json c = {{"name", fmt::format("{} train step", spec.name)}, {"model", spec.name}, {"backend", backend_name},
+                  {"batch", o.batch}, {"low_threads", lo}, {"high_threads", hi}};
+  fmt::print("\n{} train step, {}, batch {}: {} vs {} threads, {} rounds\n", spec.name, backend_name, o.batch, lo, hi,
+             o.scaling_rounds);
+  return measure_alternated(o, spec, fmt::format("{}-thread", lo), low, fmt::format("{}-thread", hi), high, ref, c,
+                            failed);
+}
+
 }  // namespace
+
+json measure_head_to_head(const BenchOptions& o, const ModelSpec& spec, const std::string& name_a, Backend& a,
+                          const std::string& name_b, Backend& b, Backend& ref, bool* failed) {
+  const json c = {{"name", fmt::format("{} train step", spec.name)}, {"model", spec.name}, {"backend_a", name_a},
+                  {"backend_b", name_b}, {"batch", o.batch}, {"threads", b.threads()}};
+  fmt::print("\n{} train step, batch {}, {} threads: {} against {}, {} rounds\n", spec.name, o.batch, b.threads(), name_b,
+             name_a, o.scaling_rounds);
+  return measure_alternated(o, spec, name_a, a, name_b, b, ref, c, failed);
+}
 
 int run_thread_scaling(const BenchOptions& o) {
   const std::string bad = thread_scaling_counts_error(o.scaling_threads, hardware_threads());
@@ -233,9 +254,7 @@ int run_thread_scaling(const BenchOptions& o) {
                 {"skipped_backends", skipped},
                 {"cases", json::array()},  // no per-case timings: `parity bench compare` finds nothing to pair
                 {"thread_scaling", cases}};
-    std::ofstream f(o.json_path);
-    if (!f) throw Error(ErrorKind::io, "bench: cannot write " + o.json_path);
-    f << out.dump(2) << "\n";
+    write_file_atomically(o.json_path, out.dump(2) + "\n");
     fmt::print("\nwrote {}\n", o.json_path);
   }
   return failed ? 1 : 0;

@@ -2,13 +2,18 @@
 // alternated rounds at two thread counts inside one process (a backend instance per count), the
 // scaling HIGH/LOW as the median of the per-round ratios, the machine's noise as the spread of
 // the per-round medians, the other processes' share of the CPUs meanwhile, and the rule that
-// reports the scaling as inconclusive when either is above a limit.
+// reports the scaling as inconclusive when either is above a limit. The same rounds and rule pair
+// two backends' training steps at the end of a `parity bench` run with several backends.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bench/bench.h"
+#include "parity/backend.h"
+#include "parity/model.h"
 
 namespace parity::bench {
 
@@ -64,6 +69,15 @@ std::string scaling_verdict(const ScalingSummary& s);
 // The refusal's text for --thread-scaling's counts on a machine with `hardware` threads, or ""
 // when they are two counts, each in [1, hardware], the first below the second.
 std::string thread_scaling_counts_error(const std::vector<int>& counts, int hardware);
+
+// `parity bench` with two or more backends ends with a head-to-head: each model's training step on
+// backend B against the same step on backend A (a backend instance each, the same threads),
+// validated against ref and timed in --scaling-rounds alternated rounds under the rule above, B/A
+// reported as the median of the per-round ratios or as inconclusive. Prints as it goes; returns
+// the JSON case (*failed set when an instance fails validation). The per-backend sections that
+// come before it time each backend minutes apart, so their images/s are not paired.
+nlohmann::json measure_head_to_head(const BenchOptions& o, const ModelSpec& spec, const std::string& name_a, Backend& a,
+                                    const std::string& name_b, Backend& b, Backend& ref, bool* failed);
 
 // Runs the measurement for every model of `o.models` on every backend of `o.backends`, each
 // backend instance validated against ref before it is timed; prints it as it goes and writes it

@@ -1,6 +1,7 @@
 // tests/test_thread_scaling.cpp — `parity bench --thread-scaling`: the statistics of the alternated
 // rounds and the inconclusive rule (bench/thread_scaling.h, pure functions on given numbers: no
-// timing is asserted), the refusal of bad thread counts, and a smoke run of the option.
+// timing is asserted), the refusal of bad thread counts, a smoke run of the option, and the
+// head-to-head of two backends that ends a `parity bench` run with several.
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -197,6 +198,51 @@ TEST(ThreadScalingCli, PrintsARatioOrInconclusiveAndWritesIt) {
   EXPECT_EQ(c.at("ratio").is_number(), c.at("conclusive").get<bool>()) << c.dump(2);
   EXPECT_NE(r.output.find("2-thread/1-thread: " + c.at("verdict").get<std::string>() + "\n"), std::string::npos)
       << c.dump(2) << "\n" << r.output;
+}
+
+// Two backends: after their own sections the bench pairs their training steps round by round,
+// under the same rule, and writes the pairing to the JSON report.
+TEST(HeadToHeadCli, PairsTheFirstBackendWithTheNextAndWritesIt) {
+  const std::string json_path = ::testing::TempDir() + "head-to-head.json";
+  const parity::testing::CommandRun r =
+      run_cli("bench --backend cpu,simt --no-ops --no-rss --no-scaling --models seed-cnn --batch 4 --infer-batch 4 "
+              "--validate-batch 4 --min-time 0.01 --warmup 1 --json " + json_path);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("head to head: each model's training step on cpu against simt, alternated for 5 rounds"),
+            std::string::npos) << r.output;
+  const std::regex section(R"(seed-cnn train step, batch 4, [0-9]+ threads: cpu against simt, 5 rounds\n)");
+  EXPECT_TRUE(std::regex_search(r.output, section)) << r.output;
+  const std::regex verdict(R"(cpu/simt: ([0-9]+\.[0-9]{2}x|inconclusive \((noise|other processes)[^)]*> 10\.0%\))\n)");
+  EXPECT_TRUE(std::regex_search(r.output, verdict)) << r.output;
+  std::ifstream f(json_path);
+  ASSERT_TRUE(f) << json_path;
+  const nlohmann::json doc = nlohmann::json::parse(f);
+  ASSERT_EQ(doc.at("head_to_head").size(), 1u) << doc.dump(2);
+  const nlohmann::json& c = doc["head_to_head"][0];
+  EXPECT_EQ(c.at("backend_a"), "simt");
+  EXPECT_EQ(c.at("backend_b"), "cpu");
+  EXPECT_EQ(c.at("valid"), true);
+  EXPECT_EQ(c.at("rounds").size(), 5u);
+  for (const nlohmann::json& round : c["rounds"])  // ratio = cpu's images/s over simt's, round by round
+    EXPECT_DOUBLE_EQ(round.at("ratio").get<double>(),
+                     round.at("high_images_per_s").get<double>() / round.at("low_images_per_s").get<double>());
+  EXPECT_EQ(c.at("ratio").is_number(), c.at("conclusive").get<bool>()) << c.dump(2);
+  EXPECT_NE(r.output.find("cpu/simt: " + c.at("verdict").get<std::string>() + "\n"), std::string::npos) << r.output;
+}
+
+TEST(HeadToHeadCli, TooFewRoundsAreRefusedBeforeTimingAndTheFlagSkipsIt) {
+  const std::string tiny = "--no-ops --no-rss --no-scaling --models seed-cnn --batch 4 --infer-batch 4 "
+                           "--validate-batch 4 --min-time 0.01 --warmup 1";
+  const parity::testing::CommandRun refused = run_cli("bench --backend cpu,simt --scaling-rounds 4 " + tiny);
+  EXPECT_NE(refused.status, 0) << refused.output;
+  EXPECT_NE(refused.output.find("the head-to-head of several backends takes at least 5 rounds"), std::string::npos)
+      << refused.output;
+  EXPECT_EQ(refused.output.find("train step"), std::string::npos) << "refused after timing?\n" << refused.output;
+  const parity::testing::CommandRun skipped =
+      run_cli("bench --backend cpu,simt --scaling-rounds 4 --no-head-to-head " + tiny);
+  EXPECT_EQ(skipped.status, 0) << skipped.output;
+  EXPECT_NE(skipped.output.find("seed-cnn train step"), std::string::npos) << skipped.output;
+  EXPECT_EQ(skipped.output.find("head to head"), std::string::npos) << skipped.output;
 }
 
 TEST(ThreadScalingCli, BadOptionsAreRefusedWithTheRule) {

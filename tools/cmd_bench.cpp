@@ -120,13 +120,17 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
       ->excludes(threads)
       ->excludes(against);
   cmd->add_option("--scaling-rounds", o->scaling_rounds,
-                  fmt::format("--thread-scaling: rounds, each timing LOW then HIGH (at least {})",
+                  fmt::format("--thread-scaling, and the head-to-head of several backends: rounds, each timing LOW then HIGH "
+                              "(or one backend then the other; at least {})",
                               bench::kMinScalingRounds))
       ->capture_default_str();
   cmd->add_flag("--no-ops", (*flags)["no-ops"], "skip the per-op cases");
   cmd->add_flag("--no-models", (*flags)["no-models"], "skip the model cases");
   cmd->add_flag("--no-scaling", (*flags)["no-scaling"], "do not also time training on 1 thread");
   cmd->add_flag("--no-rss", (*flags)["no-rss"], "do not measure a training process's peak memory");
+  cmd->add_flag("--no-head-to-head", (*flags)["no-head-to-head"],
+                "with several backends, skip the head-to-head at the end (the first backend's training step against "
+                "each other's, alternated for --scaling-rounds rounds)");
   cmd->add_flag("--rss-worker", (*flags)["rss-worker"])->group("");  // spawned by the bench itself
   cmd->add_option("--rss-steps", *rss)->group("");
 
@@ -177,6 +181,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
       opts.model_cases = !(*flags)["no-models"];
       opts.scaling = !(*flags)["no-scaling"];
       opts.measure_rss = !(*flags)["no-rss"];
+      opts.head_to_head = !(*flags)["no-head-to-head"];
       opts.backends = expand_backends(*backends);
       if ((*flags)["rss-worker"])
         return bench::run_rss_worker(opts.models.at(0), opts.backends.at(0), opts.batch, opts.threads, *rss, opts.seed);
