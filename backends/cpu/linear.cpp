@@ -6,6 +6,8 @@
 //   backward-data dx[N,I] = dy w          columns of dx (of w) split into fixed chunks
 //   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
 //                 db[O]   = sum_n dy      element's reduction over the batch stays whole
+// Both backwards run on gemm_rows.h's unpacked AVX-512 product where the build has it (their inner
+// dimension, O or N, is small), forward and the rest on Eigen's (gemm.h).
 // Every direction splits along a dimension of w, so the weights (25088x128 in seed-cnn-112's
 // fc1, far larger than the batch) are streamed from memory once per step, not once per task.
 // No reduction is ever split, so no partial buffers are needed; the scratch is GEMM packing
@@ -15,6 +17,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/half_nodes.h"
 #include "backends/cpu/gemm.h"
+#include "backends/cpu/gemm_rows.h"
 
 namespace parity {
 namespace cpu {
@@ -54,6 +57,15 @@ void check_bias(const BoundNode& node, const BoundValue& b, const char* role, in
 int64_t slot_floats(const BoundNode& node, int64_t total, int64_t m, int64_t k) {
   const int64_t last = total - (node.num_chunks - 1) * node.chunk;
   return std::max(gemm_scratch_floats(m, node.chunk, k), gemm_scratch_floats(m, last, k));
+}
+
+// The backwards' split of I: whole tiles of gemm_rows.h's kernel where it runs, so that only the
+// last chunk has a masked tail.
+void split_columns(BoundNode& node, int64_t I) {
+  node.chunk = fixed_chunk_size(I, kMinColumnsPerChunk, kMaxChunks);
+  if (gemm_rows_available())
+    node.chunk = (node.chunk + kGemmRowsTileColumns - 1) / kGemmRowsTileColumns * kGemmRowsTileColumns;
+  node.num_chunks = chunk_count(I, node.chunk);
 }
 
 float* slot_scratch(const BoundNode& node, int64_t slot_floats) {
@@ -96,8 +108,8 @@ int64_t prepare_linear_bwd_data(BoundNode& node) {
   if (runs_on_gemm_bf16(node)) return prepare_linear_bf16(node);  // bf16_gemm_ops.cpp
   expect_arity(node, 2, 2, 1, 1);
   const LinearGeometry g = check_linear(node, node.out[0], "dx", node.in[1], "w", node.in[0], "dy");
-  node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.I, node.chunk);
+  split_columns(node, g.I);
+  if (gemm_rows_available()) return 0;
   return node.slots * slot_floats(node, g.I, g.N, g.O) * 4;
 }
 
@@ -107,6 +119,13 @@ void run_linear_bwd_data(const BoundNode& node) {
   const float* dy = node.in[0].f32();
   const float* w = node.in[1].f32();
   float* dx = node.out[0].f32();
+  if (gemm_rows_available()) {
+    parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+      // dx[n, begin:end] = sum over o of dy[n, o] w[o, begin:end]
+      gemm_rows_f32(g.N, end - begin, g.O, dy, g.O, 1, w + begin, g.I, dx + begin, g.I);
+    });
+    return;
+  }
   const int64_t scratch_floats = slot_floats(node, g.I, g.N, g.O);
   parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // dx[:, begin:end] = dy w[:, begin:end]
@@ -121,8 +140,8 @@ int64_t prepare_linear_bwd_weight(BoundNode& node) {
   expect_arity(node, 2, 2, 1, 2);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.out[0], "dw", node.in[1], "dy");
   if (node.num_outputs == 2) check_bias(node, node.out[1], "db", g.O);
-  node.chunk = fixed_chunk_size(g.I, kMinColumnsPerChunk, kMaxChunks);
-  node.num_chunks = chunk_count(g.I, node.chunk);
+  split_columns(node, g.I);
+  if (gemm_rows_available()) return 0;
   return node.slots * slot_floats(node, g.I, g.O, g.N) * 4;
 }
 
@@ -133,12 +152,19 @@ void run_linear_bwd_weight(const BoundNode& node) {
   const float* dy = node.in[1].f32();
   float* dw = node.out[0].f32();
   float* db = node.num_outputs == 2 ? node.out[1].f32() : nullptr;
-  const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.N);
-  parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
-    // dw[:, begin:end] = dy^T x[:, begin:end]
-    gemm_f32(g.O, end - begin, g.N, {dy, g.O, true}, {x + begin, g.I, false}, dw + begin, g.I, false,
-             slot_scratch(node, scratch_floats));
-  });
+  if (gemm_rows_available()) {
+    parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+      // dw[o, begin:end] = sum over n of dy[n, o] x[n, begin:end]
+      gemm_rows_f32(g.O, end - begin, g.N, dy, 1, g.O, x + begin, g.I, dw + begin, g.I);
+    });
+  } else {
+    const int64_t scratch_floats = slot_floats(node, g.I, g.O, g.N);
+    parallel_chunks(g.I, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+      // dw[:, begin:end] = dy^T x[:, begin:end]
+      gemm_f32(g.O, end - begin, g.N, {dy, g.O, true}, {x + begin, g.I, false}, dw + begin, g.I, false,
+               slot_scratch(node, scratch_floats));
+    });
+  }
   if (db) {
     // db[o] = dy[0,o] + dy[1,o] + ... in batch order.
     for (int64_t o = 0; o < g.O; ++o) db[o] = dy[o];
