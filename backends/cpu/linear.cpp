@@ -6,8 +6,9 @@
 //   backward-data dx[N,I] = dy w          columns of dx (of w) split into fixed chunks
 //   backward-wt   dw[O,I] = dy^T x        columns of dw split into fixed chunks, so each
 //                 db[O]   = sum_n dy      element's reduction over the batch stays whole
-// Both backwards run on gemm_rows.h's unpacked AVX-512 product where the build has it (their inner
-// dimension, O or N, is small), forward and the rest on Eigen's (gemm.h).
+// All three run on gemm_rows.h's unpacked AVX-512 products where the build has them, otherwise on
+// Eigen's GEMM (gemm.h). The forward's chunks of w's rows are then at least 64 rows: each chunk
+// reads all of x, which for seed-cnn-112's fc1 (x 64x25088) costs more than the arithmetic.
 // Every direction splits along a dimension of w, so the weights (25088x128 in seed-cnn-112's
 // fc1, far larger than the batch) are streamed from memory once per step, not once per task.
 // No reduction is ever split, so no partial buffers are needed; the scratch is GEMM packing
@@ -25,6 +26,7 @@ namespace {
 
 // Rows of w per forward task, columns of w per backward task.
 constexpr int64_t kMinRowsPerChunk = 32;
+constexpr int64_t kMinRowsPerChunkUnpacked = 64;
 constexpr int64_t kMinColumnsPerChunk = 64;
 constexpr int64_t kMaxChunks = 64;
 
@@ -80,8 +82,9 @@ int64_t prepare_linear(BoundNode& node) {
   expect_arity(node, 2, 3, 1, 1);
   const LinearGeometry g = check_linear(node, node.in[0], "x", node.in[1], "w", node.out[0], "y");
   if (node.num_inputs == 3) check_bias(node, node.in[2], "b", g.O);
-  node.chunk = fixed_chunk_size(g.O, kMinRowsPerChunk, kMaxChunks);
+  node.chunk = fixed_chunk_size(g.O, gemm_rows_available() ? kMinRowsPerChunkUnpacked : kMinRowsPerChunk, kMaxChunks);
   node.num_chunks = chunk_count(g.O, node.chunk);
+  if (gemm_rows_available()) return 0;
   return node.slots * slot_floats(node, g.O, g.N, g.I) * 4;
 }
 
@@ -92,6 +95,13 @@ void run_linear(const BoundNode& node) {
   const float* w = node.in[1].f32();
   const float* b = node.num_inputs == 3 ? node.in[2].f32() : nullptr;
   float* y = node.out[0].f32();
+  if (gemm_rows_available()) {
+    parallel_chunks(g.O, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
+      // y[n, begin:end] = x[n, :] . w[begin:end, :] + b[begin:end]
+      gemm_dot_rows_f32(g.N, end - begin, g.I, x, g.I, w + begin * g.I, g.I, b ? b + begin : nullptr, y + begin, g.O);
+    });
+    return;
+  }
   const int64_t scratch_floats = slot_floats(node, g.O, g.N, g.I);
   parallel_chunks(g.O, node.chunk, [&](int64_t, int64_t begin, int64_t end) {
     // y[:, begin:end] = x w[begin:end, :]^T
