@@ -63,7 +63,7 @@ void add_bench_command(CLI::App& app, std::function<int()>& run) {
   auto backends = std::make_shared<std::vector<std::string>>(o->backends);
   auto flags = std::make_shared<std::map<std::string, bool>>();
   auto rss = std::make_shared<int64_t>(0);
-  cmd->add_option("--backend", *backends, "comma-separated: cpu, simt, cuda, hip, ref, or all")
+  cmd->add_option("--backend", *backends, "comma-separated: cpu, onednn, simt, gpu_emu, cuda, hip, ref, or all")
       ->delimiter(',')
       ->capture_default_str();
   CLI::Option* models =
