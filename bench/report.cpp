@@ -2,7 +2,6 @@
 #include "bench/report.h"
 
 #include <cstdio>
-#include <fstream>
 
 #include <fmt/format.h>
 

@@ -11,7 +11,7 @@
 namespace parity {
 namespace cpu {
 
-// Whether this build has the kernel (compiled for AVX-512); without it callers use gemm_f32.
+// Whether this build has the kernels (compiled for AVX-512); without them callers use gemm_f32.
 bool gemm_rows_available();
 
 // C[i, j] = sum over k in order 0..K-1 of A(i, k) * B[k, j] for i < m, j < n, one fused
@@ -20,6 +20,9 @@ bool gemm_rows_available();
 // Single-threaded; callers split n. Needs gemm_rows_available().
 void gemm_rows_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col, const float* b,
                    int64_t ldb, float* c, int64_t ldc);
+
+// Columns of B one gemm_rows_f32 tile covers: a split of n into multiples of it has no masked tail.
+constexpr int64_t kGemmRowsTileColumns = 32;
 
 // C[i, j] = A[i, :] . B[j, :] (+ bias[j] when bias is not null) for i < m, j < n, with A's rows
 // lda floats apart and B's ldb apart, each k floats long; C's rows ldc apart. The inner dimension
@@ -30,9 +33,6 @@ void gemm_rows_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
 void gemm_dot_rows_f32(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
                        const float* bias, float* c, int64_t ldc);
 constexpr int64_t kGemmDotBlock = 512;
-
-// Columns of B a kernel tile covers: a split of n into multiples of it has no masked tail.
-constexpr int64_t kGemmRowsTileColumns = 32;
 
 }  // namespace cpu
 }  // namespace parity
